@@ -1,0 +1,270 @@
+// File: symwire/wire/frame.hpp
+// Layer 1 (frame codec). The value types of a frame: FrameHeader (the fixed
+// fields), FrameExtensions (what an encoder is asked to write as TLVs) and
+// FrameView (a decoded frame pointing into the caller's buffer), plus the
+// ranges that iterate a decoded frame's extensions. SPEC.md §4-§5.
+#ifndef SYMWIRE_WIRE_FRAME_HPP_
+#define SYMWIRE_WIRE_FRAME_HPP_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <optional>
+
+#include "absl/base/attributes.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "symwire/config.hpp"
+#include "symwire/wire/message_type.hpp"
+#include "symwire/wire/varint.hpp"
+
+namespace symwire {
+
+// FrameHeader
+// The fixed header fields of a frame (SPEC.md §4). `flags` holds the
+// kFlag* bits; kFlagChecksum asks the encoder for a payload checksum.
+// A plain value type; the payload length is the payload's size.
+struct FrameHeader {
+  MessageType type = MessageType::kAgentInit;
+  uint8_t flags = 0;
+  uint64_t stream_id = 0;
+  uint64_t sequence = 0;
+
+  friend bool operator==(const FrameHeader&, const FrameHeader&) = default;
+};
+
+// TraceParent
+// The binary W3C trace context carried by the TRACEPARENT extension
+// (SPEC.md §5): version, 16-byte trace id, 8-byte parent (span) id, flags.
+struct TraceParent {
+  uint8_t version = 0;
+  std::array<std::byte, 16> trace_id{};
+  std::array<std::byte, 8> parent_id{};
+  uint8_t trace_flags = 0;
+
+  friend bool operator==(const TraceParent&, const TraceParent&) = default;
+};
+
+// MetadataEntry
+// One METADATA extension: a non-empty key and a (possibly empty) value.
+// Both are raw bytes; symwire does not require UTF-8.
+struct MetadataEntry {
+  absl::string_view key;
+  absl::string_view value;
+
+  friend bool operator==(const MetadataEntry& a, const MetadataEntry& b) {
+    return a.key == b.key && a.value == b.value;
+  }
+};
+
+// RawExtension
+// An extension TLV as it is on the wire: type and value bytes.
+struct RawExtension {
+  uint64_t type = 0;
+  absl::Span<const std::byte> value;
+
+  friend bool operator==(const RawExtension& a, const RawExtension& b) {
+    return a.type == b.type && a.value == b.value;
+  }
+};
+
+// FrameExtensions
+// What an encoder writes into a header's extension region, in this order:
+// DEADLINE, TRACEPARENT, TRACESTATE, each METADATA, then each `other` TLV
+// verbatim (for forwarding extensions this version does not know; their
+// types must not be known ones). Spans and views must outlive the encode
+// call only.
+struct FrameExtensions {
+  std::optional<uint64_t> deadline_us;   // remaining budget, microseconds
+  std::optional<TraceParent> trace_parent;
+  absl::string_view trace_state;         // empty = absent
+  absl::Span<const MetadataEntry> metadata;
+  absl::Span<const RawExtension> other;
+
+  bool empty() const noexcept {
+    return !deadline_us && !trace_parent && trace_state.empty() &&
+           metadata.empty() && other.empty();
+  }
+};
+
+// ExtensionRange
+// Iterates the TLVs of an already validated extension region, yielding a
+// RawExtension per TLV in wire order. Views into the frame's buffer; valid as
+// long as that buffer. Does not allocate.
+class ExtensionRange {
+ public:
+  class Iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = RawExtension;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const RawExtension*;
+    using reference = const RawExtension&;
+
+    Iterator() = default;
+    reference operator*() const { return current_; }
+    pointer operator->() const { return &current_; }
+    Iterator& operator++() {
+      pos_ = next_;
+      Load();
+      return *this;
+    }
+    Iterator operator++(int) {
+      Iterator copy = *this;
+      ++*this;
+      return copy;
+    }
+    friend bool operator==(const Iterator& a, const Iterator& b) {
+      return a.pos_ == b.pos_;
+    }
+
+   private:
+    friend class ExtensionRange;
+    Iterator(const std::byte* pos, const std::byte* end)
+        : pos_(pos), end_(end) {
+      Load();
+    }
+    // The region was validated by the decoder (or written by the encoder),
+    // so no bounds can be violated here; the asserts document it.
+    void Load() {
+      if (pos_ == end_) return;
+      size_t n = VarintSizeFromFirstByte(*pos_);
+      SYMWIRE_ASSERT(pos_ + n <= end_);
+      current_.type = detail::LoadVarint(pos_, n);
+      const std::byte* p = pos_ + n;
+      n = VarintSizeFromFirstByte(*p);
+      SYMWIRE_ASSERT(p + n <= end_);
+      const uint64_t len = detail::LoadVarint(p, n);
+      p += n;
+      SYMWIRE_ASSERT(len <= static_cast<uint64_t>(end_ - p));
+      current_.value = absl::Span<const std::byte>(p, static_cast<size_t>(len));
+      next_ = p + len;
+    }
+
+    const std::byte* pos_ = nullptr;
+    const std::byte* end_ = nullptr;
+    const std::byte* next_ = nullptr;
+    RawExtension current_;
+  };
+
+  ExtensionRange() = default;
+  explicit ExtensionRange(absl::Span<const std::byte> region)
+      : region_(region) {}
+
+  Iterator begin() const {
+    return Iterator(region_.data(), region_.data() + region_.size());
+  }
+  Iterator end() const {
+    return Iterator(region_.data() + region_.size(),
+                    region_.data() + region_.size());
+  }
+  bool empty() const { return region_.empty(); }
+
+ private:
+  absl::Span<const std::byte> region_;
+};
+
+// ParseMetadataValue
+// Splits a validated METADATA value into key and value. REQUIRES: `value` is
+// the value of a METADATA TLV accepted by the decoder or the encoder.
+inline MetadataEntry ParseMetadataValue(absl::Span<const std::byte> value) {
+  const size_t n = VarintSizeFromFirstByte(value[0]);
+  const auto key_len = static_cast<size_t>(detail::LoadVarint(value.data(), n));
+  const char* base = reinterpret_cast<const char*>(value.data());
+  return MetadataEntry{absl::string_view(base + n, key_len),
+                       absl::string_view(base + n + key_len,
+                                         value.size() - n - key_len)};
+}
+
+// ParseTraceParentValue
+// Converts a validated 26-byte TRACEPARENT value to a TraceParent.
+inline TraceParent ParseTraceParentValue(absl::Span<const std::byte> value) {
+  SYMWIRE_ASSERT(value.size() == kTraceParentSize);
+  TraceParent tp;
+  tp.version = static_cast<uint8_t>(value[0]);
+  std::memcpy(tp.trace_id.data(), value.data() + 1, 16);
+  std::memcpy(tp.parent_id.data(), value.data() + 17, 8);
+  tp.trace_flags = static_cast<uint8_t>(value[25]);
+  return tp;
+}
+
+// FrameView
+// A decoded frame. Every span and string_view it returns points into the
+// buffer passed to FrameDecoder::Decode and is valid until the caller
+// releases or overwrites that range of bytes. Cheap to copy (a few words).
+// Thread-compatible.
+class FrameView {
+ public:
+  FrameView() = default;
+
+  const FrameHeader& header() const { return header_; }
+  MessageType type() const { return header_.type; }
+  uint8_t flags() const { return header_.flags; }
+  uint64_t stream_id() const { return header_.stream_id; }
+  uint64_t sequence() const { return header_.sequence; }
+  bool is_final() const { return (header_.flags & kFlagFinal) != 0; }
+  bool has_payload_checksum() const {
+    return (header_.flags & kFlagChecksum) != 0;
+  }
+
+  // The payload bytes (without the checksum trailer).
+  absl::Span<const std::byte> payload() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    return bytes_.subspan(header_size_, payload_size_);
+  }
+  // Every byte of the frame: header, payload and trailer.
+  absl::Span<const std::byte> bytes() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    return bytes_;
+  }
+  size_t header_size() const { return header_size_; }
+  size_t size() const { return bytes_.size(); }
+
+  // Typed extensions, parsed and validated by the decoder.
+  std::optional<uint64_t> deadline_us() const {
+    if (!has_deadline_) return std::nullopt;
+    return deadline_us_;
+  }
+  std::optional<TraceParent> trace_parent() const {
+    if (trace_parent_offset_ == 0) return std::nullopt;
+    return ParseTraceParentValue(
+        bytes_.subspan(trace_parent_offset_, kTraceParentSize));
+  }
+  absl::string_view trace_state() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    if (trace_state_size_ == 0) return {};
+    return absl::string_view(
+        reinterpret_cast<const char*>(bytes_.data()) + trace_state_offset_,
+        trace_state_size_);
+  }
+  uint32_t extension_count() const { return extension_count_; }
+  uint32_t metadata_count() const { return metadata_count_; }
+  // Every TLV in wire order, known or not.
+  ExtensionRange extensions() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    return ExtensionRange(
+        bytes_.subspan(extensions_begin_, extensions_end_ - extensions_begin_));
+  }
+
+ private:
+  friend class FrameDecoder;
+
+  // Everything is kept as offsets into bytes_, so the decoder can re-point a
+  // view at a moved buffer by replacing bytes_ alone.
+  FrameHeader header_;
+  absl::Span<const std::byte> bytes_;
+  size_t payload_size_ = 0;
+  uint64_t deadline_us_ = 0;
+  uint32_t header_size_ = 0;
+  uint32_t extensions_begin_ = 0;
+  uint32_t extensions_end_ = 0;
+  uint32_t extension_count_ = 0;
+  uint32_t metadata_count_ = 0;
+  // Offsets from the frame start; 0 means absent (no value starts at 0).
+  uint32_t trace_parent_offset_ = 0;
+  uint32_t trace_state_offset_ = 0;
+  uint32_t trace_state_size_ = 0;
+  bool has_deadline_ = false;
+};
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_WIRE_FRAME_HPP_

@@ -1,0 +1,448 @@
+// File: symwire/wire/impl/decoder.ipp
+// Out-of-line bodies of FrameDecoder. Check order follows SPEC.md §7.1 so
+// every implementation reports the same error for the same bytes.
+#ifndef SYMWIRE_WIRE_IMPL_DECODER_IPP_
+#define SYMWIRE_WIRE_IMPL_DECODER_IPP_
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "symwire/detail/hash.hpp"
+#include "symwire/wire/crc32c.hpp"
+#include "symwire/wire/decoder.hpp"
+#include "symwire/wire/detail/layout.hpp"
+#include "symwire/wire/varint.hpp"
+
+namespace symwire {
+namespace detail {
+
+// Error builders live out of line and cold so the decode fast path stays a
+// short run of compares and loads.
+SYMWIRE_COLD inline absl::Status DecodeError(ErrorCode code,
+                                             absl::string_view what,
+                                             uint64_t offset) {
+  return MakeError(code, absl::StrCat(what, " at offset ", offset));
+}
+
+inline DecodeStep NeedMore(size_t bytes_needed) {
+  DecodeStep step;
+  step.kind = DecodeStep::Kind::kNeedMore;
+  step.bytes_needed = bytes_needed;
+  return step;
+}
+
+// Reads one varint field lying wholly in header[pos, end). On failure
+// returns false and sets `error`: MALFORMED_HEADER/-EXTENSION (`overrun`)
+// when it does not fit, NON_CANONICAL_VARINT when it is not minimal.
+inline bool ReadField(absl::Span<const std::byte> header, size_t& pos,
+                      size_t end, uint64_t base_offset, ErrorCode overrun,
+                      absl::string_view what, uint64_t& value,
+                      absl::Status& error) {
+  if (SYMWIRE_UNLIKELY(pos >= end)) {
+    error = DecodeError(overrun, absl::StrCat(what, " runs past the end of ",
+                                              overrun == ErrorCode::kMalformedHeader
+                                                  ? "the header fields"
+                                                  : "the extension"),
+                        base_offset + pos);
+    return false;
+  }
+  const size_t n = VarintSizeFromFirstByte(header[pos]);
+  if (SYMWIRE_UNLIKELY(n > end - pos)) {
+    error = DecodeError(
+        overrun,
+        absl::StrCat(n, "-byte ", what, " runs past the end of ",
+                     overrun == ErrorCode::kMalformedHeader ? "the header fields"
+                                                            : "the extension",
+                     " (", end - pos, " bytes left)"),
+        base_offset + pos);
+    return false;
+  }
+  value = LoadVarint(header.data() + pos, n);
+  if (SYMWIRE_UNLIKELY(!IsCanonicalVarint(value, n))) {
+    error = NonCanonicalVarintError(value, n, base_offset + pos, what);
+    return false;
+  }
+  pos += n;
+  return true;
+}
+
+inline bool IsAllZero(absl::Span<const std::byte> bytes) {
+  return std::all_of(bytes.begin(), bytes.end(),
+                     [](std::byte b) { return b == std::byte{0}; });
+}
+
+}  // namespace detail
+
+SYMWIRE_DECL FrameDecoder::FrameDecoder(DecoderOptions options)
+    : options_(options), preface_done_(!options.expect_preface) {
+  SYMWIRE_REQUIRE(options.max_header_bytes >= kMinHeaderSize &&
+                  options.max_header_bytes <= kMaxHeaderSizeLimit);
+  SYMWIRE_REQUIRE(options.max_payload_bytes <= kMaxPayloadSizeLimit);
+  SYMWIRE_REQUIRE(options.max_extensions <= kMaxExtensionsLimit);
+}
+
+SYMWIRE_DECL absl::Status FrameDecoder::Fail(absl::Status status) {
+  status_ = std::move(status);
+  return status_;
+}
+
+SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Decode(
+    absl::Span<const std::byte> input) {
+  if (SYMWIRE_UNLIKELY(!status_.ok())) return status_;
+  if (SYMWIRE_UNLIKELY(!preface_done_)) return DecodePreface(input);
+  if (pending_size_ != 0) return Finish(input);
+
+  // SPEC.md §7.1 step 1: header_length, checked as soon as it is complete.
+  if (input.empty()) return detail::NeedMore(1);
+  const size_t length_size = VarintSizeFromFirstByte(input[0]);
+  if (input.size() < length_size) return detail::NeedMore(length_size);
+  const uint64_t header_length = detail::LoadVarint(input.data(), length_size);
+  if (SYMWIRE_UNLIKELY(!detail::IsCanonicalVarint(header_length,
+                                                  length_size))) {
+    return Fail(detail::NonCanonicalVarintError(header_length, length_size,
+                                                offset_, "header_length"));
+  }
+  if (SYMWIRE_UNLIKELY(header_length < kMinHeaderSize)) {
+    return Fail(detail::DecodeError(
+        ErrorCode::kBadHeaderLength,
+        absl::StrCat("header_length ", header_length, " is below minimum ",
+                     kMinHeaderSize),
+        offset_));
+  }
+  if (SYMWIRE_UNLIKELY(header_length > options_.max_header_bytes)) {
+    return Fail(detail::DecodeError(
+        ErrorCode::kHeaderTooLarge,
+        absl::StrCat("header_length ", header_length, " exceeds max ",
+                     options_.max_header_bytes),
+        offset_));
+  }
+  const auto header_size = static_cast<size_t>(header_length);
+  if (input.size() < header_size) return detail::NeedMore(header_size);
+
+  // Step 2: the CRC, before any other field is believed.
+  const absl::Span<const std::byte> header = input.first(header_size);
+  if (options_.verify_header_crc) {
+    const size_t crc_pos = header_size - kHeaderCrcSize;
+    const uint32_t computed = Crc32c(header.first(crc_pos));
+    const uint32_t stored = detail::LoadBig32(header.data() + crc_pos);
+    if (SYMWIRE_UNLIKELY(computed != stored)) {
+      return Fail(detail::DecodeError(
+          ErrorCode::kHeaderCrcMismatch,
+          absl::StrCat("header crc32c 0x", absl::Hex(stored, absl::kZeroPad8),
+                       " does not match computed 0x",
+                       absl::Hex(computed, absl::kZeroPad8)),
+          offset_ + crc_pos));
+    }
+  }
+
+  // Steps 3-4: fields and extensions.
+  FrameView& view = pending_;
+  view = FrameView();
+  if (absl::Status s = ParseHeader(header, length_size, view);
+      SYMWIRE_UNLIKELY(!s.ok())) {
+    return Fail(std::move(s));
+  }
+  // header_size <= 16383 and payload <= 1 GiB: the sum cannot overflow.
+  pending_size_ = header_size + view.payload_size_ +
+                  (view.has_payload_checksum() ? kPayloadChecksumSize : 0);
+  return Finish(input);
+}
+
+SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Finish(
+    absl::Span<const std::byte> input) {
+  const size_t total = pending_size_;
+  if (input.size() < total) return detail::NeedMore(total);
+  FrameView view = pending_;
+  view.bytes_ = input.first(total);
+  if (view.has_payload_checksum() && options_.verify_payload_checksum) {
+    const size_t sum_pos = view.header_size_ + view.payload_size_;
+    const uint64_t computed = detail::Xxh3_64(view.payload());
+    const uint64_t stored = detail::LoadBig64(input.data() + sum_pos);
+    if (SYMWIRE_UNLIKELY(computed != stored)) {
+      return Fail(detail::DecodeError(
+          ErrorCode::kPayloadChecksumMismatch,
+          absl::StrCat("payload xxh3-64 0x", absl::Hex(stored, absl::kZeroPad16),
+                       " does not match computed 0x",
+                       absl::Hex(computed, absl::kZeroPad16)),
+          offset_ + sum_pos));
+    }
+  }
+  pending_size_ = 0;
+  offset_ += total;
+  DecodeStep step;
+  step.kind = DecodeStep::Kind::kFrame;
+  step.consumed = total;
+  step.frame = view;
+  return step;
+}
+
+SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::DecodePreface(
+    absl::Span<const std::byte> input) {
+  // Compare what has arrived so far: a foreign peer fails at its first
+  // differing byte instead of after 8 bytes (SPEC.md §3).
+  const size_t have = std::min(input.size(), kPrefaceMagicSize);
+  for (size_t i = 0; i < have; ++i) {
+    if (SYMWIRE_UNLIKELY(input[i] != kPrefaceBytes[i])) {
+      return Fail(detail::DecodeError(
+          ErrorCode::kBadPreface,
+          absl::StrCat("preface byte 0x",
+                       absl::Hex(static_cast<unsigned>(input[i]),
+                                 absl::kZeroPad2),
+                       " is not the expected 0x",
+                       absl::Hex(static_cast<unsigned>(kPrefaceBytes[i]),
+                                 absl::kZeroPad2)),
+          offset_ + i));
+    }
+  }
+  if (input.size() < kPrefaceSize) return detail::NeedMore(kPrefaceSize);
+  const auto version = static_cast<uint8_t>(input[kPrefaceMagicSize]);
+  if (SYMWIRE_UNLIKELY(version != kWireVersion)) {
+    return Fail(detail::DecodeError(
+        ErrorCode::kUnsupportedVersion,
+        absl::StrCat("wire version ", version,
+                     " is not supported (supported: ", kWireVersion, ")"),
+        offset_ + kPrefaceMagicSize));
+  }
+  preface_done_ = true;
+  offset_ += kPrefaceSize;
+  DecodeStep step;
+  step.kind = DecodeStep::Kind::kPreface;
+  step.consumed = kPrefaceSize;
+  step.wire_version = version;
+  return step;
+}
+
+SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
+    absl::Span<const std::byte> header, size_t length_size, FrameView& view) {
+  // header_length >= 10 and length_size <= 2, so type and flags always fit
+  // before the CRC.
+  const size_t end = header.size() - kHeaderCrcSize;
+  size_t pos = length_size;
+  SYMWIRE_ASSERT(end - pos >= 2);
+
+  const auto type = static_cast<uint8_t>(header[pos]);
+  if (SYMWIRE_UNLIKELY(!IsValidMessageType(type))) {
+    return detail::DecodeError(
+        ErrorCode::kUnknownMessageType,
+        absl::StrCat("message type ", type, " is not one of 0..",
+                     kMaxMessageType),
+        offset_ + pos);
+  }
+  ++pos;
+  const auto flags = static_cast<uint8_t>(header[pos]);
+  if (SYMWIRE_UNLIKELY((flags & kFlagsReserved) != 0)) {
+    return detail::DecodeError(
+        ErrorCode::kReservedFlags,
+        absl::StrCat("flags 0x", absl::Hex(flags, absl::kZeroPad2),
+                     " set reserved bits 0x",
+                     absl::Hex(flags & kFlagsReserved, absl::kZeroPad2)),
+        offset_ + pos);
+  }
+  const auto message_type = static_cast<MessageType>(type);
+  if (SYMWIRE_UNLIKELY((flags & kFlagFinal) != 0 &&
+                       message_type != MessageType::kAgentResponse)) {
+    return detail::DecodeError(
+        ErrorCode::kReservedFlags,
+        absl::StrCat("flag FINAL is not allowed on ",
+                     MessageTypeName(message_type)),
+        offset_ + pos);
+  }
+  ++pos;
+
+  absl::Status error;
+  uint64_t stream_id = 0;
+  const size_t stream_pos = pos;
+  if (SYMWIRE_UNLIKELY(!detail::ReadField(header, pos, end, offset_,
+                                          ErrorCode::kMalformedHeader,
+                                          "stream_id", stream_id, error))) {
+    return error;
+  }
+  const StreamIdRule rule = StreamIdRuleFor(message_type);
+  if (SYMWIRE_UNLIKELY((rule == StreamIdRule::kZero && stream_id != 0) ||
+                       (rule == StreamIdRule::kNonZero && stream_id == 0))) {
+    return detail::DecodeError(
+        ErrorCode::kBadStreamId,
+        absl::StrCat("stream_id ", stream_id, " on ",
+                     MessageTypeName(message_type), " must ",
+                     rule == StreamIdRule::kZero ? "be 0" : "not be 0"),
+        offset_ + stream_pos);
+  }
+  uint64_t sequence = 0;
+  if (SYMWIRE_UNLIKELY(!detail::ReadField(header, pos, end, offset_,
+                                          ErrorCode::kMalformedHeader,
+                                          "sequence", sequence, error))) {
+    return error;
+  }
+  uint64_t payload_length = 0;
+  const size_t length_pos = pos;
+  if (SYMWIRE_UNLIKELY(!detail::ReadField(header, pos, end, offset_,
+                                          ErrorCode::kMalformedHeader,
+                                          "payload_length", payload_length,
+                                          error))) {
+    return error;
+  }
+  if (SYMWIRE_UNLIKELY(payload_length > options_.max_payload_bytes)) {
+    return detail::DecodeError(
+        ErrorCode::kPayloadTooLarge,
+        absl::StrCat("payload_length ", payload_length, " exceeds max ",
+                     options_.max_payload_bytes),
+        offset_ + length_pos);
+  }
+
+  view.header_ = FrameHeader{message_type, flags, stream_id, sequence};
+  view.payload_size_ = static_cast<size_t>(payload_length);
+  view.header_size_ = static_cast<uint32_t>(header.size());
+  view.extensions_begin_ = static_cast<uint32_t>(pos);
+  view.extensions_end_ = static_cast<uint32_t>(end);
+  if (pos == end) return absl::OkStatus();  // the common case: no TLVs
+  return ParseExtensions(header, pos, view);
+}
+
+SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
+    absl::Span<const std::byte> header, size_t begin, FrameView& view) {
+  const size_t end = header.size() - kHeaderCrcSize;
+  size_t pos = begin;
+  uint32_t count = 0;
+  absl::Status error;
+  while (pos < end) {
+    const size_t type_pos = pos;
+    uint64_t type = 0;
+    if (!detail::ReadField(header, pos, end, offset_,
+                           ErrorCode::kMalformedExtension, "extension type",
+                           type, error)) {
+      return error;
+    }
+    if (type == 0) {
+      return detail::DecodeError(ErrorCode::kMalformedExtension,
+                                 "extension type 0 is reserved",
+                                 offset_ + type_pos);
+    }
+    const size_t length_pos = pos;
+    uint64_t length = 0;
+    if (!detail::ReadField(header, pos, end, offset_,
+                           ErrorCode::kMalformedExtension, "extension length",
+                           length, error)) {
+      return error;
+    }
+    if (length > end - pos) {
+      return detail::DecodeError(
+          ErrorCode::kMalformedExtension,
+          absl::StrCat("extension ", type, " length ", length,
+                       " runs past the end of the header (", end - pos,
+                       " bytes left)"),
+          offset_ + length_pos);
+    }
+    if (++count > options_.max_extensions) {
+      return detail::DecodeError(
+          ErrorCode::kTooManyExtensions,
+          absl::StrCat("extension ", count, " exceeds max ",
+                       options_.max_extensions, " per frame"),
+          offset_ + type_pos);
+    }
+    if (!IsKnownExtension(type) && IsCriticalExtension(type)) {
+      return detail::DecodeError(
+          ErrorCode::kUnknownCriticalExtension,
+          absl::StrCat("unknown critical (odd) extension type ", type),
+          offset_ + type_pos);
+    }
+    const size_t value_pos = pos;
+    const absl::Span<const std::byte> value =
+        header.subspan(value_pos, static_cast<size_t>(length));
+    pos += value.size();
+    auto duplicate = [&](absl::string_view name) {
+      return detail::DecodeError(
+          ErrorCode::kDuplicateExtension,
+          absl::StrCat("second ", name, " extension"), offset_ + type_pos);
+    };
+    auto malformed = [&](absl::string_view why) {
+      return detail::DecodeError(ErrorCode::kMalformedExtension, why,
+                                 offset_ + value_pos);
+    };
+    switch (type) {
+      case kExtDeadline: {
+        if (view.has_deadline_) return duplicate("DEADLINE");
+        if (value.empty() ||
+            VarintSizeFromFirstByte(value[0]) != value.size()) {
+          return malformed(absl::StrCat(
+              "DEADLINE value of ", value.size(),
+              " bytes is not exactly one varint"));
+        }
+        const uint64_t us = detail::LoadVarint(value.data(), value.size());
+        if (!detail::IsCanonicalVarint(us, value.size())) {
+          return detail::NonCanonicalVarintError(us, value.size(),
+                                                 offset_ + value_pos,
+                                                 "DEADLINE");
+        }
+        view.has_deadline_ = true;
+        view.deadline_us_ = us;
+        break;
+      }
+      case kExtTraceParent: {
+        if (view.trace_parent_offset_ != 0) return duplicate("TRACEPARENT");
+        if (value.size() != kTraceParentSize) {
+          return malformed(absl::StrCat("TRACEPARENT value of ", value.size(),
+                                        " bytes, expected 26"));
+        }
+        if (value[0] == std::byte{0xFF}) {
+          return malformed("TRACEPARENT version 0xff is invalid");
+        }
+        if (detail::IsAllZero(value.subspan(1, 16))) {
+          return malformed("TRACEPARENT trace_id is all zero");
+        }
+        if (detail::IsAllZero(value.subspan(17, 8))) {
+          return malformed("TRACEPARENT parent_id is all zero");
+        }
+        view.trace_parent_offset_ = static_cast<uint32_t>(value_pos);
+        break;
+      }
+      case kExtTraceState: {
+        if (view.trace_state_size_ != 0) return duplicate("TRACESTATE");
+        if (value.empty() || value.size() > kMaxTraceStateSize) {
+          return malformed(absl::StrCat("TRACESTATE value of ", value.size(),
+                                        " bytes, expected 1..512"));
+        }
+        for (size_t i = 0; i < value.size(); ++i) {
+          const auto c = static_cast<uint8_t>(value[i]);
+          if (c < 0x20 || c > 0x7E) {
+            return malformed(absl::StrCat(
+                "TRACESTATE byte 0x", absl::Hex(c, absl::kZeroPad2),
+                " at value index ", i, " is not printable ASCII"));
+          }
+        }
+        view.trace_state_offset_ = static_cast<uint32_t>(value_pos);
+        view.trace_state_size_ = static_cast<uint32_t>(value.size());
+        break;
+      }
+      case kExtMetadata: {
+        if (value.empty()) return malformed("METADATA value is empty");
+        const size_t n = VarintSizeFromFirstByte(value[0]);
+        if (n > value.size()) {
+          return malformed(absl::StrCat("METADATA key_length varint of ", n,
+                                        " bytes runs past the value"));
+        }
+        const uint64_t key_length = detail::LoadVarint(value.data(), n);
+        if (!detail::IsCanonicalVarint(key_length, n)) {
+          return detail::NonCanonicalVarintError(
+              key_length, n, offset_ + value_pos, "METADATA key_length");
+        }
+        if (key_length == 0) return malformed("METADATA key is empty");
+        if (key_length > value.size() - n) {
+          return malformed(absl::StrCat("METADATA key_length ", key_length,
+                                        " runs past the value (",
+                                        value.size() - n, " bytes left)"));
+        }
+        ++view.metadata_count_;
+        break;
+      }
+      default:
+        break;  // unknown even type: skipped, still listed by extensions()
+    }
+  }
+  view.extension_count_ = count;
+  return absl::OkStatus();
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_WIRE_IMPL_DECODER_IPP_
