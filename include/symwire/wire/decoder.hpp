@@ -103,17 +103,24 @@ class FrameDecoder {
   const DecoderOptions& options() const { return options_; }
 
  private:
+  // The work of Decode, writing into the caller's (Decode's return value's)
+  // DecodeStep so a frame view is built in place, never copied: copying a
+  // freshly written view costs a store-forwarding stall per frame.
+  SYMWIRE_DECL absl::Status DecodeInto(absl::Span<const std::byte> input,
+                                       DecodeStep& step);
+  SYMWIRE_DECL absl::Status DecodePreface(absl::Span<const std::byte> input,
+                                          DecodeStep& step);
   // Parses and validates a header whose CRC has been checked; fills every
-  // field of `view` but bytes_.
+  // field of `view` but data_ and size_.
   SYMWIRE_DECL absl::Status ParseHeader(absl::Span<const std::byte> header,
                                         size_t length_size, FrameView& view);
   SYMWIRE_DECL absl::Status ParseExtensions(absl::Span<const std::byte> header,
                                             size_t begin, FrameView& view);
-  SYMWIRE_DECL absl::StatusOr<DecodeStep> DecodePreface(
-      absl::Span<const std::byte> input);
-  // Completes the pending frame once its payload (and trailer) are present.
-  SYMWIRE_DECL absl::StatusOr<DecodeStep> Finish(
-      absl::Span<const std::byte> input);
+  // Finishes step.frame (a validated header of a `total`-byte frame) once
+  // all its bytes are in `input`, checking the payload checksum; otherwise
+  // keeps the view as pending_ and asks for more.
+  SYMWIRE_DECL absl::Status Complete(absl::Span<const std::byte> input,
+                                     size_t total, DecodeStep& step);
   // Records `status` as the sticky error and returns it.
   SYMWIRE_DECL absl::Status Fail(absl::Status status);
 

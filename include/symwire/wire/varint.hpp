@@ -15,6 +15,7 @@
 #include "absl/types/span.h"
 #include "symwire/config.hpp"
 #include "symwire/error.hpp"
+#include "symwire/wire/detail/layout.hpp"
 
 namespace symwire {
 
@@ -84,14 +85,20 @@ struct VarintDecode {
 };
 
 namespace detail {
-// Reads a varint whose `size` bytes are all present. Does not check
-// canonical form.
+// Reads a varint whose `size` bytes (1, 2, 4 or 8) are all present: one
+// big-endian load and a mask. Does not check canonical form.
 inline uint64_t LoadVarint(const std::byte* in, size_t size) noexcept {
-  uint64_t v = static_cast<uint64_t>(in[0]) & 0x3F;
-  for (size_t i = 1; i < size; ++i) {
-    v = (v << 8) | static_cast<uint64_t>(in[i]);
+  switch (size) {
+    case 1:
+      return static_cast<uint64_t>(in[0]) & 0x3F;
+    case 2:
+      return LoadBig16(in) & 0x3FFFu;
+    case 4:
+      return LoadBig32(in) & 0x3FFFFFFFu;
+    default:
+      SYMWIRE_ASSERT(size == 8);
+      return LoadBig64(in) & kVarintMax;
   }
-  return v;
 }
 // True if `value` is the shortest encoding for a varint of `size` bytes.
 constexpr bool IsCanonicalVarint(uint64_t value, size_t size) noexcept {

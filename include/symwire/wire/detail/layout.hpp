@@ -19,6 +19,9 @@ inline unsigned char* AsUChars(std::byte* p) noexcept {
   return reinterpret_cast<unsigned char*>(p);
 }
 
+inline uint16_t LoadBig16(const std::byte* p) noexcept {
+  return boost::endian::load_big_u16(AsUChars(p));
+}
 inline uint32_t LoadBig32(const std::byte* p) noexcept {
   return boost::endian::load_big_u32(AsUChars(p));
 }

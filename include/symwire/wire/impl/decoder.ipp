@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 #include "symwire/detail/hash.hpp"
 #include "symwire/wire/crc32c.hpp"
@@ -25,46 +26,57 @@ SYMWIRE_COLD inline absl::Status DecodeError(ErrorCode code,
   return MakeError(code, absl::StrCat(what, " at offset ", offset));
 }
 
-inline DecodeStep NeedMore(size_t bytes_needed) {
-  DecodeStep step;
+inline absl::Status NeedMore(DecodeStep& step, size_t bytes_needed) {
   step.kind = DecodeStep::Kind::kNeedMore;
   step.bytes_needed = bytes_needed;
-  return step;
+  return absl::OkStatus();
 }
 
-// Reads one varint field lying wholly in header[pos, end). On failure
-// returns false and sets `error`: MALFORMED_HEADER/-EXTENSION (`overrun`)
-// when it does not fit, NON_CANONICAL_VARINT when it is not minimal.
-inline bool ReadField(absl::Span<const std::byte> header, size_t& pos,
-                      size_t end, uint64_t base_offset, ErrorCode overrun,
-                      absl::string_view what, uint64_t& value,
-                      absl::Status& error) {
+// Outcome of reading a varint field that must lie in [pos, end).
+enum class FieldResult : uint8_t { kOk, kOverrun, kNonCanonical };
+
+// Reads one varint field. Status-free so that it inlines into the fast path;
+// the caller turns a failure into a Status with FieldError (cold).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
+    absl::Span<const std::byte> header, size_t& pos, size_t end,
+    uint64_t& value, size_t& size) {
   if (SYMWIRE_UNLIKELY(pos >= end)) {
-    error = DecodeError(overrun, absl::StrCat(what, " runs past the end of ",
-                                              overrun == ErrorCode::kMalformedHeader
-                                                  ? "the header fields"
-                                                  : "the extension"),
-                        base_offset + pos);
-    return false;
+    size = 0;
+    return FieldResult::kOverrun;
   }
-  const size_t n = VarintSizeFromFirstByte(header[pos]);
-  if (SYMWIRE_UNLIKELY(n > end - pos)) {
-    error = DecodeError(
-        overrun,
-        absl::StrCat(n, "-byte ", what, " runs past the end of ",
-                     overrun == ErrorCode::kMalformedHeader ? "the header fields"
-                                                            : "the extension",
-                     " (", end - pos, " bytes left)"),
-        base_offset + pos);
-    return false;
+  size = VarintSizeFromFirstByte(header[pos]);
+  if (SYMWIRE_UNLIKELY(size > end - pos)) return FieldResult::kOverrun;
+  value = LoadVarint(header.data() + pos, size);
+  if (SYMWIRE_UNLIKELY(!IsCanonicalVarint(value, size))) {
+    return FieldResult::kNonCanonical;
   }
-  value = LoadVarint(header.data() + pos, n);
-  if (SYMWIRE_UNLIKELY(!IsCanonicalVarint(value, n))) {
-    error = NonCanonicalVarintError(value, n, base_offset + pos, what);
-    return false;
+  pos += size;
+  return FieldResult::kOk;
+}
+
+// The Status for a failed ReadField at header offset `pos`: `overrun` is
+// MALFORMED_HEADER for fixed fields and MALFORMED_EXTENSION inside TLVs.
+SYMWIRE_COLD inline absl::Status FieldError(FieldResult result,
+                                            ErrorCode overrun,
+                                            absl::string_view what,
+                                            uint64_t value, size_t size,
+                                            size_t left, uint64_t offset) {
+  if (result == FieldResult::kNonCanonical) {
+    return NonCanonicalVarintError(value, size, offset, what);
   }
-  pos += n;
-  return true;
+  const absl::string_view region = overrun == ErrorCode::kMalformedHeader
+                                       ? "the header fields"
+                                       : "the extension region";
+  if (size == 0) {
+    return DecodeError(overrun,
+                       absl::StrCat(what, " is missing: no bytes left in ",
+                                    region),
+                       offset);
+  }
+  return DecodeError(overrun,
+                     absl::StrCat(size, "-byte ", what, " runs past the end of ",
+                                  region, " (", left, " bytes left)"),
+                     offset);
 }
 
 inline bool IsAllZero(absl::Span<const std::byte> bytes) {
@@ -89,14 +101,31 @@ SYMWIRE_DECL absl::Status FrameDecoder::Fail(absl::Status status) {
 
 SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Decode(
     absl::Span<const std::byte> input) {
+  // One named result returned on every path, so it is constructed in the
+  // caller's return slot (NRVO) and DecodeInto fills it in place.
+  absl::StatusOr<DecodeStep> result(absl::in_place);
+  if (absl::Status s = DecodeInto(input, *result); SYMWIRE_UNLIKELY(!s.ok())) {
+    result = std::move(s);
+  }
+  return result;
+}
+
+SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
+    absl::Span<const std::byte> input, DecodeStep& step) {
   if (SYMWIRE_UNLIKELY(!status_.ok())) return status_;
-  if (SYMWIRE_UNLIKELY(!preface_done_)) return DecodePreface(input);
-  if (pending_size_ != 0) return Finish(input);
+  if (SYMWIRE_UNLIKELY(!preface_done_)) return DecodePreface(input, step);
+  if (pending_size_ != 0) {
+    if (input.size() < pending_size_) {
+      return detail::NeedMore(step, pending_size_);
+    }
+    step.frame = pending_;
+    return Complete(input, pending_size_, step);
+  }
 
   // SPEC.md §7.1 step 1: header_length, checked as soon as it is complete.
-  if (input.empty()) return detail::NeedMore(1);
+  if (input.empty()) return detail::NeedMore(step, 1);
   const size_t length_size = VarintSizeFromFirstByte(input[0]);
-  if (input.size() < length_size) return detail::NeedMore(length_size);
+  if (input.size() < length_size) return detail::NeedMore(step, length_size);
   const uint64_t header_length = detail::LoadVarint(input.data(), length_size);
   if (SYMWIRE_UNLIKELY(!detail::IsCanonicalVarint(header_length,
                                                   length_size))) {
@@ -118,7 +147,7 @@ SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Decode(
         offset_));
   }
   const auto header_size = static_cast<size_t>(header_length);
-  if (input.size() < header_size) return detail::NeedMore(header_size);
+  if (input.size() < header_size) return detail::NeedMore(step, header_size);
 
   // Step 2: the CRC, before any other field is believed.
   const absl::Span<const std::byte> header = input.first(header_size);
@@ -136,25 +165,31 @@ SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Decode(
     }
   }
 
-  // Steps 3-4: fields and extensions.
-  FrameView& view = pending_;
-  view = FrameView();
-  if (absl::Status s = ParseHeader(header, length_size, view);
+  // Steps 3-4: fields and extensions, written straight into the result.
+  if (absl::Status s = ParseHeader(header, length_size, step.frame);
       SYMWIRE_UNLIKELY(!s.ok())) {
     return Fail(std::move(s));
   }
   // header_size <= 16383 and payload <= 1 GiB: the sum cannot overflow.
-  pending_size_ = header_size + view.payload_size_ +
-                  (view.has_payload_checksum() ? kPayloadChecksumSize : 0);
-  return Finish(input);
+  const size_t total =
+      header_size + step.frame.payload_size_ +
+      (step.frame.has_payload_checksum() ? kPayloadChecksumSize : 0);
+  if (input.size() < total) {
+    // Step 5 waits: keep the validated header so later calls with more
+    // bytes only compare sizes.
+    pending_ = step.frame;
+    pending_size_ = total;
+    step.frame = FrameView();
+    return detail::NeedMore(step, total);
+  }
+  return Complete(input, total, step);
 }
 
-SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Finish(
-    absl::Span<const std::byte> input) {
-  const size_t total = pending_size_;
-  if (input.size() < total) return detail::NeedMore(total);
-  FrameView view = pending_;
-  view.bytes_ = input.first(total);
+SYMWIRE_DECL absl::Status FrameDecoder::Complete(
+    absl::Span<const std::byte> input, size_t total, DecodeStep& step) {
+  FrameView& view = step.frame;
+  view.data_ = input.data();
+  view.size_ = static_cast<uint32_t>(total);
   if (view.has_payload_checksum() && options_.verify_payload_checksum) {
     const size_t sum_pos = view.header_size_ + view.payload_size_;
     const uint64_t computed = detail::Xxh3_64(view.payload());
@@ -170,15 +205,13 @@ SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Finish(
   }
   pending_size_ = 0;
   offset_ += total;
-  DecodeStep step;
   step.kind = DecodeStep::Kind::kFrame;
   step.consumed = total;
-  step.frame = view;
-  return step;
+  return absl::OkStatus();
 }
 
-SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::DecodePreface(
-    absl::Span<const std::byte> input) {
+SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
+    absl::Span<const std::byte> input, DecodeStep& step) {
   // Compare what has arrived so far: a foreign peer fails at its first
   // differing byte instead of after 8 bytes (SPEC.md §3).
   const size_t have = std::min(input.size(), kPrefaceMagicSize);
@@ -195,7 +228,9 @@ SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::DecodePreface(
           offset_ + i));
     }
   }
-  if (input.size() < kPrefaceSize) return detail::NeedMore(kPrefaceSize);
+  if (input.size() < kPrefaceSize) {
+    return detail::NeedMore(step, kPrefaceSize);
+  }
   const auto version = static_cast<uint8_t>(input[kPrefaceMagicSize]);
   if (SYMWIRE_UNLIKELY(version != kWireVersion)) {
     return Fail(detail::DecodeError(
@@ -206,11 +241,10 @@ SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::DecodePreface(
   }
   preface_done_ = true;
   offset_ += kPrefaceSize;
-  DecodeStep step;
   step.kind = DecodeStep::Kind::kPreface;
   step.consumed = kPrefaceSize;
   step.wire_version = version;
-  return step;
+  return absl::OkStatus();
 }
 
 SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
@@ -250,13 +284,13 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
   }
   ++pos;
 
-  absl::Status error;
   uint64_t stream_id = 0;
+  size_t size = 0;
   const size_t stream_pos = pos;
-  if (SYMWIRE_UNLIKELY(!detail::ReadField(header, pos, end, offset_,
-                                          ErrorCode::kMalformedHeader,
-                                          "stream_id", stream_id, error))) {
-    return error;
+  if (auto r = detail::ReadField(header, pos, end, stream_id, size);
+      SYMWIRE_UNLIKELY(r != detail::FieldResult::kOk)) {
+    return detail::FieldError(r, ErrorCode::kMalformedHeader, "stream_id",
+                              stream_id, size, end - pos, offset_ + pos);
   }
   const StreamIdRule rule = StreamIdRuleFor(message_type);
   if (SYMWIRE_UNLIKELY((rule == StreamIdRule::kZero && stream_id != 0) ||
@@ -269,18 +303,18 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
         offset_ + stream_pos);
   }
   uint64_t sequence = 0;
-  if (SYMWIRE_UNLIKELY(!detail::ReadField(header, pos, end, offset_,
-                                          ErrorCode::kMalformedHeader,
-                                          "sequence", sequence, error))) {
-    return error;
+  if (auto r = detail::ReadField(header, pos, end, sequence, size);
+      SYMWIRE_UNLIKELY(r != detail::FieldResult::kOk)) {
+    return detail::FieldError(r, ErrorCode::kMalformedHeader, "sequence",
+                              sequence, size, end - pos, offset_ + pos);
   }
   uint64_t payload_length = 0;
   const size_t length_pos = pos;
-  if (SYMWIRE_UNLIKELY(!detail::ReadField(header, pos, end, offset_,
-                                          ErrorCode::kMalformedHeader,
-                                          "payload_length", payload_length,
-                                          error))) {
-    return error;
+  if (auto r = detail::ReadField(header, pos, end, payload_length, size);
+      SYMWIRE_UNLIKELY(r != detail::FieldResult::kOk)) {
+    return detail::FieldError(r, ErrorCode::kMalformedHeader,
+                              "payload_length", payload_length, size,
+                              end - pos, offset_ + pos);
   }
   if (SYMWIRE_UNLIKELY(payload_length > options_.max_payload_bytes)) {
     return detail::DecodeError(
@@ -291,10 +325,9 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
   }
 
   view.header_ = FrameHeader{message_type, flags, stream_id, sequence};
-  view.payload_size_ = static_cast<size_t>(payload_length);
-  view.header_size_ = static_cast<uint32_t>(header.size());
-  view.extensions_begin_ = static_cast<uint32_t>(pos);
-  view.extensions_end_ = static_cast<uint32_t>(end);
+  view.payload_size_ = static_cast<uint32_t>(payload_length);
+  view.header_size_ = static_cast<uint16_t>(header.size());
+  view.extensions_begin_ = static_cast<uint16_t>(pos);
   if (pos == end) return absl::OkStatus();  // the common case: no TLVs
   return ParseExtensions(header, pos, view);
 }
@@ -304,14 +337,15 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
   const size_t end = header.size() - kHeaderCrcSize;
   size_t pos = begin;
   uint32_t count = 0;
-  absl::Status error;
+  size_t size = 0;
   while (pos < end) {
     const size_t type_pos = pos;
     uint64_t type = 0;
-    if (!detail::ReadField(header, pos, end, offset_,
-                           ErrorCode::kMalformedExtension, "extension type",
-                           type, error)) {
-      return error;
+    if (auto r = detail::ReadField(header, pos, end, type, size);
+        r != detail::FieldResult::kOk) {
+      return detail::FieldError(r, ErrorCode::kMalformedExtension,
+                                "extension type", type, size, end - pos,
+                                offset_ + pos);
     }
     if (type == 0) {
       return detail::DecodeError(ErrorCode::kMalformedExtension,
@@ -320,10 +354,11 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
     }
     const size_t length_pos = pos;
     uint64_t length = 0;
-    if (!detail::ReadField(header, pos, end, offset_,
-                           ErrorCode::kMalformedExtension, "extension length",
-                           length, error)) {
-      return error;
+    if (auto r = detail::ReadField(header, pos, end, length, size);
+        r != detail::FieldResult::kOk) {
+      return detail::FieldError(r, ErrorCode::kMalformedExtension,
+                                "extension length", length, size, end - pos,
+                                offset_ + pos);
     }
     if (length > end - pos) {
       return detail::DecodeError(
@@ -393,7 +428,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
         if (detail::IsAllZero(value.subspan(17, 8))) {
           return malformed("TRACEPARENT parent_id is all zero");
         }
-        view.trace_parent_offset_ = static_cast<uint32_t>(value_pos);
+        view.trace_parent_offset_ = static_cast<uint16_t>(value_pos);
         break;
       }
       case kExtTraceState: {
@@ -410,8 +445,8 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
                 " at value index ", i, " is not printable ASCII"));
           }
         }
-        view.trace_state_offset_ = static_cast<uint32_t>(value_pos);
-        view.trace_state_size_ = static_cast<uint32_t>(value.size());
+        view.trace_state_offset_ = static_cast<uint16_t>(value_pos);
+        view.trace_state_size_ = static_cast<uint16_t>(value.size());
         break;
       }
       case kExtMetadata: {
@@ -439,7 +474,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
         break;  // unknown even type: skipped, still listed by extensions()
     }
   }
-  view.extension_count_ = count;
+  view.extension_count_ = static_cast<uint16_t>(count);
   return absl::OkStatus();
 }
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Fails if layer 1 (wire/) or layer 2 (session/) reach for I/O, clocks,
+# threads or randomness, or include a higher layer (STYLE.md §1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+check() {  # check DIR PATTERN WHY
+  local dir=$1 pattern=$2 why=$3
+  [ -d "$dir" ] || return 0
+  local hits
+  hits=$(grep -rnE "$pattern" "$dir" --include='*.hpp' --include='*.ipp' || true)
+  if [ -n "$hits" ]; then
+    echo "layering violation in $dir ($why):"
+    echo "$hits" | sed 's/^/  /'
+    status=1
+  fi
+}
+io='#include *[<"](boost/asio|asio|sys/socket\.h|netinet/|unistd\.h|thread|mutex|chrono|random|fstream|iostream)'
+clock='(absl::Now|std::chrono::(steady|system|high_resolution)_clock|std::random_device|[^a-z_]rand\(|time\(nullptr\))'
+for layer in include/symwire/wire include/symwire/session; do
+  check "$layer" "$io" "I/O, threads, clocks or random sources are not allowed"
+  check "$layer" "$clock" "reading a clock or a global random source"
+done
+check include/symwire/wire '#include *"symwire/(session|transport)/' "layer 1 includes a higher layer"
+check include/symwire/session '#include *"symwire/transport/' "layer 2 includes layer 3"
+if [ -d examples ] || [ -d tools ]; then
+  hits=$(grep -rnE '#include *"symwire/(.*/)?detail/' examples tools --include='*.cpp' --include='*.hpp' 2>/dev/null || true)
+  if [ -n "$hits" ]; then
+    echo "layering violation: examples/tools include detail/ headers:"; echo "$hits" | sed 's/^/  /'; status=1
+  fi
+fi
+[ $status -eq 0 ] && echo "check_layering: OK"
+exit $status

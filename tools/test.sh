@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The README's test command (and what CI runs): install dependencies, then
+#   1. static checks: layering rules, clang-format
+#   2. g++ debug build + every ctest (unit tests, vectors, corpus replays,
+#      README example, install-and-consume test, demo)
+#   3. header-only and -fno-exceptions builds (the library must work both ways)
+#   4. clang-14 ASan+UBSan build + every ctest
+#   5. libFuzzer build (clang, ASan+UBSan); each fuzzer runs FUZZ_SECONDS
+#      (default 60) and any finding fails the run
+# Environment: FUZZ_SECONDS=N, JOBS=N (default: nproc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+JOBS=${JOBS:-$(nproc)}
+start=$SECONDS
+step() { printf '\n=== [%4ds] %s\n' $((SECONDS - start)) "$*"; }
+
+step "dependencies"
+tools/deps.sh
+
+step "layering and formatting"
+tools/check_layering.sh
+git ls-files -- '*.cpp' '*.hpp' '*.ipp' 2>/dev/null | xargs clang-format-14 --dry-run --Werror
+echo "clang-format: OK"
+
+build_and_test() {  # preset
+  step "$1: configure and build"
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j"$JOBS"
+  step "$1: ctest"
+  ctest --preset "$1" -j"$JOBS"
+}
+
+build_and_test debug
+build_and_test header-only
+step "no-exceptions: build"
+cmake --preset no-exceptions >/dev/null
+cmake --build --preset no-exceptions -j"$JOBS"
+build_and_test asan-ubsan
+
+step "fuzz: build (clang-14 libFuzzer + ASan+UBSan)"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j"$JOBS"
+step "fuzz: ${FUZZ_SECONDS}s per target"
+tools/run_fuzzers.sh build/fuzz "$FUZZ_SECONDS"
+
+step "all passed"
