@@ -28,30 +28,8 @@ SYMWIRE_COLD inline absl::Status DecodeError(ErrorCode code,
 
 inline absl::Status NeedMore(DecodeStep& step, size_t bytes_needed) {
   step.kind = DecodeStep::Kind::kNeedMore;
-  step.bytes_needed = bytes_needed;
+  step.bytes_needed = static_cast<uint32_t>(bytes_needed);
   return absl::OkStatus();
-}
-
-// Outcome of reading a varint field that must lie in [pos, end).
-enum class FieldResult : uint8_t { kOk, kOverrun, kNonCanonical };
-
-// Reads one varint field. Status-free so that it inlines into the fast path;
-// the caller turns a failure into a Status with FieldError (cold).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
-    absl::Span<const std::byte> header, size_t& pos, size_t end,
-    uint64_t& value, size_t& size) {
-  if (SYMWIRE_UNLIKELY(pos >= end)) {
-    size = 0;
-    return FieldResult::kOverrun;
-  }
-  size = VarintSizeFromFirstByte(header[pos]);
-  if (SYMWIRE_UNLIKELY(size > end - pos)) return FieldResult::kOverrun;
-  value = LoadVarint(header.data() + pos, size);
-  if (SYMWIRE_UNLIKELY(!IsCanonicalVarint(value, size))) {
-    return FieldResult::kNonCanonical;
-  }
-  pos += size;
-  return FieldResult::kOk;
 }
 
 // The Status for a failed ReadField at header offset `pos`: `overrun` is
@@ -87,7 +65,9 @@ inline bool IsAllZero(absl::Span<const std::byte> bytes) {
 }  // namespace detail
 
 SYMWIRE_DECL FrameDecoder::FrameDecoder(DecoderOptions options)
-    : options_(options), preface_done_(!options.expect_preface) {
+    : options_(options),
+      preface_done_(!options.expect_preface),
+      fast_path_ready_(!options.expect_preface) {
   SYMWIRE_REQUIRE(options.max_header_bytes >= kMinHeaderSize &&
                   options.max_header_bytes <= kMaxHeaderSizeLimit);
   SYMWIRE_REQUIRE(options.max_payload_bytes <= kMaxPayloadSizeLimit);
@@ -95,19 +75,9 @@ SYMWIRE_DECL FrameDecoder::FrameDecoder(DecoderOptions options)
 }
 
 SYMWIRE_DECL absl::Status FrameDecoder::Fail(absl::Status status) {
+  fast_path_ready_ = false;
   status_ = std::move(status);
   return status_;
-}
-
-SYMWIRE_DECL absl::StatusOr<DecodeStep> FrameDecoder::Decode(
-    absl::Span<const std::byte> input) {
-  // One named result returned on every path, so it is constructed in the
-  // caller's return slot (NRVO) and DecodeInto fills it in place.
-  absl::StatusOr<DecodeStep> result(absl::in_place);
-  if (absl::Status s = DecodeInto(input, *result); SYMWIRE_UNLIKELY(!s.ok())) {
-    result = std::move(s);
-  }
-  return result;
 }
 
 SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
@@ -179,6 +149,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
     // bytes only compare sizes.
     pending_ = step.frame;
     pending_size_ = total;
+    fast_path_ready_ = false;
     step.frame = FrameView();
     return detail::NeedMore(step, total);
   }
@@ -204,6 +175,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::Complete(
     }
   }
   pending_size_ = 0;
+  fast_path_ready_ = true;
   offset_ += total;
   step.kind = DecodeStep::Kind::kFrame;
   step.consumed = total;
@@ -240,6 +212,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
         offset_ + kPrefaceMagicSize));
   }
   preface_done_ = true;
+  fast_path_ready_ = true;
   offset_ += kPrefaceSize;
   step.kind = DecodeStep::Kind::kPreface;
   step.consumed = kPrefaceSize;
