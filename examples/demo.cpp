@@ -39,8 +39,8 @@ void Append(std::vector<std::byte>& wire, const symwire::FrameHeader& header,
 
 // Feeds `wire` to a decoder in random chunks, printing every step. Returns
 // the decoder's final status.
-absl::Status DecodeInChunks(absl::Span<const std::byte> wire,
-                            std::mt19937& rng, bool print) {
+absl::Status DecodeInChunks(absl::Span<const std::byte> wire, std::mt19937& rng,
+                            bool print) {
   symwire::FrameDecoder decoder;
   std::vector<std::byte> buffer;  // what a driver would hold
   std::uniform_int_distribution<size_t> chunk(1, 40);
@@ -90,9 +90,11 @@ int main(int argc, char** argv) {
   symwire::MetadataEntry meta[] = {{"model", "small-llm"}, {"tenant", "acme"}};
   symwire::FrameExtensions task_ext;
   task_ext.deadline_us = 30'000'000;
-  task_ext.trace_parent = symwire::TraceParent{
-      0, {std::byte{0x4b}, std::byte{0xf9}, std::byte{0x2f}}, {std::byte{1}},
-      1};
+  task_ext.trace_parent =
+      symwire::TraceParent{0,
+                           {std::byte{0x4b}, std::byte{0xf9}, std::byte{0x2f}},
+                           {std::byte{1}},
+                           1};
   task_ext.metadata = meta;
   Append(wire, {MessageType::kAgentTask, symwire::kFlagChecksum, 1, 1},
          "Summarize the attached report in three bullet points.", task_ext);
@@ -122,10 +124,10 @@ int main(int argc, char** argv) {
   std::vector<std::byte> corrupt = wire;
   corrupt[wire.size() / 4] ^= std::byte{0x10};
   absl::Status bad = DecodeInChunks(corrupt, rng, false);
-  std::printf("\nSame stream with bit 4 of byte %zu flipped:\n  %s (%s)\n",
-              wire.size() / 4, bad.ToString().c_str(),
-              std::string(symwire::ErrorCodeName(symwire::GetErrorCode(bad)))
-                  .c_str());
+  std::printf(
+      "\nSame stream with bit 4 of byte %zu flipped:\n  %s (%s)\n",
+      wire.size() / 4, bad.ToString().c_str(),
+      std::string(symwire::ErrorCodeName(symwire::GetErrorCode(bad))).c_str());
 
   // 3. Throughput of the codec alone: 64-byte payloads, no I/O.
   const std::string payload(64, 'x');
@@ -174,7 +176,7 @@ int main(int argc, char** argv) {
       "\nCodec throughput, %zu frames of 64 B payload (%.1f B on the wire), "
       "median of 5 rounds:\n  encode %.1f M frames/s (%.2f GB/s)\n"
       "  decode %.1f M frames/s (%.2f GB/s), header CRC32C checked\n",
-      frames, frame_size, enc / 1e6,
-      enc * frame_size / 1e9, dec / 1e6, dec * frame_size / 1e9);
+      frames, frame_size, enc / 1e6, enc * frame_size / 1e9, dec / 1e6,
+      dec * frame_size / 1e9);
   return 0;
 }

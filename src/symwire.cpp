@@ -9,5 +9,5 @@
 #include "symwire/impl/error.ipp"
 #include "symwire/wire/impl/crc32c.ipp"
 #include "symwire/wire/impl/decoder.ipp"
-#include "symwire/wire/impl/encoder.ipp"
 #include "symwire/wire/impl/dump.ipp"
+#include "symwire/wire/impl/encoder.ipp"

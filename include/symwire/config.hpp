@@ -37,17 +37,17 @@ namespace symwire::detail {
                                           const char* file, int line) noexcept;
 }  // namespace symwire::detail
 
-#define SYMWIRE_REQUIRE(cond)                                           \
-  (__builtin_expect(static_cast<bool>(cond), 1)                         \
-       ? static_cast<void>(0)                                           \
+#define SYMWIRE_REQUIRE(cond)                   \
+  (__builtin_expect(static_cast<bool>(cond), 1) \
+       ? static_cast<void>(0)                   \
        : ::symwire::detail::AssertFail("REQUIRE", #cond, __FILE__, __LINE__))
 
 #ifdef NDEBUG
 #define SYMWIRE_ASSERT(cond) static_cast<void>(0)
 #else
-#define SYMWIRE_ASSERT(cond)                                            \
-  (__builtin_expect(static_cast<bool>(cond), 1)                         \
-       ? static_cast<void>(0)                                           \
+#define SYMWIRE_ASSERT(cond)                    \
+  (__builtin_expect(static_cast<bool>(cond), 1) \
+       ? static_cast<void>(0)                   \
        : ::symwire::detail::AssertFail("ASSERT", #cond, __FILE__, __LINE__))
 #endif
 

@@ -24,31 +24,31 @@ namespace symwire {
 enum class ErrorCode : uint16_t {
   kOk = 0,
   // --- connection preface (SPEC.md §3) ---
-  kBadPreface = 1,           // kInvalidArgument: magic bytes do not match
-  kUnsupportedVersion = 2,   // kUnimplemented: wire version not supported
+  kBadPreface = 1,          // kInvalidArgument: magic bytes do not match
+  kUnsupportedVersion = 2,  // kUnimplemented: wire version not supported
   // --- varints (SPEC.md §2) ---
-  kNonCanonicalVarint = 3,   // kInvalidArgument: not the shortest encoding
-  kVarintOutOfRange = 4,     // kInvalidArgument: value > 2^62-1 (encoder)
+  kNonCanonicalVarint = 3,  // kInvalidArgument: not the shortest encoding
+  kVarintOutOfRange = 4,    // kInvalidArgument: value > 2^62-1 (encoder)
   // --- frame header (SPEC.md §4) ---
-  kBadHeaderLength = 5,      // kInvalidArgument: header_length < 10
-  kHeaderTooLarge = 6,       // kResourceExhausted: header_length > limit
-  kHeaderCrcMismatch = 7,    // kDataLoss: CRC32C of the header differs
-  kUnknownMessageType = 8,   // kInvalidArgument: type byte > 5
-  kReservedFlags = 9,        // kInvalidArgument: reserved flag bit set, or
-                             //   a flag not allowed on this message type
-  kBadStreamId = 10,         // kInvalidArgument: stream id 0 / non-0 rule
-  kMalformedHeader = 11,     // kInvalidArgument: a field overruns the header
-  kPayloadTooLarge = 12,     // kResourceExhausted: payload_length > limit
+  kBadHeaderLength = 5,     // kInvalidArgument: header_length < 10
+  kHeaderTooLarge = 6,      // kResourceExhausted: header_length > limit
+  kHeaderCrcMismatch = 7,   // kDataLoss: CRC32C of the header differs
+  kUnknownMessageType = 8,  // kInvalidArgument: type byte > 5
+  kReservedFlags = 9,       // kInvalidArgument: reserved flag bit set, or
+                            //   a flag not allowed on this message type
+  kBadStreamId = 10,        // kInvalidArgument: stream id 0 / non-0 rule
+  kMalformedHeader = 11,    // kInvalidArgument: a field overruns the header
+  kPayloadTooLarge = 12,    // kResourceExhausted: payload_length > limit
   kPayloadChecksumMismatch = 13,  // kDataLoss: XXH3-64 of payload differs
   // --- extensions (SPEC.md §5) ---
-  kMalformedExtension = 14,       // kInvalidArgument: bad TLV or value
-  kUnknownCriticalExtension = 15, // kUnimplemented: odd unknown TLV type
-  kDuplicateExtension = 16,       // kInvalidArgument: singleton repeated
-  kTooManyExtensions = 17,        // kResourceExhausted: count > limit
+  kMalformedExtension = 14,        // kInvalidArgument: bad TLV or value
+  kUnknownCriticalExtension = 15,  // kUnimplemented: odd unknown TLV type
+  kDuplicateExtension = 16,        // kInvalidArgument: singleton repeated
+  kTooManyExtensions = 17,         // kResourceExhausted: count > limit
   // --- encoder only ---
-  kBufferTooSmall = 18,      // kResourceExhausted: output span too small
-  kInvalidFrame = 19,        // kInvalidArgument: the caller asked the
-                             //   encoder for a frame the spec forbids
+  kBufferTooSmall = 18,  // kResourceExhausted: output span too small
+  kInvalidFrame = 19,    // kInvalidArgument: the caller asked the
+                         //   encoder for a frame the spec forbids
 };
 
 // The type URL under which the ErrorCode is stored in an absl::Status.

@@ -38,7 +38,7 @@ namespace symwire::testing {
 struct Vector {
   std::string file;  // base name of the file it came from ("frames.md")
   std::string name;  // the heading, without "## "
-  std::vector<std::byte> input;  // the hex block
+  std::vector<std::byte> input;                              // the hex block
   std::vector<std::pair<std::string, std::string>> options;  // in file order
   std::vector<std::string> log;  // expected log lines, in order
 };
@@ -175,7 +175,7 @@ inline std::vector<Vector> LoadVectors(const std::string& path) {
       while (i < lines.size() && Trim(lines[i]) != "```") ++i;
       if (i >= lines.size()) Fail(path, line_no, "unterminated ``` block");
       const size_t body_end = i;
-      ++i;  // the closing fence
+      ++i;                            // the closing fence
       if (vectors.empty()) continue;  // a block in the introduction
       Vector& v = vectors.back();
       Seen& s = seen.back();
@@ -191,8 +191,8 @@ inline std::vector<Vector> LoadVectors(const std::string& path) {
              "unexpected block '" + std::string(info) + "' in " + v.name);
       }
       if (*flag) {
-        Fail(path, line_no, "second '" + std::string(info) + "' block in " +
-                                v.name);
+        Fail(path, line_no,
+             "second '" + std::string(info) + "' block in " + v.name);
       }
       *flag = true;
       for (size_t j = body_begin; j < body_end; ++j) {
@@ -273,9 +273,8 @@ inline LogLine SplitLogLine(std::string_view line) {
     const size_t eq = tok.find('=');
     if (eq == std::string_view::npos) {
       if (!first) {
-        throw std::runtime_error("log token without '=': '" +
-                                 std::string(tok) + "' in: " +
-                                 std::string(line));
+        throw std::runtime_error("log token without '=': '" + std::string(tok) +
+                                 "' in: " + std::string(line));
       }
       out.name = std::string(tok);
     } else {

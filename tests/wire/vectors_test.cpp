@@ -5,21 +5,21 @@
 // every mode must reproduce the vector's log exactly. The vectors were
 // written from SPEC.md with an independent reference (tools/vectors_ref.py),
 // never generated from this codec.
+#include "tests/support/vectors.hpp"
+
+#include <catch2/catch.hpp>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "tests/support/feed.hpp"
-#include "tests/support/vectors.hpp"
 #include "symwire/error.hpp"
 #include "symwire/wire/crc32c.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/varint.hpp"
+#include "tests/support/feed.hpp"
 
 namespace symwire {
 namespace {
@@ -52,11 +52,11 @@ std::string ToLogLine(const StepRecord& s) {
   }
   char flags[8];
   std::snprintf(flags, sizeof flags, "0x%02x", s.header.flags);
-  std::string line = absl::StrCat(
-      "frame offset=", s.offset, " size=", s.consumed,
-      " type=", MessageTypeName(s.header.type), " flags=", flags,
-      " stream=", s.header.stream_id, " seq=", s.header.sequence,
-      " payload=", Hex(s.payload));
+  std::string line =
+      absl::StrCat("frame offset=", s.offset, " size=", s.consumed,
+                   " type=", MessageTypeName(s.header.type), " flags=", flags,
+                   " stream=", s.header.stream_id, " seq=", s.header.sequence,
+                   " payload=", Hex(s.payload));
   if (s.deadline_us) absl::StrAppend(&line, " deadline_us=", *s.deadline_us);
   if (s.trace_parent) {
     const TraceParent& tp = *s.trace_parent;
@@ -118,8 +118,8 @@ void RunStreamVectors(const std::string& file) {
     }
     CHECK(absl::StrJoin(got, "\n") == absl::StrJoin(v.log, "\n"));
   }
-  INFO(file << ": " << vectors.size() << " vectors, " << frames
-            << " frames, " << errors << " errors");
+  INFO(file << ": " << vectors.size() << " vectors, " << frames << " frames, "
+            << errors << " errors");
   CHECK(vectors.size() > 0);
 }
 
@@ -158,9 +158,9 @@ TEST_CASE("varint vectors", "[vectors]") {
     auto decoded = DecodeVarint(v.input);
     std::string got;
     if (!decoded.ok()) {
-      got = absl::StrCat("error code=",
-                         ErrorCodeName(GetErrorCode(decoded.status())),
-                         " offset=0");
+      got = absl::StrCat(
+          "error code=", ErrorCodeName(GetErrorCode(decoded.status())),
+          " offset=0");
     } else if (!decoded->complete) {
       got = "incomplete";
     } else {

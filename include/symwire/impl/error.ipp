@@ -12,34 +12,54 @@ namespace symwire {
 
 SYMWIRE_DECL absl::string_view ErrorCodeName(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::kOk: return "OK";
-    case ErrorCode::kBadPreface: return "BAD_PREFACE";
-    case ErrorCode::kUnsupportedVersion: return "UNSUPPORTED_VERSION";
-    case ErrorCode::kNonCanonicalVarint: return "NON_CANONICAL_VARINT";
-    case ErrorCode::kVarintOutOfRange: return "VARINT_OUT_OF_RANGE";
-    case ErrorCode::kBadHeaderLength: return "BAD_HEADER_LENGTH";
-    case ErrorCode::kHeaderTooLarge: return "HEADER_TOO_LARGE";
-    case ErrorCode::kHeaderCrcMismatch: return "HEADER_CRC_MISMATCH";
-    case ErrorCode::kUnknownMessageType: return "UNKNOWN_MESSAGE_TYPE";
-    case ErrorCode::kReservedFlags: return "RESERVED_FLAGS";
-    case ErrorCode::kBadStreamId: return "BAD_STREAM_ID";
-    case ErrorCode::kMalformedHeader: return "MALFORMED_HEADER";
-    case ErrorCode::kPayloadTooLarge: return "PAYLOAD_TOO_LARGE";
-    case ErrorCode::kPayloadChecksumMismatch: return "PAYLOAD_CHECKSUM_MISMATCH";
-    case ErrorCode::kMalformedExtension: return "MALFORMED_EXTENSION";
+    case ErrorCode::kOk:
+      return "OK";
+    case ErrorCode::kBadPreface:
+      return "BAD_PREFACE";
+    case ErrorCode::kUnsupportedVersion:
+      return "UNSUPPORTED_VERSION";
+    case ErrorCode::kNonCanonicalVarint:
+      return "NON_CANONICAL_VARINT";
+    case ErrorCode::kVarintOutOfRange:
+      return "VARINT_OUT_OF_RANGE";
+    case ErrorCode::kBadHeaderLength:
+      return "BAD_HEADER_LENGTH";
+    case ErrorCode::kHeaderTooLarge:
+      return "HEADER_TOO_LARGE";
+    case ErrorCode::kHeaderCrcMismatch:
+      return "HEADER_CRC_MISMATCH";
+    case ErrorCode::kUnknownMessageType:
+      return "UNKNOWN_MESSAGE_TYPE";
+    case ErrorCode::kReservedFlags:
+      return "RESERVED_FLAGS";
+    case ErrorCode::kBadStreamId:
+      return "BAD_STREAM_ID";
+    case ErrorCode::kMalformedHeader:
+      return "MALFORMED_HEADER";
+    case ErrorCode::kPayloadTooLarge:
+      return "PAYLOAD_TOO_LARGE";
+    case ErrorCode::kPayloadChecksumMismatch:
+      return "PAYLOAD_CHECKSUM_MISMATCH";
+    case ErrorCode::kMalformedExtension:
+      return "MALFORMED_EXTENSION";
     case ErrorCode::kUnknownCriticalExtension:
       return "UNKNOWN_CRITICAL_EXTENSION";
-    case ErrorCode::kDuplicateExtension: return "DUPLICATE_EXTENSION";
-    case ErrorCode::kTooManyExtensions: return "TOO_MANY_EXTENSIONS";
-    case ErrorCode::kBufferTooSmall: return "BUFFER_TOO_SMALL";
-    case ErrorCode::kInvalidFrame: return "INVALID_FRAME";
+    case ErrorCode::kDuplicateExtension:
+      return "DUPLICATE_EXTENSION";
+    case ErrorCode::kTooManyExtensions:
+      return "TOO_MANY_EXTENSIONS";
+    case ErrorCode::kBufferTooSmall:
+      return "BUFFER_TOO_SMALL";
+    case ErrorCode::kInvalidFrame:
+      return "INVALID_FRAME";
   }
   return "UNKNOWN";
 }
 
 SYMWIRE_DECL absl::StatusCode CanonicalCode(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::kOk: return absl::StatusCode::kOk;
+    case ErrorCode::kOk:
+      return absl::StatusCode::kOk;
     case ErrorCode::kUnsupportedVersion:
     case ErrorCode::kUnknownCriticalExtension:
       return absl::StatusCode::kUnimplemented;
@@ -80,8 +100,7 @@ SYMWIRE_DECL bool IsFatal(ErrorCode code) noexcept {
   }
 }
 
-SYMWIRE_DECL absl::Status MakeError(ErrorCode code,
-                                    absl::string_view message) {
+SYMWIRE_DECL absl::Status MakeError(ErrorCode code, absl::string_view message) {
   SYMWIRE_REQUIRE(code != ErrorCode::kOk);
   absl::Status status(CanonicalCode(code), message);
   status.SetPayload(kErrorCodePayloadUrl,

@@ -29,13 +29,13 @@ inline uint32_t Crc32c(absl::Span<const std::byte> data) noexcept {
 
 namespace detail {
 // The two implementations, exposed so tests and benchmarks can compare them.
-SYMWIRE_DECL uint32_t Crc32cExtendPortable(
-    uint32_t crc, absl::Span<const std::byte> data) noexcept;
+SYMWIRE_DECL uint32_t
+Crc32cExtendPortable(uint32_t crc, absl::Span<const std::byte> data) noexcept;
 // Crc32cExtendHardware
 // The SSE4.2 path. REQUIRES on x86-64: Crc32cHardwareAvailable() (checked;
 // aborts otherwise). On other targets it runs the portable path.
-SYMWIRE_DECL uint32_t Crc32cExtendHardware(
-    uint32_t crc, absl::Span<const std::byte> data) noexcept;
+SYMWIRE_DECL uint32_t
+Crc32cExtendHardware(uint32_t crc, absl::Span<const std::byte> data) noexcept;
 // Crc32cHardwareAvailable
 // True if this CPU has the SSE4.2 crc32 instruction (checked once, on first
 // call; always false off x86-64).

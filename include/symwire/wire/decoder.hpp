@@ -130,8 +130,7 @@ class FrameDecoder {
   // Decode
   // Performs one step on `input` (see the class comment). Spans in the
   // returned FrameView point into `input`.
-  absl::StatusOr<DecodeStep> Decode(
-      absl::Span<const std::byte> input) {
+  absl::StatusOr<DecodeStep> Decode(absl::Span<const std::byte> input) {
     // One named result returned on every path, so it is constructed in the
     // caller's return slot (NRVO) and filled in place: copying a freshly
     // written view costs a store-forwarding stall per frame.
@@ -215,26 +214,25 @@ inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
   }
   const auto type = static_cast<uint8_t>(h[1]);
   const auto flags = static_cast<uint8_t>(h[2]);
-  if (SYMWIRE_UNLIKELY(!IsValidMessageType(type) ||
-                       (flags & (kFlagsReserved | kFlagChecksum)) != 0 ||
-                       ((flags & kFlagFinal) != 0 &&
-                        type != static_cast<uint8_t>(
-                                    MessageType::kAgentResponse)))) {
+  if (SYMWIRE_UNLIKELY(
+          !IsValidMessageType(type) ||
+          (flags & (kFlagsReserved | kFlagChecksum)) != 0 ||
+          ((flags & kFlagFinal) != 0 &&
+           type != static_cast<uint8_t>(MessageType::kAgentResponse)))) {
     return false;
   }
   const auto message_type = static_cast<MessageType>(type);
   const absl::Span<const std::byte> header = input.first(header_size);
   size_t pos = 3, size = 0;
   uint64_t stream_id = 0, sequence = 0, payload_length = 0;
-  if (SYMWIRE_UNLIKELY(
-          detail::ReadField(header, pos, crc_pos, stream_id, size) !=
-              detail::FieldResult::kOk ||
-          detail::ReadField(header, pos, crc_pos, sequence, size) !=
-              detail::FieldResult::kOk ||
-          detail::ReadField(header, pos, crc_pos, payload_length, size) !=
-              detail::FieldResult::kOk ||
-          pos != crc_pos ||  // extensions: general path
-          payload_length > options_.max_payload_bytes)) {
+  if (SYMWIRE_UNLIKELY(detail::ReadField(header, pos, crc_pos, stream_id,
+                                         size) != detail::FieldResult::kOk ||
+                       detail::ReadField(header, pos, crc_pos, sequence,
+                                         size) != detail::FieldResult::kOk ||
+                       detail::ReadField(header, pos, crc_pos, payload_length,
+                                         size) != detail::FieldResult::kOk ||
+                       pos != crc_pos ||  // extensions: general path
+                       payload_length > options_.max_payload_bytes)) {
     return false;
   }
   const StreamIdRule rule = StreamIdRuleFor(message_type);

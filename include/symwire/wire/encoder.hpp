@@ -87,8 +87,8 @@ class GatherFrame {
 
  private:
   friend SYMWIRE_DECL absl::StatusOr<GatherFrame> EncodeGather(
-      const FrameHeader&, const FrameExtensions&,
-      absl::Span<const std::byte>, absl::Span<std::byte>);
+      const FrameHeader&, const FrameExtensions&, absl::Span<const std::byte>,
+      absl::Span<std::byte>);
   absl::Span<const std::byte> header_;
   absl::Span<const std::byte> payload_;
   std::array<std::byte, kPayloadChecksumSize> trailer_{};

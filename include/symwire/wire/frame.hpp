@@ -77,9 +77,9 @@ struct RawExtension {
 // types must not be known ones). Spans and views must outlive the encode
 // call only.
 struct FrameExtensions {
-  std::optional<uint64_t> deadline_us;   // remaining budget, microseconds
+  std::optional<uint64_t> deadline_us;  // remaining budget, microseconds
   std::optional<TraceParent> trace_parent;
-  absl::string_view trace_state;         // empty = absent
+  absl::string_view trace_state;  // empty = absent
   absl::Span<const MetadataEntry> metadata;
   absl::Span<const RawExtension> other;
 
@@ -173,9 +173,9 @@ inline MetadataEntry ParseMetadataValue(absl::Span<const std::byte> value) {
   const size_t n = VarintSizeFromFirstByte(value[0]);
   const auto key_len = static_cast<size_t>(detail::LoadVarint(value.data(), n));
   const char* base = reinterpret_cast<const char*>(value.data());
-  return MetadataEntry{absl::string_view(base + n, key_len),
-                       absl::string_view(base + n + key_len,
-                                         value.size() - n - key_len)};
+  return MetadataEntry{
+      absl::string_view(base + n, key_len),
+      absl::string_view(base + n + key_len, value.size() - n - key_len)};
 }
 
 // ParseTraceParentValue
@@ -227,9 +227,8 @@ class FrameView {
   }
   std::optional<TraceParent> trace_parent() const {
     if (trace_parent_offset_ == 0) return std::nullopt;
-    return ParseTraceParentValue(
-        absl::Span<const std::byte>(data_ + trace_parent_offset_,
-                                    kTraceParentSize));
+    return ParseTraceParentValue(absl::Span<const std::byte>(
+        data_ + trace_parent_offset_, kTraceParentSize));
   }
   absl::string_view trace_state() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
     return absl::string_view(
@@ -241,8 +240,8 @@ class FrameView {
   // Every TLV in wire order, known or not.
   ExtensionRange extensions() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
     const size_t end = header_size_ - kHeaderCrcSize;
-    return ExtensionRange(absl::Span<const std::byte>(
-        data_ + extensions_begin_, end - extensions_begin_));
+    return ExtensionRange(absl::Span<const std::byte>(data_ + extensions_begin_,
+                                                      end - extensions_begin_));
   }
 
  private:
@@ -257,7 +256,7 @@ class FrameView {
   uint32_t size_ = 0;          // whole frame; <= 16383 + 2^30 - 1 + 8
   uint32_t payload_size_ = 0;  // <= 2^30 - 1
   uint64_t deadline_us_ = 0;
-  uint16_t header_size_ = 0;   // <= 16383
+  uint16_t header_size_ = 0;  // <= 16383
   uint16_t extensions_begin_ = 0;
   uint16_t extension_count_ = 0;
   uint16_t metadata_count_ = 0;

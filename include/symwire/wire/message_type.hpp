@@ -37,12 +37,18 @@ constexpr bool IsValidMessageType(uint8_t value) noexcept {
 // "AGENT_INIT" ... "AGENT_SYNC"; "UNKNOWN" for anything else.
 constexpr absl::string_view MessageTypeName(MessageType type) noexcept {
   switch (type) {
-    case MessageType::kAgentInit: return "AGENT_INIT";
-    case MessageType::kAgentTask: return "AGENT_TASK";
-    case MessageType::kAgentResponse: return "AGENT_RESPONSE";
-    case MessageType::kAgentError: return "AGENT_ERROR";
-    case MessageType::kAgentCancel: return "AGENT_CANCEL";
-    case MessageType::kAgentSync: return "AGENT_SYNC";
+    case MessageType::kAgentInit:
+      return "AGENT_INIT";
+    case MessageType::kAgentTask:
+      return "AGENT_TASK";
+    case MessageType::kAgentResponse:
+      return "AGENT_RESPONSE";
+    case MessageType::kAgentError:
+      return "AGENT_ERROR";
+    case MessageType::kAgentCancel:
+      return "AGENT_CANCEL";
+    case MessageType::kAgentSync:
+      return "AGENT_SYNC";
   }
   return "UNKNOWN";
 }
@@ -67,8 +73,8 @@ constexpr StreamIdRule StreamIdRuleFor(MessageType type) noexcept {
 }
 
 // Frame flag bits (SPEC.md §4.2).
-inline constexpr uint8_t kFlagChecksum = 0x01;  // XXH3-64 trailer present
-inline constexpr uint8_t kFlagFinal = 0x02;     // last AGENT_RESPONSE
+inline constexpr uint8_t kFlagChecksum = 0x01;   // XXH3-64 trailer present
+inline constexpr uint8_t kFlagFinal = 0x02;      // last AGENT_RESPONSE
 inline constexpr uint8_t kFlagsReserved = 0xFC;  // must be zero
 
 // Extension (TLV) types (SPEC.md §5). An odd type is critical.
@@ -96,7 +102,7 @@ inline constexpr size_t kPrefaceMagicSize = 7;
 inline constexpr size_t kHeaderCrcSize = 4;
 inline constexpr size_t kPayloadChecksumSize = 8;
 inline constexpr size_t kMinHeaderSize = 10;
-inline constexpr size_t kMaxHeaderSizeLimit = 16383;     // 2-byte varint max
+inline constexpr size_t kMaxHeaderSizeLimit = 16383;  // 2-byte varint max
 inline constexpr size_t kDefaultMaxHeaderSize = 4096;
 inline constexpr uint64_t kMaxPayloadSizeLimit = (uint64_t{1} << 30) - 1;
 inline constexpr uint64_t kDefaultMaxPayloadSize = uint64_t{16} << 20;

@@ -5,10 +5,9 @@
 #ifndef SYMWIRE_WIRE_DETAIL_LAYOUT_HPP_
 #define SYMWIRE_WIRE_DETAIL_LAYOUT_HPP_
 
+#include <boost/endian/conversion.hpp>
 #include <cstddef>
 #include <cstdint>
-
-#include <boost/endian/conversion.hpp>
 
 namespace symwire::detail {
 

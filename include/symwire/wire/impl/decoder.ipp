@@ -46,15 +46,15 @@ SYMWIRE_COLD inline absl::Status FieldError(FieldResult result,
                                        ? "the header fields"
                                        : "the extension region";
   if (size == 0) {
-    return DecodeError(overrun,
-                       absl::StrCat(what, " is missing: no bytes left in ",
-                                    region),
-                       offset);
+    return DecodeError(
+        overrun, absl::StrCat(what, " is missing: no bytes left in ", region),
+        offset);
   }
-  return DecodeError(overrun,
-                     absl::StrCat(size, "-byte ", what, " runs past the end of ",
-                                  region, " (", left, " bytes left)"),
-                     offset);
+  return DecodeError(
+      overrun,
+      absl::StrCat(size, "-byte ", what, " runs past the end of ", region, " (",
+                   left, " bytes left)"),
+      offset);
 }
 
 inline bool IsAllZero(absl::Span<const std::byte> bytes) {
@@ -97,17 +97,17 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
   const size_t length_size = VarintSizeFromFirstByte(input[0]);
   if (input.size() < length_size) return detail::NeedMore(step, length_size);
   const uint64_t header_length = detail::LoadVarint(input.data(), length_size);
-  if (SYMWIRE_UNLIKELY(!detail::IsCanonicalVarint(header_length,
-                                                  length_size))) {
+  if (SYMWIRE_UNLIKELY(
+          !detail::IsCanonicalVarint(header_length, length_size))) {
     return Fail(detail::NonCanonicalVarintError(header_length, length_size,
                                                 offset_, "header_length"));
   }
   if (SYMWIRE_UNLIKELY(header_length < kMinHeaderSize)) {
-    return Fail(detail::DecodeError(
-        ErrorCode::kBadHeaderLength,
-        absl::StrCat("header_length ", header_length, " is below minimum ",
-                     kMinHeaderSize),
-        offset_));
+    return Fail(
+        detail::DecodeError(ErrorCode::kBadHeaderLength,
+                            absl::StrCat("header_length ", header_length,
+                                         " is below minimum ", kMinHeaderSize),
+                            offset_));
   }
   if (SYMWIRE_UNLIKELY(header_length > options_.max_header_bytes)) {
     return Fail(detail::DecodeError(
@@ -168,7 +168,8 @@ SYMWIRE_DECL absl::Status FrameDecoder::Complete(
     if (SYMWIRE_UNLIKELY(computed != stored)) {
       return Fail(detail::DecodeError(
           ErrorCode::kPayloadChecksumMismatch,
-          absl::StrCat("payload xxh3-64 0x", absl::Hex(stored, absl::kZeroPad16),
+          absl::StrCat("payload xxh3-64 0x",
+                       absl::Hex(stored, absl::kZeroPad16),
                        " does not match computed 0x",
                        absl::Hex(computed, absl::kZeroPad16)),
           offset_ + sum_pos));
@@ -191,12 +192,12 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
     if (SYMWIRE_UNLIKELY(input[i] != kPrefaceBytes[i])) {
       return Fail(detail::DecodeError(
           ErrorCode::kBadPreface,
-          absl::StrCat("preface byte 0x",
-                       absl::Hex(static_cast<unsigned>(input[i]),
-                                 absl::kZeroPad2),
-                       " is not the expected 0x",
-                       absl::Hex(static_cast<unsigned>(kPrefaceBytes[i]),
-                                 absl::kZeroPad2)),
+          absl::StrCat(
+              "preface byte 0x",
+              absl::Hex(static_cast<unsigned>(input[i]), absl::kZeroPad2),
+              " is not the expected 0x",
+              absl::Hex(static_cast<unsigned>(kPrefaceBytes[i]),
+                        absl::kZeroPad2)),
           offset_ + i));
     }
   }
@@ -249,11 +250,10 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
   const auto message_type = static_cast<MessageType>(type);
   if (SYMWIRE_UNLIKELY((flags & kFlagFinal) != 0 &&
                        message_type != MessageType::kAgentResponse)) {
-    return detail::DecodeError(
-        ErrorCode::kReservedFlags,
-        absl::StrCat("flag FINAL is not allowed on ",
-                     MessageTypeName(message_type)),
-        offset_ + pos);
+    return detail::DecodeError(ErrorCode::kReservedFlags,
+                               absl::StrCat("flag FINAL is not allowed on ",
+                                            MessageTypeName(message_type)),
+                               offset_ + pos);
   }
   ++pos;
 
@@ -285,9 +285,8 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
   const size_t length_pos = pos;
   if (auto r = detail::ReadField(header, pos, end, payload_length, size);
       SYMWIRE_UNLIKELY(r != detail::FieldResult::kOk)) {
-    return detail::FieldError(r, ErrorCode::kMalformedHeader,
-                              "payload_length", payload_length, size,
-                              end - pos, offset_ + pos);
+    return detail::FieldError(r, ErrorCode::kMalformedHeader, "payload_length",
+                              payload_length, size, end - pos, offset_ + pos);
   }
   if (SYMWIRE_UNLIKELY(payload_length > options_.max_payload_bytes)) {
     return detail::DecodeError(
@@ -359,9 +358,9 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
         header.subspan(value_pos, static_cast<size_t>(length));
     pos += value.size();
     auto duplicate = [&](absl::string_view name) {
-      return detail::DecodeError(
-          ErrorCode::kDuplicateExtension,
-          absl::StrCat("second ", name, " extension"), offset_ + type_pos);
+      return detail::DecodeError(ErrorCode::kDuplicateExtension,
+                                 absl::StrCat("second ", name, " extension"),
+                                 offset_ + type_pos);
     };
     auto malformed = [&](absl::string_view why) {
       return detail::DecodeError(ErrorCode::kMalformedExtension, why,
@@ -372,15 +371,13 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
         if (view.has_deadline_) return duplicate("DEADLINE");
         if (value.empty() ||
             VarintSizeFromFirstByte(value[0]) != value.size()) {
-          return malformed(absl::StrCat(
-              "DEADLINE value of ", value.size(),
-              " bytes is not exactly one varint"));
+          return malformed(absl::StrCat("DEADLINE value of ", value.size(),
+                                        " bytes is not exactly one varint"));
         }
         const uint64_t us = detail::LoadVarint(value.data(), value.size());
         if (!detail::IsCanonicalVarint(us, value.size())) {
-          return detail::NonCanonicalVarintError(us, value.size(),
-                                                 offset_ + value_pos,
-                                                 "DEADLINE");
+          return detail::NonCanonicalVarintError(
+              us, value.size(), offset_ + value_pos, "DEADLINE");
         }
         view.has_deadline_ = true;
         view.deadline_us_ = us;

@@ -61,12 +61,12 @@ SYMWIRE_DECL std::string FormatFrame(const FrameView& frame,
   }
   if (auto tp = frame.trace_parent()) {
     auto hex = [](absl::Span<const std::byte> b) {
-      return absl::BytesToHexString(absl::string_view(
-          reinterpret_cast<const char*>(b.data()), b.size()));
+      return absl::BytesToHexString(
+          absl::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
     };
-    absl::StrAppend(&out, " traceparent=",
-                    absl::Hex(tp->version, absl::kZeroPad2), "-",
-                    hex(tp->trace_id), "-", hex(tp->parent_id), "-",
+    absl::StrAppend(&out,
+                    " traceparent=", absl::Hex(tp->version, absl::kZeroPad2),
+                    "-", hex(tp->trace_id), "-", hex(tp->parent_id), "-",
                     absl::Hex(tp->trace_flags, absl::kZeroPad2));
   }
   if (!frame.trace_state().empty()) {
@@ -78,13 +78,11 @@ SYMWIRE_DECL std::string FormatFrame(const FrameView& frame,
   for (const RawExtension& ext : frame.extensions()) {
     if (ext.type == kExtMetadata) {
       const MetadataEntry m = ParseMetadataValue(ext.value);
-      absl::StrAppend(&out, meta_open ? " " : " meta{",
-                      absl::CHexEscape(m.key), "=\"",
-                      absl::CHexEscape(m.value), "\"");
+      absl::StrAppend(&out, meta_open ? " " : " meta{", absl::CHexEscape(m.key),
+                      "=\"", absl::CHexEscape(m.value), "\"");
       meta_open = true;
     } else if (!IsKnownExtension(ext.type)) {
-      absl::StrAppend(&unknown, unknown.empty() ? " ext{" : " ", ext.type,
-                      ":");
+      absl::StrAppend(&unknown, unknown.empty() ? " ext{" : " ", ext.type, ":");
       detail::AppendBytes(unknown, ext.value, 16);
     }
   }

@@ -50,9 +50,9 @@ inline absl::StatusOr<size_t> PlanExtensions(const FrameExtensions& ext) {
   size_t total = 0;
   if (ext.deadline_us) {
     if (*ext.deadline_us > kVarintMax) {
-      return MakeError(ErrorCode::kVarintOutOfRange,
-                       absl::StrCat("deadline_us ", *ext.deadline_us,
-                                    " exceeds 2^62-1"));
+      return MakeError(
+          ErrorCode::kVarintOutOfRange,
+          absl::StrCat("deadline_us ", *ext.deadline_us, " exceeds 2^62-1"));
     }
     total += TlvSize(kExtDeadline, VarintSize(*ext.deadline_us));
   }
@@ -71,17 +71,15 @@ inline absl::StatusOr<size_t> PlanExtensions(const FrameExtensions& ext) {
   }
   if (!ext.trace_state.empty()) {
     if (ext.trace_state.size() > kMaxTraceStateSize) {
-      return InvalidFrame(absl::StrCat("TRACESTATE of ",
-                                       ext.trace_state.size(),
+      return InvalidFrame(absl::StrCat("TRACESTATE of ", ext.trace_state.size(),
                                        " bytes exceeds 512"));
     }
     for (size_t i = 0; i < ext.trace_state.size(); ++i) {
       const auto c = static_cast<unsigned char>(ext.trace_state[i]);
       if (c < 0x20 || c > 0x7E) {
-        return InvalidFrame(absl::StrCat("TRACESTATE byte 0x",
-                                         absl::Hex(c, absl::kZeroPad2),
-                                         " at index ", i,
-                                         " is not printable ASCII"));
+        return InvalidFrame(
+            absl::StrCat("TRACESTATE byte 0x", absl::Hex(c, absl::kZeroPad2),
+                         " at index ", i, " is not printable ASCII"));
       }
     }
     total += TlvSize(kExtTraceState, ext.trace_state.size());
@@ -91,15 +89,15 @@ inline absl::StatusOr<size_t> PlanExtensions(const FrameExtensions& ext) {
     if (m.key.size() > kLimit || m.value.size() > kLimit) {
       return too_large("METADATA entry", m.key.size() + m.value.size());
     }
-    const size_t value_size = VarintSize(m.key.size()) + m.key.size() +
-                              m.value.size();
+    const size_t value_size =
+        VarintSize(m.key.size()) + m.key.size() + m.value.size();
     total += TlvSize(kExtMetadata, value_size);
     if (total > kLimit) return too_large("extension region", total);
   }
   for (const RawExtension& r : ext.other) {
     if (r.type == 0 || r.type > kVarintMax) {
-      return InvalidFrame(absl::StrCat("extension type ", r.type,
-                                       " is not in 1..2^62-1"));
+      return InvalidFrame(
+          absl::StrCat("extension type ", r.type, " is not in 1..2^62-1"));
     }
     if (IsKnownExtension(r.type)) {
       return InvalidFrame(absl::StrCat(
@@ -118,13 +116,13 @@ inline absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
                                            size_t payload_size) {
   const auto type = static_cast<uint8_t>(header.type);
   if (!IsValidMessageType(type)) {
-    return InvalidFrame(absl::StrCat("message type ", type,
-                                     " is not one of 0..5"));
+    return InvalidFrame(
+        absl::StrCat("message type ", type, " is not one of 0..5"));
   }
   if ((header.flags & kFlagsReserved) != 0) {
-    return InvalidFrame(absl::StrCat(
-        "flags 0x", absl::Hex(header.flags, absl::kZeroPad2),
-        " set reserved bits"));
+    return InvalidFrame(absl::StrCat("flags 0x",
+                                     absl::Hex(header.flags, absl::kZeroPad2),
+                                     " set reserved bits"));
   }
   if ((header.flags & kFlagFinal) != 0 &&
       header.type != MessageType::kAgentResponse) {
@@ -139,14 +137,14 @@ inline absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
         " must ", rule == StreamIdRule::kZero ? "be 0" : "not be 0"));
   }
   if (header.stream_id > kVarintMax || header.sequence > kVarintMax) {
-    return MakeError(ErrorCode::kVarintOutOfRange,
-                     absl::StrCat("stream_id ", header.stream_id,
-                                  " or sequence ", header.sequence,
-                                  " exceeds 2^62-1"));
+    return MakeError(
+        ErrorCode::kVarintOutOfRange,
+        absl::StrCat("stream_id ", header.stream_id, " or sequence ",
+                     header.sequence, " exceeds 2^62-1"));
   }
   if (payload_size > kMaxPayloadSizeLimit) {
-    return InvalidFrame(absl::StrCat("payload of ", payload_size,
-                                     " bytes exceeds 1073741823"));
+    return InvalidFrame(
+        absl::StrCat("payload of ", payload_size, " bytes exceeds 1073741823"));
   }
   FramePlan plan;
   if (!ext.empty()) {
@@ -161,9 +159,9 @@ inline absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
   // header_length counts its own bytes: 1 if the total fits 6 bits.
   plan.header_size = body + 1 < 64 ? body + 1 : body + 2;
   if (plan.header_size > kMaxHeaderSizeLimit) {
-    return MakeError(ErrorCode::kHeaderTooLarge,
-                     absl::StrCat("header of ", plan.header_size,
-                                  " bytes exceeds 16383"));
+    return MakeError(
+        ErrorCode::kHeaderTooLarge,
+        absl::StrCat("header of ", plan.header_size, " bytes exceeds 16383"));
   }
   return plan;
 }
@@ -205,9 +203,9 @@ inline void WriteHeader(const FramePlan& plan, const FrameHeader& header,
       p += ext.trace_state.size();
     }
     for (const MetadataEntry& m : ext.metadata) {
-      p = WriteTlvHead(p, kExtMetadata,
-                       VarintSize(m.key.size()) + m.key.size() +
-                           m.value.size());
+      p = WriteTlvHead(
+          p, kExtMetadata,
+          VarintSize(m.key.size()) + m.key.size() + m.value.size());
       p += EncodeVarintUnchecked(m.key.size(), p);
       std::memcpy(p, m.key.data(), m.key.size());
       p += m.key.size();
