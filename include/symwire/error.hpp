@@ -30,8 +30,8 @@ enum class ErrorCode : uint16_t {
   kNonCanonicalVarint = 3,  // kInvalidArgument: not the shortest encoding
   kVarintOutOfRange = 4,    // kInvalidArgument: value > 2^62-1 (encoder)
   // --- frame header (SPEC.md §4) ---
-  kBadHeaderLength = 5,     // kInvalidArgument: header_length < 10
-  kHeaderTooLarge = 6,      // kResourceExhausted: header_length > limit
+  kBadHeaderLength = 5,     // kInvalidArgument: header_length < 9
+  kHeaderTooLarge = 6,      // kResourceExhausted: header size > limit
   kHeaderCrcMismatch = 7,   // kDataLoss: CRC32C of the header differs
   kUnknownMessageType = 8,  // kInvalidArgument: type byte > 5
   kReservedFlags = 9,       // kInvalidArgument: reserved flag bit set, or

@@ -35,7 +35,8 @@ struct DecoderOptions {
   // Check the XXH3-64 trailer of frames with flag CHECKSUM. When off, the
   // trailer is still required and skipped.
   bool verify_payload_checksum = true;
-  // Largest accepted header_length. REQUIRES: kMinHeaderSize..16383.
+  // Largest accepted header, counting the header_length varint and every
+  // byte after it. REQUIRES: kMinHeaderSize..kMaxHeaderSizeLimit (10..16385).
   uint32_t max_header_bytes = kDefaultMaxHeaderSize;
   // Largest accepted payload_length. REQUIRES: <= kMaxPayloadSizeLimit.
   uint64_t max_payload_bytes = kDefaultMaxPayloadSize;
@@ -198,9 +199,11 @@ class FrameDecoder {
 inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
                                      DecodeStep& step) {
   if (SYMWIRE_UNLIKELY(input.empty())) return false;
-  // A 1-byte header_length is the byte itself (top bits 00 => value < 64).
-  const auto header_size = static_cast<size_t>(input[0]);
-  if (SYMWIRE_UNLIKELY(header_size < kMinHeaderSize || header_size > 63 ||
+  // A 1-byte header_length is the byte itself (top bits 00 => value < 64);
+  // the header is that many bytes plus the length byte.
+  const auto header_length = static_cast<size_t>(input[0]);
+  const size_t header_size = header_length + 1;
+  if (SYMWIRE_UNLIKELY(header_length < kMinHeaderLength || header_length > 63 ||
                        header_size > options_.max_header_bytes ||
                        input.size() < header_size)) {
     return false;

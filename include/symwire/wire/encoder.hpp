@@ -2,8 +2,12 @@
 // Layer 1 (frame codec). Writes the preface and frames of SPEC.md into
 // caller buffers: whole frames (EncodeFrame), or the header and trailer only
 // so the payload goes out by scatter/gather without a copy (EncodeGather).
-// Every function validates its input against the spec, so an encoder can
-// never produce bytes a conforming decoder rejects (with default limits).
+// Every function validates its input against SPEC.md, so the encoder never
+// writes a malformed frame. It does not know the receiver's limits: a header
+// larger than the receiver's max header bytes (default 4096), more
+// extensions than its limit (default 32), or an `other` extension of an odd
+// (critical) type the receiver does not implement is well-formed but may be
+// rejected by that receiver; the session handshake exchanges the limits.
 #ifndef SYMWIRE_WIRE_ENCODER_HPP_
 #define SYMWIRE_WIRE_ENCODER_HPP_
 
@@ -26,10 +30,11 @@ namespace symwire {
 SYMWIRE_DECL absl::StatusOr<size_t> EncodePreface(absl::Span<std::byte> out);
 
 // EncodedHeaderSize
-// The header_length a frame with these fields would have.
+// The whole header size (header_length varint + header_length) a frame
+// with these fields would have.
 // Errors: INVALID_FRAME, VARINT_OUT_OF_RANGE (kInvalidArgument) if the
 // frame is not encodable (see EncodeFrame); HEADER_TOO_LARGE
-// (kResourceExhausted) if the header would exceed 16383 bytes.
+// (kResourceExhausted) if header_length would exceed 16383.
 // Does not allocate on success.
 SYMWIRE_DECL absl::StatusOr<size_t> EncodedHeaderSize(
     const FrameHeader& header, const FrameExtensions& extensions,
@@ -57,7 +62,7 @@ inline absl::StatusOr<size_t> EncodedSize(const FrameHeader& header,
 //     type 0 or of a known type).
 //   VARINT_OUT_OF_RANGE (kInvalidArgument): stream_id, sequence or
 //     deadline_us above 2^62 - 1.
-//   HEADER_TOO_LARGE (kResourceExhausted): header above 16383 bytes.
+//   HEADER_TOO_LARGE (kResourceExhausted): header_length above 16383.
 //   BUFFER_TOO_SMALL (kResourceExhausted): out.size() < EncodedSize().
 // Nothing is written on error. Does not allocate on success. Thread-safe.
 SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(

@@ -101,8 +101,12 @@ inline constexpr size_t kPrefaceMagicSize = 7;
 
 inline constexpr size_t kHeaderCrcSize = 4;
 inline constexpr size_t kPayloadChecksumSize = 8;
+// header_length counts the header bytes after its own varint (SPEC.md §4).
+inline constexpr size_t kMinHeaderLength = 9;
+inline constexpr size_t kMaxHeaderLength = 16383;  // 2-byte varint max
+// Whole headers: the header_length varint plus header_length.
 inline constexpr size_t kMinHeaderSize = 10;
-inline constexpr size_t kMaxHeaderSizeLimit = 16383;  // 2-byte varint max
+inline constexpr size_t kMaxHeaderSizeLimit = 16385;
 inline constexpr size_t kDefaultMaxHeaderSize = 4096;
 inline constexpr uint64_t kMaxPayloadSizeLimit = (uint64_t{1} << 30) - 1;
 inline constexpr uint64_t kDefaultMaxPayloadSize = uint64_t{16} << 20;

@@ -102,21 +102,24 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
     return Fail(detail::NonCanonicalVarintError(header_length, length_size,
                                                 offset_, "header_length"));
   }
-  if (SYMWIRE_UNLIKELY(header_length < kMinHeaderSize)) {
+  if (SYMWIRE_UNLIKELY(header_length < kMinHeaderLength)) {
     return Fail(
         detail::DecodeError(ErrorCode::kBadHeaderLength,
                             absl::StrCat("header_length ", header_length,
-                                         " is below minimum ", kMinHeaderSize),
+                                         " is below minimum ", kMinHeaderLength),
                             offset_));
   }
-  if (SYMWIRE_UNLIKELY(header_length > options_.max_header_bytes)) {
+  // A canonical varint of up to 8 bytes plus its value cannot overflow.
+  const uint64_t whole_header = length_size + header_length;
+  if (SYMWIRE_UNLIKELY(whole_header > options_.max_header_bytes)) {
     return Fail(detail::DecodeError(
         ErrorCode::kHeaderTooLarge,
-        absl::StrCat("header_length ", header_length, " exceeds max ",
+        absl::StrCat("header of ", whole_header, " bytes (header_length ",
+                     header_length, ") exceeds max ",
                      options_.max_header_bytes),
         offset_));
   }
-  const auto header_size = static_cast<size_t>(header_length);
+  const auto header_size = static_cast<size_t>(whole_header);
   if (input.size() < header_size) return detail::NeedMore(step, header_size);
 
   // Step 2: the CRC, before any other field is believed.
@@ -223,8 +226,8 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
 
 SYMWIRE_DECL absl::Status FrameDecoder::ParseHeader(
     absl::Span<const std::byte> header, size_t length_size, FrameView& view) {
-  // header_length >= 10 and length_size <= 2, so type and flags always fit
-  // before the CRC.
+  // header_length >= 9 counts type, flags, three varints and the CRC, so
+  // type and flags always fit before the CRC.
   const size_t end = header.size() - kHeaderCrcSize;
   size_t pos = length_size;
   SYMWIRE_ASSERT(end - pos >= 2);

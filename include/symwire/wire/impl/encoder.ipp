@@ -20,7 +20,8 @@ namespace symwire {
 namespace detail {
 
 struct FramePlan {
-  size_t header_size = 0;
+  size_t header_length = 0;  // the field's value
+  size_t header_size = 0;    // the whole header
   size_t extensions_size = 0;
 };
 
@@ -40,7 +41,7 @@ inline bool IsZeroBytes(absl::Span<const std::byte> bytes) {
 // Sizes and validates the extension region. Every part is bounded by
 // kMaxHeaderSizeLimit before it is added, so the sum cannot overflow.
 inline absl::StatusOr<size_t> PlanExtensions(const FrameExtensions& ext) {
-  constexpr size_t kLimit = kMaxHeaderSizeLimit;
+  constexpr size_t kLimit = kMaxHeaderLength;
   auto too_large = [](absl::string_view what, size_t size) {
     return MakeError(ErrorCode::kHeaderTooLarge,
                      absl::StrCat(what, " of ", size,
@@ -152,17 +153,16 @@ inline absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
     if (!ext_size.ok()) return ext_size.status();
     plan.extensions_size = *ext_size;
   }
-  // Everything after header_length.
-  const size_t body = 2 + VarintSize(header.stream_id) +
-                      VarintSize(header.sequence) + VarintSize(payload_size) +
-                      plan.extensions_size + kHeaderCrcSize;
-  // header_length counts its own bytes: 1 if the total fits 6 bits.
-  plan.header_size = body + 1 < 64 ? body + 1 : body + 2;
-  if (plan.header_size > kMaxHeaderSizeLimit) {
-    return MakeError(
-        ErrorCode::kHeaderTooLarge,
-        absl::StrCat("header of ", plan.header_size, " bytes exceeds 16383"));
+  // header_length: everything after its own varint (SPEC.md §4).
+  plan.header_length = 2 + VarintSize(header.stream_id) +
+                       VarintSize(header.sequence) + VarintSize(payload_size) +
+                       plan.extensions_size + kHeaderCrcSize;
+  if (plan.header_length > kMaxHeaderLength) {
+    return MakeError(ErrorCode::kHeaderTooLarge,
+                     absl::StrCat("header_length ", plan.header_length,
+                                  " exceeds 16383"));
   }
+  plan.header_size = VarintSize(plan.header_length) + plan.header_length;
   return plan;
 }
 
@@ -176,7 +176,7 @@ inline void WriteHeader(const FramePlan& plan, const FrameHeader& header,
                         const FrameExtensions& ext, size_t payload_size,
                         std::byte* out) {
   std::byte* p = out;
-  p += EncodeVarintUnchecked(plan.header_size, p);
+  p += EncodeVarintUnchecked(plan.header_length, p);
   *p++ = static_cast<std::byte>(header.type);
   *p++ = static_cast<std::byte>(header.flags);
   p += EncodeVarintUnchecked(header.stream_id, p);
