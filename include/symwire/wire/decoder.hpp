@@ -194,6 +194,13 @@ class FrameDecoder {
   // preface_done_ && pending_size_ == 0 && status_.ok(), kept as one flag
   // for the inline fast path.
   bool fast_path_ready_ = false;
+  // The fast path's layout prediction: header_length and the sizes of the
+  // three varints of the last frame it decoded (header_length 0 = none).
+  struct FastShape {
+    uint8_t header_length = 0;
+    uint8_t sizes[3] = {0, 0, 0};
+  };
+  FastShape shape_;
 };
 
 inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
@@ -225,16 +232,44 @@ inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
     return false;
   }
   const auto message_type = static_cast<MessageType>(type);
-  const absl::Span<const std::byte> header = input.first(header_size);
-  size_t pos = 3, size = 0;
-  uint64_t stream_id = 0, sequence = 0, payload_length = 0;
-  if (SYMWIRE_UNLIKELY(detail::ReadField(header, pos, crc_pos, stream_id,
-                                         size) != detail::FieldResult::kOk ||
-                       detail::ReadField(header, pos, crc_pos, sequence,
-                                         size) != detail::FieldResult::kOk ||
-                       detail::ReadField(header, pos, crc_pos, payload_length,
-                                         size) != detail::FieldResult::kOk ||
-                       pos != crc_pos ||  // extensions: general path
+  // The three varints (stream_id, sequence, payload_length) follow at
+  // offset 3 and, with no extensions, end at the CRC. Found one after the
+  // other, each varint's offset depends on the previous one's length: a
+  // serial chain of loads that dominated decoding. Consecutive frames
+  // nearly always share their layout, so the layout of the last one is
+  // predicted, the three loads issue in parallel, and the prediction is
+  // verified by the length tags (which also proves there are no TLVs, since
+  // header_length matches too).
+  size_t s1, s2, s3;
+  if (SYMWIRE_LIKELY(header_length == shape_.header_length)) {
+    s1 = shape_.sizes[0];
+    s2 = shape_.sizes[1];
+    s3 = shape_.sizes[2];
+    if (SYMWIRE_UNLIKELY(VarintSizeFromFirstByte(h[3]) != s1 ||
+                         VarintSizeFromFirstByte(h[3 + s1]) != s2 ||
+                         VarintSizeFromFirstByte(h[3 + s1 + s2]) != s3)) {
+      return false;
+    }
+  } else {
+    // Learn the new layout. All reads stay before the CRC: 3 < crc_pos.
+    s1 = VarintSizeFromFirstByte(h[3]);
+    if (3 + s1 >= crc_pos) return false;
+    s2 = VarintSizeFromFirstByte(h[3 + s1]);
+    if (3 + s1 + s2 >= crc_pos) return false;
+    s3 = VarintSizeFromFirstByte(h[3 + s1 + s2]);
+    if (3 + s1 + s2 + s3 != crc_pos) return false;  // TLVs: general path
+    shape_ = FastShape{static_cast<uint8_t>(header_length),
+                       {static_cast<uint8_t>(s1), static_cast<uint8_t>(s2),
+                        static_cast<uint8_t>(s3)}};
+  }
+  // Values by value, not through references: an out-parameter made GCC
+  // spill a byte and reload 8, defeating store forwarding.
+  const uint64_t stream_id = detail::LoadVarint(h + 3, s1);
+  const uint64_t sequence = detail::LoadVarint(h + 3 + s1, s2);
+  const uint64_t payload_length = detail::LoadVarint(h + 3 + s1 + s2, s3);
+  if (SYMWIRE_UNLIKELY(!detail::IsCanonicalVarint(stream_id, s1) ||
+                       !detail::IsCanonicalVarint(sequence, s2) ||
+                       !detail::IsCanonicalVarint(payload_length, s3) ||
                        payload_length > options_.max_payload_bytes)) {
     return false;
   }

@@ -239,6 +239,7 @@ class FrameView {
   uint32_t metadata_count() const { return metadata_count_; }
   // Every TLV in wire order, known or not.
   ExtensionRange extensions() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    if (header_size_ == 0) return ExtensionRange();  // default-constructed
     const size_t end = header_size_ - kHeaderCrcSize;
     return ExtensionRange(absl::Span<const std::byte>(data_ + extensions_begin_,
                                                       end - extensions_begin_));
