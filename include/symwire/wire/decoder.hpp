@@ -99,6 +99,13 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
 
 }  // namespace detail
 
+namespace detail {
+// True if the 8 bytes after `payload` hold its XXH3-64 (SPEC.md §6). Out of
+// line so that xxhash.h stays out of this public header.
+SYMWIRE_DECL bool PayloadChecksumMatches(const std::byte* payload,
+                                         size_t size) noexcept;
+}  // namespace detail
+
 // FrameDecoder
 // Decodes the stream one step at a time. Protocol per call:
 //   auto step = decoder.Decode(unconsumed_bytes);
@@ -154,8 +161,8 @@ class FrameDecoder {
   const DecoderOptions& options() const { return options_; }
 
  private:
-  // The fast path, inline: a complete frame with a 1-byte header_length,
-  // no extensions and no payload checksum, every check passing. It only
+  // The fast path, inline: a complete frame with a 1-byte header_length and
+  // no extensions, every check passing. It only
   // ever accepts; on anything else it returns false having changed nothing
   // but `step`, and DecodeInto, the single authority on errors, redoes the
   // work and reports precisely. Must accept exactly what DecodeInto accepts
@@ -226,7 +233,7 @@ inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
   const auto flags = static_cast<uint8_t>(h[2]);
   if (SYMWIRE_UNLIKELY(
           !IsValidMessageType(type) ||
-          (flags & (kFlagsReserved | kFlagChecksum)) != 0 ||
+          (flags & kFlagsReserved) != 0 ||
           ((flags & kFlagFinal) != 0 &&
            type != static_cast<uint8_t>(MessageType::kAgentResponse)))) {
     return false;
@@ -278,8 +285,15 @@ inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
                        (rule == StreamIdRule::kNonZero && stream_id == 0))) {
     return false;
   }
-  const size_t total = header_size + static_cast<size_t>(payload_length);
+  const bool checksum = (flags & kFlagChecksum) != 0;
+  const size_t total = header_size + static_cast<size_t>(payload_length) +
+                       (checksum ? kPayloadChecksumSize : 0);
   if (input.size() < total) return false;
+  if (checksum && options_.verify_payload_checksum &&
+      SYMWIRE_UNLIKELY(!detail::PayloadChecksumMatches(
+          h + header_size, static_cast<size_t>(payload_length)))) {
+    return false;
+  }
   FrameView& view = step.frame;
   view.header_ = FrameHeader{message_type, flags, stream_id, sequence};
   view.data_ = h;

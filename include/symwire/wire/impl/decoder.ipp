@@ -62,6 +62,12 @@ inline bool IsAllZero(absl::Span<const std::byte> bytes) {
                      [](std::byte b) { return b == std::byte{0}; });
 }
 
+SYMWIRE_DECL bool PayloadChecksumMatches(const std::byte* payload,
+                                         size_t size) noexcept {
+  return Xxh3_64(absl::Span<const std::byte>(payload, size)) ==
+         LoadBig64(payload + size);
+}
+
 }  // namespace detail
 
 SYMWIRE_DECL FrameDecoder::FrameDecoder(DecoderOptions options)
