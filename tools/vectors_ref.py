@@ -15,7 +15,7 @@ Modes:
 
     vectors_ref.py selftest
         CRC32C (bitwise and table-driven) and XXH3-64 check values, varint
-        round trips.
+        round trips, header_length edge cases (9, 63/64, limits).
     vectors_ref.py check [FILE.md ...]
         Re-decodes every vector of every file (default: all of tests/vectors/)
         and verifies that each hex block produces exactly its log, that the
@@ -36,6 +36,8 @@ Modes:
           (extensions are written in the order given; repeatable)
           crc=0xXXXXXXXX (force a wrong CRC)  checksum=0x... (force a wrong
           XXH3)  stream_size/seq_size/plen_size/hl_size=N (force longer varints)
+          hl=N (force the header_length value; by default it is the number of
+          header bytes after the header_length varint, CRC included)
         Example:
           tools/vectors_ref.py frame type=AGENT_TASK stream=1 text=hi flags=0x01
 
@@ -219,7 +221,13 @@ FLAG_CHECKSUM = 0x01
 FLAG_FINAL = 0x02
 FLAGS_RESERVED = 0xFC
 
-MIN_HEADER = 10
+# §4: header_length counts the header bytes that FOLLOW its own varint
+# (type .. CRC), 9..16383, so it is a 1- or 2-byte varint; the whole header
+# is the varint's size plus header_length, 10..16385 bytes.
+MIN_HEADER_LENGTH = 9
+MAX_HEADER_LENGTH = 16383
+MIN_HEADER_SIZE = 10
+MAX_HEADER_SIZE_LIMIT = 16385   # §8 range of max header bytes: 10..16385
 CRC_SIZE = 4
 CHECKSUM_SIZE = 8
 
@@ -252,7 +260,8 @@ class Options:
                 opts.preface = value == "on"
             elif key == "max_header_bytes":
                 opts.max_header_bytes = int(value)
-                if not 10 <= opts.max_header_bytes <= 16383:
+                # §8: the limit is on the whole header, length varint included.
+                if not MIN_HEADER_SIZE <= opts.max_header_bytes <= MAX_HEADER_SIZE_LIMIT:
                     raise ValueError("max_header_bytes out of §8 range")
             elif key == "max_payload_bytes":
                 opts.max_payload_bytes = int(value)
@@ -282,25 +291,28 @@ def decode_frame(data, base, opts):
     """
     end = len(data)
 
-    # §7.1 step 1: header_length: canonical, >= 10, <= limit; each as soon as
-    # the varint's own bytes are available (nothing else is waited for).
+    # §7.1 step 1: header_length: canonical, >= 9, header size (the varint's
+    # own bytes plus header_length, §4) <= limit (§8); each as soon as the
+    # varint's own bytes are available (nothing else is waited for).
     hl, hl_size = varint_decode(data, base, end)  # NON_CANONICAL_VARINT @ base
-    if hl < MIN_HEADER:
+    if hl < MIN_HEADER_LENGTH:
         raise WireError("BAD_HEADER_LENGTH", base)
-    if hl > opts.max_header_bytes:
+    header_size = hl_size + hl
+    if header_size > opts.max_header_bytes:
         raise WireError("HEADER_TOO_LARGE", base)
 
-    # Step 2: wait for the whole header, then the CRC over [0, hl - 4).
-    if base + hl > end:
+    # Step 2: wait for the whole header, then the CRC over every header byte
+    # before it, starting with the first byte of header_length (§4, §6).
+    if base + header_size > end:
         raise Incomplete()
-    crc_at = base + hl - CRC_SIZE
+    crc_at = base + header_size - CRC_SIZE
     stored = int.from_bytes(data[crc_at:crc_at + CRC_SIZE], "big")
     if crc32c(data[base:crc_at]) != stored:
         raise WireError("HEADER_CRC_MISMATCH", crc_at)
 
-    # Step 3: fixed fields in wire order. hl >= 10 leaves room for type and
-    # flags whatever the header_length size (a 2-byte header_length means
-    # hl >= 64), so only the three varints can run into the CRC.
+    # Step 3: fixed fields in wire order. header_length >= 9 counts type,
+    # flags and the 4-byte CRC, so type and flags always lie before the CRC;
+    # only the three varints can run into it.
     p = base + hl_size
     assert p + 2 <= crc_at
     type_at = p
@@ -385,8 +397,8 @@ def decode_frame(data, base, opts):
         p = value_end
 
     # Step 5: the payload and its optional checksum.
-    pl_at = base + hl
-    size = hl + plen + (CHECKSUM_SIZE if flags & FLAG_CHECKSUM else 0)
+    pl_at = base + header_size
+    size = header_size + plen + (CHECKSUM_SIZE if flags & FLAG_CHECKSUM else 0)
     if base + size > end:
         raise Incomplete()
     payload = bytes(data[pl_at:pl_at + plen])
@@ -534,7 +546,9 @@ def build_frame(mtype, flags=0, stream=0, seq=0, payload=b"", exts=(), *,
 
     `fields` (a list of (bytes, comment)) replaces type..payload_length for
     hand-made bad headers. `hl` forces the header_length value (the CRC is
-    still computed over the bytes actually written before it).
+    still computed over the bytes actually written before it); by default it
+    is the number of header bytes after the header_length varint, CRC
+    included (§4), and `hl_size` can force a longer (non-canonical) varint.
     """
     payload = bytes(payload)
     if fields is None:
@@ -550,9 +564,9 @@ def build_frame(mtype, flags=0, stream=0, seq=0, payload=b"", exts=(), *,
         body.extend(ext.segments())
     rest = sum(len(b) for b, _ in body)
     if hl is None:
-        hl = 1 + rest + CRC_SIZE
-        if hl > 63:
-            hl = 2 + rest + CRC_SIZE
+        hl = rest + CRC_SIZE  # §4: does not count its own bytes
+        if hl > MAX_HEADER_LENGTH:
+            raise ValueError("HEADER_TOO_LARGE: header_length %d > %d" % (hl, MAX_HEADER_LENGTH))
     hl_bytes = varint_encode(hl, hl_size)
     head = [(hl_bytes, "header_length %d" % hl)] + body
     raw = b"".join(b for b, _ in head)
@@ -773,6 +787,40 @@ def selftest():
         expect("40 25 non-canonical", "accepted", "rejected")
     except WireError as err:
         expect("40 25 non-canonical", err.code, "NON_CANONICAL_VARINT")
+
+    # §4 header_length: the bytes after its own varint. The minimal header is
+    # 09 tt ff ss qq ll + CRC over those six bytes.
+    def raw(segments):
+        return b"".join(bytes(b) for b, _ in segments)
+
+    minimal = raw(build_frame(1, stream=1))
+    expect("minimal header", minimal.hex(" "),
+           "09 01 00 01 00 00 " + crc32c(bytes.fromhex("090100010000")).to_bytes(4, "big").hex(" "))
+    expect("minimal header CRC (crc32c.md)", "0x%08X" % crc32c(minimal[:6]), "0x454CF25E")
+
+    def first_line(data, pairs=()):
+        return decode_stream(data, Options.from_pairs([("preface", "off")] + list(pairs)))[0]
+
+    expect("decode minimal header", first_line(minimal),
+           "frame offset=0 size=10 type=AGENT_TASK flags=0x00 stream=1 seq=0 payload=-")
+    # 63 bytes after the length field: 1-byte 3f; 64: the smallest 2-byte, 40 40.
+    pad63 = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(52))]))
+    pad64 = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(53))]))
+    expect("header_length 63 is 1 byte", (pad63[:1].hex(), len(pad63)), ("3f", 64))
+    expect("header_length 64 is 2 bytes", (pad64[:2].hex(), len(pad64)), ("4040", 66))
+    forced = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(52))], hl_size=2))
+    expect("40 3f rejected", first_line(forced), "error code=NON_CANONICAL_VARINT offset=0")
+    expect("header_length 8", first_line(bytes([8])), "error code=BAD_HEADER_LENGTH offset=0")
+    expect("header_length 9 waits", first_line(bytes([9])), "incomplete")
+    expect("66-byte header, limit 66", first_line(pad64, [("max_header_bytes", "66")])[:14],
+           "frame offset=0")
+    expect("66-byte header, limit 65", first_line(pad64, [("max_header_bytes", "65")]),
+           "error code=HEADER_TOO_LARGE offset=0")
+    expect("4f ff: 4097-byte header", first_line(bytes.fromhex("4fff")),
+           "error code=HEADER_TOO_LARGE offset=0")
+    expect("4f fe: 4096-byte header waits", first_line(bytes.fromhex("4ffe")), "incomplete")
+    expect("max_header_bytes=16385 allowed",
+           Options.from_pairs([("max_header_bytes", "16385")]).max_header_bytes, 16385)
     print("selftest", "passed" if ok else "FAILED")
     return 0 if ok else 1
 
@@ -797,6 +845,8 @@ def _frame_from_args(args):
             kw[key] = int(val, 0)
         elif key in ("stream_size", "seq_size", "plen_size", "hl_size"):
             kw[key] = int(val)
+        elif key == "hl":
+            kw["hl"] = int(val, 0)
         elif key == "payload":
             kw["payload"] = bytes.fromhex(val)
         elif key == "text":

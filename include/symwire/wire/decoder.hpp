@@ -65,7 +65,7 @@ struct DecodeStep {
   // Bytes at the front of the input that this step used up. The caller must
   // drop them before the next call (0 for kNeedMore).
   size_t consumed = 0;
-  // With kNeedMore; at most 16383 + 2^30 - 1 + 8, so 32 bits suffice.
+  // With kNeedMore; at most 16385 + 2^30 - 1 + 8, so 32 bits suffice.
   uint32_t bytes_needed = 0;
   Kind kind = Kind::kNeedMore;
   uint8_t wire_version = 0;

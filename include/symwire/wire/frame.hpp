@@ -254,10 +254,10 @@ class FrameView {
   // larger object measurably slowed decoding of small frames.
   FrameHeader header_;
   const std::byte* data_ = nullptr;
-  uint32_t size_ = 0;          // whole frame; <= 16383 + 2^30 - 1 + 8
+  uint32_t size_ = 0;          // whole frame; <= 16385 + 2^30 - 1 + 8
   uint32_t payload_size_ = 0;  // <= 2^30 - 1
   uint64_t deadline_us_ = 0;
-  uint16_t header_size_ = 0;  // <= 16383
+  uint16_t header_size_ = 0;  // <= 16385
   uint16_t extensions_begin_ = 0;
   uint16_t extension_count_ = 0;
   uint16_t metadata_count_ = 0;

@@ -149,7 +149,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
       SYMWIRE_UNLIKELY(!s.ok())) {
     return Fail(std::move(s));
   }
-  // header_size <= 16383 and payload <= 1 GiB: the sum cannot overflow.
+  // header_size <= 16385 and payload < 1 GiB: the sum cannot overflow.
   const size_t total =
       header_size + step.frame.payload_size_ +
       (step.frame.has_payload_checksum() ? kPayloadChecksumSize : 0);
