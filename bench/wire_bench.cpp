@@ -12,6 +12,8 @@
 // This binary replaces the global operator new with a counting one. Decode
 // benchmarks fail with "decode allocated" if a timed pass allocates
 // (STYLE.md: the decode path never allocates).
+#include <benchmark/benchmark.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -24,8 +26,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "absl/types/span.h"
 #include "symwire/detail/hash.hpp"
@@ -193,8 +193,9 @@ const FrameBuffer& GetFrameBuffer(size_t payload_size, bool checksum) {
         symwire::EncodeFrame(h, payload, absl::MakeSpan(fb.bytes).subspan(pos))
             .value();
     if (written != size) std::abort();
-    fb.payload_offsets.push_back(pos + size - payload_size -
-                                 (checksum ? symwire::kPayloadChecksumSize : 0));
+    fb.payload_offsets.push_back(
+        pos + size - payload_size -
+        (checksum ? symwire::kPayloadChecksumSize : 0));
   }
   return fb;
 }
@@ -225,11 +226,12 @@ void SetCodecCounters(benchmark::State& state, size_t frames_per_pass,
   const auto passes = static_cast<double>(state.iterations());
   state.SetBytesProcessed(state.iterations() *
                           static_cast<int64_t>(wire_bytes_per_pass));
-  state.counters["frames/s"] = benchmark::Counter(
-      passes * static_cast<double>(frames_per_pass), benchmark::Counter::kIsRate);
-  state.counters["payload_B/s"] = benchmark::Counter(
-      passes * static_cast<double>(payload_bytes_per_pass),
-      benchmark::Counter::kIsRate);
+  state.counters["frames/s"] =
+      benchmark::Counter(passes * static_cast<double>(frames_per_pass),
+                         benchmark::Counter::kIsRate);
+  state.counters["payload_B/s"] =
+      benchmark::Counter(passes * static_cast<double>(payload_bytes_per_pass),
+                         benchmark::Counter::kIsRate);
 }
 
 // ---------------------------------------------------------------------------
@@ -339,7 +341,10 @@ void BM_DecodeVerifyXxh3(benchmark::State& state) {
       static_cast<double>(state.iterations()) * static_cast<double>(fb.frames),
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_DecodeVerifyXxh3)->ArgName("payload")->Arg(1024)->Arg(16 * 1024)
+BENCHMARK(BM_DecodeVerifyXxh3)
+    ->ArgName("payload")
+    ->Arg(1024)
+    ->Arg(16 * 1024)
     ->Arg(1024 * 1024);
 
 // BM_Xxh3Payloads: symwire::detail::Xxh3_64 over each payload of that buffer
@@ -359,7 +364,10 @@ void BM_Xxh3Payloads(benchmark::State& state) {
       static_cast<double>(state.iterations()) * static_cast<double>(fb.frames),
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Xxh3Payloads)->ArgName("payload")->Arg(1024)->Arg(16 * 1024)
+BENCHMARK(BM_Xxh3Payloads)
+    ->ArgName("payload")
+    ->Arg(1024)
+    ->Arg(16 * 1024)
     ->Arg(1024 * 1024);
 
 // ---------------------------------------------------------------------------
@@ -392,8 +400,9 @@ void BM_LengthPrefixScan(benchmark::State& state) {
   }
   SetCodecCounters(state, expected, buf.size(), expected * payload_size);
 }
-BENCHMARK(BM_LengthPrefixScan)->ArgName("payload")->ArgsProduct(
-    {kPayloadSizes});
+BENCHMARK(BM_LengthPrefixScan)
+    ->ArgName("payload")
+    ->ArgsProduct({kPayloadSizes});
 
 // Baseline (b): memcpy of the same payload bytes, frame by frame, from the
 // encoded buffer into a same-sized destination at the same offsets: what a

@@ -232,8 +232,7 @@ inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
   const auto type = static_cast<uint8_t>(h[1]);
   const auto flags = static_cast<uint8_t>(h[2]);
   if (SYMWIRE_UNLIKELY(
-          !IsValidMessageType(type) ||
-          (flags & kFlagsReserved) != 0 ||
+          !IsValidMessageType(type) || (flags & kFlagsReserved) != 0 ||
           ((flags & kFlagFinal) != 0 &&
            type != static_cast<uint8_t>(MessageType::kAgentResponse)))) {
     return false;

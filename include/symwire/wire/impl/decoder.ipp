@@ -109,11 +109,11 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
                                                 offset_, "header_length"));
   }
   if (SYMWIRE_UNLIKELY(header_length < kMinHeaderLength)) {
-    return Fail(
-        detail::DecodeError(ErrorCode::kBadHeaderLength,
-                            absl::StrCat("header_length ", header_length,
-                                         " is below minimum ", kMinHeaderLength),
-                            offset_));
+    return Fail(detail::DecodeError(
+        ErrorCode::kBadHeaderLength,
+        absl::StrCat("header_length ", header_length, " is below minimum ",
+                     kMinHeaderLength),
+        offset_));
   }
   // A canonical varint of up to 8 bytes plus its value cannot overflow.
   const uint64_t whole_header = length_size + header_length;

@@ -158,9 +158,9 @@ inline absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
                        VarintSize(header.sequence) + VarintSize(payload_size) +
                        plan.extensions_size + kHeaderCrcSize;
   if (plan.header_length > kMaxHeaderLength) {
-    return MakeError(ErrorCode::kHeaderTooLarge,
-                     absl::StrCat("header_length ", plan.header_length,
-                                  " exceeds 16383"));
+    return MakeError(
+        ErrorCode::kHeaderTooLarge,
+        absl::StrCat("header_length ", plan.header_length, " exceeds 16383"));
   }
   plan.header_size = VarintSize(plan.header_length) + plan.header_length;
   return plan;
