@@ -30,6 +30,7 @@
 #define SYMWIRE_TESTS_SUPPORT_FEED_HPP_
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -39,8 +40,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
@@ -125,8 +124,8 @@ struct FeedResult {
 inline std::string HexPreview(absl::Span<const std::byte> bytes,
                               size_t max_bytes = 48) {
   const size_t shown = std::min(bytes.size(), max_bytes);
-  std::string out = absl::BytesToHexString(absl::string_view(
-      reinterpret_cast<const char*>(bytes.data()), shown));
+  std::string out = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes.data()), shown));
   if (shown < bytes.size()) {
     absl::StrAppend(&out, "...(", bytes.size(), " bytes)");
   }
@@ -146,17 +145,17 @@ inline std::string ToString(const StepRecord& s) {
           " stream=", s.header.stream_id, " seq=", s.header.sequence,
           " header_size=", s.header_size, " consumed=", s.consumed,
           " header=", HexPreview(s.header_bytes, 64),
-          " payload=", HexPreview(s.payload), " trailer=",
-          HexPreview(s.trailer), " ext_count=", s.extension_count,
+          " payload=", HexPreview(s.payload),
+          " trailer=", HexPreview(s.trailer), " ext_count=", s.extension_count,
           " meta_count=", s.metadata_count);
       if (s.deadline_us) absl::StrAppend(&out, " deadline_us=", *s.deadline_us);
       if (s.trace_parent) {
-        absl::StrAppend(&out, " traceparent(version=",
-                        s.trace_parent->version, ")");
+        absl::StrAppend(&out, " traceparent(version=", s.trace_parent->version,
+                        ")");
       }
       if (!s.trace_state.empty()) {
-        absl::StrAppend(&out, " tracestate=\"",
-                        absl::CHexEscape(s.trace_state), "\"");
+        absl::StrAppend(&out, " tracestate=\"", absl::CHexEscape(s.trace_state),
+                        "\"");
       }
       for (const ExtensionRecord& e : s.extensions) {
         absl::StrAppend(&out, " ext{", e.type, ":", HexPreview(e.value, 16),
@@ -169,8 +168,8 @@ inline std::string ToString(const StepRecord& s) {
                           absl::StatusCodeToString(s.status_code), " ",
                           ErrorCodeName(s.error), ": ", s.message);
     case StepRecord::Kind::kIncomplete:
-      return absl::StrCat("incomplete @", s.offset, " unconsumed=",
-                          s.consumed, " bytes_needed=", s.bytes_needed);
+      return absl::StrCat("incomplete @", s.offset, " unconsumed=", s.consumed,
+                          " bytes_needed=", s.bytes_needed);
   }
   return "?";
 }
@@ -190,14 +189,14 @@ inline std::string DiffTranscripts(const Transcript& a, const Transcript& b) {
   const size_t n = std::min(a.size(), b.size());
   for (size_t i = 0; i < n; ++i) {
     if (!(a[i] == b[i])) {
-      return absl::StrCat("step ", i, " differs:\n  expected: ",
-                          ToString(a[i]), "\n  actual:   ", ToString(b[i]));
+      return absl::StrCat("step ", i, " differs:\n  expected: ", ToString(a[i]),
+                          "\n  actual:   ", ToString(b[i]));
     }
   }
   if (a.size() != b.size()) {
-    return absl::StrCat("transcripts have ", a.size(), " and ", b.size(),
-                        " steps; first extra step: ",
-                        ToString(a.size() > n ? a[n] : b[n]));
+    return absl::StrCat(
+        "transcripts have ", a.size(), " and ", b.size(),
+        " steps; first extra step: ", ToString(a.size() > n ? a[n] : b[n]));
   }
   return "";
 }
@@ -415,8 +414,8 @@ class FeedDriver {
     if (f.payload().size() > options_.max_payload_bytes) {
       Problem("payload larger than max_payload_bytes was accepted");
     }
-    if (f.header() != FrameHeader{f.type(), f.flags(), f.stream_id(),
-                                  f.sequence()}) {
+    if (f.header() !=
+        FrameHeader{f.type(), f.flags(), f.stream_id(), f.sequence()}) {
       Problem("header() disagrees with the field accessors");
     }
     if (f.is_final() != ((f.flags() & kFlagFinal) != 0)) {
@@ -524,9 +523,8 @@ class FeedDriver {
       // which is at most the end of the header, still inside the input.)
       if (*at < offset_before || *at >= offset_before + buffer_.size()) {
         Problem(absl::StrCat("error offset ", *at,
-                             " is outside the input given, [",
-                             offset_before, ", ",
-                             offset_before + buffer_.size(), ")"));
+                             " is outside the input given, [", offset_before,
+                             ", ", offset_before + buffer_.size(), ")"));
       }
     }
     if (decoder_.status() != status) {
@@ -555,15 +553,14 @@ class FeedDriver {
 // FeedChunks
 // Feeds `input` in chunks whose sizes `next_chunk(remaining)` returns (each
 // in 1..remaining).
-inline FeedResult FeedChunks(
-    absl::Span<const std::byte> input, const DecoderOptions& options,
-    const std::function<size_t(size_t)>& next_chunk) {
+inline FeedResult FeedChunks(absl::Span<const std::byte> input,
+                             const DecoderOptions& options,
+                             const std::function<size_t(size_t)>& next_chunk) {
   FeedDriver driver(options);
   size_t pos = 0;
   while (pos < input.size() && !driver.failed()) {
-    const size_t n =
-        std::clamp<size_t>(next_chunk(input.size() - pos), 1,
-                           input.size() - pos);
+    const size_t n = std::clamp<size_t>(next_chunk(input.size() - pos), 1,
+                                        input.size() - pos);
     driver.Push(input.subspan(pos, n));
     pos += n;
   }
@@ -603,11 +600,20 @@ inline FeedResult FeedRandomSplits(absl::Span<const std::byte> input,
       return std::uniform_int_distribution<size_t>(lo, hi)(rng);
     };
     switch (pick(0, 9)) {
-      case 0: return remaining;
-      case 1: case 2: case 3: return pick(1, 3);
-      case 4: case 5: return pick(1, 64);
-      case 6: case 7: return pick(1, 4096);
-      default: return pick(1, 96 * 1024);
+      case 0:
+        return remaining;
+      case 1:
+      case 2:
+      case 3:
+        return pick(1, 3);
+      case 4:
+      case 5:
+        return pick(1, 64);
+      case 6:
+      case 7:
+        return pick(1, 4096);
+      default:
+        return pick(1, 96 * 1024);
     }
   };
   return FeedChunks(input, options, next);
@@ -657,8 +663,9 @@ inline Transcript DecodeAllWays(absl::Span<const std::byte> input,
     const std::string diff = DiffTranscripts(whole.steps, r.steps);
     if (!diff.empty()) {
       FAIL(mode << " differs from whole-input decoding: " << diff
-                << "\nwhole transcript:\n" << ToString(whole.steps)
-                << mode << " transcript:\n" << ToString(r.steps));
+                << "\nwhole transcript:\n"
+                << ToString(whole.steps) << mode << " transcript:\n"
+                << ToString(r.steps));
     }
   };
   if (ways.bytewise) require_same("byte-by-byte", FeedBytewise(input, options));

@@ -13,14 +13,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/types/span.h"
 #include "symwire/wire/crc32c.hpp"
@@ -89,9 +88,7 @@ void* operator new[](std::size_t n, std::align_val_t a,
 }
 void operator delete(void* p) noexcept { Deallocate(p); }
 void operator delete[](void* p) noexcept { Deallocate(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-  Deallocate(p);
-}
+void operator delete(void* p, const std::nothrow_t&) noexcept { Deallocate(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept {
   Deallocate(p);
 }
@@ -188,11 +185,11 @@ const std::array<Expected, kFrames> kExpected = {{
     {{MessageType::kAgentTask, kFlagChecksum, 1, 1}, 100, true},
     {{MessageType::kAgentResponse, kFlagChecksum, 1, 2}, 5000, true},
     {{MessageType::kAgentResponse, kFlagChecksum | kFlagFinal, 1, 16384},
-     70000, true},
+     70000,
+     true},
     {{MessageType::kAgentError, kFlagChecksum, 0, 4}, 3, true},
     {{MessageType::kAgentCancel, kFlagChecksum, 1, 5}, 1, true},
-    {{MessageType::kAgentSync, kFlagChecksum, 0, uint64_t{1} << 40}, 0,
-     true},
+    {{MessageType::kAgentSync, kFlagChecksum, 0, uint64_t{1} << 40}, 0, true},
     {{MessageType::kAgentSync, 0, 0, 7}, 0, false},
 }};
 
@@ -291,8 +288,7 @@ void CheckSeen(const Fixture& fx, const std::array<Seen, kFrames>& seen) {
   }
 }
 
-TEST_CASE("alloc: encoding and decoding a stream allocate nothing",
-          "[alloc]") {
+TEST_CASE("alloc: encoding and decoding a stream allocate nothing", "[alloc]") {
   Fixture fx;
   // Size the stream before counting.
   size_t total = kPrefaceSize;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -17,8 +18,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -184,15 +183,14 @@ TEST_CASE("encoder: FINAL|CHECKSUM response with a DEADLINE", "[encoder]") {
   // 1500000 us needs 4 bytes: 0x80000000 | 1500000 = 80 16 E3 60.
   // TLV 01 04 80 16 E3 60; header_length 5+6+4 = 15 = 0x0F.
   const Bytes payload = Str("hello");
-  const Bytes expected =
-      Cat({WithCrc(B({0x0F, 0x02, 0x03, 0x07, 0x2A, 0x05, 0x01, 0x04, 0x80,
-                      0x16, 0xE3, 0x60})),
-           payload, BigEndian64(detail::Xxh3_64(payload))});
+  const Bytes expected = Cat({WithCrc(B({0x0F, 0x02, 0x03, 0x07, 0x2A, 0x05,
+                                         0x01, 0x04, 0x80, 0x16, 0xE3, 0x60})),
+                              payload, BigEndian64(detail::Xxh3_64(payload))});
   FrameExtensions ext;
   ext.deadline_us = 1500000;
-  const Bytes got = EncodeOk(
-      {MessageType::kAgentResponse, kFlagFinal | kFlagChecksum, 7, 42}, ext,
-      payload);
+  const Bytes got =
+      EncodeOk({MessageType::kAgentResponse, kFlagFinal | kFlagChecksum, 7, 42},
+               ext, payload);
   CHECK(Hex(got) == Hex(expected));
   RequireDecodes(got);
 }
@@ -202,9 +200,9 @@ TEST_CASE("encoder: AGENT_ERROR with every kind of extension, in order",
   // Order (frame.hpp FrameExtensions): DEADLINE, TRACEPARENT, TRACESTATE,
   // METADATA..., other... . sequence 2^30 takes 8 bytes.
   const Bytes tp_value =
-      B({0x00, 0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3,
-         0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36, 0x00, 0xf0, 0x67,
-         0xaa, 0x0b, 0xa9, 0x02, 0xb7, 0x01});
+      B({0x00, 0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+         0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36, 0x00,
+         0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7, 0x01});
   REQUIRE(tp_value.size() == 26);
   // header_length: 12 field bytes + 41 TLV bytes + 4 CRC = 57 = 0x39; with
   // its own byte the header has 58.
@@ -212,9 +210,12 @@ TEST_CASE("encoder: AGENT_ERROR with every kind of extension, in order",
       B({0x39, 0x03, 0x00, 0x00}),
       B({0xC0, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00}),
       B({0x00}),
-      B({0x02, 0x1A}), tp_value,
-      B({0x04, 0x03}), Str("a=b"),
-      B({0x06, 0x03, 0x01}), Str("kv"),
+      B({0x02, 0x1A}),
+      tp_value,
+      B({0x04, 0x03}),
+      Str("a=b"),
+      B({0x06, 0x03, 0x01}),
+      Str("kv"),
       B({0x08, 0x01, 0xAA}),
   }));
   const std::array<MetadataEntry, 1> meta = {MetadataEntry{"k", "v"}};
@@ -225,8 +226,8 @@ TEST_CASE("encoder: AGENT_ERROR with every kind of extension, in order",
   ext.trace_state = "a=b";
   ext.metadata = meta;
   ext.other = other;
-  const Bytes got = EncodeOk(
-      {MessageType::kAgentError, 0, 0, uint64_t{1} << 30}, ext, {});
+  const Bytes got =
+      EncodeOk({MessageType::kAgentError, 0, 0, uint64_t{1} << 30}, ext, {});
   CHECK(Hex(got) == Hex(expected));
   auto header_size = EncodedHeaderSize(
       {MessageType::kAgentError, 0, 0, uint64_t{1} << 30}, ext, 0);
@@ -360,8 +361,8 @@ TEST_CASE("encoder: EncodedSize and EncodedHeaderSize match what is written",
   const std::array<MetadataEntry, 2> meta = {MetadataEntry{"model", "m"},
                                              MetadataEntry{"k", ""}};
   for (uint8_t flags : {uint8_t{0}, kFlagChecksum}) {
-    for (size_t plen : {size_t{0}, size_t{1}, size_t{63}, size_t{64},
-                        size_t{300}}) {
+    for (size_t plen :
+         {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{300}}) {
       for (bool with_ext : {false, true}) {
         INFO("flags " << int{flags} << " payload " << plen << " ext "
                       << with_ext);
@@ -442,8 +443,11 @@ TEST_CASE("encoder: INVALID_FRAME for a type that is not one of the six",
           "[encoder]") {
   for (int type : {6, 7, 0x80, 0xFF}) {
     RequireEncodeError({absl::StrCat("type ", type),
-                        {static_cast<MessageType>(type), 0, 1, 0}, {}, 0,
-                        ErrorCode::kInvalidFrame, absl::StrCat(type)});
+                        {static_cast<MessageType>(type), 0, 1, 0},
+                        {},
+                        0,
+                        ErrorCode::kInvalidFrame,
+                        absl::StrCat(type)});
   }
 }
 
@@ -451,23 +455,27 @@ TEST_CASE("encoder: INVALID_FRAME for each reserved flag bit", "[encoder]") {
   for (int bit = 2; bit < 8; ++bit) {
     const auto flags = static_cast<uint8_t>(1u << bit);
     RequireEncodeError({absl::StrCat("flag bit ", bit),
-                        {MessageType::kAgentResponse, flags, 1, 0}, {}, 0,
+                        {MessageType::kAgentResponse, flags, 1, 0},
+                        {},
+                        0,
                         ErrorCode::kInvalidFrame,
                         absl::StrCat("0x", absl::Hex(flags, absl::kZeroPad2))});
   }
 }
 
-TEST_CASE("encoder: INVALID_FRAME for FINAL off AGENT_RESPONSE",
-          "[encoder]") {
+TEST_CASE("encoder: INVALID_FRAME for FINAL off AGENT_RESPONSE", "[encoder]") {
   const std::pair<MessageType, uint64_t> cases[] = {
-      {MessageType::kAgentInit, 0},   {MessageType::kAgentTask, 1},
-      {MessageType::kAgentError, 1},  {MessageType::kAgentCancel, 1},
+      {MessageType::kAgentInit, 0},  {MessageType::kAgentTask, 1},
+      {MessageType::kAgentError, 1}, {MessageType::kAgentCancel, 1},
       {MessageType::kAgentSync, 0},
   };
   for (const auto& [type, stream] : cases) {
     RequireEncodeError({absl::StrCat("FINAL on ", MessageTypeName(type)),
-                        {type, kFlagFinal, stream, 0}, {}, 0,
-                        ErrorCode::kInvalidFrame, "FINAL"});
+                        {type, kFlagFinal, stream, 0},
+                        {},
+                        0,
+                        ErrorCode::kInvalidFrame,
+                        "FINAL"});
   }
   // FINAL is fine on AGENT_RESPONSE, with or without CHECKSUM.
   EncodeOk({MessageType::kAgentResponse, kFlagFinal, 1, 0}, {}, {});
@@ -478,15 +486,18 @@ TEST_CASE("encoder: INVALID_FRAME for FINAL off AGENT_RESPONSE",
 TEST_CASE("encoder: INVALID_FRAME for a stream id that breaks SPEC §4.1",
           "[encoder]") {
   const std::pair<MessageType, uint64_t> bad[] = {
-      {MessageType::kAgentInit, 1},     {MessageType::kAgentInit, 64},
-      {MessageType::kAgentSync, 1},     {MessageType::kAgentSync, kVarintMax},
-      {MessageType::kAgentTask, 0},     {MessageType::kAgentResponse, 0},
+      {MessageType::kAgentInit, 1},   {MessageType::kAgentInit, 64},
+      {MessageType::kAgentSync, 1},   {MessageType::kAgentSync, kVarintMax},
+      {MessageType::kAgentTask, 0},   {MessageType::kAgentResponse, 0},
       {MessageType::kAgentCancel, 0},
   };
   for (const auto& [type, stream] : bad) {
     RequireEncodeError({absl::StrCat(MessageTypeName(type), " stream ", stream),
-                        {type, 0, stream, 0}, {}, 0,
-                        ErrorCode::kInvalidFrame, absl::StrCat(stream)});
+                        {type, 0, stream, 0},
+                        {},
+                        0,
+                        ErrorCode::kInvalidFrame,
+                        absl::StrCat(stream)});
   }
   // AGENT_ERROR takes any stream id.
   EncodeOk({MessageType::kAgentError, 0, 0, 0}, {}, {});
@@ -499,36 +510,53 @@ TEST_CASE("encoder: VARINT_OUT_OF_RANGE for stream_id, sequence, deadline",
                               std::numeric_limits<uint64_t>::max()};
   for (uint64_t v : too_big) {
     RequireEncodeError({absl::StrCat("stream_id ", v),
-                        {MessageType::kAgentTask, 0, v, 0}, {}, 0,
-                        ErrorCode::kVarintOutOfRange, absl::StrCat(v)});
+                        {MessageType::kAgentTask, 0, v, 0},
+                        {},
+                        0,
+                        ErrorCode::kVarintOutOfRange,
+                        absl::StrCat(v)});
     RequireEncodeError({absl::StrCat("AGENT_ERROR stream_id ", v),
-                        {MessageType::kAgentError, 0, v, 0}, {}, 0,
-                        ErrorCode::kVarintOutOfRange, absl::StrCat(v)});
+                        {MessageType::kAgentError, 0, v, 0},
+                        {},
+                        0,
+                        ErrorCode::kVarintOutOfRange,
+                        absl::StrCat(v)});
     RequireEncodeError({absl::StrCat("sequence ", v),
-                        {MessageType::kAgentSync, 0, 0, v}, {}, 0,
-                        ErrorCode::kVarintOutOfRange, absl::StrCat(v)});
+                        {MessageType::kAgentSync, 0, 0, v},
+                        {},
+                        0,
+                        ErrorCode::kVarintOutOfRange,
+                        absl::StrCat(v)});
     FrameExtensions ext;
     ext.deadline_us = v;
     RequireEncodeError({absl::StrCat("deadline_us ", v),
-                        {MessageType::kAgentTask, 0, 1, 0}, ext, 0,
-                        ErrorCode::kVarintOutOfRange, absl::StrCat(v)});
+                        {MessageType::kAgentTask, 0, 1, 0},
+                        ext,
+                        0,
+                        ErrorCode::kVarintOutOfRange,
+                        absl::StrCat(v)});
   }
   // 2^62 - 1 itself is fine everywhere.
   FrameExtensions ext;
   ext.deadline_us = kVarintMax;
-  const Bytes f = EncodeOk(
-      {MessageType::kAgentTask, 0, kVarintMax, kVarintMax}, ext, {});
+  const Bytes f =
+      EncodeOk({MessageType::kAgentTask, 0, kVarintMax, kVarintMax}, ext, {});
   RequireDecodes(f);
 }
 
-TEST_CASE("encoder: INVALID_FRAME for a payload above 1 GiB - 1",
-          "[encoder]") {
-  RequireEncodeError({"payload 2^30", {MessageType::kAgentTask, 0, 1, 0}, {},
-                      size_t{1} << 30, ErrorCode::kInvalidFrame,
+TEST_CASE("encoder: INVALID_FRAME for a payload above 1 GiB - 1", "[encoder]") {
+  RequireEncodeError({"payload 2^30",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      {},
+                      size_t{1} << 30,
+                      ErrorCode::kInvalidFrame,
                       absl::StrCat(size_t{1} << 30)});
   RequireEncodeError({"payload 2^40",
-                      {MessageType::kAgentTask, kFlagChecksum, 1, 0}, {},
-                      size_t{1} << 40, ErrorCode::kInvalidFrame, ""});
+                      {MessageType::kAgentTask, kFlagChecksum, 1, 0},
+                      {},
+                      size_t{1} << 40,
+                      ErrorCode::kInvalidFrame,
+                      ""});
   // 2^30 - 1 is allowed (only its size is computed here).
   auto size = EncodedSize({MessageType::kAgentTask, 0, 1, 0}, {},
                           (size_t{1} << 30) - 1);
@@ -543,18 +571,30 @@ TEST_CASE("encoder: INVALID_FRAME for a TRACEPARENT SPEC §5 forbids",
   tp.version = 0xFF;
   FrameExtensions ext;
   ext.trace_parent = tp;
-  RequireEncodeError({"version 0xff", {MessageType::kAgentTask, 0, 1, 0}, ext,
-                      0, ErrorCode::kInvalidFrame, "version"});
+  RequireEncodeError({"version 0xff",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      ext,
+                      0,
+                      ErrorCode::kInvalidFrame,
+                      "version"});
   tp = W3cExampleTraceParent();
   tp.trace_id = {};
   ext.trace_parent = tp;
-  RequireEncodeError({"zero trace_id", {MessageType::kAgentTask, 0, 1, 0}, ext,
-                      0, ErrorCode::kInvalidFrame, "trace_id"});
+  RequireEncodeError({"zero trace_id",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      ext,
+                      0,
+                      ErrorCode::kInvalidFrame,
+                      "trace_id"});
   tp = W3cExampleTraceParent();
   tp.parent_id = {};
   ext.trace_parent = tp;
-  RequireEncodeError({"zero parent_id", {MessageType::kAgentTask, 0, 1, 0},
-                      ext, 0, ErrorCode::kInvalidFrame, "parent_id"});
+  RequireEncodeError({"zero parent_id",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      ext,
+                      0,
+                      ErrorCode::kInvalidFrame,
+                      "parent_id"});
   // Version 0xFE, flags 0xFF and ids with a single non-zero byte are fine.
   tp = W3cExampleTraceParent();
   tp.version = 0xFE;
@@ -572,8 +612,12 @@ TEST_CASE("encoder: INVALID_FRAME for a TRACESTATE SPEC §5 forbids",
   const std::string too_long(513, 'a');
   FrameExtensions ext;
   ext.trace_state = too_long;
-  RequireEncodeError({"513 bytes", {MessageType::kAgentTask, 0, 1, 0}, ext, 0,
-                      ErrorCode::kInvalidFrame, "513"});
+  RequireEncodeError({"513 bytes",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      ext,
+                      0,
+                      ErrorCode::kInvalidFrame,
+                      "513"});
   for (char c : {'\x1F', '\x7F', '\x80', '\n', '\0'}) {
     std::string s = "ab";
     s += c;
@@ -581,8 +625,11 @@ TEST_CASE("encoder: INVALID_FRAME for a TRACESTATE SPEC §5 forbids",
     ext.trace_state = s;
     RequireEncodeError(
         {absl::StrCat("byte ", static_cast<int>(static_cast<unsigned char>(c))),
-         {MessageType::kAgentTask, 0, 1, 0}, ext, 0,
-         ErrorCode::kInvalidFrame, ""});
+         {MessageType::kAgentTask, 0, 1, 0},
+         ext,
+         0,
+         ErrorCode::kInvalidFrame,
+         ""});
   }
   // 512 bytes, and every printable character, are fine.
   const std::string max_len(512, '~');
@@ -594,14 +641,17 @@ TEST_CASE("encoder: INVALID_FRAME for a TRACESTATE SPEC §5 forbids",
   RequireDecodes(EncodeOk({MessageType::kAgentTask, 0, 1, 0}, ext, {}));
 }
 
-TEST_CASE("encoder: METADATA with an empty key is INVALID_FRAME",
-          "[encoder]") {
+TEST_CASE("encoder: METADATA with an empty key is INVALID_FRAME", "[encoder]") {
   const std::array<MetadataEntry, 2> meta = {MetadataEntry{"a", "1"},
                                              MetadataEntry{"", "x"}};
   FrameExtensions ext;
   ext.metadata = meta;
-  RequireEncodeError({"empty key", {MessageType::kAgentTask, 0, 1, 0}, ext, 0,
-                      ErrorCode::kInvalidFrame, "key"});
+  RequireEncodeError({"empty key",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      ext,
+                      0,
+                      ErrorCode::kInvalidFrame,
+                      "key"});
 }
 
 TEST_CASE("encoder: INVALID_FRAME for an `other` TLV of type 0 or known",
@@ -613,8 +663,11 @@ TEST_CASE("encoder: INVALID_FRAME for an `other` TLV of type 0 or known",
     FrameExtensions ext;
     ext.other = other;
     RequireEncodeError({absl::StrCat("other type ", type),
-                        {MessageType::kAgentTask, 0, 1, 0}, ext, 0,
-                        ErrorCode::kInvalidFrame, absl::StrCat(type)});
+                        {MessageType::kAgentTask, 0, 1, 0},
+                        ext,
+                        0,
+                        ErrorCode::kInvalidFrame,
+                        absl::StrCat(type)});
   }
 }
 
@@ -647,16 +700,16 @@ TEST_CASE("encoder: HEADER_TOO_LARGE for extensions that cannot fit",
     const std::array<MetadataEntry, 1> meta = {MetadataEntry{key, ""}};
     FrameExtensions ext;
     ext.metadata = meta;
-    RequireEncodeError({"metadata key 16384", h, ext, 0,
-                        ErrorCode::kHeaderTooLarge, ""});
+    RequireEncodeError(
+        {"metadata key 16384", h, ext, 0, ErrorCode::kHeaderTooLarge, ""});
   }
   {
     const std::string value(16384, 'v');
     const std::array<MetadataEntry, 1> meta = {MetadataEntry{"k", value}};
     FrameExtensions ext;
     ext.metadata = meta;
-    RequireEncodeError({"metadata value 16384", h, ext, 0,
-                        ErrorCode::kHeaderTooLarge, ""});
+    RequireEncodeError(
+        {"metadata value 16384", h, ext, 0, ErrorCode::kHeaderTooLarge, ""});
   }
   {
     // Each entry fits; together they do not.
@@ -674,8 +727,8 @@ TEST_CASE("encoder: HEADER_TOO_LARGE for extensions that cannot fit",
     const std::array<RawExtension, 1> other = {RawExtension{8, value}};
     FrameExtensions ext;
     ext.other = other;
-    RequireEncodeError({"other value 16384", h, ext, 0,
-                        ErrorCode::kHeaderTooLarge, ""});
+    RequireEncodeError(
+        {"other value 16384", h, ext, 0, ErrorCode::kHeaderTooLarge, ""});
   }
   {
     const Bytes value(9000, std::byte{0});
@@ -683,8 +736,8 @@ TEST_CASE("encoder: HEADER_TOO_LARGE for extensions that cannot fit",
                                                RawExtension{10, value}};
     FrameExtensions ext;
     ext.other = other;
-    RequireEncodeError({"two 9000-byte others", h, ext, 0,
-                        ErrorCode::kHeaderTooLarge, ""});
+    RequireEncodeError(
+        {"two 9000-byte others", h, ext, 0, ErrorCode::kHeaderTooLarge, ""});
   }
   {
     // The region fits in 16383 but header_length does not (16384).
@@ -692,8 +745,8 @@ TEST_CASE("encoder: HEADER_TOO_LARGE for extensions that cannot fit",
     const std::array<RawExtension, 1> other = {RawExtension{8, value}};
     FrameExtensions ext;
     ext.other = other;
-    RequireEncodeError({"header 16384", h, ext, 0, ErrorCode::kHeaderTooLarge,
-                        "16384"});
+    RequireEncodeError(
+        {"header 16384", h, ext, 0, ErrorCode::kHeaderTooLarge, "16384"});
   }
 }
 
@@ -707,8 +760,8 @@ TEST_CASE("encoder: BUFFER_TOO_SMALL writes nothing", "[encoder]") {
     auto header = EncodedHeaderSize(h, ext, payload.size());
     REQUIRE(total.ok());
     REQUIRE(header.ok());
-    for (size_t size : {size_t{0}, size_t{1}, *header - 1, *header,
-                        *total - 1}) {
+    for (size_t size :
+         {size_t{0}, size_t{1}, *header - 1, *header, *total - 1}) {
       INFO("flags " << int{flags} << " EncodeFrame into " << size << " of "
                     << *total);
       Bytes out(size + 4, kSentinel);
@@ -723,8 +776,7 @@ TEST_CASE("encoder: BUFFER_TOO_SMALL writes nothing", "[encoder]") {
     for (size_t size : {size_t{0}, *header - 1}) {
       INFO("flags " << int{flags} << " EncodeGather into " << size);
       Bytes out(size + 4, kSentinel);
-      auto r =
-          EncodeGather(h, ext, payload, absl::MakeSpan(out.data(), size));
+      auto r = EncodeGather(h, ext, payload, absl::MakeSpan(out.data(), size));
       REQUIRE_FALSE(r.ok());
       CHECK(r.status().code() == absl::StatusCode::kResourceExhausted);
       CHECK(GetErrorCode(r.status()) == ErrorCode::kBufferTooSmall);
@@ -758,13 +810,14 @@ TEST_CASE("encoder: EncodeGather's header+payload+trailer == EncodeFrame",
       {{MessageType::kAgentResponse, kFlagFinal, 1, 2}, 64, true},
       {{MessageType::kAgentResponse, kFlagFinal | kFlagChecksum, kVarintMax,
         kVarintMax},
-       70000, true},
+       70000,
+       true},
       {{MessageType::kAgentError, 0, 0, 3}, 1, false},
       {{MessageType::kAgentCancel, kFlagChecksum, 3, 0}, 70000, false},
   };
   for (const Case& c : cases) {
-    INFO(MessageTypeName(c.header.type) << " flags " << int{c.header.flags}
-                                        << " payload " << c.payload_size);
+    INFO(MessageTypeName(c.header.type)
+         << " flags " << int{c.header.flags} << " payload " << c.payload_size);
     FrameExtensions ext;
     if (c.extensions) {
       ext.deadline_us = 123456789;
@@ -798,15 +851,14 @@ TEST_CASE("encoder: EncodeGather's header+payload+trailer == EncodeFrame",
   }
 }
 
-TEST_CASE("encoder: encoding is deterministic",
-          "[encoder]") {
+TEST_CASE("encoder: encoding is deterministic", "[encoder]") {
   // The same input twice gives the same bytes, whatever came in between.
   const Bytes p = Str("abc");
-  const Bytes a = EncodeOk({MessageType::kAgentTask, kFlagChecksum, 5, 6}, {},
-                           p);
+  const Bytes a =
+      EncodeOk({MessageType::kAgentTask, kFlagChecksum, 5, 6}, {}, p);
   EncodeOk({MessageType::kAgentSync, 0, 0, 99}, {}, {});
-  const Bytes b = EncodeOk({MessageType::kAgentTask, kFlagChecksum, 5, 6}, {},
-                           p);
+  const Bytes b =
+      EncodeOk({MessageType::kAgentTask, kFlagChecksum, 5, 6}, {}, p);
   CHECK(a == b);
 }
 

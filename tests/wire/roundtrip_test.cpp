@@ -12,6 +12,7 @@
 // variable SYMWIRE_TEST_SEED to run with another one.
 #include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -19,8 +20,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "symwire/detail/hash.hpp"
@@ -57,10 +56,10 @@ struct FrameSpec {
 };
 
 std::string Describe(const FrameSpec& s) {
-  std::string out = absl::StrCat(
-      MessageTypeName(s.header.type), " flags=", s.header.flags,
-      " stream=", s.header.stream_id, " seq=", s.header.sequence,
-      " payload=", s.payload.size());
+  std::string out =
+      absl::StrCat(MessageTypeName(s.header.type), " flags=", s.header.flags,
+                   " stream=", s.header.stream_id, " seq=", s.header.sequence,
+                   " payload=", s.payload.size());
   if (s.deadline_us) absl::StrAppend(&out, " deadline=", *s.deadline_us);
   if (s.trace_parent) absl::StrAppend(&out, " traceparent");
   if (!s.trace_state.empty()) {
@@ -105,9 +104,15 @@ class Generator {
     const auto& [lo, hi] = kWidths[Uniform(0, 3)];
     uint64_t v = 0;
     switch (Uniform(0, 4)) {
-      case 0: v = lo; break;
-      case 1: v = hi; break;
-      default: v = Uniform(lo, hi); break;
+      case 0:
+        v = lo;
+        break;
+      case 1:
+        v = hi;
+        break;
+      default:
+        v = Uniform(lo, hi);
+        break;
     }
     return std::max(v, min);
   }
@@ -137,10 +142,19 @@ class Generator {
   // Small sizes dominate; every few frames a medium one.
   size_t SmallPayloadSize(size_t max) {
     switch (Uniform(0, 9)) {
-      case 0: case 1: return 0;
-      case 2: case 3: case 4: return Uniform(1, std::min<size_t>(16, max));
-      case 5: case 6: case 7: return Uniform(0, std::min<size_t>(256, max));
-      default: return Uniform(0, max);
+      case 0:
+      case 1:
+        return 0;
+      case 2:
+      case 3:
+      case 4:
+        return Uniform(1, std::min<size_t>(16, max));
+      case 5:
+      case 6:
+      case 7:
+        return Uniform(0, std::min<size_t>(256, max));
+      default:
+        return Uniform(0, max);
     }
   }
 
@@ -172,9 +186,16 @@ class Generator {
   }
 
   uint64_t UnknownEvenType() {
-    static constexpr std::array<uint64_t, 10> kTypes = {
-        8, 10, 62, 64, 66, 1000, 16382, 16384, uint64_t{1} << 30,
-        kVarintMax - 1};
+    static constexpr std::array<uint64_t, 10> kTypes = {8,
+                                                        10,
+                                                        62,
+                                                        64,
+                                                        66,
+                                                        1000,
+                                                        16382,
+                                                        16384,
+                                                        uint64_t{1} << 30,
+                                                        kVarintMax - 1};
     if (Chance(70)) return kTypes[Uniform(0, kTypes.size() - 1)];
     uint64_t t = Varint(8) & ~uint64_t{1};
     return std::max<uint64_t>(t, 8);
@@ -184,8 +205,12 @@ class Generator {
     FrameSpec s;
     s.header.type = static_cast<MessageType>(Uniform(0, kMaxMessageType));
     switch (StreamIdRuleFor(s.header.type)) {
-      case StreamIdRule::kZero: s.header.stream_id = 0; break;
-      case StreamIdRule::kNonZero: s.header.stream_id = Varint(1); break;
+      case StreamIdRule::kZero:
+        s.header.stream_id = 0;
+        break;
+      case StreamIdRule::kNonZero:
+        s.header.stream_id = Varint(1);
+        break;
       case StreamIdRule::kAny:
         s.header.stream_id = Chance(30) ? 0 : Varint();
         break;
@@ -306,8 +331,8 @@ Bytes BigEndian64(uint64_t v) {
 struct Stream {
   Bytes bytes;
   std::vector<FrameSpec> frames;
-  std::vector<uint64_t> offsets;        // of each frame
-  std::vector<size_t> header_sizes;     // EncodedHeaderSize of each
+  std::vector<uint64_t> offsets;     // of each frame
+  std::vector<size_t> header_sizes;  // EncodedHeaderSize of each
 };
 
 // Encodes `specs` after a preface; frames whose header would exceed
@@ -344,8 +369,8 @@ Stream Encode(std::vector<FrameSpec> specs) {
 }
 
 // Compares a decoded frame with its spec; "" if equal.
-std::string Compare(const FrameSpec& s, const StepRecord& got,
-                    uint64_t offset, size_t header_size) {
+std::string Compare(const FrameSpec& s, const StepRecord& got, uint64_t offset,
+                    size_t header_size) {
   const bool checksum = (s.header.flags & kFlagChecksum) != 0;
   const size_t size = header_size + s.payload.size() + (checksum ? 8 : 0);
   std::string why;
@@ -385,8 +410,8 @@ void DecodeAndCompare(const Stream& st, const DecoderOptions& options,
     if (!why.empty()) {
       ++failures;
       FAIL_CHECK("frame " << i << " (" << Describe(st.frames[i])
-                          << ") differs in:" << why << "\n  decoded: "
-                          << testing::ToString(t[i + 1]));
+                          << ") differs in:" << why
+                          << "\n  decoded: " << testing::ToString(t[i + 1]));
       if (failures >= 5) break;
     }
   }
@@ -471,8 +496,7 @@ TEST_CASE("roundtrip: random frames with big payloads, random splits",
 TEST_CASE("roundtrip: many small frames, byte by byte and random splits",
           "[roundtrip]") {
   const uint64_t seed = testing::TestSeed(kDefaultSeed) + 1;
-  INFO("seed " << seed << " (rerun with SYMWIRE_TEST_SEED=" << seed - 1
-               << ")");
+  INFO("seed " << seed << " (rerun with SYMWIRE_TEST_SEED=" << seed - 1 << ")");
   Generator g(seed);
   Profile p;
   p.frames = 3000;
@@ -493,8 +517,7 @@ TEST_CASE("roundtrip: many small frames, byte by byte and random splits",
 TEST_CASE("roundtrip: extension-heavy headers up to the 16385-byte maximum",
           "[roundtrip]") {
   const uint64_t seed = testing::TestSeed(kDefaultSeed) + 2;
-  INFO("seed " << seed << " (rerun with SYMWIRE_TEST_SEED=" << seed - 2
-               << ")");
+  INFO("seed " << seed << " (rerun with SYMWIRE_TEST_SEED=" << seed - 2 << ")");
   Generator g(seed);
   std::vector<FrameSpec> specs;
   size_t two_byte_length = 0;
@@ -544,9 +567,14 @@ TEST_CASE("roundtrip: every combination of extensions on every type",
         FrameSpec s;
         s.header.type = static_cast<MessageType>(type);
         switch (StreamIdRuleFor(s.header.type)) {
-          case StreamIdRule::kZero: break;
-          case StreamIdRule::kNonZero: s.header.stream_id = g.Varint(1); break;
-          case StreamIdRule::kAny: s.header.stream_id = g.Varint(); break;
+          case StreamIdRule::kZero:
+            break;
+          case StreamIdRule::kNonZero:
+            s.header.stream_id = g.Varint(1);
+            break;
+          case StreamIdRule::kAny:
+            s.header.stream_id = g.Varint();
+            break;
         }
         s.header.sequence = g.Varint();
         if (checksum) s.header.flags |= kFlagChecksum;

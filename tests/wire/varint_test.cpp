@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -14,8 +15,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -145,8 +144,7 @@ TEST_CASE("varint: decodes boundaries and RFC 9000 examples exactly",
 
 TEST_CASE("varint: values above 2^62-1 are VARINT_OUT_OF_RANGE", "[varint]") {
   for (uint64_t v : {uint64_t{1} << 62, (uint64_t{1} << 62) + 1,
-                     uint64_t{1} << 63,
-                     std::numeric_limits<uint64_t>::max()}) {
+                     uint64_t{1} << 63, std::numeric_limits<uint64_t>::max()}) {
     INFO("value " << v);
     Bytes out(16, std::byte{0xA5});
     auto n = EncodeVarint(v, absl::MakeSpan(out));
@@ -245,9 +243,9 @@ TEST_CASE("varint: 8-byte forms of values below 2^30 are NON_CANONICAL",
           "[varint]") {
   // 2^30 values cannot all be tried: the boundaries of every shorter length
   // plus a seeded sample.
-  for (uint64_t v : {uint64_t{0}, uint64_t{1}, uint64_t{63}, uint64_t{64},
-                     uint64_t{16383}, uint64_t{16384},
-                     (uint64_t{1} << 30) - 1}) {
+  for (uint64_t v :
+       {uint64_t{0}, uint64_t{1}, uint64_t{63}, uint64_t{64}, uint64_t{16383},
+        uint64_t{16384}, (uint64_t{1} << 30) - 1}) {
     RequireNonCanonical(ForceVarint(v, 8), v, 99);
   }
   const uint64_t seed = testing::TestSeed(0x5eed'0001);
@@ -314,9 +312,12 @@ uint64_t RandomOfWidth(std::mt19937_64& rng, size_t width) {
   if (width == 4) lo = 16384, hi = (uint64_t{1} << 30) - 1;
   if (width == 8) lo = uint64_t{1} << 30, hi = kVarintMax;
   switch (std::uniform_int_distribution<int>(0, 5)(rng)) {
-    case 0: return lo;
-    case 1: return hi;
-    default: return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
+    case 0:
+      return lo;
+    case 1:
+      return hi;
+    default:
+      return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
   }
 }
 

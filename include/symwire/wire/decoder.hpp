@@ -246,18 +246,14 @@ inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,
   // predicted, the three loads issue in parallel, and the prediction is
   // verified by the length tags (which also proves there are no TLVs, since
   // header_length matches too).
-  size_t s1, s2, s3;
-  if (SYMWIRE_LIKELY(header_length == shape_.header_length)) {
-    s1 = shape_.sizes[0];
-    s2 = shape_.sizes[1];
-    s3 = shape_.sizes[2];
-    if (SYMWIRE_UNLIKELY(VarintSizeFromFirstByte(h[3]) != s1 ||
-                         VarintSizeFromFirstByte(h[3 + s1]) != s2 ||
-                         VarintSizeFromFirstByte(h[3 + s1 + s2]) != s3)) {
-      return false;
-    }
-  } else {
+  size_t s1 = shape_.sizes[0], s2 = shape_.sizes[1], s3 = shape_.sizes[2];
+  if (SYMWIRE_UNLIKELY(header_length != shape_.header_length ||
+                       VarintSizeFromFirstByte(h[3]) != s1 ||
+                       VarintSizeFromFirstByte(h[3 + s1]) != s2 ||
+                       VarintSizeFromFirstByte(h[3 + s1 + s2]) != s3)) {
     // Learn the new layout. All reads stay before the CRC: 3 < crc_pos.
+    // (The tag reads above are safe too: they run only when header_length
+    // equals the learned one, whose offsets all lie before the same CRC.)
     s1 = VarintSizeFromFirstByte(h[3]);
     if (3 + s1 >= crc_pos) return false;
     s2 = VarintSizeFromFirstByte(h[3 + s1]);

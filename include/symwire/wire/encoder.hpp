@@ -59,7 +59,7 @@ inline absl::StatusOr<size_t> EncodedSize(const FrameHeader& header,
 //     SPEC.md §4.1; payload larger than 1 GiB - 1; an extension that breaks
 //     SPEC.md §5 (trace_state not 1-512 printable ASCII bytes, empty
 //     metadata key, TRACEPARENT version 0xFF or zero ids, an `other` TLV of
-//     type 0 or of a known type).
+//     type 0, above 2^62 - 1 or of a known type).
 //   VARINT_OUT_OF_RANGE (kInvalidArgument): stream_id, sequence or
 //     deadline_us above 2^62 - 1.
 //   HEADER_TOO_LARGE (kResourceExhausted): header_length above 16383.
