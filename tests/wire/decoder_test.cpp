@@ -32,53 +32,26 @@
 #include "symwire/wire/dump.hpp"
 #include "symwire/wire/encoder.hpp"
 #include "symwire/wire/frame.hpp"
+#include "tests/support/bytes.hpp"
 #include "tests/support/feed.hpp"
 
 namespace symwire {
 namespace {
 
-using Bytes = std::vector<std::byte>;
+using testing::B;
+using testing::BigEndian32;
+using testing::BigEndian64;
+using testing::Bytes;
+using testing::Cat;
+using testing::Repeat;
 using testing::StepRecord;
+using testing::Str;
 using testing::Transcript;
+using testing::WithCrc;
 using Kind = StepRecord::Kind;
 
 // ---------------------------------------------------------------------------
 // Byte helpers.
-
-Bytes B(std::initializer_list<int> values) {
-  Bytes out;
-  for (int v : values) out.push_back(static_cast<std::byte>(v));
-  return out;
-}
-
-Bytes Str(absl::string_view s) {
-  Bytes out;
-  for (char c : s) out.push_back(static_cast<std::byte>(c));
-  return out;
-}
-
-Bytes Cat(std::initializer_list<Bytes> parts) {
-  Bytes out;
-  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
-
-Bytes Repeat(int value, size_t n) {
-  return Bytes(n, static_cast<std::byte>(value));
-}
-
-Bytes BigEndian32(uint32_t v) {
-  return B({static_cast<int>(v >> 24), static_cast<int>((v >> 16) & 0xFF),
-            static_cast<int>((v >> 8) & 0xFF), static_cast<int>(v & 0xFF)});
-}
-
-Bytes BigEndian64(uint64_t v) {
-  Bytes out;
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<std::byte>((v >> shift) & 0xFF));
-  }
-  return out;
-}
 
 // SPEC.md §3.
 Bytes Preface() { return B({0x89, 0x53, 0x59, 0x4D, 0x57, 0x0D, 0x0A, 0x01}); }

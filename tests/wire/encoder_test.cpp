@@ -26,53 +26,25 @@
 #include "symwire/wire/crc32c.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/frame.hpp"
+#include "tests/support/bytes.hpp"
 #include "tests/support/feed.hpp"
 
 namespace symwire {
 namespace {
 
-using Bytes = std::vector<std::byte>;
+using testing::B;
+using testing::BigEndian32;
+using testing::BigEndian64;
+using testing::Bytes;
+using testing::Cat;
+using testing::Repeat;
+using testing::Str;
+using testing::WithCrc;
 
 constexpr std::byte kSentinel{0xA5};
 
-Bytes B(std::initializer_list<int> values) {
-  Bytes out;
-  for (int v : values) out.push_back(static_cast<std::byte>(v));
-  return out;
-}
-
-Bytes Str(absl::string_view s) {
-  Bytes out;
-  for (char c : s) out.push_back(static_cast<std::byte>(c));
-  return out;
-}
-
-Bytes Cat(std::initializer_list<Bytes> parts) {
-  Bytes out;
-  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
-
 std::string Hex(absl::Span<const std::byte> b) {
   return testing::HexPreview(b, 100000);
-}
-
-// Appends the big-endian CRC32C of everything in `header` (SPEC.md §4 row 8:
-// every header byte before the CRC, header_length's own bytes included).
-Bytes WithCrc(Bytes header) {
-  const uint32_t crc = Crc32c(header);
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    header.push_back(static_cast<std::byte>((crc >> shift) & 0xFF));
-  }
-  return header;
-}
-
-Bytes BigEndian64(uint64_t v) {
-  Bytes out;
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<std::byte>((v >> shift) & 0xFF));
-  }
-  return out;
 }
 
 bool AllSentinel(absl::Span<const std::byte> b) {
