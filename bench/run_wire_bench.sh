@@ -4,25 +4,24 @@
 # all taken from the same run (same process).
 #
 # Usage: bench/run_wire_bench.sh [BUILD_DIR] [extra --benchmark_* flags]
-#   BUILD_DIR defaults to build/h-bench (configured with the release preset).
+#   BUILD_DIR defaults to build/release (the release preset).
 #   WIRE_BENCH_JSON=path overrides where the JSON goes.
 # Reported, never gating: the exit status is 0 even when a goal is missed.
 set -euo pipefail
 
-build_dir=${1:-build/h-bench}
+build_dir=${1:-build/release}
 if [[ $# -gt 0 ]]; then shift; fi
 bin="$build_dir/bench/wire_bench"
 json=${WIRE_BENCH_JSON:-$build_dir/wire_bench.json}
 if [[ ! -x "$bin" ]]; then
   echo "run_wire_bench.sh: $bin not found; build it first:" >&2
-  echo "  cmake --preset release -B $build_dir &&" \
-       "cmake --build $build_dir -j2 --target wire_bench" >&2
+  echo "  cmake --preset release && cmake --build --preset release --target wire_bench" >&2
   exit 1
 fi
 
 echo "load before: $(uptime)"
 "$bin" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
-  --benchmark_min_time=0.2 \
+  --benchmark_min_time=0.2 --benchmark_enable_random_interleaving=true \
   --benchmark_out="$json" --benchmark_out_format=json "$@"
 echo "load after:  $(uptime)"
 
