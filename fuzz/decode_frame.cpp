@@ -571,6 +571,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const Run split = Drive(c, stream, c.split);
   const Run whole = Drive(c, stream, 0);
+  // The inline fast path must agree exactly with the general path.
+  Control general = c;
+  general.options.use_fast_path = false;
+  const Run slow = Drive(general, stream, 0);
   if (symwire::fuzz::Verbose()) {
     std::fprintf(stderr,
                  "decode_frame: preface=%d crc=%d/%d checksum=%d/%d split=%u "
@@ -584,6 +588,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                      std::count(whole.log.begin(), whole.log.end(), '\n')),
                  whole.error.ToString().c_str(), whole.remaining);
   }
+  FUZZ_CHECK_MSG(slow.log == whole.log,
+                 "general path:\n" + slow.log + "fast path:\n" + whole.log);
+  FUZZ_CHECK_MSG(slow.error == whole.error,
+                 slow.error.ToString() + " vs " + whole.error.ToString());
+  FUZZ_CHECK(slow.remaining == whole.remaining);
   // Any split yields the same frames and errors (decoder.hpp guarantee).
   FUZZ_CHECK_MSG(split.log == whole.log,
                  "split:\n" + split.log + "whole:\n" + whole.log);

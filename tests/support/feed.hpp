@@ -642,7 +642,8 @@ struct AllWaysOptions {
 
 // DecodeAllWays
 // Decodes `input` whole, byte by byte, split in two at every split point
-// (small inputs) and at random split points; REQUIREs that no feeding mode
+// (small inputs) and at random split points, and whole and byte by byte
+// with DecoderOptions::use_fast_path flipped; REQUIREs that no feeding mode
 // saw a contract violation and that all produced the whole-input
 // transcript, which it returns.
 inline Transcript DecodeAllWays(absl::Span<const std::byte> input,
@@ -668,6 +669,15 @@ inline Transcript DecodeAllWays(absl::Span<const std::byte> input,
                 << ToString(r.steps));
     }
   };
+  // The inline fast path and the general path must agree on every input.
+  {
+    DecoderOptions general = options;
+    general.use_fast_path = !options.use_fast_path;
+    require_same(
+        general.use_fast_path ? "whole, fast path on" : "whole, fast path off",
+        FeedWhole(input, general));
+    require_same("byte-by-byte, other path", FeedBytewise(input, general));
+  }
   if (ways.bytewise) require_same("byte-by-byte", FeedBytewise(input, options));
   if (input.size() <= ways.every_split_limit) {
     for (size_t split = 0; split <= input.size(); ++split) {

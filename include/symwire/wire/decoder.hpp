@@ -42,6 +42,10 @@ struct DecoderOptions {
   uint64_t max_payload_bytes = kDefaultMaxPayloadSize;
   // Most extensions accepted in one header. REQUIRES: <= 16383.
   uint32_t max_extensions = kDefaultMaxExtensions;
+  // Decode common frames on the inline fast path. A testing aid: false sends
+  // every frame through the general path, with identical results (the tests
+  // and the decode_frame fuzzer compare the two); only speed differs.
+  bool use_fast_path = true;
 };
 
 // DecodeStep

@@ -73,7 +73,7 @@ SYMWIRE_DECL bool PayloadChecksumMatches(const std::byte* payload,
 SYMWIRE_DECL FrameDecoder::FrameDecoder(DecoderOptions options)
     : options_(options),
       preface_done_(!options.expect_preface),
-      fast_path_ready_(!options.expect_preface) {
+      fast_path_ready_(!options.expect_preface && options.use_fast_path) {
   SYMWIRE_REQUIRE(options.max_header_bytes >= kMinHeaderSize &&
                   options.max_header_bytes <= kMaxHeaderSizeLimit);
   SYMWIRE_REQUIRE(options.max_payload_bytes <= kMaxPayloadSizeLimit);
@@ -185,7 +185,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::Complete(
     }
   }
   pending_size_ = 0;
-  fast_path_ready_ = true;
+  fast_path_ready_ = options_.use_fast_path;
   offset_ += total;
   step.kind = DecodeStep::Kind::kFrame;
   step.consumed = total;
@@ -222,7 +222,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
         offset_ + kPrefaceMagicSize));
   }
   preface_done_ = true;
-  fast_path_ready_ = true;
+  fast_path_ready_ = options_.use_fast_path;
   offset_ += kPrefaceSize;
   step.kind = DecodeStep::Kind::kPreface;
   step.consumed = kPrefaceSize;
