@@ -9,6 +9,7 @@ packages=(
   clang-14 libclang-rt-14-dev clang-format-14
   libboost1.81-dev libabsl-dev libxxhash-dev catch2 libbenchmark-dev
   libssl-dev openssl
+  python3 python3-xxhash  # tools/vectors_ref.py, the independent reference
 )
 missing=()
 for p in "${packages[@]}"; do

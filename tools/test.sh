@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command (and what CI runs): install dependencies, then
-#   1. static checks: layering rules, clang-format
+#   1. static checks: the golden vectors re-decoded by the independent Python
+#      reference, layering rules, clang-format
 #   2. g++ debug build + every ctest (unit tests, vectors, corpus replays,
 #      README example, install-and-consume test, demo)
 #   3. header-only and -fno-exceptions builds (the library must work both ways)
@@ -17,6 +18,10 @@ step() { printf '\n=== [%4ds] %s\n' $((SECONDS - start)) "$*"; }
 
 step "dependencies"
 tools/deps.sh
+
+step "golden vectors against the independent reference (tools/vectors_ref.py)"
+/usr/bin/python3 tools/vectors_ref.py selftest
+/usr/bin/python3 tools/vectors_ref.py check
 
 step "layering and formatting"
 tools/check_layering.sh
