@@ -4,7 +4,8 @@
 #      reference, layering rules, clang-format
 #   2. g++ debug build + every ctest (unit tests, vectors, corpus replays,
 #      README example, install-and-consume test, demo)
-#   3. header-only and -fno-exceptions builds (the library must work both ways)
+#   3. header-only build + ctest; -fno-exceptions build + the ctest cases
+#      that need no Catch2 (corpus replays, README example, demo, install)
 #   4. clang-14 ASan+UBSan build + every ctest
 #   5. libFuzzer build (clang, ASan+UBSan); each fuzzer runs FUZZ_SECONDS
 #      (default 60) and any finding fails the run
@@ -44,9 +45,7 @@ build_and_test() {  # preset
 
 build_and_test debug
 build_and_test header-only
-step "no-exceptions: build"
-cmake --preset no-exceptions >/dev/null
-cmake --build --preset no-exceptions -j"$JOBS"
+build_and_test no-exceptions
 build_and_test asan-ubsan
 
 step "fuzz: build (clang-14 libFuzzer + ASan+UBSan)"
