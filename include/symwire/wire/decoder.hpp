@@ -101,9 +101,6 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
   return FieldResult::kOk;
 }
 
-}  // namespace detail
-
-namespace detail {
 // True if the 8 bytes after `payload` hold its XXH3-64 (SPEC.md §6). Out of
 // line so that xxhash.h stays out of this public header.
 SYMWIRE_DECL bool PayloadChecksumMatches(const std::byte* payload,
@@ -121,7 +118,8 @@ SYMWIRE_DECL bool PayloadChecksumMatches(const std::byte* payload,
 // move between calls (e.g. to grow); only its contents must be the same.
 //
 // Guarantees: any split of the input yields the same frames and errors;
-// decoding never allocates and never copies payload; the header CRC is
+// decoding never copies payload and never allocates (only building an error
+// Status does); the header CRC is
 // checked before any field is trusted; an oversized header or payload is
 // reported before it is buffered; errors are sticky (every later call
 // returns the first error again) and name the value and the stream offset.
