@@ -347,13 +347,13 @@ BENCHMARK(BM_DecodeVerifyXxh3)
     ->Arg(16 * 1024)
     ->Arg(1024 * 1024);
 
-// BM_Xxh3Payloads: symwire::detail::Xxh3_64 over each payload of that buffer
+// BM_Xxh3Payloads: symwire::detail::Xxh3Hash64 over each payload of that buffer
 // in place (offsets precomputed), nothing else: the floor for goal 2.
 void BM_Xxh3Payloads(benchmark::State& state) {
   const FrameBuffer& fb = GetFrameBuffer(PayloadArg(state), true);
   for (auto _ : state) {
     for (const size_t off : fb.payload_offsets) {
-      uint64_t h = symwire::detail::Xxh3_64(
+      uint64_t h = symwire::detail::Xxh3Hash64(
           Bytes(fb.bytes).subspan(off, fb.payload_size));
       benchmark::DoNotOptimize(h);
     }
@@ -466,13 +466,13 @@ void BM_Crc32cHardware(benchmark::State& state) {
 }
 BENCHMARK(BM_Crc32cHardware)->ArgName("bytes")->ArgsProduct({kHashSizes});
 
-// BM_Xxh3: symwire::detail::Xxh3_64 (XXH3_64bits inline, seed 0).
+// BM_Xxh3: symwire::detail::Xxh3Hash64 (XXH3_64bits inline, seed 0).
 void BM_Xxh3(benchmark::State& state) {
   const std::vector<std::byte> data = MakePayload(PayloadArg(state), 3);
   for (auto _ : state) {
     Bytes in(data);
     benchmark::DoNotOptimize(in);
-    uint64_t h = symwire::detail::Xxh3_64(in);
+    uint64_t h = symwire::detail::Xxh3Hash64(in);
     benchmark::DoNotOptimize(h);
   }
   state.SetBytesProcessed(state.iterations() *

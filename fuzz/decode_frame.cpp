@@ -161,7 +161,8 @@ void FixUpStream(std::vector<std::byte>& stream, bool preface, bool fix_crc,
       if (fix_checksum && next <= s.size()) {
         symwire::detail::StoreBig64(
             stream.data() + payload_begin + payload_size,
-            symwire::detail::Xxh3_64(s.subspan(payload_begin, payload_size)));
+            symwire::detail::Xxh3Hash64(
+                s.subspan(payload_begin, payload_size)));
       }
     }
     pos = next;
@@ -350,7 +351,7 @@ void CheckFrame(const FrameView& f, const std::vector<std::byte>& buf,
   }
   if (f.has_payload_checksum() &&
       (o.verify_payload_checksum || c.fix_checksum)) {
-    FUZZ_CHECK(symwire::detail::Xxh3_64(f.payload()) ==
+    FUZZ_CHECK(symwire::detail::Xxh3Hash64(f.payload()) ==
                symwire::detail::LoadBig64(b.data() + hs + f.payload().size()));
   }
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config
-  clang-14 libclang-rt-14-dev clang-format-14
+  clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   libboost1.81-dev libabsl-dev libxxhash-dev catch2 libbenchmark-dev
   libssl-dev openssl
   python3 python3-xxhash  # tools/vectors_ref.py, the independent reference

@@ -287,7 +287,7 @@ TEST_CASE("feed: every feeding mode yields the same transcript", "[feed]") {
   const Bytes with_ext = Cat({TaskHeader(B({0x01, 0x01, 0x07}), 7), payload});
   const Bytes checksummed =
       Cat({Header(B({0x01, 0x01, 0x02, 0x00, 0x07})), payload,
-           BigEndian64(detail::Xxh3_64(payload))});
+           BigEndian64(detail::Xxh3Hash64(payload))});
   const Bytes stream = Cat({Preface(), SmallFrame(), with_ext, SmallFrame(),
                             checksummed, SmallFrame(), SmallFrame()});
   const Transcript t = RequireOk(stream);
@@ -373,7 +373,7 @@ TEST_CASE("decoder: preface and a frame of every type, field by field",
       Cat({Header(B({0x01, 0x00, 0x40, 0x40, 0x09, 0x05})), hello});
   const Bytes f_resp =
       Cat({Header(B({0x02, 0x03, 0x80, 0x00, 0x40, 0x00, 0x00, 0x05})), hello,
-           BigEndian64(detail::Xxh3_64(hello))});
+           BigEndian64(detail::Xxh3Hash64(hello))});
   const Bytes f_error = Header(B({0x03, 0x00, 0x00, 0x3F, 0x00}));
   const Bytes f_cancel = Header(B({0x04, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                    0xFF, 0xFF, 0xFF, 0x01, 0x00}));
@@ -454,7 +454,7 @@ TEST_CASE("decoder: bytes_needed is exactly what the next step needs",
   const Bytes payload = Str("0123456789");
   const Bytes frame = Cat({Header(Cat({B({0x01, 0x01, 0x05, 0x00, 0x0A}),
                                        B({0x08, 0x3C}), Repeat(0x77, 60)})),
-                           payload, BigEndian64(detail::Xxh3_64(payload))});
+                           payload, BigEndian64(detail::Xxh3Hash64(payload))});
   REQUIRE(frame[0] == std::byte{0x40});  // 2-byte header_length
   const size_t header_size = 2 + 5 + 62 + 4;
   REQUIRE(frame[1] == static_cast<std::byte>(header_size - 2));
@@ -948,7 +948,7 @@ TEST_CASE("decoder: PAYLOAD_TOO_LARGE is reported with only the header",
   RequireOneFrame(Cat({Header(B({0x01, 0x00, 0x01, 0x00, 0x40, 0x64})), p100}),
                   hundred);
   RequireOneFrame(Cat({Header(B({0x01, 0x01, 0x01, 0x00, 0x40, 0x64})), p100,
-                       BigEndian64(detail::Xxh3_64(p100))}),
+                       BigEndian64(detail::Xxh3Hash64(p100))}),
                   hundred);
 
   // Default limit 16 MiB: 16777217 = 81 00 00 01.
@@ -999,7 +999,7 @@ TEST_CASE("decoder: PAYLOAD_CHECKSUM_MISMATCH at the checksum's offset",
   // AGENT_TASK with flag CHECKSUM.
   const Bytes h =
       Header(B({0x01, 0x01, 0x01, 0x00, static_cast<int>(payload.size())}));
-  const uint64_t good_sum = detail::Xxh3_64(payload);
+  const uint64_t good_sum = detail::Xxh3Hash64(payload);
   const Bytes good = Cat({h, payload, BigEndian64(good_sum)});
   const StepRecord ok = RequireOneFrame(good);
   CHECK(ok.payload == payload);
@@ -1009,7 +1009,7 @@ TEST_CASE("decoder: PAYLOAD_CHECKSUM_MISMATCH at the checksum's offset",
   for (size_t i = 0; i < payload.size(); i += 7) {
     Bytes bad_payload = payload;
     bad_payload[i] ^= std::byte{0x01};
-    const uint64_t computed = detail::Xxh3_64(bad_payload);
+    const uint64_t computed = detail::Xxh3Hash64(bad_payload);
     REQUIRE(computed != good_sum);
     RequireError(Cat({Preface(), h, bad_payload, BigEndian64(good_sum)}),
                  ErrorCode::kPayloadChecksumMismatch, sum_offset, {},
@@ -1423,7 +1423,7 @@ TEST_CASE("decoder: same header_length, different varint layouts",
   const Bytes c = Cat({Header(B({0x01, 0x00, 0x01, 0x01, 0x40, 0x40})), p64});
   // e: (1,1,1) plus a 2-byte TLV, header_length 11.
   const Bytes d = Cat({Header(B({0x02, 0x03, 0x01, 0x01, 0x40, 0x40})), p64,
-                       BigEndian64(detail::Xxh3_64(p64))});
+                       BigEndian64(detail::Xxh3Hash64(p64))});
   const Bytes e =
       Cat({Header(B({0x01, 0x00, 0x02, 0x03, 0x05, 0x08, 0x00})), p5});
   for (const Bytes* f : {&a, &b, &c, &d}) REQUIRE((*f)[0] == std::byte{10});
@@ -1637,7 +1637,7 @@ TEST_CASE("decoder: FrameView accessors over a frame with every extension",
   const Bytes header = Header(Cat(
       {B({0x02, 0x03, 0x07, 0x2A, static_cast<int>(payload.size())}), tlvs}));
   const Bytes frame =
-      Cat({header, payload, BigEndian64(detail::Xxh3_64(payload))});
+      Cat({header, payload, BigEndian64(detail::Xxh3Hash64(payload))});
   const Bytes stream = Cat({Preface(), frame});
 
   FrameDecoder d;
@@ -1774,7 +1774,7 @@ TEST_CASE("dump: FormatFrame", "[dump]") {
       Cat({Header(Cat({B({0x02, 0x03, 0x07, 0x2A, 0x05}),
                        B({0x01, 0x04, 0x80, 0x16, 0xE3, 0x60}),
                        B({0x06, 0x09, 0x05}), Str("modelgpt")})),
-           hello, BigEndian64(detail::Xxh3_64(hello))});
+           hello, BigEndian64(detail::Xxh3Hash64(hello))});
   CHECK(Format(example) ==
         "AGENT_RESPONSE stream=7 seq=42 flags=FINAL|CHECKSUM len=5 \"hello\" "
         "deadline_us=1500000 meta{model=\"gpt\"}");

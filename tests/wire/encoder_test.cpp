@@ -93,7 +93,7 @@ void RequireDecodes(const Bytes& frame, DecoderOptions options = {}) {
 
 TEST_CASE("encoder: XXH3-64 of the empty input is SPEC §6's value",
           "[encoder]") {
-  CHECK(detail::Xxh3_64({}) == 0x2D06800538D394C2u);
+  CHECK(detail::Xxh3Hash64({}) == 0x2D06800538D394C2u);
 }
 
 TEST_CASE("encoder: EncodePreface writes SPEC §3's 8 bytes", "[encoder]") {
@@ -155,9 +155,10 @@ TEST_CASE("encoder: FINAL|CHECKSUM response with a DEADLINE", "[encoder]") {
   // 1500000 us needs 4 bytes: 0x80000000 | 1500000 = 80 16 E3 60.
   // TLV 01 04 80 16 E3 60; header_length 5+6+4 = 15 = 0x0F.
   const Bytes payload = Str("hello");
-  const Bytes expected = Cat({WithCrc(B({0x0F, 0x02, 0x03, 0x07, 0x2A, 0x05,
-                                         0x01, 0x04, 0x80, 0x16, 0xE3, 0x60})),
-                              payload, BigEndian64(detail::Xxh3_64(payload))});
+  const Bytes expected =
+      Cat({WithCrc(B({0x0F, 0x02, 0x03, 0x07, 0x2A, 0x05, 0x01, 0x04, 0x80,
+                      0x16, 0xE3, 0x60})),
+           payload, BigEndian64(detail::Xxh3Hash64(payload))});
   FrameExtensions ext;
   ext.deadline_us = 1500000;
   const Bytes got =

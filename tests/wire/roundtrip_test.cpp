@@ -384,7 +384,7 @@ std::string Compare(const FrameSpec& s, const StepRecord& got, uint64_t offset,
   expect(got.header_size == header_size, "header_size");
   expect(got.payload == s.payload, "payload bytes");
   expect(got.trailer ==
-             (checksum ? BigEndian64(detail::Xxh3_64(s.payload)) : Bytes{}),
+             (checksum ? BigEndian64(detail::Xxh3Hash64(s.payload)) : Bytes{}),
          "checksum trailer");
   expect(got.deadline_us == s.deadline_us, "deadline_us");
   expect(got.trace_parent == s.trace_parent, "trace_parent");

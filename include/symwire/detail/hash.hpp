@@ -23,10 +23,10 @@
 
 namespace symwire::detail {
 
-// Xxh3_64
+// Xxh3Hash64
 // XXH3_64bits(data, seed 0): the payload checksum of SPEC.md §6.
-// Xxh3_64({}) == 0x2D06800538D394C2. Thread-safe; does not allocate.
-inline uint64_t Xxh3_64(absl::Span<const std::byte> data) noexcept {
+// Xxh3Hash64({}) == 0x2D06800538D394C2. Thread-safe; does not allocate.
+inline uint64_t Xxh3Hash64(absl::Span<const std::byte> data) noexcept {
   return XXH3_64bits(data.data(), data.size());
 }
 

@@ -64,7 +64,7 @@ inline bool IsAllZero(absl::Span<const std::byte> bytes) {
 
 SYMWIRE_DECL bool PayloadChecksumMatches(const std::byte* payload,
                                          size_t size) noexcept {
-  return Xxh3_64(absl::Span<const std::byte>(payload, size)) ==
+  return Xxh3Hash64(absl::Span<const std::byte>(payload, size)) ==
          LoadBig64(payload + size);
 }
 
@@ -172,7 +172,7 @@ SYMWIRE_DECL absl::Status FrameDecoder::Complete(
   view.size_ = static_cast<uint32_t>(total);
   if (view.has_payload_checksum() && options_.verify_payload_checksum) {
     const size_t sum_pos = view.header_size_ + view.payload_size_;
-    const uint64_t computed = detail::Xxh3_64(view.payload());
+    const uint64_t computed = detail::Xxh3Hash64(view.payload());
     const uint64_t stored = detail::LoadBig64(input.data() + sum_pos);
     if (SYMWIRE_UNLIKELY(computed != stored)) {
       return Fail(detail::DecodeError(

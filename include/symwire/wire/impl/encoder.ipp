@@ -270,7 +270,7 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(
   p += plan->header_size;
   if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
   p += payload.size();
-  if (checksum) detail::StoreBig64(p, detail::Xxh3_64(payload));
+  if (checksum) detail::StoreBig64(p, detail::Xxh3Hash64(payload));
   return total;
 }
 
@@ -288,7 +288,7 @@ SYMWIRE_DECL absl::StatusOr<GatherFrame> EncodeGather(
   frame.header_ = header_out.first(plan->header_size);
   frame.payload_ = payload;
   if ((header.flags & kFlagChecksum) != 0) {
-    detail::StoreBig64(frame.trailer_.data(), detail::Xxh3_64(payload));
+    detail::StoreBig64(frame.trailer_.data(), detail::Xxh3Hash64(payload));
     frame.trailer_size_ = kPayloadChecksumSize;
   }
   return frame;
