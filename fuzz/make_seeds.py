@@ -39,6 +39,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VECTORS = os.path.join(ROOT, "tests", "vectors")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import vectors_ref  # noqa: E402  (the vector-file reader; needs python3-xxhash)
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 
 # SPEC.md §8 defaults.
@@ -51,57 +53,12 @@ class VectorError(Exception):
     pass
 
 
-def parse_hex(text):
-    out = bytearray()
-    for line in text.splitlines():
-        line = line.split("#", 1)[0]
-        for tok in line.split():
-            if not re.fullmatch(r"[0-9A-Fa-f]{2}", tok):
-                raise VectorError("bad hex token %r" % tok)
-            out.append(int(tok, 16))
-    return bytes(out)
-
-
 def load_vectors(path):
-    """Returns [(name, bytes, [(key, value)])] of one vector file."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    vectors = []
-    cur = None
-    i = 0
-    while i < len(lines):
-        line = lines[i].rstrip("\r")
-        if line.startswith("```"):
-            info = line[3:].strip()
-            body = []
-            i += 1
-            while i < len(lines) and lines[i].rstrip("\r").strip() != "```":
-                body.append(lines[i].rstrip("\r"))
-                i += 1
-            if i >= len(lines):
-                raise VectorError("%s: unterminated fence" % path)
-            i += 1
-            if cur is None:
-                continue
-            if info == "hex":
-                if cur["hex"] is not None:
-                    raise VectorError("%s: %s: two hex blocks" % (path, cur["name"]))
-                cur["hex"] = parse_hex("\n".join(body))
-            elif info == "options":
-                for b in body:
-                    b = b.strip()
-                    if not b:
-                        continue
-                    if "=" not in b:
-                        raise VectorError("%s: %s: bad option %r" % (path, cur["name"], b))
-                    k, v = b.split("=", 1)
-                    cur["options"].append((k.strip(), v.strip()))
-            continue
-        if line.startswith("## "):
-            cur = {"name": line[3:].strip(), "hex": None, "options": []}
-            vectors.append(cur)
-        i += 1
-    return [(v["name"], v["hex"], v["options"]) for v in vectors if v["hex"] is not None]
+    """Returns [(name, bytes, [(key, value)])] of one vector file, parsed by
+    the reference's own reader (tools/vectors_ref.py), so the grammar lives
+    in one Python place."""
+    return [(v.name, v.input, v.options or [])
+            for v in vectors_ref.load_vectors(path) if v.input is not None]
 
 
 def slug(text):
