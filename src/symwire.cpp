@@ -11,3 +11,8 @@
 #include "symwire/wire/impl/decoder.ipp"
 #include "symwire/wire/impl/dump.ipp"
 #include "symwire/wire/impl/encoder.ipp"
+#include "symwire/session/impl/auth.ipp"
+#include "symwire/session/impl/control.ipp"
+#include "symwire/session/impl/session.ipp"
+#include "symwire/session/impl/config.ipp"
+#include "symwire/session/impl/event.ipp"

@@ -20,7 +20,7 @@ namespace symwire {
 
 // ErrorCode
 // The specific reason for a failure. Values 1..99 are framing (layer 1),
-// 100..199 are reserved for the session layer. 0 means "no symwire code".
+// 100..199 are the session layer's (SPEC.md §18). 0 means "no symwire code".
 enum class ErrorCode : uint16_t {
   kOk = 0,
   // --- connection preface (SPEC.md §3) ---
@@ -49,7 +49,46 @@ enum class ErrorCode : uint16_t {
   kBufferTooSmall = 18,  // kResourceExhausted: output span too small
   kInvalidFrame = 19,    // kInvalidArgument: the caller asked the
                          //   encoder for a frame the spec forbids
+  // --- session layer (SPEC.md §18); scope in brackets (ScopeOf) ---
+  kMalformedPayload = 100,      // kInvalidArgument [session]: §11 rules
+  kUnknownCriticalParam = 101,  // kUnimplemented [session]: odd unknown id
+  kMissingParam = 102,          // kInvalidArgument [session]
+  kVersionMismatch = 103,       // kUnimplemented [session]: no common version
+  kIncompatibleRoles = 104,     // kFailedPrecondition [session]
+  kUnauthenticated = 105,       // kUnauthenticated [session]
+  kHandshakeTimeout = 106,      // kDeadlineExceeded [connection]
+  kUnexpectedFrame = 107,       // kInvalidArgument [session]
+  kSequenceGap = 108,           // kDataLoss [session]
+  kBadAck = 109,                // kInvalidArgument [session]
+  kUnknownTask = 110,           // kInvalidArgument [session]
+  kTaskStateViolation = 111,    // kInvalidArgument [session]
+  kTaskIdReused = 112,          // kInvalidArgument [session]
+  kTaskLimitExceeded = 113,     // kResourceExhausted [session]
+  kNoCredit = 114,              // kResourceExhausted [local]
+  kReplayBufferFull = 115,      // kResourceExhausted [local]
+  kPeerUnresponsive = 116,      // kDeadlineExceeded [connection]
+  kPingFlood = 117,             // kResourceExhausted [session]
+  kSessionExpired = 118,        // kDataLoss [session]
+  kResumeGap = 119,             // kDataLoss [session]
+  kResumeRejected = 120,        // kPermissionDenied [session]
+  kConnectionLost = 121,        // kUnavailable [connection]
+  kPeerDraining = 122,          // kUnavailable [local]
+  kSessionClosed = 123,         // kFailedPrecondition [local]
+  kFrameTooLarge = 124,         // kInvalidArgument [local]
+  kWrongState = 125,            // kFailedPrecondition [local]
+  kPeerError = 126,             // the peer's code [session]
 };
+
+// ErrorScope
+// What an error ends (SPEC.md §18): one API call (kLocal), the connection
+// while the session resumes (kConnection), or the whole session (kSession).
+enum class ErrorScope : uint8_t { kLocal, kConnection, kSession };
+
+// ScopeOf
+// The scope of `code`: every framing code (1..19) is kConnection (a byte
+// stream that broke cannot be trusted, but a new connection can resume the
+// session); session codes as in SPEC.md §18; kOk and unknown codes kSession.
+SYMWIRE_DECL ErrorScope ScopeOf(ErrorCode code) noexcept;
 
 // The type URL under which the ErrorCode is stored in an absl::Status.
 inline constexpr absl::string_view kErrorCodePayloadUrl =
@@ -61,18 +100,25 @@ inline constexpr absl::string_view kErrorCodePayloadUrl =
 SYMWIRE_DECL absl::string_view ErrorCodeName(ErrorCode code) noexcept;
 
 // CanonicalCode
-// Returns the absl::StatusCode that `code` maps onto (SPEC.md §7).
+// Returns the absl::StatusCode that `code` maps onto (SPEC.md §7, §18);
+// kUnknown for PEER_ERROR, whose code is the peer's.
 SYMWIRE_DECL absl::StatusCode CanonicalCode(ErrorCode code) noexcept;
 
 // IsFatal
-// True if the condition ends the connection (every framing error does: after
-// a framing error the byte stream cannot be resynchronised safely).
+// True if the condition ends at least the connection: every framing error
+// (after one the byte stream cannot be resynchronised safely) and every
+// session error of scope kConnection or kSession. False for encoder-side
+// conditions and local (one API call) refusals.
 SYMWIRE_DECL bool IsFatal(ErrorCode code) noexcept;
 
 // MakeError
 // Builds an absl::Status with CanonicalCode(code), the message `message`
 // and `code` attached as payload. REQUIRES: code != ErrorCode::kOk.
 SYMWIRE_DECL absl::Status MakeError(ErrorCode code, absl::string_view message);
+// As above with an explicit canonical code, for PEER_ERROR (whose canonical
+// code is the one the peer sent). REQUIRES: neither is OK.
+SYMWIRE_DECL absl::Status MakeError(absl::StatusCode canonical, ErrorCode code,
+                                    absl::string_view message);
 
 // GetErrorCode
 // Returns the ErrorCode attached to `status` by MakeError, ErrorCode::kOk for

@@ -52,6 +52,60 @@ SYMWIRE_DECL absl::string_view ErrorCodeName(ErrorCode code) noexcept {
       return "BUFFER_TOO_SMALL";
     case ErrorCode::kInvalidFrame:
       return "INVALID_FRAME";
+    case ErrorCode::kMalformedPayload:
+      return "MALFORMED_PAYLOAD";
+    case ErrorCode::kUnknownCriticalParam:
+      return "UNKNOWN_CRITICAL_PARAM";
+    case ErrorCode::kMissingParam:
+      return "MISSING_PARAM";
+    case ErrorCode::kVersionMismatch:
+      return "VERSION_MISMATCH";
+    case ErrorCode::kIncompatibleRoles:
+      return "INCOMPATIBLE_ROLES";
+    case ErrorCode::kUnauthenticated:
+      return "UNAUTHENTICATED";
+    case ErrorCode::kHandshakeTimeout:
+      return "HANDSHAKE_TIMEOUT";
+    case ErrorCode::kUnexpectedFrame:
+      return "UNEXPECTED_FRAME";
+    case ErrorCode::kSequenceGap:
+      return "SEQUENCE_GAP";
+    case ErrorCode::kBadAck:
+      return "BAD_ACK";
+    case ErrorCode::kUnknownTask:
+      return "UNKNOWN_TASK";
+    case ErrorCode::kTaskStateViolation:
+      return "TASK_STATE_VIOLATION";
+    case ErrorCode::kTaskIdReused:
+      return "TASK_ID_REUSED";
+    case ErrorCode::kTaskLimitExceeded:
+      return "TASK_LIMIT_EXCEEDED";
+    case ErrorCode::kNoCredit:
+      return "NO_CREDIT";
+    case ErrorCode::kReplayBufferFull:
+      return "REPLAY_BUFFER_FULL";
+    case ErrorCode::kPeerUnresponsive:
+      return "PEER_UNRESPONSIVE";
+    case ErrorCode::kPingFlood:
+      return "PING_FLOOD";
+    case ErrorCode::kSessionExpired:
+      return "SESSION_EXPIRED";
+    case ErrorCode::kResumeGap:
+      return "RESUME_GAP";
+    case ErrorCode::kResumeRejected:
+      return "RESUME_REJECTED";
+    case ErrorCode::kConnectionLost:
+      return "CONNECTION_LOST";
+    case ErrorCode::kPeerDraining:
+      return "PEER_DRAINING";
+    case ErrorCode::kSessionClosed:
+      return "SESSION_CLOSED";
+    case ErrorCode::kFrameTooLarge:
+      return "FRAME_TOO_LARGE";
+    case ErrorCode::kWrongState:
+      return "WRONG_STATE";
+    case ErrorCode::kPeerError:
+      return "PEER_ERROR";
   }
   return "UNKNOWN";
 }
@@ -83,6 +137,62 @@ SYMWIRE_DECL absl::StatusCode CanonicalCode(ErrorCode code) noexcept {
     case ErrorCode::kDuplicateExtension:
     case ErrorCode::kInvalidFrame:
       return absl::StatusCode::kInvalidArgument;
+    // Session layer (SPEC.md §18). PEER_ERROR carries the peer's code, so
+    // it is built with the MakeError overload that takes one.
+    case ErrorCode::kMalformedPayload:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kUnknownCriticalParam:
+      return absl::StatusCode::kUnimplemented;
+    case ErrorCode::kMissingParam:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kVersionMismatch:
+      return absl::StatusCode::kUnimplemented;
+    case ErrorCode::kIncompatibleRoles:
+      return absl::StatusCode::kFailedPrecondition;
+    case ErrorCode::kUnauthenticated:
+      return absl::StatusCode::kUnauthenticated;
+    case ErrorCode::kHandshakeTimeout:
+      return absl::StatusCode::kDeadlineExceeded;
+    case ErrorCode::kUnexpectedFrame:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kSequenceGap:
+      return absl::StatusCode::kDataLoss;
+    case ErrorCode::kBadAck:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kUnknownTask:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kTaskStateViolation:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kTaskIdReused:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kTaskLimitExceeded:
+      return absl::StatusCode::kResourceExhausted;
+    case ErrorCode::kNoCredit:
+      return absl::StatusCode::kResourceExhausted;
+    case ErrorCode::kReplayBufferFull:
+      return absl::StatusCode::kResourceExhausted;
+    case ErrorCode::kPeerUnresponsive:
+      return absl::StatusCode::kDeadlineExceeded;
+    case ErrorCode::kPingFlood:
+      return absl::StatusCode::kResourceExhausted;
+    case ErrorCode::kSessionExpired:
+      return absl::StatusCode::kDataLoss;
+    case ErrorCode::kResumeGap:
+      return absl::StatusCode::kDataLoss;
+    case ErrorCode::kResumeRejected:
+      return absl::StatusCode::kPermissionDenied;
+    case ErrorCode::kConnectionLost:
+      return absl::StatusCode::kUnavailable;
+    case ErrorCode::kPeerDraining:
+      return absl::StatusCode::kUnavailable;
+    case ErrorCode::kSessionClosed:
+      return absl::StatusCode::kFailedPrecondition;
+    case ErrorCode::kFrameTooLarge:
+      return absl::StatusCode::kInvalidArgument;
+    case ErrorCode::kWrongState:
+      return absl::StatusCode::kFailedPrecondition;
+    case ErrorCode::kPeerError:
+      return absl::StatusCode::kUnknown;
   }
   return absl::StatusCode::kUnknown;
 }
@@ -96,8 +206,37 @@ SYMWIRE_DECL bool IsFatal(ErrorCode code) noexcept {
     case ErrorCode::kVarintOutOfRange:
       return false;
     default:
-      return true;
+      return ScopeOf(code) != ErrorScope::kLocal;
   }
+}
+
+SYMWIRE_DECL ErrorScope ScopeOf(ErrorCode code) noexcept {
+  const auto value = static_cast<unsigned>(code);
+  if (value >= 1 && value <= 19) return ErrorScope::kConnection;
+  switch (code) {
+    case ErrorCode::kHandshakeTimeout:
+    case ErrorCode::kPeerUnresponsive:
+    case ErrorCode::kConnectionLost:
+      return ErrorScope::kConnection;
+    case ErrorCode::kNoCredit:
+    case ErrorCode::kReplayBufferFull:
+    case ErrorCode::kPeerDraining:
+    case ErrorCode::kSessionClosed:
+    case ErrorCode::kFrameTooLarge:
+    case ErrorCode::kWrongState:
+      return ErrorScope::kLocal;
+    default:
+      return ErrorScope::kSession;
+  }
+}
+
+SYMWIRE_DECL absl::Status MakeError(absl::StatusCode canonical, ErrorCode code,
+                                    absl::string_view message) {
+  SYMWIRE_REQUIRE(code != ErrorCode::kOk && canonical != absl::StatusCode::kOk);
+  absl::Status status(canonical, message);
+  status.SetPayload(kErrorCodePayloadUrl,
+                    absl::Cord(std::to_string(static_cast<unsigned>(code))));
+  return status;
 }
 
 SYMWIRE_DECL absl::Status MakeError(ErrorCode code, absl::string_view message) {

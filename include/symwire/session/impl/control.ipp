@@ -1,0 +1,962 @@
+// File: symwire/session/impl/control.ipp
+// Out-of-line bodies of control.hpp: the parameter-list codec of SPEC.md
+// §11. One table per message drives a single parsing pass in wire order;
+// error text is built only on the (cold) failure paths, so a successful
+// parse does not allocate. Encoders validate the whole message first, then
+// size it with a counting pass and write it with a second pass of the same
+// code, so nothing is appended on error.
+#ifndef SYMWIRE_SESSION_IMPL_CONTROL_IPP_
+#define SYMWIRE_SESSION_IMPL_CONTROL_IPP_
+
+#include <array>
+#include <cstring>
+#include <iterator>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "symwire/error.hpp"
+#include "symwire/session/control.hpp"
+#include "symwire/wire/varint.hpp"
+
+namespace symwire {
+namespace detail {
+// A nested namespace: src/symwire.cpp compiles every .ipp in one unit, and
+// these short names must not meet the other session files' helpers.
+namespace control {
+
+enum class ValueKind : uint8_t { kVarint, kBytes, kFlag };
+
+// Phase bits of a rule's `defined` / `required` masks: 1 << phase. The
+// lists without phases (SYNC, ERROR, CANCEL) use kAnyPhase and evaluate
+// their masks at kNoPhases.
+inline constexpr uint8_t kHello = 1u << 0;
+inline constexpr uint8_t kChallenge = 1u << 1;
+inline constexpr uint8_t kProof = 1u << 2;
+inline constexpr uint8_t kWelcome = 1u << 3;
+inline constexpr uint8_t kAnyPhase = 0x0F;
+inline constexpr uint8_t kHelloWelcome = kHello | kWelcome;
+inline constexpr uint8_t kNoPhases = kHello;  // "the" phase of a flat list
+
+// One row of SPEC.md §11.1 / §11.2, indexed by param_id - 1.
+struct ParamRule {
+  absl::string_view name;
+  ValueKind kind;
+  uint64_t min;       // varint: smallest value; bytes: shortest length
+  uint64_t max;       // varint: largest value; bytes: longest length
+  uint64_t one_of;    // varint: if non-zero, bit v set = value v allowed
+  uint8_t defined;    // phases the parameter is defined in (rule 2)
+  uint8_t required;   // phases it is required in (rule 5)
+};
+
+inline constexpr uint64_t kAnyVarint = kVarintMax;
+
+// SPEC.md §11.1. max_version's ">= min_version" is checked after the list.
+// session_id, resume_token and last_received are optional in HELLO but
+// come as a set (ParseInit); they are required in WELCOME.
+inline constexpr ParamRule kInitRules[] = {
+    {"phase", ValueKind::kVarint, 0, 3, 0, kAnyPhase, kAnyPhase},
+    {"min_version", ValueKind::kVarint, 1, kAnyVarint, 0, kHello, kHello},
+    {"max_version", ValueKind::kVarint, 0, kAnyVarint, 0, kHello, kHello},
+    {"version", ValueKind::kVarint, 0, kAnyVarint, 0, kWelcome, kWelcome},
+    {"agent_id", ValueKind::kBytes, 1, kMaxAgentIdSize, 0, kHelloWelcome,
+     kHelloWelcome},
+    {"role", ValueKind::kVarint, 0, 2, 0, kHelloWelcome, kHelloWelcome},
+    {"capabilities", ValueKind::kVarint, 0, kAnyVarint, 0, kHelloWelcome, 0},
+    {"max_payload_bytes", ValueKind::kVarint, 0, (uint64_t{1} << 30) - 1, 0,
+     kHelloWelcome, kHelloWelcome},
+    {"max_header_bytes", ValueKind::kVarint, 10, 16385, 0, kHelloWelcome,
+     kHelloWelcome},
+    {"max_tasks", ValueKind::kVarint, 1, (uint64_t{1} << 32) - 1, 0,
+     kHelloWelcome, kHelloWelcome},
+    {"replay_bytes", ValueKind::kVarint, 1, kAnyVarint, 0, kHelloWelcome,
+     kHelloWelcome},
+    {"replay_frames", ValueKind::kVarint, 1, kAnyVarint, 0, kHelloWelcome,
+     kHelloWelcome},
+    {"ping_interval_us", ValueKind::kVarint, 1, kAnyVarint, 0, kHelloWelcome,
+     kHelloWelcome},
+    {"min_ping_interval_us", ValueKind::kVarint, 0, kAnyVarint, 0,
+     kHelloWelcome, kHelloWelcome},
+    {"auth_method", ValueKind::kVarint, 0, kAnyVarint, 0, kHello, kHello},
+    {"auth_data", ValueKind::kBytes, 0, kMaxAuthDataSize, 0, kAnyPhase, 0},
+    {"nonce", ValueKind::kBytes, kNonceSize, kNonceSize, 0,
+     kHello | kChallenge | kWelcome, kHello | kChallenge | kWelcome},
+    {"session_id", ValueKind::kBytes, kSessionIdSize, kSessionIdSize, 0,
+     kHelloWelcome, kWelcome},
+    {"resume_token", ValueKind::kBytes, kResumeTokenSize, kResumeTokenSize, 0,
+     kHelloWelcome, kWelcome},
+    {"last_received", ValueKind::kVarint, 0, kAnyVarint, 0, kHelloWelcome,
+     kWelcome},
+    {"resumed", ValueKind::kFlag, 0, 0, 0, kWelcome, 0},
+    {"resume_window_us", ValueKind::kVarint, 0, kAnyVarint, 0, kWelcome,
+     kWelcome},
+};
+
+// SPEC.md §11.2.
+inline constexpr ParamRule kSyncRules[] = {
+    {"ack", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
+    {"ping", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
+    {"pong", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
+    {"drain", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
+    {"bye", ValueKind::kFlag, 0, 0, 0, kAnyPhase, 0},
+};
+inline constexpr ParamRule kErrorRules[] = {
+    {"code", ValueKind::kVarint, 1, 16, 0, kAnyPhase, kAnyPhase},
+    {"message", ValueKind::kBytes, 0, kMaxErrorMessageSize, 0, kAnyPhase, 0},
+    {"retryable", ValueKind::kFlag, 0, 0, 0, kAnyPhase, 0},
+    {"detail", ValueKind::kVarint, 0, 65535, 0, kAnyPhase, 0},
+};
+inline constexpr ParamRule kCancelRules[] = {
+    {"reason", ValueKind::kVarint, 1, 4, (1u << 1) | (1u << 4), kAnyPhase, 0},
+};
+
+struct ListRules {
+  absl::string_view message;  // error-message prefix: "agent_init"
+  const ParamRule* rules;
+  size_t count;
+  bool init;  // AGENT_INIT: phase first, rules per phase
+};
+
+inline constexpr ListRules kInitList{"agent_init", kInitRules,
+                                     std::size(kInitRules), true};
+inline constexpr ListRules kSyncList{"agent_sync", kSyncRules,
+                                     std::size(kSyncRules), false};
+inline constexpr ListRules kErrorList{"agent_error", kErrorRules,
+                                      std::size(kErrorRules), false};
+inline constexpr ListRules kCancelList{"agent_cancel", kCancelRules,
+                                       std::size(kCancelRules), false};
+
+// Every table has fewer than 32 rows: `seen` masks fit in 32 bits.
+inline constexpr size_t kMaxRules = 22;
+static_assert(std::size(kInitRules) == kMaxRules);
+
+inline const ParamRule* RuleFor(const ListRules& list, uint64_t id) {
+  return id >= 1 && id <= list.count ? &list.rules[id - 1] : nullptr;
+}
+
+inline absl::string_view ParamName(const ListRules& list, uint64_t id) {
+  const ParamRule* rule = RuleFor(list, id);
+  return rule != nullptr ? rule->name : absl::string_view("unknown");
+}
+
+inline constexpr uint32_t Bit(uint64_t id) {
+  return uint32_t{1} << static_cast<unsigned>(id);
+}
+
+inline absl::string_view PhaseLabel(uint8_t phase_bit) {
+  switch (phase_bit) {
+    case kHello:
+      return "HELLO";
+    case kChallenge:
+      return "CHALLENGE";
+    case kProof:
+      return "PROOF";
+    case kWelcome:
+      return "WELCOME";
+  }
+  return "UNKNOWN";
+}
+
+// ---------------------------------------------------------------------------
+// Errors. Offsets follow SPEC.md §7.1's table for TLVs (which §11 rule 2
+// borrows): a param_id or param_length that overruns or is not canonical is
+// reported at its own first byte; a value that runs past the payload at its
+// param_length; an undefined critical or duplicate parameter at its
+// param_id; a value rule (including the varint inside a varint value) at the
+// value's first byte; a parameter missing after the list at the end of the
+// payload; INIT without phase first at offset 0. Byte values are never
+// echoed (auth_data and resume_token are secrets); only their lengths.
+
+SYMWIRE_COLD inline absl::Status ListError(ErrorCode code,
+                                           const ListRules& list,
+                                           absl::string_view what,
+                                           size_t offset) {
+  return MakeError(code, absl::StrCat(list.message, " ", what,
+                                      " at payload offset ", offset));
+}
+
+SYMWIRE_COLD inline std::string ParamLabel(const ListRules& list,
+                                           uint64_t id) {
+  return absl::StrCat("param ", id, " (", ParamName(list, id), ")");
+}
+
+enum class Read : uint8_t { kOk, kOverrun, kNonCanonical };
+
+// Reads the varint at payload[pos], which must lie wholly inside the
+// payload (SPEC.md §11 rule 1: first the fit, then the canonical form).
+inline Read ReadListVarint(absl::Span<const std::byte> payload, size_t pos,
+                           uint64_t& value, size_t& size) {
+  if (pos >= payload.size()) {
+    size = 0;
+    return Read::kOverrun;
+  }
+  size = VarintSizeFromFirstByte(payload[pos]);
+  if (size > payload.size() - pos) return Read::kOverrun;
+  value = LoadVarint(payload.data() + pos, size);
+  return IsCanonicalVarint(value, size) ? Read::kOk : Read::kNonCanonical;
+}
+
+// A param_id (id == nullptr) or the param_length of param *id.
+SYMWIRE_COLD inline absl::Status VarintFieldError(
+    const ListRules& list, const uint64_t* id, Read read, uint64_t value,
+    size_t size, size_t left, size_t offset) {
+  const std::string field = id == nullptr
+                                ? std::string("param_id")
+                                : absl::StrCat(ParamLabel(list, *id),
+                                               " param_length");
+  if (read == Read::kNonCanonical) {
+    return ListError(
+        ErrorCode::kMalformedPayload, list,
+        absl::StrCat(field, " ", value, " is a non-canonical ", size,
+                     "-byte varint"),
+        offset);
+  }
+  return ListError(ErrorCode::kMalformedPayload, list,
+                   absl::StrCat(field, ": ", size,
+                                "-byte varint runs past the end of the "
+                                "payload (",
+                                left, " bytes left)"),
+                   offset);
+}
+
+SYMWIRE_COLD inline absl::Status ValueOverrunError(const ListRules& list,
+                                                   uint64_t id, uint64_t length,
+                                                   size_t left, size_t offset) {
+  return ListError(ErrorCode::kMalformedPayload, list,
+                   absl::StrCat(ParamLabel(list, id), " value of ", length,
+                                " bytes runs past the end of the payload (",
+                                left, " bytes left)"),
+                   offset);
+}
+
+SYMWIRE_COLD inline absl::Status CriticalParamError(const ListRules& list,
+                                                    uint64_t id,
+                                                    uint8_t phase_bit,
+                                                    size_t offset) {
+  const std::string where = RuleFor(list, id) != nullptr && list.init
+                                ? absl::StrCat(" in ", PhaseLabel(phase_bit))
+                                : std::string();
+  return ListError(ErrorCode::kUnknownCriticalParam, list,
+                   absl::StrCat(ParamLabel(list, id), " is not defined", where,
+                                " and is critical (odd)"),
+                   offset);
+}
+
+SYMWIRE_COLD inline absl::Status DuplicateParamError(const ListRules& list,
+                                                     uint64_t id,
+                                                     size_t offset) {
+  return ListError(ErrorCode::kMalformedPayload, list,
+                   absl::StrCat(ParamLabel(list, id), " appears twice"),
+                   offset);
+}
+
+SYMWIRE_COLD inline std::string RangeText(const ParamRule& rule) {
+  if (rule.one_of != 0) {
+    std::string out = "is not one of";
+    for (unsigned v = 0; v < 64; ++v) {
+      if ((rule.one_of >> v) & 1u) absl::StrAppend(&out, " ", v);
+    }
+    return out;
+  }
+  if (rule.max == kAnyVarint) return absl::StrCat("is below ", rule.min);
+  return absl::StrCat("out of range ", rule.min, "..", rule.max);
+}
+
+// Explains why a value broke its rule (SPEC.md §11 rule 4, and rule 1 for
+// the varint inside a varint value).
+SYMWIRE_COLD inline absl::Status ValueError(const ListRules& list, uint64_t id,
+                                            absl::Span<const std::byte> value,
+                                            size_t offset) {
+  const ParamRule& rule = *RuleFor(list, id);
+  const std::string label = ParamLabel(list, id);
+  std::string why;
+  switch (rule.kind) {
+    case ValueKind::kFlag:
+      why = absl::StrCat("is a flag with length ", value.size(),
+                         "; a flag has length 0");
+      break;
+    case ValueKind::kBytes:
+      why = rule.min == rule.max
+                ? absl::StrCat("length ", value.size(), " is not ", rule.min)
+                : absl::StrCat("length ", value.size(), " out of range ",
+                               rule.min, "..", rule.max);
+      break;
+    case ValueKind::kVarint: {
+      if (value.empty()) {
+        why = "value is empty; expected one varint";
+        break;
+      }
+      const size_t size = VarintSizeFromFirstByte(value[0]);
+      if (size > value.size()) {
+        why = absl::StrCat("value: ", size,
+                           "-byte varint runs past the end of the ",
+                           value.size(), "-byte value");
+        break;
+      }
+      const uint64_t v = LoadVarint(value.data(), size);
+      if (!IsCanonicalVarint(v, size)) {
+        why = absl::StrCat("value ", v, " is a non-canonical ", size,
+                           "-byte varint");
+      } else if (size != value.size()) {
+        why = absl::StrCat("value ", v, " is followed by ", value.size() - size,
+                           " trailing bytes");
+      } else {
+        why = absl::StrCat("value ", v, " ", RangeText(rule));
+      }
+      break;
+    }
+  }
+  return ListError(ErrorCode::kMalformedPayload, list,
+                   absl::StrCat(label, " ", why), offset);
+}
+
+SYMWIRE_COLD inline absl::Status PhaseNotFirstError(const ListRules& list,
+                                                    const uint64_t* found) {
+  return ListError(
+      ErrorCode::kMissingParam, list,
+      found == nullptr
+          ? std::string("param 1 (phase) is missing: the payload is empty")
+          : absl::StrCat("param 1 (phase) must be the first parameter, "
+                         "found ",
+                         ParamLabel(list, *found)),
+      0);
+}
+
+SYMWIRE_COLD inline absl::Status MissingParamError(const ListRules& list,
+                                                   uint8_t phase_bit,
+                                                   uint64_t id, bool resuming,
+                                                   size_t offset) {
+  return ListError(
+      ErrorCode::kMissingParam, list,
+      absl::StrCat(list.init ? absl::StrCat(PhaseLabel(phase_bit), " ")
+                             : std::string(),
+                   "is missing required ", ParamLabel(list, id),
+                   resuming ? " (a resuming HELLO has session_id, "
+                              "resume_token and last_received)"
+                            : ""),
+      offset);
+}
+
+// ---------------------------------------------------------------------------
+// The parsing pass.
+
+// A defined parameter, as handed to a list's store function.
+struct Param {
+  uint64_t id = 0;
+  uint64_t number = 0;               // varint values
+  absl::Span<const std::byte> bytes;  // bytes values (views into payload)
+};
+
+struct ListState {
+  uint32_t seen = 0;           // Bit(id) of every defined parameter seen
+  uint8_t phase_bit = 0;       // INIT: 1 << phase once known
+  std::array<size_t, kMaxRules + 1> value_offset{};  // by id
+};
+
+// Checks `value` against `rule` (rule 4). On success fills param.
+inline bool CheckValue(const ParamRule& rule, absl::Span<const std::byte> value,
+                       Param& param) {
+  switch (rule.kind) {
+    case ValueKind::kFlag:
+      return value.empty();
+    case ValueKind::kBytes:
+      param.bytes = value;
+      return value.size() >= rule.min && value.size() <= rule.max;
+    case ValueKind::kVarint:
+      break;
+  }
+  // Exactly one canonical varint filling the value.
+  if (value.empty() || VarintSizeFromFirstByte(value[0]) != value.size()) {
+    return false;
+  }
+  const uint64_t v = LoadVarint(value.data(), value.size());
+  if (!IsCanonicalVarint(v, value.size())) return false;
+  param.number = v;
+  if (rule.one_of != 0) return v < 64 && ((rule.one_of >> v) & 1u) != 0;
+  return v >= rule.min && v <= rule.max;
+}
+
+// Runs SPEC.md §11 rules 1-4 over `payload` in wire order, calling
+// store(param) for every defined parameter; rule 5 is the caller's.
+template <typename Store>
+absl::Status ParseList(absl::Span<const std::byte> payload,
+                       const ListRules& list, ListState& state, Store&& store) {
+  const size_t end = payload.size();
+  state.phase_bit = list.init ? 0 : kNoPhases;
+  size_t pos = 0;
+  while (pos < end) {
+    const size_t id_at = pos;
+    uint64_t id = 0;
+    size_t size = 0;
+    Read read = ReadListVarint(payload, pos, id, size);
+    if (SYMWIRE_UNLIKELY(read != Read::kOk)) {
+      return VarintFieldError(list, nullptr, read, id, size, end - pos, pos);
+    }
+    pos += size;
+    const size_t length_at = pos;
+    uint64_t length = 0;
+    read = ReadListVarint(payload, pos, length, size);
+    if (SYMWIRE_UNLIKELY(read != Read::kOk)) {
+      return VarintFieldError(list, &id, read, length, size, end - pos, pos);
+    }
+    pos += size;
+    if (SYMWIRE_UNLIKELY(length > end - pos)) {
+      return ValueOverrunError(list, id, length, end - pos, length_at);
+    }
+    const size_t value_at = pos;
+    const absl::Span<const std::byte> value =
+        payload.subspan(pos, static_cast<size_t>(length));
+    pos += static_cast<size_t>(length);
+
+    // §11: INIT's first parameter MUST be phase, which says what the
+    // others mean; it takes rule 2's place for that parameter.
+    if (state.phase_bit == 0 && id != param::kPhase) {
+      return PhaseNotFirstError(list, &id);
+    }
+    const ParamRule* rule = RuleFor(list, id);
+    if (rule == nullptr || (state.phase_bit != 0 &&
+                            (rule->defined & state.phase_bit) == 0)) {
+      if (id % 2 == 0) continue;  // rule 2: undefined even ids are skipped
+      return CriticalParamError(list, id, state.phase_bit, id_at);
+    }
+    if (SYMWIRE_UNLIKELY((state.seen & Bit(id)) != 0)) {  // rule 3
+      return DuplicateParamError(list, id, id_at);
+    }
+    Param param;
+    param.id = id;
+    if (SYMWIRE_UNLIKELY(!CheckValue(*rule, value, param))) {  // rule 4
+      return ValueError(list, id, value, value_at);
+    }
+    state.seen |= Bit(id);
+    state.value_offset[id] = value_at;
+    if (state.phase_bit == 0) {
+      state.phase_bit = static_cast<uint8_t>(1u << param.number);
+    }
+    store(param);
+  }
+  if (state.phase_bit == 0) return PhaseNotFirstError(list, nullptr);
+  return absl::OkStatus();
+}
+
+// Rule 5: the lowest required id not seen, reported at the payload's end.
+inline absl::Status CheckRequired(const ListRules& list,
+                                  const ListState& state, uint32_t extra,
+                                  size_t end) {
+  uint32_t required = extra;
+  for (size_t i = 0; i < list.count; ++i) {
+    if ((list.rules[i].required & state.phase_bit) != 0) required |= Bit(i + 1);
+  }
+  const uint32_t missing = required & ~state.seen;
+  if (SYMWIRE_LIKELY(missing == 0)) return absl::OkStatus();
+  for (uint64_t id = 1; id <= list.count; ++id) {
+    if ((missing & Bit(id)) != 0) {
+      return MissingParamError(list, state.phase_bit, id,
+                               (extra & Bit(id)) != 0, end);
+    }
+  }
+  SYMWIRE_ASSERT(false);
+  return absl::OkStatus();
+}
+
+inline absl::string_view AsStringView(absl::Span<const std::byte> bytes) {
+  return absl::string_view(reinterpret_cast<const char*>(bytes.data()),
+                           bytes.size());
+}
+
+template <size_t N>
+std::array<std::byte, N> ToArray(absl::Span<const std::byte> bytes) {
+  SYMWIRE_ASSERT(bytes.size() == N);
+  std::array<std::byte, N> out;
+  std::memcpy(out.data(), bytes.data(), N);
+  return out;
+}
+
+inline constexpr uint32_t kResumeSet =
+    Bit(param::kSessionId) | Bit(param::kResumeToken) |
+    Bit(param::kLastReceived);
+
+// ---------------------------------------------------------------------------
+// Encoding. A Sink either counts (CountSink) or writes (WriteSink), so one
+// function per message both sizes and writes it. Values were validated
+// before either pass.
+
+struct CountSink {
+  size_t size = 0;
+  void Varint(uint64_t id, uint64_t value) {
+    size += VarintSize(id) + VarintSize(VarintSize(value)) + VarintSize(value);
+  }
+  void Bytes(uint64_t id, absl::Span<const std::byte> value) {
+    size += VarintSize(id) + VarintSize(value.size()) + value.size();
+  }
+  void Flag(uint64_t id) { size += VarintSize(id) + 1; }
+};
+
+struct WriteSink {
+  std::byte* p;
+  void Varint(uint64_t id, uint64_t value) {
+    p += EncodeVarintUnchecked(id, p);
+    p += EncodeVarintUnchecked(VarintSize(value), p);
+    p += EncodeVarintUnchecked(value, p);
+  }
+  void Bytes(uint64_t id, absl::Span<const std::byte> value) {
+    p += EncodeVarintUnchecked(id, p);
+    p += EncodeVarintUnchecked(value.size(), p);
+    if (!value.empty()) std::memcpy(p, value.data(), value.size());
+    p += value.size();
+  }
+  void Flag(uint64_t id) {
+    p += EncodeVarintUnchecked(id, p);
+    *p++ = std::byte{0};
+  }
+};
+
+// Sizes `write` with a CountSink, grows `out` once and writes.
+template <typename Write>
+void AppendWith(std::vector<std::byte>& out, Write&& write) {
+  CountSink count;
+  write(count);
+  const size_t old_size = out.size();
+  out.resize(old_size + count.size);
+  WriteSink sink{out.data() + old_size};
+  write(sink);
+  SYMWIRE_ASSERT(sink.p == out.data() + out.size());
+}
+
+inline absl::Span<const std::byte> AsBytes(absl::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+SYMWIRE_COLD inline absl::Status EncodeError(const ListRules& list,
+                                             absl::string_view what) {
+  return MakeError(ErrorCode::kInvalidFrame,
+                   absl::StrCat(list.message, " ", what));
+}
+
+// Validates a value against its row of the tables (the parser's rule 4),
+// so encoder and parser cannot disagree on a range.
+inline absl::Status CheckVarintParam(const ListRules& list, uint64_t id,
+                                     uint64_t value) {
+  const ParamRule& rule = *RuleFor(list, id);
+  const bool ok = rule.one_of != 0
+                      ? value < 64 && ((rule.one_of >> value) & 1u) != 0
+                      : value >= rule.min && value <= rule.max;
+  if (SYMWIRE_LIKELY(ok)) return absl::OkStatus();
+  return EncodeError(list, absl::StrCat(ParamLabel(list, id), " value ", value,
+                                        " ", RangeText(rule)));
+}
+
+inline absl::Status CheckBytesParam(const ListRules& list, uint64_t id,
+                                    size_t size) {
+  const ParamRule& rule = *RuleFor(list, id);
+  if (SYMWIRE_LIKELY(size >= rule.min && size <= rule.max)) {
+    return absl::OkStatus();
+  }
+  return EncodeError(list, absl::StrCat(ParamLabel(list, id), " length ", size,
+                                        " out of range ", rule.min, "..",
+                                        rule.max));
+}
+
+SYMWIRE_COLD inline absl::Status MissingForEncode(const ListRules& list,
+                                                  absl::string_view phase,
+                                                  uint64_t id) {
+  return EncodeError(list, absl::StrCat(phase, " needs ", ParamLabel(list, id),
+                                        " to be set"));
+}
+
+inline absl::Status ValidateInit(const InitMessage& m) {
+  const ListRules& list = kInitList;
+  const auto phase = static_cast<unsigned>(m.phase);
+  if (phase > 3) {
+    return EncodeError(list, absl::StrCat("phase ", phase, " is not 0..3"));
+  }
+  const bool hello = m.phase == InitPhase::kHello;
+  const bool welcome = m.phase == InitPhase::kWelcome;
+  auto check = [&](uint64_t id, uint64_t value) {
+    return CheckVarintParam(list, id, value);
+  };
+  absl::Status s;
+  if (hello) {
+    if (!(s = check(param::kMinVersion, m.min_version)).ok()) return s;
+    if (!(s = check(param::kMaxVersion, m.max_version)).ok()) return s;
+    if (m.max_version < m.min_version) {
+      return EncodeError(list, absl::StrCat("param 3 (max_version) value ",
+                                            m.max_version,
+                                            " is below min_version ",
+                                            m.min_version));
+    }
+    if (!(s = check(param::kAuthMethod, static_cast<uint64_t>(m.auth_method)))
+             .ok()) {
+      return s;
+    }
+    // A HELLO resumes iff it has session_id, and then has all three
+    // (SPEC.md §11.1); a token or position without a session is a bug.
+    const int set = int{m.session_id.has_value()} +
+                    int{m.resume_token.has_value()} +
+                    int{m.last_received.has_value()};
+    if (set != 0 && set != 3) {
+      return EncodeError(list,
+                         "HELLO sets some but not all of session_id, "
+                         "resume_token and last_received");
+    }
+  }
+  if (welcome) {
+    if (!(s = check(param::kVersion, m.version)).ok()) return s;
+    if (!m.session_id) {
+      return MissingForEncode(list, "WELCOME", param::kSessionId);
+    }
+    if (!m.resume_token) {
+      return MissingForEncode(list, "WELCOME", param::kResumeToken);
+    }
+    if (!m.last_received) {
+      return MissingForEncode(list, "WELCOME", param::kLastReceived);
+    }
+    if (!(s = check(param::kResumeWindowUs, m.resume_window_us)).ok()) {
+      return s;
+    }
+  }
+  if ((hello || welcome) && m.last_received &&
+      !(s = check(param::kLastReceived, *m.last_received)).ok()) {
+    return s;
+  }
+  if (hello || welcome) {
+    if (!(s = CheckBytesParam(list, param::kAgentId, m.agent_id.size())).ok()) {
+      return s;
+    }
+    const std::pair<uint64_t, uint64_t> limits[] = {
+        {param::kRole, static_cast<uint64_t>(m.role)},
+        {param::kCapabilities, m.capabilities},
+        {param::kMaxPayloadBytes, m.max_payload_bytes},
+        {param::kMaxHeaderBytes, m.max_header_bytes},
+        {param::kMaxTasks, m.max_tasks},
+        {param::kReplayBytes, m.replay_bytes},
+        {param::kReplayFrames, m.replay_frames},
+        {param::kPingIntervalUs, m.ping_interval_us},
+        {param::kMinPingIntervalUs, m.min_ping_interval_us},
+    };
+    for (const auto& [id, value] : limits) {
+      if (!(s = check(id, value)).ok()) return s;
+    }
+  }
+  return CheckBytesParam(list, param::kAuthData, m.auth_data.size());
+}
+
+template <typename Sink>
+void WriteInit(const InitMessage& m, Sink& sink) {
+  const bool hello = m.phase == InitPhase::kHello;
+  const bool welcome = m.phase == InitPhase::kWelcome;
+  const bool hello_welcome = hello || welcome;
+  sink.Varint(param::kPhase, static_cast<uint64_t>(m.phase));
+  if (hello) {
+    sink.Varint(param::kMinVersion, m.min_version);
+    sink.Varint(param::kMaxVersion, m.max_version);
+  }
+  if (welcome) sink.Varint(param::kVersion, m.version);
+  if (hello_welcome) {
+    sink.Bytes(param::kAgentId, AsBytes(m.agent_id));
+    sink.Varint(param::kRole, static_cast<uint64_t>(m.role));
+    if (m.capabilities != 0) sink.Varint(param::kCapabilities, m.capabilities);
+    sink.Varint(param::kMaxPayloadBytes, m.max_payload_bytes);
+    sink.Varint(param::kMaxHeaderBytes, m.max_header_bytes);
+    sink.Varint(param::kMaxTasks, m.max_tasks);
+    sink.Varint(param::kReplayBytes, m.replay_bytes);
+    sink.Varint(param::kReplayFrames, m.replay_frames);
+    sink.Varint(param::kPingIntervalUs, m.ping_interval_us);
+    sink.Varint(param::kMinPingIntervalUs, m.min_ping_interval_us);
+  }
+  if (hello) {
+    sink.Varint(param::kAuthMethod, static_cast<uint64_t>(m.auth_method));
+  }
+  if (!m.auth_data.empty()) sink.Bytes(param::kAuthData, AsBytes(m.auth_data));
+  if (m.phase != InitPhase::kProof) sink.Bytes(param::kNonce, m.nonce);
+  // Validated: in HELLO all three or none, in WELCOME all three.
+  if (hello_welcome && m.session_id) {
+    sink.Bytes(param::kSessionId, *m.session_id);
+    sink.Bytes(param::kResumeToken, *m.resume_token);
+    sink.Varint(param::kLastReceived, *m.last_received);
+  }
+  if (welcome) {
+    if (m.resumed) sink.Flag(param::kResumed);
+    sink.Varint(param::kResumeWindowUs, m.resume_window_us);
+  }
+}
+
+}  // namespace control
+}  // namespace detail
+
+SYMWIRE_DECL absl::string_view AgentRoleName(AgentRole role) noexcept {
+  switch (role) {
+    case AgentRole::kOrchestrator:
+      return "orchestrator";
+    case AgentRole::kAgent:
+      return "agent";
+    case AgentRole::kPeer:
+      return "peer";
+  }
+  return "unknown";
+}
+
+SYMWIRE_DECL absl::string_view InitPhaseName(InitPhase phase) noexcept {
+  switch (phase) {
+    case InitPhase::kHello:
+      return "HELLO";
+    case InitPhase::kChallenge:
+      return "CHALLENGE";
+    case InitPhase::kProof:
+      return "PROOF";
+    case InitPhase::kWelcome:
+      return "WELCOME";
+  }
+  return "UNKNOWN";
+}
+
+SYMWIRE_DECL absl::Status AppendInit(const InitMessage& message,
+                                     std::vector<std::byte>& out) {
+  if (absl::Status s = detail::control::ValidateInit(message); !s.ok()) {
+    return s;
+  }
+  detail::control::AppendWith(
+      out, [&](auto& sink) { detail::control::WriteInit(message, sink); });
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status AppendSync(const SyncMessage& message,
+                                     std::vector<std::byte>& out) {
+  using detail::control::CheckVarintParam;
+  const std::pair<uint64_t, const std::optional<uint64_t>*> fields[] = {
+      {param::kSyncAck, &message.ack},
+      {param::kSyncPing, &message.ping},
+      {param::kSyncPong, &message.pong},
+      {param::kSyncDrain, &message.drain},
+  };
+  for (const auto& [id, value] : fields) {
+    if (*value) {
+      absl::Status s =
+          CheckVarintParam(detail::control::kSyncList, id, **value);
+      if (!s.ok()) return s;
+    }
+  }
+  detail::control::AppendWith(out, [&](auto& sink) {
+    for (const auto& [id, value] : fields) {
+      if (*value) sink.Varint(id, **value);
+    }
+    if (message.bye) sink.Flag(param::kSyncBye);
+  });
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status AppendError(const ErrorMessage& message,
+                                      std::vector<std::byte>& out) {
+  namespace c = detail::control;
+  const auto code = static_cast<uint64_t>(static_cast<int>(message.code));
+  // A negative code converts to a huge value and fails the range check.
+  if (absl::Status s = c::CheckVarintParam(c::kErrorList, param::kErrorCode,
+                                           code);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = c::CheckBytesParam(c::kErrorList, param::kErrorMessage,
+                                          message.message.size());
+      !s.ok()) {
+    return s;
+  }
+  c::AppendWith(out, [&](auto& sink) {
+    sink.Varint(param::kErrorCode, code);
+    if (!message.message.empty()) {
+      sink.Bytes(param::kErrorMessage, c::AsBytes(message.message));
+    }
+    if (message.retryable) sink.Flag(param::kErrorRetryable);
+    if (message.detail != ErrorCode::kOk) {
+      sink.Varint(param::kErrorDetail, static_cast<uint64_t>(message.detail));
+    }
+  });
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status AppendCancel(const CancelMessage& message,
+                                       std::vector<std::byte>& out) {
+  namespace c = detail::control;
+  const auto reason = static_cast<uint64_t>(static_cast<int>(message.reason));
+  if (absl::Status s = c::CheckVarintParam(c::kCancelList,
+                                           param::kCancelReason, reason);
+      !s.ok()) {
+    return s;
+  }
+  // Absent means CANCELLED (SPEC.md §11.2): only DEADLINE_EXCEEDED is
+  // written, so a plain cancel has an empty payload.
+  if (message.reason == absl::StatusCode::kDeadlineExceeded) {
+    c::AppendWith(
+        out, [&](auto& sink) { sink.Varint(param::kCancelReason, reason); });
+  }
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::StatusOr<InitMessage> ParseInit(
+    absl::Span<const std::byte> payload) {
+  namespace c = detail::control;
+  InitMessage m;
+  c::ListState state;
+  absl::Status s = c::ParseList(
+      payload, c::kInitList, state, [&m](const c::Param& p) {
+        switch (p.id) {
+          case param::kPhase:
+            m.phase = static_cast<InitPhase>(p.number);
+            break;
+          case param::kMinVersion:
+            m.min_version = p.number;
+            break;
+          case param::kMaxVersion:
+            m.max_version = p.number;
+            break;
+          case param::kVersion:
+            m.version = p.number;
+            break;
+          case param::kAgentId:
+            m.agent_id = c::AsStringView(p.bytes);
+            break;
+          case param::kRole:
+            m.role = static_cast<AgentRole>(p.number);
+            break;
+          case param::kCapabilities:
+            m.capabilities = p.number;
+            break;
+          case param::kMaxPayloadBytes:
+            m.max_payload_bytes = p.number;
+            break;
+          case param::kMaxHeaderBytes:
+            m.max_header_bytes = p.number;
+            break;
+          case param::kMaxTasks:
+            m.max_tasks = p.number;
+            break;
+          case param::kReplayBytes:
+            m.replay_bytes = p.number;
+            break;
+          case param::kReplayFrames:
+            m.replay_frames = p.number;
+            break;
+          case param::kPingIntervalUs:
+            m.ping_interval_us = p.number;
+            break;
+          case param::kMinPingIntervalUs:
+            m.min_ping_interval_us = p.number;
+            break;
+          case param::kAuthMethod:
+            m.auth_method = static_cast<AuthMethod>(p.number);
+            break;
+          case param::kAuthData:
+            m.auth_data = c::AsStringView(p.bytes);
+            break;
+          case param::kNonce:
+            m.nonce = c::ToArray<kNonceSize>(p.bytes);
+            break;
+          case param::kSessionId:
+            m.session_id = c::ToArray<kSessionIdSize>(p.bytes);
+            break;
+          case param::kResumeToken:
+            m.resume_token = c::ToArray<kResumeTokenSize>(p.bytes);
+            break;
+          case param::kLastReceived:
+            m.last_received = p.number;
+            break;
+          case param::kResumed:
+            m.resumed = true;
+            break;
+          case param::kResumeWindowUs:
+            m.resume_window_us = p.number;
+            break;
+          default:
+            SYMWIRE_ASSERT(false);
+        }
+      });
+  if (!s.ok()) return s;
+  // Rule 5. A HELLO that has any of session_id, resume_token and
+  // last_received resumes and needs all three (§11.1).
+  const bool hello = m.phase == InitPhase::kHello;
+  const uint32_t extra =
+      hello && (state.seen & c::kResumeSet) != 0 ? c::kResumeSet : 0;
+  s = c::CheckRequired(c::kInitList, state, extra, payload.size());
+  if (!s.ok()) return s;
+  // §11.1: max_version below min_version, checked after the list.
+  if (hello && m.max_version < m.min_version) {
+    return c::ListError(
+        ErrorCode::kMalformedPayload, c::kInitList,
+        absl::StrCat("param 3 (max_version) value ", m.max_version,
+                     " is below min_version ", m.min_version),
+        state.value_offset[param::kMaxVersion]);
+  }
+  return m;
+}
+
+SYMWIRE_DECL absl::StatusOr<SyncMessage> ParseSync(
+    absl::Span<const std::byte> payload) {
+  namespace c = detail::control;
+  SyncMessage m;
+  c::ListState state;
+  absl::Status s =
+      c::ParseList(payload, c::kSyncList, state, [&m](const c::Param& p) {
+        switch (p.id) {
+          case param::kSyncAck:
+            m.ack = p.number;
+            break;
+          case param::kSyncPing:
+            m.ping = p.number;
+            break;
+          case param::kSyncPong:
+            m.pong = p.number;
+            break;
+          case param::kSyncDrain:
+            m.drain = p.number;
+            break;
+          default:
+            m.bye = true;
+            break;
+        }
+      });
+  if (!s.ok()) return s;
+  return m;
+}
+
+SYMWIRE_DECL absl::StatusOr<ErrorMessage> ParseError(
+    absl::Span<const std::byte> payload) {
+  namespace c = detail::control;
+  ErrorMessage m;
+  c::ListState state;
+  absl::Status s =
+      c::ParseList(payload, c::kErrorList, state, [&m](const c::Param& p) {
+        switch (p.id) {
+          case param::kErrorCode:
+            m.code = static_cast<absl::StatusCode>(p.number);
+            break;
+          case param::kErrorMessage:
+            m.message = c::AsStringView(p.bytes);
+            break;
+          case param::kErrorRetryable:
+            m.retryable = true;
+            break;
+          default:
+            m.detail = static_cast<ErrorCode>(p.number);
+            break;
+        }
+      });
+  if (!s.ok()) return s;
+  s = c::CheckRequired(c::kErrorList, state, 0, payload.size());
+  if (!s.ok()) return s;
+  return m;
+}
+
+SYMWIRE_DECL absl::StatusOr<CancelMessage> ParseCancel(
+    absl::Span<const std::byte> payload) {
+  namespace c = detail::control;
+  CancelMessage m;
+  c::ListState state;
+  absl::Status s =
+      c::ParseList(payload, c::kCancelList, state, [&m](const c::Param& p) {
+        m.reason = static_cast<absl::StatusCode>(p.number);
+      });
+  if (!s.ok()) return s;
+  return m;
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_SESSION_IMPL_CONTROL_IPP_

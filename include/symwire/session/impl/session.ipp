@@ -1,0 +1,1704 @@
+// File: symwire/session/impl/session.ipp
+// Out-of-line bodies for session/session.hpp: the session state machine of
+// SPEC.md §10-§19. Section references in comments are to SPEC.md.
+#ifndef SYMWIRE_SESSION_IMPL_SESSION_IPP_
+#define SYMWIRE_SESSION_IMPL_SESSION_IPP_
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "symwire/session/session.hpp"
+#include "symwire/wire/encoder.hpp"
+
+namespace symwire {
+
+namespace detail {
+
+inline absl::string_view TypeName(MessageType type) {
+  return MessageTypeName(type);
+}
+
+inline std::string HexId(absl::Span<const std::byte> id) {
+  std::string out;
+  for (std::byte b : id) {
+    absl::StrAppendFormat(&out, "%02x", static_cast<unsigned>(b));
+  }
+  return out;
+}
+
+inline uint64_t DurationMicros(absl::Duration d) {
+  const int64_t us = absl::ToInt64Microseconds(d);
+  return us < 0 ? 0 : static_cast<uint64_t>(us);
+}
+
+inline absl::Duration MicrosDuration(uint64_t us) {
+  // Wire values are at most 2^62 - 1, which fits int64.
+  return absl::Microseconds(static_cast<int64_t>(us));
+}
+
+}  // namespace detail
+
+SYMWIRE_DECL absl::string_view SessionStateName(SessionState state) noexcept {
+  switch (state) {
+    case SessionState::kIdle:
+      return "IDLE";
+    case SessionState::kHandshaking:
+      return "HANDSHAKING";
+    case SessionState::kEstablished:
+      return "ESTABLISHED";
+    case SessionState::kDisconnected:
+      return "DISCONNECTED";
+    case SessionState::kClosed:
+      return "CLOSED";
+    case SessionState::kFailed:
+      return "FAILED";
+  }
+  return "UNKNOWN";
+}
+
+// ---------------------------------------------------------------------------
+// Construction
+
+SYMWIRE_DECL absl::StatusOr<std::unique_ptr<Session>> Session::Create(
+    SessionConfig config, absl::Time now) {
+  if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
+  if (!config.authenticator) config.authenticator = NoAuthenticator();
+  return std::unique_ptr<Session>(new Session(std::move(config), now));
+}
+
+SYMWIRE_DECL Session::Session(SessionConfig config, absl::Time now)
+    : config_(std::move(config)), epoch_(now) {
+  next_task_id_ = config_.side == SessionSide::kInitiator ? 1 : 2;
+}
+
+SYMWIRE_DECL Session::~Session() = default;
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+bool Session::IsOwnTaskId(TaskId id) const {
+  // §13.1: the initiator's ids are odd, the acceptor's even.
+  const bool odd = (id & 1) != 0;
+  return id != 0 && (config_.side == SessionSide::kInitiator) == odd;
+}
+
+uint64_t Session::ClockMicros(absl::Time now) const {
+  return detail::DurationMicros(now - epoch_);
+}
+
+absl::Duration Session::EffectivePingInterval() const {
+  // §14.1: never faster than the peer accepts.
+  return std::max(config_.ping_interval, peer_.min_ping_interval);
+}
+
+SYMWIRE_DECL uint64_t Session::replay_bytes_in_use() const {
+  const uint64_t end = store_base_ + store_.size();
+  return replay_.empty() ? 0 : end - replay_.front().pos;
+}
+
+SYMWIRE_DECL TaskState Session::task_state(TaskId task) const {
+  auto it = tasks_.find(task);
+  return it == tasks_.end() ? TaskState::kNone : it->second.state;
+}
+
+void Session::CountError(const absl::Status& status) {
+  const auto code = static_cast<size_t>(GetErrorCode(status));
+  if (code < counters_.errors_by_code.size()) {
+    ++counters_.errors_by_code[code];
+  }
+}
+
+absl::Status Session::LocalError(ErrorCode code, absl::string_view message) {
+  absl::Status status = MakeError(code, message);
+  CountError(status);
+  return status;
+}
+
+absl::Status Session::EndedError() const {
+  if (state_ == SessionState::kFailed) {
+    return MakeError(
+        ErrorCode::kSessionClosed,
+        absl::StrFormat("session failed: %s", failure_.ToString()));
+  }
+  return MakeError(ErrorCode::kSessionClosed, "session is closed");
+}
+
+// ---------------------------------------------------------------------------
+// Input bracketing and transmission
+
+void Session::BeginInput() {
+  Connection& c = conn_;
+  if (c.control_taken == 0) return;
+  if (c.sync_at_tail && c.sync_begin < c.control_taken) {
+    // The coalesced SYNC went out; start a new one.
+    c.sync = PendingSync{};
+    c.sync_at_tail = false;
+  }
+  c.control.erase(
+      c.control.begin(),
+      c.control.begin() + static_cast<std::ptrdiff_t>(c.control_taken));
+  if (c.sync_at_tail) c.sync_begin -= c.control_taken;
+  c.control_taken = 0;
+}
+
+void Session::EndInput(absl::Time now) {
+  MaybeWritable();
+  MaybeFinishClose(now);
+  FlushSync(now);
+}
+
+SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit() {
+  Connection& c = conn_;
+  if (c.control_taken < c.control.size()) {
+    absl::Span<const std::byte> out(c.control.data() + c.control_taken,
+                                    c.control.size() - c.control_taken);
+    c.control_taken = c.control.size();
+    counters_.bytes_out += out.size();
+    return out;
+  }
+  const uint64_t end = store_base_ + store_.size();
+  if (c.up && !c.closing && c.store_enabled && send_pos_ < end) {
+    absl::Span<const std::byte> out(store_.data() + (send_pos_ - store_base_),
+                                    end - send_pos_);
+    send_pos_ = end;
+    sent_high_ = next_seq_ - 1;
+    counters_.bytes_out += out.size();
+    return out;
+  }
+  return {};
+}
+
+SYMWIRE_DECL std::optional<Event> Session::PollEvent() {
+  if (event_head_ < events_.size()) return std::move(events_[event_head_++]);
+  events_.clear();
+  event_head_ = 0;
+  return std::nullopt;
+}
+
+SYMWIRE_DECL absl::Time Session::NextDeadline() const {
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return absl::InfiniteFuture();
+  }
+  absl::Time t = std::min(reconnect_at_, expire_at_);
+  const Connection& c = conn_;
+  if (c.up && !c.closing) {
+    if (c.handshake != Handshake::kDone) {
+      t = std::min(t, c.handshake_deadline);
+    } else {
+      t = std::min({t, c.last_rx + config_.dead_peer_timeout, c.next_ping,
+                    c.ack_deadline});
+    }
+  }
+  if (!deadlines_.empty()) t = std::min(t, deadlines_.front().first);
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+void Session::SendPreface() {
+  const size_t at = conn_.control.size();
+  conn_.control.resize(at + kPrefaceSize);
+  auto n = EncodePreface(absl::Span<std::byte>(conn_.control).subspan(at));
+  SYMWIRE_ASSERT(n.ok());
+  (void)n;
+}
+
+void Session::SendControl(MessageType type,
+                          const std::vector<std::byte>& payload) {
+  Connection& c = conn_;
+  if (c.sync_at_tail) {
+    // The SYNC encoded earlier stays where it is; later content starts a
+    // new one (after this frame).
+    c.sync = PendingSync{};
+    c.sync_at_tail = false;
+  }
+  FrameHeader header;
+  header.type = type;
+  header.flags = payload.empty() ? 0 : kFlagChecksum;  // §10.1
+  auto size = EncodedSize(header, payload.size());
+  SYMWIRE_ASSERT(size.ok());
+  const size_t at = c.control.size();
+  c.control.resize(at + *size);
+  auto n = EncodeFrame(header, payload,
+                       absl::Span<std::byte>(c.control).subspan(at));
+  SYMWIRE_ASSERT(n.ok());
+  (void)n;
+  ++counters_.frames_out;
+}
+
+void Session::SendInit(const InitMessage& init) {
+  std::vector<std::byte> payload;
+  absl::Status s = AppendInit(init, payload);
+  SYMWIRE_ASSERT(s.ok());  // every field comes from a validated config
+  (void)s;
+  SendControl(MessageType::kAgentInit, payload);
+}
+
+void Session::SendSessionError(const absl::Status& status) {
+  ErrorMessage m;
+  const int code = static_cast<int>(status.code());
+  m.code =
+      (code >= 1 && code <= 16) ? status.code() : absl::StatusCode::kUnknown;
+  m.message = status.message().substr(0, kMaxErrorMessageSize);
+  m.detail = GetErrorCode(status);
+  std::vector<std::byte> payload;
+  absl::Status s = AppendError(m, payload);
+  SYMWIRE_ASSERT(s.ok());
+  (void)s;
+  SendControl(MessageType::kAgentError, payload);
+}
+
+InitMessage Session::LocalInit(InitPhase phase) const {
+  InitMessage m;
+  m.phase = phase;
+  m.min_version = config_.min_version;
+  m.max_version = config_.max_version;
+  m.auth_method = config_.authenticator->method();
+  m.agent_id = config_.agent_id;
+  m.role = config_.role;
+  m.capabilities = config_.capabilities;
+  m.max_payload_bytes = config_.max_payload_bytes;
+  m.max_header_bytes = config_.max_header_bytes;
+  m.max_tasks = config_.max_tasks;
+  m.replay_bytes = config_.replay_bytes;
+  m.replay_frames = config_.replay_frames;
+  m.ping_interval_us =
+      std::max<uint64_t>(1, detail::DurationMicros(config_.ping_interval));
+  m.min_ping_interval_us =
+      detail::DurationMicros(config_.min_peer_ping_interval);
+  m.resume_window_us = detail::DurationMicros(config_.resume_window);
+  return m;
+}
+
+absl::Status Session::CheckReplayCredit(size_t frame_size) const {
+  // §15.1. An empty buffer takes any one frame, so a frame larger than the
+  // window is slow, never stuck.
+  if (replay_.empty()) return absl::OkStatus();
+  if (replay_.size() + 1 > config_.replay_frames ||
+      replay_bytes_in_use() + frame_size > config_.replay_bytes) {
+    return MakeError(
+        ErrorCode::kReplayBufferFull,
+        absl::StrFormat("send window full: %d frames / %d bytes unacknowledged "
+                        "(limits %d / %d); wait for Writable",
+                        replay_.size(), replay_bytes_in_use(),
+                        config_.replay_frames, config_.replay_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::EncodeSequenced(const FrameHeader& header_in,
+                                      const FrameExtensions& extensions,
+                                      absl::Span<const std::byte> payload,
+                                      bool bypass_credit) {
+  FrameHeader header = header_in;
+  header.sequence = next_seq_;
+  auto header_size = EncodedHeaderSize(header, extensions, payload.size());
+  if (!header_size.ok()) return header_size.status();
+  if (has_session_ && *header_size > peer_.max_header_bytes) {
+    return MakeError(ErrorCode::kFrameTooLarge,
+                     absl::StrFormat("header of %d bytes exceeds the peer's "
+                                     "max_header_bytes %d",
+                                     *header_size, peer_.max_header_bytes));
+  }
+  const size_t size =
+      *header_size + payload.size() +
+      ((header.flags & kFlagChecksum) ? kPayloadChecksumSize : 0);
+  if (!bypass_credit) {
+    if (absl::Status s = CheckReplayCredit(size); !s.ok()) return s;
+  }
+  const size_t at = store_.size();
+  store_.resize(at + size);
+  auto n = EncodeFrame(header, extensions, payload,
+                       absl::Span<std::byte>(store_).subspan(at));
+  SYMWIRE_ASSERT(n.ok() && *n == size);
+  (void)n;
+  replay_.push_back(
+      ReplayEntry{next_seq_, store_base_ + at, static_cast<uint32_t>(size)});
+  ++next_seq_;
+  ++counters_.frames_out;
+  return absl::OkStatus();
+}
+
+void Session::SendInternalError(TaskId task, absl::StatusCode code,
+                                absl::string_view message, bool retryable,
+                                ErrorCode detail) {
+  ErrorMessage m;
+  m.code = code;
+  m.message = message.substr(0, kMaxErrorMessageSize);
+  m.retryable = retryable;
+  m.detail = detail;
+  std::vector<std::byte> payload;
+  absl::Status s = AppendError(m, payload);
+  SYMWIRE_ASSERT(s.ok());
+  FrameHeader header;
+  header.type = MessageType::kAgentError;
+  header.flags = payload.empty() ? 0 : kFlagChecksum;
+  header.stream_id = task;
+  // Bounded by the open tasks (§15.1), so it bypasses the window.
+  s = EncodeSequenced(header, FrameExtensions{}, payload, true);
+  SYMWIRE_ASSERT(s.ok());
+  (void)s;
+}
+
+void Session::FlushSync(absl::Time now) {
+  Connection& c = conn_;
+  if (!c.up || c.closing || c.handshake != Handshake::kDone) return;
+  PendingSync& p = c.sync;
+  if (!p.any()) return;
+  SyncMessage m;
+  // §14.2: every SYNC carries the current ack.
+  if (rx_seq_ > 0) m.ack = rx_seq_;
+  m.ping = p.ping;
+  m.pong = p.pong;
+  m.drain = p.drain;
+  m.bye = p.bye;
+  std::vector<std::byte> payload;
+  absl::Status s = AppendSync(m, payload);
+  SYMWIRE_ASSERT(s.ok());
+  (void)s;
+  const bool merging = c.sync_at_tail && c.sync_begin >= c.control_taken;
+  if (merging) {
+    c.control.resize(c.sync_begin);  // re-encode with the merged content
+    --counters_.frames_out;
+  } else {
+    c.sync_begin = c.control.size();
+  }
+  const PendingSync keep = p;
+  SendControl(MessageType::kAgentSync, payload);  // resets c.sync
+  c.sync = keep;
+  c.sync_at_tail = true;
+  if (m.ack && acked_sent_ != rx_seq_) ++counters_.acks_sent;
+  acked_sent_ = rx_seq_;
+  unacked_rx_frames_ = 0;
+  unacked_rx_bytes_ = 0;
+  c.ack_deadline = absl::InfiniteFuture();
+  (void)now;
+}
+
+// ---------------------------------------------------------------------------
+// State changes
+
+void Session::PushDeadline(absl::Time when, TaskId task) {
+  auto later = [](const auto& a, const auto& b) { return a.first > b.first; };
+  // Entries of ended tasks are skipped lazily; rebuild when they dominate.
+  if (deadlines_.size() > 2 * tasks_.size() + 64) {
+    deadlines_.clear();
+    for (const auto& [id, t] : tasks_) {
+      if (t.deadline) deadlines_.emplace_back(*t.deadline, id);
+    }
+    std::make_heap(deadlines_.begin(), deadlines_.end(), later);
+  }
+  deadlines_.emplace_back(when, task);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), later);
+}
+
+void Session::EndTask(TaskId id, Task& task) {
+  if (task.own) {
+    --own_open_;
+  } else {
+    --peer_open_;
+  }
+  tasks_.erase(id);
+}
+
+void Session::MaybeWritable() {
+  if (!blocked_ || !has_session_) return;
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return;
+  }
+  if (own_open_ < peer_.max_tasks &&
+      (replay_.empty() || (replay_.size() < config_.replay_frames &&
+                           replay_bytes_in_use() < config_.replay_bytes))) {
+    blocked_ = false;
+    Emit(Writable{});
+  }
+}
+
+void Session::MaybeFinishClose(absl::Time now) {
+  // §15.3: bye once nothing is open and everything sent was acknowledged.
+  if (!closing_ || state_ != SessionState::kEstablished) return;
+  if (!tasks_.empty() || !replay_.empty()) return;
+  conn_.sync.bye = true;
+  FlushSync(now);
+  state_ = SessionState::kClosed;
+  conn_.closing = true;
+  Emit(SessionClosed{});
+}
+
+void Session::FreeAcked(uint64_t ack) {
+  while (!replay_.empty() && replay_.front().seq <= ack) replay_.pop_front();
+  CompactStore();
+}
+
+void Session::CompactStore() {
+  const uint64_t end = store_base_ + store_.size();
+  const uint64_t head = replay_.empty() ? end : replay_.front().pos;
+  // Bytes before send_pos_ that are not retained can go too; bytes not yet
+  // handed to the driver cannot.
+  const uint64_t keep_from = std::min(head, send_pos_);
+  const uint64_t dead = keep_from - store_base_;
+  if (dead == 0) return;
+  if (dead == store_.size()) {
+    store_.clear();
+  } else if (dead >= 65536 && dead >= store_.size() / 2) {
+    // Amortised O(1): the moved bytes are at most the dropped ones.
+    store_.erase(store_.begin(),
+                 store_.begin() + static_cast<std::ptrdiff_t>(dead));
+  } else {
+    return;
+  }
+  store_base_ = keep_from;
+}
+
+void Session::ScheduleReconnect(absl::Time now) {
+  // §16.1: min(initial * multiplier^n, max) * (1 + jitter * u), u in [-1, 1].
+  const BackoffConfig& b = config_.backoff;
+  double delay = absl::ToDoubleSeconds(b.initial) *
+                 std::pow(b.multiplier, static_cast<double>(attempt_));
+  delay = std::min(delay, absl::ToDoubleSeconds(b.max));
+  std::array<std::byte, 8> r;
+  config_.random(absl::Span<std::byte>(r));
+  uint64_t x;
+  std::memcpy(&x, r.data(), sizeof x);
+  const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+  delay *= 1.0 + b.jitter * u;
+  ++attempt_;
+  reconnect_at_ = now + absl::Seconds(delay);
+}
+
+void Session::ConnectionFailed(const absl::Status& status, absl::Time now) {
+  Connection& c = conn_;
+  if (!c.up) return;
+  CountError(status);
+  c.up = false;
+  c.closing = true;
+  c.store_enabled = false;
+  c.sync = PendingSync{};
+  if (config_.side == SessionSide::kAcceptor && !has_session_) {
+    // A fresh acceptor has nothing to resume.
+    Fail(status, now, false);
+    return;
+  }
+  state_ = SessionState::kDisconnected;
+  Emit(ConnectionLost{status});
+  if (config_.side == SessionSide::kInitiator) {
+    ScheduleReconnect(now);
+    if (has_session_ && expire_at_ == absl::InfiniteFuture()) {
+      expire_at_ = now + peer_.resume_window;
+    }
+  } else {
+    expire_at_ = now + config_.resume_window;
+  }
+}
+
+void Session::Fail(const absl::Status& status, absl::Time now, bool tell_peer) {
+  (void)now;
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return;
+  }
+  CountError(status);
+  if (tell_peer && conn_.up && !conn_.closing) SendSessionError(status);
+  conn_.closing = conn_.closing || conn_.up;
+  conn_.up = false;
+  conn_.store_enabled = false;
+  std::vector<TaskId> affected;
+  affected.reserve(tasks_.size());
+  for (const auto& [id, t] : tasks_) affected.push_back(id);
+  std::sort(affected.begin(), affected.end());
+  for (TaskId id : affected) {
+    const Task& t = tasks_[id];
+    if (t.own) {
+      // A cancelling task already had its terminal event.
+      if (t.state != TaskState::kCancelling) {
+        Emit(TaskFailed{id, status, false});
+      }
+    } else {
+      Emit(TaskCancelled{id, status, false});
+    }
+  }
+  tasks_.clear();
+  own_open_ = peer_open_ = 0;
+  replay_.clear();
+  store_.clear();
+  store_base_ = send_pos_ = 0;
+  deadlines_.clear();
+  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
+  state_ = SessionState::kFailed;
+  failure_ = status;
+  Emit(SessionFailed{status, std::move(affected)});
+}
+
+void Session::FailHandshake(const absl::Status& status, absl::Time now) {
+  Fail(status, now, true);
+}
+
+void Session::Establish(bool resumed, absl::Time now) {
+  Connection& c = conn_;
+  c.handshake = Handshake::kDone;
+  c.hello.reset();
+  c.store_enabled = true;
+  c.handshake_deadline = absl::InfiniteFuture();
+  c.last_rx = now;
+  c.next_ping = now + EffectivePingInterval();
+  state_ = SessionState::kEstablished;
+  attempt_ = 0;
+  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
+  uint64_t replayed = 0;
+  if (resumed) {
+    ++counters_.resumes;
+    replayed = replay_.size();
+  }
+  if (draining_) c.sync.drain = drain_last_;
+  Emit(Established{resumed, replayed});
+}
+
+void Session::RunTaskDeadlines(absl::Time now) {
+  auto later = [](const auto& a, const auto& b) { return a.first > b.first; };
+  while (!deadlines_.empty() && deadlines_.front().first <= now) {
+    const auto [when, id] = deadlines_.front();
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), later);
+    deadlines_.pop_back();
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || !it->second.deadline ||
+        *it->second.deadline != when) {
+      continue;  // ended meanwhile
+    }
+    Task& t = it->second;
+    const absl::Status expired = absl::DeadlineExceededError(
+        absl::StrFormat("task %d: deadline exceeded", id));
+    if (t.own) {
+      if (t.state == TaskState::kCancelling) continue;
+      // §13.4: the submitter's deadline is authoritative; cancel with
+      // reason DEADLINE_EXCEEDED.
+      t.state = TaskState::kCancelling;
+      Emit(TaskCancelled{id, expired, true});
+      std::vector<std::byte> payload;
+      absl::Status s = AppendCancel(
+          CancelMessage{absl::StatusCode::kDeadlineExceeded}, payload);
+      SYMWIRE_ASSERT(s.ok());
+      FrameHeader h;
+      h.type = MessageType::kAgentCancel;
+      h.flags = payload.empty() ? 0 : kFlagChecksum;
+      h.stream_id = id;
+      s = EncodeSequenced(h, FrameExtensions{}, payload, true);
+      SYMWIRE_ASSERT(s.ok());
+      (void)s;
+    } else {
+      Emit(TaskCancelled{id, expired, false});
+      SendInternalError(id, absl::StatusCode::kDeadlineExceeded,
+                        "deadline exceeded", false, ErrorCode::kOk);
+      EndTask(id, t);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Inputs
+
+SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return EndedError();
+  }
+  if (conn_.up) {
+    return LocalError(ErrorCode::kWrongState, "a connection is already up");
+  }
+  if (config_.side == SessionSide::kAcceptor && counters_.connections > 0) {
+    return LocalError(ErrorCode::kWrongState,
+                      "an acceptor session takes one connection; resumed "
+                      "connections arrive through AdoptConnection");
+  }
+  conn_ = Connection{};
+  DecoderOptions options;
+  options.max_header_bytes = config_.max_header_bytes;
+  options.max_payload_bytes = config_.max_payload_bytes;
+  options.max_extensions = config_.max_extensions;
+  conn_.decoder = FrameDecoder(options);
+  conn_.up = true;
+  conn_.last_rx = now;
+  conn_.handshake_deadline = now + config_.handshake_timeout;
+  ++counters_.connections;
+  reconnect_at_ = absl::InfiniteFuture();
+  state_ = SessionState::kHandshaking;
+  SendPreface();
+  if (config_.side == SessionSide::kInitiator) {
+    config_.random(absl::Span<std::byte>(conn_.auth.client_nonce));
+    conn_.auth.initiator_agent_id = config_.agent_id;
+    auto data = config_.authenticator->ClientHello(conn_.auth);
+    if (!data.ok()) {
+      Fail(data.status(), now, false);
+      return data.status();
+    }
+    InitMessage hello = LocalInit(InitPhase::kHello);
+    hello.auth_data = *data;
+    hello.nonce = conn_.auth.client_nonce;
+    if (has_session_) {
+      hello.session_id = session_id_;
+      hello.resume_token = resume_token_;
+      hello.last_received = rx_seq_;
+    }
+    SendInit(hello);
+    conn_.handshake = Handshake::kAwaitServer;
+  } else {
+    config_.random(absl::Span<std::byte>(conn_.auth.server_nonce));
+    conn_.handshake = Handshake::kAwaitHello;
+  }
+  EndInput(now);
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
+                                           absl::Time now) {
+  if (state_ == SessionState::kFailed) return failure_;
+  if (event_head_ < events_.size()) {
+    return LocalError(
+        ErrorCode::kWrongState,
+        absl::StrFormat("%d events are still queued; drain PollEvent before "
+                        "the next Receive (their spans point into the "
+                        "previous input)",
+                        events_.size() - event_head_));
+  }
+  events_.clear();
+  event_head_ = 0;
+  BeginInput();
+  Connection& c = conn_;
+  if (!c.up || c.closing) {
+    return LocalError(ErrorCode::kWrongState, "no connection is up");
+  }
+  c.hold.clear();
+  counters_.bytes_in += bytes.size();
+  if (!bytes.empty()) c.last_rx = now;  // §14.1: any byte is liveness
+  absl::Status status;
+  auto stop = [&] {
+    return !status.ok() || !conn_.up || conn_.closing ||
+           conn_.handshake == Handshake::kAwaitResume;
+  };
+  // 1. Complete a frame split across calls, copying only its bytes.
+  while (!c.rx.empty() && !bytes.empty() && !stop()) {
+    SYMWIRE_ASSERT(c.rx_need > c.rx.size());
+    const size_t take = std::min<size_t>(c.rx_need - c.rx.size(), bytes.size());
+    c.rx.insert(c.rx.end(), bytes.begin(),
+                bytes.begin() + static_cast<std::ptrdiff_t>(take));
+    bytes.remove_prefix(take);
+    if (c.rx.size() < c.rx_need) break;
+    auto step = c.decoder.Decode(c.rx);
+    if (!step.ok()) {
+      ConnectionFailed(step.status(), now);
+      status = step.status();
+      break;
+    }
+    if (step->kind == DecodeStep::Kind::kNeedMore) {
+      c.rx_need = std::max<uint32_t>(step->bytes_needed,
+                                     static_cast<uint32_t>(c.rx.size()) + 1);
+      continue;
+    }
+    // The decoder asks for exactly the bytes of the next step, so the step
+    // used the whole buffer; its views stay valid in `hold`.
+    SYMWIRE_ASSERT(step->consumed == c.rx.size());
+    c.hold.swap(c.rx);
+    c.rx.clear();
+    status = ProcessStep(*step, now);
+  }
+  // 2. Whole frames straight from the caller's bytes (no copy).
+  while (c.rx.empty() && !bytes.empty() && !stop()) {
+    auto step = c.decoder.Decode(bytes);
+    if (!step.ok()) {
+      ConnectionFailed(step.status(), now);
+      status = step.status();
+      break;
+    }
+    if (step->kind == DecodeStep::Kind::kNeedMore) {
+      c.rx.assign(bytes.begin(), bytes.end());
+      c.rx_need = std::max<uint32_t>(step->bytes_needed,
+                                     static_cast<uint32_t>(c.rx.size()) + 1);
+      bytes = {};
+      break;
+    }
+    bytes.remove_prefix(step->consumed);
+    status = ProcessStep(*step, now);
+  }
+  if (status.ok() && conn_.up && !conn_.closing &&
+      conn_.handshake == Handshake::kAwaitResume &&
+      (!bytes.empty() || !conn_.rx.empty())) {
+    // A conforming initiator waits for WELCOME after HELLO/PROOF.
+    status = MakeError(absl::StatusCode::kUnauthenticated,
+                       ErrorCode::kUnexpectedFrame,
+                       "bytes received before the resume handshake completed");
+    FailHandshake(status, now);
+  }
+  EndInput(now);
+  return status;
+}
+
+absl::Status Session::ProcessStep(const DecodeStep& step, absl::Time now) {
+  if (step.kind == DecodeStep::Kind::kFrame) {
+    return HandleFrame(step.frame, now);
+  }
+  return absl::OkStatus();  // the preface; the decoder checked it (§3)
+}
+
+absl::Status Session::HandleFrame(const FrameView& frame, absl::Time now) {
+  ++counters_.frames_in;
+  const MessageType type = frame.type();
+  const uint64_t offset = conn_.decoder.stream_offset() - frame.size();
+  if (conn_.handshake != Handshake::kDone) {
+    if (type == MessageType::kAgentInit) return HandleInit(frame, now);
+    if (type == MessageType::kAgentError && frame.stream_id() == 0) {
+      return HandleSessionError(frame, now);
+    }
+    // §12.1: nothing but the handshake before it succeeds.
+    absl::Status s = MakeError(
+        absl::StatusCode::kUnauthenticated, ErrorCode::kUnexpectedFrame,
+        absl::StrFormat("%s at stream offset %d before the handshake "
+                        "completed",
+                        detail::TypeName(type), offset));
+    FailHandshake(s, now);
+    return s;
+  }
+  const bool sequenced =
+      type == MessageType::kAgentTask || type == MessageType::kAgentResponse ||
+      type == MessageType::kAgentCancel ||
+      (type == MessageType::kAgentError && frame.stream_id() != 0);
+  const uint64_t seq = frame.sequence();
+  if (sequenced) {
+    // §10: exactly-once, in-order.
+    if (seq == 0 || seq > rx_seq_ + 1) {
+      absl::Status s = MakeError(
+          ErrorCode::kSequenceGap,
+          absl::StrFormat("%s sequence %d at stream offset %d; expected %d",
+                          detail::TypeName(type), seq, offset, rx_seq_ + 1));
+      Fail(s, now, true);
+      return s;
+    }
+    if (seq <= rx_seq_) {
+      ++counters_.duplicates_discarded;
+      return absl::OkStatus();
+    }
+    rx_seq_ = seq;
+    ++unacked_rx_frames_;
+    unacked_rx_bytes_ += frame.size();
+    // §14.2: coalesced acks.
+    if (unacked_rx_frames_ >= std::max<uint64_t>(1, peer_.replay_frames / 4) ||
+        unacked_rx_bytes_ >= std::max<uint64_t>(1, peer_.replay_bytes / 4)) {
+      conn_.sync.ack = true;
+    } else if (conn_.ack_deadline == absl::InfiniteFuture()) {
+      conn_.ack_deadline = now + config_.ack_delay;
+    }
+  } else if (seq != 0) {
+    absl::Status s = MakeError(
+        ErrorCode::kSequenceGap,
+        absl::StrFormat("%s is a connection frame but has sequence %d at "
+                        "stream offset %d",
+                        detail::TypeName(type), seq, offset));
+    Fail(s, now, true);
+    return s;
+  }
+  switch (type) {
+    case MessageType::kAgentInit: {
+      absl::Status s = MakeError(
+          ErrorCode::kUnexpectedFrame,
+          absl::StrFormat("AGENT_INIT at stream offset %d after the handshake",
+                          offset));
+      Fail(s, now, true);
+      return s;
+    }
+    case MessageType::kAgentTask:
+      return HandleTask(frame, now);
+    case MessageType::kAgentResponse:
+      return HandleResponse(frame, now);
+    case MessageType::kAgentError:
+      return frame.stream_id() == 0 ? HandleSessionError(frame, now)
+                                    : HandleTaskError(frame, now);
+    case MessageType::kAgentCancel:
+      return HandleCancel(frame, now);
+    case MessageType::kAgentSync:
+      return HandleSync(frame, now);
+  }
+  return absl::OkStatus();
+}
+
+// ---- handshake (§12) ----------------------------------------------------
+
+absl::Status Session::HandleInit(const FrameView& frame, absl::Time now) {
+  auto init = ParseInit(frame.payload());
+  if (!init.ok()) {
+    FailHandshake(init.status(), now);
+    return init.status();
+  }
+  const Handshake h = conn_.handshake;
+  const InitPhase phase = init->phase;
+  const bool expected =
+      (h == Handshake::kAwaitHello && phase == InitPhase::kHello) ||
+      (h == Handshake::kAwaitProof && phase == InitPhase::kProof) ||
+      (h == Handshake::kAwaitServer &&
+       (phase == InitPhase::kChallenge || phase == InitPhase::kWelcome)) ||
+      (h == Handshake::kAwaitWelcome && phase == InitPhase::kWelcome);
+  if (!expected) {
+    absl::Status s = MakeError(
+        absl::StatusCode::kUnauthenticated, ErrorCode::kUnexpectedFrame,
+        absl::StrFormat("AGENT_INIT phase %s is not expected now",
+                        InitPhaseName(phase)));
+    FailHandshake(s, now);
+    return s;
+  }
+  switch (phase) {
+    case InitPhase::kHello:
+      return HandleHello(*init, now);
+    case InitPhase::kProof:
+      return HandleProof(*init, now);
+    case InitPhase::kChallenge:
+    case InitPhase::kWelcome:
+      return HandleServerInit(*init, now);
+  }
+  return absl::OkStatus();
+}
+
+namespace detail {
+
+inline bool RolesCompatible(AgentRole a, AgentRole b) {
+  return (RoleSendsTasks(a) && RoleRunsTasks(b)) ||
+         (RoleSendsTasks(b) && RoleRunsTasks(a));
+}
+
+inline void FillPeer(const InitMessage& m, uint64_t local_caps, PeerInfo& p) {
+  p.agent_id.assign(m.agent_id.data(), m.agent_id.size());
+  p.role = m.role;
+  p.capabilities = m.capabilities;
+  p.negotiated_capabilities = m.capabilities & local_caps;
+  p.max_payload_bytes = m.max_payload_bytes;
+  p.max_header_bytes = m.max_header_bytes;
+  p.max_tasks = m.max_tasks;
+  p.replay_bytes = m.replay_bytes;
+  p.replay_frames = m.replay_frames;
+  p.ping_interval = MicrosDuration(m.ping_interval_us);
+  p.min_ping_interval = MicrosDuration(m.min_ping_interval_us);
+}
+
+}  // namespace detail
+
+absl::Status Session::HandleHello(const InitMessage& hello, absl::Time now) {
+  // §12.2, in order: parameters (parsed), version, roles, auth, resume.
+  const uint64_t lo = std::max(config_.min_version, hello.min_version);
+  const uint64_t hi = std::min(config_.max_version, hello.max_version);
+  if (lo > hi) {
+    absl::Status s = MakeError(
+        ErrorCode::kVersionMismatch,
+        absl::StrFormat("no common session version: local %d..%d, peer %d..%d",
+                        config_.min_version, config_.max_version,
+                        hello.min_version, hello.max_version));
+    FailHandshake(s, now);
+    return s;
+  }
+  if (!detail::RolesCompatible(config_.role, hello.role)) {
+    absl::Status s =
+        MakeError(ErrorCode::kIncompatibleRoles,
+                  absl::StrFormat(
+                      "roles %s (local) and %s (peer): neither may send "
+                      "tasks to the other",
+                      AgentRoleName(config_.role), AgentRoleName(hello.role)));
+    FailHandshake(s, now);
+    return s;
+  }
+  const AuthMethod method = config_.authenticator->method();
+  if (hello.auth_method != method) {
+    absl::Status s = MakeError(
+        ErrorCode::kUnauthenticated,
+        absl::StrFormat("auth method %d not accepted; this peer requires %d",
+                        static_cast<uint64_t>(hello.auth_method),
+                        static_cast<uint64_t>(method)));
+    FailHandshake(s, now);
+    return s;
+  }
+  Hello& saved = conn_.hello.emplace();
+  saved.agent_id.assign(hello.agent_id.data(), hello.agent_id.size());
+  saved.message = hello;
+  saved.message.agent_id = {};
+  saved.message.auth_data = {};
+  saved.message.version = hi;
+  conn_.auth.client_nonce = hello.nonce;
+  conn_.auth.initiator_agent_id = saved.agent_id;
+  auto decision = config_.authenticator->ServerHello(
+      absl::Span<const std::byte>(
+          reinterpret_cast<const std::byte*>(hello.auth_data.data()),
+          hello.auth_data.size()),
+      conn_.auth);
+  if (!decision.ok()) {
+    FailHandshake(decision.status(), now);
+    return decision.status();
+  }
+  if (decision->kind == AuthDecision::Kind::kChallenge) {
+    InitMessage challenge;
+    challenge.phase = InitPhase::kChallenge;
+    challenge.nonce = conn_.auth.server_nonce;
+    challenge.auth_data = decision->data;
+    SendInit(challenge);
+    conn_.challenged = true;
+    conn_.handshake = Handshake::kAwaitProof;
+    return absl::OkStatus();
+  }
+  saved.welcome_auth_data = std::move(decision->data);
+  return FinishAcceptorHandshake(now);
+}
+
+absl::Status Session::HandleProof(const InitMessage& proof, absl::Time now) {
+  SYMWIRE_ASSERT(conn_.hello.has_value());
+  conn_.auth.initiator_agent_id = conn_.hello->agent_id;
+  auto welcome_data = config_.authenticator->ServerVerifyProof(
+      absl::Span<const std::byte>(
+          reinterpret_cast<const std::byte*>(proof.auth_data.data()),
+          proof.auth_data.size()),
+      conn_.auth);
+  if (!welcome_data.ok()) {
+    FailHandshake(welcome_data.status(), now);
+    return welcome_data.status();
+  }
+  conn_.hello->welcome_auth_data = std::move(*welcome_data);
+  return FinishAcceptorHandshake(now);
+}
+
+absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
+  Hello& hello = *conn_.hello;
+  if (hello.message.session_id) {
+    // §16.2: the server's registry decides (AdoptConnection / RejectResume).
+    conn_.handshake = Handshake::kAwaitResume;
+    Emit(ResumeRequested{*hello.message.session_id});
+    return absl::OkStatus();
+  }
+  config_.random(absl::Span<std::byte>(session_id_));
+  config_.random(absl::Span<std::byte>(resume_token_));
+  has_session_ = true;
+  hello.message.agent_id = hello.agent_id;
+  detail::FillPeer(hello.message, config_.capabilities, peer_);
+  peer_.version = hello.message.version;
+  peer_.resume_window = config_.resume_window;
+  InitMessage welcome = LocalInit(InitPhase::kWelcome);
+  welcome.version = hello.message.version;
+  welcome.auth_data = hello.welcome_auth_data;
+  welcome.nonce = conn_.auth.server_nonce;
+  welcome.session_id = session_id_;
+  welcome.resume_token = resume_token_;
+  welcome.last_received = rx_seq_;
+  SendInit(welcome);
+  Establish(false, now);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleServerInit(const InitMessage& init,
+                                       absl::Time now) {
+  conn_.auth.initiator_agent_id = config_.agent_id;
+  if (init.phase == InitPhase::kChallenge) {
+    conn_.auth.server_nonce = init.nonce;
+    conn_.challenged = true;
+    auto proof = config_.authenticator->ClientProof(
+        absl::Span<const std::byte>(
+            reinterpret_cast<const std::byte*>(init.auth_data.data()),
+            init.auth_data.size()),
+        conn_.auth);
+    if (!proof.ok()) {
+      FailHandshake(proof.status(), now);
+      return proof.status();
+    }
+    InitMessage m;
+    m.phase = InitPhase::kProof;
+    m.auth_data = *proof;
+    SendInit(m);
+    conn_.handshake = Handshake::kAwaitWelcome;
+    return absl::OkStatus();
+  }
+  // WELCOME. §12.2 for the initiator: version, roles, the method's check.
+  absl::Status s;
+  if (init.version < config_.min_version ||
+      init.version > config_.max_version) {
+    s = MakeError(ErrorCode::kVersionMismatch,
+                  absl::StrFormat("acceptor chose session version %d outside "
+                                  "the local range %d..%d",
+                                  init.version, config_.min_version,
+                                  config_.max_version));
+  } else if (!detail::RolesCompatible(config_.role, init.role)) {
+    s = MakeError(
+        ErrorCode::kIncompatibleRoles,
+        absl::StrFormat("roles %s (local) and %s (peer): neither may "
+                        "send tasks to the other",
+                        AgentRoleName(config_.role), AgentRoleName(init.role)));
+  } else if (conn_.challenged && init.nonce != conn_.auth.server_nonce) {
+    s = MakeError(ErrorCode::kUnauthenticated,
+                  "WELCOME nonce differs from the CHALLENGE's");
+  }
+  if (s.ok()) {
+    conn_.auth.server_nonce = init.nonce;
+    s = config_.authenticator->ClientVerifyWelcome(
+        absl::Span<const std::byte>(
+            reinterpret_cast<const std::byte*>(init.auth_data.data()),
+            init.auth_data.size()),
+        conn_.auth);
+  }
+  if (s.ok() && has_session_ &&
+      (!init.resumed || init.session_id != session_id_)) {
+    s = MakeError(ErrorCode::kResumeRejected,
+                  absl::StrFormat("asked to resume session %s; the acceptor "
+                                  "answered with a new session",
+                                  detail::HexId(session_id_)));
+  }
+  if (s.ok() && !has_session_ && init.resumed) {
+    s = MakeError(ErrorCode::kResumeRejected,
+                  "WELCOME claims a resumed session this side never had");
+  }
+  if (!s.ok()) {
+    FailHandshake(s, now);
+    return s;
+  }
+  const bool resumed = has_session_;
+  detail::FillPeer(init, config_.capabilities, peer_);
+  peer_.version = init.version;
+  peer_.resume_window = detail::MicrosDuration(init.resume_window_us);
+  if (resumed) {
+    if (absl::Status r = ApplyPeerLastReceived(*init.last_received, now);
+        !r.ok()) {
+      Fail(r, now, true);
+      return r;
+    }
+  } else {
+    session_id_ = *init.session_id;
+    resume_token_ = *init.resume_token;
+    has_session_ = true;
+    if (*init.last_received != 0) {
+      absl::Status r =
+          MakeError(ErrorCode::kBadAck,
+                    absl::StrFormat("new session WELCOME has last_received %d",
+                                    *init.last_received));
+      Fail(r, now, true);
+      return r;
+    }
+  }
+  acked_sent_ = rx_seq_;  // our HELLO carried it
+  Establish(resumed, now);
+  return absl::OkStatus();
+}
+
+absl::Status Session::ApplyPeerLastReceived(uint64_t last, absl::Time now) {
+  (void)now;
+  // §16.2.
+  if (last > next_seq_ - 1) {
+    return MakeError(ErrorCode::kBadAck,
+                     absl::StrFormat("peer's last_received %d is beyond the "
+                                     "last sequence sent, %d",
+                                     last, next_seq_ - 1));
+  }
+  if (last < acked_) {
+    return MakeError(
+        ErrorCode::kResumeGap,
+        absl::StrFormat("peer's last_received %d precedes its acknowledgement "
+                        "%d: frames %d..%d were freed and cannot be replayed",
+                        last, acked_, last + 1, acked_));
+  }
+  acked_ = last;
+  while (!replay_.empty() && replay_.front().seq <= last) replay_.pop_front();
+  send_pos_ =
+      replay_.empty() ? store_base_ + store_.size() : replay_.front().pos;
+  CompactStore();
+  if (sent_high_ > last) counters_.retransmitted_frames += sent_high_ - last;
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
+                                                   absl::Time now) {
+  BeginInput();
+  fresh.BeginInput();
+  if (&fresh == this || fresh.config_.side != SessionSide::kAcceptor ||
+      config_.side != SessionSide::kAcceptor || !fresh.conn_.up ||
+      fresh.conn_.handshake != Handshake::kAwaitResume || !fresh.conn_.hello) {
+    return LocalError(ErrorCode::kWrongState,
+                      "AdoptConnection needs a fresh acceptor session that "
+                      "reported ResumeRequested");
+  }
+  const Hello& hello = *fresh.conn_.hello;
+  absl::Status s;
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed ||
+      !has_session_) {
+    s = MakeError(ErrorCode::kSessionExpired,
+                  absl::StrFormat("session %s has ended",
+                                  detail::HexId(*hello.message.session_id)));
+  } else if (*hello.message.session_id != session_id_ ||
+             !detail::ConstantTimeEquals(
+                 absl::Span<const std::byte>(*hello.message.resume_token),
+                 absl::Span<const std::byte>(resume_token_))) {
+    s = MakeError(ErrorCode::kResumeRejected,
+                  "resume token does not match the session");
+  }
+  if (!s.ok()) {
+    fresh.FailHandshake(s, now);
+    fresh.EndInput(now);
+    return s;
+  }
+  // Take the connection over (§16.2). A connection this session still
+  // had (half-open) is replaced.
+  if (conn_.up) {
+    Emit(ConnectionLost{MakeError(ErrorCode::kConnectionLost,
+                                  "replaced by a resumed connection")});
+  }
+  conn_ = std::move(fresh.conn_);
+  fresh.conn_ = Connection{};
+  fresh.state_ = SessionState::kClosed;
+  Hello& h = *conn_.hello;
+  h.message.agent_id = h.agent_id;
+  ++counters_.connections;
+  if (absl::Status r = ApplyPeerLastReceived(*h.message.last_received, now);
+      !r.ok()) {
+    Fail(r, now, true);
+    return r;
+  }
+  detail::FillPeer(h.message, config_.capabilities, peer_);
+  peer_.version = h.message.version;
+  InitMessage welcome = LocalInit(InitPhase::kWelcome);
+  welcome.version = h.message.version;
+  welcome.auth_data = h.welcome_auth_data;
+  welcome.nonce = conn_.auth.server_nonce;
+  welcome.session_id = session_id_;
+  welcome.resume_token = resume_token_;
+  welcome.last_received = rx_seq_;
+  welcome.resumed = true;
+  SendInit(welcome);
+  acked_sent_ = rx_seq_;
+  unacked_rx_frames_ = unacked_rx_bytes_ = 0;
+  Establish(true, now);
+  EndInput(now);
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL void Session::RejectResume(absl::Time now) {
+  BeginInput();
+  if (conn_.handshake != Handshake::kAwaitResume || !conn_.hello) return;
+  FailHandshake(MakeError(ErrorCode::kSessionExpired,
+                          absl::StrFormat(
+                              "session %s is unknown or expired",
+                              detail::HexId(*conn_.hello->message.session_id))),
+                now);
+  EndInput(now);
+}
+
+// ---- tasks (§13) ----------------------------------------------------------
+
+absl::Status Session::HandleTask(const FrameView& frame, absl::Time now) {
+  const TaskId id = frame.stream_id();
+  if (!RoleRunsTasks(config_.role) || !RoleSendsTasks(peer_.role)) {
+    absl::Status s =
+        MakeError(ErrorCode::kUnexpectedFrame,
+                  absl::StrFormat("AGENT_TASK %d from a %s to a %s", id,
+                                  AgentRoleName(peer_.role),
+                                  AgentRoleName(config_.role)));
+    Fail(s, now, true);
+    return s;
+  }
+  if (IsOwnTaskId(id) || id <= last_peer_task_id_) {
+    absl::Status s = MakeError(
+        ErrorCode::kTaskIdReused,
+        absl::StrFormat("AGENT_TASK id %d: ids from this peer are %s and "
+                        "must exceed %d",
+                        id,
+                        config_.side == SessionSide::kAcceptor ? "odd" : "even",
+                        last_peer_task_id_));
+    Fail(s, now, true);
+    return s;
+  }
+  last_peer_task_id_ = id;
+  if (draining_) {
+    // §15.3: not processed; safe to retry elsewhere.
+    SendInternalError(id, absl::StatusCode::kUnavailable,
+                      "not processed: the peer is draining", true,
+                      ErrorCode::kPeerDraining);
+    return absl::OkStatus();
+  }
+  if (peer_open_ >= config_.max_tasks) {
+    absl::Status s =
+        MakeError(ErrorCode::kTaskLimitExceeded,
+                  absl::StrFormat("AGENT_TASK %d exceeds max_tasks %d", id,
+                                  config_.max_tasks));
+    Fail(s, now, true);
+    return s;
+  }
+  Task t;
+  t.state = TaskState::kRunning;
+  if (auto us = frame.deadline_us()) {
+    t.deadline = now + detail::MicrosDuration(*us);
+  }
+  tasks_.emplace(id, t);
+  ++peer_open_;
+  ++counters_.tasks_received;
+  if (t.deadline) PushDeadline(*t.deadline, id);
+  Emit(TaskReceived{id, frame, t.deadline});
+  return absl::OkStatus();
+}
+
+absl::Status Session::CheckOwnTaskFrame(const FrameView& frame, Task*& task) {
+  const TaskId id = frame.stream_id();
+  if (!IsOwnTaskId(id) || id >= next_task_id_) {
+    return MakeError(
+        ErrorCode::kUnknownTask,
+        absl::StrFormat("%s for task %d, which this side never submitted",
+                        detail::TypeName(frame.type()), id));
+  }
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) {
+    return MakeError(ErrorCode::kTaskStateViolation,
+                     absl::StrFormat("%s for task %d, which has ended",
+                                     detail::TypeName(frame.type()), id));
+  }
+  task = &it->second;
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleResponse(const FrameView& frame, absl::Time now) {
+  Task* task = nullptr;
+  if (absl::Status s = CheckOwnTaskFrame(frame, task); !s.ok()) {
+    Fail(s, now, true);
+    return s;
+  }
+  const TaskId id = frame.stream_id();
+  if (task->state == TaskState::kCancelling) {
+    // §13.3: crossed the cancel; expected.
+    ++counters_.late_frames_discarded;
+    if (frame.is_final()) EndTask(id, *task);
+    return absl::OkStatus();
+  }
+  Emit(ResponseReceived{id, frame.payload(), frame.is_final()});
+  if (frame.is_final()) {
+    EndTask(id, *task);
+  } else {
+    task->state = TaskState::kRunning;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleTaskError(const FrameView& frame, absl::Time now) {
+  Task* task = nullptr;
+  absl::Status s = CheckOwnTaskFrame(frame, task);
+  auto m =
+      s.ok() ? ParseError(frame.payload()) : absl::StatusOr<ErrorMessage>(s);
+  if (!m.ok()) {
+    Fail(m.status(), now, true);
+    return m.status();
+  }
+  const TaskId id = frame.stream_id();
+  if (task->state == TaskState::kCancelling) {
+    ++counters_.late_frames_discarded;
+    EndTask(id, *task);
+    return absl::OkStatus();
+  }
+  absl::Status status = MakeError(
+      m->code, m->detail == ErrorCode::kOk ? ErrorCode::kPeerError : m->detail,
+      m->message);
+  Emit(TaskFailed{id, std::move(status), m->retryable});
+  EndTask(id, *task);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleCancel(const FrameView& frame, absl::Time now) {
+  const TaskId id = frame.stream_id();
+  if (IsOwnTaskId(id) || id > last_peer_task_id_) {
+    absl::Status s = MakeError(
+        ErrorCode::kUnknownTask,
+        absl::StrFormat("AGENT_CANCEL for task %d, which the peer never "
+                        "submitted",
+                        id));
+    Fail(s, now, true);
+    return s;
+  }
+  auto m = ParseCancel(frame.payload());
+  if (!m.ok()) {
+    Fail(m.status(), now, true);
+    return m.status();
+  }
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) {
+    // §13.3: the task ended; our terminal frame crossed the cancel.
+    ++counters_.late_frames_discarded;
+    return absl::OkStatus();
+  }
+  const bool deadline = m->reason == absl::StatusCode::kDeadlineExceeded;
+  absl::Status status =
+      deadline
+          ? absl::DeadlineExceededError(absl::StrFormat(
+                "task %d: deadline exceeded (cancelled by the submitter)", id))
+          : absl::CancelledError(
+                absl::StrFormat("task %d: cancelled by the submitter", id));
+  Emit(TaskCancelled{id, status, false});
+  SendInternalError(id, m->reason, deadline ? "deadline exceeded" : "cancelled",
+                    false, ErrorCode::kOk);
+  EndTask(id, it->second);
+  return absl::OkStatus();
+}
+
+// ---- SYNC (§14, §15.3) --------------------------------------------------
+
+absl::Status Session::HandleAck(uint64_t ack, absl::Time now) {
+  if (ack > next_seq_ - 1) {
+    absl::Status s =
+        MakeError(ErrorCode::kBadAck,
+                  absl::StrFormat("ack %d is beyond the last sequence sent, %d",
+                                  ack, next_seq_ - 1));
+    Fail(s, now, true);
+    return s;
+  }
+  ++counters_.acks_received;
+  if (ack <= acked_) return absl::OkStatus();
+  acked_ = ack;
+  FreeAcked(ack);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleSync(const FrameView& frame, absl::Time now) {
+  auto m = ParseSync(frame.payload());
+  if (!m.ok()) {
+    Fail(m.status(), now, true);
+    return m.status();
+  }
+  if (m->ack) {
+    if (absl::Status s = HandleAck(*m->ack, now); !s.ok()) return s;
+  }
+  if (m->ping) {
+    // §14.1: strikes for pings faster than we accept.
+    Connection& c = conn_;
+    if (c.last_ping_rx != absl::InfinitePast() &&
+        now - c.last_ping_rx < config_.min_peer_ping_interval / 2) {
+      if (++c.ping_strikes > config_.max_ping_strikes) {
+        absl::Status s = MakeError(
+            ErrorCode::kPingFlood,
+            absl::StrFormat(
+                "%d pings closer than half of "
+                "min_peer_ping_interval (%s)",
+                c.ping_strikes,
+                absl::FormatDuration(config_.min_peer_ping_interval)));
+        Fail(s, now, true);
+        return s;
+      }
+    } else {
+      c.ping_strikes = 0;
+    }
+    c.last_ping_rx = now;
+    c.sync.pong = *m->ping;  // a newer ping replaces a pending pong
+  }
+  if (m->pong) {
+    const uint64_t t = ClockMicros(now);
+    if (*m->pong <= t) {
+      const absl::Duration sample = detail::MicrosDuration(t - *m->pong);
+      ++counters_.pongs_received;
+      counters_.rtt_last = sample;
+      counters_.rtt_smoothed =
+          counters_.pongs_received == 1
+              ? sample
+              : counters_.rtt_smoothed * 7 / 8 + sample / 8;
+    }
+  }
+  if (m->drain && !peer_draining_) {
+    peer_draining_ = true;
+    Emit(PeerDraining{*m->drain});
+  }
+  if (m->bye) {
+    // §15.3: the peer ended the session.
+    const absl::Status closed =
+        MakeError(ErrorCode::kConnectionLost, "peer closed the session");
+    std::vector<TaskId> open;
+    for (const auto& [id, t] : tasks_) open.push_back(id);
+    std::sort(open.begin(), open.end());
+    for (TaskId id : open) {
+      const Task& t = tasks_[id];
+      if (t.own && t.state != TaskState::kCancelling) {
+        Emit(TaskFailed{id, closed, false});
+      } else if (!t.own) {
+        Emit(TaskCancelled{id, closed, false});
+      }
+    }
+    tasks_.clear();
+    own_open_ = peer_open_ = 0;
+    state_ = SessionState::kClosed;
+    conn_.closing = true;
+    Emit(SessionClosed{});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleSessionError(const FrameView& frame,
+                                         absl::Time now) {
+  auto m = ParseError(frame.payload());
+  if (!m.ok()) {
+    Fail(m.status(), now, false);
+    return m.status();
+  }
+  absl::Status s = MakeError(
+      m->code, ErrorCode::kPeerError,
+      absl::StrFormat(
+          "peer ended the session: %s: %s",
+          m->detail == ErrorCode::kOk ? "-" : ErrorCodeName(m->detail),
+          m->message));
+  Fail(s, now, false);
+  return s;
+}
+
+// ---- API inputs -------------------------------------------------------------
+
+SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
+    absl::Span<const std::byte> payload, const TaskOptions& options,
+    absl::Time now) {
+  BeginInput();
+  absl::Status s;
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    s = EndedError();
+  } else if (!has_session_) {
+    s = MakeError(ErrorCode::kWrongState, "session not established yet");
+  } else if (draining_) {
+    s = MakeError(ErrorCode::kSessionClosed, "session is draining");
+  } else if (peer_draining_) {
+    s = MakeError(ErrorCode::kPeerDraining,
+                  "peer is draining; submit elsewhere");
+  } else if (!RoleSendsTasks(config_.role) || !RoleRunsTasks(peer_.role)) {
+    s = MakeError(ErrorCode::kWrongState,
+                  absl::StrFormat("a %s may not submit tasks to a %s",
+                                  AgentRoleName(config_.role),
+                                  AgentRoleName(peer_.role)));
+  } else if (payload.size() > peer_.max_payload_bytes) {
+    s = MakeError(ErrorCode::kFrameTooLarge,
+                  absl::StrFormat("payload of %d bytes exceeds the peer's "
+                                  "max_payload_bytes %d",
+                                  payload.size(), peer_.max_payload_bytes));
+  } else if (own_open_ >= peer_.max_tasks) {
+    blocked_ = true;
+    s = MakeError(ErrorCode::kNoCredit,
+                  absl::StrFormat("%d tasks open, the peer's max_tasks; wait "
+                                  "for Writable",
+                                  own_open_));
+  } else if (options.deadline && *options.deadline < absl::ZeroDuration()) {
+    s = MakeError(ErrorCode::kInvalidFrame, "negative task deadline");
+  }
+  if (!s.ok()) {
+    CountError(s);
+    return s;
+  }
+  const TaskId id = next_task_id_;
+  FrameHeader header;
+  header.type = MessageType::kAgentTask;
+  header.flags = config_.payload_checksums ? kFlagChecksum : 0;
+  header.stream_id = id;
+  FrameExtensions ext;
+  if (options.deadline) {
+    ext.deadline_us = detail::DurationMicros(*options.deadline);
+  }
+  ext.trace_parent = options.trace_parent;
+  ext.trace_state = options.trace_state;
+  ext.metadata = options.metadata;
+  s = EncodeSequenced(header, ext, payload, false);
+  if (!s.ok()) {
+    if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;
+    CountError(s);
+    return s;
+  }
+  next_task_id_ += 2;
+  Task t;
+  t.state = TaskState::kSubmitted;
+  t.own = true;
+  if (options.deadline) t.deadline = now + *options.deadline;
+  tasks_.emplace(id, t);
+  ++own_open_;
+  ++counters_.tasks_submitted;
+  if (t.deadline) PushDeadline(*t.deadline, id);
+  EndInput(now);
+  return id;
+}
+
+SYMWIRE_DECL absl::Status Session::SendResponse(
+    TaskId task, absl::Span<const std::byte> payload, bool final,
+    absl::Time now) {
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return EndedError();
+  }
+  auto it = tasks_.find(task);
+  if (it == tasks_.end() || it->second.own) {
+    return LocalError(
+        ErrorCode::kWrongState,
+        absl::StrFormat("task %d is not running on this side", task));
+  }
+  if (payload.size() > peer_.max_payload_bytes) {
+    return LocalError(ErrorCode::kFrameTooLarge,
+                      absl::StrFormat("payload of %d bytes exceeds the peer's "
+                                      "max_payload_bytes %d",
+                                      payload.size(), peer_.max_payload_bytes));
+  }
+  FrameHeader header;
+  header.type = MessageType::kAgentResponse;
+  header.flags =
+      static_cast<uint8_t>((config_.payload_checksums ? kFlagChecksum : 0) |
+                           (final ? kFlagFinal : 0));
+  header.stream_id = task;
+  absl::Status s = EncodeSequenced(header, FrameExtensions{}, payload, false);
+  if (!s.ok()) {
+    if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;
+    CountError(s);
+    return s;
+  }
+  if (final) EndTask(task, it->second);
+  EndInput(now);
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::FailTask(TaskId task,
+                                            const absl::Status& status,
+                                            bool retryable, absl::Time now) {
+  SYMWIRE_REQUIRE(!status.ok());
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return EndedError();
+  }
+  auto it = tasks_.find(task);
+  if (it == tasks_.end() || it->second.own) {
+    return LocalError(
+        ErrorCode::kWrongState,
+        absl::StrFormat("task %d is not running on this side", task));
+  }
+  const int code = static_cast<int>(status.code());
+  const ErrorCode detail = GetErrorCode(status);
+  SendInternalError(
+      task,
+      code >= 1 && code <= 16 ? status.code() : absl::StatusCode::kUnknown,
+      status.message(), retryable, detail);
+  EndTask(task, it->second);
+  EndInput(now);
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::CancelTask(TaskId task, absl::Time now) {
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return EndedError();
+  }
+  auto it = tasks_.find(task);
+  if (it == tasks_.end() || !it->second.own ||
+      it->second.state == TaskState::kCancelling) {
+    return LocalError(
+        ErrorCode::kWrongState,
+        absl::StrFormat("task %d is not an open task submitted here", task));
+  }
+  it->second.state = TaskState::kCancelling;
+  Emit(TaskCancelled{
+      task, absl::CancelledError(absl::StrFormat("task %d: cancelled", task)),
+      true});
+  std::vector<std::byte> payload;  // reason CANCELLED: empty (§11.2)
+  FrameHeader h;
+  h.type = MessageType::kAgentCancel;
+  h.stream_id = task;
+  absl::Status s = EncodeSequenced(h, FrameExtensions{}, payload, true);
+  SYMWIRE_ASSERT(s.ok());
+  (void)s;
+  EndInput(now);
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::Close(absl::Time now) {
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return EndedError();
+  }
+  if (!has_session_) {
+    state_ = SessionState::kClosed;
+    conn_.closing = conn_.up;
+    conn_.up = false;
+    Emit(SessionClosed{});
+    return absl::OkStatus();
+  }
+  if (!closing_) {
+    closing_ = draining_ = true;
+    drain_last_ = last_peer_task_id_;
+    conn_.sync.drain = drain_last_;  // sent now, or on resume (Establish)
+  }
+  EndInput(now);
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL void Session::Abort(const absl::Status& status, absl::Time now) {
+  SYMWIRE_REQUIRE(!status.ok());
+  BeginInput();
+  Fail(status, now, true);
+}
+
+SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return;
+  }
+  Connection& c = conn_;
+  if (c.up && !c.closing) {
+    if (c.handshake != Handshake::kDone) {
+      if (now >= c.handshake_deadline) {
+        ConnectionFailed(
+            MakeError(ErrorCode::kHandshakeTimeout,
+                      absl::StrFormat(
+                          "handshake not completed within %s",
+                          absl::FormatDuration(config_.handshake_timeout))),
+            now);
+      }
+    } else if (now >= c.last_rx + config_.dead_peer_timeout) {
+      ConnectionFailed(
+          MakeError(ErrorCode::kPeerUnresponsive,
+                    absl::StrFormat("nothing received for %s",
+                                    absl::FormatDuration(now - c.last_rx))),
+          now);
+    } else {
+      if (now >= c.next_ping) {
+        c.sync.ping = ClockMicros(now);
+        ++counters_.pings_sent;
+        c.next_ping = now + EffectivePingInterval();
+      }
+      if (now >= c.ack_deadline) c.sync.ack = true;
+    }
+  }
+  if (state_ != SessionState::kFailed) RunTaskDeadlines(now);
+  if (state_ == SessionState::kDisconnected ||
+      state_ == SessionState::kHandshaking) {
+    if (now >= expire_at_) {
+      Fail(MakeError(ErrorCode::kSessionExpired,
+                     absl::StrFormat("disconnected for longer than the resume "
+                                     "window (%s)",
+                                     absl::FormatDuration(
+                                         config_.side == SessionSide::kAcceptor
+                                             ? config_.resume_window
+                                             : peer_.resume_window))),
+           now, false);
+    } else if (config_.side == SessionSide::kInitiator &&
+               state_ == SessionState::kDisconnected && now >= reconnect_at_) {
+      reconnect_at_ = absl::InfiniteFuture();
+      Emit(ReconnectDue{attempt_});
+    }
+  }
+  EndInput(now);
+}
+
+SYMWIRE_DECL void Session::TransportLost(const absl::Status& reason,
+                                         absl::Time now) {
+  BeginInput();
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return;
+  }
+  absl::Status status =
+      GetErrorCode(reason) != ErrorCode::kOk
+          ? reason
+          : MakeError(ErrorCode::kConnectionLost,
+                      absl::StrFormat("transport lost: %s", reason.message()));
+  if (conn_.up) {
+    ConnectionFailed(status, now);
+  } else if (config_.side == SessionSide::kInitiator &&
+             state_ == SessionState::kDisconnected &&
+             reconnect_at_ == absl::InfiniteFuture()) {
+    // A dial after ReconnectDue failed: back off further.
+    CountError(status);
+    ScheduleReconnect(now);
+  }
+  EndInput(now);
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_SESSION_IMPL_SESSION_IPP_

@@ -1,0 +1,466 @@
+// File: symwire/session/session.hpp
+// Layer 2 (session). Session: the sans-I/O state machine of SPEC.md
+// §10-§19 — handshake and authentication, task lifecycle, cancellation,
+// deadlines, heartbeats, coalesced acknowledgements, credit, drain, and
+// lossless resumption across connections.
+//
+// It takes bytes and the current time and gives back bytes to send, events
+// and its next deadline. It owns no socket, clock, timer, thread or global
+// random source: every behaviour is reproducible on a simulated clock.
+//
+//   inputs (each takes `now`): TransportConnected, Receive, SubmitTask,
+//     SendResponse, FailTask, CancelTask, Close, Abort, HandleTimeout,
+//     TransportLost, AdoptConnection, RejectResume
+//   outputs: PollTransmit, PollEvent, NextDeadline, ConnectionClosing
+//
+// (STYLE.md names a generic Send(type, payload); the session instead offers
+// one input per legal action, so a caller cannot break the task lifecycle
+// by sending, e.g., a RESPONSE for a task it never received.)
+//
+// A driver's loop: after TransportConnected and after every input, write
+// every span PollTransmit returns (until it returns an empty one; gather
+// them into one vectored write), deliver every event PollEvent returns, then
+// if ConnectionClosing() close the transport; arm one timer at
+// NextDeadline() and call HandleTimeout when it fires; call TransportLost
+// when the transport fails.
+//
+// Thread-compatible: one thread at a time.
+#ifndef SYMWIRE_SESSION_SESSION_HPP_
+#define SYMWIRE_SESSION_SESSION_HPP_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "symwire/config.hpp"
+#include "symwire/error.hpp"
+#include "symwire/session/auth.hpp"
+#include "symwire/session/config.hpp"
+#include "symwire/session/control.hpp"
+#include "symwire/session/event.hpp"
+#include "symwire/wire/decoder.hpp"
+#include "symwire/wire/frame.hpp"
+
+namespace symwire {
+
+// SessionState
+enum class SessionState : uint8_t {
+  kIdle,          // created; no connection yet
+  kHandshaking,   // a connection is up, its handshake is running
+  kEstablished,   // tasks flow
+  kDisconnected,  // no connection; state kept for resumption
+  kClosed,        // ended gracefully, or handed over (AdoptConnection)
+  kFailed,        // ended on an error (sticky; see status())
+};
+SYMWIRE_DECL absl::string_view SessionStateName(SessionState state) noexcept;
+
+// TaskState: a task's state as seen by this side (SPEC.md §13.2).
+enum class TaskState : uint8_t {
+  kNone,        // not open here (never existed, or ended)
+  kSubmitted,   // submitted here; no response yet
+  kRunning,     // submitted here and a partial response arrived, or
+                // received here and not yet ended
+  kCancelling,  // submitted here, cancelled (terminal event delivered);
+                // waiting for the peer's terminal frame
+};
+
+// TaskOptions: what SubmitTask sends besides the payload.
+struct TaskOptions {
+  // Relative budget (SPEC.md §13.4); microsecond resolution, >= 0.
+  std::optional<absl::Duration> deadline;
+  std::optional<TraceParent> trace_parent;
+  absl::string_view trace_state;
+  absl::Span<const MetadataEntry> metadata;
+};
+
+// PeerInfo: the peer's identity and announced limits, from its handshake.
+struct PeerInfo {
+  std::string agent_id;
+  AgentRole role = AgentRole::kPeer;
+  uint64_t version = 0;       // the negotiated session version
+  uint64_t capabilities = 0;  // the peer's bits
+  uint64_t negotiated_capabilities = 0;
+  uint64_t max_payload_bytes = 0;
+  uint64_t max_header_bytes = 0;
+  uint64_t max_tasks = 0;
+  uint64_t replay_bytes = 0;
+  uint64_t replay_frames = 0;
+  absl::Duration ping_interval;
+  absl::Duration min_ping_interval;
+  absl::Duration resume_window;  // acceptor's, as announced in WELCOME
+};
+
+// SessionCounters: for export to metrics systems. Monotonic.
+struct SessionCounters {
+  uint64_t frames_in = 0;
+  uint64_t frames_out = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t retransmitted_frames = 0;
+  uint64_t duplicates_discarded = 0;   // sequenced frames seen twice
+  uint64_t late_frames_discarded = 0;  // frames that crossed a cancel
+  uint64_t connections = 0;
+  uint64_t resumes = 0;
+  uint64_t pings_sent = 0;
+  uint64_t pongs_received = 0;
+  uint64_t acks_sent = 0;
+  uint64_t acks_received = 0;
+  uint64_t tasks_submitted = 0;
+  uint64_t tasks_received = 0;
+  absl::Duration rtt_last = absl::ZeroDuration();
+  absl::Duration rtt_smoothed = absl::ZeroDuration();
+  // Indexed by ErrorCode value (0..127): errors that ended a connection or
+  // the session, and local refusals.
+  std::array<uint64_t, 128> errors_by_code{};
+};
+
+// Session
+// Create one per logical session. REQUIRES for every input: `now` never
+// decreases from call to call.
+class Session {
+ public:
+  // Create
+  // Errors: kInvalidArgument if ValidateConfig fails.
+  SYMWIRE_DECL static absl::StatusOr<std::unique_ptr<Session>> Create(
+      SessionConfig config, absl::Time now);
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  SYMWIRE_DECL ~Session();
+
+  // ---- inputs -------------------------------------------------------
+
+  // TransportConnected
+  // A new connection is up: the session queues its preface (and, on the
+  // initiator, HELLO, resuming if it was established before) and starts
+  // the handshake timer. Errors: WRONG_STATE if a connection is already up
+  // or the session was never able to (acceptor after its first connection);
+  // SESSION_CLOSED if the session ended.
+  SYMWIRE_DECL absl::Status TransportConnected(absl::Time now);
+
+  // Receive
+  // Feeds bytes read from the connection (any split). Events, bytes to send
+  // and timers follow. Spans in the events point into `bytes` or the
+  // session's buffer: keep `bytes` unchanged until the next Receive.
+  // Returns OK, or the error that ended the connection or the session by
+  // this call (also reported as ConnectionLost / SessionFailed). Errors
+  // without effect: WRONG_STATE if events from an earlier call are still
+  // queued (drain PollEvent first) or no connection is up; the sticky
+  // failure once the session failed.
+  SYMWIRE_DECL absl::Status Receive(absl::Span<const std::byte> bytes,
+                                    absl::Time now);
+
+  // SubmitTask
+  // Sends a new task; returns its id. May be called while disconnected
+  // after the first handshake (the task is sent on resume).
+  // Errors (local, nothing sent): SESSION_CLOSED (ended or draining),
+  // WRONG_STATE (never established; or the roles do not allow this side to
+  // submit), PEER_DRAINING, FRAME_TOO_LARGE (payload or header above the
+  // peer's limits), NO_CREDIT (the peer's max_tasks reached),
+  // REPLAY_BUFFER_FULL (send window full) — the last two are followed by a
+  // Writable event; INVALID_FRAME / VARINT_OUT_OF_RANGE for options the
+  // wire format cannot carry.
+  SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTask(
+      absl::Span<const std::byte> payload, const TaskOptions& options,
+      absl::Time now);
+
+  // SendResponse
+  // Streams a partial (final == false) or the final response of a task
+  // this side received. Errors: WRONG_STATE (no such running task),
+  // SESSION_CLOSED, FRAME_TOO_LARGE, REPLAY_BUFFER_FULL (then Writable).
+  SYMWIRE_DECL absl::Status SendResponse(TaskId task,
+                                         absl::Span<const std::byte> payload,
+                                         bool final, absl::Time now);
+
+  // FailTask
+  // Ends a task this side received with an error (its terminal frame).
+  // Never refused for credit: at most one per open task. REQUIRES:
+  // !status.ok(). Errors: WRONG_STATE, SESSION_CLOSED.
+  SYMWIRE_DECL absl::Status FailTask(TaskId task, const absl::Status& status,
+                                     bool retryable, absl::Time now);
+
+  // CancelTask
+  // Cancels a task this side submitted: its terminal event TaskCancelled
+  // (kCancelled) is queued at once, and late frames are absorbed (SPEC.md
+  // §13.3). Never refused for credit. Errors: WRONG_STATE (not open, or
+  // already cancelling), SESSION_CLOSED.
+  SYMWIRE_DECL absl::Status CancelTask(TaskId task, absl::Time now);
+
+  // Close
+  // Graceful close (SPEC.md §15.3): drain, let open tasks finish, then bye
+  // and SessionClosed. Idempotent. Errors: SESSION_CLOSED if already ended.
+  SYMWIRE_DECL absl::Status Close(absl::Time now);
+
+  // Abort
+  // Ends the session now with `status` (sent to the peer as a stream-0
+  // AGENT_ERROR if connected). REQUIRES: !status.ok().
+  SYMWIRE_DECL void Abort(const absl::Status& status, absl::Time now);
+
+  // HandleTimeout
+  // Runs every timer due at `now` (handshake, heartbeat, dead peer, ack
+  // delay, task deadlines, reconnect backoff, expiry). Harmless early.
+  SYMWIRE_DECL void HandleTimeout(absl::Time now);
+
+  // TransportLost
+  // The transport ended or a dial failed. No-op when no connection is up,
+  // except on a disconnected initiator, where it counts a failed dial and
+  // schedules the next attempt.
+  SYMWIRE_DECL void TransportLost(const absl::Status& reason, absl::Time now);
+
+  // AdoptConnection
+  // Acceptor: `fresh` (an acceptor session whose last event was
+  // ResumeRequested for this session's id) hands its connection over; this
+  // session checks the resume token and the peer's last_received, answers
+  // WELCOME and replays. From now on drive the connection with this
+  // session; `fresh` is closed. If this session had a connection, it is
+  // replaced (ConnectionLost). On failure `fresh` sends the error to the
+  // peer and fails; this session is unaffected unless the failure is
+  // RESUME_GAP or BAD_ACK (then it fails too). Errors: RESUME_REJECTED,
+  // RESUME_GAP, BAD_ACK, SESSION_EXPIRED (this session ended),
+  // WRONG_STATE (misuse).
+  SYMWIRE_DECL absl::Status AdoptConnection(Session& fresh, absl::Time now);
+
+  // RejectResume
+  // Acceptor, on the fresh session after ResumeRequested: no such session
+  // (or it expired). Sends SESSION_EXPIRED to the peer and fails.
+  SYMWIRE_DECL void RejectResume(absl::Time now);
+
+  // ---- outputs --------------------------------------------------------
+
+  // PollTransmit
+  // The next bytes to write, or an empty span when nothing is pending.
+  // Call until empty; every span stays valid until the next input call.
+  // Does not allocate.
+  SYMWIRE_DECL absl::Span<const std::byte> PollTransmit();
+
+  // PollEvent
+  // The next event, or nullopt.
+  SYMWIRE_DECL std::optional<Event> PollEvent();
+
+  // NextDeadline
+  // When HandleTimeout must next be called; InfiniteFuture() if never.
+  SYMWIRE_DECL absl::Time NextDeadline() const;
+
+  // ConnectionClosing
+  // True once the session has finished with the current connection (an
+  // error, a bye, a handover): write what PollTransmit still returns, then
+  // close the transport.
+  bool ConnectionClosing() const { return conn_.closing; }
+
+  // ---- observers --------------------------------------------------------
+  SessionState state() const { return state_; }
+  // The sticky failure (OK unless state() == kFailed).
+  const absl::Status& status() const { return failure_; }
+  SessionSide side() const { return config_.side; }
+  const SessionConfig& config() const { return config_; }
+  // Valid once established.
+  const PeerInfo& peer() const { return peer_; }
+  const SessionId& session_id() const { return session_id_; }
+  bool has_session() const { return has_session_; }
+  const SessionCounters& counters() const { return counters_; }
+  SYMWIRE_DECL TaskState task_state(TaskId task) const;
+  size_t open_tasks() const { return tasks_.size(); }
+  // Unacknowledged sequenced frames kept for replay, and their bytes.
+  size_t replay_frames_in_use() const { return replay_.size(); }
+  uint64_t replay_bytes_in_use() const;
+  // The last sequence accepted from the peer / sent to it.
+  uint64_t last_received() const { return rx_seq_; }
+  uint64_t last_sent() const { return next_seq_ - 1; }
+
+ private:
+  enum class Handshake : uint8_t {
+    kNone,
+    kAwaitHello,    // acceptor
+    kAwaitProof,    // acceptor, after CHALLENGE
+    kAwaitResume,   // acceptor, fresh: ResumeRequested reported
+    kAwaitServer,   // initiator: CHALLENGE or WELCOME
+    kAwaitWelcome,  // initiator, after PROOF
+    kDone,
+  };
+  // The peer's HELLO, kept (owning) until the handshake ends.
+  struct Hello {
+    std::string agent_id;
+    InitMessage message;  // views cleared; see agent_id
+    std::string welcome_auth_data;
+  };
+  struct PendingSync {
+    bool ack = false;
+    std::optional<uint64_t> ping;
+    std::optional<uint64_t> pong;
+    std::optional<uint64_t> drain;
+    bool bye = false;
+    bool any() const { return ack || ping || pong || drain || bye; }
+  };
+  // Everything that belongs to one connection; moved by AdoptConnection.
+  struct Connection {
+    bool up = false;
+    bool closing = false;
+    Handshake handshake = Handshake::kNone;
+    FrameDecoder decoder = FrameDecoder(DecoderOptions{});
+    // Receive buffers: `rx` holds the unconsumed tail of the stream; `hold`
+    // keeps the frame completed from `rx` during the last Receive alive for
+    // its events.
+    std::vector<std::byte> rx;
+    std::vector<std::byte> hold;
+    uint32_t rx_need = 0;
+    // Control frames (preface, INIT, SYNC, stream-0 ERROR) not yet taken.
+    std::vector<std::byte> control;
+    size_t control_taken = 0;  // bytes of `control` returned by PollTransmit
+    size_t sync_begin = 0;     // offset of an untaken SYNC at the tail
+    bool sync_at_tail = false;
+    PendingSync sync;
+    absl::Time handshake_deadline = absl::InfiniteFuture();
+    absl::Time last_rx;
+    absl::Time next_ping = absl::InfiniteFuture();
+    absl::Time last_ping_rx = absl::InfinitePast();
+    uint32_t ping_strikes = 0;
+    absl::Time ack_deadline = absl::InfiniteFuture();
+    bool store_enabled = false;  // established: replay store may be sent
+    AuthContext auth;
+    bool challenged = false;
+    std::optional<Hello> hello;  // acceptor: the peer's HELLO
+  };
+  struct ReplayEntry {
+    uint64_t seq;
+    uint64_t pos;  // absolute position in the store stream
+    uint32_t size;
+  };
+  struct Task {
+    TaskState state = TaskState::kNone;
+    bool own = false;  // submitted here
+    std::optional<absl::Time> deadline;
+  };
+
+  SYMWIRE_DECL Session(SessionConfig config, absl::Time now);
+
+  // Input bracketing: release spans handed out since the last input, and
+  // flush coalesced SYNC content at the end.
+  void BeginInput();
+  void EndInput(absl::Time now);
+
+  // Receiving.
+  absl::Status ProcessStep(const DecodeStep& step, absl::Time now);
+  absl::Status HandleFrame(const FrameView& frame, absl::Time now);
+  absl::Status HandleInit(const FrameView& frame, absl::Time now);
+  absl::Status HandleHello(const InitMessage& hello, absl::Time now);
+  absl::Status HandleProof(const InitMessage& proof, absl::Time now);
+  absl::Status HandleServerInit(const InitMessage& init, absl::Time now);
+  absl::Status FinishAcceptorHandshake(absl::Time now);
+  absl::Status HandleTask(const FrameView& frame, absl::Time now);
+  absl::Status HandleResponse(const FrameView& frame, absl::Time now);
+  absl::Status HandleTaskError(const FrameView& frame, absl::Time now);
+  absl::Status HandleCancel(const FrameView& frame, absl::Time now);
+  absl::Status HandleSync(const FrameView& frame, absl::Time now);
+  absl::Status HandleSessionError(const FrameView& frame, absl::Time now);
+  absl::Status HandleAck(uint64_t ack, absl::Time now);
+  absl::Status ApplyPeerLastReceived(uint64_t last, absl::Time now);
+  absl::Status CheckOwnTaskFrame(const FrameView& frame, Task*& task);
+
+  // Sending.
+  absl::Status CheckReplayCredit(size_t frame_size) const;
+  absl::Status EncodeSequenced(const FrameHeader& header,
+                               const FrameExtensions& extensions,
+                               absl::Span<const std::byte> payload,
+                               bool bypass_credit);
+  void SendInternalError(TaskId task, absl::StatusCode code,
+                         absl::string_view message, bool retryable,
+                         ErrorCode detail);
+  void SendControl(MessageType type, const std::vector<std::byte>& payload);
+  void SendInit(const InitMessage& init);
+  void SendSessionError(const absl::Status& status);
+  void SendPreface();
+  InitMessage LocalInit(InitPhase phase) const;
+  void FlushSync(absl::Time now);
+
+  // State changes.
+  void Establish(bool resumed, absl::Time now);
+  void EndTask(TaskId id, Task& task);
+  void ConnectionFailed(const absl::Status& status, absl::Time now);
+  void Fail(const absl::Status& status, absl::Time now, bool tell_peer);
+  void FailHandshake(const absl::Status& status, absl::Time now);
+  void ScheduleReconnect(absl::Time now);
+  void MaybeWritable();
+  void MaybeFinishClose(absl::Time now);
+  void FreeAcked(uint64_t ack);
+  void CompactStore();
+  void PushDeadline(absl::Time when, TaskId task);
+  void RunTaskDeadlines(absl::Time now);
+  void CountError(const absl::Status& status);
+  absl::Status LocalError(ErrorCode code, absl::string_view message);
+  absl::Status EndedError() const;
+  bool IsOwnTaskId(TaskId id) const;
+  uint64_t ClockMicros(absl::Time now) const;
+  absl::Duration EffectivePingInterval() const;
+  void Emit(Event event) { events_.push_back(std::move(event)); }
+
+  SessionConfig config_;
+  SessionState state_ = SessionState::kIdle;
+  absl::Status failure_;
+  absl::Time epoch_;  // ping timestamps count from here
+  Connection conn_;
+
+  // Session identity (valid when has_session_).
+  bool has_session_ = false;
+  SessionId session_id_{};
+  ResumeToken resume_token_{};
+  PeerInfo peer_;
+
+  // Sequencing and the replay store: encoded sequenced frames, in order,
+  // from the oldest unacknowledged one. Positions are absolute (they never
+  // decrease); store_[0] is at position store_base_.
+  uint64_t next_seq_ = 1;
+  uint64_t acked_ = 0;       // highest sequence the peer acknowledged
+  uint64_t sent_high_ = 0;   // highest sequence ever handed to the driver
+  uint64_t rx_seq_ = 0;      // last sequence accepted from the peer
+  uint64_t acked_sent_ = 0;  // last ack value sent
+  uint64_t unacked_rx_frames_ = 0;
+  uint64_t unacked_rx_bytes_ = 0;
+  std::vector<std::byte> store_;
+  uint64_t store_base_ = 0;
+  uint64_t send_pos_ = 0;  // next store position to hand to the driver
+  std::deque<ReplayEntry> replay_;
+
+  // Tasks.
+  absl::flat_hash_map<TaskId, Task> tasks_;
+  TaskId next_task_id_ = 1;       // own ids: +2 each
+  TaskId last_peer_task_id_ = 0;  // highest id seen from the peer
+  uint64_t own_open_ = 0;         // incl. cancelling
+  uint64_t peer_open_ = 0;
+  // Min-heap of task deadlines; entries of ended tasks are skipped lazily.
+  std::vector<std::pair<absl::Time, TaskId>> deadlines_;
+
+  // Flow control and drain.
+  bool blocked_ = false;  // a call was refused for credit; Writable owed
+  bool draining_ = false;
+  bool closing_ = false;
+  TaskId drain_last_ = 0;
+  bool peer_draining_ = false;
+
+  // Reconnect / expiry.
+  uint32_t attempt_ = 0;
+  absl::Time reconnect_at_ = absl::InfiniteFuture();
+  absl::Time expire_at_ = absl::InfiniteFuture();
+
+  std::vector<Event> events_;
+  size_t event_head_ = 0;
+  SessionCounters counters_;
+};
+
+}  // namespace symwire
+
+#ifdef SYMWIRE_HEADER_ONLY
+#include "symwire/session/impl/session.ipp"
+#endif
+
+#endif  // SYMWIRE_SESSION_SESSION_HPP_
