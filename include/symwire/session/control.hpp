@@ -4,6 +4,8 @@
 // as typed values, with their encoders (Append*) and parsers (Parse*).
 // Pure functions over spans; no state, no I/O. Public so that tools (a
 // dump, a dissector test, another implementation's tests) can use them.
+// Golden vectors: tests/vectors/session_payloads.md. Thread-compatible; the
+// parameter tables are constant.
 #ifndef SYMWIRE_SESSION_CONTROL_HPP_
 #define SYMWIRE_SESSION_CONTROL_HPP_
 
@@ -44,6 +46,9 @@ constexpr bool RoleSendsTasks(AgentRole r) { return r != AgentRole::kAgent; }
 constexpr bool RoleRunsTasks(AgentRole r) {
   return r != AgentRole::kOrchestrator;
 }
+// AgentRoleName
+// "orchestrator", "agent" or "peer" (the names of SPEC.md §11.3), "unknown"
+// for any other value. Does not allocate.
 SYMWIRE_DECL absl::string_view AgentRoleName(AgentRole role) noexcept;
 
 // AuthMethod: the `auth_method` parameter (SPEC.md §12.3).
@@ -65,6 +70,9 @@ inline constexpr size_t kResumeTokenSize = 16;
 inline constexpr size_t kMaxAgentIdSize = 255;
 inline constexpr size_t kMaxAuthDataSize = 1024;
 inline constexpr size_t kMaxErrorMessageSize = 4096;
+// Every control payload fits in this; receivers accept control payloads up
+// to it whatever their max_payload_bytes (SPEC.md §15.2).
+inline constexpr uint64_t kMaxControlPayloadSize = 8192;
 
 using Nonce = std::array<std::byte, kNonceSize>;
 using SessionId = std::array<std::byte, kSessionIdSize>;
@@ -110,7 +118,9 @@ inline constexpr uint64_t kCancelReason = 1;
 // One AGENT_INIT payload. Which fields are written or required depends on
 // `phase` (SPEC.md §11.1); fields not defined for the phase are ignored by
 // AppendInit and left at their defaults by ParseInit. After ParseInit the
-// string_views point into the parsed payload.
+// string_views point into the parsed payload. capabilities 0 and an empty
+// auth_data mean the same as their absence. In a HELLO, session_id,
+// resume_token and last_received are all set (resuming) or all unset.
 struct InitMessage {
   InitPhase phase = InitPhase::kHello;
   // HELLO
@@ -170,12 +180,27 @@ struct CancelMessage {
 };
 
 // AppendInit / AppendSync / AppendError / AppendCancel
-// Append the encoded payload to `out`, parameters in ascending id order.
+// Append the encoded payload to `out` (after what it already holds),
+// parameters in ascending id order, each varint canonical. Written are:
+//   INIT    the parameters defined for `phase`, except capabilities when
+//           0, auth_data when empty, the HELLO resume set when unset and
+//           resumed when false;
+//   SYNC    the fields that are set, bye only when true (an empty SyncMessage
+//           is an empty payload);
+//   ERROR   code; message only if non-empty, retryable only if true, detail
+//           only if not kOk;
+//   CANCEL  reason only when it is DEADLINE_EXCEEDED: absent means CANCELLED
+//           (SPEC.md §11.2), so a plain cancel is an empty payload.
+// This is the canonical encoding: Parse* then Append* of a canonical payload
+// gives back the same bytes (the vectors marked encoder=same).
 // Errors: INVALID_FRAME (kInvalidArgument) if a value breaks SPEC.md §11
 // (an agent_id of 0 or > 255 bytes, auth_data > 1024 bytes, a varint above
-// 2^62 - 1, an out-of-range limit, an error code of OK or > 16, a message
-// > 4096 bytes, a cancel reason other than CANCELLED/DEADLINE_EXCEEDED);
-// nothing is appended then. Allocates only by growing `out`.
+// 2^62 - 1, an out-of-range limit, max_version < min_version, a phase or
+// role outside its enum, a HELLO with only some of session_id /
+// resume_token / last_received, a WELCOME without any of them, an error
+// code of OK or > 16, a message > 4096 bytes, a cancel reason other than
+// CANCELLED/DEADLINE_EXCEEDED); nothing is appended then. Allocates only by
+// growing `out` (once).
 SYMWIRE_DECL absl::Status AppendInit(const InitMessage& message,
                                      std::vector<std::byte>& out);
 SYMWIRE_DECL absl::Status AppendSync(const SyncMessage& message,
@@ -186,11 +211,29 @@ SYMWIRE_DECL absl::Status AppendCancel(const CancelMessage& message,
                                        std::vector<std::byte>& out);
 
 // ParseInit / ParseSync / ParseError / ParseCancel
-// Parse a payload by the rules of SPEC.md §11, reporting the first failure
-// in wire order with the parameter id and its offset in the payload.
-// Errors: MALFORMED_PAYLOAD (kInvalidArgument), UNKNOWN_CRITICAL_PARAM
-// (kUnimplemented), MISSING_PARAM (kInvalidArgument). Views in the result
-// point into `payload`. Does not allocate on success.
+// Parse a payload by the rules of SPEC.md §11 in one pass in wire order and
+// report the first failure. Within one parameter: param_id, param_length
+// (each must fit in the payload, then be canonical) and the value's fit
+// (rule 1); for INIT's first parameter, that it is `phase`; whether the id
+// is defined for the message (INIT: for the phase; undefined even ids are
+// skipped, rule 2); duplicates (rule 3); the value's type and range (rule 4:
+// a varint value is exactly one canonical varint, a flag has length 0).
+// After the list: the lowest missing required id (rule 5; a HELLO with any
+// of session_id, resume_token, last_received needs all three), then
+// max_version >= min_version.
+// Errors (messages are lowercase and name the message, the parameter as
+// "param <id> (<name>)", the offending value or length — never the bytes
+// of a value — and "at payload offset <n>"):
+//   MALFORMED_PAYLOAD (kInvalidArgument)       rules 1, 3, 4; max < min
+//   UNKNOWN_CRITICAL_PARAM (kUnimplemented)    rule 2
+//   MISSING_PARAM (kInvalidArgument)           rule 5; INIT without phase
+//                                              first (offset 0)
+// The offset is that of the param_id or param_length varint at fault, of
+// the param_length for a value that runs past the payload, of the param_id
+// for rules 2 and 3, of the value's first byte for rule 4 and max < min,
+// and the payload's size for rule 5 (tests/vectors/session_payloads.md).
+// Views in the result point into `payload` and are valid as long as it is.
+// Does not allocate on success.
 SYMWIRE_DECL absl::StatusOr<InitMessage> ParseInit(
     absl::Span<const std::byte> payload);
 SYMWIRE_DECL absl::StatusOr<SyncMessage> ParseSync(
@@ -200,7 +243,8 @@ SYMWIRE_DECL absl::StatusOr<ErrorMessage> ParseError(
 SYMWIRE_DECL absl::StatusOr<CancelMessage> ParseCancel(
     absl::Span<const std::byte> payload);
 
-// InitPhaseName: "HELLO", "CHALLENGE", "PROOF", "WELCOME".
+// InitPhaseName: "HELLO", "CHALLENGE", "PROOF", "WELCOME"; "UNKNOWN" for
+// any other value. Does not allocate.
 SYMWIRE_DECL absl::string_view InitPhaseName(InitPhase phase) noexcept;
 
 }  // namespace symwire

@@ -267,6 +267,9 @@ class Session {
   // Valid once established.
   const PeerInfo& peer() const { return peer_; }
   const SessionId& session_id() const { return session_id_; }
+  // The resume secret (SPEC.md §16.2), for a runtime that persists a session
+  // across restarts of its own process. Treat it like a password.
+  const ResumeToken& resume_token() const { return resume_token_; }
   bool has_session() const { return has_session_; }
   const SessionCounters& counters() const { return counters_; }
   SYMWIRE_DECL TaskState task_state(TaskId task) const;

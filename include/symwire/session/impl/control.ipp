@@ -41,12 +41,12 @@ inline constexpr uint8_t kNoPhases = kHello;  // "the" phase of a flat list
 // One row of SPEC.md §11.1 / §11.2, indexed by param_id - 1.
 struct ParamRule {
   absl::string_view name;
+  uint64_t min;     // varint: smallest value; bytes: shortest length
+  uint64_t max;     // varint: largest value; bytes: longest length
+  uint64_t one_of;  // varint: if non-zero, bit v set = value v allowed
   ValueKind kind;
-  uint64_t min;       // varint: smallest value; bytes: shortest length
-  uint64_t max;       // varint: largest value; bytes: longest length
-  uint64_t one_of;    // varint: if non-zero, bit v set = value v allowed
-  uint8_t defined;    // phases the parameter is defined in (rule 2)
-  uint8_t required;   // phases it is required in (rule 5)
+  uint8_t defined;   // phases the parameter is defined in (rule 2)
+  uint8_t required;  // phases it is required in (rule 5)
 };
 
 inline constexpr uint64_t kAnyVarint = kVarintMax;
@@ -55,59 +55,59 @@ inline constexpr uint64_t kAnyVarint = kVarintMax;
 // session_id, resume_token and last_received are optional in HELLO but
 // come as a set (ParseInit); they are required in WELCOME.
 inline constexpr ParamRule kInitRules[] = {
-    {"phase", ValueKind::kVarint, 0, 3, 0, kAnyPhase, kAnyPhase},
-    {"min_version", ValueKind::kVarint, 1, kAnyVarint, 0, kHello, kHello},
-    {"max_version", ValueKind::kVarint, 0, kAnyVarint, 0, kHello, kHello},
-    {"version", ValueKind::kVarint, 0, kAnyVarint, 0, kWelcome, kWelcome},
-    {"agent_id", ValueKind::kBytes, 1, kMaxAgentIdSize, 0, kHelloWelcome,
+    {"phase", 0, 3, 0, ValueKind::kVarint, kAnyPhase, kAnyPhase},
+    {"min_version", 1, kAnyVarint, 0, ValueKind::kVarint, kHello, kHello},
+    {"max_version", 0, kAnyVarint, 0, ValueKind::kVarint, kHello, kHello},
+    {"version", 0, kAnyVarint, 0, ValueKind::kVarint, kWelcome, kWelcome},
+    {"agent_id", 1, kMaxAgentIdSize, 0, ValueKind::kBytes, kHelloWelcome,
      kHelloWelcome},
-    {"role", ValueKind::kVarint, 0, 2, 0, kHelloWelcome, kHelloWelcome},
-    {"capabilities", ValueKind::kVarint, 0, kAnyVarint, 0, kHelloWelcome, 0},
-    {"max_payload_bytes", ValueKind::kVarint, 0, (uint64_t{1} << 30) - 1, 0,
+    {"role", 0, 2, 0, ValueKind::kVarint, kHelloWelcome, kHelloWelcome},
+    {"capabilities", 0, kAnyVarint, 0, ValueKind::kVarint, kHelloWelcome, 0},
+    {"max_payload_bytes", 0, (uint64_t{1} << 30) - 1, 0, ValueKind::kVarint,
      kHelloWelcome, kHelloWelcome},
-    {"max_header_bytes", ValueKind::kVarint, 10, 16385, 0, kHelloWelcome,
+    {"max_header_bytes", 10, 16385, 0, ValueKind::kVarint, kHelloWelcome,
      kHelloWelcome},
-    {"max_tasks", ValueKind::kVarint, 1, (uint64_t{1} << 32) - 1, 0,
+    {"max_tasks", 1, (uint64_t{1} << 32) - 1, 0, ValueKind::kVarint,
      kHelloWelcome, kHelloWelcome},
-    {"replay_bytes", ValueKind::kVarint, 1, kAnyVarint, 0, kHelloWelcome,
+    {"replay_bytes", 1, kAnyVarint, 0, ValueKind::kVarint, kHelloWelcome,
      kHelloWelcome},
-    {"replay_frames", ValueKind::kVarint, 1, kAnyVarint, 0, kHelloWelcome,
+    {"replay_frames", 1, kAnyVarint, 0, ValueKind::kVarint, kHelloWelcome,
      kHelloWelcome},
-    {"ping_interval_us", ValueKind::kVarint, 1, kAnyVarint, 0, kHelloWelcome,
+    {"ping_interval_us", 1, kAnyVarint, 0, ValueKind::kVarint, kHelloWelcome,
      kHelloWelcome},
-    {"min_ping_interval_us", ValueKind::kVarint, 0, kAnyVarint, 0,
+    {"min_ping_interval_us", 0, kAnyVarint, 0, ValueKind::kVarint,
      kHelloWelcome, kHelloWelcome},
-    {"auth_method", ValueKind::kVarint, 0, kAnyVarint, 0, kHello, kHello},
-    {"auth_data", ValueKind::kBytes, 0, kMaxAuthDataSize, 0, kAnyPhase, 0},
-    {"nonce", ValueKind::kBytes, kNonceSize, kNonceSize, 0,
+    {"auth_method", 0, kAnyVarint, 0, ValueKind::kVarint, kHello, kHello},
+    {"auth_data", 0, kMaxAuthDataSize, 0, ValueKind::kBytes, kAnyPhase, 0},
+    {"nonce", kNonceSize, kNonceSize, 0, ValueKind::kBytes,
      kHello | kChallenge | kWelcome, kHello | kChallenge | kWelcome},
-    {"session_id", ValueKind::kBytes, kSessionIdSize, kSessionIdSize, 0,
+    {"session_id", kSessionIdSize, kSessionIdSize, 0, ValueKind::kBytes,
      kHelloWelcome, kWelcome},
-    {"resume_token", ValueKind::kBytes, kResumeTokenSize, kResumeTokenSize, 0,
+    {"resume_token", kResumeTokenSize, kResumeTokenSize, 0, ValueKind::kBytes,
      kHelloWelcome, kWelcome},
-    {"last_received", ValueKind::kVarint, 0, kAnyVarint, 0, kHelloWelcome,
+    {"last_received", 0, kAnyVarint, 0, ValueKind::kVarint, kHelloWelcome,
      kWelcome},
-    {"resumed", ValueKind::kFlag, 0, 0, 0, kWelcome, 0},
-    {"resume_window_us", ValueKind::kVarint, 0, kAnyVarint, 0, kWelcome,
+    {"resumed", 0, 0, 0, ValueKind::kFlag, kWelcome, 0},
+    {"resume_window_us", 0, kAnyVarint, 0, ValueKind::kVarint, kWelcome,
      kWelcome},
 };
 
 // SPEC.md §11.2.
 inline constexpr ParamRule kSyncRules[] = {
-    {"ack", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
-    {"ping", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
-    {"pong", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
-    {"drain", ValueKind::kVarint, 0, kAnyVarint, 0, kAnyPhase, 0},
-    {"bye", ValueKind::kFlag, 0, 0, 0, kAnyPhase, 0},
+    {"ack", 0, kAnyVarint, 0, ValueKind::kVarint, kAnyPhase, 0},
+    {"ping", 0, kAnyVarint, 0, ValueKind::kVarint, kAnyPhase, 0},
+    {"pong", 0, kAnyVarint, 0, ValueKind::kVarint, kAnyPhase, 0},
+    {"drain", 0, kAnyVarint, 0, ValueKind::kVarint, kAnyPhase, 0},
+    {"bye", 0, 0, 0, ValueKind::kFlag, kAnyPhase, 0},
 };
 inline constexpr ParamRule kErrorRules[] = {
-    {"code", ValueKind::kVarint, 1, 16, 0, kAnyPhase, kAnyPhase},
-    {"message", ValueKind::kBytes, 0, kMaxErrorMessageSize, 0, kAnyPhase, 0},
-    {"retryable", ValueKind::kFlag, 0, 0, 0, kAnyPhase, 0},
-    {"detail", ValueKind::kVarint, 0, 65535, 0, kAnyPhase, 0},
+    {"code", 1, 16, 0, ValueKind::kVarint, kAnyPhase, kAnyPhase},
+    {"message", 0, kMaxErrorMessageSize, 0, ValueKind::kBytes, kAnyPhase, 0},
+    {"retryable", 0, 0, 0, ValueKind::kFlag, kAnyPhase, 0},
+    {"detail", 0, 65535, 0, ValueKind::kVarint, kAnyPhase, 0},
 };
 inline constexpr ParamRule kCancelRules[] = {
-    {"reason", ValueKind::kVarint, 1, 4, (1u << 1) | (1u << 4), kAnyPhase, 0},
+    {"reason", 1, 4, (1u << 1) | (1u << 4), ValueKind::kVarint, kAnyPhase, 0},
 };
 
 struct ListRules {
@@ -175,8 +175,7 @@ SYMWIRE_COLD inline absl::Status ListError(ErrorCode code,
                                       " at payload offset ", offset));
 }
 
-SYMWIRE_COLD inline std::string ParamLabel(const ListRules& list,
-                                           uint64_t id) {
+SYMWIRE_COLD inline std::string ParamLabel(const ListRules& list, uint64_t id) {
   return absl::StrCat("param ", id, " (", ParamName(list, id), ")");
 }
 
@@ -196,27 +195,31 @@ inline Read ReadListVarint(absl::Span<const std::byte> payload, size_t pos,
   return IsCanonicalVarint(value, size) ? Read::kOk : Read::kNonCanonical;
 }
 
-// A param_id (id == nullptr) or the param_length of param *id.
-SYMWIRE_COLD inline absl::Status VarintFieldError(
-    const ListRules& list, const uint64_t* id, Read read, uint64_t value,
-    size_t size, size_t left, size_t offset) {
-  const std::string field = id == nullptr
-                                ? std::string("param_id")
-                                : absl::StrCat(ParamLabel(list, *id),
-                                               " param_length");
+// A param_id (id == nullptr) or the param_length of param *id that is
+// missing (size 0), runs past the payload, or is not canonical.
+SYMWIRE_COLD inline absl::Status VarintFieldError(const ListRules& list,
+                                                  const uint64_t* id, Read read,
+                                                  uint64_t value, size_t size,
+                                                  size_t left, size_t offset) {
+  std::string what;
   if (read == Read::kNonCanonical) {
-    return ListError(
-        ErrorCode::kMalformedPayload, list,
-        absl::StrCat(field, " ", value, " is a non-canonical ", size,
-                     "-byte varint"),
-        offset);
+    // A non-canonical id is rejected, but its value still names it.
+    what = id == nullptr
+               ? absl::StrCat("param_id ", value, " (", ParamName(list, value),
+                              ") is a non-canonical ", size, "-byte varint")
+               : absl::StrCat(ParamLabel(list, *id), " param_length ", value,
+                              " is a non-canonical ", size, "-byte varint");
+  } else {
+    const std::string field =
+        id == nullptr ? std::string("param_id")
+                      : absl::StrCat(ParamLabel(list, *id), " param_length");
+    what = size == 0 ? absl::StrCat(field, " is missing: the payload ends")
+                     : absl::StrCat(field, ": ", size,
+                                    "-byte varint runs past the end of the "
+                                    "payload (",
+                                    left, " bytes left)");
   }
-  return ListError(ErrorCode::kMalformedPayload, list,
-                   absl::StrCat(field, ": ", size,
-                                "-byte varint runs past the end of the "
-                                "payload (",
-                                left, " bytes left)"),
-                   offset);
+  return ListError(ErrorCode::kMalformedPayload, list, what, offset);
 }
 
 SYMWIRE_COLD inline absl::Status ValueOverrunError(const ListRules& list,
@@ -328,12 +331,12 @@ SYMWIRE_COLD inline absl::Status MissingParamError(const ListRules& list,
                                                    size_t offset) {
   return ListError(
       ErrorCode::kMissingParam, list,
-      absl::StrCat(list.init ? absl::StrCat(PhaseLabel(phase_bit), " ")
-                             : std::string(),
-                   "is missing required ", ParamLabel(list, id),
-                   resuming ? " (a resuming HELLO has session_id, "
-                              "resume_token and last_received)"
-                            : ""),
+      absl::StrCat(
+          list.init ? absl::StrCat(PhaseLabel(phase_bit), " ") : std::string(),
+          "is missing required ", ParamLabel(list, id),
+          resuming ? " (a resuming HELLO has session_id, "
+                     "resume_token and last_received)"
+                   : ""),
       offset);
 }
 
@@ -343,13 +346,13 @@ SYMWIRE_COLD inline absl::Status MissingParamError(const ListRules& list,
 // A defined parameter, as handed to a list's store function.
 struct Param {
   uint64_t id = 0;
-  uint64_t number = 0;               // varint values
+  uint64_t number = 0;                // varint values
   absl::Span<const std::byte> bytes;  // bytes values (views into payload)
 };
 
 struct ListState {
-  uint32_t seen = 0;           // Bit(id) of every defined parameter seen
-  uint8_t phase_bit = 0;       // INIT: 1 << phase once known
+  uint32_t seen = 0;      // Bit(id) of every defined parameter seen
+  uint8_t phase_bit = 0;  // INIT: 1 << phase once known
   std::array<size_t, kMaxRules + 1> value_offset{};  // by id
 };
 
@@ -414,8 +417,8 @@ absl::Status ParseList(absl::Span<const std::byte> payload,
       return PhaseNotFirstError(list, &id);
     }
     const ParamRule* rule = RuleFor(list, id);
-    if (rule == nullptr || (state.phase_bit != 0 &&
-                            (rule->defined & state.phase_bit) == 0)) {
+    if (rule == nullptr ||
+        (state.phase_bit != 0 && (rule->defined & state.phase_bit) == 0)) {
       if (id % 2 == 0) continue;  // rule 2: undefined even ids are skipped
       return CriticalParamError(list, id, state.phase_bit, id_at);
     }
@@ -439,9 +442,8 @@ absl::Status ParseList(absl::Span<const std::byte> payload,
 }
 
 // Rule 5: the lowest required id not seen, reported at the payload's end.
-inline absl::Status CheckRequired(const ListRules& list,
-                                  const ListState& state, uint32_t extra,
-                                  size_t end) {
+inline absl::Status CheckRequired(const ListRules& list, const ListState& state,
+                                  uint32_t extra, size_t end) {
   uint32_t required = extra;
   for (size_t i = 0; i < list.count; ++i) {
     if ((list.rules[i].required & state.phase_bit) != 0) required |= Bit(i + 1);
@@ -471,9 +473,9 @@ std::array<std::byte, N> ToArray(absl::Span<const std::byte> bytes) {
   return out;
 }
 
-inline constexpr uint32_t kResumeSet =
-    Bit(param::kSessionId) | Bit(param::kResumeToken) |
-    Bit(param::kLastReceived);
+inline constexpr uint32_t kResumeSet = Bit(param::kSessionId) |
+                                       Bit(param::kResumeToken) |
+                                       Bit(param::kLastReceived);
 
 // ---------------------------------------------------------------------------
 // Encoding. A Sink either counts (CountSink) or writes (WriteSink), so one
@@ -537,6 +539,11 @@ SYMWIRE_COLD inline absl::Status EncodeError(const ListRules& list,
 inline absl::Status CheckVarintParam(const ListRules& list, uint64_t id,
                                      uint64_t value) {
   const ParamRule& rule = *RuleFor(list, id);
+  if (SYMWIRE_UNLIKELY(value > kVarintMax)) {
+    return EncodeError(
+        list, absl::StrCat(ParamLabel(list, id), " value ", value,
+                           " exceeds the varint maximum ", kVarintMax));
+  }
   const bool ok = rule.one_of != 0
                       ? value < 64 && ((rule.one_of >> value) & 1u) != 0
                       : value >= rule.min && value <= rule.max;
@@ -551,16 +558,16 @@ inline absl::Status CheckBytesParam(const ListRules& list, uint64_t id,
   if (SYMWIRE_LIKELY(size >= rule.min && size <= rule.max)) {
     return absl::OkStatus();
   }
-  return EncodeError(list, absl::StrCat(ParamLabel(list, id), " length ", size,
-                                        " out of range ", rule.min, "..",
-                                        rule.max));
+  return EncodeError(list,
+                     absl::StrCat(ParamLabel(list, id), " length ", size,
+                                  " out of range ", rule.min, "..", rule.max));
 }
 
 SYMWIRE_COLD inline absl::Status MissingForEncode(const ListRules& list,
                                                   absl::string_view phase,
                                                   uint64_t id) {
-  return EncodeError(list, absl::StrCat(phase, " needs ", ParamLabel(list, id),
-                                        " to be set"));
+  return EncodeError(
+      list, absl::StrCat(phase, " needs ", ParamLabel(list, id), " to be set"));
 }
 
 inline absl::Status ValidateInit(const InitMessage& m) {
@@ -579,10 +586,9 @@ inline absl::Status ValidateInit(const InitMessage& m) {
     if (!(s = check(param::kMinVersion, m.min_version)).ok()) return s;
     if (!(s = check(param::kMaxVersion, m.max_version)).ok()) return s;
     if (m.max_version < m.min_version) {
-      return EncodeError(list, absl::StrCat("param 3 (max_version) value ",
-                                            m.max_version,
-                                            " is below min_version ",
-                                            m.min_version));
+      return EncodeError(
+          list, absl::StrCat("param 3 (max_version) value ", m.max_version,
+                             " is below min_version ", m.min_version));
     }
     if (!(s = check(param::kAuthMethod, static_cast<uint64_t>(m.auth_method)))
              .ok()) {
@@ -749,8 +755,8 @@ SYMWIRE_DECL absl::Status AppendError(const ErrorMessage& message,
   namespace c = detail::control;
   const auto code = static_cast<uint64_t>(static_cast<int>(message.code));
   // A negative code converts to a huge value and fails the range check.
-  if (absl::Status s = c::CheckVarintParam(c::kErrorList, param::kErrorCode,
-                                           code);
+  if (absl::Status s =
+          c::CheckVarintParam(c::kErrorList, param::kErrorCode, code);
       !s.ok()) {
     return s;
   }
@@ -776,8 +782,8 @@ SYMWIRE_DECL absl::Status AppendCancel(const CancelMessage& message,
                                        std::vector<std::byte>& out) {
   namespace c = detail::control;
   const auto reason = static_cast<uint64_t>(static_cast<int>(message.reason));
-  if (absl::Status s = c::CheckVarintParam(c::kCancelList,
-                                           param::kCancelReason, reason);
+  if (absl::Status s =
+          c::CheckVarintParam(c::kCancelList, param::kCancelReason, reason);
       !s.ok()) {
     return s;
   }
@@ -795,8 +801,8 @@ SYMWIRE_DECL absl::StatusOr<InitMessage> ParseInit(
   namespace c = detail::control;
   InitMessage m;
   c::ListState state;
-  absl::Status s = c::ParseList(
-      payload, c::kInitList, state, [&m](const c::Param& p) {
+  absl::Status s =
+      c::ParseList(payload, c::kInitList, state, [&m](const c::Param& p) {
         switch (p.id) {
           case param::kPhase:
             m.phase = static_cast<InitPhase>(p.number);

@@ -616,7 +616,8 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
   conn_ = Connection{};
   DecoderOptions options;
   options.max_header_bytes = config_.max_header_bytes;
-  options.max_payload_bytes = config_.max_payload_bytes;
+  options.max_payload_bytes =
+      std::max(config_.max_payload_bytes, kMaxControlPayloadSize);
   options.max_extensions = config_.max_extensions;
   conn_.decoder = FrameDecoder(options);
   conn_.up = true;
@@ -795,6 +796,18 @@ absl::Status Session::HandleFrame(const FrameView& frame, absl::Time now) {
         absl::StrFormat("%s is a connection frame but has sequence %d at "
                         "stream offset %d",
                         detail::TypeName(type), seq, offset));
+    Fail(s, now, true);
+    return s;
+  }
+  if ((type == MessageType::kAgentTask ||
+       type == MessageType::kAgentResponse) &&
+      frame.payload().size() > config_.max_payload_bytes) {
+    absl::Status s = MakeError(
+        ErrorCode::kPayloadTooLarge,
+        absl::StrFormat("%s payload of %d bytes at stream offset %d exceeds "
+                        "the announced max_payload_bytes %d",
+                        detail::TypeName(type), frame.payload().size(), offset,
+                        config_.max_payload_bytes));
     Fail(s, now, true);
     return s;
   }
@@ -1429,8 +1442,10 @@ absl::Status Session::HandleSessionError(const FrameView& frame,
     Fail(m.status(), now, false);
     return m.status();
   }
+  // The peer's detail code, when it sent one, is the most precise reason
+  // (e.g. SESSION_EXPIRED); PEER_ERROR otherwise.
   absl::Status s = MakeError(
-      m->code, ErrorCode::kPeerError,
+      m->code, m->detail == ErrorCode::kOk ? ErrorCode::kPeerError : m->detail,
       absl::StrFormat(
           "peer ended the session: %s: %s",
           m->detail == ErrorCode::kOk ? "-" : ErrorCodeName(m->detail),

@@ -1,0 +1,993 @@
+// Deterministic tests of the session state machine (SPEC.md §10-§19) on a
+// simulated clock: two Sessions joined by tests/support/session_pair.hpp.
+#include "symwire/session/session.hpp"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "symwire/error.hpp"
+#include "symwire/session/control.hpp"
+#include "symwire/wire/encoder.hpp"
+#include "tests/support/session_pair.hpp"
+
+namespace symwire {
+namespace {
+
+using testing::AcceptorConfig;
+using testing::AsBytes;
+using testing::Dir;
+using testing::FastTimers;
+using testing::InitiatorConfig;
+using testing::PairOptions;
+using testing::SessionPair;
+using testing::Side;
+
+PairOptions Fast() {
+  PairOptions o;
+  o.initiator = FastTimers(InitiatorConfig());
+  o.acceptor = FastTimers(AcceptorConfig());
+  return o;
+}
+
+// Encodes one frame (no preface) for injection into an established session.
+std::vector<std::byte> Frame(MessageType type, uint64_t stream, uint64_t seq,
+                             absl::Span<const std::byte> payload = {},
+                             uint8_t flags = 0) {
+  FrameHeader h;
+  h.type = type;
+  h.flags = flags;
+  h.stream_id = stream;
+  h.sequence = seq;
+  std::vector<std::byte> out(*EncodedSize(h, payload.size()));
+  REQUIRE(EncodeFrame(h, payload, absl::MakeSpan(out)).ok());
+  return out;
+}
+
+// Feeds `bytes` to `side`'s session through the harness (which then pumps).
+absl::Status Inject(SessionPair& pair, Side side,
+                    const std::vector<std::byte>& bytes) {
+  return pair.Do(
+      side, [&](Session& s, absl::Time now) { return s.Receive(bytes, now); });
+}
+
+std::vector<std::byte> SyncPayload(const SyncMessage& m) {
+  std::vector<std::byte> p;
+  REQUIRE(AppendSync(m, p).ok());
+  return p;
+}
+
+bool Ok(SessionPair& pair) {
+  if (!pair.problems().empty()) {
+    for (const auto& p : pair.problems()) UNSCOPED_INFO(p);
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Handshake
+
+TEST_CASE("handshake establishes a new session with the peer's limits",
+          "[session][handshake]") {
+  PairOptions o;
+  o.acceptor.max_tasks = 7;
+  o.acceptor.max_payload_bytes = 1000;
+  o.acceptor.capabilities = kCapPayloadChecksums | kCapMetadata;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  Session& i = pair.initiator();
+  Session& a = *pair.acceptor();
+  CHECK(i.session_id() == a.session_id());
+  CHECK(i.peer().agent_id == "acceptor");
+  CHECK(a.peer().agent_id == "initiator");
+  CHECK(i.peer().role == AgentRole::kAgent);
+  CHECK(i.peer().max_tasks == 7);
+  CHECK(i.peer().max_payload_bytes == 1000);
+  CHECK(i.peer().version == 1);
+  CHECK(i.peer().negotiated_capabilities ==
+        (kCapPayloadChecksums | kCapMetadata));
+  const auto* est = pair.LastEvent<Established>(Side::kInitiator);
+  REQUIRE(est != nullptr);
+  CHECK_FALSE(est->resumed);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("handshake works at every split, including byte by byte",
+          "[session][handshake]") {
+  for (size_t split :
+       {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{64}}) {
+    PairOptions o;
+    o.split = testing::Split::Fixed(split);
+    SessionPair pair(o);
+    REQUIRE(pair.Handshake());
+    CHECK(Ok(pair));
+  }
+}
+
+TEST_CASE("version mismatch names both ranges", "[session][handshake]") {
+  PairOptions o;
+  o.initiator.min_version = 2;
+  o.initiator.max_version = 3;
+  SessionPair pair(o);
+  pair.Connect();
+  pair.RunFor(absl::Seconds(1));
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
+  REQUIRE(failed != nullptr);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kVersionMismatch);
+  CHECK_THAT(std::string(failed->status.message()),
+             Catch::Contains("local 1..1, peer 2..3"));
+  const auto* peer_failed = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  REQUIRE(peer_failed != nullptr);
+  CHECK(peer_failed->status.code() == absl::StatusCode::kUnimplemented);
+  CHECK(GetErrorCode(peer_failed->status) == ErrorCode::kVersionMismatch);
+}
+
+TEST_CASE("incompatible roles fail the handshake", "[session][handshake]") {
+  PairOptions o;
+  o.acceptor.role = AgentRole::kOrchestrator;
+  SessionPair pair(o);
+  pair.Connect();
+  pair.RunFor(absl::Seconds(1));
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  REQUIRE(failed != nullptr);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kIncompatibleRoles);
+}
+
+TEST_CASE("every authenticator succeeds with the right secret",
+          "[session][auth]") {
+  std::vector<std::shared_ptr<const Authenticator>> methods = {
+      NoAuthenticator(), TokenAuthenticator("s3cret-token"),
+      HmacAuthenticator("0123456789abcdef0123456789abcdef")};
+  for (const auto& m : methods) {
+    PairOptions o;
+    o.initiator.authenticator = m;
+    o.acceptor.authenticator = m;
+    o.split = testing::Split::Random(5);
+    SessionPair pair(o);
+    REQUIRE(pair.Handshake());
+    CHECK(Ok(pair));
+  }
+}
+
+TEST_CASE("authentication failures end with UNAUTHENTICATED on both sides",
+          "[session][auth]") {
+  struct Case {
+    std::shared_ptr<const Authenticator> initiator, acceptor;
+  };
+  std::vector<Case> cases = {
+      {TokenAuthenticator("wrong"), TokenAuthenticator("right")},
+      {HmacAuthenticator("key-one-key-one"), HmacAuthenticator("key-two")},
+      {NoAuthenticator(), TokenAuthenticator("required")},  // absent
+      {TokenAuthenticator("x"), HmacAuthenticator("x")},    // wrong method
+  };
+  for (const auto& c : cases) {
+    PairOptions o;
+    o.initiator.authenticator = c.initiator;
+    o.acceptor.authenticator = c.acceptor;
+    SessionPair pair(o);
+    pair.Connect();
+    pair.RunFor(absl::Seconds(1));
+    for (Side side : {Side::kAcceptor, Side::kInitiator}) {
+      const auto* failed = pair.LastEvent<SessionFailed>(side);
+      REQUIRE(failed != nullptr);
+      CHECK(failed->status.code() == absl::StatusCode::kUnauthenticated);
+    }
+    CHECK(pair.Count<Established>(Side::kInitiator) == 0);
+  }
+}
+
+TEST_CASE("a frame before the handshake is answered with UNAUTHENTICATED",
+          "[session][handshake]") {
+  auto a = *Session::Create(AcceptorConfig(), absl::UnixEpoch());
+  REQUIRE(a->TransportConnected(absl::UnixEpoch()).ok());
+  while (!a->PollTransmit().empty()) {
+  }
+  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+  auto task = Frame(MessageType::kAgentTask, 1, 1, AsBytes("sneaky"));
+  in.insert(in.end(), task.begin(), task.end());
+  absl::Status s = a->Receive(in, absl::UnixEpoch());
+  CHECK(s.code() == absl::StatusCode::kUnauthenticated);
+  CHECK(GetErrorCode(s) == ErrorCode::kUnexpectedFrame);
+  CHECK_THAT(std::string(s.message()), Catch::Contains("stream offset 8"));
+  // The answer is a stream-0 AGENT_ERROR, then the connection closes.
+  std::vector<std::byte> out;
+  for (auto sp = a->PollTransmit(); !sp.empty(); sp = a->PollTransmit()) {
+    out.insert(out.end(), sp.begin(), sp.end());
+  }
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out);
+  REQUIRE(step.ok());
+  REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+  CHECK(step->frame.type() == MessageType::kAgentError);
+  auto err = ParseError(step->frame.payload());
+  REQUIRE(err.ok());
+  CHECK(err->code == absl::StatusCode::kUnauthenticated);
+  CHECK(a->ConnectionClosing());
+  CHECK(a->state() == SessionState::kFailed);
+}
+
+TEST_CASE("a handshake that never finishes times out", "[session][handshake]") {
+  PairOptions o = Fast();
+  SessionPair pair(o);
+  pair.Connect();
+  pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
+  pair.RunFor(absl::Seconds(3));
+  // The fresh acceptor has nothing to resume: it fails.
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
+  REQUIRE(failed != nullptr);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kHandshakeTimeout);
+  // The initiator's connection timed out too; it keeps trying.
+  CHECK(pair.Count<ConnectionLost>(Side::kInitiator) >= 1);
+  CHECK(pair.Count<ReconnectDue>(Side::kInitiator) >= 1);
+}
+
+// ---------------------------------------------------------------------------
+// Tasks
+
+TEST_CASE("streamed responses arrive in order, then one final",
+          "[session][tasks]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  std::vector<TaskId> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto id = pair.Submit(Side::kInitiator, "task " + std::to_string(i));
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  CHECK(ids[0] == 1);
+  CHECK(ids[1] == 3);  // initiator ids are odd (§13.1)
+  pair.RunUntil(
+      [&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 20; });
+  for (TaskId id : ids) {
+    for (int p = 0; p < 3; ++p) {
+      REQUIRE(
+          pair.Respond(Side::kAcceptor, id, "part" + std::to_string(p), false)
+              .ok());
+    }
+    REQUIRE(pair.Respond(Side::kAcceptor, id, "done", true).ok());
+  }
+  pair.RunFor(absl::Milliseconds(50));
+  for (TaskId id : ids) {
+    auto recs = pair.FindTask<ResponseReceived>(Side::kInitiator, id);
+    REQUIRE(recs.size() == 4);
+    for (int p = 0; p < 3; ++p) {
+      CHECK(recs[static_cast<size_t>(p)]->payload ==
+            "part" + std::to_string(p));
+      CHECK_FALSE(recs[static_cast<size_t>(p)]->As<ResponseReceived>().final);
+    }
+    CHECK(recs[3]->As<ResponseReceived>().final);
+  }
+  CHECK(pair.initiator().open_tasks() == 0);
+  CHECK(pair.acceptor()->open_tasks() == 0);
+  // Acks were coalesced and freed both replay buffers.
+  CHECK(pair.initiator().replay_frames_in_use() == 0);
+  CHECK(pair.acceptor()->replay_frames_in_use() == 0);
+  CHECK(pair.acceptor()->counters().acks_sent < 20);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("task extensions travel: deadline, trace context, metadata",
+          "[session][tasks]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  TraceParent tp;
+  tp.trace_id[0] = std::byte{1};
+  tp.parent_id[0] = std::byte{2};
+  std::vector<MetadataEntry> md = {{"tenant", "acme"}, {"model", "m1"}};
+  TaskOptions opt;
+  opt.deadline = absl::Seconds(30);
+  opt.trace_parent = tp;
+  opt.trace_state = "k=v";
+  opt.metadata = md;
+  auto id = pair.Submit(Side::kInitiator, "x", opt);
+  REQUIRE(id.ok());
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  const auto* rec = pair.Last<TaskReceived>(Side::kAcceptor);
+  REQUIRE(rec != nullptr);
+  CHECK(rec->deadline_us == 30'000'000);
+  CHECK(rec->trace_parent == tp);
+  CHECK(rec->trace_state == "k=v");
+  REQUIRE(rec->metadata.size() == 2);
+  CHECK(rec->metadata[1].second == "m1");
+  REQUIRE(rec->As<TaskReceived>().deadline.has_value());
+}
+
+TEST_CASE("executor-side failures reach the submitter with code and flag",
+          "[session][tasks]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto id = *pair.Submit(Side::kInitiator, "x");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  REQUIRE(pair.Do(Side::kAcceptor,
+                  [&](Session& s, absl::Time now) {
+                    return s.FailTask(id,
+                                      absl::ResourceExhaustedError("gpu busy"),
+                                      true, now);
+                  })
+              .ok());
+  pair.RunFor(absl::Milliseconds(10));
+  const auto* f = pair.LastEvent<TaskFailed>(Side::kInitiator);
+  REQUIRE(f != nullptr);
+  CHECK(f->task == id);
+  CHECK(f->retryable);
+  CHECK(f->status.code() == absl::StatusCode::kResourceExhausted);
+  CHECK(f->status.message() == "gpu busy");
+  // The task has ended on both sides; a second terminal is refused locally.
+  CHECK(GetErrorCode(pair.Respond(Side::kAcceptor, id, "late", true)) ==
+        ErrorCode::kWrongState);
+}
+
+TEST_CASE("cancel: exactly one terminal event on each side",
+          "[session][cancel]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto id = *pair.Submit(Side::kInitiator, "long job");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  REQUIRE(pair.Respond(Side::kAcceptor, id, "p1", false).ok());
+  REQUIRE(pair.Cancel(Side::kInitiator, id).ok());
+  CHECK(GetErrorCode(pair.Cancel(Side::kInitiator, id)) ==
+        ErrorCode::kWrongState);
+  pair.RunFor(absl::Milliseconds(50));
+  auto ic = pair.FindTask<TaskCancelled>(Side::kInitiator, id);
+  auto ac = pair.FindTask<TaskCancelled>(Side::kAcceptor, id);
+  REQUIRE(ic.size() == 1);
+  REQUIRE(ac.size() == 1);
+  CHECK(ic[0]->As<TaskCancelled>().status.code() ==
+        absl::StatusCode::kCancelled);
+  CHECK(ac[0]->As<TaskCancelled>().status.code() ==
+        absl::StatusCode::kCancelled);
+  CHECK(pair.FindTask<TaskFailed>(Side::kInitiator, id).empty());
+  CHECK(pair.initiator().open_tasks() == 0);
+  CHECK(pair.acceptor()->open_tasks() == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("cancel crossing the final response on the wire is not an error",
+          "[session][cancel]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto id = *pair.Submit(Side::kInitiator, "job");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  // Hold the executor's bytes so its final response and partials are in
+  // flight when the cancel is sent.
+  pair.link()->Stall(Dir::kToInitiator, pair.now() + absl::Milliseconds(20));
+  REQUIRE(pair.Respond(Side::kAcceptor, id, "p", false).ok());
+  REQUIRE(pair.Respond(Side::kAcceptor, id, "final", true).ok());
+  REQUIRE(pair.Cancel(Side::kInitiator, id).ok());
+  pair.RunFor(absl::Milliseconds(100));
+  // Submitter: one terminal (Cancelled); the crossing frames were absorbed.
+  CHECK(pair.FindTask<TaskCancelled>(Side::kInitiator, id).size() == 1);
+  CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, id).empty());
+  CHECK(pair.initiator().counters().late_frames_discarded == 2);
+  // Executor: its final response was its terminal; the cancel is ignored.
+  CHECK(pair.FindTask<TaskCancelled>(Side::kAcceptor, id).empty());
+  CHECK(pair.acceptor()->counters().late_frames_discarded == 1);
+  CHECK(pair.initiator().state() == SessionState::kEstablished);
+  CHECK(pair.acceptor()->state() == SessionState::kEstablished);
+  CHECK(pair.initiator().open_tasks() == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("an expired deadline cancels the task on both sides",
+          "[session][deadline]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  TaskOptions opt;
+  opt.deadline = absl::Milliseconds(100);
+  auto id = *pair.Submit(Side::kInitiator, "slow", opt);
+  pair.RunFor(absl::Milliseconds(300));
+  auto ic = pair.FindTask<TaskCancelled>(Side::kInitiator, id);
+  auto ac = pair.FindTask<TaskCancelled>(Side::kAcceptor, id);
+  REQUIRE(ic.size() == 1);
+  REQUIRE(ac.size() == 1);
+  CHECK(ic[0]->As<TaskCancelled>().status.code() ==
+        absl::StatusCode::kDeadlineExceeded);
+  CHECK(ac[0]->As<TaskCancelled>().status.code() ==
+        absl::StatusCode::kDeadlineExceeded);
+  CHECK(ic[0]->at - pair.events(Side::kInitiator).front().at <=
+        absl::Milliseconds(300));
+  CHECK(pair.initiator().open_tasks() == 0);
+  CHECK(pair.acceptor()->open_tasks() == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "the executor's own deadline fires when the submitter's cancel "
+    "is delayed",
+    "[session][deadline]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  TaskOptions opt;
+  opt.deadline = absl::Milliseconds(100);
+  auto id = *pair.Submit(Side::kInitiator, "slow", opt);
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(500));
+  pair.RunFor(absl::Milliseconds(800));
+  auto ac = pair.FindTask<TaskCancelled>(Side::kAcceptor, id);
+  REQUIRE(ac.size() == 1);
+  CHECK(ac[0]->As<TaskCancelled>().status.code() ==
+        absl::StatusCode::kDeadlineExceeded);
+  CHECK(pair.FindTask<TaskCancelled>(Side::kInitiator, id).size() == 1);
+  CHECK(pair.initiator().open_tasks() == 0);
+  CHECK(pair.acceptor()->open_tasks() == 0);
+  CHECK(Ok(pair));
+}
+
+// ---------------------------------------------------------------------------
+// Flow control and drain
+
+TEST_CASE("task credit: NO_CREDIT, then Writable", "[session][flow]") {
+  PairOptions o = Fast();
+  o.acceptor.max_tasks = 2;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  auto a = *pair.Submit(Side::kInitiator, "a");
+  REQUIRE(pair.Submit(Side::kInitiator, "b").ok());
+  auto c = pair.Submit(Side::kInitiator, "c");
+  REQUIRE_FALSE(c.ok());
+  CHECK(GetErrorCode(c.status()) == ErrorCode::kNoCredit);
+  CHECK(pair.Count<Writable>(Side::kInitiator) == 0);
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 2; });
+  REQUIRE(pair.Respond(Side::kAcceptor, a, "ok", true).ok());
+  pair.RunUntil([&] { return pair.Count<Writable>(Side::kInitiator) == 1; });
+  CHECK(pair.Submit(Side::kInitiator, "c").ok());
+  CHECK(pair.initiator().counters().errors_by_code[114] == 1);
+}
+
+TEST_CASE("send window: REPLAY_BUFFER_FULL, then Writable after the ack",
+          "[session][flow]") {
+  PairOptions o = Fast();
+  o.initiator.replay_frames = 4;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  std::vector<std::byte> big(100, std::byte{1});
+  int accepted = 0;
+  absl::Status refused;
+  for (int i = 0; i < 10 && refused.ok(); ++i) {
+    auto id = pair.Submit(Side::kInitiator, "t");
+    if (id.ok()) {
+      ++accepted;
+    } else {
+      refused = id.status();
+    }
+  }
+  CHECK(accepted == 4);
+  CHECK(GetErrorCode(refused) == ErrorCode::kReplayBufferFull);
+  pair.RunUntil([&] { return pair.Count<Writable>(Side::kInitiator) == 1; });
+  CHECK(pair.initiator().replay_frames_in_use() == 0);
+  CHECK(pair.Submit(Side::kInitiator, "t").ok());
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("drain: accepted tasks finish, crossing ones fail retryably",
+          "[session][drain]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto first = *pair.Submit(Side::kInitiator, "accepted");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  // A task is in flight when the acceptor starts draining.
+  pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(5));
+  auto crossing = *pair.Submit(Side::kInitiator, "crossing");
+  REQUIRE(pair.Close(Side::kAcceptor).ok());
+  pair.RunUntil(
+      [&] { return pair.Count<PeerDraining>(Side::kInitiator) == 1; });
+  CHECK(pair.LastEvent<PeerDraining>(Side::kInitiator)->last_accepted == first);
+  CHECK(GetErrorCode(pair.Submit(Side::kInitiator, "late").status()) ==
+        ErrorCode::kPeerDraining);
+  pair.RunFor(absl::Milliseconds(20));
+  const auto* f = pair.LastEvent<TaskFailed>(Side::kInitiator);
+  REQUIRE(f != nullptr);
+  CHECK(f->task == crossing);
+  CHECK(f->retryable);
+  CHECK(f->status.code() == absl::StatusCode::kUnavailable);
+  CHECK(GetErrorCode(f->status) == ErrorCode::kPeerDraining);
+  CHECK(pair.Count<TaskReceived>(Side::kAcceptor) == 1);
+  // The accepted task completes; then the session closes on both sides.
+  REQUIRE(pair.Respond(Side::kAcceptor, first, "done", true).ok());
+  pair.RunFor(absl::Milliseconds(50));
+  CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, first).size() == 1);
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 1);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+  CHECK(pair.initiator().state() == SessionState::kClosed);
+  CHECK(Ok(pair));
+}
+
+// ---------------------------------------------------------------------------
+// Heartbeats and dead peers
+
+TEST_CASE("heartbeats measure RTT at the negotiated interval",
+          "[session][sync]") {
+  PairOptions o = Fast();
+  o.initiator.ping_interval = absl::Milliseconds(10);  // wants 10 ms...
+  o.acceptor.min_peer_ping_interval = absl::Milliseconds(200);  // ...gets 200
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunFor(absl::Seconds(2));
+  const auto& c = pair.initiator().counters();
+  CHECK(c.pings_sent >= 9);
+  CHECK(c.pings_sent <= 11);
+  CHECK(c.pongs_received >= 9);
+  CHECK(pair.acceptor()->state() == SessionState::kEstablished);
+  CHECK(pair.acceptor()->counters().errors_by_code[117] == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("a ping flood ends the session with PING_FLOOD", "[session][sync]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  for (int i = 0; i < 4; ++i) {
+    SyncMessage m;
+    m.ping = static_cast<uint64_t>(i);
+    (void)Inject(
+        pair, Side::kAcceptor,
+        Frame(MessageType::kAgentSync, 0, 0, SyncPayload(m), kFlagChecksum));
+  }
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
+  REQUIRE(failed != nullptr);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kPingFlood);
+}
+
+TEST_CASE(
+    "silence beyond dead_peer_timeout ends the connection, then the "
+    "session resumes",
+    "[session][sync][resume]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto id = *pair.Submit(Side::kInitiator, "work");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
+  pair.link()->Stall(Dir::kToInitiator, absl::InfiniteFuture());
+  pair.RunUntil(
+      [&] { return pair.Count<ConnectionLost>(Side::kInitiator) == 1; },
+      absl::Seconds(10));
+  const auto* lost = pair.LastEvent<ConnectionLost>(Side::kInitiator);
+  REQUIRE(lost != nullptr);
+  CHECK(GetErrorCode(lost->status) == ErrorCode::kPeerUnresponsive);
+  pair.RunUntil([&] {
+    return pair.initiator().state() == SessionState::kEstablished &&
+           pair.Count<Established>(Side::kInitiator) == 2;
+  });
+  CHECK(pair.LastEvent<Established>(Side::kInitiator)->resumed);
+  REQUIRE(pair.Respond(Side::kAcceptor, id, "done", true).ok());
+  pair.RunFor(absl::Milliseconds(50));
+  CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, id).size() == 1);
+  CHECK(Ok(pair));
+}
+
+// ---------------------------------------------------------------------------
+// Resumption
+
+// Runs a fixed conversation (tasks with streamed responses), cutting the
+// connection once when `cut_dir` has delivered `cut_at` bytes, and checks
+// that everything arrived exactly once and in order.
+void RunCutScenario(Dir cut_dir, uint64_t cut_at, size_t split) {
+  PairOptions o = Fast();
+  o.split = split == 0 ? testing::Split::Whole() : testing::Split::Fixed(split);
+  SessionPair pair(o);
+  pair.on_event = [](SessionPair& p, const testing::EventRecord& r) {
+    if (r.side == Side::kAcceptor && r.Is<TaskReceived>()) {
+      const TaskId id = r.As<TaskReceived>().task;
+      (void)p.Respond(Side::kAcceptor, id, "a:" + r.payload, false);
+      (void)p.Respond(Side::kAcceptor, id, "b:" + r.payload, true);
+    }
+  };
+  REQUIRE(pair.Handshake());
+  pair.link()->CutAfter(cut_dir, cut_at);
+  constexpr int kTasks = 6;
+  for (int i = 0; i < kTasks; ++i) {
+    REQUIRE(pair.Submit(Side::kInitiator, "t" + std::to_string(i)).ok());
+  }
+  pair.RunUntil(
+      [&] {
+        return pair.Count<ResponseReceived>(Side::kInitiator) == 2 * kTasks;
+      },
+      absl::Seconds(30));
+  INFO("cut " << (cut_dir == Dir::kToAcceptor ? "to acceptor" : "to initiator")
+              << " after " << cut_at << " bytes, split " << split);
+  // Every task received once, in order; every response once, in order.
+  auto received = pair.Find<TaskReceived>(Side::kAcceptor);
+  REQUIRE(received.size() == kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    CHECK(received[static_cast<size_t>(i)]->payload == "t" + std::to_string(i));
+  }
+  auto responses = pair.Find<ResponseReceived>(Side::kInitiator);
+  REQUIRE(responses.size() == 2 * kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    const std::string t = "t" + std::to_string(i);
+    CHECK(responses[2 * static_cast<size_t>(i)]->payload == "a:" + t);
+    CHECK(responses[2 * static_cast<size_t>(i) + 1]->payload == "b:" + t);
+  }
+  CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+  CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "a cut at any byte, in either direction, loses and duplicates "
+    "nothing",
+    "[session][resume]") {
+  // Bytes the conversation moves after the handshake, per direction, are
+  // a few hundred; cut at every one of them.
+  for (Dir d : {Dir::kToAcceptor, Dir::kToInitiator}) {
+    for (uint64_t at = 0; at < 520; at += 1) {
+      // Cut points count from the start of the link, handshake included.
+      RunCutScenario(d, at, at % 3 == 0 ? 0 : (at % 7) + 1);
+    }
+  }
+}
+
+TEST_CASE("resume after many cuts with random splits", "[session][resume]") {
+  PairOptions o = Fast();
+  o.split = testing::Split::Random(40);
+  SessionPair pair(o);
+  pair.on_event = [](SessionPair& p, const testing::EventRecord& r) {
+    if (r.side == Side::kAcceptor && r.Is<TaskReceived>()) {
+      (void)p.Respond(Side::kAcceptor, r.As<TaskReceived>().task, r.payload,
+                      true);
+    }
+  };
+  REQUIRE(pair.Handshake());
+  testing::SimRandom rng(7);
+  int submitted = 0;
+  for (int round = 0; round < 40; ++round) {
+    for (int k = 0; k < 10; ++k) {
+      if (pair.Submit(Side::kInitiator, std::to_string(submitted)).ok()) {
+        ++submitted;
+      }
+    }
+    pair.link()->CutAfter(
+        rng.Chance(1, 2) ? Dir::kToAcceptor : Dir::kToInitiator,
+        pair.link()->delivered(Dir::kToAcceptor) + rng.Between(0, 400));
+    pair.RunFor(absl::Milliseconds(200));
+  }
+  pair.RunUntil(
+      [&] {
+        return pair.Count<ResponseReceived>(Side::kInitiator) ==
+               static_cast<size_t>(submitted);
+      },
+      absl::Seconds(60));
+  auto responses = pair.Find<ResponseReceived>(Side::kInitiator);
+  REQUIRE(responses.size() == static_cast<size_t>(submitted));
+  for (int i = 0; i < submitted; ++i) {
+    CHECK(responses[static_cast<size_t>(i)]->payload == std::to_string(i));
+  }
+  CHECK(pair.initiator().counters().resumes >= 10);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("a flipped bit is caught by the checksums; the session resumes",
+          "[session][resume]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  for (uint64_t off = 0; off < 40; ++off) {
+    pair.link()->CorruptAt(Dir::kToInitiator,
+                           pair.link()->delivered(Dir::kToInitiator) + off,
+                           std::byte{0x10});
+    auto id = *pair.Submit(Side::kInitiator, "q");
+    pair.RunUntil([&] {
+      return !pair.FindTask<TaskReceived>(Side::kAcceptor, id).empty();
+    });
+    REQUIRE(pair.Respond(Side::kAcceptor, id, "payload-" + std::to_string(off),
+                         true)
+                .ok());
+    pair.RunUntil([&] {
+      return !pair.FindTask<ResponseReceived>(Side::kInitiator, id).empty();
+    });
+    auto r = pair.FindTask<ResponseReceived>(Side::kInitiator, id);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0]->payload == "payload-" + std::to_string(off));
+  }
+  CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+  CHECK(pair.initiator().counters().resumes >= 1);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("reconnect backoff grows by 1.6 with bounded jitter",
+          "[session][resume]") {
+  PairOptions o;
+  o.initiator.backoff.initial = absl::Seconds(1);
+  o.initiator.resume_window = absl::Hours(1);
+  o.acceptor.resume_window = absl::Hours(1);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.set_dials_fail(true);
+  pair.Cut();
+  pair.RunFor(absl::Seconds(400));
+  auto due = pair.Find<ReconnectDue>(Side::kInitiator);
+  REQUIRE(due.size() >= 6);
+  absl::Time prev = pair.Find<ConnectionLost>(Side::kInitiator)[0]->at;
+  for (size_t n = 0; n < due.size(); ++n) {
+    const double expect =
+        std::min(std::pow(1.6, static_cast<double>(n)), 120.0);
+    const double got = absl::ToDoubleSeconds(due[n]->at - prev);
+    CHECK(got >= expect * 0.8 - 1e-6);
+    CHECK(got <= expect * 1.2 + 1e-6);
+    prev = due[n]->at;
+  }
+}
+
+TEST_CASE("an expired session fails loudly on both sides, listing its tasks",
+          "[session][resume]") {
+  PairOptions o = Fast();
+  o.acceptor.resume_window = absl::Seconds(2);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  auto t1 = *pair.Submit(Side::kInitiator, "one");
+  auto t2 = *pair.Submit(Side::kInitiator, "two");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 2; });
+  pair.set_dials_fail(true);
+  pair.Cut();
+  pair.RunFor(absl::Seconds(3));
+  // Acceptor: expired after its window, each task ended, the list given.
+  const auto* af = pair.LastEvent<SessionFailed>(Side::kAcceptor);
+  REQUIRE(af != nullptr);
+  CHECK(GetErrorCode(af->status) == ErrorCode::kSessionExpired);
+  CHECK(af->status.code() == absl::StatusCode::kDataLoss);
+  CHECK(af->affected_tasks == std::vector<TaskId>{t1, t2});
+  CHECK(pair.Count<TaskCancelled>(Side::kAcceptor) == 2);
+  // Initiator: its window (announced by the acceptor) passed too.
+  pair.RunFor(absl::Seconds(2));
+  const auto* inf = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  REQUIRE(inf != nullptr);
+  CHECK(GetErrorCode(inf->status) == ErrorCode::kSessionExpired);
+  CHECK(inf->affected_tasks == std::vector<TaskId>{t1, t2});
+  CHECK(pair.Count<TaskFailed>(Side::kInitiator) == 2);
+}
+
+TEST_CASE(
+    "resuming a session the acceptor no longer has fails with "
+    "SESSION_EXPIRED",
+    "[session][resume]") {
+  PairOptions o = Fast();
+  o.acceptor.resume_window = absl::Seconds(1);
+  o.initiator.resume_window = absl::Seconds(1);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  auto t = *pair.Submit(Side::kInitiator, "one");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  // The acceptor forgets the session (expiry), but the initiator believes
+  // the window is longer (a half-open connection it never noticed).
+  pair.Cut(/*notify_initiator=*/false, /*notify_acceptor=*/true);
+  pair.RunFor(absl::Seconds(2));
+  REQUIRE(pair.Count<SessionFailed>(Side::kAcceptor) == 1);
+  pair.Do(Side::kInitiator, [](Session& s, absl::Time now) {
+    s.TransportLost(absl::UnavailableError("noticed at last"), now);
+  });
+  pair.RunFor(absl::Seconds(1));
+  const auto* f = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  REQUIRE(f != nullptr);
+  CHECK(GetErrorCode(f->status) == ErrorCode::kSessionExpired);
+  CHECK(f->status.code() == absl::StatusCode::kDataLoss);
+  CHECK(f->affected_tasks == std::vector<TaskId>{t});
+}
+
+TEST_CASE("a resume asking for frames already freed is RESUME_GAP",
+          "[session][resume]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto t = *pair.Submit(Side::kInitiator, "one");
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  REQUIRE(pair.Respond(Side::kAcceptor, t, "partial", false).ok());
+  pair.RunFor(absl::Milliseconds(20));  // acked: the acceptor freed it
+  REQUIRE(pair.acceptor()->replay_frames_in_use() == 0);
+  Session& acceptor = *pair.acceptor();
+  // A peer that lost its state presents last_received 0 with the right
+  // token: the acceptor cannot replay frame 1.
+  auto fresh = *Session::Create(AcceptorConfig(9), pair.now());
+  REQUIRE(fresh->TransportConnected(pair.now()).ok());
+  InitMessage hello;
+  hello.phase = InitPhase::kHello;
+  hello.min_version = hello.max_version = 1;
+  hello.agent_id = "initiator";
+  hello.role = AgentRole::kOrchestrator;
+  hello.max_payload_bytes = 1 << 20;
+  hello.max_header_bytes = 4096;
+  hello.max_tasks = 8;
+  hello.replay_bytes = hello.replay_frames = 1024;
+  hello.ping_interval_us = 1'000'000;
+  hello.session_id = acceptor.session_id();
+  hello.resume_token = pair.initiator().resume_token();
+  hello.last_received = 0;
+  std::vector<std::byte> payload;
+  REQUIRE(AppendInit(hello, payload).ok());
+  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+  in.insert(in.end(), f.begin(), f.end());
+  REQUIRE(fresh->Receive(in, pair.now()).ok());
+  auto e = fresh->PollEvent();
+  REQUIRE(e.has_value());
+  REQUIRE(std::holds_alternative<ResumeRequested>(*e));
+  absl::Status s = pair.Do(Side::kAcceptor, [&](Session& a, absl::Time now) {
+    return a.AdoptConnection(*fresh, now);
+  });
+  CHECK(GetErrorCode(s) == ErrorCode::kResumeGap);
+  CHECK(s.code() == absl::StatusCode::kDataLoss);
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
+  REQUIRE(failed != nullptr);
+  CHECK(failed->affected_tasks == std::vector<TaskId>{t});
+}
+
+TEST_CASE(
+    "a wrong resume token is RESUME_REJECTED and leaves the session "
+    "alone",
+    "[session][resume]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  Session& acceptor = *pair.acceptor();
+  auto fresh = *Session::Create(AcceptorConfig(9), pair.now());
+  REQUIRE(fresh->TransportConnected(pair.now()).ok());
+  InitMessage hello;
+  hello.phase = InitPhase::kHello;
+  hello.min_version = hello.max_version = 1;
+  hello.agent_id = "mallory";
+  hello.role = AgentRole::kOrchestrator;
+  hello.max_payload_bytes = 1 << 20;
+  hello.max_header_bytes = 4096;
+  hello.max_tasks = 8;
+  hello.replay_bytes = hello.replay_frames = 1024;
+  hello.ping_interval_us = 1'000'000;
+  hello.session_id = acceptor.session_id();
+  hello.resume_token = ResumeToken{};  // guessed
+  hello.last_received = 0;
+  std::vector<std::byte> payload;
+  REQUIRE(AppendInit(hello, payload).ok());
+  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+  in.insert(in.end(), f.begin(), f.end());
+  REQUIRE(fresh->Receive(in, pair.now()).ok());
+  while (fresh->PollEvent()) {
+  }
+  absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
+  CHECK(GetErrorCode(s) == ErrorCode::kResumeRejected);
+  CHECK(fresh->state() == SessionState::kFailed);
+  CHECK(acceptor.state() == SessionState::kEstablished);
+}
+
+// ---------------------------------------------------------------------------
+// Protocol violations by the peer
+
+TEST_CASE("protocol violations end the session with their specific code",
+          "[session][violations]") {
+  struct Case {
+    const char* name;
+    ErrorCode want;
+    std::function<std::vector<std::byte>(Session&)> frame;
+  };
+  std::vector<Case> cases = {
+      {"response for a task never submitted", ErrorCode::kUnknownTask,
+       [](Session& i) {
+         return Frame(MessageType::kAgentResponse, 99, i.last_received() + 1);
+       }},
+      {"sequence gap", ErrorCode::kSequenceGap,
+       [](Session& i) {
+         return Frame(MessageType::kAgentResponse, 1, i.last_received() + 2);
+       }},
+      {"connection frame with a sequence", ErrorCode::kSequenceGap,
+       [](Session&) { return Frame(MessageType::kAgentSync, 0, 5); }},
+      {"ack beyond what was sent", ErrorCode::kBadAck,
+       [](Session&) {
+         SyncMessage m;
+         m.ack = 1000;
+         return Frame(MessageType::kAgentSync, 0, 0, SyncPayload(m),
+                      kFlagChecksum);
+       }},
+      {"INIT after the handshake", ErrorCode::kUnexpectedFrame,
+       [](Session&) { return Frame(MessageType::kAgentInit, 0, 0); }},
+      {"task sent to an orchestrator", ErrorCode::kUnexpectedFrame,
+       [](Session& i) {
+         return Frame(MessageType::kAgentTask, 2, i.last_received() + 1);
+       }},
+      {"malformed SYNC payload", ErrorCode::kMalformedPayload,
+       [](Session&) {
+         std::vector<std::byte> bad = {std::byte{0x01}, std::byte{0x05}};
+         return Frame(MessageType::kAgentSync, 0, 0, bad, kFlagChecksum);
+       }},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    SessionPair pair(Fast());
+    REQUIRE(pair.Handshake());
+    auto t = *pair.Submit(Side::kInitiator, "x");
+    pair.RunUntilIdleNow();
+    Session& i = pair.initiator();
+    absl::Status s = Inject(pair, Side::kInitiator, c.frame(i));
+    CHECK(GetErrorCode(s) == c.want);
+    const auto* failed = pair.LastEvent<SessionFailed>(Side::kInitiator);
+    REQUIRE(failed != nullptr);
+    CHECK(failed->affected_tasks == std::vector<TaskId>{t});
+    CHECK(pair.FindTask<TaskFailed>(Side::kInitiator, t).size() == 1);
+    // The peer was told (stream-0 AGENT_ERROR) and failed too.
+    pair.RunFor(absl::Milliseconds(10));
+    CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 1);
+  }
+}
+
+TEST_CASE("executor-side violations: reused task id, task limit",
+          "[session][violations]") {
+  SECTION("TASK_ID_REUSED") {
+    SessionPair pair(Fast());
+    REQUIRE(pair.Handshake());
+    REQUIRE(pair.Submit(Side::kInitiator, "x").ok());
+    pair.RunUntilIdleNow();
+    Session& a = *pair.acceptor();
+    absl::Status s =
+        Inject(pair, Side::kAcceptor,
+               Frame(MessageType::kAgentTask, 1, a.last_received() + 1));
+    CHECK(GetErrorCode(s) == ErrorCode::kTaskIdReused);
+  }
+  SECTION("TASK_LIMIT_EXCEEDED") {
+    PairOptions o = Fast();
+    o.acceptor.max_tasks = 2;
+    SessionPair pair(o);
+    REQUIRE(pair.Handshake());
+    pair.RunUntilIdleNow();
+    Session& a = *pair.acceptor();
+    absl::Status s;
+    for (uint64_t id = 1; id <= 5 && s.ok(); id += 2) {
+      s = Inject(pair, Side::kAcceptor,
+                 Frame(MessageType::kAgentTask, id, a.last_received() + 1));
+    }
+    CHECK(GetErrorCode(s) == ErrorCode::kTaskLimitExceeded);
+  }
+  SECTION("a duplicate sequenced frame is discarded, not delivered twice") {
+    SessionPair pair(Fast());
+    REQUIRE(pair.Handshake());
+    REQUIRE(pair.Submit(Side::kInitiator, "x").ok());
+    pair.RunUntilIdleNow();
+    const auto* rec = pair.Last<TaskReceived>(Side::kAcceptor);
+    REQUIRE(rec != nullptr);
+    CHECK(Inject(pair, Side::kAcceptor, rec->frame_bytes).ok());
+    CHECK(pair.Count<TaskReceived>(Side::kAcceptor) == 1);
+    CHECK(pair.acceptor()->counters().duplicates_discarded == 1);
+  }
+}
+
+TEST_CASE("Receive refuses to run while events are queued", "[session][api]") {
+  auto a = *Session::Create(AcceptorConfig(), absl::UnixEpoch());
+  auto i = *Session::Create(InitiatorConfig(), absl::UnixEpoch());
+  REQUIRE(a->TransportConnected(absl::UnixEpoch()).ok());
+  REQUIRE(i->TransportConnected(absl::UnixEpoch()).ok());
+  std::vector<std::byte> hello;
+  for (auto s = i->PollTransmit(); !s.empty(); s = i->PollTransmit()) {
+    hello.insert(hello.end(), s.begin(), s.end());
+  }
+  REQUIRE(a->Receive(hello, absl::UnixEpoch()).ok());  // -> Established
+  absl::Status s = a->Receive({}, absl::UnixEpoch());
+  CHECK(GetErrorCode(s) == ErrorCode::kWrongState);
+  while (a->PollEvent()) {
+  }
+  CHECK(a->Receive({}, absl::UnixEpoch()).ok());
+}
+
+TEST_CASE("API misuse is refused locally with specific codes",
+          "[session][api]") {
+  PairOptions o = Fast();
+  o.acceptor.max_payload_bytes = 16;
+  SessionPair pair(o);
+  CHECK(
+      GetErrorCode(
+          pair.initiator().SubmitTask(AsBytes("x"), {}, pair.now()).status()) ==
+      ErrorCode::kWrongState);
+  REQUIRE(pair.Handshake());
+  CHECK(GetErrorCode(
+            pair.Submit(Side::kInitiator, std::string(17, 'x')).status()) ==
+        ErrorCode::kFrameTooLarge);
+  CHECK(GetErrorCode(
+            pair.Submit(Side::kAcceptor, "agents do not submit").status()) ==
+        ErrorCode::kWrongState);
+  CHECK(GetErrorCode(pair.Respond(Side::kAcceptor, 77, "x", true)) ==
+        ErrorCode::kWrongState);
+  CHECK(GetErrorCode(pair.Cancel(Side::kInitiator, 77)) ==
+        ErrorCode::kWrongState);
+  SessionConfig bad = InitiatorConfig();
+  bad.random = nullptr;
+  CHECK(Session::Create(bad, pair.now()).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace symwire
