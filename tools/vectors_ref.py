@@ -4,6 +4,8 @@
 This is a tool for humans who write and review the golden vectors in
 tests/vectors/*.md. It is deliberately NOT derived from the C++ codec: every
 rule below cites the SPEC.md section it implements. The C++ tests never run it.
+It covers the framing layer (§2-§8) and the session layer's parameter lists
+(§11: the payloads of AGENT_INIT, AGENT_SYNC, AGENT_ERROR, AGENT_CANCEL).
 
 Dependencies: Python 3 standard library plus Debian's python3-xxhash (XXH3-64),
 hence the /usr/bin/python3 shebang (a pyenv python3 on PATH will not see the
@@ -15,15 +17,30 @@ Modes:
 
     vectors_ref.py selftest
         CRC32C (bitwise and table-driven) and XXH3-64 check values, varint
-        round trips, header_length edge cases (9, 63/64, limits).
+        round trips, header_length edge cases (9, 63/64, limits), session
+        parameter lists (SPEC.md §11).
     vectors_ref.py check [FILE.md ...]
         Re-decodes every vector of every file (default: all of tests/vectors/)
         and verifies that each hex block produces exactly its log, that the
         names are unique, and that decoding every prefix of a stream is
         consistent with decoding all of it (what a byte-by-byte test sees).
+        session_payloads.md holds payloads, not streams: each is parsed by
+        §11 as the message its options name, and `encoder=same` must be set
+        exactly on the valid ones that are the canonical encoding.
     vectors_ref.py decode [--preface=off] [--max-header-bytes=N]
                           [--max-payload-bytes=N] [--max-extensions=N] HEX...
         Prints the log of a byte stream (the `log` block of a vector).
+    vectors_ref.py payload-decode MESSAGE HEX...
+        Prints the log of one session payload (SPEC.md §11; the `log` block
+        of a tests/vectors/session_payloads.md vector). MESSAGE is AGENT_INIT,
+        AGENT_SYNC, AGENT_ERROR or AGENT_CANCEL.
+    vectors_ref.py payload MESSAGE [--canonical] ITEM...
+        Prints an annotated `hex` block for one parameter list, the items in
+        the order given (--canonical: in the encoder's order and form, see
+        encode_payload). ITEM: NAME=VALUE or ID=VALUE (varint params take a
+        number, bytes params hex or '-', flags nothing, ids the message does
+        not define a hex value) or raw=HEX. Example:
+          tools/vectors_ref.py payload AGENT_SYNC ack=5 bye=
     vectors_ref.py crc HEX...        CRC32C of the bytes: crc=0xXXXXXXXX
     vectors_ref.py xxh3 HEX...       XXH3-64 (seed 0) of the bytes
     vectors_ref.py varint N [SIZE]   encode N (SIZE forces a longer, non-canonical
@@ -613,6 +630,378 @@ def format_hex_block(segments, width=16):
 
 
 # ---------------------------------------------------------------------------
+# Session layer, SPEC.md §11: parameter lists (the payloads of AGENT_INIT,
+# AGENT_SYNC, AGENT_ERROR and AGENT_CANCEL). Written from §11 only; offsets
+# and the order of checks inside one parameter follow §7.1's TLV rules, which
+# §11 rule 2 cites ("the rule of §5").
+
+class PayloadError(Exception):
+    """A §11 parse error: §18 code name, payload offset, parameter id (None
+    when the param_id itself could not be read)."""
+
+    def __init__(self, code, offset, param):
+        super().__init__("%s at %d (param %s)" % (code, offset, param))
+        self.code = code
+        self.offset = offset
+        self.param = param
+
+    def log_line(self):
+        return "error code=%s offset=%d param=%s" % (
+            self.code, self.offset, "-" if self.param is None else self.param)
+
+
+MALFORMED_PAYLOAD = "MALFORMED_PAYLOAD"            # §18 code 100: rules 1, 3, 4
+UNKNOWN_CRITICAL_PARAM = "UNKNOWN_CRITICAL_PARAM"  # 101: rule 2
+MISSING_PARAM = "MISSING_PARAM"                    # 102: rule 5
+
+PAYLOAD_MESSAGES = ("AGENT_INIT", "AGENT_SYNC", "AGENT_ERROR", "AGENT_CANCEL")
+INIT_PHASES = ("HELLO", "CHALLENGE", "PROOF", "WELCOME")
+HELLO, CHALLENGE, PROOF, WELCOME = range(4)
+ALL_PHASES = frozenset(range(4))
+
+
+class ParamSpec:
+    """One row of §11.1/§11.2. kind: "varint" (one canonical varint filling
+    the value), "bytes" (length lo..hi), "flag" (length 0). For varints
+    lo..hi is the value range, or `choices` the allowed values. `phases`: the
+    INIT phases it is defined in; `required`: those where it is required."""
+
+    def __init__(self, pid, name, kind, lo=0, hi=VARINT_MAX, choices=None,
+                 phases=ALL_PHASES, required=frozenset()):
+        self.pid = pid
+        self.name = name
+        self.kind = kind
+        self.lo = lo
+        self.hi = hi
+        self.choices = choices
+        self.phases = frozenset(phases)
+        self.required = frozenset(required)
+
+
+def _init_params():
+    H, C, P, W = HELLO, CHALLENGE, PROOF, WELCOME
+    HW = (H, W)
+    rows = [
+        # id name               type     range            in (defined)   required in
+        (1, "phase", "varint", dict(lo=0, hi=3), ALL_PHASES, ALL_PHASES),
+        (2, "min_version", "varint", dict(lo=1), (H,), (H,)),
+        # "≥ min_version" is checked after the list (§11.1 last paragraph).
+        (3, "max_version", "varint", {}, (H,), (H,)),
+        (4, "version", "varint", {}, (W,), (W,)),
+        (5, "agent_id", "bytes", dict(lo=1, hi=255), HW, HW),
+        (6, "role", "varint", dict(lo=0, hi=2), HW, HW),
+        (7, "capabilities", "varint", {}, HW, ()),
+        (8, "max_payload_bytes", "varint", dict(hi=(1 << 30) - 1), HW, HW),
+        (9, "max_header_bytes", "varint", dict(lo=10, hi=16385), HW, HW),
+        (10, "max_tasks", "varint", dict(lo=1, hi=(1 << 32) - 1), HW, HW),
+        (11, "replay_bytes", "varint", dict(lo=1), HW, HW),
+        (12, "replay_frames", "varint", dict(lo=1), HW, HW),
+        (13, "ping_interval_us", "varint", dict(lo=1), HW, HW),
+        (14, "min_ping_interval_us", "varint", {}, HW, HW),
+        (15, "auth_method", "varint", {}, (H,), (H,)),
+        (16, "auth_data", "bytes", dict(lo=0, hi=1024), ALL_PHASES, ()),
+        (17, "nonce", "bytes", dict(lo=32, hi=32), (H, C, W), (H, C, W)),
+        # HELLO (resume): optional, all three or none (see parse_payload);
+        # WELCOME: required.
+        (18, "session_id", "bytes", dict(lo=16, hi=16), HW, (W,)),
+        (19, "resume_token", "bytes", dict(lo=16, hi=16), HW, (W,)),
+        (20, "last_received", "varint", {}, HW, (W,)),
+        (21, "resumed", "flag", {}, (W,), ()),
+        (22, "resume_window_us", "varint", {}, (W,), (W,)),
+    ]
+    return {pid: ParamSpec(pid, name, kind, phases=phases, required=req, **rng)
+            for pid, name, kind, rng, phases, req in rows}
+
+
+PAYLOAD_PARAMS = {
+    "AGENT_INIT": _init_params(),
+    # §11.2. Non-INIT messages have no phases: ALL_PHASES stands for "defined".
+    "AGENT_SYNC": {
+        1: ParamSpec(1, "ack", "varint"),
+        2: ParamSpec(2, "ping", "varint"),
+        3: ParamSpec(3, "pong", "varint"),
+        4: ParamSpec(4, "drain", "varint"),
+        5: ParamSpec(5, "bye", "flag"),
+    },
+    "AGENT_ERROR": {
+        1: ParamSpec(1, "code", "varint", lo=1, hi=16, required=ALL_PHASES),
+        2: ParamSpec(2, "message", "bytes", lo=0, hi=4096),
+        3: ParamSpec(3, "retryable", "flag"),
+        4: ParamSpec(4, "detail", "varint", lo=0, hi=65535),
+    },
+    "AGENT_CANCEL": {
+        1: ParamSpec(1, "reason", "varint", choices=(1, 4)),
+    },
+}
+RESUME_PARAMS = (18, 19, 20)  # §11.1: a HELLO resumes iff it has session_id
+# Byte strings whose empty value means the same as absence: auth_data (§12.3
+# "no auth_data") and the ERROR message.
+EMPTY_IS_ABSENT = (("AGENT_INIT", 16), ("AGENT_ERROR", 2))
+
+
+def param_name(message, pid):
+    spec = PAYLOAD_PARAMS[message].get(pid)
+    return spec.name if spec else "unknown"
+
+
+def param_id(message, name):
+    for pid, spec in PAYLOAD_PARAMS[message].items():
+        if spec.name == name:
+            return pid
+    raise KeyError("%s has no parameter %r" % (message, name))
+
+
+def _payload_varint(data, pos, end, param):
+    """A param_id or param_length: all its bytes before `end`, then canonical
+    (§11 rule 1, checked in that order like every varint of §7.1)."""
+    if pos >= end or pos + varint_length_from_first_byte(data[pos]) > end:
+        raise PayloadError(MALFORMED_PAYLOAD, pos, param)
+    try:
+        return varint_decode(data, pos, end)
+    except WireError:
+        raise PayloadError(MALFORMED_PAYLOAD, pos, param) from None
+
+
+def _param_value(spec, data, at, length):
+    """Rule 4 (and rule 1 for a varint inside a value): the value's type and
+    range. Every failure is MALFORMED_PAYLOAD at the value's first byte."""
+    bad = PayloadError(MALFORMED_PAYLOAD, at, spec.pid)
+    if spec.kind == "flag":
+        if length != 0:
+            raise bad
+        return True
+    if spec.kind == "bytes":
+        if not spec.lo <= length <= spec.hi:
+            raise bad
+        return bytes(data[at:at + length])
+    # varint: exactly one canonical varint filling the value.
+    if length == 0 or varint_length_from_first_byte(data[at]) != length:
+        raise bad
+    try:
+        value, _ = varint_decode(data, at, at + length)
+    except WireError:
+        raise bad from None
+    if spec.choices is not None:
+        if value not in spec.choices:
+            raise bad
+    elif not spec.lo <= value <= spec.hi:
+        raise bad
+    return value
+
+
+def parse_payload(message, data):
+    """Parses one parameter list by SPEC.md §11. Returns {param_id: value}
+    (int, bytes or True) of the defined parameters present. Raises
+    PayloadError for the first failure in wire order."""
+    table = PAYLOAD_PARAMS[message]
+    init = message == "AGENT_INIT"
+    data = bytes(data)
+    end = len(data)
+    pos = 0
+    values = {}
+    value_at = {}
+    phase = None if init else 0  # non-INIT: every row is defined in "0"
+    while pos < end:
+        id_at = pos
+        pid, n = _payload_varint(data, pos, end, None)
+        pos += n
+        len_at = pos
+        length, n = _payload_varint(data, pos, end, pid)
+        pos += n
+        if length > end - pos:  # the value runs past the end of the payload
+            raise PayloadError(MALFORMED_PAYLOAD, len_at, pid)
+        at = pos
+        pos += length
+        if init and phase is None and pid != 1:
+            # §11: the first INIT parameter MUST be phase.
+            raise PayloadError(MISSING_PARAM, id_at, 1)
+        spec = table.get(pid)
+        if spec is None or (phase is not None and phase not in spec.phases):
+            if pid % 2 == 0:       # rule 2: even undefined: skipped
+                continue
+            raise PayloadError(UNKNOWN_CRITICAL_PARAM, id_at, pid)
+        if pid in values:          # rule 3
+            raise PayloadError(MALFORMED_PAYLOAD, id_at, pid)
+        values[pid] = _param_value(spec, data, at, length)  # rule 4
+        value_at[pid] = at
+        if init and pid == 1:
+            phase = values[pid]
+    if init and phase is None:     # an empty INIT has no phase either
+        raise PayloadError(MISSING_PARAM, 0, 1)
+    # Rule 5, after the whole list: the lowest missing required id, at the
+    # end of the payload.
+    required = {pid for pid, spec in table.items() if phase in spec.required}
+    if init and phase == HELLO and any(p in values for p in RESUME_PARAMS):
+        required.update(RESUME_PARAMS)
+    for pid in sorted(required):
+        if pid not in values:
+            raise PayloadError(MISSING_PARAM, end, pid)
+    if init and phase == HELLO and values[3] < values[2]:
+        raise PayloadError(MALFORMED_PAYLOAD, value_at[3], 3)
+    return values
+
+
+def _log_value(spec, value):
+    if spec.kind == "flag":
+        return "1" if value else "0"
+    if spec.kind == "bytes":
+        return hexs(value)
+    return "%d" % value
+
+
+def payload_fields(message, values):
+    """The message model of a parsed list: [(name, log value)] for every
+    parameter the message (INIT: the phase) defines, in id order, absent ones
+    at their §11 default: capabilities 0, auth_data and message empty ('-'),
+    flags 0, detail 0, CANCEL reason 1; other absent optional varints and
+    byte strings '-'."""
+    table = PAYLOAD_PARAMS[message]
+    phase = values.get(1, 0) if message == "AGENT_INIT" else 0
+    defaults = {("AGENT_INIT", 7): 0, ("AGENT_ERROR", 4): 0, ("AGENT_CANCEL", 1): 1}
+    out = []
+    for pid in sorted(table):
+        spec = table[pid]
+        if phase not in spec.phases:
+            continue
+        if pid in values:
+            text = _log_value(spec, values[pid])
+        elif spec.kind == "flag":
+            text = "0"
+        elif (message, pid) in defaults:
+            text = "%d" % defaults[(message, pid)]
+        else:
+            text = "-"
+        out.append((spec.name, text))
+    return out
+
+
+def payload_log(message, data):
+    """The log of a session_payloads.md vector: one `name=value` line per
+    field of the message model, or one `error ...` line."""
+    try:
+        values = parse_payload(message, data)
+    except PayloadError as err:
+        return [err.log_line()]
+    return ["%s=%s" % (name, text) for name, text in payload_fields(message, values)]
+
+
+def encode_payload(message, values):
+    """The canonical encoding of a message model {param_id: value}: ascending
+    id order (§11: "Senders write parameters in ascending param_id order"),
+    only parameters defined for the message (INIT: the phase), and without
+    the ones equal to their absent meaning: capabilities 0, empty auth_data
+    and message, false flags, detail 0, CANCEL reason 1. Values are not
+    validated (this writes test vectors, valid or not)."""
+    table = PAYLOAD_PARAMS[message]
+    phase = values.get(1, 0) if message == "AGENT_INIT" else 0
+    omit = {("AGENT_INIT", 7): 0, ("AGENT_ERROR", 4): 0, ("AGENT_CANCEL", 1): 1}
+    out = bytearray()
+    for pid in sorted(values):
+        spec = table[pid]
+        value = values[pid]
+        if phase not in spec.phases:
+            continue
+        if spec.kind == "flag":
+            if value:
+                out += varint_encode(pid) + varint_encode(0)
+            continue
+        if spec.kind == "bytes":
+            if not value and (message, pid) in EMPTY_IS_ABSENT:
+                continue
+            out += varint_encode(pid) + varint_encode(len(value)) + bytes(value)
+            continue
+        if (message, pid) in omit and value == omit[(message, pid)]:
+            continue
+        enc = varint_encode(value)
+        out += varint_encode(pid) + varint_encode(len(enc)) + enc
+    return bytes(out)
+
+
+class Param:
+    """One parameter as a (bytes, comment) segment, for writing vectors: its
+    param_id, param_length and value on one commented line. The value is raw
+    bytes; `id_size`/`len_size` force longer (non-canonical) varints,
+    `length` overrides param_length."""
+
+    def __init__(self, pid, value=b"", id_size=None, len_size=None, length=None,
+                 name=None, value_comment=None):
+        self.pid = pid
+        self.value = bytes(value)
+        self.id_size = id_size
+        self.len_size = len_size
+        self.length = length
+        self.name = name
+        self.value_comment = value_comment
+
+    def segments(self, message):
+        name = self.name or param_name(message, self.pid)
+        length = len(self.value) if self.length is None else self.length
+        id_bytes = varint_encode(self.pid, self.id_size)
+        len_bytes = varint_encode(length, self.len_size)
+        comment = "param %d %s" % (self.pid, name)
+        if self.id_size:
+            comment += " (id as %d-byte varint)" % self.id_size
+        comment += ", length %d" % length
+        if self.len_size:
+            comment += " (as %d-byte varint)" % self.len_size
+        if self.value or self.value_comment:
+            comment += ": " + (self.value_comment or "value")
+        return [(id_bytes + len_bytes + self.value, comment)]
+
+
+def vparam(message, name_or_id, value, size=None, **kw):
+    """A varint-valued parameter; `size` forces a longer varint."""
+    pid = name_or_id if isinstance(name_or_id, int) else param_id(message, name_or_id)
+    kw.setdefault("value_comment", "%d" % value if size is None else
+                  "%d as a %d-byte varint" % (value, size))
+    return Param(pid, varint_encode(value, size), **kw)
+
+
+def bparam(message, name_or_id, value, **kw):
+    pid = name_or_id if isinstance(name_or_id, int) else param_id(message, name_or_id)
+    value = bytes(value)
+    if "value_comment" not in kw:
+        printable = value and all(0x20 <= b <= 0x7E for b in value) and len(value) <= 40
+        kw["value_comment"] = ('"%s"' % value.decode("ascii") if printable
+                               else "%d bytes" % len(value))
+    return Param(pid, value, **kw)
+
+
+def payload_segments(message, params):
+    segs = []
+    for p in params:
+        segs.extend(p.segments(message) if isinstance(p, Param) else [p])
+    return segs
+
+
+def canonical_params(message, values):
+    """Param objects in the order and form encode_payload writes them."""
+    data = encode_payload(message, values)
+    params = []
+    pos = 0
+    while pos < len(data):
+        pid, n = varint_decode(data, pos, len(data))
+        pos += n
+        length, n = varint_decode(data, pos, len(data))
+        pos += n
+        value = data[pos:pos + length]
+        pos += length
+        spec = PAYLOAD_PARAMS[message][pid]
+        if spec.kind == "varint":
+            comment = "%d" % varint_decode(value, 0, len(value))[0]
+            if message == "AGENT_INIT" and pid == 1:
+                comment += " (%s)" % INIT_PHASES[values[1]]
+        elif spec.kind == "flag":
+            comment = None
+        else:
+            printable = all(0x20 <= b <= 0x7E for b in value) and len(value) <= 40
+            comment = ('"%s"' % value.decode("ascii") if printable
+                       else "%d bytes" % len(value))
+        params.append(Param(pid, value, value_comment=comment))
+    return params
+
+
+# ---------------------------------------------------------------------------
 # Vector files (llhttp-style Markdown). Same grammar as tests/support/vectors.hpp.
 
 class Vector:
@@ -691,13 +1080,54 @@ def load_vectors(path):
     return vectors
 
 
+SESSION_PAYLOADS_FILE = "session_payloads.md"
+
+
+def payload_options(vec):
+    """session_payloads.md options: message=NAME (required) and
+    encoder=same (the vector's bytes are the canonical encoding of what
+    they parse to)."""
+    message = None
+    same = False
+    for key, value in vec.options or []:
+        if key == "message" and value in PAYLOAD_MESSAGES:
+            message = value
+        elif key == "encoder" and value == "same":
+            same = True
+        else:
+            raise ValueError("bad session_payloads option %s=%s" % (key, value))
+    if message is None:
+        raise ValueError("needs an options block with message=AGENT_INIT|AGENT_SYNC|"
+                         "AGENT_ERROR|AGENT_CANCEL")
+    return message, same
+
+
 def expected_log(path, vec):
     base = os.path.basename(path)
     if base == "crc32c.md":
         return ["crc=0x%08X" % crc32c(vec.input)]
     if base == "varint.md":
         return decode_single_varint(vec.input)
+    if base == SESSION_PAYLOADS_FILE:
+        return payload_log(payload_options(vec)[0], vec.input)
     return decode_stream(vec.input, Options.from_pairs(vec.options or []))
+
+
+def check_payload_encoding(vec):
+    """`encoder=same` is set exactly on the valid vectors whose bytes are the
+    canonical encoding (encode_payload) of the message they parse to."""
+    message, same = payload_options(vec)
+    try:
+        values = parse_payload(message, vec.input)
+    except PayloadError:
+        return "encoder=same on an invalid payload" if same else None
+    canonical = encode_payload(message, values) == bytes(vec.input)
+    if same and not canonical:
+        return "encoder=same, but the canonical encoding is %s" % (
+            encode_payload(message, values).hex(" "))
+    if canonical and not same:
+        return "the bytes are the canonical encoding: add encoder=same"
+    return None
 
 
 def check_prefixes(vec, full):
@@ -735,6 +1165,8 @@ def check_files(paths):
             if got != vec.log:
                 problem = "log differs:\n  expected (file): %s\n  reference:       %s" % (
                     "\n                   ".join(vec.log), "\n                   ".join(got))
+            elif os.path.basename(path) == SESSION_PAYLOADS_FILE:
+                problem = check_payload_encoding(vec)
             elif os.path.basename(path) not in ("crc32c.md", "varint.md"):
                 problem = check_prefixes(vec, got)
             if problem:
@@ -742,7 +1174,7 @@ def check_files(paths):
                 print("FAIL %s:%d %s: %s" % (path, vec.line, vec.name, problem))
         total += len(vectors)
         failures += bad
-        print("%-32s %3d vectors, %s" % (os.path.relpath(path), len(vectors),
+        print("%-36s %3d vectors, %s" % (os.path.relpath(path), len(vectors),
                                          "OK" if not bad else "%d FAILED" % bad))
     print("total %d vectors, %d failed" % (total, failures))
     return 1 if failures else 0
@@ -821,6 +1253,38 @@ def selftest():
     expect("4f fe: 4096-byte header waits", first_line(bytes.fromhex("4ffe")), "incomplete")
     expect("max_header_bytes=16385 allowed",
            Options.from_pairs([("max_header_bytes", "16385")]).max_header_bytes, 16385)
+
+    # §11 parameter lists.
+    def plog(message, hexstr):
+        return payload_log(message, bytes.fromhex(hexstr))
+
+    expect("empty AGENT_SYNC", plog("AGENT_SYNC", ""),
+           ["ack=-", "ping=-", "pong=-", "drain=-", "bye=0"])
+    expect("empty AGENT_INIT", plog("AGENT_INIT", ""),
+           ["error code=MISSING_PARAM offset=0 param=1"])
+    expect("INIT phase only", plog("AGENT_INIT", "010100"),
+           ["error code=MISSING_PARAM offset=3 param=2"])
+    expect("INIT first param not phase", plog("AGENT_INIT", "020101"),
+           ["error code=MISSING_PARAM offset=0 param=1"])
+    expect("param_id 40 01", plog("AGENT_SYNC", "40010100"),
+           ["error code=MALFORMED_PAYLOAD offset=0 param=-"])
+    expect("value 40 05", plog("AGENT_SYNC", "01024005"),
+           ["error code=MALFORMED_PAYLOAD offset=2 param=1"])
+    expect("value past the end", plog("AGENT_SYNC", "010205"),
+           ["error code=MALFORMED_PAYLOAD offset=1 param=1"])
+    expect("odd unknown", plog("AGENT_SYNC", "0700"),
+           ["error code=UNKNOWN_CRITICAL_PARAM offset=0 param=7"])
+    expect("even unknown skipped", plog("AGENT_CANCEL", "0603616263"), ["reason=1"])
+    expect("duplicate", plog("AGENT_SYNC", "0500 0500".replace(" ", "")),
+           ["error code=MALFORMED_PAYLOAD offset=2 param=5"])
+    hello = {1: HELLO, 2: 1, 3: 1, 5: b"a", 6: 0, 8: 1 << 20, 9: 4096, 10: 8,
+             11: 1 << 20, 12: 64, 13: 10 ** 7, 14: 10 ** 6, 15: 0, 17: bytes(32)}
+    enc = encode_payload("AGENT_INIT", hello)
+    expect("HELLO round trip", parse_payload("AGENT_INIT", enc), hello)
+    expect("HELLO ascending ids", enc[:3].hex(), "010100")
+    cancel = encode_payload("AGENT_CANCEL", {1: 4})
+    expect("CANCEL reason 4", cancel.hex(), "010104")
+    expect("CANCEL reason 1 omitted", encode_payload("AGENT_CANCEL", {1: 1}).hex(), "")
     print("selftest", "passed" if ok else "FAILED")
     return 0 if ok else 1
 
@@ -872,6 +1336,31 @@ def _frame_from_args(args):
     return build_frame(mtype, **kw)
 
 
+def _payload_from_args(message, args):
+    """ITEMs of the `payload` mode: NAME=VALUE or ID=VALUE (a varint param
+    takes a decimal or 0x number; a bytes param hex, '-' for empty; a flag
+    nothing; an id the message does not define takes a hex value), and
+    raw=HEX (bytes as given)."""
+    table = PAYLOAD_PARAMS[message]
+    params = []
+    for arg in args:
+        key, _, val = arg.partition("=")
+        if key == "raw":
+            params.append((bytes.fromhex(val), "raw bytes"))
+            continue
+        pid = int(key, 0) if key[0].isdigit() else param_id(message, key)
+        spec = table.get(pid)
+        if spec is None:
+            params.append(Param(pid, bytes.fromhex(val)))
+        elif spec.kind == "varint":
+            params.append(vparam(message, pid, int(val, 0)))
+        elif spec.kind == "flag":
+            params.append(Param(pid))
+        else:
+            params.append(bparam(message, pid, b"" if val == "-" else bytes.fromhex(val)))
+    return params
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__)
@@ -881,9 +1370,12 @@ def main(argv):
         return selftest()
     if mode == "check":
         if not args:
+            # Every file of tests/vectors/: a new one cannot be forgotten.
             root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vectors")
-            args = [os.path.join(root, n) for n in
-                    ("crc32c.md", "varint.md", "preface.md", "frames.md", "frame_errors.md")]
+            first = ("crc32c.md", "varint.md", "preface.md", "frames.md", "frame_errors.md")
+            names = sorted(n for n in os.listdir(root) if n.endswith(".md"))
+            args = [os.path.join(root, n) for n in first if n in names]
+            args += [os.path.join(root, n) for n in names if n not in first]
         return check_files(args)
     if mode == "decode":
         pairs = []
@@ -908,6 +1400,22 @@ def main(argv):
         return 0
     if mode == "frame":
         print(format_hex_block(_frame_from_args(args)))
+        return 0
+    if mode == "payload-decode":
+        print("\n".join(payload_log(args[0], _hex_args(args[1:]))))
+        return 0
+    if mode == "payload":
+        message, items = args[0], args[1:]
+        canonical = "--canonical" in items
+        items = [i for i in items if i != "--canonical"]
+        params = _payload_from_args(message, items)
+        if canonical:
+            values = {p.pid: (True if PAYLOAD_PARAMS[message][p.pid].kind == "flag" else
+                              varint_decode(p.value, 0, len(p.value))[0]
+                              if PAYLOAD_PARAMS[message][p.pid].kind == "varint" else p.value)
+                      for p in params}
+            params = canonical_params(message, values)
+        print(format_hex_block(payload_segments(message, params)))
         return 0
     print(__doc__)
     return 2
