@@ -136,61 +136,43 @@ SYMWIRE_DECL absl::StatusCode CanonicalCode(ErrorCode code) noexcept {
     case ErrorCode::kMalformedExtension:
     case ErrorCode::kDuplicateExtension:
     case ErrorCode::kInvalidFrame:
-      return absl::StatusCode::kInvalidArgument;
     // Session layer (SPEC.md §18). PEER_ERROR carries the peer's code, so
     // it is built with the MakeError overload that takes one.
     case ErrorCode::kMalformedPayload:
+    case ErrorCode::kMissingParam:
+    case ErrorCode::kUnexpectedFrame:
+    case ErrorCode::kBadAck:
+    case ErrorCode::kUnknownTask:
+    case ErrorCode::kTaskStateViolation:
+    case ErrorCode::kTaskIdReused:
+    case ErrorCode::kFrameTooLarge:
       return absl::StatusCode::kInvalidArgument;
     case ErrorCode::kUnknownCriticalParam:
-      return absl::StatusCode::kUnimplemented;
-    case ErrorCode::kMissingParam:
-      return absl::StatusCode::kInvalidArgument;
     case ErrorCode::kVersionMismatch:
       return absl::StatusCode::kUnimplemented;
     case ErrorCode::kIncompatibleRoles:
+    case ErrorCode::kSessionClosed:
+    case ErrorCode::kWrongState:
       return absl::StatusCode::kFailedPrecondition;
     case ErrorCode::kUnauthenticated:
       return absl::StatusCode::kUnauthenticated;
     case ErrorCode::kHandshakeTimeout:
-      return absl::StatusCode::kDeadlineExceeded;
-    case ErrorCode::kUnexpectedFrame:
-      return absl::StatusCode::kInvalidArgument;
-    case ErrorCode::kSequenceGap:
-      return absl::StatusCode::kDataLoss;
-    case ErrorCode::kBadAck:
-      return absl::StatusCode::kInvalidArgument;
-    case ErrorCode::kUnknownTask:
-      return absl::StatusCode::kInvalidArgument;
-    case ErrorCode::kTaskStateViolation:
-      return absl::StatusCode::kInvalidArgument;
-    case ErrorCode::kTaskIdReused:
-      return absl::StatusCode::kInvalidArgument;
-    case ErrorCode::kTaskLimitExceeded:
-      return absl::StatusCode::kResourceExhausted;
-    case ErrorCode::kNoCredit:
-      return absl::StatusCode::kResourceExhausted;
-    case ErrorCode::kReplayBufferFull:
-      return absl::StatusCode::kResourceExhausted;
     case ErrorCode::kPeerUnresponsive:
       return absl::StatusCode::kDeadlineExceeded;
-    case ErrorCode::kPingFlood:
-      return absl::StatusCode::kResourceExhausted;
+    case ErrorCode::kSequenceGap:
     case ErrorCode::kSessionExpired:
-      return absl::StatusCode::kDataLoss;
     case ErrorCode::kResumeGap:
       return absl::StatusCode::kDataLoss;
+    case ErrorCode::kTaskLimitExceeded:
+    case ErrorCode::kNoCredit:
+    case ErrorCode::kReplayBufferFull:
+    case ErrorCode::kPingFlood:
+      return absl::StatusCode::kResourceExhausted;
     case ErrorCode::kResumeRejected:
       return absl::StatusCode::kPermissionDenied;
     case ErrorCode::kConnectionLost:
-      return absl::StatusCode::kUnavailable;
     case ErrorCode::kPeerDraining:
       return absl::StatusCode::kUnavailable;
-    case ErrorCode::kSessionClosed:
-      return absl::StatusCode::kFailedPrecondition;
-    case ErrorCode::kFrameTooLarge:
-      return absl::StatusCode::kInvalidArgument;
-    case ErrorCode::kWrongState:
-      return absl::StatusCode::kFailedPrecondition;
     case ErrorCode::kPeerError:
       return absl::StatusCode::kUnknown;
   }

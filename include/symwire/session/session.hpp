@@ -307,32 +307,32 @@ class Session {
   };
   // Everything that belongs to one connection; moved by AdoptConnection.
   struct Connection {
-    bool up = false;
-    bool closing = false;
-    Handshake handshake = Handshake::kNone;
     FrameDecoder decoder = FrameDecoder(DecoderOptions{});
     // Receive buffers: `rx` holds the unconsumed tail of the stream; `hold`
     // keeps the frame completed from `rx` during the last Receive alive for
     // its events.
     std::vector<std::byte> rx;
     std::vector<std::byte> hold;
-    uint32_t rx_need = 0;
     // Control frames (preface, INIT, SYNC, stream-0 ERROR) not yet taken.
     std::vector<std::byte> control;
     size_t control_taken = 0;  // bytes of `control` returned by PollTransmit
     size_t sync_begin = 0;     // offset of an untaken SYNC at the tail
-    bool sync_at_tail = false;
     PendingSync sync;
     absl::Time handshake_deadline = absl::InfiniteFuture();
     absl::Time last_rx;
     absl::Time next_ping = absl::InfiniteFuture();
     absl::Time last_ping_rx = absl::InfinitePast();
-    uint32_t ping_strikes = 0;
     absl::Time ack_deadline = absl::InfiniteFuture();
-    bool store_enabled = false;  // established: replay store may be sent
     AuthContext auth;
-    bool challenged = false;
     std::optional<Hello> hello;  // acceptor: the peer's HELLO
+    uint32_t rx_need = 0;
+    uint32_t ping_strikes = 0;
+    Handshake handshake = Handshake::kNone;
+    bool up = false;
+    bool closing = false;
+    bool sync_at_tail = false;
+    bool store_enabled = false;  // established: replay store may be sent
+    bool challenged = false;
   };
   struct ReplayEntry {
     uint64_t seq;
