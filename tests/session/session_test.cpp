@@ -946,21 +946,34 @@ TEST_CASE("executor-side violations: reused task id, task limit",
   }
 }
 
-TEST_CASE("Receive refuses to run while events are queued", "[session][api]") {
-  auto a = *Session::Create(AcceptorConfig(), absl::UnixEpoch());
-  auto i = *Session::Create(InitiatorConfig(), absl::UnixEpoch());
-  REQUIRE(a->TransportConnected(absl::UnixEpoch()).ok());
-  REQUIRE(i->TransportConnected(absl::UnixEpoch()).ok());
-  std::vector<std::byte> hello;
-  for (auto s = i->PollTransmit(); !s.empty(); s = i->PollTransmit()) {
-    hello.insert(hello.end(), s.begin(), s.end());
+TEST_CASE("Receive refuses to run while events pointing into input are queued",
+          "[session][api]") {
+  const absl::Time t0 = absl::UnixEpoch();
+  auto a = *Session::Create(AcceptorConfig(), t0);
+  auto i = *Session::Create(InitiatorConfig(), t0);
+  auto move = [&](Session& from, Session& to) {
+    std::vector<std::byte> bytes;
+    for (auto s = from.PollTransmit(); !s.empty(); s = from.PollTransmit()) {
+      bytes.insert(bytes.end(), s.begin(), s.end());
+    }
+    return to.Receive(bytes, t0);
+  };
+  REQUIRE(a->TransportConnected(t0).ok());
+  REQUIRE(i->TransportConnected(t0).ok());
+  REQUIRE(move(*i, *a).ok());  // HELLO -> Established queued on `a`
+  // An Established event holds no views: it does not block Receive.
+  CHECK(a->Receive({}, t0).ok());
+  REQUIRE(move(*a, *i).ok());
+  while (i->PollEvent()) {
   }
-  REQUIRE(a->Receive(hello, absl::UnixEpoch()).ok());  // -> Established
-  absl::Status s = a->Receive({}, absl::UnixEpoch());
+  REQUIRE(i->SubmitTask(AsBytes("work"), {}, t0).ok());
+  REQUIRE(move(*i, *a).ok());  // TaskReceived queued, pointing into input
+  absl::Status s = a->Receive({}, t0);
   CHECK(GetErrorCode(s) == ErrorCode::kWrongState);
-  while (a->PollEvent()) {
-  }
-  CHECK(a->Receive({}, absl::UnixEpoch()).ok());
+  int n = 0;
+  while (auto e = a->PollEvent()) ++n;
+  CHECK(n == 2);  // Established (kept, not dropped) and TaskReceived
+  CHECK(a->Receive({}, t0).ok());
 }
 
 TEST_CASE("API misuse is refused locally with specific codes",

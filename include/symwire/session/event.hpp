@@ -4,8 +4,8 @@
 //
 // Lifetime: spans and FrameViews inside events point into the bytes given to
 // Session::Receive (or the session's receive buffer) and stay valid until
-// the next call to Session::Receive, which refuses to run while events are
-// still queued. Copy what you need to keep.
+// the next call to Session::Receive, which refuses to run while such events
+// are still queued. Copy what you need to keep.
 #ifndef SYMWIRE_SESSION_EVENT_HPP_
 #define SYMWIRE_SESSION_EVENT_HPP_
 

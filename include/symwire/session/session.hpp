@@ -155,9 +155,10 @@ class Session {
   // session's buffer: keep `bytes` unchanged until the next Receive.
   // Returns OK, or the error that ended the connection or the session by
   // this call (also reported as ConnectionLost / SessionFailed). Errors
-  // without effect: WRONG_STATE if events from an earlier call are still
-  // queued (drain PollEvent first) or no connection is up; the sticky
-  // failure once the session failed.
+  // that consume nothing (call again after fixing the cause): WRONG_STATE
+  // if a TaskReceived or ResponseReceived from an earlier Receive is still
+  // queued (its spans would dangle: drain PollEvent first) or no connection
+  // is up; the sticky failure once the session failed.
   SYMWIRE_DECL absl::Status Receive(absl::Span<const std::byte> bytes,
                                     absl::Time now);
 
@@ -405,7 +406,12 @@ class Session {
   bool IsOwnTaskId(TaskId id) const;
   uint64_t ClockMicros(absl::Time now) const;
   absl::Duration EffectivePingInterval() const;
-  void Emit(Event event) { events_.push_back(std::move(event)); }
+  void Emit(Event event) {
+    const bool has_views = std::holds_alternative<TaskReceived>(event) ||
+                           std::holds_alternative<ResponseReceived>(event);
+    events_.push_back(std::move(event));
+    if (has_views) view_events_end_ = events_.size();
+  }
 
   SessionConfig config_;
   SessionState state_ = SessionState::kIdle;
@@ -457,6 +463,9 @@ class Session {
 
   std::vector<Event> events_;
   size_t event_head_ = 0;
+  // Events before this index point into received bytes (TaskReceived,
+  // ResponseReceived): Receive refuses to run until they are polled.
+  size_t view_events_end_ = 0;
   SessionCounters counters_;
 };
 

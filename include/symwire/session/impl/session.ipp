@@ -176,6 +176,7 @@ SYMWIRE_DECL std::optional<Event> Session::PollEvent() {
   if (event_head_ < events_.size()) return std::move(events_[event_head_++]);
   events_.clear();
   event_head_ = 0;
+  view_events_end_ = 0;
   return std::nullopt;
 }
 
@@ -656,16 +657,18 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
 SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
                                            absl::Time now) {
   if (state_ == SessionState::kFailed) return failure_;
-  if (event_head_ < events_.size()) {
+  if (event_head_ < view_events_end_) {
     return LocalError(
         ErrorCode::kWrongState,
-        absl::StrFormat("%d events are still queued; drain PollEvent before "
-                        "the next Receive (their spans point into the "
-                        "previous input)",
+        absl::StrFormat("%d events are still queued, some pointing into the "
+                        "previous input; drain PollEvent before the next "
+                        "Receive (nothing was consumed)",
                         events_.size() - event_head_));
   }
-  events_.clear();
+  events_.erase(events_.begin(),
+                events_.begin() + static_cast<std::ptrdiff_t>(event_head_));
   event_head_ = 0;
+  view_events_end_ = 0;
   BeginInput();
   Connection& c = conn_;
   if (!c.up || c.closing) {
