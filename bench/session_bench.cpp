@@ -9,6 +9,9 @@
 //                                 final response (2 frames per task).
 //   BM_SessionStreaming/<payload> frames/s of partial responses streamed on
 //                                 one long-running task.
+//   BM_CodecOnly/<payload>        baseline in the same run: the same frames
+//                                 (checksummed RESPONSEs) encoded and decoded
+//                                 with layer 1 alone, no session.
 //
 // Goal (issue #3): >= 5 million frames/s per core at 64-byte payloads.
 #include <benchmark/benchmark.h>
@@ -22,6 +25,8 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "symwire/session/session.hpp"
+#include "symwire/wire/decoder.hpp"
+#include "symwire/wire/encoder.hpp"
 
 namespace {
 
@@ -135,6 +140,37 @@ void BM_SessionStreaming(benchmark::State& state) {
                                                   benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SessionStreaming)->Arg(0)->Arg(64)->Arg(1024);
+
+void BM_CodecOnly(benchmark::State& state) {
+  std::vector<std::byte> payload(static_cast<size_t>(state.range(0)),
+                                 std::byte{0x5A});
+  symwire::FrameHeader h;
+  h.type = symwire::MessageType::kAgentResponse;
+  h.flags = symwire::kFlagChecksum;
+  h.stream_id = 1;
+  std::vector<std::byte> buf(kBatch *
+                             (*symwire::EncodedSize(h, payload.size()) + 8));
+  uint64_t frames = 0;
+  for (auto _ : state) {
+    size_t at = 0;
+    for (int i = 0; i < kBatch; ++i) {
+      h.sequence = ++frames;
+      at += *symwire::EncodeFrame(h, payload, absl::MakeSpan(buf).subspan(at));
+    }
+    symwire::DecoderOptions o;
+    o.expect_preface = false;
+    symwire::FrameDecoder d(o);
+    absl::Span<const std::byte> in(buf.data(), at);
+    while (!in.empty()) {
+      auto step = d.Decode(in);
+      benchmark::DoNotOptimize(step->frame.payload().data());
+      in.remove_prefix(step->consumed);
+    }
+  }
+  state.counters["frames/s"] = benchmark::Counter(static_cast<double>(frames),
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CodecOnly)->Arg(0)->Arg(64)->Arg(1024);
 
 }  // namespace
 
