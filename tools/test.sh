@@ -2,8 +2,9 @@
 # The README's test command (and what CI runs): install dependencies, then
 #   1. static checks: the golden vectors re-decoded by the independent Python
 #      reference, layering rules, clang-format
-#   2. g++ debug build + every ctest (unit tests, vectors, corpus replays,
-#      README example, install-and-consume test, demo); clang-tidy
+#   2. g++ debug build + every ctest (unit tests of the codec and the
+#      session, vectors, corpus replays, README example, examples,
+#      symwire-soak with 100,000 tasks, install-and-consume test); clang-tidy
 #   3. header-only build + ctest; -fno-exceptions build + the ctest cases
 #      that need no Catch2 (corpus replays, README example, demo, install)
 #   4. clang-14 ASan+UBSan build + every ctest
@@ -44,9 +45,9 @@ build_and_test() {  # preset
 }
 
 build_and_test debug
-step "clang-tidy (library and demo, .clang-tidy checks as errors)"
+step "clang-tidy (library, demo and examples; .clang-tidy checks as errors)"
 clang-tidy-14 -p build/debug --quiet --warnings-as-errors='*' \
-  src/symwire.cpp examples/demo.cpp
+  src/symwire.cpp examples/demo.cpp examples/session_memory.cpp
 echo "clang-tidy: OK"
 build_and_test header-only
 build_and_test no-exceptions
