@@ -59,6 +59,38 @@ std::vector<std::byte> SyncPayload(const SyncMessage& m) {
   return p;
 }
 
+// A fresh acceptor session that received a resuming HELLO (from a peer
+// that may lie about its state) and reported ResumeRequested.
+std::unique_ptr<Session> FreshResume(absl::Time now, const SessionId& id,
+                                     const ResumeToken& token,
+                                     uint64_t last_received) {
+  auto fresh = *Session::Create(AcceptorConfig(9), now);
+  REQUIRE(fresh->TransportConnected(now).ok());
+  InitMessage hello;
+  hello.phase = InitPhase::kHello;
+  hello.min_version = hello.max_version = 1;
+  hello.agent_id = "initiator";
+  hello.role = AgentRole::kOrchestrator;
+  hello.max_payload_bytes = 1 << 20;
+  hello.max_header_bytes = 4096;
+  hello.max_tasks = 8;
+  hello.replay_bytes = hello.replay_frames = 1024;
+  hello.ping_interval_us = 1'000'000;
+  hello.session_id = id;
+  hello.resume_token = token;
+  hello.last_received = last_received;
+  std::vector<std::byte> payload;
+  REQUIRE(AppendInit(hello, payload).ok());
+  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+  in.insert(in.end(), f.begin(), f.end());
+  REQUIRE(fresh->Receive(in, now).ok());
+  auto e = fresh->PollEvent();
+  REQUIRE(e.has_value());
+  REQUIRE(std::holds_alternative<ResumeRequested>(*e));
+  return fresh;
+}
+
 bool Ok(SessionPair& pair) {
   if (!pair.problems().empty()) {
     for (const auto& p : pair.problems()) UNSCOPED_INFO(p);
@@ -777,30 +809,8 @@ TEST_CASE("a resume asking for frames already freed is RESUME_GAP",
   Session& acceptor = *pair.acceptor();
   // A peer that lost its state presents last_received 0 with the right
   // token: the acceptor cannot replay frame 1.
-  auto fresh = *Session::Create(AcceptorConfig(9), pair.now());
-  REQUIRE(fresh->TransportConnected(pair.now()).ok());
-  InitMessage hello;
-  hello.phase = InitPhase::kHello;
-  hello.min_version = hello.max_version = 1;
-  hello.agent_id = "initiator";
-  hello.role = AgentRole::kOrchestrator;
-  hello.max_payload_bytes = 1 << 20;
-  hello.max_header_bytes = 4096;
-  hello.max_tasks = 8;
-  hello.replay_bytes = hello.replay_frames = 1024;
-  hello.ping_interval_us = 1'000'000;
-  hello.session_id = acceptor.session_id();
-  hello.resume_token = pair.initiator().resume_token();
-  hello.last_received = 0;
-  std::vector<std::byte> payload;
-  REQUIRE(AppendInit(hello, payload).ok());
-  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
-  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
-  in.insert(in.end(), f.begin(), f.end());
-  REQUIRE(fresh->Receive(in, pair.now()).ok());
-  auto e = fresh->PollEvent();
-  REQUIRE(e.has_value());
-  REQUIRE(std::holds_alternative<ResumeRequested>(*e));
+  auto fresh = FreshResume(pair.now(), acceptor.session_id(),
+                           pair.initiator().resume_token(), 0);
   absl::Status s = pair.Do(Side::kAcceptor, [&](Session& a, absl::Time now) {
     return a.AdoptConnection(*fresh, now);
   });
@@ -818,29 +828,8 @@ TEST_CASE(
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
   Session& acceptor = *pair.acceptor();
-  auto fresh = *Session::Create(AcceptorConfig(9), pair.now());
-  REQUIRE(fresh->TransportConnected(pair.now()).ok());
-  InitMessage hello;
-  hello.phase = InitPhase::kHello;
-  hello.min_version = hello.max_version = 1;
-  hello.agent_id = "mallory";
-  hello.role = AgentRole::kOrchestrator;
-  hello.max_payload_bytes = 1 << 20;
-  hello.max_header_bytes = 4096;
-  hello.max_tasks = 8;
-  hello.replay_bytes = hello.replay_frames = 1024;
-  hello.ping_interval_us = 1'000'000;
-  hello.session_id = acceptor.session_id();
-  hello.resume_token = ResumeToken{};  // guessed
-  hello.last_received = 0;
-  std::vector<std::byte> payload;
-  REQUIRE(AppendInit(hello, payload).ok());
-  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
-  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
-  in.insert(in.end(), f.begin(), f.end());
-  REQUIRE(fresh->Receive(in, pair.now()).ok());
-  while (fresh->PollEvent()) {
-  }
+  auto fresh = FreshResume(pair.now(), acceptor.session_id(),
+                           ResumeToken{} /* guessed */, 0);
   absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
   CHECK(GetErrorCode(s) == ErrorCode::kResumeRejected);
   CHECK(fresh->state() == SessionState::kFailed);
