@@ -4,8 +4,10 @@
 This is a tool for humans who write and review the golden vectors in
 tests/vectors/*.md. It is deliberately NOT derived from the C++ codec: every
 rule below cites the SPEC.md section it implements. The C++ tests never run it.
-It covers the framing layer (§2-§8) and the session layer's parameter lists
-(§11: the payloads of AGENT_INIT, AGENT_SYNC, AGENT_ERROR, AGENT_CANCEL).
+It covers the framing layer (§2-§8), the session layer's parameter lists
+(§11: the payloads of AGENT_INIT, AGENT_SYNC, AGENT_ERROR, AGENT_CANCEL), and
+a model of the handshake, one task and its acknowledgements (§12-§14) with
+the SplitMix64 random source of the C++ tests, for the transcripts.
 
 Dependencies: Python 3 standard library plus Debian's python3-xxhash (XXH3-64),
 hence the /usr/bin/python3 shebang (a pyenv python3 on PATH will not see the
@@ -18,7 +20,7 @@ Modes:
     vectors_ref.py selftest
         CRC32C (bitwise and table-driven) and XXH3-64 check values, varint
         round trips, header_length edge cases (9, 63/64, limits), session
-        parameter lists (SPEC.md §11).
+        parameter lists (SPEC.md §11), SplitMix64 and HMAC-SHA256 check values.
     vectors_ref.py check [FILE.md ...]
         Re-decodes every vector of every file (default: all of tests/vectors/)
         and verifies that each hex block produces exactly its log, that the
@@ -27,6 +29,14 @@ Modes:
         session_payloads.md holds payloads, not streams: each is parsed by
         §11 as the message its options name, and `encoder=same` must be set
         exactly on the valid ones that are the canonical encoding.
+        session_transcripts.md holds handshake transcripts: each is replayed
+        on two model sessions (SPEC.md §10-§14, built from the vector's
+        options and seeds) and every `out` byte range and event must be the
+        model's.
+    vectors_ref.py transcript [NAME ...]
+        Prints the options, hex and log blocks of the named transcript
+        scenarios (TRANSCRIPT_SCENARIOS; default all), as written into
+        tests/vectors/session_transcripts.md.
     vectors_ref.py decode [--preface=off] [--max-header-bytes=N]
                           [--max-payload-bytes=N] [--max-extensions=N] HEX...
         Prints the log of a byte stream (the `log` block of a vector).
@@ -61,6 +71,8 @@ Modes:
 HEX arguments may contain spaces and '#' comments; they are joined.
 """
 
+import hashlib
+import hmac
 import os
 import re
 import sys
@@ -301,10 +313,12 @@ def hexs(data):
 # ---------------------------------------------------------------------------
 # Decoder: applies the order of checks of SPEC.md §7.1.
 
-def decode_frame(data, base, opts):
+def decode_frame(data, base, opts, info=None):
     """Decodes the frame starting at stream offset `base`.
 
-    Returns (log_line, frame_size). Raises Incomplete or WireError.
+    Returns (log_line, frame_size). Raises Incomplete or WireError. If `info`
+    is a dict, it receives the decoded fields (type, flags, stream, seq,
+    payload, deadline, exts) for the session model of the transcripts.
     """
     end = len(data)
 
@@ -425,6 +439,9 @@ def decode_frame(data, base, opts):
         if xxh3_64(payload) != stored:
             raise WireError("PAYLOAD_CHECKSUM_MISMATCH", ck_at)
 
+    if info is not None:
+        info.update(type=mtype, flags=flags, stream=stream, seq=seq, payload=payload,
+                    deadline=deadline, exts=exts)
     tokens = ["frame", "offset=%d" % base, "size=%d" % size,
               "type=%s" % TYPE_NAMES[mtype], "flags=0x%02X" % flags,
               "stream=%d" % stream, "seq=%d" % seq, "payload=%s" % hexs(payload)]
@@ -1002,6 +1019,529 @@ def canonical_params(message, values):
 
 
 # ---------------------------------------------------------------------------
+# Session transcripts (tests/vectors/session_transcripts.md): a reference
+# model of the session layer's handshake (§12), tasks (§13) and
+# acknowledgements (§14.2), written from SPEC.md only, plus the deterministic
+# random source the C++ tests inject (SeededRandom: SplitMix64). Only what
+# the transcripts exercise is modelled; anything else raises
+# NotImplementedError rather than guessing.
+
+MASK64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """SplitMix64 (Steele, Lea, Flood 2014) as a byte source, the way the C++
+    SeededRandom(seed) fills a buffer: each call starts a new 64-bit output
+    word; words are written little-endian, 8 bytes at a time, and the last
+    word of a call is truncated to the bytes still needed (its remaining
+    bytes are discarded, never carried over to the next call)."""
+
+    def __init__(self, seed):
+        self.state = seed & MASK64
+
+    def next64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def fill(self, n):
+        out = bytearray()
+        while len(out) < n:
+            out += self.next64().to_bytes(8, "little")[:n - len(out)]
+        return bytes(out)
+
+
+# absl::StatusCode (gRPC canonical codes), as ERROR param 1 carries them.
+CANONICAL_CODES = {
+    "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "ABORTED": 10,
+    "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
+    "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}
+CANONICAL_NAMES = {v: k for k, v in CANONICAL_CODES.items()}
+
+# §18: session error codes and their canonical codes (PEER_ERROR: the peer's).
+SESSION_ERRORS = {
+    "MALFORMED_PAYLOAD": (100, "INVALID_ARGUMENT"),
+    "UNKNOWN_CRITICAL_PARAM": (101, "UNIMPLEMENTED"),
+    "MISSING_PARAM": (102, "INVALID_ARGUMENT"),
+    "VERSION_MISMATCH": (103, "UNIMPLEMENTED"),
+    "INCOMPATIBLE_ROLES": (104, "FAILED_PRECONDITION"),
+    "UNAUTHENTICATED": (105, "UNAUTHENTICATED"),
+    "HANDSHAKE_TIMEOUT": (106, "DEADLINE_EXCEEDED"),
+    "UNEXPECTED_FRAME": (107, "INVALID_ARGUMENT"),
+    "SEQUENCE_GAP": (108, "DATA_LOSS"),
+    "BAD_ACK": (109, "INVALID_ARGUMENT"),
+    "UNKNOWN_TASK": (110, "INVALID_ARGUMENT"),
+    "TASK_STATE_VIOLATION": (111, "INVALID_ARGUMENT"),
+    "TASK_ID_REUSED": (112, "INVALID_ARGUMENT"),
+    "TASK_LIMIT_EXCEEDED": (113, "RESOURCE_EXHAUSTED"),
+    "SESSION_EXPIRED": (118, "DATA_LOSS"),
+    "RESUME_GAP": (119, "DATA_LOSS"),
+    "RESUME_REJECTED": (120, "PERMISSION_DENIED"),
+    "PEER_ERROR": (126, None),
+}
+SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}
+
+ROLE_NAMES = ("orchestrator", "agent", "peer")      # §11.3
+AUTH_NAMES = ("none", "token", "hmac")              # §12.3 methods 0, 1, 2
+MAX_CONTROL_PAYLOAD = 8192                          # §15.2
+HMAC_CLIENT_LABEL = b"symwire-hmac-v1 client"       # §12.3
+HMAC_SERVER_LABEL = b"symwire-hmac-v1 server"
+AGENT_INIT, AGENT_TASK, AGENT_ERROR, AGENT_SYNC = 0, 1, 3, 5
+
+# A transcript side's configuration: the SessionConfig fields of the C++
+# API that reach the wire or decide what is sent, with their option names in
+# the vector files (prefixed "initiator." / "acceptor."). Durations in µs.
+TRANSCRIPT_CONFIG_KEYS = (
+    "seed", "role", "agent_id", "min_version", "max_version", "auth",
+    "auth_secret", "capabilities", "payload_checksums", "max_tasks",
+    "max_payload_bytes", "max_header_bytes", "max_extensions", "replay_bytes",
+    "replay_frames", "handshake_timeout_us", "ping_interval_us",
+    "min_peer_ping_interval_us", "dead_peer_timeout_us", "ack_delay_us",
+    "resume_window_us", "max_ping_strikes")
+TRANSCRIPT_SIDES = ("initiator", "acceptor")
+
+
+def role_allows(sender, runner):
+    """§11.3: `sender` may send AGENT_TASK and `runner` accepts it."""
+    return sender in (0, 2) and runner in (1, 2)
+
+
+def hmac_sha256(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+class TranscriptError(Exception):
+    """The session ended on an error (already logged and answered)."""
+
+
+class RefSession:
+    """One side of a connection, as SPEC.md §10-§14 describe it.
+
+    Every call (connect, receive, submit, respond) returns the frames it
+    writes as a list of (title, segments) where segments are (bytes,
+    comment) pairs, and appends the events it reports to self.events as log
+    lines. The clock never moves (no heartbeat, no timer fires)."""
+
+    def __init__(self, side, cfg):
+        self.side = side
+        self.cfg = cfg
+        self.initiator = side == "initiator"
+        self.rng = SplitMix64(cfg["seed"])
+        self.events = []
+        self.rx = bytearray()
+        self.rx_pos = 0
+        self.preface_seen = False
+        self.up = False
+        self.closing = False
+        self.state = "idle"
+        self.handshake = None
+        self.nc = self.ns = None
+        self.challenged = False
+        self.hello = None
+        self.peer = None
+        self.version = None
+        self.session_id = self.resume_token = None
+        self.next_seq = 1
+        self.acked = 0
+        self.rx_seq = 0
+        self.unacked_frames = 0
+        self.unacked_bytes = 0
+        self.ack_due = False
+        self.next_task = 1 if self.initiator else 2   # §13.1
+        self.last_peer_task = 0
+        self.tasks = {}
+
+    # ---- output helpers ---------------------------------------------------
+
+    def _frame(self, mtype, payload, stream=0, seq=0, flags=0, exts=(), message=None,
+               payload_comment=None):
+        """One frame as segments, its payload annotated: a parameter list
+        (`message` names it) or opaque bytes."""
+        segs = build_frame(mtype, flags=flags, stream=stream, seq=seq, payload=payload,
+                           exts=exts)
+        if payload:
+            i = next(k for k, (b, c) in enumerate(segs) if c.startswith("payload ("))
+            if message is not None:
+                values = parse_payload(message, payload)
+                params = canonical_params(message, values)
+                if message == "AGENT_ERROR" and 2 in values:
+                    for p in params:
+                        if p.pid == 2:
+                            p.value_comment = '"%s"' % values[2].decode("utf-8")
+                segs[i:i + 1] = payload_segments(message, params)
+            elif payload_comment:
+                segs[i] = (payload, payload_comment)
+        return segs
+
+    def _control(self, mtype, message, values):
+        payload = encode_payload(message, values)
+        # §10.1: CHECKSUM on every connection frame with a non-empty payload.
+        return self._frame(mtype, payload, flags=FLAG_CHECKSUM if payload else 0,
+                           message=message)
+
+    def _init(self, values):
+        return self._control(AGENT_INIT, "AGENT_INIT", values)
+
+    def _local_limits(self):
+        """The HELLO/WELCOME parameters 5-14 that describe this side (§11.1)."""
+        c = self.cfg
+        return {5: c["agent_id"].encode("ascii"), 6: c["role"], 7: c["capabilities"],
+                8: c["max_payload_bytes"], 9: c["max_header_bytes"], 10: c["max_tasks"],
+                11: c["replay_bytes"], 12: c["replay_frames"],
+                13: c["ping_interval_us"], 14: c["min_peer_ping_interval_us"]}
+
+    def _event(self, text):
+        self.events.append("event side=%s %s" % (self.side, text))
+
+    def _fail(self, out, name, message, tell_peer=True, canonical=None):
+        """Ends the session on error `name` (§18). With tell_peer, first
+        sends the stream-0 AGENT_ERROR §12.2/§18 ask for: the canonical code,
+        the message, the detail code."""
+        code, default_canonical = SESSION_ERRORS[name]
+        canonical = canonical or default_canonical
+        if tell_peer and self.up and not self.closing:
+            if message is None:
+                raise NotImplementedError(
+                    "%s: SPEC.md fixes no message text for %s; the vector must give "
+                    "%s.error_message" % (self.side, name, self.side))
+            values = {1: CANONICAL_CODES[canonical], 2: message.encode("utf-8"), 4: code}
+            out.append(("AGENT_ERROR on stream 0: %s, detail %s" % (canonical, name),
+                        self._control(AGENT_ERROR, "AGENT_ERROR", values)))
+        self.closing = True
+        self.state = "failed"
+        affected = ",".join(str(t) for t in sorted(self.tasks)) or "-"
+        self.tasks = {}
+        self._event("type=SessionFailed status=%s error=%s affected=%s"
+                    % (canonical, name, affected))
+        raise TranscriptError(name)
+
+    def _error_message(self):
+        return self.cfg.get("error_message")
+
+    # ---- inputs -------------------------------------------------------------
+
+    def connect(self):
+        """TransportConnected: the preface (§3); the initiator's HELLO right
+        after it (§12.1). Draws: the initiator its client nonce Nc, the
+        acceptor its server nonce Ns (32 bytes each)."""
+        self.up = True
+        self.state = "handshaking"
+        out = [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")])]
+        c = self.cfg
+        if self.initiator:
+            self.nc = self.rng.fill(32)
+            values = {1: HELLO, 2: c["min_version"], 3: c["max_version"]}
+            values.update(self._local_limits())
+            values[15] = c["auth"]
+            if c["auth"] == 1:
+                values[16] = c["auth_secret"]     # §12.3 token
+            values[17] = self.nc
+            out.append(("AGENT_INIT HELLO", self._init(values)))
+            self.handshake = "await_server"
+        else:
+            self.ns = self.rng.fill(32)
+            self.handshake = "await_hello"
+        return out
+
+    def receive(self, data):
+        out = []
+        if not self.up or self.closing:
+            raise NotImplementedError("%s receives with no connection up" % self.side)
+        self.rx += data
+        opts = Options()
+        opts.preface = False
+        opts.max_header_bytes = self.cfg["max_header_bytes"]
+        # §15.2: control payloads up to 8192 bytes whatever the limit.
+        opts.max_payload_bytes = max(self.cfg["max_payload_bytes"], MAX_CONTROL_PAYLOAD)
+        opts.max_extensions = self.cfg["max_extensions"]
+        try:
+            while not self.closing:
+                if not self.preface_seen:
+                    if len(self.rx) < len(PREFACE):
+                        break
+                    if bytes(self.rx[:len(PREFACE)]) != PREFACE:
+                        raise NotImplementedError("bad preface")
+                    self.preface_seen = True
+                    self.rx_pos = len(PREFACE)
+                    continue
+                info = {}
+                try:
+                    _, size = decode_frame(self.rx, self.rx_pos, opts, info)
+                except Incomplete:
+                    break
+                except WireError as err:
+                    raise NotImplementedError("framing error %s" % err) from None
+                offset = self.rx_pos
+                self.rx_pos += size
+                self._handle(info, offset, size, out)
+        except TranscriptError:
+            return out
+        # §14.2: acknowledgements, coalesced into one SYNC per input.
+        if self.ack_due and self.state == "established" and not self.closing:
+            out.append(("AGENT_SYNC ack=%d" % self.rx_seq,
+                        self._control(AGENT_SYNC, "AGENT_SYNC", {1: self.rx_seq})))
+            self.ack_due = False
+            self.unacked_frames = self.unacked_bytes = 0
+        return out
+
+    def submit(self, payload, deadline_us=None):
+        """A task (§13.2): the next own id, the next sequence (§10), CHECKSUM
+        when the configuration enables payload checksums (§10.1), DEADLINE
+        (§5) when given."""
+        if self.state != "established" or not role_allows(self.cfg["role"], self.peer[6]):
+            raise NotImplementedError("submit not allowed here")
+        task = self.next_task
+        self.next_task += 2
+        exts = [deadline_ext(deadline_us)] if deadline_us is not None else []
+        flags = FLAG_CHECKSUM if self.cfg["payload_checksums"] else 0
+        segs = self._frame(AGENT_TASK, payload, stream=task, seq=self.next_seq, flags=flags,
+                           exts=exts, payload_comment=_text_comment(payload))
+        self.next_seq += 1
+        self.tasks[task] = "submitted"
+        return task, [("AGENT_TASK %d" % task, segs)]
+
+    def respond(self, task, payload, final):
+        if self.tasks.get(task) != "running":
+            raise NotImplementedError("respond to a task not running here")
+        flags = (FLAG_CHECKSUM if self.cfg["payload_checksums"] else 0) | (
+            FLAG_FINAL if final else 0)
+        segs = self._frame(2, payload, stream=task, seq=self.next_seq, flags=flags,
+                           payload_comment=_text_comment(payload))
+        self.next_seq += 1
+        if final:
+            del self.tasks[task]
+        return [("AGENT_RESPONSE %d%s" % (task, " FINAL" if final else ""), segs)]
+
+    # ---- received frames ----------------------------------------------------
+
+    def _handle(self, f, offset, size, out):
+        mtype = f["type"]
+        if self.state != "established":
+            # §12.1: before the handshake only INIT of the expected phase and
+            # a stream-0 ERROR; anything else: UNAUTHENTICATED/UNEXPECTED_FRAME.
+            if mtype == AGENT_INIT:
+                return self._handle_init(f, out)
+            if mtype == AGENT_ERROR and f["stream"] == 0:
+                return self._handle_session_error(f, out)
+            self._fail(out, "UNEXPECTED_FRAME", self._error_message(),
+                       canonical="UNAUTHENTICATED")
+        sequenced = mtype in (1, 2, 4) or (mtype == AGENT_ERROR and f["stream"] != 0)
+        if sequenced:
+            # §10: s = r + 1 accepted, s <= r duplicate, else SEQUENCE_GAP.
+            if f["seq"] == 0 or f["seq"] > self.rx_seq + 1:
+                self._fail(out, "SEQUENCE_GAP", self._error_message())
+            if f["seq"] <= self.rx_seq:
+                return None
+            self.rx_seq = f["seq"]
+            self.unacked_frames += 1
+            self.unacked_bytes += size
+            # §14.2: ack once the unacknowledged frames reach a quarter of the
+            # peer's replay_frames, or their bytes a quarter of replay_bytes.
+            if (4 * self.unacked_frames >= self.peer[12]
+                    or 4 * self.unacked_bytes >= self.peer[11]):
+                self.ack_due = True
+        elif f["seq"] != 0:
+            self._fail(out, "SEQUENCE_GAP", self._error_message())
+        if mtype == AGENT_TASK:
+            return self._handle_task(f, out)
+        if mtype == 2:
+            return self._handle_response(f, out)
+        if mtype == AGENT_SYNC:
+            return self._handle_sync(f, out)
+        if mtype == AGENT_INIT:
+            self._fail(out, "UNEXPECTED_FRAME", self._error_message())
+        if mtype == AGENT_ERROR and f["stream"] == 0:
+            return self._handle_session_error(f, out)
+        raise NotImplementedError("%s frames are not modelled" % TYPE_NAMES[mtype])
+
+    def _handle_init(self, f, out):
+        try:
+            v = parse_payload("AGENT_INIT", f["payload"])
+        except PayloadError as err:
+            self._fail(out, err.code, self._error_message())
+        phase = v[1]
+        expected = {"await_hello": (HELLO,), "await_proof": (PROOF,),
+                    "await_server": (CHALLENGE, WELCOME),
+                    "await_welcome": (WELCOME,)}[self.handshake]
+        if phase not in expected:
+            self._fail(out, "UNEXPECTED_FRAME", self._error_message(),
+                       canonical="UNAUTHENTICATED")
+        if phase == HELLO:
+            return self._handle_hello(v, out)
+        if phase == PROOF:
+            return self._handle_proof(v, out)
+        if phase == CHALLENGE:
+            return self._handle_challenge(v, out)
+        return self._handle_welcome(v, out)
+
+    def _hmac(self, label, agent_id):
+        # §12.3: HMAC-SHA256(key, label || Nc || Ns || agent_id_i).
+        return hmac_sha256(self.cfg["auth_secret"], label + self.nc + self.ns + agent_id)
+
+    def _handle_hello(self, v, out):
+        c = self.cfg
+        # §12.2 rule 2: the chosen version is the highest in both ranges.
+        lo, hi = max(c["min_version"], v[2]), min(c["max_version"], v[3])
+        if lo > hi:
+            text = "no common session version: local %d..%d, peer %d..%d" % (
+                c["min_version"], c["max_version"], v[2], v[3])
+            given = self._error_message()
+            if given is not None and given != text:
+                raise ValueError("error_message differs from §12.2's text %r" % text)
+            self._fail(out, "VERSION_MISMATCH", text)
+        # Rule 3: roles (§11.3).
+        if not (role_allows(c["role"], v[6]) or role_allows(v[6], c["role"])):
+            self._fail(out, "INCOMPATIBLE_ROLES", self._error_message())
+        # Rule 4: the method, then its check (§12.3).
+        if v[15] != c["auth"]:
+            self._fail(out, "UNAUTHENTICATED", self._error_message())
+        if 18 in v:
+            raise NotImplementedError("resuming HELLO (§16.2) is not modelled")
+        self.hello = v
+        self.nc = v[17]
+        self.version = hi
+        data = v.get(16, b"")
+        if c["auth"] == 0:
+            if data:
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+            return self._welcome(b"", out)
+        if c["auth"] == 1:
+            if data != c["auth_secret"]:      # lengths first, then contents
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+            return self._welcome(b"", out)
+        if data:
+            self._fail(out, "UNAUTHENTICATED", self._error_message())
+        # Method 2: CHALLENGE carries Ns.
+        out.append(("AGENT_INIT CHALLENGE", self._init({1: CHALLENGE, 17: self.ns})))
+        self.handshake = "await_proof"
+        return None
+
+    def _handle_proof(self, v, out):
+        want = self._hmac(HMAC_CLIENT_LABEL, self.hello[5])
+        if not hmac.compare_digest(v.get(16, b""), want):
+            self._fail(out, "UNAUTHENTICATED", self._error_message())
+        return self._welcome(self._hmac(HMAC_SERVER_LABEL, self.hello[5]), out)
+
+    def _welcome(self, auth_data, out):
+        """A new session (§12.1): draws the session id, then the resume token
+        (16 bytes each), then WELCOME; the acceptor is established once it has
+        sent it."""
+        self.session_id = self.rng.fill(16)
+        self.resume_token = self.rng.fill(16)
+        values = {1: WELCOME, 4: self.version}
+        values.update(self._local_limits())
+        if auth_data:
+            values[16] = auth_data
+        values.update({17: self.ns, 18: self.session_id, 19: self.resume_token,
+                       20: self.rx_seq, 22: self.cfg["resume_window_us"]})
+        out.append(("AGENT_INIT WELCOME", self._init(values)))
+        self._establish(self.hello)
+        return None
+
+    def _establish(self, peer):
+        self.peer = peer
+        self.state = "established"
+        self.handshake = None
+        self._event("type=Established resumed=0 replayed=0 peer_agent_id=%s peer_role=%d "
+                    "version=%d negotiated_capabilities=%d session_id=%s" % (
+                        peer[5].hex(), peer[6], self.version,
+                        peer.get(7, 0) & self.cfg["capabilities"], self.session_id.hex()))
+
+    def _handle_challenge(self, v, out):
+        if self.cfg["auth"] != 2 or v.get(16):
+            self._fail(out, "UNAUTHENTICATED", self._error_message())
+        self.ns = v[17]
+        self.challenged = True
+        proof = self._hmac(HMAC_CLIENT_LABEL, self.cfg["agent_id"].encode("ascii"))
+        out.append(("AGENT_INIT PROOF", self._init({1: PROOF, 16: proof})))
+        self.handshake = "await_welcome"
+        return None
+
+    def _handle_welcome(self, v, out):
+        c = self.cfg
+        # §12.2, initiator: the version lies in its range, roles, the
+        # method's final check.
+        if not c["min_version"] <= v[4] <= c["max_version"]:
+            self._fail(out, "VERSION_MISMATCH", self._error_message())
+        if not (role_allows(c["role"], v[6]) or role_allows(v[6], c["role"])):
+            self._fail(out, "INCOMPATIBLE_ROLES", self._error_message())
+        data = v.get(16, b"")
+        if c["auth"] == 2:
+            if not self.challenged or v[17] != self.ns:
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+            if not hmac.compare_digest(data, self._hmac(
+                    HMAC_SERVER_LABEL, c["agent_id"].encode("ascii"))):
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+        elif data:
+            self._fail(out, "UNAUTHENTICATED", self._error_message())
+        if v.get(21) or v[20] != 0:
+            raise NotImplementedError("resumed WELCOME (§16.2) is not modelled")
+        self.ns = v[17]
+        self.version = v[4]
+        self.session_id, self.resume_token = v[18], v[19]
+        self._establish(v)
+        return None
+
+    def _handle_session_error(self, f, out):
+        try:
+            v = parse_payload("AGENT_ERROR", f["payload"])
+        except PayloadError:
+            raise NotImplementedError("malformed session error") from None
+        # §18 PEER_ERROR: with a detail, the receiver reports that code with
+        # the peer's canonical code.
+        detail = v.get(4, 0)
+        if detail and detail not in SESSION_ERROR_NAMES:
+            raise NotImplementedError("detail %d is not modelled" % detail)
+        name = SESSION_ERROR_NAMES[detail] if detail else "PEER_ERROR"
+        self._fail(out, name, None, tell_peer=False, canonical=CANONICAL_NAMES[v[1]])
+
+    def _handle_task(self, f, out):
+        task = f["stream"]
+        if not (role_allows(self.peer[6], self.cfg["role"])):
+            self._fail(out, "UNEXPECTED_FRAME", self._error_message())
+        own_parity = 1 if self.initiator else 0
+        if task % 2 == own_parity or task <= self.last_peer_task:
+            self._fail(out, "TASK_ID_REUSED", self._error_message())
+        self.last_peer_task = task
+        self.tasks[task] = "running"
+        deadline = "-" if f["deadline"] is None else "%d" % f["deadline"]
+        self._event("type=TaskReceived task=%d payload=%s deadline_us=%s"
+                    % (task, hexs(f["payload"]), deadline))
+
+    def _handle_response(self, f, out):
+        task = f["stream"]
+        if self.tasks.get(task) not in ("submitted", "running"):
+            raise NotImplementedError("response for a task not open here")
+        final = bool(f["flags"] & FLAG_FINAL)
+        self._event("type=ResponseReceived task=%d final=%d payload=%s"
+                    % (task, 1 if final else 0, hexs(f["payload"])))
+        if final:
+            del self.tasks[task]
+        else:
+            self.tasks[task] = "running"
+
+    def _handle_sync(self, f, out):
+        v = parse_payload("AGENT_SYNC", f["payload"])
+        if 1 in v:
+            if v[1] > self.next_seq - 1:
+                self._fail(out, "BAD_ACK", self._error_message())
+            self.acked = max(self.acked, v[1])
+        if any(k in v for k in (2, 3, 4, 5)):
+            raise NotImplementedError("SYNC ping/pong/drain/bye are not modelled")
+
+
+def _text_comment(payload):
+    if payload and all(0x20 <= b <= 0x7E for b in payload):
+        return 'payload (%d bytes): "%s"' % (len(payload), payload.decode("ascii"))
+    return "payload (%d bytes)" % len(payload)
+
+
+# ---------------------------------------------------------------------------
 # Vector files (llhttp-style Markdown). Same grammar as tests/support/vectors.hpp.
 
 class Vector:
@@ -1150,6 +1690,365 @@ def check_prefixes(vec, full):
     return None
 
 
+# ---------------------------------------------------------------------------
+# The transcript vector file: options (each side's configuration), the hex
+# block (every byte either side writes, plus crafted input), the log (the
+# steps with byte ranges of the hex block, and the events). See the header
+# of tests/vectors/session_transcripts.md for the format.
+
+SESSION_TRANSCRIPTS_FILE = "session_transcripts.md"
+
+
+def _parse_config_value(field, text):
+    if field == "role":
+        return ROLE_NAMES.index(text)
+    if field == "auth":
+        return AUTH_NAMES.index(text)
+    if field == "auth_secret":
+        return b"" if text == "-" else bytes.fromhex(text)
+    if field in ("agent_id", "error_message"):
+        return text
+    return int(text, 0)
+
+
+def _format_config_value(field, value):
+    if field == "role":
+        return ROLE_NAMES[value]
+    if field == "auth":
+        return AUTH_NAMES[value]
+    if field == "auth_secret":
+        return hexs(value)
+    if field in ("agent_id", "error_message"):
+        return value
+    return "%d" % value
+
+
+def transcript_configs(options):
+    """{side: config} from a vector's options: `SIDE.FIELD=VALUE` for every
+    field of TRANSCRIPT_CONFIG_KEYS (a side that takes no step may be left
+    out entirely), plus the optional SIDE.error_message."""
+    cfgs = {}
+    for key, value in options or []:
+        side, _, field = key.partition(".")
+        if side not in TRANSCRIPT_SIDES or (field not in TRANSCRIPT_CONFIG_KEYS
+                                            and field != "error_message"):
+            raise ValueError("unknown transcript option %r" % key)
+        cfg = cfgs.setdefault(side, {})
+        if field in cfg:
+            raise ValueError("option %r given twice" % key)
+        cfg[field] = _parse_config_value(field, value)
+    for side, cfg in cfgs.items():
+        missing = [k for k in TRANSCRIPT_CONFIG_KEYS if k not in cfg]
+        if missing:
+            raise ValueError("%s: missing options %s" % (side, ", ".join(missing)))
+    return cfgs
+
+
+def transcript_options(cfgs):
+    lines = []
+    for side in TRANSCRIPT_SIDES:
+        if side not in cfgs:
+            continue
+        for field in TRANSCRIPT_CONFIG_KEYS + ("error_message",):
+            if field in cfgs[side]:
+                lines.append("%s.%s=%s" % (side, field,
+                                           _format_config_value(field, cfgs[side][field])))
+    return lines
+
+
+def _range_text(offset, length):
+    return "%d+%d" % (offset, length) if length else "-"
+
+
+def _parse_range(text):
+    if text == "-":
+        return 0, 0
+    off, _, length = text.partition("+")
+    return int(off), int(length)
+
+
+def _other(side):
+    return "acceptor" if side == "initiator" else "initiator"
+
+
+def _frames_bytes(frames):
+    return b"".join(bytes(b) for _, segs in frames for b, _ in segs)
+
+
+def _run_step(models, kind, side, fields, data_in):
+    """Runs one step on the model of `side`; returns (output frames, the
+    log fields after `side=` without `out`/`closing`)."""
+    m = models[side]
+    if kind == "connect":
+        return m.connect(), []
+    if kind == "receive":
+        return m.receive(data_in), []
+    if kind == "submit":
+        payload = b"" if fields["payload"] == "-" else bytes.fromhex(fields["payload"])
+        deadline = None if fields["deadline_us"] == "-" else int(fields["deadline_us"])
+        task, frames = m.submit(payload, deadline)
+        return frames, [("task", "%d" % task), ("payload", hexs(payload)),
+                        ("deadline_us", fields["deadline_us"])]
+    if kind == "respond":
+        payload = b"" if fields["payload"] == "-" else bytes.fromhex(fields["payload"])
+        task, final = int(fields["task"]), fields["final"] == "1"
+        return m.respond(task, payload, final), [
+            ("task", "%d" % task), ("final", "1" if final else "0"), ("payload", hexs(payload))]
+    raise ValueError("unknown step %r" % kind)
+
+
+TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond")
+
+
+def _first_difference(want, got, final):
+    """The first line where the reference's log `got` leaves the file's
+    `want` (before the end: only lines the reference has produced so far;
+    at the end: also lines the reference did not produce)."""
+    for k, line in enumerate(got):
+        if k >= len(want) or want[k] != line:
+            return "log line %d differs:\n  file:      %s\n  reference: %s" % (
+                k + 1, want[k] if k < len(want) else "(none)", line)
+    if final and len(want) > len(got):
+        return "log line %d differs:\n  file:      %s\n  reference: (none)" % (
+            len(got) + 1, want[len(got)])
+    return None
+
+
+def check_transcript(vec):
+    """Replays a transcript vector on two RefSessions built from its
+    options and returns None or a description of the first problem: every
+    `out` range must hold exactly the bytes the model writes, every event
+    line must be the model's, `closing` must match, and the ranges must
+    tile the hex block consistently (each side reads a prefix of what the
+    other wrote, or crafted bytes nobody wrote)."""
+    cfgs = transcript_configs(vec.options)
+    models = {side: RefSession(side, cfg) for side, cfg in cfgs.items()}
+    data = bytes(vec.input)
+    got = []
+    written = {s: bytearray() for s in TRANSCRIPT_SIDES}
+    read = {s: bytearray() for s in TRANSCRIPT_SIDES}
+    owner = [None] * len(data)   # "out" or "in" per byte of the hex block
+    next_out = 0
+    for line in vec.log:
+        name, fields = line.split(" ", 1)[0], {}
+        tokens = line.split(" ")[1:]
+        for tok in tokens:
+            k, _, v = tok.partition("=")
+            fields[k] = v
+        if name == "event":
+            continue
+        if name not in TRANSCRIPT_STEPS:
+            return "unknown log line %r" % line
+        side = fields.get("side")
+        if side not in models:
+            return "step for a side without configuration: %r" % line
+        data_in = b""
+        if name == "receive":
+            off, length = _parse_range(fields["in"])
+            if off + length > len(data) or not length:
+                return "in range outside the hex block: %r" % line
+            data_in = data[off:off + length]
+            for k in range(off, off + length):
+                if owner[k] == "out" and _other(side) not in models:
+                    return "%s reads its own output: %r" % (side, line)
+                owner[k] = owner[k] or "in"
+            read[side] += data_in
+        before = len(models[side].events)
+        try:
+            frames, extra = _run_step(models, name, side, fields, data_in)
+        except NotImplementedError as err:
+            return "the model does not cover this step (%s): %r" % (err, line)
+        out = _frames_bytes(frames)
+        off, length = _parse_range(fields.get("out", "-"))
+        if data[off:off + length] == out and (length == 0 or off >= next_out) and all(
+                owner[k] is None for k in range(off, off + length)):
+            out_text = fields["out"]
+            next_out = off + length
+            for k in range(off, off + length):
+                owner[k] = "out"
+        else:
+            out_text = hexs(out)
+        written[side] += out
+        parts = [name, "side=%s" % side]
+        if name == "receive":
+            parts.append("in=%s" % fields["in"])
+        parts += ["%s=%s" % kv for kv in extra]
+        parts += ["out=%s" % out_text, "closing=%d" % models[side].closing]
+        got.append(" ".join(parts))
+        got += models[side].events[before:]
+        problem = _first_difference(vec.log, got, final=False)
+        if problem:
+            return problem
+    problem = _first_difference(vec.log, got, final=True)
+    if problem:
+        return problem
+    if None in owner:
+        return "hex byte %d is neither written nor read by a step" % owner.index(None)
+    for side in TRANSCRIPT_SIDES:
+        peer = _other(side)
+        if peer in models and not written[peer].startswith(bytes(read[side])):
+            return "%s reads bytes %s did not write" % (side, peer)
+    return None
+
+
+def transcript_generate(sc):
+    """Writes one transcript vector from a scenario (TRANSCRIPT_SCENARIOS):
+    returns (options lines, hex block text, log lines). A `receive` step
+    reads everything the peer wrote that this side has not read yet (which
+    must be one run of the hex block); an `inject` step feeds crafted
+    frames, which become part of the hex block."""
+    cfgs = sc["config"]
+    models = {side: RefSession(side, cfg) for side, cfg in cfgs.items()}
+    stream = bytearray()
+    hex_lines = []
+    log = []
+    unread = {s: [] for s in TRANSCRIPT_SIDES}  # (offset, length) not yet read
+
+    def add_chunk(title, frames):
+        data = _frames_bytes(frames)
+        start = len(stream)
+        if data:
+            hex_lines.append("# %s: offsets %d..%d" % (title, start, start + len(data) - 1))
+            for ftitle, segs in frames:
+                if len(frames) > 1 or ftitle != "preface":
+                    hex_lines.append("#   %s" % ftitle)
+                hex_lines.append(format_hex_block(segs))
+        stream.extend(data)
+        return start, len(data)
+
+    titles = {"connect": "after TransportConnected", "receive": "after Receive",
+              "submit": "after SubmitTask", "respond": "after SendResponse"}
+    for step in sc["steps"]:
+        kind, side = step[0], step[1]
+        peer = _other(side)
+        fields = dict(step[2]) if kind in ("submit", "respond") else {}
+        data_in = b""
+        in_range = None
+        if kind == "inject":
+            in_range = add_chunk("crafted input to the %s" % side, step[2])
+            kind = "receive"
+        elif kind == "receive":
+            pending = unread[side]
+            if not pending:
+                raise ValueError("%s: nothing to receive" % side)
+            for (a, la), (b, _) in zip(pending, pending[1:]):
+                if a + la != b:
+                    raise ValueError("%s's input is not one run of the hex block" % side)
+            in_range = (pending[0][0], sum(n for _, n in pending))
+            unread[side] = []
+        if in_range:
+            data_in = bytes(stream[in_range[0]:in_range[0] + in_range[1]])
+        before = len(models[side].events)
+        frames, extra = _run_step(models, kind, side, fields, data_in)
+        off, length = add_chunk("%s -> %s, %s" % (side, peer, titles[kind]), frames)
+        if length:
+            unread[peer].append((off, length))
+        parts = [kind, "side=%s" % side]
+        if in_range:
+            parts.append("in=%s" % _range_text(*in_range))
+        parts += ["%s=%s" % kv for kv in extra]
+        parts += ["out=%s" % _range_text(off, length), "closing=%d" % models[side].closing]
+        log.append(" ".join(parts))
+        log += models[side].events[before:]
+    return transcript_options(cfgs), "\n".join(hex_lines), log
+
+
+# The scenarios tests/vectors/session_transcripts.md was written from
+# (`vectors_ref.py transcript NAME` prints a vector's options, hex and log
+# blocks). The check does not use them: it replays the file itself.
+
+def _transcript_base(side, **overrides):
+    cfg = dict(
+        seed=1, role=0, agent_id="orch-1", min_version=1, max_version=1, auth=0,
+        auth_secret=b"", capabilities=15, payload_checksums=1, max_tasks=16,
+        max_payload_bytes=1 << 20, max_header_bytes=4096, max_extensions=32,
+        replay_bytes=1 << 20, replay_frames=4, handshake_timeout_us=10_000_000,
+        ping_interval_us=10_000_000, min_peer_ping_interval_us=1_000_000,
+        dead_peer_timeout_us=30_000_000, ack_delay_us=5_000,
+        resume_window_us=60_000_000, max_ping_strikes=2)
+    if side == "acceptor":
+        cfg.update(seed=2, role=1, agent_id="agent-7", max_tasks=8,
+                   max_payload_bytes=65536, resume_window_us=30_000_000)
+    cfg.update(overrides)
+    return cfg
+
+
+_HANDSHAKE = [("connect", "initiator"), ("connect", "acceptor"),
+              ("receive", "acceptor"), ("receive", "initiator")]
+_HMAC_HANDSHAKE = _HANDSHAKE + [("receive", "acceptor"), ("receive", "initiator")]
+_TOKEN = b"s3cret-token"
+_HMAC_KEY = bytes(range(0x40, 0x60))
+
+
+def _early_task():
+    payload = b"hi"
+    return [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")]),
+            ("AGENT_TASK 1 (before any AGENT_INIT)",
+             build_frame(AGENT_TASK, flags=FLAG_CHECKSUM, stream=1, seq=1, payload=payload))]
+
+
+TRANSCRIPT_SCENARIOS = {
+    "new session, auth none": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor")},
+        steps=_HANDSHAKE),
+    "new session, token auth": dict(
+        config={"initiator": _transcript_base("initiator", auth=1, auth_secret=_TOKEN),
+                "acceptor": _transcript_base("acceptor", auth=1, auth_secret=_TOKEN)},
+        steps=_HANDSHAKE),
+    "new session, HMAC-SHA256": dict(
+        config={"initiator": _transcript_base("initiator", auth=2, auth_secret=_HMAC_KEY),
+                "acceptor": _transcript_base("acceptor", auth=2, auth_secret=_HMAC_KEY)},
+        steps=_HMAC_HANDSHAKE),
+    "version mismatch": dict(
+        config={"initiator": _transcript_base("initiator", min_version=2, max_version=3),
+                "acceptor": _transcript_base(
+                    "acceptor",
+                    error_message="no common session version: local 1..1, peer 2..3")},
+        steps=_HANDSHAKE),
+    "incompatible roles": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base(
+                    "acceptor", role=0, agent_id="orch-2",
+                    error_message="roles orchestrator (local) and orchestrator (peer): "
+                                  "neither may send tasks to the other")},
+        steps=_HANDSHAKE),
+    "frame before the handshake": dict(
+        config={"acceptor": _transcript_base(
+            "acceptor",
+            error_message="AGENT_TASK at stream offset 8 before the handshake completed")},
+        steps=[("connect", "acceptor"), ("inject", "acceptor", _early_task())]),
+    "token mismatch": dict(
+        config={"initiator": _transcript_base("initiator", auth=1, auth_secret=b"wrong-token"),
+                "acceptor": _transcript_base("acceptor", auth=1, auth_secret=_TOKEN,
+                                             error_message="token mismatch")},
+        steps=_HANDSHAKE),
+    "HMAC proof with the wrong key": dict(
+        config={"initiator": _transcript_base("initiator", auth=2,
+                                              auth_secret=bytes(range(0x60, 0x80))),
+                "acceptor": _transcript_base("acceptor", auth=2, auth_secret=_HMAC_KEY,
+                                             error_message="hmac proof mismatch")},
+        steps=_HMAC_HANDSHAKE),
+    "one task after the handshake": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor", capabilities=14,
+                                             payload_checksums=0)},
+        steps=_HANDSHAKE + [
+            ("submit", "initiator", [("payload", b"summarize: symwire".hex()),
+                                     ("deadline_us", "30000000")]),
+            ("receive", "acceptor"),
+            ("respond", "acceptor", [("task", "1"), ("final", "1"),
+                                     ("payload", b"done".hex())]),
+            ("receive", "initiator")]),
+}
+
+
+def transcript_blocks(name):
+    options, hex_text, log = transcript_generate(TRANSCRIPT_SCENARIOS[name])
+    return "```hex\n%s\n```\n\n```options\n%s\n```\n\n```log\n%s\n```\n" % (
+        hex_text, "\n".join(options), "\n".join(log))
+
+
 def check_files(paths):
     failures = 0
     total = 0
@@ -1157,6 +2056,15 @@ def check_files(paths):
         vectors = load_vectors(path)
         bad = 0
         for vec in vectors:
+            if os.path.basename(path) == SESSION_TRANSCRIPTS_FILE:
+                try:
+                    problem = check_transcript(vec)
+                except Exception as err:  # noqa: BLE001 - report and continue
+                    problem = "<exception: %r>" % err
+                if problem:
+                    bad += 1
+                    print("FAIL %s:%d %s: %s" % (path, vec.line, vec.name, problem))
+                continue
             try:
                 got = expected_log(path, vec)
             except Exception as err:  # noqa: BLE001 - report and continue
@@ -1282,6 +2190,19 @@ def selftest():
     enc = encode_payload("AGENT_INIT", hello)
     expect("HELLO round trip", parse_payload("AGENT_INIT", enc), hello)
     expect("HELLO ascending ids", enc[:3].hex(), "010100")
+    # The transcripts' random source and HMAC (SPEC.md §12.3).
+    sm = SplitMix64(1477776061723855037)   # rand_xoshiro's reference test
+    expect("SplitMix64 published values", [sm.next64() for _ in range(3)],
+           [1985237415132408290, 2979275885539914483, 13511426838097143398])
+    expect("SplitMix64 seed 0", "0x%016X" % SplitMix64(0).next64(), "0xE220A8397B1DCDAF")
+    first = SplitMix64(0).next64().to_bytes(8, "little")
+    expect("fill: little-endian words", SplitMix64(0).fill(8), first)
+    sm = SplitMix64(0)
+    expect("fill: a partial word is dropped", (sm.fill(3), sm.fill(8)[:1]),
+           (first[:3], SplitMix64(0).fill(16)[8:9]))
+    expect("HMAC-SHA256 RFC 4231 case 1",
+           hmac_sha256(b"\x0b" * 20, b"Hi There").hex(),
+           "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
     cancel = encode_payload("AGENT_CANCEL", {1: 4})
     expect("CANCEL reason 4", cancel.hex(), "010104")
     expect("CANCEL reason 1 omitted", encode_payload("AGENT_CANCEL", {1: 1}).hex(), "")
@@ -1400,6 +2321,11 @@ def main(argv):
         return 0
     if mode == "frame":
         print(format_hex_block(_frame_from_args(args)))
+        return 0
+    if mode == "transcript":
+        names = args or list(TRANSCRIPT_SCENARIOS)
+        for name in names:
+            print("## %s\n\n%s" % (name, transcript_blocks(name)))
         return 0
     if mode == "payload-decode":
         print("\n".join(payload_log(args[0], _hex_args(args[1:]))))

@@ -23,8 +23,12 @@ SYMWIRE_DECL RandomSource SeededRandom(uint64_t seed) {
       z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
       z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
       z ^= z >> 31;
+      // Little-endian bytes on every host, so that a seed gives the same
+      // stream everywhere (tests/vectors/session_transcripts.md relies on it).
       const size_t n = std::min<size_t>(8, out.size() - i);
-      std::memcpy(out.data() + i, &z, n);
+      for (size_t k = 0; k < n; ++k) {
+        out[i + k] = static_cast<std::byte>(z >> (8 * k));
+      }
       i += n;
     }
   };
