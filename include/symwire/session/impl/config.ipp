@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "symwire/session/config.hpp"
+#include "symwire/wire/varint.hpp"
 
 namespace symwire {
 
