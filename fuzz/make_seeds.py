@@ -2,13 +2,15 @@
 """Writes the seed corpora of the symwire fuzz targets (python3 stdlib only).
 
     fuzz/make_seeds.py [--encoder BUILD_DIR/fuzz/fuzz_encoder_seeds]
+                       [--session BUILD_DIR/fuzz/fuzz_session_seeds]
 
 Run it from anywhere; paths are relative to the repository. It rewrites the
 generated seeds and leaves every other file alone (saved findings, seeds
 libFuzzer added, hand-made ones):
 
   corpus/decode_frame/vec-*   one pair per vector of tests/vectors/*.md
-                              (except crc32c.md and varint.md): the 10-byte
+                              (except crc32c.md, varint.md and
+                              session_payloads.md): the 10-byte
                               control block of decode_frame.cpp built from
                               the vector's ```options, then its ```hex bytes.
                               "-strict" checks CRC/XXH3 as is and feeds byte
@@ -23,6 +25,14 @@ libFuzzer added, hand-made ones):
                               fuzz_encoder_seeds program (build it with
                               `cmake --build BUILD --target fuzz_encoder_seeds`
                               in a tests-enabled build).
+  corpus/session_receive/hand-*
+                              record lists for session_receive.cpp, built by
+                              SESSION_RECEIVE below.
+  corpus/session_handshake/gen-*
+                              only with --session: recorded handshakes (new
+                              and resumed sessions, every auth method and
+                              role pair) written by the fuzz_session_seeds
+                              program (target fuzz_session_seeds).
 
 The vector grammar is the one of tests/support/vectors.hpp and
 tools/vectors_ref.py (llhttp style): "## name", a paragraph, a ```hex block
@@ -181,16 +191,167 @@ def hex_bytes(text):
     return bytes(int(t, 16) for t in text.split())
 
 
+# session_receive.cpp records (layout at the top of that file). A record is
+# kind, stream selector (+ its value bytes), sequence selector, [DEADLINE
+# milliseconds, 2 bytes], payload selector (+ payload / fields), time byte.
+T_INIT, T_TASK, T_RESPONSE, T_ERROR, T_CANCEL, T_SYNC, T_RAW, T_API = range(8)
+CHECKSUM, FINAL, DEADLINE, TRACE_META, OTHER_SIDE = 0x08, 0x10, 0x20, 0x40, 0x80
+S_ZERO, S_OWN, S_PEER_OPEN, S_NEXT_PEER, S_LAST_PEER, S_ENDED_OWN = (
+    0x00, 0x20, 0x40, 0x60, 0x80, 0xA0)
+Q_NEXT, Q_ZERO, Q_DUP = 0x00, 0x40, 0x80
+P_BUILT, P_EMPTY = 0x80, 0xC0
+# SYNC field byte: 1 ack (bits 5-6: 0 last_sent, 1 last_sent + 1, 2 zero,
+# 3 a byte), 2 ping (4 bytes), 4 pong (bit 7: echo the last ping), 8 drain,
+# 16 bye.
+API_SUBMIT, API_PARTIAL, API_FINAL, API_FAIL, API_CANCEL = range(5)
+API_CLOSE, API_ABORT, API_LOST, API_CONNECTED, API_TIMEOUT = range(5, 10)
+
+
+def q_rel(delta):
+    """Sequence last_received() + delta, -31 <= delta <= 32."""
+    return 0xC0 | (delta + 31)
+
+
+def frame(kind, stream, seq, payload, time=0, deadline_ms=None):
+    out = bytes([kind, stream, seq])
+    if kind & DEADLINE:
+        out += (deadline_ms or 0).to_bytes(2, "big")
+    return out + payload + bytes([time])
+
+
+def raw(data):
+    assert len(data) <= 63
+    return bytes([len(data)]) + data
+
+
+def sync(fields, extra=b""):
+    return bytes([P_BUILT, fields]) + extra
+
+
+def error(code, detail=0, retryable=False, message=b""):
+    return bytes([P_BUILT, code - 1, detail, 1 if retryable else 0,
+                  len(message)]) + message
+
+
+def api(selector, k=0, payload=None, time=0):
+    out = bytes([T_API, selector, k])
+    if payload is not None:
+        out += bytes([len(payload)]) + payload
+    return out + bytes([time])
+
+
+def receive_seed(mode, split, *records):
+    return bytes([mode, split]) + b"".join(records)
+
+
+# mode: bits 0-1 target (0 acceptor, 1 initiator, 2-3 per record), bit 2
+# raw, bits 3-4 roles (0 orchestrator/agent, 1 agent/orchestrator, 2 peer),
+# bit 5 reactive, bit 6 checksums off, bit 7 no traffic first.
+SESSION_RECEIVE = {
+    # The initiator gets a partial and a final response to its first open
+    # task, an ack of everything it sent, and an error ending its second.
+    "initiator-responses": receive_seed(
+        0x01, 0,
+        frame(T_RESPONSE | CHECKSUM, S_OWN | 0, Q_NEXT, raw(b"part")),
+        frame(T_RESPONSE | CHECKSUM | FINAL, S_OWN | 0, Q_NEXT, raw(b"done")),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x01), time=2),
+        frame(T_ERROR | CHECKSUM, S_OWN | 1, Q_NEXT,
+              error(13, 0, True, b"bad"), time=5)),
+    # The acceptor gets a task with a deadline and trace context, its
+    # cancel, a ping, then a duplicate and a gap.
+    "acceptor-tasks": receive_seed(
+        0x00, 0x83,
+        frame(T_TASK | CHECKSUM | DEADLINE | TRACE_META, S_NEXT_PEER, Q_NEXT,
+              raw(b"hello"), deadline_ms=500),
+        frame(T_CANCEL | CHECKSUM, S_LAST_PEER, Q_NEXT, bytes([P_BUILT, 0]),
+              time=1),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT,
+              sync(0x02, b"\x00\x01\x02\x03"), time=10),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, Q_DUP, raw(b"x")),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, q_rel(5), bytes([P_EMPTY]))),
+    # Peers, reactive: tasks answered by the target, deadlines passing.
+    "peer-reactive": receive_seed(
+        0x30, 1,
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, Q_NEXT, raw(b"a")),
+        frame(T_TASK | CHECKSUM | DEADLINE, S_NEXT_PEER, Q_NEXT, raw(b"b"),
+              deadline_ms=50),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, Q_NEXT, raw(b"c"), time=200),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x01), time=203)),
+    # Drain, then bye; then a long silence.
+    "drain-bye": receive_seed(
+        0x01, 0,
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x01 | 0x08)),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x10), time=250)),
+    # A session-level error from the peer.
+    "session-error": receive_seed(
+        0x00, 0,
+        frame(T_ERROR | CHECKSUM, S_ZERO, Q_NEXT,
+              error(14, 121, False, b"internal"))),
+    # API calls on the initiator: submit with a deadline, cancel, close,
+    # transport lost and a reconnect.
+    "api": receive_seed(
+        0x01, 0,
+        api(API_SUBMIT, 1, b"abc", time=5),
+        api(API_CANCEL, 0),
+        api(API_SUBMIT, 0, b"def"),
+        api(API_CLOSE, 0, time=100),
+        api(API_LOST, 0, time=20),
+        api(API_CONNECTED, 0),
+        api(API_TIMEOUT, 0, time=201)),
+    # An AGENT_INIT after the handshake, to each side.
+    "init-after-handshake": receive_seed(
+        0x02, 0,
+        frame(T_INIT | CHECKSUM, S_ZERO, Q_NEXT, bytes([P_BUILT, 3])),
+        frame(T_INIT | CHECKSUM | OTHER_SIDE, S_ZERO, Q_NEXT,
+              bytes([P_BUILT, 0]))),
+    # Both sessions, alternating: a response to the initiator, a task to
+    # the acceptor, acks both ways.
+    "both": receive_seed(
+        0x02, 2,
+        frame(T_RESPONSE | CHECKSUM | OTHER_SIDE, S_OWN | 0, Q_NEXT,
+              raw(b"p")),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, Q_NEXT, raw(b"t")),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x01)),
+        frame(T_SYNC | CHECKSUM | OTHER_SIDE, S_ZERO, Q_NEXT, sync(0x01),
+              time=3)),
+    # Pings faster than min_ping_interval allows: PING_FLOOD.
+    "ping-flood": receive_seed(
+        0x00, 0,
+        *[frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT,
+                sync(0x02, bytes([0, 0, 0, i]))) for i in range(5)]),
+    # An ack of a frame never sent: BAD_ACK.
+    "bad-ack": receive_seed(
+        0x01, 0, frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x21))),
+    # A second passes (the target pings), then a pong echoing it.
+    "pong-echo": receive_seed(
+        0x00, 0,
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, bytes([P_EMPTY]), time=201),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(0x04 | 0x80))),
+    # A 65535-byte response payload (the limit is 64 KiB).
+    "large-response": receive_seed(
+        0x01, 0,
+        frame(T_RESPONSE | CHECKSUM, S_OWN | 0, Q_NEXT,
+              bytes([0x40, 0xFF, 0xFF]) + b"large")),
+    # Raw mode: a preface where a frame belongs, then noise.
+    "raw": receive_seed(
+        0x04, 0x83, bytes.fromhex("89 53 59 4d 57 0d 0a 01") + bytes(range(40))),
+}
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", help="path of the built fuzz_encoder_seeds program")
+    ap.add_argument("--session", help="path of the built fuzz_session_seeds program")
     args = ap.parse_args(argv)
 
     frame_dir = os.path.join(CORPUS, "decode_frame")
     varint_dir = os.path.join(CORPUS, "decode_varint")
     roundtrip_dir = os.path.join(CORPUS, "roundtrip")
+    receive_dir = os.path.join(CORPUS, "session_receive")
+    handshake_dir = os.path.join(CORPUS, "session_handshake")
     written = set()
-    counts = {"decode_frame": 0, "decode_varint": 0, "roundtrip": 0}
+    counts = {"decode_frame": 0, "decode_varint": 0, "roundtrip": 0,
+              "session_receive": 0, "session_handshake": 0}
 
     clear(frame_dir, "vec-")
     clear(varint_dir, "vec-")
@@ -202,8 +363,8 @@ def main(argv):
               % os.path.relpath(VECTORS, ROOT), file=sys.stderr)
     for fname in files:
         stem = fname[:-3]
-        if stem == "crc32c":
-            continue  # CRC inputs, not frames
+        if stem in ("crc32c", "session_payloads"):
+            continue  # CRC inputs and control payloads, not frame streams
         for name, data, options in load_vectors(os.path.join(VECTORS, fname)):
             base = "vec-%s-%s" % (slug(stem), slug(name))
             if stem == "varint":
@@ -235,6 +396,18 @@ def main(argv):
         subprocess.run([args.encoder, frame_dir], check=True)
         counts["decode_frame"] += sum(1 for n in os.listdir(frame_dir)
                                       if n.startswith("enc-"))
+
+    clear(receive_dir, "hand-")
+    for name, data in SESSION_RECEIVE.items():
+        write(os.path.join(receive_dir, "hand-" + name), data, written)
+        counts["session_receive"] += 1
+
+    os.makedirs(handshake_dir, exist_ok=True)
+    if args.session:
+        clear(handshake_dir, "gen-")
+        subprocess.run([args.session, CORPUS], check=True)
+        counts["session_handshake"] += sum(1 for n in os.listdir(handshake_dir)
+                                           if n.startswith("gen-"))
 
     for target, n in counts.items():
         total = len(os.listdir(os.path.join(CORPUS, target)))

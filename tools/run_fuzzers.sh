@@ -31,7 +31,7 @@ targets=()
 for bin in "$fuzz_dir"/fuzz_*; do
   name=${bin##*/fuzz_}
   [[ -f $bin && -x $bin ]] || continue
-  case $name in *_replay | encoder_seeds) continue ;; esac
+  case $name in *_replay | *_seeds) continue ;; esac  # not fuzzers
   targets+=("$name")
 done
 if [[ ${#targets[@]} -eq 0 ]]; then
@@ -115,7 +115,11 @@ for name in "${targets[@]}"; do
     [[ ${#findings[@]} -gt 0 ]] && example=$keep/${findings[0]##*/}
     echo "--- reproduce: $fuzz_dir/fuzz_$name $example"
     echo "    (g++: fuzz_${name}_replay from a tests build; SYMWIRE_FUZZ_VERBOSE=1 explains the input)"
-    echo "--- then turn it into a vector in tests/vectors/frame_errors.md (hex, why, expected log)"
+    if [[ $name == session_* ]]; then
+      echo "--- then turn it into a test in tests/session/ (tests/support/session_pair.hpp)"
+    else
+      echo "--- then turn it into a vector in tests/vectors/frame_errors.md (hex, why, expected log)"
+    fi
     echo "    and save the input under fuzz/corpus/$name/ so the replay test keeps it."
   fi
   echo "$line"

@@ -935,6 +935,32 @@ TEST_CASE("executor-side violations: reused task id, task limit",
   }
 }
 
+TEST_CASE("a peer that never acknowledges cannot grow the replay buffer",
+          "[session][violations]") {
+  // Task + cancel, over and over, never acking: each cancel makes the
+  // executor send a terminal AGENT_ERROR outside the send window. The slot
+  // stays taken until that error is acknowledged (SPEC.md §15.1), so the
+  // attack ends at max_tasks with TASK_LIMIT_EXCEEDED, memory bounded.
+  PairOptions o = Fast();
+  o.acceptor.max_tasks = 4;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  Session& a = *pair.acceptor();
+  absl::Status s;
+  uint64_t id = 1;
+  for (int round = 0; round < 100 && s.ok(); ++round, id += 2) {
+    s = Inject(pair, Side::kAcceptor,
+               Frame(MessageType::kAgentTask, id, a.last_received() + 1));
+    if (!s.ok()) break;
+    s = Inject(pair, Side::kAcceptor,
+               Frame(MessageType::kAgentCancel, id, a.last_received() + 1));
+    CHECK(a.replay_frames_in_use() <= 4);
+  }
+  CHECK(GetErrorCode(s) == ErrorCode::kTaskLimitExceeded);
+  CHECK(id == 9);  // the fifth task
+}
+
 TEST_CASE("Receive refuses to run while events pointing into input are queued",
           "[session][api]") {
   const absl::Time t0 = absl::UnixEpoch();

@@ -29,7 +29,8 @@
 // session reports Established{resumed = false} it is registered under its
 // session id. When a fresh session reports ResumeRequested{id}, the server
 // calls registered.AdoptConnection(fresh, now) (or fresh.RejectResume(now)
-// for an unknown id); on success the registered session becomes the
+// for an unknown id); once the connection has moved (`fresh` is closed: on
+// success, and on RESUME_GAP / BAD_ACK) the registered session is the
 // acceptor endpoint of that link. Every server session's events go to the
 // acceptor log (EventRecord::session says which session reported it).
 // acceptor() is the latest registered session, or the current link's
@@ -328,10 +329,9 @@ inline std::string StatusText(const absl::Status& s) {
 }
 
 inline std::string EventRecord::Describe() const {
-  std::string out =
-      absl::StrCat("#", seq, " t=+",
-                   absl::FormatDuration(at - FakeClock::DefaultStart()), " ",
-                   SideName(side), " link=", link, " ", EventName(event));
+  std::string out = absl::StrCat(
+      "#", seq, " t=+", absl::FormatDuration(at - FakeClock::DefaultStart()),
+      " ", SideName(side), " link=", link, " ", EventName(event));
   std::visit(
       [&](const auto& v) {
         using T = std::decay_t<decltype(v)>;
@@ -607,8 +607,7 @@ class SessionPair {
     });
   }
   absl::Status Close(Side side) {
-    return Do(side,
-              [&](Session& s, absl::Time now) { return s.Close(now); });
+    return Do(side, [&](Session& s, absl::Time now) { return s.Close(now); });
   }
 
   // ---- time ----
@@ -835,9 +834,12 @@ class SessionPair {
       const absl::Status st = existing.AdoptConnection(s, clock_.Now());
       Trace("server: AdoptConnection -> " + StatusText(st));
       last_adopt_ = st;
+      // The connection moved when `fresh` is closed: on success, and on
+      // RESUME_GAP / BAD_ACK, where `existing` sends the error on it.
+      const bool moved = s.state() == SessionState::kClosed;
       // Whatever `fresh` still has goes out first, on its connection.
       Pump(s, Side::kAcceptor);
-      if (st.ok()) {
+      if (moved) {
         Link* l = LinkOf(s, Side::kAcceptor);
         if (l != nullptr) l->ends_[1] = &existing;
       }
@@ -886,8 +888,8 @@ class SessionPair {
     l.DropPending(Dir::kToAcceptor);
     l.DropPending(Dir::kToInitiator);
     Trace(absl::StrCat("link ", l.id_, " down: ", why));
-    const absl::Status lost = MakeError(
-        ErrorCode::kConnectionLost, absl::StrCat("link ", l.id_, " ", why));
+    const absl::Status lost = MakeError(ErrorCode::kConnectionLost,
+                                        absl::StrCat("link ", l.id_, " ", why));
     const std::array<bool, 2> notify = {notify_initiator, notify_acceptor};
     for (size_t i = 0; i < 2; ++i) {
       Session* s = l.ends_[i];
@@ -924,8 +926,8 @@ class SessionPair {
     // A closing side's bytes are all delivered: the other side sees EOF.
     for (Dir d : {Dir::kToAcceptor, Dir::kToInitiator}) {
       const Link::Pipe& p = l.pipe(d);
-      const Link::Pipe& back = l.pipe(d == Dir::kToAcceptor ? Dir::kToInitiator
-                                                            : Dir::kToAcceptor);
+      const Link::Pipe& back =
+          l.pipe(d == Dir::kToAcceptor ? Dir::kToInitiator : Dir::kToAcceptor);
       if (p.writer_closed && p.head == p.buf.size()) {
         const Side peer = Receiver(d);
         const bool peer_closing = back.writer_closed;
@@ -966,7 +968,8 @@ class SessionPair {
             n, static_cast<size_t>(l.rng_.Between(1, l.split_.random_max)));
       }
       if (p.cut_after) {
-        n = std::min<size_t>(n, static_cast<size_t>(*p.cut_after - p.delivered));
+        n = std::min<size_t>(n,
+                             static_cast<size_t>(*p.cut_after - p.delivered));
       }
       const size_t side_index = static_cast<size_t>(Receiver(d));
       std::vector<std::byte>& rx = rx_[side_index];
@@ -993,8 +996,8 @@ class SessionPair {
       last_receive_[side_index] = st;
       if (!st.ok() && GetErrorCode(st) == ErrorCode::kWrongState &&
           s->state() != SessionState::kFailed) {
-        Problem(absl::StrCat(SideName(side), " Receive refused: ",
-                             StatusText(st)));
+        Problem(
+            absl::StrCat(SideName(side), " Receive refused: ", StatusText(st)));
       }
       if (options_.trace) {
         Trace(absl::StrCat("deliver ", n, " bytes to ", SideName(side),

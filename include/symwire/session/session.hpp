@@ -214,9 +214,10 @@ class Session {
   SYMWIRE_DECL void HandleTimeout(absl::Time now);
 
   // TransportLost
-  // The transport ended or a dial failed. No-op when no connection is up,
-  // except on a disconnected initiator, where it counts a failed dial and
-  // schedules the next attempt.
+  // The transport ended or a dial failed. No-op when no connection is up
+  // (so calling it after closing a connection for ConnectionClosing() is
+  // harmless), except on a disconnected initiator that reported ReconnectDue
+  // since: then it means the dial failed, and the next attempt is scheduled.
   SYMWIRE_DECL void TransportLost(const absl::Status& reason, absl::Time now);
 
   // AdoptConnection
@@ -226,8 +227,12 @@ class Session {
   // WELCOME and replays. From now on drive the connection with this
   // session; `fresh` is closed. If this session had a connection, it is
   // replaced (ConnectionLost). On failure `fresh` sends the error to the
-  // peer and fails; this session is unaffected unless the failure is
-  // RESUME_GAP or BAD_ACK (then it fails too). Errors: RESUME_REJECTED,
+  // peer and fails, and this session is unaffected — except on RESUME_GAP or
+  // BAD_ACK, found after the connection moved: then `fresh` is closed and
+  // this session sends the error on that connection and fails.
+  // Bytes that reach `fresh` after the HELLO (or PROOF) and before this call
+  // are UNEXPECTED_FRAME (SPEC.md §12.1): a conforming initiator waits for
+  // WELCOME. Errors: RESUME_REJECTED,
   // RESUME_GAP, BAD_ACK, SESSION_EXPIRED (this session ended),
   // WRONG_STATE (misuse).
   SYMWIRE_DECL absl::Status AdoptConnection(Session& fresh, absl::Time now);
@@ -397,6 +402,8 @@ class Session {
   void MaybeWritable();
   void MaybeFinishClose(absl::Time now);
   void FreeAcked(uint64_t ack);
+  void HoldSlotUntilAcked();
+  void ReleaseAckedSlots(uint64_t ack);
   void CompactStore();
   void PushDeadline(absl::Time when, TaskId task);
   void RunTaskDeadlines(absl::Time now);
@@ -445,7 +452,10 @@ class Session {
   TaskId next_task_id_ = 1;       // own ids: +2 each
   TaskId last_peer_task_id_ = 0;  // highest id seen from the peer
   uint64_t own_open_ = 0;         // incl. cancelling
+  // Peer tasks running here, plus those whose terminal frame is not yet
+  // acknowledged (their sequences, ascending, in unacked_terminals_).
   uint64_t peer_open_ = 0;
+  std::deque<uint64_t> unacked_terminals_;
   // Min-heap of task deadlines; entries of ended tasks are skipped lazily.
   std::vector<std::pair<absl::Time, TaskId>> deadlines_;
 

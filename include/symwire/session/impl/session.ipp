@@ -400,11 +400,27 @@ void Session::PushDeadline(absl::Time when, TaskId task) {
 
 void Session::EndTask(TaskId id, Task& task) {
   if (task.own) {
+    // §15.1: the slot is free at once; the ack of this terminal frame goes
+    // out in this batch, before any task that reuses the slot.
     --own_open_;
+    conn_.sync.ack = true;
   } else {
-    --peer_open_;
+    // §15.1: the executor's slot stays taken until the submitter
+    // acknowledges the terminal frame just sent (the last sequence).
+    HoldSlotUntilAcked();
   }
   tasks_.erase(id);
+}
+
+void Session::HoldSlotUntilAcked() {
+  unacked_terminals_.push_back(next_seq_ - 1);
+}
+
+void Session::ReleaseAckedSlots(uint64_t ack) {
+  while (!unacked_terminals_.empty() && unacked_terminals_.front() <= ack) {
+    unacked_terminals_.pop_front();
+    --peer_open_;
+  }
 }
 
 void Session::MaybeWritable() {
@@ -432,6 +448,7 @@ void Session::MaybeFinishClose(absl::Time now) {
 }
 
 void Session::FreeAcked(uint64_t ack) {
+  ReleaseAckedSlots(ack);
   while (!replay_.empty() && replay_.front().seq <= ack) replay_.pop_front();
   CompactStore();
 }
@@ -524,6 +541,7 @@ void Session::Fail(const absl::Status& status, absl::Time now, bool tell_peer) {
   }
   tasks_.clear();
   own_open_ = peer_open_ = 0;
+  unacked_terminals_.clear();
   replay_.clear();
   store_.clear();
   store_base_ = send_pos_ = 0;
@@ -1113,6 +1131,7 @@ absl::Status Session::ApplyPeerLastReceived(uint64_t last, absl::Time now) {
                         last, acked_, last + 1, acked_));
   }
   acked_ = last;
+  ReleaseAckedSlots(last);
   while (!replay_.empty() && replay_.front().seq <= last) replay_.pop_front();
   send_pos_ =
       replay_.empty() ? store_base_ + store_.size() : replay_.front().pos;
@@ -1222,13 +1241,6 @@ absl::Status Session::HandleTask(const FrameView& frame, absl::Time now) {
     return s;
   }
   last_peer_task_id_ = id;
-  if (draining_) {
-    // §15.3: not processed; safe to retry elsewhere.
-    SendInternalError(id, absl::StatusCode::kUnavailable,
-                      "not processed: the peer is draining", true,
-                      ErrorCode::kPeerDraining);
-    return absl::OkStatus();
-  }
   if (peer_open_ >= config_.max_tasks) {
     absl::Status s =
         MakeError(ErrorCode::kTaskLimitExceeded,
@@ -1236,6 +1248,16 @@ absl::Status Session::HandleTask(const FrameView& frame, absl::Time now) {
                                   config_.max_tasks));
     Fail(s, now, true);
     return s;
+  }
+  if (draining_) {
+    // §15.3: not processed; safe to retry elsewhere. Its slot is held until
+    // the error is acknowledged, like any terminal frame (§15.1).
+    ++peer_open_;
+    SendInternalError(id, absl::StatusCode::kUnavailable,
+                      "not processed: the peer is draining", true,
+                      ErrorCode::kPeerDraining);
+    HoldSlotUntilAcked();
+    return absl::OkStatus();
   }
   Task t;
   t.state = TaskState::kRunning;
@@ -1431,6 +1453,7 @@ absl::Status Session::HandleSync(const FrameView& frame, absl::Time now) {
     }
     tasks_.clear();
     own_open_ = peer_open_ = 0;
+    unacked_terminals_.clear();
     state_ = SessionState::kClosed;
     conn_.closing = true;
     Emit(SessionClosed{});
@@ -1445,10 +1468,14 @@ absl::Status Session::HandleSessionError(const FrameView& frame,
     Fail(m.status(), now, false);
     return m.status();
   }
-  // The peer's detail code, when it sent one, is the most precise reason
-  // (e.g. SESSION_EXPIRED); PEER_ERROR otherwise.
+  // The peer's detail code, when it is a session-scope one, is the most
+  // precise reason (e.g. SESSION_EXPIRED); PEER_ERROR otherwise, so a peer
+  // cannot make this failure look local or resumable (ScopeOf).
+  const bool precise = m->detail != ErrorCode::kOk &&
+                       ScopeOf(m->detail) == ErrorScope::kSession &&
+                       IsFatal(m->detail);
   absl::Status s = MakeError(
-      m->code, m->detail == ErrorCode::kOk ? ErrorCode::kPeerError : m->detail,
+      m->code, precise ? m->detail : ErrorCode::kPeerError,
       absl::StrFormat(
           "peer ended the session: %s: %s",
           m->detail == ErrorCode::kOk ? "-" : ErrorCodeName(m->detail),

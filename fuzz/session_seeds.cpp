@@ -1,0 +1,194 @@
+// File: fuzz/session_seeds.cpp
+// Writes the gen-* seeds of fuzz/corpus/session_handshake/: real handshakes
+// between two sessions, recorded. It builds exactly the sessions the target
+// builds (same configs, seeds and clock; fuzz/session_fuzz.hpp), lets them
+// talk, and stores what each side received, so that replaying a seed makes
+// the target's sessions go through the same complete handshake (fresh, or a
+// resume with replay) before the fuzzer mutates it. Seeds only: the golden
+// vectors are never generated from the code under test (STYLE.md §6).
+// Usage: fuzz_session_seeds CORPUS_DIR (writes CORPUS_DIR/session_handshake/
+// gen-*; make_seeds.py --session BINARY runs it).
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "session_fuzz.hpp"
+#include "symwire/session/session.hpp"
+
+namespace {
+
+using symwire::SessionSide;
+using symwire::fuzz::AuthKind;
+using symwire::fuzz::Endpoint;
+
+struct Conversation {
+  std::vector<std::byte> to_acceptor;
+  std::vector<std::byte> to_initiator;
+};
+
+void Append(std::vector<std::byte>& to, const std::vector<std::byte>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+// Runs initiator <-> fresh acceptor like session_handshake.cpp's server:
+// a ResumeRequested is answered by `registered` (AdoptConnection).
+Conversation Converse(Endpoint& init, Endpoint& fresh, Endpoint* registered,
+                      absl::Time now) {
+  Conversation c;
+  init.set_capture(true);
+  fresh.set_capture(true);
+  if (registered != nullptr) registered->set_capture(true);
+  Endpoint* acceptor = &fresh;
+  for (int i = 0; i < 64; ++i) {
+    std::vector<std::byte> to_init = fresh.TakeOutput();
+    if (acceptor != &fresh) Append(to_init, acceptor->TakeOutput());
+    const std::vector<std::byte> to_acc = init.TakeOutput();
+    if (to_init.empty() && to_acc.empty()) break;
+    if (!to_acc.empty()) {
+      Append(c.to_acceptor, to_acc);
+      acceptor->Receive(to_acc, now);
+      if (acceptor == &fresh &&
+          symwire::fuzz::HasEvent<symwire::ResumeRequested>(fresh)) {
+        // What the registered session wrote before belongs to its old
+        // connection.
+        registered->TakeOutput();
+        const absl::Status st = registered->s().AdoptConnection(fresh.s(), now);
+        if (!st.ok()) {
+          std::fprintf(stderr, "AdoptConnection: %s\n", st.ToString().c_str());
+          std::exit(1);
+        }
+        fresh.Drain(now);
+        registered->TakeConnectionFrom(fresh);
+        registered->Drain(now);
+        acceptor = registered;
+      }
+    }
+    if (!to_init.empty()) {
+      Append(c.to_initiator, to_init);
+      init.Receive(to_init, now);
+    }
+  }
+  return c;
+}
+
+bool Write(const std::string& dir, const std::string& name, uint8_t mode,
+           uint8_t split, const Conversation& c) {
+  std::vector<std::byte> file;
+  const size_t n = c.to_acceptor.size();
+  if (n > 0xFFFF) return false;
+  for (uint8_t b : {mode, split, uint8_t{0}, static_cast<uint8_t>(n >> 8),
+                    static_cast<uint8_t>(n & 0xFF)}) {
+    file.push_back(static_cast<std::byte>(b));
+  }
+  Append(file, c.to_acceptor);
+  Append(file, c.to_initiator);
+  const std::string path = dir + "/gen-" + name;
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) return false;
+  const size_t w = std::fwrite(file.data(), 1, file.size(), f);
+  return std::fclose(f) == 0 && w == file.size();
+}
+
+const char* AuthName(AuthKind a) {
+  switch (a) {
+    case AuthKind::kToken:
+      return "token";
+    case AuthKind::kHmac:
+      return "hmac";
+    case AuthKind::kNone:
+      break;
+  }
+  return "none";
+}
+
+const char* RolesName(unsigned r) {
+  switch (r) {
+    case 1:
+      return "agent-orch";
+    case 2:
+      return "peer-peer";
+    default:
+      return "orch-agent";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = std::string(argv[1]) + "/session_handshake";
+  bool ok = true;
+  int written = 0;
+  for (unsigned auth = 0; auth < 3; ++auth) {
+    for (unsigned roles = 0; roles < 3; ++roles) {
+      const AuthKind a = symwire::fuzz::AuthFor(auth);
+      const auto r = symwire::fuzz::RolesFor(roles);
+      const uint8_t base = static_cast<uint8_t>(auth | (roles << 2));
+      const std::string stem = absl::StrCat(AuthName(a), "-", RolesName(roles));
+      // A new session: the target's initiator and first fresh acceptor.
+      {
+        const absl::Time now = symwire::fuzz::FuzzEpoch();
+        Endpoint init(
+            symwire::fuzz::FuzzConfig(SessionSide::kInitiator, r.initiator, a,
+                                      symwire::fuzz::kInitiatorSeed),
+            now);
+        init.set_capture(true);
+        init.TransportConnected(now);
+        Endpoint fresh(
+            symwire::fuzz::FuzzConfig(SessionSide::kAcceptor, r.acceptor, a,
+                                      symwire::fuzz::kFreshSeed),
+            now);
+        fresh.set_capture(true);
+        fresh.TransportConnected(now);
+        const Conversation c = Converse(init, fresh, nullptr, now);
+        ok = ok && Write(dir, "new-" + stem, base, 0, c);
+        ok = ok && Write(dir, "new-" + stem + "-bytewise", base, 1, c);
+        written += 2;
+      }
+      // A resume (both sides told of the loss, or the acceptor half-open).
+      for (const bool half_open : {false, true}) {
+        symwire::fuzz::PairSpec spec;
+        spec.roles = r;
+        spec.auth = a;
+        symwire::fuzz::Pair p = symwire::fuzz::BuildPair(spec);
+        p.initiator->set_capture(true);
+        symwire::fuzz::Reconnect(p, half_open);
+        Endpoint fresh(
+            symwire::fuzz::FuzzConfig(SessionSide::kAcceptor, r.acceptor, a,
+                                      symwire::fuzz::kFreshSeed),
+            p.now);
+        fresh.set_capture(true);
+        fresh.TransportConnected(p.now);
+        const Conversation c =
+            Converse(*p.initiator, fresh, p.acceptor.get(), p.now);
+        const uint8_t mode =
+            static_cast<uint8_t>(base | 0x10 | (half_open ? 0x20 : 0));
+        const std::string name =
+            absl::StrCat("resume-", stem, half_open ? "-half-open" : "");
+        // Byte by byte, HELLO ends a Receive call, as with a real peer
+        // (which waits for WELCOME before it replays). Whole, the replayed
+        // frames reach the fresh session with HELLO and it refuses them
+        // (SPEC.md §12.1): the error path.
+        ok = ok && Write(dir, name, mode, 1, c);
+        ok = ok && Write(dir, name + "-whole", mode, 0, c);
+        written += 2;
+      }
+    }
+  }
+  if (!ok) {
+    std::fprintf(stderr, "fuzz_session_seeds: cannot write to %s\n",
+                 dir.c_str());
+    return 1;
+  }
+  std::printf("fuzz_session_seeds: %d seeds in %s\n", written, dir.c_str());
+  return 0;
+}

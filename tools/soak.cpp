@@ -1,0 +1,1058 @@
+// File: tools/soak.cpp
+// symwire-soak: a seeded, deterministic long run of the session layer with
+// connection faults, on a simulated clock and without I/O. Layer 4: public
+// headers only (a compact copy of the approach of
+// tests/support/session_pair.hpp, which tools may not use).
+//
+// Usage:
+//   symwire-soak --tasks N --seed S --cut-every MIN:MAX [--partials K]
+//                [--payload BYTES] [--window W] [--replay-frames F]
+//                [--agent-max-tasks M] [--dial-fail-pct P]
+//                [--half-open-pct P] [--max-sim-seconds T] [--no-close]
+//                [--verbose]
+//
+// An orchestrator (the initiator) submits N tasks, keeping up to W (default
+// 64) in flight; a refusal with NO_CREDIT or REPLAY_BUFFER_FULL stops it
+// until the Writable event. The agent (the acceptor) answers each task with
+// 3 partial AGENT_RESPONSEs (or, with --partials K, a seeded random 1..K)
+// and then a final one, interleaving the tasks it has open at random, and
+// also waits for Writable after REPLAY_BUFFER_FULL. Every payload carries
+// the task index, the part index and an FNV-1a checksum of the rest, padded
+// to --payload bytes (default 32), so both sides verify content, order and
+// uniqueness:
+//   agent:        every task exactly once, in submission order, with the
+//                 task id the orchestrator got from SubmitTask;
+//   orchestrator: each task's partials in order, then exactly one final
+//                 carrying the number of partials sent.
+//
+// Faults. After every MIN..MAX frames (a seeded random count; frames sent
+// plus frames received by the orchestrator, i.e. both directions) the link
+// is cut at a random byte of the bytes still in flight in a random
+// direction (so mostly mid-frame); both sides get TransportLost. The
+// orchestrator's ReconnectDue makes the simulation dial at once: the server
+// creates a fresh acceptor session per connection and hands a resuming
+// connection to the established session (AdoptConnection). Deliveries are
+// split at random sizes (1..64, 1..1024, or all that is pending), and now
+// and then one direction stalls for 1..50 ms. `--cut-every 0:0` disables
+// cuts.
+//
+// Optional faults: --dial-fail-pct P makes P % of the dials fail (the
+// orchestrator gets TransportLost and backs off further); --half-open-pct P
+// tells only the orchestrator of P % of the cuts, so the agent's session
+// keeps a dead connection until the resumed one replaces it.
+//
+// Timers (chosen so the simulation moves in milliseconds; both sides):
+// ack_delay 1 ms; reconnect backoff 10 ms x1.6 +-20 %, max 1 s; handshake
+// timeout 2 s; ping interval 1 s, peers may ping every 100 ms; dead peer
+// 10 s; resume window 60 s. Delivery takes no simulated time, so the clock
+// advances only to the next deadline when nothing is in flight.
+//
+// After the last task completes, the orchestrator closes the session
+// gracefully (no cuts from then on) and both sides must report
+// SessionClosed (skip with --no-close).
+//
+// Output: one JSON line with tasks, completed, lost, duplicated,
+// out_of_order, corrupted, disconnects, resumes, frames, retransmitted,
+// sim_seconds, wall_ms and more. Exit status 0 only if every task completed
+// and was seen exactly once in order with intact content on both sides (and
+// the close succeeded); 1 otherwise, also when the simulated time bound
+// (--max-sim-seconds, default 600 + N/100) or the step bound runs out, so
+// a run never hangs; 2 on a usage error.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "symwire/error.hpp"
+#include "symwire/session/config.hpp"
+#include "symwire/session/control.hpp"
+#include "symwire/session/event.hpp"
+#include "symwire/session/session.hpp"
+
+namespace {
+
+using symwire::ErrorCode;
+using symwire::Session;
+using symwire::SessionState;
+using symwire::TaskId;
+using Bytes = absl::Span<const std::byte>;
+
+// ---- options ----------------------------------------------------------------
+
+struct Options {
+  uint64_t tasks = 1000;
+  uint64_t seed = 1;
+  uint64_t cut_min = 200;
+  uint64_t cut_max = 2000;
+  uint32_t partials = 0;  // 0: exactly 3; K: random 1..K
+  uint32_t payload = 32;
+  uint32_t window = 64;
+  uint64_t replay_frames = 0;    // 0: library default
+  uint32_t agent_max_tasks = 0;  // 0: library default
+  double max_sim_seconds = 0;    // 0: 600 + tasks / 100
+  uint32_t dial_fail_pct = 0;    // dials that fail, percent
+  uint32_t half_open_pct = 0;    // cuts the agent is not told of, percent
+  bool close = true;
+  bool verbose = false;
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: symwire-soak --tasks N --seed S --cut-every MIN:MAX "
+               "[--partials K] [--payload BYTES] [--window W]\n"
+               "                    [--replay-frames F] [--agent-max-tasks M] "
+               "[--dial-fail-pct P] [--half-open-pct P]\n"
+               "                    [--max-sim-seconds T] [--no-close] "
+               "[--verbose]\n");
+}
+
+template <typename T>
+bool ParseUnsigned(absl::string_view text, T& out) {
+  uint64_t v = 0;
+  if (!absl::SimpleAtoi(text, &v) || v > static_cast<uint64_t>(T(~T(0)))) {
+    return false;
+  }
+  out = static_cast<T>(v);
+  return true;
+}
+
+bool ParseArgs(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--no-close") {
+      o.close = false;
+      continue;
+    }
+    if (arg == "--verbose") {
+      o.verbose = true;
+      continue;
+    }
+    if (i + 1 >= argc) return false;
+    const absl::string_view value = argv[++i];
+    bool ok = false;
+    if (arg == "--tasks") {
+      ok = ParseUnsigned(value, o.tasks) && o.tasks > 0;
+    } else if (arg == "--seed") {
+      ok = ParseUnsigned(value, o.seed);
+    } else if (arg == "--cut-every") {
+      const std::vector<absl::string_view> parts = absl::StrSplit(value, ':');
+      ok = parts.size() == 2 && ParseUnsigned(parts[0], o.cut_min) &&
+           ParseUnsigned(parts[1], o.cut_max) && o.cut_min <= o.cut_max &&
+           (o.cut_min > 0 || o.cut_max == 0);
+    } else if (arg == "--partials") {
+      ok = ParseUnsigned(value, o.partials) && o.partials > 0 &&
+           o.partials <= 1000;
+    } else if (arg == "--payload") {
+      ok = ParseUnsigned(value, o.payload) && o.payload <= (1u << 20);
+    } else if (arg == "--window") {
+      ok = ParseUnsigned(value, o.window) && o.window > 0;
+    } else if (arg == "--replay-frames") {
+      ok = ParseUnsigned(value, o.replay_frames) && o.replay_frames > 0;
+    } else if (arg == "--agent-max-tasks") {
+      ok = ParseUnsigned(value, o.agent_max_tasks) && o.agent_max_tasks > 0;
+    } else if (arg == "--dial-fail-pct") {
+      ok = ParseUnsigned(value, o.dial_fail_pct) && o.dial_fail_pct < 100;
+    } else if (arg == "--half-open-pct") {
+      ok = ParseUnsigned(value, o.half_open_pct) && o.half_open_pct <= 100;
+    } else if (arg == "--max-sim-seconds") {
+      uint64_t s = 0;
+      ok = ParseUnsigned(value, s) && s > 0;
+      o.max_sim_seconds = static_cast<double>(s);
+    }
+    if (!ok) {
+      std::fprintf(stderr, "symwire-soak: bad argument %s %s\n", argv[i - 1],
+                   argv[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// ---- randomness ----------------------------------------------------------
+
+// SplitMix64: portable, so a seed means the same run everywhere.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [lo, hi].
+  uint64_t Between(uint64_t lo, uint64_t hi) {
+    return hi <= lo ? lo : lo + Next() % (hi - lo + 1);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// ---- payloads ---------------------------------------------------------------
+
+// Task:     u64 index | u32 filler size | filler | u64 FNV-1a of all before
+// Response: u64 index | u32 part | u32 final (partials sent, or 0xFFFFFFFF
+//           for a partial) | u32 filler size | filler | u64 FNV-1a
+constexpr uint32_t kPartial = 0xFFFFFFFFu;
+
+uint64_t Fnv1a(Bytes b) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (std::byte x : b) {
+    h ^= static_cast<uint64_t>(x);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+void PutBig(std::vector<std::byte>& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xFF));
+  }
+}
+uint64_t GetBig(Bytes b, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v = (v << 8) | static_cast<uint64_t>(b[at + static_cast<size_t>(i)]);
+  }
+  return v;
+}
+std::byte Filler(uint64_t index, uint64_t part, size_t k) {
+  return static_cast<std::byte>((index * 131 + part * 29 + k * 7) & 0xFF);
+}
+
+void Seal(std::vector<std::byte>& out) {
+  const uint64_t sum = Fnv1a(out);
+  PutBig(out, sum, 8);
+}
+
+std::vector<std::byte> TaskPayload(uint64_t index, uint32_t filler) {
+  std::vector<std::byte> out;
+  PutBig(out, index, 8);
+  PutBig(out, filler, 4);
+  for (size_t k = 0; k < filler; ++k) out.push_back(Filler(index, 0, k));
+  Seal(out);
+  return out;
+}
+
+std::vector<std::byte> ResponsePayload(uint64_t index, uint32_t part,
+                                       uint32_t final_marker, uint32_t filler) {
+  std::vector<std::byte> out;
+  PutBig(out, index, 8);
+  PutBig(out, part, 4);
+  PutBig(out, final_marker, 4);
+  PutBig(out, filler, 4);
+  for (size_t k = 0; k < filler; ++k) {
+    out.push_back(Filler(index, uint64_t{part} + 1, k));
+  }
+  Seal(out);
+  return out;
+}
+
+// Checks size, filler and checksum; `fixed` is the size of the fields
+// before the filler size.
+bool Intact(Bytes b, size_t fixed, uint64_t index_for_filler, uint64_t part) {
+  if (b.size() < fixed + 4 + 8) return false;
+  const uint64_t filler = GetBig(b, fixed, 4);
+  if (b.size() != fixed + 4 + filler + 8) return false;
+  const size_t body = b.size() - 8;
+  if (Fnv1a(b.first(body)) != GetBig(b, body, 8)) return false;
+  for (size_t k = 0; k < filler; ++k) {
+    if (b[fixed + 4 + k] != Filler(index_for_filler, part, k)) return false;
+  }
+  return true;
+}
+
+// ---- the simulation -------------------------------------------------------
+
+struct Pipe {
+  std::vector<std::byte> buf;
+  size_t head = 0;
+  uint64_t delivered = 0;
+  std::optional<uint64_t> cut_after;
+  absl::Time stalled_until = absl::InfinitePast();
+  bool writer_closed = false;
+  bool reader_closed = false;
+  size_t pending() const { return buf.size() - head; }
+};
+
+// One connection. Index 0 = orchestrator (initiator), 1 = agent endpoint;
+// pipes_[r] carries bytes toward side r.
+struct Conn {
+  bool up = false;
+  std::array<Session*, 2> ends{nullptr, nullptr};
+  std::array<Pipe, 2> pipes;
+};
+
+struct TaskTrack {
+  uint64_t index = 0;
+  uint32_t next_part = 0;
+};
+
+struct AgentWork {
+  TaskId task = 0;
+  uint64_t index = 0;
+  uint32_t partials = 0;  // partial responses to send before the final
+  uint32_t sent = 0;
+};
+
+class Soak {
+ public:
+  explicit Soak(const Options& o)
+      : o_(o),
+        rng_(o.seed * 0x2545F4914F6CDD1Dull + 7),
+        start_(absl::UnixEpoch() + absl::Seconds(1000)),
+        now_(start_),
+        agent_seen_(o.tasks, false),
+        completed_flag_(o.tasks, false),
+        id_of_index_(o.tasks, 0) {
+    orch_config_ = BaseConfig(symwire::SessionSide::kInitiator,
+                              symwire::AgentRole::kOrchestrator,
+                              "soak-orchestrator", o.seed * 2 + 1);
+    agent_config_ =
+        BaseConfig(symwire::SessionSide::kAcceptor, symwire::AgentRole::kAgent,
+                   "soak-agent", o.seed * 2 + 2);
+    if (o.agent_max_tasks > 0) agent_config_.max_tasks = o.agent_max_tasks;
+    next_cut_ = PickCutInterval();
+  }
+
+  int Run();
+
+ private:
+  symwire::SessionConfig BaseConfig(symwire::SessionSide side,
+                                    symwire::AgentRole role,
+                                    absl::string_view id, uint64_t seed) const {
+    symwire::SessionConfig c;
+    c.side = side;
+    c.role = role;
+    c.agent_id = std::string(id);
+    c.random = symwire::SeededRandom(seed);
+    c.ack_delay = absl::Milliseconds(1);
+    c.backoff.initial = absl::Milliseconds(10);
+    c.backoff.multiplier = 1.6;
+    c.backoff.jitter = 0.2;
+    c.backoff.max = absl::Seconds(1);
+    c.handshake_timeout = absl::Seconds(2);
+    c.ping_interval = absl::Seconds(1);
+    c.min_peer_ping_interval = absl::Milliseconds(100);
+    c.dead_peer_timeout = absl::Seconds(10);
+    c.resume_window = absl::Seconds(60);
+    if (o_.replay_frames > 0) c.replay_frames = o_.replay_frames;
+    return c;
+  }
+
+  uint64_t PickCutInterval() {
+    return o_.cut_max == 0 ? 0 : rng_.Between(o_.cut_min, o_.cut_max);
+  }
+
+  void Fatal(std::string why) {
+    if (fatal_.empty()) fatal_ = std::move(why);
+  }
+  void Log(const std::string& line) {
+    if (o_.verbose) {
+      std::fprintf(stderr, "[t=+%s] %s\n",
+                   absl::FormatDuration(now_ - start_).c_str(), line.c_str());
+    }
+  }
+
+  void Dial();
+  void Kill(absl::string_view why, bool tell_agent = true);
+  void Pump(Session& s, size_t side);
+  void OnOrchestratorEvent(symwire::Event& e);
+  void OnAgentEvent(Session& s, symwire::Event& e);
+  bool Deliver();
+  bool Housekeeping();
+  void FireTimers();
+  absl::Time NextWakeup() const;
+  void Submit();
+  void Respond();
+  void MaybeArmCut();
+  bool Step();
+  bool Done() const {
+    return completed_ == o_.tasks && agent_received_ == o_.tasks;
+  }
+  void PrintSummary(uint64_t lost, bool ok, double wall_ms);
+
+  const Options o_;
+  Rng rng_;
+  const absl::Time start_;
+  absl::Time now_;
+  symwire::SessionConfig orch_config_;
+  symwire::SessionConfig agent_config_;
+
+  std::unique_ptr<Session> orch_;
+  std::vector<std::unique_ptr<Session>> server_;  // every acceptor session
+  std::vector<Session*> live_server_;             // those with timers
+  Session* agent_ = nullptr;                      // the established one
+  Conn conn_;
+  std::array<std::vector<std::byte>, 2> rx_;
+  size_t next_dir_ = 0;
+  absl::Time dial_at_ = absl::InfiniteFuture();
+  bool cuts_enabled_ = true;
+  uint64_t next_cut_ = 0;
+  uint64_t frames_at_cut_ = 0;
+  bool cut_armed_ = false;
+
+  // Orchestrator state.
+  bool orch_established_ = false;
+  bool orch_blocked_ = false;
+  uint64_t submitted_ = 0;
+  absl::flat_hash_map<TaskId, TaskTrack> in_flight_;
+  std::vector<bool> agent_seen_;
+  std::vector<bool> completed_flag_;
+  std::vector<TaskId> id_of_index_;
+  absl::flat_hash_map<TaskId, uint64_t> index_of_id_;
+  uint64_t completed_ = 0;
+  // Agent state.
+  bool agent_blocked_ = false;
+  uint64_t agent_next_ = 0;
+  uint64_t agent_received_ = 0;
+  std::vector<AgentWork> work_;
+
+  // Counters.
+  uint64_t duplicated_ = 0;
+  uint64_t out_of_order_ = 0;
+  uint64_t corrupted_ = 0;
+  uint64_t failed_tasks_ = 0;
+  uint64_t disconnects_ = 0;
+  uint64_t resumes_ = 0;
+  uint64_t cuts_ = 0;
+  uint64_t dials_ = 0;
+  uint64_t dial_failures_ = 0;
+  uint64_t half_open_cuts_ = 0;
+  uint64_t refusals_ = 0;
+  uint64_t stalls_ = 0;
+  uint64_t deliveries_ = 0;
+  uint64_t steps_ = 0;
+  uint64_t stuck_timers_ = 0;
+  bool orch_closed_ = false;
+  bool agent_closed_ = false;
+  bool closing_ = false;
+  std::string fatal_;
+};
+
+void Soak::Dial() {
+  ++dials_;
+  if (conn_.up) Kill("replaced by a new dial");
+  auto fresh = Session::Create(agent_config_, now_);
+  if (!fresh.ok()) {
+    Fatal("acceptor Create: " + fresh.status().ToString());
+    return;
+  }
+  server_.push_back(std::move(*fresh));
+  Session* acc = server_.back().get();
+  live_server_.push_back(acc);
+  conn_ = Conn();
+  conn_.up = true;
+  conn_.ends = {orch_.get(), acc};
+  Log(absl::StrCat("dial #", dials_));
+  if (absl::Status s = orch_->TransportConnected(now_); !s.ok()) {
+    Fatal("orchestrator TransportConnected: " + s.ToString());
+  }
+  Pump(*orch_, 0);
+  if (absl::Status s = acc->TransportConnected(now_); !s.ok()) {
+    Fatal("acceptor TransportConnected: " + s.ToString());
+  }
+  Pump(*acc, 1);
+}
+
+void Soak::Kill(absl::string_view why, bool tell_agent) {
+  if (!conn_.up) return;
+  conn_.up = false;
+  Log(absl::StrCat("link down: ", why, tell_agent ? "" : " (half-open)"));
+  const absl::Status lost = symwire::MakeError(ErrorCode::kConnectionLost, why);
+  for (size_t i = 0; i < 2; ++i) {
+    Session* s = conn_.ends[i];
+    if (s == nullptr || s->ConnectionClosing()) continue;
+    if (i == 1 && !tell_agent) continue;
+    s->TransportLost(lost, now_);
+    Pump(*s, i);
+  }
+}
+
+// Drains transmit into the link, then events, then honours
+// ConnectionClosing (session.hpp's driver contract).
+void Soak::Pump(Session& s, size_t side) {
+  const bool attached = conn_.up && conn_.ends[side] == &s;
+  Pipe& out = conn_.pipes[1 - side];
+  for (;;) {
+    Bytes b = s.PollTransmit();
+    if (b.empty()) break;
+    if (attached && !out.writer_closed && !out.reader_closed) {
+      out.buf.insert(out.buf.end(), b.begin(), b.end());
+    }
+  }
+  std::vector<symwire::Event> events;
+  while (std::optional<symwire::Event> e = s.PollEvent()) {
+    events.push_back(std::move(*e));
+  }
+  for (symwire::Event& e : events) {
+    if (side == 0) {
+      OnOrchestratorEvent(e);
+    } else {
+      OnAgentEvent(s, e);
+    }
+  }
+  if (conn_.up && conn_.ends[side] == &s && s.ConnectionClosing() &&
+      !out.writer_closed) {
+    Log(absl::StrCat(side == 0 ? "orchestrator" : "agent",
+                     " closes the connection"));
+    out.writer_closed = true;
+    Pipe& in = conn_.pipes[side];
+    in.reader_closed = true;
+    in.buf.clear();
+    in.head = 0;
+  }
+}
+
+void Soak::OnOrchestratorEvent(symwire::Event& e) {
+  if (auto* est = std::get_if<symwire::Established>(&e)) {
+    orch_established_ = true;
+    if (est->resumed) ++resumes_;
+    Log(absl::StrCat("orchestrator Established resumed=", est->resumed,
+                     " replayed=", est->replayed_frames));
+  } else if (auto* r = std::get_if<symwire::ResponseReceived>(&e)) {
+    auto it = in_flight_.find(r->task);
+    if (it == in_flight_.end()) {
+      auto done = index_of_id_.find(r->task);
+      if (done != index_of_id_.end() && completed_flag_[done->second]) {
+        ++duplicated_;
+      } else {
+        ++corrupted_;
+      }
+      Log(absl::StrCat("response for task ", r->task, " not in flight"));
+      return;
+    }
+    TaskTrack& t = it->second;
+    const Bytes p = r->payload;
+    if (p.size() < 20 || GetBig(p, 0, 8) != t.index ||
+        !Intact(p, 16, t.index, GetBig(p, 8, 4) + 1)) {
+      ++corrupted_;
+      Log(absl::StrCat("corrupt response for task ", r->task));
+      return;
+    }
+    const uint64_t part = GetBig(p, 8, 4);
+    const uint64_t marker = GetBig(p, 12, 4);
+    if (part < t.next_part) {
+      ++duplicated_;
+      return;
+    }
+    if (part > t.next_part) ++out_of_order_;
+    t.next_part = static_cast<uint32_t>(part) + 1;
+    if ((marker != kPartial) != r->final) {
+      ++corrupted_;
+      return;
+    }
+    if (r->final) {
+      // The final's part index equals the number of partials before it.
+      if (marker != part) ++out_of_order_;
+      completed_flag_[t.index] = true;
+      ++completed_;
+      in_flight_.erase(it);
+    }
+  } else if (auto* f = std::get_if<symwire::TaskFailed>(&e)) {
+    ++failed_tasks_;
+    in_flight_.erase(f->task);
+    Log(absl::StrCat("TaskFailed ", f->task, ": ", f->status.ToString()));
+  } else if (auto* c = std::get_if<symwire::TaskCancelled>(&e)) {
+    ++failed_tasks_;
+    in_flight_.erase(c->task);
+    Log(absl::StrCat("TaskCancelled ", c->task, ": ", c->status.ToString()));
+  } else if (std::holds_alternative<symwire::Writable>(e)) {
+    orch_blocked_ = false;
+  } else if (auto* lost = std::get_if<symwire::ConnectionLost>(&e)) {
+    ++disconnects_;
+    Log("orchestrator ConnectionLost: " + lost->status.ToString());
+  } else if (std::holds_alternative<symwire::ReconnectDue>(e)) {
+    dial_at_ = std::min(dial_at_, now_);
+  } else if (std::holds_alternative<symwire::SessionClosed>(e)) {
+    orch_closed_ = true;
+    if (!closing_) Fatal("orchestrator: unexpected SessionClosed");
+  } else if (auto* sf = std::get_if<symwire::SessionFailed>(&e)) {
+    Fatal("orchestrator SessionFailed: " + sf->status.ToString());
+  } else if (std::holds_alternative<symwire::PeerDraining>(e)) {
+    if (!closing_) Fatal("orchestrator: unexpected PeerDraining");
+  } else {
+    Fatal(
+        absl::StrCat("orchestrator: unexpected event ", symwire::EventName(e)));
+  }
+}
+
+void Soak::OnAgentEvent(Session& s, symwire::Event& e) {
+  if (auto* est = std::get_if<symwire::Established>(&e)) {
+    if (!est->resumed) {
+      if (agent_ != nullptr) Fatal("a second session was established");
+      agent_ = &s;
+    }
+  } else if (auto* rr = std::get_if<symwire::ResumeRequested>(&e)) {
+    if (agent_ == nullptr || agent_->session_id() != rr->session_id) {
+      Log("resume of an unknown session: RejectResume");
+      s.RejectResume(now_);
+      Pump(s, 1);
+      return;
+    }
+    const absl::Status st = agent_->AdoptConnection(s, now_);
+    Log("AdoptConnection: " + st.ToString());
+    // The connection moved when the fresh session is closed (on success,
+    // and on RESUME_GAP / BAD_ACK, which the agent's session reports).
+    const bool moved = s.state() == SessionState::kClosed;
+    Pump(s, 1);
+    if (moved && conn_.up && conn_.ends[1] == &s) conn_.ends[1] = agent_;
+    Pump(*agent_, 1);
+  } else if (auto* t = std::get_if<symwire::TaskReceived>(&e)) {
+    const Bytes p = t->payload();
+    if (p.size() < 8 + 4 + 8) {
+      ++corrupted_;
+      return;
+    }
+    const uint64_t index = GetBig(p, 0, 8);
+    if (index >= o_.tasks || !Intact(p, 8, index, 0) ||
+        id_of_index_[index] != t->task) {
+      ++corrupted_;
+      Log(absl::StrCat("corrupt task ", t->task));
+      return;
+    }
+    if (agent_seen_[index]) {
+      ++duplicated_;
+      return;
+    }
+    if (index != agent_next_) ++out_of_order_;
+    agent_next_ = index + 1;
+    agent_seen_[index] = true;
+    ++agent_received_;
+    AgentWork w;
+    w.task = t->task;
+    w.index = index;
+    w.partials = o_.partials == 0
+                     ? 3
+                     : static_cast<uint32_t>(rng_.Between(1, o_.partials));
+    work_.push_back(w);
+  } else if (std::holds_alternative<symwire::Writable>(e)) {
+    agent_blocked_ = false;
+  } else if (auto* c = std::get_if<symwire::TaskCancelled>(&e)) {
+    ++failed_tasks_;
+    Log(absl::StrCat("agent TaskCancelled ", c->task));
+    work_.erase(
+        std::remove_if(work_.begin(), work_.end(),
+                       [&](const AgentWork& w) { return w.task == c->task; }),
+        work_.end());
+  } else if (std::holds_alternative<symwire::ConnectionLost>(e)) {
+    // Counted on the orchestrator side.
+  } else if (std::holds_alternative<symwire::SessionClosed>(e)) {
+    if (&s == agent_) {
+      agent_closed_ = true;
+      if (!closing_) Fatal("agent: unexpected SessionClosed");
+    }
+  } else if (auto* sf = std::get_if<symwire::SessionFailed>(&e)) {
+    // A fresh session that lost its connection before resuming is
+    // expected to end; the established one must not fail.
+    if (&s == agent_) Fatal("agent SessionFailed: " + sf->status.ToString());
+  } else if (std::holds_alternative<symwire::PeerDraining>(e)) {
+    if (!closing_) Fatal("agent: unexpected PeerDraining");
+  } else {
+    Fatal(absl::StrCat("agent: unexpected event ", symwire::EventName(e)));
+  }
+}
+
+// Orchestrator: keep up to `window` tasks in flight.
+void Soak::Submit() {
+  if (!orch_established_ || closing_) return;
+  bool any = false;
+  while (submitted_ < o_.tasks && in_flight_.size() < o_.window &&
+         !orch_blocked_ && fatal_.empty()) {
+    const std::vector<std::byte> payload = TaskPayload(submitted_, o_.payload);
+    absl::StatusOr<TaskId> id = orch_->SubmitTask(payload, {}, now_);
+    any = true;
+    if (!id.ok()) {
+      const ErrorCode code = symwire::GetErrorCode(id.status());
+      if (code == ErrorCode::kNoCredit ||
+          code == ErrorCode::kReplayBufferFull) {
+        ++refusals_;
+        orch_blocked_ = true;
+        break;
+      }
+      Fatal("SubmitTask: " + id.status().ToString());
+      break;
+    }
+    id_of_index_[submitted_] = *id;
+    index_of_id_[*id] = submitted_;
+    in_flight_[*id] = TaskTrack{submitted_, 0};
+    ++submitted_;
+  }
+  if (any) Pump(*orch_, 0);
+}
+
+// Agent: send the next part of a random open task until refused.
+void Soak::Respond() {
+  if (agent_ == nullptr) return;
+  bool any = false;
+  while (!work_.empty() && !agent_blocked_ && fatal_.empty()) {
+    const size_t i = static_cast<size_t>(rng_.Between(0, work_.size() - 1));
+    AgentWork& w = work_[i];
+    const bool final = w.sent == w.partials;
+    const std::vector<std::byte> payload = ResponsePayload(
+        w.index, w.sent, final ? w.partials : kPartial, o_.payload);
+    const absl::Status st = agent_->SendResponse(w.task, payload, final, now_);
+    any = true;
+    if (!st.ok()) {
+      if (symwire::GetErrorCode(st) == ErrorCode::kReplayBufferFull) {
+        ++refusals_;
+        agent_blocked_ = true;
+        break;
+      }
+      Fatal(absl::StrCat("SendResponse(", w.task, "): ", st.ToString()));
+      break;
+    }
+    ++w.sent;
+    if (final) {
+      work_[i] = work_.back();
+      work_.pop_back();
+    }
+  }
+  if (any) Pump(*agent_, 1);
+}
+
+// Cuts, and the end of a close. True if something happened.
+bool Soak::Housekeeping() {
+  for (size_t r = 0; r < 2; ++r) {
+    const Pipe& p = conn_.pipes[r];
+    if (p.cut_after && p.delivered >= *p.cut_after) {
+      ++cuts_;
+      cut_armed_ = false;
+      // Half-open: only the orchestrator notices; the agent's session
+      // learns when the resumed connection replaces it (AdoptConnection)
+      // or its dead-peer timer fires.
+      const bool half_open =
+          o_.half_open_pct > 0 && rng_.Between(1, 100) <= o_.half_open_pct;
+      if (half_open) ++half_open_cuts_;
+      Kill(absl::StrCat("cut after byte ", *p.cut_after, " toward ",
+                        r == 0 ? "orchestrator" : "agent"),
+           !half_open);
+      return true;
+    }
+  }
+  for (size_t r = 0; r < 2; ++r) {
+    const Pipe& p = conn_.pipes[r];
+    if (p.writer_closed && p.pending() == 0) {
+      conn_.up = false;
+      cut_armed_ = false;
+      Session* s = conn_.ends[r];
+      if (!conn_.pipes[1 - r].writer_closed && !s->ConnectionClosing()) {
+        s->TransportLost(symwire::MakeError(ErrorCode::kConnectionLost,
+                                            "closed by the peer"),
+                         now_);
+        Pump(*s, r);
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Soak::Deliver() {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const size_t r = next_dir_;
+    next_dir_ ^= 1;
+    Pipe& p = conn_.pipes[r];
+    if (p.pending() == 0 || p.reader_closed || now_ < p.stalled_until) {
+      continue;
+    }
+    // Now and then a direction stalls for 1..50 ms (timers run meanwhile).
+    if (rng_.Next() % 4096 == 0) {
+      ++stalls_;
+      p.stalled_until =
+          now_ + absl::Milliseconds(static_cast<int64_t>(rng_.Between(1, 50)));
+      continue;
+    }
+    size_t n = p.pending();
+    const uint64_t mode = rng_.Next() % 10;
+    if (mode < 5) {
+      n = std::min<size_t>(n, static_cast<size_t>(rng_.Between(1, 64)));
+    } else if (mode < 8) {
+      n = std::min<size_t>(n, static_cast<size_t>(rng_.Between(1, 1024)));
+    }
+    if (p.cut_after) {
+      n = std::min<size_t>(n, static_cast<size_t>(*p.cut_after - p.delivered));
+    }
+    if (n == 0) continue;  // a cut is due: Housekeeping runs next
+    std::vector<std::byte>& rx = rx_[r];
+    rx.assign(p.buf.begin() + static_cast<std::ptrdiff_t>(p.head),
+              p.buf.begin() + static_cast<std::ptrdiff_t>(p.head + n));
+    p.head += n;
+    p.delivered += n;
+    if (p.head == p.buf.size()) {
+      p.buf.clear();
+      p.head = 0;
+    } else if (p.head > 65536 && p.head * 2 > p.buf.size()) {
+      p.buf.erase(p.buf.begin(),
+                  p.buf.begin() + static_cast<std::ptrdiff_t>(p.head));
+      p.head = 0;
+    }
+    ++deliveries_;
+    Log(absl::StrCat("deliver ", n, " to ", r));
+    Session* s = conn_.ends[r];
+    const absl::Status st = s->Receive(rx, now_);
+    if (!st.ok()) {
+      Log(absl::StrCat(r == 0 ? "orchestrator" : "agent",
+                       " Receive: ", st.ToString()));
+      if (symwire::GetErrorCode(st) == ErrorCode::kWrongState) {
+        Fatal("Receive refused with WRONG_STATE: " + st.ToString());
+      }
+    }
+    Pump(*s, r);
+    return true;
+  }
+  return false;
+}
+
+absl::Time Soak::NextWakeup() const {
+  absl::Time next = std::min(dial_at_, orch_->NextDeadline());
+  for (const Session* s : live_server_)
+    next = std::min(next, s->NextDeadline());
+  if (conn_.up) {
+    for (const Pipe& p : conn_.pipes) {
+      if (p.pending() > 0 && !p.reader_closed) {
+        next = std::min(next, std::max(p.stalled_until, now_));
+      }
+    }
+  }
+  return next;
+}
+
+void Soak::FireTimers() {
+  std::vector<std::pair<Session*, size_t>> due;
+  if (orch_->NextDeadline() <= now_) due.emplace_back(orch_.get(), 0);
+  for (Session* s : live_server_) {
+    if (s->NextDeadline() <= now_) due.emplace_back(s, 1);
+  }
+  bool moved = due.empty();
+  for (auto [s, side] : due) {
+    s->HandleTimeout(now_);
+    Pump(*s, side);
+    if (s->NextDeadline() > now_) moved = true;
+  }
+  if (!moved) {
+    // A deadline that HandleTimeout does not move would spin forever.
+    ++stuck_timers_;
+    now_ += absl::Microseconds(1);
+  }
+  live_server_.erase(
+      std::remove_if(live_server_.begin(), live_server_.end(),
+                     [](const Session* s) {
+                       return (s->state() == SessionState::kClosed ||
+                               s->state() == SessionState::kFailed) &&
+                              s->NextDeadline() == absl::InfiniteFuture();
+                     }),
+      live_server_.end());
+}
+
+void Soak::MaybeArmCut() {
+  if (!cuts_enabled_ || next_cut_ == 0 || !conn_.up || cut_armed_) return;
+  const symwire::SessionCounters& c = orch_->counters();
+  const uint64_t frames = c.frames_out + c.frames_in;
+  if (frames - frames_at_cut_ < next_cut_) return;
+  frames_at_cut_ = frames;
+  next_cut_ = PickCutInterval();
+  cut_armed_ = true;
+  size_t r = static_cast<size_t>(rng_.Next() & 1);
+  if (conn_.pipes[r].pending() == 0) r ^= 1;
+  Pipe& p = conn_.pipes[r];
+  p.cut_after = p.delivered + rng_.Between(0, p.pending());
+}
+
+bool Soak::Step() {
+  ++steps_;
+  MaybeArmCut();
+  if (dial_at_ <= now_) {
+    dial_at_ = absl::InfiniteFuture();
+    if (o_.dial_fail_pct > 0 && rng_.Between(1, 100) <= o_.dial_fail_pct) {
+      ++dial_failures_;
+      Log("dial failed");
+      orch_->TransportLost(
+          symwire::MakeError(ErrorCode::kConnectionLost, "dial failed"), now_);
+      Pump(*orch_, 0);
+      return true;
+    }
+    Dial();
+    return true;
+  }
+  if (conn_.up && (Housekeeping() || Deliver())) return true;
+  const absl::Time next = NextWakeup();
+  if (next == absl::InfiniteFuture()) return false;
+  now_ = std::max(now_, next);
+  FireTimers();
+  return true;
+}
+
+int Soak::Run() {
+  const auto wall_start = std::chrono::steady_clock::now();
+  auto created = Session::Create(orch_config_, now_);
+  if (!created.ok()) {
+    std::fprintf(stderr, "symwire-soak: %s\n",
+                 created.status().ToString().c_str());
+    return 2;
+  }
+  orch_ = std::move(*created);
+  if (absl::Status v = symwire::ValidateConfig(agent_config_); !v.ok()) {
+    std::fprintf(stderr, "symwire-soak: %s\n", v.ToString().c_str());
+    return 2;
+  }
+  const double max_sim = o_.max_sim_seconds > 0
+                             ? o_.max_sim_seconds
+                             : 600.0 + static_cast<double>(o_.tasks) / 100.0;
+  const absl::Time deadline = start_ + absl::Seconds(max_sim);
+  // Generous: a task costs ~5 frames, each delivered in a few chunks.
+  const uint64_t max_steps = 2'000'000 + 1000 * o_.tasks;
+  Dial();
+  bool finished = false;
+  while (fatal_.empty() && steps_ < max_steps && now_ <= deadline) {
+    Submit();
+    Respond();
+    if (Done()) {
+      finished = true;
+      break;
+    }
+    if (!Step()) break;
+  }
+  if (!finished && fatal_.empty()) {
+    Fatal(steps_ >= max_steps ? "step bound reached"
+          : now_ > deadline   ? "simulated time bound reached"
+                              : "simulation went idle before the end");
+  }
+  // Graceful close: no more cuts; both sides must report SessionClosed.
+  bool closed = !o_.close;
+  if (finished && o_.close && fatal_.empty()) {
+    closing_ = true;
+    cuts_enabled_ = false;
+    for (Pipe& p : conn_.pipes) p.cut_after.reset();
+    if (absl::Status s = orch_->Close(now_); !s.ok()) {
+      Fatal("Close: " + s.ToString());
+    }
+    Pump(*orch_, 0);
+    const absl::Time close_deadline = now_ + absl::Seconds(120);
+    while (fatal_.empty() && !(orch_closed_ && agent_closed_) &&
+           steps_ < max_steps + 1'000'000 && now_ <= close_deadline) {
+      if (!Step()) break;
+    }
+    closed = orch_closed_ && agent_closed_;
+    if (!closed && fatal_.empty()) {
+      Fatal(absl::StrCat("close did not finish: orchestrator ",
+                         symwire::SessionStateName(orch_->state()), ", agent ",
+                         agent_ != nullptr
+                             ? symwire::SessionStateName(agent_->state())
+                             : "none"));
+    }
+  }
+  const double wall_ms = std::chrono::duration<double, std::milli>(
+                             std::chrono::steady_clock::now() - wall_start)
+                             .count();
+  uint64_t lost = 0;
+  for (uint64_t i = 0; i < o_.tasks; ++i) {
+    if (!agent_seen_[i] || !completed_flag_[i]) ++lost;
+  }
+  const bool ok = fatal_.empty() && finished && closed && lost == 0 &&
+                  duplicated_ == 0 && out_of_order_ == 0 && corrupted_ == 0 &&
+                  failed_tasks_ == 0 && completed_ == o_.tasks &&
+                  stuck_timers_ == 0;
+  PrintSummary(lost, ok, wall_ms);
+  return ok ? 0 : 1;
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+void Soak::PrintSummary(uint64_t lost, bool ok, double wall_ms) {
+  uint64_t frames = 0;
+  uint64_t retransmitted = 0;
+  uint64_t bytes = 0;
+  auto add = [&](const Session& s) {
+    frames += s.counters().frames_out;
+    retransmitted += s.counters().retransmitted_frames;
+    bytes += s.counters().bytes_out;
+  };
+  add(*orch_);
+  for (const auto& s : server_) add(*s);
+  const double sim_seconds = absl::ToDoubleSeconds(now_ - start_);
+  const std::string partials =
+      o_.partials == 0 ? "3" : absl::StrCat("1..", o_.partials);
+  std::printf(
+      "{\"tasks\":%llu,\"completed\":%llu,\"lost\":%llu,\"duplicated\":%llu,"
+      "\"out_of_order\":%llu,\"corrupted\":%llu,\"failed\":%llu,"
+      "\"disconnects\":%llu,\"cuts\":%llu,\"half_open_cuts\":%llu,"
+      "\"resumes\":%llu,\"dials\":%llu,\"dial_failures\":%llu,"
+      "\"frames\":%llu,\"retransmitted\":%llu,\"bytes\":%llu,"
+      "\"refusals\":%llu,\"stalls\":%llu,\"stuck_timers\":%llu,"
+      "\"steps\":%llu,\"deliveries\":%llu,\"sim_seconds\":%.3f,\"wall_ms\":%."
+      "0f,\"seed\":%llu,"
+      "\"cut_every\":\"%llu:%llu\",\"partials\":\"%s\",\"payload\":%u,"
+      "\"window\":%u,\"closed\":%s,\"ok\":%s,\"error\":%s}\n",
+      static_cast<unsigned long long>(o_.tasks),
+      static_cast<unsigned long long>(completed_),
+      static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(duplicated_),
+      static_cast<unsigned long long>(out_of_order_),
+      static_cast<unsigned long long>(corrupted_),
+      static_cast<unsigned long long>(failed_tasks_),
+      static_cast<unsigned long long>(disconnects_),
+      static_cast<unsigned long long>(cuts_),
+      static_cast<unsigned long long>(half_open_cuts_),
+      static_cast<unsigned long long>(resumes_),
+      static_cast<unsigned long long>(dials_),
+      static_cast<unsigned long long>(dial_failures_),
+      static_cast<unsigned long long>(frames),
+      static_cast<unsigned long long>(retransmitted),
+      static_cast<unsigned long long>(bytes),
+      static_cast<unsigned long long>(refusals_),
+      static_cast<unsigned long long>(stalls_),
+      static_cast<unsigned long long>(stuck_timers_),
+      static_cast<unsigned long long>(steps_),
+      static_cast<unsigned long long>(deliveries_), sim_seconds, wall_ms,
+      static_cast<unsigned long long>(o_.seed),
+      static_cast<unsigned long long>(o_.cut_min),
+      static_cast<unsigned long long>(o_.cut_max), partials.c_str(), o_.payload,
+      o_.window, orch_closed_ && agent_closed_ ? "true" : "false",
+      ok ? "true" : "false", JsonString(fatal_).c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!ParseArgs(argc, argv, o)) {
+    Usage();
+    return 2;
+  }
+  Soak soak(o);
+  return soak.Run();
+}
