@@ -6,6 +6,7 @@
 #ifndef SYMWIRE_FUZZ_FUZZ_CHECK_HPP_
 #define SYMWIRE_FUZZ_FUZZ_CHECK_HPP_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -126,6 +127,35 @@ inline std::string HexOf(absl::Span<const std::byte> bytes) {
 }
 
 inline std::string StatusText(const absl::Status& s) { return s.ToString(); }
+
+// Chunker
+// Chunk sizes for feeding a stream, chosen by one fuzzer byte: 0 = whole,
+// 1..127 = fixed chunks of that size, 128..255 = pseudo-random sizes in
+// 1..(split & 127) + 1 (xorshift32 seeded by the byte; Rand() exposes it).
+class Chunker {
+ public:
+  explicit Chunker(uint8_t split)
+      : split_(split), state_(split * 0x9E3779B9u + 1) {}
+  size_t Next(size_t left) {
+    size_t n = left;
+    if (split_ >= 1 && split_ < 128) {
+      n = split_;
+    } else if (split_ >= 128) {
+      n = 1 + Rand() % ((split_ & 127u) + 1u);
+    }
+    return std::min(n, left);
+  }
+  uint32_t Rand() {
+    state_ ^= state_ << 13;
+    state_ ^= state_ >> 17;
+    state_ ^= state_ << 5;
+    return state_;
+  }
+
+ private:
+  uint8_t split_;
+  uint32_t state_;
+};
 
 }  // namespace symwire::fuzz
 

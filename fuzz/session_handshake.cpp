@@ -59,27 +59,7 @@ using symwire::fuzz::Endpoint;
 constexpr size_t kControlSize = 5;
 constexpr int kMaxConnections = 3;
 
-class Chunker {
- public:
-  explicit Chunker(uint8_t split)
-      : split_(split), state_(split * 0x9E3779B9u + 1) {}
-  size_t Next(size_t left) {
-    size_t n = left;
-    if (split_ >= 1 && split_ < 128) {
-      n = split_;
-    } else if (split_ >= 128) {
-      state_ ^= state_ << 13;
-      state_ ^= state_ >> 17;
-      state_ ^= state_ << 5;
-      n = 1 + state_ % ((split_ & 127u) + 1u);
-    }
-    return std::min(n, left);
-  }
-
- private:
-  uint8_t split_;
-  uint32_t state_;
-};
+using symwire::fuzz::Chunker;
 
 struct Control {
   symwire::fuzz::AuthKind auth;

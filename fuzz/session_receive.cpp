@@ -87,30 +87,7 @@ using symwire::fuzz::ByteReader;
 using symwire::fuzz::Bytes;
 using symwire::fuzz::Endpoint;
 
-class Chunker {
- public:
-  explicit Chunker(uint8_t split)
-      : split_(split), state_(split * 0x9E3779B9u + 1) {}
-  size_t Next(size_t left) {
-    size_t n = left;
-    if (split_ >= 1 && split_ < 128) {
-      n = split_;
-    } else if (split_ >= 128) {
-      n = 1 + Rand() % ((split_ & 127u) + 1u);
-    }
-    return std::min(n, left);
-  }
-  uint32_t Rand() {
-    state_ ^= state_ << 13;
-    state_ ^= state_ >> 17;
-    state_ ^= state_ << 5;
-    return state_;
-  }
-
- private:
-  uint8_t split_;
-  uint32_t state_;
-};
+using symwire::fuzz::Chunker;
 
 constexpr uint64_t kVarintMax = (uint64_t{1} << 62) - 1;
 

@@ -91,6 +91,17 @@ std::unique_ptr<Session> FreshResume(absl::Time now, const SessionId& id,
   return fresh;
 }
 
+// Submits a task from the initiator and runs until the acceptor has it.
+TaskId StartTask(SessionPair& pair, absl::string_view payload,
+                 const TaskOptions& options = {}) {
+  const size_t before = pair.Count<TaskReceived>(Side::kAcceptor);
+  auto id = pair.Submit(Side::kInitiator, payload, options);
+  REQUIRE(id.ok());
+  pair.RunUntil(
+      [&] { return pair.Count<TaskReceived>(Side::kAcceptor) > before; });
+  return *id;
+}
+
 bool Ok(SessionPair& pair) {
   if (!pair.problems().empty()) {
     for (const auto& p : pair.problems()) UNSCOPED_INFO(p);
@@ -331,8 +342,7 @@ TEST_CASE("executor-side failures reach the submitter with code and flag",
           "[session][tasks]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
-  auto id = *pair.Submit(Side::kInitiator, "x");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto id = StartTask(pair, "x");
   REQUIRE(pair.Do(Side::kAcceptor,
                   [&](Session& s, absl::Time now) {
                     return s.FailTask(id,
@@ -356,8 +366,7 @@ TEST_CASE("cancel: exactly one terminal event on each side",
           "[session][cancel]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
-  auto id = *pair.Submit(Side::kInitiator, "long job");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto id = StartTask(pair, "long job");
   REQUIRE(pair.Respond(Side::kAcceptor, id, "p1", false).ok());
   REQUIRE(pair.Cancel(Side::kInitiator, id).ok());
   CHECK(GetErrorCode(pair.Cancel(Side::kInitiator, id)) ==
@@ -381,8 +390,7 @@ TEST_CASE("cancel crossing the final response on the wire is not an error",
           "[session][cancel]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
-  auto id = *pair.Submit(Side::kInitiator, "job");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto id = StartTask(pair, "job");
   // Hold the executor's bytes so its final response and partials are in
   // flight when the cancel is sent.
   pair.link()->Stall(Dir::kToInitiator, pair.now() + absl::Milliseconds(20));
@@ -434,8 +442,7 @@ TEST_CASE(
   REQUIRE(pair.Handshake());
   TaskOptions opt;
   opt.deadline = absl::Milliseconds(100);
-  auto id = *pair.Submit(Side::kInitiator, "slow", opt);
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto id = StartTask(pair, "slow", opt);
   pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(500));
   pair.RunFor(absl::Milliseconds(800));
   auto ac = pair.FindTask<TaskCancelled>(Side::kAcceptor, id);
@@ -498,8 +505,7 @@ TEST_CASE("drain: accepted tasks finish, crossing ones fail retryably",
           "[session][drain]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
-  auto first = *pair.Submit(Side::kInitiator, "accepted");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto first = StartTask(pair, "accepted");
   // A task is in flight when the acceptor starts draining.
   pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(5));
   auto crossing = *pair.Submit(Side::kInitiator, "crossing");
@@ -569,8 +575,7 @@ TEST_CASE(
     "[session][sync][resume]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
-  auto id = *pair.Submit(Side::kInitiator, "work");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto id = StartTask(pair, "work");
   pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
   pair.link()->Stall(Dir::kToInitiator, absl::InfiniteFuture());
   pair.RunUntil(
@@ -779,8 +784,7 @@ TEST_CASE(
   o.initiator.resume_window = absl::Seconds(1);
   SessionPair pair(o);
   REQUIRE(pair.Handshake());
-  auto t = *pair.Submit(Side::kInitiator, "one");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto t = StartTask(pair, "one");
   // The acceptor forgets the session (expiry), but the initiator believes
   // the window is longer (a half-open connection it never noticed).
   pair.Cut(/*notify_initiator=*/false, /*notify_acceptor=*/true);
@@ -801,8 +805,7 @@ TEST_CASE("a resume asking for frames already freed is RESUME_GAP",
           "[session][resume]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
-  auto t = *pair.Submit(Side::kInitiator, "one");
-  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  auto t = StartTask(pair, "one");
   REQUIRE(pair.Respond(Side::kAcceptor, t, "partial", false).ok());
   pair.RunFor(absl::Milliseconds(20));  // acked: the acceptor freed it
   REQUIRE(pair.acceptor()->replay_frames_in_use() == 0);
