@@ -80,17 +80,17 @@ SYMWIRE_DECL Session::~Session() = default;
 // ---------------------------------------------------------------------------
 // Small helpers
 
-bool Session::IsOwnTaskId(TaskId id) const {
+SYMWIRE_DECL bool Session::IsOwnTaskId(TaskId id) const {
   // §13.1: the initiator's ids are odd, the acceptor's even.
   const bool odd = (id & 1) != 0;
   return id != 0 && (config_.side == SessionSide::kInitiator) == odd;
 }
 
-uint64_t Session::ClockMicros(absl::Time now) const {
+SYMWIRE_DECL uint64_t Session::ClockMicros(absl::Time now) const {
   return detail::DurationMicros(now - epoch_);
 }
 
-absl::Duration Session::EffectivePingInterval() const {
+SYMWIRE_DECL absl::Duration Session::EffectivePingInterval() const {
   // §14.1: never faster than the peer accepts.
   return std::max(config_.ping_interval, peer_.min_ping_interval);
 }
@@ -105,20 +105,21 @@ SYMWIRE_DECL TaskState Session::task_state(TaskId task) const {
   return it == tasks_.end() ? TaskState::kNone : it->second.state;
 }
 
-void Session::CountError(const absl::Status& status) {
+SYMWIRE_DECL void Session::CountError(const absl::Status& status) {
   const auto code = static_cast<size_t>(GetErrorCode(status));
   if (code < counters_.errors_by_code.size()) {
     ++counters_.errors_by_code[code];
   }
 }
 
-absl::Status Session::LocalError(ErrorCode code, absl::string_view message) {
+SYMWIRE_DECL absl::Status Session::LocalError(ErrorCode code,
+                                              absl::string_view message) {
   absl::Status status = MakeError(code, message);
   CountError(status);
   return status;
 }
 
-absl::Status Session::EndedError() const {
+SYMWIRE_DECL absl::Status Session::EndedError() const {
   if (state_ == SessionState::kFailed) {
     return MakeError(
         ErrorCode::kSessionClosed,
@@ -130,7 +131,7 @@ absl::Status Session::EndedError() const {
 // ---------------------------------------------------------------------------
 // Input bracketing and transmission
 
-void Session::BeginInput() {
+SYMWIRE_DECL void Session::BeginInput() {
   Connection& c = conn_;
   if (c.control_taken == 0) return;
   if (c.sync_at_tail && c.sync_begin < c.control_taken) {
@@ -145,7 +146,7 @@ void Session::BeginInput() {
   c.control_taken = 0;
 }
 
-void Session::EndInput(absl::Time now) {
+SYMWIRE_DECL void Session::EndInput(absl::Time now) {
   MaybeWritable();
   MaybeFinishClose(now);
   FlushSync(now);
@@ -201,7 +202,7 @@ SYMWIRE_DECL absl::Time Session::NextDeadline() const {
 // ---------------------------------------------------------------------------
 // Encoding
 
-void Session::SendPreface() {
+SYMWIRE_DECL void Session::SendPreface() {
   const size_t at = conn_.control.size();
   conn_.control.resize(at + kPrefaceSize);
   auto n = EncodePreface(absl::Span<std::byte>(conn_.control).subspan(at));
@@ -209,8 +210,8 @@ void Session::SendPreface() {
   (void)n;
 }
 
-void Session::SendControl(MessageType type,
-                          const std::vector<std::byte>& payload) {
+SYMWIRE_DECL void Session::SendControl(MessageType type,
+                                       const std::vector<std::byte>& payload) {
   Connection& c = conn_;
   if (c.sync_at_tail) {
     // The SYNC encoded earlier stays where it is; later content starts a
@@ -232,7 +233,7 @@ void Session::SendControl(MessageType type,
   ++counters_.frames_out;
 }
 
-void Session::SendInit(const InitMessage& init) {
+SYMWIRE_DECL void Session::SendInit(const InitMessage& init) {
   std::vector<std::byte> payload;
   absl::Status s = AppendInit(init, payload);
   SYMWIRE_ASSERT(s.ok());  // every field comes from a validated config
@@ -240,7 +241,7 @@ void Session::SendInit(const InitMessage& init) {
   SendControl(MessageType::kAgentInit, payload);
 }
 
-void Session::SendSessionError(const absl::Status& status) {
+SYMWIRE_DECL void Session::SendSessionError(const absl::Status& status) {
   ErrorMessage m;
   const int code = static_cast<int>(status.code());
   m.code =
@@ -254,7 +255,7 @@ void Session::SendSessionError(const absl::Status& status) {
   SendControl(MessageType::kAgentError, payload);
 }
 
-InitMessage Session::LocalInit(InitPhase phase) const {
+SYMWIRE_DECL InitMessage Session::LocalInit(InitPhase phase) const {
   InitMessage m;
   m.phase = phase;
   m.min_version = config_.min_version;
@@ -276,7 +277,7 @@ InitMessage Session::LocalInit(InitPhase phase) const {
   return m;
 }
 
-absl::Status Session::CheckReplayCredit(size_t frame_size) const {
+SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
   // §15.1. An empty buffer takes any one frame, so a frame larger than the
   // window is slow, never stuck.
   if (replay_.empty()) return absl::OkStatus();
@@ -292,10 +293,9 @@ absl::Status Session::CheckReplayCredit(size_t frame_size) const {
   return absl::OkStatus();
 }
 
-absl::Status Session::EncodeSequenced(const FrameHeader& header_in,
-                                      const FrameExtensions& extensions,
-                                      absl::Span<const std::byte> payload,
-                                      bool bypass_credit) {
+SYMWIRE_DECL absl::Status Session::EncodeSequenced(
+    const FrameHeader& header_in, const FrameExtensions& extensions,
+    absl::Span<const std::byte> payload, bool bypass_credit) {
   FrameHeader header = header_in;
   header.sequence = next_seq_;
   auto header_size = EncodedHeaderSize(header, extensions, payload.size());
@@ -325,9 +325,9 @@ absl::Status Session::EncodeSequenced(const FrameHeader& header_in,
   return absl::OkStatus();
 }
 
-void Session::SendInternalError(TaskId task, absl::StatusCode code,
-                                absl::string_view message, bool retryable,
-                                ErrorCode detail) {
+SYMWIRE_DECL void Session::SendInternalError(TaskId task, absl::StatusCode code,
+                                             absl::string_view message,
+                                             bool retryable, ErrorCode detail) {
   ErrorMessage m;
   m.code = code;
   m.message = message.substr(0, kMaxErrorMessageSize);
@@ -346,7 +346,7 @@ void Session::SendInternalError(TaskId task, absl::StatusCode code,
   (void)s;
 }
 
-void Session::FlushSync(absl::Time now) {
+SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   Connection& c = conn_;
   if (!c.up || c.closing || c.handshake != Handshake::kDone) return;
   PendingSync& p = c.sync;
@@ -384,7 +384,7 @@ void Session::FlushSync(absl::Time now) {
 // ---------------------------------------------------------------------------
 // State changes
 
-void Session::PushDeadline(absl::Time when, TaskId task) {
+SYMWIRE_DECL void Session::PushDeadline(absl::Time when, TaskId task) {
   auto later = [](const auto& a, const auto& b) { return a.first > b.first; };
   // Entries of ended tasks are skipped lazily; rebuild when they dominate.
   if (deadlines_.size() > 2 * tasks_.size() + 64) {
@@ -398,7 +398,7 @@ void Session::PushDeadline(absl::Time when, TaskId task) {
   std::push_heap(deadlines_.begin(), deadlines_.end(), later);
 }
 
-void Session::EndTask(TaskId id, Task& task) {
+SYMWIRE_DECL void Session::EndTask(TaskId id, Task& task) {
   if (task.own) {
     // §15.1: the slot is free at once; the ack of this terminal frame goes
     // out in this batch, before any task that reuses the slot.
@@ -412,18 +412,18 @@ void Session::EndTask(TaskId id, Task& task) {
   tasks_.erase(id);
 }
 
-void Session::HoldSlotUntilAcked() {
+SYMWIRE_DECL void Session::HoldSlotUntilAcked() {
   unacked_terminals_.push_back(next_seq_ - 1);
 }
 
-void Session::ReleaseAckedSlots(uint64_t ack) {
+SYMWIRE_DECL void Session::ReleaseAckedSlots(uint64_t ack) {
   while (!unacked_terminals_.empty() && unacked_terminals_.front() <= ack) {
     unacked_terminals_.pop_front();
     --peer_open_;
   }
 }
 
-void Session::MaybeWritable() {
+SYMWIRE_DECL void Session::MaybeWritable() {
   if (!blocked_ || !has_session_) return;
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return;
@@ -436,7 +436,7 @@ void Session::MaybeWritable() {
   }
 }
 
-void Session::MaybeFinishClose(absl::Time now) {
+SYMWIRE_DECL void Session::MaybeFinishClose(absl::Time now) {
   // §15.3: bye once nothing is open and everything sent was acknowledged.
   if (!closing_ || state_ != SessionState::kEstablished) return;
   if (!tasks_.empty() || !replay_.empty()) return;
@@ -447,13 +447,13 @@ void Session::MaybeFinishClose(absl::Time now) {
   Emit(SessionClosed{});
 }
 
-void Session::FreeAcked(uint64_t ack) {
+SYMWIRE_DECL void Session::FreeAcked(uint64_t ack) {
   ReleaseAckedSlots(ack);
   while (!replay_.empty() && replay_.front().seq <= ack) replay_.pop_front();
   CompactStore();
 }
 
-void Session::CompactStore() {
+SYMWIRE_DECL void Session::CompactStore() {
   const uint64_t end = store_base_ + store_.size();
   const uint64_t head = replay_.empty() ? end : replay_.front().pos;
   // Bytes before send_pos_ that are not retained can go too; bytes not yet
@@ -473,7 +473,7 @@ void Session::CompactStore() {
   store_base_ = keep_from;
 }
 
-void Session::ScheduleReconnect(absl::Time now) {
+SYMWIRE_DECL void Session::ScheduleReconnect(absl::Time now) {
   // §16.1: min(initial * multiplier^n, max) * (1 + jitter * u), u in [-1, 1].
   const BackoffConfig& b = config_.backoff;
   double delay = absl::ToDoubleSeconds(b.initial) *
@@ -489,7 +489,8 @@ void Session::ScheduleReconnect(absl::Time now) {
   reconnect_at_ = now + absl::Seconds(delay);
 }
 
-void Session::ConnectionFailed(const absl::Status& status, absl::Time now) {
+SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
+                                            absl::Time now) {
   Connection& c = conn_;
   if (!c.up) return;
   CountError(status);
@@ -514,7 +515,8 @@ void Session::ConnectionFailed(const absl::Status& status, absl::Time now) {
   }
 }
 
-void Session::Fail(const absl::Status& status, absl::Time now, bool tell_peer) {
+SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
+                                bool tell_peer) {
   (void)now;
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return;
@@ -552,11 +554,12 @@ void Session::Fail(const absl::Status& status, absl::Time now, bool tell_peer) {
   Emit(SessionFailed{status, std::move(affected)});
 }
 
-void Session::FailHandshake(const absl::Status& status, absl::Time now) {
+SYMWIRE_DECL void Session::FailHandshake(const absl::Status& status,
+                                         absl::Time now) {
   Fail(status, now, true);
 }
 
-void Session::Establish(bool resumed, absl::Time now) {
+SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
   Connection& c = conn_;
   c.handshake = Handshake::kDone;
   c.hello.reset();
@@ -576,7 +579,7 @@ void Session::Establish(bool resumed, absl::Time now) {
   Emit(Established{resumed, replayed});
 }
 
-void Session::RunTaskDeadlines(absl::Time now) {
+SYMWIRE_DECL void Session::RunTaskDeadlines(absl::Time now) {
   auto later = [](const auto& a, const auto& b) { return a.first > b.first; };
   while (!deadlines_.empty() && deadlines_.front().first <= now) {
     const auto [when, id] = deadlines_.front();
@@ -757,14 +760,16 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
   return status;
 }
 
-absl::Status Session::ProcessStep(const DecodeStep& step, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::ProcessStep(const DecodeStep& step,
+                                               absl::Time now) {
   if (step.kind == DecodeStep::Kind::kFrame) {
     return HandleFrame(step.frame, now);
   }
   return absl::OkStatus();  // the preface; the decoder checked it (§3)
 }
 
-absl::Status Session::HandleFrame(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
+                                               absl::Time now) {
   ++counters_.frames_in;
   const MessageType type = frame.type();
   const uint64_t offset = conn_.decoder.stream_offset() - frame.size();
@@ -858,7 +863,8 @@ absl::Status Session::HandleFrame(const FrameView& frame, absl::Time now) {
 
 // ---- handshake (§12) ----------------------------------------------------
 
-absl::Status Session::HandleInit(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleInit(const FrameView& frame,
+                                              absl::Time now) {
   auto init = ParseInit(frame.payload());
   if (!init.ok()) {
     FailHandshake(init.status(), now);
@@ -915,7 +921,8 @@ inline void FillPeer(const InitMessage& m, uint64_t local_caps, PeerInfo& p) {
 
 }  // namespace detail
 
-absl::Status Session::HandleHello(const InitMessage& hello, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleHello(const InitMessage& hello,
+                                               absl::Time now) {
   // §12.2, in order: parameters (parsed), version, roles, auth, resume.
   const uint64_t lo = std::max(config_.min_version, hello.min_version);
   const uint64_t hi = std::min(config_.max_version, hello.max_version);
@@ -979,7 +986,8 @@ absl::Status Session::HandleHello(const InitMessage& hello, absl::Time now) {
   return FinishAcceptorHandshake(now);
 }
 
-absl::Status Session::HandleProof(const InitMessage& proof, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleProof(const InitMessage& proof,
+                                               absl::Time now) {
   SYMWIRE_ASSERT(conn_.hello.has_value());
   conn_.auth.initiator_agent_id = conn_.hello->agent_id;
   auto welcome_data = config_.authenticator->ServerVerifyProof(
@@ -995,7 +1003,7 @@ absl::Status Session::HandleProof(const InitMessage& proof, absl::Time now) {
   return FinishAcceptorHandshake(now);
 }
 
-absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
+SYMWIRE_DECL absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
   Hello& hello = *conn_.hello;
   if (hello.message.session_id) {
     // §16.2: the server's registry decides (AdoptConnection / RejectResume).
@@ -1022,8 +1030,8 @@ absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status Session::HandleServerInit(const InitMessage& init,
-                                       absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
+                                                    absl::Time now) {
   conn_.auth.initiator_agent_id = config_.agent_id;
   if (init.phase == InitPhase::kChallenge) {
     conn_.auth.server_nonce = init.nonce;
@@ -1114,7 +1122,8 @@ absl::Status Session::HandleServerInit(const InitMessage& init,
   return absl::OkStatus();
 }
 
-absl::Status Session::ApplyPeerLastReceived(uint64_t last, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::ApplyPeerLastReceived(uint64_t last,
+                                                         absl::Time now) {
   (void)now;
   // §16.2.
   if (last > next_seq_ - 1) {
@@ -1218,7 +1227,8 @@ SYMWIRE_DECL void Session::RejectResume(absl::Time now) {
 
 // ---- tasks (§13) ----------------------------------------------------------
 
-absl::Status Session::HandleTask(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleTask(const FrameView& frame,
+                                              absl::Time now) {
   const TaskId id = frame.stream_id();
   if (!RoleRunsTasks(config_.role) || !RoleSendsTasks(peer_.role)) {
     absl::Status s =
@@ -1272,7 +1282,8 @@ absl::Status Session::HandleTask(const FrameView& frame, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status Session::CheckOwnTaskFrame(const FrameView& frame, Task*& task) {
+SYMWIRE_DECL absl::Status Session::CheckOwnTaskFrame(const FrameView& frame,
+                                                     Task*& task) {
   const TaskId id = frame.stream_id();
   if (!IsOwnTaskId(id) || id >= next_task_id_) {
     return MakeError(
@@ -1290,7 +1301,8 @@ absl::Status Session::CheckOwnTaskFrame(const FrameView& frame, Task*& task) {
   return absl::OkStatus();
 }
 
-absl::Status Session::HandleResponse(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleResponse(const FrameView& frame,
+                                                  absl::Time now) {
   Task* task = nullptr;
   if (absl::Status s = CheckOwnTaskFrame(frame, task); !s.ok()) {
     Fail(s, now, true);
@@ -1312,7 +1324,8 @@ absl::Status Session::HandleResponse(const FrameView& frame, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status Session::HandleTaskError(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleTaskError(const FrameView& frame,
+                                                   absl::Time now) {
   Task* task = nullptr;
   absl::Status s = CheckOwnTaskFrame(frame, task);
   auto m =
@@ -1335,7 +1348,8 @@ absl::Status Session::HandleTaskError(const FrameView& frame, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status Session::HandleCancel(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleCancel(const FrameView& frame,
+                                                absl::Time now) {
   const TaskId id = frame.stream_id();
   if (IsOwnTaskId(id) || id > last_peer_task_id_) {
     absl::Status s = MakeError(
@@ -1373,7 +1387,7 @@ absl::Status Session::HandleCancel(const FrameView& frame, absl::Time now) {
 
 // ---- SYNC (§14, §15.3) --------------------------------------------------
 
-absl::Status Session::HandleAck(uint64_t ack, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleAck(uint64_t ack, absl::Time now) {
   if (ack > next_seq_ - 1) {
     absl::Status s =
         MakeError(ErrorCode::kBadAck,
@@ -1389,7 +1403,8 @@ absl::Status Session::HandleAck(uint64_t ack, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status Session::HandleSync(const FrameView& frame, absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
+                                              absl::Time now) {
   auto m = ParseSync(frame.payload());
   if (!m.ok()) {
     Fail(m.status(), now, true);
@@ -1461,8 +1476,8 @@ absl::Status Session::HandleSync(const FrameView& frame, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status Session::HandleSessionError(const FrameView& frame,
-                                         absl::Time now) {
+SYMWIRE_DECL absl::Status Session::HandleSessionError(const FrameView& frame,
+                                                      absl::Time now) {
   auto m = ParseError(frame.payload());
   if (!m.ok()) {
     Fail(m.status(), now, false);
