@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "symwire/session/control.hpp"
 #include "symwire/wire/crc32c.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/encoder.hpp"
@@ -435,6 +436,71 @@ TEST_CASE("alloc: CRC32C and the decoder's hot paths with checks off",
   c.Stop();
   CHECK(ok);
   CHECK(crc != 0);
+  CHECK(c.allocations() == 0);
+}
+
+TEST_CASE("alloc: parsing control payloads allocates nothing",
+          "[alloc][control]") {
+  // Built outside the counted region; parsing returns views into them.
+  std::vector<std::vector<std::byte>> inits;
+  InitMessage hello;
+  hello.phase = InitPhase::kHello;
+  hello.min_version = 1;
+  hello.max_version = 3;
+  hello.agent_id = "an-agent-id-longer-than-any-small-string-buffer";
+  hello.role = AgentRole::kOrchestrator;
+  hello.capabilities = kCapPayloadChecksums | kCapDrain;
+  hello.max_payload_bytes = 1 << 20;
+  hello.max_header_bytes = 4096;
+  hello.max_tasks = 64;
+  hello.replay_bytes = 1 << 23;
+  hello.replay_frames = 65536;
+  hello.ping_interval_us = 10'000'000;
+  hello.min_ping_interval_us = 1'000'000;
+  hello.auth_method = AuthMethod::kToken;
+  hello.auth_data = std::string(300, 't');
+  hello.session_id = SessionId{};
+  hello.resume_token = ResumeToken{};
+  hello.last_received = 12345;
+  InitMessage welcome = hello;
+  welcome.phase = InitPhase::kWelcome;
+  welcome.version = 1;
+  welcome.resumed = true;
+  welcome.resume_window_us = 60'000'000;
+  welcome.auth_data = {};
+  for (const InitMessage* m : {&hello, &welcome}) {
+    inits.emplace_back();
+    REQUIRE(AppendInit(*m, inits.back()).ok());
+  }
+  std::vector<std::byte> sync, error, cancel;
+  SyncMessage sm;
+  sm.ack = 99;
+  sm.ping = 1;
+  sm.pong = 2;
+  sm.drain = 7;
+  sm.bye = true;
+  REQUIRE(AppendSync(sm, sync).ok());
+  ErrorMessage em;
+  em.code = absl::StatusCode::kUnavailable;
+  em.message = std::string(1000, 'm');
+  em.retryable = true;
+  em.detail = ErrorCode::kPeerDraining;
+  REQUIRE(AppendError(em, error).ok());
+  REQUIRE(
+      AppendCancel(CancelMessage{absl::StatusCode::kDeadlineExceeded}, cancel)
+          .ok());
+
+  Counting c;
+  c.Start();
+  bool ok = true;
+  for (int round = 0; round < 100; ++round) {
+    for (const auto& p : inits) ok = ok && ParseInit(p).ok();
+    ok = ok && ParseSync(sync).ok();
+    ok = ok && ParseError(error).ok();
+    ok = ok && ParseCancel(cancel).ok();
+  }
+  c.Stop();
+  CHECK(ok);
   CHECK(c.allocations() == 0);
 }
 
