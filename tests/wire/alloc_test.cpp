@@ -442,6 +442,8 @@ TEST_CASE("alloc: CRC32C and the decoder's hot paths with checks off",
 TEST_CASE("alloc: parsing control payloads allocates nothing",
           "[alloc][control]") {
   // Built outside the counted region; parsing returns views into them.
+  const std::string auth_data(300, 't');
+  const std::string message(1000, 'm');
   std::vector<std::vector<std::byte>> inits;
   InitMessage hello;
   hello.phase = InitPhase::kHello;
@@ -458,7 +460,7 @@ TEST_CASE("alloc: parsing control payloads allocates nothing",
   hello.ping_interval_us = 10'000'000;
   hello.min_ping_interval_us = 1'000'000;
   hello.auth_method = AuthMethod::kToken;
-  hello.auth_data = std::string(300, 't');
+  hello.auth_data = auth_data;
   hello.session_id = SessionId{};
   hello.resume_token = ResumeToken{};
   hello.last_received = 12345;
@@ -482,7 +484,7 @@ TEST_CASE("alloc: parsing control payloads allocates nothing",
   REQUIRE(AppendSync(sm, sync).ok());
   ErrorMessage em;
   em.code = absl::StatusCode::kUnavailable;
-  em.message = std::string(1000, 'm');
+  em.message = message;
   em.retryable = true;
   em.detail = ErrorCode::kPeerDraining;
   REQUIRE(AppendError(em, error).ok());
