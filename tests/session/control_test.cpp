@@ -33,10 +33,13 @@
 #include "absl/strings/str_join.h"
 #include "symwire/error.hpp"
 #include "symwire/wire/varint.hpp"
+#include "tests/support/control_messages.hpp"
 #include "tests/support/vectors.hpp"
 
 namespace symwire {
 namespace {
+
+using testing::BaseInit;
 
 using Bytes = std::vector<std::byte>;
 using testing::LoadVectorFile;
@@ -361,35 +364,6 @@ const std::vector<uint64_t>& Boundaries() {
       0,      1,          63,     64,         16383,          16384,
       kMax30, kMax30 + 1, kMax32, kMax32 + 1, kVarintMax - 1, kVarintMax};
   return values;
-}
-
-InitMessage BaseInit(InitPhase phase) {
-  InitMessage m;
-  m.phase = phase;
-  m.min_version = 1;
-  m.max_version = 3;
-  m.version = 2;
-  m.agent_id = "agent-1";
-  m.role = AgentRole::kAgent;
-  m.capabilities = kCapDrain | kCapMetadata;
-  m.max_payload_bytes = 1 << 20;
-  m.max_header_bytes = 4096;
-  m.max_tasks = 16;
-  m.replay_bytes = 1 << 20;
-  m.replay_frames = 256;
-  m.ping_interval_us = 10'000'000;
-  m.min_ping_interval_us = 1'000'000;
-  m.auth_method = AuthMethod::kHmacSha256;
-  for (size_t i = 0; i < kNonceSize; ++i) m.nonce[i] = std::byte(i * 7);
-  if (phase == InitPhase::kWelcome) {
-    m.session_id.emplace();
-    m.session_id->fill(std::byte{0x5A});
-    m.resume_token.emplace();
-    m.resume_token->fill(std::byte{0xC3});
-    m.last_received = 0;
-    m.resume_window_us = 60'000'000;
-  }
-  return m;
 }
 
 // Appends, checks the parameters come in ascending id order with canonical

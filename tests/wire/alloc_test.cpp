@@ -27,6 +27,7 @@
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/encoder.hpp"
 #include "symwire/wire/frame.hpp"
+#include "tests/support/control_messages.hpp"
 
 namespace {
 
@@ -445,31 +446,14 @@ TEST_CASE("alloc: parsing control payloads allocates nothing",
   const std::string auth_data(300, 't');
   const std::string message(1000, 'm');
   std::vector<std::vector<std::byte>> inits;
-  InitMessage hello;
-  hello.phase = InitPhase::kHello;
-  hello.min_version = 1;
-  hello.max_version = 3;
-  hello.agent_id = "an-agent-id-longer-than-any-small-string-buffer";
-  hello.role = AgentRole::kOrchestrator;
-  hello.capabilities = kCapPayloadChecksums | kCapDrain;
-  hello.max_payload_bytes = 1 << 20;
-  hello.max_header_bytes = 4096;
-  hello.max_tasks = 64;
-  hello.replay_bytes = 1 << 23;
-  hello.replay_frames = 65536;
-  hello.ping_interval_us = 10'000'000;
-  hello.min_ping_interval_us = 1'000'000;
+  InitMessage hello = testing::BaseInit(InitPhase::kHello);
   hello.auth_method = AuthMethod::kToken;
   hello.auth_data = auth_data;
   hello.session_id = SessionId{};
   hello.resume_token = ResumeToken{};
   hello.last_received = 12345;
-  InitMessage welcome = hello;
-  welcome.phase = InitPhase::kWelcome;
-  welcome.version = 1;
+  InitMessage welcome = testing::BaseInit(InitPhase::kWelcome);
   welcome.resumed = true;
-  welcome.resume_window_us = 60'000'000;
-  welcome.auth_data = {};
   for (const InitMessage* m : {&hello, &welcome}) {
     inits.emplace_back();
     REQUIRE(AppendInit(*m, inits.back()).ok());

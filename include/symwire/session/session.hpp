@@ -385,7 +385,14 @@ class Session {
   void SendInternalError(TaskId task, absl::StatusCode code,
                          absl::string_view message, bool retryable,
                          ErrorCode detail);
+  void SendCancel(TaskId task, absl::StatusCode reason);
   void SendControl(MessageType type, const std::vector<std::byte>& payload);
+  // The buffer control payloads are built in, emptied; reused so that acks,
+  // cancels and errors do not allocate once it has grown.
+  std::vector<std::byte>& Scratch() {
+    scratch_.clear();
+    return scratch_;
+  }
   void SendInit(const InitMessage& init);
   void SendSessionError(const absl::Status& status);
   void SendPreface();
@@ -471,6 +478,7 @@ class Session {
   absl::Time reconnect_at_ = absl::InfiniteFuture();
   absl::Time expire_at_ = absl::InfiniteFuture();
 
+  std::vector<std::byte> scratch_;
   std::vector<Event> events_;
   size_t event_head_ = 0;
   // Events before this index point into received bytes (TaskReceived,

@@ -234,7 +234,7 @@ SYMWIRE_DECL void Session::SendControl(MessageType type,
 }
 
 SYMWIRE_DECL void Session::SendInit(const InitMessage& init) {
-  std::vector<std::byte> payload;
+  std::vector<std::byte>& payload = Scratch();
   absl::Status s = AppendInit(init, payload);
   SYMWIRE_ASSERT(s.ok());  // every field comes from a validated config
   (void)s;
@@ -248,7 +248,7 @@ SYMWIRE_DECL void Session::SendSessionError(const absl::Status& status) {
       (code >= 1 && code <= 16) ? status.code() : absl::StatusCode::kUnknown;
   m.message = status.message().substr(0, kMaxErrorMessageSize);
   m.detail = GetErrorCode(status);
-  std::vector<std::byte> payload;
+  std::vector<std::byte>& payload = Scratch();
   absl::Status s = AppendError(m, payload);
   SYMWIRE_ASSERT(s.ok());
   (void)s;
@@ -333,7 +333,7 @@ SYMWIRE_DECL void Session::SendInternalError(TaskId task, absl::StatusCode code,
   m.message = message.substr(0, kMaxErrorMessageSize);
   m.retryable = retryable;
   m.detail = detail;
-  std::vector<std::byte> payload;
+  std::vector<std::byte>& payload = Scratch();
   absl::Status s = AppendError(m, payload);
   SYMWIRE_ASSERT(s.ok());
   FrameHeader header;
@@ -342,6 +342,20 @@ SYMWIRE_DECL void Session::SendInternalError(TaskId task, absl::StatusCode code,
   header.stream_id = task;
   // Bounded by the open tasks (§15.1), so it bypasses the window.
   s = EncodeSequenced(header, FrameExtensions{}, payload, true);
+  SYMWIRE_ASSERT(s.ok());
+  (void)s;
+}
+
+SYMWIRE_DECL void Session::SendCancel(TaskId task, absl::StatusCode reason) {
+  std::vector<std::byte>& payload = Scratch();  // CANCELLED: empty (§11.2)
+  absl::Status s = AppendCancel(CancelMessage{reason}, payload);
+  SYMWIRE_ASSERT(s.ok());
+  FrameHeader h;
+  h.type = MessageType::kAgentCancel;
+  h.flags = payload.empty() ? 0 : kFlagChecksum;
+  h.stream_id = task;
+  // Bounded by the open tasks (§15.1), so it bypasses the window.
+  s = EncodeSequenced(h, FrameExtensions{}, payload, true);
   SYMWIRE_ASSERT(s.ok());
   (void)s;
 }
@@ -358,7 +372,7 @@ SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   m.pong = p.pong;
   m.drain = p.drain;
   m.bye = p.bye;
-  std::vector<std::byte> payload;
+  std::vector<std::byte>& payload = Scratch();
   absl::Status s = AppendSync(m, payload);
   SYMWIRE_ASSERT(s.ok());
   (void)s;
@@ -599,17 +613,7 @@ SYMWIRE_DECL void Session::RunTaskDeadlines(absl::Time now) {
       // reason DEADLINE_EXCEEDED.
       t.state = TaskState::kCancelling;
       Emit(TaskCancelled{id, expired, true});
-      std::vector<std::byte> payload;
-      absl::Status s = AppendCancel(
-          CancelMessage{absl::StatusCode::kDeadlineExceeded}, payload);
-      SYMWIRE_ASSERT(s.ok());
-      FrameHeader h;
-      h.type = MessageType::kAgentCancel;
-      h.flags = payload.empty() ? 0 : kFlagChecksum;
-      h.stream_id = id;
-      s = EncodeSequenced(h, FrameExtensions{}, payload, true);
-      SYMWIRE_ASSERT(s.ok());
-      (void)s;
+      SendCancel(id, absl::StatusCode::kDeadlineExceeded);
     } else {
       Emit(TaskCancelled{id, expired, false});
       SendInternalError(id, absl::StatusCode::kDeadlineExceeded,
@@ -1646,13 +1650,7 @@ SYMWIRE_DECL absl::Status Session::CancelTask(TaskId task, absl::Time now) {
   Emit(TaskCancelled{
       task, absl::CancelledError(absl::StrFormat("task %d: cancelled", task)),
       true});
-  std::vector<std::byte> payload;  // reason CANCELLED: empty (§11.2)
-  FrameHeader h;
-  h.type = MessageType::kAgentCancel;
-  h.stream_id = task;
-  absl::Status s = EncodeSequenced(h, FrameExtensions{}, payload, true);
-  SYMWIRE_ASSERT(s.ok());
-  (void)s;
+  SendCancel(task, absl::StatusCode::kCancelled);
   EndInput(now);
   return absl::OkStatus();
 }
