@@ -1,0 +1,192 @@
+// File: symwire/transport/impl/transport.ipp
+// Out-of-line bodies of transport.hpp (layer 3).
+#ifndef SYMWIRE_TRANSPORT_IMPL_TRANSPORT_IPP_
+#define SYMWIRE_TRANSPORT_IMPL_TRANSPORT_IPP_
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/error.hpp"
+#include "symwire/error.hpp"
+#include "symwire/transport/transport.hpp"
+
+namespace symwire {
+
+SYMWIRE_DECL absl::Status ToStatus(const boost::system::error_code& ec,
+                                   std::string_view what) {
+  if (!ec) return absl::OkStatus();
+  const absl::string_view w(what.data(), what.size());
+  if (ec == asio::error::eof) {
+    return MakeError(ErrorCode::kConnectionLost,
+                     absl::StrCat(w, ": closed by peer"));
+  }
+  return MakeError(ErrorCode::kConnectionLost,
+                   absl::StrCat(w, ": ", ec.message(), " (", ec.category().name(),
+                                ":", ec.value(), ")"));
+}
+
+SYMWIRE_DECL Transport::Transport(asio::any_io_executor executor,
+                                  std::string description,
+                                  TransportOptions options)
+    : executor_(std::move(executor)),
+      description_(std::move(description)),
+      options_(options) {
+  if (options_.read_buffer_bytes == 0) options_.read_buffer_bytes = 1;
+}
+
+SYMWIRE_DECL Transport::~Transport() = default;
+
+SYMWIRE_DECL void Transport::Start(Sink* sink) {
+  SYMWIRE_REQUIRE(!started_);
+  started_ = true;
+  sink_ = sink;
+  read_buffer_.resize(options_.read_buffer_bytes);
+  if (!closed_) ReadMore();
+}
+
+SYMWIRE_DECL void Transport::ReadMore() {
+  if (closed_ || reading_) return;
+  if (options_.spin_read.count() > 0 && !lingering_) {
+    // Latency mode: poll without blocking for a bounded time before
+    // handing the wait to the reactor (and paying a wake-up).
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point until = Clock::now() + options_.spin_read;
+    while (!closed_ && !reading_) {
+      boost::system::error_code ec;
+      const size_t n = TryReadSome(asio::buffer(read_buffer_), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        if (Clock::now() >= until) break;
+        continue;
+      }
+      if (ec == asio::error::operation_not_supported) break;
+      ++counters_.spin_hits;
+      // Reuse the completion path: it delivers and loops back here.
+      reading_ = true;
+      ReadDone(ec, n);
+      return;
+    }
+  }
+  if (closed_ || reading_) return;
+  reading_ = true;
+  AsyncReadSome(asio::buffer(read_buffer_));
+}
+
+SYMWIRE_DECL void Transport::ReadDone(const boost::system::error_code& ec,
+                                      size_t n) {
+  reading_ = false;
+  if (closed_) return;
+  if (ec) {
+    if (lingering_) {
+      // The peer closed its side too (or failed): the graceful close ends.
+      closed_ = true;
+      CloseStream();
+      Report(absl::OkStatus());
+      return;
+    }
+    Close(ToStatus(ec, absl::StrCat(description_, ": read")));
+    return;
+  }
+  ++counters_.reads;
+  counters_.bytes_read += n;
+  if (!lingering_ && sink_ != nullptr && n > 0) {
+    sink_->OnTransportData(*this, absl::MakeConstSpan(read_buffer_.data(), n));
+  }
+  ReadMore();
+}
+
+SYMWIRE_DECL void Transport::Queue(absl::Span<const std::byte> bytes) {
+  if (closed_ || close_after_flush_) return;
+  pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+}
+
+SYMWIRE_DECL void Transport::Flush() {
+  if (closed_ || write_in_flight_ || pending_.empty()) return;
+  StartWrite();
+}
+
+SYMWIRE_DECL void Transport::StartWrite() {
+  writing_.swap(pending_);
+  pending_.clear();
+  write_in_flight_ = true;
+  AsyncWriteAll(asio::buffer(writing_));
+}
+
+SYMWIRE_DECL void Transport::WriteDone(const boost::system::error_code& ec,
+                                       size_t n) {
+  write_in_flight_ = false;
+  if (closed_) return;
+  if (ec) {
+    Close(ToStatus(ec, absl::StrCat(description_, ": write")));
+    return;
+  }
+  ++counters_.writes;
+  counters_.bytes_written += n;
+  writing_.clear();
+  // A burst may have grown the batch buffers; do not keep megabytes per
+  // idle connection.
+  constexpr size_t kKeepCapacity = size_t{1} << 20;
+  if (writing_.capacity() > kKeepCapacity) writing_.shrink_to_fit();
+  if (!pending_.empty()) {
+    StartWrite();
+  } else if (close_after_flush_ && !lingering_) {
+    BeginLinger();
+  }
+}
+
+SYMWIRE_DECL void Transport::CloseAfterFlush(std::chrono::milliseconds linger) {
+  if (closed_ || close_after_flush_) return;
+  close_after_flush_ = true;
+  linger_ = linger;
+  if (write_in_flight_) return;  // WriteDone continues
+  if (!pending_.empty()) {
+    StartWrite();
+    return;
+  }
+  BeginLinger();
+}
+
+SYMWIRE_DECL void Transport::BeginLinger() {
+  lingering_ = true;
+  ShutdownSend();
+  if (!started_ || linger_.count() <= 0) {
+    closed_ = true;
+    CloseStream();
+    Report(absl::OkStatus());
+    return;
+  }
+  linger_timer_ = std::make_unique<asio::steady_timer>(executor_);
+  linger_timer_->expires_after(linger_);
+  linger_timer_->async_wait(
+      [self = shared_from_this(), this](const boost::system::error_code& ec) {
+        if (ec || closed_) return;
+        closed_ = true;
+        CloseStream();
+        Report(absl::OkStatus());
+      });
+  ReadMore();  // discard input until the peer's end of stream
+}
+
+SYMWIRE_DECL void Transport::Close(const absl::Status& status) {
+  if (closed_) return;
+  closed_ = true;
+  pending_.clear();
+  if (linger_timer_) linger_timer_->cancel();
+  CloseStream();
+  Report(status);
+}
+
+SYMWIRE_DECL void Transport::Report(const absl::Status& status) {
+  if (reported_) return;
+  reported_ = true;
+  Sink* sink = sink_;
+  sink_ = nullptr;
+  if (linger_timer_) linger_timer_->cancel();
+  if (sink != nullptr) sink->OnTransportClosed(*this, status);
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_TRANSPORT_IMPL_TRANSPORT_IPP_

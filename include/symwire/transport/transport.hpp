@@ -1,0 +1,288 @@
+// File: symwire/transport/transport.hpp
+// Layer 3. Transport: one connected byte stream of any kind (TCP, Unix
+// socket, TLS, pipes, the in-memory pipe), type-erased behind a small
+// buffered interface that the session driver (runtime.hpp) talks to.
+// MakeTransport wraps any Asio stream; adding an adapter means writing a
+// function that produces a connected Asio stream, nothing more (STYLE.md §1:
+// adapters never touch the codec or the session).
+//
+// Why the transport copies outgoing bytes. Session::PollTransmit spans stay
+// valid only until the session's next input; a zero-copy gather write would
+// forbid every input (reads, timers, user calls) while a write is in
+// flight. Instead Send() appends the bytes to a pending batch, and a write
+// takes the whole batch at once: while one write is in flight everything
+// the session produces accumulates into the next one, so a busy connection
+// sends many frames per system call (write coalescing) and an idle one
+// sends each batch at once. The copy is a memcpy of bytes that are hot in
+// cache; it is bounded because the session bounds what it produces (the
+// replay window plus coalesced control frames).
+//
+// Thread-safety: a Transport is used only on its executor's thread (like
+// an Asio socket). Every callback into the Sink runs there.
+#ifndef SYMWIRE_TRANSPORT_TRANSPORT_HPP_
+#define SYMWIRE_TRANSPORT_TRANSPORT_HPP_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/buffer.hpp"
+#include "boost/asio/error.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/write.hpp"
+#include "boost/system/error_code.hpp"
+#include "symwire/config.hpp"
+
+namespace symwire {
+
+namespace asio = boost::asio;
+
+// TransportOptions
+struct TransportOptions {
+  // Bytes read per system call at most (the read buffer; allocated once).
+  size_t read_buffer_bytes = 64 * 1024;
+  // Bounded spin-before-block reads (latency mode, off by default). After
+  // each batch of input the transport retries a non-blocking read for up
+  // to this long before arming an asynchronous read. On a machine where
+  // waking an idle core costs tens of microseconds this trades CPU for
+  // round-trip latency. Streams without a non-blocking read (TLS, the
+  // in-memory pipe) ignore it.
+  std::chrono::microseconds spin_read{0};
+};
+
+// TransportCounters
+// What the transport did, for observability and for the benchmarks.
+struct TransportCounters {
+  uint64_t reads = 0;          // completed read calls that returned bytes
+  uint64_t writes = 0;         // completed write batches
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t spin_hits = 0;      // reads satisfied by the spin loop
+};
+
+// ToStatus
+// Converts an Asio/system error into a Status with ErrorCode
+// CONNECTION_LOST (kUnavailable) and a message naming `what` and the
+// error. End of stream becomes "… closed by peer".
+SYMWIRE_DECL absl::Status ToStatus(const boost::system::error_code& ec,
+                                   std::string_view what);
+
+// Transport
+// Create with MakeTransport (or an adapter's connect/accept helper). The
+// object is shared: pending operations hold a reference, so it may be
+// released at any time after Close().
+class Transport : public std::enable_shared_from_this<Transport> {
+ public:
+  // Sink
+  // Receives what the transport reads and when it ends. Runs on the
+  // executor. A sink may call any Transport method from these callbacks.
+  class Sink {
+   public:
+    // OnTransportData: bytes read; the span is valid during the call only.
+    virtual void OnTransportData(Transport& transport,
+                                 absl::Span<const std::byte> bytes) = 0;
+    // OnTransportClosed: the stream ended (peer close, error, or Close());
+    // called once per transport, after which no other callback comes.
+    virtual void OnTransportClosed(Transport& transport,
+                                   const absl::Status& status) = 0;
+
+   protected:
+    ~Sink() = default;
+  };
+
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+  SYMWIRE_DECL virtual ~Transport();
+
+  const asio::any_io_executor& executor() const { return executor_; }
+  // "tcp 127.0.0.1:7000", "unix /run/agent.sock", "memory", ...
+  const std::string& description() const { return description_; }
+
+  // Start
+  // Attaches `sink` and begins reading. REQUIRES: not started yet.
+  SYMWIRE_DECL void Start(Sink* sink);
+
+  // SetSink
+  // Re-targets callbacks (a server handing a resumed connection to the
+  // session it belongs to), or detaches with nullptr: bytes read while
+  // detached are dropped and the close is not reported.
+  void SetSink(Sink* sink) { sink_ = sink; }
+  Sink* sink() const { return sink_; }
+
+  // Queue / Flush / Send
+  // Queue appends `bytes` (copied) to the pending batch; Flush starts a
+  // write of the batch unless one is in flight (then the batch goes when
+  // it completes); Send is both. Ignored once closing.
+  SYMWIRE_DECL void Queue(absl::Span<const std::byte> bytes);
+  SYMWIRE_DECL void Flush();
+  void Send(absl::Span<const std::byte> bytes) {
+    Queue(bytes);
+    Flush();
+  }
+
+  // CloseAfterFlush
+  // Graceful close: writes what is queued, half-closes for sending, and
+  // discards what still arrives until the peer closes too or `linger`
+  // passes (closing with unread input would make the kernel send a reset,
+  // which can destroy the bytes just written before the peer reads them).
+  // Reported to the sink (if one is still attached) as OK.
+  SYMWIRE_DECL void CloseAfterFlush(
+      std::chrono::milliseconds linger = std::chrono::milliseconds(1000));
+
+  // Close
+  // Closes now, dropping queued bytes; `status` is what the sink is told.
+  SYMWIRE_DECL void Close(const absl::Status& status = absl::OkStatus());
+
+  bool is_open() const { return !closed_; }
+  // Bytes queued and not yet written (the pending batch plus the one in
+  // flight).
+  size_t queued_bytes() const { return pending_.size() + writing_.size(); }
+  const TransportCounters& counters() const { return counters_; }
+
+ protected:
+  SYMWIRE_DECL Transport(asio::any_io_executor executor,
+                         std::string description, TransportOptions options);
+
+  // The stream primitives an adapter implements. Each asynchronous one
+  // completes by calling ReadDone / WriteDone exactly once, on the
+  // executor, keeping `shared_from_this()` alive until then.
+  virtual void AsyncReadSome(asio::mutable_buffer buffer) = 0;
+  virtual void AsyncWriteAll(asio::const_buffer buffer) = 0;
+  // A non-blocking read; return 0 with would_block when nothing is there.
+  // The default says "unsupported" and disables the spin mode.
+  virtual size_t TryReadSome(asio::mutable_buffer buffer,
+                             boost::system::error_code& ec) {
+    static_cast<void>(buffer);
+    ec = asio::error::operation_not_supported;
+    return 0;
+  }
+  // Half-close for sending after the last byte (graceful close); closing
+  // the stream. Neither may throw.
+  virtual void ShutdownSend() {}
+  virtual void CloseStream() = 0;
+
+  SYMWIRE_DECL void ReadDone(const boost::system::error_code& ec, size_t n);
+  SYMWIRE_DECL void WriteDone(const boost::system::error_code& ec, size_t n);
+
+ private:
+  void ReadMore();
+  void StartWrite();
+  void BeginLinger();
+  void Report(const absl::Status& status);
+
+  asio::any_io_executor executor_;
+  std::string description_;
+  TransportOptions options_;
+  Sink* sink_ = nullptr;
+  std::vector<std::byte> read_buffer_;
+  std::vector<std::byte> pending_;
+  std::vector<std::byte> writing_;
+  TransportCounters counters_;
+  std::unique_ptr<asio::steady_timer> linger_timer_;
+  std::chrono::milliseconds linger_{1000};
+  bool started_ = false;
+  bool reading_ = false;
+  bool write_in_flight_ = false;
+  bool close_after_flush_ = false;  // no more Queue; close when written
+  bool lingering_ = false;          // half-closed, discarding input
+  bool closed_ = false;             // the stream is closed
+  bool reported_ = false;           // the sink was told
+};
+
+namespace detail {
+
+template <class Stream>
+void CloseAnyStream(Stream& stream) {
+  boost::system::error_code ignored;
+  if constexpr (requires { stream.lowest_layer(); }) {
+    stream.lowest_layer().close(ignored);
+  } else {
+    stream.close(ignored);
+  }
+}
+
+// StreamTransport: the Transport over one Asio stream.
+template <class Stream>
+class StreamTransport final : public Transport {
+ public:
+  StreamTransport(Stream stream, std::string description,
+                  TransportOptions options)
+      : Transport(stream.get_executor(), std::move(description), options),
+        stream_(std::move(stream)) {}
+  ~StreamTransport() override { CloseAnyStream(stream_); }
+
+  Stream& stream() { return stream_; }
+
+ private:
+  void AsyncReadSome(asio::mutable_buffer buffer) override {
+    stream_.async_read_some(
+        buffer, [self = shared_from_this(), this](
+                    const boost::system::error_code& ec, size_t n) {
+          ReadDone(ec, n);
+        });
+  }
+  void AsyncWriteAll(asio::const_buffer buffer) override {
+    asio::async_write(stream_, buffer,
+                      [self = shared_from_this(), this](
+                          const boost::system::error_code& ec, size_t n) {
+                        WriteDone(ec, n);
+                      });
+  }
+  size_t TryReadSome(asio::mutable_buffer buffer,
+                     boost::system::error_code& ec) override {
+    if constexpr (requires {
+                    stream_.non_blocking(true, ec);
+                    stream_.read_some(buffer, ec);
+                  }) {
+      if (!non_blocking_set_) {
+        stream_.non_blocking(true, ec);
+        if (ec) return 0;
+        non_blocking_set_ = true;
+      }
+      return stream_.read_some(buffer, ec);
+    } else {
+      return Transport::TryReadSome(buffer, ec);
+    }
+  }
+  void ShutdownSend() override {
+    if constexpr (requires(boost::system::error_code& e) {
+                    stream_.shutdown(Stream::shutdown_send, e);
+                  }) {
+      boost::system::error_code ignored;
+      stream_.shutdown(Stream::shutdown_send, ignored);
+    }
+  }
+  void CloseStream() override { CloseAnyStream(stream_); }
+
+  Stream stream_;
+  bool non_blocking_set_ = false;
+};
+
+}  // namespace detail
+
+// MakeTransport
+// Wraps a connected Asio stream (anything with async_read_some,
+// async_write_some, get_executor and close() or lowest_layer().close()).
+template <class Stream>
+std::shared_ptr<Transport> MakeTransport(Stream stream,
+                                         std::string description,
+                                         TransportOptions options = {}) {
+  return std::make_shared<detail::StreamTransport<Stream>>(
+      std::move(stream), std::move(description), options);
+}
+
+}  // namespace symwire
+
+#ifdef SYMWIRE_HEADER_ONLY
+#include "symwire/transport/impl/transport.ipp"
+#endif
+
+#endif  // SYMWIRE_TRANSPORT_TRANSPORT_HPP_

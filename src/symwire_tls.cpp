@@ -1,0 +1,11 @@
+// File: src/symwire_tls.cpp
+// The compiled part of symwire's TLS transport (the symwire::tls target,
+// which links OpenSSL's libssl).
+#ifdef SYMWIRE_HEADER_ONLY
+#error "src/symwire_tls.cpp is not built in header-only mode"
+#endif
+
+// TODO(#4): include "symwire/transport/impl/tls.ipp" once it exists.
+namespace symwire::detail {
+int tls_translation_unit_placeholder = 0;
+}  // namespace symwire::detail

@@ -1,0 +1,9 @@
+// File: src/symwire_transport.cpp
+// The compiled part of symwire's transports (layer 3; the symwire::transport
+// target): every out-of-line body of include/symwire/transport/ except TLS,
+// which has a target of its own (symwire::tls) because it links libssl.
+#ifdef SYMWIRE_HEADER_ONLY
+#error "src/symwire_transport.cpp is not built in header-only mode"
+#endif
+
+#include "symwire/transport/impl/transport.ipp"
