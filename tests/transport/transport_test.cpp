@@ -4,7 +4,6 @@
 #include "symwire/transport/transport.hpp"
 
 #include <catch2/catch.hpp>
-
 #include <cstddef>
 #include <functional>
 #include <string>

@@ -61,11 +61,11 @@ struct TransportOptions {
 // TransportCounters
 // What the transport did, for observability and for the benchmarks.
 struct TransportCounters {
-  uint64_t reads = 0;          // completed read calls that returned bytes
-  uint64_t writes = 0;         // completed write batches
+  uint64_t reads = 0;   // completed read calls that returned bytes
+  uint64_t writes = 0;  // completed write batches
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
-  uint64_t spin_hits = 0;      // reads satisfied by the spin loop
+  uint64_t spin_hits = 0;  // reads satisfied by the spin loop
 };
 
 // ToStatus
@@ -95,7 +95,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
                                    const absl::Status& status) = 0;
 
    protected:
-    ~Sink() = default;
+    virtual ~Sink() = default;
   };
 
   Transport(const Transport&) = delete;
@@ -140,6 +140,14 @@ class Transport : public std::enable_shared_from_this<Transport> {
   // Close
   // Closes now, dropping queued bytes; `status` is what the sink is told.
   SYMWIRE_DECL void Close(const absl::Status& status = absl::OkStatus());
+
+  // PauseReading / ResumeReading
+  // Flow control towards the peer: while paused no read is started (one
+  // already in flight still delivers), so the kernel's buffers fill and
+  // the peer's writes block.
+  void PauseReading() { paused_ = true; }
+  SYMWIRE_DECL void ResumeReading();
+  bool reading_paused() const { return paused_; }
 
   bool is_open() const { return !closed_; }
   // Bytes queued and not yet written (the pending batch plus the one in
@@ -190,6 +198,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   std::chrono::milliseconds linger_{1000};
   bool started_ = false;
   bool reading_ = false;
+  bool paused_ = false;
   bool write_in_flight_ = false;
   bool close_after_flush_ = false;  // no more Queue; close when written
   bool lingering_ = false;          // half-closed, discarding input
@@ -223,18 +232,15 @@ class StreamTransport final : public Transport {
 
  private:
   void AsyncReadSome(asio::mutable_buffer buffer) override {
-    stream_.async_read_some(
-        buffer, [self = shared_from_this(), this](
-                    const boost::system::error_code& ec, size_t n) {
-          ReadDone(ec, n);
-        });
+    stream_.async_read_some(buffer, [self = shared_from_this(), this](
+                                        const boost::system::error_code& ec,
+                                        size_t n) { ReadDone(ec, n); });
   }
   void AsyncWriteAll(asio::const_buffer buffer) override {
-    asio::async_write(stream_, buffer,
-                      [self = shared_from_this(), this](
-                          const boost::system::error_code& ec, size_t n) {
-                        WriteDone(ec, n);
-                      });
+    asio::async_write(
+        stream_, buffer,
+        [self = shared_from_this(), this](const boost::system::error_code& ec,
+                                          size_t n) { WriteDone(ec, n); });
   }
   size_t TryReadSome(asio::mutable_buffer buffer,
                      boost::system::error_code& ec) override {
@@ -253,7 +259,7 @@ class StreamTransport final : public Transport {
     }
   }
   void ShutdownSend() override {
-    if constexpr (requires(boost::system::error_code& e) {
+    if constexpr (requires(boost::system::error_code & e) {
                     stream_.shutdown(Stream::shutdown_send, e);
                   }) {
       boost::system::error_code ignored;
@@ -272,8 +278,7 @@ class StreamTransport final : public Transport {
 // Wraps a connected Asio stream (anything with async_read_some,
 // async_write_some, get_executor and close() or lowest_layer().close()).
 template <class Stream>
-std::shared_ptr<Transport> MakeTransport(Stream stream,
-                                         std::string description,
+std::shared_ptr<Transport> MakeTransport(Stream stream, std::string description,
                                          TransportOptions options = {}) {
   return std::make_shared<detail::StreamTransport<Stream>>(
       std::move(stream), std::move(description), options);

@@ -24,8 +24,8 @@ SYMWIRE_DECL absl::Status ToStatus(const boost::system::error_code& ec,
                      absl::StrCat(w, ": closed by peer"));
   }
   return MakeError(ErrorCode::kConnectionLost,
-                   absl::StrCat(w, ": ", ec.message(), " (", ec.category().name(),
-                                ":", ec.value(), ")"));
+                   absl::StrCat(w, ": ", ec.message(), " (",
+                                ec.category().name(), ":", ec.value(), ")"));
 }
 
 SYMWIRE_DECL Transport::Transport(asio::any_io_executor executor,
@@ -47,14 +47,20 @@ SYMWIRE_DECL void Transport::Start(Sink* sink) {
   if (!closed_) ReadMore();
 }
 
+SYMWIRE_DECL void Transport::ResumeReading() {
+  if (!paused_) return;
+  paused_ = false;
+  if (started_) ReadMore();
+}
+
 SYMWIRE_DECL void Transport::ReadMore() {
-  if (closed_ || reading_) return;
+  if (closed_ || reading_ || (paused_ && !lingering_)) return;
   if (options_.spin_read.count() > 0 && !lingering_) {
     // Latency mode: poll without blocking for a bounded time before
     // handing the wait to the reactor (and paying a wake-up).
     using Clock = std::chrono::steady_clock;
     Clock::time_point until = Clock::now() + options_.spin_read;
-    while (!closed_ && !reading_) {
+    while (!closed_ && !reading_ && !paused_) {
       boost::system::error_code ec;
       const size_t n = TryReadSome(asio::buffer(read_buffer_), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -69,7 +75,7 @@ SYMWIRE_DECL void Transport::ReadMore() {
       return;
     }
   }
-  if (closed_ || reading_) return;
+  if (closed_ || reading_ || (paused_ && !lingering_)) return;
   reading_ = true;
   AsyncReadSome(asio::buffer(read_buffer_));
 }

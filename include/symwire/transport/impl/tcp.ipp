@@ -1,0 +1,195 @@
+// File: symwire/transport/impl/tcp.ipp
+// Out-of-line bodies of tcp.hpp (layer 3).
+#ifndef SYMWIRE_TRANSPORT_IMPL_TCP_IPP_
+#define SYMWIRE_TRANSPORT_IMPL_TCP_IPP_
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/connect.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "symwire/error.hpp"
+#include "symwire/transport/tcp.hpp"
+
+namespace symwire {
+
+SYMWIRE_DECL std::string DescribeEndpoint(
+    const asio::ip::tcp::endpoint& endpoint) {
+  const asio::ip::address a = endpoint.address();
+  if (a.is_v6())
+    return absl::StrCat("tcp [", a.to_string(), "]:", endpoint.port());
+  return absl::StrCat("tcp ", a.to_string(), ":", endpoint.port());
+}
+
+SYMWIRE_DECL absl::Status ApplyTcpOptions(asio::ip::tcp::socket& socket,
+                                          const TcpOptions& options) {
+  boost::system::error_code ec;
+  socket.set_option(asio::ip::tcp::no_delay(options.no_delay), ec);
+  if (ec) return ToStatus(ec, "set TCP_NODELAY");
+  socket.set_option(asio::socket_base::keep_alive(options.keep_alive), ec);
+  if (ec) return ToStatus(ec, "set SO_KEEPALIVE");
+  if (options.keep_alive) {
+    using Idle =
+        asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPIDLE>;
+    using Interval =
+        asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPINTVL>;
+    using Count =
+        asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPCNT>;
+    socket.set_option(Idle(static_cast<int>(options.keep_alive_idle.count())),
+                      ec);
+    if (ec) return ToStatus(ec, "set TCP_KEEPIDLE");
+    socket.set_option(
+        Interval(static_cast<int>(options.keep_alive_interval.count())), ec);
+    if (ec) return ToStatus(ec, "set TCP_KEEPINTVL");
+    socket.set_option(Count(options.keep_alive_count), ec);
+    if (ec) return ToStatus(ec, "set TCP_KEEPCNT");
+  }
+  if (options.send_buffer_bytes > 0) {
+    socket.set_option(
+        asio::socket_base::send_buffer_size(options.send_buffer_bytes), ec);
+    if (ec) return ToStatus(ec, "set SO_SNDBUF");
+  }
+  if (options.receive_buffer_bytes > 0) {
+    socket.set_option(
+        asio::socket_base::receive_buffer_size(options.receive_buffer_bytes),
+        ec);
+    if (ec) return ToStatus(ec, "set SO_RCVBUF");
+  }
+  return absl::OkStatus();
+}
+
+namespace detail {
+
+// One connect attempt: the socket, the timer that bounds it, and the
+// handler, completed exactly once.
+template <class Protocol>
+struct ConnectOp {
+  ConnectOp(const asio::any_io_executor& ex, DialHandler h)
+      : socket(ex), timer(ex), handler(std::move(h)) {}
+  typename Protocol::socket socket;
+  asio::steady_timer timer;
+  DialHandler handler;
+  bool done = false;
+
+  void Complete(DialResult result) {
+    if (done) return;
+    done = true;
+    timer.cancel();
+    handler(std::move(result));
+  }
+};
+
+}  // namespace detail
+
+SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
+                             std::string host, uint16_t port,
+                             const TcpOptions& tcp_options,
+                             std::chrono::milliseconds timeout,
+                             const TransportOptions& transport_options,
+                             DialHandler handler) {
+  using Op = detail::ConnectOp<asio::ip::tcp>;
+  auto op = std::make_shared<Op>(executor, std::move(handler));
+  auto resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
+  const std::string target = absl::StrCat(host, ":", port);
+  op->timer.expires_after(timeout);
+  op->timer.async_wait(
+      [op, resolver, target, timeout](const boost::system::error_code& ec) {
+        if (ec || op->done) return;
+        resolver->cancel();
+        boost::system::error_code ignored;
+        op->socket.close(ignored);
+        op->Complete(
+            MakeError(ErrorCode::kConnectionLost,
+                      absl::StrCat("connect to ", target, " timed out after ",
+                                   timeout.count(), " ms")));
+      });
+  resolver->async_resolve(
+      host, std::to_string(port),
+      [op, resolver, target, tcp_options, transport_options](
+          const boost::system::error_code& ec,
+          const asio::ip::tcp::resolver::results_type& results) {
+        if (op->done) return;
+        if (ec) {
+          op->Complete(ToStatus(ec, absl::StrCat("resolve ", target)));
+          return;
+        }
+        asio::async_connect(
+            op->socket, results,
+            [op, target, tcp_options, transport_options](
+                const boost::system::error_code& cec,
+                const asio::ip::tcp::endpoint& endpoint) {
+              if (op->done) return;
+              if (cec) {
+                op->Complete(
+                    ToStatus(cec, absl::StrCat("connect to ", target)));
+                return;
+              }
+              absl::Status st = ApplyTcpOptions(op->socket, tcp_options);
+              if (!st.ok()) {
+                op->Complete(std::move(st));
+                return;
+              }
+              op->Complete(MakeTransport(std::move(op->socket),
+                                         DescribeEndpoint(endpoint),
+                                         transport_options));
+            });
+      });
+}
+
+SYMWIRE_DECL void ConnectUnix(const asio::any_io_executor& executor,
+                              std::string path,
+                              std::chrono::milliseconds timeout,
+                              const TransportOptions& transport_options,
+                              DialHandler handler) {
+  using Op = detail::ConnectOp<asio::local::stream_protocol>;
+  auto op = std::make_shared<Op>(executor, std::move(handler));
+  op->timer.expires_after(timeout);
+  op->timer.async_wait(
+      [op, path, timeout](const boost::system::error_code& ec) {
+        if (ec || op->done) return;
+        boost::system::error_code ignored;
+        op->socket.close(ignored);
+        op->Complete(MakeError(
+            ErrorCode::kConnectionLost,
+            absl::StrCat("connect to unix ", path, " timed out after ",
+                         timeout.count(), " ms")));
+      });
+  op->socket.async_connect(
+      asio::local::stream_protocol::endpoint(path),
+      [op, path, transport_options](const boost::system::error_code& ec) {
+        if (op->done) return;
+        if (ec) {
+          op->Complete(ToStatus(ec, absl::StrCat("connect to unix ", path)));
+          return;
+        }
+        op->Complete(MakeTransport(std::move(op->socket),
+                                   absl::StrCat("unix ", path),
+                                   transport_options));
+      });
+}
+
+SYMWIRE_DECL Dialer TcpDialer(asio::any_io_executor executor, std::string host,
+                              uint16_t port, TcpOptions tcp_options,
+                              std::chrono::milliseconds timeout,
+                              TransportOptions transport_options) {
+  return [executor = std::move(executor), host = std::move(host), port,
+          tcp_options, timeout, transport_options](DialHandler handler) {
+    ConnectTcp(executor, host, port, tcp_options, timeout, transport_options,
+               std::move(handler));
+  };
+}
+
+SYMWIRE_DECL Dialer UnixDialer(asio::any_io_executor executor, std::string path,
+                               std::chrono::milliseconds timeout,
+                               TransportOptions transport_options) {
+  return [executor = std::move(executor), path = std::move(path), timeout,
+          transport_options](DialHandler handler) {
+    ConnectUnix(executor, path, timeout, transport_options, std::move(handler));
+  };
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_TRANSPORT_IMPL_TCP_IPP_

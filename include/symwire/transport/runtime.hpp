@@ -1,0 +1,705 @@
+// File: symwire/transport/runtime.hpp
+// Layer 3. The runtime users write orchestrators and agents against: Peer
+// (one session, driven over real transports), TaskCall (a task this side
+// submitted), IncomingTask (a task this side executes), Client (dials,
+// reconnects and resumes) and Server (accepts, keeps the registry that
+// routes resumes, drains on shutdown).
+//
+// The driver. Peer is the one generic loop of STYLE.md §1 over any
+// Transport: it feeds what the transport reads to Session::Receive, copies
+// what PollTransmit returns into the transport's pending batch (written
+// with coalescing), delivers PollEvent's events, and keeps one timer armed
+// for NextDeadline(). It is the only code that reads a clock
+// (steady_clock).
+//
+// Threading. Every object here belongs to one executor (an io_context, or
+// a strand): its callbacks run there, and its synchronous member functions
+// must be called there (like an Asio socket). The async_* functions may be
+// called from any thread: they hop to the executor. Completion handlers
+// run on the handler's associated executor (Asio's rules), never inline
+// inside the initiating call. One io_context per core works: give each
+// Client its own context; a Server and its sessions live on one executor.
+//
+// Completion tokens. Every async_* function follows Asio's completion-token
+// convention: pass a callback, asio::use_awaitable (C++20 coroutines),
+// asio::use_future, or asio::deferred. Signatures carry absl::Status /
+// absl::StatusOr, never exceptions, so use_future yields a
+// std::future<absl::StatusOr<T>>.
+#ifndef SYMWIRE_TRANSPORT_RUNTIME_HPP_
+#define SYMWIRE_TRANSPORT_RUNTIME_HPP_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "boost/asio/associated_executor.hpp"
+#include "boost/asio/async_result.hpp"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/execution/outstanding_work.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/local/stream_protocol.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/prefer.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "symwire/config.hpp"
+#include "symwire/session/config.hpp"
+#include "symwire/session/control.hpp"
+#include "symwire/session/event.hpp"
+#include "symwire/session/session.hpp"
+#include "symwire/transport/tcp.hpp"
+#include "symwire/transport/transport.hpp"
+
+namespace symwire {
+
+class Peer;
+class Server;
+
+// SystemRandom
+// A cryptographic RandomSource (OpenSSL RAND_bytes) for SessionConfig:
+// session ids, resume tokens, challenges and backoff jitter. The runtime
+// uses it when SessionConfig::random is empty.
+SYMWIRE_DECL RandomSource SystemRandom();
+
+// SteadyNow
+// The driver's clock: steady_clock as an absl::Time (on the Unix epoch
+// scale, meaningful only relative to other SteadyNow values).
+SYMWIRE_DECL absl::Time SteadyNow();
+
+// Response
+// One AGENT_RESPONSE of a task, owned.
+struct Response {
+  std::string payload;
+  bool final = false;
+};
+
+// PeerEvent
+// What a Peer reports to its observer (SetObserver): connection-level
+// changes the user may want to log or show. Tasks are never lost across
+// kReconnecting -> kResumed.
+struct PeerEvent {
+  enum class Kind : uint8_t {
+    kConnected,     // first handshake done
+    kReconnecting,  // connection lost; the session resumes (client: redials)
+    kResumed,       // resumed on a new connection; nothing lost
+    kPeerDraining,  // the peer closes gracefully; start no more tasks
+    kClosed,        // the session ended gracefully
+    kFailed,        // the session ended on `status`
+  };
+  Kind kind;
+  absl::Status status;   // kReconnecting, kFailed: why
+  uint32_t attempt = 0;  // kReconnecting: dials so far in this outage
+};
+SYMWIRE_DECL std::string_view PeerEventName(PeerEvent::Kind kind);
+
+// PeerOptions
+// The runtime's settings for one session.
+struct PeerOptions {
+  // The session's configuration (SPEC.md §19 defaults). `side` is set by
+  // Client / Server; an empty `random` becomes SystemRandom().
+  SessionConfig session;
+  // Bytes of received responses that TaskCall::async_next has not taken
+  // yet, summed over the session's tasks. Above it the peer stops reading
+  // from the connection (TCP-style back-pressure) until the user catches
+  // up to half of it. Bounds memory against a fast agent and a slow
+  // orchestrator.
+  size_t max_unread_response_bytes = size_t{64} << 20;
+};
+
+// CallOptions
+// TaskOptions that own their strings, for the asynchronous calls (which
+// outlive the caller's buffers).
+struct CallOptions {
+  std::optional<absl::Duration> deadline;  // relative budget
+  std::optional<TraceParent> trace_parent;
+  std::string trace_state;
+  std::vector<std::pair<std::string, std::string>> metadata;
+};
+
+// TaskCallbacks
+// Zero-copy alternative to TaskCall::async_next: called inline on the
+// executor as frames arrive. `on_response` gets each partial and the final
+// payload (the span is valid during the call only); `on_done` is called
+// exactly once with OK after the final response, or the task's error.
+struct TaskCallbacks {
+  std::function<void(absl::Span<const std::byte> payload, bool final)>
+      on_response;
+  std::function<void(const absl::Status& status)> on_done;
+};
+
+namespace detail {
+struct CallState;
+struct IncomingState;
+template <class Signature>
+using Completion = absl::AnyInvocable<Signature>;
+
+// Wraps an Asio completion handler so that it runs on its associated
+// executor (posted: never inline in the caller), and keeps that executor
+// busy until then.
+template <class R, class Handler>
+Completion<void(R)> MakeCompletion(const asio::any_io_executor& ex,
+                                   Handler&& handler) {
+  auto work = asio::prefer(asio::get_associated_executor(handler, ex),
+                           asio::execution::outstanding_work.tracked);
+  return [h = std::forward<Handler>(handler),
+          work = std::move(work)](R result) mutable {
+    auto target = work;
+    asio::post(target, [h = std::move(h), r = std::move(result)]() mutable {
+      std::move(h)(std::move(r));
+    });
+  };
+}
+}  // namespace detail
+
+// TaskCall
+// A task this side submitted (Peer::Submit / async_submit). A cheap
+// handle: copies refer to the same task. Members run on the peer's
+// executor.
+class TaskCall {
+ public:
+  TaskCall() = default;
+  TaskId id() const;
+  // True once the terminal event (final response, failure, cancel) came.
+  bool done() const;
+  // The failure was marked retryable by the executor (the work was not
+  // done; SPEC.md §13.2).
+  bool retryable() const;
+  // OK after a final response; the error otherwise; nullopt while open.
+  std::optional<absl::Status> result() const;
+
+  // async_next
+  // The next response (partials, then the final one with final == true),
+  // in order. After the final response: OUT_OF_RANGE "task finished".
+  // On failure or cancellation: the task's error (TaskFailed's status, see
+  // retryable(); kCancelled after Cancel()).
+  // REQUIRES: no other async_next of this task is pending.
+  // Signature: void(absl::StatusOr<Response>).
+  template <class CompletionToken>
+  auto async_next(CompletionToken&& token);
+
+  // Cancel
+  // Cancels the task (SPEC.md §13.3); a pending async_next completes with
+  // kCancelled. Errors: WRONG_STATE if it already ended.
+  SYMWIRE_DECL absl::Status Cancel();
+
+  explicit operator bool() const { return state_ != nullptr; }
+
+ private:
+  friend class Peer;
+  explicit TaskCall(std::shared_ptr<detail::CallState> state)
+      : state_(std::move(state)) {}
+  SYMWIRE_DECL asio::any_io_executor executor() const;
+  SYMWIRE_DECL void StartNext(
+      detail::Completion<void(absl::StatusOr<Response>)> done);
+  std::shared_ptr<detail::CallState> state_;
+};
+
+// IncomingTask
+// A task this side executes, handed to the task handler (SetTaskHandler).
+// A cheap handle: keep a copy to answer later (on the peer's executor).
+class IncomingTask {
+ public:
+  IncomingTask() = default;
+  TaskId id() const;
+  // The task's payload. Valid during the handler call only: copy what you
+  // keep (payload_string() does).
+  absl::Span<const std::byte> payload() const;
+  std::string payload_string() const;
+  // The deadline on the driver's clock (SteadyNow()), if the submitter set
+  // one; deadline_remaining() is what is left of it now.
+  std::optional<absl::Time> deadline() const;
+  std::optional<absl::Duration> deadline_remaining() const;
+  // METADATA entries (key, value) and W3C trace context, copied.
+  const std::vector<std::pair<std::string, std::string>>& metadata() const;
+  std::optional<TraceParent> trace_parent() const;
+
+  // True once the submitter cancelled, the deadline passed, or the
+  // session ended: stop working; Respond and Fail then return WRONG_STATE.
+  bool cancelled() const;
+  // True once the task ended for any reason (answered, failed, cancelled).
+  bool done() const;
+  // OnCancel: `callback(status)` runs once if the task is cancelled
+  // (kCancelled, or kDeadlineExceeded for a deadline); immediately (posted)
+  // if it already was.
+  SYMWIRE_DECL void OnCancel(std::function<void(const absl::Status&)> callback);
+
+  // Respond
+  // Streams a partial (final == false) or the final response. Errors:
+  // WRONG_STATE (task ended), REPLAY_BUFFER_FULL (the send window is full:
+  // use async_respond, which waits), FRAME_TOO_LARGE, SESSION_CLOSED.
+  SYMWIRE_DECL absl::Status Respond(absl::Span<const std::byte> payload,
+                                    bool final);
+  absl::Status Respond(std::string_view payload, bool final) {
+    return Respond(AsBytes(payload), final);
+  }
+  // async_respond: Respond, waiting for room in the send window instead of
+  // failing with REPLAY_BUFFER_FULL. The payload is copied at once.
+  // Signature: void(absl::Status).
+  template <class CompletionToken>
+  auto async_respond(std::string payload, bool final, CompletionToken&& token);
+
+  // Fail
+  // Ends the task with an error; `retryable` tells the submitter the work
+  // was not done. REQUIRES: !status.ok(). Errors: WRONG_STATE,
+  // SESSION_CLOSED.
+  SYMWIRE_DECL absl::Status Fail(const absl::Status& status,
+                                 bool retryable = false);
+
+  explicit operator bool() const { return state_ != nullptr; }
+
+ private:
+  friend class Peer;
+  static absl::Span<const std::byte> AsBytes(std::string_view s) {
+    return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+  }
+  explicit IncomingTask(std::shared_ptr<detail::IncomingState> state)
+      : state_(std::move(state)) {}
+  SYMWIRE_DECL asio::any_io_executor executor() const;
+  SYMWIRE_DECL void StartRespond(std::string payload, bool final,
+                                 detail::Completion<void(absl::Status)> done);
+  std::shared_ptr<detail::IncomingState> state_;
+};
+
+// TaskHandler: runs inline, on the executor, for each task received.
+using TaskHandler = std::function<void(IncomingTask task)>;
+
+// Peer
+// One session, driven over a sequence of transports. Created by Client
+// (initiator) or Server (acceptor); always held by shared_ptr.
+class Peer : public std::enable_shared_from_this<Peer>,
+             private Transport::Sink {
+ public:
+  Peer(const Peer&) = delete;
+  Peer& operator=(const Peer&) = delete;
+  SYMWIRE_DECL ~Peer();
+
+  const asio::any_io_executor& get_executor() const { return executor_; }
+
+  // SetTaskHandler
+  // Where received tasks go. Without a handler, a task is failed with
+  // kUnimplemented ("no task handler").
+  void SetTaskHandler(TaskHandler handler) { handler_ = std::move(handler); }
+  // SetObserver: connection-level events (PeerEvent), inline.
+  void SetObserver(std::function<void(const PeerEvent&)> observer) {
+    observer_ = std::move(observer);
+  }
+
+  // Submit
+  // Sends a task now. Errors as Session::SubmitTask: NO_CREDIT and
+  // REPLAY_BUFFER_FULL mean "wait" (async_submit does), PEER_DRAINING and
+  // SESSION_CLOSED mean "go elsewhere". With `callbacks`, responses are
+  // delivered zero-copy through them instead of TaskCall::async_next.
+  SYMWIRE_DECL absl::StatusOr<TaskCall> Submit(
+      absl::Span<const std::byte> payload, const TaskOptions& options = {},
+      TaskCallbacks callbacks = {});
+  absl::StatusOr<TaskCall> Submit(std::string_view payload,
+                                  const TaskOptions& options = {},
+                                  TaskCallbacks callbacks = {}) {
+    return Submit(IncomingTask::AsBytes(payload), options,
+                  std::move(callbacks));
+  }
+
+  // async_submit
+  // Submit, waiting (in submission order) while the peer's task credit or
+  // the send window is exhausted. Signature:
+  // void(absl::StatusOr<TaskCall>).
+  template <class CompletionToken>
+  auto async_submit(std::string payload, CallOptions options,
+                    CompletionToken&& token);
+
+  // async_call
+  // Submits and waits for the whole result: the concatenation of every
+  // partial and the final payload (a streamed answer, joined). Errors: the
+  // submission's, then the task's. Signature:
+  // void(absl::StatusOr<std::string>).
+  template <class CompletionToken>
+  auto async_call(std::string payload, CallOptions options,
+                  CompletionToken&& token);
+
+  // Close
+  // Graceful close (SPEC.md §15.3): accepted tasks finish, then bye.
+  // async_close completes when the session has ended: OK when it closed,
+  // its error when it failed. Signature: void(absl::Status).
+  SYMWIRE_DECL absl::Status Close();
+  template <class CompletionToken>
+  auto async_close(CompletionToken&& token);
+
+  // Abort: ends the session now with `status` (sent to the peer).
+  SYMWIRE_DECL void Abort(const absl::Status& status);
+
+  // async_wait_established: completes once the session is established (at
+  // once if it is), or with the error that ended it. Signature:
+  // void(absl::Status).
+  template <class CompletionToken>
+  auto async_wait_established(CompletionToken&& token);
+
+  // Observers.
+  const Session& session() const { return *session_; }
+  SessionState state() const { return session_->state(); }
+  bool connected() const { return transport_ != nullptr; }
+  const SessionCounters& counters() const { return session_->counters(); }
+  // The current transport's description ("tcp 127.0.0.1:7000"), or "".
+  SYMWIRE_DECL std::string transport_description() const;
+  // The current transport's counters (zero when disconnected).
+  SYMWIRE_DECL TransportCounters transport_counters() const;
+  uint64_t reconnects() const { return reconnects_; }
+
+  // KillConnection: drops the current connection abruptly, as a network
+  // failure would (tests, demos, operators forcing a reconnect).
+  SYMWIRE_DECL void KillConnection();
+
+ private:
+  friend class TaskCall;
+  friend class IncomingTask;
+  friend class Server;
+  friend class Client;
+  struct Private {};
+
+ public:
+  // Use Client / Server.
+  SYMWIRE_DECL Peer(Private, asio::any_io_executor executor,
+                    std::unique_ptr<Session> session, PeerOptions options);
+
+ private:
+  // Transport::Sink
+  void OnTransportData(Transport& transport,
+                       absl::Span<const std::byte> bytes) override;
+  void OnTransportClosed(Transport& transport,
+                         const absl::Status& status) override;
+
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Make(
+      asio::any_io_executor executor, PeerOptions options, SessionSide side);
+  void Attach(std::shared_ptr<Transport> transport, bool start);
+  void Detach();
+  void AfterInput();
+  void DrainTransmit();
+  void HandleEvent(Event& event);
+  void ArmTimer();
+  void Notify(PeerEvent::Kind kind, absl::Status status = absl::OkStatus(),
+              uint32_t attempt = 0);
+  void Dial();
+  void FinishCall(TaskId id, const absl::Status& status);
+  void EndIncoming(TaskId id, const absl::Status& cancel_status);
+  void RunWritableWaiters();
+  void SessionEnded(const absl::Status& status);
+  void UnreadChanged(int64_t delta);
+  void SubmitWhenWritable(
+      std::string payload, CallOptions options, TaskCallbacks callbacks,
+      absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done);
+  void StartSubmit(std::string payload, CallOptions options,
+                   detail::Completion<void(absl::StatusOr<TaskCall>)> done);
+  void StartCall(std::string payload, CallOptions options,
+                 detail::Completion<void(absl::StatusOr<std::string>)> done);
+  void StartClose(detail::Completion<void(absl::Status)> done);
+  void StartWaitEstablished(detail::Completion<void(absl::Status)> done);
+  absl::Status RespondFor(detail::IncomingState& task,
+                          absl::Span<const std::byte> payload, bool final);
+
+  asio::any_io_executor executor_;
+  PeerOptions options_;
+  std::unique_ptr<Session> session_;
+  std::shared_ptr<Transport> transport_;
+  asio::steady_timer timer_;
+  absl::Time timer_at_ = absl::InfiniteFuture();
+  uint64_t timer_generation_ = 0;
+  TaskHandler handler_;
+  std::function<void(const PeerEvent&)> observer_;
+  absl::flat_hash_map<TaskId, std::shared_ptr<detail::CallState>> calls_;
+  absl::flat_hash_map<TaskId, std::shared_ptr<detail::IncomingState>> incoming_;
+  // Work waiting for a Writable event (credit or send window), in order.
+  std::deque<absl::AnyInvocable<bool()>> writable_waiters_;
+  std::vector<detail::Completion<void(absl::Status)>> close_waiters_;
+  std::vector<detail::Completion<void(absl::Status)>> established_waiters_;
+  // Client only.
+  Dialer dialer_;
+  bool dialing_ = false;
+  bool reconnect_ = true;
+  // Server only: the server that owns this peer.
+  std::weak_ptr<Server> server_;
+  bool registered_ = false;
+  bool established_once_ = false;
+  bool dispatching_ = false;
+  bool ended_ = false;
+  uint32_t outage_attempts_ = 0;
+  uint64_t reconnects_ = 0;
+  size_t unread_bytes_ = 0;
+};
+
+// ClientOptions
+struct ClientOptions : PeerOptions {
+  // Redial and resume after a connection is lost (SessionConfig::backoff
+  // paces the dials). False: a lost connection fails the session (for
+  // transports that cannot be redialled, such as a child's pipes).
+  bool reconnect = true;
+};
+
+// Client
+// The initiator side: Connect creates the session and dials.
+class Client {
+ public:
+  // Connect
+  // Creates a Peer that dials with `dialer` now and again after every
+  // loss. Wait for the handshake with Peer::async_wait_established: the
+  // first connection or handshake failing ends the session (later losses
+  // are repaired by resuming). Errors: kInvalidArgument for a bad config.
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Connect(
+      asio::any_io_executor executor, Dialer dialer, ClientOptions options);
+
+  // Over an already-connected transport (no reconnect): a child process's
+  // pipes, a memory pipe.
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Start(
+      std::shared_ptr<Transport> transport, PeerOptions options);
+};
+
+// ServerOptions
+struct ServerOptions : PeerOptions {
+  // Connections accepted and not yet closed (handshaking, idle or live);
+  // more are closed at once.
+  size_t max_connections = 10000;
+  // Established sessions kept (connected or awaiting resume); a handshake
+  // beyond it is refused with RESOURCE_EXHAUSTED.
+  size_t max_sessions = 10000;
+  // async_shutdown: how long sessions may drain before they are aborted.
+  std::chrono::milliseconds drain_timeout{5000};
+  TcpOptions tcp;
+  TransportOptions transport;
+};
+
+// ServerCounters
+struct ServerCounters {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_refused = 0;  // over max_connections
+  uint64_t sessions_established = 0;
+  uint64_t sessions_refused = 0;  // over max_sessions
+  uint64_t resumes = 0;           // connections handed to a session
+  uint64_t resumes_rejected = 0;  // unknown or expired session
+  uint64_t handshakes_failed = 0;
+};
+
+// Server
+// The acceptor side. Each accepted connection gets a fresh session; a new
+// session is announced to `on_session` once established (set its task
+// handler there); a resuming connection is handed to the session it
+// belongs to (the registry, by session id).
+class Server : public std::enable_shared_from_this<Server> {
+ public:
+  using SessionHandler = std::function<void(const std::shared_ptr<Peer>&)>;
+
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Server>> Create(
+      asio::any_io_executor executor, ServerOptions options,
+      SessionHandler on_session);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  SYMWIRE_DECL ~Server();
+
+  const asio::any_io_executor& get_executor() const { return executor_; }
+
+  // ListenTcp
+  // Listens on `address`:`port` (port 0: any; see the returned endpoint).
+  // `upgrade`, if set, turns each accepted socket into a transport (the TLS
+  // handshake, tls.hpp) instead of using it as is. Errors: the bind or
+  // listen failure (CONNECTION_LOST, naming the address).
+  using Upgrade =
+      std::function<void(asio::ip::tcp::socket socket, DialHandler done)>;
+  SYMWIRE_DECL absl::StatusOr<asio::ip::tcp::endpoint> ListenTcp(
+      const std::string& address, uint16_t port, Upgrade upgrade = {});
+  // ListenUnix: listens on a Unix-domain socket at `path` (an existing
+  // socket file there is replaced).
+  SYMWIRE_DECL absl::Status ListenUnix(const std::string& path);
+
+  // Accept
+  // Serves one already-connected transport (any kind: stdio, a memory
+  // pipe, a socket accepted elsewhere).
+  SYMWIRE_DECL void Accept(std::shared_ptr<Transport> transport);
+
+  // async_shutdown
+  // Stops listening, closes every session gracefully (accepted tasks
+  // finish; SPEC.md §15.3), aborts what is still open after drain_timeout,
+  // and completes with OK. Signature: void(absl::Status).
+  template <class CompletionToken>
+  auto async_shutdown(CompletionToken&& token);
+
+  // Stop: closes listeners and aborts every session and connection now.
+  SYMWIRE_DECL void Stop();
+
+  const ServerCounters& counters() const { return counters_; }
+  // Transports attached to this server's sessions (handshaking, live).
+  size_t connections() const { return live_connections_; }
+  size_t sessions() const { return registry_.size(); }
+  // The established session with this id, or nullptr.
+  SYMWIRE_DECL std::shared_ptr<Peer> Find(const SessionId& id) const;
+
+ private:
+  friend class Peer;
+  struct Private {};
+
+ public:
+  SYMWIRE_DECL Server(Private, asio::any_io_executor executor,
+                      ServerOptions options, SessionHandler on_session);
+
+ private:
+  struct SessionIdHash {
+    size_t operator()(const SessionId& id) const;
+  };
+  void AcceptTcpLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor,
+                     Upgrade upgrade);
+  void AcceptUnixLoop(
+      std::shared_ptr<asio::local::stream_protocol::acceptor> acceptor);
+  // From Peer.
+  void OnEstablished(const std::shared_ptr<Peer>& peer);
+  void OnResumeRequested(const std::shared_ptr<Peer>& fresh,
+                         const SessionId& id);
+  void OnPeerEnded(Peer* peer);
+  void OnConnectionCountChanged(int delta) {
+    live_connections_ =
+        static_cast<size_t>(static_cast<int64_t>(live_connections_) + delta);
+  }
+  void StartShutdown(detail::Completion<void(absl::Status)> done);
+  void MaybeFinishShutdown();
+
+  asio::any_io_executor executor_;
+  ServerOptions options_;
+  SessionHandler on_session_;
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;
+  std::vector<std::shared_ptr<asio::local::stream_protocol::acceptor>>
+      unix_acceptors_;
+  // Connections whose session is not established yet.
+  absl::flat_hash_map<Peer*, std::shared_ptr<Peer>> pending_;
+  absl::flat_hash_map<SessionId, std::shared_ptr<Peer>, SessionIdHash>
+      registry_;
+  size_t live_connections_ = 0;
+  ServerCounters counters_;
+  bool stopping_ = false;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::vector<detail::Completion<void(absl::Status)>> shutdown_waiters_;
+};
+
+// ---- template bodies ---------------------------------------------------
+
+template <class CompletionToken>
+auto TaskCall::async_next(CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(absl::StatusOr<Response>)>(
+      [state = state_](auto handler) {
+        TaskCall self(state);
+        const asio::any_io_executor ex = self.executor();
+        auto done = detail::MakeCompletion<absl::StatusOr<Response>>(
+            ex, std::move(handler));
+        asio::dispatch(ex, [self, done = std::move(done)]() mutable {
+          self.StartNext(std::move(done));
+        });
+      },
+      token);
+}
+
+template <class CompletionToken>
+auto IncomingTask::async_respond(std::string payload, bool final,
+                                 CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(absl::Status)>(
+      [state = state_, final](auto handler, std::string p) {
+        IncomingTask self(state);
+        const asio::any_io_executor ex = self.executor();
+        auto done =
+            detail::MakeCompletion<absl::Status>(ex, std::move(handler));
+        asio::dispatch(ex, [self, p = std::move(p), final,
+                            done = std::move(done)]() mutable {
+          self.StartRespond(std::move(p), final, std::move(done));
+        });
+      },
+      token, std::move(payload));
+}
+
+template <class CompletionToken>
+auto Peer::async_submit(std::string payload, CallOptions options,
+                        CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(absl::StatusOr<TaskCall>)>(
+      [self = shared_from_this()](auto handler, std::string p, CallOptions o) {
+        auto done = detail::MakeCompletion<absl::StatusOr<TaskCall>>(
+            self->executor_, std::move(handler));
+        asio::dispatch(
+            self->executor_, [self, p = std::move(p), o = std::move(o),
+                              done = std::move(done)]() mutable {
+              self->StartSubmit(std::move(p), std::move(o), std::move(done));
+            });
+      },
+      token, std::move(payload), std::move(options));
+}
+
+template <class CompletionToken>
+auto Peer::async_call(std::string payload, CallOptions options,
+                      CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken,
+                              void(absl::StatusOr<std::string>)>(
+      [self = shared_from_this()](auto handler, std::string p, CallOptions o) {
+        auto done = detail::MakeCompletion<absl::StatusOr<std::string>>(
+            self->executor_, std::move(handler));
+        asio::dispatch(
+            self->executor_, [self, p = std::move(p), o = std::move(o),
+                              done = std::move(done)]() mutable {
+              self->StartCall(std::move(p), std::move(o), std::move(done));
+            });
+      },
+      token, std::move(payload), std::move(options));
+}
+
+template <class CompletionToken>
+auto Peer::async_close(CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(absl::Status)>(
+      [self = shared_from_this()](auto handler) {
+        auto done = detail::MakeCompletion<absl::Status>(self->executor_,
+                                                         std::move(handler));
+        asio::dispatch(self->executor_,
+                       [self, done = std::move(done)]() mutable {
+                         self->StartClose(std::move(done));
+                       });
+      },
+      token);
+}
+
+template <class CompletionToken>
+auto Peer::async_wait_established(CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(absl::Status)>(
+      [self = shared_from_this()](auto handler) {
+        auto done = detail::MakeCompletion<absl::Status>(self->executor_,
+                                                         std::move(handler));
+        asio::dispatch(self->executor_,
+                       [self, done = std::move(done)]() mutable {
+                         self->StartWaitEstablished(std::move(done));
+                       });
+      },
+      token);
+}
+
+template <class CompletionToken>
+auto Server::async_shutdown(CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(absl::Status)>(
+      [self = shared_from_this()](auto handler) {
+        auto done = detail::MakeCompletion<absl::Status>(self->executor_,
+                                                         std::move(handler));
+        asio::dispatch(self->executor_,
+                       [self, done = std::move(done)]() mutable {
+                         self->StartShutdown(std::move(done));
+                       });
+      },
+      token);
+}
+
+}  // namespace symwire
+
+#ifdef SYMWIRE_HEADER_ONLY
+#include "symwire/transport/impl/runtime.ipp"
+#endif
+
+#endif  // SYMWIRE_TRANSPORT_RUNTIME_HPP_
