@@ -159,5 +159,262 @@ TEST_CASE("runtime: async_next yields partials in order, then the final",
   CHECK(call->result()->ok());
 }
 
+TEST_CASE("runtime: cancel reaches the agent; the submitter sees kCancelled",
+          "[runtime]") {
+  TcpFixture f;
+  // Replace the agent with one that holds the task open.
+  std::vector<IncomingTask> held;
+  absl::Status agent_saw;
+  absl::StatusOr<TaskCall> warmup = f.client->Submit("0warm");
+  REQUIRE(warmup.ok());
+  RunUntil(f.io, [&] { return warmup->done(); });
+  REQUIRE(f.sessions.size() == 1);
+  f.sessions[0]->SetTaskHandler([&](IncomingTask t) {
+    t.OnCancel([&](const absl::Status& st) { agent_saw = st; });
+    held.push_back(t);
+  });
+  absl::StatusOr<TaskCall> call = f.client->Submit("slow");
+  REQUIRE(call.ok());
+  RunUntil(f.io, [&] { return held.size() == 1; });
+  CHECK(held[0].payload().empty());  // valid during the handler only
+  REQUIRE(call->Cancel().ok());
+  CHECK(call->done());
+  CHECK(call->result()->code() == absl::StatusCode::kCancelled);
+  RunUntil(f.io, [&] { return held[0].cancelled(); });
+  CHECK(agent_saw.code() == absl::StatusCode::kCancelled);
+  // Answering a cancelled task is refused, not sent.
+  CHECK(GetErrorCode(held[0].Respond("late", true)) == ErrorCode::kWrongState);
+}
+
+TEST_CASE("runtime: deadlines end the task on both sides", "[runtime]") {
+  TcpFixture f;
+  std::vector<IncomingTask> held;
+  absl::StatusOr<TaskCall> warmup = f.client->Submit("0warm");
+  REQUIRE(warmup.ok());
+  RunUntil(f.io, [&] { return warmup->done(); });
+  f.sessions[0]->SetTaskHandler([&](IncomingTask t) { held.push_back(t); });
+  TaskOptions o;
+  o.deadline = absl::Milliseconds(50);
+  absl::StatusOr<TaskCall> call = f.client->Submit("late", o);
+  REQUIRE(call.ok());
+  RunUntil(f.io, [&] { return held.size() == 1; });
+  REQUIRE(held[0].deadline_remaining().has_value());
+  CHECK(*held[0].deadline_remaining() <= absl::Milliseconds(50));
+  RunUntil(f.io, [&] { return call->done() && held[0].cancelled(); });
+  CHECK(call->result()->code() == absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_CASE("runtime: a killed connection is resumed; nothing lost or doubled",
+          "[runtime]") {
+  TcpFixture f;
+  constexpr int kTasks = 200;
+  std::map<int, std::string> results;
+  int submitted = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    f.client->async_call(absl::StrCat("2t", i), {},
+                         [&results, i](absl::StatusOr<std::string> r) {
+                           REQUIRE(r.ok());
+                           CHECK(results.emplace(i, *r).second);
+                         });
+    ++submitted;
+    if (i == 50) f.client->KillConnection();           // client side
+    if (i == 120) f.sessions.at(0)->KillConnection();  // server side
+  }
+  RunUntil(f.io, [&] { return results.size() == kTasks; });
+  for (int i = 0; i < kTasks; ++i) {
+    CHECK(results[i] == absl::StrCat("2t", i, ":0;2t", i, ":1;2t", i, ":done"));
+  }
+  CHECK(f.Count(PeerEvent::Kind::kReconnecting) >= 1);
+  CHECK(f.Count(PeerEvent::Kind::kResumed) >= 1);
+  CHECK(f.client->reconnects() >= 1);
+  CHECK(f.server->counters().resumes >= 1);
+  CHECK(f.server->sessions() == 1);
+  CHECK(f.sessions.size() == 1);  // the same session, resumed
+  RunUntil(f.io, [&] { return f.server->connections() == 1; });
+}
+
+TEST_CASE("runtime: graceful close and server shutdown", "[runtime]") {
+  TcpFixture f;
+  absl::StatusOr<std::string> r = absl::UnknownError("pending");
+  f.client->async_call("1q", {}, [&](absl::StatusOr<std::string> x) { r = x; });
+  absl::Status closed = absl::UnknownError("pending");
+  f.client->async_close([&](absl::Status st) { closed = st; });
+  RunUntil(f.io, [&] { return !absl::IsUnknown(closed); });
+  CHECK(closed.ok());
+  // The task submitted before the close finished first.
+  REQUIRE(r.ok());
+  CHECK(*r == "1q:0;1q:done");
+  CHECK(f.client->state() == SessionState::kClosed);
+  CHECK(f.Count(PeerEvent::Kind::kClosed) == 1);
+  RunUntil(f.io, [&] { return f.server->sessions() == 0; });
+  absl::Status shut = absl::UnknownError("pending");
+  f.server->async_shutdown([&](absl::Status st) { shut = st; });
+  RunUntil(f.io, [&] { return !absl::IsUnknown(shut); });
+  CHECK(shut.ok());
+}
+
+TEST_CASE("runtime: Unix-domain sockets", "[runtime]") {
+  asio::io_context io;
+  const std::string path =
+      absl::StrCat("/tmp/symwire-test-", ::getpid(), ".sock");
+  std::shared_ptr<Peer> agent;
+  auto server = Server::Create(io.get_executor(), FastServer(),
+                               [&](const std::shared_ptr<Peer>& p) {
+                                 agent = p;
+                                 EchoStreamingAgent(p);
+                               });
+  REQUIRE(server.ok());
+  REQUIRE((*server)->ListenUnix(path).ok());
+  auto client = Client::Connect(
+      io.get_executor(), UnixDialer(io.get_executor(), path), FastClient());
+  REQUIRE(client.ok());
+  absl::StatusOr<std::string> r = absl::UnknownError("pending");
+  (*client)->async_call("2u", {},
+                        [&](absl::StatusOr<std::string> x) { r = x; });
+  RunUntil(io, [&] { return !absl::IsUnknown(r.status()); });
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  CHECK(*r == "2u:0;2u:1;2u:done");
+  CHECK(absl::StrContains((*client)->transport_description(), "unix"));
+  (*client)->KillConnection();
+  absl::StatusOr<std::string> r2 = absl::UnknownError("pending");
+  (*client)->async_call("1v", {},
+                        [&](absl::StatusOr<std::string> x) { r2 = x; });
+  RunUntil(io, [&] { return !absl::IsUnknown(r2.status()); });
+  INFO(r2.status().ToString());
+  REQUIRE(r2.ok());
+  CHECK(*r2 == "1v:0;1v:done");
+  CHECK((*client)->reconnects() == 1);
+  ::unlink(path.c_str());
+}
+
+TEST_CASE("runtime: the first connection failing fails the session",
+          "[runtime]") {
+  asio::io_context io;
+  // A port nobody listens on: bind one, then close it.
+  uint16_t port = 0;
+  {
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }
+  auto client = Client::Connect(io.get_executor(),
+                                TcpDialer(io.get_executor(), "127.0.0.1", port),
+                                FastClient());
+  REQUIRE(client.ok());
+  absl::Status st = absl::UnknownError("pending");
+  (*client)->async_wait_established([&](absl::Status s) { st = s; });
+  RunUntil(io, [&] { return !absl::IsUnknown(st); });
+  CHECK(GetErrorCode(st) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(st.message(), absl::StrCat("127.0.0.1:", port)));
+  CHECK((*client)->state() == SessionState::kFailed);
+  // Submitting afterwards is refused locally.
+  CHECK_FALSE((*client)->Submit("x").ok());
+}
+
+TEST_CASE("runtime: coroutines (use_awaitable) on both sides", "[runtime]") {
+  asio::io_context io;
+  auto server = Server::Create(
+      io.get_executor(), FastServer(), [](const std::shared_ptr<Peer>& p) {
+        p->SetTaskHandler([](IncomingTask t) {
+          // An agent coroutine: streams three tokens, waiting for room.
+          asio::co_spawn(
+              t.get_executor(),
+              [t]() mutable -> asio::awaitable<void> {
+                const std::string prompt = t.payload_string();
+                // g++ 12 destroys some temporaries of a co_await
+                // full-expression twice: build each awaitable in its own
+                // statement, then co_await it.
+                for (int i = 0; i < 3; ++i) {
+                  auto respond = t.async_respond(absl::StrCat("tok", i, " "),
+                                                 false, asio::use_awaitable);
+                  const absl::Status st = co_await std::move(respond);
+                  if (!st.ok()) co_return;
+                }
+                auto last = t.async_respond(absl::StrCat("end of ", prompt),
+                                            true, asio::use_awaitable);
+                static_cast<void>(co_await std::move(last));
+              },
+              asio::detached);
+        });
+      });
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
+  REQUIRE(ep.ok());
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
+      FastClient());
+  REQUIRE(client.ok());
+  std::string text;
+  bool finished = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        absl::Status st =
+            co_await (*client)->async_wait_established(asio::use_awaitable);
+        REQUIRE(st.ok());
+        auto submit = (*client)->async_submit("story", {}, asio::use_awaitable);
+        absl::StatusOr<TaskCall> call = co_await std::move(submit);
+        REQUIRE(call.ok());
+        for (;;) {
+          absl::StatusOr<Response> r =
+              co_await call->async_next(asio::use_awaitable);
+          if (!r.ok()) break;
+          text += r->payload;
+        }
+        finished = true;
+      },
+      asio::detached);
+  RunUntil(io, [&] { return finished; });
+  CHECK(text == "tok0 tok1 tok2 end of story");
+}
+
+TEST_CASE("runtime: use_future from another thread", "[runtime]") {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+  std::shared_ptr<Server> server;
+  std::shared_ptr<Peer> client;
+  // Set up on the io thread (synchronous members belong to it).
+  std::promise<void> ready;
+  asio::post(io, [&] {
+    auto s = Server::Create(
+        io.get_executor(), FastServer(),
+        [](const std::shared_ptr<Peer>& p) { EchoStreamingAgent(p); });
+    REQUIRE(s.ok());
+    server = *s;
+    auto ep = server->ListenTcp("127.0.0.1", 0);
+    REQUIRE(ep.ok());
+    auto c = Client::Connect(
+        io.get_executor(),
+        TcpDialer(io.get_executor(), "127.0.0.1", ep->port()), FastClient());
+    REQUIRE(c.ok());
+    client = *c;
+    ready.set_value();
+  });
+  ready.get_future().wait();
+  std::future<absl::Status> established =
+      client->async_wait_established(asio::use_future);
+  REQUIRE(established.wait_for(10s) == std::future_status::ready);
+  CHECK(established.get().ok());
+  std::future<absl::StatusOr<std::string>> f =
+      client->async_call("2f", {}, asio::use_future);
+  REQUIRE(f.wait_for(10s) == std::future_status::ready);
+  absl::StatusOr<std::string> r = f.get();
+  REQUIRE(r.ok());
+  CHECK(*r == "2f:0;2f:1;2f:done");
+  std::future<absl::Status> closed = client->async_close(asio::use_future);
+  REQUIRE(closed.wait_for(10s) == std::future_status::ready);
+  CHECK(closed.get().ok());
+  std::future<absl::Status> shut = server->async_shutdown(asio::use_future);
+  REQUIRE(shut.wait_for(10s) == std::future_status::ready);
+  CHECK(shut.get().ok());
+  asio::post(io, [&] {
+    client.reset();
+    server.reset();
+  });
+  work.reset();
+  runner.join();
+}
+
 }  // namespace
 }  // namespace symwire

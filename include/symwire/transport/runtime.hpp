@@ -196,12 +196,13 @@ class TaskCall {
   SYMWIRE_DECL absl::Status Cancel();
 
   explicit operator bool() const { return state_ != nullptr; }
+  // The peer's executor (where the task's callbacks run).
+  SYMWIRE_DECL asio::any_io_executor get_executor() const;
 
  private:
   friend class Peer;
   explicit TaskCall(std::shared_ptr<detail::CallState> state)
       : state_(std::move(state)) {}
-  SYMWIRE_DECL asio::any_io_executor executor() const;
   SYMWIRE_DECL void StartNext(
       detail::Completion<void(absl::StatusOr<Response>)> done);
   std::shared_ptr<detail::CallState> state_;
@@ -259,6 +260,8 @@ class IncomingTask {
                                  bool retryable = false);
 
   explicit operator bool() const { return state_ != nullptr; }
+  // The peer's executor: answer the task there.
+  SYMWIRE_DECL asio::any_io_executor get_executor() const;
 
  private:
   friend class Peer;
@@ -267,7 +270,6 @@ class IncomingTask {
   }
   explicit IncomingTask(std::shared_ptr<detail::IncomingState> state)
       : state_(std::move(state)) {}
-  SYMWIRE_DECL asio::any_io_executor executor() const;
   SYMWIRE_DECL void StartRespond(std::string payload, bool final,
                                  detail::Completion<void(absl::Status)> done);
   std::shared_ptr<detail::IncomingState> state_;
@@ -313,8 +315,8 @@ class Peer : public std::enable_shared_from_this<Peer>,
   }
 
   // async_submit
-  // Submit, waiting (in submission order) while the peer's task credit or
-  // the send window is exhausted. Signature:
+  // Submit, waiting (in submission order) for the first handshake and
+  // while the peer's task credit or the send window is exhausted. Signature:
   // void(absl::StatusOr<TaskCall>).
   template <class CompletionToken>
   auto async_submit(std::string payload, CallOptions options,
@@ -594,7 +596,7 @@ auto TaskCall::async_next(CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(absl::StatusOr<Response>)>(
       [state = state_](auto handler) {
         TaskCall self(state);
-        const asio::any_io_executor ex = self.executor();
+        const asio::any_io_executor ex = self.get_executor();
         auto done = detail::MakeCompletion<absl::StatusOr<Response>>(
             ex, std::move(handler));
         asio::dispatch(ex, [self, done = std::move(done)]() mutable {
@@ -610,7 +612,7 @@ auto IncomingTask::async_respond(std::string payload, bool final,
   return asio::async_initiate<CompletionToken, void(absl::Status)>(
       [state = state_, final](auto handler, std::string p) {
         IncomingTask self(state);
-        const asio::any_io_executor ex = self.executor();
+        const asio::any_io_executor ex = self.get_executor();
         auto done =
             detail::MakeCompletion<absl::Status>(ex, std::move(handler));
         asio::dispatch(ex, [self, p = std::move(p), final,

@@ -102,7 +102,7 @@ SYMWIRE_DECL bool TaskCall::retryable() const { return state_->retryable; }
 SYMWIRE_DECL std::optional<absl::Status> TaskCall::result() const {
   return state_->result;
 }
-SYMWIRE_DECL asio::any_io_executor TaskCall::executor() const {
+SYMWIRE_DECL asio::any_io_executor TaskCall::get_executor() const {
   return state_->executor;
 }
 
@@ -170,7 +170,7 @@ SYMWIRE_DECL std::optional<TraceParent> IncomingTask::trace_parent() const {
 }
 SYMWIRE_DECL bool IncomingTask::cancelled() const { return state_->cancelled; }
 SYMWIRE_DECL bool IncomingTask::done() const { return state_->done; }
-SYMWIRE_DECL asio::any_io_executor IncomingTask::executor() const {
+SYMWIRE_DECL asio::any_io_executor IncomingTask::get_executor() const {
   return state_->executor;
 }
 
@@ -459,6 +459,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     auto waiters = std::move(established_waiters_);
     established_waiters_.clear();
     for (auto& w : waiters) w(absl::OkStatus());
+    if (first) RunWritableWaiters();  // submissions made before the handshake
     if (auto server = server_.lock(); server && !registered_ && first) {
       server->OnEstablished(shared_from_this());
     }
@@ -665,6 +666,9 @@ SYMWIRE_DECL void Peer::SubmitWhenWritable(
       done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));
       return true;
     }
+    // Before the first handshake completes, wait for it (Established runs
+    // the waiters); if it fails, the session's end fails this submission.
+    if (!self->established_once_ && !self->ended_) return false;
     std::vector<MetadataEntry> metadata;
     metadata.reserve(options.metadata.size());
     for (const auto& [k, v] : options.metadata) {
