@@ -8,7 +8,9 @@
 #   3. header-only build + ctest; -fno-exceptions build + the ctest cases
 #      that need no Catch2 (corpus replays, README example, demo, install)
 #   4. clang-14 ASan+UBSan build + every ctest
-#   5. libFuzzer build (clang, ASan+UBSan); each fuzzer runs FUZZ_SECONDS
+#   5. clang-14 ThreadSanitizer build of the transport/runtime tests + those
+#      ctest cases (real sockets on 127.0.0.1 and Unix sockets)
+#   6. libFuzzer build (clang, ASan+UBSan); each fuzzer runs FUZZ_SECONDS
 #      (default 60) and any finding fails the run
 # Environment: FUZZ_SECONDS=N, JOBS=N (default: nproc).
 set -euo pipefail
@@ -33,10 +35,10 @@ echo "clang-format: OK"
 passed=0
 ctest_log=$(mktemp)
 trap 'rm -f "$ctest_log"' EXIT
-build_and_test() {  # preset
+build_and_test() {  # preset [target]
   step "$1: configure and build"
   cmake --preset "$1" >/dev/null
-  cmake --build --preset "$1" -j"$JOBS"
+  cmake --build --preset "$1" -j"$JOBS" ${2:+--target "$2"}
   step "$1: ctest"
   ctest --preset "$1" -j"$JOBS" | tee "$ctest_log"
   # "100% tests passed, 0 tests failed out of N" (ctest exits non-zero on
@@ -47,11 +49,13 @@ build_and_test() {  # preset
 build_and_test debug
 step "clang-tidy (library, demo and examples; .clang-tidy checks as errors)"
 clang-tidy-14 -p build/debug --quiet --warnings-as-errors='*' \
-  src/symwire.cpp examples/demo.cpp examples/session_memory.cpp
+  src/symwire.cpp src/symwire_transport.cpp src/symwire_tls.cpp \
+  examples/demo.cpp examples/session_memory.cpp
 echo "clang-tidy: OK"
 build_and_test header-only
 build_and_test no-exceptions
 build_and_test asan-ubsan
+build_and_test tsan transport_tests
 
 step "fuzz: build (clang-14 libFuzzer + ASan+UBSan)"
 cmake --preset fuzz >/dev/null

@@ -458,12 +458,13 @@ class Client {
   // first connection or handshake failing ends the session (later losses
   // are repaired by resuming). Errors: kInvalidArgument for a bad config.
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Connect(
-      asio::any_io_executor executor, Dialer dialer, ClientOptions options);
+      const asio::any_io_executor& executor, Dialer dialer,
+      ClientOptions options);
 
   // Over an already-connected transport (no reconnect): a child process's
   // pipes, a memory pipe.
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Start(
-      std::shared_ptr<Transport> transport, PeerOptions options);
+      const std::shared_ptr<Transport>& transport, PeerOptions options);
 };
 
 // ServerOptions
@@ -556,10 +557,10 @@ class Server : public std::enable_shared_from_this<Server> {
   struct SessionIdHash {
     size_t operator()(const SessionId& id) const;
   };
-  void AcceptTcpLoop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor,
+  void AcceptTcpLoop(const std::shared_ptr<asio::ip::tcp::acceptor>& acceptor,
                      Upgrade upgrade);
   void AcceptUnixLoop(
-      std::shared_ptr<asio::local::stream_protocol::acceptor> acceptor);
+      const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor);
   // From Peer.
   void OnEstablished(const std::shared_ptr<Peer>& peer);
   void OnResumeRequested(const std::shared_ptr<Peer>& fresh,

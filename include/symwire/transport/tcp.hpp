@@ -63,7 +63,7 @@ using Dialer = std::function<void(DialHandler)>;
 // failure, refused, unreachable, or "connect to host:port timed out after
 // N ms".
 SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
-                             std::string host, uint16_t port,
+                             const std::string& host, uint16_t port,
                              const TcpOptions& tcp_options,
                              std::chrono::milliseconds timeout,
                              const TransportOptions& transport_options,
@@ -72,7 +72,7 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
 // ConnectUnix
 // Connects to a Unix-domain stream socket at `path` within `timeout`.
 SYMWIRE_DECL void ConnectUnix(const asio::any_io_executor& executor,
-                              std::string path,
+                              const std::string& path,
                               std::chrono::milliseconds timeout,
                               const TransportOptions& transport_options,
                               DialHandler handler);

@@ -48,7 +48,7 @@ namespace asio = boost::asio;
 // TransportOptions
 struct TransportOptions {
   // Bytes read per system call at most (the read buffer; allocated once).
-  size_t read_buffer_bytes = 64 * 1024;
+  size_t read_buffer_bytes = size_t{64} * 1024;
   // Bounded spin-before-block reads (latency mode, off by default). After
   // each batch of input the transport retries a non-blocking read for up
   // to this long before arming an asynchronous read. On a machine where

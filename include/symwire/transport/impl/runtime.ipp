@@ -252,9 +252,11 @@ SYMWIRE_DECL Peer::Peer(Private, asio::any_io_executor executor,
       timer_(executor_) {}
 
 SYMWIRE_DECL Peer::~Peer() {
-  if (transport_) {
-    transport_->SetSink(nullptr);
-    transport_->Close(MakeError(ErrorCode::kConnectionLost, "peer destroyed"));
+  if (!transport_) return;
+  transport_->SetSink(nullptr);  // nobody to tell: close quietly
+  try {
+    transport_->Close();
+  } catch (...) {  // Asio's timer cancel may throw; a destructor must not
   }
 }
 
@@ -728,7 +730,7 @@ SYMWIRE_DECL void Peer::StartCall(
   };
   SubmitWhenWritable(std::move(payload), std::move(options),
                      std::move(callbacks),
-                     [collect](absl::StatusOr<TaskCall> call) {
+                     [collect](const absl::StatusOr<TaskCall>& call) {
                        if (call.ok() || !collect->done) return;
                        auto d = std::move(collect->done);
                        collect->done = nullptr;
@@ -791,7 +793,8 @@ SYMWIRE_DECL TransportCounters Peer::transport_counters() const {
 // ---- Client ----------------------------------------------------------------
 
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Connect(
-    asio::any_io_executor executor, Dialer dialer, ClientOptions options) {
+    const asio::any_io_executor& executor, Dialer dialer,
+    ClientOptions options) {
   const bool reconnect = options.reconnect;
   absl::StatusOr<std::shared_ptr<Peer>> peer =
       Peer::Make(executor, std::move(options), SessionSide::kInitiator);
@@ -803,7 +806,7 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Connect(
 }
 
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Start(
-    std::shared_ptr<Transport> transport, PeerOptions options) {
+    const std::shared_ptr<Transport>& transport, PeerOptions options) {
   absl::StatusOr<std::shared_ptr<Peer>> peer = Peer::Make(
       transport->executor(), std::move(options), SessionSide::kInitiator);
   if (!peer.ok()) return peer.status();
@@ -888,7 +891,7 @@ SYMWIRE_DECL absl::Status Server::ListenUnix(const std::string& path) {
 }
 
 SYMWIRE_DECL void Server::AcceptTcpLoop(
-    std::shared_ptr<asio::ip::tcp::acceptor> acceptor, Upgrade upgrade) {
+    const std::shared_ptr<asio::ip::tcp::acceptor>& acceptor, Upgrade upgrade) {
   acceptor->async_accept(
       [weak = weak_from_this(), acceptor, upgrade = std::move(upgrade)](
           const boost::system::error_code& ec,
@@ -931,7 +934,7 @@ SYMWIRE_DECL void Server::AcceptTcpLoop(
 }
 
 SYMWIRE_DECL void Server::AcceptUnixLoop(
-    std::shared_ptr<asio::local::stream_protocol::acceptor> acceptor) {
+    const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor) {
   acceptor->async_accept([weak = weak_from_this(), acceptor](
                              const boost::system::error_code& ec,
                              asio::local::stream_protocol::socket socket) {

@@ -84,7 +84,7 @@ struct ConnectOp {
 }  // namespace detail
 
 SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
-                             std::string host, uint16_t port,
+                             const std::string& host, uint16_t port,
                              const TcpOptions& tcp_options,
                              std::chrono::milliseconds timeout,
                              const TransportOptions& transport_options,
@@ -139,7 +139,7 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
 }
 
 SYMWIRE_DECL void ConnectUnix(const asio::any_io_executor& executor,
-                              std::string path,
+                              const std::string& path,
                               std::chrono::milliseconds timeout,
                               const TransportOptions& transport_options,
                               DialHandler handler) {
