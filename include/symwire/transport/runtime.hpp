@@ -320,7 +320,15 @@ class Peer : public std::enable_shared_from_this<Peer>,
   // void(absl::StatusOr<TaskCall>).
   template <class CompletionToken>
   auto async_submit(std::string payload, CallOptions options,
-                    CompletionToken&& token);
+                    CompletionToken&& token) {
+    return async_submit(std::move(payload), std::move(options), TaskCallbacks{},
+                        std::forward<CompletionToken>(token));
+  }
+  // With `callbacks`: responses are delivered zero-copy through them (the
+  // TaskCall's async_next then has nothing to return).
+  template <class CompletionToken>
+  auto async_submit(std::string payload, CallOptions options,
+                    TaskCallbacks callbacks, CompletionToken&& token);
 
   // async_call
   // Submits and waits for the whole result: the concatenation of every
@@ -402,6 +410,7 @@ class Peer : public std::enable_shared_from_this<Peer>,
       std::string payload, CallOptions options, TaskCallbacks callbacks,
       absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done);
   void StartSubmit(std::string payload, CallOptions options,
+                   TaskCallbacks callbacks,
                    detail::Completion<void(absl::StatusOr<TaskCall>)> done);
   void StartCall(std::string payload, CallOptions options,
                  detail::Completion<void(absl::StatusOr<std::string>)> done);
@@ -626,18 +635,20 @@ auto IncomingTask::async_respond(std::string payload, bool final,
 
 template <class CompletionToken>
 auto Peer::async_submit(std::string payload, CallOptions options,
-                        CompletionToken&& token) {
+                        TaskCallbacks callbacks, CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(absl::StatusOr<TaskCall>)>(
-      [self = shared_from_this()](auto handler, std::string p, CallOptions o) {
+      [self = shared_from_this()](auto handler, std::string p, CallOptions o,
+                                  TaskCallbacks c) {
         auto done = detail::MakeCompletion<absl::StatusOr<TaskCall>>(
             self->executor_, std::move(handler));
-        asio::dispatch(
-            self->executor_, [self, p = std::move(p), o = std::move(o),
-                              done = std::move(done)]() mutable {
-              self->StartSubmit(std::move(p), std::move(o), std::move(done));
-            });
+        asio::dispatch(self->executor_,
+                       [self, p = std::move(p), o = std::move(o),
+                        c = std::move(c), done = std::move(done)]() mutable {
+                         self->StartSubmit(std::move(p), std::move(o),
+                                           std::move(c), std::move(done));
+                       });
       },
-      token, std::move(payload), std::move(options));
+      token, std::move(payload), std::move(options), std::move(callbacks));
 }
 
 template <class CompletionToken>

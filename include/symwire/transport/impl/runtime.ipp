@@ -697,10 +697,10 @@ SYMWIRE_DECL void Peer::SubmitWhenWritable(
 }
 
 SYMWIRE_DECL void Peer::StartSubmit(
-    std::string payload, CallOptions options,
+    std::string payload, CallOptions options, TaskCallbacks callbacks,
     detail::Completion<void(absl::StatusOr<TaskCall>)> done) {
-  SubmitWhenWritable(std::move(payload), std::move(options), TaskCallbacks{},
-                     std::move(done));
+  SubmitWhenWritable(std::move(payload), std::move(options),
+                     std::move(callbacks), std::move(done));
 }
 
 SYMWIRE_DECL void Peer::StartCall(
