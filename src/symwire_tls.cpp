@@ -5,7 +5,4 @@
 #error "src/symwire_tls.cpp is not built in header-only mode"
 #endif
 
-// TODO(#4): include "symwire/transport/impl/tls.ipp" once it exists.
-namespace symwire::detail {
-int tls_translation_unit_placeholder = 0;
-}  // namespace symwire::detail
+#include "symwire/transport/impl/tls.ipp"
