@@ -1,7 +1,8 @@
 // File: tools/soak.cpp
-// symwire-soak: a seeded, deterministic long run of the session layer with
-// connection faults, on a simulated clock and without I/O. Layer 4: public
-// headers only (a compact copy of the approach of
+// symwire-soak: a seeded long run of the session layer with connection
+// faults: by default on a simulated clock and without I/O (deterministic),
+// or with --transport over real sockets through a fault-injection proxy.
+// Layer 4: public headers only (a compact copy of the approach of
 // tests/support/session_pair.hpp, which tools may not use).
 //
 // Usage:
@@ -10,6 +11,21 @@
 //                [--agent-max-tasks M] [--dial-fail-pct P]
 //                [--half-open-pct P] [--max-sim-seconds T] [--no-close]
 //                [--verbose]
+//   symwire-soak --transport tcp|unix --tasks N --seed S
+//                [--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]
+//                [--partials K] [--payload BYTES] [--window W]
+//                [--max-seconds T] [--verbose]
+//
+// Network mode (--transport) runs the same workload and the same checks
+// through Client and Server (symwire/transport/runtime.hpp) on 127.0.0.1 or
+// a Unix socket, with symwire::testing::FaultProxy between them: kill each
+// proxied connection after MIN..MAX bytes, forward in pieces of 1..N
+// bytes, stall a direction 1..20 ms on PCT % of the chunks, flip PPM bits
+// per million bytes. Every kill is a real disconnect that the client
+// repairs by redialling and resuming; a flipped bit must be caught by the
+// frame checksums (and lead to a resume), never reach a payload check.
+// The JSON line adds the proxy's counters; --max-seconds bounds the wall
+// clock (default 120 + N/500).
 //
 // An orchestrator (the initiator) submits N tasks, keeping up to W (default
 // 64) in flight; a refusal with NO_CREDIT or REPLAY_BUFFER_FULL stops it
@@ -58,6 +74,8 @@
 // the close succeeded); 1 otherwise, also when the simulated time bound
 // (--max-sim-seconds, default 600 + N/100) or the step bound runs out, so
 // a run never hangs; 2 on a usage error.
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -65,6 +83,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,11 +99,16 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/local/stream_protocol.hpp"
 #include "symwire/error.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
+#include "symwire/testing/fault_proxy.hpp"
+#include "symwire/transport/runtime.hpp"
+#include "symwire/transport/tcp.hpp"
 
 namespace {
 
@@ -111,6 +135,10 @@ struct Options {
   uint32_t half_open_pct = 0;    // cuts the agent is not told of, percent
   bool close = true;
   bool verbose = false;
+  // Network mode (--transport): real sockets through a fault proxy.
+  std::string transport;  // "" = simulation; "tcp" or "unix"
+  symwire::testing::FaultOptions faults;
+  uint64_t max_seconds = 0;  // wall-clock bound; 0: 120 + tasks / 500
 };
 
 void Usage() {
@@ -120,7 +148,11 @@ void Usage() {
                "                    [--replay-frames F] [--agent-max-tasks M] "
                "[--dial-fail-pct P] [--half-open-pct P]\n"
                "                    [--max-sim-seconds T] [--no-close] "
-               "[--verbose]\n");
+               "[--verbose]\n"
+               "       symwire-soak --transport tcp|unix --tasks N --seed S "
+               "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
+               "                    [--partials K] [--payload BYTES] "
+               "[--window W] [--max-seconds T] [--verbose]\n");
 }
 
 template <typename T>
@@ -130,6 +162,38 @@ bool ParseUnsigned(absl::string_view text, T& out) {
     return false;
   }
   out = static_cast<T>(v);
+  return true;
+}
+
+// --proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM (any subset):
+// kill each proxied connection after MIN..MAX bytes (both directions);
+// forward in pieces of 1..N bytes; stall a direction for 1..20 ms on PCT %
+// of the chunks; flip PPM bits per million bytes.
+bool ParseFaults(absl::string_view spec, symwire::testing::FaultOptions& f) {
+  for (absl::string_view item : absl::StrSplit(spec, ',')) {
+    const std::vector<absl::string_view> kv = absl::StrSplit(item, '=');
+    if (kv.size() != 2) return false;
+    if (kv[0] == "kill") {
+      const std::vector<absl::string_view> mm = absl::StrSplit(kv[1], ':');
+      if (mm.size() != 2 || !ParseUnsigned(mm[0], f.kill_min_bytes) ||
+          !ParseUnsigned(mm[1], f.kill_max_bytes) || f.kill_min_bytes == 0 ||
+          f.kill_min_bytes > f.kill_max_bytes) {
+        return false;
+      }
+    } else if (kv[0] == "split") {
+      if (!ParseUnsigned(kv[1], f.split_max_bytes)) return false;
+    } else if (kv[0] == "stall") {
+      if (!ParseUnsigned(kv[1], f.stall_pct) || f.stall_pct > 100) {
+        return false;
+      }
+      f.stall_min = std::chrono::milliseconds(1);
+      f.stall_max = std::chrono::milliseconds(20);
+    } else if (kv[0] == "flip") {
+      if (!ParseUnsigned(kv[1], f.flip_per_million)) return false;
+    } else {
+      return false;
+    }
+  }
   return true;
 }
 
@@ -171,6 +235,13 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       ok = ParseUnsigned(value, o.dial_fail_pct) && o.dial_fail_pct < 100;
     } else if (arg == "--half-open-pct") {
       ok = ParseUnsigned(value, o.half_open_pct) && o.half_open_pct <= 100;
+    } else if (arg == "--transport") {
+      o.transport = std::string(value);
+      ok = value == "tcp" || value == "unix";
+    } else if (arg == "--proxy-faults") {
+      ok = ParseFaults(value, o.faults);
+    } else if (arg == "--max-seconds") {
+      ok = ParseUnsigned(value, o.max_seconds) && o.max_seconds > 0;
     } else if (arg == "--max-sim-seconds") {
       uint64_t s = 0;
       ok = ParseUnsigned(value, s) && s > 0;
@@ -1045,6 +1116,307 @@ void Soak::PrintSummary(uint64_t lost, bool ok, double wall_ms) {
   std::fflush(stdout);
 }
 
+// ---- network mode
+// ------------------------------------------------------------
+//
+// --transport tcp|unix: the same workload and checks as the simulation, but
+// through the runtime (Client, Server) over real sockets on 127.0.0.1 or a
+// Unix socket, with a FaultProxy (symwire/testing/fault_proxy.hpp) between
+// them injecting --proxy-faults. One thread runs everything. Disconnects
+// are the proxy's kills (and checksum failures from flipped bits), each
+// repaired by the client's reconnect and resume.
+namespace asio = boost::asio;
+
+class NetSoak {
+ public:
+  explicit NetSoak(const Options& o) : o_(o), rng_(o.seed ^ 0x5eed) {}
+
+  int Run() {
+    const auto started = std::chrono::steady_clock::now();
+    const uint64_t bound_s =
+        o_.max_seconds > 0 ? o_.max_seconds : 120 + o_.tasks / 500;
+    if (!Setup()) return Finish(started);
+    const auto until = started + std::chrono::seconds(bound_s);
+    while (!finished_ && fatal_.empty()) {
+      if (std::chrono::steady_clock::now() > until) {
+        fatal_ = absl::StrCat("time bound of ", bound_s, " s ran out with ",
+                              completed_, " of ", o_.tasks, " tasks done");
+        break;
+      }
+      io_.run_for(std::chrono::milliseconds(20));
+      if (io_.stopped()) io_.restart();
+    }
+    return Finish(started);
+  }
+
+ private:
+  bool Setup() {
+    symwire::ServerOptions so;
+    so.session.agent_id = "soak-agent";
+    so.session.role = symwire::AgentRole::kAgent;
+    so.session.ack_delay = absl::Milliseconds(1);
+    if (o_.agent_max_tasks > 0) so.session.max_tasks = o_.agent_max_tasks;
+    auto server = symwire::Server::Create(
+        io_.get_executor(), so,
+        [this](const std::shared_ptr<symwire::Peer>& p) { OnAgent(p); });
+    if (!server.ok()) return Fatal(server.status().ToString());
+    server_ = *server;
+    symwire::testing::FaultProxy::Endpoint upstream;
+    if (o_.transport == "tcp") {
+      auto ep = server_->ListenTcp("127.0.0.1", 0);
+      if (!ep.ok()) return Fatal(ep.status().ToString());
+      upstream = *ep;
+    } else {
+      unix_path_ = absl::StrCat("/tmp/symwire-soak-", ::getpid(), ".sock");
+      if (absl::Status st = server_->ListenUnix(unix_path_); !st.ok()) {
+        return Fatal(st.ToString());
+      }
+      upstream = asio::local::stream_protocol::endpoint(unix_path_);
+    }
+    symwire::testing::FaultOptions faults = o_.faults;
+    faults.seed = o_.seed;
+    if (o_.transport == "unix") {
+      faults.unix_listen_path = unix_path_ + ".proxy";
+    }
+    proxy_ = std::make_unique<symwire::testing::FaultProxy>(io_.get_executor(),
+                                                            upstream, faults);
+    symwire::Dialer dialer;
+    if (const auto* tcp =
+            std::get_if<asio::ip::tcp::endpoint>(&proxy_->endpoint())) {
+      dialer = symwire::TcpDialer(io_.get_executor(), "127.0.0.1", tcp->port());
+    } else {
+      dialer = symwire::UnixDialer(
+          io_.get_executor(),
+          std::get<asio::local::stream_protocol::endpoint>(proxy_->endpoint())
+              .path());
+    }
+    symwire::ClientOptions co;
+    co.session.agent_id = "soak-orchestrator";
+    co.session.role = symwire::AgentRole::kOrchestrator;
+    co.session.ack_delay = absl::Milliseconds(1);
+    co.session.backoff.initial = absl::Milliseconds(2);
+    co.session.backoff.max = absl::Milliseconds(100);
+    if (o_.replay_frames > 0) co.session.replay_frames = o_.replay_frames;
+    auto client =
+        symwire::Client::Connect(io_.get_executor(), std::move(dialer), co);
+    if (!client.ok()) return Fatal(client.status().ToString());
+    client_ = *client;
+    client_->SetObserver([this](const symwire::PeerEvent& e) {
+      if (e.kind == symwire::PeerEvent::Kind::kReconnecting) ++disconnects_;
+      if (e.kind == symwire::PeerEvent::Kind::kResumed) ++resumes_;
+      if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+        Fatal(
+            absl::StrCat("orchestrator session failed: ", e.status.ToString()));
+      }
+      if (e.kind == symwire::PeerEvent::Kind::kClosed) orch_closed_ = true;
+      if (o_.verbose) {
+        std::fprintf(stderr, "orchestrator: %s %s\n",
+                     std::string(symwire::PeerEventName(e.kind)).c_str(),
+                     e.status.ToString().c_str());
+      }
+      MaybeFinished();
+    });
+    expected_.resize(o_.tasks);
+    for (uint32_t i = 0; i < o_.window && submitted_ < o_.tasks; ++i) {
+      SubmitNext();
+    }
+    return true;
+  }
+
+  // The agent: every task exactly once, in submission order; answers with
+  // the parts at once (async_respond waits for room in the send window).
+  void OnAgent(const std::shared_ptr<symwire::Peer>& peer) {
+    if (agent_) {
+      Fatal("a second agent session was established (resume failed)");
+      return;
+    }
+    agent_ = peer;
+    peer->SetObserver([this](const symwire::PeerEvent& e) {
+      if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+        Fatal(absl::StrCat("agent session failed: ", e.status.ToString()));
+      }
+      if (e.kind == symwire::PeerEvent::Kind::kClosed) agent_closed_ = true;
+      MaybeFinished();
+    });
+    peer->SetTaskHandler([this](symwire::IncomingTask task) {
+      const Bytes p = task.payload();
+      if (!Intact(p, 8, p.size() >= 8 ? GetBig(p, 0, 8) : 0, 0)) {
+        ++corrupted_;
+        Fatal(
+            absl::StrCat("agent: corrupt task payload (", p.size(), " bytes)"));
+        return;
+      }
+      const uint64_t index = GetBig(p, 0, 8);
+      if (index != agent_next_) {
+        if (index < agent_next_) ++duplicated_;
+        ++out_of_order_;
+        Fatal(absl::StrCat("agent: task ", index, " arrived, expected ",
+                           agent_next_));
+        return;
+      }
+      ++agent_next_;
+      const uint32_t parts =
+          o_.partials == 0
+              ? 3
+              : 1 + static_cast<uint32_t>(rng_.Next() % o_.partials);
+      for (uint32_t part = 0; part <= parts; ++part) {
+        const bool final = part == parts;
+        const std::vector<std::byte> r =
+            ResponsePayload(index, part, final ? parts : kPartial, o_.payload);
+        task.async_respond(
+            std::string(reinterpret_cast<const char*>(r.data()), r.size()),
+            final, [this](const absl::Status& st) {
+              if (!st.ok())
+                Fatal(absl::StrCat("agent respond: ", st.ToString()));
+            });
+      }
+    });
+  }
+
+  void SubmitNext() {
+    const uint64_t index = submitted_++;
+    const std::vector<std::byte> payload = TaskPayload(index, o_.payload);
+    symwire::TaskCallbacks cb;
+    cb.on_response = [this, index](Bytes b, bool final) {
+      OnResponse(index, b, final);
+    };
+    cb.on_done = [this, index](const absl::Status& st) {
+      if (!st.ok()) {
+        Fatal(absl::StrCat("task ", index, " failed: ", st.ToString()));
+      }
+    };
+    client_->async_submit(
+        std::string(reinterpret_cast<const char*>(payload.data()),
+                    payload.size()),
+        {}, std::move(cb), [this, index](absl::StatusOr<symwire::TaskCall> c) {
+          if (!c.ok()) {
+            Fatal(absl::StrCat("submit ", index, ": ", c.status().ToString()));
+          }
+        });
+  }
+
+  void OnResponse(uint64_t index, Bytes b, bool final) {
+    Expect& e = expected_[index];
+    if (!Intact(b, 16, index, uint64_t{e.next_part} + 1) ||
+        GetBig(b, 0, 8) != index) {
+      ++corrupted_;
+      Fatal(absl::StrCat("task ", index, ": corrupt response part ",
+                         e.next_part));
+      return;
+    }
+    const uint64_t part = GetBig(b, 8, 4);
+    const uint64_t marker = GetBig(b, 12, 4);
+    if (e.done || part != e.next_part) {
+      ++out_of_order_;
+      if (e.done) ++duplicated_;
+      Fatal(absl::StrCat("task ", index, ": part ", part, " arrived, expected ",
+                         e.next_part, e.done ? " (task already done)" : ""));
+      return;
+    }
+    ++e.next_part;
+    ++responses_;
+    if (final != (marker != kPartial) || (final && marker != part)) {
+      Fatal(absl::StrCat("task ", index, ": bad final marker"));
+      return;
+    }
+    if (!final) return;
+    e.done = true;
+    ++completed_;
+    if (submitted_ < o_.tasks) {
+      SubmitNext();
+    } else if (completed_ == o_.tasks) {
+      // All done: stop injecting, then close gracefully.
+      proxy_->SetEnabled(false);
+      if (o_.close) {
+        client_->async_close([this](const absl::Status& st) {
+          if (!st.ok()) Fatal(absl::StrCat("close: ", st.ToString()));
+        });
+      } else {
+        finished_ = true;
+      }
+    }
+  }
+
+  void MaybeFinished() {
+    if (completed_ == o_.tasks && orch_closed_ && agent_closed_) {
+      finished_ = true;
+    }
+  }
+
+  bool Fatal(std::string why) {
+    if (fatal_.empty()) fatal_ = std::move(why);
+    return false;
+  }
+
+  int Finish(std::chrono::steady_clock::time_point started) {
+    const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+    const uint64_t lost = o_.tasks - completed_;
+    const bool ok = fatal_.empty() && lost == 0 && duplicated_ == 0 &&
+                    out_of_order_ == 0 && corrupted_ == 0;
+    const symwire::testing::FaultCounters f =
+        proxy_ ? proxy_->counters() : symwire::testing::FaultCounters{};
+    const symwire::SessionCounters c =
+        client_ ? client_->counters() : symwire::SessionCounters{};
+    std::printf(
+        "{\"transport\":\"%s\",\"tasks\":%llu,\"completed\":%llu,"
+        "\"lost\":%llu,\"duplicated\":%llu,\"out_of_order\":%llu,"
+        "\"corrupted\":%llu,\"disconnects\":%llu,\"resumes\":%llu,"
+        "\"responses\":%llu,\"retransmitted\":%llu,\"proxy_kills\":%llu,"
+        "\"proxy_flips\":%llu,\"proxy_stalls\":%llu,\"proxy_splits\":%llu,"
+        "\"proxy_connections\":%llu,\"wall_ms\":%lld,\"seed\":%llu,"
+        "\"closed\":%s,\"ok\":%s,\"error\":%s}\n",
+        o_.transport.c_str(), ULL(o_.tasks), ULL(completed_), ULL(lost),
+        ULL(duplicated_), ULL(out_of_order_), ULL(corrupted_),
+        ULL(disconnects_), ULL(resumes_), ULL(responses_),
+        ULL(c.retransmitted_frames), ULL(f.kills), ULL(f.flips), ULL(f.stalls),
+        ULL(f.splits), ULL(f.connections_accepted),
+        static_cast<long long>(wall), ULL(o_.seed),
+        orch_closed_ && agent_closed_ ? "true" : "false", ok ? "true" : "false",
+        JsonString(fatal_).c_str());
+    std::fflush(stdout);
+    if (client_) client_->Abort(absl::CancelledError("soak finished"));
+    if (server_) server_->Stop();
+    if (proxy_) proxy_->Stop();
+    io_.run_for(std::chrono::milliseconds(50));
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+    return ok ? 0 : 1;
+  }
+
+  static unsigned long long ULL(uint64_t v) {
+    return static_cast<unsigned long long>(v);
+  }
+
+  struct Expect {
+    uint32_t next_part = 0;
+    bool done = false;
+  };
+
+  Options o_;
+  Rng rng_;
+  asio::io_context io_;
+  std::shared_ptr<symwire::Server> server_;
+  std::unique_ptr<symwire::testing::FaultProxy> proxy_;
+  std::shared_ptr<symwire::Peer> client_;
+  std::shared_ptr<symwire::Peer> agent_;
+  std::string unix_path_;
+  std::vector<Expect> expected_;
+  uint64_t submitted_ = 0;
+  uint64_t completed_ = 0;
+  uint64_t responses_ = 0;
+  uint64_t agent_next_ = 0;
+  uint64_t duplicated_ = 0;
+  uint64_t out_of_order_ = 0;
+  uint64_t corrupted_ = 0;
+  uint64_t disconnects_ = 0;
+  uint64_t resumes_ = 0;
+  bool orch_closed_ = false;
+  bool agent_closed_ = false;
+  bool finished_ = false;
+  std::string fatal_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1052,6 +1424,10 @@ int main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, o)) {
     Usage();
     return 2;
+  }
+  if (!o.transport.empty()) {
+    NetSoak soak(o);
+    return soak.Run();
   }
   Soak soak(o);
   return soak.Run();
