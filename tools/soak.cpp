@@ -11,14 +11,15 @@
 //                [--agent-max-tasks M] [--dial-fail-pct P]
 //                [--half-open-pct P] [--max-sim-seconds T] [--no-close]
 //                [--verbose]
-//   symwire-soak --transport tcp|unix --tasks N --seed S
+//   symwire-soak --transport tcp|unix|tls --tasks N --seed S
 //                [--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]
 //                [--partials K] [--payload BYTES] [--window W]
 //                [--max-seconds T] [--verbose]
 //
 // Network mode (--transport) runs the same workload and the same checks
-// through Client and Server (symwire/transport/runtime.hpp) on 127.0.0.1 or
-// a Unix socket, with symwire::testing::FaultProxy between them: kill each
+// through Client and Server (symwire/transport/runtime.hpp) on 127.0.0.1
+// (plain TCP, or TLS with a throw-away PKI that the client verifies) or a
+// Unix socket, with symwire::testing::FaultProxy between them: kill each
 // proxied connection after MIN..MAX bytes, forward in pieces of 1..N
 // bytes, stall a direction 1..20 ms on PCT % of the chunks, flip PPM bits
 // per million bytes. Every kill is a real disconnect that the client
@@ -107,8 +108,10 @@
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/testing/fault_proxy.hpp"
+#include "symwire/testing/test_certs.hpp"
 #include "symwire/transport/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
+#include "symwire/transport/tls.hpp"
 
 namespace {
 
@@ -136,23 +139,24 @@ struct Options {
   bool close = true;
   bool verbose = false;
   // Network mode (--transport): real sockets through a fault proxy.
-  std::string transport;  // "" = simulation; "tcp" or "unix"
+  std::string transport;  // "" = simulation; "tcp", "unix" or "tls"
   symwire::testing::FaultOptions faults;
   uint64_t max_seconds = 0;  // wall-clock bound; 0: 120 + tasks / 500
 };
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: symwire-soak --tasks N --seed S --cut-every MIN:MAX "
-               "[--partials K] [--payload BYTES] [--window W]\n"
-               "                    [--replay-frames F] [--agent-max-tasks M] "
-               "[--dial-fail-pct P] [--half-open-pct P]\n"
-               "                    [--max-sim-seconds T] [--no-close] "
-               "[--verbose]\n"
-               "       symwire-soak --transport tcp|unix --tasks N --seed S "
-               "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
-               "                    [--partials K] [--payload BYTES] "
-               "[--window W] [--max-seconds T] [--verbose]\n");
+  std::fprintf(
+      stderr,
+      "usage: symwire-soak --tasks N --seed S --cut-every MIN:MAX "
+      "[--partials K] [--payload BYTES] [--window W]\n"
+      "                    [--replay-frames F] [--agent-max-tasks M] "
+      "[--dial-fail-pct P] [--half-open-pct P]\n"
+      "                    [--max-sim-seconds T] [--no-close] "
+      "[--verbose]\n"
+      "       symwire-soak --transport tcp|unix|tls --tasks N --seed S "
+      "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
+      "                    [--partials K] [--payload BYTES] "
+      "[--window W] [--max-seconds T] [--verbose]\n");
 }
 
 template <typename T>
@@ -237,7 +241,7 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       ok = ParseUnsigned(value, o.half_open_pct) && o.half_open_pct <= 100;
     } else if (arg == "--transport") {
       o.transport = std::string(value);
-      ok = value == "tcp" || value == "unix";
+      ok = value == "tcp" || value == "unix" || value == "tls";
     } else if (arg == "--proxy-faults") {
       ok = ParseFaults(value, o.faults);
     } else if (arg == "--max-seconds") {
@@ -1119,7 +1123,7 @@ void Soak::PrintSummary(uint64_t lost, bool ok, double wall_ms) {
 // ---- network mode
 // ------------------------------------------------------------
 //
-// --transport tcp|unix: the same workload and checks as the simulation, but
+// --transport tcp|unix|tls: the same workload and checks as the simulation, but
 // through the runtime (Client, Server) over real sockets on 127.0.0.1 or a
 // Unix socket, with a FaultProxy (symwire/testing/fault_proxy.hpp) between
 // them injecting --proxy-faults. One thread runs everything. Disconnects
@@ -1162,7 +1166,27 @@ class NetSoak {
     if (!server.ok()) return Fatal(server.status().ToString());
     server_ = *server;
     symwire::testing::FaultProxy::Endpoint upstream;
-    if (o_.transport == "tcp") {
+    std::shared_ptr<asio::ssl::context> client_tls;
+    if (o_.transport == "tls") {
+      // A throw-away PKI (symwire/testing/test_certs.hpp); the client
+      // verifies the server's chain and its IP address as usual.
+      const symwire::testing::TestCertificates& pki =
+          symwire::testing::TestCerts();
+      symwire::TlsServerOptions tso;
+      tso.cert_pem = pki.server_cert_pem;
+      tso.key_pem = pki.server_key_pem;
+      auto server_tls = symwire::MakeTlsServerContext(tso);
+      if (!server_tls.ok()) return Fatal(server_tls.status().ToString());
+      symwire::TlsClientOptions tco;
+      tco.ca_pem = pki.ca_cert_pem;
+      auto ctx = symwire::MakeTlsClientContext(tco);
+      if (!ctx.ok()) return Fatal(ctx.status().ToString());
+      client_tls = *ctx;
+      auto ep =
+          server_->ListenTcp("127.0.0.1", 0, symwire::TlsUpgrade(*server_tls));
+      if (!ep.ok()) return Fatal(ep.status().ToString());
+      upstream = *ep;
+    } else if (o_.transport == "tcp") {
       auto ep = server_->ListenTcp("127.0.0.1", 0);
       if (!ep.ok()) return Fatal(ep.status().ToString());
       upstream = *ep;
@@ -1183,7 +1207,11 @@ class NetSoak {
     symwire::Dialer dialer;
     if (const auto* tcp =
             std::get_if<asio::ip::tcp::endpoint>(&proxy_->endpoint())) {
-      dialer = symwire::TcpDialer(io_.get_executor(), "127.0.0.1", tcp->port());
+      dialer = client_tls
+                   ? symwire::TlsDialer(io_.get_executor(), "127.0.0.1",
+                                        tcp->port(), client_tls, "127.0.0.1")
+                   : symwire::TcpDialer(io_.get_executor(), "127.0.0.1",
+                                        tcp->port());
     } else {
       dialer = symwire::UnixDialer(
           io_.get_executor(),

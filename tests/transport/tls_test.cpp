@@ -1,6 +1,6 @@
 // File: tests/transport/tls_test.cpp
 // The TLS transport (tls.hpp) over real sockets on 127.0.0.1 with the
-// in-process test PKI (tests/support/test_certs.hpp): handshakes and
+// in-process test PKI (symwire/testing/test_certs.hpp): handshakes and
 // bytes both ways, certificate, host-name and IP checks, mutual TLS,
 // handshake timeouts, close_notify on a graceful close, the dialer and
 // the server upgrade, and context errors. Every test runs its io_context
@@ -27,7 +27,7 @@
 #include "boost/asio/post.hpp"
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
-#include "tests/support/test_certs.hpp"
+#include "symwire/testing/test_certs.hpp"
 
 namespace symwire {
 namespace {

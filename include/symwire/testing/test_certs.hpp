@@ -1,13 +1,15 @@
-// File: tests/support/test_certs.hpp
-// Test PKI for the TLS tests, generated in-process with libcrypto (no
+// File: symwire/testing/test_certs.hpp
+// Test utility (public so that tools/ may use it, like fault_proxy.hpp;
+// never for production): a throw-away PKI for TLS tests and soak runs,
+// generated in-process with libcrypto (no
 // openssl command, no files in the repository): a CA, a server
 // certificate it signs for DNS:localhost and IP:127.0.0.1, a client
 // certificate it signs, and an unrelated "wrong" CA with a client
 // certificate of its own. Keys are EC P-256; names, serial numbers and
 // extensions are fixed, only keys and signatures differ between runs.
 // Generated once per process (a few milliseconds), thread-safe.
-#ifndef SYMWIRE_TESTS_SUPPORT_TEST_CERTS_HPP_
-#define SYMWIRE_TESTS_SUPPORT_TEST_CERTS_HPP_
+#ifndef SYMWIRE_TESTING_TEST_CERTS_HPP_
+#define SYMWIRE_TESTING_TEST_CERTS_HPP_
 
 #include <openssl/bio.h>
 #include <openssl/buffer.h>
@@ -188,4 +190,4 @@ inline const TestCertificates& TestCerts() {
 
 }  // namespace symwire::testing
 
-#endif  // SYMWIRE_TESTS_SUPPORT_TEST_CERTS_HPP_
+#endif  // SYMWIRE_TESTING_TEST_CERTS_HPP_
