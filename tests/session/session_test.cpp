@@ -873,6 +873,18 @@ TEST_CASE("protocol violations end the session with their specific code",
        [](Session& i) {
          return Frame(MessageType::kAgentTask, 2, i.last_received() + 1);
        }},
+      {"response payload above the decoder's limit (SPEC 15.2)",
+       ErrorCode::kPayloadTooLarge,
+       [](Session& i) {
+         // Only the header and a few payload bytes are needed: the decoder
+         // rejects the length once the header's CRC matched.
+         const size_t over = i.config().max_payload_bytes + 1;
+         std::vector<std::byte> f =
+             Frame(MessageType::kAgentResponse, 1, i.last_received() + 1,
+                   std::vector<std::byte>(over), kFlagFinal);
+         f.resize(f.size() - over + 16);
+         return f;
+       }},
       {"malformed SYNC payload", ErrorCode::kMalformedPayload,
        [](Session&) {
          std::vector<std::byte> bad = {std::byte{0x01}, std::byte{0x05}};

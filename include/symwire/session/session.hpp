@@ -403,6 +403,7 @@ class Session {
   void Establish(bool resumed, absl::Time now);
   void EndTask(TaskId id, Task& task);
   void ConnectionFailed(const absl::Status& status, absl::Time now);
+  void DecodeFailed(const absl::Status& status, absl::Time now);
   void Fail(const absl::Status& status, absl::Time now, bool tell_peer);
   void FailHandshake(const absl::Status& status, absl::Time now);
   void ScheduleReconnect(absl::Time now);

@@ -498,6 +498,9 @@ struct ServerCounters {
   uint64_t sessions_refused = 0;  // over max_sessions
   uint64_t resumes = 0;           // connections handed to a session
   uint64_t resumes_rejected = 0;  // unknown or expired session
+  // Connections that ended before establishing a session: bad bytes, a
+  // handshake timeout, failed authentication or TLS, a rejected resume
+  // (also counted in resumes_rejected).
   uint64_t handshakes_failed = 0;
 };
 

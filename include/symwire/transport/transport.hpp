@@ -47,7 +47,9 @@ namespace asio = boost::asio;
 
 // TransportOptions
 struct TransportOptions {
-  // Bytes read per system call at most (the read buffer; allocated once).
+  // Bytes read per system call at most. The buffer starts at 4 KiB and
+  // grows (x4) up to this while reads fill it, so idle connections stay
+  // cheap.
   size_t read_buffer_bytes = size_t{64} * 1024;
   // Bounded spin-before-block reads (latency mode, off by default). After
   // each batch of input the transport retries a non-blocking read for up
@@ -181,6 +183,7 @@ class Transport : public std::enable_shared_from_this<Transport> {
   SYMWIRE_DECL void WriteDone(const boost::system::error_code& ec, size_t n);
 
  private:
+  static constexpr size_t kInitialReadBuffer = 4096;
   void ReadMore();
   void StartWrite();
   void BeginLinger();

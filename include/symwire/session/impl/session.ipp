@@ -529,6 +529,21 @@ SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
   }
 }
 
+SYMWIRE_DECL void Session::DecodeFailed(const absl::Status& status,
+                                        absl::Time now) {
+  // SPEC.md §15.2: a payload above the announced limit, in a header whose
+  // CRC matched (the decoder checks the limit only after the CRC, §7.1, so
+  // a flipped bit cannot cause it), was sent on purpose; a resume would
+  // replay the frame and fail again. It ends the session. Every other
+  // framing error ends only the connection (§16.1).
+  if (GetErrorCode(status) == ErrorCode::kPayloadTooLarge &&
+      conn_.handshake == Handshake::kDone) {
+    Fail(status, now, true);
+    return;
+  }
+  ConnectionFailed(status, now);
+}
+
 SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
                                 bool tell_peer) {
   (void)now;
@@ -717,7 +732,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
     if (c.rx.size() < c.rx_need) break;
     auto step = c.decoder.Decode(c.rx);
     if (!step.ok()) {
-      ConnectionFailed(step.status(), now);
+      DecodeFailed(step.status(), now);
       status = step.status();
       break;
     }
@@ -737,7 +752,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
   while (c.rx.empty() && !bytes.empty() && !stop()) {
     auto step = c.decoder.Decode(bytes);
     if (!step.ok()) {
-      ConnectionFailed(step.status(), now);
+      DecodeFailed(step.status(), now);
       status = step.status();
       break;
     }

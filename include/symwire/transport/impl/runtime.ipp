@@ -984,10 +984,10 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
   pending_.erase(peer.get());
   if (registry_.size() >= options_.max_sessions) {
     ++counters_.sessions_refused;
+    // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
     peer->session_->Abort(
-        MakeError(absl::StatusCode::kResourceExhausted, ErrorCode::kPeerError,
-                  absl::StrCat("server holds ", registry_.size(),
-                               " sessions (max_sessions)")),
+        absl::ResourceExhaustedError(absl::StrCat(
+            "server holds ", registry_.size(), " sessions (max_sessions)")),
         SteadyNow());
     return;
   }
@@ -1037,9 +1037,14 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
 }
 
 SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
-  // Keep the peer alive until its own call stack unwinds (it holds a
-  // reference in AfterInput).
-  pending_.erase(peer);
+  // The peer stays alive until its own call stack unwinds (it holds a
+  // reference in AfterInput). A connection that ends failed before its
+  // session was established is a failed handshake (bad bytes, timeout,
+  // authentication, a rejected resume); a resumed one ends kClosed.
+  if (pending_.erase(peer) > 0 && !stopping_ &&
+      peer->session_->state() == SessionState::kFailed) {
+    ++counters_.handshakes_failed;
+  }
   if (peer->registered_) {
     auto it = registry_.find(peer->session_->session_id());
     if (it != registry_.end() && it->second.get() == peer) registry_.erase(it);
@@ -1060,8 +1065,8 @@ SYMWIRE_DECL void Server::Stop() {
   std::vector<std::shared_ptr<Peer>> all;
   for (const auto& [p, peer] : pending_) all.push_back(peer);
   for (const auto& [id, peer] : registry_) all.push_back(peer);
-  const absl::Status why = MakeError(absl::StatusCode::kUnavailable,
-                                     ErrorCode::kPeerError, "server stopped");
+  // Plain UNAVAILABLE (no symwire detail code fits): retry elsewhere.
+  const absl::Status why = absl::UnavailableError("server stopped");
   for (const auto& peer : all) {
     if (!peer->ended_) peer->Abort(why);
   }
@@ -1082,8 +1087,7 @@ SYMWIRE_DECL void Server::StartShutdown(
   std::vector<std::shared_ptr<Peer>> handshaking;
   for (const auto& [p, peer] : pending_) handshaking.push_back(peer);
   for (const auto& peer : handshaking) {
-    peer->Abort(MakeError(absl::StatusCode::kUnavailable, ErrorCode::kPeerError,
-                          "server shutting down"));
+    peer->Abort(absl::UnavailableError("server shutting down"));
   }
   std::vector<std::shared_ptr<Peer>> live;
   for (const auto& [id, peer] : registry_) live.push_back(peer);

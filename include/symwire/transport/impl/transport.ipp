@@ -3,6 +3,7 @@
 #ifndef SYMWIRE_TRANSPORT_IMPL_TRANSPORT_IPP_
 #define SYMWIRE_TRANSPORT_IMPL_TRANSPORT_IPP_
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -43,7 +44,10 @@ SYMWIRE_DECL void Transport::Start(Sink* sink) {
   SYMWIRE_REQUIRE(!started_);
   started_ = true;
   sink_ = sink;
-  read_buffer_.resize(options_.read_buffer_bytes);
+  // Start small and grow when reads fill the buffer: an idle or
+  // handshaking connection costs 4 KiB, a busy one reaches
+  // read_buffer_bytes after a few reads.
+  read_buffer_.resize(std::min(options_.read_buffer_bytes, kInitialReadBuffer));
   if (!closed_) ReadMore();
 }
 
@@ -97,8 +101,13 @@ SYMWIRE_DECL void Transport::ReadDone(const boost::system::error_code& ec,
   }
   ++counters_.reads;
   counters_.bytes_read += n;
+  const bool grow = n == read_buffer_.size() && n < options_.read_buffer_bytes;
   if (!lingering_ && sink_ != nullptr && n > 0) {
     sink_->OnTransportData(*this, absl::MakeConstSpan(read_buffer_.data(), n));
+  }
+  // The delivered span is dead now; the buffer may move.
+  if (grow) {
+    read_buffer_.resize(std::min(options_.read_buffer_bytes, n * 4));
   }
   ReadMore();
 }
