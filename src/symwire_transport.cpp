@@ -6,6 +6,8 @@
 #error "src/symwire_transport.cpp is not built in header-only mode"
 #endif
 
+#include "symwire/transport/impl/memory.ipp"
+#include "symwire/transport/impl/process.ipp"
 #include "symwire/transport/impl/runtime.ipp"
 #include "symwire/transport/impl/tcp.ipp"
 #include "symwire/transport/impl/transport.ipp"
