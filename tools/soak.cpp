@@ -107,11 +107,13 @@
 #include "symwire/session/control.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
+#if SYMWIRE_SOAK_NET  // built when symwire::transport is (not -fno-exceptions)
 #include "symwire/testing/fault_proxy.hpp"
 #include "symwire/testing/test_certs.hpp"
 #include "symwire/transport/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/tls.hpp"
+#endif
 
 namespace {
 
@@ -140,7 +142,9 @@ struct Options {
   bool verbose = false;
   // Network mode (--transport): real sockets through a fault proxy.
   std::string transport;  // "" = simulation; "tcp", "unix" or "tls"
+#if SYMWIRE_SOAK_NET
   symwire::testing::FaultOptions faults;
+#endif
   uint64_t max_seconds = 0;  // wall-clock bound; 0: 120 + tasks / 500
 };
 
@@ -173,6 +177,7 @@ bool ParseUnsigned(absl::string_view text, T& out) {
 // kill each proxied connection after MIN..MAX bytes (both directions);
 // forward in pieces of 1..N bytes; stall a direction for 1..20 ms on PCT %
 // of the chunks; flip PPM bits per million bytes.
+#if SYMWIRE_SOAK_NET
 bool ParseFaults(absl::string_view spec, symwire::testing::FaultOptions& f) {
   for (absl::string_view item : absl::StrSplit(spec, ',')) {
     const std::vector<absl::string_view> kv = absl::StrSplit(item, '=');
@@ -200,6 +205,8 @@ bool ParseFaults(absl::string_view spec, symwire::testing::FaultOptions& f) {
   }
   return true;
 }
+
+#endif  // SYMWIRE_SOAK_NET
 
 bool ParseArgs(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
@@ -239,11 +246,13 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       ok = ParseUnsigned(value, o.dial_fail_pct) && o.dial_fail_pct < 100;
     } else if (arg == "--half-open-pct") {
       ok = ParseUnsigned(value, o.half_open_pct) && o.half_open_pct <= 100;
+#if SYMWIRE_SOAK_NET
     } else if (arg == "--transport") {
       o.transport = std::string(value);
       ok = value == "tcp" || value == "unix" || value == "tls";
     } else if (arg == "--proxy-faults") {
       ok = ParseFaults(value, o.faults);
+#endif
     } else if (arg == "--max-seconds") {
       ok = ParseUnsigned(value, o.max_seconds) && o.max_seconds > 0;
     } else if (arg == "--max-sim-seconds") {
@@ -1129,6 +1138,7 @@ void Soak::PrintSummary(uint64_t lost, bool ok, double wall_ms) {
 // them injecting --proxy-faults. One thread runs everything. Disconnects
 // are the proxy's kills (and checksum failures from flipped bits), each
 // repaired by the client's reconnect and resume.
+#if SYMWIRE_SOAK_NET
 namespace asio = boost::asio;
 
 class NetSoak {
@@ -1445,6 +1455,8 @@ class NetSoak {
   std::string fatal_;
 };
 
+#endif  // SYMWIRE_SOAK_NET
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1453,10 +1465,12 @@ int main(int argc, char** argv) {
     Usage();
     return 2;
   }
+#if SYMWIRE_SOAK_NET
   if (!o.transport.empty()) {
     NetSoak soak(o);
     return soak.Run();
   }
+#endif
   Soak soak(o);
   return soak.Run();
 }

@@ -5,8 +5,10 @@
 // Every test runs its io_context with a time bound and fails past it.
 #include "symwire/transport/runtime.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -414,6 +416,71 @@ TEST_CASE("runtime: use_future from another thread", "[runtime]") {
   });
   work.reset();
   runner.join();
+}
+
+TEST_CASE("runtime: one server holds 1,000 concurrent sessions", "[runtime]") {
+  // Two descriptors per session (both ends live in this process).
+  rlimit limit{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+  constexpr rlim_t kNeed = 2300;
+  if (limit.rlim_cur < kNeed) {
+    limit.rlim_cur = std::min<rlim_t>(kNeed, limit.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < kNeed) {
+    WARN("RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low");
+    return;
+  }
+  asio::io_context io;
+  ServerOptions so = FastServer();
+  auto server = Server::Create(io.get_executor(), so,
+                               [](const std::shared_ptr<Peer>& p) {
+                                 EchoStreamingAgent(p);
+                               });
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
+  REQUIRE(ep.ok());
+  constexpr int kSessions = 1000;
+  std::vector<std::shared_ptr<Peer>> clients;
+  int answered = 0;
+  for (int i = 0; i < kSessions; ++i) {
+    auto c = Client::Connect(
+        io.get_executor(),
+        TcpDialer(io.get_executor(), "127.0.0.1", ep->port()), FastClient());
+    REQUIRE(c.ok());
+    clients.push_back(*c);
+    (*c)->async_call(absl::StrCat("1s", i), {},
+                     [&answered, i](const absl::StatusOr<std::string>& r) {
+                       REQUIRE(r.ok());
+                       CHECK(*r == absl::StrCat("1s", i, ":0;1s", i, ":done"));
+                       ++answered;
+                     });
+  }
+  RunUntil(io, [&] { return answered == kSessions; }, 60000ms);
+  CHECK((*server)->sessions() == kSessions);
+  CHECK((*server)->connections() == kSessions);
+  CHECK((*server)->counters().sessions_established == kSessions);
+  // All sessions stay usable: a second round on every one.
+  answered = 0;
+  for (int i = 0; i < kSessions; ++i) {
+    clients[static_cast<size_t>(i)]->async_call(
+        absl::StrCat("0r", i), {},
+        [&answered](const absl::StatusOr<std::string>& r) {
+          CHECK(r.ok());
+          ++answered;
+        });
+  }
+  RunUntil(io, [&] { return answered == kSessions; }, 60000ms);
+  absl::Status shut = absl::UnknownError("pending");
+  (*server)->async_shutdown([&](absl::Status st) { shut = st; });
+  RunUntil(io, [&] { return !absl::IsUnknown(shut); }, 60000ms);
+  CHECK(shut.ok());
+  // The drain closed every session gracefully on both sides.
+  RunUntil(io, [&] {
+    return std::all_of(clients.begin(), clients.end(), [](const auto& c) {
+      return c->state() == SessionState::kClosed;
+    });
+  });
 }
 
 }  // namespace

@@ -231,9 +231,11 @@ SYMWIRE_DECL std::pair<MemoryStream, MemoryStream> MakeMemoryStreamPair(
 class MemoryStream {
  public:
   using executor_type = asio::any_io_executor;
-  // Spelled as Asio's socket_base::shutdown_type (Transport's graceful
-  // close calls shutdown(shutdown_send, ec)).
+  // Asio spells these (socket_base::shutdown_type): Transport's graceful
+  // close calls shutdown(shutdown_send, ec).
+  // NOLINTBEGIN(readability-identifier-naming)
   enum shutdown_type { shutdown_receive, shutdown_send, shutdown_both };
+  // NOLINTEND(readability-identifier-naming)
 
   SYMWIRE_DECL MemoryStream(MemoryStream&& other) noexcept;
   SYMWIRE_DECL MemoryStream& operator=(MemoryStream&& other) noexcept;

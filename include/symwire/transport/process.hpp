@@ -56,8 +56,11 @@ namespace symwire {
 class PipeStream {
  public:
   using executor_type = asio::any_io_executor;
-  // Spelled as Asio's socket_base::shutdown_type.
+  // Asio spells these (socket_base::shutdown_type): Transport's graceful
+  // close calls shutdown(shutdown_send, ec).
+  // NOLINTBEGIN(readability-identifier-naming)
   enum shutdown_type { shutdown_receive, shutdown_send, shutdown_both };
+  // NOLINTEND(readability-identifier-naming)
 
   // Adopt
   // Takes ownership of `read_fd` and `write_fd` (closed on every path,
@@ -70,7 +73,7 @@ class PipeStream {
   // Errors: the reactor's registration errno as a status naming the
   // descriptor ("read fd 5: …"; kResourceExhausted for ENOMEM/ENOSPC).
   SYMWIRE_DECL static absl::StatusOr<PipeStream> Adopt(
-      asio::any_io_executor executor, int read_fd, int write_fd);
+      const asio::any_io_executor& executor, int read_fd, int write_fd);
 
   // Wraps two open descriptors. REQUIRES: both use the same executor.
   PipeStream(asio::posix::stream_descriptor read,
@@ -136,7 +139,7 @@ class PipeStream {
 // EMFILE; messages start "stdio: ".
 // Ignores SIGPIPE (see the file comment).
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> MakeStdioTransport(
-    asio::any_io_executor executor, TransportOptions options = {});
+    const asio::any_io_executor& executor, TransportOptions options = {});
 
 // ExitStatus
 // How a child process ended.
@@ -193,7 +196,7 @@ class ChildProcess;
 // Thread-safety: any thread; reads `environ`, so not concurrently with
 // setenv.
 SYMWIRE_DECL absl::StatusOr<ChildProcess> SpawnChild(
-    asio::any_io_executor executor, std::vector<std::string> argv,
+    const asio::any_io_executor& executor, std::vector<std::string> argv,
     ChildOptions options = {});
 
 // ChildProcess
@@ -255,9 +258,9 @@ class ChildProcess {
   }
 
  private:
-  friend absl::StatusOr<ChildProcess> SpawnChild(asio::any_io_executor executor,
-                                                 std::vector<std::string> argv,
-                                                 ChildOptions options);
+  friend absl::StatusOr<ChildProcess> SpawnChild(
+      const asio::any_io_executor& executor, std::vector<std::string> argv,
+      ChildOptions options);
 
   ChildProcess(std::shared_ptr<detail::ChildState> state,
                std::shared_ptr<Transport> transport, pid_t pid)

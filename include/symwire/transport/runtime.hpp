@@ -156,8 +156,7 @@ Completion<void(R)> MakeCompletion(const asio::any_io_executor& ex,
                            asio::execution::outstanding_work.tracked);
   return [h = std::forward<Handler>(handler),
           work = std::move(work)](R result) mutable {
-    auto target = work;
-    asio::post(target, [h = std::move(h), r = std::move(result)]() mutable {
+    asio::post(work, [h = std::move(h), r = std::move(result)]() mutable {
       std::move(h)(std::move(r));
     });
   };

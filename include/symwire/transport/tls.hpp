@@ -194,9 +194,9 @@ auto AsyncTlsClientHandshake(asio::ip::tcp::socket socket,
          std::shared_ptr<asio::ssl::context> c, std::string name,
          std::chrono::milliseconds t, TransportOptions o) {
         const asio::any_io_executor ex = s.get_executor();
-        detail::StartTlsHandshake(
-            std::move(s), std::move(c), true, std::move(name), t, o,
-            detail::MakeTlsCompletion(ex, std::move(handler)));
+        DialHandler done = detail::MakeTlsCompletion(ex, std::move(handler));
+        detail::StartTlsHandshake(std::move(s), std::move(c), true,
+                                  std::move(name), t, o, std::move(done));
       },
       token, std::move(socket), std::move(context), std::move(server_name),
       timeout, transport_options);
@@ -233,9 +233,9 @@ auto AsyncTlsServerHandshake(asio::ip::tcp::socket socket,
          std::shared_ptr<asio::ssl::context> c, std::chrono::milliseconds t,
          TransportOptions o) {
         const asio::any_io_executor ex = s.get_executor();
-        detail::StartTlsHandshake(
-            std::move(s), std::move(c), false, std::string(), t, o,
-            detail::MakeTlsCompletion(ex, std::move(handler)));
+        DialHandler done = detail::MakeTlsCompletion(ex, std::move(handler));
+        detail::StartTlsHandshake(std::move(s), std::move(c), false,
+                                  std::string(), t, o, std::move(done));
       },
       token, std::move(socket), std::move(context), timeout, transport_options);
 }
@@ -261,11 +261,14 @@ auto AsyncTlsServerHandshake(asio::ip::tcp::socket socket,
 // handshake HANDSHAKE_TIMEOUT.
 // REQUIRES: `context` is not null.
 // Thread-safety: runs on `executor`.
-SYMWIRE_DECL void ConnectTls(
-    const asio::any_io_executor& executor, std::string host, uint16_t port,
-    std::shared_ptr<asio::ssl::context> context, std::string server_name,
-    const TcpOptions& tcp_options, std::chrono::milliseconds timeout,
-    const TransportOptions& transport_options, DialHandler handler);
+SYMWIRE_DECL void ConnectTls(const asio::any_io_executor& executor,
+                             const std::string& host, uint16_t port,
+                             std::shared_ptr<asio::ssl::context> context,
+                             std::string server_name,
+                             const TcpOptions& tcp_options,
+                             std::chrono::milliseconds timeout,
+                             const TransportOptions& transport_options,
+                             DialHandler handler);
 
 // TlsDialer
 // A Dialer (tcp.hpp) for Client that calls ConnectTls with fixed

@@ -40,7 +40,7 @@ struct MemoryChannel {
     head += n;
     if (head == bytes.size()) {
       Drop();
-    } else if (head >= 64 * 1024 && head * 2 >= bytes.size()) {
+    } else if (head >= size_t{64} * 1024 && head * 2 >= bytes.size()) {
       // Amortized compaction: move the tail once half is consumed.
       bytes.erase(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(head));
       head = 0;
@@ -354,7 +354,11 @@ SYMWIRE_DECL MemoryStream::MemoryStream(
     std::shared_ptr<detail::MemoryPipeState> state, int side)
     : executor_(std::move(executor)), state_(std::move(state)), side_(side) {}
 
+// The executor is copied, not moved: like an Asio socket, a moved-from
+// stream keeps its executor and behaves as a closed one (its operations
+// complete with bad_descriptor instead of failing on an empty executor).
 SYMWIRE_DECL MemoryStream::MemoryStream(MemoryStream&& other) noexcept
+    // NOLINTNEXTLINE(performance-move-constructor-init): see above.
     : executor_(other.executor_),
       state_(std::move(other.state_)),
       side_(other.side_) {}

@@ -234,7 +234,7 @@ SYMWIRE_DECL void ArmWait(const std::shared_ptr<ChildState>& state) {
 // --- PipeStream ---
 
 SYMWIRE_DECL absl::StatusOr<PipeStream> PipeStream::Adopt(
-    asio::any_io_executor executor, int read_fd, int write_fd) {
+    const asio::any_io_executor& executor, int read_fd, int write_fd) {
   SYMWIRE_REQUIRE(read_fd >= 0 && write_fd >= 0 && read_fd != write_fd);
   detail::process::UniqueFd r(read_fd);
   detail::process::UniqueFd w(write_fd);
@@ -276,7 +276,7 @@ SYMWIRE_DECL void PipeStream::shutdown(shutdown_type what,
 // --- stdio ---
 
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> MakeStdioTransport(
-    asio::any_io_executor executor, TransportOptions options) {
+    const asio::any_io_executor& executor, TransportOptions options) {
   detail::process::IgnoreSigpipe();
   // Duplicates above 2, close-on-exec: closing the transport leaves fds 0
   // and 1 alone, and children spawned later do not inherit them.
@@ -301,7 +301,11 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> MakeStdioTransport(
 SYMWIRE_DECL ChildProcess& ChildProcess::operator=(
     ChildProcess&& other) noexcept {
   if (this != &other) {
-    Release();
+    // Release() can throw (bad_alloc, system_error); this must not.
+    try {
+      Release();
+    } catch (...) {
+    }
     state_ = std::move(other.state_);
     transport_ = std::move(other.transport_);
     pid_ = other.pid_;
@@ -309,7 +313,13 @@ SYMWIRE_DECL ChildProcess& ChildProcess::operator=(
   return *this;
 }
 
-SYMWIRE_DECL ChildProcess::~ChildProcess() { Release(); }
+SYMWIRE_DECL ChildProcess::~ChildProcess() {
+  // Release() can throw (bad_alloc, system_error); this must not.
+  try {
+    Release();
+  } catch (...) {
+  }
+}
 
 SYMWIRE_DECL void ChildProcess::Release() {
   if (state_ == nullptr) return;
@@ -377,7 +387,7 @@ SYMWIRE_DECL void ChildProcess::StartWait(
 // --- SpawnChild ---
 
 SYMWIRE_DECL absl::StatusOr<ChildProcess> SpawnChild(
-    asio::any_io_executor executor, std::vector<std::string> argv,
+    const asio::any_io_executor& executor, std::vector<std::string> argv,
     ChildOptions options) {
   using detail::process::ErrnoError;
   using detail::process::UniqueFd;
@@ -469,6 +479,7 @@ SYMWIRE_DECL absl::StatusOr<ChildProcess> SpawnChild(
   }
 
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
   std::vector<std::string> env_strings;
@@ -484,6 +495,7 @@ SYMWIRE_DECL absl::StatusOr<ChildProcess> SpawnChild(
     env_strings.push_back(absl::StrCat(key, "=", value));
   }
   std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
   for (std::string& entry : env_strings) envp.push_back(entry.data());
   envp.push_back(nullptr);
 

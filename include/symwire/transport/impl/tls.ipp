@@ -54,8 +54,12 @@ class TlsStream {
   using Stream = asio::ssl::stream<asio::ip::tcp::socket>;
   using executor_type = Stream::executor_type;
   using lowest_layer_type = Stream::lowest_layer_type;
+  // Asio spells these (socket_base::shutdown_send): Transport's graceful
+  // close calls shutdown(shutdown_send, ec).
+  // NOLINTBEGIN(readability-identifier-naming)
   static constexpr asio::socket_base::shutdown_type shutdown_send =
       asio::socket_base::shutdown_send;
+  // NOLINTEND(readability-identifier-naming)
 
   explicit TlsStream(std::shared_ptr<TlsState> state)
       : state_(std::move(state)) {}
@@ -244,8 +248,8 @@ SYMWIRE_DECL void StartTlsHandshake(asio::ip::tcp::socket socket,
   }
   std::string expected_name;
   if (client) {
-    expected_name =
-        server_name.empty() ? remote.address().to_string() : server_name;
+    expected_name = server_name.empty() ? remote.address().to_string()
+                                        : std::move(server_name);
     absl::Status st =
         SetTlsPeerName(state->stream.native_handle(), expected_name);
     if (!st.ok()) {
@@ -471,11 +475,14 @@ MakeTlsServerContext(const TlsServerOptions& options) {
   return ctx;
 }
 
-SYMWIRE_DECL void ConnectTls(
-    const asio::any_io_executor& executor, std::string host, uint16_t port,
-    std::shared_ptr<asio::ssl::context> context, std::string server_name,
-    const TcpOptions& tcp_options, std::chrono::milliseconds timeout,
-    const TransportOptions& transport_options, DialHandler handler) {
+SYMWIRE_DECL void ConnectTls(const asio::any_io_executor& executor,
+                             const std::string& host, uint16_t port,
+                             std::shared_ptr<asio::ssl::context> context,
+                             std::string server_name,
+                             const TcpOptions& tcp_options,
+                             std::chrono::milliseconds timeout,
+                             const TransportOptions& transport_options,
+                             DialHandler handler) {
   SYMWIRE_REQUIRE(context != nullptr);
   struct Op {
     Op(const asio::any_io_executor& ex, DialHandler h)

@@ -1,0 +1,89 @@
+// File: examples/stdio_orchestrator.cpp
+// An orchestrator that spawns an agent process (examples/stdio_agent.cpp)
+// and drives it over the child's stdin/stdout: a streamed task, a task it
+// cancels midway, a task the agent rejects, then a graceful close and the
+// child's exit status.
+//
+// Usage: stdio_orchestrator [path-to-stdio_agent]
+// Exit status 0 when every step behaved as expected.
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/io_context.hpp"
+#include "symwire/transport/process.hpp"
+#include "symwire/transport/runtime.hpp"
+
+namespace asio = boost::asio;
+
+int main(int argc, char** argv) try {
+  const std::string agent_path = argc > 1 ? argv[1] : "./stdio_agent";
+  asio::io_context io;
+  absl::StatusOr<symwire::ChildProcess> child =
+      symwire::SpawnChild(io.get_executor(), {agent_path});
+  if (!child.ok()) {
+    std::fprintf(stderr, "%s\n", child.status().ToString().c_str());
+    return 1;
+  }
+  symwire::PeerOptions options;
+  options.session.agent_id = "stdio-orchestrator";
+  options.session.role = symwire::AgentRole::kOrchestrator;
+  auto peer = symwire::Client::Start(child->transport(), options);
+  if (!peer.ok()) {
+    std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());
+    return 1;
+  }
+  std::shared_ptr<symwire::Peer> agent = *peer;
+  int failures = 0;
+  auto expect = [&failures](bool ok, const std::string& what) {
+    std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+    if (!ok) ++failures;
+  };
+
+  // 1. A streamed answer, joined.
+  agent->async_call("stream 5", {}, [&](const absl::StatusOr<std::string>& r) {
+    expect(r.ok() && *r == "1 2 3 4 5 done",
+           absl::StrCat("stream 5 -> ", r.ok() ? *r : r.status().ToString()));
+  });
+  // 2. Cancelled after its first partial response.
+  symwire::TaskCallbacks cb;
+  std::shared_ptr<symwire::TaskCall> slow =
+      std::make_shared<symwire::TaskCall>();
+  int parts = 0;
+  cb.on_response = [&](absl::Span<const std::byte>, bool) {
+    if (++parts == 1) static_cast<void>(slow->Cancel());
+  };
+  cb.on_done = [&](const absl::Status& st) {
+    expect(st.code() == absl::StatusCode::kCancelled && parts == 1,
+           absl::StrCat("slow 100 cancelled after ", parts,
+                        " part(s): ", st.ToString()));
+  };
+  agent->async_submit("slow 100", {}, cb,
+                      [&](absl::StatusOr<symwire::TaskCall> call) {
+                        if (call.ok()) *slow = *call;
+                        expect(call.ok(), "slow 100 submitted");
+                      });
+  // 3. Rejected by the agent.
+  agent->async_call("dance", {}, [&](const absl::StatusOr<std::string>& r) {
+    expect(r.status().code() == absl::StatusCode::kInvalidArgument,
+           absl::StrCat("dance -> ", r.status().ToString()));
+    // 4. Everything answered: close, then collect the child's exit.
+    agent->async_close([&](const absl::Status& st) {
+      expect(st.ok(), absl::StrCat("close -> ", st.ToString()));
+      child->AsyncWait([&](absl::StatusOr<symwire::ExitStatus> exit) {
+        expect(
+            exit.ok() && exit->success(),
+            absl::StrCat("agent exit code ", exit.ok() ? exit->exit_code : -1));
+      });
+    });
+  });
+  io.run_for(std::chrono::seconds(20));
+  std::printf("%s\n", failures == 0 ? "all ok" : "FAILED");
+  return failures == 0 ? 0 : 1;
+} catch (const std::exception& e) {  // Asio reports a few failures by throwing
+  std::fprintf(stderr, "%s\n", e.what());
+  return 1;
+}
