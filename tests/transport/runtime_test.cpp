@@ -433,10 +433,9 @@ TEST_CASE("runtime: one server holds 1,000 concurrent sessions", "[runtime]") {
   }
   asio::io_context io;
   ServerOptions so = FastServer();
-  auto server = Server::Create(io.get_executor(), so,
-                               [](const std::shared_ptr<Peer>& p) {
-                                 EchoStreamingAgent(p);
-                               });
+  auto server = Server::Create(
+      io.get_executor(), so,
+      [](const std::shared_ptr<Peer>& p) { EchoStreamingAgent(p); });
   REQUIRE(server.ok());
   auto ep = (*server)->ListenTcp("127.0.0.1", 0);
   REQUIRE(ep.ok());
@@ -456,7 +455,8 @@ TEST_CASE("runtime: one server holds 1,000 concurrent sessions", "[runtime]") {
                        ++answered;
                      });
   }
-  RunUntil(io, [&] { return answered == kSessions; }, 60000ms);
+  RunUntil(
+      io, [&] { return answered == kSessions; }, 60000ms);
   CHECK((*server)->sessions() == kSessions);
   CHECK((*server)->connections() == kSessions);
   CHECK((*server)->counters().sessions_established == kSessions);
@@ -470,10 +470,12 @@ TEST_CASE("runtime: one server holds 1,000 concurrent sessions", "[runtime]") {
           ++answered;
         });
   }
-  RunUntil(io, [&] { return answered == kSessions; }, 60000ms);
+  RunUntil(
+      io, [&] { return answered == kSessions; }, 60000ms);
   absl::Status shut = absl::UnknownError("pending");
   (*server)->async_shutdown([&](absl::Status st) { shut = st; });
-  RunUntil(io, [&] { return !absl::IsUnknown(shut); }, 60000ms);
+  RunUntil(
+      io, [&] { return !absl::IsUnknown(shut); }, 60000ms);
   CHECK(shut.ok());
   // The drain closed every session gracefully on both sides.
   RunUntil(io, [&] {

@@ -28,6 +28,7 @@
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
 #include "symwire/testing/test_certs.hpp"
+#include "symwire/transport/runtime.hpp"
 
 namespace symwire {
 namespace {
@@ -683,6 +684,68 @@ TEST_CASE("tls: context errors name what failed", "[tls]") {
     REQUIRE_FALSE(ctx.ok());
     CHECK(absl::StrContains(ctx.status().message(),
                             "require_client_cert needs client_ca_file"));
+  }
+}
+
+TEST_CASE(
+    "tls: Client and Server run sessions over TLS; a wrong CA fails "
+    "the connect",
+    "[tls]") {
+  asio::io_context io;
+  ServerOptions so;
+  so.session.role = AgentRole::kAgent;
+  auto server = Server::Create(
+      io.get_executor(), so, [](const std::shared_ptr<Peer>& session) {
+        session->SetTaskHandler([](IncomingTask t) {
+          REQUIRE(t.Respond("secret ", false).ok());
+          REQUIRE(t.Respond(t.payload_string(), true).ok());
+        });
+      });
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0, TlsUpgrade(ServerContext()));
+  REQUIRE(ep.ok());
+  ClientOptions co;
+  co.session.role = AgentRole::kOrchestrator;
+  SECTION("the right CA: tasks run, and a killed connection resumes") {
+    co.session.backoff.initial = absl::Milliseconds(5);
+    auto client = Client::Connect(
+        io.get_executor(),
+        TlsDialer(io.get_executor(), "127.0.0.1", ep->port(), ClientContext()),
+        co);
+    REQUIRE(client.ok());
+    std::optional<absl::StatusOr<std::string>> r1;
+    (*client)->async_call(
+        "one", {}, [&](absl::StatusOr<std::string> r) { r1 = std::move(r); });
+    REQUIRE(RunUntil(io, [&] { return r1.has_value(); }));
+    REQUIRE(r1->ok());
+    CHECK(**r1 == "secret one");
+    CHECK(absl::StrContains((*client)->transport_description(), "tls"));
+    (*client)->KillConnection();
+    std::optional<absl::StatusOr<std::string>> r2;
+    (*client)->async_call(
+        "two", {}, [&](absl::StatusOr<std::string> r) { r2 = std::move(r); });
+    REQUIRE(RunUntil(io, [&] { return r2.has_value(); }));
+    REQUIRE(r2->ok());
+    CHECK(**r2 == "secret two");
+    CHECK((*client)->reconnects() == 1);
+  }
+  SECTION("the wrong CA: the first connect fails with the verify error") {
+    TlsClientOptions wrong;
+    wrong.ca_pem = TestCerts().wrong_ca_cert_pem;
+    auto client = Client::Connect(io.get_executor(),
+                                  TlsDialer(io.get_executor(), "127.0.0.1",
+                                            ep->port(), ClientContext(wrong)),
+                                  co);
+    REQUIRE(client.ok());
+    std::optional<absl::Status> st;
+    (*client)->async_wait_established([&](absl::Status s) { st = s; });
+    REQUIRE(RunUntil(io, [&] { return st.has_value(); }));
+    INFO(st->ToString());
+    CHECK(GetErrorCode(*st) == ErrorCode::kUnauthenticated);
+    CHECK(absl::StrContains(st->message(), "certificate verify failed"));
+    RunUntil(io, [&] { return (*server)->counters().handshakes_failed == 1; });
+    CHECK((*server)->counters().handshakes_failed == 1);
+    CHECK((*server)->sessions() == 0);
   }
 }
 

@@ -17,6 +17,15 @@
 // cache; it is bounded because the session bounds what it produces (the
 // replay window plus coalesced control frames).
 //
+// Why type erasure rather than a Driver<Stream> template (STYLE.md §2
+// sketches transport/driver.hpp and concepts.hpp): the driver (Peer,
+// runtime.hpp) and Client/Server then compile once, in
+// src/symwire_transport.cpp, instead of in every program that names a
+// stream type (Asio costs seconds per translation unit), and a server can
+// hold sessions over different transports side by side. The price is one
+// virtual call per read and per write batch, which is noise next to the
+// system call it wraps.
+//
 // Thread-safety: a Transport is used only on its executor's thread (like
 // an Asio socket). Every callback into the Sink runs there.
 #ifndef SYMWIRE_TRANSPORT_TRANSPORT_HPP_
