@@ -603,113 +603,100 @@ class Server : public std::enable_shared_from_this<Server> {
 
 // ---- template bodies ---------------------------------------------------
 
-template <class CompletionToken>
-auto TaskCall::async_next(CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(absl::StatusOr<Response>)>(
-      [state = state_](auto handler) {
-        TaskCall self(state);
-        const asio::any_io_executor ex = self.get_executor();
-        auto done = detail::MakeCompletion<absl::StatusOr<Response>>(
-            ex, std::move(handler));
-        asio::dispatch(ex, [self, done = std::move(done)]() mutable {
-          self.StartNext(std::move(done));
+namespace detail {
+// InitiateOn
+// The shape of every async_* function here: the handler is wrapped to
+// complete on its own executor (MakeCompletion), then `start(done, args...)`
+// runs on `ex` (at once when already there, else posted: the call may come
+// from any thread).
+template <class R, class CompletionToken, class Start, class... Args>
+auto InitiateOn(const asio::any_io_executor& ex, Start start,
+                CompletionToken&& token, Args&&... args) {
+  return asio::async_initiate<CompletionToken, void(R)>(
+      [ex, start = std::move(start)](auto handler, auto... a) mutable {
+        auto done = MakeCompletion<R>(ex, std::move(handler));
+        asio::dispatch(ex, [start = std::move(start), done = std::move(done),
+                            ... a = std::move(a)]() mutable {
+          start(std::move(done), std::move(a)...);
         });
       },
-      token);
+      token, std::forward<Args>(args)...);
+}
+}  // namespace detail
+
+template <class CompletionToken>
+auto TaskCall::async_next(CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<Response>>(
+      get_executor(),
+      [self = *this](auto done) mutable { self.StartNext(std::move(done)); },
+      std::forward<CompletionToken>(token));
 }
 
 template <class CompletionToken>
 auto IncomingTask::async_respond(std::string payload, bool final,
                                  CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(absl::Status)>(
-      [state = state_, final](auto handler, std::string p) {
-        IncomingTask self(state);
-        const asio::any_io_executor ex = self.get_executor();
-        auto done =
-            detail::MakeCompletion<absl::Status>(ex, std::move(handler));
-        asio::dispatch(ex, [self, p = std::move(p), final,
-                            done = std::move(done)]() mutable {
-          self.StartRespond(std::move(p), final, std::move(done));
-        });
+  return detail::InitiateOn<absl::Status>(
+      get_executor(),
+      [self = *this, final](auto done, std::string p) mutable {
+        self.StartRespond(std::move(p), final, std::move(done));
       },
-      token, std::move(payload));
+      std::forward<CompletionToken>(token), std::move(payload));
 }
 
 template <class CompletionToken>
 auto Peer::async_submit(std::string payload, CallOptions options,
                         TaskCallbacks callbacks, CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(absl::StatusOr<TaskCall>)>(
-      [self = shared_from_this()](auto handler, std::string p, CallOptions o,
+  return detail::InitiateOn<absl::StatusOr<TaskCall>>(
+      executor_,
+      [self = shared_from_this()](auto done, std::string p, CallOptions o,
                                   TaskCallbacks c) {
-        auto done = detail::MakeCompletion<absl::StatusOr<TaskCall>>(
-            self->executor_, std::move(handler));
-        asio::dispatch(self->executor_,
-                       [self, p = std::move(p), o = std::move(o),
-                        c = std::move(c), done = std::move(done)]() mutable {
-                         self->StartSubmit(std::move(p), std::move(o),
-                                           std::move(c), std::move(done));
-                       });
+        self->StartSubmit(std::move(p), std::move(o), std::move(c),
+                          std::move(done));
       },
-      token, std::move(payload), std::move(options), std::move(callbacks));
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options), std::move(callbacks));
 }
 
 template <class CompletionToken>
 auto Peer::async_call(std::string payload, CallOptions options,
                       CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken,
-                              void(absl::StatusOr<std::string>)>(
-      [self = shared_from_this()](auto handler, std::string p, CallOptions o) {
-        auto done = detail::MakeCompletion<absl::StatusOr<std::string>>(
-            self->executor_, std::move(handler));
-        asio::dispatch(
-            self->executor_, [self, p = std::move(p), o = std::move(o),
-                              done = std::move(done)]() mutable {
-              self->StartCall(std::move(p), std::move(o), std::move(done));
-            });
+  return detail::InitiateOn<absl::StatusOr<std::string>>(
+      executor_,
+      [self = shared_from_this()](auto done, std::string p, CallOptions o) {
+        self->StartCall(std::move(p), std::move(o), std::move(done));
       },
-      token, std::move(payload), std::move(options));
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options));
 }
 
 template <class CompletionToken>
 auto Peer::async_close(CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(absl::Status)>(
-      [self = shared_from_this()](auto handler) {
-        auto done = detail::MakeCompletion<absl::Status>(self->executor_,
-                                                         std::move(handler));
-        asio::dispatch(self->executor_,
-                       [self, done = std::move(done)]() mutable {
-                         self->StartClose(std::move(done));
-                       });
+  return detail::InitiateOn<absl::Status>(
+      executor_,
+      [self = shared_from_this()](auto done) {
+        self->StartClose(std::move(done));
       },
-      token);
+      std::forward<CompletionToken>(token));
 }
 
 template <class CompletionToken>
 auto Peer::async_wait_established(CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(absl::Status)>(
-      [self = shared_from_this()](auto handler) {
-        auto done = detail::MakeCompletion<absl::Status>(self->executor_,
-                                                         std::move(handler));
-        asio::dispatch(self->executor_,
-                       [self, done = std::move(done)]() mutable {
-                         self->StartWaitEstablished(std::move(done));
-                       });
+  return detail::InitiateOn<absl::Status>(
+      executor_,
+      [self = shared_from_this()](auto done) {
+        self->StartWaitEstablished(std::move(done));
       },
-      token);
+      std::forward<CompletionToken>(token));
 }
 
 template <class CompletionToken>
 auto Server::async_shutdown(CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(absl::Status)>(
-      [self = shared_from_this()](auto handler) {
-        auto done = detail::MakeCompletion<absl::Status>(self->executor_,
-                                                         std::move(handler));
-        asio::dispatch(self->executor_,
-                       [self, done = std::move(done)]() mutable {
-                         self->StartShutdown(std::move(done));
-                       });
+  return detail::InitiateOn<absl::Status>(
+      executor_,
+      [self = shared_from_this()](auto done) {
+        self->StartShutdown(std::move(done));
       },
-      token);
+      std::forward<CompletionToken>(token));
 }
 
 }  // namespace symwire
