@@ -10,6 +10,7 @@ packages=(
   libboost1.81-dev libabsl-dev libxxhash-dev catch2 libbenchmark-dev
   libssl-dev openssl
   python3 python3-xxhash  # tools/vectors_ref.py, the independent reference
+  tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
 )
 missing=()
 for p in "${packages[@]}"; do
