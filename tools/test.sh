@@ -51,7 +51,7 @@ step "clang-tidy (library, demo and examples; .clang-tidy checks as errors)"
 clang-tidy-14 -p build/debug --quiet --warnings-as-errors='*' \
   src/symwire.cpp src/symwire_transport.cpp src/symwire_tls.cpp \
   examples/demo.cpp examples/session_memory.cpp examples/stdio_agent.cpp \
-  examples/stdio_orchestrator.cpp
+  examples/stdio_orchestrator.cpp tools/dump.cpp
 echo "clang-tidy: OK"
 build_and_test header-only
 build_and_test no-exceptions
