@@ -1,0 +1,228 @@
+// File: bench/e2e_common.hpp
+// Shared by the end-to-end benchmark programs (e2e_symwire.cpp,
+// e2e_raw_tcp.cpp, e2e_zmq.cpp): one command line, CPU pinning, the clock,
+// latency percentiles and the one-line JSON result, so that the three
+// systems are driven and reported identically (bench/README.md).
+//
+// Command line (every program, both roles):
+//   --role server|client   server: the agent / receiver side, runs until
+//                          killed (SIGTERM) or its client leaves;
+//                          client: the orchestrator side, measures, prints
+//                          one JSON line on stdout and exits.
+//   --transport tcp|unix   loopback TCP or a Unix-domain stream socket.
+//   --address A            tcp: HOST:PORT (default 127.0.0.1:7600);
+//                          unix: a socket path (default /tmp/symwire-e2e.sock).
+//   --payload BYTES        application payload per message (default 64).
+//   --mode M               throughput | stream | latency (default throughput).
+//   --seconds S            measured time (default 2), after --warmup.
+//   --messages N           stop after N measured messages instead.
+//   --warmup S             unmeasured time first (default 0.2).
+//   --connections C        client connections (default 1), one thread.
+//   --window W             throughput mode: messages in flight per
+//                          connection (default 256).
+//   --pin CPU              sched_setaffinity to this CPU (default: none).
+//   --label L              copied into the JSON ("placement" in run_e2e.sh).
+//   --spin-us U            symwire only: TransportOptions::spin_read.
+// The server prints "ready" on stderr once it listens.
+#ifndef SYMWIRE_BENCH_E2E_COMMON_HPP_
+#define SYMWIRE_BENCH_E2E_COMMON_HPP_
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace e2e {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string role;
+  std::string transport = "tcp";
+  std::string address;
+  size_t payload = 64;
+  std::string mode = "throughput";
+  double seconds = 2.0;
+  uint64_t messages = 0;  // 0: time-bounded
+  double warmup = 0.2;
+  int connections = 1;
+  int window = 256;
+  int pin = -1;
+  std::string label;
+  int spin_us = 0;
+
+  std::string Host() const { return address.substr(0, address.rfind(':')); }
+  uint16_t Port() const {
+    return static_cast<uint16_t>(std::strtoul(
+        address.substr(address.rfind(':') + 1).c_str(), nullptr, 10));
+  }
+};
+
+[[noreturn]] inline void Usage(const char* program, const char* why) {
+  std::fprintf(stderr,
+               "%s: %s\nusage: %s --role server|client [--transport tcp|unix]"
+               " [--address A] [--payload B] [--mode "
+               "throughput|stream|latency] [--seconds S | --messages N]"
+               " [--warmup S] [--connections C] [--window W] [--pin CPU]"
+               " [--label L] [--spin-us U]\n",
+               program, why, program);
+  std::exit(2);
+}
+
+inline Options ParseArgs(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view flag = argv[i];
+    if (i + 1 >= argc) Usage(argv[0], "missing value");
+    const std::string value = argv[++i];
+    if (flag == "--role") {
+      o.role = value;
+    } else if (flag == "--transport") {
+      o.transport = value;
+    } else if (flag == "--address") {
+      o.address = value;
+    } else if (flag == "--payload") {
+      o.payload = std::strtoull(value.c_str(), nullptr, 10);
+    } else if (flag == "--mode") {
+      o.mode = value;
+    } else if (flag == "--seconds") {
+      o.seconds = std::strtod(value.c_str(), nullptr);
+    } else if (flag == "--messages") {
+      o.messages = std::strtoull(value.c_str(), nullptr, 10);
+    } else if (flag == "--warmup") {
+      o.warmup = std::strtod(value.c_str(), nullptr);
+    } else if (flag == "--connections") {
+      o.connections = std::atoi(value.c_str());
+    } else if (flag == "--window") {
+      o.window = std::atoi(value.c_str());
+    } else if (flag == "--pin") {
+      o.pin = std::atoi(value.c_str());
+    } else if (flag == "--label") {
+      o.label = value;
+    } else if (flag == "--spin-us") {
+      o.spin_us = std::atoi(value.c_str());
+    } else {
+      Usage(argv[0], "unknown flag");
+    }
+  }
+  if (o.role != "server" && o.role != "client") Usage(argv[0], "--role");
+  if (o.transport != "tcp" && o.transport != "unix") {
+    Usage(argv[0], "--transport");
+  }
+  if (o.mode != "throughput" && o.mode != "stream" && o.mode != "latency") {
+    Usage(argv[0], "--mode");
+  }
+  if (o.connections < 1 || o.window < 1) Usage(argv[0], "--connections");
+  if (o.address.empty()) {
+    o.address =
+        o.transport == "tcp" ? "127.0.0.1:7600" : "/tmp/symwire-e2e.sock";
+  }
+  return o;
+}
+
+// Pin: the whole process (threads created later inherit the mask).
+inline void Pin(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<size_t>(cpu), &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    std::perror("sched_setaffinity");
+    std::exit(1);
+  }
+}
+
+inline void SignalReady() {
+  std::fprintf(stderr, "ready\n");
+  std::fflush(stderr);
+}
+
+inline double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Result: what the client prints, as one JSON object per line.
+//
+//   messages / msgs_per_s  application messages measured (see README):
+//                          throughput: requests + responses (2 per task);
+//                          stream: responses received (one direction);
+//                          latency: round trips (tasks) completed.
+//   tasks_per_s            throughput, latency: completed request/response
+//                          pairs per second.
+//   payload_MBps           application payload bytes per second, 10^6,
+//                          counting every message counted in messages.
+//   wire_*                 what the client's side saw on the wire, where the
+//                          program can tell (symwire: frames incl. acks).
+//   p50_us ...             latency mode: round trip percentiles.
+struct Result {
+  std::string system;
+  Options options;
+  double elapsed = 0;
+  uint64_t messages = 0;
+  uint64_t tasks = 0;
+  uint64_t payload_bytes = 0;
+  // Optional extras, appended verbatim as "key":number pairs.
+  std::vector<std::pair<std::string, double>> extra;
+  std::vector<double> latencies_us;
+};
+
+inline double Percentile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const size_t i = std::min(
+      sorted.size() - 1,
+      static_cast<size_t>(q * static_cast<double>(sorted.size() - 1) + 0.5));
+  return sorted[i];
+}
+
+inline void PrintResult(Result r) {
+  const Options& o = r.options;
+  const double secs = r.elapsed > 0 ? r.elapsed : 1e-9;
+  std::string out;
+  char buf[512];
+  std::snprintf(
+      buf, sizeof(buf),
+      "{\"system\":\"%s\",\"transport\":\"%s\",\"mode\":\"%s\","
+      "\"payload\":%zu,\"connections\":%d,\"window\":%d,\"pin\":%d,"
+      "\"label\":\"%s\",\"seconds\":%.4f,\"messages\":%llu,"
+      "\"msgs_per_s\":%.1f,\"tasks_per_s\":%.1f,\"payload_MBps\":%.3f",
+      r.system.c_str(), o.transport.c_str(), o.mode.c_str(), o.payload,
+      o.connections, o.mode == "latency" ? 1 : o.window, o.pin, o.label.c_str(),
+      r.elapsed, static_cast<unsigned long long>(r.messages),
+      static_cast<double>(r.messages) / secs,
+      static_cast<double>(r.tasks) / secs,
+      static_cast<double>(r.payload_bytes) / secs / 1e6);
+  out += buf;
+  if (!r.latencies_us.empty()) {
+    std::sort(r.latencies_us.begin(), r.latencies_us.end());
+    double sum = 0;
+    for (double v : r.latencies_us) sum += v;
+    std::snprintf(buf, sizeof(buf),
+                  ",\"samples\":%zu,\"min_us\":%.2f,\"p50_us\":%.2f,"
+                  "\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
+                  "\"mean_us\":%.2f",
+                  r.latencies_us.size(), r.latencies_us.front(),
+                  Percentile(r.latencies_us, 0.5),
+                  Percentile(r.latencies_us, 0.99),
+                  Percentile(r.latencies_us, 0.999), r.latencies_us.back(),
+                  sum / static_cast<double>(r.latencies_us.size()));
+    out += buf;
+  }
+  for (const auto& [key, value] : r.extra) {
+    std::snprintf(buf, sizeof(buf), ",\"%s\":%.1f", key.c_str(), value);
+    out += buf;
+  }
+  out += "}\n";
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace e2e
+
+#endif  // SYMWIRE_BENCH_E2E_COMMON_HPP_

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# bench/run_e2e.sh [--quick|--full]: the end-to-end comparison
+# (bench/README.md, "End to end"). Installs the benchmark peers
+# (bench/deps.sh), builds the release configuration, runs every system x
+# transport x mode x payload with server and client in separate processes,
+# in interleaved rounds, and writes:
+#   bench/results/e2e-<date>.jsonl   one JSON line per run (the client's,
+#                                    plus "round")
+#   bench/results/e2e-<date>.meta    the machine and the command
+#   bench/RESULTS.md                 medians and ratios (bench/report.py)
+#   bench/results/throughput.png     the chart, if matplotlib is there
+# Placement (--label): "split" = server on CPU 1, client on CPU 0
+# (different vCPUs); "same" = both on CPU 0 (one vCPU; latency only).
+# Environment: BUILD_DIR (default build/release, the release preset),
+# SKIP_DEPS=1, SKIP_BUILD=1, SYSTEMS="symwire raw zmq", PAYLOADS="...".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+level=quick
+case "${1:-}" in
+  --quick | "") level=quick ;;
+  --full) level=full ;;
+  *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
+esac
+if [[ $level == quick ]]; then
+  rounds=1; secs=1.5; default_payloads="64 1024 16384"
+else
+  rounds=5; secs=2; default_payloads="16 64 256 1024 16384"
+fi
+payloads=${PAYLOADS:-$default_payloads}
+build=${BUILD_DIR:-build/release}
+
+[[ ${SKIP_DEPS:-0} == 1 ]] || bench/deps.sh
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  if [[ $build == build/release ]]; then
+    cmake --preset release >/dev/null
+  else
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
+  targets="symwire-bench-e2e raw-tcp-bench"
+  if grep -q '^SYMWIRE_ZMQ_FOUND:INTERNAL=1' "$build/CMakeCache.txt"; then
+    targets+=" zmq-bench"
+  fi
+  cmake --build "$build" --target $targets
+fi
+
+declare -A bin=([symwire]=symwire-bench-e2e [raw]=raw-tcp-bench [zmq]=zmq-bench)
+systems=()
+for s in ${SYSTEMS:-symwire raw zmq}; do
+  if [[ -x $build/bench/${bin[$s]} ]]; then systems+=("$s"); else
+    echo "run_e2e: $s not built, skipped" >&2; fi
+done
+
+mkdir -p bench/results
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=bench/results/e2e-$stamp.jsonl
+meta=bench/results/e2e-$stamp.meta
+log=bench/results/e2e-$stamp.log
+: >"$out"
+{
+  echo "command: $0 $*"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
+  echo "nproc: $(nproc)"
+  echo "kernel: $(uname -srm)"
+  echo "compiler: $(g++ --version | head -1)"
+  echo "load_start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "level: $level rounds=$rounds seconds=$secs payloads=$payloads"
+} >"$meta"
+
+port=7700
+sock=/tmp/symwire-e2e-$$.sock
+run_one() {  # system transport mode payload label round
+  local s=$1 tr=$2 mode=$3 p=$4 label=$5 round=$6
+  local spin cpin addr
+  if [[ $label == split ]]; then spin=1; cpin=0; else spin=0; cpin=0; fi
+  port=$((port + 1))
+  if [[ $tr == tcp ]]; then addr=127.0.0.1:$port; else addr=$sock; rm -f "$sock"; fi
+  local b=$build/bench/${bin[$s]}
+  local common=(--transport "$tr" --address "$addr" --payload "$p" --mode "$mode")
+  local err
+  err=$(mktemp)
+  "$b" --role server "${common[@]}" --pin "$spin" 2>"$err" >/dev/null &
+  local sp=$!
+  for _ in $(seq 100); do grep -q ready "$err" && break; sleep 0.05; done
+  local line
+  if line=$(timeout $((${secs%.*} + 20)) "$b" --role client "${common[@]}" \
+      --pin "$cpin" --seconds "$secs" --label "$label" 2>>"$log"); then
+    echo "$line" | sed "s/^{/{\"round\":$round,/" >>"$out"
+    printf '  %-8s %-4s %-10s %6s %-5s %s %s\n' "$s" "$tr" "$mode" "$p" "$label" \
+      "$(grep -o '"msgs_per_s":[0-9.]*' <<<"$line")" \
+      "$(grep -o '"p50_us":[0-9.]*' <<<"$line" || true)"
+  else
+    echo "  FAILED: $s $tr $mode $p $label (see $log)" | tee -a "$log"
+  fi
+  kill "$sp" 2>/dev/null || true
+  wait "$sp" 2>/dev/null || true
+  cat "$err" >>"$log"; rm -f "$err"
+}
+
+for round in $(seq 1 "$rounds"); do
+  echo "== round $round/$rounds"
+  for p in $payloads; do
+    for tr in tcp unix; do
+      for spec in stream:split throughput:split latency:split latency:same; do
+        mode=${spec%%:*}; label=${spec##*:}
+        # Interleave the systems within each configuration, in an order that
+        # rotates by round so no system always runs first.
+        n=${#systems[@]}
+        for ((i = 0; i < n; i++)); do
+          s=${systems[$(((i + round) % n))]}
+          run_one "$s" "$tr" "$mode" "$p" "$label" "$round"
+        done
+      done
+    done
+  done
+done
+echo "load_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$meta"
+rm -f "$sock"
+py=python3
+[[ -x /usr/bin/python3 ]] && py=/usr/bin/python3  # Debian's, where python3-matplotlib lives
+"$py" bench/report.py "$out" "$meta"
