@@ -1,182 +1,573 @@
 // File: examples/demo.cpp
-// The README's demo: encodes a conversation with frames of every message
-// type, decodes it back from random-sized chunks (as a socket would deliver
-// it), shows what a corrupted byte does, then measures codec throughput.
-// Usage: symwire_demo [--frames N] (frames per throughput round).
+// The README's demo (tools/demo.sh): orchestrator-worker over TCP, with
+// real processes. The orchestrator starts K agent processes (this same
+// program with --agent), each listening on 127.0.0.1 on a port it picks
+// and reports on its stdout; it connects a Client to each and pushes N
+// tasks through them. Each agent streams every answer as P responses
+// (P - 1 partials and a final one). Every agent has at most W tasks in
+// flight; each answer frees a slot for the next task in the shared queue.
+//
+// Midway, the orchestrator drops its connection to agent 1 abruptly
+// (Peer::KillConnection, as a network failure would). That Client redials
+// and resumes the session; the run goes on, and no task is lost or run
+// twice.
+//
+// While it runs, a progress line shows tasks done, messages per second and
+// reconnects (redrawn in place on a terminal, a line per second
+// otherwise). At the end: tasks, messages per second, p50/p99 latency
+// (submit to final response, steady_clock), resumes and errors.
+//
+// Usage: symwire_demo [--tasks N] [--agents K] [--parts P] [--window W]
+//                     [--no-cut]
+//        symwire_demo --agent --parts P    (what the orchestrator runs)
+// Exit status 0 when every task was answered correctly and every cut was
+// resumed; the last line is then "demo ok".
+// The codec-only demo is symwire_codec_demo (examples/codec_demo.cpp).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <random>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
-#include "symwire/symwire.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/posix/stream_descriptor.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "symwire/transport/runtime.hpp"
+#include "symwire/transport/tcp.hpp"
+
+extern char** environ;  // posix_spawn passes our environment on
 
 namespace {
 
-using symwire::MessageType;
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
 
-absl::Span<const std::byte> Bytes(std::string_view s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+constexpr std::chrono::milliseconds kRefresh{250};  // progress redraw
+constexpr std::chrono::seconds kStallLimit{15};     // no progress: give up
+
+// Options: the command line.
+struct Options {
+  bool agent = false;
+  uint64_t tasks = 4000000;
+  int agents = 3;
+  int parts = 4;    // responses per task (the last one final)
+  int window = 64;  // tasks in flight per agent
+  bool cut = true;  // drop agent 1's connection midway
+};
+
+bool ParseInt(const char* text, int64_t lo, int64_t hi, int64_t& out) {
+  return absl::SimpleAtoi(text, &out) && out >= lo && out <= hi;
 }
 
-// Appends one frame to `wire`; aborts the demo on an encoder error.
-void Append(std::vector<std::byte>& wire, const symwire::FrameHeader& header,
-            std::string_view payload,
-            const symwire::FrameExtensions& ext = {}) {
-  auto size = symwire::EncodedSize(header, ext, payload.size());
-  if (!size.ok()) {
-    std::fprintf(stderr, "encode: %s\n", size.status().ToString().c_str());
-    std::exit(1);
-  }
-  const size_t at = wire.size();
-  wire.resize(at + *size);
-  (void)*symwire::EncodeFrame(header, ext, Bytes(payload),
-                              absl::MakeSpan(wire).subspan(at));
-}
-
-// Feeds `wire` to a decoder in random chunks, printing every step. Returns
-// the decoder's final status.
-absl::Status DecodeInChunks(absl::Span<const std::byte> wire, std::mt19937& rng,
-                            bool print) {
-  symwire::FrameDecoder decoder;
-  std::vector<std::byte> buffer;  // what a driver would hold
-  std::uniform_int_distribution<size_t> chunk(1, 40);
-  size_t fed = 0;
-  while (fed < wire.size()) {
-    const size_t n = std::min(chunk(rng), wire.size() - fed);
-    buffer.insert(buffer.end(), wire.begin() + static_cast<long>(fed),
-                  wire.begin() + static_cast<long>(fed + n));
-    fed += n;
-    while (true) {
-      auto step = decoder.Decode(buffer);
-      if (!step.ok()) return step.status();
-      if (step->kind == symwire::DecodeStep::Kind::kNeedMore) break;
-      if (print && step->kind == symwire::DecodeStep::Kind::kPreface) {
-        std::printf("  preface, wire version %d\n", step->wire_version);
-      } else if (print) {
-        std::printf("  %s\n", symwire::FormatFrame(step->frame, 40).c_str());
-      }
-      buffer.erase(buffer.begin(),
-                   buffer.begin() + static_cast<long>(step->consumed));
+// ParseOptions: nullopt (after printing why) on bad or --help input.
+std::optional<Options> ParseOptions(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : "";
+    int64_t v = 0;
+    if (arg == "--agent") {
+      o.agent = true;
+    } else if (arg == "--no-cut") {
+      o.cut = false;
+    } else if (arg == "--tasks" && ParseInt(value, 1, int64_t{1} << 32, v)) {
+      o.tasks = static_cast<uint64_t>(v);
+      ++i;
+    } else if (arg == "--agents" && ParseInt(value, 1, 64, v)) {
+      o.agents = static_cast<int>(v);
+      ++i;
+    } else if (arg == "--parts" && ParseInt(value, 1, 32, v)) {
+      o.parts = static_cast<int>(v);
+      ++i;
+    } else if (arg == "--window" && ParseInt(value, 1, 1024, v)) {
+      o.window = static_cast<int>(v);
+      ++i;
+    } else {
+      std::fprintf(
+          stderr,
+          "usage: symwire_demo [--tasks N] [--agents K (1-64)] "
+          "[--parts P (1-32)] [--window W (1-1024)] [--no-cut]\n"
+          "  N tasks over K agent processes on 127.0.0.1, each answered as "
+          "P streamed\n  responses, at most W in flight per agent; the "
+          "connection to agent 1 is cut\n  midway unless --no-cut. "
+          "Defaults: --tasks 4000000 --agents 3 --parts 4 --window 64\n");
+      return std::nullopt;
     }
   }
-  return absl::OkStatus();
+  return o;
 }
 
-double MedianOf5(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+// Commas: 1234567 -> "1,234,567".
+std::string Commas(uint64_t n) {
+  const std::string digits = absl::StrCat(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+// ---- The agent process ------------------------------------------------------
+
+// RunAgent: serves tasks on 127.0.0.1 (port printed on stdout) until its
+// stdin ends, which is how the orchestrator says "exit" (and what happens
+// if the orchestrator dies). Task "doc I" is answered with P - 1 partials
+// "part J of doc I" and the final "summary of doc I".
+int RunAgent(const Options& options) {
+  asio::io_context io;
+  symwire::ServerOptions server_options;
+  server_options.session.agent_id = absl::StrCat("demo-agent-", getpid());
+  server_options.session.role = symwire::AgentRole::kAgent;
+  const int parts = options.parts;
+  auto server = symwire::Server::Create(
+      io.get_executor(), server_options,
+      [parts](const std::shared_ptr<symwire::Peer>& session) {
+        session->SetTaskHandler([parts](symwire::IncomingTask task) {
+          const std::string doc = task.payload_string();
+          for (int j = 1; j < parts; ++j) {
+            const absl::Status st =
+                task.Respond(absl::StrCat("part ", j, " of ", doc), false);
+            if (!st.ok()) {
+              // The send window cannot fill up here (--window and --parts
+              // are capped well below it), so this is the task or the
+              // session ending; Fail then reports WRONG_STATE, ignored.
+              static_cast<void>(task.Fail(st));
+              return;
+            }
+          }
+          static_cast<void>(
+              task.Respond(absl::StrCat("summary of ", doc), true));
+        });
+      });
+  if (!server.ok()) {
+    std::fprintf(stderr, "agent: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  auto endpoint = (*server)->ListenTcp("127.0.0.1", 0);
+  if (!endpoint.ok()) {
+    std::fprintf(stderr, "agent: %s\n", endpoint.status().ToString().c_str());
+    return 1;
+  }
+  // The one line this process writes to stdout.
+  std::printf("%u\n", static_cast<unsigned>(endpoint->port()));
+  std::fflush(stdout);
+
+  asio::posix::stream_descriptor input(io, ::dup(STDIN_FILENO));
+  char byte = 0;
+  std::function<void()> watch_stdin = [&] {
+    input.async_read_some(asio::buffer(&byte, 1),
+                          [&](const boost::system::error_code& ec, size_t) {
+                            if (ec) {
+                              (*server)->Stop();
+                              io.stop();
+                            } else {
+                              watch_stdin();
+                            }
+                          });
+  };
+  watch_stdin();
+  io.run();
+  return 0;
+}
+
+// ---- The orchestrator -------------------------------------------------------
+
+// AgentProcess: a started agent: its pid, the write end of its stdin, and
+// the port it listens on.
+struct AgentProcess {
+  pid_t pid = -1;
+  int stdin_fd = -1;
+  uint16_t port = 0;
+};
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// SpawnAgent: starts this program with --agent, its stdin and stdout on
+// pipes, and reads the port line it prints (within 10 s).
+absl::StatusOr<AgentProcess> SpawnAgent(int parts) {
+  int to_child[2];
+  int from_child[2];
+  // O_CLOEXEC: no agent inherits another's pipes (dup2 clears it on the
+  // child's own 0 and 1).
+  if (::pipe2(to_child, O_CLOEXEC) != 0) return Errno("pipe2");
+  if (::pipe2(from_child, O_CLOEXEC) != 0) {
+    ::close(to_child[0]);
+    ::close(to_child[1]);
+    return Errno("pipe2");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
+  std::vector<std::string> args = {"symwire_demo", "--agent", "--parts",
+                                   absl::StrCat(parts)};
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  AgentProcess agent;
+  const int rc = posix_spawn(&agent.pid, "/proc/self/exe", &actions, nullptr,
+                             argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  if (rc != 0) {
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    return absl::InternalError(
+        absl::StrCat("spawn agent: ", std::strerror(rc)));
+  }
+  agent.stdin_fd = to_child[1];
+  std::string line;
+  char c = 0;
+  pollfd pfd{from_child[0], POLLIN, 0};
+  while (line.size() < 16 && ::poll(&pfd, 1, 10000) == 1 &&
+         ::read(from_child[0], &c, 1) == 1 && c != '\n') {
+    line.push_back(c);
+  }
+  ::close(from_child[0]);
+  int port = 0;
+  if (!absl::SimpleAtoi(line, &port) || port <= 0 || port > 65535) {
+    ::close(agent.stdin_fd);
+    ::kill(agent.pid, SIGKILL);
+    ::waitpid(agent.pid, nullptr, 0);
+    return absl::UnavailableError(
+        absl::StrCat("agent pid ", agent.pid, " reported no port"));
+  }
+  agent.port = static_cast<uint16_t>(port);
+  return agent;
+}
+
+// Orchestrator: the task queue, the clients and the statistics.
+class Orchestrator {
+ public:
+  Orchestrator(asio::io_context& io, const Options& options)
+      : io_(io), options_(options), ticker_(io) {
+    latencies_us_.reserve(options.tasks);
+  }
+
+  // Start: connects to every agent and starts dispatching.
+  absl::Status Start(const std::vector<AgentProcess>& agents) {
+    workers_.reserve(agents.size());  // handlers hold references
+    for (const AgentProcess& a : agents) {
+      symwire::ClientOptions client_options;
+      client_options.session.agent_id = "demo-orchestrator";
+      client_options.session.role = symwire::AgentRole::kOrchestrator;
+      // gRPC's default first backoff is 1 s; a demo redials sooner.
+      client_options.session.backoff.initial = absl::Milliseconds(100);
+      auto client = symwire::Client::Connect(
+          io_.get_executor(),
+          symwire::TcpDialer(io_.get_executor(), "127.0.0.1", a.port),
+          client_options);
+      if (!client.ok()) return client.status();
+      Worker& w = workers_.emplace_back();
+      w.index = workers_.size();
+      w.peer = *client;
+      w.peer->SetObserver([this, &w](const symwire::PeerEvent& e) {
+        if (e.kind == symwire::PeerEvent::Kind::kReconnecting) {
+          ++reconnects_;
+          Note(absl::StrCat("agent ", w.index, ": reconnecting (",
+                            e.status.message(), ")"));
+        } else if (e.kind == symwire::PeerEvent::Kind::kResumed) {
+          ++resumes_;
+          Note(absl::StrCat("agent ", w.index, ": resumed, nothing lost"));
+        } else if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+          Note(absl::StrCat("agent ", w.index,
+                            ": session failed: ", e.status.ToString()));
+        }
+      });
+    }
+    start_ = Clock::now();
+    last_tick_ = {start_, 0};
+    for (Worker& w : workers_) Fill(w);
+    Tick();
+    return absl::OkStatus();
+  }
+
+  // Summary: prints the closing report; true when the run succeeded.
+  bool Summary() const {
+    const double secs = std::chrono::duration<double>(end_ - start_).count();
+    std::vector<int64_t> lat = latencies_us_;
+    auto percentile = [&lat](double p) -> double {
+      if (lat.empty()) return 0;
+      const auto k =
+          static_cast<size_t>(p * static_cast<double>(lat.size() - 1));
+      std::nth_element(lat.begin(), lat.begin() + static_cast<ptrdiff_t>(k),
+                       lat.end());
+      return static_cast<double>(lat[k]) / 1000.0;
+    };
+    const double p50 = percentile(0.50);
+    const double p99 = percentile(0.99);
+    const double max = percentile(1.0);
+    uint64_t frames = 0;
+    uint64_t bytes = 0;
+    std::string per_agent;
+    for (const Worker& w : workers_) {
+      const symwire::SessionCounters& c = w.peer->counters();
+      frames += c.frames_in + c.frames_out;
+      bytes += c.bytes_in + c.bytes_out;
+      absl::StrAppend(&per_agent, per_agent.empty() ? "" : " / ",
+                      Commas(w.done));
+    }
+    const auto rate = [secs](uint64_t n) {
+      return Commas(static_cast<uint64_t>(static_cast<double>(n) / secs));
+    };
+    std::printf("\nsummary\n");
+    std::printf(
+        "  tasks:     %s in %.2f s (%s tasks/s), %d agent processes "
+        "over TCP\n",
+        Commas(done_).c_str(), secs, rate(done_).c_str(), options_.agents);
+    std::printf("  messages:  %s (%s msgs/s): 1 task + %d responses each\n",
+                Commas(messages_).c_str(), rate(messages_).c_str(),
+                options_.parts);
+    std::printf(
+        "  latency:   p50 %.2f ms, p99 %.2f ms, max %.1f ms "
+        "(submit -> final response)\n",
+        p50, p99, max);
+    std::printf("  resumes:   %llu (connections cut: %d)\n",
+                static_cast<unsigned long long>(resumes_), cuts_);
+    std::printf("  errors:    %llu\n",
+                static_cast<unsigned long long>(errors_));
+    std::printf("  per agent: %s tasks\n", per_agent.c_str());
+    std::printf("  wire:      %s frames, %.1f MB (acks and pings included)\n",
+                Commas(frames).c_str(), static_cast<double>(bytes) / 1e6);
+    return done_ == options_.tasks && errors_ == 0 &&
+           resumes_ >= static_cast<uint64_t>(cuts_) && !stalled_;
+  }
+
+ private:
+  struct Worker {
+    size_t index = 0;  // 1-based, as printed
+    std::shared_ptr<symwire::Peer> peer;
+    int in_flight = 0;
+    uint64_t done = 0;
+  };
+
+  // Fill: tops the worker's window up from the shared queue.
+  void Fill(Worker& w) {
+    while (w.in_flight < options_.window && next_ < options_.tasks) {
+      Submit(w, next_++);
+    }
+  }
+
+  void Submit(Worker& w, uint64_t i) {
+    ++w.in_flight;
+    ++messages_;
+    const Clock::time_point t0 = Clock::now();
+    std::string doc = absl::StrCat("doc ", i);
+    const std::string want = absl::StrCat("summary of ", doc);
+    symwire::TaskCallbacks callbacks;
+    // Zero-copy: the payload span is valid during the call only.
+    callbacks.on_response = [this, want](absl::Span<const std::byte> payload,
+                                         bool final) {
+      ++messages_;
+      if (final &&
+          std::string_view(reinterpret_cast<const char*>(payload.data()),
+                           payload.size()) != want) {
+        Error(absl::DataLossError(absl::StrCat("wrong answer to ", want)));
+      }
+    };
+    callbacks.on_done = [this, &w, t0](const absl::Status& st) {
+      latencies_us_.push_back(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
+                                                                t0)
+              .count());
+      --w.in_flight;
+      ++w.done;
+      if (!st.ok()) Error(st);
+      TaskDone();
+      Fill(w);
+    };
+    w.peer->async_submit(
+        std::move(doc), {}, std::move(callbacks),
+        [this, &w](const absl::StatusOr<symwire::TaskCall>& call) {
+          if (call.ok()) return;
+          // Not submitted: on_done will not run.
+          --w.in_flight;
+          Error(call.status());
+          TaskDone();
+        });
+  }
+
+  void TaskDone() {
+    ++done_;
+    if (options_.cut && cuts_ == 0 && done_ >= options_.tasks / 2 &&
+        workers_.front().peer->connected()) {
+      ++cuts_;
+      Note(absl::StrCat("cut: dropping the connection to agent 1 (",
+                        workers_.front().peer->transport_description(), ") at ",
+                        Commas(done_), " tasks"));
+      workers_.front().peer->KillConnection();
+    }
+    if (done_ == options_.tasks) Finish();
+  }
+
+  void Error(const absl::Status& st) {
+    if (++errors_ <= 5) Note(absl::StrCat("FAIL: ", st.ToString()));
+  }
+
+  // Note: a line of its own, above the progress line.
+  void Note(const std::string& text) {
+    std::printf("%s%s\n", tty_ ? "\r\x1b[K" : "", text.c_str());
+    std::fflush(stdout);
+  }
+
+  // Tick: redraws the progress line every kRefresh (a new line every
+  // second when stdout is not a terminal), and watches for a stall.
+  void Tick() {
+    ticker_.expires_after(kRefresh);
+    ticker_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || finished_) return;
+      Progress(false);
+      Tick();
+    });
+  }
+
+  void Progress(bool last) {
+    const Clock::time_point now = Clock::now();
+    ++ticks_;
+    if (done_ != stall_done_) {
+      stall_done_ = done_;
+      stall_since_ = now;
+    } else if (now - stall_since_ > kStallLimit) {
+      stalled_ = true;
+      Note(absl::StrCat("FAIL: no task finished for ", kStallLimit.count(),
+                        " s; giving up"));
+      Finish();
+      return;
+    }
+    const int every = static_cast<int>(std::chrono::seconds(1) / kRefresh);
+    if (!tty_ && !last && ticks_ % every != 0) return;
+    const double dt =
+        std::chrono::duration<double>(now - last_tick_.first).count();
+    const double rate =
+        dt > 0 ? static_cast<double>(messages_ - last_tick_.second) / dt : 0;
+    last_tick_ = {now, messages_};
+    // Under 80 columns: a wrapped line could not be redrawn with \r.
+    std::printf("%s[%5.1f s] tasks %s/%s | %s msgs/s | reconnects %llu%s",
+                tty_ ? "\r\x1b[K" : "",
+                std::chrono::duration<double>(now - start_).count(),
+                Commas(done_).c_str(), Commas(options_.tasks).c_str(),
+                Commas(static_cast<uint64_t>(rate)).c_str(),
+                static_cast<unsigned long long>(reconnects_),
+                tty_ && !last ? "" : "\n");
+    std::fflush(stdout);
+  }
+
+  // Finish: final progress line, then graceful closes.
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    end_ = Clock::now();
+    ticker_.cancel();
+    Progress(true);
+    for (Worker& w : workers_) {
+      w.peer->async_close([](const absl::Status&) {});
+    }
+    if (stalled_) io_.stop();
+  }
+
+  asio::io_context& io_;
+  const Options options_;
+  asio::steady_timer ticker_;
+  const bool tty_ = ::isatty(STDOUT_FILENO) == 1;
+  std::vector<Worker> workers_;  // reserved in Start: never reallocates
+  uint64_t next_ = 0;
+  uint64_t done_ = 0;
+  uint64_t messages_ = 0;
+  uint64_t errors_ = 0;
+  uint64_t reconnects_ = 0;
+  uint64_t resumes_ = 0;
+  int cuts_ = 0;
+  bool finished_ = false;
+  bool stalled_ = false;
+  uint64_t ticks_ = 0;
+  uint64_t stall_done_ = 0;
+  Clock::time_point stall_since_ = Clock::now();
+  Clock::time_point start_;
+  Clock::time_point end_;
+  std::pair<Clock::time_point, uint64_t> last_tick_;
+  std::vector<int64_t> latencies_us_;
+};
+
+int RunOrchestrator(const Options& options) {
+  std::printf(
+      "symwire demo: %s tasks over %d agent processes on 127.0.0.1 "
+      "(%d streamed responses per task, %d in flight per agent)\n",
+      Commas(options.tasks).c_str(), options.agents, options.parts,
+      options.window);
+  std::vector<AgentProcess> agents;
+  int status = 1;
+  {
+    asio::io_context io;
+    Orchestrator orchestrator(io, options);
+    absl::Status started = absl::OkStatus();
+    for (int i = 0; i < options.agents && started.ok(); ++i) {
+      absl::StatusOr<AgentProcess> a = SpawnAgent(options.parts);
+      if (a.ok()) {
+        std::printf("agent %d: pid %d, tcp 127.0.0.1:%u\n", i + 1,
+                    static_cast<int>(a->pid), static_cast<unsigned>(a->port));
+        agents.push_back(*a);
+      } else {
+        started = a.status();
+      }
+    }
+    if (started.ok()) started = orchestrator.Start(agents);
+    if (started.ok()) {
+      io.run();
+      status = orchestrator.Summary() ? 0 : 1;
+    } else {
+      std::printf("FAIL: %s\n", started.ToString().c_str());
+    }
+  }
+  // Closing an agent's stdin tells it to exit; then reap it.
+  for (const AgentProcess& a : agents) ::close(a.stdin_fd);
+  for (const AgentProcess& a : agents) {
+    int wstatus = 0;
+    if (::waitpid(a.pid, &wstatus, 0) != a.pid || !WIFEXITED(wstatus) ||
+        WEXITSTATUS(wstatus) != 0) {
+      std::printf("FAIL: agent pid %d did not exit cleanly\n",
+                  static_cast<int>(a.pid));
+      status = 1;
+    }
+  }
+  std::printf("%s\n", status == 0 ? "demo ok" : "demo FAILED");
+  return status;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  size_t frames = 200000;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string_view(argv[i]) == "--frames") {
-      frames = std::strtoul(argv[i + 1], nullptr, 10);
-    }
-  }
-
-  // 1. A short orchestrator <-> agent exchange, both directions in one
-  //    buffer for the demo's sake.
-  std::vector<std::byte> wire(symwire::kPrefaceSize);
-  (void)*symwire::EncodePreface(absl::MakeSpan(wire));
-  Append(wire, {MessageType::kAgentInit, 0, 0, 0},
-         R"({"agent":"summarizer-7","versions":[1,1]})");
-  symwire::MetadataEntry meta[] = {{"model", "small-llm"}, {"tenant", "acme"}};
-  symwire::FrameExtensions task_ext;
-  task_ext.deadline_us = 30'000'000;
-  task_ext.trace_parent =
-      symwire::TraceParent{0,
-                           {std::byte{0x4b}, std::byte{0xf9}, std::byte{0x2f}},
-                           {std::byte{1}},
-                           1};
-  task_ext.metadata = meta;
-  Append(wire, {MessageType::kAgentTask, symwire::kFlagChecksum, 1, 1},
-         "Summarize the attached report in three bullet points.", task_ext);
-  Append(wire, {MessageType::kAgentResponse, 0, 1, 2}, "- Revenue grew 12%");
-  Append(wire, {MessageType::kAgentResponse, 0, 1, 3}, "\n- Costs fell 3%");
-  Append(wire,
-         {MessageType::kAgentResponse,
-          symwire::kFlagFinal | symwire::kFlagChecksum, 1, 4},
-         "\n- Outlook: stable");
-  Append(wire, {MessageType::kAgentTask, 0, 3, 5}, "Translate to French.");
-  Append(wire, {MessageType::kAgentCancel, 0, 3, 6}, "");
-  Append(wire, {MessageType::kAgentError, 0, 3, 7},
-         R"({"code":1,"message":"cancelled","retryable":false})");
-  Append(wire, {MessageType::kAgentSync, 0, 0, 8}, "ping t=1700000000123");
-
-  std::printf("Encoded %zu bytes: preface + 9 frames of all six types.\n",
-              wire.size());
-  std::printf("Decoding them from random 1..40-byte chunks:\n");
-  std::mt19937 rng(7);
-  if (absl::Status s = DecodeInChunks(wire, rng, true); !s.ok()) {
-    std::printf("unexpected: %s\n", s.ToString().c_str());
-    return 1;
-  }
-
-  // 2. One flipped bit in the task's header: the CRC32C catches it, and the
-  //    error names the value and the stream offset.
-  std::vector<std::byte> corrupt = wire;
-  corrupt[wire.size() / 4] ^= std::byte{0x10};
-  absl::Status bad = DecodeInChunks(corrupt, rng, false);
-  std::printf(
-      "\nSame stream with bit 4 of byte %zu flipped:\n  %s (%s)\n",
-      wire.size() / 4, bad.ToString().c_str(),
-      std::string(symwire::ErrorCodeName(symwire::GetErrorCode(bad))).c_str());
-
-  // 3. Throughput of the codec alone: 64-byte payloads, no I/O.
-  const std::string payload(64, 'x');
-  const symwire::FrameHeader header{MessageType::kAgentResponse, 0, 42, 0};
-  // Sequence numbers grow, and so may their varints: size for the largest.
-  symwire::FrameHeader last = header;
-  last.sequence = frames;
-  const size_t max_frame_size = *symwire::EncodedSize(last, payload.size());
-  std::vector<std::byte> stream(frames * max_frame_size);
-  size_t stream_size = 0;
-  std::vector<double> enc_rates, dec_rates;
-  for (int round = 0; round < 5; ++round) {
-    auto t0 = std::chrono::steady_clock::now();
-    size_t at = 0;
-    for (size_t i = 0; i < frames; ++i) {
-      symwire::FrameHeader h = header;
-      h.sequence = i;
-      at += *symwire::EncodeFrame(h, Bytes(payload),
-                                  absl::MakeSpan(stream).subspan(at));
-    }
-    auto t1 = std::chrono::steady_clock::now();
-    symwire::FrameDecoder decoder({.expect_preface = false});
-    absl::Span<const std::byte> in(stream.data(), at);
-    size_t decoded = 0;
-    while (!in.empty()) {
-      auto step = decoder.Decode(in);
-      if (!step.ok() || step->kind != symwire::DecodeStep::Kind::kFrame) {
-        std::printf("unexpected decode result\n");
-        return 1;
-      }
-      decoded += step->frame.payload().size() == payload.size();
-      in.remove_prefix(step->consumed);
-    }
-    auto t2 = std::chrono::steady_clock::now();
-    if (decoded != frames) return 1;
-    stream_size = at;
-    enc_rates.push_back(static_cast<double>(frames) /
-                        std::chrono::duration<double>(t1 - t0).count());
-    dec_rates.push_back(static_cast<double>(frames) /
-                        std::chrono::duration<double>(t2 - t1).count());
-  }
-  const double enc = MedianOf5(enc_rates), dec = MedianOf5(dec_rates);
-  const double frame_size =
-      static_cast<double>(stream_size) / static_cast<double>(frames);
-  std::printf(
-      "\nCodec throughput, %zu frames of 64 B payload (%.1f B on the wire), "
-      "median of 5 rounds:\n  encode %.1f M frames/s (%.2f GB/s)\n"
-      "  decode %.1f M frames/s (%.2f GB/s), header CRC32C checked\n",
-      frames, frame_size, enc / 1e6, enc * frame_size / 1e9, dec / 1e6,
-      dec * frame_size / 1e9);
-  return 0;
+int main(int argc, char** argv) try {
+  const bool help = argc == 2 && (std::string_view(argv[1]) == "--help" ||
+                                  std::string_view(argv[1]) == "-h");
+  const std::optional<Options> options = ParseOptions(argc, argv);
+  if (!options) return help ? 0 : 2;
+  return options->agent ? RunAgent(*options) : RunOrchestrator(*options);
+} catch (const std::exception& e) {  // Asio reports a few failures by throwing
+  std::fprintf(stderr, "%s\n", e.what());
+  return 1;
 }

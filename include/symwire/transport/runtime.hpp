@@ -637,7 +637,7 @@ auto IncomingTask::async_respond(std::string payload, bool final,
                                  CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       get_executor(),
-      [self = *this, final](auto done, std::string p) mutable {
+      [self = *this, final](auto done, std::string&& p) mutable {
         self.StartRespond(std::move(p), final, std::move(done));
       },
       std::forward<CompletionToken>(token), std::move(payload));
@@ -648,8 +648,8 @@ auto Peer::async_submit(std::string payload, CallOptions options,
                         TaskCallbacks callbacks, CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<TaskCall>>(
       executor_,
-      [self = shared_from_this()](auto done, std::string p, CallOptions o,
-                                  TaskCallbacks c) {
+      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o,
+                                  TaskCallbacks&& c) {
         self->StartSubmit(std::move(p), std::move(o), std::move(c),
                           std::move(done));
       },
@@ -662,7 +662,7 @@ auto Peer::async_call(std::string payload, CallOptions options,
                       CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<std::string>>(
       executor_,
-      [self = shared_from_this()](auto done, std::string p, CallOptions o) {
+      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o) {
         self->StartCall(std::move(p), std::move(o), std::move(done));
       },
       std::forward<CompletionToken>(token), std::move(payload),
