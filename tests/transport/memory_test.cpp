@@ -24,49 +24,17 @@
 #include "boost/asio/strand.hpp"
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
+#include "tests/support/transport_support.hpp"
 
 namespace symwire {
 namespace {
 
-using std::chrono::milliseconds;
 using ErrorCodeT = boost::system::error_code;
 
-struct Recorder final : Transport::Sink {
-  std::string data;
-  int closes = 0;
-  absl::Status status;
-  std::function<void(Transport&)> on_data;
-  void OnTransportData(Transport& t, absl::Span<const std::byte> b) override {
-    data.append(reinterpret_cast<const char*>(b.data()), b.size());
-    if (on_data) on_data(t);
-  }
-  void OnTransportClosed(Transport&, const absl::Status& s) override {
-    ++closes;
-    status = s;
-  }
-};
-
-absl::Span<const std::byte> Bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-std::string Pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 31 + 7) % 251);
-  return s;
-}
-
-// Runs `io` until `done()` holds or `timeout` passes; false on timeout.
-bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
-              milliseconds timeout = milliseconds(5000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    if (io.stopped()) io.restart();
-    io.run_for(milliseconds(5));
-  }
-  return true;
-}
+using testing::ByteSpan;
+using testing::Pattern;
+using testing::Recorder;
+using testing::TryRunUntil;
 
 // Result of one raw stream operation.
 struct Op {
@@ -95,11 +63,12 @@ TEST_CASE("memory: bytes arrive in order at every split size", "[memory]") {
       Recorder ra, rb;
       ta->Start(&ra);
       tb->Start(&rb);
-      ta->Send(Bytes(message.substr(0, 100)));
-      ta->Send(Bytes(message.substr(100, 150)));
-      ta->Send(Bytes(message.substr(250)));
+      ta->Send(ByteSpan(message.substr(0, 100)));
+      ta->Send(ByteSpan(message.substr(100, 150)));
+      ta->Send(ByteSpan(message.substr(250)));
       ta->CloseAfterFlush();
-      REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
+      REQUIRE(
+          TryRunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
       CHECK(rb.data == message);
       CHECK(ra.status.ok());
       CHECK(absl::StrContains(rb.status.message(), "memory b: read"));
@@ -125,7 +94,7 @@ TEST_CASE("memory: a read gets the buffered bytes, then eof after close",
   Op read1;
   b.async_read_some(asio::buffer(buf), read1.Handler());
   CHECK_FALSE(read1.done);
-  REQUIRE(RunUntil(io, [&] { return write.done && read1.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return write.done && read1.done; }));
   CHECK_FALSE(write.ec);
   CHECK(write.n == 3);
   CHECK_FALSE(read1.ec);
@@ -133,13 +102,13 @@ TEST_CASE("memory: a read gets the buffered bytes, then eof after close",
   CHECK(std::string(buf, 3) == "abc");
   Op read2;
   b.async_read_some(asio::buffer(buf), read2.Handler());
-  REQUIRE(RunUntil(io, [&] { return read2.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return read2.done; }));
   CHECK(read2.ec == asio::error::eof);
   // The closed end: its operations fail, and writes to it fail too.
   Op read3, write2;
   a.async_read_some(asio::buffer(buf), read3.Handler());
   b.async_write_some(asio::buffer("x", 1), write2.Handler());
-  REQUIRE(RunUntil(io, [&] { return read3.done && write2.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return read3.done && write2.done; }));
   CHECK(read3.ec == asio::error::bad_descriptor);
   CHECK(write2.ec == asio::error::broken_pipe);
 }
@@ -155,7 +124,7 @@ TEST_CASE("memory: a pending read completes with eof when the peer closes",
   io.poll();
   CHECK_FALSE(read.done);
   a.control().Close();
-  REQUIRE(RunUntil(io, [&] { return read.done && own_read.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return read.done && own_read.done; }));
   CHECK(read.ec == asio::error::eof);
   CHECK(own_read.ec == asio::error::operation_aborted);
 }
@@ -165,14 +134,14 @@ TEST_CASE("memory: reset makes the peer fail at once", "[memory]") {
   auto [a, b] = MakeMemoryStreamPair(io.get_executor());
   Op write;
   a.async_write_some(asio::buffer("abc", 3), write.Handler());
-  REQUIRE(RunUntil(io, [&] { return write.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return write.done; }));
   CHECK(b.control().buffered_bytes() == 3);
   a.control().Reset();
   char buf[8];
   Op read, write_back;
   b.async_read_some(asio::buffer(buf), read.Handler());
   b.async_write_some(asio::buffer("x", 1), write_back.Handler());
-  REQUIRE(RunUntil(io, [&] { return read.done && write_back.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return read.done && write_back.done; }));
   CHECK(read.ec == asio::error::connection_reset);  // "abc" is lost
   CHECK(write_back.ec == asio::error::connection_reset);
   CHECK(b.control().buffered_bytes() == 0);
@@ -188,13 +157,13 @@ TEST_CASE("memory: shutdown_send half-closes one direction", "[memory]") {
   Op read_b, write_a, write_b, read_a;
   b.async_read_some(asio::buffer(buf), read_b.Handler());
   a.async_write_some(asio::buffer("x", 1), write_a.Handler());
-  REQUIRE(RunUntil(io, [&] { return read_b.done && write_a.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return read_b.done && write_a.done; }));
   CHECK(read_b.ec == asio::error::eof);
   CHECK(write_a.ec == asio::error::broken_pipe);
   // The other direction still works.
   b.async_write_some(asio::buffer("yz", 2), write_b.Handler());
   a.async_read_some(asio::buffer(buf), read_a.Handler());
-  REQUIRE(RunUntil(io, [&] { return write_b.done && read_a.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return write_b.done && read_a.done; }));
   CHECK_FALSE(read_a.ec);
   CHECK(std::string(buf, read_a.n) == "yz");
 }
@@ -210,7 +179,7 @@ TEST_CASE("memory: max bytes per read and per write split transfers",
   a.async_write_some(asio::buffer("0123456789", 10), write.Handler());
   char buf[16];
   b.async_read_some(asio::buffer(buf), read.Handler());
-  REQUIRE(RunUntil(io, [&] { return write.done && read.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return write.done && read.done; }));
   CHECK(write.n == 3);
   CHECK(read.n == 2);
   CHECK(std::string(buf, 2) == "01");
@@ -231,14 +200,14 @@ TEST_CASE("memory: the Nth read fails, and so does every later one",
   char buf[2];
   Op r1, r2, r3;
   b.async_read_some(asio::buffer(buf), r1.Handler());
-  REQUIRE(RunUntil(io, [&] { return r1.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return r1.done; }));
   CHECK_FALSE(r1.ec);
   CHECK(r1.n == 2);
   b.async_read_some(asio::buffer(buf), r2.Handler());
-  REQUIRE(RunUntil(io, [&] { return r2.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return r2.done; }));
   CHECK(r2.ec == asio::error::network_reset);
   b.async_read_some(asio::buffer(buf), r3.Handler());
-  REQUIRE(RunUntil(io, [&] { return r3.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return r3.done; }));
   CHECK(r3.ec == asio::error::network_reset);
   CHECK(b.control().stats().read_calls == 3);
 }
@@ -254,8 +223,8 @@ TEST_CASE("memory: injected faults surface as statuses through Transport",
     auto [ta, tb] = MakeMemoryTransportPair(io.get_executor(), options);
     ta->Start(&ra);
     tb->Start(&rb);
-    ta->Send(Bytes("hello"));
-    REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
+    ta->Send(ByteSpan("hello"));
+    REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
     CHECK(GetErrorCode(ra.status) == ErrorCode::kConnectionLost);
     CHECK(ra.status.code() == absl::StatusCode::kUnavailable);
     CHECK(absl::StrContains(ra.status.message(), "memory a: write"));
@@ -271,15 +240,15 @@ TEST_CASE("memory: injected faults surface as statuses through Transport",
     auto [ta, tb] = MakeMemoryTransportPair(io.get_executor(), options);
     ta->Start(&ra);
     tb->Start(&rb);
-    ta->Send(Bytes(Pattern(100)));
-    REQUIRE(RunUntil(io, [&] { return rb.closes == 1; }));
+    ta->Send(ByteSpan(Pattern(100)));
+    REQUIRE(TryRunUntil(io, [&] { return rb.closes == 1; }));
     CHECK(rb.data == Pattern(10));
     CHECK(GetErrorCode(rb.status) == ErrorCode::kConnectionLost);
     CHECK(absl::StrContains(rb.status.message(), "memory b: read"));
     CHECK(
         absl::StrContains(rb.status.message(),
                           ErrorCodeT(asio::error::connection_reset).message()));
-    REQUIRE(RunUntil(io, [&] { return ra.closes == 1; }));
+    REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1; }));
   }
   SECTION("writes fail after 7 bytes, set after the pipe was made") {
     auto [a, b] = MakeMemoryStreamPair(io.get_executor());
@@ -292,8 +261,8 @@ TEST_CASE("memory: injected faults surface as statuses through Transport",
     control_a.SetFaults(faults);
     ta->Start(&ra);
     tb->Start(&rb);
-    ta->Send(Bytes("0123456789"));
-    REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
+    ta->Send(ByteSpan("0123456789"));
+    REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
     CHECK(rb.data == "0123456");
     CHECK(absl::StrContains(ra.status.message(), "memory a: write"));
     CHECK(absl::StrContains(ra.status.message(),
@@ -309,7 +278,7 @@ TEST_CASE("memory: injected faults surface as statuses through Transport",
     tb->Start(&rb);
     io.poll();
     control_a.Reset();
-    REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
+    REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
     CHECK(GetErrorCode(rb.status) == ErrorCode::kConnectionLost);
     CHECK(
         absl::StrContains(rb.status.message(),
@@ -330,7 +299,7 @@ TEST_CASE("memory: a full buffer makes writes wait (backpressure)",
   const std::string data = Pattern(100);
   Op w1;
   a.async_write_some(asio::buffer(data), w1.Handler());
-  REQUIRE(RunUntil(io, [&] { return w1.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return w1.done; }));
   CHECK(w1.n == 16);
   Op w2;
   a.async_write_some(asio::buffer(data.data() + 16, 84), w2.Handler());
@@ -340,7 +309,7 @@ TEST_CASE("memory: a full buffer makes writes wait (backpressure)",
   char buf[8];
   Op r1;
   b.async_read_some(asio::buffer(buf), r1.Handler());
-  REQUIRE(RunUntil(io, [&] { return r1.done && w2.done; }));
+  REQUIRE(TryRunUntil(io, [&] { return r1.done && w2.done; }));
   CHECK(r1.n == 8);
   CHECK(w2.n == 8);  // exactly the room the read made
   CHECK(b.control().buffered_bytes() == 16);
@@ -352,9 +321,9 @@ TEST_CASE("memory: a full buffer makes writes wait (backpressure)",
   ta->Start(&ra);
   tb->Start(&rb);
   const std::string big = Pattern(10000);
-  ta->Send(Bytes(big));
+  ta->Send(ByteSpan(big));
   ta->CloseAfterFlush();
-  REQUIRE(RunUntil(io2, [&] { return ra.closes == 1 && rb.closes == 1; }));
+  REQUIRE(TryRunUntil(io2, [&] { return ra.closes == 1 && rb.closes == 1; }));
   CHECK(rb.data == big);
   CHECK(tb->counters().reads >= big.size() / 16);
   CHECK(ta->counters().writes == 1);  // one batch, many write_some calls
@@ -370,10 +339,10 @@ TEST_CASE("memory: Transport coalesces queued writes", "[memory]") {
   for (int i = 0; i < 1000; ++i) {
     const std::string chunk = "frame-" + std::to_string(i) + ";";
     expect += chunk;
-    ta->Send(Bytes(chunk));
+    ta->Send(ByteSpan(chunk));
   }
   ta->CloseAfterFlush();
-  REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
   CHECK(rb.data == expect);
   CHECK(ta->counters().bytes_written == expect.size());
   CHECK(ta->counters().writes <= 3);
@@ -394,7 +363,7 @@ TEST_CASE("memory: completions run on the handler's associated executor",
         done = !ec && n == 1;
       }));
   CHECK_FALSE(done);
-  REQUIRE(RunUntil(io, [&] { return done; }));
+  REQUIRE(TryRunUntil(io, [&] { return done; }));
   CHECK(on_strand);
 }
 
@@ -406,7 +375,7 @@ TEST_CASE("memory: any completion token works (use_future)", "[memory]") {
   char buf[8];
   std::future<size_t> read =
       b.async_read_some(asio::buffer(buf), asio::use_future);
-  REQUIRE(RunUntil(io, [&] {
+  REQUIRE(TryRunUntil(io, [&] {
     return read.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
   }));
   CHECK(written.get() == 5);
@@ -416,7 +385,7 @@ TEST_CASE("memory: any completion token works (use_future)", "[memory]") {
   a.control().Close();
   std::future<size_t> eof =
       b.async_read_some(asio::buffer(buf), asio::use_future);
-  REQUIRE(RunUntil(io, [&] {
+  REQUIRE(TryRunUntil(io, [&] {
     return eof.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
   }));
   CHECK_THROWS_AS(eof.get(), boost::system::system_error);
@@ -433,7 +402,7 @@ TEST_CASE("memory: pending operations are destroyed with the io_context",
     auto [ta, tb] = MakeMemoryTransportPair(io.get_executor());
     ta->Start(&ra);
     tb->Start(&rb);
-    ta->Send(Bytes("pending"));
+    ta->Send(ByteSpan("pending"));
     io.poll();
     auto [a, b] = MakeMemoryStreamPair(io.get_executor());
     auto owned = std::make_shared<MemoryStream>(std::move(a));

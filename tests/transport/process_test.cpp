@@ -24,48 +24,15 @@
 #include "absl/strings/match.h"
 #include "boost/asio/io_context.hpp"
 #include "symwire/error.hpp"
+#include "tests/support/transport_support.hpp"
 
 namespace symwire {
 namespace {
 
-using std::chrono::milliseconds;
-
-struct Recorder final : Transport::Sink {
-  std::string data;
-  int closes = 0;
-  absl::Status status;
-  std::function<void(Transport&)> on_data;
-  void OnTransportData(Transport& t, absl::Span<const std::byte> b) override {
-    data.append(reinterpret_cast<const char*>(b.data()), b.size());
-    if (on_data) on_data(t);
-  }
-  void OnTransportClosed(Transport&, const absl::Status& s) override {
-    ++closes;
-    status = s;
-  }
-};
-
-absl::Span<const std::byte> Bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-std::string Pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 31 + 7) % 251);
-  return s;
-}
-
-// Runs `io` until `done()` holds or `timeout` passes; false on timeout.
-bool RunUntil(asio::io_context& io, const std::function<bool()>& done,
-              milliseconds timeout = milliseconds(10000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    if (io.stopped()) io.restart();
-    io.run_for(milliseconds(5));
-  }
-  return true;
-}
+using testing::ByteSpan;
+using testing::Pattern;
+using testing::Recorder;
+using testing::TryRunUntil;
 
 TEST_CASE("process: /bin/cat echoes bytes through the transport", "[process]") {
   asio::io_context io;
@@ -80,7 +47,7 @@ TEST_CASE("process: /bin/cat echoes bytes through the transport", "[process]") {
   // writes to progress together.
   const std::string data = Pattern(1 << 20);
   for (size_t i = 0; i < data.size(); i += 16384) {
-    t->Send(Bytes(data.substr(i, 16384)));
+    t->Send(ByteSpan(data.substr(i, 16384)));
   }
   // Once everything came back (a closing transport discards input), close:
   // cat reads end of stream on stdin and exits; then its stdout ends,
@@ -88,7 +55,7 @@ TEST_CASE("process: /bin/cat echoes bytes through the transport", "[process]") {
   r.on_data = [&](Transport& self) {
     if (r.data.size() == data.size()) self.CloseAfterFlush();
   };
-  REQUIRE(RunUntil(io, [&] { return r.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return r.closes == 1; }));
   CHECK(r.status.ok());
   CHECK(r.data.size() == data.size());
   CHECK(r.data == data);
@@ -113,7 +80,7 @@ TEST_CASE("process: a child that exits ends the transport; Wait gives 3",
   child->AsyncWait(
       [&](absl::StatusOr<ExitStatus> e) { async_exit = std::move(e); });
   CHECK_FALSE(async_exit.has_value());  // never inside the call
-  REQUIRE(RunUntil(io, [&] { return r.closes == 1 && async_exit; }));
+  REQUIRE(TryRunUntil(io, [&] { return r.closes == 1 && async_exit; }));
   CHECK(GetErrorCode(r.status) == ErrorCode::kConnectionLost);
   CHECK(absl::StrContains(r.status.message(), "closed by peer"));
   REQUIRE(async_exit->ok());
@@ -131,7 +98,7 @@ TEST_CASE("process: a child that exits ends the transport; Wait gives 3",
   // AsyncWait after the reap completes with the cached status.
   std::optional<absl::StatusOr<ExitStatus>> late;
   child->AsyncWait([&](absl::StatusOr<ExitStatus> e) { late = std::move(e); });
-  REQUIRE(RunUntil(io, [&] { return late.has_value(); }));
+  REQUIRE(TryRunUntil(io, [&] { return late.has_value(); }));
   REQUIRE(late->ok());
   CHECK((*late)->exit_code == 3);
 }
@@ -208,11 +175,11 @@ TEST_CASE("process: writing to a child that closed stdin gives a status",
   r.on_data = [&](Transport& t) {
     if (!sent && absl::StrContains(r.data, "ready")) {
       sent = true;
-      t.Send(Bytes("are you there?"));
+      t.Send(ByteSpan("are you there?"));
     }
   };
   child->transport()->Start(&r);
-  REQUIRE(RunUntil(io, [&] { return r.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return r.closes == 1; }));
   CHECK(sent);
   CHECK(GetErrorCode(r.status) == ErrorCode::kConnectionLost);
   CHECK(absl::StrContains(r.status.message(), "write"));
@@ -264,7 +231,7 @@ TEST_CASE("process: environment, working directory and stderr", "[process]") {
   REQUIRE(child.ok());
   Recorder r;
   child->transport()->Start(&r);
-  REQUIRE(RunUntil(io, [&] { return r.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return r.closes == 1; }));
   CHECK(r.data == "hello|/nowhere|/tmp");
   auto exit = child->Wait();
   REQUIRE(exit.ok());
@@ -289,7 +256,7 @@ TEST_CASE("process: destroying a ChildProcess kills and reaps the child",
   CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
   CHECK(errno == ECHILD);
   // The pending AsyncWait learns how it ended.
-  REQUIRE(RunUntil(io, [&] { return async_exit.has_value(); }));
+  REQUIRE(TryRunUntil(io, [&] { return async_exit.has_value(); }));
   REQUIRE(async_exit->ok());
   CHECK((*async_exit)->term_signal == SIGKILL);
 }
@@ -313,7 +280,7 @@ TEST_CASE("process: PipeStream over pipe2() descriptors", "[process]") {
   size_t echoed = 0;
   // b echoes everything back; a closes gracefully once all came back.
   rb.on_data = [&](Transport& t) {
-    t.Send(Bytes(rb.data.substr(echoed)));
+    t.Send(ByteSpan(rb.data.substr(echoed)));
     echoed = rb.data.size();
   };
   ra.on_data = [&](Transport& t) {
@@ -321,8 +288,8 @@ TEST_CASE("process: PipeStream over pipe2() descriptors", "[process]") {
   };
   ta->Start(&ra);
   tb->Start(&rb);
-  ta->Send(Bytes(data));
-  REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
+  ta->Send(ByteSpan(data));
+  REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1 && rb.closes == 1; }));
   CHECK(ra.data == data);
   CHECK(rb.data == data);
   CHECK(ra.status.ok());  // half-close, then b's close ended the linger
@@ -354,7 +321,7 @@ TEST_CASE("process: PipeStream reads a regular file to its end", "[process]") {
   auto t = MakeTransport(std::move(*s), "file");
   Recorder r;
   t->Start(&r);
-  REQUIRE(RunUntil(io, [&] { return r.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return r.closes == 1; }));
   CHECK(r.data == "file contents");
   CHECK(absl::StrContains(r.status.message(), "closed by peer"));
   ::close(p[0]);
@@ -400,13 +367,13 @@ TEST_CASE("process: MakeStdioTransport speaks on stdin and stdout",
   Recorder ra, rp;
   (*agent)->Start(&ra);
   peer->Start(&rp);
-  (*agent)->Send(Bytes("from agent"));
-  peer->Send(Bytes("from orchestrator"));
-  REQUIRE(RunUntil(io, [&] {
+  (*agent)->Send(ByteSpan("from agent"));
+  peer->Send(ByteSpan("from orchestrator"));
+  REQUIRE(TryRunUntil(io, [&] {
     return ra.data == "from orchestrator" && rp.data == "from agent";
   }));
   (*agent)->CloseAfterFlush();
-  REQUIRE(RunUntil(io, [&] { return ra.closes == 1 && rp.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return ra.closes == 1 && rp.closes == 1; }));
   CHECK(ra.status.ok());
   CHECK(absl::StrContains(rp.status.message(), "closed by peer"));
   // The process's own fds 0 and 1 are still open.
@@ -428,7 +395,7 @@ TEST_CASE("process: MakeStdioTransport reads a file given as stdin",
   REQUIRE(agent.ok());
   Recorder r;
   (*agent)->Start(&r);
-  REQUIRE(RunUntil(io, [&] { return r.closes == 1; }));
+  REQUIRE(TryRunUntil(io, [&] { return r.closes == 1; }));
   CHECK(r.data == "task input");
   CHECK(absl::StrContains(r.status.message(), "stdio: read: closed by peer"));
   ::close(p[0]);

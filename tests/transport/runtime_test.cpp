@@ -28,54 +28,17 @@
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
 #include "symwire/transport/tcp.hpp"
+#include "tests/support/transport_support.hpp"
 
 namespace symwire {
 namespace {
 
 using namespace std::chrono_literals;
 
-ServerOptions FastServer() {
-  ServerOptions o;
-  o.session.agent_id = "test-agent";
-  o.session.role = AgentRole::kAgent;
-  o.drain_timeout = 2000ms;
-  return o;
-}
-
-ClientOptions FastClient() {
-  ClientOptions o;
-  o.session.agent_id = "test-orchestrator";
-  o.session.role = AgentRole::kOrchestrator;
-  // Reconnect quickly in tests.
-  o.session.backoff.initial = absl::Milliseconds(5);
-  o.session.backoff.max = absl::Milliseconds(50);
-  return o;
-}
-
-// An agent that answers "<payload>" with parts "<payload>:0".."<payload>:n-1"
-// and a final "<payload>:done", n taken from the payload's leading digit.
-void EchoStreamingAgent(const std::shared_ptr<Peer>& peer) {
-  peer->SetTaskHandler([](IncomingTask task) {
-    const std::string p = task.payload_string();
-    const int parts = p.empty() || p[0] < '0' || p[0] > '9' ? 0 : p[0] - '0';
-    for (int i = 0; i < parts; ++i) {
-      REQUIRE(task.Respond(absl::StrCat(p, ":", i, ";"), false).ok());
-    }
-    REQUIRE(task.Respond(absl::StrCat(p, ":done"), true).ok());
-  });
-}
-
-// Runs `io` until `done` or the time bound; fails the test on timeout.
-template <class Pred>
-void RunUntil(asio::io_context& io, Pred done,
-              std::chrono::milliseconds bound = 10000ms) {
-  const auto until = std::chrono::steady_clock::now() + bound;
-  while (!done()) {
-    REQUIRE(std::chrono::steady_clock::now() < until);
-    io.run_for(5ms);
-    if (io.stopped()) io.restart();
-  }
-}
+using testing::EchoStreamingAgent;
+using testing::FastClient;
+using testing::FastServer;
+using testing::RunUntil;
 
 struct TcpFixture {
   asio::io_context io;

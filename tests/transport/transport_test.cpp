@@ -5,7 +5,6 @@
 
 #include <catch2/catch.hpp>
 #include <cstddef>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,30 +13,15 @@
 #include "boost/asio/local/connect_pair.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
 #include "symwire/error.hpp"
+#include "tests/support/transport_support.hpp"
 
 namespace symwire {
 namespace {
 
 using Socket = asio::local::stream_protocol::socket;
 
-struct Recorder final : Transport::Sink {
-  std::string data;
-  int closes = 0;
-  absl::Status status;
-  std::function<void(Transport&)> on_data;
-  void OnTransportData(Transport& t, absl::Span<const std::byte> b) override {
-    data.append(reinterpret_cast<const char*>(b.data()), b.size());
-    if (on_data) on_data(t);
-  }
-  void OnTransportClosed(Transport&, const absl::Status& s) override {
-    ++closes;
-    status = s;
-  }
-};
-
-absl::Span<const std::byte> Bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
+using testing::ByteSpan;
+using testing::Recorder;
 
 TEST_CASE("transport: coalesces queued bytes and delivers them in order") {
   asio::io_context io;
@@ -52,7 +36,7 @@ TEST_CASE("transport: coalesces queued bytes and delivers them in order") {
   for (int i = 0; i < 1000; ++i) {
     const std::string chunk = "frame-" + std::to_string(i) + ";";
     expect += chunk;
-    ta->Send(Bytes(chunk));  // the first goes at once, the rest batch up
+    ta->Send(ByteSpan(chunk));  // the first goes at once, the rest batch up
   }
   ta->CloseAfterFlush();
   io.run();
@@ -80,7 +64,7 @@ TEST_CASE("transport: Close drops queued bytes and reports once") {
   rb.on_data = [](Transport& t) {
     t.Close(absl::CancelledError("test closes"));
   };
-  ta->Send(Bytes("hello"));
+  ta->Send(ByteSpan("hello"));
   io.run();
   CHECK(rb.data == "hello");
   CHECK(rb.closes == 1);
@@ -103,15 +87,15 @@ TEST_CASE("transport: spin-before-block reads deliver the same bytes") {
   tb->Start(&rb);
   int replies = 0;
   // Ping-pong 200 times: b echoes each byte, a sends the next on echo.
-  rb.on_data = [](Transport& t) { t.Send(Bytes("y")); };
+  rb.on_data = [](Transport& t) { t.Send(ByteSpan("y")); };
   ra.on_data = [&](Transport& t) {
     if (++replies < 200) {
-      t.Send(Bytes("x"));
+      t.Send(ByteSpan("x"));
     } else {
       t.CloseAfterFlush();
     }
   };
-  ta->Send(Bytes("x"));
+  ta->Send(ByteSpan("x"));
   io.run();
   CHECK(replies == 200);
   CHECK(rb.data == std::string(200, 'x'));
