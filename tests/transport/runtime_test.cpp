@@ -27,6 +27,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
+#include "symwire/transport/memory.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "tests/support/transport_support.hpp"
 
@@ -446,6 +447,35 @@ TEST_CASE("runtime: one server holds 1,000 concurrent sessions", "[runtime]") {
       return c->state() == SessionState::kClosed;
     });
   });
+}
+
+TEST_CASE(
+    "runtime: a client over a transport it cannot redial fails at once "
+    "when the connection is lost",
+    "[runtime]") {
+  asio::io_context io;
+  auto [a, b] = MakeMemoryTransportPair(io.get_executor());
+  std::vector<IncomingTask> held;
+  auto server = Server::Create(
+      io.get_executor(), FastServer(), [&held](const std::shared_ptr<Peer>& p) {
+        p->SetTaskHandler(
+            [&held](IncomingTask t) { held.push_back(std::move(t)); });
+      });
+  REQUIRE(server.ok());
+  (*server)->Accept(b);
+  auto client = Client::Start(a, FastClient());
+  REQUIRE(client.ok());
+  absl::StatusOr<std::string> r = absl::UnknownError("pending");
+  (*client)->async_call("1x", {},
+                        [&](absl::StatusOr<std::string> x) { r = x; });
+  RunUntil(io, [&] { return held.size() == 1; });
+  // The pipe breaks: no redial is possible, so the session (and its open
+  // task) must end now rather than wait out the resume window.
+  (*client)->KillConnection();
+  RunUntil(
+      io, [&] { return !absl::IsUnknown(r.status()); }, 2000ms);
+  CHECK(GetErrorCode(r.status()) == ErrorCode::kConnectionLost);
+  CHECK((*client)->state() == SessionState::kFailed);
 }
 
 }  // namespace

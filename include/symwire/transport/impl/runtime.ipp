@@ -468,7 +468,9 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     Notify(e->resumed ? PeerEvent::Kind::kResumed
                       : PeerEvent::Kind::kConnected);
   } else if (auto* lost = std::get_if<ConnectionLost>(&event)) {
-    if (!established_once_ || (dialer_ && !reconnect_)) {
+    // reconnect_ is false for a Client that cannot redial (Client::Start
+    // over pipes) and true for server-side peers, which wait for a resume.
+    if (!established_once_ || !reconnect_) {
       // The first connection or handshake failed, or this transport cannot
       // be redialled: end the session rather than retry unseen.
       session_->Abort(lost->status, SteadyNow());
