@@ -20,6 +20,12 @@
 //   --connections C        client connections (default 1), one thread.
 //   --window W             throughput mode: messages in flight per
 //                          connection (default 256).
+//   --rate R               latency mode only: open loop at R tasks/s per
+//                          connection (paced by e2e::Pacer, at most
+//                          --window in flight), every task timed; 0
+//                          (default) is closed loop, one task in flight.
+//                          run_e2e.sh passes 50% of the same system's
+//                          measured throughput ("latency at 50% load").
 //   --pin CPU              sched_setaffinity to this CPU (default: none).
 //   --label L              copied into the JSON ("placement" in run_e2e.sh).
 //   --spin-us U            symwire only: TransportOptions::spin_read.
@@ -54,6 +60,7 @@ struct Options {
   double warmup = 0.2;
   int connections = 1;
   int window = 256;
+  double rate = 0;  // latency mode: tasks/s per connection, 0 = closed loop
   int pin = -1;
   std::string label;
   int spin_us = 0;
@@ -102,6 +109,8 @@ inline Options ParseArgs(int argc, char** argv) {
       o.connections = std::atoi(value.c_str());
     } else if (flag == "--window") {
       o.window = std::atoi(value.c_str());
+    } else if (flag == "--rate") {
+      o.rate = std::strtod(value.c_str(), nullptr);
     } else if (flag == "--pin") {
       o.pin = std::atoi(value.c_str());
     } else if (flag == "--label") {
@@ -120,6 +129,9 @@ inline Options ParseArgs(int argc, char** argv) {
     Usage(argv[0], "--mode");
   }
   if (o.connections < 1 || o.window < 1) Usage(argv[0], "--connections");
+  if (o.rate < 0 || (o.rate > 0 && o.mode != "latency")) {
+    Usage(argv[0], "--rate (latency mode only)");
+  }
   if (o.address.empty()) {
     o.address =
         o.transport == "tcp" ? "127.0.0.1:7600" : "/tmp/symwire-e2e.sock";
@@ -147,6 +159,37 @@ inline void SignalReady() {
 inline double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
+
+// Pacer: the open-loop schedule of --rate. Due() is how many sends are due
+// by now since Start(): a sender behind schedule (it was descheduled, or the
+// window was full) catches up in a burst instead of silently lowering the
+// offered load; each task's latency is measured from its own send, so the
+// burst shows up in the percentiles, which is what a loaded system does.
+// NextDue() is when the next send is due, for the sleep/poll timeout.
+class Pacer {
+ public:
+  explicit Pacer(double rate) : rate_(rate) {}
+  void Start() {
+    t0_ = Clock::now();
+    sent_ = 0;
+  }
+  uint64_t Due() const {
+    const double s = SecondsSince(t0_);
+    const auto target = static_cast<uint64_t>(s * rate_) + 1;
+    return target > sent_ ? target - sent_ : 0;
+  }
+  void Sent(uint64_t n = 1) { sent_ += n; }
+  Clock::time_point NextDue() const {
+    return t0_ + std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(
+                         static_cast<double>(sent_) / rate_));
+  }
+
+ private:
+  double rate_;
+  Clock::time_point t0_{};
+  uint64_t sent_ = 0;
+};
 
 // Result: what the client prints, as one JSON object per line.
 //
@@ -189,11 +232,13 @@ inline void PrintResult(Result r) {
   std::snprintf(
       buf, sizeof(buf),
       "{\"system\":\"%s\",\"transport\":\"%s\",\"mode\":\"%s\","
-      "\"payload\":%zu,\"connections\":%d,\"window\":%d,\"pin\":%d,"
-      "\"label\":\"%s\",\"seconds\":%.4f,\"messages\":%llu,"
+      "\"payload\":%zu,\"connections\":%d,\"window\":%d,\"rate\":%.1f,"
+      "\"pin\":%d,\"label\":\"%s\",\"seconds\":%.4f,\"messages\":%llu,"
       "\"msgs_per_s\":%.1f,\"tasks_per_s\":%.1f,\"payload_MBps\":%.3f",
       r.system.c_str(), o.transport.c_str(), o.mode.c_str(), o.payload,
-      o.connections, o.mode == "latency" ? 1 : o.window, o.pin, o.label.c_str(),
+      o.connections,
+      o.mode == "latency" && o.rate == 0 ? 1 : o.window, o.rate, o.pin,
+      o.label.c_str(),
       r.elapsed, static_cast<unsigned long long>(r.messages),
       static_cast<double>(r.messages) / secs,
       static_cast<double>(r.tasks) / secs,
