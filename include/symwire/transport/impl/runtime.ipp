@@ -138,7 +138,7 @@ SYMWIRE_DECL absl::Status TaskCall::Cancel() {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", state_->id, " already ended"));
   }
-  absl::Status st = peer->session_->CancelTask(state_->id, SteadyNow());
+  absl::Status st = peer->session_->CancelTask(state_->id, peer->FreshNow());
   peer->AfterInput();
   return st;
 }
@@ -205,7 +205,7 @@ SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
                      absl::StrCat("task ", state_->id, " already ended"));
   }
   absl::Status st =
-      peer->session_->FailTask(state_->id, status, retryable, SteadyNow());
+      peer->session_->FailTask(state_->id, status, retryable, peer->FreshNow());
   if (st.ok()) {
     state_->done = true;
     peer->incoming_.erase(state_->id);
@@ -332,8 +332,32 @@ SYMWIRE_DECL void Peer::AfterInput() {
     if (!progressed) break;
   }
   dispatching_ = false;
+  now_valid_ = false;  // the turn is over (Now())
   if (transport_) transport_->Flush();
   ArmTimer();
+}
+
+SYMWIRE_DECL absl::Time Peer::Now() {
+  if (!now_valid_) return FreshNow();
+  return now_;
+}
+
+SYMWIRE_DECL absl::Time Peer::FreshNow() {
+  now_ = SteadyNow();
+  now_valid_ = true;
+  return now_;
+}
+
+SYMWIRE_DECL void Peer::AfterUserCall() {
+  // Inside the dispatch loop, the loop drains and flushes after the event.
+  if (dispatching_ || flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(executor_, [weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    self->flush_posted_ = false;
+    self->AfterInput();
+  });
 }
 
 SYMWIRE_DECL void Peer::ArmTimer() {
@@ -359,7 +383,7 @@ SYMWIRE_DECL void Peer::ArmTimer() {
         auto self = weak.lock();
         if (!self || generation != self->timer_generation_) return;
         self->timer_at_ = absl::InfiniteFuture();
-        self->session_->HandleTimeout(SteadyNow());
+        self->session_->HandleTimeout(self->FreshNow());
         self->AfterInput();
       });
 }
@@ -368,7 +392,7 @@ SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
                                         absl::Span<const std::byte> bytes) {
   if (&transport != transport_.get()) return;
   // Errors are reported as events (ConnectionLost, SessionFailed).
-  static_cast<void>(session_->Receive(bytes, SteadyNow()));
+  static_cast<void>(session_->Receive(bytes, FreshNow()));
   AfterInput();
   if (transport_ && unread_bytes_ > options_.max_unread_response_bytes) {
     transport_->PauseReading();
@@ -544,13 +568,16 @@ SYMWIRE_DECL absl::Status Peer::RespondFor(detail::IncomingState& task,
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", task.id, " already ended"));
   }
-  absl::Status st =
-      session_->SendResponse(task.id, payload, final, SteadyNow());
+  absl::Status st = session_->SendResponse(task.id, payload, final, Now());
   if (st.ok() && final) {
     task.done = true;
     incoming_.erase(task.id);
   }
-  AfterInput();
+  if (st.ok()) {
+    AfterUserCall();
+  } else {
+    AfterInput();  // a refusal may have queued Writable
+  }
   return st;
 }
 
@@ -642,8 +669,10 @@ SYMWIRE_DECL void Peer::Dial() {
 SYMWIRE_DECL absl::StatusOr<TaskCall> Peer::Submit(
     absl::Span<const std::byte> payload, const TaskOptions& options,
     TaskCallbacks callbacks) {
-  absl::StatusOr<TaskId> id =
-      session_->SubmitTask(payload, options, SteadyNow());
+  // A deadline is relative to now: read the clock for it; otherwise the
+  // turn's reading will do (Now()).
+  absl::StatusOr<TaskId> id = session_->SubmitTask(
+      payload, options, options.deadline ? FreshNow() : Now());
   if (!id.ok()) {
     AfterInput();  // a refusal may have queued Writable
     return id.status();
@@ -654,7 +683,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Peer::Submit(
   state->id = *id;
   state->callbacks = std::move(callbacks);
   calls_[*id] = state;
-  AfterInput();
+  AfterUserCall();
   return TaskCall(std::move(state));
 }
 
@@ -741,7 +770,7 @@ SYMWIRE_DECL void Peer::StartCall(
 }
 
 SYMWIRE_DECL absl::Status Peer::Close() {
-  absl::Status st = session_->Close(SteadyNow());
+  absl::Status st = session_->Close(FreshNow());
   AfterInput();
   return st;
 }
@@ -773,7 +802,7 @@ SYMWIRE_DECL void Peer::StartWaitEstablished(
 
 SYMWIRE_DECL void Peer::Abort(const absl::Status& status) {
   SYMWIRE_REQUIRE(!status.ok());
-  session_->Abort(status, SteadyNow());
+  session_->Abort(status, FreshNow());
   AfterInput();
 }
 
