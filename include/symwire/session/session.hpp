@@ -48,11 +48,16 @@
 #include "symwire/session/auth.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/detail/replay_store.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/frame.hpp"
 
 namespace symwire {
+
+// kAckFraction: a receiver acknowledges once a 1/kAckFraction of the peer's
+// replay window (frames or bytes) is unacknowledged (SPEC.md §14.2).
+inline constexpr uint64_t kAckFraction = 16;
 
 // SessionState
 enum class SessionState : uint8_t {
@@ -442,7 +447,7 @@ class Session {
 
   // Sequencing and the replay store: encoded sequenced frames, in order,
   // from the oldest unacknowledged one. Positions are absolute (they never
-  // decrease); store_[0] is at position store_base_.
+  // decrease); see detail::ReplayStore.
   uint64_t next_seq_ = 1;
   uint64_t acked_ = 0;       // highest sequence the peer acknowledged
   uint64_t sent_high_ = 0;   // highest sequence ever handed to the driver
@@ -450,8 +455,7 @@ class Session {
   uint64_t acked_sent_ = 0;  // last ack value sent
   uint64_t unacked_rx_frames_ = 0;
   uint64_t unacked_rx_bytes_ = 0;
-  std::vector<std::byte> store_;
-  uint64_t store_base_ = 0;
+  detail::ReplayStore store_;
   uint64_t send_pos_ = 0;  // next store position to hand to the driver
   std::deque<ReplayEntry> replay_;
 
