@@ -17,7 +17,10 @@
 //               (agent -> client only, like PUSH/PULL). msgs = partial
 //               responses received by the client.
 //   latency     one task in flight per connection; each TASK -> final
-//               RESPONSE round trip is timed with steady_clock.
+//               RESPONSE round trip is timed with steady_clock. With
+//               --rate R: open loop, R tasks/s per connection paced by
+//               e2e::Pacer (a timer per connection; at most --window in
+//               flight), each task timed from its own Submit.
 //
 // Session settings (both sides): defaults of SPEC.md §19 (payload checksums
 // on, 8 MiB / 65536-frame replay window, ack_delay 5 ms), except the
@@ -171,6 +174,8 @@ struct Conn {
   int inflight = 0;
   bool blocked = false;  // an async_submit is waiting for room
   Clock::time_point sent_at;
+  e2e::Pacer pacer{1};
+  std::unique_ptr<asio::steady_timer> pace_timer;
   symwire::SessionCounters c0;
   symwire::TransportCounters t0;
 };
@@ -199,6 +204,24 @@ struct Bench {
 
   symwire::TaskCallbacks Callbacks(Conn* c) {
     symwire::TaskCallbacks cb;
+    if (o.rate > 0) {
+      cb.on_done = [this, c, sent = Clock::now()](const absl::Status& st) {
+        --c->inflight;
+        if (!st.ok()) {
+          std::fprintf(stderr, "task failed: %s\n", st.ToString().c_str());
+          failed = true;
+          Stop();
+          return;
+        }
+        if (phase == Phase::kMeasure) {
+          latencies.push_back(
+              std::chrono::duration<double, std::micro>(Clock::now() - sent)
+                  .count());
+        }
+        Count(1);
+      };
+      return cb;
+    }
     if (o.mode == "stream") {
       cb.on_response = [this](absl::Span<const std::byte>, bool) { Count(1); };
       cb.on_done = [](const absl::Status&) {};
@@ -257,10 +280,39 @@ struct Bench {
     }
   }
 
+  // Pace: the open-loop sender of --rate: what is due now, then a timer for
+  // the next send.
+  void Pace(Conn* c) {
+    if (phase == Phase::kDone) return;
+    for (uint64_t due = c->pacer.Due(); due > 0 && c->inflight < o.window;
+         --due) {
+      absl::StatusOr<symwire::TaskCall> call =
+          c->peer->Submit(payload, {}, Callbacks(c));
+      if (!call.ok()) {
+        if (IsRetry(call.status())) break;  // the window: offered load drops
+        std::fprintf(stderr, "submit: %s\n", call.status().ToString().c_str());
+        failed = true;
+        Stop();
+        return;
+      }
+      ++c->inflight;
+      c->pacer.Sent();
+    }
+    c->pace_timer->expires_at(c->pacer.NextDue());
+    c->pace_timer->async_wait([this, c](const boost::system::error_code& ec) {
+      if (!ec) Pace(c);
+    });
+  }
+
   void Start() {
     t_start = Clock::now();
     for (auto& c : conns) {
-      if (o.mode == "stream") {
+      if (o.rate > 0) {
+        c->pacer = e2e::Pacer(o.rate);
+        c->pacer.Start();
+        c->pace_timer = std::make_unique<asio::steady_timer>(io);
+        Pace(c.get());
+      } else if (o.mode == "stream") {
         c->stream_call =
             *c->peer->Submit(stream_request, {}, Callbacks(c.get()));
       } else {
@@ -291,6 +343,9 @@ struct Bench {
     if (phase == Phase::kMeasure) elapsed = e2e::SecondsSince(t_start);
     phase = Phase::kDone;
     timer.cancel();
+    for (auto& c : conns) {
+      if (c->pace_timer) c->pace_timer->cancel();
+    }
     e2e::Result r;
     r.system = "symwire";
     r.options = o;

@@ -9,7 +9,10 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = ["zmq", "raw"]
+# Every table has one "symwire / peer" ratio column per peer present, in
+# this order; SYSTEMS is the column (and chart series) order.
+PEERS = ["zmq", "grpc", "raw"]
+SYSTEMS = ["symwire"] + PEERS
 
 
 def fmt_rate(v):
@@ -44,7 +47,7 @@ def main():
                 if field in r]
         return statistics.median(vals) if vals else None
 
-    systems = [s for s in ["symwire", "zmq", "raw"] if any(k[4] == s for k in groups)]
+    systems = [s for s in SYSTEMS if any(k[4] == s for k in groups)]
     rounds = max((r.get("round", 1) for r in rows), default=0)
     payloads = sorted({r["payload"] for r in rows})
     transports = [t for t in ["tcp", "unix"] if any(r["transport"] == t for r in rows)]
@@ -83,14 +86,16 @@ def main():
                "One direction: agent → client messages/s (stream)",
                "symwire: partial responses of one task received by the client "
                "(zero-copy TaskCallbacks, payload checksum verified); zmq: "
-               "PUSH → PULL; raw: length-prefixed messages in 64 KiB writes. "
-               "Server on CPU 1, client on CPU 0.")
+               "PUSH → PULL; grpc: server writes on one bidi stream per "
+               "connection (async API); raw: length-prefixed messages in "
+               "64 KiB writes. Server on CPU 1, client on CPU 0.")
     rate_table("throughput", "tasks_per_s",
                "Request/response pairs per second (throughput, window 256)",
                "symwire: tasks answered by one final response each (pairs/s; "
                "msgs/s in the JSON is twice this); zmq: DEALER → ROUTER echo; "
-               "raw: echo of length-prefixed messages. Server on CPU 1, client "
-               "on CPU 0.")
+               "grpc: echo on one bidi stream per connection (one Write "
+               "outstanding, the rest queued); raw: echo of length-prefixed "
+               "messages. Server on CPU 1, client on CPU 0.")
 
     for label, desc in (("split", "different vCPUs (server CPU 1, client CPU 0)"),
                         ("same", "one vCPU (both on CPU 0)")):
@@ -98,7 +103,8 @@ def main():
             continue
         out.append(f"## Round trip, {desc}\n")
         out.append("One request in flight; µs from send to the complete answer "
-                   "(symwire: Submit → on_done of the final RESPONSE).\n")
+                   "(symwire: Submit → on_done of the final RESPONSE; grpc: "
+                   "Write → Read of the echo on the stream).\n")
         head = ["transport", "payload"]
         for s in systems:
             head += [f"{s} p50", f"{s} p99", f"{s} p99.9"]

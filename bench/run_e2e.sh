@@ -12,7 +12,7 @@
 # Placement (--label): "split" = server on CPU 1, client on CPU 0
 # (different vCPUs); "same" = both on CPU 0 (one vCPU; latency only).
 # Environment: BUILD_DIR (default build/release, the release preset),
-# SKIP_DEPS=1, SKIP_BUILD=1, SYSTEMS="symwire raw zmq", PAYLOADS="...".
+# SKIP_DEPS=1, SKIP_BUILD=1, SYSTEMS="symwire raw zmq grpc", PAYLOADS="...".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 level=quick
@@ -29,6 +29,12 @@ fi
 payloads=${PAYLOADS:-$default_payloads}
 build=${BUILD_DIR:-build/release}
 
+declare -A bin=([symwire]=symwire-bench-e2e [raw]=raw-tcp-bench [zmq]=zmq-bench
+  [grpc]=grpc-bench)
+# The optional peers' cache flags (bench/CMakeLists.txt): built only if found.
+declare -A found=([zmq]=SYMWIRE_ZMQ_FOUND [grpc]=SYMWIRE_GRPC_FOUND)
+wanted=${SYSTEMS:-symwire raw zmq grpc}
+
 [[ ${SKIP_DEPS:-0} == 1 ]] || bench/deps.sh
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   if [[ $build == build/release ]]; then
@@ -36,19 +42,25 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   else
     cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   fi
-  targets="symwire-bench-e2e raw-tcp-bench"
-  if grep -q '^SYMWIRE_ZMQ_FOUND:INTERNAL=1' "$build/CMakeCache.txt"; then
-    targets+=" zmq-bench"
-  fi
-  cmake --build "$build" --target $targets
+  # Only the programs of the systems asked for.
+  targets=()
+  for s in $wanted; do
+    [[ -n ${bin[$s]:-} ]] || continue
+    if [[ -n ${found[$s]:-} ]] &&
+        ! grep -q "^${found[$s]}:INTERNAL=1" "$build/CMakeCache.txt"; then
+      continue
+    fi
+    targets+=("${bin[$s]}")
+  done
+  if ((${#targets[@]} > 0)); then cmake --build "$build" --target "${targets[@]}"; fi
 fi
 
-declare -A bin=([symwire]=symwire-bench-e2e [raw]=raw-tcp-bench [zmq]=zmq-bench)
 systems=()
-for s in ${SYSTEMS:-symwire raw zmq}; do
-  if [[ -x $build/bench/${bin[$s]} ]]; then systems+=("$s"); else
+for s in $wanted; do
+  if [[ -n ${bin[$s]:-} && -x $build/bench/${bin[$s]} ]]; then systems+=("$s"); else
     echo "run_e2e: $s not built, skipped" >&2; fi
 done
+if ((${#systems[@]} == 0)); then echo "run_e2e: no system to run" >&2; exit 1; fi
 
 mkdir -p bench/results
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
