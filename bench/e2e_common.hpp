@@ -73,13 +73,14 @@ struct Options {
 };
 
 [[noreturn]] inline void Usage(const char* program, const char* why) {
-  std::fprintf(stderr,
-               "%s: %s\nusage: %s --role server|client [--transport tcp|unix]"
-               " [--address A] [--payload B] [--mode "
-               "throughput|stream|latency] [--seconds S | --messages N]"
-               " [--warmup S] [--connections C] [--window W] [--pin CPU]"
-               " [--label L] [--spin-us U]\n",
-               program, why, program);
+  std::fprintf(
+      stderr,
+      "%s: %s\nusage: %s --role server|client [--transport tcp|unix]"
+      " [--address A] [--payload B] [--mode "
+      "throughput|stream|latency] [--seconds S | --messages N]"
+      " [--warmup S] [--connections C] [--window W] [--rate R] [--pin CPU]"
+      " [--label L] [--spin-us U]\n",
+      program, why, program);
   std::exit(2);
 }
 
@@ -181,8 +182,8 @@ class Pacer {
   void Sent(uint64_t n = 1) { sent_ += n; }
   Clock::time_point NextDue() const {
     return t0_ + std::chrono::duration_cast<Clock::duration>(
-                     std::chrono::duration<double>(
-                         static_cast<double>(sent_) / rate_));
+                     std::chrono::duration<double>(static_cast<double>(sent_) /
+                                                   rate_));
   }
 
  private:
@@ -236,10 +237,9 @@ inline void PrintResult(Result r) {
       "\"pin\":%d,\"label\":\"%s\",\"seconds\":%.4f,\"messages\":%llu,"
       "\"msgs_per_s\":%.1f,\"tasks_per_s\":%.1f,\"payload_MBps\":%.3f",
       r.system.c_str(), o.transport.c_str(), o.mode.c_str(), o.payload,
-      o.connections,
-      o.mode == "latency" && o.rate == 0 ? 1 : o.window, o.rate, o.pin,
-      o.label.c_str(),
-      r.elapsed, static_cast<unsigned long long>(r.messages),
+      o.connections, o.mode == "latency" && o.rate == 0 ? 1 : o.window, o.rate,
+      o.pin, o.label.c_str(), r.elapsed,
+      static_cast<unsigned long long>(r.messages),
       static_cast<double>(r.messages) / secs,
       static_cast<double>(r.tasks) / secs,
       static_cast<double>(r.payload_bytes) / secs / 1e6);

@@ -39,11 +39,14 @@ def main():
     meta = open(meta_path).read() if os.path.exists(meta_path) else ""
     groups = collections.defaultdict(list)
     for r in rows:
-        key = (r["mode"], r["transport"], r["label"], r["payload"], r["system"])
+        # "load": latency at 50% of the system's own throughput (--rate).
+        mode = "load" if r["mode"] == "latency" and r.get("rate", 0) > 0 else r["mode"]
+        key = (mode, r["transport"], r["label"], r["payload"], r["system"],
+               r.get("connections", 1))
         groups[key].append(r)
 
-    def med(mode, tr, label, payload, system, field):
-        vals = [r[field] for r in groups.get((mode, tr, label, payload, system), [])
+    def med(mode, tr, label, payload, system, field, conns=1):
+        vals = [r[field] for r in groups.get((mode, tr, label, payload, system, conns), [])
                 if field in r]
         return statistics.median(vals) if vals else None
 
@@ -60,7 +63,54 @@ def main():
                "for rates, worse for latencies).\n")
     out.append("## Machine and command\n\n```\n" + meta.strip() + "\n```\n")
 
-    def rate_table(mode, field, title, note):
+    # Issue #5's goals, computed from the medians below (same run).
+    def goal(name, value, target, better, fmt="{:.2f}×"):
+        if value is None:
+            return f"| {name} | — | {target} | not measured |"
+        ok = value >= target if better == "higher" else value <= target
+        return (f"| {name} | {fmt.format(value)} | {'≥' if better == 'higher' else '≤'} "
+                f"{fmt.format(target)} | {'**met**' if ok else '**missed**'} |")
+
+    def div(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    out.append("## Goals (issue #5), this run\n")
+    out.append("| goal | measured | target | verdict |")
+    out.append("|---|---|---|---|")
+    out.append(goal("64 B stream, 1 TCP connection: symwire ÷ zmq msgs/s",
+                    div(med("stream", "tcp", "split", 64, "symwire", "msgs_per_s"),
+                        med("stream", "tcp", "split", 64, "zmq", "msgs_per_s")),
+                    1.5, "higher"))
+    out.append(goal("16 KiB stream, TCP: symwire ÷ raw payload bandwidth",
+                    div(med("stream", "tcp", "split", 16384, "symwire", "payload_MBps"),
+                        med("stream", "tcp", "split", 16384, "raw", "payload_MBps")),
+                    0.8, "higher", "{:.0%}"))
+    for mode, what in (("stream", "64 B stream msgs/s"), ("throughput", "64 B pairs/s")):
+        field = "msgs_per_s" if mode == "stream" else "tasks_per_s"
+        out.append(goal(f"{what}, TCP: symwire ÷ grpc",
+                        div(med(mode, "tcp", "split", 64, "symwire", field),
+                            med(mode, "tcp", "split", 64, "grpc", field)),
+                        5, "higher"))
+    for tr in transports:
+        out.append(goal(f"round trip p50, one vCPU, {tr} 64 B: symwire ÷ raw",
+                        div(med("latency", tr, "same", 64, "symwire", "p50_us"),
+                            med("latency", tr, "same", 64, "raw", "p50_us")),
+                        1.5, "lower"))
+    # Heartbeats and acks: the share of symwire's wire frames that are
+    # SYNCs (acks; a heartbeat is one SYNC per ping interval, 0 in a run this
+    # short), i.e. the frames it processes beyond the payload's.
+    acks = med("stream", "tcp", "split", 64, "symwire", "acks")
+    frames = med("stream", "tcp", "split", 64, "symwire", "wire_frames_in")
+    out.append(goal("64 B stream: ack/heartbeat frames ÷ data frames",
+                    div(acks, frames), 0.05, "lower", "{:.2%}"))
+    out.append("")
+    out.append("The last row counts frames, not time: each SYNC costs about what a "
+               "data frame costs to encode and decode, so the frame share bounds the "
+               "throughput share.\n")
+
+    def rate_table(mode, field, title, note, conns=1):
+        if not any(k[0] == mode and k[5] == conns for k in groups):
+            return
         out.append(f"## {title}\n\n{note}\n")
         head = ["transport", "payload"] + [f"{s} {field_label[field]}" for s in systems]
         head += [f"symwire / {p}" for p in PEERS if p in systems]
@@ -70,13 +120,13 @@ def main():
         out.append("|" + "---|" * len(head))
         for tr in transports:
             for p in payloads:
-                vals = {s: med(mode, tr, "split", p, s, field) for s in systems}
+                vals = {s: med(mode, tr, "split", p, s, field, conns) for s in systems}
                 if all(v is None for v in vals.values()):
                     continue
                 cells = [tr, str(p)] + [fmt_rate(vals[s]) for s in systems]
                 cells += [ratio(vals.get("symwire"), vals[q]) for q in PEERS if q in systems]
                 if "symwire" in systems:
-                    mb = med(mode, tr, "split", p, "symwire", "payload_MBps")
+                    mb = med(mode, tr, "split", p, "symwire", "payload_MBps", conns)
                     cells.append("—" if mb is None else f"{mb:.0f}")
                 out.append("| " + " | ".join(cells) + " |")
         out.append("")
@@ -89,6 +139,10 @@ def main():
                "PUSH → PULL; grpc: server writes on one bidi stream per "
                "connection (async API); raw: length-prefixed messages in "
                "64 KiB writes. Server on CPU 1, client on CPU 0.")
+    rate_table("stream", "msgs_per_s",
+               "One direction on 8 connections (stream)",
+               "As above, 8 connections from one client thread to one server "
+               "thread (zmq: 8 PULL sockets; grpc: 8 channels), summed.", 8)
     rate_table("throughput", "tasks_per_s",
                "Request/response pairs per second (throughput, window 256)",
                "symwire: tasks answered by one final response each (pairs/s; "
@@ -96,18 +150,31 @@ def main():
                "grpc: echo on one bidi stream per connection (one Write "
                "outstanding, the rest queued); raw: echo of length-prefixed "
                "messages. Server on CPU 1, client on CPU 0.")
+    rate_table("throughput", "tasks_per_s",
+               "Request/response pairs per second on 8 connections",
+               "As above with 8 connections (window 256 each), summed.", 8)
 
-    for label, desc in (("split", "different vCPUs (server CPU 1, client CPU 0)"),
-                        ("same", "one vCPU (both on CPU 0)")):
-        if not any(k[0] == "latency" and k[2] == label for k in groups):
+    for mode, label, desc in (
+            ("latency", "split", "low load, different vCPUs (server CPU 1, client CPU 0)"),
+            ("latency", "same", "low load, one vCPU (both on CPU 0)"),
+            ("load", "split", "at 50% of each system's own maximum, different vCPUs")):
+        if not any(k[0] == mode and k[2] == label for k in groups):
             continue
         out.append(f"## Round trip, {desc}\n")
-        out.append("One request in flight; µs from send to the complete answer "
-                   "(symwire: Submit → on_done of the final RESPONSE; grpc: "
-                   "Write → Read of the echo on the stream).\n")
+        if mode == "latency":
+            out.append("One request in flight; µs from send to the complete answer "
+                       "(symwire: Submit → on_done of the final RESPONSE; grpc: "
+                       "Write → Read of the echo on the stream).\n")
+        else:
+            out.append("Open loop: requests paced at half the pairs/s the same "
+                       "system reached in the throughput test of the same round "
+                       "(the `rate` column, per system), each timed from its own "
+                       "send; at most 256 in flight.\n")
         head = ["transport", "payload"]
         for s in systems:
             head += [f"{s} p50", f"{s} p99", f"{s} p99.9"]
+            if mode == "load":
+                head.append(f"{s} rate/s")
         head += [f"p50 symwire / {p}" for p in PEERS if p in systems]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
@@ -116,10 +183,12 @@ def main():
                 cells = [tr, str(p)]
                 p50 = {}
                 for s in systems:
-                    p50[s] = med("latency", tr, label, p, s, "p50_us")
+                    p50[s] = med(mode, tr, label, p, s, "p50_us")
                     cells += [fmt_us(p50[s]),
-                              fmt_us(med("latency", tr, label, p, s, "p99_us")),
-                              fmt_us(med("latency", tr, label, p, s, "p999_us"))]
+                              fmt_us(med(mode, tr, label, p, s, "p99_us")),
+                              fmt_us(med(mode, tr, label, p, s, "p999_us"))]
+                    if mode == "load":
+                        cells.append(fmt_rate(med(mode, tr, label, p, s, "rate")))
                 if all(v is None for v in p50.values()):
                     continue
                 cells += [ratio(p50.get("symwire"), p50[q]) for q in PEERS if q in systems]
@@ -169,6 +238,30 @@ def main():
         fig.tight_layout()
         fig.savefig(chart, dpi=100)
         out.append("![stream throughput](results/throughput.png)\n")
+        # Latency percentiles, 64 B over TCP, per placement and load.
+        cases = [(m, l, t) for m, l, t in (("latency", "split", "low load, 2 vCPUs"),
+                                           ("latency", "same", "low load, 1 vCPU"),
+                                           ("load", "split", "50% load, 2 vCPUs"))
+                 if any(k[0] == m and k[2] == l for k in groups)]
+        if cases:
+            fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4),
+                                     squeeze=False)
+            for ax, (m, l, t) in zip(axes[0], cases):
+                width = 0.8 / max(1, len(systems))
+                for i, sname in enumerate(systems):
+                    ys = [med(m, "tcp", l, 64, sname, f) or 0
+                          for f in ("p50_us", "p99_us", "p999_us")]
+                    ax.bar([x + i * width for x in range(3)], ys, width, label=sname)
+                ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(3)])
+                ax.set_xticklabels(["p50", "p99", "p99.9"])
+                ax.set_yscale("log")
+                ax.set_ylabel("µs, TCP, 64 B")
+                ax.set_title(t)
+                ax.grid(True, axis="y", which="both", alpha=0.3)
+                ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(HERE, "results", "latency.png"), dpi=100)
+            out.append("![latency percentiles](results/latency.png)\n")
     except ImportError:
         out.append("(no chart: python3-matplotlib is not importable by "
                    f"{sys.executable})\n")

@@ -22,9 +22,9 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 if [[ $level == quick ]]; then
-  rounds=1; secs=1.5; default_payloads="64 1024 16384"
+  rounds=1; secs=1; default_payloads="64 16384"
 else
-  rounds=5; secs=2; default_payloads="16 64 256 1024 16384"
+  rounds=${ROUNDS:-3}; secs=1.5; default_payloads="16 64 256 1024 16384"
 fi
 payloads=${PAYLOADS:-$default_payloads}
 build=${BUILD_DIR:-build/release}
@@ -82,14 +82,16 @@ log=bench/results/e2e-$stamp.log
 
 port=7700
 sock=/tmp/symwire-e2e-$$.sock
-run_one() {  # system transport mode payload label round
-  local s=$1 tr=$2 mode=$3 p=$4 label=$5 round=$6
+declare -A max_tasks  # "system transport payload" -> this round's pairs/s
+run_one() {  # system transport mode payload label round connections rate
+  local s=$1 tr=$2 mode=$3 p=$4 label=$5 round=$6 conns=${7:-1} rate=${8:-0}
   local spin cpin addr
   if [[ $label == split ]]; then spin=1; cpin=0; else spin=0; cpin=0; fi
   port=$((port + 1))
   if [[ $tr == tcp ]]; then addr=127.0.0.1:$port; else addr=$sock; rm -f "$sock"; fi
   local b=$build/bench/${bin[$s]}
-  local common=(--transport "$tr" --address "$addr" --payload "$p" --mode "$mode")
+  local common=(--transport "$tr" --address "$addr" --payload "$p" --mode "$mode"
+    --rate "$rate")
   local err
   err=$(mktemp)
   "$b" --role server "${common[@]}" --pin "$spin" 2>"$err" >/dev/null &
@@ -97,9 +99,14 @@ run_one() {  # system transport mode payload label round
   for _ in $(seq 100); do grep -q ready "$err" && break; sleep 0.05; done
   local line
   if line=$(timeout $((${secs%.*} + 20)) "$b" --role client "${common[@]}" \
-      --pin "$cpin" --seconds "$secs" --label "$label" 2>>"$log"); then
+      --pin "$cpin" --seconds "$secs" --label "$label" \
+      --connections "$conns" 2>>"$log"); then
     echo "$line" | sed "s/^{/{\"round\":$round,/" >>"$out"
-    printf '  %-8s %-4s %-10s %6s %-5s %s %s\n' "$s" "$tr" "$mode" "$p" "$label" \
+    if [[ $mode == throughput && $conns == 1 ]]; then
+      max_tasks["$s $tr $p"]=$(grep -o '"tasks_per_s":[0-9.]*' <<<"$line" | cut -d: -f2)
+    fi
+    printf '  %-8s %-4s %-10s %6s %-5s c%-2s r%-8s %s %s\n' "$s" "$tr" "$mode" "$p" \
+      "$label" "$conns" "${rate%.*}" \
       "$(grep -o '"msgs_per_s":[0-9.]*' <<<"$line")" \
       "$(grep -o '"p50_us":[0-9.]*' <<<"$line" || true)"
   else
@@ -114,14 +121,25 @@ for round in $(seq 1 "$rounds"); do
   echo "== round $round/$rounds"
   for p in $payloads; do
     for tr in tcp unix; do
-      for spec in stream:split throughput:split latency:split latency:same; do
-        mode=${spec%%:*}; label=${spec##*:}
+      # mode:placement:connections; "load" is latency at 50% of the same
+      # system's throughput (1 connection) measured just before in this
+      # round: --rate = half its pairs/s, open loop.
+      for spec in stream:split:1 stream:split:8 throughput:split:1 \
+          throughput:split:8 latency:split:1 latency:same:1 load:split:1; do
+        IFS=: read -r mode label conns <<<"$spec"
         # Interleave the systems within each configuration, in an order that
         # rotates by round so no system always runs first.
         n=${#systems[@]}
         for ((i = 0; i < n; i++)); do
           s=${systems[$(((i + round) % n))]}
-          run_one "$s" "$tr" "$mode" "$p" "$label" "$round"
+          if [[ $mode == load ]]; then
+            m=${max_tasks["$s $tr $p"]:-}
+            [[ -n $m ]] || continue
+            rate=$(awk -v m="$m" 'BEGIN { printf "%.0f", m / 2 }')
+            run_one "$s" "$tr" latency "$p" "$label" "$round" 1 "$rate"
+          else
+            run_one "$s" "$tr" "$mode" "$p" "$label" "$round" "$conns"
+          fi
         done
       done
     done
