@@ -237,7 +237,9 @@ class IncomingTask {
   SYMWIRE_DECL void OnCancel(std::function<void(const absl::Status&)> callback);
 
   // Respond
-  // Streams a partial (final == false) or the final response. Errors:
+  // Streams a partial (final == false) or the final response. The frame is
+  // encoded at once; it is written with everything else produced in the
+  // same executor turn (one write per burst: see AfterUserCall). Errors:
   // WRONG_STATE (task ended), REPLAY_BUFFER_FULL (the send window is full:
   // use async_respond, which waits), FRAME_TOO_LARGE, SESSION_CLOSED.
   SYMWIRE_DECL absl::Status Respond(absl::Span<const std::byte> payload,
@@ -299,7 +301,9 @@ class Peer : public std::enable_shared_from_this<Peer>,
   }
 
   // Submit
-  // Sends a task now. Errors as Session::SubmitTask: NO_CREDIT and
+  // Sends a task: encoded at once, written with everything else produced in
+  // the same executor turn (one write per burst of Submits, not one per
+  // call). Errors as Session::SubmitTask: NO_CREDIT and
   // REPLAY_BUFFER_FULL mean "wait" (async_submit does), PEER_DRAINING and
   // SESSION_CLOSED mean "go elsewhere". With `callbacks`, responses are
   // delivered zero-copy through them instead of TaskCall::async_next.
