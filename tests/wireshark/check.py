@@ -5,7 +5,7 @@ Usage: check.py [--tshark PATH] [--keep DIR]
 
 Builds a capture with make_capture.py (every session transcript and every valid frames.md vector,
 each a TCP connection; frames split across segments and several frames per segment; one
-conversation with a bad CRC and a bad XXH3 trailer), runs
+conversation with a bad CRC and a bad XXH3 trailer), runs (once in one pass, once in two passes with -2)
 
   tshark -X lua_script:tools/wireshark/symwire.lua -o symwire.port:7000
          -d tcp.port==7777,symwire --disable-heuristic symwire_tcp -r capture.pcap -T pdml
@@ -178,26 +178,34 @@ def main():
         return 1
     expected = json.loads(exp_path.read_text())
 
-    pdml = run_tshark(args.tshark, lua, pcap, ["-o", "symwire.port:7000", "-d", "tcp.port==7777,symwire",
-                                          "--disable-heuristic", "symwire_tcp"])
-    if pdml is None:
-        return 1
-    if args.keep:
-        (work / "decoded.pdml").write_bytes(pdml)
-    got, problems = decoded_pdus(pdml)
     c = Checker()
-    c.errors.extend(problems)
-    for key, exp in expected.items():
-        c.direction(key, exp["name"], exp["pdus"], got.get(key, []))
-    for key in got:
-        if key not in expected:
-            c.fail(key, "decoded PDUs on a direction with none expected")
-    frames = sum(1 for e in expected.values() for p in e["pdus"] if p["kind"] == "frame")
-    prefaces = sum(1 for e in expected.values() for p in e["pdus"] if p["kind"] == "preface")
-    bad = [(k, p) for k, e in expected.items() for p in e["pdus"]
-           if p.get("crc_status") == 0 or p.get("xxh3_status") == 0]
-    print("run 1 (port 7000, Decode As 7777): %d directions, %d prefaces, %d frames, %d values "
-          "compared, %d deliberately corrupted frames" % (len(expected), prefaces, frames, c.checked, len(bad)))
+    # Run 1 in one pass; run 1b in two passes (tshark -2), which replays the TCP reassembly the
+    # way the GUI does when a packet is selected: frames split across segments must decode the same.
+    for label, passes in (("run 1", []), ("run 1b, two-pass", ["-2"])):
+        pdml = run_tshark(args.tshark, lua, pcap, passes + ["-o", "symwire.port:7000", "-d",
+                                                            "tcp.port==7777,symwire",
+                                                            "--disable-heuristic", "symwire_tcp"])
+        if pdml is None:
+            return 1
+        if args.keep:
+            (work / ("decoded%s.pdml" % "".join(passes))).write_bytes(pdml)
+        got, problems = decoded_pdus(pdml)
+        c.errors.extend(label + ": " + p for p in problems)
+        checked_before = c.checked
+        errors_before = len(c.errors)
+        for key, exp in expected.items():
+            c.direction(key, exp["name"], exp["pdus"], got.get(key, []))
+        for key in got:
+            if key not in expected:
+                c.fail(key, "decoded PDUs on a direction with none expected")
+        c.errors[errors_before:] = [label + ": " + e for e in c.errors[errors_before:]]
+        frames = sum(1 for e in expected.values() for p in e["pdus"] if p["kind"] == "frame")
+        prefaces = sum(1 for e in expected.values() for p in e["pdus"] if p["kind"] == "preface")
+        bad = [(k, p) for k, e in expected.items() for p in e["pdus"]
+               if p.get("crc_status") == 0 or p.get("xxh3_status") == 0]
+        print("%s (port 7000, Decode As 7777): %d directions, %d prefaces, %d frames, %d values "
+              "compared, %d deliberately corrupted frames"
+              % (label, len(expected), prefaces, frames, c.checked - checked_before, len(bad)))
 
     # Run 2: port preference elsewhere, heuristic on: every direction that starts with a preface
     # is still found, with the same number of PDUs.

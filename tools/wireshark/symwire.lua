@@ -923,8 +923,12 @@ function symwire.dissector(tvb, pinfo, tree)
     local looks_like_frame = rshift(b0, 6) <= 1
     if b0 == 0x89 or (is_first and not looks_like_frame) then
       if len - off < 8 then
+        -- Not "8 - (len - off)": a reassembly asked for in several partial
+        -- steps is replayed wrongly by a second pass (tshark -2, and the
+        -- GUI when a packet is selected); one more segment, then the exact
+        -- length, is replayed correctly.
         pinfo.desegment_offset = off
-        pinfo.desegment_len = 8 - (len - off)
+        pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT
         break
       end
       local ok, info = dissect_preface(tvb, pinfo, tree, off, dir)
@@ -942,8 +946,10 @@ function symwire.dissector(tvb, pinfo, tree)
     else
       local total, need = frame_size(tvb, off)
       if total == nil then
+        -- The header is incomplete, so the frame's length is unknown: ask
+        -- for one more segment, not for `need` (see the preface above).
         pinfo.desegment_offset = off
-        pinfo.desegment_len = need - (len - off)
+        pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT
         break
       elseif total == false then
         local item = tree:add(symwire, tvb(off))
