@@ -249,7 +249,7 @@ struct Bench {
   void Fill(Conn* c) {
     const int window = o.mode == "latency" ? 1 : o.window;
     while (phase != Phase::kDone && !c->blocked && c->inflight < window) {
-      c->sent_at = Clock::now();
+      if (o.mode == "latency") c->sent_at = Clock::now();
       absl::StatusOr<symwire::TaskCall> call =
           c->peer->Submit(payload, {}, Callbacks(c));
       if (call.ok()) {

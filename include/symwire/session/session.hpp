@@ -254,6 +254,14 @@ class Session {
   // Call until empty; every span stays valid until the next input call.
   // Does not allocate.
   SYMWIRE_DECL absl::Span<const std::byte> PollTransmit();
+  // With `owner`: as above, and when the span lies in the replay store
+  // (sequenced frames, which are never rewritten) *owner is set to a
+  // reference that keeps those bytes valid for as long as it is held, past
+  // later inputs, so a driver can write them without copying; otherwise
+  // (control frames) *owner is reset and the span lives until the next
+  // input, as above.
+  SYMWIRE_DECL absl::Span<const std::byte> PollTransmit(
+      std::shared_ptr<const void>* owner);
 
   // PollEvent
   // The next event, or nullopt.
@@ -288,6 +296,13 @@ class Session {
   // Unacknowledged sequenced frames kept for replay, and their bytes.
   size_t replay_frames_in_use() const { return replay_.size(); }
   uint64_t replay_bytes_in_use() const;
+  // Bytes PollTransmit would return now (a driver's flush heuristics).
+  uint64_t transmit_pending_bytes() const {
+    const Connection& c = conn_;
+    uint64_t n = c.control.size() - c.control_taken;
+    if (c.up && !c.closing && c.store_enabled) n += store_.end() - send_pos_;
+    return n;
+  }
   // The last sequence accepted from the peer / sent to it.
   uint64_t last_received() const { return rx_seq_; }
   uint64_t last_sent() const { return next_seq_ - 1; }

@@ -6,16 +6,20 @@
 // function that produces a connected Asio stream, nothing more (STYLE.md §1:
 // adapters never touch the codec or the session).
 //
-// Why the transport copies outgoing bytes. Session::PollTransmit spans stay
-// valid only until the session's next input; a zero-copy gather write would
-// forbid every input (reads, timers, user calls) while a write is in
-// flight. Instead Send() appends the bytes to a pending batch, and a write
-// takes the whole batch at once: while one write is in flight everything
-// the session produces accumulates into the next one, so a busy connection
-// sends many frames per system call (write coalescing) and an idle one
-// sends each batch at once. The copy is a memcpy of bytes that are hot in
-// cache; it is bounded because the session bounds what it produces (the
-// replay window plus coalesced control frames).
+// Batches, copies and references. Bytes are queued into a pending batch,
+// and a write takes the whole batch at once: while one write is in flight
+// everything the session produces accumulates into the next one, so a busy
+// connection sends many frames per system call (write coalescing) and an
+// idle one sends each batch at once. Most Session::PollTransmit spans stay
+// valid only until the session's next input, so Queue copies them (a
+// memcpy of bytes hot in cache). Spans of the session's replay store come
+// with a reference that keeps them valid (Session::PollTransmit(owner)),
+// and QueueShared takes those by reference when they are large enough for
+// a copy to cost more than an extra iovec: the batch is then a gather list
+// of copied and referenced pieces, and a stream of large frames is written
+// straight from the replay store. What is queued is bounded because the
+// session bounds what it produces (the replay window plus coalesced
+// control frames).
 //
 // Why type erasure rather than a Driver<Stream> template (STYLE.md §2
 // sketches transport/driver.hpp and concepts.hpp): the driver (Peer,
@@ -35,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -128,11 +133,17 @@ class Transport : public std::enable_shared_from_this<Transport> {
   void SetSink(Sink* sink) { sink_ = sink; }
   Sink* sink() const { return sink_; }
 
-  // Queue / Flush / Send
-  // Queue appends `bytes` (copied) to the pending batch; Flush starts a
-  // write of the batch unless one is in flight (then the batch goes when
-  // it completes); Send is both. Ignored once closing.
+  // Queue / QueueShared / Flush / Send
+  // Queue appends `bytes` (copied) to the pending batch; QueueShared
+  // appends bytes that stay valid and unchanged while `owner` is held,
+  // by reference when there are at least kMinSharedBytes of them (else
+  // copied); Flush starts a write of the batch unless one is in flight
+  // (then the batch goes when it completes); Send is Queue and Flush.
+  // Ignored once closing.
+  static constexpr size_t kMinSharedBytes = 2048;
   SYMWIRE_DECL void Queue(absl::Span<const std::byte> bytes);
+  SYMWIRE_DECL void QueueShared(absl::Span<const std::byte> bytes,
+                                std::shared_ptr<const void> owner);
   SYMWIRE_DECL void Flush();
   void Send(absl::Span<const std::byte> bytes) {
     Queue(bytes);
@@ -163,7 +174,8 @@ class Transport : public std::enable_shared_from_this<Transport> {
   bool is_open() const { return !closed_; }
   // Bytes queued and not yet written (the pending batch plus the one in
   // flight).
-  size_t queued_bytes() const { return pending_.size() + writing_.size(); }
+  size_t pending_bytes() const { return pending_.total; }
+  size_t queued_bytes() const { return pending_.total + writing_.total; }
   const TransportCounters& counters() const { return counters_; }
 
  protected:
@@ -174,7 +186,8 @@ class Transport : public std::enable_shared_from_this<Transport> {
   // completes by calling ReadDone / WriteDone exactly once, on the
   // executor, keeping `shared_from_this()` alive until then.
   virtual void AsyncReadSome(asio::mutable_buffer buffer) = 0;
-  virtual void AsyncWriteAll(asio::const_buffer buffer) = 0;
+  // `buffers` stays valid until WriteDone.
+  virtual void AsyncWriteAll(std::span<const asio::const_buffer> buffers) = 0;
   // A non-blocking read; return 0 with would_block when nothing is there.
   // The default says "unsupported" and disables the spin mode.
   virtual size_t TryReadSome(asio::mutable_buffer buffer,
@@ -203,8 +216,24 @@ class Transport : public std::enable_shared_from_this<Transport> {
   TransportOptions options_;
   Sink* sink_ = nullptr;
   std::vector<std::byte> read_buffer_;
-  std::vector<std::byte> pending_;
-  std::vector<std::byte> writing_;
+  // A write batch: pieces in order, each copied into `bytes` or referenced
+  // (kept alive by `owners`).
+  struct Batch {
+    struct Piece {
+      const std::byte* ref = nullptr;  // nullptr: bytes[offset, +size)
+      size_t offset = 0;
+      size_t size = 0;
+    };
+    std::vector<std::byte> bytes;
+    std::vector<Piece> pieces;
+    std::vector<std::shared_ptr<const void>> owners;
+    size_t total = 0;
+    bool empty() const { return total == 0; }
+    SYMWIRE_DECL void Clear();
+  };
+  Batch pending_;
+  Batch writing_;
+  std::vector<asio::const_buffer> iov_;  // writing_ as buffers
   TransportCounters counters_;
   std::unique_ptr<asio::steady_timer> linger_timer_;
   std::chrono::milliseconds linger_{1000};
@@ -248,9 +277,9 @@ class StreamTransport final : public Transport {
                                         const boost::system::error_code& ec,
                                         size_t n) { ReadDone(ec, n); });
   }
-  void AsyncWriteAll(asio::const_buffer buffer) override {
+  void AsyncWriteAll(std::span<const asio::const_buffer> buffers) override {
     asio::async_write(
-        stream_, buffer,
+        stream_, buffers,
         [self = shared_from_this(), this](const boost::system::error_code& ec,
                                           size_t n) { WriteDone(ec, n); });
   }

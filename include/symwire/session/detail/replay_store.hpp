@@ -16,6 +16,12 @@
 //
 // Positions are contiguous across blocks (a block's unused tail takes no
 // position), so "end() - pos" is the exact byte count of frames from pos.
+//
+// Blocks are shared: Contiguous() can hand out a reference to the block, so
+// a driver may write stored bytes without copying them, and the bytes stay
+// valid (and unchanged: stored frames are never rewritten) while it holds
+// the reference, even if the session drops the block meanwhile. A block
+// still referenced is not reused as the spare.
 // Users never include this directly.
 #ifndef SYMWIRE_SESSION_DETAIL_REPLAY_STORE_HPP_
 #define SYMWIRE_SESSION_DETAIL_REPLAY_STORE_HPP_
@@ -59,12 +65,14 @@ class ReplayStore {
 
   // Contiguous: the stored bytes from `pos` to the end of pos's block (at
   // most to end()); empty when pos == end(). pos must be in
-  // [begin(), end()].
-  absl::Span<const std::byte> Contiguous(uint64_t pos) const {
+  // [begin(), end()]. With `owner`, also a reference that keeps them valid.
+  absl::Span<const std::byte> Contiguous(
+      uint64_t pos, std::shared_ptr<const void>* owner = nullptr) const {
     // From the newest block: the send position is nearly always there.
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
       if (pos >= it->base) {
         if (pos >= it->base + it->size) return {};
+        if (owner != nullptr) *owner = it->data;
         return {it->data.get() + (pos - it->base),
                 static_cast<size_t>(it->base + it->size - pos)};
       }
@@ -78,7 +86,9 @@ class ReplayStore {
            blocks_.front().base + blocks_.front().size <= pos) {
       Block b = std::move(blocks_.front());
       blocks_.pop_front();
-      if (b.cap == kBlockBytes && !spare_.data) spare_ = std::move(b);
+      if (b.cap == kBlockBytes && !spare_.data && b.data.use_count() == 1) {
+        spare_ = std::move(b);
+      }
     }
   }
 
@@ -93,11 +103,13 @@ class ReplayStore {
     uint64_t base = 0;
     size_t size = 0;
     size_t cap = 0;
-    std::unique_ptr<std::byte[]> data;
+    std::shared_ptr<std::byte[]> data;
   };
 
   void NewBlock(size_t need) {
     Block b;
+    // The spare may have been handed out since it was kept.
+    if (spare_.data && spare_.data.use_count() != 1) spare_ = Block{};
     if (need <= kBlockBytes && spare_.data) {
       b = std::move(spare_);
       spare_ = Block{};

@@ -152,7 +152,13 @@ SYMWIRE_DECL void Session::EndInput(absl::Time now) {
 }
 
 SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit() {
+  return PollTransmit(nullptr);
+}
+
+SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit(
+    std::shared_ptr<const void>* owner) {
   Connection& c = conn_;
+  if (owner != nullptr) owner->reset();
   if (c.control_taken < c.control.size()) {
     absl::Span<const std::byte> out(c.control.data() + c.control_taken,
                                     c.control.size() - c.control_taken);
@@ -162,7 +168,7 @@ SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit() {
   }
   if (c.up && !c.closing && c.store_enabled && send_pos_ < store_.end()) {
     // One block at a time (frames never straddle blocks).
-    absl::Span<const std::byte> out = store_.Contiguous(send_pos_);
+    absl::Span<const std::byte> out = store_.Contiguous(send_pos_, owner);
     SYMWIRE_ASSERT(!out.empty());
     send_pos_ += out.size();
     if (send_pos_ == store_.end()) sent_high_ = next_seq_ - 1;

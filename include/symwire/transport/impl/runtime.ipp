@@ -30,7 +30,11 @@ struct CallState {
   asio::any_io_executor executor;
   TaskId id = 0;
   TaskCallbacks callbacks;
-  std::deque<Response> queue;
+  // Unread responses (async_next), from queue_head. A vector, not a
+  // std::deque: libstdc++'s deque allocates when constructed, and most
+  // calls (TaskCallbacks) never queue anything.
+  std::vector<Response> queue;
+  size_t queue_head = 0;
   std::optional<absl::Status> result;
   bool retryable = false;
   Completion<void(absl::StatusOr<Response>)> next;
@@ -109,9 +113,12 @@ SYMWIRE_DECL asio::any_io_executor TaskCall::get_executor() const {
 SYMWIRE_DECL void TaskCall::StartNext(
     detail::Completion<void(absl::StatusOr<Response>)> done) {
   detail::CallState& s = *state_;
-  if (!s.queue.empty()) {
-    Response r = std::move(s.queue.front());
-    s.queue.pop_front();
+  if (s.queue_head < s.queue.size()) {
+    Response r = std::move(s.queue[s.queue_head++]);
+    if (s.queue_head == s.queue.size()) {
+      s.queue.clear();
+      s.queue_head = 0;
+    }
     if (auto peer = s.peer.lock()) {
       peer->UnreadChanged(-static_cast<int64_t>(r.payload.size()));
     }
@@ -296,11 +303,25 @@ SYMWIRE_DECL void Peer::Detach() {
 }
 
 SYMWIRE_DECL void Peer::DrainTransmit() {
+  std::shared_ptr<const void> owner;
   for (;;) {
-    const absl::Span<const std::byte> bytes = session_->PollTransmit();
+    const absl::Span<const std::byte> bytes = session_->PollTransmit(&owner);
     if (bytes.empty()) break;
     // Without a connection the bytes belong to one that is gone.
-    if (transport_) transport_->Queue(bytes);
+    if (!transport_) continue;
+    // Replay-store bytes come with a reference: large runs of them are
+    // written from the store, not copied (transport.hpp).
+    if (owner) {
+      transport_->QueueShared(bytes, std::move(owner));
+    } else {
+      transport_->Queue(bytes);
+    }
+  }
+}
+
+SYMWIRE_DECL void Peer::MaybeFlushEarly() {
+  if (transport_ && transport_->pending_bytes() >= options_.early_flush_bytes) {
+    transport_->Flush();
   }
 }
 
@@ -315,6 +336,7 @@ SYMWIRE_DECL void Peer::AfterInput() {
       HandleEvent(*event);
       DrainTransmit();
       progressed = true;
+      MaybeFlushEarly();
     }
     if (transport_ && session_->ConnectionClosing()) {
       // The session is done with this connection (an error, a bye, a
@@ -350,7 +372,13 @@ SYMWIRE_DECL absl::Time Peer::FreshNow() {
 
 SYMWIRE_DECL void Peer::AfterUserCall() {
   // Inside the dispatch loop, the loop drains and flushes after the event.
-  if (dispatching_ || flush_posted_) return;
+  if (dispatching_) return;
+  if (transport_ &&
+      session_->transmit_pending_bytes() >= options_.early_flush_bytes) {
+    DrainTransmit();
+    transport_->Flush();
+  }
+  if (flush_posted_) return;
   flush_posted_ = true;
   asio::post(executor_, [weak = weak_from_this()] {
     auto self = weak.lock();

@@ -112,9 +112,42 @@ SYMWIRE_DECL void Transport::ReadDone(const boost::system::error_code& ec,
   ReadMore();
 }
 
+SYMWIRE_DECL void Transport::Batch::Clear() {
+  bytes.clear();
+  pieces.clear();
+  owners.clear();
+  total = 0;
+}
+
 SYMWIRE_DECL void Transport::Queue(absl::Span<const std::byte> bytes) {
+  if (closed_ || close_after_flush_ || bytes.empty()) return;
+  Batch& b = pending_;
+  if (b.pieces.empty() || b.pieces.back().ref != nullptr) {
+    b.pieces.push_back(Batch::Piece{nullptr, b.bytes.size(), 0});
+  }
+  b.pieces.back().size += bytes.size();
+  b.bytes.insert(b.bytes.end(), bytes.begin(), bytes.end());
+  b.total += bytes.size();
+}
+
+SYMWIRE_DECL void Transport::QueueShared(absl::Span<const std::byte> bytes,
+                                         std::shared_ptr<const void> owner) {
+  if (bytes.size() < kMinSharedBytes || !owner) {
+    Queue(bytes);
+    return;
+  }
   if (closed_ || close_after_flush_) return;
-  pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+  Batch& b = pending_;
+  if (!b.pieces.empty() && b.pieces.back().ref != nullptr &&
+      b.pieces.back().ref + b.pieces.back().size == bytes.data()) {
+    b.pieces.back().size += bytes.size();  // adjacent in the same block
+  } else {
+    b.pieces.push_back(Batch::Piece{bytes.data(), 0, bytes.size()});
+  }
+  if (b.owners.empty() || b.owners.back() != owner) {
+    b.owners.push_back(std::move(owner));
+  }
+  b.total += bytes.size();
 }
 
 SYMWIRE_DECL void Transport::Flush() {
@@ -123,10 +156,15 @@ SYMWIRE_DECL void Transport::Flush() {
 }
 
 SYMWIRE_DECL void Transport::StartWrite() {
-  writing_.swap(pending_);
-  pending_.clear();
+  std::swap(writing_, pending_);
+  pending_.Clear();
+  iov_.clear();
+  for (const Batch::Piece& p : writing_.pieces) {
+    iov_.emplace_back(
+        p.ref != nullptr ? p.ref : writing_.bytes.data() + p.offset, p.size);
+  }
   write_in_flight_ = true;
-  AsyncWriteAll(asio::buffer(writing_));
+  AsyncWriteAll(std::span<const asio::const_buffer>(iov_));
 }
 
 SYMWIRE_DECL void Transport::WriteDone(const boost::system::error_code& ec,
@@ -139,11 +177,13 @@ SYMWIRE_DECL void Transport::WriteDone(const boost::system::error_code& ec,
   }
   ++counters_.writes;
   counters_.bytes_written += n;
-  writing_.clear();
+  writing_.Clear();
   // A burst may have grown the batch buffers; do not keep megabytes per
   // idle connection.
   constexpr size_t kKeepCapacity = size_t{1} << 20;
-  if (writing_.capacity() > kKeepCapacity) writing_.shrink_to_fit();
+  if (writing_.bytes.capacity() > kKeepCapacity) {
+    writing_.bytes.shrink_to_fit();
+  }
   if (!pending_.empty()) {
     StartWrite();
   } else if (close_after_flush_ && !lingering_) {
@@ -187,7 +227,7 @@ SYMWIRE_DECL void Transport::BeginLinger() {
 SYMWIRE_DECL void Transport::Close(const absl::Status& status) {
   if (closed_) return;
   closed_ = true;
-  pending_.clear();
+  pending_.Clear();
   if (linger_timer_) linger_timer_->cancel();
   CloseStream();
   Report(status);
