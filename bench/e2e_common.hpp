@@ -29,6 +29,8 @@
 //   --pin CPU              sched_setaffinity to this CPU (default: none).
 //   --label L              copied into the JSON ("placement" in run_e2e.sh).
 //   --spin-us U            symwire only: TransportOptions::spin_read.
+//   --checksums 0|1        symwire only: SessionConfig::payload_checksums
+//                          (default 1, the protocol's default), both sides.
 // The server prints "ready" on stderr once it listens.
 #ifndef SYMWIRE_BENCH_E2E_COMMON_HPP_
 #define SYMWIRE_BENCH_E2E_COMMON_HPP_
@@ -64,6 +66,7 @@ struct Options {
   int pin = -1;
   std::string label;
   int spin_us = 0;
+  bool checksums = true;
 
   std::string Host() const { return address.substr(0, address.rfind(':')); }
   uint16_t Port() const {
@@ -79,7 +82,7 @@ struct Options {
       " [--address A] [--payload B] [--mode "
       "throughput|stream|latency] [--seconds S | --messages N]"
       " [--warmup S] [--connections C] [--window W] [--rate R] [--pin CPU]"
-      " [--label L] [--spin-us U]\n",
+      " [--label L] [--spin-us U] [--checksums 0|1]\n",
       program, why, program);
   std::exit(2);
 }
@@ -116,6 +119,8 @@ inline Options ParseArgs(int argc, char** argv) {
       o.pin = std::atoi(value.c_str());
     } else if (flag == "--label") {
       o.label = value;
+    } else if (flag == "--checksums") {
+      o.checksums = value != "0";
     } else if (flag == "--spin-us") {
       o.spin_us = std::atoi(value.c_str());
     } else {

@@ -123,6 +123,7 @@ int RunServer(const Options& o) {
   so.session.agent_id = "bench-agent";
   so.session.role = symwire::AgentRole::kAgent;
   so.session.max_tasks = 65536;
+  so.session.payload_checksums = o.checksums;
   so.transport.spin_read = std::chrono::microseconds(o.spin_us);
   auto live = std::make_shared<int>(0);
   auto server = symwire::Server::Create(
@@ -420,6 +421,7 @@ int RunClient(const Options& o) {
     symwire::ClientOptions co;
     co.session.agent_id = "bench-orchestrator";
     co.session.role = symwire::AgentRole::kOrchestrator;
+    co.session.payload_checksums = o.checksums;
     co.reconnect = false;
     symwire::Dialer dialer =
         o.transport == "tcp"
