@@ -174,7 +174,6 @@ struct Conn {
   symwire::TaskCall stream_call;
   int inflight = 0;
   bool blocked = false;  // an async_submit is waiting for room
-  Clock::time_point sent_at;
   e2e::Pacer pacer{1};
   std::unique_ptr<asio::steady_timer> pace_timer;
   symwire::SessionCounters c0;
@@ -205,30 +204,15 @@ struct Bench {
 
   symwire::TaskCallbacks Callbacks(Conn* c) {
     symwire::TaskCallbacks cb;
-    if (o.rate > 0) {
-      cb.on_done = [this, c, sent = Clock::now()](const absl::Status& st) {
-        --c->inflight;
-        if (!st.ok()) {
-          std::fprintf(stderr, "task failed: %s\n", st.ToString().c_str());
-          failed = true;
-          Stop();
-          return;
-        }
-        if (phase == Phase::kMeasure) {
-          latencies.push_back(
-              std::chrono::duration<double, std::micro>(Clock::now() - sent)
-                  .count());
-        }
-        Count(1);
-      };
-      return cb;
-    }
     if (o.mode == "stream") {
       cb.on_response = [this](absl::Span<const std::byte>, bool) { Count(1); };
       cb.on_done = [](const absl::Status&) {};
       return cb;
     }
-    cb.on_done = [this, c](const absl::Status& st) {
+    // Latency modes time each task from here (just before its Submit).
+    const bool timed = o.mode == "latency";
+    const Clock::time_point sent = timed ? Clock::now() : Clock::time_point{};
+    cb.on_done = [this, c, timed, sent](const absl::Status& st) {
       --c->inflight;
       if (!st.ok()) {
         std::fprintf(stderr, "task failed: %s\n", st.ToString().c_str());
@@ -236,13 +220,13 @@ struct Bench {
         Stop();
         return;
       }
-      if (o.mode == "latency" && phase == Phase::kMeasure) {
+      if (timed && phase == Phase::kMeasure) {
         latencies.push_back(
-            std::chrono::duration<double, std::micro>(Clock::now() - c->sent_at)
+            std::chrono::duration<double, std::micro>(Clock::now() - sent)
                 .count());
       }
       Count(1);
-      Fill(c);
+      if (o.rate == 0) Fill(c);  // closed loop; --rate paces by timer
     };
     return cb;
   }
@@ -250,7 +234,6 @@ struct Bench {
   void Fill(Conn* c) {
     const int window = o.mode == "latency" ? 1 : o.window;
     while (phase != Phase::kDone && !c->blocked && c->inflight < window) {
-      if (o.mode == "latency") c->sent_at = Clock::now();
       absl::StatusOr<symwire::TaskCall> call =
           c->peer->Submit(payload, {}, Callbacks(c));
       if (call.ok()) {

@@ -24,96 +24,86 @@ using Socket = asio::local::stream_protocol::socket;
 using testing::ByteSpan;
 using testing::Recorder;
 
-TEST_CASE("transport: coalesces queued bytes and delivers them in order") {
+// Two transports over a connected Unix socket pair, started, each with a
+// Recorder sink.
+struct SocketPair {
   asio::io_context io;
-  Socket a(io), b(io);
-  asio::local::connect_pair(a, b);
-  auto ta = MakeTransport(std::move(a), "a");
-  auto tb = MakeTransport(std::move(b), "b");
-  Recorder ra, rb;
-  ta->Start(&ra);
-  tb->Start(&rb);
+  std::shared_ptr<Transport> ta;
+  std::shared_ptr<Transport> tb;
+  Recorder ra;
+  Recorder rb;
+  explicit SocketPair(TransportOptions b_options = {}) {
+    Socket a(io), b(io);
+    asio::local::connect_pair(a, b);
+    ta = MakeTransport(std::move(a), "a");
+    tb = MakeTransport(std::move(b), "b", b_options);
+    ta->Start(&ra);
+    tb->Start(&rb);
+  }
+};
+
+TEST_CASE("transport: coalesces queued bytes and delivers them in order") {
+  SocketPair p;
   std::string expect;
   for (int i = 0; i < 1000; ++i) {
     const std::string chunk = "frame-" + std::to_string(i) + ";";
     expect += chunk;
-    ta->Send(ByteSpan(chunk));  // the first goes at once, the rest batch up
+    p.ta->Send(ByteSpan(chunk));  // the first goes at once, the rest batch up
   }
-  ta->CloseAfterFlush();
-  io.run();
-  CHECK(rb.data == expect);
-  CHECK(ta->counters().bytes_written == expect.size());
+  p.ta->CloseAfterFlush();
+  p.io.run();
+  CHECK(p.rb.data == expect);
+  CHECK(p.ta->counters().bytes_written == expect.size());
   // 1000 sends, far fewer writes: one in flight, the rest in one batch.
-  CHECK(ta->counters().writes <= 3);
-  CHECK(ra.closes == 1);
-  CHECK(ra.status.ok());
+  CHECK(p.ta->counters().writes <= 3);
+  CHECK(p.ra.closes == 1);
+  CHECK(p.ra.status.ok());
   // b saw the end of stream as a connection loss naming the peer close.
-  CHECK(rb.closes == 1);
-  CHECK(GetErrorCode(rb.status) == ErrorCode::kConnectionLost);
-  CHECK(absl::StrContains(rb.status.message(), "closed by peer"));
+  CHECK(p.rb.closes == 1);
+  CHECK(GetErrorCode(p.rb.status) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(p.rb.status.message(), "closed by peer"));
 }
 
 TEST_CASE("transport: Close drops queued bytes and reports once") {
-  asio::io_context io;
-  Socket a(io), b(io);
-  asio::local::connect_pair(a, b);
-  auto ta = MakeTransport(std::move(a), "a");
-  auto tb = MakeTransport(std::move(b), "b");
-  Recorder ra, rb;
-  ta->Start(&ra);
-  tb->Start(&rb);
-  rb.on_data = [](Transport& t) {
+  SocketPair p;
+  p.rb.on_data = [](Transport& t) {
     t.Close(absl::CancelledError("test closes"));
   };
-  ta->Send(ByteSpan("hello"));
-  io.run();
-  CHECK(rb.data == "hello");
-  CHECK(rb.closes == 1);
-  CHECK(rb.status.code() == absl::StatusCode::kCancelled);
-  CHECK(ra.closes == 1);
-  CHECK(GetErrorCode(ra.status) == ErrorCode::kConnectionLost);
-  CHECK_FALSE(tb->is_open());
+  p.ta->Send(ByteSpan("hello"));
+  p.io.run();
+  CHECK(p.rb.data == "hello");
+  CHECK(p.rb.closes == 1);
+  CHECK(p.rb.status.code() == absl::StatusCode::kCancelled);
+  CHECK(p.ra.closes == 1);
+  CHECK(GetErrorCode(p.ra.status) == ErrorCode::kConnectionLost);
+  CHECK_FALSE(p.tb->is_open());
 }
 
 TEST_CASE("transport: spin-before-block reads deliver the same bytes") {
-  asio::io_context io;
-  Socket a(io), b(io);
-  asio::local::connect_pair(a, b);
   TransportOptions spin;
   spin.spin_read = std::chrono::microseconds(200);
-  auto ta = MakeTransport(std::move(a), "a");
-  auto tb = MakeTransport(std::move(b), "b", spin);
-  Recorder ra, rb;
-  ta->Start(&ra);
-  tb->Start(&rb);
+  SocketPair p(spin);
   int replies = 0;
   // Ping-pong 200 times: b echoes each byte, a sends the next on echo.
-  rb.on_data = [](Transport& t) { t.Send(ByteSpan("y")); };
-  ra.on_data = [&](Transport& t) {
+  p.rb.on_data = [](Transport& t) { t.Send(ByteSpan("y")); };
+  p.ra.on_data = [&](Transport& t) {
     if (++replies < 200) {
       t.Send(ByteSpan("x"));
     } else {
       t.CloseAfterFlush();
     }
   };
-  ta->Send(ByteSpan("x"));
-  io.run();
+  p.ta->Send(ByteSpan("x"));
+  p.io.run();
   CHECK(replies == 200);
-  CHECK(rb.data == std::string(200, 'x'));
-  CHECK(tb->counters().bytes_read == 200);
+  CHECK(p.rb.data == std::string(200, 'x'));
+  CHECK(p.tb->counters().bytes_read == 200);
 }
 
 TEST_CASE(
     "transport: QueueShared writes referenced bytes, kept alive by "
     "their owner, in order with copied ones") {
-  asio::io_context io;
-  Socket a(io), b(io);
-  asio::local::connect_pair(a, b);
-  auto ta = MakeTransport(std::move(a), "a");
-  auto tb = MakeTransport(std::move(b), "b");
-  Recorder ra, rb;
-  ta->Start(&ra);
-  tb->Start(&rb);
+  SocketPair p;
   std::string expect;
   std::weak_ptr<const void> watch;
   for (int i = 0; i < 200; ++i) {
@@ -121,7 +111,7 @@ TEST_CASE(
     // is handed to the transport: the caller keeps no reference, so the
     // bytes live exactly as long as the transport needs them.
     const std::string small = "hdr-" + std::to_string(i) + ";";
-    ta->Queue(ByteSpan(small));
+    p.ta->Queue(ByteSpan(small));
     expect += small;
     const size_t n = Transport::kMinSharedBytes + static_cast<size_t>(i) * 37;
     auto block =
@@ -129,22 +119,22 @@ TEST_CASE(
     expect += *block;
     const absl::Span<const std::byte> bytes = ByteSpan(*block);
     if (i == 0) watch = block;
-    ta->QueueShared(bytes, std::move(block));
+    p.ta->QueueShared(bytes, std::move(block));
     // Below the threshold: copied even with an owner.
     auto tiny = std::make_shared<std::string>("t;");
     expect += *tiny;
-    ta->QueueShared(ByteSpan(*tiny), tiny);
+    p.ta->QueueShared(ByteSpan(*tiny), tiny);
     tiny->assign("XX");  // the copy was taken: changing it is harmless
-    if (i % 50 == 0) ta->Flush();
+    if (i % 50 == 0) p.ta->Flush();
   }
   CHECK_FALSE(watch.expired());  // still referenced by the queued batch
-  ta->CloseAfterFlush();
-  io.run();
-  CHECK(rb.data.size() == expect.size());
-  CHECK(rb.data == expect);
-  CHECK(ta->counters().bytes_written == expect.size());
+  p.ta->CloseAfterFlush();
+  p.io.run();
+  CHECK(p.rb.data.size() == expect.size());
+  CHECK(p.rb.data == expect);
+  CHECK(p.ta->counters().bytes_written == expect.size());
   CHECK(watch.expired());  // released once written
-  CHECK(ta->queued_bytes() == 0);
+  CHECK(p.ta->queued_bytes() == 0);
 }
 
 }  // namespace
