@@ -41,7 +41,7 @@ namespace symwire::detail {
 class ReplayStore {
  public:
   // kBlockBytes: the usual block. A larger frame gets a block of its own.
-  static constexpr size_t kBlockBytes = 256 * 1024;
+  static constexpr size_t kBlockBytes = size_t{256} * 1024;
 
   // begin(): the first position still stored; end(): the next position.
   uint64_t begin() const {
