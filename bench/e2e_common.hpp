@@ -1,7 +1,8 @@
 // File: bench/e2e_common.hpp
 // Shared by the end-to-end benchmark programs (e2e_symwire.cpp,
-// e2e_raw_tcp.cpp, e2e_zmq.cpp): one command line, CPU pinning, the clock,
-// latency percentiles and the one-line JSON result, so that the three
+// e2e_raw_tcp.cpp, e2e_zmq.cpp, e2e_grpc.cpp): one command line, CPU
+// pinning, the clock, pacing, latency percentiles and the one-line JSON
+// result, so that the systems
 // systems are driven and reported identically (bench/README.md).
 //
 // Command line (every program, both roles):
@@ -195,6 +196,40 @@ class Pacer {
   double rate_;
   Clock::time_point t0_{};
   uint64_t sent_ = 0;
+};
+
+// Meter: the client's clock for a run without an event loop (raw, zmq):
+// the warmup, then the measured period (--seconds or --messages). Tick()
+// often; it returns false once the run is over, and stays false.
+struct Meter {
+  const Options& o;
+  Clock::time_point start = Clock::now();
+  Clock::time_point measure_start;
+  bool measuring = false;
+  bool done = false;
+  uint64_t count = 0;
+  double elapsed = 0;
+
+  explicit Meter(const Options& opts) : o(opts) {}
+  bool Tick() {
+    if (done) return false;
+    if (!measuring) {
+      if (SecondsSince(start) >= o.warmup) {
+        measuring = true;
+        measure_start = Clock::now();
+      }
+      return true;
+    }
+    if (o.messages != 0 ? count >= o.messages
+                        : SecondsSince(measure_start) >= o.seconds) {
+      elapsed = SecondsSince(measure_start);
+      done = true;
+    }
+    return !done;
+  }
+  void Add(uint64_t n) {
+    if (measuring) count += n;
+  }
 };
 
 // Result: what the client prints, as one JSON object per line.

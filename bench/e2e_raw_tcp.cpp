@@ -440,37 +440,6 @@ class Server {
 
 // ---- client ---------------------------------------------------------------
 
-struct Meter {
-  const Options& o;
-  Clock::time_point start = Clock::now();
-  Clock::time_point measure_start;
-  bool measuring = false;
-  bool done = false;
-  uint64_t count = 0;
-  double elapsed = 0;
-
-  explicit Meter(const Options& opts) : o(opts) {}
-  // Call often; returns false when the run is over.
-  bool Tick() {
-    if (!measuring) {
-      if (e2e::SecondsSince(start) >= o.warmup) {
-        measuring = true;
-        measure_start = Clock::now();
-      }
-      return true;
-    }
-    if (o.messages != 0 ? count >= o.messages
-                        : e2e::SecondsSince(measure_start) >= o.seconds) {
-      elapsed = e2e::SecondsSince(measure_start);
-      done = true;
-    }
-    return !done;
-  }
-  void Add(uint64_t n) {
-    if (measuring) count += n;
-  }
-};
-
 struct ClientConn {
   int fd = -1;
   Parser in;
@@ -507,7 +476,7 @@ int Connect(const Options& o) {
 
 // Latency, --rate 0, one connection: blocking ping-pong, two system calls
 // per round trip (no poll), the lowest-overhead round trip there is.
-void PingPong(int fd, const Options& o, Meter& m, e2e::Result& r) {
+void PingPong(int fd, const Options& o, e2e::Meter& m, e2e::Result& r) {
   const Repeating msg(o.payload, 1, 'p');
   std::vector<char> back(msg.bytes.size());
   while (m.Tick()) {
@@ -523,7 +492,7 @@ void PingPong(int fd, const Options& o, Meter& m, e2e::Result& r) {
 
 // Every other case: non-blocking sockets, one ppoll over all of them.
 void Drive(std::vector<std::unique_ptr<ClientConn>>& conns, const Options& o,
-           Meter& m, e2e::Result& r) {
+           e2e::Meter& m, e2e::Result& r) {
   const bool stream = o.mode == "stream";
   const bool timed = o.mode == "latency";
   const bool paced = o.rate > 0;
@@ -642,7 +611,7 @@ int RunClient(const Options& o) {
   e2e::Result r;
   r.system = "raw";
   r.options = o;
-  Meter m(o);
+  e2e::Meter m(o);
   if (o.mode == "latency" && o.rate == 0 && conns.size() == 1) {
     PingPong(conns[0]->fd, o, m, r);
   } else {

@@ -139,34 +139,6 @@ int RunServer(const Options& o) {
   return 0;
 }
 
-struct Meter {
-  const Options& o;
-  Clock::time_point start = Clock::now();
-  Clock::time_point measure_start;
-  bool measuring = false;
-  uint64_t count = 0;
-  double elapsed = 0;
-  explicit Meter(const Options& opts) : o(opts) {}
-  bool Tick() {
-    if (!measuring) {
-      if (e2e::SecondsSince(start) >= o.warmup) {
-        measuring = true;
-        measure_start = Clock::now();
-      }
-      return true;
-    }
-    if (o.messages != 0 ? count >= o.messages
-                        : e2e::SecondsSince(measure_start) >= o.seconds) {
-      elapsed = e2e::SecondsSince(measure_start);
-      return false;
-    }
-    return true;
-  }
-  void Add(uint64_t n) {
-    if (measuring) count += n;
-  }
-};
-
 struct Conn {
   void* s = nullptr;
   int inflight = 0;
@@ -177,7 +149,7 @@ struct Conn {
 
 // Latency, --rate 0, one connection: blocking REQ ping-pong (bounded by
 // ZMQ_RCVTIMEO / ZMQ_SNDTIMEO).
-void PingPong(void* s, const Options& o, Meter& m, e2e::Result& r) {
+void PingPong(void* s, const Options& o, e2e::Meter& m, e2e::Result& r) {
   std::vector<char> buf(o.payload + 64, 'c');
   while (m.Tick()) {
     const Clock::time_point t0 = Clock::now();
@@ -224,7 +196,7 @@ int WaitUntil(std::vector<zmq_pollitem_t>& items, std::vector<pollfd>& fds,
 }
 
 // Every other case: C sockets, one loop.
-void Drive(std::vector<Conn>& conns, const Options& o, Meter& m,
+void Drive(std::vector<Conn>& conns, const Options& o, e2e::Meter& m,
            e2e::Result& r) {
   const bool stream = o.mode == "stream";
   const bool timed = o.mode == "latency";
@@ -353,7 +325,7 @@ int RunClient(const Options& o) {
   e2e::Result r;
   r.system = "zmq";
   r.options = o;
-  Meter m(o);
+  e2e::Meter m(o);
   if (type == ZMQ_REQ && conns.size() == 1) {
     PingPong(conns[0].s, o, m, r);
   } else {

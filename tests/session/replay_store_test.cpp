@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <random>
 #include <utility>
 #include <vector>
@@ -59,6 +60,12 @@ TEST_CASE("replay store: positions, blocks, no straddling",
   CHECK(s.Contiguous(s.end()).empty());
   CHECK(Holds(s.Contiguous(0), 0));
   CHECK(Holds(s.Contiguous(kBlock - 100), kBlock - 100));
+  // A reference to the block only for spans of at least min_owned bytes.
+  std::shared_ptr<const void> owner;
+  CHECK(s.Contiguous(kBlock - 100, &owner, 201).size() == 200);
+  CHECK(owner == nullptr);
+  CHECK(s.Contiguous(kBlock - 100, &owner, 200).size() == 200);
+  CHECK(owner != nullptr);
 
   // Appending more never moves what is stored.
   const std::byte* before = s.Contiguous(0).data();

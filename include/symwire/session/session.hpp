@@ -255,13 +255,14 @@ class Session {
   // Does not allocate.
   SYMWIRE_DECL absl::Span<const std::byte> PollTransmit();
   // With `owner`: as above, and when the span lies in the replay store
-  // (sequenced frames, which are never rewritten) *owner is set to a
-  // reference that keeps those bytes valid for as long as it is held, past
-  // later inputs, so a driver can write them without copying; otherwise
-  // (control frames) *owner is reset and the span lives until the next
-  // input, as above.
+  // (sequenced frames, which are never rewritten) and has at least
+  // `min_owned_bytes`, *owner is set to a reference that keeps those bytes
+  // valid for as long as it is held, past later inputs, so a driver can
+  // write them without copying; otherwise *owner is reset and the span
+  // lives until the next input, as above. (The minimum spares a reference
+  // count update per frame for spans the driver would copy anyway.)
   SYMWIRE_DECL absl::Span<const std::byte> PollTransmit(
-      std::shared_ptr<const void>* owner);
+      std::shared_ptr<const void>* owner, size_t min_owned_bytes = 0);
 
   // PollEvent
   // The next event, or nullopt.

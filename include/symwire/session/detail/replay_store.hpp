@@ -65,16 +65,18 @@ class ReplayStore {
 
   // Contiguous: the stored bytes from `pos` to the end of pos's block (at
   // most to end()); empty when pos == end(). pos must be in
-  // [begin(), end()]. With `owner`, also a reference that keeps them valid.
+  // [begin(), end()]. With `owner`, also a reference that keeps them valid
+  // when there are at least `min_owned` of them (else *owner is left as is).
   absl::Span<const std::byte> Contiguous(
-      uint64_t pos, std::shared_ptr<const void>* owner = nullptr) const {
+      uint64_t pos, std::shared_ptr<const void>* owner = nullptr,
+      size_t min_owned = 0) const {
     // From the newest block: the send position is nearly always there.
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
       if (pos >= it->base) {
         if (pos >= it->base + it->size) return {};
-        if (owner != nullptr) *owner = it->data;
-        return {it->data.get() + (pos - it->base),
-                static_cast<size_t>(it->base + it->size - pos)};
+        const auto n = static_cast<size_t>(it->base + it->size - pos);
+        if (owner != nullptr && n >= min_owned) *owner = it->data;
+        return {it->data.get() + (pos - it->base), n};
       }
     }
     return {};

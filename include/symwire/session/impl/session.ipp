@@ -156,7 +156,7 @@ SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit() {
 }
 
 SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit(
-    std::shared_ptr<const void>* owner) {
+    std::shared_ptr<const void>* owner, size_t min_owned_bytes) {
   Connection& c = conn_;
   if (owner != nullptr) owner->reset();
   if (c.control_taken < c.control.size()) {
@@ -168,7 +168,8 @@ SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit(
   }
   if (c.up && !c.closing && c.store_enabled && send_pos_ < store_.end()) {
     // One block at a time (frames never straddle blocks).
-    absl::Span<const std::byte> out = store_.Contiguous(send_pos_, owner);
+    absl::Span<const std::byte> out =
+        store_.Contiguous(send_pos_, owner, min_owned_bytes);
     SYMWIRE_ASSERT(!out.empty());
     send_pos_ += out.size();
     if (send_pos_ == store_.end()) sent_high_ = next_seq_ - 1;

@@ -305,7 +305,8 @@ SYMWIRE_DECL void Peer::Detach() {
 SYMWIRE_DECL void Peer::DrainTransmit() {
   std::shared_ptr<const void> owner;
   for (;;) {
-    const absl::Span<const std::byte> bytes = session_->PollTransmit(&owner);
+    const absl::Span<const std::byte> bytes =
+        session_->PollTransmit(&owner, Transport::kMinSharedBytes);
     if (bytes.empty()) break;
     // Without a connection the bytes belong to one that is gone.
     if (!transport_) continue;
