@@ -405,10 +405,12 @@ def decode_frame(data, base, opts, info=None):
         value_end = p + elen
 
         if etype == EXT_DEADLINE:
-            # One canonical varint filling the value exactly.
-            deadline, n = bounded_varint(data, value_at, value_end, "MALFORMED_EXTENSION")
-            if n != elen:
+            # One canonical varint filling the value exactly: first that it
+            # fills the value (its length is known from its first byte; an
+            # empty value has none), then that it is canonical (§5, §7.1).
+            if elen == 0 or varint_length_from_first_byte(data[value_at]) != elen:
                 raise WireError("MALFORMED_EXTENSION", value_at)
+            deadline, _ = varint_decode(data, value_at, value_end)
         elif etype == EXT_TRACEPARENT:
             if (elen != TRACEPARENT_SIZE or value[0] == 0xFF
                     or not any(value[1:17]) or not any(value[17:25])):
