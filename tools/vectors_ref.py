@@ -1093,7 +1093,9 @@ AUTH_NAMES = ("none", "token", "hmac")              # §12.3 methods 0, 1, 2
 MAX_CONTROL_PAYLOAD = 8192                          # §15.2
 HMAC_CLIENT_LABEL = b"symwire-hmac-v1 client"       # §12.3
 HMAC_SERVER_LABEL = b"symwire-hmac-v1 server"
-AGENT_INIT, AGENT_TASK, AGENT_ERROR, AGENT_SYNC = 0, 1, 3, 5
+AGENT_INIT, AGENT_TASK, AGENT_ERROR, AGENT_CANCEL, AGENT_SYNC = 0, 1, 3, 4, 5
+# §13.3: the message of the AGENT_ERROR that answers a cancel, by reason.
+CANCEL_ANSWER_MESSAGES = {1: b"cancelled", 4: b"deadline exceeded"}
 
 # A transcript side's configuration: the SessionConfig fields of the C++
 # API that reach the wire or decide what is sent, with their option names in
@@ -1289,18 +1291,23 @@ class RefSession:
                         self._control(AGENT_SYNC, "AGENT_SYNC", {1: self.rx_seq})))
             self.ack_due = False
             self.unacked_frames = self.unacked_bytes = 0
-        return out
+        # Within what one input writes, connection frames go before
+        # sequenced ones (this implementation's order, see the file's
+        # "Output order"): the ack precedes a task's terminal frame.
+        return ([fr for fr in out if not _is_sequenced(fr[1])]
+                + [fr for fr in out if _is_sequenced(fr[1])])
 
     def submit(self, payload, deadline_us=None):
         """A task (§13.2): the next own id, the next sequence (§10), CHECKSUM
-        when the configuration enables payload checksums (§10.1), DEADLINE
-        (§5) when given."""
+        when the configuration enables payload checksums and the payload is
+        not empty (§10.1), DEADLINE (§5) when given."""
         if self.state != "established" or not role_allows(self.cfg["role"], self.peer[6]):
             raise NotImplementedError("submit not allowed here")
         task = self.next_task
         self.next_task += 2
         exts = [deadline_ext(deadline_us)] if deadline_us is not None else []
-        flags = FLAG_CHECKSUM if self.cfg["payload_checksums"] else 0
+        # §10.1: an empty payload never carries a checksum.
+        flags = FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0
         segs = self._frame(AGENT_TASK, payload, stream=task, seq=self.next_seq, flags=flags,
                            exts=exts, payload_comment=_text_comment(payload))
         self.next_seq += 1
@@ -1310,7 +1317,7 @@ class RefSession:
     def respond(self, task, payload, final):
         if self.tasks.get(task) != "running":
             raise NotImplementedError("respond to a task not running here")
-        flags = (FLAG_CHECKSUM if self.cfg["payload_checksums"] else 0) | (
+        flags = (FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0) | (
             FLAG_FINAL if final else 0)
         segs = self._frame(2, payload, stream=task, seq=self.next_seq, flags=flags,
                            payload_comment=_text_comment(payload))
@@ -1318,6 +1325,21 @@ class RefSession:
         if final:
             del self.tasks[task]
         return [("AGENT_RESPONSE %d%s" % (task, " FINAL" if final else ""), segs)]
+
+    def cancel(self, task):
+        """A local cancel (§13.3): AGENT_CANCEL with reason 1, its absent
+        meaning, so an empty payload (§11) without CHECKSUM (§10.1). The task
+        ends locally at once and stays cancelling until the executor's
+        terminal frame arrives."""
+        if self.tasks.get(task) not in ("submitted", "running"):
+            raise NotImplementedError("cancel of a task not open here")
+        payload = encode_payload("AGENT_CANCEL", {})
+        segs = self._frame(AGENT_CANCEL, payload, stream=task, seq=self.next_seq,
+                           flags=FLAG_CHECKSUM if payload else 0, message="AGENT_CANCEL")
+        self.next_seq += 1
+        self.tasks[task] = "cancelling"
+        self._event("type=TaskCancelled task=%d status=CANCELLED" % task)
+        return [("AGENT_CANCEL %d" % task, segs)]
 
     # ---- received frames ----------------------------------------------------
 
@@ -1342,10 +1364,11 @@ class RefSession:
             self.rx_seq = f["seq"]
             self.unacked_frames += 1
             self.unacked_bytes += size
-            # §14.2: ack once the unacknowledged frames reach a quarter of the
-            # peer's replay_frames, or their bytes a quarter of replay_bytes.
-            if (4 * self.unacked_frames >= self.peer[12]
-                    or 4 * self.unacked_bytes >= self.peer[11]):
+            # §14.2: ack once the unacknowledged frames reach a sixteenth of
+            # the peer's replay_frames (at least 1), or their bytes a
+            # sixteenth of its replay_bytes (at least 1).
+            if (self.unacked_frames >= max(1, self.peer[12] // 16)
+                    or self.unacked_bytes >= max(1, self.peer[11] // 16)):
                 self.ack_due = True
         elif f["seq"] != 0:
             self._fail(out, "SEQUENCE_GAP", self._error_message())
@@ -1355,6 +1378,10 @@ class RefSession:
             return self._handle_response(f, out)
         if mtype == AGENT_SYNC:
             return self._handle_sync(f, out)
+        if mtype == AGENT_CANCEL:
+            return self._handle_cancel(f, out)
+        if mtype == AGENT_ERROR and f["stream"] != 0:
+            return self._handle_task_error(f, out)
         if mtype == AGENT_INIT:
             self._fail(out, "UNEXPECTED_FRAME", self._error_message())
         if mtype == AGENT_ERROR and f["stream"] == 0:
@@ -1527,6 +1554,32 @@ class RefSession:
         else:
             self.tasks[task] = "running"
 
+    def _handle_cancel(self, f, out):
+        """§13.3, executor: a task it still runs ends (TaskCancelled) and the
+        terminal frame is AGENT_ERROR{code = reason, message "cancelled" or
+        "deadline exceeded"}, no retryable, no detail (non-empty: CHECKSUM)."""
+        task = f["stream"]
+        reason = parse_payload("AGENT_CANCEL", f["payload"]).get(1, 1)
+        if self.tasks.get(task) != "running":
+            raise NotImplementedError("cancel of a task not running here")
+        del self.tasks[task]
+        name = CANONICAL_NAMES[reason]
+        self._event("type=TaskCancelled task=%d status=%s" % (task, name))
+        payload = encode_payload("AGENT_ERROR", {1: reason, 2: CANCEL_ANSWER_MESSAGES[reason]})
+        out.append(("AGENT_ERROR %d: %s" % (task, name),
+                    self._frame(AGENT_ERROR, payload, stream=task, seq=self.next_seq,
+                                flags=FLAG_CHECKSUM, message="AGENT_ERROR")))
+        self.next_seq += 1
+
+    def _handle_task_error(self, f, out):
+        """§13.3, submitter: the terminal frame of a cancelling task is
+        expected and discarded (no second terminal event)."""
+        task = f["stream"]
+        parse_payload("AGENT_ERROR", f["payload"])
+        if self.tasks.get(task) != "cancelling":
+            raise NotImplementedError("task errors other than a cancel's answer are not modelled")
+        del self.tasks[task]
+
     def _handle_sync(self, f, out):
         v = parse_payload("AGENT_SYNC", f["payload"])
         if 1 in v:
@@ -1535,6 +1588,16 @@ class RefSession:
             self.acked = max(self.acked, v[1])
         if any(k in v for k in (2, 3, 4, 5)):
             raise NotImplementedError("SYNC ping/pong/drain/bye are not modelled")
+
+
+def _is_sequenced(segs):
+    """§10: whether the frame in `segs` is sequenced (TASK, RESPONSE,
+    CANCEL, an ERROR on a non-zero stream)."""
+    data = b"".join(bytes(b) for b, _ in segs)
+    _, n = varint_decode(data, 0, len(data))
+    mtype = data[n]
+    stream, _ = varint_decode(data, n + 2, len(data))
+    return mtype in (1, 2, 4) or (mtype == AGENT_ERROR and stream != 0)
 
 
 def _text_comment(payload):
@@ -1791,6 +1854,9 @@ def _run_step(models, kind, side, fields, data_in):
         task, frames = m.submit(payload, deadline)
         return frames, [("task", "%d" % task), ("payload", hexs(payload)),
                         ("deadline_us", fields["deadline_us"])]
+    if kind == "cancel":
+        task = int(fields["task"])
+        return m.cancel(task), [("task", "%d" % task)]
     if kind == "respond":
         payload = b"" if fields["payload"] == "-" else bytes.fromhex(fields["payload"])
         task, final = int(fields["task"]), fields["final"] == "1"
@@ -1799,7 +1865,7 @@ def _run_step(models, kind, side, fields, data_in):
     raise ValueError("unknown step %r" % kind)
 
 
-TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond")
+TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond", "cancel")
 
 
 def _first_difference(want, got, final):
@@ -1919,11 +1985,12 @@ def transcript_generate(sc):
         return start, len(data)
 
     titles = {"connect": "after TransportConnected", "receive": "after Receive",
-              "submit": "after SubmitTask", "respond": "after SendResponse"}
+              "submit": "after SubmitTask", "respond": "after SendResponse",
+              "cancel": "after CancelTask"}
     for step in sc["steps"]:
         kind, side = step[0], step[1]
         peer = _other(side)
-        fields = dict(step[2]) if kind in ("submit", "respond") else {}
+        fields = dict(step[2]) if kind in ("submit", "respond", "cancel") else {}
         data_in = b""
         in_range = None
         if kind == "inject":
@@ -2042,6 +2109,21 @@ TRANSCRIPT_SCENARIOS = {
             ("respond", "acceptor", [("task", "1"), ("final", "1"),
                                      ("payload", b"done".hex())]),
             ("receive", "initiator")]),
+    "empty payloads and a cancel": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor")},
+        steps=_HANDSHAKE + [
+            ("submit", "initiator", [("payload", "-"), ("deadline_us", "-")]),
+            ("receive", "acceptor"),
+            ("respond", "acceptor", [("task", "1"), ("final", "1"), ("payload", "-")]),
+            ("receive", "initiator"),
+            ("submit", "initiator", [("payload", b"long job".hex()), ("deadline_us", "-")]),
+            ("receive", "acceptor"),
+            ("receive", "initiator"),
+            ("cancel", "initiator", [("task", "3")]),
+            ("receive", "acceptor"),
+            ("receive", "initiator"),
+            ("receive", "acceptor")]),
 }
 
 

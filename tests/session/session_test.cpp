@@ -553,6 +553,51 @@ TEST_CASE("heartbeats measure RTT at the negotiated interval",
   CHECK(Ok(pair));
 }
 
+// Runs `side`'s timers at its next deadline and returns the SYNC payloads
+// it writes then (the harness would otherwise deliver them unseen).
+std::vector<SyncMessage> SyncsAtNextDeadline(SessionPair& pair, Side side) {
+  pair.clock().AdvanceTo(pair.session(side).NextDeadline());
+  std::vector<std::byte> out;
+  pair.Do(side, [&](Session& s, absl::Time now) {
+    s.HandleTimeout(now);
+    for (auto sp = s.PollTransmit(); !sp.empty(); sp = s.PollTransmit()) {
+      out.insert(out.end(), sp.begin(), sp.end());
+    }
+  });
+  std::vector<SyncMessage> syncs;
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  absl::Span<const std::byte> rest(out);
+  while (!rest.empty()) {
+    auto step = d.Decode(rest);
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+    if (step->frame.type() == MessageType::kAgentSync) {
+      auto m = ParseSync(step->frame.payload());
+      REQUIRE(m.ok());
+      syncs.push_back(*m);
+    }
+    rest.remove_prefix(step->consumed);
+  }
+  return syncs;
+}
+
+TEST_CASE("a SYNC omits ack until a sequenced frame was accepted",
+          "[session][sync]") {
+  // SPEC.md §14.2: no `ack = 0` before anything was received.
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto first = SyncsAtNextDeadline(pair, Side::kAcceptor);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].ping.has_value());
+  CHECK(!first[0].ack.has_value());
+  StartTask(pair, "job");
+  pair.RunFor(absl::Milliseconds(10));
+  auto later = SyncsAtNextDeadline(pair, Side::kAcceptor);
+  REQUIRE(!later.empty());
+  CHECK(later.back().ack == std::optional<uint64_t>(1));
+  CHECK(Ok(pair));
+}
+
 TEST_CASE("a ping flood ends the session with PING_FLOOD", "[session][sync]") {
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());

@@ -210,6 +210,9 @@ std::string EventLine(const std::string& side, const Event& event,
     absl::StrAppend(&out, "ResponseReceived task=", r->task,
                     " final=", r->final ? 1 : 0,
                     " payload=", ToLogHex(r->payload));
+  } else if (const auto* c = std::get_if<TaskCancelled>(&event)) {
+    absl::StrAppend(&out, "TaskCancelled task=", c->task,
+                    " status=", absl::StatusCodeToString(c->status.code()));
   } else if (const auto* f = std::get_if<SessionFailed>(&event)) {
     absl::StrAppend(
         &out,
@@ -319,6 +322,11 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
       fields.push_back(absl::StrCat("final=", final ? 1 : 0));
       fields.push_back("payload=" + ToLogHex(payload));
       drain();
+    } else if (want.name == "cancel") {
+      const TaskId task = ParseU64(*want.Find("task"));
+      status = s.CancelTask(task, T0()).ToString();
+      fields.push_back(absl::StrCat("task=", task));
+      drain();
     } else {
       throw std::runtime_error("unknown step: " + text);
     }
@@ -381,7 +389,8 @@ TEST_CASE("session transcript vectors", "[transcript][session]") {
   for (const char* required :
        {"new session, auth none", "new session, token auth",
         "new session, HMAC-SHA256", "version mismatch", "incompatible roles",
-        "frame before the handshake", "one task after the handshake"}) {
+        "frame before the handshake", "one task after the handshake",
+        "empty payloads and a cancel"}) {
     INFO("required vector: " << required);
     CHECK(std::find(names.begin(), names.end(), required) != names.end());
   }

@@ -369,7 +369,8 @@ SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   PendingSync& p = c.sync;
   if (!p.any()) return;
   SyncMessage m;
-  // §14.2: every SYNC carries the current ack.
+  // §14.2: every SYNC carries the current ack, omitted (never 0) until a
+  // sequenced frame was accepted.
   if (rx_seq_ > 0) m.ack = rx_seq_;
   m.ping = p.ping;
   m.pong = p.pong;
@@ -1555,7 +1556,9 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   const TaskId id = next_task_id_;
   FrameHeader header;
   header.type = MessageType::kAgentTask;
-  header.flags = config_.payload_checksums ? kFlagChecksum : 0;
+  // §10.1: an empty payload never carries a checksum.
+  header.flags =
+      config_.payload_checksums && !payload.empty() ? kFlagChecksum : 0;
   header.stream_id = id;
   FrameExtensions ext;
   if (options.deadline) {
@@ -1604,9 +1607,10 @@ SYMWIRE_DECL absl::Status Session::SendResponse(
   }
   FrameHeader header;
   header.type = MessageType::kAgentResponse;
-  header.flags =
-      static_cast<uint8_t>((config_.payload_checksums ? kFlagChecksum : 0) |
-                           (final ? kFlagFinal : 0));
+  // §10.1: an empty payload never carries a checksum.
+  header.flags = static_cast<uint8_t>(
+      (config_.payload_checksums && !payload.empty() ? kFlagChecksum : 0) |
+      (final ? kFlagFinal : 0));
   header.stream_id = task;
   absl::Status s = EncodeSequenced(header, FrameExtensions{}, payload, false);
   if (!s.ok()) {
