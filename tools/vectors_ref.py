@@ -1686,6 +1686,33 @@ def load_vectors(path):
 
 
 SESSION_PAYLOADS_FILE = "session_payloads.md"
+BACKOFF_FILE = "backoff.md"
+
+# §16.1 / §19: the default reconnect backoff (gRPC connection backoff).
+BACKOFF_INITIAL_S, BACKOFF_MULTIPLIER, BACKOFF_JITTER, BACKOFF_MAX_S = 1.0, 1.6, 0.2, 120.0
+
+
+def backoff_log(random8, attempt):
+    """§16.1: the delay of reconnect attempt `attempt` (from 0) given the 8
+    bytes drawn for its jitter: x is their unsigned little-endian value,
+    k = floor(x / 2^11), u = 2 * k / 2^53 - 1 (IEEE 754 double), and the
+    delay min(initial * multiplier^n, max) * (1 + jitter * u), rounded to the
+    nearest microsecond for the log."""
+    if len(random8) != 8:
+        raise ValueError("a backoff draw is 8 bytes, not %d" % len(random8))
+    x = int.from_bytes(bytes(random8), "little")
+    k = x >> 11
+    u = k * 2.0 ** -53 * 2.0 - 1.0
+    delay = min(BACKOFF_INITIAL_S * BACKOFF_MULTIPLIER ** attempt, BACKOFF_MAX_S)
+    delay *= 1.0 + BACKOFF_JITTER * u
+    return ["k=%d delay_us=%d" % (k, round(delay * 1e6))]
+
+
+def backoff_options(vec):
+    pairs = dict(vec.options or [])
+    if set(pairs) != {"attempt"}:
+        raise ValueError("backoff.md options: exactly attempt=N")
+    return int(pairs["attempt"])
 
 
 def payload_options(vec):
@@ -1715,6 +1742,8 @@ def expected_log(path, vec):
         return decode_single_varint(vec.input)
     if base == SESSION_PAYLOADS_FILE:
         return payload_log(payload_options(vec)[0], vec.input)
+    if base == BACKOFF_FILE:
+        return backoff_log(vec.input, backoff_options(vec))
     return decode_stream(vec.input, Options.from_pairs(vec.options or []))
 
 
@@ -2159,7 +2188,7 @@ def check_files(paths):
                     "\n                   ".join(vec.log), "\n                   ".join(got))
             elif os.path.basename(path) == SESSION_PAYLOADS_FILE:
                 problem = check_payload_encoding(vec)
-            elif os.path.basename(path) not in ("crc32c.md", "varint.md"):
+            elif os.path.basename(path) not in ("crc32c.md", "varint.md", BACKOFF_FILE):
                 problem = check_prefixes(vec, got)
             if problem:
                 bad += 1
@@ -2197,6 +2226,9 @@ def selftest():
     expect("reflect(0x1EDC6F41) == 0x82F63B78", "0x%08X" % _reflect(CRC32C_POLY, 32),
            "0x%08X" % CRC32C_POLY_REFLECTED)
     expect("XXH3-64 empty", "0x%016X" % xxh3_64(b""), "0x2D06800538D394C2")
+    # §16.1: the jitter bytes are little-endian; the cap applies before jitter.
+    expect("backoff LE", backoff_log(bytes(7) + b"\x80", 0), ["k=%d delay_us=1000000" % 2 ** 52])
+    expect("backoff capped", backoff_log(bytes(8), 30), ["k=0 delay_us=96000000"])
     for value, size in [(0, 1), (63, 1), (64, 2), (16383, 2), (16384, 4),
                         ((1 << 30) - 1, 4), (1 << 30, 8), (VARINT_MAX, 8)]:
         enc = varint_encode(value)

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <utility>
 
@@ -484,10 +483,14 @@ SYMWIRE_DECL void Session::ScheduleReconnect(absl::Time now) {
   double delay = absl::ToDoubleSeconds(b.initial) *
                  std::pow(b.multiplier, static_cast<double>(attempt_));
   delay = std::min(delay, absl::ToDoubleSeconds(b.max));
+  // The 8 random bytes are an unsigned little-endian integer x, whatever the
+  // host's byte order; u = 2 * floor(x / 2^11) / 2^53 - 1 (§16.1).
   std::array<std::byte, 8> r;
   config_.random(absl::Span<std::byte>(r));
-  uint64_t x;
-  std::memcpy(&x, r.data(), sizeof x);
+  uint64_t x = 0;
+  for (size_t k = 0; k < r.size(); ++k) {
+    x |= static_cast<uint64_t>(r[k]) << (8 * k);
+  }
   const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
   delay *= 1.0 + b.jitter * u;
   ++attempt_;
