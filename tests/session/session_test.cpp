@@ -533,6 +533,37 @@ TEST_CASE("drain: accepted tasks finish, crossing ones fail retryably",
   CHECK(Ok(pair));
 }
 
+TEST_CASE("close with nothing open: drain and bye share one SYNC",
+          "[session][drain]") {
+  // SPEC.md §15.3: both forms are valid; this one is what a side that
+  // closes with nothing open sends, and the peer must accept it.
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  std::vector<std::byte> out;
+  pair.Do(Side::kAcceptor, [&](Session& s, absl::Time now) {
+    REQUIRE(s.Close(now).ok());
+    for (auto sp = s.PollTransmit(); !sp.empty(); sp = s.PollTransmit()) {
+      out.insert(out.end(), sp.begin(), sp.end());
+    }
+  });
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out);
+  REQUIRE(step.ok());
+  REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+  REQUIRE(step->frame.type() == MessageType::kAgentSync);
+  auto m = ParseSync(step->frame.payload());
+  REQUIRE(m.ok());
+  CHECK(m->drain == std::optional<uint64_t>(0));
+  CHECK(m->bye);
+  // The peer takes the shared form as drain, then bye.
+  const std::vector<std::byte> frame(
+      out.begin(), out.begin() + static_cast<std::ptrdiff_t>(step->consumed));
+  CHECK(Inject(pair, Side::kInitiator, frame).ok());
+  CHECK(pair.Count<PeerDraining>(Side::kInitiator) == 1);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+  CHECK(pair.initiator().state() == SessionState::kClosed);
+}
+
 // ---------------------------------------------------------------------------
 // Heartbeats and dead peers
 
