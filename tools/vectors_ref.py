@@ -6,8 +6,9 @@ tests/vectors/*.md. It is deliberately NOT derived from the C++ codec: every
 rule below cites the SPEC.md section it implements. The C++ tests never run it.
 It covers the framing layer (§2-§8), the session layer's parameter lists
 (§11: the payloads of AGENT_INIT, AGENT_SYNC, AGENT_ERROR, AGENT_CANCEL), and
-a model of the handshake, one task and its acknowledgements (§12-§14) with
-the SplitMix64 random source of the C++ tests, for the transcripts.
+a model of the handshake, tasks, a cancel and the acknowledgements (§12-§14)
+with the SplitMix64 random source of the C++ tests, for the transcripts, and
+the reconnect backoff (§16.1).
 
 Dependencies: Python 3 standard library plus Debian's python3-xxhash (XXH3-64),
 hence the /usr/bin/python3 shebang (a pyenv python3 on PATH will not see the
@@ -32,7 +33,8 @@ Modes:
         session_transcripts.md holds handshake transcripts: each is replayed
         on two model sessions (SPEC.md §10-§14, built from the vector's
         options and seeds) and every `out` byte range and event must be the
-        model's.
+        model's. backoff.md: each delay is recomputed from the attempt number
+        and the 8 jitter bytes (§16.1).
     vectors_ref.py transcript [NAME ...]
         Prints the options, hex and log blocks of the named transcript
         scenarios (TRANSCRIPT_SCENARIOS; default all), as written into
