@@ -304,6 +304,15 @@ class Session {
     if (c.up && !c.closing && c.store_enabled) n += store_.end() - send_pos_;
     return n;
   }
+  // Bytes of the current connection's input held by the session: the
+  // start of an incomplete frame, and the last frame completed from it
+  // (kept for its events). Each is at most the connection's header limit
+  // plus its payload limit plus 8; before the handshake completes the
+  // payload limit is 8192 (SPEC.md §15.2), so an unauthenticated peer can
+  // make the session hold at most 2 * (max_header_bytes + 8200) bytes.
+  size_t receive_buffered_bytes() const {
+    return conn_.rx.size() + conn_.hold.size();
+  }
   // The last sequence accepted from the peer / sent to it.
   uint64_t last_received() const { return rx_seq_; }
   uint64_t last_sent() const { return next_seq_ - 1; }
@@ -424,7 +433,9 @@ class Session {
   void Establish(bool resumed, absl::Time now);
   void EndTask(TaskId id, Task& task);
   void ConnectionFailed(const absl::Status& status, absl::Time now);
-  void DecodeFailed(const absl::Status& status, absl::Time now);
+  // Ends the connection or the session for a framing error; returns the
+  // status reported (the decoder's, made more precise where it helps).
+  absl::Status DecodeFailed(const absl::Status& status, absl::Time now);
   void Fail(const absl::Status& status, absl::Time now, bool tell_peer);
   void FailHandshake(const absl::Status& status, absl::Time now);
   void ScheduleReconnect(absl::Time now);

@@ -497,16 +497,16 @@ SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
                                             absl::Time now) {
   Connection& c = conn_;
   if (!c.up) return;
-  CountError(status);
   c.up = false;
   c.closing = true;
   c.store_enabled = false;
   c.sync = PendingSync{};
   if (config_.side == SessionSide::kAcceptor && !has_session_) {
-    // A fresh acceptor has nothing to resume.
+    // A fresh acceptor has nothing to resume (Fail counts the error).
     Fail(status, now, false);
     return;
   }
+  CountError(status);
   state_ = SessionState::kDisconnected;
   Emit(ConnectionLost{status});
   if (config_.side == SessionSide::kInitiator) {
@@ -519,19 +519,30 @@ SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
   }
 }
 
-SYMWIRE_DECL void Session::DecodeFailed(const absl::Status& status,
-                                        absl::Time now) {
-  // SPEC.md §15.2: a payload above the announced limit, in a header whose
-  // CRC matched (the decoder checks the limit only after the CRC, §7.1, so
-  // a flipped bit cannot cause it), was sent on purpose; a resume would
-  // replay the frame and fail again. It ends the session. Every other
-  // framing error ends only the connection (§16.1).
-  if (GetErrorCode(status) == ErrorCode::kPayloadTooLarge &&
-      conn_.handshake == Handshake::kDone) {
-    Fail(status, now, true);
-    return;
+SYMWIRE_DECL absl::Status Session::DecodeFailed(const absl::Status& status,
+                                                absl::Time now) {
+  if (GetErrorCode(status) == ErrorCode::kPayloadTooLarge) {
+    if (conn_.handshake == Handshake::kDone) {
+      // SPEC.md §15.2: a payload above the announced limit, in a header
+      // whose CRC matched (the decoder checks the limit only after the CRC,
+      // §7.1, so a flipped bit cannot cause it), was sent on purpose; a
+      // resume would replay the frame and fail again. It ends the session.
+      Fail(status, now, true);
+      return status;
+    }
+    // §15.2: before the handshake completes the limit is 8192 for every
+    // frame type; this ends the connection, like every framing error.
+    absl::Status s = MakeError(
+        ErrorCode::kPayloadTooLarge,
+        absl::StrFormat("%s (the limit for every frame before the handshake "
+                        "completes)",
+                        status.message()));
+    ConnectionFailed(s, now);
+    return s;
   }
+  // Every other framing error ends only the connection (§16.1).
   ConnectionFailed(status, now);
+  return status;
 }
 
 SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
@@ -584,6 +595,10 @@ SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
   c.hello.reset();
   c.store_enabled = true;
   c.handshake_deadline = absl::InfiniteFuture();
+  // §15.2: tasks and responses may now arrive (control payloads stay
+  // accepted up to 8192 bytes whatever the limit).
+  c.decoder.SetMaxPayloadBytes(
+      std::max(config_.max_payload_bytes, kMaxControlPayloadSize));
   c.last_rx = now;
   c.next_ping = now + EffectivePingInterval();
   state_ = SessionState::kEstablished;
@@ -647,8 +662,10 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
   conn_ = Connection{};
   DecoderOptions options;
   options.max_header_bytes = config_.max_header_bytes;
-  options.max_payload_bytes =
-      std::max(config_.max_payload_bytes, kMaxControlPayloadSize);
+  // §15.2: until the handshake completes only control frames are legal, and
+  // every one fits in 8192 bytes; a larger declared length fails at its
+  // header, before anything is buffered. Establish raises the limit.
+  options.max_payload_bytes = kMaxControlPayloadSize;
   options.max_extensions = config_.max_extensions;
   conn_.decoder = FrameDecoder(options);
   conn_.up = true;
@@ -722,8 +739,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
     if (c.rx.size() < c.rx_need) break;
     auto step = c.decoder.Decode(c.rx);
     if (!step.ok()) {
-      DecodeFailed(step.status(), now);
-      status = step.status();
+      status = DecodeFailed(step.status(), now);
       break;
     }
     if (step->kind == DecodeStep::Kind::kNeedMore) {
@@ -742,8 +758,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
   while (c.rx.empty() && !bytes.empty() && !stop()) {
     auto step = c.decoder.Decode(bytes);
     if (!step.ok()) {
-      DecodeFailed(step.status(), now);
-      status = step.status();
+      status = DecodeFailed(step.status(), now);
       break;
     }
     if (step->kind == DecodeStep::Kind::kNeedMore) {
