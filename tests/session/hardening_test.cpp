@@ -55,14 +55,14 @@ std::vector<std::byte> Frame(MessageType type, uint64_t stream, uint64_t seq,
   return out;
 }
 
-[[maybe_unused]] std::vector<std::byte> SyncFrame(const SyncMessage& m) {
+std::vector<std::byte> SyncFrame(const SyncMessage& m) {
   std::vector<std::byte> p;
   REQUIRE(AppendSync(m, p).ok());
   return Frame(MessageType::kAgentSync, 0, 0, p, p.empty() ? 0 : kFlagChecksum);
 }
 
-[[maybe_unused]] absl::Status Inject(SessionPair& pair, Side side,
-                                     const std::vector<std::byte>& bytes) {
+absl::Status Inject(SessionPair& pair, Side side,
+                    const std::vector<std::byte>& bytes) {
   return pair.Do(
       side, [&](Session& s, absl::Time now) { return s.Receive(bytes, now); });
 }
@@ -197,6 +197,206 @@ TEST_CASE(
       [&] { return pair.Count<ResponseReceived>(Side::kInitiator) == 2; }));
   CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
   CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+  CHECK(pair.problems().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Item 5: frames that carry nothing new (SPEC.md §14.1)
+
+// Injects `frame` into the established acceptor `n` times, one Receive each;
+// returns the first failure (or OK).
+absl::Status Flood(SessionPair& pair, const std::vector<std::byte>& frame,
+                   int n) {
+  for (int i = 0; i < n; ++i) {
+    absl::Status s = Inject(pair, Side::kAcceptor, frame);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void CheckFlood(SessionPair& pair, const absl::Status& s) {
+  CHECK(GetErrorCode(s) == ErrorCode::kPingFlood);
+  CHECK(s.code() == absl::StatusCode::kResourceExhausted);
+  CHECK_THAT(std::string(s.message()),
+             Catch::Contains("101 consecutive frames carrying nothing new") &&
+                 Catch::Contains("max_noop_frames 100"));
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
+  REQUIRE(failed != nullptr);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kPingFlood);
+  // The peer is told (a stream-0 AGENT_ERROR), and fails too.
+  pair.RunUntilIdleNow();
+  const auto* peer = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  REQUIRE(peer != nullptr);
+  CHECK(GetErrorCode(peer->status) == ErrorCode::kPingFlood);
+}
+
+TEST_CASE("a flood of empty SYNCs ends the session with PING_FLOOD",
+          "[session][sync][hardening]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  const auto empty = SyncFrame(SyncMessage{});
+  // max_noop_frames (100) are accepted; the next one is not.
+  REQUIRE(Flood(pair, empty, 100).ok());
+  CHECK(pair.acceptor()->state() == SessionState::kEstablished);
+  CheckFlood(pair, Flood(pair, empty, 1));
+}
+
+TEST_CASE("SYNCs repeating an ack end the session with PING_FLOOD",
+          "[session][sync][hardening]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  // The acceptor sends two frames and gets them acknowledged.
+  auto t = pair.Submit(Side::kInitiator, "work");
+  REQUIRE(t.ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; }));
+  REQUIRE(pair.Respond(Side::kAcceptor, *t, "part", false).ok());
+  REQUIRE(pair.Respond(Side::kAcceptor, *t, "more", false).ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.acceptor()->replay_frames_in_use() == 0; }));
+  pair.RunUntilIdleNow();
+  const uint64_t acked = pair.acceptor()->last_sent();
+  REQUIRE(acked == 2);
+  SyncMessage same;
+  same.ack = acked;
+  SyncMessage lower;
+  lower.ack = 1;
+  SECTION("the same ack") {
+    CheckFlood(pair, Flood(pair, SyncFrame(same), 101));
+  }
+  SECTION("a lower ack") {
+    CheckFlood(pair, Flood(pair, SyncFrame(lower), 101));
+  }
+  SECTION("mixed, counted together") {
+    REQUIRE(Flood(pair, SyncFrame(same), 50).ok());
+    REQUIRE(Flood(pair, SyncFrame(SyncMessage{}), 25).ok());
+    CheckFlood(pair, Flood(pair, SyncFrame(lower), 26));
+  }
+}
+
+TEST_CASE("repeated drains, unasked pongs and duplicates are floods too",
+          "[session][sync][hardening]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  SECTION("drain: the first is news, the rest are not") {
+    SyncMessage drain;
+    drain.drain = 0;
+    REQUIRE(Flood(pair, SyncFrame(drain), 101).ok());
+    CHECK(pair.Count<PeerDraining>(Side::kAcceptor) == 1);
+    CheckFlood(pair, Flood(pair, SyncFrame(drain), 1));
+  }
+  SECTION("pongs for pings never sent") {
+    SyncMessage pong;
+    pong.pong = 1;
+    CheckFlood(pair, Flood(pair, SyncFrame(pong), 101));
+  }
+  SECTION("a duplicate sequenced frame") {
+    auto t = pair.Submit(Side::kInitiator, "work");
+    REQUIRE(t.ok());
+    REQUIRE(pair.RunUntil(
+        [&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; }));
+    pair.RunUntilIdleNow();
+    const auto task = Frame(MessageType::kAgentTask, *t, 1, AsBytes("work"), 0);
+    CheckFlood(pair, Flood(pair, task, 101));
+    CHECK(pair.Count<TaskReceived>(Side::kAcceptor) == 1);
+  }
+}
+
+TEST_CASE("anything new resets the count of frames carrying nothing new",
+          "[session][sync][hardening]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  const auto empty = SyncFrame(SyncMessage{});
+  SyncMessage ping;
+  ping.ping = 7;
+  for (int round = 0; round < 5; ++round) {
+    REQUIRE(Flood(pair, empty, 100).ok());
+    // A ping, spaced so that it is no strike (§14.1).
+    pair.clock().Advance(absl::Milliseconds(100));
+    REQUIRE(Inject(pair, Side::kAcceptor, SyncFrame(ping)).ok());
+  }
+  // A task (a new sequenced frame) resets it too.
+  REQUIRE(Flood(pair, empty, 100).ok());
+  auto t = pair.Submit(Side::kInitiator, "work");
+  REQUIRE(t.ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; }));
+  pair.RunUntilIdleNow();
+  REQUIRE(Flood(pair, empty, 100).ok());
+  CHECK(pair.acceptor()->state() == SessionState::kEstablished);
+  CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+}
+
+TEST_CASE(
+    "conforming peers never send two frames in a row that carry "
+    "nothing new",
+    "[session][sync][resume][hardening]") {
+  // max_noop_frames = 1 on both sides: the strictest setting must survive
+  // tasks, streamed responses, cancels, coalesced and timed acks, pings,
+  // cuts with resumption (whose first SYNC may repeat an ack and a drain),
+  // and a graceful close.
+  PairOptions o = Fast();
+  o.initiator.max_noop_frames = 1;
+  o.acceptor.max_noop_frames = 1;
+  o.initiator.replay_frames = 64;  // an ack every 4 frames
+  o.acceptor.replay_frames = 64;
+  o.initiator.max_tasks = 32;
+  o.acceptor.max_tasks = 32;
+  SessionPair pair(o);
+  pair.set_split(testing::Split::Random(40));
+  REQUIRE(pair.Handshake());
+  testing::SimRandom rng(11);
+  std::vector<TaskId> open;
+  for (int round = 0; round < 300; ++round) {
+    const uint64_t pick = rng.Between(0, 9);
+    if (pick < 4 || open.empty()) {
+      auto t = pair.Submit(Side::kInitiator, "task");
+      if (t.ok()) open.push_back(*t);
+    } else if (pick < 7) {
+      const TaskId t = open[rng.Between(0, open.size() - 1)];
+      if (pair.acceptor()->task_state(t) == TaskState::kRunning) {
+        (void)pair.Respond(Side::kAcceptor, t, "part", false);
+        if (rng.Chance(1, 2)) {
+          (void)pair.Respond(Side::kAcceptor, t, "done", true);
+        }
+      }
+    } else if (pick < 8) {
+      const TaskId t = open[rng.Between(0, open.size() - 1)];
+      (void)pair.Cancel(Side::kInitiator, t);
+    } else if (pick < 9) {
+      pair.RunFor(absl::Milliseconds(rng.Between(1, 1500)));  // pings, acks
+    } else if (rng.Chance(1, 4)) {
+      pair.Cut();
+    }
+    pair.RunFor(absl::Milliseconds(rng.Between(0, 20)));
+    std::erase_if(open, [&](TaskId t) {
+      return pair.initiator().task_state(t) == TaskState::kNone;
+    });
+    REQUIRE(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    REQUIRE(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+  }
+  // Drain and close; the acceptor finishes what is still running.
+  REQUIRE(pair.Close(Side::kInitiator).ok());
+  pair.Cut();  // the drain is repeated on the resumed connection
+  for (int i = 0; i < 200 && pair.Count<SessionClosed>(Side::kInitiator) == 0;
+       ++i) {
+    pair.RunFor(absl::Milliseconds(50));
+    for (TaskId t : open) {
+      if (pair.acceptor()->task_state(t) == TaskState::kRunning) {
+        (void)pair.Respond(Side::kAcceptor, t, "done", true);
+      }
+    }
+  }
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+  CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+  CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+  CHECK(pair.initiator().counters().errors_by_code[117] == 0);
+  CHECK(pair.acceptor()->counters().errors_by_code[117] == 0);
+  CHECK(pair.initiator().counters().pongs_received > 10);
+  CHECK(pair.links_created() > 5);
   CHECK(pair.problems().empty());
 }
 

@@ -85,6 +85,14 @@ struct SessionConfig {
   absl::Duration ack_delay = absl::Milliseconds(5);
   absl::Duration resume_window = absl::Seconds(60);
   uint32_t max_ping_strikes = 2;
+  // Most consecutive frames carrying nothing new (SPEC.md §14.1: a SYNC
+  // whose ack does not advance and that has no ping, no pong answering an
+  // unanswered ping of ours, no first drain and no bye; a duplicate
+  // sequenced frame) accepted on one connection; one more ends the session
+  // with PING_FLOOD. A conforming peer sends at most one in a row (its
+  // first SYNC on a resumed connection may repeat an ack and a drain).
+  // REQUIRES: >= 1.
+  uint32_t max_noop_frames = 100;
   BackoffConfig backoff;
 };
 

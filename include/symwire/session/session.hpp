@@ -363,6 +363,11 @@ class Session {
     std::optional<Hello> hello;  // acceptor: the peer's HELLO
     uint32_t rx_need = 0;
     uint32_t ping_strikes = 0;
+    // §14.1: consecutive received frames that carried nothing new, and our
+    // pings the peer has not answered yet (a pong beyond them is nothing
+    // new).
+    uint32_t noop_frames = 0;
+    uint32_t pings_unanswered = 0;
     Handshake handshake = Handshake::kNone;
     bool up = false;
     bool closing = false;
@@ -405,6 +410,10 @@ class Session {
   absl::Status HandleAck(uint64_t ack, absl::Time now);
   absl::Status ApplyPeerLastReceived(uint64_t last, absl::Time now);
   absl::Status CheckOwnTaskFrame(const FrameView& frame, Task*& task);
+  // §14.1: records a frame that carried nothing new (`useful` false) or
+  // something new (resets the count); PING_FLOOD past max_noop_frames.
+  absl::Status CountProgress(bool useful, const FrameView& frame,
+                             uint64_t offset, absl::Time now);
 
   // Sending.
   absl::Status CheckReplayCredit(size_t frame_size) const;

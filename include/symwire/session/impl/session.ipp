@@ -828,9 +828,10 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
     }
     if (seq <= rx_seq_) {
       ++counters_.duplicates_discarded;
-      return absl::OkStatus();
+      return CountProgress(false, frame, offset, now);
     }
     rx_seq_ = seq;
+    conn_.noop_frames = 0;  // §14.1: a new sequenced frame is progress
     ++unacked_rx_frames_;
     unacked_rx_bytes_ += frame.size();
     // §14.2: coalesced acks, every sixteenth of the peer's window: the
@@ -889,6 +890,28 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
       return HandleSync(frame, now);
   }
   return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::CountProgress(bool useful,
+                                                 const FrameView& frame,
+                                                 uint64_t offset,
+                                                 absl::Time now) {
+  Connection& c = conn_;
+  if (useful) {
+    c.noop_frames = 0;
+    return absl::OkStatus();
+  }
+  // §14.1: a peer that keeps sending frames that change nothing (empty or
+  // repeated SYNCs, duplicates) only burns this side's CPU.
+  if (++c.noop_frames <= config_.max_noop_frames) return absl::OkStatus();
+  absl::Status s = MakeError(
+      ErrorCode::kPingFlood,
+      absl::StrFormat("%d consecutive frames carrying nothing new (limit "
+                      "max_noop_frames %d); the last: %s at stream offset %d",
+                      c.noop_frames, config_.max_noop_frames,
+                      detail::TypeName(frame.type()), offset));
+  Fail(s, now, true);
+  return s;
 }
 
 // ---- handshake (§12) ----------------------------------------------------
@@ -1439,6 +1462,16 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
     Fail(m.status(), now, true);
     return m.status();
   }
+  // §14.1: what this SYNC brings that is new, decided before it is applied.
+  const bool useful = (m->ack && *m->ack > acked_) || m->ping ||
+                      (m->pong && conn_.pings_unanswered > 0) ||
+                      (m->drain && !peer_draining_) || m->bye;
+  if (m->pong && conn_.pings_unanswered > 0) --conn_.pings_unanswered;
+  if (absl::Status s = CountProgress(
+          useful, frame, conn_.decoder.stream_offset() - frame.size(), now);
+      !s.ok()) {
+    return s;
+  }
   if (m->ack) {
     if (absl::Status s = HandleAck(*m->ack, now); !s.ok()) return s;
   }
@@ -1733,6 +1766,7 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
       if (now >= c.next_ping) {
         c.sync.ping = ClockMicros(now);
         ++counters_.pings_sent;
+        ++c.pings_unanswered;
         c.next_ping = now + EffectivePingInterval();
       }
       if (now >= c.ack_deadline) c.sync.ack = true;
