@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
 #include "symwire/session/control.hpp"
 #include "symwire/session/session.hpp"
@@ -398,6 +399,74 @@ TEST_CASE(
   CHECK(pair.initiator().counters().pongs_received > 10);
   CHECK(pair.links_created() > 5);
   CHECK(pair.problems().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Item 6: a frame dripped byte by byte (SPEC.md §14.1 frame_timeout)
+
+TEST_CASE(
+    "a frame dripped a byte at a time ends the connection at "
+    "frame_timeout",
+    "[session][sync][hardening]") {
+  PairOptions o = Fast();  // dead_peer_timeout 5 s
+  o.acceptor.frame_timeout = absl::Seconds(3);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  // Only the dripped bytes reach the acceptor from now on.
+  pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
+  const uint64_t offset = pair.link()->delivered(Dir::kToAcceptor);
+  const std::vector<std::byte> payload(200, std::byte{0x61});
+  const auto task = Frame(MessageType::kAgentTask, 1, 1, payload, 0);
+  Session* const acceptor = pair.acceptor();
+  const absl::Time start = pair.now();
+  size_t sent = 0;
+  for (; sent < task.size() && pair.Count<ConnectionLost>(Side::kAcceptor) == 0;
+       ++sent) {
+    REQUIRE(Inject(pair, Side::kAcceptor, {task[sent]}).ok());
+    // The deadline is visible to the driver.
+    CHECK(acceptor->NextDeadline() <= start + absl::Seconds(3));
+    pair.RunFor(absl::Seconds(1));  // one byte a second: "alive"
+  }
+  const auto* lost = pair.LastEvent<ConnectionLost>(Side::kAcceptor);
+  REQUIRE(lost != nullptr);
+  CHECK(pair.Last<ConnectionLost>(Side::kAcceptor)->at ==
+        start + absl::Seconds(3));
+  CHECK(sent == 3);
+  CHECK(GetErrorCode(lost->status) == ErrorCode::kPeerUnresponsive);
+  CHECK(lost->status.code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK_THAT(std::string(lost->status.message()),
+             Catch::Contains(absl::StrCat("frame started at stream offset ",
+                                          offset, " not complete after 3s")) &&
+                 Catch::Contains("3 bytes of at least"));
+  // Only the connection ended: the session resumes.
+  CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.Count<Established>(Side::kInitiator) == 2; }));
+  CHECK(pair.problems().empty());
+}
+
+TEST_CASE("frames that keep arriving are not cut by frame_timeout",
+          "[session][sync][hardening]") {
+  // Each frame completes well within frame_timeout although together they
+  // take far longer, and a slow frame that does complete in time is fine.
+  PairOptions o = Fast();
+  o.acceptor.frame_timeout = absl::Seconds(3);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
+  SyncMessage ping;
+  for (int i = 0; i < 10; ++i) {
+    ping.ping = static_cast<uint64_t>(i);
+    const auto f = SyncFrame(ping);
+    for (size_t k = 0; k < f.size(); ++k) {
+      REQUIRE(Inject(pair, Side::kAcceptor, {f[k]}).ok());
+      pair.RunFor(absl::Milliseconds(2900) / static_cast<int64_t>(f.size()));
+    }
+  }
+  CHECK(pair.Count<ConnectionLost>(Side::kAcceptor) == 0);
+  CHECK(pair.acceptor()->state() == SessionState::kEstablished);
 }
 
 }  // namespace

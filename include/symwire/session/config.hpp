@@ -82,6 +82,12 @@ struct SessionConfig {
   absl::Duration ping_interval = absl::Seconds(10);
   absl::Duration min_peer_ping_interval = absl::Seconds(1);
   absl::Duration dead_peer_timeout = absl::Seconds(30);
+  // Once established, how long one frame may take to arrive once its first
+  // byte has (SPEC.md §14.1); then the connection ends with
+  // PEER_UNRESPONSIVE, however many bytes trickle in. A frame of
+  // max_payload_bytes must fit: 16 MiB in 30 s needs about 4.5 Mbit/s. (The
+  // handshake_timeout bounds frames before the handshake.) REQUIRES: > 0.
+  absl::Duration frame_timeout = absl::Seconds(30);
   absl::Duration ack_delay = absl::Milliseconds(5);
   absl::Duration resume_window = absl::Seconds(60);
   uint32_t max_ping_strikes = 2;

@@ -356,6 +356,10 @@ class Session {
     PendingSync sync;
     absl::Time handshake_deadline = absl::InfiniteFuture();
     absl::Time last_rx;
+    // When the first byte of the incomplete frame in `rx` arrived, and its
+    // stream offset (valid while `rx` is not empty; §14.1 frame_timeout).
+    absl::Time rx_since;
+    uint64_t rx_since_offset = 0;
     absl::Time next_ping = absl::InfiniteFuture();
     absl::Time last_ping_rx = absl::InfinitePast();
     absl::Time ack_deadline = absl::InfiniteFuture();

@@ -199,6 +199,7 @@ SYMWIRE_DECL absl::Time Session::NextDeadline() const {
     } else {
       t = std::min({t, c.last_rx + config_.dead_peer_timeout, c.next_ping,
                     c.ack_deadline});
+      if (!c.rx.empty()) t = std::min(t, c.rx_since + config_.frame_timeout);
     }
   }
   if (!deadlines_.empty()) t = std::min(t, deadlines_.front().first);
@@ -762,6 +763,9 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
       break;
     }
     if (step->kind == DecodeStep::Kind::kNeedMore) {
+      // The first bytes of a frame (§14.1 frame_timeout runs from here).
+      c.rx_since = now;
+      c.rx_since_offset = c.decoder.stream_offset();
       c.rx.assign(bytes.begin(), bytes.end());
       c.rx_need = std::max<uint32_t>(step->bytes_needed,
                                      static_cast<uint32_t>(c.rx.size()) + 1);
@@ -1756,6 +1760,17 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
                           absl::FormatDuration(config_.handshake_timeout))),
             now);
       }
+    } else if (!c.rx.empty() && now >= c.rx_since + config_.frame_timeout) {
+      // §14.1: bytes trickling in are liveness, but a frame must complete.
+      ConnectionFailed(
+          MakeError(ErrorCode::kPeerUnresponsive,
+                    absl::StrFormat("frame started at stream offset %d not "
+                                    "complete after %s (%d bytes of at least "
+                                    "%d)",
+                                    c.rx_since_offset,
+                                    absl::FormatDuration(now - c.rx_since),
+                                    c.rx.size(), c.rx_need)),
+          now);
     } else if (now >= c.last_rx + config_.dead_peer_timeout) {
       ConnectionFailed(
           MakeError(ErrorCode::kPeerUnresponsive,
