@@ -469,5 +469,109 @@ TEST_CASE("frames that keep arriving are not cut by frame_timeout",
   CHECK(pair.acceptor()->state() == SessionState::kEstablished);
 }
 
+// ---------------------------------------------------------------------------
+// Item 9: at the session's end, "may have run" and "never ran" differ
+// (SPEC.md §16.3)
+
+const TaskFailed* FailedEvent(const SessionPair& pair, TaskId task) {
+  auto found = pair.FindTask<TaskFailed>(Side::kInitiator, task);
+  REQUIRE(found.size() == 1);
+  return &found.front()->As<TaskFailed>();
+}
+
+void CheckReceived(const SessionPair& pair, TaskId task) {
+  const TaskFailed* f = FailedEvent(pair, task);
+  INFO(f->status.ToString());
+  CHECK(GetErrorCode(f->status) == ErrorCode::kSessionExpired);
+  CHECK(f->status.code() == absl::StatusCode::kDataLoss);
+  CHECK_FALSE(f->retryable);
+  CHECK_THAT(std::string(f->status.message()),
+             Catch::Contains("was received by the peer (acknowledged) and may "
+                             "have run"));
+}
+
+void CheckMaybeReceived(const SessionPair& pair, TaskId task) {
+  const TaskFailed* f = FailedEvent(pair, task);
+  INFO(f->status.ToString());
+  CHECK(GetErrorCode(f->status) == ErrorCode::kSessionExpired);
+  CHECK(f->status.code() == absl::StatusCode::kDataLoss);
+  CHECK_FALSE(f->retryable);
+  CHECK_THAT(std::string(f->status.message()),
+             Catch::Contains("sent but not acknowledged"));
+}
+
+void CheckNeverSent(const SessionPair& pair, TaskId task) {
+  const TaskFailed* f = FailedEvent(pair, task);
+  INFO(f->status.ToString());
+  CHECK(GetErrorCode(f->status) == ErrorCode::kConnectionLost);
+  CHECK(f->status.code() == absl::StatusCode::kUnavailable);
+  CHECK(f->retryable);
+  CHECK_THAT(std::string(f->status.message()),
+             Catch::Contains("never reached the peer; safe to retry"));
+}
+
+TEST_CASE(
+    "at expiry, acknowledged, unacknowledged and unsent tasks end "
+    "differently",
+    "[session][resume][hardening]") {
+  PairOptions o = Fast();
+  o.acceptor.resume_window = absl::Seconds(2);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  // Acknowledged by the peer.
+  auto acked = pair.Submit(Side::kInitiator, "one");
+  REQUIRE(acked.ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.initiator().replay_frames_in_use() == 0; }));
+  // Written to the connection, but it never arrives.
+  pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
+  auto sent = pair.Submit(Side::kInitiator, "two");
+  REQUIRE(sent.ok());
+  pair.set_dials_fail(true);
+  pair.Cut();
+  // Submitted while disconnected: never leaves this side.
+  auto unsent = pair.Submit(Side::kInitiator, "three");
+  REQUIRE(unsent.ok());
+  pair.RunFor(absl::Seconds(5));
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  REQUIRE(failed != nullptr);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kSessionExpired);
+  CHECK(failed->affected_tasks == std::vector<TaskId>{*acked, *sent, *unsent});
+  CheckReceived(pair, *acked);
+  CheckMaybeReceived(pair, *sent);
+  CheckNeverSent(pair, *unsent);
+}
+
+TEST_CASE(
+    "after the acceptor lost the session, tasks submitted during the "
+    "outage are safe to retry",
+    "[session][resume][hardening]") {
+  // The server-crash case: the resume is answered SESSION_EXPIRED.
+  PairOptions o = Fast();
+  o.acceptor.resume_window = absl::Seconds(1);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  auto acked = pair.Submit(Side::kInitiator, "one");
+  REQUIRE(acked.ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.initiator().replay_frames_in_use() == 0; }));
+  // The acceptor forgets the session; the initiator notices only later.
+  pair.Cut(/*notify_initiator=*/false, /*notify_acceptor=*/true);
+  pair.RunFor(absl::Milliseconds(1500));
+  REQUIRE(pair.Count<SessionFailed>(Side::kAcceptor) == 1);
+  pair.Do(Side::kInitiator, [](Session& s, absl::Time now) {
+    s.TransportLost(absl::UnavailableError("noticed at last"), now);
+  });
+  auto unsent = pair.Submit(Side::kInitiator, "two");
+  REQUIRE(unsent.ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.Count<SessionFailed>(Side::kInitiator) == 1; }));
+  const auto* failed = pair.LastEvent<SessionFailed>(Side::kInitiator);
+  CHECK(GetErrorCode(failed->status) == ErrorCode::kSessionExpired);
+  CHECK(failed->affected_tasks == std::vector<TaskId>{*acked, *unsent});
+  CheckReceived(pair, *acked);
+  CheckNeverSent(pair, *unsent);
+}
+
 }  // namespace
 }  // namespace symwire

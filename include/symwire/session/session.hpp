@@ -388,6 +388,10 @@ class Session {
     TaskState state = TaskState::kNone;
     bool own = false;  // submitted here
     std::optional<absl::Time> deadline;
+    // Own tasks: the AGENT_TASK's sequence and the store position just
+    // past it, to tell at the session's end whether the peer got it (§16.3).
+    uint64_t seq = 0;
+    uint64_t end_pos = 0;
   };
 
   SYMWIRE_DECL Session(SessionConfig config, absl::Time now);
@@ -450,6 +454,11 @@ class Session {
   // status reported (the decoder's, made more precise where it helps).
   absl::Status DecodeFailed(const absl::Status& status, absl::Time now);
   void Fail(const absl::Status& status, absl::Time now, bool tell_peer);
+  // §16.3: the terminal status of own task `id` when the session ends with
+  // `status`, by what the peer can have received; sets *retryable.
+  absl::Status OwnTaskEndStatus(TaskId id, const Task& task,
+                                const absl::Status& status,
+                                bool* retryable) const;
   void FailHandshake(const absl::Status& status, absl::Time now);
   void ScheduleReconnect(absl::Time now);
   void MaybeWritable();
@@ -497,6 +506,9 @@ class Session {
   uint64_t unacked_rx_bytes_ = 0;
   detail::ReplayStore store_;
   uint64_t send_pos_ = 0;  // next store position to hand to the driver
+  // Highest store position ever handed to a driver (on any connection): a
+  // frame ending after it never left this side.
+  uint64_t sent_pos_high_ = 0;
   std::deque<ReplayEntry> replay_;
 
   // Tasks.

@@ -172,6 +172,7 @@ SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit(
         store_.Contiguous(send_pos_, owner, min_owned_bytes);
     SYMWIRE_ASSERT(!out.empty());
     send_pos_ += out.size();
+    sent_pos_high_ = std::max(sent_pos_high_, send_pos_);
     if (send_pos_ == store_.end()) sent_high_ = next_seq_ - 1;
     counters_.bytes_out += out.size();
     return out;
@@ -566,7 +567,9 @@ SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
     if (t.own) {
       // A cancelling task already had its terminal event.
       if (t.state != TaskState::kCancelling) {
-        Emit(TaskFailed{id, status, false});
+        bool retryable = false;
+        absl::Status end = OwnTaskEndStatus(id, t, status, &retryable);
+        Emit(TaskFailed{id, std::move(end), retryable});
       }
     } else {
       Emit(TaskCancelled{id, status, false});
@@ -583,6 +586,39 @@ SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
   state_ = SessionState::kFailed;
   failure_ = status;
   Emit(SessionFailed{status, std::move(affected)});
+}
+
+SYMWIRE_DECL absl::Status Session::OwnTaskEndStatus(TaskId id, const Task& task,
+                                                    const absl::Status& status,
+                                                    bool* retryable) const {
+  // §16.3. Acknowledged: the peer has it and may have run it. Never handed
+  // to a connection: it cannot have reached the peer, so it is safe to
+  // retry. Sent but not acknowledged: unknown (the ack may have been lost
+  // with the connection), so it counts as received.
+  *retryable = false;
+  std::string message;
+  if (task.seq <= acked_) {
+    message = absl::StrFormat(
+        "task %d was received by the peer (acknowledged) and may have run: %s",
+        id, status.message());
+  } else if (task.end_pos > sent_pos_high_) {
+    *retryable = true;
+    return MakeError(
+        ErrorCode::kConnectionLost,
+        absl::StrFormat("task %d never reached the peer; safe to retry (the "
+                        "session ended: %s)",
+                        id, status.message()));
+  } else {
+    message = absl::StrFormat(
+        "task %d was sent but not acknowledged: the peer may have received "
+        "and run it: %s",
+        id, status.message());
+  }
+  absl::Status out(status.code(), message);
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
 }
 
 SYMWIRE_DECL void Session::FailHandshake(const absl::Status& status,
@@ -1626,6 +1662,8 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   Task t;
   t.state = TaskState::kSubmitted;
   t.own = true;
+  t.seq = next_seq_ - 1;
+  t.end_pos = store_.end();
   if (options.deadline) t.deadline = now + *options.deadline;
   tasks_.emplace(id, t);
   ++own_open_;
