@@ -1089,6 +1089,25 @@ SESSION_ERRORS = {
     "PEER_ERROR": (126, None),
 }
 SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}
+# §7: the framing errors a receiver reports, with their canonical codes.
+FRAMING_ERRORS = {
+    "BAD_PREFACE": (1, "INVALID_ARGUMENT"),
+    "UNSUPPORTED_VERSION": (2, "UNIMPLEMENTED"),
+    "NON_CANONICAL_VARINT": (3, "INVALID_ARGUMENT"),
+    "BAD_HEADER_LENGTH": (5, "INVALID_ARGUMENT"),
+    "HEADER_TOO_LARGE": (6, "RESOURCE_EXHAUSTED"),
+    "HEADER_CRC_MISMATCH": (7, "DATA_LOSS"),
+    "UNKNOWN_MESSAGE_TYPE": (8, "INVALID_ARGUMENT"),
+    "RESERVED_FLAGS": (9, "INVALID_ARGUMENT"),
+    "BAD_STREAM_ID": (10, "INVALID_ARGUMENT"),
+    "MALFORMED_HEADER": (11, "INVALID_ARGUMENT"),
+    "PAYLOAD_TOO_LARGE": (12, "RESOURCE_EXHAUSTED"),
+    "PAYLOAD_CHECKSUM_MISMATCH": (13, "DATA_LOSS"),
+    "MALFORMED_EXTENSION": (14, "INVALID_ARGUMENT"),
+    "UNKNOWN_CRITICAL_EXTENSION": (15, "UNIMPLEMENTED"),
+    "DUPLICATE_EXTENSION": (16, "INVALID_ARGUMENT"),
+    "TOO_MANY_EXTENSIONS": (17, "RESOURCE_EXHAUSTED"),
+}
 
 ROLE_NAMES = ("orchestrator", "agent", "peer")      # §11.3
 AUTH_NAMES = ("none", "token", "hmac")              # §12.3 methods 0, 1, 2
@@ -1208,7 +1227,7 @@ class RefSession:
         """Ends the session on error `name` (§18). With tell_peer, first
         sends the stream-0 AGENT_ERROR §12.2/§18 ask for: the canonical code,
         the message, the detail code."""
-        code, default_canonical = SESSION_ERRORS[name]
+        code, default_canonical = (SESSION_ERRORS.get(name) or FRAMING_ERRORS[name])
         canonical = canonical or default_canonical
         if tell_peer and self.up and not self.closing:
             if message is None:
@@ -1262,11 +1281,15 @@ class RefSession:
         opts = Options()
         opts.preface = False
         opts.max_header_bytes = self.cfg["max_header_bytes"]
-        # §15.2: control payloads up to 8192 bytes whatever the limit.
-        opts.max_payload_bytes = max(self.cfg["max_payload_bytes"], MAX_CONTROL_PAYLOAD)
         opts.max_extensions = self.cfg["max_extensions"]
         try:
             while not self.closing:
+                # §15.2: 8192 for every frame before the handshake completes;
+                # then the announced limit, control payloads up to 8192
+                # whatever it is.
+                opts.max_payload_bytes = (
+                    max(self.cfg["max_payload_bytes"], MAX_CONTROL_PAYLOAD)
+                    if self.state == "established" else MAX_CONTROL_PAYLOAD)
                 if not self.preface_seen:
                     if len(self.rx) < len(PREFACE):
                         break
@@ -1281,7 +1304,12 @@ class RefSession:
                 except Incomplete:
                     break
                 except WireError as err:
-                    raise NotImplementedError("framing error %s" % err) from None
+                    if self.state == "established" or self.initiator:
+                        raise NotImplementedError("framing error %s" % err) from None
+                    # §7, §16.1: a framing error ends the connection; an
+                    # acceptor with no session yet has nothing to resume, so
+                    # it fails, sending nothing (the stream is not trusted).
+                    self._fail(out, err.code, None, tell_peer=False)
                 offset = self.rx_pos
                 self.rx_pos += size
                 self._handle(info, offset, size, out)
@@ -2087,6 +2115,15 @@ def _early_task():
              build_frame(AGENT_TASK, flags=FLAG_CHECKSUM, stream=1, seq=1, payload=payload))]
 
 
+def _oversized_init():
+    # 8193 = 60 01: one over the limit before the handshake (§15.2), under
+    # the acceptor's max_payload_bytes (65536). Nothing follows the header.
+    return [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")]),
+            ("AGENT_INIT header declaring 8193 payload bytes",
+             build_frame(AGENT_INIT, flags=FLAG_CHECKSUM, plen=8193,
+                         truncate_after_header=True))]
+
+
 TRANSCRIPT_SCENARIOS = {
     "new session, auth none": dict(
         config={"initiator": _transcript_base("initiator"),
@@ -2118,6 +2155,9 @@ TRANSCRIPT_SCENARIOS = {
             "acceptor",
             error_message="AGENT_TASK at stream offset 8 before the handshake completed")},
         steps=[("connect", "acceptor"), ("inject", "acceptor", _early_task())]),
+    "oversized frame before the handshake": dict(
+        config={"acceptor": _transcript_base("acceptor")},
+        steps=[("connect", "acceptor"), ("inject", "acceptor", _oversized_init())]),
     "token mismatch": dict(
         config={"initiator": _transcript_base("initiator", auth=1, auth_secret=b"wrong-token"),
                 "acceptor": _transcript_base("acceptor", auth=1, auth_secret=_TOKEN,

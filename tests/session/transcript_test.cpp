@@ -389,8 +389,8 @@ TEST_CASE("session transcript vectors", "[transcript][session]") {
   for (const char* required :
        {"new session, auth none", "new session, token auth",
         "new session, HMAC-SHA256", "version mismatch", "incompatible roles",
-        "frame before the handshake", "one task after the handshake",
-        "empty payloads and a cancel"}) {
+        "frame before the handshake", "oversized frame before the handshake",
+        "one task after the handshake", "empty payloads and a cancel"}) {
     INFO("required vector: " << required);
     CHECK(std::find(names.begin(), names.end(), required) != names.end());
   }
