@@ -51,7 +51,9 @@
 // connection, it checks every response part exactly once and in order, and
 // it prints the run's JSON line after closing. The proxy relays
 // --listen (127.0.0.1 only) to --connect with --proxy-faults until
-// SIGTERM/SIGINT and then prints its counters. Exit status as below: 0
+// SIGTERM/SIGINT (or --max-seconds) and then prints its counters. A server
+// or proxy has no time bound unless --max-seconds gives one (for a server,
+// running out of it is a failure). Exit status as below: 0
 // only without any violation (server: also no failed session).
 //
 // An orchestrator (the initiator) submits N tasks, keeping up to W (default
@@ -213,7 +215,7 @@ void Usage() {
       "  a proxy listens on 127.0.0.1 only. Each role prints one JSON line "
       "when it ends\n"
       "  (server: after N sessions ended, or on SIGTERM/SIGINT; proxy: on "
-      "SIGTERM/SIGINT).\n");
+      "SIGTERM/SIGINT or after --max-seconds).\n");
 }
 
 template <typename T>
@@ -1295,8 +1297,14 @@ class NetSoak {
     const auto until = started + std::chrono::seconds(bound_s);
     while (!finished_ && fatal_.empty()) {
       if (bound_s > 0 && std::chrono::steady_clock::now() > until) {
-        fatal_ = absl::StrCat("time bound of ", bound_s, " s ran out with ",
-                              completed_, " of ", o_.tasks, " tasks done");
+        if (o_.role == "proxy") break;  // --max-seconds: how long it runs
+        fatal_ =
+            o_.role == "server"
+                ? absl::StrCat("time bound of ", bound_s, " s ran out with ",
+                               sessions_ended_, " of ", sessions_,
+                               " sessions ended")
+                : absl::StrCat("time bound of ", bound_s, " s ran out with ",
+                               completed_, " of ", o_.tasks, " tasks done");
         break;
       }
       io_.run_for(std::chrono::milliseconds(20));
