@@ -16,10 +16,12 @@
 //                [--partials K] [--payload BYTES] [--window W]
 //                [--max-seconds T] [--verbose]
 //   symwire-soak --role server --listen ADDR [--exit-after-sessions N]
+//                [--tls-cert PEM --tls-key PEM | --tls-ca-out PEM]
 //                [--ready-file PATH] [--seed S] [--partials K]
 //                [--payload BYTES] [--agent-max-tasks M] [--max-seconds T]
 //   symwire-soak --role client --connect ADDR --tasks N [--seed S]
-//                [--payload BYTES] [--window W] [--replay-frames F]
+//                [--tls-ca PEM] [--payload BYTES] [--window W] [--replay-frames
+//                F]
 //                [--no-close] [--max-seconds T]
 //   symwire-soak --role proxy --listen ADDR --connect ADDR
 //                [--proxy-faults ...] [--seed S] [--ready-file PATH]
@@ -40,8 +42,12 @@
 // Split roles (--role) run one side per process, so that any fault
 // injector can sit between a checked client and a checked server
 // (toxiproxy, tc netem, a chaos tool, or --role proxy, a FaultProxy of its
-// own). ADDR is tcp://HOST:PORT (a numeric IP; port 0 picks a free one,
-// written to --ready-file) or unix:///PATH. The server (the agent) serves
+// own). ADDR is tcp://HOST:PORT or tls://HOST:PORT (a numeric IP; port 0
+// picks a free one, written to --ready-file) or unix:///PATH. A TLS server
+// presents --tls-cert/--tls-key, or a throw-away PKI whose CA certificate
+// --tls-ca-out writes; a TLS client trusts --tls-ca (default: the system
+// store) and checks the server's IP address; a proxy relays TLS as opaque
+// bytes (tls:// and tcp:// are the same to it). The server (the agent) serves
 // any number of sessions, checking per session that every task arrives
 // exactly once, in order and intact, and answers as below; it exits after
 // N sessions ended (--exit-after-sessions) or on SIGTERM/SIGINT and
@@ -183,6 +189,13 @@ struct Options {
   std::string connect;               // --connect ADDR (client, proxy)
   uint64_t exit_after_sessions = 0;  // server: exit once N sessions ended
   std::string ready_file;            // server, proxy: the bound address
+  // tls:// addresses. Server: its certificate and key (PEM files; default
+  // a throw-away PKI whose CA --tls-ca-out writes). Client: the CA to trust
+  // (default: the system store).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca_out;
+  std::string tls_ca;
 };
 
 void Usage() {
@@ -200,18 +213,24 @@ void Usage() {
       "[--window W] [--max-seconds T] [--verbose]\n"
       "       symwire-soak --role server --listen ADDR "
       "[--exit-after-sessions N] [--ready-file PATH]\n"
+      "                    [--tls-cert PEM --tls-key PEM | --tls-ca-out "
+      "PEM]\n"
       "                    [--seed S] [--partials K] [--payload BYTES] "
       "[--agent-max-tasks M] [--max-seconds T] [--verbose]\n"
       "       symwire-soak --role client --connect ADDR --tasks N "
-      "[--seed S] [--payload BYTES] [--window W]\n"
+      "[--seed S] [--payload BYTES] [--window W] [--tls-ca PEM]\n"
       "                    [--replay-frames F] [--no-close] "
       "[--max-seconds T] [--verbose]\n"
       "       symwire-soak --role proxy --listen ADDR --connect ADDR "
       "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
       "                    [--seed S] [--ready-file PATH] "
       "[--max-seconds T]\n"
-      "  ADDR: tcp://HOST:PORT (a numeric IP; port 0 picks one, see "
-      "--ready-file) or unix:///PATH;\n"
+      "  ADDR: tcp://HOST:PORT or tls://HOST:PORT (a numeric IP; port 0 "
+      "picks one, see --ready-file)\n"
+      "  or unix:///PATH; a TLS server without --tls-cert uses a throw-away "
+      "PKI (its CA: --tls-ca-out),\n"
+      "  a TLS client trusts --tls-ca (default: the system store); a proxy "
+      "relays TLS as bytes.\n"
       "  a proxy listens on 127.0.0.1 only. Each role prints one JSON line "
       "when it ends\n"
       "  (server: after N sessions ended, or on SIGTERM/SIGINT; proxy: on "
@@ -322,6 +341,18 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     } else if (arg == "--ready-file") {
       o.ready_file = std::string(value);
       ok = !value.empty();
+    } else if (arg == "--tls-cert") {
+      o.tls_cert = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-key") {
+      o.tls_key = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-ca-out") {
+      o.tls_ca_out = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-ca") {
+      o.tls_ca = std::string(value);
+      ok = !value.empty();
 #endif
     } else if (arg == "--max-seconds") {
       ok = ParseUnsigned(value, o.max_seconds) && o.max_seconds > 0;
@@ -357,6 +388,15 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     wrong = "--exit-after-sessions is for --role server";
   } else if (o.role == "client" && !o.ready_file.empty()) {
     wrong = "--ready-file is for --role server and --role proxy";
+  } else if (o.role != "server" && (!o.tls_cert.empty() || !o.tls_key.empty() ||
+                                    !o.tls_ca_out.empty())) {
+    wrong = "--tls-cert, --tls-key and --tls-ca-out are for --role server";
+  } else if (o.tls_cert.empty() != o.tls_key.empty()) {
+    wrong = "--tls-cert and --tls-key go together";
+  } else if (!o.tls_cert.empty() && !o.tls_ca_out.empty()) {
+    wrong = "--tls-ca-out writes the throw-away CA, not used with --tls-cert";
+  } else if (o.role != "client" && !o.tls_ca.empty()) {
+    wrong = "--tls-ca is for --role client";
   }
   if (wrong != nullptr) {
     std::fprintf(stderr, "symwire-soak: %s\n", wrong);
@@ -368,18 +408,21 @@ bool ParseArgs(int argc, char** argv, Options& o) {
 #if SYMWIRE_SOAK_NET
 // ---- addresses (--listen, --connect) ------------------------------------
 
-// tcp://HOST:PORT (HOST a numeric IPv4 or [IPv6] address) or
-// unix:///PATH (an absolute path; unix://PATH takes a relative one).
+// tcp://HOST:PORT or tls://HOST:PORT (HOST a numeric IPv4 or [IPv6]
+// address), or unix:///PATH (an absolute path; unix://PATH takes a
+// relative one).
 struct Address {
   bool unix_socket = false;
+  bool tls = false;
   std::string host;  // tcp
   uint16_t port = 0;
   std::string path;  // unix
   std::string Text() const {
     if (unix_socket) return "unix://" + path;
     return absl::StrCat(
-        "tcp://", host.find(':') != std::string::npos ? "[" + host + "]" : host,
-        ":", port);
+        tls ? "tls://" : "tcp://",
+        host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
+        port);
   }
 };
 
@@ -389,7 +432,8 @@ bool ParseAddress(absl::string_view text, Address& a) {
     a.path = std::string(text);
     return !a.path.empty();
   }
-  if (!absl::ConsumePrefix(&text, "tcp://")) return false;
+  a.tls = absl::ConsumePrefix(&text, "tls://");
+  if (!a.tls && !absl::ConsumePrefix(&text, "tcp://")) return false;
   const size_t colon = text.rfind(':');
   if (colon == absl::string_view::npos) return false;
   absl::string_view host = text.substr(0, colon);
@@ -1330,10 +1374,10 @@ class NetSoak {
       if (!ParseAddress(o_.listen, listen)) {
         return Fatal("bad --listen address " + o_.listen);
       }
-      transport_ = listen.unix_socket ? "unix" : "tcp";
+      transport_ = listen.unix_socket ? "unix" : listen.tls ? "tls" : "tcp";
       symwire::testing::FaultProxy::Endpoint bound;
       if (!StartServer(listen, bound)) return false;
-      return Ready(bound);
+      return Ready(bound, listen.tls);
     }
     if (o_.role == "proxy") {
       Address listen;
@@ -1366,14 +1410,24 @@ class NetSoak {
         to = asio::ip::tcp::endpoint(up, upstream.port);
       }
       if (!StartProxy(to, faults)) return false;
-      return Ready(proxy_->endpoint());
+      // TLS passes through as opaque bytes: tls:// is tcp:// here.
+      return Ready(proxy_->endpoint(), listen.tls);
     }
     if (o_.role == "client") {
       Address connect;
       if (!ParseAddress(o_.connect, connect)) {
         return Fatal("bad --connect address " + o_.connect);
       }
-      transport_ = connect.unix_socket ? "unix" : "tcp";
+      transport_ = connect.unix_socket ? "unix" : connect.tls ? "tls" : "tcp";
+      if (connect.tls) {
+        symwire::TlsClientOptions tco;
+        tco.ca_file = o_.tls_ca;
+        auto ctx = symwire::MakeTlsClientContext(tco);
+        if (!ctx.ok()) return Fatal(ctx.status().ToString());
+        return StartClient(symwire::TlsDialer(io_.get_executor(), connect.host,
+                                              connect.port, *ctx,
+                                              connect.host));
+      }
       return StartClient(
           connect.unix_socket
               ? symwire::UnixDialer(io_.get_executor(), connect.path)
@@ -1428,21 +1482,31 @@ class NetSoak {
         [this](const std::shared_ptr<symwire::Peer>& p) { OnAgent(p); });
     if (!server.ok()) return Fatal(server.status().ToString());
     server_ = *server;
-    if (o_.transport == "tls") {
-      // A throw-away PKI (symwire/testing/test_certs.hpp); the client
-      // verifies the server's chain and its IP address as usual.
-      const symwire::testing::TestCertificates& pki =
-          symwire::testing::TestCerts();
+    if (o_.transport == "tls" || at.tls) {
+      // A throw-away PKI (symwire/testing/test_certs.hpp) unless
+      // --tls-cert/--tls-key; the client verifies the server's chain and
+      // its IP address as usual (--role server: with --tls-ca-out's CA).
       symwire::TlsServerOptions tso;
-      tso.cert_pem = pki.server_cert_pem;
-      tso.key_pem = pki.server_key_pem;
+      if (!o_.tls_cert.empty()) {
+        tso.cert_file = o_.tls_cert;
+        tso.key_file = o_.tls_key;
+      } else {
+        const symwire::testing::TestCertificates& pki =
+            symwire::testing::TestCerts();
+        tso.cert_pem = pki.server_cert_pem;
+        tso.key_pem = pki.server_key_pem;
+        if (!o_.tls_ca_out.empty() &&
+            !WriteFile(o_.tls_ca_out, pki.ca_cert_pem)) {
+          return false;
+        }
+        symwire::TlsClientOptions tco;
+        tco.ca_pem = pki.ca_cert_pem;
+        auto ctx = symwire::MakeTlsClientContext(tco);
+        if (!ctx.ok()) return Fatal(ctx.status().ToString());
+        client_tls_ = *ctx;
+      }
       auto server_tls = symwire::MakeTlsServerContext(tso);
       if (!server_tls.ok()) return Fatal(server_tls.status().ToString());
-      symwire::TlsClientOptions tco;
-      tco.ca_pem = pki.ca_cert_pem;
-      auto ctx = symwire::MakeTlsClientContext(tco);
-      if (!ctx.ok()) return Fatal(ctx.status().ToString());
-      client_tls_ = *ctx;
       auto ep = server_->ListenTcp(at.host, at.port,
                                    symwire::TlsUpgrade(*server_tls));
       if (!ep.ok()) return Fatal(ep.status().ToString());
@@ -1472,12 +1536,13 @@ class NetSoak {
     return true;
   }
 
-  // --ready-file: where this process listens, written once it does
-  // (through a temporary file, so a reader never sees half of it).
-  bool Ready(const symwire::testing::FaultProxy::Endpoint& at) {
+  // Says where this process listens (stderr, and --ready-file once it
+  // does).
+  bool Ready(const symwire::testing::FaultProxy::Endpoint& at, bool tls) {
     std::string text;
     if (const auto* tcp = std::get_if<asio::ip::tcp::endpoint>(&at)) {
       Address a;
+      a.tls = tls;
       a.host = tcp->address().to_string();
       a.port = tcp->port();
       text = a.Text();
@@ -1487,14 +1552,18 @@ class NetSoak {
     }
     std::fprintf(stderr, "symwire-soak: %s listening on %s\n", Who(),
                  text.c_str());
-    if (o_.ready_file.empty()) return true;
-    const std::string tmp = o_.ready_file + ".tmp";
+    return o_.ready_file.empty() || WriteFile(o_.ready_file, text + "\n");
+  }
+
+  // Writes through a temporary file, so a reader never sees half of it.
+  bool WriteFile(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
     std::FILE* f = std::fopen(tmp.c_str(), "w");
-    if (f == nullptr || std::fprintf(f, "%s\n", text.c_str()) < 0 ||
-        std::fclose(f) != 0 ||
-        std::rename(tmp.c_str(), o_.ready_file.c_str()) != 0) {
-      return Fatal(absl::StrCat("cannot write --ready-file ", o_.ready_file,
-                                ": ", std::strerror(errno)));
+    bool ok = f != nullptr && std::fputs(text.c_str(), f) >= 0;
+    if (f != nullptr && std::fclose(f) != 0) ok = false;
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+      return Fatal(
+          absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
     }
     return true;
   }

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """symwire-soak's split roles as three processes (issue 11, item 11).
 
-    split_roles_test.py --soak PATH [--transport tcp|unix] [--tasks N]
+    split_roles_test.py --soak PATH [--transport tcp|unix|tls] [--tasks N]
                         [--seed S] [--faults SPEC] [--timeout SECONDS]
 
 Starts `symwire-soak --role server` (the agent), `--role proxy` (a
 FaultProxy with the given --proxy-faults, between the two) and `--role
 client` (the orchestrator, which redials and resumes through the kills),
 each its own process, on 127.0.0.1 ports the processes pick themselves
-(--ready-file) or on Unix sockets in a temporary directory. Passes only if
+(--ready-file) or on Unix sockets in a temporary directory. With tls the
+server uses its throw-away PKI and writes the CA (--tls-ca-out) that the
+client trusts; the proxy relays the TLS bytes. Passes only if
 the client and the server each report every task exactly once, in order and
 intact (0 lost, 0 duplicated, 0 out of order, 0 corrupted), the client
 completed all tasks and resumed at least once, the proxy killed at least one
@@ -84,7 +86,8 @@ def stop(proc, name, grace):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--soak", required=True, help="path of symwire-soak")
-    ap.add_argument("--transport", choices=("tcp", "unix"), default="tcp")
+    ap.add_argument("--transport", choices=("tcp", "unix", "tls"),
+                    default="tcp")
     ap.add_argument("--tasks", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--faults", default="kill=20000:60000,split=1500")
@@ -96,9 +99,16 @@ def main():
     procs = []
     try:
         deadline = time.monotonic() + args.timeout
-        if args.transport == "tcp":
-            server_listen = "tcp://127.0.0.1:0"
-            proxy_listen = "tcp://127.0.0.1:0"
+        server_tls = []
+        client_tls = []
+        if args.transport in ("tcp", "tls"):
+            scheme = args.transport + "://"
+            server_listen = scheme + "127.0.0.1:0"
+            proxy_listen = scheme + "127.0.0.1:0"
+            if args.transport == "tls":
+                ca = os.path.join(work, "ca.pem")
+                server_tls = ["--tls-ca-out", ca]
+                client_tls = ["--tls-ca", ca]
         else:
             server_listen = "unix://" + os.path.join(work, "server.sock")
             proxy_listen = "unix://" + os.path.join(work, "proxy.sock")
@@ -108,7 +118,7 @@ def main():
         server = subprocess.Popen(
             [args.soak, "--role", "server", "--listen", server_listen,
              "--exit-after-sessions", "1", "--ready-file", server_ready,
-             "--max-seconds", str(args.timeout + 10)] + common,
+             "--max-seconds", str(args.timeout + 10)] + server_tls + common,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(server)
         server_address = wait_ready(server, server_ready, "server", deadline)
@@ -126,7 +136,7 @@ def main():
         client = subprocess.Popen(
             [args.soak, "--role", "client", "--connect", proxy_address,
              "--tasks", str(args.tasks),
-             "--max-seconds", str(args.timeout)] + common,
+             "--max-seconds", str(args.timeout)] + client_tls + common,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(client)
         try:
