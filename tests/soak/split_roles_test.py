@@ -14,8 +14,8 @@ client trusts; the proxy relays the TLS bytes. Passes only if
 the client and the server each report every task exactly once, in order and
 intact (0 lost, 0 duplicated, 0 out of order, 0 corrupted), the client
 completed all tasks and resumed at least once, the proxy killed at least one
-connection, and every process ended within the time bound. Prints the three
-JSON lines.
+connection, and every process ended within the time bound with status 0.
+Prints the three JSON lines.
 
 The server should end by itself after the client's graceful close
 (--exit-after-sessions 1); if it has not within a few seconds (a close lost
@@ -162,6 +162,11 @@ def main():
                   "close, issue 11 item 7) and got SIGTERM")
 
         problems = []
+        # Exit statuses too: a sanitizer report at exit shows only there.
+        for who, proc in (("client", client), ("server", server),
+                          ("proxy", proxy)):
+            if proc.returncode != 0:
+                problems.append("%s exited with %d" % (who, proc.returncode))
         for who, r in (("client", c), ("server", s)):
             for key in ("lost", "duplicated", "out_of_order", "corrupted"):
                 if r.get(key) != 0:
