@@ -205,6 +205,40 @@ P_BUILT, P_EMPTY = 0x80, 0xC0
 # 16 bye.
 API_SUBMIT, API_PARTIAL, API_FINAL, API_FAIL, API_CANCEL = range(5)
 API_CLOSE, API_ABORT, API_LOST, API_CONNECTED, API_TIMEOUT = range(5, 10)
+# 10: resume the pair in memory (fresh acceptor, AdoptConnection); 11: the
+# same with the pair's acceptor half-open.
+API_RESUME, API_RESUME_HALF_OPEN = 10, 11
+S_VALUE16 = 0xC0
+# SYNC field bits.
+ACK, PING, PONG, DRAIN, BYE = 0x01, 0x02, 0x04, 0x08, 0x10
+ACK_PLUS_ONE, ACK_ZERO, ACK_BYTE, ECHO = 0x20, 0x40, 0x60, 0x80
+# Time bytes: 1..200 milliseconds, 201..255 (t - 200) seconds.
+
+
+def ms(n):
+    assert 1 <= n <= 200
+    return n
+
+
+def secs(n):
+    assert 1 <= n <= 55
+    return 200 + n
+
+
+def task(payload=b"t", kind=0, time=0, deadline_ms=None):
+    """A valid next task from the target's peer."""
+    return frame(T_TASK | CHECKSUM | kind, S_NEXT_PEER, Q_NEXT, raw(payload),
+                 time=time, deadline_ms=deadline_ms)
+
+
+def response(k=0, final=False, payload=b"r", time=0, kind=0):
+    """A response to the target's k-th open task."""
+    return frame(T_RESPONSE | CHECKSUM | (FINAL if final else 0) | kind,
+                 S_OWN | k, Q_NEXT, raw(payload), time=time)
+
+
+def ack(time=0, kind=0):
+    return frame(T_SYNC | CHECKSUM | kind, S_ZERO, Q_NEXT, sync(ACK), time=time)
 
 
 def q_rel(delta):
@@ -212,8 +246,10 @@ def q_rel(delta):
     return 0xC0 | (delta + 31)
 
 
-def frame(kind, stream, seq, payload, time=0, deadline_ms=None):
-    out = bytes([kind, stream, seq])
+def frame(kind, stream, seq, payload, time=0, deadline_ms=None,
+          stream_value=b""):
+    """stream_value: the 2 or 8 bytes after a stream selector of 6 or 7."""
+    out = bytes([kind, stream]) + stream_value + bytes([seq])
     if kind & DEADLINE:
         out += (deadline_ms or 0).to_bytes(2, "big")
     return out + payload + bytes([time])
@@ -233,11 +269,14 @@ def error(code, detail=0, retryable=False, message=b""):
                   len(message)]) + message
 
 
-def api(selector, k=0, payload=None, time=0):
-    out = bytes([T_API, selector, k])
+def api(selector, k=0, payload=None, time=0, other=False):
+    out = bytes([T_API | (OTHER_SIDE if other else 0), selector, k])
     if payload is not None:
         out += bytes([len(payload)]) + payload
     return out + bytes([time])
+
+
+PREFACE = bytes.fromhex("89 53 59 4d 57 0d 0a 01")
 
 
 def receive_seed(mode, split, *records):
@@ -335,6 +374,218 @@ SESSION_RECEIVE = {
     # Raw mode: a preface where a frame belongs, then noise.
     "raw": receive_seed(
         0x04, 0x83, bytes.fromhex("89 53 59 4d 57 0d 0a 01") + bytes(range(40))),
+
+    # ---- one seed per state (issue 11 item 10): each reaches the state
+    # its name gives; SYMWIRE_FUZZ_VERBOSE=1 with fuzz_session_receive_replay
+    # shows each record's result and the final states.
+    #
+    # Credit: the initiator submits until NO_CREDIT (the agent's max_tasks
+    # is 8, three are open), final responses free credit (Writable), and it
+    # submits again.
+    "state-credit-exhausted": receive_seed(
+        0x01, 0,
+        *[api(API_SUBMIT, 0, bytes([0x61 + i])) for i in range(7)],
+        response(0, final=True), response(0, final=True, time=ms(2)),
+        api(API_SUBMIT, 0, b"again"), api(API_SUBMIT, 0, b"and again"),
+        ack(time=ms(5))),
+    # Replay window: the agent streams partial responses to one task without
+    # an ack until REPLAY_BUFFER_FULL (32 frames), then an ack frees it.
+    "state-replay-full": receive_seed(
+        0x00, 0,
+        *[api(API_PARTIAL, 0) for _ in range(36)],
+        ack(), *[api(API_PARTIAL, 0) for _ in range(3)],
+        api(API_FINAL, 0), ack(time=ms(3))),
+    # Task states on the submitter: submitted (no response), running
+    # (partials), cancelling (CancelTask, then the agent's late partial and
+    # final for it), failed (AGENT_ERROR on the stream), completed.
+    "state-tasks-submitter": receive_seed(
+        0x01, 0,
+        api(API_SUBMIT, 0, b"four"), api(API_SUBMIT, 0, b"five"),
+        response(0), response(0), response(1),
+        api(API_CANCEL, 1),
+        frame(T_RESPONSE | CHECKSUM, S_ENDED_OWN, Q_NEXT, raw(b"late")),
+        frame(T_ERROR | CHECKSUM, S_ENDED_OWN, Q_NEXT,
+              error(1, 0, False, b"cancelled")),
+        frame(T_ERROR | CHECKSUM, S_OWN | 1, Q_NEXT,
+              error(9, 0, True, b"busy")),
+        response(0, final=True), ack(time=ms(2))),
+    # Task states on the runner: a task received (running), partials, a
+    # failure, a cancel from the submitter (both reasons), a final; then
+    # the API on ended tasks (refused locally).
+    "state-tasks-runner": receive_seed(
+        0x00, 0,
+        task(b"one"), task(b"two"), task(b"three"),
+        api(API_PARTIAL, 1), api(API_FAIL, 1),
+        frame(T_CANCEL | CHECKSUM, S_PEER_OPEN | 1, Q_NEXT,
+              bytes([P_BUILT, 0])),
+        frame(T_CANCEL | CHECKSUM, S_PEER_OPEN | 1, Q_NEXT,
+              bytes([P_BUILT, 1])),
+        api(API_FINAL, 0), api(API_FINAL, 0), api(API_FAIL, 3),
+        ack(time=ms(2))),
+    # Deadlines: tasks received with 5 ms and 60 ms budgets expire on the
+    # runner; the submitter's own tasks with deadlines expire too (it sends
+    # the CANCEL); a response after expiry is late.
+    "state-deadline-expiry": receive_seed(
+        0x02, 0,
+        task(b"d5", kind=DEADLINE, deadline_ms=5),
+        task(b"d60", kind=DEADLINE, deadline_ms=60, time=ms(10)),
+        api(API_SUBMIT, 3, b"d3", other=True),
+        api(API_SUBMIT, 41, b"d41", other=True, time=ms(20)),
+        frame(T_RESPONSE | CHECKSUM | OTHER_SIDE, S_ENDED_OWN, Q_NEXT,
+              raw(b"late"), time=ms(100)),
+        api(API_PARTIAL, 0), ack(time=ms(2))),
+    # Draining: the initiator closes with tasks open (draining: it sends
+    # drain and refuses new tasks), the agent finishes them, then the
+    # agent's drain and bye: closed.
+    "state-draining-close": receive_seed(
+        0x01, 0,
+        api(API_CLOSE, 0),
+        api(API_SUBMIT, 0, b"refused"),
+        response(0, final=True), response(0, final=True),
+        response(0, final=True),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(ACK | DRAIN | ECHO)),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(BYE), time=ms(5)),
+        api(API_SUBMIT, 0, b"after close")),
+    # The peer drains: the agent gets drain from the orchestrator with tasks
+    # open, finishes them, a task after the drain is an error, then bye.
+    "state-peer-drain": receive_seed(
+        0x00, 0,
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(DRAIN | ECHO)),
+        api(API_FINAL, 0), api(API_FINAL, 0), ack(time=ms(2)),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(BYE), time=ms(5)),
+        task(b"after drain")),
+    # Bye while tasks are open (the peer closes abruptly), then time.
+    "state-bye-open-tasks": receive_seed(
+        0x01, 0,
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(BYE), time=secs(2))),
+    # Both sides close at once (each record to a different side).
+    "state-close-both": receive_seed(
+        0x22, 0,
+        api(API_CLOSE, 0), api(API_CLOSE, 0, other=True),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(DRAIN | ECHO)),
+        frame(T_SYNC | CHECKSUM | OTHER_SIDE, S_ZERO, Q_NEXT,
+              sync(DRAIN | ECHO), time=ms(50))),
+    # Ping/pong: the peer pings (the target pongs), the target pings after
+    # a second, a pong echoing it, a pong of a wrong value, a ping again
+    # after the minimum interval.
+    "state-ping-pong": receive_seed(
+        0x00, 0,
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT,
+              sync(PING, b"\x00\x00\x00\x07")),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, bytes([P_EMPTY]),
+              time=secs(1)),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, sync(PONG | ECHO)),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT,
+              sync(PONG, b"\x12\x34\x56\x78"), time=ms(150)),
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT,
+              sync(ACK | PING, b"\x00\x00\x00\x08"), time=ms(2))),
+    # Dead peer: silence past dead_peer_timeout (5 s) on the acceptor:
+    # connection lost, disconnected; then the resume window (10 s) runs
+    # out: SESSION_EXPIRED with its tasks failed.
+    "state-dead-peer-expiry": receive_seed(
+        0x00, 0,
+        frame(T_SYNC | CHECKSUM, S_ZERO, Q_NEXT, bytes([P_EMPTY]),
+              time=secs(6)),
+        api(API_TIMEOUT, 0, time=secs(11))),
+    # The initiator loses its connection, backs off, redials (its resume
+    # HELLO goes out), the handshake times out, it redials again and gets
+    # a WELCOME built from fields, then frames.
+    "state-reconnect-welcome": receive_seed(
+        0x01, 0,
+        api(API_LOST, 0, time=ms(50)), api(API_CONNECTED, 0, time=secs(2)),
+        api(API_CONNECTED, 0, time=ms(100)), api(API_CONNECTED, 0),
+        bytes([T_RAW]) + raw(PREFACE) + bytes([0]),
+        frame(T_INIT | CHECKSUM, S_ZERO, Q_ZERO, bytes([P_BUILT, 3])),
+        response(0), ack()),
+    # A real resume in memory (API 10): history both ways, the connection
+    # dies, the initiator redials, the acceptor adopts it, replays; then
+    # traffic on the resumed session and a second, half-open resume (API
+    # 11) and a close.
+    "state-resume": receive_seed(
+        0x02, 0,
+        task(b"before"), api(API_PARTIAL, 0),
+        api(API_RESUME, 0),
+        response(0, kind=OTHER_SIDE), task(b"after"), api(API_FINAL, 0),
+        api(API_SUBMIT, 0, b"new", other=True),
+        api(API_RESUME_HALF_OPEN, 0, time=ms(2)),
+        api(API_FINAL, 0), ack(kind=OTHER_SIDE, time=ms(3)),
+        api(API_CLOSE, 0, other=True, time=ms(10))),
+    # Reactive peers submit to each other through the API only (nothing
+    # injected, so both sessions agree): each resume delivers the tasks,
+    # the answers and the acks written since the last one.
+    "state-resume-reactive": receive_seed(
+        0x32, 0x85,
+        api(API_SUBMIT, 0, b"p1"), api(API_SUBMIT, 0, b"p2", other=True),
+        api(API_RESUME, 0), api(API_SUBMIT, 0, b"p3", time=ms(2)),
+        api(API_RESUME, 0, other=True), api(API_RESUME_HALF_OPEN, 0),
+        api(API_SUBMIT, 0, b"p4", time=ms(20)),
+        api(API_SUBMIT, 0, b"p5", other=True),
+        api(API_RESUME, 0, time=ms(5)), api(API_RESUME_HALF_OPEN, 0),
+        api(API_CLOSE, 0, other=True), api(API_RESUME, 0, time=ms(3))),
+    # Resume after the acceptor's resume window ran out: the fresh acceptor
+    # refuses it (RejectResume), the initiator's session fails.
+    "state-resume-expired": receive_seed(
+        0x00, 0,
+        api(API_LOST, 0, time=secs(12)), api(API_RESUME, 0, time=ms(10))),
+    # The acceptor is disconnected (TransportLost) and receives frames and
+    # API calls; then a stale TransportConnected on an acceptor.
+    "state-acceptor-disconnected": receive_seed(
+        0x00, 0,
+        api(API_LOST, 0), task(b"nowhere"), api(API_FINAL, 0),
+        api(API_SUBMIT, 0, b"x"), api(API_CLOSE, 0),
+        api(API_CONNECTED, 0, time=ms(10))),
+    # Abort with tasks open on both sides, then more calls.
+    "state-abort": receive_seed(
+        0x02, 0,
+        task(b"open"), api(API_ABORT, 0), api(API_ABORT, 0, other=True),
+        api(API_FINAL, 0), task(b"after abort")),
+    # Roles reversed (the agent dials, the orchestrator accepts and
+    # submits): tasks from the acceptor, responses from the initiator.
+    "state-roles-reversed": receive_seed(
+        0x0A, 0,
+        api(API_SUBMIT, 0, b"r1"), api(API_SUBMIT, 1, b"r2"),
+        task(b"from acceptor", kind=OTHER_SIDE),
+        response(0), response(0, final=True),
+        api(API_PARTIAL, 0, other=True), api(API_FINAL, 0, other=True),
+        ack(time=ms(2)), ack(kind=OTHER_SIDE)),
+    # Protocol errors on streams: a response to an ended task, a task
+    # reusing an id, a task of the wrong parity, a cancel of an unknown
+    # task (each a separate session: target switches sides).
+    "state-stream-errors": receive_seed(
+        0x22, 0,
+        frame(T_TASK | CHECKSUM, S_LAST_PEER, Q_NEXT, raw(b"reuse")),
+        frame(T_TASK | CHECKSUM | OTHER_SIDE, S_VALUE16, Q_NEXT, raw(b"w"),
+              stream_value=b"\x00\x04")),
+    # Peers: a task of the wrong parity, a response to an ended task, a
+    # cancel of a task never opened (stream value 0x0101).
+    "state-stream-errors-peers": receive_seed(
+        0x12, 0,
+        frame(T_TASK | CHECKSUM, S_VALUE16, Q_NEXT, raw(b"even"),
+              stream_value=b"\x00\x04"),
+        frame(T_RESPONSE | CHECKSUM | FINAL | OTHER_SIDE, S_ENDED_OWN, Q_NEXT,
+              raw(b"ended")),
+        frame(T_CANCEL | CHECKSUM | OTHER_SIDE, S_VALUE16, Q_NEXT,
+              bytes([P_BUILT, 0]), stream_value=b"\x01\x01")),
+    # A duplicate (discarded), then a gap (a sequence error).
+    "state-sequence-gap": receive_seed(
+        0x00, 0,
+        task(b"ok"),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, Q_DUP, raw(b"dup")),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, q_rel(3), raw(b"gap"))),
+    # No checksums negotiated (mode bit 6), traffic, then a frame with one.
+    "state-no-checksums": receive_seed(
+        0x40, 0,
+        frame(T_TASK, S_NEXT_PEER, Q_NEXT, raw(b"plain")),
+        api(API_FINAL, 0),
+        frame(T_SYNC, S_ZERO, Q_NEXT, sync(ACK)),
+        frame(T_TASK | CHECKSUM, S_NEXT_PEER, Q_NEXT, raw(b"sum"))),
+    # A bare handshake (mode bit 7): first tasks both ways on a fresh
+    # session, peers.
+    "state-bare-peers": receive_seed(
+        0x92, 0,
+        task(b"first"), api(API_SUBMIT, 0, b"mine"),
+        api(API_SUBMIT, 0, b"theirs", other=True),
+        response(0, final=True), api(API_FINAL, 0), ack(time=ms(2))),
 }
 
 

@@ -48,10 +48,16 @@
 //              a phase), 3 empty
 //     time     0 none; 1..200 milliseconds; 201..255 (t - 200) seconds;
 //              timers of both sessions run in deadline order
-//   An API record's selector: 0 SubmitTask (payload length byte, deadline
-//   bit), 1 SendResponse partial, 2 SendResponse final, 3 FailTask, 4
-//   CancelTask, 5 Close, 6 Abort, 7 TransportLost, 8 TransportConnected,
-//   9 HandleTimeout; then a byte picking the task.
+//   An API record's selector (mod 12): 0 SubmitTask (payload length byte,
+//   deadline bit), 1 SendResponse partial, 2 SendResponse final, 3
+//   FailTask, 4 CancelTask, 5 Close, 6 Abort, 7 TransportLost, 8
+//   TransportConnected, 9 HandleTimeout, 10 resume the pair (both sides
+//   lose the connection, the initiator redials at its ReconnectDue, a fresh
+//   acceptor session answers its HELLO and the pair's acceptor adopts the
+//   connection, then the two talk until quiet: WELCOME, replays, acks), 11
+//   the same with the pair's acceptor half-open (not told of the loss);
+//   then a byte picking the task. The record's kind bit 7 picks the side
+//   for 0-9 only.
 //
 // Invariants: fuzz/session_fuzz.hpp (Endpoint, OutputChecker): statuses
 // carry ErrorCodes and stay sticky, open_tasks() and replay_frames_in_use()
@@ -62,6 +68,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,12 +101,11 @@ constexpr uint64_t kVarintMax = (uint64_t{1} << 62) - 1;
 class Run {
  public:
   Run(uint8_t mode, uint8_t split) : mode_(mode), chunker_(split) {
-    symwire::fuzz::PairSpec spec;
-    spec.roles = symwire::fuzz::RolesFor(
+    spec_.roles = symwire::fuzz::RolesFor(
         ((mode >> 3) & 3u) == 3 ? 2u : (mode >> 3) & 3u);
-    spec.checksums = (mode & 0x40) == 0;
-    spec.traffic = (mode & 0x80) == 0;
-    pair_ = symwire::fuzz::BuildPair(spec);
+    spec_.checksums = (mode & 0x40) == 0;
+    spec_.traffic = (mode & 0x80) == 0;
+    pair_ = symwire::fuzz::BuildPair(spec_);
     now_ = pair_.now;
   }
 
@@ -122,7 +128,7 @@ class Run {
       if (type == 6) {
         Deliver(t, in.ShortBytes());
       } else if (type == 7) {
-        Api(t, in);
+        Api(t, in, records);
       } else {
         std::optional<std::vector<std::byte>> frame = BuildFrame(t, kind, in);
         if (frame) Deliver(t, *frame);
@@ -391,10 +397,42 @@ class Run {
     return out;
   }
 
-  void Api(Endpoint& t, ByteReader& in) {
+  void Api(Endpoint& t, ByteReader& in, int record) {
     const uint8_t sel = in.U8();
     const uint8_t k = in.U8();
-    switch (sel % 10) {
+    if (symwire::fuzz::Verbose()) {
+      static constexpr const char* kNames[] = {"SubmitTask",
+                                               "SendResponse partial",
+                                               "SendResponse final",
+                                               "FailTask",
+                                               "CancelTask",
+                                               "Close",
+                                               "Abort",
+                                               "TransportLost",
+                                               "TransportConnected",
+                                               "HandleTimeout",
+                                               "resume",
+                                               "resume (half-open)"};
+      std::fprintf(
+          stderr, "  record %d: API %s (k=%d)%s\n", record, kNames[sel % 12], k,
+          sel % 12 < 10
+              ? (t.initiator() ? " on the initiator" : " on the acceptor")
+              : "");
+    }
+    ApiCall(t, sel, k, in);
+    const unsigned call = sel % 12u;
+    if (symwire::fuzz::Verbose() && call < 10) {
+      // Abort, TransportLost and HandleTimeout return nothing.
+      const bool returns = call <= 5 || call == 8;
+      std::fprintf(
+          stderr, "    -> %s%s\n",
+          returns ? (t.last_status().ToString() + "; ").c_str() : "",
+          std::string(symwire::SessionStateName(t.s().state())).c_str());
+    }
+  }
+
+  void ApiCall(Endpoint& t, uint8_t sel, uint8_t k, ByteReader& in) {
+    switch (sel % 12) {
       case 0: {
         const Bytes payload = in.ShortBytes();
         symwire::TaskOptions o;
@@ -428,10 +466,92 @@ class Run {
       case 8:
         t.TransportConnected(now_);
         break;
-      default:
+      case 9:
         if (t.s().NextDeadline() <= now_) t.HandleTimeout(now_);
         break;
+      default:
+        Resume(sel % 12 == 11);
+        break;
     }
+  }
+
+  // API selectors 10 and 11: a real resumption of the pair in memory, as a
+  // server does it (a fresh acceptor per connection; AdoptConnection on
+  // its ResumeRequested), so the rest of the input plays against resumed
+  // sessions that replayed what the other lacked. Bounded per input.
+  void Resume(bool half_open) {
+    Endpoint& i = *pair_.initiator;
+    Endpoint& a = *pair_.acceptor;
+    if (++resumes_ > kMaxResumes || Ended(i)) return;
+    if (i.s().state() != SessionState::kDisconnected) i.TransportLost(now_);
+    if (!half_open && !Ended(a) &&
+        a.s().state() != SessionState::kDisconnected) {
+      a.TransportLost(now_);
+    }
+    Endpoint* both[] = {&i, &a};
+    for (int k = 0; k < 16 && !i.reconnect_due(); ++k) {
+      const absl::Time next = i.s().NextDeadline();
+      if (next == absl::InfiniteFuture()) break;
+      symwire::fuzz::RunClock(both, now_, std::max(now_, next), 1);
+    }
+    if (!i.reconnect_due() || i.s().state() != SessionState::kDisconnected) {
+      return;
+    }
+    fresh_.push_back(std::make_unique<Endpoint>(
+        symwire::fuzz::FuzzConfig(
+            symwire::SessionSide::kAcceptor, spec_.roles.acceptor, spec_.auth,
+            symwire::fuzz::kFreshSeed + fresh_.size(), spec_.checksums),
+        now_));
+    Endpoint& f = *fresh_.back();
+    i.set_capture(true);
+    f.set_capture(true);
+    a.set_capture(true);
+    i.TransportConnected(now_);
+    f.TransportConnected(now_);
+    bool requested = false;
+    for (int k = 0; k < 16 && !requested; ++k) {
+      const std::vector<std::byte> to_f = i.TakeOutput();
+      if (!to_f.empty()) {
+        f.Receive(to_f, now_);
+        requested = symwire::fuzz::HasEvent<symwire::ResumeRequested>(f);
+      }
+      const std::vector<std::byte> to_i = f.TakeOutput();
+      if (!to_i.empty()) i.Receive(to_i, now_);
+      if (to_f.empty() && to_i.empty()) break;
+    }
+    if (requested && Ended(a)) {
+      // The session is gone (expired, failed): refused, as a server
+      // refuses a resume of a session it does not know.
+      f.s().RejectResume(now_);
+      f.Drain(now_);
+      const std::vector<std::byte> rest = f.TakeOutput();
+      if (!rest.empty() && i.Connected()) i.Receive(rest, now_);
+    } else if (requested) {
+      static_cast<void>(a.s().AdoptConnection(f.s(), now_));
+      // Whatever `f` still had goes out first, on the same stream.
+      f.Drain(now_);
+      const std::vector<std::byte> rest = f.TakeOutput();
+      if (f.s().state() == SessionState::kClosed) a.TakeConnectionFrom(f);
+      a.Drain(now_);
+      if (!rest.empty() && i.Connected()) i.Receive(rest, now_);
+      symwire::fuzz::Exchange(i, a, now_);
+    }
+    for (Endpoint* e : {&i, &a, &f}) {
+      e->TakeOutput();
+      e->set_capture(false);
+    }
+    if (symwire::fuzz::Verbose()) {
+      std::fprintf(
+          stderr, "  resume%s: requested=%d initiator %s, acceptor %s\n",
+          half_open ? " (half-open)" : "", requested ? 1 : 0,
+          std::string(symwire::SessionStateName(i.s().state())).c_str(),
+          std::string(symwire::SessionStateName(a.s().state())).c_str());
+    }
+  }
+
+  static bool Ended(const Endpoint& e) {
+    return e.s().state() == SessionState::kFailed ||
+           e.s().state() == SessionState::kClosed;
   }
 
   // Reactive mode: answer received tasks, cancel some own ones.
@@ -456,9 +576,16 @@ class Run {
     }
   }
 
+  static constexpr int kMaxResumes = 8;
+
   const uint8_t mode_;
   Chunker chunker_;
+  symwire::fuzz::PairSpec spec_;
   symwire::fuzz::Pair pair_;
+  // Fresh acceptor sessions of Resume (kept: an adopted one is closed, a
+  // refused one failed; their events were checked).
+  std::vector<std::unique_ptr<Endpoint>> fresh_;
+  int resumes_ = 0;
   absl::Time now_;
 };
 

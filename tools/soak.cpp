@@ -15,6 +15,17 @@
 //                [--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]
 //                [--partials K] [--payload BYTES] [--window W]
 //                [--max-seconds T] [--verbose]
+//   symwire-soak --role server --listen ADDR [--exit-after-sessions N]
+//                [--tls-cert PEM --tls-key PEM | --tls-ca-out PEM]
+//                [--ready-file PATH] [--seed S] [--partials K]
+//                [--payload BYTES] [--agent-max-tasks M] [--max-seconds T]
+//   symwire-soak --role client --connect ADDR --tasks N [--seed S]
+//                [--tls-ca PEM] [--payload BYTES] [--window W] [--replay-frames
+//                F]
+//                [--no-close] [--max-seconds T]
+//   symwire-soak --role proxy --listen ADDR --connect ADDR
+//                [--proxy-faults ...] [--seed S] [--ready-file PATH]
+//                [--max-seconds T]
 //
 // Network mode (--transport) runs the same workload and the same checks
 // through Client and Server (symwire/transport/runtime.hpp) on 127.0.0.1
@@ -27,6 +38,29 @@
 // frame checksums (and lead to a resume), never reach a payload check.
 // The JSON line adds the proxy's counters; --max-seconds bounds the wall
 // clock (default 120 + N/500).
+//
+// Split roles (--role) run one side per process, so that any fault
+// injector can sit between a checked client and a checked server
+// (toxiproxy, tc netem, a chaos tool, or --role proxy, a FaultProxy of its
+// own). ADDR is tcp://HOST:PORT or tls://HOST:PORT (a numeric IP; port 0
+// picks a free one, written to --ready-file) or unix:///PATH. A TLS server
+// presents --tls-cert/--tls-key, or a throw-away PKI whose CA certificate
+// --tls-ca-out writes; a TLS client trusts --tls-ca (default: the system
+// store) and checks the server's IP address; a proxy relays TLS as opaque
+// bytes (tls:// and tcp:// are the same to it). The server (the agent) serves
+// any number of sessions, checking per session that every task arrives
+// exactly once, in order and intact, and answers as below; it exits after
+// N sessions ended (--exit-after-sessions) or on SIGTERM/SIGINT and
+// prints its own JSON line (tasks received, finals written, sessions
+// closed/failed, violations). The client (the orchestrator) is the same as
+// in network mode: Client::Connect redials and resumes after every lost
+// connection, it checks every response part exactly once and in order, and
+// it prints the run's JSON line after closing. The proxy relays
+// --listen (127.0.0.1 only) to --connect with --proxy-faults until
+// SIGTERM/SIGINT (or --max-seconds) and then prints its counters. A server
+// or proxy has no time bound unless --max-seconds gives one (for a server,
+// running out of it is a failure). Exit status as below: 0
+// only without any violation (server: also no failed session).
 //
 // An orchestrator (the initiator) submits N tasks, keeping up to W (default
 // 64) in flight; a refusal with NO_CREDIT or REPLAY_BUFFER_FULL stops it
@@ -75,6 +109,7 @@
 // the close succeeded); 1 otherwise, also when the simulated time bound
 // (--max-sim-seconds, default 600 + N/100) or the step bound runs out, so
 // a run never hangs; 2 on a usage error.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,10 +133,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
+#include "boost/asio/signal_set.hpp"
 #include "symwire/error.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
@@ -146,6 +183,19 @@ struct Options {
   symwire::testing::FaultOptions faults;
 #endif
   uint64_t max_seconds = 0;  // wall-clock bound; 0: 120 + tasks / 500
+  // Split roles (--role): one side per process, for an outside proxy.
+  std::string role;                  // "", "server", "client" or "proxy"
+  std::string listen;                // --listen ADDR (server, proxy)
+  std::string connect;               // --connect ADDR (client, proxy)
+  uint64_t exit_after_sessions = 0;  // server: exit once N sessions ended
+  std::string ready_file;            // server, proxy: the bound address
+  // tls:// addresses. Server: its certificate and key (PEM files; default
+  // a throw-away PKI whose CA --tls-ca-out writes). Client: the CA to trust
+  // (default: the system store).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca_out;
+  std::string tls_ca;
 };
 
 void Usage() {
@@ -160,7 +210,31 @@ void Usage() {
       "       symwire-soak --transport tcp|unix|tls --tasks N --seed S "
       "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
       "                    [--partials K] [--payload BYTES] "
-      "[--window W] [--max-seconds T] [--verbose]\n");
+      "[--window W] [--max-seconds T] [--verbose]\n"
+      "       symwire-soak --role server --listen ADDR "
+      "[--exit-after-sessions N] [--ready-file PATH]\n"
+      "                    [--tls-cert PEM --tls-key PEM | --tls-ca-out "
+      "PEM]\n"
+      "                    [--seed S] [--partials K] [--payload BYTES] "
+      "[--agent-max-tasks M] [--max-seconds T] [--verbose]\n"
+      "       symwire-soak --role client --connect ADDR --tasks N "
+      "[--seed S] [--payload BYTES] [--window W] [--tls-ca PEM]\n"
+      "                    [--replay-frames F] [--no-close] "
+      "[--max-seconds T] [--verbose]\n"
+      "       symwire-soak --role proxy --listen ADDR --connect ADDR "
+      "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
+      "                    [--seed S] [--ready-file PATH] "
+      "[--max-seconds T]\n"
+      "  ADDR: tcp://HOST:PORT or tls://HOST:PORT (a numeric IP; port 0 "
+      "picks one, see --ready-file)\n"
+      "  or unix:///PATH; a TLS server without --tls-cert uses a throw-away "
+      "PKI (its CA: --tls-ca-out),\n"
+      "  a TLS client trusts --tls-ca (default: the system store); a proxy "
+      "relays TLS as bytes.\n"
+      "  a proxy listens on 127.0.0.1 only. Each role prints one JSON line "
+      "when it ends\n"
+      "  (server: after N sessions ended, or on SIGTERM/SIGINT; proxy: on "
+      "SIGTERM/SIGINT or after --max-seconds).\n");
 }
 
 template <typename T>
@@ -252,6 +326,33 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       ok = value == "tcp" || value == "unix" || value == "tls";
     } else if (arg == "--proxy-faults") {
       ok = ParseFaults(value, o.faults);
+    } else if (arg == "--role") {
+      o.role = std::string(value);
+      ok = value == "server" || value == "client" || value == "proxy";
+    } else if (arg == "--listen") {
+      o.listen = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--connect") {
+      o.connect = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--exit-after-sessions") {
+      ok = ParseUnsigned(value, o.exit_after_sessions) &&
+           o.exit_after_sessions > 0;
+    } else if (arg == "--ready-file") {
+      o.ready_file = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-cert") {
+      o.tls_cert = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-key") {
+      o.tls_key = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-ca-out") {
+      o.tls_ca_out = std::string(value);
+      ok = !value.empty();
+    } else if (arg == "--tls-ca") {
+      o.tls_ca = std::string(value);
+      ok = !value.empty();
 #endif
     } else if (arg == "--max-seconds") {
       ok = ParseUnsigned(value, o.max_seconds) && o.max_seconds > 0;
@@ -266,8 +367,83 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       return false;
     }
   }
+  // Split roles: which addresses each needs.
+  const char* wrong = nullptr;
+  if (o.role.empty()) {
+    if (!o.listen.empty() || !o.connect.empty() || o.exit_after_sessions > 0 ||
+        !o.ready_file.empty()) {
+      wrong =
+          "--listen, --connect, --exit-after-sessions and --ready-file "
+          "need --role";
+    }
+  } else if (!o.transport.empty()) {
+    wrong = "--role and --transport exclude each other";
+  } else if (o.role == "server" && (o.listen.empty() || !o.connect.empty())) {
+    wrong = "--role server needs --listen ADDR (and no --connect)";
+  } else if (o.role == "client" && (o.connect.empty() || !o.listen.empty())) {
+    wrong = "--role client needs --connect ADDR (and no --listen)";
+  } else if (o.role == "proxy" && (o.listen.empty() || o.connect.empty())) {
+    wrong = "--role proxy needs --listen ADDR and --connect ADDR";
+  } else if (o.role != "server" && o.exit_after_sessions > 0) {
+    wrong = "--exit-after-sessions is for --role server";
+  } else if (o.role == "client" && !o.ready_file.empty()) {
+    wrong = "--ready-file is for --role server and --role proxy";
+  } else if (o.role != "server" && (!o.tls_cert.empty() || !o.tls_key.empty() ||
+                                    !o.tls_ca_out.empty())) {
+    wrong = "--tls-cert, --tls-key and --tls-ca-out are for --role server";
+  } else if (o.tls_cert.empty() != o.tls_key.empty()) {
+    wrong = "--tls-cert and --tls-key go together";
+  } else if (!o.tls_cert.empty() && !o.tls_ca_out.empty()) {
+    wrong = "--tls-ca-out writes the throw-away CA, not used with --tls-cert";
+  } else if (o.role != "client" && !o.tls_ca.empty()) {
+    wrong = "--tls-ca is for --role client";
+  }
+  if (wrong != nullptr) {
+    std::fprintf(stderr, "symwire-soak: %s\n", wrong);
+    return false;
+  }
   return true;
 }
+
+#if SYMWIRE_SOAK_NET
+// ---- addresses (--listen, --connect) ------------------------------------
+
+// tcp://HOST:PORT or tls://HOST:PORT (HOST a numeric IPv4 or [IPv6]
+// address), or unix:///PATH (an absolute path; unix://PATH takes a
+// relative one).
+struct Address {
+  bool unix_socket = false;
+  bool tls = false;
+  std::string host;  // tcp
+  uint16_t port = 0;
+  std::string path;  // unix
+  std::string Text() const {
+    if (unix_socket) return "unix://" + path;
+    return absl::StrCat(
+        tls ? "tls://" : "tcp://",
+        host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
+        port);
+  }
+};
+
+bool ParseAddress(absl::string_view text, Address& a) {
+  if (absl::ConsumePrefix(&text, "unix://")) {
+    a.unix_socket = true;
+    a.path = std::string(text);
+    return !a.path.empty();
+  }
+  a.tls = absl::ConsumePrefix(&text, "tls://");
+  if (!a.tls && !absl::ConsumePrefix(&text, "tcp://")) return false;
+  const size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  absl::string_view host = text.substr(0, colon);
+  if (absl::ConsumePrefix(&host, "[") && !absl::ConsumeSuffix(&host, "]")) {
+    return false;
+  }
+  a.host = std::string(host);
+  return !a.host.empty() && ParseUnsigned(text.substr(colon + 1), a.port);
+}
+#endif  // SYMWIRE_SOAK_NET
 
 // ---- randomness ----------------------------------------------------------
 
@@ -1143,18 +1319,36 @@ namespace asio = boost::asio;
 
 class NetSoak {
  public:
-  explicit NetSoak(const Options& o) : o_(o), rng_(o.seed ^ 0x5eed) {}
+  explicit NetSoak(const Options& o)
+      : o_(o), rng_(o.seed ^ 0x5eed), signals_(io_, SIGINT, SIGTERM) {}
 
   int Run() {
     const auto started = std::chrono::steady_clock::now();
-    const uint64_t bound_s =
-        o_.max_seconds > 0 ? o_.max_seconds : 120 + o_.tasks / 500;
+    // A server or proxy of its own waits for outside peers: no bound
+    // unless asked.
+    const bool waits = o_.role == "server" || o_.role == "proxy";
+    const uint64_t bound_s = o_.max_seconds > 0 ? o_.max_seconds
+                             : waits            ? 0
+                                                : 120 + o_.tasks / 500;
     if (!Setup()) return Finish(started);
+    if (!o_.role.empty()) {
+      signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (o_.verbose) std::fprintf(stderr, "%s: signal %d\n", Who(), sig);
+        finished_ = true;
+      });
+    }
     const auto until = started + std::chrono::seconds(bound_s);
     while (!finished_ && fatal_.empty()) {
-      if (std::chrono::steady_clock::now() > until) {
-        fatal_ = absl::StrCat("time bound of ", bound_s, " s ran out with ",
-                              completed_, " of ", o_.tasks, " tasks done");
+      if (bound_s > 0 && std::chrono::steady_clock::now() > until) {
+        if (o_.role == "proxy") break;  // --max-seconds: how long it runs
+        fatal_ =
+            o_.role == "server"
+                ? absl::StrCat("time bound of ", bound_s, " s ran out with ",
+                               sessions_ended_, " of ", sessions_,
+                               " sessions ended")
+                : absl::StrCat("time bound of ", bound_s, " s ran out with ",
+                               completed_, " of ", o_.tasks, " tasks done");
         break;
       }
       io_.run_for(std::chrono::milliseconds(20));
@@ -1164,7 +1358,120 @@ class NetSoak {
   }
 
  private:
+  // Per agent session (the server's view): the next task index expected.
+  struct AgentView {
+    uint64_t next = 0;
+    bool ended = false;
+  };
+
+  const char* Who() const {
+    return o_.role.empty() ? "symwire-soak" : o_.role.c_str();
+  }
+
   bool Setup() {
+    if (o_.role == "server") {
+      Address listen;
+      if (!ParseAddress(o_.listen, listen)) {
+        return Fatal("bad --listen address " + o_.listen);
+      }
+      transport_ = listen.unix_socket ? "unix" : listen.tls ? "tls" : "tcp";
+      symwire::testing::FaultProxy::Endpoint bound;
+      if (!StartServer(listen, bound)) return false;
+      return Ready(bound, listen.tls);
+    }
+    if (o_.role == "proxy") {
+      Address listen;
+      Address upstream;
+      if (!ParseAddress(o_.listen, listen)) {
+        return Fatal("bad --listen address " + o_.listen);
+      }
+      if (!ParseAddress(o_.connect, upstream)) {
+        return Fatal("bad --connect address " + o_.connect);
+      }
+      transport_ = upstream.unix_socket ? "unix" : "tcp";
+      if (listen.unix_socket != upstream.unix_socket) {
+        return Fatal("--listen and --connect must both be tcp:// or unix://");
+      }
+      symwire::testing::FaultOptions faults = o_.faults;
+      faults.seed = o_.seed;
+      symwire::testing::FaultProxy::Endpoint to;
+      if (upstream.unix_socket) {
+        faults.unix_listen_path = listen.path;
+        to = asio::local::stream_protocol::endpoint(upstream.path);
+      } else {
+        boost::system::error_code ec;
+        const asio::ip::address up = asio::ip::make_address(upstream.host, ec);
+        if (ec) return Fatal("--connect needs a numeric IP: " + upstream.host);
+        const asio::ip::address on = asio::ip::make_address(listen.host, ec);
+        if (ec || on != asio::ip::address(asio::ip::address_v4::loopback())) {
+          return Fatal("a proxy listens on 127.0.0.1 only, not " + listen.host);
+        }
+        faults.tcp_listen_port = listen.port;
+        to = asio::ip::tcp::endpoint(up, upstream.port);
+      }
+      if (!StartProxy(to, faults)) return false;
+      // TLS passes through as opaque bytes: tls:// is tcp:// here.
+      return Ready(proxy_->endpoint(), listen.tls);
+    }
+    if (o_.role == "client") {
+      Address connect;
+      if (!ParseAddress(o_.connect, connect)) {
+        return Fatal("bad --connect address " + o_.connect);
+      }
+      transport_ = connect.unix_socket ? "unix" : connect.tls ? "tls" : "tcp";
+      if (connect.tls) {
+        symwire::TlsClientOptions tco;
+        tco.ca_file = o_.tls_ca;
+        auto ctx = symwire::MakeTlsClientContext(tco);
+        if (!ctx.ok()) return Fatal(ctx.status().ToString());
+        return StartClient(symwire::TlsDialer(io_.get_executor(), connect.host,
+                                              connect.port, *ctx,
+                                              connect.host));
+      }
+      return StartClient(
+          connect.unix_socket
+              ? symwire::UnixDialer(io_.get_executor(), connect.path)
+              : symwire::TcpDialer(io_.get_executor(), connect.host,
+                                   connect.port));
+    }
+    // One process: server, proxy and client.
+    transport_ = o_.transport;
+    Address listen;
+    if (o_.transport == "unix") {
+      listen.unix_socket = true;
+      listen.path = absl::StrCat("/tmp/symwire-soak-", ::getpid(), ".sock");
+    } else {
+      listen.host = "127.0.0.1";
+    }
+    symwire::testing::FaultProxy::Endpoint upstream;
+    if (!StartServer(listen, upstream)) return false;
+    symwire::testing::FaultOptions faults = o_.faults;
+    faults.seed = o_.seed;
+    if (o_.transport == "unix") {
+      faults.unix_listen_path = unix_path_ + ".proxy";
+    }
+    if (!StartProxy(upstream, faults)) return false;
+    symwire::Dialer dialer;
+    if (const auto* tcp =
+            std::get_if<asio::ip::tcp::endpoint>(&proxy_->endpoint())) {
+      dialer = client_tls_
+                   ? symwire::TlsDialer(io_.get_executor(), "127.0.0.1",
+                                        tcp->port(), client_tls_, "127.0.0.1")
+                   : symwire::TcpDialer(io_.get_executor(), "127.0.0.1",
+                                        tcp->port());
+    } else {
+      dialer = symwire::UnixDialer(
+          io_.get_executor(),
+          std::get<asio::local::stream_protocol::endpoint>(proxy_->endpoint())
+              .path());
+    }
+    return StartClient(std::move(dialer));
+  }
+
+  // The agent side: a Server listening on `at` (TLS with a throw-away PKI
+  // for --transport tls); `bound` is where it listens.
+  bool StartServer(const Address& at,
+                   symwire::testing::FaultProxy::Endpoint& bound) {
     symwire::ServerOptions so;
     so.session.agent_id = "soak-agent";
     so.session.role = symwire::AgentRole::kAgent;
@@ -1175,59 +1482,94 @@ class NetSoak {
         [this](const std::shared_ptr<symwire::Peer>& p) { OnAgent(p); });
     if (!server.ok()) return Fatal(server.status().ToString());
     server_ = *server;
-    symwire::testing::FaultProxy::Endpoint upstream;
-    std::shared_ptr<asio::ssl::context> client_tls;
-    if (o_.transport == "tls") {
-      // A throw-away PKI (symwire/testing/test_certs.hpp); the client
-      // verifies the server's chain and its IP address as usual.
-      const symwire::testing::TestCertificates& pki =
-          symwire::testing::TestCerts();
+    if (o_.transport == "tls" || at.tls) {
+      // A throw-away PKI (symwire/testing/test_certs.hpp) unless
+      // --tls-cert/--tls-key; the client verifies the server's chain and
+      // its IP address as usual (--role server: with --tls-ca-out's CA).
       symwire::TlsServerOptions tso;
-      tso.cert_pem = pki.server_cert_pem;
-      tso.key_pem = pki.server_key_pem;
+      if (!o_.tls_cert.empty()) {
+        tso.cert_file = o_.tls_cert;
+        tso.key_file = o_.tls_key;
+      } else {
+        const symwire::testing::TestCertificates& pki =
+            symwire::testing::TestCerts();
+        tso.cert_pem = pki.server_cert_pem;
+        tso.key_pem = pki.server_key_pem;
+        if (!o_.tls_ca_out.empty() &&
+            !WriteFile(o_.tls_ca_out, pki.ca_cert_pem)) {
+          return false;
+        }
+        symwire::TlsClientOptions tco;
+        tco.ca_pem = pki.ca_cert_pem;
+        auto ctx = symwire::MakeTlsClientContext(tco);
+        if (!ctx.ok()) return Fatal(ctx.status().ToString());
+        client_tls_ = *ctx;
+      }
       auto server_tls = symwire::MakeTlsServerContext(tso);
       if (!server_tls.ok()) return Fatal(server_tls.status().ToString());
-      symwire::TlsClientOptions tco;
-      tco.ca_pem = pki.ca_cert_pem;
-      auto ctx = symwire::MakeTlsClientContext(tco);
-      if (!ctx.ok()) return Fatal(ctx.status().ToString());
-      client_tls = *ctx;
-      auto ep =
-          server_->ListenTcp("127.0.0.1", 0, symwire::TlsUpgrade(*server_tls));
+      auto ep = server_->ListenTcp(at.host, at.port,
+                                   symwire::TlsUpgrade(*server_tls));
       if (!ep.ok()) return Fatal(ep.status().ToString());
-      upstream = *ep;
-    } else if (o_.transport == "tcp") {
-      auto ep = server_->ListenTcp("127.0.0.1", 0);
+      bound = *ep;
+    } else if (!at.unix_socket) {
+      auto ep = server_->ListenTcp(at.host, at.port);
       if (!ep.ok()) return Fatal(ep.status().ToString());
-      upstream = *ep;
+      bound = *ep;
     } else {
-      unix_path_ = absl::StrCat("/tmp/symwire-soak-", ::getpid(), ".sock");
+      unix_path_ = at.path;
       if (absl::Status st = server_->ListenUnix(unix_path_); !st.ok()) {
         return Fatal(st.ToString());
       }
-      upstream = asio::local::stream_protocol::endpoint(unix_path_);
+      bound = asio::local::stream_protocol::endpoint(unix_path_);
     }
-    symwire::testing::FaultOptions faults = o_.faults;
-    faults.seed = o_.seed;
-    if (o_.transport == "unix") {
-      faults.unix_listen_path = unix_path_ + ".proxy";
+    return true;
+  }
+
+  bool StartProxy(const symwire::testing::FaultProxy::Endpoint& upstream,
+                  const symwire::testing::FaultOptions& faults) {
+    try {
+      proxy_ = std::make_unique<symwire::testing::FaultProxy>(
+          io_.get_executor(), upstream, faults);
+    } catch (const boost::system::system_error& e) {
+      return Fatal(absl::StrCat("proxy: ", e.what()));
     }
-    proxy_ = std::make_unique<symwire::testing::FaultProxy>(io_.get_executor(),
-                                                            upstream, faults);
-    symwire::Dialer dialer;
-    if (const auto* tcp =
-            std::get_if<asio::ip::tcp::endpoint>(&proxy_->endpoint())) {
-      dialer = client_tls
-                   ? symwire::TlsDialer(io_.get_executor(), "127.0.0.1",
-                                        tcp->port(), client_tls, "127.0.0.1")
-                   : symwire::TcpDialer(io_.get_executor(), "127.0.0.1",
-                                        tcp->port());
+    return true;
+  }
+
+  // Says where this process listens (stderr, and --ready-file once it
+  // does).
+  bool Ready(const symwire::testing::FaultProxy::Endpoint& at, bool tls) {
+    std::string text;
+    if (const auto* tcp = std::get_if<asio::ip::tcp::endpoint>(&at)) {
+      Address a;
+      a.tls = tls;
+      a.host = tcp->address().to_string();
+      a.port = tcp->port();
+      text = a.Text();
     } else {
-      dialer = symwire::UnixDialer(
-          io_.get_executor(),
-          std::get<asio::local::stream_protocol::endpoint>(proxy_->endpoint())
-              .path());
+      text = "unix://" +
+             std::get<asio::local::stream_protocol::endpoint>(at).path();
     }
+    std::fprintf(stderr, "symwire-soak: %s listening on %s\n", Who(),
+                 text.c_str());
+    return o_.ready_file.empty() || WriteFile(o_.ready_file, text + "\n");
+  }
+
+  // Writes through a temporary file, so a reader never sees half of it.
+  bool WriteFile(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    std::FILE* f = std::fopen(tmp.c_str(), "w");
+    bool ok = f != nullptr && std::fputs(text.c_str(), f) >= 0;
+    if (f != nullptr && std::fclose(f) != 0) ok = false;
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+      return Fatal(
+          absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    }
+    return true;
+  }
+
+  // The orchestrator side: a Client that redials and resumes.
+  bool StartClient(symwire::Dialer dialer) {
     symwire::ClientOptions co;
     co.session.agent_id = "soak-orchestrator";
     co.session.role = symwire::AgentRole::kOrchestrator;
@@ -1261,23 +1603,46 @@ class NetSoak {
     return true;
   }
 
-  // The agent: every task exactly once, in submission order; answers with
-  // the parts at once (async_respond waits for room in the send window).
+  // The agent: every task exactly once, in submission order (per session);
+  // answers with the parts at once (async_respond waits for room in the
+  // send window).
   void OnAgent(const std::shared_ptr<symwire::Peer>& peer) {
-    if (agent_) {
+    if (o_.role.empty() && !agents_.empty()) {
       Fatal("a second agent session was established (resume failed)");
       return;
     }
-    agent_ = peer;
-    peer->SetObserver([this](const symwire::PeerEvent& e) {
+    agents_.push_back(peer);
+    ++sessions_;
+    auto view = std::make_shared<AgentView>();
+    peer->SetObserver([this, view](const symwire::PeerEvent& e) {
+      if (o_.verbose && !o_.role.empty()) {
+        std::fprintf(stderr, "agent: %s %s\n",
+                     std::string(symwire::PeerEventName(e.kind)).c_str(),
+                     e.status.ToString().c_str());
+      }
+      if (e.kind == symwire::PeerEvent::Kind::kReconnecting) {
+        ++agent_disconnects_;
+      }
+      if (e.kind == symwire::PeerEvent::Kind::kResumed) ++agent_resumes_;
+      const bool ended = e.kind == symwire::PeerEvent::Kind::kFailed ||
+                         e.kind == symwire::PeerEvent::Kind::kClosed;
       if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+        ++sessions_failed_;
         Fatal(absl::StrCat("agent session failed: ", e.status.ToString()));
       }
-      if (e.kind == symwire::PeerEvent::Kind::kClosed) agent_closed_ = true;
+      if (e.kind == symwire::PeerEvent::Kind::kClosed) {
+        ++sessions_closed_;
+        agent_closed_ = true;
+      }
+      if (ended && !view->ended) {
+        view->ended = true;
+        ++sessions_ended_;
+      }
       MaybeFinished();
     });
-    peer->SetTaskHandler([this](symwire::IncomingTask task) {
+    peer->SetTaskHandler([this, view](symwire::IncomingTask task) {
       const Bytes p = task.payload();
+      ++agent_tasks_;
       if (!Intact(p, 8, p.size() >= 8 ? GetBig(p, 0, 8) : 0, 0)) {
         ++corrupted_;
         Fatal(
@@ -1285,14 +1650,14 @@ class NetSoak {
         return;
       }
       const uint64_t index = GetBig(p, 0, 8);
-      if (index != agent_next_) {
-        if (index < agent_next_) ++duplicated_;
+      if (index != view->next) {
+        if (index < view->next) ++duplicated_;
         ++out_of_order_;
         Fatal(absl::StrCat("agent: task ", index, " arrived, expected ",
-                           agent_next_));
+                           view->next));
         return;
       }
-      ++agent_next_;
+      ++view->next;
       const uint32_t parts =
           o_.partials == 0
               ? 3
@@ -1303,9 +1668,13 @@ class NetSoak {
             ResponsePayload(index, part, final ? parts : kPartial, o_.payload);
         task.async_respond(
             std::string(reinterpret_cast<const char*>(r.data()), r.size()),
-            final, [this](const absl::Status& st) {
-              if (!st.ok())
+            final, [this, final](const absl::Status& st) {
+              if (!st.ok()) {
                 Fatal(absl::StrCat("agent respond: ", st.ToString()));
+                return;
+              }
+              ++agent_responses_;
+              if (final) ++agent_completed_;
             });
       }
     });
@@ -1335,8 +1704,10 @@ class NetSoak {
 
   void OnResponse(uint64_t index, Bytes b, bool final) {
     Expect& e = expected_[index];
-    if (!Intact(b, 16, index, uint64_t{e.next_part} + 1) ||
-        GetBig(b, 0, 8) != index) {
+    // The content is checked against the part it claims to be, so a part
+    // delivered twice or early counts as such, not as corrupt.
+    const uint64_t claimed = b.size() >= 16 ? GetBig(b, 8, 4) : 0;
+    if (!Intact(b, 16, index, claimed + 1) || GetBig(b, 0, 8) != index) {
       ++corrupted_;
       Fatal(absl::StrCat("task ", index, ": corrupt response part ",
                          e.next_part));
@@ -1363,8 +1734,9 @@ class NetSoak {
     if (submitted_ < o_.tasks) {
       SubmitNext();
     } else if (completed_ == o_.tasks) {
-      // All done: stop injecting, then close gracefully.
-      proxy_->SetEnabled(false);
+      // All done: stop injecting (a proxy of our own), then close
+      // gracefully.
+      if (proxy_) proxy_->SetEnabled(false);
       if (o_.close) {
         client_->async_close([this](const absl::Status& st) {
           if (!st.ok()) Fatal(absl::StrCat("close: ", st.ToString()));
@@ -1376,7 +1748,14 @@ class NetSoak {
   }
 
   void MaybeFinished() {
-    if (completed_ == o_.tasks && orch_closed_ && agent_closed_) {
+    if (o_.role == "server") {
+      if (o_.exit_after_sessions > 0 &&
+          sessions_ended_ >= o_.exit_after_sessions) {
+        finished_ = true;
+      }
+    } else if (o_.role == "client") {
+      if (completed_ == o_.tasks && orch_closed_) finished_ = true;
+    } else if (completed_ == o_.tasks && orch_closed_ && agent_closed_) {
       finished_ = true;
     }
   }
@@ -1390,40 +1769,107 @@ class NetSoak {
     const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - started)
                           .count();
-    const uint64_t lost = o_.tasks - completed_;
-    const bool ok = fatal_.empty() && lost == 0 && duplicated_ == 0 &&
-                    out_of_order_ == 0 && corrupted_ == 0;
-    const symwire::testing::FaultCounters f =
-        proxy_ ? proxy_->counters() : symwire::testing::FaultCounters{};
-    const symwire::SessionCounters c =
-        client_ ? client_->counters() : symwire::SessionCounters{};
-    std::printf(
-        "{\"transport\":\"%s\",\"tasks\":%llu,\"completed\":%llu,"
-        "\"lost\":%llu,\"duplicated\":%llu,\"out_of_order\":%llu,"
-        "\"corrupted\":%llu,\"disconnects\":%llu,\"resumes\":%llu,"
-        "\"responses\":%llu,\"retransmitted\":%llu,\"proxy_kills\":%llu,"
-        "\"proxy_flips\":%llu,\"proxy_stalls\":%llu,\"proxy_splits\":%llu,"
-        "\"proxy_connections\":%llu,\"wall_ms\":%lld,\"seed\":%llu,"
-        "\"closed\":%s,\"ok\":%s,\"error\":%s}\n",
-        o_.transport.c_str(), ULL(o_.tasks), ULL(completed_), ULL(lost),
-        ULL(duplicated_), ULL(out_of_order_), ULL(corrupted_),
-        ULL(disconnects_), ULL(resumes_), ULL(responses_),
-        ULL(c.retransmitted_frames), ULL(f.kills), ULL(f.flips), ULL(f.stalls),
-        ULL(f.splits), ULL(f.connections_accepted),
-        static_cast<long long>(wall), ULL(o_.seed),
-        orch_closed_ && agent_closed_ ? "true" : "false", ok ? "true" : "false",
-        JsonString(fatal_).c_str());
+    bool ok = false;
+    if (o_.role == "server") {
+      ok = PrintServer(wall);
+    } else if (o_.role == "proxy") {
+      ok = PrintProxy(wall);
+    } else {
+      ok = PrintClient(wall);
+    }
     std::fflush(stdout);
     if (client_) client_->Abort(absl::CancelledError("soak finished"));
     if (server_) server_->Stop();
     if (proxy_) proxy_->Stop();
+    signals_.cancel();
     io_.run_for(std::chrono::milliseconds(50));
     if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
     return ok ? 0 : 1;
   }
 
-  static unsigned long long ULL(uint64_t v) {
-    return static_cast<unsigned long long>(v);
+  // The orchestrator's view (one process: with the proxy's counters).
+  bool PrintClient(long long wall) {
+    const uint64_t lost = o_.tasks - completed_;
+    const bool ok = fatal_.empty() && lost == 0 && duplicated_ == 0 &&
+                    out_of_order_ == 0 && corrupted_ == 0;
+    const symwire::SessionCounters c =
+        client_ ? client_->counters() : symwire::SessionCounters{};
+    std::string line = o_.role.empty() ? "{" : "{\"role\":\"client\",";
+    absl::StrAppend(
+        &line, "\"transport\":\"", transport_, "\",\"tasks\":", o_.tasks,
+        ",\"completed\":", completed_, ",\"lost\":", lost,
+        ",\"duplicated\":", duplicated_, ",\"out_of_order\":", out_of_order_,
+        ",\"corrupted\":", corrupted_, ",\"disconnects\":", disconnects_,
+        ",\"resumes\":", resumes_, ",\"responses\":", responses_,
+        ",\"retransmitted\":", c.retransmitted_frames);
+    if (o_.role.empty()) {
+      const symwire::testing::FaultCounters f =
+          proxy_ ? proxy_->counters() : symwire::testing::FaultCounters{};
+      absl::StrAppend(
+          &line, ",\"proxy_kills\":", f.kills, ",\"proxy_flips\":", f.flips,
+          ",\"proxy_stalls\":", f.stalls, ",\"proxy_splits\":", f.splits,
+          ",\"proxy_connections\":", f.connections_accepted);
+    }
+    const bool closed = orch_closed_ && (agent_closed_ || !o_.role.empty());
+    absl::StrAppend(&line, ",\"wall_ms\":", wall, ",\"seed\":", o_.seed,
+                    ",\"closed\":", closed ? "true" : "false",
+                    ",\"ok\":", ok ? "true" : "false",
+                    ",\"error\":", JsonString(fatal_), "}\n");
+    std::fputs(line.c_str(), stdout);
+    return ok;
+  }
+
+  // The agent's view: tasks received, each exactly once and in order per
+  // session; "completed" counts final responses the session took.
+  bool PrintServer(long long wall) {
+    const uint64_t lost = agent_tasks_ - agent_completed_;
+    const bool ok = fatal_.empty() && lost == 0 && duplicated_ == 0 &&
+                    out_of_order_ == 0 && corrupted_ == 0 &&
+                    sessions_failed_ == 0;
+    uint64_t retransmitted = 0;
+    for (const auto& p : agents_) {
+      retransmitted += p->counters().retransmitted_frames;
+    }
+    const symwire::ServerCounters sc =
+        server_ ? server_->counters() : symwire::ServerCounters{};
+    const bool closed = sessions_ > 0 && sessions_closed_ == sessions_;
+    std::printf(
+        "%s\n",
+        absl::StrCat(
+            "{\"role\":\"server\",\"transport\":\"", transport_,
+            "\",\"tasks\":", agent_tasks_, ",\"completed\":", agent_completed_,
+            ",\"lost\":", lost, ",\"duplicated\":", duplicated_,
+            ",\"out_of_order\":", out_of_order_, ",\"corrupted\":", corrupted_,
+            ",\"disconnects\":", agent_disconnects_, ",\"resumes\":",
+            agent_resumes_, ",\"responses\":", agent_responses_,
+            ",\"retransmitted\":", retransmitted, ",\"sessions\":", sessions_,
+            ",\"sessions_closed\":", sessions_closed_, ",\"sessions_failed\":",
+            sessions_failed_, ",\"connections\":", sc.connections_accepted,
+            ",\"resumes_rejected\":", sc.resumes_rejected,
+            ",\"wall_ms\":", wall, ",\"seed\":", o_.seed, ",\"closed\":",
+            closed ? "true" : "false", ",\"ok\":", ok ? "true" : "false",
+            ",\"error\":", JsonString(fatal_), "}")
+            .c_str());
+    return ok;
+  }
+
+  bool PrintProxy(long long wall) {
+    const symwire::testing::FaultCounters f =
+        proxy_ ? proxy_->counters() : symwire::testing::FaultCounters{};
+    const bool ok = fatal_.empty();
+    std::printf(
+        "%s\n",
+        absl::StrCat(
+            "{\"role\":\"proxy\",\"transport\":\"", transport_,
+            "\",\"proxy_kills\":", f.kills, ",\"proxy_flips\":", f.flips,
+            ",\"proxy_stalls\":", f.stalls, ",\"proxy_splits\":", f.splits,
+            ",\"proxy_connections\":", f.connections_accepted,
+            ",\"proxy_connect_failures\":", f.connect_failures,
+            ",\"bytes_up\":", f.bytes_up, ",\"bytes_down\":", f.bytes_down,
+            ",\"wall_ms\":", wall, ",\"seed\":", o_.seed, ",\"ok\":",
+            ok ? "true" : "false", ",\"error\":", JsonString(fatal_), "}")
+            .c_str());
+    return ok;
   }
 
   struct Expect {
@@ -1434,21 +1880,35 @@ class NetSoak {
   Options o_;
   Rng rng_;
   asio::io_context io_;
+  asio::signal_set signals_;
+  std::string transport_;
+  std::shared_ptr<asio::ssl::context> client_tls_;
   std::shared_ptr<symwire::Server> server_;
   std::unique_ptr<symwire::testing::FaultProxy> proxy_;
   std::shared_ptr<symwire::Peer> client_;
-  std::shared_ptr<symwire::Peer> agent_;
+  std::vector<std::shared_ptr<symwire::Peer>> agents_;
   std::string unix_path_;
   std::vector<Expect> expected_;
+  // Orchestrator.
   uint64_t submitted_ = 0;
   uint64_t completed_ = 0;
   uint64_t responses_ = 0;
-  uint64_t agent_next_ = 0;
+  uint64_t disconnects_ = 0;
+  uint64_t resumes_ = 0;
+  // Agent.
+  uint64_t sessions_ = 0;
+  uint64_t sessions_closed_ = 0;
+  uint64_t sessions_failed_ = 0;
+  uint64_t sessions_ended_ = 0;
+  uint64_t agent_tasks_ = 0;
+  uint64_t agent_completed_ = 0;
+  uint64_t agent_responses_ = 0;
+  uint64_t agent_disconnects_ = 0;
+  uint64_t agent_resumes_ = 0;
+  // Both.
   uint64_t duplicated_ = 0;
   uint64_t out_of_order_ = 0;
   uint64_t corrupted_ = 0;
-  uint64_t disconnects_ = 0;
-  uint64_t resumes_ = 0;
   bool orch_closed_ = false;
   bool agent_closed_ = false;
   bool finished_ = false;
@@ -1460,13 +1920,20 @@ class NetSoak {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 ||
+        std::strcmp(argv[i], "-h") == 0) {
+      Usage();
+      return 0;
+    }
+  }
   Options o;
   if (!ParseArgs(argc, argv, o)) {
     Usage();
     return 2;
   }
 #if SYMWIRE_SOAK_NET
-  if (!o.transport.empty()) {
+  if (!o.transport.empty() || !o.role.empty()) {
     NetSoak soak(o);
     return soak.Run();
   }

@@ -567,6 +567,30 @@ TEST_CASE("fault proxy: a failed upstream dial closes the client", "[proxy]") {
   CHECK(proxy.counters().connections_active == 0);
 }
 
+TEST_CASE("fault proxy: tcp_listen_port sets the port it listens on",
+          "[proxy]") {
+  asio::io_context io;
+  TestServer<Tcp> server(io, Loopback(), TestServer<Tcp>::Mode::kEcho);
+  uint16_t port = 0;
+  {
+    Tcp::acceptor taken(io, Loopback());
+    port = taken.local_endpoint().port();
+  }  // closed: free again
+  FaultOptions options;
+  options.tcp_listen_port = port;
+  FaultProxy proxy(io.get_executor(), server.endpoint(), options);
+  const Tcp::endpoint listening = std::get<Tcp::endpoint>(proxy.endpoint());
+  CHECK(listening.port() == port);
+  CHECK(listening.address() ==
+        asio::ip::address(asio::ip::address_v4::loopback()));
+  TestClient<Tcp> client(io);
+  client.Connect(proxy.endpoint());
+  client.Send("hello");
+  client.ShutdownSendWhenWritten();
+  REQUIRE(RunUntil(io, [&] { return client.read_done; }));
+  CHECK(client.received == "hello");
+}
+
 TEST_CASE("fault proxy: Unix-socket upstream, split and stalls", "[proxy]") {
   TempDir dir;
   asio::io_context io;

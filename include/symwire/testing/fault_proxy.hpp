@@ -108,6 +108,11 @@ struct FaultOptions {
   // direction; allocated once per connection). Values below 1 count as 1.
   size_t buffer_bytes = 64 * 1024;
 
+  // TCP upstream only: the port to listen on, on 127.0.0.1 (never another
+  // address: a test utility must not be reachable from outside). 0: an
+  // ephemeral port (see FaultProxy::endpoint()).
+  uint16_t tcp_listen_port = 0;
+
   // Unix-domain upstream only: the socket path to listen on. Empty: the
   // upstream path plus ".proxy<N>" (N counts proxies in this process). A
   // stale socket file at that path is removed first; the proxy removes its
@@ -544,7 +549,12 @@ class FaultCore final
     ErrorCode ec;
     acceptor_.open(listen.protocol(), ec);
     Check(ec, "open");
-    if constexpr (!std::is_same_v<Protocol, asio::ip::tcp>) {
+    if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+      // A fixed port (tcp_listen_port) can be reused while connections of
+      // an earlier run linger in TIME_WAIT.
+      acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+      Check(ec, "SO_REUSEADDR");
+    } else {
       // A socket file left by a crashed run would make bind fail.
       std::error_code fs_ec;
       if (std::filesystem::is_socket(listen.path(), fs_ec)) {
@@ -612,7 +622,8 @@ class FaultCore final
   Endpoint ListenEndpoint() const {
     if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
       // Loopback only: a test utility must never be reachable from outside.
-      return Endpoint(asio::ip::address_v4::loopback(), 0);
+      return Endpoint(asio::ip::address_v4::loopback(),
+                      options().tcp_listen_port);
     } else {
       if (!options().unix_listen_path.empty()) {
         return Endpoint(options().unix_listen_path);
@@ -682,7 +693,8 @@ class FaultCore final
 }  // namespace detail
 
 // FaultProxy
-// Listens on 127.0.0.1 (an ephemeral port) for a TCP upstream, or on a
+// Listens on 127.0.0.1 (FaultOptions::tcp_listen_port, by default an
+// ephemeral port) for a TCP upstream, or on a
 // Unix socket path for a Unix upstream (see FaultOptions::unix_listen_path),
 // and relays every accepted client to `upstream` through the fault stage
 // configured by `options`. Accepting starts when the executor runs.
