@@ -557,12 +557,14 @@ class Client {
 // when its peer sends more before the handshake completes; the session
 // also limits a frame to 8 KiB until then, SPEC.md §15.2); its output (a
 // preface and a few control frames, well under 1 KiB); and the fixed state
-// of a Session and a Transport (about 4 KiB, measured). With the defaults
-// that is under 48 KiB per connection, and max_handshaking_connections
-// bounds how many exist at once: about 48 MiB in all, whatever the peers
-// send (kernel socket buffers excluded). Past the limit, new connections
-// are closed at once (ServerCounters::handshakes_refused) until
-// handshakes finish or time out (SessionConfig::handshake_timeout).
+// of a Session, a Peer and a Transport (an idle handshaking connection
+// measured about 16 KiB in all, read buffer included, in
+// tests/transport/hostile_test.cpp). With the defaults that is under
+// 48 KiB per connection, and max_handshaking_connections bounds how many
+// exist at once: about 48 MiB in all, whatever the peers send (kernel
+// socket buffers excluded). Past the limit, new connections are closed at
+// once (ServerCounters::handshakes_refused) until handshakes finish or
+// time out (SessionConfig::handshake_timeout).
 //
 // The registry (issue #11). An established session is kept while
 // connected and, after its connection is lost, for its resume window.
@@ -570,11 +572,14 @@ class Client {
 // max_sessions_per_source), the server first evicts a disconnected session
 // with nothing to resume (no open task in either direction, nothing
 // unacknowledged in its replay buffer), the one disconnected longest,
-// from that source when the source is at its limit; a resume of an
-// evicted session is then rejected (SESSION_EXPIRED; the peer had nothing
-// to lose). Only when no such session exists is the new one refused with
-// RESOURCE_EXHAUSTED. So a full registry never refuses a fresh client
-// while it holds evictable sessions.
+// from that source when the source is at its limit. A later resume of an
+// evicted session is rejected (SESSION_EXPIRED): every task the server
+// knew of had ended and been acknowledged, so the peer loses at most tasks
+// it sent that never arrived (never run, safe to retry). Only when no such
+// session exists is the new one refused with RESOURCE_EXHAUSTED. So a full
+// registry never refuses a fresh client while it holds evictable sessions.
+// Evictions happen only under that pressure: otherwise a disconnected
+// session is kept for its whole resume window.
 //
 // Sources. A TCP or TLS connection's source is its peer's IP address; a
 // Unix-domain connection's is its peer's uid ("uid:1000"); a transport
