@@ -93,7 +93,9 @@ struct Response {
 struct PeerEvent {
   enum class Kind : uint8_t {
     kConnected,     // first handshake done
-    kReconnecting,  // connection lost; the session resumes (client: redials)
+    kReconnecting,  // connection lost; the session resumes (client:
+                    // redials); or a first connection failed and is
+                    // retried (ClientOptions::retry_first_connect)
     kResumed,       // resumed on a new connection; nothing lost
     kPeerDraining,  // the peer closes gracefully; start no more tasks
     kClosed,        // the session ended gracefully
@@ -513,16 +515,20 @@ struct ClientOptions : PeerOptions {
   bool reconnect = true;
   // First-connection retries (Client::Connect only; issue #11). When the
   // first connection cannot be made or its handshake fails on a transient
-  // error (a dial failure, a lost or reset connection, a framing or CRC
-  // error, a handshake timeout, a server refusing with RESOURCE_EXHAUSTED
-  // or UNAVAILABLE because it is full or stopping), the client waits
-  // SessionConfig::backoff and dials again with a fresh handshake, up to
-  // `first_connect_attempts` connections in all and no new attempt later
-  // than `first_connect_timeout` after Connect. A definitive refusal is not
-  // retried: UNAUTHENTICATED, VERSION_MISMATCH, UNSUPPORTED_VERSION,
-  // INCOMPATIBLE_ROLES, a bad configuration. async_wait_established then
-  // completes with the last error. 1 (or retry_first_connect = false)
-  // turns retries off: the first failure ends the session, as before.
+  // error (a dial failure, a lost or reset connection, which is also how a
+  // server over its connection limits refuses, a framing or CRC error, a
+  // handshake timeout, a SESSION_ERROR with a retryable code such as
+  // UNAVAILABLE), the client waits SessionConfig::backoff and dials again
+  // with a fresh handshake (PeerEvent kReconnecting, `attempt` = failures
+  // so far), up to `first_connect_attempts` connections in all and no new
+  // attempt later than `first_connect_timeout` after Connect. A definitive
+  // refusal is not retried: UNAUTHENTICATED, VERSION_MISMATCH,
+  // UNSUPPORTED_VERSION, INCOMPATIBLE_ROLES, PERMISSION_DENIED, a bad
+  // configuration; nor is a session the server refuses once its handshake
+  // completed (RESOURCE_EXHAUSTED for a full registry: the session was
+  // established). async_wait_established then completes with the last
+  // error. 1 (or retry_first_connect = false) turns retries off: the first
+  // failure ends the session, as before.
   bool retry_first_connect = true;
   uint32_t first_connect_attempts = 8;
   absl::Duration first_connect_timeout = absl::Seconds(60);
