@@ -80,8 +80,11 @@ struct TransportOptions {
   // would otherwise hold our output, and the session's replay buffer,
   // forever. A reader that pauses longer than this on purpose (back-
   // pressure from a consumer that does not take its responses) sees its
-  // connection cycled and resumed; nothing is lost. Detected between this
-  // and twice this after the last progress. Zero disables it.
+  // connection cycled and resumed; nothing is lost. Over pipes (stdio, a
+  // child process), which cannot be redialled, it ends the session: raise
+  // it, or set zero, if that peer may block its event loop that long.
+  // Detected between this and twice this after the last progress. Zero
+  // disables it.
   std::chrono::milliseconds write_progress_timeout{30000};
 };
 
