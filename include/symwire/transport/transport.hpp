@@ -83,8 +83,8 @@ struct TransportOptions {
   // connection cycled and resumed; nothing is lost. Over pipes (stdio, a
   // child process), which cannot be redialled, it ends the session: raise
   // it, or set zero, if that peer may block its event loop that long.
-  // Detected between this and twice this after the last progress. Zero
-  // disables it.
+  // Detected this long after the last progress (one timer per connection,
+  // re-armed only when it fires). Zero disables it.
   std::chrono::milliseconds write_progress_timeout{30000};
 };
 
