@@ -318,6 +318,40 @@ TEST_CASE("fault proxy: SetEnabled(false) makes every fault stop", "[proxy]") {
   CheckTransparent(all, /*disable=*/true);
 }
 
+TEST_CASE("fault proxy: a switch-off disarms the kill of open connections",
+          "[proxy][issue11]") {
+  // Issue #11: the budget of a connection opened while injecting stayed
+  // armed through SetEnabled(false) and cut the connection once injection
+  // was switched on again.
+  asio::io_context io;
+  TestServer<Tcp> server(io, Loopback(), TestServer<Tcp>::Mode::kEcho);
+  FaultOptions options;
+  options.kill_min_bytes = 1000;
+  options.kill_max_bytes = 1000;
+  FaultProxy proxy(io.get_executor(), server.endpoint(), options);
+  TestClient<Tcp> client(io);
+  client.Connect(proxy.endpoint());
+  client.Send(std::string(100, 'a'));  // 200 of the 1000 bytes (echoed)
+  REQUIRE(RunUntil(io, [&] { return client.received.size() == 100; }));
+  proxy.SetEnabled(false);
+  client.Send(std::string(100, 'b'));
+  REQUIRE(RunUntil(io, [&] { return client.received.size() == 200; }));
+  proxy.SetEnabled(true);
+  const std::string more = RandomBytes(64 * 1024, 5);
+  client.Send(more);
+  client.ShutdownSendWhenWritten();
+  REQUIRE(RunUntil(io, [&] { return client.read_done; }));
+  CHECK(client.read_error == asio::error::eof);
+  CHECK(client.received.size() == 200 + more.size());
+  CHECK(proxy.counters().kills == 0);
+  // A connection opened now gets a budget, and is cut.
+  TestClient<Tcp> second(io);
+  second.Connect(proxy.endpoint());
+  second.Send(RandomBytes(64 * 1024, 6));
+  REQUIRE(RunUntil(io, [&] { return second.read_done; }));
+  CHECK(proxy.counters().kills == 1);
+}
+
 TEST_CASE("fault proxy: split mode delivers the same bytes in many reads",
           "[proxy]") {
   asio::io_context io;

@@ -52,6 +52,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::Bytes;
+using testing::ByteSpan;
 using testing::EchoStreamingAgent;
 using testing::FastClient;
 using testing::FastServer;
@@ -329,6 +330,8 @@ class DrivenSession {
 
   RawConn& conn() { return conn_; }
   Session& session() { return *session_; }
+  // Writes what the session queued (after a SubmitTask, say).
+  void Flush() { Pump(); }
   bool established() const { return established_; }
   const std::optional<absl::Status>& failed() const { return failed_; }
   const std::optional<absl::Status>& lost() const { return lost_; }
@@ -1110,6 +1113,453 @@ TEST_CASE("hostile: a server restarted under a submitting client",
   RunUntil(
       rig.io, [&] { return rig.server->connections() == 1; },
       "the new server to hold only the fresh client");
+}
+
+// ---- issue #11: memory before authentication --------------------------------
+
+// Flooder: a raw TCP connection that writes `prefix`, then zeros from one
+// shared buffer, as fast as the server reads them, up to `total` bytes or
+// until the server closes the connection.
+class Flooder {
+ public:
+  Flooder(asio::io_context& io, uint16_t port, Bytes prefix, size_t total)
+      : s_(std::make_shared<State>(io)) {
+    s_->prefix = std::move(prefix);
+    s_->left = total;
+    s_->socket.async_connect(
+        Tcp::endpoint(asio::ip::address_v4::loopback(), port),
+        [s = s_](const SysError& ec) {
+          if (ec) {
+            s->ended = true;
+            s->error = ec;
+            return;
+          }
+          asio::async_write(s->socket, asio::buffer(s->prefix),
+                            [s](const SysError& e, size_t n) {
+                              s->written += n;
+                              if (e) {
+                                s->ended = true;
+                                s->error = e;
+                                return;
+                              }
+                              WriteMore(s);
+                            });
+          ReadLoop(s);
+        });
+  }
+  Flooder(const Flooder&) = delete;
+  Flooder& operator=(const Flooder&) = delete;
+  ~Flooder() {
+    SysError ignored;
+    s_->socket.close(ignored);
+  }
+  // The server closed the connection (its read side saw the end, or a
+  // write failed), or every byte was written.
+  bool ended() const { return s_->ended || s_->closed_by_server; }
+  bool closed_by_server() const { return s_->closed_by_server; }
+  size_t written() const { return s_->written; }
+
+ private:
+  struct State {
+    explicit State(asio::io_context& io) : socket(io) {}
+    Tcp::socket socket;
+    Bytes prefix;
+    size_t left = 0;
+    size_t written = 0;
+    bool ended = false;
+    bool closed_by_server = false;
+    SysError error;
+    std::array<std::byte, 4096> in{};
+  };
+  static const Bytes& Zeros() {
+    static const Bytes zeros(64 * 1024);
+    return zeros;
+  }
+  static void WriteMore(const std::shared_ptr<State>& s) {
+    if (s->left == 0) {
+      s->ended = true;
+      return;
+    }
+    const size_t n = std::min(s->left, Zeros().size());
+    s->socket.async_write_some(asio::buffer(Zeros().data(), n),
+                               [s](const SysError& e, size_t wrote) {
+                                 s->written += wrote;
+                                 s->left -= std::min(s->left, wrote);
+                                 if (e) {
+                                   s->ended = true;
+                                   s->error = e;
+                                   return;
+                                 }
+                                 WriteMore(s);
+                               });
+  }
+  static void ReadLoop(const std::shared_ptr<State>& s) {
+    s->socket.async_read_some(asio::buffer(s->in),
+                              [s](const SysError& e, size_t) {
+                                if (e) {
+                                  s->closed_by_server = true;
+                                  return;
+                                }
+                                ReadLoop(s);
+                              });
+  }
+  std::shared_ptr<State> s_;
+};
+
+// The bytes of the review's attack: a preface, then an AGENT_INIT header
+// declaring 16,777,215 payload bytes.
+Bytes InitFloodPrefix() {
+  const std::string hex =
+      "8953594d570d0a010c00000000"
+      "80ffffff1062cd42";
+  const std::string raw = absl::HexStringToBytes(hex);
+  return Bytes(reinterpret_cast<const std::byte*>(raw.data()),
+               reinterpret_cast<const std::byte*>(raw.data()) + raw.size());
+}
+
+TEST_CASE("hostile: 30 pre-auth connections flooding a 16 MiB INIT",
+          "[hostile][issue11]") {
+  constexpr size_t kConns = 30;
+  constexpr size_t kFlood = size_t{16} << 20;
+  ServerOptions so = HostileServer();
+  so.session.handshake_timeout = absl::Seconds(60);  // not what stops them
+  Fixture f(so);
+  const ServerCounters before = f.server->counters();
+  const uint64_t rss_before = RssKiB();
+  uint64_t rss_peak = rss_before;
+  std::vector<std::unique_ptr<Flooder>> floods;
+  for (size_t i = 0; i < kConns; ++i) {
+    floods.push_back(
+        std::make_unique<Flooder>(f.io, f.port, InitFloodPrefix(), kFlood));
+  }
+  // The neighbour keeps completing tasks while the attack runs.
+  const int ok_at_start = f.traffic->ok();
+  RunUntil(
+      f.io,
+      [&] {
+        rss_peak = std::max(rss_peak, RssKiB());
+        return std::all_of(floods.begin(), floods.end(),
+                           [](const auto& c) { return c->ended(); });
+      },
+      "the server to end every flooding connection", 30000ms);
+  rss_peak = std::max(rss_peak, RssKiB());
+  size_t most = 0;
+  for (const auto& c : floods) most = std::max(most, c->written());
+  WARN("30 x 16 MiB INIT floods: RSS "
+       << rss_before / 1024 << " -> peak " << rss_peak / 1024
+       << " MiB; at most " << most << " bytes written by one; "
+       << f.traffic->ok() - ok_at_start << " neighbour tasks meanwhile");
+  // The server closed each of them, long before it read 16 MiB.
+  for (const auto& c : floods) {
+    CHECK(c->closed_by_server());
+    CHECK(c->written() < kFlood);
+  }
+  CHECK(rss_peak < rss_before + kRssScale * 30 * 1024);
+  RunUntil(
+      f.io, [&] { return f.server->connections() == 1; },
+      "connections() to drop back to 1");
+  const ServerCounters after = f.server->counters();
+  CHECK(after.handshakes_failed == before.handshakes_failed + kConns);
+  CHECK(after.sessions_established == before.sessions_established);
+  f.ExpectGoodClientUnaffected();
+}
+
+TEST_CASE("hostile: max_handshaking_connections refuses the rest at once",
+          "[hostile][issue11]") {
+  ServerOptions so = HostileServer();
+  so.session.handshake_timeout = absl::Seconds(60);
+  so.max_handshaking_connections = 5;
+  Fixture f(so);
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < 8; ++i) {
+    conns.push_back(std::make_unique<RawConn>(f.io, f.port));
+    conns.back()->Send(Preface());
+  }
+  RunUntil(
+      f.io,
+      [&] {
+        return f.server->counters().connections_accepted +
+                   f.server->counters().connections_refused ==
+               9;
+      },
+      "the server to take or refuse every connection");
+  CHECK(f.server->counters().handshakes_refused == 3);
+  CHECK(f.server->counters().connections_refused == 3);
+  RunUntil(
+      f.io,
+      [&] {
+        return std::count_if(conns.begin(), conns.end(),
+                             [](const auto& c) { return c->closed(); }) == 3;
+      },
+      "three connections to be closed");
+  CHECK(f.server->connections() == 6);
+  // The handshaking ones still finish: a real client gets in once one ends.
+  conns.clear();
+  RunUntil(
+      f.io, [&] { return f.server->connections() == 1; },
+      "the raw connections to end");
+  DrivenSession late(f.io, f.port, 7);
+  RunUntil(
+      f.io, [&] { return late.established(); }, "a later handshake");
+  f.ExpectGoodClientUnaffected();
+}
+
+// ---- issue #11: the session registry ----------------------------------------
+
+// Handshakes with the server and leaves: the server keeps a disconnected
+// session with nothing to resume.
+void LeaveIdleSession(Fixture& f, uint64_t seed) {
+  DrivenSession s(f.io, f.port, seed);
+  RunUntil(
+      f.io, [&] { return s.established() || s.failed(); }, "a handshake");
+  REQUIRE(s.established());
+  s.conn().Close();
+  // The server notices the loss.
+  RunUntil(
+      f.io,
+      [&] {
+        return !f.sessions.empty() &&
+               f.sessions.back()->state() == SessionState::kDisconnected;
+      },
+      "the server to see the idle session disconnect");
+}
+
+TEST_CASE("hostile: a registry full of idle sessions still takes a fresh one",
+          "[hostile][issue11]") {
+  ServerOptions so = HostileServer();
+  so.max_sessions = 5;
+  Fixture f(so);
+  for (uint64_t i = 0; i < 4; ++i) LeaveIdleSession(f, 100 + i);
+  REQUIRE(f.server->sessions() == 5);
+  const std::shared_ptr<Peer> oldest = f.sessions[1];
+  // The registry is full; every disconnected session in it is idle.
+  for (uint64_t i = 0; i < 10; ++i) {
+    DrivenSession fresh(f.io, f.port, 200 + i);
+    RunUntil(
+        f.io, [&] { return fresh.established() || fresh.failed(); },
+        "a fresh handshake on a full registry");
+    INFO("fresh client: " << (fresh.failed() ? fresh.failed()->ToString()
+                                             : std::string("ok")));
+    REQUIRE(fresh.established());
+    RunFor(f.io, 20ms);
+    CHECK_FALSE(fresh.failed());
+    fresh.conn().Close();
+    RunUntil(
+        f.io,
+        [&] {
+          return f.sessions.back()->state() == SessionState::kDisconnected;
+        },
+        "the fresh session to disconnect");
+  }
+  CHECK(f.server->sessions() == 5);
+  CHECK(f.server->counters().sessions_evicted == 10);
+  CHECK(f.server->counters().sessions_refused == 0);
+  // Oldest first: the first idle session went first, with a clear status.
+  CHECK(oldest->state() == SessionState::kFailed);
+  CHECK(GetErrorCode(oldest->session().status()) == ErrorCode::kSessionExpired);
+  CHECK(absl::StrContains(oldest->session().status().message(), "evicted"));
+  f.ExpectGoodClientUnaffected();
+}
+
+TEST_CASE("hostile: a session with an open task is never evicted",
+          "[hostile][issue11]") {
+  ServerOptions so = HostileServer();
+  so.max_sessions = 3;
+  Fixture f(so);
+  // A session whose task the agent holds, then its client disconnects.
+  DrivenSession holder(f.io, f.port, 300);
+  RunUntil(
+      f.io, [&] { return holder.established(); }, "the holder's handshake");
+  REQUIRE(f.sessions.size() == 2);
+  const std::shared_ptr<Peer> held = f.sessions[1];
+  std::vector<IncomingTask> kept;
+  held->SetTaskHandler([&kept](IncomingTask t) { kept.push_back(t); });
+  REQUIRE(holder.session().SubmitTask(ByteSpan("hold"), {}, SteadyNow()).ok());
+  holder.Flush();
+  RunUntil(
+      f.io, [&] { return kept.size() == 1; }, "the agent to get the task");
+  holder.conn().Close();
+  RunUntil(
+      f.io, [&] { return held->state() == SessionState::kDisconnected; },
+      "the holder's session to disconnect");
+  LeaveIdleSession(f, 301);
+  const std::shared_ptr<Peer> idle = f.sessions.back();
+  REQUIRE(f.server->sessions() == 3);
+
+  // The first fresh client takes the idle session's place, not the held one.
+  DrivenSession fresh(f.io, f.port, 302);
+  RunUntil(
+      f.io, [&] { return fresh.established() || fresh.failed(); },
+      "a fresh handshake");
+  REQUIRE(fresh.established());
+  CHECK(idle->state() == SessionState::kFailed);
+  CHECK(held->state() == SessionState::kDisconnected);
+  CHECK(f.server->counters().sessions_evicted == 1);
+
+  // Now nothing is evictable (two connected, one with an open task): the
+  // next one is refused with RESOURCE_EXHAUSTED.
+  DrivenSession refused(f.io, f.port, 303);
+  RunUntil(
+      f.io, [&] { return refused.failed().has_value(); },
+      "the refusal of a handshake on a full registry");
+  INFO(refused.failed()->ToString());
+  CHECK(refused.failed()->code() == absl::StatusCode::kResourceExhausted);
+  CHECK(absl::StrContains(refused.failed()->message(), "max_sessions"));
+  CHECK(held->state() == SessionState::kDisconnected);
+  CHECK(f.server->counters().sessions_refused == 1);
+  // The held task can still be answered once its client resumes; here the
+  // agent simply answers into the replay buffer.
+  CHECK(kept[0].Respond("late", true).ok());
+  f.ExpectGoodClientUnaffected();
+}
+
+TEST_CASE("hostile: max_sessions_per_source refuses the 11th session",
+          "[hostile][issue11]") {
+  ServerOptions so = HostileServer();
+  so.max_sessions_per_source = 10;
+  Fixture f(so);  // the good client is the source's first session
+  std::vector<std::unique_ptr<DrivenSession>> live;
+  for (uint64_t i = 0; i < 9; ++i) {
+    live.push_back(std::make_unique<DrivenSession>(f.io, f.port, 400 + i));
+    RunUntil(
+        f.io, [&] { return live.back()->established(); }, "a handshake");
+  }
+  REQUIRE(f.server->sessions() == 10);
+  DrivenSession eleventh(f.io, f.port, 499);
+  RunUntil(
+      f.io, [&] { return eleventh.failed().has_value(); },
+      "the 11th session to be refused");
+  INFO(eleventh.failed()->ToString());
+  CHECK(eleventh.failed()->code() == absl::StatusCode::kResourceExhausted);
+  CHECK(absl::StrContains(eleventh.failed()->message(),
+                          "source 127.0.0.1 holds 10 sessions"));
+  CHECK(absl::StrContains(eleventh.failed()->message(),
+                          "max_sessions_per_source"));
+  CHECK(f.server->counters().sessions_refused_per_source == 1);
+  CHECK(f.server->sessions() == 10);
+  // An idle one of that source makes room: it is evicted for the next.
+  live[0]->conn().Close();
+  RunUntil(
+      f.io,
+      [&] { return f.sessions[1]->state() == SessionState::kDisconnected; },
+      "the first one to disconnect");
+  DrivenSession twelfth(f.io, f.port, 500);
+  RunUntil(
+      f.io, [&] { return twelfth.established() || twelfth.failed(); },
+      "the 12th handshake");
+  CHECK(twelfth.established());
+  CHECK(f.server->counters().sessions_evicted == 1);
+  f.ExpectGoodClientUnaffected();
+}
+
+// ---- issue #11: failed authentication per source ----------------------------
+
+TEST_CASE("hostile: failed authentications block their source for a while",
+          "[hostile][issue11]") {
+  ServerOptions so = HostileServer();
+  so.session.authenticator = TokenAuthenticator("right token");
+  so.max_auth_failures_per_source = 3;
+  so.auth_failure_window = 10000ms;
+  so.auth_block_time = 1500ms;
+  ClientOptions good = GoodClientOptions();
+  good.session.authenticator = TokenAuthenticator("right token");
+  Fixture f(so, good);
+  const auto attempt = [&](const std::string& token) {
+    ClientOptions co = GoodClientOptions();
+    co.session.authenticator = TokenAuthenticator(token);
+    co.retry_first_connect = false;
+    absl::StatusOr<std::shared_ptr<Peer>> c = Client::Connect(
+        f.io.get_executor(),
+        TcpDialer(f.io.get_executor(), "127.0.0.1", f.port), co);
+    REQUIRE(c.ok());
+    absl::Status st = absl::UnknownError("pending");
+    (*c)->async_wait_established([&st](absl::Status s) { st = s; });
+    RunUntil(
+        f.io, [&] { return !absl::IsUnknown(st); }, "an attempt to end");
+    return st;
+  };
+  for (int i = 0; i < 3; ++i) {
+    const absl::Status st = attempt("wrong token");
+    INFO(st.ToString());
+    CHECK(GetErrorCode(st) == ErrorCode::kUnauthenticated);
+  }
+  CHECK(f.server->counters().auth_failures == 3);
+  // Blocked: even the right token is refused at once, before any work.
+  const auto blocked_at = Clock::now();
+  const absl::Status blocked = attempt("right token");
+  INFO(blocked.ToString());
+  CHECK(GetErrorCode(blocked) == ErrorCode::kConnectionLost);
+  CHECK(f.server->counters().auth_refused == 1);
+  // The established neighbour is not affected, and after the block time
+  // the source gets in again.
+  f.ExpectProgress(5, "while the source is blocked");
+  while (Clock::now() - blocked_at < 1600ms) RunFor(f.io, 50ms);
+  CHECK(attempt("right token").ok());
+  f.ExpectGoodClientUnaffected();
+}
+
+// ---- issue #11: a peer that never reads
+// ---------------------------------------
+
+TEST_CASE("hostile: a peer that never reads is cut by the write timeout",
+          "[hostile][issue11]") {
+  ServerOptions so = HostileServer();
+  so.transport.write_progress_timeout = 500ms;
+  so.tcp.send_buffer_bytes = 16 * 1024;
+  Fixture f(so);
+  // The attacker: a client that submits a task with a large streamed answer
+  // and never takes it (max_unread_response_bytes stops its reads).
+  ClientOptions co = GoodClientOptions();
+  co.max_unread_response_bytes = 64 * 1024;
+  TcpOptions small;
+  small.receive_buffer_bytes = 16 * 1024;
+  absl::StatusOr<std::shared_ptr<Peer>> attacker = Client::Connect(
+      f.io.get_executor(),
+      TcpDialer(f.io.get_executor(), "127.0.0.1", f.port, small), co);
+  REQUIRE(attacker.ok());
+  RunUntil(
+      f.io, [&] { return f.sessions.size() == 2; }, "the attacker's session");
+  const std::shared_ptr<Peer> victim = f.sessions[1];
+  std::vector<PeerEvent> events;
+  victim->SetObserver([&events](const PeerEvent& e) { events.push_back(e); });
+  // 8 MiB of responses in 64 KiB parts.
+  victim->SetTaskHandler([](IncomingTask task) {
+    auto left = std::make_shared<int>(128);
+    auto next = std::make_shared<std::function<void()>>();
+    *next = [task, left, next]() mutable {
+      if (*left == 0) {
+        *next = nullptr;
+        return;
+      }
+      const bool final = --*left == 0;
+      task.async_respond(std::string(64 * 1024, 'r'), final,
+                         [next](absl::Status st) {
+                           if (st.ok() && *next) (*next)();
+                         });
+    };
+    (*next)();
+  });
+  TaskCall call;
+  (*attacker)->async_submit("big", {}, [&call](absl::StatusOr<TaskCall> c) {
+    REQUIRE(c.ok());
+    call = *c;
+  });
+  RunUntil(
+      f.io,
+      [&] {
+        return std::any_of(events.begin(), events.end(), [](const auto& e) {
+          return e.kind == PeerEvent::Kind::kReconnecting;
+        });
+      },
+      "the server to cut the connection of the peer that does not read",
+      15000ms);
+  const PeerEvent& cut = events.front();
+  INFO(cut.status.ToString());
+  CHECK(GetErrorCode(cut.status) == ErrorCode::kPeerUnresponsive);
+  CHECK(absl::StrContains(cut.status.message(), "no write progress"));
+  f.ExpectProgress(5, "after the cut");
+  (*attacker)->Abort(absl::CancelledError("test over"));
+  f.ExpectGoodClientUnaffected();
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
+#include "symwire/testing/fault_proxy.hpp"
 #include "symwire/transport/memory.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "tests/support/transport_support.hpp"
@@ -286,6 +287,88 @@ TEST_CASE("runtime: Unix-domain sockets", "[runtime]") {
   ::unlink(path.c_str());
 }
 
+TEST_CASE("runtime: the first connection is retried through resets and flips",
+          "[runtime][issue11]") {
+  asio::io_context io;
+  ServerOptions so = FastServer();
+  auto server = Server::Create(
+      io.get_executor(), so,
+      [](const std::shared_ptr<Peer>& p) { EchoStreamingAgent(p); });
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
+  REQUIRE(ep.ok());
+  testing::FaultOptions faults;
+  faults.seed = 3;
+  const bool flips = GENERATE(false, true);
+  if (flips) {
+    faults.flip_per_million = 20000;  // one byte in 50: every handshake
+  } else {
+    faults.kill_min_bytes = 20;  // inside the first handshake
+    faults.kill_max_bytes = 120;
+    faults.kill_with_reset = true;
+  }
+  testing::FaultProxy proxy(io.get_executor(), *ep, faults);
+  const auto& pe = std::get<asio::ip::tcp::endpoint>(proxy.endpoint());
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", pe.port()),
+      FastClient());
+  REQUIRE(client.ok());
+  std::vector<absl::Status> retries;
+  (*client)->SetObserver([&](const PeerEvent& e) {
+    if (e.kind == PeerEvent::Kind::kReconnecting) retries.push_back(e.status);
+  });
+  absl::Status st = absl::UnknownError("pending");
+  (*client)->async_wait_established([&](absl::Status s) { st = s; });
+  // Two failed first handshakes, then a clean network.
+  RunUntil(io, [&] {
+    if (retries.size() >= 2) proxy.SetEnabled(false);
+    return !absl::IsUnknown(st);
+  });
+  INFO("flips: " << flips << "; " << st.ToString());
+  for (const absl::Status& r : retries) INFO("retried after " << r.ToString());
+  REQUIRE(st.ok());
+  CHECK(retries.size() >= 2);
+  CHECK((*client)->reconnects() == 0);
+  absl::StatusOr<std::string> r = absl::UnknownError("pending");
+  (*client)->async_call("1x", {},
+                        [&](absl::StatusOr<std::string> x) { r = x; });
+  RunUntil(io, [&] { return !absl::IsUnknown(r.status()); });
+  REQUIRE(r.ok());
+  CHECK(*r == "1x:0;1x:done");
+  (*server)->Stop();
+}
+
+TEST_CASE("runtime: a failed authentication is not retried",
+          "[runtime][issue11]") {
+  asio::io_context io;
+  ServerOptions so = FastServer();
+  so.session.authenticator = TokenAuthenticator("right");
+  auto server = Server::Create(io.get_executor(), so, nullptr);
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
+  REQUIRE(ep.ok());
+  ClientOptions co = FastClient();
+  co.session.authenticator = TokenAuthenticator("wrong");
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
+      co);
+  REQUIRE(client.ok());
+  int retries = 0;
+  (*client)->SetObserver([&](const PeerEvent& e) {
+    if (e.kind == PeerEvent::Kind::kReconnecting) ++retries;
+  });
+  absl::Status st = absl::UnknownError("pending");
+  (*client)->async_wait_established([&](absl::Status s) { st = s; });
+  RunUntil(io, [&] { return !absl::IsUnknown(st); });
+  INFO(st.ToString());
+  CHECK(GetErrorCode(st) == ErrorCode::kUnauthenticated);
+  CHECK(retries == 0);
+  CHECK((*client)->state() == SessionState::kFailed);
+  RunUntil(io, [&] { return (*server)->connections() == 0; });
+  CHECK((*server)->counters().connections_accepted == 1);
+  (*server)->Stop();
+}
+
 TEST_CASE("runtime: the first connection failing fails the session",
           "[runtime]") {
   asio::io_context io;
@@ -295,13 +378,21 @@ TEST_CASE("runtime: the first connection failing fails the session",
     asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
     port = a.local_endpoint().port();
   }
-  auto client = Client::Connect(io.get_executor(),
-                                TcpDialer(io.get_executor(), "127.0.0.1", port),
-                                FastClient());
+  ClientOptions co = FastClient();
+  co.first_connect_attempts = 4;
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", port), co);
   REQUIRE(client.ok());
+  int retries = 0;
+  (*client)->SetObserver([&](const PeerEvent& e) {
+    if (e.kind == PeerEvent::Kind::kReconnecting) ++retries;
+  });
   absl::Status st = absl::UnknownError("pending");
   (*client)->async_wait_established([&](absl::Status s) { st = s; });
   RunUntil(io, [&] { return !absl::IsUnknown(st); });
+  // Retried (ClientOptions::retry_first_connect), but bounded: four
+  // connections in all, then the last error.
+  CHECK(retries == 3);
   CHECK(GetErrorCode(st) == ErrorCode::kConnectionLost);
   CHECK(absl::StrContains(st.message(), absl::StrCat("127.0.0.1:", port)));
   CHECK((*client)->state() == SessionState::kFailed);

@@ -22,6 +22,7 @@ namespace {
 using Socket = asio::local::stream_protocol::socket;
 
 using testing::ByteSpan;
+using testing::Pattern;
 using testing::Recorder;
 
 // Two transports over a connected Unix socket pair, started, each with a
@@ -135,6 +136,55 @@ TEST_CASE(
   CHECK(p.ta->counters().bytes_written == expect.size());
   CHECK(watch.expired());  // released once written
   CHECK(p.ta->queued_bytes() == 0);
+}
+
+TEST_CASE("transport: WriteInPieces splits the next bytes into small writes",
+          "[issue11]") {
+  SocketPair p;
+  std::string expect;
+  // Copied and referenced pieces mixed, 12,000 bytes in one batch.
+  for (int i = 0; i < 4; ++i) {
+    const std::string copied = Pattern(1000 + static_cast<size_t>(i));
+    p.ta->Queue(ByteSpan(copied));
+    expect += copied;
+    auto block = std::make_shared<std::string>(2000 - static_cast<size_t>(i),
+                                               static_cast<char>('a' + i));
+    expect += *block;
+    const absl::Span<const std::byte> bytes = ByteSpan(*block);
+    p.ta->QueueShared(bytes, std::move(block));
+  }
+  REQUIRE(expect.size() == 12000);
+  p.ta->WriteInPieces(1000, 5000);
+  p.ta->CloseAfterFlush();
+  p.io.run();
+  CHECK(p.rb.data == expect);
+  // Five writes of 1,000 bytes, then the other 7,000 in one.
+  CHECK(p.ta->counters().writes == 6);
+  CHECK(p.ta->counters().bytes_written == expect.size());
+}
+
+TEST_CASE("transport: a peer that stops reading hits write_progress_timeout",
+          "[issue11]") {
+  asio::io_context io;
+  Socket a(io), b(io);
+  asio::local::connect_pair(a, b);
+  TransportOptions timeout;
+  timeout.write_progress_timeout = std::chrono::milliseconds(200);
+  std::shared_ptr<Transport> ta = MakeTransport(std::move(a), "a", timeout);
+  std::shared_ptr<Transport> tb = MakeTransport(std::move(b), "b");
+  Recorder ra, rb;
+  ta->Start(&ra);
+  tb->PauseReading();
+  tb->Start(&rb);                                    // never reads
+  const std::string big = Pattern(size_t{8} << 20);  // more than the kernel
+  ta->Send(ByteSpan(big));
+  testing::RunUntil(io, [&] { return ra.closes == 1; });
+  INFO(ra.status.ToString());
+  CHECK(GetErrorCode(ra.status) == ErrorCode::kPeerUnresponsive);
+  CHECK(absl::StrContains(ra.status.message(), "no write progress"));
+  CHECK(ta->counters().write_timeouts == 1);
+  CHECK_FALSE(ta->is_open());
+  tb->Close();
 }
 
 }  // namespace

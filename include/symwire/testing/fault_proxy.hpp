@@ -233,13 +233,22 @@ class FaultCoreBase {
   AtomicFaultCounters& counters() { return counters_; }
   const AtomicFaultCounters& counters() const { return counters_; }
   bool injecting() const { return enabled_.load(std::memory_order_relaxed); }
-  void set_injecting(bool on) { enabled_.store(on, std::memory_order_relaxed); }
+  void set_injecting(bool on) {
+    if (!on) disables_.fetch_add(1, std::memory_order_relaxed);
+    enabled_.store(on, std::memory_order_relaxed);
+  }
+  // How many times injection was switched off: a pair whose kill budget
+  // was drawn before the latest switch-off disarms it (FaultPair::OnRead).
+  uint64_t disables() const {
+    return disables_.load(std::memory_order_relaxed);
+  }
 
  private:
   asio::any_io_executor executor_;
   const FaultOptions options_;
   AtomicFaultCounters counters_;
   std::atomic<bool> enabled_{true};
+  std::atomic<uint64_t> disables_{0};
 };
 
 template <class Protocol>
@@ -265,7 +274,8 @@ class FaultPair : public std::enable_shared_from_this<FaultPair<Protocol>> {
         client_(std::move(client)),
         upstream_(core_->executor()),
         up_(*this, client_, upstream_, /*is_up=*/true),
-        down_(*this, upstream_, client_, /*is_up=*/false) {
+        down_(*this, upstream_, client_, /*is_up=*/false),
+        disables_seen_(core_->disables()) {
     const FaultOptions& o = core_->options();
     if (o.kill_max_bytes > 0) {
       std::mt19937_64 rng(DeriveSeed(o.seed, index_, 0));
@@ -428,6 +438,12 @@ class FaultPair : public std::enable_shared_from_this<FaultPair<Protocol>> {
       Read(d);
       return;
     }
+    if (kill_left_ != kNever && core_->disables() != disables_seen_) {
+      // Injection was switched off since this budget was drawn: the kill
+      // is disarmed for good, not merely paused until injection is on
+      // again (issue #11).
+      kill_left_ = kNever;
+    }
     const bool inject = core_->injecting();
     if (inject && kill_left_ != kNever) {
       if (n >= kill_left_) {
@@ -521,7 +537,8 @@ class FaultPair : public std::enable_shared_from_this<FaultPair<Protocol>> {
   Socket upstream_;
   Direction up_;
   Direction down_;
-  uint64_t kill_left_ = kNever;  // budget left, over both directions
+  const uint64_t disables_seen_;  // core's disables() when the budget was drawn
+  uint64_t kill_left_ = kNever;   // budget left, over both directions
   bool kill_decided_ = false;
   bool closed_ = false;
 };
@@ -751,7 +768,9 @@ class FaultProxy {
   // false: inject nothing from now on (the proxy is transparent), so a test
   // can finish gracefully; true (the initial state): inject again. A stall
   // already running ends normally, and a connection whose kill point was
-  // already reached is still cut (the bytes past it are gone).
+  // already reached is still cut (the bytes past it are gone). The kill
+  // budgets of connections open at a switch-off are disarmed for good:
+  // switching injection on again gives kills to new connections only.
   void SetEnabled(bool enabled) { core_->set_injecting(enabled); }
   bool enabled() const { return core_->injecting(); }
 

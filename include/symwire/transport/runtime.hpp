@@ -93,7 +93,9 @@ struct Response {
 struct PeerEvent {
   enum class Kind : uint8_t {
     kConnected,     // first handshake done
-    kReconnecting,  // connection lost; the session resumes (client: redials)
+    kReconnecting,  // connection lost; the session resumes (client:
+                    // redials); or a first connection failed and is
+                    // retried (ClientOptions::retry_first_connect)
     kResumed,       // resumed on a new connection; nothing lost
     kPeerDraining,  // the peer closes gracefully; start no more tasks
     kClosed,        // the session ended gracefully
@@ -431,6 +433,12 @@ class Peer : public std::enable_shared_from_this<Peer>,
   void Notify(PeerEvent::Kind kind, absl::Status status = absl::OkStatus(),
               uint32_t attempt = 0);
   void Dial();
+  // A first-connection failure: false if it ends the session, true if a
+  // fresh attempt was scheduled (ClientOptions::retry_first_connect).
+  bool MaybeRetryFirst(const absl::Status& status);
+  void EndPendingRetry();
+  // After a resume handshake: the replayed frames go out in small writes.
+  void BeginReplay(bool first_span_alone);
   void FinishCall(TaskId id, const absl::Status& status);
   void EndIncoming(TaskId id, const absl::Status& cancel_status);
   void RunWritableWaiters();
@@ -468,13 +476,30 @@ class Peer : public std::enable_shared_from_this<Peer>,
   Dialer dialer_;
   bool dialing_ = false;
   bool reconnect_ = true;
-  // Server only: the server that owns this peer.
+  // Server only: the server that owns this peer, the connection's source
+  // (ServerOptions), the bytes received before establishment
+  // (max_handshake_bytes) and when the session last lost its connection
+  // (eviction order).
   std::weak_ptr<Server> server_;
+  std::string source_;
+  size_t handshake_bytes_ = 0;
+  size_t handshake_byte_limit_ = SIZE_MAX;
+  absl::Time disconnected_at_ = absl::InfiniteFuture();
   bool registered_ = false;
+  bool user_ended_ = false;  // Close or Abort called (no first retry)
+  // Client only: first-connection retries (ClientOptions).
+  bool retry_first_ = false;
+  bool retry_pending_ = false;  // a fresh attempt is scheduled
+  absl::Status first_failure_;  // why the last attempt failed
+  uint32_t first_attempts_ = 0;
+  uint32_t first_max_attempts_ = 1;
+  absl::Time first_deadline_ = absl::InfiniteFuture();
+  std::unique_ptr<asio::steady_timer> retry_timer_;
   bool established_once_ = false;
   bool dispatching_ = false;
   bool flush_posted_ = false;  // an AfterInput is posted (AfterUserCall)
   bool now_valid_ = false;
+  bool first_span_alone_ = false;  // BeginReplay: flush the WELCOME alone
   absl::Time now_;
   bool ended_ = false;
   uint32_t outage_attempts_ = 0;
@@ -488,6 +513,25 @@ struct ClientOptions : PeerOptions {
   // paces the dials). False: a lost connection fails the session (for
   // transports that cannot be redialled, such as a child's pipes).
   bool reconnect = true;
+  // First-connection retries (Client::Connect only; issue #11). When the
+  // first connection cannot be made or its handshake fails on a transient
+  // error (a dial failure, a lost or reset connection, which is also how a
+  // server over its connection limits refuses, a framing or CRC error, a
+  // handshake timeout, a SESSION_ERROR with a retryable code such as
+  // UNAVAILABLE), the client waits SessionConfig::backoff and dials again
+  // with a fresh handshake (PeerEvent kReconnecting, `attempt` = failures
+  // so far), up to `first_connect_attempts` connections in all and no new
+  // attempt later than `first_connect_timeout` after Connect. A definitive
+  // refusal is not retried: UNAUTHENTICATED, VERSION_MISMATCH,
+  // UNSUPPORTED_VERSION, INCOMPATIBLE_ROLES, PERMISSION_DENIED, a bad
+  // configuration; nor is a session the server refuses once its handshake
+  // completed (RESOURCE_EXHAUSTED for a full registry: the session was
+  // established). async_wait_established then completes with the last
+  // error. 1 (or retry_first_connect = false) turns retries off: the first
+  // failure ends the session, as before.
+  bool retry_first_connect = true;
+  uint32_t first_connect_attempts = 8;
+  absl::Duration first_connect_timeout = absl::Seconds(60);
 };
 
 // Client
@@ -497,26 +541,80 @@ class Client {
   // Connect
   // Creates a Peer that dials with `dialer` now and again after every
   // loss. Wait for the handshake with Peer::async_wait_established: the
-  // first connection or handshake failing ends the session (later losses
-  // are repaired by resuming). Errors: kInvalidArgument for a bad config.
+  // first connection is retried on transient failures
+  // (ClientOptions::retry_first_connect); later losses are repaired by
+  // resuming. Errors: kInvalidArgument for a bad config.
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Connect(
       const asio::any_io_executor& executor, Dialer dialer,
       ClientOptions options);
 
-  // Over an already-connected transport (no reconnect): a child process's
-  // pipes, a memory pipe.
+  // Over an already-connected transport (no reconnect, no retry of the
+  // first connection): a child process's pipes, a memory pipe.
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Start(
       const std::shared_ptr<Transport>& transport, PeerOptions options);
 };
 
 // ServerOptions
+//
+// Memory before authentication (issue #11). A connection whose session is
+// not established yet costs at most: its read buffer, held at
+// Transport::kInitialReadBuffer (4 KiB) until establishment; the bytes its
+// session buffers, at most max_handshake_bytes (the connection is closed
+// when its peer sends more before the handshake completes; the session
+// also limits a frame to 8 KiB until then, SPEC.md §15.2); its output (a
+// preface and a few control frames, well under 1 KiB); and the fixed state
+// of a Session, a Peer and a Transport (an idle handshaking connection
+// measured about 16 KiB in all, read buffer included, in
+// tests/transport/hostile_test.cpp). With the defaults that is under
+// 48 KiB per connection, and max_handshaking_connections bounds how many
+// exist at once: about 48 MiB in all, whatever the peers send (kernel
+// socket buffers excluded). Past the limit, new connections are closed at
+// once (ServerCounters::handshakes_refused) until handshakes finish or
+// time out (SessionConfig::handshake_timeout).
+//
+// The registry (issue #11). An established session is kept while
+// connected and, after its connection is lost, for its resume window.
+// When a new session would exceed max_sessions (or its source's
+// max_sessions_per_source), the server first evicts a disconnected session
+// with nothing to resume (no open task in either direction, nothing
+// unacknowledged in its replay buffer), the one disconnected longest,
+// from that source when the source is at its limit. A later resume of an
+// evicted session is rejected (SESSION_EXPIRED): every task the server
+// knew of had ended and been acknowledged, so the peer loses at most tasks
+// it sent that never arrived (never run, safe to retry). Only when no such
+// session exists is the new one refused with RESOURCE_EXHAUSTED. So a full
+// registry never refuses a fresh client while it holds evictable sessions.
+// Evictions happen only under that pressure: otherwise a disconnected
+// session is kept for its whole resume window.
+//
+// Sources. A TCP or TLS connection's source is its peer's IP address; a
+// Unix-domain connection's is its peer's uid ("uid:1000"); a transport
+// handed to Accept without one shares the source "accepted".
 struct ServerOptions : PeerOptions {
   // Connections accepted and not yet closed (handshaking, idle or live);
   // more are closed at once.
   size_t max_connections = 10000;
+  // Connections whose session is not established yet (pre-authentication);
+  // more are closed at once. See "Memory before authentication" above.
+  size_t max_handshaking_connections = 1024;
+  // Bytes a connection may send before its session is established (the
+  // preface and the handshake's control frames, each at most 8 KiB); a
+  // peer sending more is cut off with RESOURCE_EXHAUSTED.
+  size_t max_handshake_bytes = size_t{32} << 10;
   // Established sessions kept (connected or awaiting resume); a handshake
-  // beyond it is refused with RESOURCE_EXHAUSTED.
+  // beyond it evicts an idle disconnected session (above) or is refused
+  // with RESOURCE_EXHAUSTED.
   size_t max_sessions = 10000;
+  // Established sessions kept per source (above); 0: no per-source limit.
+  size_t max_sessions_per_source = 1000;
+  // Failed authentications (handshakes ending with UNAUTHENTICATED) per
+  // source: after `max_auth_failures_per_source` of them within
+  // `auth_failure_window`, new connections from that source are closed at
+  // once (ServerCounters::auth_refused) until `auth_block_time` has passed.
+  // 0: no limit.
+  uint32_t max_auth_failures_per_source = 10;
+  std::chrono::milliseconds auth_failure_window{10000};
+  std::chrono::milliseconds auth_block_time{30000};
   // async_shutdown: how long sessions may drain before they are aborted.
   std::chrono::milliseconds drain_timeout{5000};
   TcpOptions tcp;
@@ -526,15 +624,29 @@ struct ServerOptions : PeerOptions {
 // ServerCounters
 struct ServerCounters {
   uint64_t connections_accepted = 0;
-  uint64_t connections_refused = 0;  // over max_connections
+  // Connections closed at once when accepted: over max_connections, over
+  // max_handshaking_connections (also in handshakes_refused), or from a
+  // source blocked for failed authentications (also in auth_refused).
+  uint64_t connections_refused = 0;
+  uint64_t handshakes_refused = 0;
+  uint64_t auth_refused = 0;
   uint64_t sessions_established = 0;
-  uint64_t sessions_refused = 0;  // over max_sessions
+  // Handshakes refused over max_sessions or max_sessions_per_source (the
+  // latter also in sessions_refused_per_source).
+  uint64_t sessions_refused = 0;
+  uint64_t sessions_refused_per_source = 0;
+  // Idle disconnected sessions evicted to make room (see ServerOptions).
+  uint64_t sessions_evicted = 0;
   uint64_t resumes = 0;           // connections handed to a session
   uint64_t resumes_rejected = 0;  // unknown or expired session
   // Connections that ended before establishing a session: bad bytes, a
   // handshake timeout, failed authentication or TLS, a rejected resume
-  // (also counted in resumes_rejected).
+  // (also counted in resumes_rejected), more than max_handshake_bytes
+  // (also in handshakes_oversized).
   uint64_t handshakes_failed = 0;
+  uint64_t handshakes_oversized = 0;
+  // Handshakes that failed authentication (UNAUTHENTICATED).
+  uint64_t auth_failures = 0;
 };
 
 // Server
@@ -572,6 +684,10 @@ class Server : public std::enable_shared_from_this<Server> {
   // Serves one already-connected transport (any kind: stdio, a memory
   // pipe, a socket accepted elsewhere).
   SYMWIRE_DECL void Accept(std::shared_ptr<Transport> transport);
+  // With the connection's source (ServerOptions, "Sources"): a peer
+  // address or identity that per-source limits count by.
+  SYMWIRE_DECL void Accept(std::shared_ptr<Transport> transport,
+                           std::string source);
 
   // async_shutdown
   // Stops listening, closes every session gracefully (accepted tasks
@@ -608,6 +724,11 @@ class Server : public std::enable_shared_from_this<Server> {
       const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor);
   // From Peer.
   void OnEstablished(const std::shared_ptr<Peer>& peer);
+  // Evicts the idle disconnected session disconnected longest (of `source`
+  // if not null); false if there is none.
+  bool EvictIdle(const std::string* source);
+  bool SourceBlocked(const std::string& source);
+  void CountAuthFailure(const std::string& source);
   void OnResumeRequested(const std::shared_ptr<Peer>& fresh,
                          const SessionId& id);
   void OnPeerEnded(Peer* peer);
@@ -629,6 +750,16 @@ class Server : public std::enable_shared_from_this<Server> {
   absl::flat_hash_map<SessionId, std::shared_ptr<Peer>, SessionIdHash>
       registry_;
   size_t live_connections_ = 0;
+  // Registered sessions per source (max_sessions_per_source).
+  absl::flat_hash_map<std::string, size_t> sessions_per_source_;
+  // Failed authentications per source (max_auth_failures_per_source).
+  struct AuthFailures {
+    std::chrono::steady_clock::time_point window_start;
+    uint32_t count = 0;
+    std::chrono::steady_clock::time_point blocked_until;
+  };
+  absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
+  size_t auth_sweep_at_ = 1024;  // sweep stale entries past this size
   ServerCounters counters_;
   bool stopping_ = false;
   std::unique_ptr<asio::steady_timer> drain_timer_;

@@ -72,6 +72,20 @@ struct TransportOptions {
   // round-trip latency. Streams without a non-blocking read (TLS, the
   // in-memory pipe) ignore it.
   std::chrono::microseconds spin_read{0};
+  // Write-progress timeout (issue #11): while bytes wait to be written and
+  // no write has made progress (no byte accepted by the stream) for this
+  // long, the connection ends with PEER_UNRESPONSIVE (kDeadlineExceeded, a
+  // connection-scope error: the session resumes on a new connection). It
+  // catches a peer that keeps its connection alive but never reads, which
+  // would otherwise hold our output, and the session's replay buffer,
+  // forever. A reader that pauses longer than this on purpose (back-
+  // pressure from a consumer that does not take its responses) sees its
+  // connection cycled and resumed; nothing is lost. Over pipes (stdio, a
+  // child process), which cannot be redialled, it ends the session: raise
+  // it, or set zero, if that peer may block its event loop that long.
+  // Detected this long after the last progress (one timer per connection,
+  // re-armed only when it fires). Zero disables it.
+  std::chrono::milliseconds write_progress_timeout{30000};
 };
 
 // TransportCounters
@@ -82,6 +96,8 @@ struct TransportCounters {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   uint64_t spin_hits = 0;  // reads satisfied by the spin loop
+  // Connections ended by TransportOptions::write_progress_timeout.
+  uint64_t write_timeouts = 0;
 };
 
 // ToStatus
@@ -163,6 +179,25 @@ class Transport : public std::enable_shared_from_this<Transport> {
   // Closes now, dropping queued bytes; `status` is what the sink is told.
   SYMWIRE_DECL void Close(const absl::Status& status = absl::OkStatus());
 
+  // LimitReadBuffer
+  // Caps the read buffer at `bytes` (at least 1; it never shrinks below
+  // what it is): a server keeps connections whose session is not
+  // established at the initial 4 KiB, so an unauthenticated peer cannot
+  // make it grow (issue #11). SIZE_MAX lifts the cap (back to
+  // TransportOptions::read_buffer_bytes).
+  SYMWIRE_DECL void LimitReadBuffer(size_t bytes);
+  static constexpr size_t kInitialReadBuffer = 4096;
+
+  // WriteInPieces
+  // The next `total_bytes` bytes written go out in writes of at most
+  // `piece_bytes` each (then writes take whole batches again). The runtime
+  // uses it for the frames replayed after a resume (issue #11): on TLS one
+  // write is one record, which the peer can only decrypt whole, so over
+  // connections that die every few KiB one large write would never arrive;
+  // small pieces deliver something on every connection. Not for normal
+  // traffic: each piece is a system call.
+  SYMWIRE_DECL void WriteInPieces(size_t piece_bytes, uint64_t total_bytes);
+
   // PauseReading / ResumeReading
   // Flow control towards the peer: while paused no read is started (one
   // already in flight still delivers), so the kernel's buffers fill and
@@ -203,11 +238,18 @@ class Transport : public std::enable_shared_from_this<Transport> {
 
   SYMWIRE_DECL void ReadDone(const boost::system::error_code& ec, size_t n);
   SYMWIRE_DECL void WriteDone(const boost::system::error_code& ec, size_t n);
+  // NoteWriteProgress: an adapter whose AsyncWriteAll takes several system
+  // calls reports each one that wrote bytes (write_progress_timeout);
+  // otherwise only completed writes count as progress.
+  void NoteWriteProgress() {
+    last_write_progress_ = std::chrono::steady_clock::now();
+  }
 
  private:
-  static constexpr size_t kInitialReadBuffer = 4096;
   void ReadMore();
   void StartWrite();
+  void WriteSome();
+  void ArmWriteTimer();
   void BeginLinger();
   void Report(const absl::Status& status);
 
@@ -233,7 +275,17 @@ class Transport : public std::enable_shared_from_this<Transport> {
   };
   Batch pending_;
   Batch writing_;
-  std::vector<asio::const_buffer> iov_;  // writing_ as buffers
+  std::vector<asio::const_buffer> iov_;        // writing_ as buffers
+  std::vector<asio::const_buffer> piece_iov_;  // one piece of it
+  size_t write_pos_ = 0;                       // bytes of writing_ written
+  size_t piece_bytes_ = 0;                     // WriteInPieces
+  uint64_t piece_budget_ = 0;
+  size_t read_buffer_limit_ = SIZE_MAX;  // LimitReadBuffer
+  // write_progress_timeout: the last time a write made progress (or began
+  // after none was in flight), and the one timer that checks it.
+  std::chrono::steady_clock::time_point last_write_progress_;
+  std::unique_ptr<asio::steady_timer> write_timer_;
+  bool write_timer_armed_ = false;
   TransportCounters counters_;
   std::unique_ptr<asio::steady_timer> linger_timer_;
   std::chrono::milliseconds linger_{1000};
@@ -278,8 +330,18 @@ class StreamTransport final : public Transport {
                                         size_t n) { ReadDone(ec, n); });
   }
   void AsyncWriteAll(std::span<const asio::const_buffer> buffers) override {
+    // The completion condition runs before each write_some: every call
+    // after one that wrote bytes is progress (write_progress_timeout).
     asio::async_write(
         stream_, buffers,
+        [this, last = size_t{0}](const boost::system::error_code& ec,
+                                 size_t n) mutable -> size_t {
+          if (n != last) {
+            last = n;
+            NoteWriteProgress();
+          }
+          return ec ? 0 : size_t{65536};
+        },
         [self = shared_from_this(), this](const boost::system::error_code& ec,
                                           size_t n) { WriteDone(ec, n); });
   }

@@ -5,10 +5,13 @@
 #define SYMWIRE_TRANSPORT_IMPL_RUNTIME_IPP_
 
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -53,6 +56,39 @@ struct IncomingState {
   absl::Status cancel_status;
   std::function<void(const absl::Status&)> on_cancel;
 };
+
+// The most bytes of one write while frames are replayed after a resume
+// (BeginReplay, Transport::WriteInPieces): on TLS one write is one record,
+// decrypted only whole, so each piece is something a connection that lives
+// a few KiB still delivers.
+inline constexpr size_t kReplayPieceBytes = 2048;
+
+// A first-connection failure that a new attempt cannot fix
+// (ClientOptions::retry_first_connect): the peer refused us for who we are
+// or what we speak, or our own configuration is wrong.
+inline bool DefinitiveFirstFailure(const absl::Status& status) {
+  switch (GetErrorCode(status)) {
+    case ErrorCode::kUnauthenticated:
+    case ErrorCode::kVersionMismatch:
+    case ErrorCode::kUnsupportedVersion:
+    case ErrorCode::kIncompatibleRoles:
+      return true;
+    default:
+      break;
+  }
+  switch (status.code()) {
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+      return true;
+    case absl::StatusCode::kInvalidArgument:
+      // Without a symwire code: a bad configuration. With one: bytes that
+      // arrived damaged (a flipped bit), worth another connection.
+      return GetErrorCode(status) == ErrorCode::kOk;
+    default:
+      return false;
+  }
+}
 
 inline std::chrono::steady_clock::time_point ToSteady(absl::Time t) {
   return std::chrono::steady_clock::time_point(
@@ -284,7 +320,14 @@ SYMWIRE_DECL void Peer::Attach(std::shared_ptr<Transport> transport,
                                bool start) {
   SYMWIRE_ASSERT(!transport_);
   transport_ = std::move(transport);
-  if (auto server = server_.lock()) server->OnConnectionCountChanged(1);
+  disconnected_at_ = absl::InfiniteFuture();
+  if (auto server = server_.lock()) {
+    server->OnConnectionCountChanged(1);
+    // Before establishment the read buffer stays small (ServerOptions,
+    // "Memory before authentication"); a resumed connection is lifted.
+    transport_->LimitReadBuffer(
+        established_once_ ? SIZE_MAX : Transport::kInitialReadBuffer);
+  }
   if (start) {
     transport_->Start(this);
   } else {
@@ -299,6 +342,7 @@ SYMWIRE_DECL void Peer::Detach() {
   if (!transport_) return;
   transport_->SetSink(nullptr);
   transport_.reset();
+  disconnected_at_ = SteadyNow();
   if (auto server = server_.lock()) server->OnConnectionCountChanged(-1);
 }
 
@@ -317,7 +361,20 @@ SYMWIRE_DECL void Peer::DrainTransmit() {
     } else {
       transport_->Queue(bytes);
     }
+    if (first_span_alone_) {
+      // BeginReplay: the WELCOME is written before, and apart from, the
+      // frames it lets the peer replay.
+      first_span_alone_ = false;
+      transport_->Flush();
+    }
   }
+}
+
+SYMWIRE_DECL void Peer::BeginReplay(bool first_span_alone) {
+  if (!transport_) return;
+  transport_->WriteInPieces(detail::kReplayPieceBytes,
+                            session_->transmit_pending_bytes());
+  first_span_alone_ = first_span_alone;
 }
 
 SYMWIRE_DECL void Peer::MaybeFlushEarly() {
@@ -420,8 +477,29 @@ SYMWIRE_DECL void Peer::ArmTimer() {
 SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
                                         absl::Span<const std::byte> bytes) {
   if (&transport != transport_.get()) return;
+  if (!established_once_ && handshake_byte_limit_ != SIZE_MAX) {
+    // ServerOptions::max_handshake_bytes: before the session is
+    // established only a preface and a few control frames are legal.
+    handshake_bytes_ += bytes.size();
+    if (handshake_bytes_ > handshake_byte_limit_) {
+      if (auto server = server_.lock()) {
+        ++server->counters_.handshakes_oversized;
+      }
+      session_->Abort(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "handshake: the peer sent ", handshake_bytes_,
+              " bytes before the session was established (max_handshake_"
+              "bytes ",
+              handshake_byte_limit_, ")")),
+          FreshNow());
+      AfterInput();
+      return;
+    }
+  }
+  const uint64_t resumes = session_->counters().resumes;
   // Errors are reported as events (ConnectionLost, SessionFailed).
   static_cast<void>(session_->Receive(bytes, FreshNow()));
+  if (session_->counters().resumes != resumes) BeginReplay(false);
   AfterInput();
   if (transport_ && unread_bytes_ > options_.max_unread_response_bytes) {
     transport_->PauseReading();
@@ -553,6 +631,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     SessionEnded(absl::OkStatus());
     Notify(PeerEvent::Kind::kClosed);
   } else if (auto* sf = std::get_if<SessionFailed>(&event)) {
+    if (!established_once_ && MaybeRetryFirst(sf->status)) return;
     SessionEnded(sf->status);
     Notify(PeerEvent::Kind::kFailed, sf->status);
   }
@@ -692,6 +771,58 @@ SYMWIRE_DECL void Peer::Dial() {
   });
 }
 
+SYMWIRE_DECL bool Peer::MaybeRetryFirst(const absl::Status& status) {
+  if (!retry_first_ || user_ended_ || ended_ || !dialer_ || retry_pending_) {
+    return false;
+  }
+  if (detail::DefinitiveFirstFailure(status)) return false;
+  ++first_attempts_;  // connections tried so far, all failed
+  if (first_attempts_ >= first_max_attempts_) return false;
+  // SPEC.md §16.1's backoff, as between reconnects.
+  const BackoffConfig& b = options_.session.backoff;
+  double delay =
+      absl::ToDoubleSeconds(b.initial) *
+      std::pow(b.multiplier, static_cast<double>(first_attempts_ - 1));
+  delay = std::min(delay, absl::ToDoubleSeconds(b.max));
+  std::array<std::byte, 8> r;
+  options_.session.random(absl::Span<std::byte>(r));
+  uint64_t x;
+  std::memcpy(&x, r.data(), sizeof x);
+  const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+  delay *= 1.0 + b.jitter * u;
+  const absl::Time at = SteadyNow() + absl::Seconds(delay);
+  if (at > first_deadline_) return false;
+  retry_pending_ = true;
+  first_failure_ = status;
+  Notify(PeerEvent::Kind::kReconnecting, status, first_attempts_);
+  if (!retry_timer_)
+    retry_timer_ = std::make_unique<asio::steady_timer>(executor_);
+  retry_timer_->expires_at(detail::ToSteady(at));
+  retry_timer_->async_wait(
+      [weak = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || !self->retry_pending_) return;
+        self->retry_pending_ = false;
+        if (self->ended_) return;
+        // The failed session is done; a fresh one handshakes on the next
+        // connection (a session that failed its handshake cannot be reused).
+        if (self->transport_) {
+          std::shared_ptr<Transport> t = self->transport_;
+          self->Detach();
+          t->Close();
+        }
+        auto session = Session::Create(self->options_.session, SteadyNow());
+        if (!session.ok()) {
+          self->SessionEnded(session.status());
+          self->Notify(PeerEvent::Kind::kFailed, session.status());
+          return;
+        }
+        self->session_ = std::move(*session);
+        self->Dial();
+      });
+  return true;
+}
+
 // ---- Peer: user calls
 // --------------------------------------------------------
 
@@ -798,7 +929,23 @@ SYMWIRE_DECL void Peer::StartCall(
                      });
 }
 
+SYMWIRE_DECL void Peer::EndPendingRetry() {
+  // Between two first-connection attempts the session has already failed:
+  // end with its error now instead of dialling again.
+  if (!retry_pending_) return;
+  retry_pending_ = false;
+  if (retry_timer_) retry_timer_->cancel();
+  const absl::Status why = first_failure_;
+  SessionEnded(why);
+  Notify(PeerEvent::Kind::kFailed, why);
+}
+
 SYMWIRE_DECL absl::Status Peer::Close() {
+  user_ended_ = true;
+  if (retry_pending_) {
+    EndPendingRetry();
+    return absl::OkStatus();
+  }
   absl::Status st = session_->Close(FreshNow());
   AfterInput();
   return st;
@@ -831,6 +978,11 @@ SYMWIRE_DECL void Peer::StartWaitEstablished(
 
 SYMWIRE_DECL void Peer::Abort(const absl::Status& status) {
   SYMWIRE_REQUIRE(!status.ok());
+  user_ended_ = true;
+  if (retry_pending_) {
+    EndPendingRetry();
+    return;
+  }
   session_->Abort(status, FreshNow());
   AfterInput();
 }
@@ -856,11 +1008,17 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Connect(
     const asio::any_io_executor& executor, Dialer dialer,
     ClientOptions options) {
   const bool reconnect = options.reconnect;
+  const bool retry_first = options.retry_first_connect;
+  const uint32_t first_attempts = options.first_connect_attempts;
+  const absl::Duration first_timeout = options.first_connect_timeout;
   absl::StatusOr<std::shared_ptr<Peer>> peer =
       Peer::Make(executor, std::move(options), SessionSide::kInitiator);
   if (!peer.ok()) return peer.status();
   (*peer)->dialer_ = std::move(dialer);
   (*peer)->reconnect_ = reconnect;
+  (*peer)->retry_first_ = retry_first && first_attempts > 1;
+  (*peer)->first_max_attempts_ = first_attempts;
+  (*peer)->first_deadline_ = SteadyNow() + first_timeout;
   asio::dispatch(executor, [p = *peer] { p->Dial(); });
   return peer;
 }
@@ -961,21 +1119,30 @@ SYMWIRE_DECL void Server::AcceptTcpLoop(
         if (!ec) {
           boost::system::error_code rec;
           const asio::ip::tcp::endpoint remote = socket.remote_endpoint(rec);
-          if (!rec && ApplyTcpOptions(socket, self->options_.tcp).ok()) {
+          std::string source =
+              rec ? std::string("tcp") : remote.address().to_string();
+          if (!rec && self->SourceBlocked(source)) {
+            // Failed authentications (max_auth_failures_per_source):
+            // refused before any TLS or symwire work is spent on it.
+            ++self->counters_.connections_refused;
+            ++self->counters_.auth_refused;
+          } else if (!rec && ApplyTcpOptions(socket, self->options_.tcp).ok()) {
             if (upgrade) {
-              upgrade(std::move(socket), [weak](DialResult r) {
-                auto s = weak.lock();
-                if (!s) return;
-                if (!r.ok()) {
-                  ++s->counters_.handshakes_failed;
-                  return;
-                }
-                s->Accept(std::move(*r));
-              });
+              upgrade(std::move(socket),
+                      [weak, source = std::move(source)](DialResult r) mutable {
+                        auto s = weak.lock();
+                        if (!s) return;
+                        if (!r.ok()) {
+                          ++s->counters_.handshakes_failed;
+                          return;
+                        }
+                        s->Accept(std::move(*r), std::move(source));
+                      });
             } else {
-              self->Accept(MakeTransport(std::move(socket),
-                                         DescribeEndpoint(remote),
-                                         self->options_.transport));
+              self->Accept(
+                  MakeTransport(std::move(socket), DescribeEndpoint(remote),
+                                self->options_.transport),
+                  std::move(source));
             }
           }
           self->AcceptTcpLoop(acceptor, std::move(upgrade));
@@ -1001,8 +1168,17 @@ SYMWIRE_DECL void Server::AcceptUnixLoop(
     auto self = weak.lock();
     if (!self || self->stopping_ || !acceptor->is_open()) return;
     if (!ec) {
+      // The source of a Unix-domain peer is its uid (SO_PEERCRED).
+      std::string source = "unix";
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
+                       &len) == 0) {
+        source = absl::StrCat("uid:", cred.uid);
+      }
       self->Accept(MakeTransport(std::move(socket), "unix (accepted)",
-                                 self->options_.transport));
+                                 self->options_.transport),
+                   std::move(source));
       self->AcceptUnixLoop(acceptor);
       return;
     }
@@ -1016,12 +1192,30 @@ SYMWIRE_DECL void Server::AcceptUnixLoop(
 }
 
 SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport) {
+  Accept(std::move(transport), "accepted");
+}
+
+SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
+                                 std::string source) {
   if (stopping_) {
     transport->Close();
     return;
   }
   if (live_connections_ >= options_.max_connections) {
     ++counters_.connections_refused;
+    transport->Close();
+    return;
+  }
+  if (pending_.size() >= options_.max_handshaking_connections) {
+    // ServerOptions, "Memory before authentication".
+    ++counters_.connections_refused;
+    ++counters_.handshakes_refused;
+    transport->Close();
+    return;
+  }
+  if (SourceBlocked(source)) {
+    ++counters_.connections_refused;
+    ++counters_.auth_refused;
     transport->Close();
     return;
   }
@@ -1034,6 +1228,8 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport) {
   }
   std::shared_ptr<Peer> p = std::move(*peer);
   p->server_ = weak_from_this();
+  p->source_ = std::move(source);
+  p->handshake_byte_limit_ = options_.max_handshake_bytes;
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
   static_cast<void>(p->session_->TransportConnected(SteadyNow()));
@@ -1042,19 +1238,98 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport) {
 
 SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
   pending_.erase(peer.get());
-  if (registry_.size() >= options_.max_sessions) {
+  const auto refuse = [&](std::string why) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
-    peer->session_->Abort(
-        absl::ResourceExhaustedError(absl::StrCat(
-            "server holds ", registry_.size(), " sessions (max_sessions)")),
-        SteadyNow());
+    peer->session_->Abort(absl::ResourceExhaustedError(std::move(why)),
+                          SteadyNow());
+  };
+  if (options_.max_sessions_per_source > 0) {
+    auto it = sessions_per_source_.find(peer->source_);
+    if (it != sessions_per_source_.end() &&
+        it->second >= options_.max_sessions_per_source &&
+        !EvictIdle(&peer->source_)) {
+      ++counters_.sessions_refused_per_source;
+      refuse(absl::StrCat("source ", peer->source_, " holds ", it->second,
+                          " sessions (max_sessions_per_source ",
+                          options_.max_sessions_per_source, ")"));
+      return;
+    }
+  }
+  if (registry_.size() >= options_.max_sessions && !EvictIdle(nullptr)) {
+    refuse(absl::StrCat("server holds ", registry_.size(),
+                        " sessions, none idle (max_sessions ",
+                        options_.max_sessions, ")"));
     return;
   }
   ++counters_.sessions_established;
   peer->registered_ = true;
   registry_[peer->session_->session_id()] = peer;
+  ++sessions_per_source_[peer->source_];
+  if (peer->transport_) peer->transport_->LimitReadBuffer(SIZE_MAX);
   if (on_session_) on_session_(peer);
+}
+
+SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
+  // A linear scan, only when the registry (or a source) is full: cheap next
+  // to the handshake that asks for it.
+  std::shared_ptr<Peer> victim;
+  for (const auto& [id, p] : registry_) {
+    if (p->transport_ || p->ended_ || p->dispatching_) continue;
+    if (source != nullptr && p->source_ != *source) continue;
+    const Session& s = *p->session_;
+    if (s.state() != SessionState::kDisconnected || s.open_tasks() != 0 ||
+        s.replay_frames_in_use() != 0 || !p->calls_.empty() ||
+        !p->incoming_.empty()) {
+      continue;
+    }
+    if (!victim || p->disconnected_at_ < victim->disconnected_at_) victim = p;
+  }
+  if (!victim) return false;
+  ++counters_.sessions_evicted;
+  victim->Abort(MakeError(
+      ErrorCode::kSessionExpired,
+      absl::StrCat("session evicted while disconnected with nothing to "
+                   "resume: the server's registry is full",
+                   source != nullptr ? absl::StrCat(" for source ", *source)
+                                     : std::string())));
+  // Abort ended it (SessionEnded -> OnPeerEnded unregisters it).
+  SYMWIRE_ASSERT(!victim->registered_);
+  return true;
+}
+
+SYMWIRE_DECL bool Server::SourceBlocked(const std::string& source) {
+  if (options_.max_auth_failures_per_source == 0) return false;
+  auto it = auth_failures_.find(source);
+  if (it == auth_failures_.end()) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < it->second.blocked_until) return true;
+  if (it->second.count >= options_.max_auth_failures_per_source) {
+    auth_failures_.erase(it);  // the block is over: a fresh window
+  }
+  return false;
+}
+
+SYMWIRE_DECL void Server::CountAuthFailure(const std::string& source) {
+  ++counters_.auth_failures;
+  if (options_.max_auth_failures_per_source == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (auth_failures_.size() >= auth_sweep_at_) {
+    // Bounded memory against many sources: forget the stale ones.
+    absl::erase_if(auth_failures_, [&](const auto& e) {
+      return now >= e.second.blocked_until &&
+             now - e.second.window_start >= options_.auth_failure_window;
+    });
+    auth_sweep_at_ = std::max<size_t>(1024, 2 * auth_failures_.size());
+  }
+  AuthFailures& f = auth_failures_[source];
+  if (f.count == 0 || now - f.window_start >= options_.auth_failure_window) {
+    f.window_start = now;
+    f.count = 0;
+  }
+  if (++f.count >= options_.max_auth_failures_per_source) {
+    f.blocked_until = now + options_.auth_block_time;
+  }
 }
 
 SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
@@ -1091,7 +1366,11 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
     old->Close(MakeError(ErrorCode::kConnectionLost,
                          "superseded by a resumed connection"));
   }
-  if (t) existing->Attach(std::move(t), false);
+  if (t) {
+    existing->Attach(std::move(t), false);
+    // WELCOME first, flushed alone, then the replay in small writes.
+    if (st.ok()) existing->BeginReplay(true);
+  }
   existing->AfterInput();
   fresh->AfterInput();
 }
@@ -1104,10 +1383,20 @@ SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
   if (pending_.erase(peer) > 0 && !stopping_ &&
       peer->session_->state() == SessionState::kFailed) {
     ++counters_.handshakes_failed;
+    if (GetErrorCode(peer->session_->status()) == ErrorCode::kUnauthenticated) {
+      CountAuthFailure(peer->source_);
+    }
   }
   if (peer->registered_) {
+    peer->registered_ = false;
     auto it = registry_.find(peer->session_->session_id());
-    if (it != registry_.end() && it->second.get() == peer) registry_.erase(it);
+    if (it != registry_.end() && it->second.get() == peer) {
+      registry_.erase(it);
+      auto src = sessions_per_source_.find(peer->source_);
+      if (src != sessions_per_source_.end() && --src->second == 0) {
+        sessions_per_source_.erase(src);
+      }
+    }
   }
   MaybeFinishShutdown();
 }

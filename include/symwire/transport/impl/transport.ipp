@@ -47,8 +47,19 @@ SYMWIRE_DECL void Transport::Start(Sink* sink) {
   // Start small and grow when reads fill the buffer: an idle or
   // handshaking connection costs 4 KiB, a busy one reaches
   // read_buffer_bytes after a few reads.
-  read_buffer_.resize(std::min(options_.read_buffer_bytes, kInitialReadBuffer));
+  read_buffer_.resize(std::min(
+      {options_.read_buffer_bytes, kInitialReadBuffer, read_buffer_limit_}));
   if (!closed_) ReadMore();
+}
+
+SYMWIRE_DECL void Transport::LimitReadBuffer(size_t bytes) {
+  read_buffer_limit_ = std::max<size_t>(bytes, 1);
+}
+
+SYMWIRE_DECL void Transport::WriteInPieces(size_t piece_bytes,
+                                           uint64_t total_bytes) {
+  piece_bytes_ = std::max<size_t>(piece_bytes, 1);
+  piece_budget_ = total_bytes;
 }
 
 SYMWIRE_DECL void Transport::ResumeReading() {
@@ -101,13 +112,14 @@ SYMWIRE_DECL void Transport::ReadDone(const boost::system::error_code& ec,
   }
   ++counters_.reads;
   counters_.bytes_read += n;
-  const bool grow = n == read_buffer_.size() && n < options_.read_buffer_bytes;
+  const size_t most = std::min(options_.read_buffer_bytes, read_buffer_limit_);
+  const bool grow = n == read_buffer_.size() && n < most;
   if (!lingering_ && sink_ != nullptr && n > 0) {
     sink_->OnTransportData(*this, absl::MakeConstSpan(read_buffer_.data(), n));
   }
   // The delivered span is dead now; the buffer may move.
   if (grow) {
-    read_buffer_.resize(std::min(options_.read_buffer_bytes, n * 4));
+    read_buffer_.resize(std::min(most, n * 4));
   }
   ReadMore();
 }
@@ -163,20 +175,94 @@ SYMWIRE_DECL void Transport::StartWrite() {
     iov_.emplace_back(
         p.ref != nullptr ? p.ref : writing_.bytes.data() + p.offset, p.size);
   }
+  write_pos_ = 0;
   write_in_flight_ = true;
-  AsyncWriteAll(std::span<const asio::const_buffer>(iov_));
+  if (options_.write_progress_timeout.count() > 0) {
+    // A write starting is the reference point: none was in flight.
+    NoteWriteProgress();
+    ArmWriteTimer();
+  }
+  WriteSome();
+}
+
+SYMWIRE_DECL void Transport::WriteSome() {
+  const size_t left = writing_.total - write_pos_;
+  if (piece_budget_ == 0 || left <= piece_bytes_) {
+    if (write_pos_ == 0) {
+      AsyncWriteAll(std::span<const asio::const_buffer>(iov_));
+      return;
+    }
+  }
+  // A piece (WriteInPieces), or the rest of a batch begun in pieces: the
+  // buffers from write_pos_ on, at most `limit` bytes.
+  const size_t limit = piece_budget_ == 0 ? left : std::min(left, piece_bytes_);
+  piece_iov_.clear();
+  size_t skip = write_pos_;
+  size_t want = limit;
+  for (const asio::const_buffer& b : iov_) {
+    if (want == 0) break;
+    if (skip >= b.size()) {
+      skip -= b.size();
+      continue;
+    }
+    const size_t take = std::min(b.size() - skip, want);
+    piece_iov_.emplace_back(static_cast<const std::byte*>(b.data()) + skip,
+                            take);
+    skip = 0;
+    want -= take;
+  }
+  AsyncWriteAll(std::span<const asio::const_buffer>(piece_iov_));
+}
+
+SYMWIRE_DECL void Transport::ArmWriteTimer() {
+  if (write_timer_armed_ || closed_) return;
+  if (!write_timer_) {
+    write_timer_ = std::make_unique<asio::steady_timer>(executor_);
+  }
+  write_timer_armed_ = true;
+  write_timer_->expires_at(last_write_progress_ +
+                           options_.write_progress_timeout);
+  write_timer_->async_wait(
+      [self = shared_from_this(), this](const boost::system::error_code& ec) {
+        write_timer_armed_ = false;
+        if (ec || closed_ || !write_in_flight_) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_write_progress_ < options_.write_progress_timeout) {
+          ArmWriteTimer();  // progress since it was armed: check again later
+          return;
+        }
+        ++counters_.write_timeouts;
+        Close(MakeError(
+            ErrorCode::kPeerUnresponsive,
+            absl::StrCat(description_, ": no write progress for ",
+                         options_.write_progress_timeout.count(), " ms with ",
+                         writing_.total - write_pos_ + pending_.total,
+                         " bytes pending (the peer does not read)")));
+      });
 }
 
 SYMWIRE_DECL void Transport::WriteDone(const boost::system::error_code& ec,
                                        size_t n) {
-  write_in_flight_ = false;
-  if (closed_) return;
+  if (closed_) {
+    write_in_flight_ = false;
+    return;
+  }
   if (ec) {
+    write_in_flight_ = false;
     Close(ToStatus(ec, absl::StrCat(description_, ": write")));
     return;
   }
   ++counters_.writes;
   counters_.bytes_written += n;
+  write_pos_ += n;
+  piece_budget_ -= std::min<uint64_t>(piece_budget_, n);
+  if (write_pos_ < writing_.total) {
+    // The batch goes in pieces (WriteInPieces): the next one.
+    NoteWriteProgress();
+    WriteSome();
+    return;
+  }
+  write_in_flight_ = false;
   writing_.Clear();
   // A burst may have grown the batch buffers; do not keep megabytes per
   // idle connection.
@@ -229,6 +315,7 @@ SYMWIRE_DECL void Transport::Close(const absl::Status& status) {
   closed_ = true;
   pending_.Clear();
   if (linger_timer_) linger_timer_->cancel();
+  if (write_timer_) write_timer_->cancel();
   CloseStream();
   Report(status);
 }
@@ -239,6 +326,7 @@ SYMWIRE_DECL void Transport::Report(const absl::Status& status) {
   Sink* sink = sink_;
   sink_ = nullptr;
   if (linger_timer_) linger_timer_->cancel();
+  if (write_timer_) write_timer_->cancel();
   if (sink != nullptr) sink->OnTransportClosed(*this, status);
 }
 
