@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,25 +62,32 @@ std::vector<std::byte> SyncPayload(const SyncMessage& m) {
 }
 
 // A fresh acceptor session that received a resuming HELLO (from a peer
-// that may lie about its state) and reported ResumeRequested.
-std::unique_ptr<Session> FreshResume(absl::Time now, const SessionId& id,
-                                     const ResumeToken& token,
-                                     uint64_t last_received) {
+// that may lie about its state) and reported ResumeRequested. The HELLO
+// describes the initiator of SessionPair(Fast()); `edit` may change it.
+std::unique_ptr<Session> FreshResume(
+    absl::Time now, const SessionId& id, const ResumeToken& token,
+    uint64_t last_received,
+    const std::function<void(InitMessage&)>& edit = nullptr) {
   auto fresh = *Session::Create(AcceptorConfig(9), now);
   REQUIRE(fresh->TransportConnected(now).ok());
+  const SessionConfig c = FastTimers(InitiatorConfig());
   InitMessage hello;
   hello.phase = InitPhase::kHello;
-  hello.min_version = hello.max_version = 1;
-  hello.agent_id = "initiator";
-  hello.role = AgentRole::kOrchestrator;
-  hello.max_payload_bytes = 1 << 20;
-  hello.max_header_bytes = 4096;
-  hello.max_tasks = 8;
-  hello.replay_bytes = hello.replay_frames = 1024;
+  hello.min_version = c.min_version;
+  hello.max_version = c.max_version;
+  hello.agent_id = c.agent_id;
+  hello.role = c.role;
+  hello.capabilities = c.capabilities;
+  hello.max_payload_bytes = c.max_payload_bytes;
+  hello.max_header_bytes = c.max_header_bytes;
+  hello.max_tasks = c.max_tasks;
+  hello.replay_bytes = c.replay_bytes;
+  hello.replay_frames = c.replay_frames;
   hello.ping_interval_us = 1'000'000;
   hello.session_id = id;
   hello.resume_token = token;
   hello.last_received = last_received;
+  if (edit) edit(hello);
   std::vector<std::byte> payload;
   REQUIRE(AppendInit(hello, payload).ok());
   std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
@@ -533,6 +542,130 @@ TEST_CASE("drain: accepted tasks finish, crossing ones fail retryably",
   CHECK(Ok(pair));
 }
 
+// A lost bye (SPEC.md §15.3): the closer's bye, or the peer's answer, is
+// lost with the connection. Both sides must still end closed, not failed,
+// well within the resume window (60 s here).
+TEST_CASE("a lost bye or a lost answer to it: both sides end closed",
+          "[session][drain][resume]") {
+  struct Case {
+    const char* name;
+    Side closer;
+    Dir lost;  // the direction cut just before the close
+  };
+  const Case cases[] = {
+      {"initiator closes, its bye is lost", Side::kInitiator, Dir::kToAcceptor},
+      {"initiator closes, the answer is lost", Side::kInitiator,
+       Dir::kToInitiator},
+      {"acceptor closes, its bye is lost", Side::kAcceptor, Dir::kToInitiator},
+      {"acceptor closes, the answer is lost", Side::kAcceptor,
+       Dir::kToAcceptor},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    SessionPair pair(Fast());
+    REQUIRE(pair.Handshake());
+    auto t = StartTask(pair, "one");
+    REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+    pair.RunFor(absl::Milliseconds(20));  // everything acknowledged
+    Session& acceptor = *pair.acceptor();
+    REQUIRE(acceptor.replay_frames_in_use() == 0);
+    REQUIRE(pair.initiator().replay_frames_in_use() == 0);
+    testing::Link* link = pair.link();
+    link->CutAfter(c.lost, link->delivered(c.lost));
+    REQUIRE(pair.Close(c.closer).ok());
+    const absl::Time start = pair.now();
+    pair.RunUntil([&] {
+      return pair.initiator().state() != SessionState::kEstablished &&
+             pair.initiator().state() != SessionState::kDisconnected &&
+             pair.initiator().state() != SessionState::kHandshaking &&
+             acceptor.state() != SessionState::kEstablished &&
+             acceptor.state() != SessionState::kDisconnected;
+    });
+    CHECK(pair.now() - start < absl::Seconds(5));
+    CHECK(pair.initiator().state() == SessionState::kClosed);
+    CHECK(acceptor.state() == SessionState::kClosed);
+    CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+    CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    size_t acceptor_failed = 0, acceptor_closed = 0;
+    for (const auto& r : pair.events(Side::kAcceptor)) {
+      if (r.session != &acceptor) continue;  // fresh resume sessions
+      acceptor_failed += r.Is<SessionFailed>() ? 1u : 0u;
+      acceptor_closed += r.Is<SessionClosed>() ? 1u : 0u;
+    }
+    CHECK(acceptor_failed == 0);
+    CHECK(acceptor_closed == 1);
+    CHECK(pair.problems().empty());
+  }
+}
+
+TEST_CASE("a bye is answered before the closer reports SessionClosed",
+          "[session][drain]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(50));
+  REQUIRE(pair.Close(Side::kInitiator).ok());
+  pair.RunFor(absl::Milliseconds(10));
+  // The bye is on its way; no answer yet.
+  CHECK(pair.initiator().state() == SessionState::kEstablished);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 0);
+  pair.RunFor(absl::Milliseconds(100));
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 1);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+  CHECK(pair.initiator().state() == SessionState::kClosed);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "a stream-0 AGENT_ERROR ends the connection for a connection-scoped "
+    "detail and the session otherwise",
+    "[session][resume]") {
+  struct Case {
+    const char* name;
+    ErrorCode detail;
+    absl::StatusCode code;
+    bool session_ends;
+  };
+  const Case cases[] = {
+      {"framing error", ErrorCode::kHeaderCrcMismatch,
+       absl::StatusCode::kDataLoss, false},
+      {"peer unresponsive", ErrorCode::kPeerUnresponsive,
+       absl::StatusCode::kDeadlineExceeded, false},
+      // After the handshake PAYLOAD_TOO_LARGE has session scope (15.2).
+      {"payload too large", ErrorCode::kPayloadTooLarge,
+       absl::StatusCode::kResourceExhausted, true},
+      {"session error", ErrorCode::kTaskIdReused,
+       absl::StatusCode::kInvalidArgument, true},
+      {"no detail", ErrorCode::kOk, absl::StatusCode::kInternal, true},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    SessionPair pair(Fast());
+    REQUIRE(pair.Handshake());
+    auto t = StartTask(pair, "one");
+    ErrorMessage m;
+    m.code = c.code;
+    m.message = "from the peer";
+    m.detail = c.detail;
+    std::vector<std::byte> payload;
+    REQUIRE(AppendError(m, payload).ok());
+    absl::Status s =
+        Inject(pair, Side::kInitiator,
+               Frame(MessageType::kAgentError, 0, 0, payload, kFlagChecksum));
+    CHECK(s.code() == c.code);
+    pair.RunFor(absl::Milliseconds(200));
+    if (c.session_ends) {
+      CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 1);
+    } else {
+      CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+      CHECK(pair.Count<ConnectionLost>(Side::kInitiator) == 1);
+      CHECK(pair.initiator().counters().resumes == 1);
+      CHECK(pair.initiator().task_state(t) == TaskState::kSubmitted);
+      CHECK(Ok(pair));
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Heartbeats and dead peers
 
@@ -801,41 +934,140 @@ TEST_CASE(
   CHECK(f->affected_tasks == std::vector<TaskId>{t});
 }
 
-TEST_CASE("a resume asking for frames already freed is RESUME_GAP",
-          "[session][resume]") {
+// The stream-0 AGENT_ERROR a failed resume sends on the new connection
+// (after the preface), and that the connection closes.
+ErrorMessage ResumeAnswer(Session& fresh, std::vector<std::byte>& out) {
+  for (auto sp = fresh.PollTransmit(); !sp.empty(); sp = fresh.PollTransmit()) {
+    out.insert(out.end(), sp.begin(), sp.end());
+  }
+  CHECK(fresh.ConnectionClosing());
+  CHECK(fresh.state() == SessionState::kFailed);
+  FrameDecoder d(DecoderOptions{});
+  auto preface = d.Decode(out);
+  REQUIRE(preface.ok());
+  REQUIRE(preface->kind == DecodeStep::Kind::kPreface);
+  auto step = d.Decode(absl::MakeConstSpan(out).subspan(preface->consumed));
+  REQUIRE(step.ok());
+  REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+  CHECK(step->frame.type() == MessageType::kAgentError);
+  CHECK(step->frame.stream_id() == 0);
+  CHECK(preface->consumed + step->consumed == out.size());  // then closed
+  auto err = ParseError(step->frame.payload());
+  REQUIRE(err.ok());
+  return *err;
+}
+
+TEST_CASE(
+    "a failed resume is answered on the new connection and never harms the "
+    "established session",
+    "[session][resume]") {
+  struct Case {
+    const char* name;
+    ErrorCode want;
+    absl::StatusCode code;
+    bool wrong_token;
+    uint64_t last_received;  // kOwn: the initiator's own
+    std::function<void(InitMessage&)> edit;
+  };
+  constexpr uint64_t kOwn = ~uint64_t{0};
+  const std::vector<Case> cases = {
+      // Frames the acceptor freed (acknowledged) cannot be replayed.
+      {"stale last_received", ErrorCode::kResumeGap,
+       absl::StatusCode::kDataLoss, false, 0, nullptr},
+      {"last_received beyond what was sent", ErrorCode::kBadAck,
+       absl::StatusCode::kInvalidArgument, false, 99, nullptr},
+      {"wrong token", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, true, kOwn, nullptr},
+      {"another agent_id", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, false, kOwn,
+       [](InitMessage& m) { m.agent_id = "impostor"; }},
+      {"lower max_payload_bytes", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, false, kOwn,
+       [](InitMessage& m) { m.max_payload_bytes = 100; }},
+      {"lower max_tasks", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, false, kOwn,
+       [](InitMessage& m) { m.max_tasks = 1; }},
+  };
+  for (bool connected : {true, false}) {
+    for (const Case& c : cases) {
+      INFO(c.name << (connected ? ", session connected" : ", disconnected"));
+      SessionPair pair(Fast());
+      REQUIRE(pair.Handshake());
+      auto t = StartTask(pair, "one");
+      REQUIRE(pair.Respond(Side::kAcceptor, t, "partial", false).ok());
+      pair.RunFor(absl::Milliseconds(20));  // acked: the acceptor freed it
+      Session& acceptor = *pair.acceptor();
+      REQUIRE(acceptor.replay_frames_in_use() == 0);
+      REQUIRE(acceptor.last_sent() == 1);
+      if (!connected) {
+        pair.set_auto_dial(false);
+        pair.Cut();
+        pair.RunUntilIdleNow();
+        REQUIRE(acceptor.state() == SessionState::kDisconnected);
+      }
+      const SessionState before = acceptor.state();
+      const size_t failed_before = pair.Count<SessionFailed>(Side::kAcceptor);
+      ResumeToken token = pair.initiator().resume_token();
+      if (c.wrong_token) token[0] ^= std::byte{1};
+      const uint64_t last = c.last_received == kOwn
+                                ? pair.initiator().last_received()
+                                : c.last_received;
+      auto fresh =
+          FreshResume(pair.now(), acceptor.session_id(), token, last, c.edit);
+      absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
+      CHECK(GetErrorCode(s) == c.want);
+      CHECK(s.code() == c.code);
+      std::vector<std::byte> out;
+      const ErrorMessage answer = ResumeAnswer(*fresh, out);
+      CHECK(answer.detail == c.want);
+      CHECK(answer.code == c.code);
+      CHECK(!answer.message.empty());
+      // The established session: exactly as it was.
+      CHECK(acceptor.state() == before);
+      CHECK(acceptor.PollEvent() == std::nullopt);
+      CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == failed_before);
+      CHECK(acceptor.task_state(t) == TaskState::kRunning);
+      CHECK(acceptor.counters().resumes == 0);
+      if (connected) {
+        // ...and still serves its real peer.
+        REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+        pair.RunFor(absl::Milliseconds(20));
+        CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 2);
+      } else {
+        // ...and the real initiator still resumes it.
+        pair.set_auto_dial(true);
+        pair.Connect();
+        pair.RunUntil([&] { return acceptor.counters().resumes == 1; });
+        CHECK(acceptor.state() == SessionState::kEstablished);
+        REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+        pair.RunFor(absl::Milliseconds(20));
+        CHECK(!pair.FindTask<ResponseReceived>(Side::kInitiator, t).empty());
+      }
+      CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    }
+  }
+}
+
+TEST_CASE(
+    "a resume with a stale last_received is answered with RESUME_GAP named "
+    "on the wire",
+    "[session][resume]") {
+  // The initiator's session lost track of what it received (as after a
+  // restart from old persisted state): the acceptor's answer says why.
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
   auto t = StartTask(pair, "one");
   REQUIRE(pair.Respond(Side::kAcceptor, t, "partial", false).ok());
-  pair.RunFor(absl::Milliseconds(20));  // acked: the acceptor freed it
-  REQUIRE(pair.acceptor()->replay_frames_in_use() == 0);
+  pair.RunFor(absl::Milliseconds(20));
   Session& acceptor = *pair.acceptor();
-  // A peer that lost its state presents last_received 0 with the right
-  // token: the acceptor cannot replay frame 1.
   auto fresh = FreshResume(pair.now(), acceptor.session_id(),
                            pair.initiator().resume_token(), 0);
-  absl::Status s = pair.Do(Side::kAcceptor, [&](Session& a, absl::Time now) {
-    return a.AdoptConnection(*fresh, now);
-  });
-  CHECK(GetErrorCode(s) == ErrorCode::kResumeGap);
-  CHECK(s.code() == absl::StatusCode::kDataLoss);
-  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
-  REQUIRE(failed != nullptr);
-  CHECK(failed->affected_tasks == std::vector<TaskId>{t});
-}
-
-TEST_CASE(
-    "a wrong resume token is RESUME_REJECTED and leaves the session "
-    "alone",
-    "[session][resume]") {
-  SessionPair pair(Fast());
-  REQUIRE(pair.Handshake());
-  Session& acceptor = *pair.acceptor();
-  auto fresh = FreshResume(pair.now(), acceptor.session_id(),
-                           ResumeToken{} /* guessed */, 0);
-  absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
-  CHECK(GetErrorCode(s) == ErrorCode::kResumeRejected);
-  CHECK(fresh->state() == SessionState::kFailed);
+  REQUIRE(!acceptor.AdoptConnection(*fresh, pair.now()).ok());
+  std::vector<std::byte> out;
+  const ErrorMessage answer = ResumeAnswer(*fresh, out);
+  CHECK(answer.detail == ErrorCode::kResumeGap);
+  CHECK_THAT(std::string(answer.message),
+             Catch::Contains("last_received 0") && Catch::Contains("1"));
   CHECK(acceptor.state() == SessionState::kEstablished);
 }
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/encoder.hpp"
@@ -198,7 +200,7 @@ SYMWIRE_DECL absl::Time Session::NextDeadline() const {
       t = std::min(t, c.handshake_deadline);
     } else {
       t = std::min({t, c.last_rx + config_.dead_peer_timeout, c.next_ping,
-                    c.ack_deadline});
+                    c.ack_deadline, c.bye_deadline});
     }
   }
   if (!deadlines_.empty()) t = std::min(t, deadlines_.front().first);
@@ -454,13 +456,45 @@ SYMWIRE_DECL void Session::MaybeWritable() {
 }
 
 SYMWIRE_DECL void Session::MaybeFinishClose(absl::Time now) {
-  // §15.3: bye once nothing is open and everything sent was acknowledged.
+  // §15.3: bye once nothing is open and everything sent was acknowledged,
+  // once per connection; the session ends when the peer's bye answers it.
   if (!closing_ || state_ != SessionState::kEstablished) return;
-  if (!tasks_.empty() || !replay_.empty()) return;
+  if (!tasks_.empty() || !replay_.empty() || conn_.bye_sent) return;
   conn_.sync.bye = true;
   FlushSync(now);
+  conn_.bye_sent = true;
+  // A connection on which the answer does not come is treated as dead
+  // (HandleTimeout), so a half-open one cannot hold the close.
+  conn_.bye_deadline = now + config_.handshake_timeout;
+  bye_sent_ = true;
+}
+
+SYMWIRE_DECL void Session::EndClosed(absl::Time now) {
+  (void)now;
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return;
+  }
+  // Any task still open (none, for a conforming peer) ends with
+  // UNAVAILABLE (§15.3).
+  const absl::Status closed =
+      MakeError(ErrorCode::kConnectionLost, "peer closed the session");
+  std::vector<TaskId> open;
+  for (const auto& [id, t] : tasks_) open.push_back(id);
+  std::sort(open.begin(), open.end());
+  for (TaskId id : open) {
+    const Task& t = tasks_[id];
+    if (t.own && t.state != TaskState::kCancelling) {
+      Emit(TaskFailed{id, closed, false});
+    } else if (!t.own) {
+      Emit(TaskCancelled{id, closed, false});
+    }
+  }
+  tasks_.clear();
+  own_open_ = peer_open_ = 0;
+  unacked_terminals_.clear();
+  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
   state_ = SessionState::kClosed;
-  conn_.closing = true;
+  conn_.closing = conn_.closing || conn_.up;
   Emit(SessionClosed{});
 }
 
@@ -594,6 +628,11 @@ SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
     ++counters_.resumes;
     replayed = replay_.size();
   }
+  // §16.2: the HELLO / WELCOME carried last_received, which acknowledges
+  // everything received so far; ack counting starts over on this
+  // connection (the rest of its state is new: Connection{}).
+  acked_sent_ = rx_seq_;
+  unacked_rx_frames_ = unacked_rx_bytes_ = 0;
   if (draining_) c.sync.drain = drain_last_;
   Emit(Established{resumed, replayed});
 }
@@ -1105,20 +1144,35 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
     s = MakeError(ErrorCode::kResumeRejected,
                   "WELCOME claims a resumed session this side never had");
   }
+  if (s.ok() && has_session_ &&
+      !detail::ConstantTimeEquals(
+          absl::Span<const std::byte>(*init.resume_token),
+          absl::Span<const std::byte>(resume_token_))) {
+    // §16.2: the token is fixed for the session's life.
+    s = MakeError(ErrorCode::kResumeRejected,
+                  "resumed WELCOME carries another resume token");
+  }
   if (!s.ok()) {
     FailHandshake(s, now);
     return s;
   }
   const bool resumed = has_session_;
+  if (resumed) {
+    // §16.2: the same contract as the first WELCOME, and a last_received
+    // this side can serve. The acceptor is authenticated by now: these end
+    // the session.
+    absl::Status r = CheckResumeIdentity(init, init.version);
+    if (r.ok()) r = CheckPeerLastReceived(*init.last_received);
+    if (!r.ok()) {
+      Fail(r, now, true);
+      return r;
+    }
+  }
   detail::FillPeer(init, config_.capabilities, peer_);
   peer_.version = init.version;
   peer_.resume_window = detail::MicrosDuration(init.resume_window_us);
   if (resumed) {
-    if (absl::Status r = ApplyPeerLastReceived(*init.last_received, now);
-        !r.ok()) {
-      Fail(r, now, true);
-      return r;
-    }
+    ApplyPeerLastReceived(*init.last_received);
   } else {
     session_id_ = *init.session_id;
     resume_token_ = *init.resume_token;
@@ -1132,15 +1186,15 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
       return r;
     }
   }
-  acked_sent_ = rx_seq_;  // our HELLO carried it
   Establish(resumed, now);
   return absl::OkStatus();
 }
 
-SYMWIRE_DECL absl::Status Session::ApplyPeerLastReceived(uint64_t last,
-                                                         absl::Time now) {
-  (void)now;
-  // §16.2.
+SYMWIRE_DECL absl::Status Session::CheckPeerLastReceived(uint64_t last) const {
+  // §16.2: L may not exceed the last sequence sent (BAD_ACK) nor precede
+  // the last sequence the peer acknowledged, A (RESUME_GAP: frames up to A
+  // were freed). Every frame in A+1..last sent is still held, so the rule
+  // needs no look at the replay buffer (which may be empty).
   if (last > next_seq_ - 1) {
     return MakeError(ErrorCode::kBadAck,
                      absl::StrFormat("peer's last_received %d is beyond the "
@@ -1154,13 +1208,49 @@ SYMWIRE_DECL absl::Status Session::ApplyPeerLastReceived(uint64_t last,
                         "%d: frames %d..%d were freed and cannot be replayed",
                         last, acked_, last + 1, acked_));
   }
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL void Session::ApplyPeerLastReceived(uint64_t last) {
+  SYMWIRE_ASSERT(CheckPeerLastReceived(last).ok());
   acked_ = last;
   ReleaseAckedSlots(last);
   while (!replay_.empty() && replay_.front().seq <= last) replay_.pop_front();
   send_pos_ = replay_.empty() ? store_.end() : replay_.front().pos;
   CompactStore();
   if (sent_high_ > last) counters_.retransmitted_frames += sent_high_ - last;
-  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::CheckResumeIdentity(const InitMessage& m,
+                                                       uint64_t version) const {
+  // §16.2: a resumed connection continues the session's contract. Frames
+  // kept for replay were sized for the peer's limits, and its open tasks
+  // counted against its max_tasks; its name and role identify the session.
+  const PeerInfo& p = peer_;
+  std::string what;
+  if (absl::string_view(p.agent_id) != m.agent_id) {
+    what = absl::StrFormat("agent_id \"%s\" differs from the session's \"%s\"",
+                           absl::CHexEscape(m.agent_id),
+                           absl::CHexEscape(p.agent_id));
+  } else if (m.role != p.role) {
+    what = absl::StrFormat("role %s differs from the session's %s",
+                           AgentRoleName(m.role), AgentRoleName(p.role));
+  } else if (version != p.version) {
+    what = absl::StrFormat("version %d differs from the session's %d", version,
+                           p.version);
+  } else if (m.max_payload_bytes != p.max_payload_bytes) {
+    what = absl::StrFormat("max_payload_bytes %d differs from the session's %d",
+                           m.max_payload_bytes, p.max_payload_bytes);
+  } else if (m.max_header_bytes != p.max_header_bytes) {
+    what = absl::StrFormat("max_header_bytes %d differs from the session's %d",
+                           m.max_header_bytes, p.max_header_bytes);
+  } else if (m.max_tasks != p.max_tasks) {
+    what = absl::StrFormat("max_tasks %d differs from the session's %d",
+                           m.max_tasks, p.max_tasks);
+  }
+  if (what.empty()) return absl::OkStatus();
+  return MakeError(ErrorCode::kResumeRejected,
+                   absl::StrCat("resume may not change the session: ", what));
 }
 
 SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
@@ -1174,6 +1264,9 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
                       "AdoptConnection needs a fresh acceptor session that "
                       "reported ResumeRequested");
   }
+  // §12.2 step 5, §16.2: every check runs before anything changes here; a
+  // failure is answered on the new connection only, so a resume that
+  // fails — whoever sent it — never harms this session.
   const Hello& hello = *fresh.conn_.hello;
   absl::Status s;
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed ||
@@ -1187,6 +1280,11 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
                  absl::Span<const std::byte>(resume_token_))) {
     s = MakeError(ErrorCode::kResumeRejected,
                   "resume token does not match the session");
+  } else {
+    InitMessage claimed = hello.message;
+    claimed.agent_id = hello.agent_id;
+    s = CheckResumeIdentity(claimed, hello.message.version);
+    if (s.ok()) s = CheckPeerLastReceived(*hello.message.last_received);
   }
   if (!s.ok()) {
     fresh.FailHandshake(s, now);
@@ -1205,11 +1303,9 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   Hello& h = *conn_.hello;
   h.message.agent_id = h.agent_id;
   ++counters_.connections;
-  if (absl::Status r = ApplyPeerLastReceived(*h.message.last_received, now);
-      !r.ok()) {
-    Fail(r, now, true);
-    return r;
-  }
+  ApplyPeerLastReceived(*h.message.last_received);
+  // Limits that may change on resume (ping intervals, replay window,
+  // capabilities) take effect now; the others were checked equal.
   detail::FillPeer(h.message, config_.capabilities, peer_);
   peer_.version = h.message.version;
   InitMessage welcome = LocalInit(InitPhase::kWelcome);
@@ -1221,8 +1317,6 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   welcome.last_received = rx_seq_;
   welcome.resumed = true;
   SendInit(welcome);
-  acked_sent_ = rx_seq_;
-  unacked_rx_frames_ = unacked_rx_bytes_ = 0;
   Establish(true, now);
   EndInput(now);
   return absl::OkStatus();
@@ -1466,26 +1560,14 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
     Emit(PeerDraining{*m->drain});
   }
   if (m->bye) {
-    // §15.3: the peer ended the session.
-    const absl::Status closed =
-        MakeError(ErrorCode::kConnectionLost, "peer closed the session");
-    std::vector<TaskId> open;
-    for (const auto& [id, t] : tasks_) open.push_back(id);
-    std::sort(open.begin(), open.end());
-    for (TaskId id : open) {
-      const Task& t = tasks_[id];
-      if (t.own && t.state != TaskState::kCancelling) {
-        Emit(TaskFailed{id, closed, false});
-      } else if (!t.own) {
-        Emit(TaskCancelled{id, closed, false});
-      }
+    // §15.3: the peer ended the session. A bye that does not answer ours
+    // is answered with bye (its sender waits for it), then both end.
+    if (!conn_.bye_sent) {
+      conn_.sync.bye = true;
+      FlushSync(now);
+      conn_.bye_sent = true;
     }
-    tasks_.clear();
-    own_open_ = peer_open_ = 0;
-    unacked_terminals_.clear();
-    state_ = SessionState::kClosed;
-    conn_.closing = true;
-    Emit(SessionClosed{});
+    EndClosed(now);
   }
   return absl::OkStatus();
 }
@@ -1496,6 +1578,29 @@ SYMWIRE_DECL absl::Status Session::HandleSessionError(const FrameView& frame,
   if (!m.ok()) {
     Fail(m.status(), now, false);
     return m.status();
+  }
+  // §7, §16.1, §18: a detail of connection scope (a framing error, a
+  // timeout) ends only the connection; the session resumes as after any
+  // loss. PAYLOAD_TOO_LARGE after the handshake has session scope (§15.2).
+  const bool conn_scope = m->detail != ErrorCode::kOk &&
+                          ScopeOf(m->detail) == ErrorScope::kConnection &&
+                          !(m->detail == ErrorCode::kPayloadTooLarge &&
+                            conn_.handshake == Handshake::kDone);
+  if (conn_scope) {
+    absl::Status lost =
+        MakeError(m->code, m->detail,
+                  absl::StrFormat("peer ended the connection: %s: %s",
+                                  ErrorCodeName(m->detail), m->message));
+    ConnectionFailed(lost, now);
+    return lost;
+  }
+  // §15.3: a side that said bye with nothing outstanding and cannot resume
+  // (the acceptor ended the session on that bye) has closed.
+  if (bye_sent_ && tasks_.empty() && conn_.handshake != Handshake::kDone) {
+    conn_.closing = true;
+    conn_.up = false;
+    EndClosed(now);
+    return absl::OkStatus();
   }
   // The peer's detail code, when it is a session-scope one, is the most
   // precise reason (e.g. SESSION_EXPIRED); PEER_ERROR otherwise, so a peer
@@ -1708,6 +1813,16 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
                           absl::FormatDuration(config_.handshake_timeout))),
             now);
       }
+    } else if (now >= c.bye_deadline) {
+      // §15.3: our bye went unanswered: treat the connection as dead (it
+      // may be half-open). The initiator resumes to say bye again; either
+      // side ends closed if the session cannot be resumed in its window.
+      ConnectionFailed(
+          MakeError(
+              ErrorCode::kPeerUnresponsive,
+              absl::StrFormat("bye not answered within %s",
+                              absl::FormatDuration(config_.handshake_timeout))),
+          now);
     } else if (now >= c.last_rx + config_.dead_peer_timeout) {
       ConnectionFailed(
           MakeError(ErrorCode::kPeerUnresponsive,
@@ -1723,10 +1838,16 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
       if (now >= c.ack_deadline) c.sync.ack = true;
     }
   }
-  if (state_ != SessionState::kFailed) RunTaskDeadlines(now);
+  if (state_ != SessionState::kFailed && state_ != SessionState::kClosed) {
+    RunTaskDeadlines(now);
+  }
   if (state_ == SessionState::kDisconnected ||
       state_ == SessionState::kHandshaking) {
-    if (now >= expire_at_) {
+    if (now >= expire_at_ && bye_sent_ && tasks_.empty()) {
+      // §15.3: the bye went out with nothing outstanding; only its answer
+      // (or the bye itself) was lost with the connection.
+      EndClosed(now);
+    } else if (now >= expire_at_) {
       Fail(MakeError(ErrorCode::kSessionExpired,
                      absl::StrFormat("disconnected for longer than the resume "
                                      "window (%s)",
