@@ -718,13 +718,18 @@ def _init_params():
         (15, "auth_method", "varint", {}, (H,), (H,)),
         (16, "auth_data", "bytes", dict(lo=0, hi=1024), ALL_PHASES, ()),
         (17, "nonce", "bytes", dict(lo=32, hi=32), (H, C, W), (H, C, W)),
-        # HELLO (resume): optional, all three or none (see parse_payload);
+        # HELLO (resume): optional, both or neither (see parse_payload);
         # WELCOME: required.
         (18, "session_id", "bytes", dict(lo=16, hi=16), HW, (W,)),
-        (19, "resume_token", "bytes", dict(lo=16, hi=16), HW, (W,)),
+        # §16.2: only a new session's WELCOME carries the token; a resumed
+        # WELCOME carries resume_proof instead (see parse_payload).
+        (19, "resume_token", "bytes", dict(lo=16, hi=16), (W,), ()),
         (20, "last_received", "varint", {}, HW, (W,)),
         (21, "resumed", "flag", {}, (W,), ()),
         (22, "resume_window_us", "varint", {}, (W,), (W,)),
+        # PROOF answering a resuming HELLO (the session requires it there),
+        # resumed WELCOME (see parse_payload).
+        (23, "resume_proof", "bytes", dict(lo=32, hi=32), (P, W), ()),
     ]
     return {pid: ParamSpec(pid, name, kind, phases=phases, required=req, **rng)
             for pid, name, kind, rng, phases, req in rows}
@@ -750,7 +755,7 @@ PAYLOAD_PARAMS = {
         1: ParamSpec(1, "reason", "varint", choices=(1, 4)),
     },
 }
-RESUME_PARAMS = (18, 19, 20)  # §11.1: a HELLO resumes iff it has session_id
+RESUME_PARAMS = (18, 20)  # §11.1: a HELLO resumes iff it has session_id
 # Byte strings whose empty value means the same as absence: auth_data (§12.3
 # "no auth_data") and the ERROR message.
 EMPTY_IS_ABSENT = (("AGENT_INIT", 16), ("AGENT_ERROR", 2))
@@ -850,11 +855,20 @@ def parse_payload(message, data):
     required = {pid for pid, spec in table.items() if phase in spec.required}
     if init and phase == HELLO and any(p in values for p in RESUME_PARAMS):
         required.update(RESUME_PARAMS)
+    if init and phase == WELCOME:
+        # §11.1: a resumed WELCOME proves the token, a new one carries it.
+        required.add(23 if 21 in values else 19)
     for pid in sorted(required):
         if pid not in values:
             raise PayloadError(MISSING_PARAM, end, pid)
     if init and phase == HELLO and values[3] < values[2]:
         raise PayloadError(MALFORMED_PAYLOAD, value_at[3], 3)
+    # §11.1: never both; the one that does not belong is MALFORMED_PAYLOAD
+    # at its value.
+    if init and phase == WELCOME and 21 in values and 19 in values:
+        raise PayloadError(MALFORMED_PAYLOAD, value_at[19], 19)
+    if init and phase == WELCOME and 21 not in values and 23 in values:
+        raise PayloadError(MALFORMED_PAYLOAD, value_at[23], 23)
     return values
 
 
@@ -1113,6 +1127,17 @@ def role_allows(sender, runner):
 
 def hmac_sha256(key, data):
     return hmac.new(key, data, hashlib.sha256).digest()
+
+
+RESUME_CLIENT_LABEL = b"symwire-resume-v1 client"   # §16.2
+RESUME_SERVER_LABEL = b"symwire-resume-v1 server"
+
+
+def resume_proof(token, label, nc, ns, session_id, last_received):
+    """§16.2: HMAC-SHA256(token, label || Nc || Ns || session_id || L), L as
+    8 bytes big-endian."""
+    return hmac_sha256(token, label + nc + ns + session_id
+                       + last_received.to_bytes(8, "big"))
 
 
 class TranscriptError(Exception):
@@ -2190,6 +2215,16 @@ def selftest():
     enc = encode_payload("AGENT_INIT", hello)
     expect("HELLO round trip", parse_payload("AGENT_INIT", enc), hello)
     expect("HELLO ascending ids", enc[:3].hex(), "010100")
+    # The worked example of SPEC.md §16.2 (the C++ auth_test checks the same
+    # values against OpenSSL).
+    tok, nc, ns = bytes(range(16)), bytes(range(0x20, 0x40)), bytes(range(0x40, 0x60))
+    sid = bytes(range(0x90, 0xA0))
+    expect("resume proof, client (SPEC §16.2)",
+           resume_proof(tok, RESUME_CLIENT_LABEL, nc, ns, sid, 41).hex(),
+           "c4bfb27383d2cc52d36804031f8af396b8db190a734a1725fa2fb5a4c4c0da75")
+    expect("resume proof, server (SPEC §16.2)",
+           resume_proof(tok, RESUME_SERVER_LABEL, nc, ns, sid, 17).hex(),
+           "45429f3cfa3d682f733880dcd4c20be18887a4ae510202593df37a19f9267ff3")
     # The transcripts' random source and HMAC (SPEC.md §12.3).
     sm = SplitMix64(1477776061723855037)   # rand_xoshiro's reference test
     expect("SplitMix64 published values", [sm.next64() for _ in range(3)],

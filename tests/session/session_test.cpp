@@ -61,15 +61,40 @@ std::vector<std::byte> SyncPayload(const SyncMessage& m) {
   return p;
 }
 
-// A fresh acceptor session that received a resuming HELLO (from a peer
-// that may lie about its state) and reported ResumeRequested. The HELLO
-// describes the initiator of SessionPair(Fast()); `edit` may change it.
+// Decodes the frames in `bytes` (no preface).
+std::vector<std::vector<std::byte>> Frames(absl::Span<const std::byte> bytes) {
+  std::vector<std::vector<std::byte>> out;
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  while (!bytes.empty()) {
+    auto step = d.Decode(bytes);
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+    out.emplace_back(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(
+                                                        step->consumed));
+    bytes.remove_prefix(step->consumed);
+  }
+  return out;
+}
+
+std::vector<std::byte> Drain(Session& s) {
+  std::vector<std::byte> out;
+  for (auto sp = s.PollTransmit(); !sp.empty(); sp = s.PollTransmit()) {
+    out.insert(out.end(), sp.begin(), sp.end());
+  }
+  return out;
+}
+
+// A fresh acceptor session that ran a resume handshake (HELLO, CHALLENGE,
+// PROOF with the proof of `token`) with a peer that may lie about its
+// state, and reported ResumeRequested. The HELLO describes the initiator
+// of SessionPair(Fast()); `edit` may change it.
 std::unique_ptr<Session> FreshResume(
     absl::Time now, const SessionId& id, const ResumeToken& token,
     uint64_t last_received,
     const std::function<void(InitMessage&)>& edit = nullptr) {
   auto fresh = *Session::Create(AcceptorConfig(9), now);
   REQUIRE(fresh->TransportConnected(now).ok());
+  REQUIRE(Drain(*fresh).size() == kPrefaceSize);
   const SessionConfig c = FastTimers(InitiatorConfig());
   InitMessage hello;
   hello.phase = InitPhase::kHello;
@@ -84,8 +109,8 @@ std::unique_ptr<Session> FreshResume(
   hello.replay_bytes = c.replay_bytes;
   hello.replay_frames = c.replay_frames;
   hello.ping_interval_us = 1'000'000;
+  for (size_t k = 0; k < kNonceSize; ++k) hello.nonce[k] = std::byte(k);
   hello.session_id = id;
-  hello.resume_token = token;
   hello.last_received = last_received;
   if (edit) edit(hello);
   std::vector<std::byte> payload;
@@ -94,6 +119,28 @@ std::unique_ptr<Session> FreshResume(
   auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
   in.insert(in.end(), f.begin(), f.end());
   REQUIRE(fresh->Receive(in, now).ok());
+  // SPEC.md §16.2: a resuming HELLO is always challenged.
+  const auto out = Frames(Drain(*fresh));
+  REQUIRE(out.size() == 1);
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out[0]);
+  REQUIRE(step.ok());
+  auto challenge = ParseInit(step->frame.payload());
+  REQUIRE(challenge.ok());
+  REQUIRE(challenge->phase == InitPhase::kChallenge);
+  InitMessage proof;
+  proof.phase = InitPhase::kProof;
+  auto p = ComputeResumeProof(token, ResumeProofSide::kClient, hello.nonce,
+                              challenge->nonce, id, *hello.last_received);
+  REQUIRE(p.ok());
+  proof.resume_proof = *p;
+  payload.clear();
+  REQUIRE(AppendInit(proof, payload).ok());
+  REQUIRE(
+      fresh
+          ->Receive(
+              Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum), now)
+          .ok());
   auto e = fresh->PollEvent();
   REQUIRE(e.has_value());
   REQUIRE(std::holds_alternative<ResumeRequested>(*e));
@@ -937,21 +984,16 @@ TEST_CASE(
 // The stream-0 AGENT_ERROR a failed resume sends on the new connection
 // (after the preface), and that the connection closes.
 ErrorMessage ResumeAnswer(Session& fresh, std::vector<std::byte>& out) {
-  for (auto sp = fresh.PollTransmit(); !sp.empty(); sp = fresh.PollTransmit()) {
-    out.insert(out.end(), sp.begin(), sp.end());
-  }
+  out = Drain(fresh);
   CHECK(fresh.ConnectionClosing());
   CHECK(fresh.state() == SessionState::kFailed);
-  FrameDecoder d(DecoderOptions{});
-  auto preface = d.Decode(out);
-  REQUIRE(preface.ok());
-  REQUIRE(preface->kind == DecodeStep::Kind::kPreface);
-  auto step = d.Decode(absl::MakeConstSpan(out).subspan(preface->consumed));
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out);
   REQUIRE(step.ok());
   REQUIRE(step->kind == DecodeStep::Kind::kFrame);
   CHECK(step->frame.type() == MessageType::kAgentError);
   CHECK(step->frame.stream_id() == 0);
-  CHECK(preface->consumed + step->consumed == out.size());  // then closed
+  CHECK(step->consumed == out.size());  // then closed
   auto err = ParseError(step->frame.payload());
   REQUIRE(err.ok());
   return *err;
@@ -976,8 +1018,9 @@ TEST_CASE(
        absl::StatusCode::kDataLoss, false, 0, nullptr},
       {"last_received beyond what was sent", ErrorCode::kBadAck,
        absl::StatusCode::kInvalidArgument, false, 99, nullptr},
-      {"wrong token", ErrorCode::kResumeRejected,
-       absl::StatusCode::kPermissionDenied, true, kOwn, nullptr},
+      // Indistinguishable from an unknown session (SPEC.md 16.2).
+      {"wrong token", ErrorCode::kSessionExpired, absl::StatusCode::kDataLoss,
+       true, kOwn, nullptr},
       {"another agent_id", ErrorCode::kResumeRejected,
        absl::StatusCode::kPermissionDenied, false, kOwn,
        [](InitMessage& m) { m.agent_id = "impostor"; }},
@@ -1046,6 +1089,83 @@ TEST_CASE(
       CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
     }
   }
+}
+
+TEST_CASE("a bad resume proof and an unknown session get the same answer",
+          "[session][resume]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  Session& acceptor = *pair.acceptor();
+  ResumeToken wrong = pair.initiator().resume_token();
+  wrong[15] ^= std::byte{0x80};
+  const uint64_t last = pair.initiator().last_received();
+  auto bad_proof = FreshResume(pair.now(), acceptor.session_id(), wrong, last);
+  CHECK(!acceptor.AdoptConnection(*bad_proof, pair.now()).ok());
+  auto unknown = FreshResume(pair.now(), acceptor.session_id(),
+                             pair.initiator().resume_token(), last);
+  unknown->RejectResume(pair.now());
+  std::vector<std::byte> a, b;
+  const ErrorMessage ea = ResumeAnswer(*bad_proof, a);
+  const ErrorMessage eb = ResumeAnswer(*unknown, b);
+  CHECK(ea.detail == ErrorCode::kSessionExpired);
+  CHECK(eb.detail == ErrorCode::kSessionExpired);
+  CHECK(a == b);  // byte for byte
+  CHECK(acceptor.state() == SessionState::kEstablished);
+}
+
+TEST_CASE("the resume token never crosses the wire after the first WELCOME",
+          "[session][resume]") {
+  // Every byte both sides write over a handshake and two resumes: the
+  // token's 16 bytes appear once (the first WELCOME), never again, and the
+  // token stays the same (not rotated, SPEC.md 16.2).
+  const absl::Time t0 = absl::UnixEpoch();
+  auto a = *Session::Create(AcceptorConfig(), t0);
+  auto i = *Session::Create(InitiatorConfig(), t0);
+  std::vector<std::byte> wire;
+  auto move = [&](Session& from, Session& to) {
+    const std::vector<std::byte> bytes = Drain(from);
+    wire.insert(wire.end(), bytes.begin(), bytes.end());
+    REQUIRE(to.Receive(bytes, t0).ok());
+    while (to.PollEvent()) {
+    }
+  };
+  REQUIRE(a->TransportConnected(t0).ok());
+  REQUIRE(i->TransportConnected(t0).ok());
+  move(*i, *a);
+  move(*a, *i);
+  REQUIRE(i->state() == SessionState::kEstablished);
+  const ResumeToken token = i->resume_token();
+  auto count = [&] {
+    int n = 0;
+    for (auto it = wire.begin();
+         (it = std::search(it, wire.end(), token.begin(), token.end())) !=
+         wire.end();
+         ++it) {
+      ++n;
+    }
+    return n;
+  };
+  CHECK(count() == 1);
+  std::vector<std::unique_ptr<Session>> fresh;
+  for (uint64_t k = 0; k < 2; ++k) {
+    i->TransportLost(absl::UnavailableError("cut"), t0);
+    a->TransportLost(absl::UnavailableError("cut"), t0);
+    fresh.push_back(*Session::Create(AcceptorConfig(20 + k), t0));
+    Session& f = *fresh.back();
+    REQUIRE(i->TransportConnected(t0).ok());
+    REQUIRE(f.TransportConnected(t0).ok());
+    move(*i, f);  // HELLO
+    move(f, *i);  // CHALLENGE
+    move(*i, f);  // PROOF -> ResumeRequested
+    REQUIRE(a->AdoptConnection(f, t0).ok());
+    move(*a, *i);  // WELCOME
+    REQUIRE(i->state() == SessionState::kEstablished);
+    REQUIRE(a->state() == SessionState::kEstablished);
+  }
+  CHECK(i->counters().resumes == 2);
+  CHECK(count() == 1);
+  CHECK(i->resume_token() == token);
+  CHECK(a->resume_token() == token);
 }
 
 TEST_CASE(

@@ -334,6 +334,9 @@ class Session {
     std::string agent_id;
     InitMessage message;  // views cleared; see agent_id
     std::string welcome_auth_data;
+    // Resuming: the initiator's proof from PROOF (§16.2), checked by the
+    // session that adopts the connection.
+    std::optional<ResumeProof> resume_proof;
   };
   struct PendingSync {
     bool ack = false;
@@ -371,6 +374,9 @@ class Session {
     bool sync_at_tail = false;
     bool store_enabled = false;  // established: replay store may be sent
     bool challenged = false;
+    // Acceptor: a CHALLENGE sent only because the HELLO resumes (the auth
+    // method has no challenge round of its own, §16.2).
+    bool resume_challenge_only = false;
     // §15.3: this side's bye went out on this connection; the session ends
     // when the peer's bye answers it, or at bye_deadline.
     bool bye_sent = false;
@@ -399,7 +405,8 @@ class Session {
   absl::Status HandleFrame(const FrameView& frame, absl::Time now);
   absl::Status HandleInit(const FrameView& frame, absl::Time now);
   absl::Status HandleHello(const InitMessage& hello, absl::Time now);
-  absl::Status HandleProof(const InitMessage& proof, absl::Time now);
+  absl::Status HandleProof(const InitMessage& proof, size_t payload_size,
+                           absl::Time now);
   absl::Status HandleServerInit(const InitMessage& init, absl::Time now);
   absl::Status FinishAcceptorHandshake(absl::Time now);
   absl::Status HandleTask(const FrameView& frame, absl::Time now);

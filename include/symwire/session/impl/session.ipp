@@ -37,6 +37,15 @@ inline uint64_t DurationMicros(absl::Duration d) {
   return us < 0 ? 0 : static_cast<uint64_t>(us);
 }
 
+// §16.2: the one answer to a resume the acceptor cannot serve, whether the
+// session is unknown, has ended, or the proof does not match.
+inline absl::Status ResumeUnavailable(const SessionId& id) {
+  return MakeError(ErrorCode::kSessionExpired,
+                   absl::StrFormat("session %s is unknown or has ended, or "
+                                   "the resume proof does not match",
+                                   HexId(id)));
+}
+
 inline absl::Duration MicrosDuration(uint64_t us) {
   // Wire values are at most 2^62 - 1, which fits int64.
   return absl::Microseconds(static_cast<int64_t>(us));
@@ -709,8 +718,8 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
     hello.auth_data = *data;
     hello.nonce = conn_.auth.client_nonce;
     if (has_session_) {
+      // §16.2: the token itself never goes out again; PROOF proves it.
       hello.session_id = session_id_;
-      hello.resume_token = resume_token_;
       hello.last_received = rx_seq_;
     }
     SendInit(hello);
@@ -944,7 +953,7 @@ SYMWIRE_DECL absl::Status Session::HandleInit(const FrameView& frame,
     case InitPhase::kHello:
       return HandleHello(*init, now);
     case InitPhase::kProof:
-      return HandleProof(*init, now);
+      return HandleProof(*init, frame.payload().size(), now);
     case InitPhase::kChallenge:
     case InitPhase::kWelcome:
       return HandleServerInit(*init, now);
@@ -1026,12 +1035,20 @@ SYMWIRE_DECL absl::Status Session::HandleHello(const InitMessage& hello,
     FailHandshake(decision.status(), now);
     return decision.status();
   }
-  if (decision->kind == AuthDecision::Kind::kChallenge) {
+  // §16.2: a resuming HELLO is always challenged, so that PROOF can prove
+  // the resume token against this connection's fresh server nonce.
+  const bool method_challenges =
+      decision->kind == AuthDecision::Kind::kChallenge;
+  if (method_challenges || hello.session_id) {
     InitMessage challenge;
     challenge.phase = InitPhase::kChallenge;
     challenge.nonce = conn_.auth.server_nonce;
-    challenge.auth_data = decision->data;
+    if (method_challenges) challenge.auth_data = decision->data;
     SendInit(challenge);
+    if (!method_challenges) {
+      saved.welcome_auth_data = std::move(decision->data);
+      conn_.resume_challenge_only = true;
+    }
     conn_.challenged = true;
     conn_.handshake = Handshake::kAwaitProof;
     return absl::OkStatus();
@@ -1041,19 +1058,49 @@ SYMWIRE_DECL absl::Status Session::HandleHello(const InitMessage& hello,
 }
 
 SYMWIRE_DECL absl::Status Session::HandleProof(const InitMessage& proof,
+                                               size_t payload_size,
                                                absl::Time now) {
   SYMWIRE_ASSERT(conn_.hello.has_value());
-  conn_.auth.initiator_agent_id = conn_.hello->agent_id;
-  auto welcome_data = config_.authenticator->ServerVerifyProof(
-      absl::Span<const std::byte>(
-          reinterpret_cast<const std::byte*>(proof.auth_data.data()),
-          proof.auth_data.size()),
-      conn_.auth);
-  if (!welcome_data.ok()) {
-    FailHandshake(welcome_data.status(), now);
-    return welcome_data.status();
+  Hello& hello = *conn_.hello;
+  // §16.2: a PROOF answering a resuming HELLO carries resume_proof; any
+  // other PROOF does not.
+  absl::Status s;
+  if (hello.message.session_id && !proof.resume_proof) {
+    s = MakeError(ErrorCode::kMissingParam,
+                  absl::StrFormat("agent_init PROOF is missing required param "
+                                  "23 (resume_proof) (the HELLO resumes) at "
+                                  "payload offset %d",
+                                  payload_size));
+  } else if (!hello.message.session_id && proof.resume_proof) {
+    s = MakeError(absl::StatusCode::kUnauthenticated,
+                  ErrorCode::kUnexpectedFrame,
+                  "PROOF carries resume_proof but the HELLO did not resume");
+  } else if (conn_.resume_challenge_only && !proof.auth_data.empty()) {
+    s = MakeError(
+        ErrorCode::kUnauthenticated,
+        absl::StrFormat("auth method %d has no challenge: PROOF "
+                        "auth_data must be empty, got %d bytes",
+                        static_cast<uint64_t>(config_.authenticator->method()),
+                        proof.auth_data.size()));
   }
-  conn_.hello->welcome_auth_data = std::move(*welcome_data);
+  if (!s.ok()) {
+    FailHandshake(s, now);
+    return s;
+  }
+  if (!conn_.resume_challenge_only) {
+    conn_.auth.initiator_agent_id = hello.agent_id;
+    auto welcome_data = config_.authenticator->ServerVerifyProof(
+        absl::Span<const std::byte>(
+            reinterpret_cast<const std::byte*>(proof.auth_data.data()),
+            proof.auth_data.size()),
+        conn_.auth);
+    if (!welcome_data.ok()) {
+      FailHandshake(welcome_data.status(), now);
+      return welcome_data.status();
+    }
+    hello.welcome_auth_data = std::move(*welcome_data);
+  }
+  hello.resume_proof = proof.resume_proof;
   return FinishAcceptorHandshake(now);
 }
 
@@ -1090,17 +1137,41 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
   if (init.phase == InitPhase::kChallenge) {
     conn_.auth.server_nonce = init.nonce;
     conn_.challenged = true;
-    auto proof = config_.authenticator->ClientProof(
-        absl::Span<const std::byte>(
-            reinterpret_cast<const std::byte*>(init.auth_data.data()),
-            init.auth_data.size()),
-        conn_.auth);
+    InitMessage m;
+    m.phase = InitPhase::kProof;
+    absl::StatusOr<std::string> proof = std::string();
+    if (!has_session_ || config_.authenticator->HasChallenge()) {
+      proof = config_.authenticator->ClientProof(
+          absl::Span<const std::byte>(
+              reinterpret_cast<const std::byte*>(init.auth_data.data()),
+              init.auth_data.size()),
+          conn_.auth);
+    } else if (!init.auth_data.empty()) {
+      // §16.2: the resume's own CHALLENGE carries only the nonce.
+      proof =
+          MakeError(ErrorCode::kUnauthenticated,
+                    absl::StrFormat(
+                        "auth method %d has no challenge, but "
+                        "the CHALLENGE carries %d bytes of "
+                        "auth_data",
+                        static_cast<uint64_t>(config_.authenticator->method()),
+                        init.auth_data.size()));
+    }
+    if (proof.ok() && has_session_) {
+      // §16.2: possession of the resume token, bound to both nonces.
+      auto r = ComputeResumeProof(
+          resume_token_, ResumeProofSide::kClient, conn_.auth.client_nonce,
+          conn_.auth.server_nonce, session_id_, rx_seq_);
+      if (r.ok()) {
+        m.resume_proof = *r;
+      } else {
+        proof = r.status();
+      }
+    }
     if (!proof.ok()) {
       FailHandshake(proof.status(), now);
       return proof.status();
     }
-    InitMessage m;
-    m.phase = InitPhase::kProof;
     m.auth_data = *proof;
     SendInit(m);
     conn_.handshake = Handshake::kAwaitWelcome;
@@ -1144,13 +1215,23 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
     s = MakeError(ErrorCode::kResumeRejected,
                   "WELCOME claims a resumed session this side never had");
   }
-  if (s.ok() && has_session_ &&
-      !detail::ConstantTimeEquals(
-          absl::Span<const std::byte>(*init.resume_token),
-          absl::Span<const std::byte>(resume_token_))) {
-    // §16.2: the token is fixed for the session's life.
-    s = MakeError(ErrorCode::kResumeRejected,
-                  "resumed WELCOME carries another resume token");
+  if (s.ok() && has_session_) {
+    // §16.2: the acceptor proves it holds the token too (mutual), so a
+    // peer that is not the session's acceptor cannot make this side drop
+    // its replay buffer. The parser guarantees resume_proof here.
+    auto expected = ComputeResumeProof(
+        resume_token_, ResumeProofSide::kServer, conn_.auth.client_nonce,
+        conn_.auth.server_nonce, session_id_, *init.last_received);
+    if (!expected.ok()) {
+      s = expected.status();
+    } else if (!init.resume_proof ||
+               !detail::ConstantTimeEquals(
+                   absl::Span<const std::byte>(*init.resume_proof),
+                   absl::Span<const std::byte>(*expected))) {
+      s = MakeError(ErrorCode::kResumeRejected,
+                    "resumed WELCOME's resume_proof does not match this "
+                    "session's token");
+    }
   }
   if (!s.ok()) {
     FailHandshake(s, now);
@@ -1268,18 +1349,22 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   // failure is answered on the new connection only, so a resume that
   // fails — whoever sent it — never harms this session.
   const Hello& hello = *fresh.conn_.hello;
+  const SessionId& id = *hello.message.session_id;
+  // The proof is computed whatever the outcome, so that an ended session,
+  // a bad proof and (RejectResume) an unknown session take the same work
+  // and get the same answer: an unauthenticated peer learns nothing about
+  // which sessions exist (§16.2).
+  auto expected = ComputeResumeProof(
+      resume_token_, ResumeProofSide::kClient, fresh.conn_.auth.client_nonce,
+      fresh.conn_.auth.server_nonce, id, *hello.message.last_received);
+  const bool proven = expected.ok() && hello.resume_proof &&
+                      detail::ConstantTimeEquals(
+                          absl::Span<const std::byte>(*hello.resume_proof),
+                          absl::Span<const std::byte>(*expected));
   absl::Status s;
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed ||
-      !has_session_) {
-    s = MakeError(ErrorCode::kSessionExpired,
-                  absl::StrFormat("session %s has ended",
-                                  detail::HexId(*hello.message.session_id)));
-  } else if (*hello.message.session_id != session_id_ ||
-             !detail::ConstantTimeEquals(
-                 absl::Span<const std::byte>(*hello.message.resume_token),
-                 absl::Span<const std::byte>(resume_token_))) {
-    s = MakeError(ErrorCode::kResumeRejected,
-                  "resume token does not match the session");
+      !has_session_ || id != session_id_ || !proven) {
+    s = detail::ResumeUnavailable(id);
   } else {
     InitMessage claimed = hello.message;
     claimed.agent_id = hello.agent_id;
@@ -1313,9 +1398,15 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   welcome.auth_data = h.welcome_auth_data;
   welcome.nonce = conn_.auth.server_nonce;
   welcome.session_id = session_id_;
-  welcome.resume_token = resume_token_;
   welcome.last_received = rx_seq_;
   welcome.resumed = true;
+  // §16.2: the acceptor's proof of the token, bound to both nonces and to
+  // its own last_received.
+  auto server_proof = ComputeResumeProof(
+      resume_token_, ResumeProofSide::kServer, conn_.auth.client_nonce,
+      conn_.auth.server_nonce, session_id_, rx_seq_);
+  SYMWIRE_ASSERT(server_proof.ok());  // the client proof was computed above
+  welcome.resume_proof = *server_proof;
   SendInit(welcome);
   Establish(true, now);
   EndInput(now);
@@ -1325,11 +1416,18 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
 SYMWIRE_DECL void Session::RejectResume(absl::Time now) {
   BeginInput();
   if (conn_.handshake != Handshake::kAwaitResume || !conn_.hello) return;
-  FailHandshake(MakeError(ErrorCode::kSessionExpired,
-                          absl::StrFormat(
-                              "session %s is unknown or expired",
-                              detail::HexId(*conn_.hello->message.session_id))),
-                now);
+  // The same work and answer as a bad proof in AdoptConnection (§16.2).
+  const Hello& hello = *conn_.hello;
+  auto decoy = ComputeResumeProof(
+      ResumeToken{}, ResumeProofSide::kClient, conn_.auth.client_nonce,
+      conn_.auth.server_nonce, *hello.message.session_id,
+      *hello.message.last_received);
+  if (decoy.ok() && hello.resume_proof) {
+    (void)detail::ConstantTimeEquals(
+        absl::Span<const std::byte>(*hello.resume_proof),
+        absl::Span<const std::byte>(*decoy));
+  }
+  FailHandshake(detail::ResumeUnavailable(*hello.message.session_id), now);
   EndInput(now);
 }
 
