@@ -233,29 +233,34 @@ class Session {
 
   // AdoptConnection
   // Acceptor: `fresh` (an acceptor session whose last event was
-  // ResumeRequested for this session's id) hands its connection over. This
-  // session first checks the resuming HELLO (SPEC.md §12.2 step 5, §16.2),
-  // in this order, without changing anything: the session has not ended
-  // (SESSION_EXPIRED), the resume token matches (RESUME_REJECTED), the
-  // HELLO keeps the session's agent_id, role, version, max_payload_bytes,
-  // max_header_bytes and max_tasks (RESUME_REJECTED), its last_received is
-  // not beyond the last sequence sent (BAD_ACK) nor below the last
-  // acknowledged one (RESUME_GAP). On failure `fresh` answers its
+  // ResumeRequested for this session's id, i.e. it has the resume's PROOF)
+  // hands its connection over. This session first checks the resume
+  // (SPEC.md §12.2 step 5, §16.2), in this order, without changing
+  // anything: it has not ended, it is the session named, and the PROOF's
+  // resume_proof matches its token (SESSION_EXPIRED for all three, with one
+  // message, so that a peer without the token learns nothing); the HELLO
+  // keeps the session's agent_id, role, version, max_payload_bytes,
+  // max_header_bytes and max_tasks (RESUME_REJECTED); its last_received is
+  // not beyond the last sequence sent (BAD_ACK) nor below the last one the
+  // peer acknowledged (RESUME_GAP). On failure `fresh` answers its
   // connection with a stream-0 AGENT_ERROR (code, detail, a message naming
   // the values), closes it and fails; this session is left exactly as it
   // was (connected or waiting), whatever the error. On success this session
-  // takes the connection, answers WELCOME and replays; drive the
-  // connection with this session from now on; `fresh` is closed. If this
-  // session had a connection, it is replaced (ConnectionLost).
-  // Bytes that reach `fresh` after the HELLO (or PROOF) and before this call
-  // are UNEXPECTED_FRAME (SPEC.md §12.1): a conforming initiator waits for
+  // takes the connection, answers WELCOME (with its own resume_proof, never
+  // the token) and replays; drive the connection with this session from
+  // now on; `fresh` is closed. If this session had a connection, it is
+  // replaced (ConnectionLost).
+  // Bytes that reach `fresh` after the PROOF and before this call are
+  // UNEXPECTED_FRAME (SPEC.md §12.1): a conforming initiator waits for
   // WELCOME. Errors: SESSION_EXPIRED, RESUME_REJECTED, BAD_ACK, RESUME_GAP
   // (all of `fresh`), WRONG_STATE (misuse; nothing changes).
   SYMWIRE_DECL absl::Status AdoptConnection(Session& fresh, absl::Time now);
 
   // RejectResume
   // Acceptor, on the fresh session after ResumeRequested: no such session
-  // (or it expired). Sends SESSION_EXPIRED to the peer and fails.
+  // (or it expired). Sends SESSION_EXPIRED to the peer, with the same
+  // message (and after the same HMAC work) as a wrong proof in
+  // AdoptConnection, and fails.
   SYMWIRE_DECL void RejectResume(absl::Time now);
 
   // ---- outputs --------------------------------------------------------
