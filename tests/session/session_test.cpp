@@ -663,6 +663,34 @@ TEST_CASE("a bye is answered before the closer reports SessionClosed",
   CHECK(Ok(pair));
 }
 
+TEST_CASE("a resumed connection starts its ack counting afresh",
+          "[session][resume]") {
+  // SPEC.md 16.2: the HELLO's last_received acknowledged everything the
+  // initiator had received, so frames received on the old connection do
+  // not count toward the next ack (here: every 2 frames, 32 / 16).
+  PairOptions o = Fast();
+  o.acceptor.replay_frames = 32;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  auto t = StartTask(pair, "one");
+  REQUIRE(pair.Respond(Side::kAcceptor, t, "p1", false).ok());
+  pair.RunUntilIdleNow();  // delivered; its ack waits for ack_delay
+  REQUIRE(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 1);
+  pair.Cut();
+  pair.RunUntil([&] { return pair.initiator().counters().resumes == 1; });
+  REQUIRE(pair.initiator().state() == SessionState::kEstablished);
+  pair.RunUntilIdleNow();
+  const uint64_t acks = pair.initiator().counters().acks_sent;
+  REQUIRE(pair.Respond(Side::kAcceptor, t, "p2", false).ok());
+  pair.RunUntilIdleNow();
+  REQUIRE(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 2);
+  // One frame on this connection: below the threshold, no ack yet.
+  CHECK(pair.initiator().counters().acks_sent == acks);
+  pair.RunFor(absl::Milliseconds(5));  // ack_delay
+  CHECK(pair.initiator().counters().acks_sent == acks + 1);
+  CHECK(Ok(pair));
+}
+
 TEST_CASE(
     "a stream-0 AGENT_ERROR ends the connection for a connection-scoped "
     "detail and the session otherwise",
