@@ -84,18 +84,9 @@ std::vector<std::byte> Drain(Session& s) {
   return out;
 }
 
-// A fresh acceptor session that ran a resume handshake (HELLO, CHALLENGE,
-// PROOF with the proof of `token`) with a peer that may lie about its
-// state, and reported ResumeRequested. The HELLO describes the initiator
-// of SessionPair(Fast()); `edit` may change it.
-std::unique_ptr<Session> FreshResume(
-    absl::Time now, const SessionId& id, const ResumeToken& token,
-    uint64_t last_received,
-    const std::function<void(InitMessage&)>& edit = nullptr) {
-  auto fresh = *Session::Create(AcceptorConfig(9), now);
-  REQUIRE(fresh->TransportConnected(now).ok());
-  REQUIRE(Drain(*fresh).size() == kPrefaceSize);
-  const SessionConfig c = FastTimers(InitiatorConfig());
+// The HELLO the initiator of SessionPair(Fast()) sends (no resume).
+InitMessage BaseHello() {
+  static const SessionConfig c = FastTimers(InitiatorConfig());
   InitMessage hello;
   hello.phase = InitPhase::kHello;
   hello.min_version = c.min_version;
@@ -110,6 +101,21 @@ std::unique_ptr<Session> FreshResume(
   hello.replay_frames = c.replay_frames;
   hello.ping_interval_us = 1'000'000;
   for (size_t k = 0; k < kNonceSize; ++k) hello.nonce[k] = std::byte(k);
+  return hello;
+}
+
+// A fresh acceptor session that ran a resume handshake (HELLO, CHALLENGE,
+// PROOF with the proof of `token`) with a peer that may lie about its
+// state, and reported ResumeRequested. The HELLO describes the initiator
+// of SessionPair(Fast()); `edit` may change it.
+std::unique_ptr<Session> FreshResume(
+    absl::Time now, const SessionId& id, const ResumeToken& token,
+    uint64_t last_received,
+    const std::function<void(InitMessage&)>& edit = nullptr) {
+  auto fresh = *Session::Create(AcceptorConfig(9), now);
+  REQUIRE(fresh->TransportConnected(now).ok());
+  REQUIRE(Drain(*fresh).size() == kPrefaceSize);
+  InitMessage hello = BaseHello();
   hello.session_id = id;
   hello.last_received = last_received;
   if (edit) edit(hello);
@@ -661,6 +667,134 @@ TEST_CASE("a bye is answered before the closer reports SessionClosed",
   CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
   CHECK(pair.initiator().state() == SessionState::kClosed);
   CHECK(Ok(pair));
+}
+
+TEST_CASE("every authenticator resumes, with one CHALLENGE round",
+          "[session][resume][auth]") {
+  // SPEC.md 12.1, 16.2: methods 0 and 1 get a CHALLENGE for the resume
+  // alone; method 2's own CHALLENGE carries both proofs.
+  std::vector<std::shared_ptr<const Authenticator>> methods = {
+      NoAuthenticator(), TokenAuthenticator("s3cret-token"),
+      HmacAuthenticator("0123456789abcdef0123456789abcdef")};
+  for (const auto& m : methods) {
+    INFO(static_cast<int>(m->method()));
+    PairOptions o = Fast();
+    o.initiator.authenticator = m;
+    o.acceptor.authenticator = m;
+    o.split = testing::Split::Random(5);
+    SessionPair pair(o);
+    REQUIRE(pair.Handshake());
+    auto t = StartTask(pair, "one");
+    for (uint64_t k = 1; k <= 3; ++k) {
+      pair.Cut();
+      pair.RunUntil([&] { return pair.initiator().counters().resumes == k; });
+      REQUIRE(pair.initiator().state() == SessionState::kEstablished);
+    }
+    REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+    pair.RunFor(absl::Milliseconds(20));
+    CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 1);
+    CHECK(pair.acceptor()->counters().resumes == 3);
+    CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    CHECK(Ok(pair));
+  }
+}
+
+TEST_CASE("a PROOF must carry resume_proof exactly when the HELLO resumes",
+          "[session][resume]") {
+  const absl::Time t0 = absl::UnixEpoch();
+  auto proof_frame = [](bool with_proof) {
+    InitMessage proof;
+    proof.phase = InitPhase::kProof;
+    if (with_proof) proof.resume_proof.emplace();
+    std::vector<std::byte> payload;
+    REQUIRE(AppendInit(proof, payload).ok());
+    return Frame(MessageType::kAgentInit, 0, 0, payload,
+                 payload.empty() ? 0 : kFlagChecksum);
+  };
+  SECTION("missing in a resume: MISSING_PARAM") {
+    auto fresh = *Session::Create(AcceptorConfig(9), t0);
+    REQUIRE(fresh->TransportConnected(t0).ok());
+    // The resuming HELLO of FreshResume, without its PROOF.
+    InitMessage hello = BaseHello();
+    hello.session_id.emplace();
+    hello.last_received = 0;
+    std::vector<std::byte> payload;
+    REQUIRE(AppendInit(hello, payload).ok());
+    std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+    auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+    in.insert(in.end(), f.begin(), f.end());
+    REQUIRE(fresh->Receive(in, t0).ok());
+    absl::Status s = fresh->Receive(proof_frame(false), t0);
+    CHECK(GetErrorCode(s) == ErrorCode::kMissingParam);
+    CHECK_THAT(std::string(s.message()), Catch::Contains("resume_proof"));
+    CHECK(fresh->state() == SessionState::kFailed);
+  }
+  SECTION("present in a new session's PROOF: UNEXPECTED_FRAME") {
+    auto a = *Session::Create(
+        AcceptorConfig(2, AgentRole::kAgent, HmacAuthenticator("k")), t0);
+    auto i = *Session::Create(
+        InitiatorConfig(1, AgentRole::kOrchestrator, HmacAuthenticator("k")),
+        t0);
+    REQUIRE(a->TransportConnected(t0).ok());
+    REQUIRE(i->TransportConnected(t0).ok());
+    REQUIRE(a->Receive(Drain(*i), t0).ok());  // HELLO -> CHALLENGE
+    absl::Status s = a->Receive(proof_frame(true), t0);
+    CHECK(GetErrorCode(s) == ErrorCode::kUnexpectedFrame);
+    CHECK(s.code() == absl::StatusCode::kUnauthenticated);
+  }
+}
+
+TEST_CASE("the initiator rejects a resumed WELCOME whose proof does not match",
+          "[session][resume]") {
+  // An acceptor that does not hold the token (a redirected reconnect)
+  // cannot make the initiator drop its replay buffer (SPEC.md 16.2).
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto t = StartTask(pair, "one");
+  pair.set_auto_dial(false);
+  pair.Cut();
+  pair.RunUntilIdleNow();
+  Session& i = pair.initiator();
+  const absl::Time now = pair.now();
+  REQUIRE(i.TransportConnected(now).ok());
+  (void)Drain(i);  // preface, HELLO
+  Nonce ns;
+  ns.fill(std::byte{0x42});
+  InitMessage challenge;
+  challenge.phase = InitPhase::kChallenge;
+  challenge.nonce = ns;
+  std::vector<std::byte> payload;
+  REQUIRE(AppendInit(challenge, payload).ok());
+  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+  in.insert(in.end(), f.begin(), f.end());
+  REQUIRE(i.Receive(in, now).ok());
+  (void)Drain(i);  // PROOF
+  const PeerInfo& p = i.peer();
+  InitMessage welcome;
+  welcome.phase = InitPhase::kWelcome;
+  welcome.version = p.version;
+  welcome.agent_id = p.agent_id;
+  welcome.role = p.role;
+  welcome.max_payload_bytes = p.max_payload_bytes;
+  welcome.max_header_bytes = p.max_header_bytes;
+  welcome.max_tasks = p.max_tasks;
+  welcome.replay_bytes = p.replay_bytes;
+  welcome.replay_frames = p.replay_frames;
+  welcome.ping_interval_us = 1'000'000;
+  welcome.nonce = ns;
+  welcome.session_id = i.session_id();
+  welcome.last_received = 1;  // "got your task": would free it
+  welcome.resumed = true;
+  welcome.resume_proof.emplace();  // not the HMAC of the token
+  payload.clear();
+  REQUIRE(AppendInit(welcome, payload).ok());
+  absl::Status s = i.Receive(
+      Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum), now);
+  CHECK(GetErrorCode(s) == ErrorCode::kResumeRejected);
+  CHECK(i.state() == SessionState::kFailed);
+  CHECK(i.counters().resumes == 0);
+  CHECK(pair.initiator().task_state(t) == TaskState::kNone);  // ended, told
 }
 
 TEST_CASE("a resumed connection starts its ack counting afresh",
