@@ -6,8 +6,9 @@ tests/vectors/*.md. It is deliberately NOT derived from the C++ codec: every
 rule below cites the SPEC.md section it implements. The C++ tests never run it.
 It covers the framing layer (§2-§8), the session layer's parameter lists
 (§11: the payloads of AGENT_INIT, AGENT_SYNC, AGENT_ERROR, AGENT_CANCEL), and
-a model of the handshake, one task and its acknowledgements (§12-§14) with
-the SplitMix64 random source of the C++ tests, for the transcripts.
+a model of the handshake, tasks, a cancel and the acknowledgements (§12-§14)
+with the SplitMix64 random source of the C++ tests, for the transcripts, and
+the reconnect backoff (§16.1).
 
 Dependencies: Python 3 standard library plus Debian's python3-xxhash (XXH3-64),
 hence the /usr/bin/python3 shebang (a pyenv python3 on PATH will not see the
@@ -32,7 +33,8 @@ Modes:
         session_transcripts.md holds handshake transcripts: each is replayed
         on two model sessions (SPEC.md §10-§14, built from the vector's
         options and seeds) and every `out` byte range and event must be the
-        model's.
+        model's. backoff.md: each delay is recomputed from the attempt number
+        and the 8 jitter bytes (§16.1).
     vectors_ref.py transcript [NAME ...]
         Prints the options, hex and log blocks of the named transcript
         scenarios (TRANSCRIPT_SCENARIOS; default all), as written into
@@ -405,10 +407,12 @@ def decode_frame(data, base, opts, info=None):
         value_end = p + elen
 
         if etype == EXT_DEADLINE:
-            # One canonical varint filling the value exactly.
-            deadline, n = bounded_varint(data, value_at, value_end, "MALFORMED_EXTENSION")
-            if n != elen:
+            # One canonical varint filling the value exactly: first that it
+            # fills the value (its length is known from its first byte; an
+            # empty value has none), then that it is canonical (§5, §7.1).
+            if elen == 0 or varint_length_from_first_byte(data[value_at]) != elen:
                 raise WireError("MALFORMED_EXTENSION", value_at)
+            deadline, _ = varint_decode(data, value_at, value_end)
         elif etype == EXT_TRACEPARENT:
             if (elen != TRACEPARENT_SIZE or value[0] == 0xFF
                     or not any(value[1:17]) or not any(value[17:25])):
@@ -1099,13 +1103,34 @@ SESSION_ERRORS = {
     "PEER_ERROR": (126, None),
 }
 SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}
+# §7: the framing errors a receiver reports, with their canonical codes.
+FRAMING_ERRORS = {
+    "BAD_PREFACE": (1, "INVALID_ARGUMENT"),
+    "UNSUPPORTED_VERSION": (2, "UNIMPLEMENTED"),
+    "NON_CANONICAL_VARINT": (3, "INVALID_ARGUMENT"),
+    "BAD_HEADER_LENGTH": (5, "INVALID_ARGUMENT"),
+    "HEADER_TOO_LARGE": (6, "RESOURCE_EXHAUSTED"),
+    "HEADER_CRC_MISMATCH": (7, "DATA_LOSS"),
+    "UNKNOWN_MESSAGE_TYPE": (8, "INVALID_ARGUMENT"),
+    "RESERVED_FLAGS": (9, "INVALID_ARGUMENT"),
+    "BAD_STREAM_ID": (10, "INVALID_ARGUMENT"),
+    "MALFORMED_HEADER": (11, "INVALID_ARGUMENT"),
+    "PAYLOAD_TOO_LARGE": (12, "RESOURCE_EXHAUSTED"),
+    "PAYLOAD_CHECKSUM_MISMATCH": (13, "DATA_LOSS"),
+    "MALFORMED_EXTENSION": (14, "INVALID_ARGUMENT"),
+    "UNKNOWN_CRITICAL_EXTENSION": (15, "UNIMPLEMENTED"),
+    "DUPLICATE_EXTENSION": (16, "INVALID_ARGUMENT"),
+    "TOO_MANY_EXTENSIONS": (17, "RESOURCE_EXHAUSTED"),
+}
 
 ROLE_NAMES = ("orchestrator", "agent", "peer")      # §11.3
 AUTH_NAMES = ("none", "token", "hmac")              # §12.3 methods 0, 1, 2
 MAX_CONTROL_PAYLOAD = 8192                          # §15.2
 HMAC_CLIENT_LABEL = b"symwire-hmac-v1 client"       # §12.3
 HMAC_SERVER_LABEL = b"symwire-hmac-v1 server"
-AGENT_INIT, AGENT_TASK, AGENT_ERROR, AGENT_SYNC = 0, 1, 3, 5
+AGENT_INIT, AGENT_TASK, AGENT_ERROR, AGENT_CANCEL, AGENT_SYNC = 0, 1, 3, 4, 5
+# §13.3: the message of the AGENT_ERROR that answers a cancel, by reason.
+CANCEL_ANSWER_MESSAGES = {1: b"cancelled", 4: b"deadline exceeded"}
 
 # A transcript side's configuration: the SessionConfig fields of the C++
 # API that reach the wire or decide what is sent, with their option names in
@@ -1236,7 +1261,7 @@ class RefSession:
         """Ends the session on error `name` (§18). With tell_peer, first
         sends the stream-0 AGENT_ERROR §12.2/§18 ask for: the canonical code,
         the message, the detail code."""
-        code, default_canonical = SESSION_ERRORS[name]
+        code, default_canonical = (SESSION_ERRORS.get(name) or FRAMING_ERRORS[name])
         canonical = canonical or default_canonical
         if tell_peer and self.up and not self.closing:
             if message is None:
@@ -1332,11 +1357,15 @@ class RefSession:
         opts = Options()
         opts.preface = False
         opts.max_header_bytes = self.cfg["max_header_bytes"]
-        # §15.2: control payloads up to 8192 bytes whatever the limit.
-        opts.max_payload_bytes = max(self.cfg["max_payload_bytes"], MAX_CONTROL_PAYLOAD)
         opts.max_extensions = self.cfg["max_extensions"]
         try:
             while not self.closing:
+                # §15.2: 8192 for every frame before the handshake completes;
+                # then the announced limit, control payloads up to 8192
+                # whatever it is.
+                opts.max_payload_bytes = (
+                    max(self.cfg["max_payload_bytes"], MAX_CONTROL_PAYLOAD)
+                    if self.state == "established" else MAX_CONTROL_PAYLOAD)
                 if not self.preface_seen:
                     if len(self.rx) < len(PREFACE):
                         break
@@ -1351,7 +1380,12 @@ class RefSession:
                 except Incomplete:
                     break
                 except WireError as err:
-                    raise NotImplementedError("framing error %s" % err) from None
+                    if self.state == "established" or self.initiator:
+                        raise NotImplementedError("framing error %s" % err) from None
+                    # §7, §16.1: a framing error ends the connection; an
+                    # acceptor with no session yet has nothing to resume, so
+                    # it fails, sending nothing (the stream is not trusted).
+                    self._fail(out, err.code, None, tell_peer=False)
                 offset = self.rx_pos
                 self.rx_pos += size
                 self._handle(info, offset, size, out)
@@ -1363,18 +1397,23 @@ class RefSession:
                         self._control(AGENT_SYNC, "AGENT_SYNC", {1: self.rx_seq})))
             self.ack_due = False
             self.unacked_frames = self.unacked_bytes = 0
-        return out
+        # Within what one input writes, connection frames go before
+        # sequenced ones (this implementation's order, see the file's
+        # "Output order"): the ack precedes a task's terminal frame.
+        return ([fr for fr in out if not _is_sequenced(fr[1])]
+                + [fr for fr in out if _is_sequenced(fr[1])])
 
     def submit(self, payload, deadline_us=None):
         """A task (§13.2): the next own id, the next sequence (§10), CHECKSUM
-        when the configuration enables payload checksums (§10.1), DEADLINE
-        (§5) when given."""
+        when the configuration enables payload checksums and the payload is
+        not empty (§10.1), DEADLINE (§5) when given."""
         if self.state != "established" or not role_allows(self.cfg["role"], self.peer[6]):
             raise NotImplementedError("submit not allowed here")
         task = self.next_task
         self.next_task += 2
         exts = [deadline_ext(deadline_us)] if deadline_us is not None else []
-        flags = FLAG_CHECKSUM if self.cfg["payload_checksums"] else 0
+        # §10.1: an empty payload never carries a checksum.
+        flags = FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0
         segs = self._frame(AGENT_TASK, payload, stream=task, seq=self.next_seq, flags=flags,
                            exts=exts, payload_comment=_text_comment(payload))
         self.replay.append((self.next_seq, "AGENT_TASK %d" % task, segs))
@@ -1385,7 +1424,7 @@ class RefSession:
     def respond(self, task, payload, final):
         if self.tasks.get(task) != "running":
             raise NotImplementedError("respond to a task not running here")
-        flags = (FLAG_CHECKSUM if self.cfg["payload_checksums"] else 0) | (
+        flags = (FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0) | (
             FLAG_FINAL if final else 0)
         segs = self._frame(2, payload, stream=task, seq=self.next_seq, flags=flags,
                            payload_comment=_text_comment(payload))
@@ -1395,6 +1434,22 @@ class RefSession:
         if final:
             del self.tasks[task]
         return [(title, segs)]
+
+    def cancel(self, task):
+        """A local cancel (§13.3): AGENT_CANCEL with reason 1, its absent
+        meaning, so an empty payload (§11) without CHECKSUM (§10.1). The task
+        ends locally at once and stays cancelling until the executor's
+        terminal frame arrives."""
+        if self.tasks.get(task) not in ("submitted", "running"):
+            raise NotImplementedError("cancel of a task not open here")
+        payload = encode_payload("AGENT_CANCEL", {})
+        segs = self._frame(AGENT_CANCEL, payload, stream=task, seq=self.next_seq,
+                           flags=FLAG_CHECKSUM if payload else 0, message="AGENT_CANCEL")
+        self.replay.append((self.next_seq, "AGENT_CANCEL %d" % task, segs))
+        self.next_seq += 1
+        self.tasks[task] = "cancelling"
+        self._event("type=TaskCancelled task=%d status=CANCELLED" % task)
+        return [("AGENT_CANCEL %d" % task, segs)]
 
     # ---- received frames ----------------------------------------------------
 
@@ -1419,10 +1474,11 @@ class RefSession:
             self.rx_seq = f["seq"]
             self.unacked_frames += 1
             self.unacked_bytes += size
-            # §14.2: ack once the unacknowledged frames reach a quarter of the
-            # peer's replay_frames, or their bytes a quarter of replay_bytes.
-            if (4 * self.unacked_frames >= self.peer[12]
-                    or 4 * self.unacked_bytes >= self.peer[11]):
+            # §14.2: ack once the unacknowledged frames reach a sixteenth of
+            # the peer's replay_frames (at least 1), or their bytes a
+            # sixteenth of its replay_bytes (at least 1).
+            if (self.unacked_frames >= max(1, self.peer[12] // 16)
+                    or self.unacked_bytes >= max(1, self.peer[11] // 16)):
                 self.ack_due = True
         elif f["seq"] != 0:
             self._fail(out, "SEQUENCE_GAP", self._error_message())
@@ -1432,6 +1488,10 @@ class RefSession:
             return self._handle_response(f, out)
         if mtype == AGENT_SYNC:
             return self._handle_sync(f, out)
+        if mtype == AGENT_CANCEL:
+            return self._handle_cancel(f, out)
+        if mtype == AGENT_ERROR and f["stream"] != 0:
+            return self._handle_task_error(f, out)
         if mtype == AGENT_INIT:
             self._fail(out, "UNEXPECTED_FRAME", self._error_message())
         if mtype == AGENT_ERROR and f["stream"] == 0:
@@ -1687,6 +1747,34 @@ class RefSession:
         else:
             self.tasks[task] = "running"
 
+    def _handle_cancel(self, f, out):
+        """§13.3, executor: a task it still runs ends (TaskCancelled) and the
+        terminal frame is AGENT_ERROR{code = reason, message "cancelled" or
+        "deadline exceeded"}, no retryable, no detail (non-empty: CHECKSUM)."""
+        task = f["stream"]
+        reason = parse_payload("AGENT_CANCEL", f["payload"]).get(1, 1)
+        if self.tasks.get(task) != "running":
+            raise NotImplementedError("cancel of a task not running here")
+        del self.tasks[task]
+        name = CANONICAL_NAMES[reason]
+        self._event("type=TaskCancelled task=%d status=%s" % (task, name))
+        payload = encode_payload("AGENT_ERROR", {1: reason, 2: CANCEL_ANSWER_MESSAGES[reason]})
+        title = "AGENT_ERROR %d: %s" % (task, name)
+        segs = self._frame(AGENT_ERROR, payload, stream=task, seq=self.next_seq,
+                           flags=FLAG_CHECKSUM, message="AGENT_ERROR")
+        out.append((title, segs))
+        self.replay.append((self.next_seq, title, segs))
+        self.next_seq += 1
+
+    def _handle_task_error(self, f, out):
+        """§13.3, submitter: the terminal frame of a cancelling task is
+        expected and discarded (no second terminal event)."""
+        task = f["stream"]
+        parse_payload("AGENT_ERROR", f["payload"])
+        if self.tasks.get(task) != "cancelling":
+            raise NotImplementedError("task errors other than a cancel's answer are not modelled")
+        del self.tasks[task]
+
     def _handle_sync(self, f, out):
         v = parse_payload("AGENT_SYNC", f["payload"])
         if 1 in v:
@@ -1815,6 +1903,9 @@ class RefServer:
     def respond(self, task, payload, final):
         return self.endpoint.respond(task, payload, final)
 
+    def cancel(self, task):
+        return self.endpoint.cancel(task)
+
 
 def crafted_init(values, title):
     """A crafted AGENT_INIT frame (stream 0, sequence 0, CHECKSUM), for
@@ -1824,6 +1915,16 @@ def crafted_init(values, title):
     i = next(k for k, (b, c) in enumerate(segs) if c.startswith("payload ("))
     segs[i:i + 1] = payload_segments("AGENT_INIT", canonical_params("AGENT_INIT", values))
     return (title, segs)
+
+
+def _is_sequenced(segs):
+    """§10: whether the frame in `segs` is sequenced (TASK, RESPONSE,
+    CANCEL, an ERROR on a non-zero stream)."""
+    data = b"".join(bytes(b) for b, _ in segs)
+    _, n = varint_decode(data, 0, len(data))
+    mtype = data[n]
+    stream, _ = varint_decode(data, n + 2, len(data))
+    return mtype in (1, 2, 4) or (mtype == AGENT_ERROR and stream != 0)
 
 
 def _text_comment(payload):
@@ -1912,6 +2013,33 @@ def load_vectors(path):
 
 
 SESSION_PAYLOADS_FILE = "session_payloads.md"
+BACKOFF_FILE = "backoff.md"
+
+# §16.1 / §19: the default reconnect backoff (gRPC connection backoff).
+BACKOFF_INITIAL_S, BACKOFF_MULTIPLIER, BACKOFF_JITTER, BACKOFF_MAX_S = 1.0, 1.6, 0.2, 120.0
+
+
+def backoff_log(random8, attempt):
+    """§16.1: the delay of reconnect attempt `attempt` (from 0) given the 8
+    bytes drawn for its jitter: x is their unsigned little-endian value,
+    k = floor(x / 2^11), u = 2 * k / 2^53 - 1 (IEEE 754 double), and the
+    delay min(initial * multiplier^n, max) * (1 + jitter * u), rounded to the
+    nearest microsecond for the log."""
+    if len(random8) != 8:
+        raise ValueError("a backoff draw is 8 bytes, not %d" % len(random8))
+    x = int.from_bytes(bytes(random8), "little")
+    k = x >> 11
+    u = k * 2.0 ** -53 * 2.0 - 1.0
+    delay = min(BACKOFF_INITIAL_S * BACKOFF_MULTIPLIER ** attempt, BACKOFF_MAX_S)
+    delay *= 1.0 + BACKOFF_JITTER * u
+    return ["k=%d delay_us=%d" % (k, round(delay * 1e6))]
+
+
+def backoff_options(vec):
+    pairs = dict(vec.options or [])
+    if set(pairs) != {"attempt"}:
+        raise ValueError("backoff.md options: exactly attempt=N")
+    return int(pairs["attempt"])
 
 
 def payload_options(vec):
@@ -1941,6 +2069,8 @@ def expected_log(path, vec):
         return decode_single_varint(vec.input)
     if base == SESSION_PAYLOADS_FILE:
         return payload_log(payload_options(vec)[0], vec.input)
+    if base == BACKOFF_FILE:
+        return backoff_log(vec.input, backoff_options(vec))
     return decode_stream(vec.input, Options.from_pairs(vec.options or []))
 
 
@@ -2087,6 +2217,9 @@ def _run_step(models, kind, side, fields, data_in):
         task, frames = m.submit(payload, deadline)
         return frames, [("task", "%d" % task), ("payload", hexs(payload)),
                         ("deadline_us", fields["deadline_us"])]
+    if kind == "cancel":
+        task = int(fields["task"])
+        return m.cancel(task), [("task", "%d" % task)]
     if kind == "respond":
         payload = b"" if fields["payload"] == "-" else bytes.fromhex(fields["payload"])
         task, final = int(fields["task"]), fields["final"] == "1"
@@ -2095,7 +2228,8 @@ def _run_step(models, kind, side, fields, data_in):
     raise ValueError("unknown step %r" % kind)
 
 
-TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond", "lost", "forget", "close")
+TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond", "cancel", "lost", "forget",
+                    "close")
 
 
 def _models(cfgs):
@@ -2233,11 +2367,12 @@ def transcript_generate(sc):
 
     titles = {"connect": "after TransportConnected", "receive": "after Receive",
               "submit": "after SubmitTask", "respond": "after SendResponse",
-              "lost": "after TransportLost", "forget": "", "close": "after Close"}
+              "cancel": "after CancelTask", "lost": "after TransportLost", "forget": "",
+              "close": "after Close"}
     for step in sc["steps"]:
         kind, side = step[0], step[1]
         peer = _other(side)
-        fields = dict(step[2]) if kind in ("submit", "respond") else {}
+        fields = dict(step[2]) if kind in ("submit", "respond", "cancel") else {}
         data_in = b""
         in_range = None
         if kind == "lost":
@@ -2353,6 +2488,15 @@ def _crafted_proof(with_token):
     return frames
 
 
+def _oversized_init():
+    # 8193 = 60 01: one over the limit before the handshake (§15.2), under
+    # the acceptor's max_payload_bytes (65536). Nothing follows the header.
+    return [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")]),
+            ("AGENT_INIT header declaring 8193 payload bytes",
+             build_frame(AGENT_INIT, flags=FLAG_CHECKSUM, plen=8193,
+                         truncate_after_header=True))]
+
+
 TRANSCRIPT_SCENARIOS = {
     "new session, auth none": dict(
         config={"initiator": _transcript_base("initiator"),
@@ -2384,6 +2528,9 @@ TRANSCRIPT_SCENARIOS = {
             "acceptor",
             error_message="AGENT_TASK at stream offset 8 before the handshake completed")},
         steps=[("connect", "acceptor"), ("inject", "acceptor", _early_task())]),
+    "oversized frame before the handshake": dict(
+        config={"acceptor": _transcript_base("acceptor")},
+        steps=[("connect", "acceptor"), ("inject", "acceptor", _oversized_init())]),
     "token mismatch": dict(
         config={"initiator": _transcript_base("initiator", auth=1, auth_secret=b"wrong-token"),
                 "acceptor": _transcript_base("acceptor", auth=1, auth_secret=_TOKEN,
@@ -2447,6 +2594,21 @@ TRANSCRIPT_SCENARIOS = {
                 "acceptor": _transcript_base("acceptor")},
         steps=_HANDSHAKE + [("close", "initiator"), ("receive", "acceptor"),
                             ("receive", "initiator")]),
+    "empty payloads and a cancel": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor")},
+        steps=_HANDSHAKE + [
+            ("submit", "initiator", [("payload", "-"), ("deadline_us", "-")]),
+            ("receive", "acceptor"),
+            ("respond", "acceptor", [("task", "1"), ("final", "1"), ("payload", "-")]),
+            ("receive", "initiator"),
+            ("submit", "initiator", [("payload", b"long job".hex()), ("deadline_us", "-")]),
+            ("receive", "acceptor"),
+            ("receive", "initiator"),
+            ("cancel", "initiator", [("task", "3")]),
+            ("receive", "acceptor"),
+            ("receive", "initiator"),
+            ("receive", "acceptor")]),
 }
 
 
@@ -2482,7 +2644,7 @@ def check_files(paths):
                     "\n                   ".join(vec.log), "\n                   ".join(got))
             elif os.path.basename(path) == SESSION_PAYLOADS_FILE:
                 problem = check_payload_encoding(vec)
-            elif os.path.basename(path) not in ("crc32c.md", "varint.md"):
+            elif os.path.basename(path) not in ("crc32c.md", "varint.md", BACKOFF_FILE):
                 problem = check_prefixes(vec, got)
             if problem:
                 bad += 1
@@ -2520,6 +2682,9 @@ def selftest():
     expect("reflect(0x1EDC6F41) == 0x82F63B78", "0x%08X" % _reflect(CRC32C_POLY, 32),
            "0x%08X" % CRC32C_POLY_REFLECTED)
     expect("XXH3-64 empty", "0x%016X" % xxh3_64(b""), "0x2D06800538D394C2")
+    # §16.1: the jitter bytes are little-endian; the cap applies before jitter.
+    expect("backoff LE", backoff_log(bytes(7) + b"\x80", 0), ["k=%d delay_us=1000000" % 2 ** 52])
+    expect("backoff capped", backoff_log(bytes(8), 30), ["k=0 delay_us=96000000"])
     for value, size in [(0, 1), (63, 1), (64, 2), (16383, 2), (16384, 4),
                         ((1 << 30) - 1, 4), (1 << 30, 8), (VARINT_MAX, 8)]:
         enc = varint_encode(value)

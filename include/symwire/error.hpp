@@ -67,7 +67,8 @@ enum class ErrorCode : uint16_t {
   kNoCredit = 114,              // kResourceExhausted [local]
   kReplayBufferFull = 115,      // kResourceExhausted [local]
   kPeerUnresponsive = 116,      // kDeadlineExceeded [connection]
-  kPingFlood = 117,             // kResourceExhausted [session]
+  kPingFlood = 117,             // kResourceExhausted [session]: pings, or
+                                //   frames carrying nothing new (§14.1)
   kSessionExpired = 118,        // kDataLoss [session]
   kResumeGap = 119,             // kDataLoss [session]
   kResumeRejected = 120,        // kPermissionDenied [session]

@@ -615,7 +615,13 @@ TEST_CASE("a lost bye or a lost answer to it: both sides end closed",
   };
   for (const Case& c : cases) {
     INFO(c.name);
-    SessionPair pair(Fast());
+    PairOptions o = Fast();
+    // §14.1: neither the bye, its answer, the resume's CHALLENGE / PROOF
+    // nor the bye sent again after the resume is a frame carrying nothing
+    // new: the strictest no-op limit must not end the session.
+    o.initiator.max_noop_frames = 1;
+    o.acceptor.max_noop_frames = 1;
+    SessionPair pair(o);
     REQUIRE(pair.Handshake());
     auto t = StartTask(pair, "one");
     REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
@@ -682,6 +688,9 @@ TEST_CASE("every authenticator resumes, with one CHALLENGE round",
     o.initiator.authenticator = m;
     o.acceptor.authenticator = m;
     o.split = testing::Split::Random(5);
+    // §14.1: the resume's CHALLENGE and PROOF are not no-op frames.
+    o.initiator.max_noop_frames = 1;
+    o.acceptor.max_noop_frames = 1;
     SessionPair pair(o);
     REQUIRE(pair.Handshake());
     auto t = StartTask(pair, "one");
@@ -875,6 +884,44 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("close with nothing open: drain and bye share one SYNC",
+          "[session][drain]") {
+  // SPEC.md §15.3: both forms are valid; this one is what a side that
+  // closes with nothing open sends, and the peer must accept it.
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  std::vector<std::byte> out;
+  pair.Do(Side::kAcceptor, [&](Session& s, absl::Time now) {
+    REQUIRE(s.Close(now).ok());
+    for (auto sp = s.PollTransmit(); !sp.empty(); sp = s.PollTransmit()) {
+      out.insert(out.end(), sp.begin(), sp.end());
+    }
+  });
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out);
+  REQUIRE(step.ok());
+  REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+  REQUIRE(step->frame.type() == MessageType::kAgentSync);
+  auto m = ParseSync(step->frame.payload());
+  REQUIRE(m.ok());
+  CHECK(m->drain == std::optional<uint64_t>(0));
+  CHECK(m->bye);
+  // The peer takes the shared form as drain, then bye, and answers the bye
+  // with its own (§15.3); both end closed after the exchange.
+  const std::vector<std::byte> frame(
+      out.begin(), out.begin() + static_cast<std::ptrdiff_t>(step->consumed));
+  CHECK(Inject(pair, Side::kInitiator, frame).ok());
+  CHECK(pair.Count<PeerDraining>(Side::kInitiator) == 1);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+  CHECK(pair.initiator().state() == SessionState::kClosed);
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 0);  // awaits the answer
+  pair.RunFor(absl::Milliseconds(20));
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 1);
+  CHECK(pair.acceptor()->state() == SessionState::kClosed);
+  CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+  CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+}
+
 // ---------------------------------------------------------------------------
 // Heartbeats and dead peers
 
@@ -892,6 +939,51 @@ TEST_CASE("heartbeats measure RTT at the negotiated interval",
   CHECK(c.pongs_received >= 9);
   CHECK(pair.acceptor()->state() == SessionState::kEstablished);
   CHECK(pair.acceptor()->counters().errors_by_code[117] == 0);
+  CHECK(Ok(pair));
+}
+
+// Runs `side`'s timers at its next deadline and returns the SYNC payloads
+// it writes then (the harness would otherwise deliver them unseen).
+std::vector<SyncMessage> SyncsAtNextDeadline(SessionPair& pair, Side side) {
+  pair.clock().AdvanceTo(pair.session(side).NextDeadline());
+  std::vector<std::byte> out;
+  pair.Do(side, [&](Session& s, absl::Time now) {
+    s.HandleTimeout(now);
+    for (auto sp = s.PollTransmit(); !sp.empty(); sp = s.PollTransmit()) {
+      out.insert(out.end(), sp.begin(), sp.end());
+    }
+  });
+  std::vector<SyncMessage> syncs;
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  absl::Span<const std::byte> rest(out);
+  while (!rest.empty()) {
+    auto step = d.Decode(rest);
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+    if (step->frame.type() == MessageType::kAgentSync) {
+      auto m = ParseSync(step->frame.payload());
+      REQUIRE(m.ok());
+      syncs.push_back(*m);
+    }
+    rest.remove_prefix(step->consumed);
+  }
+  return syncs;
+}
+
+TEST_CASE("a SYNC omits ack until a sequenced frame was accepted",
+          "[session][sync]") {
+  // SPEC.md §14.2: no `ack = 0` before anything was received.
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto first = SyncsAtNextDeadline(pair, Side::kAcceptor);
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].ping.has_value());
+  CHECK(!first[0].ack.has_value());
+  StartTask(pair, "job");
+  pair.RunFor(absl::Milliseconds(10));
+  auto later = SyncsAtNextDeadline(pair, Side::kAcceptor);
+  REQUIRE(!later.empty());
+  CHECK(later.back().ack == std::optional<uint64_t>(1));
   CHECK(Ok(pair));
 }
 

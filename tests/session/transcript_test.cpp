@@ -230,6 +230,9 @@ std::string EventLine(const std::string& side, const Event& event,
                     "ResumeRequested session_id=", ToLogHex(q->session_id));
   } else if (const auto* d = std::get_if<PeerDraining>(&event)) {
     absl::StrAppend(&out, "PeerDraining last_accepted=", d->last_accepted);
+  } else if (const auto* c = std::get_if<TaskCancelled>(&event)) {
+    absl::StrAppend(&out, "TaskCancelled task=", c->task,
+                    " status=", absl::StatusCodeToString(c->status.code()));
   } else if (const auto* f = std::get_if<SessionFailed>(&event)) {
     absl::StrAppend(
         &out,
@@ -395,6 +398,11 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
       fields.push_back(absl::StrCat("final=", final ? 1 : 0));
       fields.push_back("payload=" + ToLogHex(payload));
       drain();
+    } else if (want.name == "cancel") {
+      const TaskId task = ParseU64(*want.Find("task"));
+      status = sp->CancelTask(task, T0()).ToString();
+      fields.push_back(absl::StrCat("task=", task));
+      drain();
     } else {
       throw std::runtime_error("unknown step: " + text);
     }
@@ -457,7 +465,8 @@ TEST_CASE("session transcript vectors", "[transcript][session]") {
   for (const char* required :
        {"new session, auth none", "new session, token auth",
         "new session, HMAC-SHA256", "version mismatch", "incompatible roles",
-        "frame before the handshake", "one task after the handshake",
+        "frame before the handshake", "oversized frame before the handshake",
+        "one task after the handshake", "empty payloads and a cancel",
         "resume after a lost connection", "resume of an unknown session",
         "resume with a wrong proof", "resume with a stale last_received",
         "close: bye answered by bye"}) {

@@ -935,6 +935,58 @@ TEST_CASE("decoder: MALFORMED_HEADER when a fixed field runs past the CRC",
   }
 }
 
+TEST_CASE("decoder: SetMaxPayloadBytes applies from the next header on",
+          "[decoder][fields][options]") {
+  // A session holds 8192 before its handshake (SPEC.md §15.2) and raises the
+  // limit once established.
+  DecoderOptions hundred;
+  hundred.max_payload_bytes = 100;
+  const Bytes f101 =
+      Cat({Header(B({0x01, 0x00, 0x01, 0x00, 0x40, 0x65})), Repeat(0x61, 101)});
+  const Bytes f50 =
+      Cat({Header(B({0x01, 0x00, 0x01, 0x00, 0x32})), Repeat(0x62, 50)});
+  const Bytes in = Cat({Preface(), f101, f101});
+  {
+    FrameDecoder d(hundred);
+    auto step = d.Decode(in);
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kPreface);
+    auto refused = d.Decode(absl::MakeConstSpan(in).subspan(8));
+    CHECK(GetErrorCode(refused.status()) == ErrorCode::kPayloadTooLarge);
+  }
+  {
+    FrameDecoder d(hundred);
+    REQUIRE(d.Decode(in).ok());
+    d.SetMaxPayloadBytes(101);
+    CHECK(d.options().max_payload_bytes == 101);
+    auto step = d.Decode(absl::MakeConstSpan(in).subspan(8));
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+    CHECK(step->frame.payload().size() == 101);
+    // Lowered again: the next header is checked against the new limit.
+    d.SetMaxPayloadBytes(100);
+    auto refused = d.Decode(absl::MakeConstSpan(in).subspan(8 + f101.size()));
+    CHECK(GetErrorCode(refused.status()) == ErrorCode::kPayloadTooLarge);
+    CHECK_THAT(std::string(refused.status().message()),
+               Catch::Contains("payload_length 101 exceeds max 100"));
+  }
+  {
+    // A header accepted while its payload is awaited keeps its limit.
+    FrameDecoder d(hundred);
+    const Bytes two = Cat({Preface(), f50, f50});
+    REQUIRE(d.Decode(two).ok());
+    auto step = d.Decode(absl::MakeConstSpan(two).subspan(8, 20));
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kNeedMore);
+    d.SetMaxPayloadBytes(10);
+    step = d.Decode(absl::MakeConstSpan(two).subspan(8, f50.size()));
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+    auto refused = d.Decode(absl::MakeConstSpan(two).subspan(8 + f50.size()));
+    CHECK(GetErrorCode(refused.status()) == ErrorCode::kPayloadTooLarge);
+  }
+}
+
 TEST_CASE("decoder: PAYLOAD_TOO_LARGE is reported with only the header",
           "[decoder][fields][options]") {
   DecoderOptions hundred;

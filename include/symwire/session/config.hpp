@@ -82,9 +82,23 @@ struct SessionConfig {
   absl::Duration ping_interval = absl::Seconds(10);
   absl::Duration min_peer_ping_interval = absl::Seconds(1);
   absl::Duration dead_peer_timeout = absl::Seconds(30);
+  // Once established, how long one frame may take to arrive once its first
+  // byte has (SPEC.md §14.1); then the connection ends with
+  // PEER_UNRESPONSIVE, however many bytes trickle in. A frame of
+  // max_payload_bytes must fit: 16 MiB in 30 s needs about 4.5 Mbit/s. (The
+  // handshake_timeout bounds frames before the handshake.) REQUIRES: > 0.
+  absl::Duration frame_timeout = absl::Seconds(30);
   absl::Duration ack_delay = absl::Milliseconds(5);
   absl::Duration resume_window = absl::Seconds(60);
   uint32_t max_ping_strikes = 2;
+  // Most consecutive frames carrying nothing new (SPEC.md §14.1: a SYNC
+  // whose ack does not advance and that has no ping, no pong answering an
+  // unanswered ping of ours, no first drain and no bye; a duplicate
+  // sequenced frame) accepted on one connection; one more ends the session
+  // with PING_FLOOD. A conforming peer sends at most one in a row (its
+  // first SYNC on a resumed connection may repeat an ack and a drain).
+  // REQUIRES: >= 1.
+  uint32_t max_noop_frames = 100;
   BackoffConfig backoff;
 };
 

@@ -320,6 +320,15 @@ class Session {
     if (c.up && !c.closing && c.store_enabled) n += store_.end() - send_pos_;
     return n;
   }
+  // Bytes of the current connection's input held by the session: the
+  // start of an incomplete frame, and the last frame completed from it
+  // (kept for its events). Each is at most the connection's header limit
+  // plus its payload limit plus 8; before the handshake completes the
+  // payload limit is 8192 (SPEC.md §15.2), so an unauthenticated peer can
+  // make the session hold at most 2 * (max_header_bytes + 8200) bytes.
+  size_t receive_buffered_bytes() const {
+    return conn_.rx.size() + conn_.hold.size();
+  }
   // The last sequence accepted from the peer / sent to it.
   uint64_t last_received() const { return rx_seq_; }
   uint64_t last_sent() const { return next_seq_ - 1; }
@@ -366,6 +375,10 @@ class Session {
     PendingSync sync;
     absl::Time handshake_deadline = absl::InfiniteFuture();
     absl::Time last_rx;
+    // When the first byte of the incomplete frame in `rx` arrived, and its
+    // stream offset (valid while `rx` is not empty; §14.1 frame_timeout).
+    absl::Time rx_since;
+    uint64_t rx_since_offset = 0;
     absl::Time next_ping = absl::InfiniteFuture();
     absl::Time last_ping_rx = absl::InfinitePast();
     absl::Time ack_deadline = absl::InfiniteFuture();
@@ -373,6 +386,11 @@ class Session {
     std::optional<Hello> hello;  // acceptor: the peer's HELLO
     uint32_t rx_need = 0;
     uint32_t ping_strikes = 0;
+    // §14.1: consecutive received frames that carried nothing new, and our
+    // pings the peer has not answered yet (a pong beyond them is nothing
+    // new).
+    uint32_t noop_frames = 0;
+    uint32_t pings_unanswered = 0;
     Handshake handshake = Handshake::kNone;
     bool up = false;
     bool closing = false;
@@ -396,6 +414,10 @@ class Session {
     TaskState state = TaskState::kNone;
     bool own = false;  // submitted here
     std::optional<absl::Time> deadline;
+    // Own tasks: the AGENT_TASK's sequence and the store position just
+    // past it, to tell at the session's end whether the peer got it (§16.3).
+    uint64_t seq = 0;
+    uint64_t end_pos = 0;
   };
 
   SYMWIRE_DECL Session(SessionConfig config, absl::Time now);
@@ -426,6 +448,10 @@ class Session {
   absl::Status CheckResumeIdentity(const InitMessage& peer_init,
                                    uint64_t version) const;
   absl::Status CheckOwnTaskFrame(const FrameView& frame, Task*& task);
+  // §14.1: records a frame that carried nothing new (`useful` false) or
+  // something new (resets the count); PING_FLOOD past max_noop_frames.
+  absl::Status CountProgress(bool useful, const FrameView& frame,
+                             uint64_t offset, absl::Time now);
 
   // Sending.
   absl::Status CheckReplayCredit(size_t frame_size) const;
@@ -454,8 +480,15 @@ class Session {
   void Establish(bool resumed, absl::Time now);
   void EndTask(TaskId id, Task& task);
   void ConnectionFailed(const absl::Status& status, absl::Time now);
-  void DecodeFailed(const absl::Status& status, absl::Time now);
+  // Ends the connection or the session for a framing error; returns the
+  // status reported (the decoder's, made more precise where it helps).
+  absl::Status DecodeFailed(const absl::Status& status, absl::Time now);
   void Fail(const absl::Status& status, absl::Time now, bool tell_peer);
+  // §16.3: the terminal status of own task `id` when the session ends with
+  // `status`, by what the peer can have received; sets *retryable.
+  absl::Status OwnTaskEndStatus(TaskId id, const Task& task,
+                                const absl::Status& status,
+                                bool* retryable) const;
   void FailHandshake(const absl::Status& status, absl::Time now);
   void ScheduleReconnect(absl::Time now);
   void MaybeWritable();
@@ -504,6 +537,9 @@ class Session {
   uint64_t unacked_rx_bytes_ = 0;
   detail::ReplayStore store_;
   uint64_t send_pos_ = 0;  // next store position to hand to the driver
+  // Highest store position ever handed to a driver (on any connection): a
+  // frame ending after it never left this side.
+  uint64_t sent_pos_high_ = 0;
   std::deque<ReplayEntry> replay_;
 
   // Tasks.

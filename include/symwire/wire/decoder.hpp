@@ -155,6 +155,20 @@ class FrameDecoder {
     return result;
   }
 
+  // SetMaxPayloadBytes
+  // Changes DecoderOptions::max_payload_bytes mid-stream: every frame header
+  // validated after the call is checked against `max_payload_bytes`
+  // (PAYLOAD_TOO_LARGE at §7.1 step 3, before the payload is awaited). A
+  // frame whose header was already accepted and whose payload is still
+  // awaited keeps the limit it was accepted under. A session holds the
+  // pre-handshake limit of SPEC.md §15.2 with it and raises the limit once
+  // established. REQUIRES: max_payload_bytes <= kMaxPayloadSizeLimit.
+  // Does not allocate.
+  void SetMaxPayloadBytes(uint64_t max_payload_bytes) {
+    SYMWIRE_REQUIRE(max_payload_bytes <= kMaxPayloadSizeLimit);
+    options_.max_payload_bytes = max_payload_bytes;
+  }
+
   // The sticky error, or OK.
   const absl::Status& status() const { return status_; }
   // Stream offset of the next unconsumed byte (bytes consumed so far).

@@ -84,8 +84,10 @@ SYMWIRE_DECL absl::Status ValidateConfig(const SessionConfig& c) {
   }
   if (c.dead_peer_timeout <= zero)
     return bad("dead_peer_timeout", "must be > 0");
+  if (c.frame_timeout <= zero) return bad("frame_timeout", "must be > 0");
   if (c.ack_delay < zero) return bad("ack_delay", "must be >= 0");
   if (c.resume_window <= zero) return bad("resume_window", "must be > 0");
+  if (c.max_noop_frames < 1) return bad("max_noop_frames", "must be >= 1");
   if (c.backoff.initial <= zero || c.backoff.max < c.backoff.initial) {
     return bad("backoff", "needs 0 < initial <= max");
   }

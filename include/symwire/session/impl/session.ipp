@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <utility>
 
@@ -183,6 +182,7 @@ SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit(
         store_.Contiguous(send_pos_, owner, min_owned_bytes);
     SYMWIRE_ASSERT(!out.empty());
     send_pos_ += out.size();
+    sent_pos_high_ = std::max(sent_pos_high_, send_pos_);
     if (send_pos_ == store_.end()) sent_high_ = next_seq_ - 1;
     counters_.bytes_out += out.size();
     return out;
@@ -210,6 +210,7 @@ SYMWIRE_DECL absl::Time Session::NextDeadline() const {
     } else {
       t = std::min({t, c.last_rx + config_.dead_peer_timeout, c.next_ping,
                     c.ack_deadline, c.bye_deadline});
+      if (!c.rx.empty()) t = std::min(t, c.rx_since + config_.frame_timeout);
     }
   }
   if (!deadlines_.empty()) t = std::min(t, deadlines_.front().first);
@@ -380,7 +381,8 @@ SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   PendingSync& p = c.sync;
   if (!p.any()) return;
   SyncMessage m;
-  // §14.2: every SYNC carries the current ack.
+  // §14.2: every SYNC carries the current ack, omitted (never 0) until a
+  // sequenced frame was accepted.
   if (rx_seq_ > 0) m.ack = rx_seq_;
   m.ping = p.ping;
   m.pong = p.pong;
@@ -526,10 +528,14 @@ SYMWIRE_DECL void Session::ScheduleReconnect(absl::Time now) {
   double delay = absl::ToDoubleSeconds(b.initial) *
                  std::pow(b.multiplier, static_cast<double>(attempt_));
   delay = std::min(delay, absl::ToDoubleSeconds(b.max));
+  // The 8 random bytes are an unsigned little-endian integer x, whatever the
+  // host's byte order; u = 2 * floor(x / 2^11) / 2^53 - 1 (§16.1).
   std::array<std::byte, 8> r;
   config_.random(absl::Span<std::byte>(r));
-  uint64_t x;
-  std::memcpy(&x, r.data(), sizeof x);
+  uint64_t x = 0;
+  for (size_t k = 0; k < r.size(); ++k) {
+    x |= static_cast<uint64_t>(r[k]) << (8 * k);
+  }
   const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
   delay *= 1.0 + b.jitter * u;
   ++attempt_;
@@ -540,16 +546,16 @@ SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
                                             absl::Time now) {
   Connection& c = conn_;
   if (!c.up) return;
-  CountError(status);
   c.up = false;
   c.closing = true;
   c.store_enabled = false;
   c.sync = PendingSync{};
   if (config_.side == SessionSide::kAcceptor && !has_session_) {
-    // A fresh acceptor has nothing to resume.
+    // A fresh acceptor has nothing to resume (Fail counts the error).
     Fail(status, now, false);
     return;
   }
+  CountError(status);
   state_ = SessionState::kDisconnected;
   Emit(ConnectionLost{status});
   if (config_.side == SessionSide::kInitiator) {
@@ -562,19 +568,30 @@ SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
   }
 }
 
-SYMWIRE_DECL void Session::DecodeFailed(const absl::Status& status,
-                                        absl::Time now) {
-  // SPEC.md §15.2: a payload above the announced limit, in a header whose
-  // CRC matched (the decoder checks the limit only after the CRC, §7.1, so
-  // a flipped bit cannot cause it), was sent on purpose; a resume would
-  // replay the frame and fail again. It ends the session. Every other
-  // framing error ends only the connection (§16.1).
-  if (GetErrorCode(status) == ErrorCode::kPayloadTooLarge &&
-      conn_.handshake == Handshake::kDone) {
-    Fail(status, now, true);
-    return;
+SYMWIRE_DECL absl::Status Session::DecodeFailed(const absl::Status& status,
+                                                absl::Time now) {
+  if (GetErrorCode(status) == ErrorCode::kPayloadTooLarge) {
+    if (conn_.handshake == Handshake::kDone) {
+      // SPEC.md §15.2: a payload above the announced limit, in a header
+      // whose CRC matched (the decoder checks the limit only after the CRC,
+      // §7.1, so a flipped bit cannot cause it), was sent on purpose; a
+      // resume would replay the frame and fail again. It ends the session.
+      Fail(status, now, true);
+      return status;
+    }
+    // §15.2: before the handshake completes the limit is 8192 for every
+    // frame type; this ends the connection, like every framing error.
+    absl::Status s = MakeError(
+        ErrorCode::kPayloadTooLarge,
+        absl::StrFormat("%s (the limit for every frame before the handshake "
+                        "completes)",
+                        status.message()));
+    ConnectionFailed(s, now);
+    return s;
   }
+  // Every other framing error ends only the connection (§16.1).
   ConnectionFailed(status, now);
+  return status;
 }
 
 SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
@@ -597,7 +614,9 @@ SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
     if (t.own) {
       // A cancelling task already had its terminal event.
       if (t.state != TaskState::kCancelling) {
-        Emit(TaskFailed{id, status, false});
+        bool retryable = false;
+        absl::Status end = OwnTaskEndStatus(id, t, status, &retryable);
+        Emit(TaskFailed{id, std::move(end), retryable});
       }
     } else {
       Emit(TaskCancelled{id, status, false});
@@ -616,6 +635,39 @@ SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
   Emit(SessionFailed{status, std::move(affected)});
 }
 
+SYMWIRE_DECL absl::Status Session::OwnTaskEndStatus(TaskId id, const Task& task,
+                                                    const absl::Status& status,
+                                                    bool* retryable) const {
+  // §16.3. Acknowledged: the peer has it and may have run it. Never handed
+  // to a connection: it cannot have reached the peer, so it is safe to
+  // retry. Sent but not acknowledged: unknown (the ack may have been lost
+  // with the connection), so it counts as received.
+  *retryable = false;
+  std::string message;
+  if (task.seq <= acked_) {
+    message = absl::StrFormat(
+        "task %d was received by the peer (acknowledged) and may have run: %s",
+        id, status.message());
+  } else if (task.end_pos > sent_pos_high_) {
+    *retryable = true;
+    return MakeError(
+        ErrorCode::kConnectionLost,
+        absl::StrFormat("task %d never reached the peer; safe to retry (the "
+                        "session ended: %s)",
+                        id, status.message()));
+  } else {
+    message = absl::StrFormat(
+        "task %d was sent but not acknowledged: the peer may have received "
+        "and run it: %s",
+        id, status.message());
+  }
+  absl::Status out(status.code(), message);
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
+}
+
 SYMWIRE_DECL void Session::FailHandshake(const absl::Status& status,
                                          absl::Time now) {
   Fail(status, now, true);
@@ -627,6 +679,10 @@ SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
   c.hello.reset();
   c.store_enabled = true;
   c.handshake_deadline = absl::InfiniteFuture();
+  // §15.2: tasks and responses may now arrive (control payloads stay
+  // accepted up to 8192 bytes whatever the limit).
+  c.decoder.SetMaxPayloadBytes(
+      std::max(config_.max_payload_bytes, kMaxControlPayloadSize));
   c.last_rx = now;
   c.next_ping = now + EffectivePingInterval();
   state_ = SessionState::kEstablished;
@@ -695,8 +751,10 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
   conn_ = Connection{};
   DecoderOptions options;
   options.max_header_bytes = config_.max_header_bytes;
-  options.max_payload_bytes =
-      std::max(config_.max_payload_bytes, kMaxControlPayloadSize);
+  // §15.2: until the handshake completes only control frames are legal, and
+  // every one fits in 8192 bytes; a larger declared length fails at its
+  // header, before anything is buffered. Establish raises the limit.
+  options.max_payload_bytes = kMaxControlPayloadSize;
   options.max_extensions = config_.max_extensions;
   conn_.decoder = FrameDecoder(options);
   conn_.up = true;
@@ -770,8 +828,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
     if (c.rx.size() < c.rx_need) break;
     auto step = c.decoder.Decode(c.rx);
     if (!step.ok()) {
-      DecodeFailed(step.status(), now);
-      status = step.status();
+      status = DecodeFailed(step.status(), now);
       break;
     }
     if (step->kind == DecodeStep::Kind::kNeedMore) {
@@ -790,11 +847,13 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
   while (c.rx.empty() && !bytes.empty() && !stop()) {
     auto step = c.decoder.Decode(bytes);
     if (!step.ok()) {
-      DecodeFailed(step.status(), now);
-      status = step.status();
+      status = DecodeFailed(step.status(), now);
       break;
     }
     if (step->kind == DecodeStep::Kind::kNeedMore) {
+      // The first bytes of a frame (§14.1 frame_timeout runs from here).
+      c.rx_since = now;
+      c.rx_since_offset = c.decoder.stream_offset();
       c.rx.assign(bytes.begin(), bytes.end());
       c.rx_need = std::max<uint32_t>(step->bytes_needed,
                                      static_cast<uint32_t>(c.rx.size()) + 1);
@@ -861,9 +920,10 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
     }
     if (seq <= rx_seq_) {
       ++counters_.duplicates_discarded;
-      return absl::OkStatus();
+      return CountProgress(false, frame, offset, now);
     }
     rx_seq_ = seq;
+    conn_.noop_frames = 0;  // §14.1: a new sequenced frame is progress
     ++unacked_rx_frames_;
     unacked_rx_bytes_ += frame.size();
     // §14.2: coalesced acks, every sixteenth of the peer's window: the
@@ -922,6 +982,28 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
       return HandleSync(frame, now);
   }
   return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::CountProgress(bool useful,
+                                                 const FrameView& frame,
+                                                 uint64_t offset,
+                                                 absl::Time now) {
+  Connection& c = conn_;
+  if (useful) {
+    c.noop_frames = 0;
+    return absl::OkStatus();
+  }
+  // §14.1: a peer that keeps sending frames that change nothing (empty or
+  // repeated SYNCs, duplicates) only burns this side's CPU.
+  if (++c.noop_frames <= config_.max_noop_frames) return absl::OkStatus();
+  absl::Status s = MakeError(
+      ErrorCode::kPingFlood,
+      absl::StrFormat("%d consecutive frames carrying nothing new (limit "
+                      "max_noop_frames %d); the last: %s at stream offset %d",
+                      c.noop_frames, config_.max_noop_frames,
+                      detail::TypeName(frame.type()), offset));
+  Fail(s, now, true);
+  return s;
 }
 
 // ---- handshake (§12) ----------------------------------------------------
@@ -1616,6 +1698,16 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
     Fail(m.status(), now, true);
     return m.status();
   }
+  // §14.1: what this SYNC brings that is new, decided before it is applied.
+  const bool useful = (m->ack && *m->ack > acked_) || m->ping ||
+                      (m->pong && conn_.pings_unanswered > 0) ||
+                      (m->drain && !peer_draining_) || m->bye;
+  if (m->pong && conn_.pings_unanswered > 0) --conn_.pings_unanswered;
+  if (absl::Status s = CountProgress(
+          useful, frame, conn_.decoder.stream_offset() - frame.size(), now);
+      !s.ok()) {
+    return s;
+  }
   if (m->ack) {
     if (absl::Status s = HandleAck(*m->ack, now); !s.ok()) return s;
   }
@@ -1758,7 +1850,9 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   const TaskId id = next_task_id_;
   FrameHeader header;
   header.type = MessageType::kAgentTask;
-  header.flags = config_.payload_checksums ? kFlagChecksum : 0;
+  // §10.1: an empty payload never carries a checksum.
+  header.flags =
+      config_.payload_checksums && !payload.empty() ? kFlagChecksum : 0;
   header.stream_id = id;
   FrameExtensions ext;
   if (options.deadline) {
@@ -1777,6 +1871,8 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   Task t;
   t.state = TaskState::kSubmitted;
   t.own = true;
+  t.seq = next_seq_ - 1;
+  t.end_pos = store_.end();
   if (options.deadline) t.deadline = now + *options.deadline;
   tasks_.emplace(id, t);
   ++own_open_;
@@ -1807,9 +1903,10 @@ SYMWIRE_DECL absl::Status Session::SendResponse(
   }
   FrameHeader header;
   header.type = MessageType::kAgentResponse;
-  header.flags =
-      static_cast<uint8_t>((config_.payload_checksums ? kFlagChecksum : 0) |
-                           (final ? kFlagFinal : 0));
+  // §10.1: an empty payload never carries a checksum.
+  header.flags = static_cast<uint8_t>(
+      (config_.payload_checksums && !payload.empty() ? kFlagChecksum : 0) |
+      (final ? kFlagFinal : 0));
   header.stream_id = task;
   absl::Status s = EncodeSequenced(header, FrameExtensions{}, payload, false);
   if (!s.ok()) {
@@ -1921,6 +2018,17 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
               absl::StrFormat("bye not answered within %s",
                               absl::FormatDuration(config_.handshake_timeout))),
           now);
+    } else if (!c.rx.empty() && now >= c.rx_since + config_.frame_timeout) {
+      // §14.1: bytes trickling in are liveness, but a frame must complete.
+      ConnectionFailed(
+          MakeError(ErrorCode::kPeerUnresponsive,
+                    absl::StrFormat("frame started at stream offset %d not "
+                                    "complete after %s (%d bytes of at least "
+                                    "%d)",
+                                    c.rx_since_offset,
+                                    absl::FormatDuration(now - c.rx_since),
+                                    c.rx.size(), c.rx_need)),
+          now);
     } else if (now >= c.last_rx + config_.dead_peer_timeout) {
       ConnectionFailed(
           MakeError(ErrorCode::kPeerUnresponsive,
@@ -1931,6 +2039,7 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
       if (now >= c.next_ping) {
         c.sync.ping = ClockMicros(now);
         ++counters_.pings_sent;
+        ++c.pings_unanswered;
         c.next_ping = now + EffectivePingInterval();
       }
       if (now >= c.ack_deadline) c.sync.ack = true;
