@@ -35,7 +35,8 @@
 // (printable text quoted, other bytes in hex, at most --payload-bytes bytes,
 // default 32), extensions, and for AGENT_INIT, AGENT_SYNC, AGENT_ERROR and
 // AGENT_CANCEL the fields of the parameter list (session/control.hpp). The
-// secrets of AGENT_INIT (auth_data, resume_token) are shown by length only.
+// secrets of AGENT_INIT (auth_data, resume_token, resume_proof) are shown by
+// length only.
 // --json prints the same as one JSON object per line ("kind": capture,
 // stream, preface, frame, error, resync, truncated, summary). A summary line
 // (frames per type, errors, bytes) ends the output unless --quiet.
@@ -430,6 +431,9 @@ void AddInitFields(const symwire::InitMessage& m, Line& f) {
     f.Flag("resumed", m.resumed);
     f.Num("resume_window_us", m.resume_window_us);
   }
+  // The proof of the resume token (SPEC.md §16.2), a credential like
+  // auth_data: its length only.
+  if (m.resume_proof) f.Num("resume_proof_len", m.resume_proof->size());
 }
 
 void AddSyncFields(const symwire::SyncMessage& m, Line& f) {

@@ -870,8 +870,8 @@ void Soak::OnAgentEvent(Session& s, symwire::Event& e) {
     }
     const absl::Status st = agent_->AdoptConnection(s, now_);
     Log("AdoptConnection: " + st.ToString());
-    // The connection moved when the fresh session is closed (on success,
-    // and on RESUME_GAP / BAD_ACK, which the agent's session reports).
+    // The connection moved when the fresh session is closed (on success
+    // only; a failed resume is answered on the fresh session).
     const bool moved = s.state() == SessionState::kClosed;
     Pump(s, 1);
     if (moved && conn_.up && conn_.ends[1] == &s) conn_.ends[1] = agent_;

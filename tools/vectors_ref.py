@@ -722,13 +722,18 @@ def _init_params():
         (15, "auth_method", "varint", {}, (H,), (H,)),
         (16, "auth_data", "bytes", dict(lo=0, hi=1024), ALL_PHASES, ()),
         (17, "nonce", "bytes", dict(lo=32, hi=32), (H, C, W), (H, C, W)),
-        # HELLO (resume): optional, all three or none (see parse_payload);
+        # HELLO (resume): optional, both or neither (see parse_payload);
         # WELCOME: required.
         (18, "session_id", "bytes", dict(lo=16, hi=16), HW, (W,)),
-        (19, "resume_token", "bytes", dict(lo=16, hi=16), HW, (W,)),
+        # §16.2: only a new session's WELCOME carries the token; a resumed
+        # WELCOME carries resume_proof instead (see parse_payload).
+        (19, "resume_token", "bytes", dict(lo=16, hi=16), (W,), ()),
         (20, "last_received", "varint", {}, HW, (W,)),
         (21, "resumed", "flag", {}, (W,), ()),
         (22, "resume_window_us", "varint", {}, (W,), (W,)),
+        # PROOF answering a resuming HELLO (the session requires it there),
+        # resumed WELCOME (see parse_payload).
+        (23, "resume_proof", "bytes", dict(lo=32, hi=32), (P, W), ()),
     ]
     return {pid: ParamSpec(pid, name, kind, phases=phases, required=req, **rng)
             for pid, name, kind, rng, phases, req in rows}
@@ -754,7 +759,7 @@ PAYLOAD_PARAMS = {
         1: ParamSpec(1, "reason", "varint", choices=(1, 4)),
     },
 }
-RESUME_PARAMS = (18, 19, 20)  # §11.1: a HELLO resumes iff it has session_id
+RESUME_PARAMS = (18, 20)  # §11.1: a HELLO resumes iff it has session_id
 # Byte strings whose empty value means the same as absence: auth_data (§12.3
 # "no auth_data") and the ERROR message.
 EMPTY_IS_ABSENT = (("AGENT_INIT", 16), ("AGENT_ERROR", 2))
@@ -854,11 +859,20 @@ def parse_payload(message, data):
     required = {pid for pid, spec in table.items() if phase in spec.required}
     if init and phase == HELLO and any(p in values for p in RESUME_PARAMS):
         required.update(RESUME_PARAMS)
+    if init and phase == WELCOME:
+        # §11.1: a resumed WELCOME proves the token, a new one carries it.
+        required.add(23 if 21 in values else 19)
     for pid in sorted(required):
         if pid not in values:
             raise PayloadError(MISSING_PARAM, end, pid)
     if init and phase == HELLO and values[3] < values[2]:
         raise PayloadError(MALFORMED_PAYLOAD, value_at[3], 3)
+    # §11.1: never both; the one that does not belong is MALFORMED_PAYLOAD
+    # at its value.
+    if init and phase == WELCOME and 21 in values and 19 in values:
+        raise PayloadError(MALFORMED_PAYLOAD, value_at[19], 19)
+    if init and phase == WELCOME and 21 not in values and 23 in values:
+        raise PayloadError(MALFORMED_PAYLOAD, value_at[23], 23)
     return values
 
 
@@ -1140,6 +1154,17 @@ def hmac_sha256(key, data):
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
+RESUME_CLIENT_LABEL = b"symwire-resume-v1 client"   # §16.2
+RESUME_SERVER_LABEL = b"symwire-resume-v1 server"
+
+
+def resume_proof(token, label, nc, ns, session_id, last_received):
+    """§16.2: HMAC-SHA256(token, label || Nc || Ns || session_id || L), L as
+    8 bytes big-endian."""
+    return hmac_sha256(token, label + nc + ns + session_id
+                       + last_received.to_bytes(8, "big"))
+
+
 class TranscriptError(Exception):
     """The session ended on an error (already logged and answered)."""
 
@@ -1180,6 +1205,15 @@ class RefSession:
         self.next_task = 1 if self.initiator else 2   # §13.1
         self.last_peer_task = 0
         self.tasks = {}
+        # §14.2, §16.2: sequenced frames sent and not yet acknowledged, as
+        # (sequence, title, segments), replayed after a resume.
+        self.replay = []
+        self.resuming = False      # acceptor: the HELLO resumes (§16.2)
+        self.proof_in = None       # acceptor: the PROOF's resume_proof
+        self.welcome_auth = b""    # acceptor: the method's WELCOME auth_data
+        self.closing_session = False   # §15.3: Close() was called
+        self.bye_sent = False          # ... and bye went out on this connection
+        self.peer_draining = False
 
     # ---- output helpers ---------------------------------------------------
 
@@ -1255,7 +1289,14 @@ class RefSession:
         after it (§12.1). Draws: the initiator its client nonce Nc, the
         acceptor its server nonce Ns (32 bytes each)."""
         self.up = True
+        self.closing = False
         self.state = "handshaking"
+        # A new connection starts afresh (§16.2): no bytes, no pending ack.
+        self.rx = bytearray()
+        self.rx_pos = 0
+        self.preface_seen = False
+        self.challenged = False
+        self.bye_sent = False
         out = [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")])]
         c = self.cfg
         if self.initiator:
@@ -1266,12 +1307,47 @@ class RefSession:
             if c["auth"] == 1:
                 values[16] = c["auth_secret"]     # §12.3 token
             values[17] = self.nc
+            if self.session_id is not None:
+                # §16.2: a resume names the session and its position; the
+                # token itself is proved in PROOF, never sent.
+                values[18] = self.session_id
+                values[20] = self.rx_seq
             out.append(("AGENT_INIT HELLO", self._init(values)))
             self.handshake = "await_server"
         else:
             self.ns = self.rng.fill(32)
             self.handshake = "await_hello"
         return out
+
+    def lost(self):
+        """TransportLost (§16.1): the connection ended. The session keeps its
+        state; the initiator schedules a reconnect, drawing 8 bytes for the
+        jitter (SPEC.md §19)."""
+        if not self.up:
+            return []
+        self.up = False
+        self.closing = True
+        self.state = "disconnected"
+        self._event("type=ConnectionLost error=CONNECTION_LOST")
+        if self.initiator:
+            self.rng.fill(8)
+        return []
+
+    def close(self):
+        """Close (§15.3): drain, and with nothing open and nothing
+        unacknowledged, bye in the same SYNC (every SYNC carries the ack)."""
+        if self.state != "established":
+            raise NotImplementedError("close outside an established connection")
+        self.closing_session = True
+        values = {4: self.last_peer_task}
+        if self.rx_seq:
+            values[1] = self.rx_seq
+        title = "AGENT_SYNC drain=%d" % self.last_peer_task
+        if not self.tasks and not self.replay:
+            values[5] = True
+            self.bye_sent = True
+            title += " bye"
+        return [(title, self._control(AGENT_SYNC, "AGENT_SYNC", values))]
 
     def receive(self, data):
         out = []
@@ -1340,6 +1416,7 @@ class RefSession:
         flags = FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0
         segs = self._frame(AGENT_TASK, payload, stream=task, seq=self.next_seq, flags=flags,
                            exts=exts, payload_comment=_text_comment(payload))
+        self.replay.append((self.next_seq, "AGENT_TASK %d" % task, segs))
         self.next_seq += 1
         self.tasks[task] = "submitted"
         return task, [("AGENT_TASK %d" % task, segs)]
@@ -1351,10 +1428,12 @@ class RefSession:
             FLAG_FINAL if final else 0)
         segs = self._frame(2, payload, stream=task, seq=self.next_seq, flags=flags,
                            payload_comment=_text_comment(payload))
+        title = "AGENT_RESPONSE %d%s" % (task, " FINAL" if final else "")
+        self.replay.append((self.next_seq, title, segs))
         self.next_seq += 1
         if final:
             del self.tasks[task]
-        return [("AGENT_RESPONSE %d%s" % (task, " FINAL" if final else ""), segs)]
+        return [(title, segs)]
 
     def cancel(self, task):
         """A local cancel (§13.3): AGENT_CANCEL with reason 1, its absent
@@ -1366,6 +1445,7 @@ class RefSession:
         payload = encode_payload("AGENT_CANCEL", {})
         segs = self._frame(AGENT_CANCEL, payload, stream=task, seq=self.next_seq,
                            flags=FLAG_CHECKSUM if payload else 0, message="AGENT_CANCEL")
+        self.replay.append((self.next_seq, "AGENT_CANCEL %d" % task, segs))
         self.next_seq += 1
         self.tasks[task] = "cancelling"
         self._event("type=TaskCancelled task=%d status=CANCELLED" % task)
@@ -1459,12 +1539,19 @@ class RefSession:
         # Rule 4: the method, then its check (§12.3).
         if v[15] != c["auth"]:
             self._fail(out, "UNAUTHENTICATED", self._error_message())
-        if 18 in v:
-            raise NotImplementedError("resuming HELLO (§16.2) is not modelled")
         self.hello = v
         self.nc = v[17]
         self.version = hi
         data = v.get(16, b"")
+        if 18 in v:
+            # §16.2: the method's own check, then always a CHALLENGE (with
+            # Ns only), so that PROOF proves the resume token.
+            self.resuming = True
+            if (c["auth"] in (0, 2) and data) or (c["auth"] == 1 and data != c["auth_secret"]):
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+            out.append(("AGENT_INIT CHALLENGE", self._init({1: CHALLENGE, 17: self.ns})))
+            self.handshake = "await_proof"
+            return None
         if c["auth"] == 0:
             if data:
                 self._fail(out, "UNAUTHENTICATED", self._error_message())
@@ -1481,6 +1568,25 @@ class RefSession:
         return None
 
     def _handle_proof(self, v, out):
+        if self.resuming:
+            # §16.2: resume_proof required; the method's proof (method 2)
+            # or no auth_data (methods 0, 1); then the registry decides.
+            if 23 not in v:
+                self._fail(out, "MISSING_PARAM", self._error_message())
+            if self.cfg["auth"] == 2:
+                want = self._hmac(HMAC_CLIENT_LABEL, self.hello[5])
+                if not hmac.compare_digest(v.get(16, b""), want):
+                    self._fail(out, "UNAUTHENTICATED", self._error_message())
+                self.welcome_auth = self._hmac(HMAC_SERVER_LABEL, self.hello[5])
+            elif v.get(16):
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+            self.proof_in = v[23]
+            self.handshake = "await_resume"
+            self._event("type=ResumeRequested session_id=%s" % self.hello[18].hex())
+            return None
+        if 23 in v:
+            self._fail(out, "UNEXPECTED_FRAME", self._error_message(),
+                       canonical="UNAUTHENTICATED")
         want = self._hmac(HMAC_CLIENT_LABEL, self.hello[5])
         if not hmac.compare_digest(v.get(16, b""), want):
             self._fail(out, "UNAUTHENTICATED", self._error_message())
@@ -1502,16 +1608,57 @@ class RefSession:
         self._establish(self.hello)
         return None
 
-    def _establish(self, peer):
+    def _establish(self, peer, resumed=False):
         self.peer = peer
         self.state = "established"
         self.handshake = None
-        self._event("type=Established resumed=0 replayed=0 peer_agent_id=%s peer_role=%d "
+        # §16.2: the HELLO / WELCOME carried last_received, an ack of
+        # everything accepted so far: ack counting starts over.
+        self.unacked_frames = self.unacked_bytes = 0
+        self.ack_due = False
+        self._event("type=Established resumed=%d replayed=%d peer_agent_id=%s peer_role=%d "
                     "version=%d negotiated_capabilities=%d session_id=%s" % (
+                        1 if resumed else 0, len(self.replay) if resumed else 0,
                         peer[5].hex(), peer[6], self.version,
                         peer.get(7, 0) & self.cfg["capabilities"], self.session_id.hex()))
 
+    def _check_resumed_contract(self, v, version, out):
+        """§16.2 step 2: identity and the limits frames and tasks were sized
+        for are those of the session (RESUME_REJECTED); the others may
+        change."""
+        p = self.peer
+        if (v[5] != p[5] or v[6] != p[6] or version != self.version
+                or any(v[k] != p[k] for k in (8, 9, 10))):
+            self._fail(out, "RESUME_REJECTED", self._error_message())
+
+    def _check_last_received(self, last, out):
+        """§16.2 steps 3 and 4."""
+        if last > self.next_seq - 1:
+            self._fail(out, "BAD_ACK", self._error_message())
+        if last < self.acked:
+            self._fail(out, "RESUME_GAP", self._error_message())
+
+    def _apply_last_received(self, last):
+        self.acked = last
+        self.replay = [r for r in self.replay if r[0] > last]
+        return [("%s (replayed)" % title, segs) for _, title, segs in self.replay]
+
     def _handle_challenge(self, v, out):
+        if self.session_id is not None:
+            # §16.2: the resume's CHALLENGE. PROOF carries the method's
+            # proof (method 2) and resume_proof.
+            if v.get(16):
+                self._fail(out, "UNAUTHENTICATED", self._error_message())
+            self.ns = v[17]
+            self.challenged = True
+            values = {1: PROOF}
+            if self.cfg["auth"] == 2:
+                values[16] = self._hmac(HMAC_CLIENT_LABEL, self.cfg["agent_id"].encode("ascii"))
+            values[23] = resume_proof(self.resume_token, RESUME_CLIENT_LABEL, self.nc,
+                                      self.ns, self.session_id, self.rx_seq)
+            out.append(("AGENT_INIT PROOF", self._init(values)))
+            self.handshake = "await_welcome"
+            return None
         if self.cfg["auth"] != 2 or v.get(16):
             self._fail(out, "UNAUTHENTICATED", self._error_message())
         self.ns = v[17]
@@ -1538,8 +1685,24 @@ class RefSession:
                 self._fail(out, "UNAUTHENTICATED", self._error_message())
         elif data:
             self._fail(out, "UNAUTHENTICATED", self._error_message())
+        if self.session_id is not None:
+            # §16.2, the initiator: resumed, the same session, the
+            # acceptor's proof, the contract, a last_received it can serve.
+            if not v.get(21) or v[18] != self.session_id:
+                self._fail(out, "RESUME_REJECTED", self._error_message())
+            if not hmac.compare_digest(v[23], resume_proof(
+                    self.resume_token, RESUME_SERVER_LABEL, self.nc, self.ns,
+                    self.session_id, v[20])):
+                self._fail(out, "RESUME_REJECTED", self._error_message())
+            self._check_resumed_contract(v, v[4], out)
+            self._check_last_received(v[20], out)
+            self.ns = v[17]
+            self.version = v[4]
+            out += self._apply_last_received(v[20])
+            self._establish(v, resumed=True)
+            return None
         if v.get(21) or v[20] != 0:
-            raise NotImplementedError("resumed WELCOME (§16.2) is not modelled")
+            raise NotImplementedError("a resumed WELCOME for a new session")
         self.ns = v[17]
         self.version = v[4]
         self.session_id, self.resume_token = v[18], v[19]
@@ -1596,9 +1759,11 @@ class RefSession:
         name = CANONICAL_NAMES[reason]
         self._event("type=TaskCancelled task=%d status=%s" % (task, name))
         payload = encode_payload("AGENT_ERROR", {1: reason, 2: CANCEL_ANSWER_MESSAGES[reason]})
-        out.append(("AGENT_ERROR %d: %s" % (task, name),
-                    self._frame(AGENT_ERROR, payload, stream=task, seq=self.next_seq,
-                                flags=FLAG_CHECKSUM, message="AGENT_ERROR")))
+        title = "AGENT_ERROR %d: %s" % (task, name)
+        segs = self._frame(AGENT_ERROR, payload, stream=task, seq=self.next_seq,
+                           flags=FLAG_CHECKSUM, message="AGENT_ERROR")
+        out.append((title, segs))
+        self.replay.append((self.next_seq, title, segs))
         self.next_seq += 1
 
     def _handle_task_error(self, f, out):
@@ -1616,8 +1781,140 @@ class RefSession:
             if v[1] > self.next_seq - 1:
                 self._fail(out, "BAD_ACK", self._error_message())
             self.acked = max(self.acked, v[1])
-        if any(k in v for k in (2, 3, 4, 5)):
-            raise NotImplementedError("SYNC ping/pong/drain/bye are not modelled")
+            self.replay = [r for r in self.replay if r[0] > self.acked]
+        if any(k in v for k in (2, 3)):
+            raise NotImplementedError("SYNC ping/pong are not modelled")
+        if 4 in v and not self.peer_draining:
+            self.peer_draining = True
+            self._event("type=PeerDraining last_accepted=%d" % v[4])
+        if 5 in v:
+            # §15.3: a bye that does not answer ours is answered; then the
+            # session has ended on both sides.
+            if self.tasks:
+                raise NotImplementedError("bye with tasks open")
+            if not self.bye_sent:
+                values = {5: True}
+                if self.rx_seq:
+                    values[1] = self.rx_seq
+                out.append(("AGENT_SYNC%s bye" % (" ack=%d" % self.rx_seq if self.rx_seq
+                                                  else ""),
+                            self._control(AGENT_SYNC, "AGENT_SYNC", values)))
+                self.bye_sent = True
+                self.ack_due = False
+            self.closing = True
+            self.state = "closed"
+            self._event("type=SessionClosed")
+
+
+class RefServer:
+    """The acceptor side of a transcript as a server (the header of
+    session_transcripts.md): its first connection goes to the session
+    itself; each later one to a fresh acceptor session seeded
+    `fresh_seed + k`. When a fresh session has the resuming PROOF, the
+    server hands it to the session (§16.2, `adopt`) — or, after a `forget`
+    step, rejects it as unknown (SESSION_EXPIRED). Steps go to the session
+    at the acceptor end of the current connection; all report into one
+    event list."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.events = []
+        self.registered = RefSession("acceptor", cfg)
+        self.registered.events = self.events
+        self.endpoint = self.registered
+        self.connections = 0
+        self.forgotten = False
+
+    @property
+    def closing(self):
+        return self.endpoint.closing
+
+    def connect(self):
+        if self.connections:
+            cfg = dict(self.cfg, seed=self.cfg["fresh_seed"] + self.connections - 1)
+            self.endpoint = RefSession("acceptor", cfg)
+            self.endpoint.events = self.events
+        self.connections += 1
+        return self.endpoint.connect()
+
+    def receive(self, data):
+        fresh = self.endpoint
+        out = fresh.receive(data)
+        if fresh is self.registered or fresh.handshake != "await_resume":
+            return out
+        try:
+            if self.forgotten:
+                fresh._fail(out, "SESSION_EXPIRED", fresh._error_message())
+            self._adopt(fresh, out)
+        except TranscriptError:
+            pass
+        return out
+
+    def _adopt(self, fresh, out):
+        """§16.2 on the session the HELLO names; failures are answered by
+        `fresh` on its connection, and the session does not change."""
+        reg, h = self.registered, fresh.hello
+        sid, last = h[18], h[20]
+        token = reg.resume_token or bytes(16)
+        want = resume_proof(token, RESUME_CLIENT_LABEL, fresh.nc, fresh.ns, sid, last)
+        if (reg.state in ("failed", "closed") or reg.session_id != sid
+                or not hmac.compare_digest(fresh.proof_in, want)):
+            fresh._fail(out, "SESSION_EXPIRED", fresh._error_message())
+        p = reg.peer
+        if (h[5] != p[5] or h[6] != p[6] or fresh.version != reg.version
+                or any(h[k] != p[k] for k in (8, 9, 10))):
+            fresh._fail(out, "RESUME_REJECTED", fresh._error_message())
+        if last > reg.next_seq - 1:
+            fresh._fail(out, "BAD_ACK", fresh._error_message())
+        if last < reg.acked:
+            fresh._fail(out, "RESUME_GAP", fresh._error_message())
+        # The connection moves to the session.
+        for attr in ("rx", "rx_pos", "preface_seen", "nc", "ns", "challenged"):
+            setattr(reg, attr, getattr(fresh, attr))
+        reg.up, reg.closing, reg.bye_sent = True, False, False
+        fresh.up, fresh.state = False, "closed"
+        replayed = reg._apply_last_received(last)
+        values = {1: WELCOME, 4: reg.version}
+        values.update(reg._local_limits())
+        if fresh.welcome_auth:
+            values[16] = fresh.welcome_auth
+        values.update({17: reg.ns, 18: reg.session_id, 20: reg.rx_seq, 21: True,
+                       22: reg.cfg["resume_window_us"],
+                       23: resume_proof(reg.resume_token, RESUME_SERVER_LABEL, reg.nc,
+                                        reg.ns, reg.session_id, reg.rx_seq)})
+        out.append(("AGENT_INIT WELCOME (resumed)", reg._init(values)))
+        out += replayed
+        reg._establish(h, resumed=True)
+        self.endpoint = reg
+
+    def lost(self):
+        return self.endpoint.lost()
+
+    def forget(self):
+        self.forgotten = True
+        return []
+
+    def close(self):
+        return self.endpoint.close()
+
+    def submit(self, payload, deadline_us=None):
+        return self.endpoint.submit(payload, deadline_us)
+
+    def respond(self, task, payload, final):
+        return self.endpoint.respond(task, payload, final)
+
+    def cancel(self, task):
+        return self.endpoint.cancel(task)
+
+
+def crafted_init(values, title):
+    """A crafted AGENT_INIT frame (stream 0, sequence 0, CHECKSUM), for
+    `inject` steps."""
+    payload = encode_payload("AGENT_INIT", values)
+    segs = build_frame(AGENT_INIT, flags=FLAG_CHECKSUM, payload=payload)
+    i = next(k for k, (b, c) in enumerate(segs) if c.startswith("payload ("))
+    segs[i:i + 1] = payload_segments("AGENT_INIT", canonical_params("AGENT_INIT", values))
+    return (title, segs)
 
 
 def _is_sequenced(segs):
@@ -1855,7 +2152,8 @@ def transcript_configs(options):
     for key, value in options or []:
         side, _, field = key.partition(".")
         if side not in TRANSCRIPT_SIDES or (field not in TRANSCRIPT_CONFIG_KEYS
-                                            and field != "error_message"):
+                                            and field not in ("error_message",
+                                                              "fresh_seed")):
             raise ValueError("unknown transcript option %r" % key)
         cfg = cfgs.setdefault(side, {})
         if field in cfg:
@@ -1873,7 +2171,7 @@ def transcript_options(cfgs):
     for side in TRANSCRIPT_SIDES:
         if side not in cfgs:
             continue
-        for field in TRANSCRIPT_CONFIG_KEYS + ("error_message",):
+        for field in TRANSCRIPT_CONFIG_KEYS + ("error_message", "fresh_seed"):
             if field in cfgs[side]:
                 lines.append("%s.%s=%s" % (side, field,
                                            _format_config_value(field, cfgs[side][field])))
@@ -1907,6 +2205,12 @@ def _run_step(models, kind, side, fields, data_in):
         return m.connect(), []
     if kind == "receive":
         return m.receive(data_in), []
+    if kind == "lost":
+        return m.lost(), []
+    if kind == "forget":
+        return m.forget(), []
+    if kind == "close":
+        return m.close(), []
     if kind == "submit":
         payload = b"" if fields["payload"] == "-" else bytes.fromhex(fields["payload"])
         deadline = None if fields["deadline_us"] == "-" else int(fields["deadline_us"])
@@ -1924,7 +2228,13 @@ def _run_step(models, kind, side, fields, data_in):
     raise ValueError("unknown step %r" % kind)
 
 
-TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond", "cancel")
+TRANSCRIPT_STEPS = ("connect", "receive", "submit", "respond", "cancel", "lost", "forget",
+                    "close")
+
+
+def _models(cfgs):
+    return {side: (RefServer(cfg) if side == "acceptor" else RefSession(side, cfg))
+            for side, cfg in cfgs.items()}
 
 
 def _first_difference(want, got, final):
@@ -1949,7 +2259,7 @@ def check_transcript(vec):
     tile the hex block consistently (each side reads a prefix of what the
     other wrote, or crafted bytes nobody wrote)."""
     cfgs = transcript_configs(vec.options)
-    models = {side: RefSession(side, cfg) for side, cfg in cfgs.items()}
+    models = _models(cfgs)
     data = bytes(vec.input)
     got = []
     written = {s: bytearray() for s in TRANSCRIPT_SIDES}
@@ -1969,6 +2279,15 @@ def check_transcript(vec):
         side = fields.get("side")
         if side not in models:
             return "step for a side without configuration: %r" % line
+        if name == "lost":
+            # A connection ended: what each side read of it must be what
+            # the other wrote on it; the next connection starts afresh.
+            for s_ in TRANSCRIPT_SIDES:
+                if _other(s_) in models and not written[_other(s_)].startswith(
+                        bytes(read[s_])):
+                    return "%s reads bytes %s did not write" % (s_, _other(s_))
+            written = {s_: bytearray() for s_ in TRANSCRIPT_SIDES}
+            read = {s_: bytearray() for s_ in TRANSCRIPT_SIDES}
         data_in = b""
         if name == "receive":
             off, length = _parse_range(fields["in"])
@@ -1978,8 +2297,11 @@ def check_transcript(vec):
             for k in range(off, off + length):
                 if owner[k] == "out" and _other(side) not in models:
                     return "%s reads its own output: %r" % (side, line)
+                # Only what a modelled side wrote must match its output;
+                # crafted input (nobody's output) stands alone.
+                if owner[k] == "out":
+                    read[side].append(data[k])
                 owner[k] = owner[k] or "in"
-            read[side] += data_in
         before = len(models[side].events)
         try:
             frames, extra = _run_step(models, name, side, fields, data_in)
@@ -2025,7 +2347,7 @@ def transcript_generate(sc):
     must be one run of the hex block); an `inject` step feeds crafted
     frames, which become part of the hex block."""
     cfgs = sc["config"]
-    models = {side: RefSession(side, cfg) for side, cfg in cfgs.items()}
+    models = _models(cfgs)
     stream = bytearray()
     hex_lines = []
     log = []
@@ -2045,15 +2367,20 @@ def transcript_generate(sc):
 
     titles = {"connect": "after TransportConnected", "receive": "after Receive",
               "submit": "after SubmitTask", "respond": "after SendResponse",
-              "cancel": "after CancelTask"}
+              "cancel": "after CancelTask", "lost": "after TransportLost", "forget": "",
+              "close": "after Close"}
     for step in sc["steps"]:
         kind, side = step[0], step[1]
         peer = _other(side)
         fields = dict(step[2]) if kind in ("submit", "respond", "cancel") else {}
         data_in = b""
         in_range = None
+        if kind == "lost":
+            # The connection's unread bytes are lost with it.
+            unread = {s_: [] for s_ in TRANSCRIPT_SIDES}
         if kind == "inject":
-            in_range = add_chunk("crafted input to the %s" % side, step[2])
+            crafted = step[2](models) if callable(step[2]) else step[2]
+            in_range = add_chunk("crafted input to the %s" % side, crafted)
             kind = "receive"
         elif kind == "receive":
             pending = unread[side]
@@ -2113,6 +2440,52 @@ def _early_task():
     return [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")]),
             ("AGENT_TASK 1 (before any AGENT_INIT)",
              build_frame(AGENT_TASK, flags=FLAG_CHECKSUM, stream=1, seq=1, payload=payload))]
+
+
+def _acceptor_session_id(seed=2):
+    """The session id an acceptor seeded `seed` draws (after its nonce)."""
+    rng = SplitMix64(seed)
+    rng.fill(32)
+    return rng.fill(16)
+
+
+_UNAVAILABLE = ("session %s is unknown or has ended, or the resume proof does not match"
+                % _acceptor_session_id().hex())
+_LOSE_AND_REDIAL = [("lost", "initiator"), ("lost", "acceptor"),
+                    ("connect", "initiator"), ("connect", "acceptor")]
+_RESUME = [("receive", "acceptor"), ("receive", "initiator"), ("receive", "acceptor"),
+           ("receive", "initiator")]
+_CRAFTED_NONCE = bytes(range(0xA0, 0xC0))
+
+
+def _crafted_resume_hello(last_received):
+    """Preface and a resuming HELLO as the initiator of _transcript_base
+    would send it, from someone who learned the session id (§16.2)."""
+    def frames(models):
+        values = {1: HELLO, 2: 1, 3: 1}
+        values.update(models["initiator"]._local_limits())
+        values.update({15: 0, 17: _CRAFTED_NONCE,
+                       18: models["acceptor"].registered.session_id, 20: last_received})
+        return [("preface", [(PREFACE, "preface: magic 89 'SYMW' CR LF, wire version 1")]),
+                crafted_init(values, "AGENT_INIT HELLO (resuming, last_received=%d)"
+                             % last_received)]
+    return frames
+
+
+def _crafted_proof(with_token):
+    """A PROOF for the CHALLENGE the fresh acceptor session sent: with the
+    session's real token (someone who stole it), or 32 zero bytes."""
+    def frames(models):
+        server = models["acceptor"]
+        if with_token:
+            reg, fresh = server.registered, server.endpoint
+            proof = resume_proof(reg.resume_token, RESUME_CLIENT_LABEL, _CRAFTED_NONCE,
+                                 fresh.ns, reg.session_id, fresh.hello[20])
+            title = "AGENT_INIT PROOF (valid resume_proof)"
+        else:
+            proof, title = bytes(32), "AGENT_INIT PROOF (resume_proof of 32 zero bytes)"
+        return [crafted_init({1: PROOF, 23: proof}, title)]
+    return frames
 
 
 def _oversized_init():
@@ -2180,6 +2553,47 @@ TRANSCRIPT_SCENARIOS = {
             ("respond", "acceptor", [("task", "1"), ("final", "1"),
                                      ("payload", b"done".hex())]),
             ("receive", "initiator")]),
+    "resume after a lost connection": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor", fresh_seed=3)},
+        steps=_HANDSHAKE + [
+            ("submit", "initiator", [("payload", b"work".hex()), ("deadline_us", "-")])]
+        + _LOSE_AND_REDIAL + _RESUME + [("receive", "acceptor"), ("receive", "initiator")]),
+    "resume of an unknown session": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor", fresh_seed=3,
+                                             error_message=_UNAVAILABLE)},
+        steps=_HANDSHAKE + [("lost", "initiator"), ("lost", "acceptor"),
+                            ("forget", "acceptor"), ("connect", "initiator"),
+                            ("connect", "acceptor")] + _RESUME),
+    "resume with a wrong proof": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor", fresh_seed=3,
+                                             error_message=_UNAVAILABLE)},
+        steps=_HANDSHAKE + [("lost", "initiator"), ("lost", "acceptor"),
+                            ("connect", "acceptor"),
+                            ("inject", "acceptor", _crafted_resume_hello(0)),
+                            ("inject", "acceptor", _crafted_proof(False))]),
+    "resume with a stale last_received": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base(
+                    "acceptor", fresh_seed=3,
+                    error_message="peer's last_received 0 precedes its acknowledgement 1: "
+                                  "frames 1..1 were freed and cannot be replayed")},
+        steps=_HANDSHAKE + [
+            ("submit", "initiator", [("payload", b"work".hex()), ("deadline_us", "-")]),
+            ("receive", "acceptor"),
+            ("respond", "acceptor", [("task", "1"), ("final", "1"),
+                                     ("payload", b"done".hex())]),
+            ("receive", "initiator"), ("receive", "acceptor"),
+            ("lost", "initiator"), ("lost", "acceptor"), ("connect", "acceptor"),
+            ("inject", "acceptor", _crafted_resume_hello(0)),
+            ("inject", "acceptor", _crafted_proof(True))]),
+    "close: bye answered by bye": dict(
+        config={"initiator": _transcript_base("initiator"),
+                "acceptor": _transcript_base("acceptor")},
+        steps=_HANDSHAKE + [("close", "initiator"), ("receive", "acceptor"),
+                            ("receive", "initiator")]),
     "empty payloads and a cancel": dict(
         config={"initiator": _transcript_base("initiator"),
                 "acceptor": _transcript_base("acceptor")},
@@ -2348,6 +2762,16 @@ def selftest():
     enc = encode_payload("AGENT_INIT", hello)
     expect("HELLO round trip", parse_payload("AGENT_INIT", enc), hello)
     expect("HELLO ascending ids", enc[:3].hex(), "010100")
+    # The worked example of SPEC.md §16.2 (the C++ auth_test checks the same
+    # values against OpenSSL).
+    tok, nc, ns = bytes(range(16)), bytes(range(0x20, 0x40)), bytes(range(0x40, 0x60))
+    sid = bytes(range(0x90, 0xA0))
+    expect("resume proof, client (SPEC §16.2)",
+           resume_proof(tok, RESUME_CLIENT_LABEL, nc, ns, sid, 41).hex(),
+           "c4bfb27383d2cc52d36804031f8af396b8db190a734a1725fa2fb5a4c4c0da75")
+    expect("resume proof, server (SPEC §16.2)",
+           resume_proof(tok, RESUME_SERVER_LABEL, nc, ns, sid, 17).hex(),
+           "45429f3cfa3d682f733880dcd4c20be18887a4ae510202593df37a19f9267ff3")
     # The transcripts' random source and HMAC (SPEC.md §12.3).
     sm = SplitMix64(1477776061723855037)   # rand_xoshiro's reference test
     expect("SplitMix64 published values", [sm.next64() for _ in range(3)],

@@ -213,6 +213,41 @@ TEST_CASE("method hmac: known-answer proofs", "[auth]") {
   REQUIRE(auth->ClientVerifyWelcome(Span(*welcome), context).ok());
 }
 
+std::string ProofHex(const ResumeProof& p) {
+  return Hex(std::string(reinterpret_cast<const char*>(p.data()), p.size()));
+}
+
+TEST_CASE("resume proof: the known answers of SPEC.md 16.2", "[auth]") {
+  // The worked example of SPEC.md §16.2, also checked by
+  // tools/vectors_ref.py selftest (Python's hmac, not OpenSSL).
+  ResumeToken token;
+  Nonce nc, ns;
+  SessionId id;
+  for (size_t k = 0; k < 16; ++k) token[k] = std::byte(k);
+  for (size_t k = 0; k < 32; ++k) nc[k] = std::byte(0x20 + k);
+  for (size_t k = 0; k < 32; ++k) ns[k] = std::byte(0x40 + k);
+  for (size_t k = 0; k < 16; ++k) id[k] = std::byte(0x90 + k);
+  auto client =
+      ComputeResumeProof(token, ResumeProofSide::kClient, nc, ns, id, 41);
+  REQUIRE(client.ok());
+  CHECK(ProofHex(*client) ==
+        "c4bfb27383d2cc52d36804031f8af396b8db190a734a1725fa2fb5a4c4c0da75");
+  auto server =
+      ComputeResumeProof(token, ResumeProofSide::kServer, nc, ns, id, 17);
+  REQUIRE(server.ok());
+  CHECK(ProofHex(*server) ==
+        "45429f3cfa3d682f733880dcd4c20be18887a4ae510202593df37a19f9267ff3");
+  // Every input is bound: change one bit of any and the proof changes.
+  auto other =
+      ComputeResumeProof(token, ResumeProofSide::kClient, nc, ns, id, 42);
+  REQUIRE(other.ok());
+  CHECK(*other != *client);
+  ns[31] ^= std::byte{1};
+  other = ComputeResumeProof(token, ResumeProofSide::kClient, nc, ns, id, 41);
+  REQUIRE(other.ok());
+  CHECK(*other != *client);
+}
+
 TEST_CASE("method hmac: wrong key fails at ServerVerifyProof", "[auth]") {
   auto client = HmacAuthenticator("the client's key");
   auto server = HmacAuthenticator("the server's key");

@@ -103,12 +103,15 @@ std::vector<std::string> InitLog(const InitMessage& m) {
   }
   if (hello || welcome) {
     add("session_id", Hex(m.session_id));
-    add("resume_token", Hex(m.resume_token));
+    if (welcome) add("resume_token", Hex(m.resume_token));
     add("last_received", Num(m.last_received));
   }
   if (welcome) {
     add("resumed", m.resumed ? "1" : "0");
     add("resume_window_us", absl::StrCat(m.resume_window_us));
+  }
+  if (welcome || m.phase == InitPhase::kProof) {
+    add("resume_proof", Hex(m.resume_proof));
   }
   return out;
 }
@@ -170,7 +173,7 @@ constexpr std::array<absl::string_view, 4> kMessages = {
 
 // Parameter names, for checking that error messages name the parameter.
 absl::string_view ParamNameOf(absl::string_view message, uint64_t id) {
-  static constexpr std::array<absl::string_view, 23> kInit = {
+  static constexpr std::array<absl::string_view, 24> kInit = {
       "",
       "phase",
       "min_version",
@@ -193,7 +196,8 @@ absl::string_view ParamNameOf(absl::string_view message, uint64_t id) {
       "resume_token",
       "last_received",
       "resumed",
-      "resume_window_us"};
+      "resume_window_us",
+      "resume_proof"};
   static constexpr std::array<absl::string_view, 6> kSync = {
       "", "ack", "ping", "pong", "drain", "bye"};
   static constexpr std::array<absl::string_view, 5> kError = {
@@ -336,7 +340,7 @@ TEST_CASE("parse errors name the parameter, value and offset", "[control]") {
         "agent_cancel param 1 (reason) value 2 is not one of 1 4 at payload "
         "offset 2");
   // Byte values are never echoed, only their lengths (tokens are secret).
-  init = ParseInit(testing::FromLogHex("010100130373656b"));
+  init = ParseInit(testing::FromLogHex("010103130373656b"));
   CHECK(init.status().message() ==
         "agent_init param 19 (resume_token) length 3 is not 16 at payload "
         "offset 5");
@@ -413,7 +417,6 @@ TEST_CASE("AppendInit/ParseInit round trips", "[control]") {
         hello.replay_bytes = hello.replay_frames = hello.ping_interval_us = v;
       }
       hello.session_id.emplace();
-      hello.resume_token.emplace();
       hello.last_received = v;
       RoundTripInit(hello);
       InitMessage welcome = BaseInit(InitPhase::kWelcome);
@@ -421,7 +424,17 @@ TEST_CASE("AppendInit/ParseInit round trips", "[control]") {
       welcome.last_received = v;
       welcome.resume_window_us = v;
       welcome.resumed = v % 2 == 1;
+      if (welcome.resumed) {
+        // A resumed WELCOME proves the token instead of carrying it.
+        welcome.resume_token.reset();
+        welcome.resume_proof.emplace();
+        welcome.resume_proof->fill(std::byte{0x7E});
+      }
       RoundTripInit(welcome);
+      InitMessage proof = BaseInit(InitPhase::kProof);
+      proof.resume_proof.emplace();
+      proof.resume_proof->fill(static_cast<std::byte>(v & 0xFF));
+      RoundTripInit(proof);
     }
   }
   SECTION("bounded varints at their limits") {
@@ -629,15 +642,12 @@ TEST_CASE("AppendInit rejects invalid values", "[control]") {
        },
        "param 16 (auth_data) length 1025 out of range 0..1024"},
       {InitPhase::kHello, [](InitMessage& m) { m.session_id.emplace(); },
-       "some but not all of session_id"},
-      {InitPhase::kHello, [](InitMessage& m) { m.resume_token.emplace(); },
-       "some but not all of session_id"},
+       "only one of session_id and last_received"},
       {InitPhase::kHello, [](InitMessage& m) { m.last_received = 1; },
-       "some but not all of session_id"},
+       "only one of session_id and last_received"},
       {InitPhase::kHello,
        [](InitMessage& m) {
          m.session_id.emplace();
-         m.resume_token.emplace();
          m.last_received = kVarintMax + 1;
        },
        "param 20 (last_received)"},
@@ -645,6 +655,8 @@ TEST_CASE("AppendInit rejects invalid values", "[control]") {
        "WELCOME needs param 18 (session_id)"},
       {InitPhase::kWelcome, [](InitMessage& m) { m.resume_token.reset(); },
        "WELCOME needs param 19 (resume_token)"},
+      {InitPhase::kWelcome, [](InitMessage& m) { m.resumed = true; },
+       "resumed WELCOME needs param 23 (resume_proof)"},
       {InitPhase::kWelcome, [](InitMessage& m) { m.last_received.reset(); },
        "WELCOME needs param 20 (last_received)"},
       {InitPhase::kWelcome, [](InitMessage& m) { m.version = kVarintMax + 1; },

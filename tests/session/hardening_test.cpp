@@ -569,6 +569,11 @@ TEST_CASE(
       [&] { return pair.Count<SessionFailed>(Side::kInitiator) == 1; }));
   const auto* failed = pair.LastEvent<SessionFailed>(Side::kInitiator);
   CHECK(GetErrorCode(failed->status) == ErrorCode::kSessionExpired);
+  // The answer to a resume that proved the token (CHALLENGE, then PROOF
+  // with resume_proof) for a session that has ended (SPEC.md §16.2).
+  CHECK_THAT(std::string(failed->status.message()),
+             Catch::Contains("is unknown or has ended"));
+  CHECK(pair.initiator().counters().resumes == 0);
   CHECK(failed->affected_tasks == std::vector<TaskId>{*acked, *unsent});
   CheckReceived(pair, *acked);
   CheckNeverSent(pair, *unsent);

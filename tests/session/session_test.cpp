@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,32 +61,92 @@ std::vector<std::byte> SyncPayload(const SyncMessage& m) {
   return p;
 }
 
-// A fresh acceptor session that received a resuming HELLO (from a peer
-// that may lie about its state) and reported ResumeRequested.
-std::unique_ptr<Session> FreshResume(absl::Time now, const SessionId& id,
-                                     const ResumeToken& token,
-                                     uint64_t last_received) {
-  auto fresh = *Session::Create(AcceptorConfig(9), now);
-  REQUIRE(fresh->TransportConnected(now).ok());
+// Decodes the frames in `bytes` (no preface).
+std::vector<std::vector<std::byte>> Frames(absl::Span<const std::byte> bytes) {
+  std::vector<std::vector<std::byte>> out;
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  while (!bytes.empty()) {
+    auto step = d.Decode(bytes);
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+    out.emplace_back(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(
+                                                        step->consumed));
+    bytes.remove_prefix(step->consumed);
+  }
+  return out;
+}
+
+std::vector<std::byte> Drain(Session& s) {
+  std::vector<std::byte> out;
+  for (auto sp = s.PollTransmit(); !sp.empty(); sp = s.PollTransmit()) {
+    out.insert(out.end(), sp.begin(), sp.end());
+  }
+  return out;
+}
+
+// The HELLO the initiator of SessionPair(Fast()) sends (no resume).
+InitMessage BaseHello() {
+  static const SessionConfig c = FastTimers(InitiatorConfig());
   InitMessage hello;
   hello.phase = InitPhase::kHello;
-  hello.min_version = hello.max_version = 1;
-  hello.agent_id = "initiator";
-  hello.role = AgentRole::kOrchestrator;
-  hello.max_payload_bytes = 1 << 20;
-  hello.max_header_bytes = 4096;
-  hello.max_tasks = 8;
-  hello.replay_bytes = hello.replay_frames = 1024;
+  hello.min_version = c.min_version;
+  hello.max_version = c.max_version;
+  hello.agent_id = c.agent_id;
+  hello.role = c.role;
+  hello.capabilities = c.capabilities;
+  hello.max_payload_bytes = c.max_payload_bytes;
+  hello.max_header_bytes = c.max_header_bytes;
+  hello.max_tasks = c.max_tasks;
+  hello.replay_bytes = c.replay_bytes;
+  hello.replay_frames = c.replay_frames;
   hello.ping_interval_us = 1'000'000;
+  for (size_t k = 0; k < kNonceSize; ++k) hello.nonce[k] = std::byte(k);
+  return hello;
+}
+
+// A fresh acceptor session that ran a resume handshake (HELLO, CHALLENGE,
+// PROOF with the proof of `token`) with a peer that may lie about its
+// state, and reported ResumeRequested. The HELLO describes the initiator
+// of SessionPair(Fast()); `edit` may change it.
+std::unique_ptr<Session> FreshResume(
+    absl::Time now, const SessionId& id, const ResumeToken& token,
+    uint64_t last_received,
+    const std::function<void(InitMessage&)>& edit = nullptr) {
+  auto fresh = *Session::Create(AcceptorConfig(9), now);
+  REQUIRE(fresh->TransportConnected(now).ok());
+  REQUIRE(Drain(*fresh).size() == kPrefaceSize);
+  InitMessage hello = BaseHello();
   hello.session_id = id;
-  hello.resume_token = token;
   hello.last_received = last_received;
+  if (edit) edit(hello);
   std::vector<std::byte> payload;
   REQUIRE(AppendInit(hello, payload).ok());
   std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
   auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
   in.insert(in.end(), f.begin(), f.end());
   REQUIRE(fresh->Receive(in, now).ok());
+  // SPEC.md §16.2: a resuming HELLO is always challenged.
+  const auto out = Frames(Drain(*fresh));
+  REQUIRE(out.size() == 1);
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out[0]);
+  REQUIRE(step.ok());
+  auto challenge = ParseInit(step->frame.payload());
+  REQUIRE(challenge.ok());
+  REQUIRE(challenge->phase == InitPhase::kChallenge);
+  InitMessage proof;
+  proof.phase = InitPhase::kProof;
+  auto p = ComputeResumeProof(token, ResumeProofSide::kClient, hello.nonce,
+                              challenge->nonce, id, *hello.last_received);
+  REQUIRE(p.ok());
+  proof.resume_proof = *p;
+  payload.clear();
+  REQUIRE(AppendInit(proof, payload).ok());
+  REQUIRE(
+      fresh
+          ->Receive(
+              Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum), now)
+          .ok());
   auto e = fresh->PollEvent();
   REQUIRE(e.has_value());
   REQUIRE(std::holds_alternative<ResumeRequested>(*e));
@@ -533,6 +595,295 @@ TEST_CASE("drain: accepted tasks finish, crossing ones fail retryably",
   CHECK(Ok(pair));
 }
 
+// A lost bye (SPEC.md §15.3): the closer's bye, or the peer's answer, is
+// lost with the connection. Both sides must still end closed, not failed,
+// well within the resume window (60 s here).
+TEST_CASE("a lost bye or a lost answer to it: both sides end closed",
+          "[session][drain][resume]") {
+  struct Case {
+    const char* name;
+    Side closer;
+    Dir lost;  // the direction cut just before the close
+  };
+  const Case cases[] = {
+      {"initiator closes, its bye is lost", Side::kInitiator, Dir::kToAcceptor},
+      {"initiator closes, the answer is lost", Side::kInitiator,
+       Dir::kToInitiator},
+      {"acceptor closes, its bye is lost", Side::kAcceptor, Dir::kToInitiator},
+      {"acceptor closes, the answer is lost", Side::kAcceptor,
+       Dir::kToAcceptor},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    PairOptions o = Fast();
+    // §14.1: neither the bye, its answer, the resume's CHALLENGE / PROOF
+    // nor the bye sent again after the resume is a frame carrying nothing
+    // new: the strictest no-op limit must not end the session.
+    o.initiator.max_noop_frames = 1;
+    o.acceptor.max_noop_frames = 1;
+    SessionPair pair(o);
+    REQUIRE(pair.Handshake());
+    auto t = StartTask(pair, "one");
+    REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+    pair.RunFor(absl::Milliseconds(20));  // everything acknowledged
+    Session& acceptor = *pair.acceptor();
+    REQUIRE(acceptor.replay_frames_in_use() == 0);
+    REQUIRE(pair.initiator().replay_frames_in_use() == 0);
+    testing::Link* link = pair.link();
+    link->CutAfter(c.lost, link->delivered(c.lost));
+    REQUIRE(pair.Close(c.closer).ok());
+    const absl::Time start = pair.now();
+    pair.RunUntil([&] {
+      return pair.initiator().state() != SessionState::kEstablished &&
+             pair.initiator().state() != SessionState::kDisconnected &&
+             pair.initiator().state() != SessionState::kHandshaking &&
+             acceptor.state() != SessionState::kEstablished &&
+             acceptor.state() != SessionState::kDisconnected;
+    });
+    CHECK(pair.now() - start < absl::Seconds(5));
+    CHECK(pair.initiator().state() == SessionState::kClosed);
+    CHECK(acceptor.state() == SessionState::kClosed);
+    CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+    CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    size_t acceptor_failed = 0, acceptor_closed = 0;
+    for (const auto& r : pair.events(Side::kAcceptor)) {
+      if (r.session != &acceptor) continue;  // fresh resume sessions
+      acceptor_failed += r.Is<SessionFailed>() ? 1u : 0u;
+      acceptor_closed += r.Is<SessionClosed>() ? 1u : 0u;
+    }
+    CHECK(acceptor_failed == 0);
+    CHECK(acceptor_closed == 1);
+    CHECK(pair.problems().empty());
+  }
+}
+
+TEST_CASE("a bye is answered before the closer reports SessionClosed",
+          "[session][drain]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(50));
+  REQUIRE(pair.Close(Side::kInitiator).ok());
+  pair.RunFor(absl::Milliseconds(10));
+  // The bye is on its way; no answer yet.
+  CHECK(pair.initiator().state() == SessionState::kEstablished);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 0);
+  pair.RunFor(absl::Milliseconds(100));
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 1);
+  CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
+  CHECK(pair.initiator().state() == SessionState::kClosed);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("every authenticator resumes, with one CHALLENGE round",
+          "[session][resume][auth]") {
+  // SPEC.md 12.1, 16.2: methods 0 and 1 get a CHALLENGE for the resume
+  // alone; method 2's own CHALLENGE carries both proofs.
+  std::vector<std::shared_ptr<const Authenticator>> methods = {
+      NoAuthenticator(), TokenAuthenticator("s3cret-token"),
+      HmacAuthenticator("0123456789abcdef0123456789abcdef")};
+  for (const auto& m : methods) {
+    INFO(static_cast<int>(m->method()));
+    PairOptions o = Fast();
+    o.initiator.authenticator = m;
+    o.acceptor.authenticator = m;
+    o.split = testing::Split::Random(5);
+    // §14.1: the resume's CHALLENGE and PROOF are not no-op frames.
+    o.initiator.max_noop_frames = 1;
+    o.acceptor.max_noop_frames = 1;
+    SessionPair pair(o);
+    REQUIRE(pair.Handshake());
+    auto t = StartTask(pair, "one");
+    for (uint64_t k = 1; k <= 3; ++k) {
+      pair.Cut();
+      pair.RunUntil([&] { return pair.initiator().counters().resumes == k; });
+      REQUIRE(pair.initiator().state() == SessionState::kEstablished);
+    }
+    REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+    pair.RunFor(absl::Milliseconds(20));
+    CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 1);
+    CHECK(pair.acceptor()->counters().resumes == 3);
+    CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    CHECK(Ok(pair));
+  }
+}
+
+TEST_CASE("a PROOF must carry resume_proof exactly when the HELLO resumes",
+          "[session][resume]") {
+  const absl::Time t0 = absl::UnixEpoch();
+  auto proof_frame = [](bool with_proof) {
+    InitMessage proof;
+    proof.phase = InitPhase::kProof;
+    if (with_proof) proof.resume_proof.emplace();
+    std::vector<std::byte> payload;
+    REQUIRE(AppendInit(proof, payload).ok());
+    return Frame(MessageType::kAgentInit, 0, 0, payload,
+                 payload.empty() ? 0 : kFlagChecksum);
+  };
+  SECTION("missing in a resume: MISSING_PARAM") {
+    auto fresh = *Session::Create(AcceptorConfig(9), t0);
+    REQUIRE(fresh->TransportConnected(t0).ok());
+    // The resuming HELLO of FreshResume, without its PROOF.
+    InitMessage hello = BaseHello();
+    hello.session_id.emplace();
+    hello.last_received = 0;
+    std::vector<std::byte> payload;
+    REQUIRE(AppendInit(hello, payload).ok());
+    std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+    auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+    in.insert(in.end(), f.begin(), f.end());
+    REQUIRE(fresh->Receive(in, t0).ok());
+    absl::Status s = fresh->Receive(proof_frame(false), t0);
+    CHECK(GetErrorCode(s) == ErrorCode::kMissingParam);
+    CHECK_THAT(std::string(s.message()), Catch::Contains("resume_proof"));
+    CHECK(fresh->state() == SessionState::kFailed);
+  }
+  SECTION("present in a new session's PROOF: UNEXPECTED_FRAME") {
+    auto a = *Session::Create(
+        AcceptorConfig(2, AgentRole::kAgent, HmacAuthenticator("k")), t0);
+    auto i = *Session::Create(
+        InitiatorConfig(1, AgentRole::kOrchestrator, HmacAuthenticator("k")),
+        t0);
+    REQUIRE(a->TransportConnected(t0).ok());
+    REQUIRE(i->TransportConnected(t0).ok());
+    REQUIRE(a->Receive(Drain(*i), t0).ok());  // HELLO -> CHALLENGE
+    absl::Status s = a->Receive(proof_frame(true), t0);
+    CHECK(GetErrorCode(s) == ErrorCode::kUnexpectedFrame);
+    CHECK(s.code() == absl::StatusCode::kUnauthenticated);
+  }
+}
+
+TEST_CASE("the initiator rejects a resumed WELCOME whose proof does not match",
+          "[session][resume]") {
+  // An acceptor that does not hold the token (a redirected reconnect)
+  // cannot make the initiator drop its replay buffer (SPEC.md 16.2).
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  auto t = StartTask(pair, "one");
+  pair.set_auto_dial(false);
+  pair.Cut();
+  pair.RunUntilIdleNow();
+  Session& i = pair.initiator();
+  const absl::Time now = pair.now();
+  REQUIRE(i.TransportConnected(now).ok());
+  (void)Drain(i);  // preface, HELLO
+  Nonce ns;
+  ns.fill(std::byte{0x42});
+  InitMessage challenge;
+  challenge.phase = InitPhase::kChallenge;
+  challenge.nonce = ns;
+  std::vector<std::byte> payload;
+  REQUIRE(AppendInit(challenge, payload).ok());
+  std::vector<std::byte> in(kPrefaceBytes.begin(), kPrefaceBytes.end());
+  auto f = Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum);
+  in.insert(in.end(), f.begin(), f.end());
+  REQUIRE(i.Receive(in, now).ok());
+  (void)Drain(i);  // PROOF
+  const PeerInfo& p = i.peer();
+  InitMessage welcome;
+  welcome.phase = InitPhase::kWelcome;
+  welcome.version = p.version;
+  welcome.agent_id = p.agent_id;
+  welcome.role = p.role;
+  welcome.max_payload_bytes = p.max_payload_bytes;
+  welcome.max_header_bytes = p.max_header_bytes;
+  welcome.max_tasks = p.max_tasks;
+  welcome.replay_bytes = p.replay_bytes;
+  welcome.replay_frames = p.replay_frames;
+  welcome.ping_interval_us = 1'000'000;
+  welcome.nonce = ns;
+  welcome.session_id = i.session_id();
+  welcome.last_received = 1;  // "got your task": would free it
+  welcome.resumed = true;
+  welcome.resume_proof.emplace();  // not the HMAC of the token
+  payload.clear();
+  REQUIRE(AppendInit(welcome, payload).ok());
+  absl::Status s = i.Receive(
+      Frame(MessageType::kAgentInit, 0, 0, payload, kFlagChecksum), now);
+  CHECK(GetErrorCode(s) == ErrorCode::kResumeRejected);
+  CHECK(i.state() == SessionState::kFailed);
+  CHECK(i.counters().resumes == 0);
+  CHECK(pair.initiator().task_state(t) == TaskState::kNone);  // ended, told
+}
+
+TEST_CASE("a resumed connection starts its ack counting afresh",
+          "[session][resume]") {
+  // SPEC.md 16.2: the HELLO's last_received acknowledged everything the
+  // initiator had received, so frames received on the old connection do
+  // not count toward the next ack (here: every 2 frames, 32 / 16).
+  PairOptions o = Fast();
+  o.acceptor.replay_frames = 32;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  auto t = StartTask(pair, "one");
+  REQUIRE(pair.Respond(Side::kAcceptor, t, "p1", false).ok());
+  pair.RunUntilIdleNow();  // delivered; its ack waits for ack_delay
+  REQUIRE(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 1);
+  pair.Cut();
+  pair.RunUntil([&] { return pair.initiator().counters().resumes == 1; });
+  REQUIRE(pair.initiator().state() == SessionState::kEstablished);
+  pair.RunUntilIdleNow();
+  const uint64_t acks = pair.initiator().counters().acks_sent;
+  REQUIRE(pair.Respond(Side::kAcceptor, t, "p2", false).ok());
+  pair.RunUntilIdleNow();
+  REQUIRE(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 2);
+  // One frame on this connection: below the threshold, no ack yet.
+  CHECK(pair.initiator().counters().acks_sent == acks);
+  pair.RunFor(absl::Milliseconds(5));  // ack_delay
+  CHECK(pair.initiator().counters().acks_sent == acks + 1);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "a stream-0 AGENT_ERROR ends the connection for a connection-scoped "
+    "detail and the session otherwise",
+    "[session][resume]") {
+  struct Case {
+    const char* name;
+    ErrorCode detail;
+    absl::StatusCode code;
+    bool session_ends;
+  };
+  const Case cases[] = {
+      {"framing error", ErrorCode::kHeaderCrcMismatch,
+       absl::StatusCode::kDataLoss, false},
+      {"peer unresponsive", ErrorCode::kPeerUnresponsive,
+       absl::StatusCode::kDeadlineExceeded, false},
+      // After the handshake PAYLOAD_TOO_LARGE has session scope (15.2).
+      {"payload too large", ErrorCode::kPayloadTooLarge,
+       absl::StatusCode::kResourceExhausted, true},
+      {"session error", ErrorCode::kTaskIdReused,
+       absl::StatusCode::kInvalidArgument, true},
+      {"no detail", ErrorCode::kOk, absl::StatusCode::kInternal, true},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    SessionPair pair(Fast());
+    REQUIRE(pair.Handshake());
+    auto t = StartTask(pair, "one");
+    ErrorMessage m;
+    m.code = c.code;
+    m.message = "from the peer";
+    m.detail = c.detail;
+    std::vector<std::byte> payload;
+    REQUIRE(AppendError(m, payload).ok());
+    absl::Status s =
+        Inject(pair, Side::kInitiator,
+               Frame(MessageType::kAgentError, 0, 0, payload, kFlagChecksum));
+    CHECK(s.code() == c.code);
+    pair.RunFor(absl::Milliseconds(200));
+    if (c.session_ends) {
+      CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 1);
+    } else {
+      CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+      CHECK(pair.Count<ConnectionLost>(Side::kInitiator) == 1);
+      CHECK(pair.initiator().counters().resumes == 1);
+      CHECK(pair.initiator().task_state(t) == TaskState::kSubmitted);
+      CHECK(Ok(pair));
+    }
+  }
+}
+
 TEST_CASE("close with nothing open: drain and bye share one SYNC",
           "[session][drain]") {
   // SPEC.md §15.3: both forms are valid; this one is what a side that
@@ -555,13 +906,20 @@ TEST_CASE("close with nothing open: drain and bye share one SYNC",
   REQUIRE(m.ok());
   CHECK(m->drain == std::optional<uint64_t>(0));
   CHECK(m->bye);
-  // The peer takes the shared form as drain, then bye.
+  // The peer takes the shared form as drain, then bye, and answers the bye
+  // with its own (§15.3); both end closed after the exchange.
   const std::vector<std::byte> frame(
       out.begin(), out.begin() + static_cast<std::ptrdiff_t>(step->consumed));
   CHECK(Inject(pair, Side::kInitiator, frame).ok());
   CHECK(pair.Count<PeerDraining>(Side::kInitiator) == 1);
   CHECK(pair.Count<SessionClosed>(Side::kInitiator) == 1);
   CHECK(pair.initiator().state() == SessionState::kClosed);
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 0);  // awaits the answer
+  pair.RunFor(absl::Milliseconds(20));
+  CHECK(pair.Count<SessionClosed>(Side::kAcceptor) == 1);
+  CHECK(pair.acceptor()->state() == SessionState::kClosed);
+  CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);
+  CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -877,41 +1235,213 @@ TEST_CASE(
   CHECK(f->affected_tasks == std::vector<TaskId>{t});
 }
 
-TEST_CASE("a resume asking for frames already freed is RESUME_GAP",
+// The stream-0 AGENT_ERROR a failed resume sends on the new connection
+// (after the preface), and that the connection closes.
+ErrorMessage ResumeAnswer(Session& fresh, std::vector<std::byte>& out) {
+  out = Drain(fresh);
+  CHECK(fresh.ConnectionClosing());
+  CHECK(fresh.state() == SessionState::kFailed);
+  FrameDecoder d(DecoderOptions{.expect_preface = false});
+  auto step = d.Decode(out);
+  REQUIRE(step.ok());
+  REQUIRE(step->kind == DecodeStep::Kind::kFrame);
+  CHECK(step->frame.type() == MessageType::kAgentError);
+  CHECK(step->frame.stream_id() == 0);
+  CHECK(step->consumed == out.size());  // then closed
+  auto err = ParseError(step->frame.payload());
+  REQUIRE(err.ok());
+  return *err;
+}
+
+TEST_CASE(
+    "a failed resume is answered on the new connection and never harms the "
+    "established session",
+    "[session][resume]") {
+  struct Case {
+    const char* name;
+    ErrorCode want;
+    absl::StatusCode code;
+    bool wrong_token;
+    uint64_t last_received;  // kOwn: the initiator's own
+    std::function<void(InitMessage&)> edit;
+  };
+  constexpr uint64_t kOwn = ~uint64_t{0};
+  const std::vector<Case> cases = {
+      // Frames the acceptor freed (acknowledged) cannot be replayed.
+      {"stale last_received", ErrorCode::kResumeGap,
+       absl::StatusCode::kDataLoss, false, 0, nullptr},
+      {"last_received beyond what was sent", ErrorCode::kBadAck,
+       absl::StatusCode::kInvalidArgument, false, 99, nullptr},
+      // Indistinguishable from an unknown session (SPEC.md 16.2).
+      {"wrong token", ErrorCode::kSessionExpired, absl::StatusCode::kDataLoss,
+       true, kOwn, nullptr},
+      {"another agent_id", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, false, kOwn,
+       [](InitMessage& m) { m.agent_id = "impostor"; }},
+      {"lower max_payload_bytes", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, false, kOwn,
+       [](InitMessage& m) { m.max_payload_bytes = 100; }},
+      {"lower max_tasks", ErrorCode::kResumeRejected,
+       absl::StatusCode::kPermissionDenied, false, kOwn,
+       [](InitMessage& m) { m.max_tasks = 1; }},
+  };
+  for (bool connected : {true, false}) {
+    for (const Case& c : cases) {
+      INFO(c.name << (connected ? ", session connected" : ", disconnected"));
+      SessionPair pair(Fast());
+      REQUIRE(pair.Handshake());
+      auto t = StartTask(pair, "one");
+      REQUIRE(pair.Respond(Side::kAcceptor, t, "partial", false).ok());
+      pair.RunFor(absl::Milliseconds(20));  // acked: the acceptor freed it
+      Session& acceptor = *pair.acceptor();
+      REQUIRE(acceptor.replay_frames_in_use() == 0);
+      REQUIRE(acceptor.last_sent() == 1);
+      if (!connected) {
+        pair.set_auto_dial(false);
+        pair.Cut();
+        pair.RunUntilIdleNow();
+        REQUIRE(acceptor.state() == SessionState::kDisconnected);
+      }
+      const SessionState before = acceptor.state();
+      const size_t failed_before = pair.Count<SessionFailed>(Side::kAcceptor);
+      ResumeToken token = pair.initiator().resume_token();
+      if (c.wrong_token) token[0] ^= std::byte{1};
+      const uint64_t last = c.last_received == kOwn
+                                ? pair.initiator().last_received()
+                                : c.last_received;
+      auto fresh =
+          FreshResume(pair.now(), acceptor.session_id(), token, last, c.edit);
+      absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
+      CHECK(GetErrorCode(s) == c.want);
+      CHECK(s.code() == c.code);
+      std::vector<std::byte> out;
+      const ErrorMessage answer = ResumeAnswer(*fresh, out);
+      CHECK(answer.detail == c.want);
+      CHECK(answer.code == c.code);
+      CHECK(!answer.message.empty());
+      // The established session: exactly as it was.
+      CHECK(acceptor.state() == before);
+      CHECK(acceptor.PollEvent() == std::nullopt);
+      CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == failed_before);
+      CHECK(acceptor.task_state(t) == TaskState::kRunning);
+      CHECK(acceptor.counters().resumes == 0);
+      if (connected) {
+        // ...and still serves its real peer.
+        REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+        pair.RunFor(absl::Milliseconds(20));
+        CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 2);
+      } else {
+        // ...and the real initiator still resumes it.
+        pair.set_auto_dial(true);
+        pair.Connect();
+        pair.RunUntil([&] { return acceptor.counters().resumes == 1; });
+        CHECK(acceptor.state() == SessionState::kEstablished);
+        REQUIRE(pair.Respond(Side::kAcceptor, t, "done", true).ok());
+        pair.RunFor(absl::Milliseconds(20));
+        CHECK(!pair.FindTask<ResponseReceived>(Side::kInitiator, t).empty());
+      }
+      CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
+    }
+  }
+}
+
+TEST_CASE("a bad resume proof and an unknown session get the same answer",
           "[session][resume]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  Session& acceptor = *pair.acceptor();
+  ResumeToken wrong = pair.initiator().resume_token();
+  wrong[15] ^= std::byte{0x80};
+  const uint64_t last = pair.initiator().last_received();
+  auto bad_proof = FreshResume(pair.now(), acceptor.session_id(), wrong, last);
+  CHECK(!acceptor.AdoptConnection(*bad_proof, pair.now()).ok());
+  auto unknown = FreshResume(pair.now(), acceptor.session_id(),
+                             pair.initiator().resume_token(), last);
+  unknown->RejectResume(pair.now());
+  std::vector<std::byte> a, b;
+  const ErrorMessage ea = ResumeAnswer(*bad_proof, a);
+  const ErrorMessage eb = ResumeAnswer(*unknown, b);
+  CHECK(ea.detail == ErrorCode::kSessionExpired);
+  CHECK(eb.detail == ErrorCode::kSessionExpired);
+  CHECK(a == b);  // byte for byte
+  CHECK(acceptor.state() == SessionState::kEstablished);
+}
+
+TEST_CASE("the resume token never crosses the wire after the first WELCOME",
+          "[session][resume]") {
+  // Every byte both sides write over a handshake and two resumes: the
+  // token's 16 bytes appear once (the first WELCOME), never again, and the
+  // token stays the same (not rotated, SPEC.md 16.2).
+  const absl::Time t0 = absl::UnixEpoch();
+  auto a = *Session::Create(AcceptorConfig(), t0);
+  auto i = *Session::Create(InitiatorConfig(), t0);
+  std::vector<std::byte> wire;
+  auto move = [&](Session& from, Session& to) {
+    const std::vector<std::byte> bytes = Drain(from);
+    wire.insert(wire.end(), bytes.begin(), bytes.end());
+    REQUIRE(to.Receive(bytes, t0).ok());
+    while (to.PollEvent()) {
+    }
+  };
+  REQUIRE(a->TransportConnected(t0).ok());
+  REQUIRE(i->TransportConnected(t0).ok());
+  move(*i, *a);
+  move(*a, *i);
+  REQUIRE(i->state() == SessionState::kEstablished);
+  const ResumeToken token = i->resume_token();
+  auto count = [&] {
+    int n = 0;
+    for (auto it = wire.begin();
+         (it = std::search(it, wire.end(), token.begin(), token.end())) !=
+         wire.end();
+         ++it) {
+      ++n;
+    }
+    return n;
+  };
+  CHECK(count() == 1);
+  std::vector<std::unique_ptr<Session>> fresh;
+  for (uint64_t k = 0; k < 2; ++k) {
+    i->TransportLost(absl::UnavailableError("cut"), t0);
+    a->TransportLost(absl::UnavailableError("cut"), t0);
+    fresh.push_back(*Session::Create(AcceptorConfig(20 + k), t0));
+    Session& f = *fresh.back();
+    REQUIRE(i->TransportConnected(t0).ok());
+    REQUIRE(f.TransportConnected(t0).ok());
+    move(*i, f);  // HELLO
+    move(f, *i);  // CHALLENGE
+    move(*i, f);  // PROOF -> ResumeRequested
+    REQUIRE(a->AdoptConnection(f, t0).ok());
+    move(*a, *i);  // WELCOME
+    REQUIRE(i->state() == SessionState::kEstablished);
+    REQUIRE(a->state() == SessionState::kEstablished);
+  }
+  CHECK(i->counters().resumes == 2);
+  CHECK(count() == 1);
+  CHECK(i->resume_token() == token);
+  CHECK(a->resume_token() == token);
+}
+
+TEST_CASE(
+    "a resume with a stale last_received is answered with RESUME_GAP named "
+    "on the wire",
+    "[session][resume]") {
+  // The initiator's session lost track of what it received (as after a
+  // restart from old persisted state): the acceptor's answer says why.
   SessionPair pair(Fast());
   REQUIRE(pair.Handshake());
   auto t = StartTask(pair, "one");
   REQUIRE(pair.Respond(Side::kAcceptor, t, "partial", false).ok());
-  pair.RunFor(absl::Milliseconds(20));  // acked: the acceptor freed it
-  REQUIRE(pair.acceptor()->replay_frames_in_use() == 0);
+  pair.RunFor(absl::Milliseconds(20));
   Session& acceptor = *pair.acceptor();
-  // A peer that lost its state presents last_received 0 with the right
-  // token: the acceptor cannot replay frame 1.
   auto fresh = FreshResume(pair.now(), acceptor.session_id(),
                            pair.initiator().resume_token(), 0);
-  absl::Status s = pair.Do(Side::kAcceptor, [&](Session& a, absl::Time now) {
-    return a.AdoptConnection(*fresh, now);
-  });
-  CHECK(GetErrorCode(s) == ErrorCode::kResumeGap);
-  CHECK(s.code() == absl::StatusCode::kDataLoss);
-  const auto* failed = pair.LastEvent<SessionFailed>(Side::kAcceptor);
-  REQUIRE(failed != nullptr);
-  CHECK(failed->affected_tasks == std::vector<TaskId>{t});
-}
-
-TEST_CASE(
-    "a wrong resume token is RESUME_REJECTED and leaves the session "
-    "alone",
-    "[session][resume]") {
-  SessionPair pair(Fast());
-  REQUIRE(pair.Handshake());
-  Session& acceptor = *pair.acceptor();
-  auto fresh = FreshResume(pair.now(), acceptor.session_id(),
-                           ResumeToken{} /* guessed */, 0);
-  absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
-  CHECK(GetErrorCode(s) == ErrorCode::kResumeRejected);
-  CHECK(fresh->state() == SessionState::kFailed);
+  REQUIRE(!acceptor.AdoptConnection(*fresh, pair.now()).ok());
+  std::vector<std::byte> out;
+  const ErrorMessage answer = ResumeAnswer(*fresh, out);
+  CHECK(answer.detail == ErrorCode::kResumeGap);
+  CHECK_THAT(std::string(answer.message),
+             Catch::Contains("last_received 0") && Catch::Contains("1"));
   CHECK(acceptor.state() == SessionState::kEstablished);
 }
 

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -144,8 +145,8 @@ std::map<std::string, SessionConfig> Configs(const Vector& v) {
       c.resume_window = Micros(value);
     } else if (field == "max_ping_strikes") {
       c.max_ping_strikes = ParseU32(value);
-    } else if (field == "error_message") {
-      --p.fields;  // informative: it is in the expected bytes
+    } else if (field == "error_message" || field == "fresh_seed") {
+      --p.fields;  // informative: it is in the expected bytes / FreshSeed
     } else {
       throw std::runtime_error("unknown option " + key);
     }
@@ -169,6 +170,17 @@ std::map<std::string, SessionConfig> Configs(const Vector& v) {
     out.emplace(side, std::move(p.config));
   }
   return out;
+}
+
+// The seed of the k-th fresh acceptor session (k from 0) the server creates
+// for a connection after the first: acceptor.fresh_seed + k.
+uint64_t FreshSeed(const Vector& v, size_t k) {
+  for (const auto& [key, value] : v.options) {
+    if (key == "acceptor.fresh_seed") return ParseU64(value) + k;
+  }
+  throw std::runtime_error(
+      "a second acceptor connection needs "
+      "acceptor.fresh_seed");
 }
 
 // A byte range of the hex block: "OFFSET+LENGTH" or "-".
@@ -210,6 +222,14 @@ std::string EventLine(const std::string& side, const Event& event,
     absl::StrAppend(&out, "ResponseReceived task=", r->task,
                     " final=", r->final ? 1 : 0,
                     " payload=", ToLogHex(r->payload));
+  } else if (const auto* l = std::get_if<ConnectionLost>(&event)) {
+    absl::StrAppend(
+        &out, "ConnectionLost error=", ErrorCodeName(GetErrorCode(l->status)));
+  } else if (const auto* q = std::get_if<ResumeRequested>(&event)) {
+    absl::StrAppend(&out,
+                    "ResumeRequested session_id=", ToLogHex(q->session_id));
+  } else if (const auto* d = std::get_if<PeerDraining>(&event)) {
+    absl::StrAppend(&out, "PeerDraining last_accepted=", d->last_accepted);
   } else if (const auto* c = std::get_if<TaskCancelled>(&event)) {
     absl::StrAppend(&out, "TaskCancelled task=", c->task,
                     " status=", absl::StatusCodeToString(c->status.code()));
@@ -244,13 +264,26 @@ struct Feeding {
 // produce, in the vector's format: a step line repeats the vector's `out`
 // range when the bytes written are exactly the range's, and gives the
 // written bytes in hex otherwise.
+//
+// The acceptor side is a server, as the file's header describes: its first
+// connection goes to the "acceptor" session itself; every later one to a
+// fresh acceptor session (seeded acceptor.fresh_seed + k), which, once it
+// reports ResumeRequested, the server answers at once with
+// acceptor.AdoptConnection(fresh) — or fresh.RejectResume() after a
+// `forget` step (the session is unknown). Steps of side=acceptor go to the
+// session at the acceptor end of the current connection.
 std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
   std::map<std::string, std::unique_ptr<Session>> sessions;
+  std::optional<SessionConfig> acceptor_config;
   for (auto& [side, config] : Configs(v)) {
+    if (side == "acceptor") acceptor_config = config;
     auto s = Session::Create(std::move(config), T0());
     if (!s.ok()) throw std::runtime_error(s.status().ToString());
     sessions.emplace(side, *std::move(s));
   }
+  std::vector<std::unique_ptr<Session>> fresh;
+  Session* acceptor_end = nullptr;
+  bool forgotten = false;
   std::vector<std::string> log;
   size_t receive_steps = 0;
   for (const std::string& text : v.log) {
@@ -259,20 +292,39 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
     const std::string side = *want.Find("side");
     auto it = sessions.find(side);
     if (it == sessions.end()) throw std::runtime_error("no session: " + text);
-    Session& s = *it->second;
+    Session* sp = it->second.get();
+    if (side == "acceptor" && acceptor_end != nullptr) sp = acceptor_end;
     std::vector<std::byte> out;
     std::vector<std::string> events;
     std::vector<std::string> fields;
     std::string status = "OK";
-    auto drain = [&] {
-      for (auto span = s.PollTransmit(); !span.empty();
-           span = s.PollTransmit()) {
+    auto drain_session = [&](Session& d) {
+      for (auto span = d.PollTransmit(); !span.empty();
+           span = d.PollTransmit()) {
         out.insert(out.end(), span.begin(), span.end());
       }
-      while (auto e = s.PollEvent()) events.push_back(EventLine(side, *e, s));
+      while (auto e = d.PollEvent()) events.push_back(EventLine(side, *e, d));
     };
+    auto drain = [&] { drain_session(*sp); };
     if (want.name == "connect") {
-      status = s.TransportConnected(T0()).ToString();
+      if (side == "acceptor" && it->second->counters().connections > 0) {
+        SessionConfig c = *acceptor_config;
+        c.random = SeededRandom(FreshSeed(v, fresh.size()));
+        auto f = Session::Create(std::move(c), T0());
+        if (!f.ok()) throw std::runtime_error(f.status().ToString());
+        fresh.push_back(*std::move(f));
+        sp = fresh.back().get();
+      }
+      if (side == "acceptor") acceptor_end = sp;
+      status = sp->TransportConnected(T0()).ToString();
+      drain();
+    } else if (want.name == "lost") {
+      sp->TransportLost(absl::UnavailableError("connection lost"), T0());
+      drain();
+    } else if (want.name == "forget") {
+      forgotten = true;
+    } else if (want.name == "close") {
+      status = sp->Close(T0()).ToString();
       drain();
     } else if (want.name == "receive") {
       const std::string& in = *want.Find("in");
@@ -292,22 +344,46 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
       }
       ++receive_steps;
       absl::Status last;
+      bool resume_requested = false;
       for (auto chunk : chunks) {
-        last = s.Receive(chunk, T0());
+        last = sp->Receive(chunk, T0());
+        const size_t before = events.size();
         drain();
+        for (size_t k = before; k < events.size(); ++k) {
+          resume_requested =
+              resume_requested ||
+              events[k].find("ResumeRequested") != std::string::npos;
+        }
       }
       // Receive reports the error that ended the session (and keeps
       // returning it): it must be the one SessionFailed carried.
       status = last.ToString();
-      if (s.state() == SessionState::kFailed && s.status() != last) {
+      if (sp->state() == SessionState::kFailed && sp->status() != last) {
         status += " (differs from the session's status)";
+      }
+      if (resume_requested) {
+        // The server's registry answers (see above).
+        Session& registered = *it->second;
+        Session& f = *sp;
+        if (forgotten) {
+          f.RejectResume(T0());
+          drain_session(f);
+        } else {
+          (void)registered.AdoptConnection(f, T0());
+          drain_session(f);
+          drain_session(registered);
+          if (f.state() == SessionState::kClosed) {
+            acceptor_end = &registered;
+            sp = &registered;
+          }
+        }
       }
     } else if (want.name == "submit") {
       const std::vector<std::byte> payload = FromLogHex(*want.Find("payload"));
       TaskOptions options;
       const std::string& deadline = *want.Find("deadline_us");
       if (deadline != "-") options.deadline = Micros(deadline);
-      auto id = s.SubmitTask(payload, options, T0());
+      auto id = sp->SubmitTask(payload, options, T0());
       fields.push_back(id.ok() ? absl::StrCat("task=", *id)
                                : "task=<" + id.status().ToString() + ">");
       fields.push_back("payload=" + ToLogHex(payload));
@@ -317,14 +393,14 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
       const std::vector<std::byte> payload = FromLogHex(*want.Find("payload"));
       const TaskId task = ParseU64(*want.Find("task"));
       const bool final = *want.Find("final") == "1";
-      status = s.SendResponse(task, payload, final, T0()).ToString();
+      status = sp->SendResponse(task, payload, final, T0()).ToString();
       fields.push_back(absl::StrCat("task=", task));
       fields.push_back(absl::StrCat("final=", final ? 1 : 0));
       fields.push_back("payload=" + ToLogHex(payload));
       drain();
     } else if (want.name == "cancel") {
       const TaskId task = ParseU64(*want.Find("task"));
-      status = s.CancelTask(task, T0()).ToString();
+      status = sp->CancelTask(task, T0()).ToString();
       fields.push_back(absl::StrCat("task=", task));
       drain();
     } else {
@@ -338,10 +414,10 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
     std::string line = absl::StrCat(want.name, " side=", side);
     for (const std::string& f : fields) absl::StrAppend(&line, " ", f);
     absl::StrAppend(&line, " out=", same ? want_out : ToLogHex(out),
-                    " closing=", s.ConnectionClosing() ? 1 : 0);
+                    " closing=", sp->ConnectionClosing() ? 1 : 0);
     log.push_back(line);
     // A failing call is expected only where the session fails.
-    const bool failed = s.state() == SessionState::kFailed;
+    const bool failed = sp->state() == SessionState::kFailed;
     if (status != "OK" && !(want.name == "receive" && failed)) {
       log.push_back("unexpected status: " + status);
     }
@@ -390,7 +466,10 @@ TEST_CASE("session transcript vectors", "[transcript][session]") {
        {"new session, auth none", "new session, token auth",
         "new session, HMAC-SHA256", "version mismatch", "incompatible roles",
         "frame before the handshake", "oversized frame before the handshake",
-        "one task after the handshake", "empty payloads and a cancel"}) {
+        "one task after the handshake", "empty payloads and a cancel",
+        "resume after a lost connection", "resume of an unknown session",
+        "resume with a wrong proof", "resume with a stale last_received",
+        "close: bye answered by bye"}) {
     INFO("required vector: " << required);
     CHECK(std::find(names.begin(), names.end(), required) != names.end());
   }

@@ -29,9 +29,9 @@
 // session reports Established{resumed = false} it is registered under its
 // session id. When a fresh session reports ResumeRequested{id}, the server
 // calls registered.AdoptConnection(fresh, now) (or fresh.RejectResume(now)
-// for an unknown id); once the connection has moved (`fresh` is closed: on
-// success, and on RESUME_GAP / BAD_ACK) the registered session is the
-// acceptor endpoint of that link. Every server session's events go to the
+// for an unknown id); once the connection has moved (`fresh` is closed,
+// on success only) the registered session is the acceptor endpoint of
+// that link. Every server session's events go to the
 // acceptor log (EventRecord::session says which session reported it).
 // acceptor() is the latest registered session, or the current link's
 // acceptor endpoint before any registration.
@@ -834,8 +834,8 @@ class SessionPair {
       const absl::Status st = existing.AdoptConnection(s, clock_.Now());
       Trace("server: AdoptConnection -> " + StatusText(st));
       last_adopt_ = st;
-      // The connection moved when `fresh` is closed: on success, and on
-      // RESUME_GAP / BAD_ACK, where `existing` sends the error on it.
+      // The connection moved when `fresh` is closed, which is on success
+      // only (a failed resume is answered on `fresh`).
       const bool moved = s.state() == SessionState::kClosed;
       // Whatever `fresh` still has goes out first, on its connection.
       Pump(s, Side::kAcceptor);

@@ -449,12 +449,19 @@ TEST_CASE("alloc: parsing control payloads allocates nothing",
   InitMessage hello = testing::BaseInit(InitPhase::kHello);
   hello.auth_method = AuthMethod::kToken;
   hello.auth_data = auth_data;
+  // A resuming HELLO (no token, SPEC.md §16.2), its PROOF, and the resumed
+  // WELCOME.
   hello.session_id = SessionId{};
-  hello.resume_token = ResumeToken{};
   hello.last_received = 12345;
+  InitMessage proof;
+  proof.phase = InitPhase::kProof;
+  proof.auth_data = auth_data;
+  proof.resume_proof = ResumeProof{};
   InitMessage welcome = testing::BaseInit(InitPhase::kWelcome);
   welcome.resumed = true;
-  for (const InitMessage* m : {&hello, &welcome}) {
+  welcome.resume_token.reset();
+  welcome.resume_proof = ResumeProof{};
+  for (const InitMessage* m : {&hello, &proof, &welcome}) {
     inits.emplace_back();
     REQUIRE(AppendInit(*m, inits.back()).ok());
   }

@@ -94,6 +94,7 @@ def transcript_writes(items):
     (initiator -> acceptor, or crafted input to the acceptor) or 's2c'."""
     writes = []
     frame = None
+    starts = {}  # id(frame) -> (its offset in its write, its header's size)
     for comment, data in items:
         if data is None:
             m = re.match(r"(initiator -> acceptor|acceptor -> initiator|crafted input to the acceptor)",
@@ -113,6 +114,7 @@ def transcript_writes(items):
             if key == "header_length":
                 frame = {"kind": "frame", "params": []}
                 pdus.append(frame)
+                starts[id(frame)] = (len(buf) - len(data), len(data) + int(val))
             elif key == "type":
                 frame["type"] = int(val)
             elif key == "flags":
@@ -148,6 +150,15 @@ def transcript_writes(items):
         m = re.match(r"value: (\d+) us", comment)
         if m:
             frame["deadline"] = int(m.group(1))
+    # A frame cut off at the end of its write (e.g. a header declaring a payload that never
+    # comes) is not a PDU: the dissector rightly waits for the rest.
+    for _, buf, pdus in writes:
+        if pdus and pdus[-1]["kind"] == "frame":
+            f = pdus[-1]
+            start, header = starts[id(f)]
+            need = header + f.get("payload_length", 0) + (8 if f.get("flags", 0) & 1 else 0)
+            if len(buf) - start < need:
+                pdus.pop()
     return [(d, bytes(b), p) for d, b, p in writes]
 
 

@@ -63,7 +63,8 @@
 --     .max_payload_bytes, .max_header_bytes, .max_tasks, .replay_bytes, .replay_frames,
 --     .ping_interval_us, .min_ping_interval_us, .auth_method (0 none, 1 token, 2 HMAC-SHA256),
 --     .auth_data (bytes), .nonce (bytes), .session_id (bytes), .resume_token (bytes),
---     .last_received, .resumed (flag), .resume_window_us           -- all under symwire.init.
+--     .last_received, .resumed (flag), .resume_window_us, .resume_proof (bytes)
+--                                                                  -- all under symwire.init.
 --   AGENT_SYNC (§11.2):  symwire.sync.ack, .ping, .pong, .drain, .bye (flag)
 --   AGENT_ERROR (§11.2): symwire.error.code (absl::StatusCode), .message (string), .retryable
 --     (flag), .detail (symwire ErrorCode, §7/§18)
@@ -218,6 +219,7 @@ param(0, "init", 19, "resume_token", "bytes", "Resume token")
 param(0, "init", 20, "last_received", "varint", "Last received")
 param(0, "init", 21, "resumed", "flag", "Resumed")
 param(0, "init", 22, "resume_window_us", "varint", "Resume window (us)")
+param(0, "init", 23, "resume_proof", "bytes", "Resume proof (HMAC-SHA256, §16.2)")
 param(5, "sync", 1, "ack", "varint", "Ack")
 param(5, "sync", 2, "ping", "varint", "Ping")
 param(5, "sync", 3, "pong", "varint", "Pong")

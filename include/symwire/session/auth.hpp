@@ -9,6 +9,7 @@
 #define SYMWIRE_SESSION_AUTH_HPP_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -67,6 +68,15 @@ class Authenticator {
   // The method id sent in HELLO (SPEC.md §12.3).
   virtual AuthMethod method() const = 0;
 
+  // HasChallenge
+  // True if ServerHello answers with a challenge (kChallenge), so that the
+  // initiator computes ClientProof on a CHALLENGE. A resuming handshake
+  // always has a CHALLENGE round (SPEC.md §16.2); for a method without
+  // one (the default, as for none and token) the PROOF of that round
+  // carries no auth_data and neither ClientProof nor ServerVerifyProof is
+  // called. A method that challenges must override this.
+  virtual bool HasChallenge() const { return false; }
+
   virtual absl::StatusOr<std::string> ClientHello(
       const AuthContext& context) const = 0;
   virtual absl::StatusOr<AuthDecision> ServerHello(
@@ -122,6 +132,21 @@ SYMWIRE_DECL std::shared_ptr<const Authenticator> TokenAuthenticator(
 // key.size() <= INT_MAX.
 SYMWIRE_DECL std::shared_ptr<const Authenticator> HmacAuthenticator(
     std::string key);
+
+// ComputeResumeProof
+// The proof of possession of a session's resume token (SPEC.md §16.2):
+//   HMAC-SHA256(token, label || Nc || Ns || session_id || L)
+// where label is the ASCII "symwire-resume-v1 client" (the initiator's
+// PROOF, L its last_received) or "symwire-resume-v1 server" (the resumed
+// WELCOME, L the acceptor's last_received), Nc and Ns are the connection's
+// nonces and L is 8 bytes big-endian. Every part has a fixed size, so the
+// input needs no separators. Errors: UNAUTHENTICATED only if libcrypto
+// cannot compute HMAC-SHA256. Thread-safe.
+enum class ResumeProofSide : uint8_t { kClient, kServer };
+SYMWIRE_DECL absl::StatusOr<ResumeProof> ComputeResumeProof(
+    const ResumeToken& token, ResumeProofSide side, const Nonce& client_nonce,
+    const Nonce& server_nonce, const SessionId& session_id,
+    uint64_t last_received);
 
 namespace detail {
 // ConstantTimeEquals

@@ -67,6 +67,7 @@ inline constexpr uint64_t kCapDrain = 1u << 3;
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kSessionIdSize = 16;
 inline constexpr size_t kResumeTokenSize = 16;
+inline constexpr size_t kResumeProofSize = 32;
 inline constexpr size_t kMaxAgentIdSize = 255;
 inline constexpr size_t kMaxAuthDataSize = 1024;
 inline constexpr size_t kMaxErrorMessageSize = 4096;
@@ -77,6 +78,8 @@ inline constexpr uint64_t kMaxControlPayloadSize = 8192;
 using Nonce = std::array<std::byte, kNonceSize>;
 using SessionId = std::array<std::byte, kSessionIdSize>;
 using ResumeToken = std::array<std::byte, kResumeTokenSize>;
+// HMAC-SHA256 proving possession of a resume token (SPEC.md §16.2).
+using ResumeProof = std::array<std::byte, kResumeProofSize>;
 
 // Parameter ids (SPEC.md §11.1, §11.2).
 namespace param {
@@ -102,6 +105,7 @@ inline constexpr uint64_t kResumeToken = 19;
 inline constexpr uint64_t kLastReceived = 20;
 inline constexpr uint64_t kResumed = 21;
 inline constexpr uint64_t kResumeWindowUs = 22;
+inline constexpr uint64_t kResumeProof = 23;
 inline constexpr uint64_t kSyncAck = 1;
 inline constexpr uint64_t kSyncPing = 2;
 inline constexpr uint64_t kSyncPong = 3;
@@ -119,8 +123,10 @@ inline constexpr uint64_t kCancelReason = 1;
 // `phase` (SPEC.md §11.1); fields not defined for the phase are ignored by
 // AppendInit and left at their defaults by ParseInit. After ParseInit the
 // string_views point into the parsed payload. capabilities 0 and an empty
-// auth_data mean the same as their absence. In a HELLO, session_id,
-// resume_token and last_received are all set (resuming) or all unset.
+// auth_data mean the same as their absence. In a HELLO, session_id and
+// last_received are both set (resuming) or both unset. A WELCOME has
+// resume_token if it creates the session, resume_proof if it resumes one
+// (`resumed`); the encoder writes only the one that matches `resumed`.
 struct InitMessage {
   InitPhase phase = InitPhase::kHello;
   // HELLO
@@ -144,13 +150,18 @@ struct InitMessage {
   absl::string_view auth_data;
   // HELLO, CHALLENGE, WELCOME
   Nonce nonce{};
-  // HELLO when resuming (all three), WELCOME (all three, required).
+  // HELLO when resuming, WELCOME (required).
   std::optional<SessionId> session_id;
+  // WELCOME of a new session (required there).
   std::optional<ResumeToken> resume_token;
+  // HELLO when resuming, WELCOME (required).
   std::optional<uint64_t> last_received;
   // WELCOME
   bool resumed = false;
   uint64_t resume_window_us = 0;
+  // PROOF answering a resuming HELLO's CHALLENGE (the initiator's proof),
+  // resumed WELCOME (the acceptor's): SPEC.md §16.2.
+  std::optional<ResumeProof> resume_proof;
 };
 
 // SyncMessage: one AGENT_SYNC payload (SPEC.md §11.2, §14, §15.3).
@@ -183,8 +194,9 @@ struct CancelMessage {
 // Append the encoded payload to `out` (after what it already holds),
 // parameters in ascending id order, each varint canonical. Written are:
 //   INIT    the parameters defined for `phase`, except capabilities when
-//           0, auth_data when empty, the HELLO resume set when unset and
-//           resumed when false;
+//           0, auth_data when empty, the HELLO resume pair when unset,
+//           resumed when false, resume_token in a resumed WELCOME and
+//           resume_proof when unset or in a WELCOME that does not resume;
 //   SYNC    the fields that are set, bye only when true (an empty SyncMessage
 //           is an empty payload);
 //   ERROR   code; message only if non-empty, retryable only if true, detail
@@ -196,8 +208,10 @@ struct CancelMessage {
 // Errors: INVALID_FRAME (kInvalidArgument) if a value breaks SPEC.md §11
 // (an agent_id of 0 or > 255 bytes, auth_data > 1024 bytes, a varint above
 // 2^62 - 1, an out-of-range limit, max_version < min_version, a phase or
-// role outside its enum, a HELLO with only some of session_id /
-// resume_token / last_received, a WELCOME without any of them, an error
+// role outside its enum, a HELLO with only one of session_id /
+// last_received, a WELCOME without session_id or last_received, a new
+// session's WELCOME without resume_token, a resumed one without
+// resume_proof, an error
 // code of OK or > 16, a message > 4096 bytes, a cancel reason other than
 // CANCELLED/DEADLINE_EXCEEDED); nothing is appended then. Allocates only by
 // growing `out` (once).
@@ -218,13 +232,18 @@ SYMWIRE_DECL absl::Status AppendCancel(const CancelMessage& message,
 // is defined for the message (INIT: for the phase; undefined even ids are
 // skipped, rule 2); duplicates (rule 3); the value's type and range (rule 4:
 // a varint value is exactly one canonical varint, a flag has length 0).
-// After the list: the lowest missing required id (rule 5; a HELLO with any
-// of session_id, resume_token, last_received needs all three), then
-// max_version >= min_version.
+// After the list: the lowest missing required id (rule 5; a HELLO with
+// session_id or last_received needs both; a WELCOME needs resume_proof if
+// it has `resumed`, resume_token otherwise), then max_version >=
+// min_version, then that a resumed WELCOME has no resume_token and any
+// other WELCOME no resume_proof (MALFORMED_PAYLOAD at that value).
 // Errors (messages are lowercase and name the message, the parameter as
 // "param <id> (<name>)", the offending value or length — never the bytes
 // of a value — and "at payload offset <n>"):
-//   MALFORMED_PAYLOAD (kInvalidArgument)       rules 1, 3, 4; max < min
+//   MALFORMED_PAYLOAD (kInvalidArgument)       rules 1, 3, 4; max < min;
+//                                              resume_token in a resumed
+//                                              WELCOME, resume_proof in
+//                                              another
 //   UNKNOWN_CRITICAL_PARAM (kUnimplemented)    rule 2
 //   MISSING_PARAM (kInvalidArgument)           rule 5; INIT without phase
 //                                              first (offset 0)

@@ -113,14 +113,18 @@ struct ReconnectDue {
 
 // ResumeRequested
 // Acceptor only, on a fresh session: the peer authenticated and asks to
-// resume `session_id`. Find that session and call
-// existing.AdoptConnection(this_session), or RejectResume() if there is none.
+// resume `session_id`; its PROOF of the session's token has arrived but is
+// not checked yet (the session holds the token). Find that session and
+// call existing.AdoptConnection(this_session), which checks it, or
+// RejectResume() if there is none.
 struct ResumeRequested {
   SessionId session_id{};
 };
 
 // SessionClosed
-// The session ended gracefully (SPEC.md §15.3).
+// The session ended gracefully (SPEC.md §15.3): both sides said bye, or
+// this side said bye with nothing outstanding and the session could not be
+// resumed to hear the answer.
 struct SessionClosed {};
 
 // SessionFailed

@@ -204,8 +204,14 @@ class Session {
   SYMWIRE_DECL absl::Status CancelTask(TaskId task, absl::Time now);
 
   // Close
-  // Graceful close (SPEC.md §15.3): drain, let open tasks finish, then bye
-  // and SessionClosed. Idempotent. Errors: SESSION_CLOSED if already ended.
+  // Graceful close (SPEC.md §15.3): drain, let open tasks finish, then bye;
+  // SessionClosed once the peer's bye answers it. A connection lost after
+  // the bye (or on which no answer came within handshake_timeout) is
+  // resumed like any other, and the bye is sent again on the new one; if
+  // the session cannot be resumed (its resume window passes, or the
+  // acceptor no longer has it), it still ends with SessionClosed, since
+  // nothing was outstanding. Idempotent. Errors: SESSION_CLOSED if already
+  // ended.
   SYMWIRE_DECL absl::Status Close(absl::Time now);
 
   // Abort
@@ -227,24 +233,34 @@ class Session {
 
   // AdoptConnection
   // Acceptor: `fresh` (an acceptor session whose last event was
-  // ResumeRequested for this session's id) hands its connection over; this
-  // session checks the resume token and the peer's last_received, answers
-  // WELCOME and replays. From now on drive the connection with this
-  // session; `fresh` is closed. If this session had a connection, it is
-  // replaced (ConnectionLost). On failure `fresh` sends the error to the
-  // peer and fails, and this session is unaffected — except on RESUME_GAP or
-  // BAD_ACK, found after the connection moved: then `fresh` is closed and
-  // this session sends the error on that connection and fails.
-  // Bytes that reach `fresh` after the HELLO (or PROOF) and before this call
-  // are UNEXPECTED_FRAME (SPEC.md §12.1): a conforming initiator waits for
-  // WELCOME. Errors: RESUME_REJECTED,
-  // RESUME_GAP, BAD_ACK, SESSION_EXPIRED (this session ended),
-  // WRONG_STATE (misuse).
+  // ResumeRequested for this session's id, i.e. it has the resume's PROOF)
+  // hands its connection over. This session first checks the resume
+  // (SPEC.md §12.2 step 5, §16.2), in this order, without changing
+  // anything: it has not ended, it is the session named, and the PROOF's
+  // resume_proof matches its token (SESSION_EXPIRED for all three, with one
+  // message, so that a peer without the token learns nothing); the HELLO
+  // keeps the session's agent_id, role, version, max_payload_bytes,
+  // max_header_bytes and max_tasks (RESUME_REJECTED); its last_received is
+  // not beyond the last sequence sent (BAD_ACK) nor below the last one the
+  // peer acknowledged (RESUME_GAP). On failure `fresh` answers its
+  // connection with a stream-0 AGENT_ERROR (code, detail, a message naming
+  // the values), closes it and fails; this session is left exactly as it
+  // was (connected or waiting), whatever the error. On success this session
+  // takes the connection, answers WELCOME (with its own resume_proof, never
+  // the token) and replays; drive the connection with this session from
+  // now on; `fresh` is closed. If this session had a connection, it is
+  // replaced (ConnectionLost).
+  // Bytes that reach `fresh` after the PROOF and before this call are
+  // UNEXPECTED_FRAME (SPEC.md §12.1): a conforming initiator waits for
+  // WELCOME. Errors: SESSION_EXPIRED, RESUME_REJECTED, BAD_ACK, RESUME_GAP
+  // (all of `fresh`), WRONG_STATE (misuse; nothing changes).
   SYMWIRE_DECL absl::Status AdoptConnection(Session& fresh, absl::Time now);
 
   // RejectResume
   // Acceptor, on the fresh session after ResumeRequested: no such session
-  // (or it expired). Sends SESSION_EXPIRED to the peer and fails.
+  // (or it expired). Sends SESSION_EXPIRED to the peer, with the same
+  // message (and after the same HMAC work) as a wrong proof in
+  // AdoptConnection, and fails.
   SYMWIRE_DECL void RejectResume(absl::Time now);
 
   // ---- outputs --------------------------------------------------------
@@ -332,6 +348,9 @@ class Session {
     std::string agent_id;
     InitMessage message;  // views cleared; see agent_id
     std::string welcome_auth_data;
+    // Resuming: the initiator's proof from PROOF (§16.2), checked by the
+    // session that adopts the connection.
+    std::optional<ResumeProof> resume_proof;
   };
   struct PendingSync {
     bool ack = false;
@@ -378,6 +397,13 @@ class Session {
     bool sync_at_tail = false;
     bool store_enabled = false;  // established: replay store may be sent
     bool challenged = false;
+    // Acceptor: a CHALLENGE sent only because the HELLO resumes (the auth
+    // method has no challenge round of its own, §16.2).
+    bool resume_challenge_only = false;
+    // §15.3: this side's bye went out on this connection; the session ends
+    // when the peer's bye answers it, or at bye_deadline.
+    bool bye_sent = false;
+    absl::Time bye_deadline = absl::InfiniteFuture();
   };
   struct ReplayEntry {
     uint64_t seq;
@@ -406,7 +432,8 @@ class Session {
   absl::Status HandleFrame(const FrameView& frame, absl::Time now);
   absl::Status HandleInit(const FrameView& frame, absl::Time now);
   absl::Status HandleHello(const InitMessage& hello, absl::Time now);
-  absl::Status HandleProof(const InitMessage& proof, absl::Time now);
+  absl::Status HandleProof(const InitMessage& proof, size_t payload_size,
+                           absl::Time now);
   absl::Status HandleServerInit(const InitMessage& init, absl::Time now);
   absl::Status FinishAcceptorHandshake(absl::Time now);
   absl::Status HandleTask(const FrameView& frame, absl::Time now);
@@ -416,7 +443,10 @@ class Session {
   absl::Status HandleSync(const FrameView& frame, absl::Time now);
   absl::Status HandleSessionError(const FrameView& frame, absl::Time now);
   absl::Status HandleAck(uint64_t ack, absl::Time now);
-  absl::Status ApplyPeerLastReceived(uint64_t last, absl::Time now);
+  absl::Status CheckPeerLastReceived(uint64_t last) const;
+  void ApplyPeerLastReceived(uint64_t last);
+  absl::Status CheckResumeIdentity(const InitMessage& peer_init,
+                                   uint64_t version) const;
   absl::Status CheckOwnTaskFrame(const FrameView& frame, Task*& task);
   // §14.1: records a frame that carried nothing new (`useful` false) or
   // something new (resets the count); PING_FLOOD past max_noop_frames.
@@ -463,6 +493,7 @@ class Session {
   void ScheduleReconnect(absl::Time now);
   void MaybeWritable();
   void MaybeFinishClose(absl::Time now);
+  void EndClosed(absl::Time now);
   void FreeAcked(uint64_t ack);
   void HoldSlotUntilAcked();
   void ReleaseAckedSlots(uint64_t ack);
@@ -527,6 +558,10 @@ class Session {
   bool blocked_ = false;  // a call was refused for credit; Writable owed
   bool draining_ = false;
   bool closing_ = false;
+  // §15.3: a bye was sent (on some connection) and nothing was outstanding
+  // then; a session in this state that loses its connection or cannot
+  // resume ends closed, not failed.
+  bool bye_sent_ = false;
   TaskId drain_last_ = 0;
   bool peer_draining_ = false;
 

@@ -13,6 +13,7 @@
 #include <array>
 #include <climits>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -161,6 +162,7 @@ class HmacAuthenticatorImpl final : public Authenticator {
   HmacAuthenticatorImpl& operator=(const HmacAuthenticatorImpl&) = delete;
 
   AuthMethod method() const override { return AuthMethod::kHmacSha256; }
+  bool HasChallenge() const override { return true; }
 
   // SPEC.md §12.3: HELLO carries only the client nonce (param 17).
   absl::StatusOr<std::string> ClientHello(const AuthContext&) const override {
@@ -271,6 +273,44 @@ SYMWIRE_DECL bool ConstantTimeEquals(absl::Span<const std::byte> a,
 }
 
 }  // namespace detail
+
+SYMWIRE_DECL absl::StatusOr<ResumeProof> ComputeResumeProof(
+    const ResumeToken& token, ResumeProofSide side, const Nonce& client_nonce,
+    const Nonce& server_nonce, const SessionId& session_id,
+    uint64_t last_received) {
+  // SPEC.md §16.2. Keyed by the resume token and labelled apart from the
+  // auth method's HMAC (§12.3), so neither can stand in for the other.
+  static constexpr absl::string_view kClient = "symwire-resume-v1 client";
+  static constexpr absl::string_view kServer = "symwire-resume-v1 server";
+  const absl::string_view label =
+      side == ResumeProofSide::kClient ? kClient : kServer;
+  std::array<unsigned char, 24 + 2 * kNonceSize + kSessionIdSize + 8> input;
+  static_assert(kClient.size() == 24 && kServer.size() == 24);
+  unsigned char* p = input.data();
+  std::memcpy(p, label.data(), label.size());
+  p += label.size();
+  std::memcpy(p, client_nonce.data(), kNonceSize);
+  p += kNonceSize;
+  std::memcpy(p, server_nonce.data(), kNonceSize);
+  p += kNonceSize;
+  std::memcpy(p, session_id.data(), kSessionIdSize);
+  p += kSessionIdSize;
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    *p++ = static_cast<unsigned char>(last_received >> shift);
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int mac_size = 0;
+  if (HMAC(EVP_sha256(), token.data(), static_cast<int>(token.size()),
+           input.data(), input.size(), mac.data(), &mac_size) == nullptr ||
+      mac_size != kResumeProofSize) {
+    return detail::auth::Unauthenticated(
+        "hmac-sha256 unavailable in libcrypto");
+  }
+  ResumeProof proof;
+  std::memcpy(proof.data(), mac.data(), kResumeProofSize);
+  OPENSSL_cleanse(mac.data(), mac.size());
+  return proof;
+}
 
 SYMWIRE_DECL std::shared_ptr<const Authenticator> NoAuthenticator() {
   // Stateless: one shared instance (thread-safe static initialisation).

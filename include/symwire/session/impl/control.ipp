@@ -52,8 +52,10 @@ struct ParamRule {
 inline constexpr uint64_t kAnyVarint = kVarintMax;
 
 // SPEC.md §11.1. max_version's ">= min_version" is checked after the list.
-// session_id, resume_token and last_received are optional in HELLO but
-// come as a set (ParseInit); they are required in WELCOME.
+// session_id and last_received are optional in HELLO but come as a pair
+// (ParseInit); they are required in WELCOME. resume_token and resume_proof
+// are required in WELCOME by whether it resumes (ParseInit), resume_proof
+// is optional in PROOF (the session requires it when resuming).
 inline constexpr ParamRule kInitRules[] = {
     {"phase", 0, 3, 0, ValueKind::kVarint, kAnyPhase, kAnyPhase},
     {"min_version", 1, kAnyVarint, 0, ValueKind::kVarint, kHello, kHello},
@@ -84,12 +86,14 @@ inline constexpr ParamRule kInitRules[] = {
     {"session_id", kSessionIdSize, kSessionIdSize, 0, ValueKind::kBytes,
      kHelloWelcome, kWelcome},
     {"resume_token", kResumeTokenSize, kResumeTokenSize, 0, ValueKind::kBytes,
-     kHelloWelcome, kWelcome},
+     kWelcome, 0},
     {"last_received", 0, kAnyVarint, 0, ValueKind::kVarint, kHelloWelcome,
      kWelcome},
     {"resumed", 0, 0, 0, ValueKind::kFlag, kWelcome, 0},
     {"resume_window_us", 0, kAnyVarint, 0, ValueKind::kVarint, kWelcome,
      kWelcome},
+    {"resume_proof", kResumeProofSize, kResumeProofSize, 0, ValueKind::kBytes,
+     kProof | kWelcome, 0},
 };
 
 // SPEC.md §11.2.
@@ -127,7 +131,7 @@ inline constexpr ListRules kCancelList{"agent_cancel", kCancelRules,
                                        std::size(kCancelRules), false};
 
 // Every table has fewer than 32 rows: `seen` masks fit in 32 bits.
-inline constexpr size_t kMaxRules = 22;
+inline constexpr size_t kMaxRules = 23;
 static_assert(std::size(kInitRules) == kMaxRules);
 
 inline const ParamRule* RuleFor(const ListRules& list, uint64_t id) {
@@ -329,14 +333,18 @@ SYMWIRE_COLD inline absl::Status MissingParamError(const ListRules& list,
                                                    uint8_t phase_bit,
                                                    uint64_t id, bool resuming,
                                                    size_t offset) {
+  absl::string_view why;
+  if (resuming) {
+    why = phase_bit == kHello
+              ? " (a resuming HELLO has session_id and last_received)"
+              : " (a resumed WELCOME has resume_proof, a new session's "
+                "resume_token)";
+  }
   return ListError(
       ErrorCode::kMissingParam, list,
       absl::StrCat(
           list.init ? absl::StrCat(PhaseLabel(phase_bit), " ") : std::string(),
-          "is missing required ", ParamLabel(list, id),
-          resuming ? " (a resuming HELLO has session_id, "
-                     "resume_token and last_received)"
-                   : ""),
+          "is missing required ", ParamLabel(list, id), why),
       offset);
 }
 
@@ -473,9 +481,8 @@ std::array<std::byte, N> ToArray(absl::Span<const std::byte> bytes) {
   return out;
 }
 
-inline constexpr uint32_t kResumeSet = Bit(param::kSessionId) |
-                                       Bit(param::kResumeToken) |
-                                       Bit(param::kLastReceived);
+inline constexpr uint32_t kResumeSet =
+    Bit(param::kSessionId) | Bit(param::kLastReceived);
 
 // ---------------------------------------------------------------------------
 // Encoding. A Sink either counts (CountSink) or writes (WriteSink), so one
@@ -594,15 +601,13 @@ inline absl::Status ValidateInit(const InitMessage& m) {
              .ok()) {
       return s;
     }
-    // A HELLO resumes iff it has session_id, and then has all three
-    // (SPEC.md §11.1); a token or position without a session is a bug.
-    const int set = int{m.session_id.has_value()} +
-                    int{m.resume_token.has_value()} +
-                    int{m.last_received.has_value()};
-    if (set != 0 && set != 3) {
+    // A HELLO resumes iff it has session_id, and then has last_received
+    // too (SPEC.md §11.1); a position without a session is a bug. (The
+    // resume token is never sent in a HELLO, §16.2.)
+    if (m.session_id.has_value() != m.last_received.has_value()) {
       return EncodeError(list,
-                         "HELLO sets some but not all of session_id, "
-                         "resume_token and last_received");
+                         "HELLO sets only one of session_id and "
+                         "last_received");
     }
   }
   if (welcome) {
@@ -610,8 +615,13 @@ inline absl::Status ValidateInit(const InitMessage& m) {
     if (!m.session_id) {
       return MissingForEncode(list, "WELCOME", param::kSessionId);
     }
-    if (!m.resume_token) {
+    // §16.2: a new session's WELCOME carries the token, a resumed one
+    // the acceptor's proof of it.
+    if (!m.resumed && !m.resume_token) {
       return MissingForEncode(list, "WELCOME", param::kResumeToken);
+    }
+    if (m.resumed && !m.resume_proof) {
+      return MissingForEncode(list, "resumed WELCOME", param::kResumeProof);
     }
     if (!m.last_received) {
       return MissingForEncode(list, "WELCOME", param::kLastReceived);
@@ -674,15 +684,19 @@ void WriteInit(const InitMessage& m, Sink& sink) {
   }
   if (!m.auth_data.empty()) sink.Bytes(param::kAuthData, AsBytes(m.auth_data));
   if (m.phase != InitPhase::kProof) sink.Bytes(param::kNonce, m.nonce);
-  // Validated: in HELLO all three or none, in WELCOME all three.
+  // Validated: in HELLO both or neither, in WELCOME both.
   if (hello_welcome && m.session_id) {
     sink.Bytes(param::kSessionId, *m.session_id);
-    sink.Bytes(param::kResumeToken, *m.resume_token);
+    if (welcome && !m.resumed) sink.Bytes(param::kResumeToken, *m.resume_token);
     sink.Varint(param::kLastReceived, *m.last_received);
   }
   if (welcome) {
     if (m.resumed) sink.Flag(param::kResumed);
     sink.Varint(param::kResumeWindowUs, m.resume_window_us);
+  }
+  const bool proof_phase = m.phase == InitPhase::kProof;
+  if (m.resume_proof && (proof_phase || (welcome && m.resumed))) {
+    sink.Bytes(param::kResumeProof, *m.resume_proof);
   }
 }
 
@@ -870,16 +884,25 @@ SYMWIRE_DECL absl::StatusOr<InitMessage> ParseInit(
           case param::kResumeWindowUs:
             m.resume_window_us = p.number;
             break;
+          case param::kResumeProof:
+            m.resume_proof = c::ToArray<kResumeProofSize>(p.bytes);
+            break;
           default:
             SYMWIRE_ASSERT(false);
         }
       });
   if (!s.ok()) return s;
-  // Rule 5. A HELLO that has any of session_id, resume_token and
-  // last_received resumes and needs all three (§11.1).
+  // Rule 5. A HELLO that has session_id or last_received resumes and
+  // needs both; a WELCOME needs resume_proof if it resumes, resume_token
+  // otherwise (§11.1).
   const bool hello = m.phase == InitPhase::kHello;
-  const uint32_t extra =
-      hello && (state.seen & c::kResumeSet) != 0 ? c::kResumeSet : 0;
+  const bool welcome = m.phase == InitPhase::kWelcome;
+  uint32_t extra = 0;
+  if (hello && (state.seen & c::kResumeSet) != 0) extra = c::kResumeSet;
+  if (welcome) {
+    extra =
+        m.resumed ? c::Bit(param::kResumeProof) : c::Bit(param::kResumeToken);
+  }
   s = c::CheckRequired(c::kInitList, state, extra, payload.size());
   if (!s.ok()) return s;
   // §11.1: max_version below min_version, checked after the list.
@@ -889,6 +912,19 @@ SYMWIRE_DECL absl::StatusOr<InitMessage> ParseInit(
         absl::StrCat("param 3 (max_version) value ", m.max_version,
                      " is below min_version ", m.min_version),
         state.value_offset[param::kMaxVersion]);
+  }
+  // §11.1: a WELCOME carries resume_token or resume_proof, never both (the
+  // token crosses the wire only when the session is created, §16.2).
+  if (welcome && m.resumed && m.resume_token) {
+    return c::ListError(ErrorCode::kMalformedPayload, c::kInitList,
+                        "param 19 (resume_token) in a resumed WELCOME",
+                        state.value_offset[param::kResumeToken]);
+  }
+  if (welcome && !m.resumed && m.resume_proof) {
+    return c::ListError(ErrorCode::kMalformedPayload, c::kInitList,
+                        "param 23 (resume_proof) in a WELCOME that does not "
+                        "resume",
+                        state.value_offset[param::kResumeProof]);
   }
   return m;
 }

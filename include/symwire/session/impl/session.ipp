@@ -9,6 +9,8 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/encoder.hpp"
@@ -32,6 +34,15 @@ inline std::string HexId(absl::Span<const std::byte> id) {
 inline uint64_t DurationMicros(absl::Duration d) {
   const int64_t us = absl::ToInt64Microseconds(d);
   return us < 0 ? 0 : static_cast<uint64_t>(us);
+}
+
+// §16.2: the one answer to a resume the acceptor cannot serve, whether the
+// session is unknown, has ended, or the proof does not match.
+inline absl::Status ResumeUnavailable(const SessionId& id) {
+  return MakeError(ErrorCode::kSessionExpired,
+                   absl::StrFormat("session %s is unknown or has ended, or "
+                                   "the resume proof does not match",
+                                   HexId(id)));
 }
 
 inline absl::Duration MicrosDuration(uint64_t us) {
@@ -198,7 +209,7 @@ SYMWIRE_DECL absl::Time Session::NextDeadline() const {
       t = std::min(t, c.handshake_deadline);
     } else {
       t = std::min({t, c.last_rx + config_.dead_peer_timeout, c.next_ping,
-                    c.ack_deadline});
+                    c.ack_deadline, c.bye_deadline});
       if (!c.rx.empty()) t = std::min(t, c.rx_since + config_.frame_timeout);
     }
   }
@@ -456,13 +467,45 @@ SYMWIRE_DECL void Session::MaybeWritable() {
 }
 
 SYMWIRE_DECL void Session::MaybeFinishClose(absl::Time now) {
-  // §15.3: bye once nothing is open and everything sent was acknowledged.
+  // §15.3: bye once nothing is open and everything sent was acknowledged,
+  // once per connection; the session ends when the peer's bye answers it.
   if (!closing_ || state_ != SessionState::kEstablished) return;
-  if (!tasks_.empty() || !replay_.empty()) return;
+  if (!tasks_.empty() || !replay_.empty() || conn_.bye_sent) return;
   conn_.sync.bye = true;
   FlushSync(now);
+  conn_.bye_sent = true;
+  // A connection on which the answer does not come is treated as dead
+  // (HandleTimeout), so a half-open one cannot hold the close.
+  conn_.bye_deadline = now + config_.handshake_timeout;
+  bye_sent_ = true;
+}
+
+SYMWIRE_DECL void Session::EndClosed(absl::Time now) {
+  (void)now;
+  if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+    return;
+  }
+  // Any task still open (none, for a conforming peer) ends with
+  // UNAVAILABLE (§15.3).
+  const absl::Status closed =
+      MakeError(ErrorCode::kConnectionLost, "peer closed the session");
+  std::vector<TaskId> open;
+  for (const auto& [id, t] : tasks_) open.push_back(id);
+  std::sort(open.begin(), open.end());
+  for (TaskId id : open) {
+    const Task& t = tasks_[id];
+    if (t.own && t.state != TaskState::kCancelling) {
+      Emit(TaskFailed{id, closed, false});
+    } else if (!t.own) {
+      Emit(TaskCancelled{id, closed, false});
+    }
+  }
+  tasks_.clear();
+  own_open_ = peer_open_ = 0;
+  unacked_terminals_.clear();
+  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
   state_ = SessionState::kClosed;
-  conn_.closing = true;
+  conn_.closing = conn_.closing || conn_.up;
   Emit(SessionClosed{});
 }
 
@@ -650,6 +693,11 @@ SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
     ++counters_.resumes;
     replayed = replay_.size();
   }
+  // §16.2: the HELLO / WELCOME carried last_received, which acknowledges
+  // everything received so far; ack counting starts over on this
+  // connection (the rest of its state is new: Connection{}).
+  acked_sent_ = rx_seq_;
+  unacked_rx_frames_ = unacked_rx_bytes_ = 0;
   if (draining_) c.sync.drain = drain_last_;
   Emit(Established{resumed, replayed});
 }
@@ -728,8 +776,8 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
     hello.auth_data = *data;
     hello.nonce = conn_.auth.client_nonce;
     if (has_session_) {
+      // §16.2: the token itself never goes out again; PROOF proves it.
       hello.session_id = session_id_;
-      hello.resume_token = resume_token_;
       hello.last_received = rx_seq_;
     }
     SendInit(hello);
@@ -987,7 +1035,7 @@ SYMWIRE_DECL absl::Status Session::HandleInit(const FrameView& frame,
     case InitPhase::kHello:
       return HandleHello(*init, now);
     case InitPhase::kProof:
-      return HandleProof(*init, now);
+      return HandleProof(*init, frame.payload().size(), now);
     case InitPhase::kChallenge:
     case InitPhase::kWelcome:
       return HandleServerInit(*init, now);
@@ -1069,12 +1117,20 @@ SYMWIRE_DECL absl::Status Session::HandleHello(const InitMessage& hello,
     FailHandshake(decision.status(), now);
     return decision.status();
   }
-  if (decision->kind == AuthDecision::Kind::kChallenge) {
+  // §16.2: a resuming HELLO is always challenged, so that PROOF can prove
+  // the resume token against this connection's fresh server nonce.
+  const bool method_challenges =
+      decision->kind == AuthDecision::Kind::kChallenge;
+  if (method_challenges || hello.session_id) {
     InitMessage challenge;
     challenge.phase = InitPhase::kChallenge;
     challenge.nonce = conn_.auth.server_nonce;
-    challenge.auth_data = decision->data;
+    if (method_challenges) challenge.auth_data = decision->data;
     SendInit(challenge);
+    if (!method_challenges) {
+      saved.welcome_auth_data = std::move(decision->data);
+      conn_.resume_challenge_only = true;
+    }
     conn_.challenged = true;
     conn_.handshake = Handshake::kAwaitProof;
     return absl::OkStatus();
@@ -1084,19 +1140,49 @@ SYMWIRE_DECL absl::Status Session::HandleHello(const InitMessage& hello,
 }
 
 SYMWIRE_DECL absl::Status Session::HandleProof(const InitMessage& proof,
+                                               size_t payload_size,
                                                absl::Time now) {
   SYMWIRE_ASSERT(conn_.hello.has_value());
-  conn_.auth.initiator_agent_id = conn_.hello->agent_id;
-  auto welcome_data = config_.authenticator->ServerVerifyProof(
-      absl::Span<const std::byte>(
-          reinterpret_cast<const std::byte*>(proof.auth_data.data()),
-          proof.auth_data.size()),
-      conn_.auth);
-  if (!welcome_data.ok()) {
-    FailHandshake(welcome_data.status(), now);
-    return welcome_data.status();
+  Hello& hello = *conn_.hello;
+  // §16.2: a PROOF answering a resuming HELLO carries resume_proof; any
+  // other PROOF does not.
+  absl::Status s;
+  if (hello.message.session_id && !proof.resume_proof) {
+    s = MakeError(ErrorCode::kMissingParam,
+                  absl::StrFormat("agent_init PROOF is missing required param "
+                                  "23 (resume_proof) (the HELLO resumes) at "
+                                  "payload offset %d",
+                                  payload_size));
+  } else if (!hello.message.session_id && proof.resume_proof) {
+    s = MakeError(absl::StatusCode::kUnauthenticated,
+                  ErrorCode::kUnexpectedFrame,
+                  "PROOF carries resume_proof but the HELLO did not resume");
+  } else if (conn_.resume_challenge_only && !proof.auth_data.empty()) {
+    s = MakeError(
+        ErrorCode::kUnauthenticated,
+        absl::StrFormat("auth method %d has no challenge: PROOF "
+                        "auth_data must be empty, got %d bytes",
+                        static_cast<uint64_t>(config_.authenticator->method()),
+                        proof.auth_data.size()));
   }
-  conn_.hello->welcome_auth_data = std::move(*welcome_data);
+  if (!s.ok()) {
+    FailHandshake(s, now);
+    return s;
+  }
+  if (!conn_.resume_challenge_only) {
+    conn_.auth.initiator_agent_id = hello.agent_id;
+    auto welcome_data = config_.authenticator->ServerVerifyProof(
+        absl::Span<const std::byte>(
+            reinterpret_cast<const std::byte*>(proof.auth_data.data()),
+            proof.auth_data.size()),
+        conn_.auth);
+    if (!welcome_data.ok()) {
+      FailHandshake(welcome_data.status(), now);
+      return welcome_data.status();
+    }
+    hello.welcome_auth_data = std::move(*welcome_data);
+  }
+  hello.resume_proof = proof.resume_proof;
   return FinishAcceptorHandshake(now);
 }
 
@@ -1133,17 +1219,41 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
   if (init.phase == InitPhase::kChallenge) {
     conn_.auth.server_nonce = init.nonce;
     conn_.challenged = true;
-    auto proof = config_.authenticator->ClientProof(
-        absl::Span<const std::byte>(
-            reinterpret_cast<const std::byte*>(init.auth_data.data()),
-            init.auth_data.size()),
-        conn_.auth);
+    InitMessage m;
+    m.phase = InitPhase::kProof;
+    absl::StatusOr<std::string> proof = std::string();
+    if (!has_session_ || config_.authenticator->HasChallenge()) {
+      proof = config_.authenticator->ClientProof(
+          absl::Span<const std::byte>(
+              reinterpret_cast<const std::byte*>(init.auth_data.data()),
+              init.auth_data.size()),
+          conn_.auth);
+    } else if (!init.auth_data.empty()) {
+      // §16.2: the resume's own CHALLENGE carries only the nonce.
+      proof =
+          MakeError(ErrorCode::kUnauthenticated,
+                    absl::StrFormat(
+                        "auth method %d has no challenge, but "
+                        "the CHALLENGE carries %d bytes of "
+                        "auth_data",
+                        static_cast<uint64_t>(config_.authenticator->method()),
+                        init.auth_data.size()));
+    }
+    if (proof.ok() && has_session_) {
+      // §16.2: possession of the resume token, bound to both nonces.
+      auto r = ComputeResumeProof(
+          resume_token_, ResumeProofSide::kClient, conn_.auth.client_nonce,
+          conn_.auth.server_nonce, session_id_, rx_seq_);
+      if (r.ok()) {
+        m.resume_proof = *r;
+      } else {
+        proof = r.status();
+      }
+    }
     if (!proof.ok()) {
       FailHandshake(proof.status(), now);
       return proof.status();
     }
-    InitMessage m;
-    m.phase = InitPhase::kProof;
     m.auth_data = *proof;
     SendInit(m);
     conn_.handshake = Handshake::kAwaitWelcome;
@@ -1187,20 +1297,45 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
     s = MakeError(ErrorCode::kResumeRejected,
                   "WELCOME claims a resumed session this side never had");
   }
+  if (s.ok() && has_session_) {
+    // §16.2: the acceptor proves it holds the token too (mutual), so a
+    // peer that is not the session's acceptor cannot make this side drop
+    // its replay buffer. The parser guarantees resume_proof here.
+    auto expected = ComputeResumeProof(
+        resume_token_, ResumeProofSide::kServer, conn_.auth.client_nonce,
+        conn_.auth.server_nonce, session_id_, *init.last_received);
+    if (!expected.ok()) {
+      s = expected.status();
+    } else if (!init.resume_proof ||
+               !detail::ConstantTimeEquals(
+                   absl::Span<const std::byte>(*init.resume_proof),
+                   absl::Span<const std::byte>(*expected))) {
+      s = MakeError(ErrorCode::kResumeRejected,
+                    "resumed WELCOME's resume_proof does not match this "
+                    "session's token");
+    }
+  }
   if (!s.ok()) {
     FailHandshake(s, now);
     return s;
   }
   const bool resumed = has_session_;
+  if (resumed) {
+    // §16.2: the same contract as the first WELCOME, and a last_received
+    // this side can serve. The acceptor is authenticated by now: these end
+    // the session.
+    absl::Status r = CheckResumeIdentity(init, init.version);
+    if (r.ok()) r = CheckPeerLastReceived(*init.last_received);
+    if (!r.ok()) {
+      Fail(r, now, true);
+      return r;
+    }
+  }
   detail::FillPeer(init, config_.capabilities, peer_);
   peer_.version = init.version;
   peer_.resume_window = detail::MicrosDuration(init.resume_window_us);
   if (resumed) {
-    if (absl::Status r = ApplyPeerLastReceived(*init.last_received, now);
-        !r.ok()) {
-      Fail(r, now, true);
-      return r;
-    }
+    ApplyPeerLastReceived(*init.last_received);
   } else {
     session_id_ = *init.session_id;
     resume_token_ = *init.resume_token;
@@ -1214,15 +1349,15 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
       return r;
     }
   }
-  acked_sent_ = rx_seq_;  // our HELLO carried it
   Establish(resumed, now);
   return absl::OkStatus();
 }
 
-SYMWIRE_DECL absl::Status Session::ApplyPeerLastReceived(uint64_t last,
-                                                         absl::Time now) {
-  (void)now;
-  // §16.2.
+SYMWIRE_DECL absl::Status Session::CheckPeerLastReceived(uint64_t last) const {
+  // §16.2: L may not exceed the last sequence sent (BAD_ACK) nor precede
+  // the last sequence the peer acknowledged, A (RESUME_GAP: frames up to A
+  // were freed). Every frame in A+1..last sent is still held, so the rule
+  // needs no look at the replay buffer (which may be empty).
   if (last > next_seq_ - 1) {
     return MakeError(ErrorCode::kBadAck,
                      absl::StrFormat("peer's last_received %d is beyond the "
@@ -1236,13 +1371,49 @@ SYMWIRE_DECL absl::Status Session::ApplyPeerLastReceived(uint64_t last,
                         "%d: frames %d..%d were freed and cannot be replayed",
                         last, acked_, last + 1, acked_));
   }
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL void Session::ApplyPeerLastReceived(uint64_t last) {
+  SYMWIRE_ASSERT(CheckPeerLastReceived(last).ok());
   acked_ = last;
   ReleaseAckedSlots(last);
   while (!replay_.empty() && replay_.front().seq <= last) replay_.pop_front();
   send_pos_ = replay_.empty() ? store_.end() : replay_.front().pos;
   CompactStore();
   if (sent_high_ > last) counters_.retransmitted_frames += sent_high_ - last;
-  return absl::OkStatus();
+}
+
+SYMWIRE_DECL absl::Status Session::CheckResumeIdentity(const InitMessage& m,
+                                                       uint64_t version) const {
+  // §16.2: a resumed connection continues the session's contract. Frames
+  // kept for replay were sized for the peer's limits, and its open tasks
+  // counted against its max_tasks; its name and role identify the session.
+  const PeerInfo& p = peer_;
+  std::string what;
+  if (absl::string_view(p.agent_id) != m.agent_id) {
+    what = absl::StrFormat("agent_id \"%s\" differs from the session's \"%s\"",
+                           absl::CHexEscape(m.agent_id),
+                           absl::CHexEscape(p.agent_id));
+  } else if (m.role != p.role) {
+    what = absl::StrFormat("role %s differs from the session's %s",
+                           AgentRoleName(m.role), AgentRoleName(p.role));
+  } else if (version != p.version) {
+    what = absl::StrFormat("version %d differs from the session's %d", version,
+                           p.version);
+  } else if (m.max_payload_bytes != p.max_payload_bytes) {
+    what = absl::StrFormat("max_payload_bytes %d differs from the session's %d",
+                           m.max_payload_bytes, p.max_payload_bytes);
+  } else if (m.max_header_bytes != p.max_header_bytes) {
+    what = absl::StrFormat("max_header_bytes %d differs from the session's %d",
+                           m.max_header_bytes, p.max_header_bytes);
+  } else if (m.max_tasks != p.max_tasks) {
+    what = absl::StrFormat("max_tasks %d differs from the session's %d",
+                           m.max_tasks, p.max_tasks);
+  }
+  if (what.empty()) return absl::OkStatus();
+  return MakeError(ErrorCode::kResumeRejected,
+                   absl::StrCat("resume may not change the session: ", what));
 }
 
 SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
@@ -1256,19 +1427,31 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
                       "AdoptConnection needs a fresh acceptor session that "
                       "reported ResumeRequested");
   }
+  // §12.2 step 5, §16.2: every check runs before anything changes here; a
+  // failure is answered on the new connection only, so a resume that
+  // fails — whoever sent it — never harms this session.
   const Hello& hello = *fresh.conn_.hello;
+  const SessionId& id = *hello.message.session_id;
+  // The proof is computed whatever the outcome, so that an ended session,
+  // a bad proof and (RejectResume) an unknown session take the same work
+  // and get the same answer: an unauthenticated peer learns nothing about
+  // which sessions exist (§16.2).
+  auto expected = ComputeResumeProof(
+      resume_token_, ResumeProofSide::kClient, fresh.conn_.auth.client_nonce,
+      fresh.conn_.auth.server_nonce, id, *hello.message.last_received);
+  const bool proven = expected.ok() && hello.resume_proof &&
+                      detail::ConstantTimeEquals(
+                          absl::Span<const std::byte>(*hello.resume_proof),
+                          absl::Span<const std::byte>(*expected));
   absl::Status s;
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed ||
-      !has_session_) {
-    s = MakeError(ErrorCode::kSessionExpired,
-                  absl::StrFormat("session %s has ended",
-                                  detail::HexId(*hello.message.session_id)));
-  } else if (*hello.message.session_id != session_id_ ||
-             !detail::ConstantTimeEquals(
-                 absl::Span<const std::byte>(*hello.message.resume_token),
-                 absl::Span<const std::byte>(resume_token_))) {
-    s = MakeError(ErrorCode::kResumeRejected,
-                  "resume token does not match the session");
+      !has_session_ || id != session_id_ || !proven) {
+    s = detail::ResumeUnavailable(id);
+  } else {
+    InitMessage claimed = hello.message;
+    claimed.agent_id = hello.agent_id;
+    s = CheckResumeIdentity(claimed, hello.message.version);
+    if (s.ok()) s = CheckPeerLastReceived(*hello.message.last_received);
   }
   if (!s.ok()) {
     fresh.FailHandshake(s, now);
@@ -1287,11 +1470,9 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   Hello& h = *conn_.hello;
   h.message.agent_id = h.agent_id;
   ++counters_.connections;
-  if (absl::Status r = ApplyPeerLastReceived(*h.message.last_received, now);
-      !r.ok()) {
-    Fail(r, now, true);
-    return r;
-  }
+  ApplyPeerLastReceived(*h.message.last_received);
+  // Limits that may change on resume (ping intervals, replay window,
+  // capabilities) take effect now; the others were checked equal.
   detail::FillPeer(h.message, config_.capabilities, peer_);
   peer_.version = h.message.version;
   InitMessage welcome = LocalInit(InitPhase::kWelcome);
@@ -1299,12 +1480,16 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   welcome.auth_data = h.welcome_auth_data;
   welcome.nonce = conn_.auth.server_nonce;
   welcome.session_id = session_id_;
-  welcome.resume_token = resume_token_;
   welcome.last_received = rx_seq_;
   welcome.resumed = true;
+  // §16.2: the acceptor's proof of the token, bound to both nonces and to
+  // its own last_received.
+  auto server_proof = ComputeResumeProof(
+      resume_token_, ResumeProofSide::kServer, conn_.auth.client_nonce,
+      conn_.auth.server_nonce, session_id_, rx_seq_);
+  SYMWIRE_ASSERT(server_proof.ok());  // the client proof was computed above
+  welcome.resume_proof = *server_proof;
   SendInit(welcome);
-  acked_sent_ = rx_seq_;
-  unacked_rx_frames_ = unacked_rx_bytes_ = 0;
   Establish(true, now);
   EndInput(now);
   return absl::OkStatus();
@@ -1313,11 +1498,18 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
 SYMWIRE_DECL void Session::RejectResume(absl::Time now) {
   BeginInput();
   if (conn_.handshake != Handshake::kAwaitResume || !conn_.hello) return;
-  FailHandshake(MakeError(ErrorCode::kSessionExpired,
-                          absl::StrFormat(
-                              "session %s is unknown or expired",
-                              detail::HexId(*conn_.hello->message.session_id))),
-                now);
+  // The same work and answer as a bad proof in AdoptConnection (§16.2).
+  const Hello& hello = *conn_.hello;
+  auto decoy = ComputeResumeProof(
+      ResumeToken{}, ResumeProofSide::kClient, conn_.auth.client_nonce,
+      conn_.auth.server_nonce, *hello.message.session_id,
+      *hello.message.last_received);
+  if (decoy.ok() && hello.resume_proof) {
+    (void)detail::ConstantTimeEquals(
+        absl::Span<const std::byte>(*hello.resume_proof),
+        absl::Span<const std::byte>(*decoy));
+  }
+  FailHandshake(detail::ResumeUnavailable(*hello.message.session_id), now);
   EndInput(now);
 }
 
@@ -1558,26 +1750,14 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
     Emit(PeerDraining{*m->drain});
   }
   if (m->bye) {
-    // §15.3: the peer ended the session.
-    const absl::Status closed =
-        MakeError(ErrorCode::kConnectionLost, "peer closed the session");
-    std::vector<TaskId> open;
-    for (const auto& [id, t] : tasks_) open.push_back(id);
-    std::sort(open.begin(), open.end());
-    for (TaskId id : open) {
-      const Task& t = tasks_[id];
-      if (t.own && t.state != TaskState::kCancelling) {
-        Emit(TaskFailed{id, closed, false});
-      } else if (!t.own) {
-        Emit(TaskCancelled{id, closed, false});
-      }
+    // §15.3: the peer ended the session. A bye that does not answer ours
+    // is answered with bye (its sender waits for it), then both end.
+    if (!conn_.bye_sent) {
+      conn_.sync.bye = true;
+      FlushSync(now);
+      conn_.bye_sent = true;
     }
-    tasks_.clear();
-    own_open_ = peer_open_ = 0;
-    unacked_terminals_.clear();
-    state_ = SessionState::kClosed;
-    conn_.closing = true;
-    Emit(SessionClosed{});
+    EndClosed(now);
   }
   return absl::OkStatus();
 }
@@ -1588,6 +1768,29 @@ SYMWIRE_DECL absl::Status Session::HandleSessionError(const FrameView& frame,
   if (!m.ok()) {
     Fail(m.status(), now, false);
     return m.status();
+  }
+  // §7, §16.1, §18: a detail of connection scope (a framing error, a
+  // timeout) ends only the connection; the session resumes as after any
+  // loss. PAYLOAD_TOO_LARGE after the handshake has session scope (§15.2).
+  const bool conn_scope = m->detail != ErrorCode::kOk &&
+                          ScopeOf(m->detail) == ErrorScope::kConnection &&
+                          !(m->detail == ErrorCode::kPayloadTooLarge &&
+                            conn_.handshake == Handshake::kDone);
+  if (conn_scope) {
+    absl::Status lost =
+        MakeError(m->code, m->detail,
+                  absl::StrFormat("peer ended the connection: %s: %s",
+                                  ErrorCodeName(m->detail), m->message));
+    ConnectionFailed(lost, now);
+    return lost;
+  }
+  // §15.3: a side that said bye with nothing outstanding and cannot resume
+  // (the acceptor ended the session on that bye) has closed.
+  if (bye_sent_ && tasks_.empty() && conn_.handshake != Handshake::kDone) {
+    conn_.closing = true;
+    conn_.up = false;
+    EndClosed(now);
+    return absl::OkStatus();
   }
   // The peer's detail code, when it is a session-scope one, is the most
   // precise reason (e.g. SESSION_EXPIRED); PEER_ERROR otherwise, so a peer
@@ -1805,6 +2008,16 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
                           absl::FormatDuration(config_.handshake_timeout))),
             now);
       }
+    } else if (now >= c.bye_deadline) {
+      // §15.3: our bye went unanswered: treat the connection as dead (it
+      // may be half-open). The initiator resumes to say bye again; either
+      // side ends closed if the session cannot be resumed in its window.
+      ConnectionFailed(
+          MakeError(
+              ErrorCode::kPeerUnresponsive,
+              absl::StrFormat("bye not answered within %s",
+                              absl::FormatDuration(config_.handshake_timeout))),
+          now);
     } else if (!c.rx.empty() && now >= c.rx_since + config_.frame_timeout) {
       // §14.1: bytes trickling in are liveness, but a frame must complete.
       ConnectionFailed(
@@ -1832,10 +2045,16 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
       if (now >= c.ack_deadline) c.sync.ack = true;
     }
   }
-  if (state_ != SessionState::kFailed) RunTaskDeadlines(now);
+  if (state_ != SessionState::kFailed && state_ != SessionState::kClosed) {
+    RunTaskDeadlines(now);
+  }
   if (state_ == SessionState::kDisconnected ||
       state_ == SessionState::kHandshaking) {
-    if (now >= expire_at_) {
+    if (now >= expire_at_ && bye_sent_ && tasks_.empty()) {
+      // §15.3: the bye went out with nothing outstanding; only its answer
+      // (or the bye itself) was lost with the connection.
+      EndClosed(now);
+    } else if (now >= expire_at_) {
       Fail(MakeError(ErrorCode::kSessionExpired,
                      absl::StrFormat("disconnected for longer than the resume "
                                      "window (%s)",

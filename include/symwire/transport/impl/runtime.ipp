@@ -1347,8 +1347,8 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
       existing->session_->AdoptConnection(*fresh->session_, now);
   // Whatever `fresh` still has goes out first, on its connection.
   fresh->DrainTransmit();
-  // The connection moved when `fresh` is closed: on success, and on
-  // RESUME_GAP / BAD_ACK, where `existing` sends the error on it.
+  // The connection moved when `fresh` is closed, which is on success only:
+  // a failed resume is answered on `fresh` and leaves `existing` as it was.
   const bool moved = fresh->session_->state() == SessionState::kClosed;
   if (!moved) {
     ++counters_.resumes_rejected;
