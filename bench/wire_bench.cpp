@@ -315,6 +315,54 @@ BENCHMARK(BM_DecodeFrame)
     ->ArgsProduct({kPayloadSizes, {0, 1}})
     ->ArgNames({"payload", "checksum"});
 
+// Decode in batches: per pass, one FrameDecoder (constructed in the pass, as
+// for BM_DecodeFrame) fills an array of kBatchFrames FrameViews per
+// DecodeBatch call until the buffer is consumed; then each view's payload
+// span goes through DoNotOptimize, as BM_DecodeFrame does per frame. Every
+// check is made (header CRC, fields, limits, checksum). Any heap allocation
+// during a pass fails the benchmark.
+constexpr size_t kBatchFrames = 64;
+
+void BM_DecodeBatch(benchmark::State& state) {
+  const FrameBuffer& fb = GetFrameBuffer(PayloadArg(state), ChecksumArg(state));
+  symwire::DecoderOptions options;
+  options.expect_preface = false;
+  std::vector<symwire::FrameView> views(kBatchFrames);
+  const absl::Span<symwire::FrameView> out(views);
+  for (auto _ : state) {
+    const uint64_t allocs_before = Allocations();
+    symwire::FrameDecoder decoder(options);
+    Bytes rest(fb.bytes);
+    size_t frames = 0;
+    while (!rest.empty()) {
+      auto batch = decoder.DecodeBatch(rest, out);
+      if (!batch.ok() || batch->frames == 0) {
+        state.SkipWithError("decode failed");
+        break;
+      }
+      for (size_t i = 0; i < batch->frames; ++i) {
+        Bytes payload = out[i].payload();
+        benchmark::DoNotOptimize(payload);
+      }
+      rest.remove_prefix(batch->consumed);
+      frames += batch->frames;
+    }
+    if (state.error_occurred()) break;
+    if (Allocations() != allocs_before) {
+      state.SkipWithError("decode allocated");
+      break;
+    }
+    if (frames != fb.frames) {
+      state.SkipWithError("decoded the wrong number of frames");
+      break;
+    }
+  }
+  SetCodecCounters(state, fb.frames, fb.bytes.size(), fb.payload_bytes());
+}
+BENCHMARK(BM_DecodeBatch)
+    ->ArgsProduct({kPayloadSizes, {0, 1}})
+    ->ArgNames({"payload", "checksum"});
+
 // As BM_DecodeFrame with verify_header_crc=false: the difference is the
 // header CRC32C's cost. (Only fuzzers and this benchmark turn it off.)
 void BM_DecodeFrameNoCrc(benchmark::State& state) {

@@ -76,6 +76,24 @@ struct DecodeStep {
 };
 static_assert(sizeof(DecodeStep) <= 80, "see the comment on DecodeStep");
 
+// BatchResult
+// The result of one successful FrameDecoder::DecodeBatch call.
+struct BatchResult {
+  // Frames decoded, written to out[0], ..., out[frames - 1].
+  size_t frames = 0;
+  // Bytes at the front of the input that this call used up: the preface (if
+  // accepted by this call) and the frames. The caller must drop them before
+  // the next call.
+  size_t consumed = 0;
+  // 0 if the call stopped because `out` was full (or an error follows, see
+  // DecodeBatch). Otherwise the call ran out of input, and this is the
+  // DecodeStep::bytes_needed a Decode of the unconsumed bytes (input from
+  // offset `consumed`) reports: counted from the first unconsumed byte.
+  uint32_t bytes_needed = 0;
+  // The preface's version byte if this call accepted the preface, else 0.
+  uint8_t wire_version = 0;
+};
+
 namespace detail {
 
 // Outcome of reading a varint field that must lie in [pos, end).
@@ -100,6 +118,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
   pos += size;
   return FieldResult::kOk;
 }
+
+// The per-run constants of FrameDecoder::DecodeRun (impl/decoder.ipp).
+struct RunShape;
 
 // True if the 8 bytes after `payload` hold its XXH3-64 (SPEC.md §6). Out of
 // line so that xxhash.h stays out of this public header.
@@ -155,6 +176,34 @@ class FrameDecoder {
     return result;
   }
 
+  // DecodeBatch
+  // Decodes as many frames as fit in `out` from `input` in one call: the
+  // same steps as calling Decode repeatedly (and dropping each step's bytes)
+  // until `out` is full or the input runs out, with identical results:
+  // the same frames, the same kNeedMore hint, the same error and offset.
+  // For runs of small frames; a frame whose header matches the previous
+  // frame's layout, type and flags (the common case in a stream) is checked
+  // by comparing its fixed header bytes with those already validated, then
+  // CRC, varints, stream-id rule, payload limit and checksum as always:
+  // every check of SPEC.md §7.1 is made on every frame.
+  //
+  // `input` follows the rules of Decode (all unconsumed bytes, starting
+  // where the last consumed bytes ended). Stops when `out` is full, when
+  // the input ends inside the preface or a frame (bytes_needed != 0), or at
+  // the first error. An error on the first step is returned as the status
+  // (the same error Decode returns, sticky). An error after at least one
+  // preface or frame of this call is recorded (status() holds it) and the
+  // steps before it are returned; the next call returns the error, as the
+  // next Decode would.
+  //
+  // Errors: those of Decode (see the class comment), all fatal.
+  // REQUIRES: !out.empty().
+  // Lifetime: the views written to `out` point into `input`, valid until the
+  // caller drops or overwrites those bytes. Entries of `out` past `frames`
+  // are unspecified. Does not allocate (only building an error Status does).
+  SYMWIRE_DECL absl::StatusOr<BatchResult> DecodeBatch(
+      absl::Span<const std::byte> input, absl::Span<FrameView> out);
+
   // The sticky error, or OK.
   const absl::Status& status() const { return status_; }
   // Stream offset of the next unconsumed byte (bytes consumed so far).
@@ -189,6 +238,20 @@ class FrameDecoder {
   // keeps the view as pending_ and asks for more.
   SYMWIRE_DECL absl::Status Complete(absl::Span<const std::byte> input,
                                      size_t total, DecodeStep& step);
+  // DecodeBatch's inner loop: decodes frames of `input` from `pos` into
+  // out[n...] while they have the layout, type and flags of `like` (a frame
+  // this decoder accepted); returns the new n and advances pos. Stops,
+  // having changed nothing for that frame, at the first one that differs
+  // or fails any check: a single step then decodes or rejects it.
+  SYMWIRE_DECL size_t DecodeRun(absl::Span<const std::byte> input, size_t& pos,
+                                const FrameView& like,
+                                absl::Span<FrameView> out, size_t n);
+  // DecodeRun's loop for varints of kS1, kS2 and kS3 bytes (defined in
+  // impl/decoder.ipp, instantiated there only).
+  template <size_t kS1, size_t kS2, size_t kS3>
+  size_t DecodeRunOf(const detail::RunShape& shape,
+                     absl::Span<const std::byte> input, size_t& pos,
+                     absl::Span<FrameView> out, size_t n);
   // Records `status` as the sticky error and returns it.
   SYMWIRE_DECL absl::Status Fail(absl::Status status);
 
