@@ -119,8 +119,19 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
   return FieldResult::kOk;
 }
 
-// The per-run constants of FrameDecoder::DecodeRun (impl/decoder.ipp).
-struct RunShape;
+// What the frames of a DecodeBatch run must share with the validated frame
+// that started it (FrameDecoder::PrepareRun).
+struct RunShape {
+  uint64_t mask = 0;    // header bytes 0-7 that must equal...
+  uint64_t expect = 0;  // ...these (as a little-endian word)
+  uint64_t lo1 = 0;     // stream_id in [lo1, lo1 + span1]
+  uint64_t span1 = 0;
+  uint64_t span3 = 0;  // payload_length in [min canonical, + span3]
+  size_t trailer = 0;  // 0 or kPayloadChecksumSize
+  MessageType type = MessageType::kAgentInit;
+  uint8_t flags = 0;
+  bool verify_checksum = false;
+};
 
 // True if the 8 bytes after `payload` hold its XXH3-64 (SPEC.md §6). Out of
 // line so that xxhash.h stays out of this public header.
@@ -243,15 +254,18 @@ class FrameDecoder {
   // this decoder accepted); returns the new n and advances pos. Stops,
   // having changed nothing for that frame, at the first one that differs
   // or fails any check: a single step then decodes or rejects it.
-  SYMWIRE_DECL size_t DecodeRun(absl::Span<const std::byte> input, size_t& pos,
-                                const FrameView& like,
-                                absl::Span<FrameView> out, size_t n);
-  // DecodeRun's loop for varints of kS1, kS2 and kS3 bytes (defined in
+  // Sets run_ and run_loop_ for frames like `like` (a frame this decoder
+  // accepted), or clears run_loop_ if its layout has no run loop.
+  SYMWIRE_DECL void PrepareRun(const FrameView& like);
+  // The run loop for varints of kS1, kS2 and kS3 bytes (defined in
   // impl/decoder.ipp, instantiated there only).
   template <size_t kS1, size_t kS2, size_t kS3>
   size_t DecodeRunOf(const detail::RunShape& shape,
                      absl::Span<const std::byte> input, size_t& pos,
                      absl::Span<FrameView> out, size_t n);
+  using RunLoop = size_t (FrameDecoder::*)(const detail::RunShape&,
+                                           absl::Span<const std::byte>, size_t&,
+                                           absl::Span<FrameView>, size_t);
   // Records `status` as the sticky error and returns it.
   SYMWIRE_DECL absl::Status Fail(absl::Status status);
 
@@ -273,6 +287,10 @@ class FrameDecoder {
     uint8_t sizes[3] = {0, 0, 0};
   };
   FastShape shape_;
+  // DecodeBatch's prediction: the shape of the last frame a single step
+  // decoded, kept across calls, and the loop for its layout (null: none).
+  detail::RunShape run_;
+  RunLoop run_loop_ = nullptr;
 };
 
 inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,

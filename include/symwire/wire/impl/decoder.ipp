@@ -175,7 +175,13 @@ SYMWIRE_DECL absl::StatusOr<BatchResult> FrameDecoder::DecodeBatch(
   size_t n = 0;
   bool need_more = false;
   while (n < out.size() && !need_more) {
-    // One single step, exactly as Decode does it...
+    // The frames that look like the last one a single step decoded, in a
+    // tight loop...
+    if (run_loop_ != nullptr && fast_path_ready_) {
+      n = (this->*run_loop_)(run_, input, pos, out, n);
+      if (n == out.size()) break;
+    }
+    // ...then one single step, exactly as Decode does it.
     DecodeStep step;
     const absl::Span<const std::byte> rest = input.subspan(pos);
     if (!(fast_path_ready_ && DecodeFast(rest, step))) {
@@ -196,9 +202,12 @@ SYMWIRE_DECL absl::StatusOr<BatchResult> FrameDecoder::DecodeBatch(
       case DecodeStep::Kind::kFrame:
         out[n++] = step.frame;
         pos += step.consumed;
-        // ...then the frames that look like this one, in a tight loop.
-        if (n < out.size() && fast_path_ready_) {
-          n = DecodeRun(input, pos, out[n - 1], out, n);
+        // A new prediction unless the frame already fits the current one
+        // (it then stopped the run on a value, not on its shape).
+        if (run_loop_ == nullptr || (boost::endian::load_little_u64(
+                                         detail::AsUChars(step.frame.data_)) &
+                                     run_.mask) != run_.expect) {
+          PrepareRun(step.frame);
         }
         break;
     }
@@ -219,48 +228,32 @@ constexpr uint64_t VarintValueMask(size_t size) noexcept {
 }
 }  // namespace detail
 
-namespace detail {
-// What a run's frames must share with the frame that started it.
-struct RunShape {
-  uint64_t mask = 0;    // header bytes 0-7 that must equal...
-  uint64_t expect = 0;  // ...these (little-endian word)
-  uint64_t lo1 = 0;     // stream_id in [lo1, lo1 + span1]
-  uint64_t span1 = 0;
-  uint64_t span3 = 0;  // payload_length in [min canonical, + span3]
-  size_t trailer = 0;  // 0 or kPayloadChecksumSize
-  MessageType type = MessageType::kAgentInit;
-  uint8_t flags = 0;
-  bool verify_crc = false;
-  bool verify_checksum = false;
-};
-}  // namespace detail
-
-SYMWIRE_DECL size_t FrameDecoder::DecodeRun(absl::Span<const std::byte> input,
-                                            size_t& pos, const FrameView& like,
-                                            absl::Span<FrameView> out,
-                                            size_t n) {
+SYMWIRE_DECL void FrameDecoder::PrepareRun(const FrameView& like) {
+  run_loop_ = nullptr;
   // The run's layout is that of `like`, which passed every check: a 1-byte
   // header_length (header <= 64 bytes), no TLVs, a stream_id and sequence of
   // 1 or 2 bytes and a payload_length of 1, 2 or 4 (so all three length
   // tags lie in the header's first 8 bytes). Other frames take single steps.
   const size_t header_size = like.header_size_;
   const size_t crc_pos = header_size - kHeaderCrcSize;
-  if (header_size > 64 || like.extensions_begin_ != crc_pos) return n;
+  if (header_size > 64 || like.extensions_begin_ != crc_pos) return;
+    // The loop checks the CRC with the inline SSE4.2 instruction; without
+    // it, or with the CRC check off (fuzzers, benchmarks), single steps.
 #ifdef SYMWIRE_HAS_INLINE_CRC32C
-  if (!detail::kCrc32cInlineHardware && options_.verify_header_crc) return n;
+  if (!detail::kCrc32cInlineHardware || !options_.verify_header_crc) return;
 #else
-  if (options_.verify_header_crc) return n;
+  return;
 #endif
   const std::byte* const first = like.data_;
   const size_t s1 = VarintSizeFromFirstByte(first[3]);
   const size_t s2 = VarintSizeFromFirstByte(first[3 + s1]);
-  if (s1 > 2 || s2 > 2) return n;
+  if (s1 > 2 || s2 > 2) return;
   const size_t p3 = 3 + s1 + s2;
   const size_t s3 = VarintSizeFromFirstByte(first[p3]);
-  if (s3 > 4) return n;
+  if (s3 > 4) return;
   SYMWIRE_ASSERT(p3 + s3 == crc_pos);
 
-  detail::RunShape shape;
+  detail::RunShape& shape = run_;
   // Bytes 0-2 (header_length, type, flags) and the three length tags of a
   // frame, read as one little-endian word, must equal those of `like`:
   // equal bytes pass the checks of §7.1 steps 1 and 3 (header_length range
@@ -296,14 +289,10 @@ SYMWIRE_DECL size_t FrameDecoder::DecodeRun(absl::Span<const std::byte> input,
   shape.trailer = checksum ? kPayloadChecksumSize : 0;
   shape.type = like.header_.type;
   shape.flags = like.header_.flags;
-  shape.verify_crc = options_.verify_header_crc;
   shape.verify_checksum = checksum && options_.verify_payload_checksum;
 
   // One loop per layout, so that every offset and size is a constant.
-  using Loop = size_t (FrameDecoder::*)(const detail::RunShape&,
-                                        absl::Span<const std::byte>, size_t&,
-                                        absl::Span<FrameView>, size_t);
-  static constexpr Loop kLoops[2][2][3] = {
+  static constexpr RunLoop kLoops[2][2][3] = {
       {{&FrameDecoder::DecodeRunOf<1, 1, 1>,
         &FrameDecoder::DecodeRunOf<1, 1, 2>,
         &FrameDecoder::DecodeRunOf<1, 1, 4>},
@@ -316,8 +305,7 @@ SYMWIRE_DECL size_t FrameDecoder::DecodeRun(absl::Span<const std::byte> input,
        {&FrameDecoder::DecodeRunOf<2, 2, 1>,
         &FrameDecoder::DecodeRunOf<2, 2, 2>,
         &FrameDecoder::DecodeRunOf<2, 2, 4>}}};
-  const Loop loop = kLoops[s1 - 1][s2 - 1][s3 == 4 ? 2 : s3 - 1];
-  return (this->*loop)(shape, input, pos, out, n);
+  run_loop_ = kLoops[s1 - 1][s2 - 1][s3 == 4 ? 2 : s3 - 1];
 }
 
 template <size_t kS1, size_t kS2, size_t kS3>
@@ -349,10 +337,9 @@ size_t FrameDecoder::DecodeRunOf(const detail::RunShape& shape,
     bool bad = ((word & r.mask) != r.expect) | (stream_id - r.lo1 > r.span1) |
                (sequence < kLo2) | (payload_length - kLo3 > r.span3);
 #ifdef SYMWIRE_HAS_INLINE_CRC32C
-    if (r.verify_crc) {
-      bad |= detail::Crc32cShortHardware(h, kCrcPos) !=
-             detail::LoadBig32(h + kCrcPos);
-    }
+    // PrepareRun made sure the instruction is there and the check is on.
+    bad |= detail::Crc32cShortHardware(h, kCrcPos) !=
+           detail::LoadBig32(h + kCrcPos);
 #endif
     const size_t total = fixed + static_cast<size_t>(payload_length);
     if (SYMWIRE_UNLIKELY(bad) || total > left) break;
