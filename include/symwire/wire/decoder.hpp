@@ -291,6 +291,10 @@ class FrameDecoder {
   // decoded, kept across calls, and the loop for its layout (null: none).
   detail::RunShape run_;
   RunLoop run_loop_ = nullptr;
+  // After a run that decoded nothing, the number of single-step frames to
+  // wait before predicting again (run_wait_), doubling per miss.
+  uint8_t run_backoff_ = 0;
+  uint8_t run_wait_ = 0;
 };
 
 inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,

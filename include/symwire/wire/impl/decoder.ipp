@@ -178,8 +178,21 @@ SYMWIRE_DECL absl::StatusOr<BatchResult> FrameDecoder::DecodeBatch(
     // The frames that look like the last one a single step decoded, in a
     // tight loop...
     if (run_loop_ != nullptr && fast_path_ready_) {
+      const size_t before = n;
       n = (this->*run_loop_)(run_, input, pos, out, n);
       if (n == out.size()) break;
+      if (n == before && pos != input.size()) {
+        // A miss (not just the end of the input): frames of changing shapes.
+        // Predict again only after 1, 3, 7, ... 63 single steps, so such a
+        // stream costs about what single steps cost instead of a failed
+        // prediction per frame.
+        run_backoff_ =
+            static_cast<uint8_t>(std::min(2 * unsigned{run_backoff_} + 1, 63u));
+        run_wait_ = run_backoff_;
+        run_loop_ = nullptr;
+      } else {
+        run_backoff_ = 0;
+      }
     }
     // ...then one single step, exactly as Decode does it.
     DecodeStep step;
@@ -202,11 +215,15 @@ SYMWIRE_DECL absl::StatusOr<BatchResult> FrameDecoder::DecodeBatch(
       case DecodeStep::Kind::kFrame:
         out[n++] = step.frame;
         pos += step.consumed;
-        // A new prediction unless the frame already fits the current one
-        // (it then stopped the run on a value, not on its shape).
-        if (run_loop_ == nullptr || (boost::endian::load_little_u64(
-                                         detail::AsUChars(step.frame.data_)) &
-                                     run_.mask) != run_.expect) {
+        // A new prediction unless backing off or the frame already fits
+        // the current one (it then stopped the run on a value, not on its
+        // shape).
+        if (run_wait_ != 0) {
+          --run_wait_;
+        } else if (run_loop_ == nullptr ||
+                   (boost::endian::load_little_u64(
+                        detail::AsUChars(step.frame.data_)) &
+                    run_.mask) != run_.expect) {
           PrepareRun(step.frame);
         }
         break;
