@@ -323,8 +323,7 @@ BENCHMARK(BM_DecodeFrame)
 // during a pass fails the benchmark.
 constexpr size_t kBatchFrames = 64;
 
-void BM_DecodeBatch(benchmark::State& state) {
-  const FrameBuffer& fb = GetFrameBuffer(PayloadArg(state), ChecksumArg(state));
+void RunDecodeBatch(benchmark::State& state, const FrameBuffer& fb) {
   symwire::DecoderOptions options;
   options.expect_preface = false;
   std::vector<symwire::FrameView> views(kBatchFrames);
@@ -357,11 +356,48 @@ void BM_DecodeBatch(benchmark::State& state) {
       break;
     }
   }
+}
+
+void BM_DecodeBatch(benchmark::State& state) {
+  const FrameBuffer& fb = GetFrameBuffer(PayloadArg(state), ChecksumArg(state));
+  RunDecodeBatch(state, fb);
   SetCodecCounters(state, fb.frames, fb.bytes.size(), fb.payload_bytes());
 }
 BENCHMARK(BM_DecodeBatch)
     ->ArgsProduct({kPayloadSizes, {0, 1}})
     ->ArgNames({"payload", "checksum"});
+
+// The worst case for DecodeBatch's layout prediction: 4096 frames whose
+// payloads alternate between 10 and 100 bytes (a 1- and a 2-byte
+// payload_length), so no two consecutive frames share a layout. `batch` 0:
+// Decode per frame (as BM_DecodeFrame); 1: DecodeBatch (as BM_DecodeBatch).
+void BM_DecodeAlternating(benchmark::State& state) {
+  static const FrameBuffer fb = [] {
+    FrameBuffer b;
+    b.frames = 4096;
+    for (size_t i = 0; i < b.frames; ++i) {
+      const std::vector<std::byte> payload =
+          MakePayload(i % 2 == 0 ? 10 : 100, static_cast<uint32_t>(i));
+      const symwire::FrameHeader h = BenchHeader(false, i);
+      const size_t size = symwire::EncodedSize(h, payload.size()).value();
+      const size_t pos = b.bytes.size();
+      b.bytes.resize(pos + size);
+      if (symwire::EncodeFrame(h, payload, absl::MakeSpan(b.bytes).subspan(pos))
+              .value() != size) {
+        std::abort();
+      }
+    }
+    b.payload_size = 55;  // the mean, for payload_B/s
+    return b;
+  }();
+  if (state.range(0) == 0) {
+    RunDecode(state, fb, symwire::DecoderOptions{});
+  } else {
+    RunDecodeBatch(state, fb);
+  }
+  SetCodecCounters(state, fb.frames, fb.bytes.size(), fb.payload_bytes());
+}
+BENCHMARK(BM_DecodeAlternating)->ArgName("batch")->Arg(0)->Arg(1);
 
 // As BM_DecodeFrame with verify_header_crc=false: the difference is the
 // header CRC32C's cost. (Only fuzzers and this benchmark turn it off.)
