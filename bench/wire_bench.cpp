@@ -315,6 +315,90 @@ BENCHMARK(BM_DecodeFrame)
     ->ArgsProduct({kPayloadSizes, {0, 1}})
     ->ArgNames({"payload", "checksum"});
 
+// Decode in batches: per pass, one FrameDecoder (constructed in the pass, as
+// for BM_DecodeFrame) fills an array of kBatchFrames FrameViews per
+// DecodeBatch call until the buffer is consumed; then each view's payload
+// span goes through DoNotOptimize, as BM_DecodeFrame does per frame. Every
+// check is made (header CRC, fields, limits, checksum). Any heap allocation
+// during a pass fails the benchmark.
+constexpr size_t kBatchFrames = 64;
+
+void RunDecodeBatch(benchmark::State& state, const FrameBuffer& fb) {
+  symwire::DecoderOptions options;
+  options.expect_preface = false;
+  std::vector<symwire::FrameView> views(kBatchFrames);
+  const absl::Span<symwire::FrameView> out(views);
+  for (auto _ : state) {
+    const uint64_t allocs_before = Allocations();
+    symwire::FrameDecoder decoder(options);
+    Bytes rest(fb.bytes);
+    size_t frames = 0;
+    while (!rest.empty()) {
+      auto batch = decoder.DecodeBatch(rest, out);
+      if (!batch.ok() || batch->frames == 0) {
+        state.SkipWithError("decode failed");
+        break;
+      }
+      for (size_t i = 0; i < batch->frames; ++i) {
+        Bytes payload = out[i].payload();
+        benchmark::DoNotOptimize(payload);
+      }
+      rest.remove_prefix(batch->consumed);
+      frames += batch->frames;
+    }
+    if (state.error_occurred()) break;
+    if (Allocations() != allocs_before) {
+      state.SkipWithError("decode allocated");
+      break;
+    }
+    if (frames != fb.frames) {
+      state.SkipWithError("decoded the wrong number of frames");
+      break;
+    }
+  }
+}
+
+void BM_DecodeBatch(benchmark::State& state) {
+  const FrameBuffer& fb = GetFrameBuffer(PayloadArg(state), ChecksumArg(state));
+  RunDecodeBatch(state, fb);
+  SetCodecCounters(state, fb.frames, fb.bytes.size(), fb.payload_bytes());
+}
+BENCHMARK(BM_DecodeBatch)
+    ->ArgsProduct({kPayloadSizes, {0, 1}})
+    ->ArgNames({"payload", "checksum"});
+
+// The worst case for DecodeBatch's layout prediction: 4096 frames whose
+// payloads alternate between 10 and 100 bytes (a 1- and a 2-byte
+// payload_length), so no two consecutive frames share a layout. `batch` 0:
+// Decode per frame (as BM_DecodeFrame); 1: DecodeBatch (as BM_DecodeBatch).
+void BM_DecodeAlternating(benchmark::State& state) {
+  static const FrameBuffer fb = [] {
+    FrameBuffer b;
+    b.frames = 4096;
+    for (size_t i = 0; i < b.frames; ++i) {
+      const std::vector<std::byte> payload =
+          MakePayload(i % 2 == 0 ? 10 : 100, static_cast<uint32_t>(i));
+      const symwire::FrameHeader h = BenchHeader(false, i);
+      const size_t size = symwire::EncodedSize(h, payload.size()).value();
+      const size_t pos = b.bytes.size();
+      b.bytes.resize(pos + size);
+      if (symwire::EncodeFrame(h, payload, absl::MakeSpan(b.bytes).subspan(pos))
+              .value() != size) {
+        std::abort();
+      }
+    }
+    b.payload_size = 55;  // the mean, for payload_B/s
+    return b;
+  }();
+  if (state.range(0) == 0) {
+    RunDecode(state, fb, symwire::DecoderOptions{});
+  } else {
+    RunDecodeBatch(state, fb);
+  }
+  SetCodecCounters(state, fb.frames, fb.bytes.size(), fb.payload_bytes());
+}
+BENCHMARK(BM_DecodeAlternating)->ArgName("batch")->Arg(0)->Arg(1);
+
 // As BM_DecodeFrame with verify_header_crc=false: the difference is the
 // header CRC32C's cost. (Only fuzzers and this benchmark turn it off.)
 void BM_DecodeFrameNoCrc(benchmark::State& state) {

@@ -194,10 +194,7 @@ class OutputChecker {
 
   void Check(const FrameView& f) {
     ++frames_;
-    const bool connection_frame =
-        f.type() == MessageType::kAgentInit ||
-        f.type() == MessageType::kAgentSync ||
-        (f.type() == MessageType::kAgentError && f.stream_id() == 0);
+    const bool connection_frame = !IsSequencedFrame(f.type(), f.stream_id());
     const std::string what = absl::StrCat(MessageTypeName(f.type()), " stream ",
                                           f.stream_id(), " seq ", f.sequence());
     if (connection_frame) {

@@ -16,3 +16,4 @@
 #include "symwire/wire/impl/decoder.ipp"
 #include "symwire/wire/impl/dump.ipp"
 #include "symwire/wire/impl/encoder.ipp"
+#include "symwire/wire/impl/scan.ipp"

@@ -23,6 +23,11 @@ for layer in include/symwire/wire include/symwire/session; do
 done
 check include/symwire/wire '#include *"symwire/(session|transport)/' "layer 1 includes a higher layer"
 check include/symwire/session '#include *"symwire/transport/' "layer 2 includes layer 3"
+# Frame layout stays in layer 1 (STYLE.md §1): above it, TLVs are read
+# through FrameView's typed accessors (metadata(), trace_parent(), ...).
+for layer in include/symwire/session include/symwire/transport include/symwire/runtime; do
+  check "$layer" '(ParseMetadataValue|ParseTraceParentValue|\.extensions\(\))' "TLV parsing above layer 1"
+done
 if [ -d examples ] || [ -d tools ]; then
   hits=$(grep -rnE '#include *"symwire/(.*/)?detail/' examples tools --include='*.cpp' --include='*.hpp' 2>/dev/null || true)
   if [ -n "$hits" ]; then

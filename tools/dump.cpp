@@ -85,11 +85,10 @@
 #include "absl/types/span.h"
 #include "symwire/error.hpp"
 #include "symwire/session/control.hpp"
-#include "symwire/wire/crc32c.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/frame.hpp"
 #include "symwire/wire/message_type.hpp"
-#include "symwire/wire/varint.hpp"
+#include "symwire/wire/scan.hpp"
 
 namespace {
 
@@ -517,15 +516,14 @@ void AddExtensions(const symwire::FrameView& frame, size_t max_bytes,
   std::vector<std::string> meta_json;
   std::vector<std::string> other_text;
   std::vector<std::string> other_json;
+  for (const symwire::MetadataEntry& m : frame.metadata()) {
+    meta_text.push_back(absl::StrCat(absl::CHexEscape(m.key), "=\"",
+                                     absl::CHexEscape(m.value), "\""));
+    meta_json.push_back(absl::StrCat("{\"key\":", JsonString(m.key),
+                                     ",\"value\":", JsonString(m.value), "}"));
+  }
   for (const symwire::RawExtension& e : frame.extensions()) {
-    if (e.type == symwire::kExtMetadata) {
-      const symwire::MetadataEntry m = symwire::ParseMetadataValue(e.value);
-      meta_text.push_back(absl::StrCat(absl::CHexEscape(m.key), "=\"",
-                                       absl::CHexEscape(m.value), "\""));
-      meta_json.push_back(absl::StrCat("{\"key\":", JsonString(m.key),
-                                       ",\"value\":", JsonString(m.value),
-                                       "}"));
-    } else if (!symwire::IsKnownExtension(e.type)) {
+    if (!symwire::IsKnownExtension(e.type)) {
       Line one;
       one.J("type", absl::StrCat(e.type));
       AddBytes(one, "value", e.value, max_bytes, false);
@@ -616,77 +614,6 @@ std::optional<uint64_t> TrailingOffset(absl::string_view message,
   }
   head = message.substr(0, at);
   return n;
-}
-
-// ---- resynchronisation helpers (SPEC.md §7.2) ------------------------------
-
-uint32_t LoadBig32(const std::byte* p) {
-  return (static_cast<uint32_t>(p[0]) << 24) |
-         (static_cast<uint32_t>(p[1]) << 16) |
-         (static_cast<uint32_t>(p[2]) << 8) | static_cast<uint32_t>(p[3]);
-}
-
-// The size of the complete header at the front of `data` if its
-// header_length is canonical, in range and within `max_header`, and its
-// CRC32C matches; 0 otherwise (also when the header is not complete).
-size_t ValidHeaderSize(Bytes data, size_t max_header) {
-  if (data.empty()) return 0;
-  const size_t n = symwire::VarintSizeFromFirstByte(data[0]);
-  if (n > 2 || data.size() < n) return 0;  // header_length <= 16383
-  size_t header_length = static_cast<size_t>(data[0]) & 0x3F;
-  if (n == 2) {
-    header_length = (header_length << 8) | static_cast<size_t>(data[1]);
-    if (header_length < 64) return 0;  // not canonical
-  }
-  const size_t size = n + header_length;
-  if (header_length < symwire::kMinHeaderLength || size > max_header ||
-      data.size() < size) {
-    return 0;
-  }
-  const size_t crc_pos = size - symwire::kHeaderCrcSize;
-  if (symwire::Crc32c(data.first(crc_pos)) !=
-      LoadBig32(data.data() + crc_pos)) {
-    return 0;
-  }
-  return size;
-}
-
-// Reads a canonical varint at `pos` that lies before `end`.
-bool ReadVarint(Bytes data, size_t& pos, size_t end, uint64_t& value) {
-  if (pos >= end) return false;
-  const size_t n = symwire::VarintSizeFromFirstByte(data[pos]);
-  if (n > end - pos) return false;
-  auto v = symwire::DecodeVarint(data.subspan(pos, n));
-  if (!v.ok() || !v->complete) return false;
-  value = v->value;
-  pos += n;
-  return true;
-}
-
-// The whole size of the frame at the front of `data` when its header CRC
-// matches and its fixed fields can be read (the header is genuine, so its
-// payload_length can be believed), and its flags hold no reserved bit (a
-// future flag may change how a frame is delimited, SPEC.md §4.2).
-std::optional<uint64_t> TrustedFrameSize(Bytes data, size_t max_header) {
-  const size_t header_size = ValidHeaderSize(data, max_header);
-  if (header_size == 0) return std::nullopt;
-  size_t pos = symwire::VarintSizeFromFirstByte(data[0]);
-  const size_t end = header_size - symwire::kHeaderCrcSize;
-  if (pos + 2 > end) return std::nullopt;
-  const auto flags = static_cast<uint8_t>(data[pos + 1]);
-  if ((flags & symwire::kFlagsReserved) != 0) return std::nullopt;
-  pos += 2;
-  uint64_t stream_id = 0;
-  uint64_t sequence = 0;
-  uint64_t payload_length = 0;
-  if (!ReadVarint(data, pos, end, stream_id) ||
-      !ReadVarint(data, pos, end, sequence) ||
-      !ReadVarint(data, pos, end, payload_length)) {
-    return std::nullopt;
-  }
-  const uint64_t trailer =
-      (flags & symwire::kFlagChecksum) != 0 ? symwire::kPayloadChecksumSize : 0;
-  return header_size + payload_length + trailer;  // < 2^63: no overflow
 }
 
 // ---- stream decoding -------------------------------------------------------
@@ -819,12 +746,16 @@ class StreamDumper {
   // header is genuine (so its length is) and a valid header or the end of
   // the chunk follows there.
   std::optional<size_t> TrustedNext(Bytes data, size_t pos) const {
-    const auto size =
-        TrustedFrameSize(data.subspan(pos), options_.max_header_bytes);
-    if (!size || *size > data.size() - pos) return std::nullopt;
-    const auto next = static_cast<size_t>(pos + *size);
+    const auto header =
+        symwire::ProbeFrameHeader(data.subspan(pos), options_.max_header_bytes);
+    if (!header || !header->frame_size ||
+        *header->frame_size > data.size() - pos) {
+      return std::nullopt;
+    }
+    const auto next = static_cast<size_t>(pos + *header->frame_size);
     if (next == data.size() ||
-        ValidHeaderSize(data.subspan(next), options_.max_header_bytes) != 0) {
+        symwire::ProbeFrameHeader(data.subspan(next),
+                                  options_.max_header_bytes)) {
       return next;
     }
     return std::nullopt;
@@ -832,12 +763,7 @@ class StreamDumper {
 
   // The first position >= from where a complete header has a matching CRC.
   std::optional<size_t> FindHeader(Bytes data, size_t from) const {
-    for (size_t p = from; p < data.size(); ++p) {
-      if (ValidHeaderSize(data.subspan(p), options_.max_header_bytes) != 0) {
-        return p;
-      }
-    }
-    return std::nullopt;
+    return symwire::FindFrameHeader(data, from, options_.max_header_bytes);
   }
 
   Line StartLine(absl::string_view kind, uint64_t offset) const {
@@ -1077,7 +1003,12 @@ uint16_t Big16(Bytes b, size_t at) {
   return static_cast<uint16_t>((static_cast<unsigned>(b[at]) << 8) |
                                static_cast<unsigned>(b[at + 1]));
 }
-uint32_t Big32(Bytes b, size_t at) { return LoadBig32(b.data() + at); }
+uint32_t Big32(Bytes b, size_t at) {
+  return (static_cast<uint32_t>(b[at]) << 24) |
+         (static_cast<uint32_t>(b[at + 1]) << 16) |
+         (static_cast<uint32_t>(b[at + 2]) << 8) |
+         static_cast<uint32_t>(b[at + 3]);
+}
 uint32_t Load32(Bytes b, size_t at, bool big) {
   const uint32_t v = Big32(b, at);
   if (big) return v;

@@ -12,6 +12,7 @@
 #include "symwire/wire/encoder.hpp"
 #include "symwire/wire/frame.hpp"
 #include "symwire/wire/message_type.hpp"
+#include "symwire/wire/scan.hpp"
 #include "symwire/wire/varint.hpp"
 
 #endif  // SYMWIRE_SYMWIRE_HPP_

@@ -227,8 +227,11 @@ inline constexpr size_t kRelocateLimit = 4096;
 
 class FeedDriver {
  public:
-  explicit FeedDriver(const DecoderOptions& options)
-      : decoder_(options), options_(options) {}
+  // `batch` 0: one Decode per step; otherwise DecodeBatch into an array of
+  // `batch` views, recorded frame by frame so the transcript must equal the
+  // single-step one.
+  explicit FeedDriver(const DecoderOptions& options, size_t batch = 0)
+      : decoder_(options), options_(options), views_(batch) {}
 
   bool failed() const { return failed_; }
 
@@ -238,7 +241,11 @@ class FeedDriver {
     if (failed_) return;
     buffer_.insert(buffer_.end(), chunk.begin(), chunk.end());
     if (buffer_.size() <= kRelocateLimit) Relocate();
-    Drain();
+    if (views_.empty()) {
+      Drain();
+    } else {
+      DrainBatch();
+    }
   }
 
   // Ends the input: records the leftover bytes, if any.
@@ -293,10 +300,11 @@ class FeedDriver {
           CheckHint(*r, in_preface, offset_before);
           return;
         case DecodeStep::Kind::kPreface:
-          RecordPreface(*r, in_preface, offset_before);
+          RecordPreface(*r, in_preface, offset_before, true);
           break;
         case DecodeStep::Kind::kFrame:
-          RecordFrame(*r, in_preface, offset_before);
+          RecordFrame(*r, in_preface, offset_before, buffer_.data(),
+                      buffer_.size(), true);
           break;
       }
       const size_t consumed = std::min(r->consumed, buffer_.size());
@@ -310,6 +318,77 @@ class FeedDriver {
       // A new element starts: its hints are judged afresh.
       max_hint_ = 0;
       last_hint_ = 0;
+    }
+  }
+
+  // Drain with DecodeBatch: each call's preface and frames are recorded as
+  // the single steps they stand for, at their place in the buffer.
+  void DrainBatch() {
+    for (;;) {
+      const bool in_preface = !decoder_.preface_done();
+      const uint64_t offset_before = decoder_.stream_offset();
+      const absl::StatusOr<BatchResult> r = decoder_.DecodeBatch(
+          absl::Span<const std::byte>(buffer_), absl::MakeSpan(views_));
+      ++result_.decode_calls;
+      if (!r.ok()) {
+        RecordError(r.status(), offset_before);
+        return;
+      }
+      if (r->frames > views_.size() || r->consumed > buffer_.size()) {
+        Problem(absl::StrCat("batch of ", r->frames, " frames consumed ",
+                             r->consumed, " of ", buffer_.size()));
+        failed_ = true;
+        return;
+      }
+      size_t pos = 0;
+      bool preface = in_preface;
+      if (r->wire_version != 0) {
+        if (!in_preface) Problem("batch reports a preface after the preface");
+        DecodeStep step;
+        step.kind = DecodeStep::Kind::kPreface;
+        step.consumed = kPrefaceSize;
+        step.wire_version = r->wire_version;
+        RecordPreface(step, in_preface, offset_before, false);
+        pos += kPrefaceSize;
+        max_hint_ = 0;
+        preface = false;
+      }
+      for (size_t i = 0; i < r->frames && !failed_; ++i) {
+        DecodeStep step;
+        step.kind = DecodeStep::Kind::kFrame;
+        step.frame = views_[i];
+        step.consumed = views_[i].size();
+        RecordFrame(step, preface, offset_before + pos, buffer_.data() + pos,
+                    buffer_.size() - pos, false);
+        pos += step.consumed;
+        max_hint_ = 0;
+      }
+      if (failed_) return;
+      if (pos != r->consumed) {
+        Problem(absl::StrCat("batch consumed ", r->consumed,
+                             " but its steps add up to ", pos));
+      }
+      if (decoder_.stream_offset() != offset_before + r->consumed) {
+        Problem("stream_offset() did not advance by the batch's consumed");
+      }
+      buffer_.erase(buffer_.begin(),
+                    buffer_.begin() + static_cast<std::ptrdiff_t>(
+                                          std::min(pos, buffer_.size())));
+      if (pos != 0) last_hint_ = 0;
+      if (r->bytes_needed != 0) {
+        DecodeStep step;
+        step.kind = DecodeStep::Kind::kNeedMore;
+        step.bytes_needed = r->bytes_needed;
+        CheckHint(step, !decoder_.preface_done(), decoder_.stream_offset());
+        return;
+      }
+      if (r->frames < views_.size() && decoder_.status().ok()) {
+        Problem(absl::StrCat("batch stopped after ", r->frames, " of ",
+                             views_.size(),
+                             " frames with no error and no kNeedMore"));
+        failed_ = true;
+        return;
+      }
     }
   }
 
@@ -355,14 +434,17 @@ class FeedDriver {
     }
   }
 
+  // `check_offset`: the decoder's stream_offset() must be right after this
+  // step (single steps; a batch is checked as a whole).
   void RecordPreface(const DecodeStep& step, bool in_preface,
-                     uint64_t offset_before) {
+                     uint64_t offset_before, bool check_offset) {
     if (!in_preface) Problem("kPreface after the preface was done");
     if (step.consumed != kPrefaceSize) {
       Problem(absl::StrCat("kPreface consumed ", step.consumed));
     }
     if (!decoder_.preface_done()) Problem("preface_done() false after it");
-    if (decoder_.stream_offset() != offset_before + step.consumed) {
+    if (check_offset &&
+        decoder_.stream_offset() != offset_before + step.consumed) {
       Problem("stream_offset() did not advance by the preface");
     }
     CheckCompletes(step.consumed);
@@ -374,21 +456,23 @@ class FeedDriver {
     result_.steps.push_back(std::move(s));
   }
 
+  // The frame starts at `at`, followed by `avail` buffered bytes.
   void RecordFrame(const DecodeStep& step, bool in_preface,
-                   uint64_t offset_before) {
+                   uint64_t offset_before, const std::byte* at, size_t avail,
+                   bool check_offset) {
     const FrameView& f = step.frame;
     if (in_preface) Problem("kFrame before the preface");
-    if (step.consumed > buffer_.size()) {
-      Problem(absl::StrCat("consumed ", step.consumed, " > buffered ",
-                           buffer_.size()));
+    if (step.consumed > avail) {
+      Problem(absl::StrCat("consumed ", step.consumed, " > buffered ", avail));
       failed_ = true;
       return;
     }
     CheckCompletes(step.consumed);
-    if (decoder_.stream_offset() != offset_before + step.consumed) {
+    if (check_offset &&
+        decoder_.stream_offset() != offset_before + step.consumed) {
       Problem("stream_offset() did not advance by consumed");
     }
-    if (f.bytes().data() != buffer_.data()) {
+    if (f.bytes().data() != at) {
       Problem("frame.bytes() does not start at the input");
     }
     if (f.size() != step.consumed || f.bytes().size() != step.consumed) {
@@ -408,7 +492,7 @@ class FeedDriver {
       failed_ = true;  // the copies below would read out of bounds
       return;
     }
-    if (f.payload().data() != buffer_.data() + f.header_size()) {
+    if (f.payload().data() != at + f.header_size()) {
       Problem("payload() does not follow the header in the input");
     }
     if (f.payload().size() > options_.max_payload_bytes) {
@@ -428,7 +512,7 @@ class FeedDriver {
     s.consumed = step.consumed;
     s.header = f.header();
     s.header_size = f.header_size();
-    const std::byte* base = buffer_.data();
+    const std::byte* base = at;
     s.header_bytes.assign(base, base + f.header_size());
     s.payload.assign(f.payload().begin(), f.payload().end());
     s.trailer.assign(base + f.header_size() + f.payload().size(),
@@ -480,6 +564,26 @@ class FeedDriver {
     if (metadata != f.metadata_count()) {
       Problem(absl::StrCat("metadata_count() ", f.metadata_count(),
                            " but extensions() yields ", metadata));
+    }
+    // metadata() yields exactly the METADATA TLVs, split, in wire order.
+    {
+      size_t i = 0;
+      for (const MetadataEntry& m : f.metadata()) {
+        if (i >= s.metadata.size() || m.key != s.metadata[i].first ||
+            m.value != s.metadata[i].second) {
+          Problem(absl::StrCat("metadata() entry ", i,
+                               " disagrees with the METADATA TLVs"));
+          break;
+        }
+        ++i;
+      }
+      if (i != s.metadata.size()) {
+        Problem(absl::StrCat("metadata() yields ", i, " entries, the TLVs ",
+                             s.metadata.size()));
+      }
+      if (f.metadata().empty() != s.metadata.empty()) {
+        Problem("metadata().empty() disagrees with the METADATA TLVs");
+      }
     }
     if (raw_deadline != s.deadline_us) {
       Problem("deadline_us() disagrees with the DEADLINE TLV");
@@ -543,6 +647,7 @@ class FeedDriver {
 
   FrameDecoder decoder_;
   DecoderOptions options_;
+  std::vector<FrameView> views_;   // DecodeBatch's output; empty: Decode
   std::vector<std::byte> buffer_;  // received, not yet consumed
   FeedResult result_;
   bool failed_ = false;
@@ -555,8 +660,9 @@ class FeedDriver {
 // in 1..remaining).
 inline FeedResult FeedChunks(absl::Span<const std::byte> input,
                              const DecoderOptions& options,
-                             const std::function<size_t(size_t)>& next_chunk) {
-  FeedDriver driver(options);
+                             const std::function<size_t(size_t)>& next_chunk,
+                             size_t batch = 0) {
+  FeedDriver driver(options, batch);
   size_t pos = 0;
   while (pos < input.size() && !driver.failed()) {
     const size_t n = std::clamp<size_t>(next_chunk(input.size() - pos), 1,
@@ -568,22 +674,27 @@ inline FeedResult FeedChunks(absl::Span<const std::byte> input,
   return std::move(driver).Finish();
 }
 
-// FeedWhole: the whole input in one call.
+// FeedWhole: the whole input in one call. (`batch`: see FeedDriver.)
 inline FeedResult FeedWhole(absl::Span<const std::byte> input,
-                            const DecoderOptions& options = {}) {
-  return FeedChunks(input, options, [](size_t remaining) { return remaining; });
+                            const DecoderOptions& options = {},
+                            size_t batch = 0) {
+  return FeedChunks(
+      input, options, [](size_t remaining) { return remaining; }, batch);
 }
 
 // FeedBytewise: the buffer grows one byte at a time.
 inline FeedResult FeedBytewise(absl::Span<const std::byte> input,
-                               const DecoderOptions& options = {}) {
-  return FeedChunks(input, options, [](size_t) { return size_t{1}; });
+                               const DecoderOptions& options = {},
+                               size_t batch = 0) {
+  return FeedChunks(
+      input, options, [](size_t) { return size_t{1}; }, batch);
 }
 
 // FeedSplit: two parts, [0, split) and [split, size). split may be 0.
 inline FeedResult FeedSplit(absl::Span<const std::byte> input, size_t split,
-                            const DecoderOptions& options = {}) {
-  FeedDriver driver(options);
+                            const DecoderOptions& options = {},
+                            size_t batch = 0) {
+  FeedDriver driver(options, batch);
   driver.Push(input.first(std::min(split, input.size())));
   driver.Push(input.subspan(std::min(split, input.size())));
   return std::move(driver).Finish();
@@ -638,6 +749,8 @@ struct AllWaysOptions {
   size_t every_split_limit = 1024;
   int random_runs = 3;
   uint64_t seed = 1;
+  // Also decode with DecodeBatch (whole, byte by byte, every split point).
+  bool batch = true;
 };
 
 // DecodeAllWays
@@ -683,6 +796,22 @@ inline Transcript DecodeAllWays(absl::Span<const std::byte> input,
     for (size_t split = 0; split <= input.size(); ++split) {
       require_same(absl::StrCat("split at ", split),
                    FeedSplit(input, split, options));
+    }
+  }
+  // DecodeBatch must yield the single-step transcript: whole (arrays of 1,
+  // 2 and 64 views), byte by byte, and at every split point.
+  if (ways.batch) {
+    for (const size_t batch : {size_t{1}, size_t{2}, size_t{64}}) {
+      require_same(absl::StrCat("whole, batches of ", batch),
+                   FeedWhole(input, options, batch));
+    }
+    require_same("byte-by-byte, batches of 64",
+                 FeedBytewise(input, options, 64));
+    if (input.size() <= ways.every_split_limit) {
+      for (size_t split = 0; split <= input.size(); ++split) {
+        require_same(absl::StrCat("split at ", split, ", batches of 64"),
+                     FeedSplit(input, split, options, 64));
+      }
     }
   }
   for (int run = 0; run < ways.random_runs; ++run) {

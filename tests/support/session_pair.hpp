@@ -788,11 +788,8 @@ class SessionPair {
       r.deadline_us = t->frame.deadline_us();
       r.trace_parent = t->frame.trace_parent();
       r.trace_state = std::string(t->frame.trace_state());
-      for (const RawExtension& x : t->frame.extensions()) {
-        if (x.type == kExtMetadata) {
-          const MetadataEntry m = ParseMetadataValue(x.value);
-          r.metadata.emplace_back(std::string(m.key), std::string(m.value));
-        }
+      for (const MetadataEntry& m : t->frame.metadata()) {
+        r.metadata.emplace_back(std::string(m.key), std::string(m.value));
       }
       t->frame = FrameView();
     } else if (auto* p = std::get_if<ResponseReceived>(&e)) {

@@ -375,6 +375,36 @@ TEST_CASE("alloc: encoding and decoding a stream allocate nothing", "[alloc]") {
     }
   }
 
+  // --- decode in batches (DecodeBatch into 3 views per call) ---
+  {
+    FrameDecoder d;
+    std::array<Seen, kFrames> seen{};
+    std::array<FrameView, 3> views{};
+    size_t frames = 0;
+    bool ok = true;
+    absl::Span<const std::byte> in(fx.stream);
+    c.Start();
+    for (;;) {
+      auto r = d.DecodeBatch(in, absl::MakeSpan(views));
+      if (!r.ok()) {
+        ok = false;
+        break;
+      }
+      for (size_t i = 0; i < r->frames && frames < kFrames; ++i) {
+        Record(views[i], seen[frames++]);
+      }
+      in.remove_prefix(r->consumed);
+      if (r->bytes_needed != 0) break;
+    }
+    c.Stop();
+    REQUIRE(ok);
+    CHECK(frames == kFrames);
+    CHECK(in.empty());
+    REQUIRE(c.allocations() == 0);
+    CHECK(c.deallocations() == 0);
+    CheckSeen(fx, seen);
+  }
+
   // --- decode, one byte at a time into a pre-reserved buffer ---
   {
     FrameDecoder d;

@@ -76,6 +76,24 @@ struct DecodeStep {
 };
 static_assert(sizeof(DecodeStep) <= 80, "see the comment on DecodeStep");
 
+// BatchResult
+// The result of one successful FrameDecoder::DecodeBatch call.
+struct BatchResult {
+  // Frames decoded, written to out[0], ..., out[frames - 1].
+  size_t frames = 0;
+  // Bytes at the front of the input that this call used up: the preface (if
+  // accepted by this call) and the frames. The caller must drop them before
+  // the next call.
+  size_t consumed = 0;
+  // 0 if the call stopped because `out` was full (or an error follows, see
+  // DecodeBatch). Otherwise the call ran out of input, and this is the
+  // DecodeStep::bytes_needed a Decode of the unconsumed bytes (input from
+  // offset `consumed`) reports: counted from the first unconsumed byte.
+  uint32_t bytes_needed = 0;
+  // The preface's version byte if this call accepted the preface, else 0.
+  uint8_t wire_version = 0;
+};
+
 namespace detail {
 
 // Outcome of reading a varint field that must lie in [pos, end).
@@ -100,6 +118,20 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline FieldResult ReadField(
   pos += size;
   return FieldResult::kOk;
 }
+
+// What the frames of a DecodeBatch run must share with the validated frame
+// that started it (FrameDecoder::PrepareRun).
+struct RunShape {
+  uint64_t mask = 0;    // header bytes 0-7 that must equal...
+  uint64_t expect = 0;  // ...these (as a little-endian word)
+  uint64_t lo1 = 0;     // stream_id in [lo1, lo1 + span1]
+  uint64_t span1 = 0;
+  uint64_t span3 = 0;  // payload_length in [min canonical, + span3]
+  size_t trailer = 0;  // 0 or kPayloadChecksumSize
+  MessageType type = MessageType::kAgentInit;
+  uint8_t flags = 0;
+  bool verify_checksum = false;
+};
 
 // True if the 8 bytes after `payload` hold its XXH3-64 (SPEC.md §6). Out of
 // line so that xxhash.h stays out of this public header.
@@ -167,7 +199,36 @@ class FrameDecoder {
   void SetMaxPayloadBytes(uint64_t max_payload_bytes) {
     SYMWIRE_REQUIRE(max_payload_bytes <= kMaxPayloadSizeLimit);
     options_.max_payload_bytes = max_payload_bytes;
+    run_loop_ = nullptr;  // DecodeBatch's prediction embeds the old limit
   }
+
+  // DecodeBatch
+  // Decodes as many frames as fit in `out` from `input` in one call: the
+  // same steps as calling Decode repeatedly (and dropping each step's bytes)
+  // until `out` is full or the input runs out, with identical results:
+  // the same frames, the same kNeedMore hint, the same error and offset.
+  // For runs of small frames; a frame whose header matches the previous
+  // frame's layout, type and flags (the common case in a stream) is checked
+  // by comparing its fixed header bytes with those already validated, then
+  // CRC, varints, stream-id rule, payload limit and checksum as always:
+  // every check of SPEC.md §7.1 is made on every frame.
+  //
+  // `input` follows the rules of Decode (all unconsumed bytes, starting
+  // where the last consumed bytes ended). Stops when `out` is full, when
+  // the input ends inside the preface or a frame (bytes_needed != 0), or at
+  // the first error. An error on the first step is returned as the status
+  // (the same error Decode returns, sticky). An error after at least one
+  // preface or frame of this call is recorded (status() holds it) and the
+  // steps before it are returned; the next call returns the error, as the
+  // next Decode would.
+  //
+  // Errors: those of Decode (see the class comment), all fatal.
+  // REQUIRES: !out.empty().
+  // Lifetime: the views written to `out` point into `input`, valid until the
+  // caller drops or overwrites those bytes. Entries of `out` past `frames`
+  // are unspecified. Does not allocate (only building an error Status does).
+  SYMWIRE_DECL absl::StatusOr<BatchResult> DecodeBatch(
+      absl::Span<const std::byte> input, absl::Span<FrameView> out);
 
   // The sticky error, or OK.
   const absl::Status& status() const { return status_; }
@@ -203,6 +264,23 @@ class FrameDecoder {
   // keeps the view as pending_ and asks for more.
   SYMWIRE_DECL absl::Status Complete(absl::Span<const std::byte> input,
                                      size_t total, DecodeStep& step);
+  // DecodeBatch's inner loop: decodes frames of `input` from `pos` into
+  // out[n...] while they have the layout, type and flags of `like` (a frame
+  // this decoder accepted); returns the new n and advances pos. Stops,
+  // having changed nothing for that frame, at the first one that differs
+  // or fails any check: a single step then decodes or rejects it.
+  // Sets run_ and run_loop_ for frames like `like` (a frame this decoder
+  // accepted), or clears run_loop_ if its layout has no run loop.
+  SYMWIRE_DECL void PrepareRun(const FrameView& like);
+  // The run loop for varints of kS1, kS2 and kS3 bytes (defined in
+  // impl/decoder.ipp, instantiated there only).
+  template <size_t kS1, size_t kS2, size_t kS3>
+  size_t DecodeRunOf(const detail::RunShape& shape,
+                     absl::Span<const std::byte> input, size_t& pos,
+                     absl::Span<FrameView> out, size_t n);
+  using RunLoop = size_t (FrameDecoder::*)(const detail::RunShape&,
+                                           absl::Span<const std::byte>, size_t&,
+                                           absl::Span<FrameView>, size_t);
   // Records `status` as the sticky error and returns it.
   SYMWIRE_DECL absl::Status Fail(absl::Status status);
 
@@ -224,6 +302,14 @@ class FrameDecoder {
     uint8_t sizes[3] = {0, 0, 0};
   };
   FastShape shape_;
+  // DecodeBatch's prediction: the shape of the last frame a single step
+  // decoded, kept across calls, and the loop for its layout (null: none).
+  detail::RunShape run_;
+  RunLoop run_loop_ = nullptr;
+  // After a run that decoded nothing, the number of single-step frames to
+  // wait before predicting again (run_wait_), doubling per miss.
+  uint8_t run_backoff_ = 0;
+  uint8_t run_wait_ = 0;
 };
 
 inline bool FrameDecoder::DecodeFast(absl::Span<const std::byte> input,

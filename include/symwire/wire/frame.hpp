@@ -178,6 +178,72 @@ inline MetadataEntry ParseMetadataValue(absl::Span<const std::byte> value) {
       absl::string_view(base + n + key_len, value.size() - n - key_len)};
 }
 
+// MetadataRange
+// Iterates the METADATA entries of a decoded frame (SPEC.md §5) in wire
+// order, yielding a MetadataEntry per METADATA TLV and skipping every other
+// TLV; what FrameView::metadata() returns. The decoder already validated
+// each entry (canonical key_length, non-empty key that fits the value), so
+// iterating checks nothing and cannot fail. Views into the frame's buffer;
+// valid as long as that buffer. Does not allocate.
+class MetadataRange {
+ public:
+  class Iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = MetadataEntry;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const MetadataEntry*;
+    using reference = const MetadataEntry&;
+
+    Iterator() = default;
+    reference operator*() const { return current_; }
+    pointer operator->() const { return &current_; }
+    Iterator& operator++() {
+      ++it_;
+      Skip();
+      return *this;
+    }
+    Iterator operator++(int) {
+      Iterator copy = *this;
+      ++*this;
+      return copy;
+    }
+    friend bool operator==(const Iterator& a, const Iterator& b) {
+      return a.it_ == b.it_;
+    }
+
+   private:
+    friend class MetadataRange;
+    Iterator(ExtensionRange::Iterator it, ExtensionRange::Iterator end)
+        : it_(it), end_(end) {
+      Skip();
+    }
+    // Moves to the next METADATA TLV (or the end) and splits its value.
+    void Skip() {
+      while (it_ != end_ && it_->type != kExtMetadata) ++it_;
+      if (it_ != end_) current_ = ParseMetadataValue(it_->value);
+    }
+
+    ExtensionRange::Iterator it_;
+    ExtensionRange::Iterator end_;
+    MetadataEntry current_;
+  };
+
+  MetadataRange() = default;
+  explicit MetadataRange(ExtensionRange extensions) : extensions_(extensions) {}
+
+  Iterator begin() const {
+    return Iterator(extensions_.begin(), extensions_.end());
+  }
+  Iterator end() const {
+    return Iterator(extensions_.end(), extensions_.end());
+  }
+  bool empty() const { return begin() == end(); }
+
+ private:
+  ExtensionRange extensions_;
+};
+
 // ParseTraceParentValue
 // Converts a validated 26-byte TRACEPARENT value to a TraceParent.
 inline TraceParent ParseTraceParentValue(absl::Span<const std::byte> value) {
@@ -243,6 +309,14 @@ class FrameView {
     const size_t end = header_size_ - kHeaderCrcSize;
     return ExtensionRange(absl::Span<const std::byte>(data_ + extensions_begin_,
                                                       end - extensions_begin_));
+  }
+  // The METADATA entries (key, value) in wire order, as views into the
+  // frame's buffer, already validated by the decoder: code above layer 1
+  // reads them here instead of parsing TLVs. metadata_count() entries.
+  // Does not allocate.
+  MetadataRange metadata() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    if (metadata_count_ == 0) return MetadataRange();  // skips the scan
+    return MetadataRange(extensions());
   }
 
  private:

@@ -72,6 +72,28 @@ constexpr StreamIdRule StreamIdRuleFor(MessageType type) noexcept {
   return StreamIdRule::kAny;
 }
 
+// IsSequencedFrame
+// True if a frame of `type` on `stream_id` is sequenced (SPEC.md §10):
+// AGENT_TASK, AGENT_RESPONSE, AGENT_CANCEL, and AGENT_ERROR on a stream
+// (stream_id != 0). Those carry sequence 1, 2, 3, ... per direction, are
+// kept for replay and acknowledged; every other frame (AGENT_INIT,
+// AGENT_SYNC, a session-level AGENT_ERROR) is not. The one definition the
+// session, the tools and the tests use.
+constexpr bool IsSequencedFrame(MessageType type, uint64_t stream_id) noexcept {
+  switch (type) {
+    case MessageType::kAgentTask:
+    case MessageType::kAgentResponse:
+    case MessageType::kAgentCancel:
+      return true;
+    case MessageType::kAgentError:
+      return stream_id != 0;
+    case MessageType::kAgentInit:
+    case MessageType::kAgentSync:
+      return false;
+  }
+  return false;
+}
+
 // Frame flag bits (SPEC.md §4.2).
 inline constexpr uint8_t kFlagChecksum = 0x01;   // XXH3-64 trailer present
 inline constexpr uint8_t kFlagFinal = 0x02;      // last AGENT_RESPONSE

@@ -903,10 +903,7 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
     FailHandshake(s, now);
     return s;
   }
-  const bool sequenced =
-      type == MessageType::kAgentTask || type == MessageType::kAgentResponse ||
-      type == MessageType::kAgentCancel ||
-      (type == MessageType::kAgentError && frame.stream_id() != 0);
+  const bool sequenced = IsSequencedFrame(type, frame.stream_id());
   const uint64_t seq = frame.sequence();
   if (sequenced) {
     // §10: exactly-once, in-order.

@@ -531,9 +531,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     state->payload = t->payload();
     state->deadline = t->deadline;
     state->trace_parent = t->frame.trace_parent();
-    for (const RawExtension& x : t->frame.extensions()) {
-      if (x.type != kExtMetadata) continue;
-      const MetadataEntry m = ParseMetadataValue(x.value);
+    for (const MetadataEntry& m : t->frame.metadata()) {
       state->metadata.emplace_back(std::string(m.key), std::string(m.value));
     }
     incoming_[t->task] = state;

@@ -5,6 +5,7 @@
 #define SYMWIRE_WIRE_IMPL_DECODER_IPP_
 
 #include <algorithm>
+#include <boost/endian/conversion.hpp>
 #include <utility>
 
 #include "absl/base/attributes.h"
@@ -12,6 +13,7 @@
 #include "symwire/detail/hash.hpp"
 #include "symwire/wire/crc32c.hpp"
 #include "symwire/wire/decoder.hpp"
+#include "symwire/wire/detail/crc32c_short.hpp"
 #include "symwire/wire/detail/layout.hpp"
 #include "symwire/wire/varint.hpp"
 
@@ -163,6 +165,232 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodeInto(
     return detail::NeedMore(step, total);
   }
   return Complete(input, total, step);
+}
+
+SYMWIRE_DECL absl::StatusOr<BatchResult> FrameDecoder::DecodeBatch(
+    absl::Span<const std::byte> input, absl::Span<FrameView> out) {
+  SYMWIRE_REQUIRE(!out.empty());
+  BatchResult result;
+  size_t pos = 0;
+  size_t n = 0;
+  bool need_more = false;
+  while (n < out.size() && !need_more) {
+    // The frames that look like the last one a single step decoded, in a
+    // tight loop...
+    if (run_loop_ != nullptr && fast_path_ready_) {
+      const size_t before = n;
+      n = (this->*run_loop_)(run_, input, pos, out, n);
+      if (n == out.size()) break;
+      if (n == before && pos != input.size()) {
+        // A miss (not just the end of the input): frames of changing shapes.
+        // Predict again only after 1, 3, 7, ... 63 single steps, so such a
+        // stream costs about what single steps cost instead of a failed
+        // prediction per frame.
+        run_backoff_ =
+            static_cast<uint8_t>(std::min(2 * unsigned{run_backoff_} + 1, 63u));
+        run_wait_ = run_backoff_;
+        run_loop_ = nullptr;
+      } else {
+        run_backoff_ = 0;
+      }
+    }
+    // ...then one single step, exactly as Decode does it.
+    DecodeStep step;
+    const absl::Span<const std::byte> rest = input.subspan(pos);
+    if (!(fast_path_ready_ && DecodeFast(rest, step))) {
+      if (absl::Status s = DecodeInto(rest, step); SYMWIRE_UNLIKELY(!s.ok())) {
+        if (pos == 0) return s;
+        break;  // recorded as sticky: the next call returns it
+      }
+    }
+    switch (step.kind) {
+      case DecodeStep::Kind::kNeedMore:
+        result.bytes_needed = step.bytes_needed;
+        need_more = true;
+        break;
+      case DecodeStep::Kind::kPreface:
+        result.wire_version = step.wire_version;
+        pos += step.consumed;
+        break;
+      case DecodeStep::Kind::kFrame:
+        out[n++] = step.frame;
+        pos += step.consumed;
+        // A new prediction unless backing off or the frame already fits
+        // the current one (it then stopped the run on a value, not on its
+        // shape).
+        if (run_wait_ != 0) {
+          --run_wait_;
+        } else if (run_loop_ == nullptr ||
+                   (boost::endian::load_little_u64(
+                        detail::AsUChars(step.frame.data_)) &
+                    run_.mask) != run_.expect) {
+          PrepareRun(step.frame);
+        }
+        break;
+    }
+  }
+  result.frames = n;
+  result.consumed = pos;
+  return result;
+}
+
+namespace detail {
+// The smallest value a canonical varint of `size` bytes holds (SPEC.md §2).
+constexpr uint64_t MinCanonicalVarint(size_t size) noexcept {
+  return size == 1 ? 0 : size == 2 ? 64 : size == 4 ? 16384 : uint64_t{1} << 30;
+}
+// The value bits of a `size`-byte varint.
+constexpr uint64_t VarintValueMask(size_t size) noexcept {
+  return size == 8 ? kVarintMax : (uint64_t{1} << (8 * size - 2)) - 1;
+}
+}  // namespace detail
+
+SYMWIRE_DECL void FrameDecoder::PrepareRun(const FrameView& like) {
+  run_loop_ = nullptr;
+  // The run's layout is that of `like`, which passed every check: a 1-byte
+  // header_length (header <= 64 bytes), no TLVs, a stream_id and sequence of
+  // 1 or 2 bytes and a payload_length of 1, 2 or 4 (so all three length
+  // tags lie in the header's first 8 bytes). Other frames take single steps.
+  const size_t header_size = like.header_size_;
+  const size_t crc_pos = header_size - kHeaderCrcSize;
+  if (header_size > 64 || like.extensions_begin_ != crc_pos) return;
+    // The loop checks the CRC with the inline SSE4.2 instruction; without
+    // it, or with the CRC check off (fuzzers, benchmarks), single steps.
+#ifdef SYMWIRE_HAS_INLINE_CRC32C
+  if (!detail::kCrc32cInlineHardware || !options_.verify_header_crc) return;
+#else
+  return;
+#endif
+  const std::byte* const first = like.data_;
+  const size_t s1 = VarintSizeFromFirstByte(first[3]);
+  const size_t s2 = VarintSizeFromFirstByte(first[3 + s1]);
+  if (s1 > 2 || s2 > 2) return;
+  const size_t p3 = 3 + s1 + s2;
+  const size_t s3 = VarintSizeFromFirstByte(first[p3]);
+  if (s3 > 4) return;
+  SYMWIRE_ASSERT(p3 + s3 == crc_pos);
+
+  detail::RunShape& shape = run_;
+  // Bytes 0-2 (header_length, type, flags) and the three length tags of a
+  // frame, read as one little-endian word, must equal those of `like`:
+  // equal bytes pass the checks of §7.1 steps 1 and 3 (header_length range
+  // and limit, type, reserved flags, FINAL rule) exactly as they passed for
+  // `like`, and equal tags put the varints where they were, ending at the
+  // CRC (so there are no TLVs). The varints' values are checked per frame.
+  shape.mask = uint64_t{0xFFFFFF} | (uint64_t{0xC0} << 24) |
+               (uint64_t{0xC0} << (8 * (3 + s1))) |
+               (uint64_t{0xC0} << (8 * p3));
+  shape.expect =
+      boost::endian::load_little_u64(detail::AsUChars(first)) & shape.mask;
+  // Canonical form and the stream-id rule of §4.1 as one range per field.
+  // `like` satisfied them, so no range is empty.
+  uint64_t lo1 = detail::MinCanonicalVarint(s1);
+  uint64_t hi1 = kVarintMax;
+  switch (StreamIdRuleFor(like.type())) {
+    case StreamIdRule::kZero:
+      hi1 = 0;
+      break;
+    case StreamIdRule::kNonZero:
+      lo1 = std::max<uint64_t>(lo1, 1);
+      break;
+    case StreamIdRule::kAny:
+      break;
+  }
+  SYMWIRE_ASSERT(lo1 <= hi1);
+  shape.lo1 = lo1;
+  shape.span1 = hi1 - lo1;
+  const uint64_t lo3 = detail::MinCanonicalVarint(s3);
+  SYMWIRE_ASSERT(lo3 <= options_.max_payload_bytes);
+  shape.span3 = options_.max_payload_bytes - lo3;
+  const bool checksum = like.has_payload_checksum();
+  shape.trailer = checksum ? kPayloadChecksumSize : 0;
+  shape.type = like.header_.type;
+  shape.flags = like.header_.flags;
+  shape.verify_checksum = checksum && options_.verify_payload_checksum;
+
+  // One loop per layout, so that every offset and size is a constant.
+  static constexpr RunLoop kLoops[2][2][3] = {
+      {{&FrameDecoder::DecodeRunOf<1, 1, 1>,
+        &FrameDecoder::DecodeRunOf<1, 1, 2>,
+        &FrameDecoder::DecodeRunOf<1, 1, 4>},
+       {&FrameDecoder::DecodeRunOf<1, 2, 1>,
+        &FrameDecoder::DecodeRunOf<1, 2, 2>,
+        &FrameDecoder::DecodeRunOf<1, 2, 4>}},
+      {{&FrameDecoder::DecodeRunOf<2, 1, 1>,
+        &FrameDecoder::DecodeRunOf<2, 1, 2>,
+        &FrameDecoder::DecodeRunOf<2, 1, 4>},
+       {&FrameDecoder::DecodeRunOf<2, 2, 1>,
+        &FrameDecoder::DecodeRunOf<2, 2, 2>,
+        &FrameDecoder::DecodeRunOf<2, 2, 4>}}};
+  run_loop_ = kLoops[s1 - 1][s2 - 1][s3 == 4 ? 2 : s3 - 1];
+}
+
+template <size_t kS1, size_t kS2, size_t kS3>
+size_t FrameDecoder::DecodeRunOf(const detail::RunShape& shape,
+                                 absl::Span<const std::byte> input, size_t& pos,
+                                 absl::Span<FrameView> out, size_t n) {
+  constexpr size_t kP2 = 3 + kS1;
+  constexpr size_t kP3 = kP2 + kS2;
+  constexpr size_t kCrcPos = kP3 + kS3;
+  constexpr size_t kHeaderSize = kCrcPos + kHeaderCrcSize;  // >= 10
+  constexpr uint64_t kLo2 = detail::MinCanonicalVarint(kS2);
+  constexpr uint64_t kLo3 = detail::MinCanonicalVarint(kS3);
+  const detail::RunShape r = shape;  // in registers, not behind a pointer
+  const size_t fixed = kHeaderSize + r.trailer;
+  const std::byte* const base = input.data();
+  const size_t end = input.size();
+  const size_t start = pos;
+  size_t p = pos;
+  while (n < out.size()) {
+    const size_t left = end - p;
+    if (left < kHeaderSize) break;
+    const std::byte* const h = base + p;
+    const uint64_t word = boost::endian::load_little_u64(detail::AsUChars(h));
+    const uint64_t stream_id = detail::LoadVarint(h + 3, kS1);
+    const uint64_t sequence = detail::LoadVarint(h + kP2, kS2);
+    const uint64_t payload_length = detail::LoadVarint(h + kP3, kS3);
+    // One branch for all checks: each is predictable on its own, but
+    // together they would be a dozen branches per frame.
+    bool bad = ((word & r.mask) != r.expect) | (stream_id - r.lo1 > r.span1) |
+               (sequence < kLo2) | (payload_length - kLo3 > r.span3);
+#ifdef SYMWIRE_HAS_INLINE_CRC32C
+    // PrepareRun made sure the instruction is there and the check is on.
+    bad |= detail::Crc32cShortHardware(h, kCrcPos) !=
+           detail::LoadBig32(h + kCrcPos);
+#endif
+    const size_t total = fixed + static_cast<size_t>(payload_length);
+    if (SYMWIRE_UNLIKELY(bad) || total > left) break;
+    if (r.verify_checksum &&
+        SYMWIRE_UNLIKELY(!detail::PayloadChecksumMatches(
+            h + kHeaderSize, static_cast<size_t>(payload_length)))) {
+      break;
+    }
+    // Every member written as a scalar store: copying a model view made
+    // GCC rebuild it on the stack each frame and reload it as vectors, a
+    // store-forwarding stall per frame.
+    FrameView& view = out[n];
+    view.header_.type = r.type;
+    view.header_.flags = r.flags;
+    view.header_.stream_id = stream_id;
+    view.header_.sequence = sequence;
+    view.data_ = h;
+    view.size_ = static_cast<uint32_t>(total);
+    view.payload_size_ = static_cast<uint32_t>(payload_length);
+    view.deadline_us_ = 0;
+    view.header_size_ = static_cast<uint16_t>(kHeaderSize);
+    view.extensions_begin_ = static_cast<uint16_t>(kCrcPos);
+    view.extension_count_ = 0;
+    view.metadata_count_ = 0;
+    view.trace_parent_offset_ = 0;
+    view.trace_state_offset_ = 0;
+    view.trace_state_size_ = 0;
+    view.has_deadline_ = false;
+    p += total;
+    ++n;
+  }
+  offset_ += p - start;
+  pos = p;
+  return n;
 }
 
 SYMWIRE_DECL absl::Status FrameDecoder::Complete(

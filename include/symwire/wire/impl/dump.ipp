@@ -74,14 +74,14 @@ SYMWIRE_DECL std::string FormatFrame(const FrameView& frame,
                     absl::CHexEscape(frame.trace_state()), "\"");
   }
   bool meta_open = false;
+  for (const MetadataEntry& m : frame.metadata()) {
+    absl::StrAppend(&out, meta_open ? " " : " meta{", absl::CHexEscape(m.key),
+                    "=\"", absl::CHexEscape(m.value), "\"");
+    meta_open = true;
+  }
   std::string unknown;
   for (const RawExtension& ext : frame.extensions()) {
-    if (ext.type == kExtMetadata) {
-      const MetadataEntry m = ParseMetadataValue(ext.value);
-      absl::StrAppend(&out, meta_open ? " " : " meta{", absl::CHexEscape(m.key),
-                      "=\"", absl::CHexEscape(m.value), "\"");
-      meta_open = true;
-    } else if (!IsKnownExtension(ext.type)) {
+    if (!IsKnownExtension(ext.type)) {
       absl::StrAppend(&unknown, unknown.empty() ? " ext{" : " ", ext.type, ":");
       detail::AppendBytes(unknown, ext.value, 16);
     }
