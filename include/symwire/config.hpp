@@ -1,12 +1,19 @@
 // File: symwire/config.hpp
-// Build configuration shared by every layer: the header-only switch
-// (SYMWIRE_DECL), the two assertion macros and the library version.
+// Build configuration shared by every layer: the header-only switch and
+// the symbol exports (SYMWIRE_DECL, SYMWIRE_API), the two assertion macros
+// and the library version.
 //
 // SYMWIRE_HEADER_ONLY
 //   When defined to 1, every non-template function body is compiled inline
 //   from the headers (the impl/*.ipp files are included by their headers).
 //   Otherwise (the default) src/symwire.cpp compiles them exactly once and
 //   the program links the `symwire` library.
+//
+// SYMWIRE_DECL  marks a non-template function defined out of line
+//               (impl/*.ipp): `inline` in header-only mode, exported from a
+//               shared library otherwise.
+// SYMWIRE_API   marks a polymorphic class whose key function is compiled
+//               into the library: exported, with its vtable and type_info.
 //
 // SYMWIRE_ASSERT(cond)   an internal invariant; a failure is a symwire bug.
 //                        Checked unless NDEBUG is defined.
@@ -26,9 +33,22 @@
 
 #if defined(SYMWIRE_HEADER_ONLY) && SYMWIRE_HEADER_ONLY
 #define SYMWIRE_DECL inline
+#define SYMWIRE_API
 #else
 #undef SYMWIRE_HEADER_ONLY
+// The compiled libraries are built with hidden visibility
+// (-fvisibility=hidden -fvisibility-inlines-hidden), so a shared libsymwire
+// exports exactly the functions declared SYMWIRE_DECL and the classes
+// declared SYMWIRE_API (those whose vtable and type_info live in the
+// library, so that users can derive from them); everything else, including
+// the libraries' internal helpers, stays private to the .so.
+#if defined(__GNUC__) || defined(__clang__)
+#define SYMWIRE_DECL __attribute__((visibility("default")))
+#define SYMWIRE_API __attribute__((visibility("default")))
+#else
 #define SYMWIRE_DECL
+#define SYMWIRE_API
+#endif
 #endif
 
 namespace symwire::detail {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
 #include "symwire/session/control.hpp"
 #include "symwire/wire/encoder.hpp"
@@ -1042,15 +1043,16 @@ void RunCutScenario(Dir cut_dir, uint64_t cut_at, size_t split) {
   pair.on_event = [](SessionPair& p, const testing::EventRecord& r) {
     if (r.side == Side::kAcceptor && r.Is<TaskReceived>()) {
       const TaskId id = r.As<TaskReceived>().task;
-      (void)p.Respond(Side::kAcceptor, id, "a:" + r.payload, false);
-      (void)p.Respond(Side::kAcceptor, id, "b:" + r.payload, true);
+      (void)p.Respond(Side::kAcceptor, id, absl::StrCat("a:", r.payload),
+                      false);
+      (void)p.Respond(Side::kAcceptor, id, absl::StrCat("b:", r.payload), true);
     }
   };
   REQUIRE(pair.Handshake());
   pair.link()->CutAfter(cut_dir, cut_at);
   constexpr int kTasks = 6;
   for (int i = 0; i < kTasks; ++i) {
-    REQUIRE(pair.Submit(Side::kInitiator, "t" + std::to_string(i)).ok());
+    REQUIRE(pair.Submit(Side::kInitiator, absl::StrCat("t", i)).ok());
   }
   pair.RunUntil(
       [&] {
@@ -1063,14 +1065,16 @@ void RunCutScenario(Dir cut_dir, uint64_t cut_at, size_t split) {
   auto received = pair.Find<TaskReceived>(Side::kAcceptor);
   REQUIRE(received.size() == kTasks);
   for (int i = 0; i < kTasks; ++i) {
-    CHECK(received[static_cast<size_t>(i)]->payload == "t" + std::to_string(i));
+    CHECK(received[static_cast<size_t>(i)]->payload == absl::StrCat("t", i));
   }
   auto responses = pair.Find<ResponseReceived>(Side::kInitiator);
   REQUIRE(responses.size() == 2 * kTasks);
   for (int i = 0; i < kTasks; ++i) {
-    const std::string t = "t" + std::to_string(i);
-    CHECK(responses[2 * static_cast<size_t>(i)]->payload == "a:" + t);
-    CHECK(responses[2 * static_cast<size_t>(i) + 1]->payload == "b:" + t);
+    const std::string t = absl::StrCat("t", i);
+    CHECK(responses[2 * static_cast<size_t>(i)]->payload ==
+          absl::StrCat("a:", t));
+    CHECK(responses[2 * static_cast<size_t>(i) + 1]->payload ==
+          absl::StrCat("b:", t));
   }
   CHECK(pair.Count<SessionFailed>(Side::kInitiator) == 0);
   CHECK(pair.Count<SessionFailed>(Side::kAcceptor) == 0);

@@ -111,7 +111,7 @@ SYMWIRE_DECL absl::Status ToStatus(const boost::system::error_code& ec,
 // Create with MakeTransport (or an adapter's connect/accept helper). The
 // object is shared: pending operations hold a reference, so it may be
 // released at any time after Close().
-class Transport : public std::enable_shared_from_this<Transport> {
+class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
  public:
   // Sink
   // Receives what the transport reads and when it ends. Runs on the
