@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -1560,6 +1561,217 @@ TEST_CASE("hostile: a peer that never reads is cut by the write timeout",
   f.ExpectProgress(5, "after the cut");
   (*attacker)->Abort(absl::CancelledError("test over"));
   f.ExpectGoodClientUnaffected();
+}
+
+// ---- issue #11: no-op control frames and a dripped frame --------------------
+
+// Neighbour tasks per second over `elapsed`, for the stderr summary line.
+double PerSecond(int tasks, Clock::duration elapsed) {
+  const double s = std::chrono::duration<double>(elapsed).count();
+  return s > 0 ? tasks / s : 0.0;
+}
+
+// `count` frames that carry nothing new (SPEC.md §14.1), alternating an
+// empty AGENT_SYNC and a SYNC repeating ack 0 (the attacker has received no
+// sequenced frame, so the ack never advances).
+Bytes NoopFrames(size_t count) {
+  std::vector<std::byte> ack_payload;
+  SyncMessage ack;
+  ack.ack = 0;
+  REQUIRE(AppendSync(ack, ack_payload).ok());
+  const Bytes empty_sync = Frame(FrameHeader{MessageType::kAgentSync, 0, 0, 0},
+                                 absl::Span<const std::byte>());
+  const Bytes ack_sync = Frame(
+      FrameHeader{MessageType::kAgentSync, kFlagChecksum, 0, 0}, ack_payload);
+  Bytes out;
+  for (size_t i = 0; i < count; ++i) {
+    const Bytes& f = i % 2 == 0 ? empty_sync : ack_sync;
+    out.insert(out.end(), f.begin(), f.end());
+  }
+  return out;
+}
+
+TEST_CASE("hostile: a no-op SYNC flood ends that session with PING_FLOOD",
+          "[hostile][issue11]") {
+  // Attackers one after another, each handshaking and then writing 1,000
+  // no-op SYNCs at once (the server must end it after the 101st).
+  constexpr int kAttackers = 10;
+  ServerOptions so = HostileServer();
+  so.session.max_noop_frames = 100;  // the default, stated
+  Fixture f(so);
+  const ServerCounters before = f.server->counters();
+  const Bytes burst = NoopFrames(1000);  // 10x the limit
+  const uint64_t rss_before = RssKiB();
+  uint64_t rss_peak = rss_before;
+  const int ok_at_start = f.traffic->ok();
+  const auto start = Clock::now();
+  for (int a = 0; a < kAttackers; ++a) {
+    INFO("attacker " << a);
+    DrivenSession attacker(f.io, f.port, static_cast<uint64_t>(600 + a));
+    RunUntil(
+        f.io, [&] { return attacker.established(); },
+        "the attacker's handshake");
+    RunUntil(
+        f.io, [&] { return f.sessions.size() == static_cast<size_t>(a) + 2; },
+        "the server to announce the attacker's session");
+    const std::shared_ptr<Peer> victim = f.sessions.back();
+    // From here the attacker writes only no-op frames (its own session
+    // would answer the server's pings with a pong, which is progress).
+    attacker.conn().OnData(nullptr);
+    attacker.conn().Send(burst);
+    RunUntil(
+        f.io,
+        [&] {
+          rss_peak = std::max(rss_peak, RssKiB());
+          return attacker.conn().closed();
+        },
+        "the server to end the flooding session", 10000ms);
+    // The server said why, on the server and on the wire.
+    const Reply r = DecodeReply(attacker.conn().received());
+    CHECK(r.decode_status.ok());
+    CHECK(std::find(r.errors.begin(), r.errors.end(), ErrorCode::kPingFlood) !=
+          r.errors.end());
+    INFO("server-side session: " << victim->session().status().ToString());
+    CHECK(victim->state() == SessionState::kFailed);
+    CHECK(GetErrorCode(victim->session().status()) == ErrorCode::kPingFlood);
+    CHECK(victim->session().status().code() ==
+          absl::StatusCode::kResourceExhausted);
+    CHECK(absl::StrContains(victim->session().status().message(),
+                            "max_noop_frames 100"));
+  }
+  const auto elapsed = Clock::now() - start;
+  const int tasks = f.traffic->ok() - ok_at_start;
+  rss_peak = std::max(rss_peak, RssKiB());
+  std::fprintf(stderr,
+               "no-op SYNC flood (%d attackers): RSS %llu -> peak %llu MiB; "
+               "neighbour %d tasks in %.0f ms (%.0f tasks/s)\n",
+               kAttackers, static_cast<unsigned long long>(rss_before / 1024),
+               static_cast<unsigned long long>(rss_peak / 1024), tasks,
+               std::chrono::duration<double, std::milli>(elapsed).count(),
+               PerSecond(tasks, elapsed));
+  CHECK(tasks > 0);  // the neighbour progressed during the attack
+  CHECK(rss_peak < rss_before + kRssScale * 64 * 1024);
+  RunUntil(
+      f.io,
+      [&] { return f.server->connections() == 1 && f.server->sessions() == 1; },
+      "the server to forget the flooding sessions");
+  const ServerCounters after = f.server->counters();
+  CHECK(after.sessions_established == before.sessions_established + kAttackers);
+  f.ExpectGoodClientUnaffected();
+}
+
+// Dripper: writes `bytes` on `conn` one byte every `every` until they run
+// out, the connection closes, or the Dripper is destroyed. Its timer's
+// handlers share the state, so they may run after it is gone.
+class Dripper {
+ public:
+  Dripper(asio::io_context& io, RawConn& conn, Bytes bytes,
+          std::chrono::milliseconds every)
+      : s_(std::make_shared<State>(io)) {
+    s_->conn = &conn;
+    s_->bytes = std::move(bytes);
+    s_->every = every;
+    Next(s_);
+  }
+  Dripper(const Dripper&) = delete;
+  Dripper& operator=(const Dripper&) = delete;
+  ~Dripper() {
+    s_->stopped = true;
+    s_->timer.cancel();
+  }
+  size_t sent() const { return s_->next; }
+
+ private:
+  struct State {
+    explicit State(asio::io_context& io) : timer(io) {}
+    asio::steady_timer timer;
+    RawConn* conn = nullptr;
+    Bytes bytes;
+    size_t next = 0;
+    std::chrono::milliseconds every{};
+    bool stopped = false;
+  };
+  static void Next(const std::shared_ptr<State>& s) {
+    if (s->stopped || s->conn->closed() || s->next == s->bytes.size()) return;
+    s->conn->Send(Bytes{s->bytes[s->next++]});
+    s->timer.expires_after(s->every);
+    s->timer.async_wait([s](const SysError& ec) {
+      if (!ec) Next(s);
+    });
+  }
+  std::shared_ptr<State> s_;
+};
+
+TEST_CASE("hostile: a frame dripped byte by byte is cut at frame_timeout",
+          "[hostile][issue11]") {
+  constexpr auto kFrameTimeout = 300ms;
+  constexpr auto kDrip = 20ms;
+  ServerOptions so = HostileServer();
+  so.session.frame_timeout = absl::FromChrono(kFrameTimeout);
+  Fixture f(so);
+  DrivenSession attacker(f.io, f.port, 700);
+  RunUntil(
+      f.io, [&] { return attacker.established(); }, "the attacker's handshake");
+  RunUntil(
+      f.io, [&] { return f.sessions.size() == 2; },
+      "the server to announce the attacker's session");
+  const std::shared_ptr<Peer> victim = f.sessions[1];
+  std::vector<PeerEvent> events;
+  victim->SetObserver([&events](const PeerEvent& e) { events.push_back(e); });
+  // Only the dripped bytes from here (no pong in the middle of the frame).
+  attacker.conn().OnData(nullptr);
+  // A valid TASK of 1 KiB: at one byte per 20 ms it would take 20 s.
+  const Bytes task = Frame(FrameHeader{MessageType::kAgentTask, 0, 1, 1},
+                           Bytes(1024, std::byte{'x'}));
+  const uint64_t rss_before = RssKiB();
+  uint64_t rss_peak = rss_before;
+  const int ok_at_start = f.traffic->ok();
+  const auto start = Clock::now();
+  Dripper drip(f.io, attacker.conn(), task, kDrip);
+  RunUntil(
+      f.io,
+      [&] {
+        rss_peak = std::max(rss_peak, RssKiB());
+        return attacker.conn().closed();
+      },
+      "the server to cut the dripping connection", 10 * kFrameTimeout);
+  const auto elapsed = Clock::now() - start;
+  const int tasks = f.traffic->ok() - ok_at_start;
+  rss_peak = std::max(rss_peak, RssKiB());
+  std::fprintf(
+      stderr,
+      "frame dripped one byte per %lld ms: cut after %.0f ms (%zu bytes; "
+      "frame_timeout %lld ms); RSS %llu -> peak %llu MiB; neighbour %d tasks "
+      "(%.0f tasks/s)\n",
+      static_cast<long long>(kDrip.count()),
+      std::chrono::duration<double, std::milli>(elapsed).count(), drip.sent(),
+      static_cast<long long>(kFrameTimeout.count()),
+      static_cast<unsigned long long>(rss_before / 1024),
+      static_cast<unsigned long long>(rss_peak / 1024), tasks,
+      PerSecond(tasks, elapsed));
+  // Cut by the frame timeout, not earlier (a lower bound cannot be flaky),
+  // and well before the frame could have completed.
+  CHECK(elapsed >= kFrameTimeout - 50ms);
+  CHECK(drip.sent() < task.size());
+  CHECK(tasks > 0);  // the neighbour progressed during the attack
+  CHECK(rss_peak < rss_before + kRssScale * 64 * 1024);
+  const Reply r = DecodeReply(attacker.conn().received());
+  CHECK(r.decode_status.ok());
+  for (ErrorCode e : r.errors) CHECK(e == ErrorCode::kPeerUnresponsive);
+  // The connection ended, not the session (SPEC.md §14.1): it may resume.
+  RunUntil(
+      f.io, [&] { return !events.empty(); },
+      "the server-side session to report the cut");
+  INFO(events.front().status.ToString());
+  CHECK(events.front().kind == PeerEvent::Kind::kReconnecting);
+  CHECK(GetErrorCode(events.front().status) == ErrorCode::kPeerUnresponsive);
+  CHECK(absl::StrContains(events.front().status.message(), "not complete"));
+  CHECK(victim->state() == SessionState::kDisconnected);
+  RunUntil(
+      f.io, [&] { return f.server->connections() == 1; },
+      "connections() to drop back to 1");
+  f.ExpectGoodClientUnaffected();
+  victim->SetObserver(nullptr);  // `events` goes first
 }
 
 }  // namespace
