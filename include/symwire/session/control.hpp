@@ -128,7 +128,6 @@ inline constexpr uint64_t kCancelReason = 1;
 // resume_token if it creates the session, resume_proof if it resumes one
 // (`resumed`); the encoder writes only the one that matches `resumed`.
 struct InitMessage {
-  InitPhase phase = InitPhase::kHello;
   // HELLO
   uint64_t min_version = 0;
   uint64_t max_version = 0;
@@ -137,7 +136,6 @@ struct InitMessage {
   uint64_t version = 0;
   // HELLO and WELCOME
   absl::string_view agent_id;
-  AgentRole role = AgentRole::kPeer;
   uint64_t capabilities = 0;
   uint64_t max_payload_bytes = 0;
   uint64_t max_header_bytes = 0;
@@ -146,6 +144,8 @@ struct InitMessage {
   uint64_t replay_frames = 0;
   uint64_t ping_interval_us = 0;
   uint64_t min_ping_interval_us = 0;
+  // WELCOME
+  uint64_t resume_window_us = 0;
   // Any phase (empty = absent).
   absl::string_view auth_data;
   // HELLO, CHALLENGE, WELCOME
@@ -156,12 +156,13 @@ struct InitMessage {
   std::optional<ResumeToken> resume_token;
   // HELLO when resuming, WELCOME (required).
   std::optional<uint64_t> last_received;
-  // WELCOME
-  bool resumed = false;
-  uint64_t resume_window_us = 0;
   // PROOF answering a resuming HELLO's CHALLENGE (the initiator's proof),
   // resumed WELCOME (the acceptor's): SPEC.md §16.2.
   std::optional<ResumeProof> resume_proof;
+  // The one-byte fields last, together (no padding between wide fields).
+  InitPhase phase = InitPhase::kHello;
+  AgentRole role = AgentRole::kPeer;  // HELLO and WELCOME
+  bool resumed = false;               // WELCOME
 };
 
 // SyncMessage: one AGENT_SYNC payload (SPEC.md §11.2, §14, §15.3).

@@ -1236,11 +1236,10 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
 
 SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
   pending_.erase(peer.get());
-  const auto refuse = [&](std::string why) {
+  const auto refuse = [&](const std::string& why) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
-    peer->session_->Abort(absl::ResourceExhaustedError(std::move(why)),
-                          SteadyNow());
+    peer->session_->Abort(absl::ResourceExhaustedError(why), SteadyNow());
   };
   if (options_.max_sessions_per_source > 0) {
     auto it = sessions_per_source_.find(peer->source_);
