@@ -46,20 +46,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/symwire-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
-# stat::<key> from a libFuzzer log, or "?".
-stat_of() {
-  local value
-  value=$(sed -n "s/^stat::$2: *\\([0-9]*\\).*/\\1/p" "$1" | tail -n 1)
-  echo "${value:-?}"
-}
-
-hexdump_file() {
-  if command -v xxd > /dev/null; then
-    xxd "$1" | head -n 64
-  else
-    od -A x -t x1z -v "$1" | head -n 64
-  fi
-}
+# stat_of, hexdump_file
+# shellcheck source=tools/fuzz_lib.sh
+source "$repo/tools/fuzz_lib.sh"
 
 failed=()
 summary=()
