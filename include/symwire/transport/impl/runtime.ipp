@@ -405,7 +405,7 @@ SYMWIRE_DECL void Peer::AfterInput() {
       t->CloseAfterFlush();
       session_->TransportLost(
           MakeError(ErrorCode::kConnectionLost, "connection closed here"),
-          SteadyNow());
+          FreshNow());
       DrainTransmit();
       progressed = true;
     }
@@ -513,7 +513,7 @@ SYMWIRE_DECL void Peer::OnTransportClosed(Transport& transport,
   session_->TransportLost(status.ok() ? MakeError(ErrorCode::kConnectionLost,
                                                   "connection closed by peer")
                                       : status,
-                          SteadyNow());
+                          FreshNow());
   AfterInput();
 }
 
@@ -540,7 +540,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     } else {
       static_cast<void>(session_->FailTask(
           t->task, absl::UnimplementedError("no task handler"), true,
-          SteadyNow()));
+          FreshNow()));
       state->done = true;
       incoming_.erase(t->task);
     }
@@ -602,7 +602,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     if (!established_once_ || !reconnect_) {
       // The first connection or handshake failed, or this transport cannot
       // be redialled: end the session rather than retry unseen.
-      session_->Abort(lost->status, SteadyNow());
+      session_->Abort(lost->status, FreshNow());
       return;
     }
     Notify(PeerEvent::Kind::kReconnecting, lost->status, outage_attempts_);
@@ -615,7 +615,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
       // off and, at the end of its resume window, expires.
       session_->TransportLost(
           MakeError(ErrorCode::kConnectionLost, "no dialer to reconnect"),
-          SteadyNow());
+          FreshNow());
     }
   } else if (auto* rr = std::get_if<ResumeRequested>(&event)) {
     if (auto server = server_.lock()) {
@@ -1230,7 +1230,7 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
   p->handshake_byte_limit_ = options_.max_handshake_bytes;
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
-  static_cast<void>(p->session_->TransportConnected(SteadyNow()));
+  static_cast<void>(p->session_->TransportConnected(p->FreshNow()));
   p->AfterInput();
 }
 
@@ -1239,7 +1239,7 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
   const auto refuse = [&](const std::string& why) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
-    peer->session_->Abort(absl::ResourceExhaustedError(why), SteadyNow());
+    peer->session_->Abort(absl::ResourceExhaustedError(why), peer->FreshNow());
   };
   if (options_.max_sessions_per_source > 0) {
     auto it = sessions_per_source_.find(peer->source_);
