@@ -170,13 +170,19 @@ class Peer : public std::enable_shared_from_this<Peer>,
   void AfterUserCall();
   // MaybeFlushEarly: PeerOptions::early_flush_bytes.
   void MaybeFlushEarly();
-  // Now: the clock for user calls, read once per executor turn (valid until
-  // the turn's AfterInput ends). Submit and Respond only use `now` for
-  // bookkeeping whose timers may fire early (acks, close), so a reading a
-  // few microseconds old is harmless and saves a clock read (~25 ns) per
-  // call; anything relative to now (a task deadline) uses FreshNow().
-  absl::Time Now();
-  absl::Time FreshNow();
+  // Now
+  // The driver's clock: every time handed to the session comes from here,
+  // and this is the only place the driver reads the clock (SteadyNow()).
+  // kTurn returns the turn's reading, read at most once per executor turn
+  // (valid until the turn's outermost AfterInput ends): Submit and Respond
+  // only use `now` for bookkeeping whose timers may fire early (acks,
+  // close), so a reading a few microseconds old is harmless and saves a
+  // clock read (~25 ns) per call. kFresh reads again: for inputs from I/O
+  // (bytes, a lost connection, a dial, a timer) and for what is measured
+  // from now (a task's deadline). The result never decreases (Session
+  // requires it): a fresh reading below the last one returns the last one.
+  enum class Reading : uint8_t { kTurn, kFresh };
+  absl::Time Now(Reading reading = Reading::kTurn);
   void DrainTransmit();
   void HandleEvent(Event& event);
   void ArmTimer();
@@ -247,10 +253,10 @@ class Peer : public std::enable_shared_from_this<Peer>,
   std::unique_ptr<asio::steady_timer> retry_timer_;
   bool established_once_ = false;
   bool dispatching_ = false;
-  bool flush_posted_ = false;  // an AfterInput is posted (AfterUserCall)
-  bool now_valid_ = false;
+  bool flush_posted_ = false;      // an AfterInput is posted (AfterUserCall)
+  bool now_valid_ = false;         // now_ is this turn's reading (Now())
   bool first_span_alone_ = false;  // BeginReplay: flush the WELCOME alone
-  absl::Time now_;
+  absl::Time now_ = absl::InfinitePast();
   bool ended_ = false;
   uint32_t outage_attempts_ = 0;
   uint64_t reconnects_ = 0;

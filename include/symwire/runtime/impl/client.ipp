@@ -27,7 +27,8 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Connect(
   (*peer)->reconnect_ = reconnect;
   (*peer)->retry_first_ = retry_first && first_attempts > 1;
   (*peer)->first_max_attempts_ = first_attempts;
-  (*peer)->first_deadline_ = SteadyNow() + first_timeout;
+  (*peer)->first_deadline_ =
+      (*peer)->Now(Peer::Reading::kFresh) + first_timeout;
   asio::dispatch(executor, [p = *peer] { p->Dial(); });
   return peer;
 }
@@ -40,7 +41,8 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Start(
   (*peer)->reconnect_ = false;
   asio::dispatch(transport->executor(), [p = *peer, transport] {
     p->Attach(transport, true);
-    static_cast<void>(p->session_->TransportConnected(SteadyNow()));
+    static_cast<void>(
+        p->session_->TransportConnected(p->Now(Peer::Reading::kFresh)));
     p->AfterInput();
   });
   return peer;

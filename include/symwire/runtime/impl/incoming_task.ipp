@@ -78,8 +78,8 @@ SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", state_->id, " already ended"));
   }
-  absl::Status st =
-      peer->session_->FailTask(state_->id, status, retryable, peer->FreshNow());
+  absl::Status st = peer->session_->FailTask(state_->id, status, retryable,
+                                             peer->Now(Peer::Reading::kFresh));
   if (st.ok()) {
     state_->done = true;
     peer->incoming_.erase(state_->id);

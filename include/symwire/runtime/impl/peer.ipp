@@ -90,10 +90,13 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Peer::Make(
     asio::any_io_executor executor, PeerOptions options, SessionSide side) {
   options.session.side = side;
   if (!options.session.random) options.session.random = SystemRandom();
-  auto session = Session::Create(options.session, SteadyNow());
+  auto peer = std::make_shared<Peer>(Private{}, std::move(executor), nullptr,
+                                     std::move(options));
+  auto session =
+      Session::Create(peer->options_.session, peer->Now(Reading::kFresh));
   if (!session.ok()) return session.status();
-  return std::make_shared<Peer>(Private{}, std::move(executor),
-                                std::move(*session), std::move(options));
+  peer->session_ = std::move(*session);
+  return peer;
 }
 
 // ---- Peer: the driver loop
@@ -125,7 +128,7 @@ SYMWIRE_DECL void Peer::Detach() {
   if (!transport_) return;
   transport_->SetSink(nullptr);
   transport_.reset();
-  disconnected_at_ = SteadyNow();
+  disconnected_at_ = Now();
   if (auto server = server_.lock()) server->OnConnectionCountChanged(-1);
 }
 
@@ -170,6 +173,9 @@ SYMWIRE_DECL void Peer::AfterInput() {
   DrainTransmit();
   if (dispatching_) return;  // the outer AfterInput continues
   const std::shared_ptr<Peer> keep = shared_from_this();
+  // A new turn: the server may have handed the session a newer reading
+  // than ours (a connection it routed here), so read again when needed.
+  now_valid_ = false;
   dispatching_ = true;
   for (;;) {
     bool progressed = false;
@@ -188,7 +194,7 @@ SYMWIRE_DECL void Peer::AfterInput() {
       t->CloseAfterFlush();
       session_->TransportLost(
           MakeError(ErrorCode::kConnectionLost, "connection closed here"),
-          SteadyNow());
+          Now());
       DrainTransmit();
       progressed = true;
     }
@@ -200,13 +206,9 @@ SYMWIRE_DECL void Peer::AfterInput() {
   ArmTimer();
 }
 
-SYMWIRE_DECL absl::Time Peer::Now() {
-  if (!now_valid_) return FreshNow();
-  return now_;
-}
-
-SYMWIRE_DECL absl::Time Peer::FreshNow() {
-  now_ = SteadyNow();
+SYMWIRE_DECL absl::Time Peer::Now(Reading reading) {
+  if (now_valid_ && reading == Reading::kTurn) return now_;
+  now_ = std::max(now_, SteadyNow());
   now_valid_ = true;
   return now_;
 }
@@ -252,7 +254,7 @@ SYMWIRE_DECL void Peer::ArmTimer() {
         auto self = weak.lock();
         if (!self || generation != self->timer_generation_) return;
         self->timer_at_ = absl::InfiniteFuture();
-        self->session_->HandleTimeout(self->FreshNow());
+        self->session_->HandleTimeout(self->Now(Reading::kFresh));
         self->AfterInput();
       });
 }
@@ -274,14 +276,14 @@ SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
               " bytes before the session was established (max_handshake_"
               "bytes ",
               handshake_byte_limit_, ")")),
-          FreshNow());
+          Now(Reading::kFresh));
       AfterInput();
       return;
     }
   }
   const uint64_t resumes = session_->counters().resumes;
   // Errors are reported as events (ConnectionLost, SessionFailed).
-  static_cast<void>(session_->Receive(bytes, FreshNow()));
+  static_cast<void>(session_->Receive(bytes, Now(Reading::kFresh)));
   if (session_->counters().resumes != resumes) BeginReplay(false);
   AfterInput();
   if (transport_ && unread_bytes_ > options_.max_unread_response_bytes) {
@@ -296,7 +298,7 @@ SYMWIRE_DECL void Peer::OnTransportClosed(Transport& transport,
   session_->TransportLost(status.ok() ? MakeError(ErrorCode::kConnectionLost,
                                                   "connection closed by peer")
                                       : status,
-                          SteadyNow());
+                          Now(Reading::kFresh));
   AfterInput();
 }
 
@@ -322,8 +324,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
       handler_(IncomingTask(state));
     } else {
       static_cast<void>(session_->FailTask(
-          t->task, absl::UnimplementedError("no task handler"), true,
-          SteadyNow()));
+          t->task, absl::UnimplementedError("no task handler"), true, Now()));
       state->done = true;
       incoming_.erase(t->task);
     }
@@ -385,7 +386,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     if (!established_once_ || !reconnect_) {
       // The first connection or handshake failed, or this transport cannot
       // be redialled: end the session rather than retry unseen.
-      session_->Abort(lost->status, SteadyNow());
+      session_->Abort(lost->status, Now());
       return;
     }
     Notify(PeerEvent::Kind::kReconnecting, lost->status, outage_attempts_);
@@ -398,13 +399,15 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
       // off and, at the end of its resume window, expires.
       session_->TransportLost(
           MakeError(ErrorCode::kConnectionLost, "no dialer to reconnect"),
-          SteadyNow());
+          Now());
     }
   } else if (auto* rr = std::get_if<ResumeRequested>(&event)) {
     if (auto server = server_.lock()) {
       server->OnResumeRequested(shared_from_this(), rr->session_id);
+      // The server gave the session its own reading: ours may be older.
+      now_valid_ = false;
     } else {
-      session_->RejectResume(SteadyNow());
+      session_->RejectResume(Now());
     }
   } else if (std::holds_alternative<PeerDraining>(event)) {
     Notify(PeerEvent::Kind::kPeerDraining);
@@ -531,7 +534,7 @@ SYMWIRE_DECL void Peer::Dial() {
       if (result.ok()) (*result)->Close();
       return;
     }
-    const absl::Time now = SteadyNow();
+    const absl::Time now = self->Now(Reading::kFresh);
     if (!result.ok()) {
       if (!self->established_once_) {
         self->session_->Abort(result.status(), now);
@@ -571,7 +574,7 @@ SYMWIRE_DECL bool Peer::MaybeRetryFirst(const absl::Status& status) {
   std::memcpy(&x, r.data(), sizeof x);
   const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
   delay *= 1.0 + b.jitter * u;
-  const absl::Time at = SteadyNow() + absl::Seconds(delay);
+  const absl::Time at = Now() + absl::Seconds(delay);
   if (at > first_deadline_) return false;
   retry_pending_ = true;
   first_failure_ = status;
@@ -592,7 +595,8 @@ SYMWIRE_DECL bool Peer::MaybeRetryFirst(const absl::Status& status) {
           self->Detach();
           t->Close();
         }
-        auto session = Session::Create(self->options_.session, SteadyNow());
+        auto session =
+            Session::Create(self->options_.session, self->Now(Reading::kFresh));
         if (!session.ok()) {
           self->SessionEnded(session.status());
           self->Notify(PeerEvent::Kind::kFailed, session.status());
@@ -613,7 +617,8 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Peer::Submit(
   // A deadline is relative to now: read the clock for it; otherwise the
   // turn's reading will do (Now()).
   absl::StatusOr<TaskId> id = session_->SubmitTask(
-      payload, options, options.deadline ? FreshNow() : Now());
+      payload, options,
+      Now(options.deadline ? Reading::kFresh : Reading::kTurn));
   if (!id.ok()) {
     AfterInput();  // a refusal may have queued Writable
     return id.status();
@@ -727,7 +732,7 @@ SYMWIRE_DECL absl::Status Peer::Close() {
     EndPendingRetry();
     return absl::OkStatus();
   }
-  absl::Status st = session_->Close(FreshNow());
+  absl::Status st = session_->Close(Now(Reading::kFresh));
   AfterInput();
   return st;
 }
@@ -764,7 +769,7 @@ SYMWIRE_DECL void Peer::Abort(const absl::Status& status) {
     EndPendingRetry();
     return;
   }
-  session_->Abort(status, FreshNow());
+  session_->Abort(status, Now(Reading::kFresh));
   AfterInput();
 }
 

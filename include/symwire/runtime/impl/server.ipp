@@ -217,7 +217,8 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
   p->handshake_byte_limit_ = options_.max_handshake_bytes;
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
-  static_cast<void>(p->session_->TransportConnected(SteadyNow()));
+  static_cast<void>(
+      p->session_->TransportConnected(p->Now(Peer::Reading::kFresh)));
   p->AfterInput();
 }
 
@@ -226,7 +227,7 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
   const auto refuse = [&](const std::string& why) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
-    peer->session_->Abort(absl::ResourceExhaustedError(why), SteadyNow());
+    peer->session_->Abort(absl::ResourceExhaustedError(why), peer->Now());
   };
   if (options_.max_sessions_per_source > 0) {
     auto it = sessions_per_source_.find(peer->source_);

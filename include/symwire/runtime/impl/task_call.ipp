@@ -61,7 +61,8 @@ SYMWIRE_DECL absl::Status TaskCall::Cancel() {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", state_->id, " already ended"));
   }
-  absl::Status st = peer->session_->CancelTask(state_->id, peer->FreshNow());
+  absl::Status st =
+      peer->session_->CancelTask(state_->id, peer->Now(Peer::Reading::kFresh));
   peer->AfterInput();
   return st;
 }
