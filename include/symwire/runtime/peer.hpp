@@ -184,7 +184,20 @@ class Peer : public std::enable_shared_from_this<Peer>,
   enum class Reading : uint8_t { kTurn, kFresh };
   absl::Time Now(Reading reading = Reading::kTurn);
   void DrainTransmit();
+  // HandleEvent: std::visit over the event, one Handle per event type.
   void HandleEvent(Event& event);
+  void Handle(TaskReceived& t);
+  void Handle(ResponseReceived& r);
+  void Handle(TaskFailed& f);
+  void Handle(TaskCancelled& c);
+  void Handle(Writable& w);
+  void Handle(Established& e);
+  void Handle(ConnectionLost& lost);
+  void Handle(ReconnectDue& due);
+  void Handle(ResumeRequested& rr);
+  void Handle(PeerDraining& d);
+  void Handle(SessionClosed& c);
+  void Handle(SessionFailed& sf);
   void ArmTimer();
   void Notify(PeerEvent::Kind kind, absl::Status status = absl::OkStatus(),
               uint32_t attempt = 0);

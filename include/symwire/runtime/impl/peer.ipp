@@ -308,117 +308,136 @@ SYMWIRE_DECL void Peer::Notify(PeerEvent::Kind kind, absl::Status status,
 }
 
 SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
-  if (auto* t = std::get_if<TaskReceived>(&event)) {
-    auto state = std::make_shared<detail::IncomingState>();
-    state->peer = weak_from_this();
-    state->executor = executor_;
-    state->id = t->task;
-    state->payload = t->payload();
-    state->deadline = t->deadline;
-    state->trace_parent = t->frame.trace_parent();
-    for (const MetadataEntry& m : t->frame.metadata()) {
-      state->metadata.emplace_back(std::string(m.key), std::string(m.value));
-    }
-    incoming_[t->task] = state;
-    if (handler_) {
-      handler_(IncomingTask(state));
-    } else {
-      static_cast<void>(session_->FailTask(
-          t->task, absl::UnimplementedError("no task handler"), true, Now()));
-      state->done = true;
-      incoming_.erase(t->task);
-    }
-    state->payload = {};
-  } else if (auto* r = std::get_if<ResponseReceived>(&event)) {
-    auto it = calls_.find(r->task);
-    if (it == calls_.end()) return;
-    const std::shared_ptr<detail::CallState> call = it->second;
-    if (call->callbacks.on_response) {
-      call->callbacks.on_response(r->payload, r->final);
-    } else if (!call->callbacks.on_done) {
-      Response resp{
-          std::string(reinterpret_cast<const char*>(r->payload.data()),
-                      r->payload.size()),
-          r->final};
-      if (call->next) {
-        auto next = std::move(call->next);
-        call->next = nullptr;
-        next(std::move(resp));
-      } else {
-        UnreadChanged(static_cast<int64_t>(resp.payload.size()));
-        call->queue.push_back(std::move(resp));
-      }
-    }
-    if (r->final) FinishCall(r->task, absl::OkStatus());
-  } else if (auto* f = std::get_if<TaskFailed>(&event)) {
-    auto it = calls_.find(f->task);
-    if (it != calls_.end()) {
-      it->second->retryable = f->retryable;
-      FinishCall(f->task, f->status);
-    } else {
-      EndIncoming(f->task, f->status);
-    }
-  } else if (auto* c = std::get_if<TaskCancelled>(&event)) {
-    if (c->submitted_here) {
-      FinishCall(c->task, c->status);
-    } else {
-      EndIncoming(c->task, c->status);
-    }
-  } else if (std::holds_alternative<Writable>(event)) {
-    RunWritableWaiters();
-  } else if (auto* e = std::get_if<Established>(&event)) {
-    const bool first = !established_once_;
-    established_once_ = true;
-    outage_attempts_ = 0;
-    if (e->resumed) ++reconnects_;
-    auto waiters = std::move(established_waiters_);
-    established_waiters_.clear();
-    for (auto& w : waiters) w(absl::OkStatus());
-    if (first) RunWritableWaiters();  // submissions made before the handshake
-    if (auto server = server_.lock(); server && !registered_ && first) {
-      server->OnEstablished(shared_from_this());
-    }
-    Notify(e->resumed ? PeerEvent::Kind::kResumed
-                      : PeerEvent::Kind::kConnected);
-  } else if (auto* lost = std::get_if<ConnectionLost>(&event)) {
-    // reconnect_ is false for a Client that cannot redial (Client::Start
-    // over pipes) and true for server-side peers, which wait for a resume.
-    if (!established_once_ || !reconnect_) {
-      // The first connection or handshake failed, or this transport cannot
-      // be redialled: end the session rather than retry unseen.
-      session_->Abort(lost->status, Now());
-      return;
-    }
-    Notify(PeerEvent::Kind::kReconnecting, lost->status, outage_attempts_);
-  } else if (auto* due = std::get_if<ReconnectDue>(&event)) {
-    outage_attempts_ = due->attempt;
-    if (dialer_ && reconnect_) {
-      Dial();
-    } else {
-      // Nothing can redial: report the dial as failed so the session backs
-      // off and, at the end of its resume window, expires.
-      session_->TransportLost(
-          MakeError(ErrorCode::kConnectionLost, "no dialer to reconnect"),
-          Now());
-    }
-  } else if (auto* rr = std::get_if<ResumeRequested>(&event)) {
-    if (auto server = server_.lock()) {
-      server->OnResumeRequested(shared_from_this(), rr->session_id);
-      // The server gave the session its own reading: ours may be older.
-      now_valid_ = false;
-    } else {
-      session_->RejectResume(Now());
-    }
-  } else if (std::holds_alternative<PeerDraining>(event)) {
-    Notify(PeerEvent::Kind::kPeerDraining);
-  } else if (std::holds_alternative<SessionClosed>(event)) {
-    SessionEnded(absl::OkStatus());
-    Notify(PeerEvent::Kind::kClosed);
-  } else if (auto* sf = std::get_if<SessionFailed>(&event)) {
-    if (!established_once_ && MaybeRetryFirst(sf->status)) return;
-    SessionEnded(sf->status);
-    Notify(PeerEvent::Kind::kFailed, sf->status);
+  std::visit([this](auto& e) { Handle(e); }, event);
+}
+
+SYMWIRE_DECL void Peer::Handle(TaskReceived& t) {
+  auto state = std::make_shared<detail::IncomingState>();
+  state->peer = weak_from_this();
+  state->executor = executor_;
+  state->id = t.task;
+  state->payload = t.payload();
+  state->deadline = t.deadline;
+  state->trace_parent = t.frame.trace_parent();
+  for (const MetadataEntry& m : t.frame.metadata()) {
+    state->metadata.emplace_back(std::string(m.key), std::string(m.value));
   }
+  incoming_[t.task] = state;
+  if (handler_) {
+    handler_(IncomingTask(state));
+  } else {
+    static_cast<void>(session_->FailTask(
+        t.task, absl::UnimplementedError("no task handler"), true, Now()));
+    state->done = true;
+    incoming_.erase(t.task);
+  }
+  state->payload = {};
+}
+
+SYMWIRE_DECL void Peer::Handle(ResponseReceived& r) {
+  auto it = calls_.find(r.task);
+  if (it == calls_.end()) return;
+  const std::shared_ptr<detail::CallState> call = it->second;
+  if (call->callbacks.on_response) {
+    call->callbacks.on_response(r.payload, r.final);
+  } else if (!call->callbacks.on_done) {
+    Response resp{std::string(reinterpret_cast<const char*>(r.payload.data()),
+                              r.payload.size()),
+                  r.final};
+    if (call->next) {
+      auto next = std::move(call->next);
+      call->next = nullptr;
+      next(std::move(resp));
+    } else {
+      UnreadChanged(static_cast<int64_t>(resp.payload.size()));
+      call->queue.push_back(std::move(resp));
+    }
+  }
+  if (r.final) FinishCall(r.task, absl::OkStatus());
+}
+
+SYMWIRE_DECL void Peer::Handle(TaskFailed& f) {
+  auto it = calls_.find(f.task);
+  if (it != calls_.end()) {
+    it->second->retryable = f.retryable;
+    FinishCall(f.task, f.status);
+  } else {
+    EndIncoming(f.task, f.status);
+  }
+}
+
+SYMWIRE_DECL void Peer::Handle(TaskCancelled& c) {
+  if (c.submitted_here) {
+    FinishCall(c.task, c.status);
+  } else {
+    EndIncoming(c.task, c.status);
+  }
+}
+
+SYMWIRE_DECL void Peer::Handle(Writable&) { RunWritableWaiters(); }
+
+SYMWIRE_DECL void Peer::Handle(Established& e) {
+  const bool first = !established_once_;
+  established_once_ = true;
+  outage_attempts_ = 0;
+  if (e.resumed) ++reconnects_;
+  auto waiters = std::move(established_waiters_);
+  established_waiters_.clear();
+  for (auto& w : waiters) w(absl::OkStatus());
+  if (first) RunWritableWaiters();  // submissions made before the handshake
+  if (auto server = server_.lock(); server && !registered_ && first) {
+    server->OnEstablished(shared_from_this());
+  }
+  Notify(e.resumed ? PeerEvent::Kind::kResumed : PeerEvent::Kind::kConnected);
+}
+
+SYMWIRE_DECL void Peer::Handle(ConnectionLost& lost) {
+  // reconnect_ is false for a Client that cannot redial (Client::Start
+  // over pipes) and true for server-side peers, which wait for a resume.
+  if (!established_once_ || !reconnect_) {
+    // The first connection or handshake failed, or this transport cannot
+    // be redialled: end the session rather than retry unseen.
+    session_->Abort(lost.status, Now());
+    return;
+  }
+  Notify(PeerEvent::Kind::kReconnecting, lost.status, outage_attempts_);
+}
+
+SYMWIRE_DECL void Peer::Handle(ReconnectDue& due) {
+  outage_attempts_ = due.attempt;
+  if (dialer_ && reconnect_) {
+    Dial();
+  } else {
+    // Nothing can redial: report the dial as failed so the session backs
+    // off and, at the end of its resume window, expires.
+    session_->TransportLost(
+        MakeError(ErrorCode::kConnectionLost, "no dialer to reconnect"), Now());
+  }
+}
+
+SYMWIRE_DECL void Peer::Handle(ResumeRequested& rr) {
+  if (auto server = server_.lock()) {
+    server->OnResumeRequested(shared_from_this(), rr.session_id);
+    // The server gave the session its own reading: ours may be older.
+    now_valid_ = false;
+  } else {
+    session_->RejectResume(Now());
+  }
+}
+
+SYMWIRE_DECL void Peer::Handle(PeerDraining&) {
+  Notify(PeerEvent::Kind::kPeerDraining);
+}
+
+SYMWIRE_DECL void Peer::Handle(SessionClosed&) {
+  SessionEnded(absl::OkStatus());
+  Notify(PeerEvent::Kind::kClosed);
+}
+
+SYMWIRE_DECL void Peer::Handle(SessionFailed& sf) {
+  if (!established_once_ && MaybeRetryFirst(sf.status)) return;
+  SessionEnded(sf.status);
+  Notify(PeerEvent::Kind::kFailed, sf.status);
 }
 
 SYMWIRE_DECL void Peer::FinishCall(TaskId id, const absl::Status& status) {
