@@ -39,6 +39,8 @@ class Server;
 namespace detail {
 struct CallState;
 struct IncomingState;
+struct ClientPart;
+struct ServerPart;
 }  // namespace detail
 
 // Peer
@@ -141,6 +143,8 @@ class Peer : public std::enable_shared_from_this<Peer>,
   friend class IncomingTask;
   friend class Server;
   friend class Client;
+  friend struct detail::ClientPart;
+  friend struct detail::ServerPart;
   struct Private {};
 
  public:
@@ -201,11 +205,8 @@ class Peer : public std::enable_shared_from_this<Peer>,
   void ArmTimer();
   void Notify(PeerEvent::Kind kind, absl::Status status = absl::OkStatus(),
               uint32_t attempt = 0);
-  void Dial();
-  // A first-connection failure: false if it ends the session, true if a
-  // fresh attempt was scheduled (ClientOptions::retry_first_connect).
-  bool MaybeRetryFirst(const absl::Status& status);
-  void EndPendingRetry();
+  // The server that accepted this session, or nullptr.
+  std::shared_ptr<Server> OwningServer() const;
   // After a resume handshake: the replayed frames go out in small writes.
   void BeginReplay(bool first_span_alone);
   void FinishCall(TaskId id, const absl::Status& status);
@@ -241,29 +242,13 @@ class Peer : public std::enable_shared_from_this<Peer>,
   std::deque<absl::AnyInvocable<bool()>> writable_waiters_;
   std::vector<detail::Completion<void(absl::Status)>> close_waiters_;
   std::vector<detail::Completion<void(absl::Status)>> established_waiters_;
-  // Client only.
-  Dialer dialer_;
-  bool dialing_ = false;
-  bool reconnect_ = true;
-  // Server only: the server that owns this peer, the connection's source
-  // (ServerOptions), the bytes received before establishment
-  // (max_handshake_bytes) and when the session last lost its connection
-  // (eviction order).
-  std::weak_ptr<Server> server_;
-  std::string source_;
-  size_t handshake_bytes_ = 0;
-  size_t handshake_byte_limit_ = SIZE_MAX;
-  absl::Time disconnected_at_ = absl::InfiniteFuture();
-  bool registered_ = false;
+  // The side-specific part, exactly one of the two: the client part
+  // (detail/client_part.hpp, client.ipp) dials, redials and retries a first
+  // connection; the server part (detail/server_part.hpp, server.ipp) is the
+  // session's entry in its Server's books.
+  std::unique_ptr<detail::ClientPart> client_;
+  std::unique_ptr<detail::ServerPart> server_;
   bool user_ended_ = false;  // Close or Abort called (no first retry)
-  // Client only: first-connection retries (ClientOptions).
-  bool retry_first_ = false;
-  bool retry_pending_ = false;  // a fresh attempt is scheduled
-  absl::Status first_failure_;  // why the last attempt failed
-  uint32_t first_attempts_ = 0;
-  uint32_t first_max_attempts_ = 1;
-  absl::Time first_deadline_ = absl::InfiniteFuture();
-  std::unique_ptr<asio::steady_timer> retry_timer_;
   bool established_once_ = false;
   bool dispatching_ = false;
   bool flush_posted_ = false;      // an AfterInput is posted (AfterUserCall)
@@ -327,10 +312,14 @@ auto Peer::async_wait_established(CompletionToken&& token) {
 // Header-only mode: the bodies need Server (and server.hpp needs Peer
 // complete first, so it includes this header after defining Server).
 #ifdef SYMWIRE_HEADER_ONLY
+// The order matters.
+// clang-format off
+#include "symwire/runtime/client.hpp"
+#include "symwire/runtime/server.hpp"
 #include "symwire/runtime/impl/incoming_task.ipp"
 #include "symwire/runtime/impl/peer.ipp"
 #include "symwire/runtime/impl/task_call.ipp"
-#include "symwire/runtime/server.hpp"
+// clang-format on
 #endif
 
 #endif  // SYMWIRE_RUNTIME_PEER_HPP_

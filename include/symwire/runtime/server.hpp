@@ -29,6 +29,9 @@
 namespace symwire {
 
 class Peer;
+namespace detail {
+struct ServerPart;
+}  // namespace detail
 
 // ServerOptions
 //
@@ -184,6 +187,7 @@ class Server : public std::enable_shared_from_this<Server> {
 
  private:
   friend class Peer;
+  friend struct detail::ServerPart;
   struct Private {};
 
  public:

@@ -3,13 +3,154 @@
 #ifndef SYMWIRE_RUNTIME_IMPL_CLIENT_IPP_
 #define SYMWIRE_RUNTIME_IMPL_CLIENT_IPP_
 
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
 #include <memory>
 #include <utility>
 
 #include "boost/asio/dispatch.hpp"
+#include "symwire/error.hpp"
 #include "symwire/runtime/client.hpp"
+#include "symwire/runtime/detail/client_part.hpp"
 
 namespace symwire {
+
+namespace detail {
+
+// A first-connection failure that a new attempt cannot fix
+// (ClientOptions::retry_first_connect): the peer refused us for who we are
+// or what we speak, or our own configuration is wrong.
+inline bool DefinitiveFirstFailure(const absl::Status& status) {
+  switch (GetErrorCode(status)) {
+    case ErrorCode::kUnauthenticated:
+    case ErrorCode::kVersionMismatch:
+    case ErrorCode::kUnsupportedVersion:
+    case ErrorCode::kIncompatibleRoles:
+      return true;
+    default:
+      break;
+  }
+  switch (status.code()) {
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+      return true;
+    case absl::StatusCode::kInvalidArgument:
+      // Without a symwire code: a bad configuration. With one: bytes that
+      // arrived damaged (a flipped bit), worth another connection.
+      return GetErrorCode(status) == ErrorCode::kOk;
+    default:
+      return false;
+  }
+}
+
+// ---- ClientPart ------------------------------------------------------------
+
+SYMWIRE_DECL void ClientPart::Dial(Peer& peer) {
+  if (dialing || peer.ended_) return;
+  dialing = true;
+  dialer([weak = peer.weak_from_this()](DialResult result) {
+    auto self = weak.lock();
+    if (!self) {
+      if (result.ok()) (*result)->Close();
+      return;
+    }
+    self->client_->dialing = false;
+    if (self->ended_) {
+      if (result.ok()) (*result)->Close();
+      return;
+    }
+    const absl::Time now = self->Now(Peer::Reading::kFresh);
+    if (!result.ok()) {
+      if (!self->established_once_) {
+        self->session_->Abort(result.status(), now);
+      } else {
+        self->session_->TransportLost(result.status(), now);
+      }
+      self->AfterInput();
+      return;
+    }
+    self->Attach(std::move(*result), true);
+    const absl::Status st = self->session_->TransportConnected(now);
+    if (!st.ok()) {
+      std::shared_ptr<Transport> t = self->transport_;
+      self->Detach();
+      t->Close(st);
+    }
+    self->AfterInput();
+  });
+}
+
+SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Peer& peer,
+                                              const absl::Status& status) {
+  if (!retry_first || peer.user_ended_ || peer.ended_ || !dialer ||
+      retry_pending) {
+    return false;
+  }
+  if (DefinitiveFirstFailure(status)) return false;
+  ++first_attempts;  // connections tried so far, all failed
+  if (first_attempts >= first_max_attempts) return false;
+  // SPEC.md §16.1's backoff, as between reconnects.
+  const BackoffConfig& b = peer.options_.session.backoff;
+  double delay =
+      absl::ToDoubleSeconds(b.initial) *
+      std::pow(b.multiplier, static_cast<double>(first_attempts - 1));
+  delay = std::min(delay, absl::ToDoubleSeconds(b.max));
+  std::array<std::byte, 8> r;
+  peer.options_.session.random(absl::Span<std::byte>(r));
+  uint64_t x;
+  std::memcpy(&x, r.data(), sizeof x);
+  const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+  delay *= 1.0 + b.jitter * u;
+  const absl::Time at = peer.Now() + absl::Seconds(delay);
+  if (at > first_deadline) return false;
+  retry_pending = true;
+  first_failure = status;
+  peer.Notify(PeerEvent::Kind::kReconnecting, status, first_attempts);
+  if (!retry_timer) {
+    retry_timer = std::make_unique<asio::steady_timer>(peer.executor_);
+  }
+  retry_timer->expires_at(ToSteady(at));
+  retry_timer->async_wait(
+      [weak = peer.weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || !self->client_->retry_pending) return;
+        self->client_->retry_pending = false;
+        if (self->ended_) return;
+        // The failed session is done; a fresh one handshakes on the next
+        // connection (a session that failed its handshake cannot be reused).
+        if (self->transport_) {
+          std::shared_ptr<Transport> t = self->transport_;
+          self->Detach();
+          t->Close();
+        }
+        auto session = Session::Create(self->options_.session,
+                                       self->Now(Peer::Reading::kFresh));
+        if (!session.ok()) {
+          self->SessionEnded(session.status());
+          self->Notify(PeerEvent::Kind::kFailed, session.status());
+          return;
+        }
+        self->session_ = std::move(*session);
+        self->client_->Dial(*self);
+      });
+  return true;
+}
+
+SYMWIRE_DECL void ClientPart::EndPendingRetry(Peer& peer) {
+  // Between two first-connection attempts the session has already failed:
+  // end with its error now instead of dialling again.
+  if (!retry_pending) return;
+  retry_pending = false;
+  if (retry_timer) retry_timer->cancel();
+  const absl::Status why = first_failure;
+  peer.SessionEnded(why);
+  peer.Notify(PeerEvent::Kind::kFailed, why);
+}
+
+}  // namespace detail
 
 // ---- Client ----------------------------------------------------------------
 
@@ -23,13 +164,14 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Connect(
   absl::StatusOr<std::shared_ptr<Peer>> peer =
       Peer::Make(executor, std::move(options), SessionSide::kInitiator);
   if (!peer.ok()) return peer.status();
-  (*peer)->dialer_ = std::move(dialer);
-  (*peer)->reconnect_ = reconnect;
-  (*peer)->retry_first_ = retry_first && first_attempts > 1;
-  (*peer)->first_max_attempts_ = first_attempts;
-  (*peer)->first_deadline_ =
-      (*peer)->Now(Peer::Reading::kFresh) + first_timeout;
-  asio::dispatch(executor, [p = *peer] { p->Dial(); });
+  auto part = std::make_unique<detail::ClientPart>();
+  part->dialer = std::move(dialer);
+  part->reconnect = reconnect;
+  part->retry_first = retry_first && first_attempts > 1;
+  part->first_max_attempts = first_attempts;
+  part->first_deadline = (*peer)->Now(Peer::Reading::kFresh) + first_timeout;
+  (*peer)->client_ = std::move(part);
+  asio::dispatch(executor, [p = *peer] { p->client_->Dial(*p); });
   return peer;
 }
 
@@ -38,7 +180,9 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Start(
   absl::StatusOr<std::shared_ptr<Peer>> peer = Peer::Make(
       transport->executor(), std::move(options), SessionSide::kInitiator);
   if (!peer.ok()) return peer.status();
-  (*peer)->reconnect_ = false;
+  auto part = std::make_unique<detail::ClientPart>();
+  part->reconnect = false;  // nothing can redial these pipes
+  (*peer)->client_ = std::move(part);
   asio::dispatch(transport->executor(), [p = *peer, transport] {
     p->Attach(transport, true);
     static_cast<void>(

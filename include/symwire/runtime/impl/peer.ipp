@@ -17,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "symwire/error.hpp"
+#include "symwire/runtime/detail/client_part.hpp"
+#include "symwire/runtime/detail/server_part.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
 #include "symwire/runtime/peer.hpp"
 #include "symwire/runtime/server.hpp"
@@ -31,39 +33,6 @@ namespace detail {
 // decrypted only whole, so each piece is something a connection that lives
 // a few KiB still delivers.
 inline constexpr size_t kReplayPieceBytes = 2048;
-
-// A first-connection failure that a new attempt cannot fix
-// (ClientOptions::retry_first_connect): the peer refused us for who we are
-// or what we speak, or our own configuration is wrong.
-inline bool DefinitiveFirstFailure(const absl::Status& status) {
-  switch (GetErrorCode(status)) {
-    case ErrorCode::kUnauthenticated:
-    case ErrorCode::kVersionMismatch:
-    case ErrorCode::kUnsupportedVersion:
-    case ErrorCode::kIncompatibleRoles:
-      return true;
-    default:
-      break;
-  }
-  switch (status.code()) {
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kFailedPrecondition:
-      return true;
-    case absl::StatusCode::kInvalidArgument:
-      // Without a symwire code: a bad configuration. With one: bytes that
-      // arrived damaged (a flipped bit), worth another connection.
-      return GetErrorCode(status) == ErrorCode::kOk;
-    default:
-      return false;
-  }
-}
-
-inline std::chrono::steady_clock::time_point ToSteady(absl::Time t) {
-  return std::chrono::steady_clock::time_point(
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
-}
 
 }  // namespace detail
 
@@ -106,14 +75,7 @@ SYMWIRE_DECL void Peer::Attach(std::shared_ptr<Transport> transport,
                                bool start) {
   SYMWIRE_ASSERT(!transport_);
   transport_ = std::move(transport);
-  disconnected_at_ = absl::InfiniteFuture();
-  if (auto server = server_.lock()) {
-    server->OnConnectionCountChanged(1);
-    // Before establishment the read buffer stays small (ServerOptions,
-    // "Memory before authentication"); a resumed connection is lifted.
-    transport_->LimitReadBuffer(
-        established_once_ ? SIZE_MAX : Transport::kInitialReadBuffer);
-  }
+  if (server_) server_->Attached(*transport_, established_once_);
   if (start) {
     transport_->Start(this);
   } else {
@@ -128,8 +90,7 @@ SYMWIRE_DECL void Peer::Detach() {
   if (!transport_) return;
   transport_->SetSink(nullptr);
   transport_.reset();
-  disconnected_at_ = Now();
-  if (auto server = server_.lock()) server->OnConnectionCountChanged(-1);
+  if (server_) server_->Detached(Now());
 }
 
 SYMWIRE_DECL void Peer::DrainTransmit() {
@@ -262,21 +223,12 @@ SYMWIRE_DECL void Peer::ArmTimer() {
 SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
                                         absl::Span<const std::byte> bytes) {
   if (&transport != transport_.get()) return;
-  if (!established_once_ && handshake_byte_limit_ != SIZE_MAX) {
+  if (!established_once_ && server_) {
     // ServerOptions::max_handshake_bytes: before the session is
     // established only a preface and a few control frames are legal.
-    handshake_bytes_ += bytes.size();
-    if (handshake_bytes_ > handshake_byte_limit_) {
-      if (auto server = server_.lock()) {
-        ++server->counters_.handshakes_oversized;
-      }
-      session_->Abort(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "handshake: the peer sent ", handshake_bytes_,
-              " bytes before the session was established (max_handshake_"
-              "bytes ",
-              handshake_byte_limit_, ")")),
-          Now(Reading::kFresh));
+    if (absl::Status st = server_->CountHandshakeBytes(bytes.size());
+        !st.ok()) {
+      session_->Abort(st, Now(Reading::kFresh));
       AfterInput();
       return;
     }
@@ -300,6 +252,10 @@ SYMWIRE_DECL void Peer::OnTransportClosed(Transport& transport,
                                       : status,
                           Now(Reading::kFresh));
   AfterInput();
+}
+
+SYMWIRE_DECL std::shared_ptr<Server> Peer::OwningServer() const {
+  return server_ ? server_->server.lock() : nullptr;
 }
 
 SYMWIRE_DECL void Peer::Notify(PeerEvent::Kind kind, absl::Status status,
@@ -385,16 +341,16 @@ SYMWIRE_DECL void Peer::Handle(Established& e) {
   established_waiters_.clear();
   for (auto& w : waiters) w(absl::OkStatus());
   if (first) RunWritableWaiters();  // submissions made before the handshake
-  if (auto server = server_.lock(); server && !registered_ && first) {
+  if (auto server = OwningServer(); server && first && !server_->registered) {
     server->OnEstablished(shared_from_this());
   }
   Notify(e.resumed ? PeerEvent::Kind::kResumed : PeerEvent::Kind::kConnected);
 }
 
 SYMWIRE_DECL void Peer::Handle(ConnectionLost& lost) {
-  // reconnect_ is false for a Client that cannot redial (Client::Start
-  // over pipes) and true for server-side peers, which wait for a resume.
-  if (!established_once_ || !reconnect_) {
+  // A client that cannot redial (Client::Start over pipes) ends here; a
+  // server-side session waits for a resume.
+  if (!established_once_ || (client_ && !client_->reconnect)) {
     // The first connection or handshake failed, or this transport cannot
     // be redialled: end the session rather than retry unseen.
     session_->Abort(lost.status, Now());
@@ -405,8 +361,8 @@ SYMWIRE_DECL void Peer::Handle(ConnectionLost& lost) {
 
 SYMWIRE_DECL void Peer::Handle(ReconnectDue& due) {
   outage_attempts_ = due.attempt;
-  if (dialer_ && reconnect_) {
-    Dial();
+  if (client_ && client_->dialer && client_->reconnect) {
+    client_->Dial(*this);
   } else {
     // Nothing can redial: report the dial as failed so the session backs
     // off and, at the end of its resume window, expires.
@@ -416,7 +372,7 @@ SYMWIRE_DECL void Peer::Handle(ReconnectDue& due) {
 }
 
 SYMWIRE_DECL void Peer::Handle(ResumeRequested& rr) {
-  if (auto server = server_.lock()) {
+  if (auto server = OwningServer()) {
     server->OnResumeRequested(shared_from_this(), rr.session_id);
     // The server gave the session its own reading: ours may be older.
     now_valid_ = false;
@@ -435,7 +391,10 @@ SYMWIRE_DECL void Peer::Handle(SessionClosed&) {
 }
 
 SYMWIRE_DECL void Peer::Handle(SessionFailed& sf) {
-  if (!established_once_ && MaybeRetryFirst(sf.status)) return;
+  if (!established_once_ && client_ &&
+      client_->MaybeRetryFirst(*this, sf.status)) {
+    return;
+  }
   SessionEnded(sf.status);
   Notify(PeerEvent::Kind::kFailed, sf.status);
 }
@@ -527,7 +486,7 @@ SYMWIRE_DECL void Peer::SessionEnded(const absl::Status& status) {
   auto closers = std::move(close_waiters_);
   close_waiters_.clear();
   for (auto& w : closers) w(status);
-  if (auto server = server_.lock()) server->OnPeerEnded(this);
+  if (auto server = OwningServer()) server->OnPeerEnded(this);
 }
 
 SYMWIRE_DECL void Peer::UnreadChanged(int64_t delta) {
@@ -537,94 +496,6 @@ SYMWIRE_DECL void Peer::UnreadChanged(int64_t delta) {
       unread_bytes_ <= options_.max_unread_response_bytes / 2) {
     transport_->ResumeReading();
   }
-}
-
-SYMWIRE_DECL void Peer::Dial() {
-  if (dialing_ || ended_) return;
-  dialing_ = true;
-  dialer_([weak = weak_from_this()](DialResult result) {
-    auto self = weak.lock();
-    if (!self) {
-      if (result.ok()) (*result)->Close();
-      return;
-    }
-    self->dialing_ = false;
-    if (self->ended_) {
-      if (result.ok()) (*result)->Close();
-      return;
-    }
-    const absl::Time now = self->Now(Reading::kFresh);
-    if (!result.ok()) {
-      if (!self->established_once_) {
-        self->session_->Abort(result.status(), now);
-      } else {
-        self->session_->TransportLost(result.status(), now);
-      }
-      self->AfterInput();
-      return;
-    }
-    self->Attach(std::move(*result), true);
-    const absl::Status st = self->session_->TransportConnected(now);
-    if (!st.ok()) {
-      std::shared_ptr<Transport> t = self->transport_;
-      self->Detach();
-      t->Close(st);
-    }
-    self->AfterInput();
-  });
-}
-
-SYMWIRE_DECL bool Peer::MaybeRetryFirst(const absl::Status& status) {
-  if (!retry_first_ || user_ended_ || ended_ || !dialer_ || retry_pending_) {
-    return false;
-  }
-  if (detail::DefinitiveFirstFailure(status)) return false;
-  ++first_attempts_;  // connections tried so far, all failed
-  if (first_attempts_ >= first_max_attempts_) return false;
-  // SPEC.md §16.1's backoff, as between reconnects.
-  const BackoffConfig& b = options_.session.backoff;
-  double delay =
-      absl::ToDoubleSeconds(b.initial) *
-      std::pow(b.multiplier, static_cast<double>(first_attempts_ - 1));
-  delay = std::min(delay, absl::ToDoubleSeconds(b.max));
-  std::array<std::byte, 8> r;
-  options_.session.random(absl::Span<std::byte>(r));
-  uint64_t x;
-  std::memcpy(&x, r.data(), sizeof x);
-  const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
-  delay *= 1.0 + b.jitter * u;
-  const absl::Time at = Now() + absl::Seconds(delay);
-  if (at > first_deadline_) return false;
-  retry_pending_ = true;
-  first_failure_ = status;
-  Notify(PeerEvent::Kind::kReconnecting, status, first_attempts_);
-  if (!retry_timer_)
-    retry_timer_ = std::make_unique<asio::steady_timer>(executor_);
-  retry_timer_->expires_at(detail::ToSteady(at));
-  retry_timer_->async_wait(
-      [weak = weak_from_this()](const boost::system::error_code& ec) {
-        auto self = weak.lock();
-        if (!self || ec || !self->retry_pending_) return;
-        self->retry_pending_ = false;
-        if (self->ended_) return;
-        // The failed session is done; a fresh one handshakes on the next
-        // connection (a session that failed its handshake cannot be reused).
-        if (self->transport_) {
-          std::shared_ptr<Transport> t = self->transport_;
-          self->Detach();
-          t->Close();
-        }
-        auto session =
-            Session::Create(self->options_.session, self->Now(Reading::kFresh));
-        if (!session.ok()) {
-          self->SessionEnded(session.status());
-          self->Notify(PeerEvent::Kind::kFailed, session.status());
-          return;
-        }
-        self->session_ = std::move(*session);
-        self->Dial();
-      });
-  return true;
 }
 
 // ---- Peer: user calls
@@ -734,21 +605,10 @@ SYMWIRE_DECL void Peer::StartCall(
                      });
 }
 
-SYMWIRE_DECL void Peer::EndPendingRetry() {
-  // Between two first-connection attempts the session has already failed:
-  // end with its error now instead of dialling again.
-  if (!retry_pending_) return;
-  retry_pending_ = false;
-  if (retry_timer_) retry_timer_->cancel();
-  const absl::Status why = first_failure_;
-  SessionEnded(why);
-  Notify(PeerEvent::Kind::kFailed, why);
-}
-
 SYMWIRE_DECL absl::Status Peer::Close() {
   user_ended_ = true;
-  if (retry_pending_) {
-    EndPendingRetry();
+  if (client_ && client_->retry_pending) {
+    client_->EndPendingRetry(*this);
     return absl::OkStatus();
   }
   absl::Status st = session_->Close(Now(Reading::kFresh));
@@ -784,8 +644,8 @@ SYMWIRE_DECL void Peer::StartWaitEstablished(
 SYMWIRE_DECL void Peer::Abort(const absl::Status& status) {
   SYMWIRE_REQUIRE(!status.ok());
   user_ended_ = true;
-  if (retry_pending_) {
-    EndPendingRetry();
+  if (client_ && client_->retry_pending) {
+    client_->EndPendingRetry(*this);
     return;
   }
   session_->Abort(status, Now(Reading::kFresh));

@@ -17,10 +17,41 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
+#include "symwire/runtime/detail/server_part.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
 #include "symwire/runtime/server.hpp"
 
 namespace symwire {
+
+// ---- ServerPart --------------------------------------------------------
+
+namespace detail {
+
+SYMWIRE_DECL void ServerPart::Attached(Transport& transport,
+                                       bool established_once) {
+  disconnected_at = absl::InfiniteFuture();
+  if (auto s = server.lock()) s->OnConnectionCountChanged(1);
+  transport.LimitReadBuffer(established_once ? SIZE_MAX
+                                             : Transport::kInitialReadBuffer);
+}
+
+SYMWIRE_DECL void ServerPart::Detached(absl::Time now) {
+  disconnected_at = now;
+  if (auto s = server.lock()) s->OnConnectionCountChanged(-1);
+}
+
+SYMWIRE_DECL absl::Status ServerPart::CountHandshakeBytes(size_t n) {
+  handshake_bytes += n;
+  if (handshake_bytes <= handshake_byte_limit) return absl::OkStatus();
+  if (auto s = server.lock()) ++s->counters_.handshakes_oversized;
+  return absl::ResourceExhaustedError(
+      absl::StrCat("handshake: the peer sent ", handshake_bytes,
+                   " bytes before the session was established "
+                   "(max_handshake_bytes ",
+                   handshake_byte_limit, ")"));
+}
+
+}  // namespace detail
 
 // ---- Server ----------------------------------------------------------------
 
@@ -212,9 +243,11 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     return;
   }
   std::shared_ptr<Peer> p = std::move(*peer);
-  p->server_ = weak_from_this();
-  p->source_ = std::move(source);
-  p->handshake_byte_limit_ = options_.max_handshake_bytes;
+  auto part = std::make_unique<detail::ServerPart>();
+  part->server = weak_from_this();
+  part->source = std::move(source);
+  part->handshake_byte_limit = options_.max_handshake_bytes;
+  p->server_ = std::move(part);
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
   static_cast<void>(
@@ -230,13 +263,13 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
     peer->session_->Abort(absl::ResourceExhaustedError(why), peer->Now());
   };
   if (options_.max_sessions_per_source > 0) {
-    auto it = sessions_per_source_.find(peer->source_);
+    auto it = sessions_per_source_.find(peer->server_->source);
     if (it != sessions_per_source_.end() &&
         it->second >= options_.max_sessions_per_source &&
-        !EvictIdle(&peer->source_)) {
+        !EvictIdle(&peer->server_->source)) {
       ++counters_.sessions_refused_per_source;
-      refuse(absl::StrCat("source ", peer->source_, " holds ", it->second,
-                          " sessions (max_sessions_per_source ",
+      refuse(absl::StrCat("source ", peer->server_->source, " holds ",
+                          it->second, " sessions (max_sessions_per_source ",
                           options_.max_sessions_per_source, ")"));
       return;
     }
@@ -248,9 +281,9 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
     return;
   }
   ++counters_.sessions_established;
-  peer->registered_ = true;
+  peer->server_->registered = true;
   registry_[peer->session_->session_id()] = peer;
-  ++sessions_per_source_[peer->source_];
+  ++sessions_per_source_[peer->server_->source];
   if (peer->transport_) peer->transport_->LimitReadBuffer(SIZE_MAX);
   if (on_session_) on_session_(peer);
 }
@@ -261,14 +294,16 @@ SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
   std::shared_ptr<Peer> victim;
   for (const auto& [id, p] : registry_) {
     if (p->transport_ || p->ended_ || p->dispatching_) continue;
-    if (source != nullptr && p->source_ != *source) continue;
+    if (source != nullptr && p->server_->source != *source) continue;
     const Session& s = *p->session_;
     if (s.state() != SessionState::kDisconnected || s.open_tasks() != 0 ||
         s.replay_frames_in_use() != 0 || !p->calls_.empty() ||
         !p->incoming_.empty()) {
       continue;
     }
-    if (!victim || p->disconnected_at_ < victim->disconnected_at_) victim = p;
+    if (!victim ||
+        p->server_->disconnected_at < victim->server_->disconnected_at)
+      victim = p;
   }
   if (!victim) return false;
   ++counters_.sessions_evicted;
@@ -279,7 +314,7 @@ SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
                    source != nullptr ? absl::StrCat(" for source ", *source)
                                      : std::string())));
   // Abort ended it (SessionEnded -> OnPeerEnded unregisters it).
-  SYMWIRE_ASSERT(!victim->registered_);
+  SYMWIRE_ASSERT(!victim->server_->registered);
   return true;
 }
 
@@ -369,15 +404,15 @@ SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
       peer->session_->state() == SessionState::kFailed) {
     ++counters_.handshakes_failed;
     if (GetErrorCode(peer->session_->status()) == ErrorCode::kUnauthenticated) {
-      CountAuthFailure(peer->source_);
+      CountAuthFailure(peer->server_->source);
     }
   }
-  if (peer->registered_) {
-    peer->registered_ = false;
+  if (peer->server_->registered) {
+    peer->server_->registered = false;
     auto it = registry_.find(peer->session_->session_id());
     if (it != registry_.end() && it->second.get() == peer) {
       registry_.erase(it);
-      auto src = sessions_per_source_.find(peer->source_);
+      auto src = sessions_per_source_.find(peer->server_->source);
       if (src != sessions_per_source_.end() && --src->second == 0) {
         sessions_per_source_.erase(src);
       }
