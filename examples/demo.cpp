@@ -8,7 +8,7 @@
 // flight; each answer frees a slot for the next task in the shared queue.
 //
 // Midway, the orchestrator drops its connection to agent 1 abruptly
-// (Peer::KillConnection, as a network failure would). That Client redials
+// (Channel::KillConnection, as a network failure would). That Client redials
 // and resumes the session; the run goes on, and no task is lost or run
 // twice.
 //
@@ -143,7 +143,7 @@ int RunAgent(const Options& options) {
   const int parts = options.parts;
   auto server = symwire::Server::Create(
       io.get_executor(), server_options,
-      [parts](const std::shared_ptr<symwire::Peer>& session) {
+      [parts](const std::shared_ptr<symwire::Channel>& session) {
         session->SetTaskHandler([parts](symwire::IncomingTask task) {
           const std::string doc = task.payload_string();
           for (int j = 1; j < parts; ++j) {
@@ -287,15 +287,15 @@ class Orchestrator {
       Worker& w = workers_.emplace_back();
       w.index = workers_.size();
       w.peer = *client;
-      w.peer->SetObserver([this, &w](const symwire::PeerEvent& e) {
-        if (e.kind == symwire::PeerEvent::Kind::kReconnecting) {
+      w.peer->SetObserver([this, &w](const symwire::ChannelEvent& e) {
+        if (e.kind == symwire::ChannelEvent::Kind::kReconnecting) {
           ++reconnects_;
           Note(absl::StrCat("agent ", w.index, ": reconnecting (",
                             e.status.message(), ")"));
-        } else if (e.kind == symwire::PeerEvent::Kind::kResumed) {
+        } else if (e.kind == symwire::ChannelEvent::Kind::kResumed) {
           ++resumes_;
           Note(absl::StrCat("agent ", w.index, ": resumed, nothing lost"));
-        } else if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+        } else if (e.kind == symwire::ChannelEvent::Kind::kFailed) {
           Note(absl::StrCat("agent ", w.index,
                             ": session failed: ", e.status.ToString()));
         }
@@ -362,7 +362,7 @@ class Orchestrator {
  private:
   struct Worker {
     size_t index = 0;  // 1-based, as printed
-    std::shared_ptr<symwire::Peer> peer;
+    std::shared_ptr<symwire::Channel> peer;
     int in_flight = 0;
     uint64_t done = 0;
   };

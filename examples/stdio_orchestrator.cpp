@@ -28,7 +28,7 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "%s\n", child.status().ToString().c_str());
     return 1;
   }
-  symwire::PeerOptions options;
+  symwire::ChannelOptions options;
   options.session.agent_id = "stdio-orchestrator";
   options.session.role = symwire::AgentRole::kOrchestrator;
   auto peer = symwire::Client::Start(child->transport(), options);
@@ -36,7 +36,7 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());
     return 1;
   }
-  std::shared_ptr<symwire::Peer> agent = *peer;
+  std::shared_ptr<symwire::Channel> agent = *peer;
   int failures = 0;
   auto expect = [&failures](bool ok, const std::string& what) {
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());

@@ -1479,7 +1479,7 @@ class NetSoak {
     if (o_.agent_max_tasks > 0) so.session.max_tasks = o_.agent_max_tasks;
     auto server = symwire::Server::Create(
         io_.get_executor(), so,
-        [this](const std::shared_ptr<symwire::Peer>& p) { OnAgent(p); });
+        [this](const std::shared_ptr<symwire::Channel>& p) { OnAgent(p); });
     if (!server.ok()) return Fatal(server.status().ToString());
     server_ = *server;
     if (o_.transport == "tls" || at.tls) {
@@ -1581,17 +1581,17 @@ class NetSoak {
         symwire::Client::Connect(io_.get_executor(), std::move(dialer), co);
     if (!client.ok()) return Fatal(client.status().ToString());
     client_ = *client;
-    client_->SetObserver([this](const symwire::PeerEvent& e) {
-      if (e.kind == symwire::PeerEvent::Kind::kReconnecting) ++disconnects_;
-      if (e.kind == symwire::PeerEvent::Kind::kResumed) ++resumes_;
-      if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+    client_->SetObserver([this](const symwire::ChannelEvent& e) {
+      if (e.kind == symwire::ChannelEvent::Kind::kReconnecting) ++disconnects_;
+      if (e.kind == symwire::ChannelEvent::Kind::kResumed) ++resumes_;
+      if (e.kind == symwire::ChannelEvent::Kind::kFailed) {
         Fatal(
             absl::StrCat("orchestrator session failed: ", e.status.ToString()));
       }
-      if (e.kind == symwire::PeerEvent::Kind::kClosed) orch_closed_ = true;
+      if (e.kind == symwire::ChannelEvent::Kind::kClosed) orch_closed_ = true;
       if (o_.verbose) {
         std::fprintf(stderr, "orchestrator: %s %s\n",
-                     std::string(symwire::PeerEventName(e.kind)).c_str(),
+                     std::string(symwire::ChannelEventName(e.kind)).c_str(),
                      e.status.ToString().c_str());
       }
       MaybeFinished();
@@ -1606,7 +1606,7 @@ class NetSoak {
   // The agent: every task exactly once, in submission order (per session);
   // answers with the parts at once (async_respond waits for room in the
   // send window).
-  void OnAgent(const std::shared_ptr<symwire::Peer>& peer) {
+  void OnAgent(const std::shared_ptr<symwire::Channel>& peer) {
     if (o_.role.empty() && !agents_.empty()) {
       Fatal("a second agent session was established (resume failed)");
       return;
@@ -1614,23 +1614,23 @@ class NetSoak {
     agents_.push_back(peer);
     ++sessions_;
     auto view = std::make_shared<AgentView>();
-    peer->SetObserver([this, view](const symwire::PeerEvent& e) {
+    peer->SetObserver([this, view](const symwire::ChannelEvent& e) {
       if (o_.verbose && !o_.role.empty()) {
         std::fprintf(stderr, "agent: %s %s\n",
-                     std::string(symwire::PeerEventName(e.kind)).c_str(),
+                     std::string(symwire::ChannelEventName(e.kind)).c_str(),
                      e.status.ToString().c_str());
       }
-      if (e.kind == symwire::PeerEvent::Kind::kReconnecting) {
+      if (e.kind == symwire::ChannelEvent::Kind::kReconnecting) {
         ++agent_disconnects_;
       }
-      if (e.kind == symwire::PeerEvent::Kind::kResumed) ++agent_resumes_;
-      const bool ended = e.kind == symwire::PeerEvent::Kind::kFailed ||
-                         e.kind == symwire::PeerEvent::Kind::kClosed;
-      if (e.kind == symwire::PeerEvent::Kind::kFailed) {
+      if (e.kind == symwire::ChannelEvent::Kind::kResumed) ++agent_resumes_;
+      const bool ended = e.kind == symwire::ChannelEvent::Kind::kFailed ||
+                         e.kind == symwire::ChannelEvent::Kind::kClosed;
+      if (e.kind == symwire::ChannelEvent::Kind::kFailed) {
         ++sessions_failed_;
         Fatal(absl::StrCat("agent session failed: ", e.status.ToString()));
       }
-      if (e.kind == symwire::PeerEvent::Kind::kClosed) {
+      if (e.kind == symwire::ChannelEvent::Kind::kClosed) {
         ++sessions_closed_;
         agent_closed_ = true;
       }
@@ -1885,8 +1885,8 @@ class NetSoak {
   std::shared_ptr<asio::ssl::context> client_tls_;
   std::shared_ptr<symwire::Server> server_;
   std::unique_ptr<symwire::testing::FaultProxy> proxy_;
-  std::shared_ptr<symwire::Peer> client_;
-  std::vector<std::shared_ptr<symwire::Peer>> agents_;
+  std::shared_ptr<symwire::Channel> client_;
+  std::vector<std::shared_ptr<symwire::Channel>> agents_;
   std::string unix_path_;
   std::vector<Expect> expected_;
   // Orchestrator.

@@ -1,11 +1,11 @@
 // File: symwire/runtime/runtime.hpp
 // Layer 3b (runtime). The umbrella header of the runtime users write
-// orchestrators and agents against: Peer (one session, driven over real
+// orchestrators and agents against: Channel (one session, driven over real
 // transports), TaskCall (a task this side submitted), IncomingTask (a task this
 // side executes), Client (dials, reconnects and resumes) and Server (accepts,
 // keeps the registry that routes resumes, drains on shutdown).
 //
-// The driver. Peer is the one generic loop of STYLE.md §1 over any
+// The driver. Channel is the one generic loop of STYLE.md §1 over any
 // Transport: it feeds what the transport reads to Session::Receive, copies
 // what PollTransmit returns into the transport's pending batch (written
 // with coalescing), delivers PollEvent's events, and keeps one timer armed
@@ -27,15 +27,15 @@
 // std::future<absl::StatusOr<T>>.
 //
 // The parts, one header each: options.hpp (settings and value types),
-// task_call.hpp, incoming_task.hpp, peer.hpp (the driver), client.hpp,
+// task_call.hpp, incoming_task.hpp, channel.hpp (the driver), client.hpp,
 // server.hpp. Link symwire::transport.
 #ifndef SYMWIRE_RUNTIME_RUNTIME_HPP_
 #define SYMWIRE_RUNTIME_RUNTIME_HPP_
 
+#include "symwire/runtime/channel.hpp"
 #include "symwire/runtime/client.hpp"
 #include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
-#include "symwire/runtime/peer.hpp"
 #include "symwire/runtime/server.hpp"
 #include "symwire/runtime/task_call.hpp"
 

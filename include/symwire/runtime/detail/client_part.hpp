@@ -1,5 +1,5 @@
 // File: symwire/runtime/detail/client_part.hpp
-// Layer 3b (runtime), internal. ClientPart: what a Peer created by Client
+// Layer 3b (runtime), internal. ClientPart: what a Channel created by Client
 // owns besides the driver: the dialer, redialling after a loss, and the
 // retries of a first connection (ClientOptions).
 #ifndef SYMWIRE_RUNTIME_DETAIL_CLIENT_PART_HPP_
@@ -15,21 +15,21 @@
 
 namespace symwire {
 
-class Peer;
+class Channel;
 
 namespace detail {
 
 struct ClientPart {
   // Dial: connects with `dialer` and hands the transport to the session
   // (a fresh handshake, or a resume after a loss).
-  void Dial(Peer& peer);
+  void Dial(Channel& channel);
   // MaybeRetryFirst: after a first-connection failure, false if it ends
   // the session, true if a fresh attempt was scheduled
   // (ClientOptions::retry_first_connect).
-  bool MaybeRetryFirst(Peer& peer, const absl::Status& status);
+  bool MaybeRetryFirst(Channel& channel, const absl::Status& status);
   // EndPendingRetry: between two first-connection attempts, ends the
   // session with the last attempt's error instead of dialling again.
-  void EndPendingRetry(Peer& peer);
+  void EndPendingRetry(Channel& channel);
 
   Dialer dialer;               // empty for Client::Start: nothing to redial
   absl::Status first_failure;  // why the last first attempt failed

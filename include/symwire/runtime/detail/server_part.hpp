@@ -1,5 +1,5 @@
 // File: symwire/runtime/detail/server_part.hpp
-// Layer 3b (runtime), internal. ServerPart: what a Peer accepted by a
+// Layer 3b (runtime), internal. ServerPart: what a Channel accepted by a
 // Server owns besides the driver: its entry in the server's books (the
 // connection's source, the bytes received before establishment, when it
 // was last disconnected, whether it is in the registry).

@@ -48,10 +48,10 @@ inline bool DefinitiveFirstFailure(const absl::Status& status) {
 
 // ---- ClientPart ------------------------------------------------------------
 
-SYMWIRE_DECL void ClientPart::Dial(Peer& peer) {
-  if (dialing || peer.ended_) return;
+SYMWIRE_DECL void ClientPart::Dial(Channel& channel) {
+  if (dialing || channel.ended_) return;
   dialing = true;
-  dialer([weak = peer.weak_from_this()](DialResult result) {
+  dialer([weak = channel.weak_from_this()](DialResult result) {
     auto self = weak.lock();
     if (!self) {
       if (result.ok()) (*result)->Close();
@@ -62,7 +62,7 @@ SYMWIRE_DECL void ClientPart::Dial(Peer& peer) {
       if (result.ok()) (*result)->Close();
       return;
     }
-    const absl::Time now = self->Now(Peer::Reading::kFresh);
+    const absl::Time now = self->Now(Channel::Reading::kFresh);
     if (!result.ok()) {
       if (!self->established_once_) {
         self->session_->Abort(result.status(), now);
@@ -83,9 +83,9 @@ SYMWIRE_DECL void ClientPart::Dial(Peer& peer) {
   });
 }
 
-SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Peer& peer,
+SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Channel& channel,
                                               const absl::Status& status) {
-  if (!retry_first || peer.user_ended_ || peer.ended_ || !dialer ||
+  if (!retry_first || channel.user_ended_ || channel.ended_ || !dialer ||
       retry_pending) {
     return false;
   }
@@ -93,28 +93,28 @@ SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Peer& peer,
   ++first_attempts;  // connections tried so far, all failed
   if (first_attempts >= first_max_attempts) return false;
   // SPEC.md §16.1's backoff, as between reconnects.
-  const BackoffConfig& b = peer.options_.session.backoff;
+  const BackoffConfig& b = channel.options_.session.backoff;
   double delay =
       absl::ToDoubleSeconds(b.initial) *
       std::pow(b.multiplier, static_cast<double>(first_attempts - 1));
   delay = std::min(delay, absl::ToDoubleSeconds(b.max));
   std::array<std::byte, 8> r;
-  peer.options_.session.random(absl::Span<std::byte>(r));
+  channel.options_.session.random(absl::Span<std::byte>(r));
   uint64_t x;
   std::memcpy(&x, r.data(), sizeof x);
   const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
   delay *= 1.0 + b.jitter * u;
-  const absl::Time at = peer.Now() + absl::Seconds(delay);
+  const absl::Time at = channel.Now() + absl::Seconds(delay);
   if (at > first_deadline) return false;
   retry_pending = true;
   first_failure = status;
-  peer.Notify(PeerEvent::Kind::kReconnecting, status, first_attempts);
+  channel.Notify(ChannelEvent::Kind::kReconnecting, status, first_attempts);
   if (!retry_timer) {
-    retry_timer = std::make_unique<asio::steady_timer>(peer.executor_);
+    retry_timer = std::make_unique<asio::steady_timer>(channel.executor_);
   }
   retry_timer->expires_at(ToSteady(at));
   retry_timer->async_wait(
-      [weak = peer.weak_from_this()](const boost::system::error_code& ec) {
+      [weak = channel.weak_from_this()](const boost::system::error_code& ec) {
         auto self = weak.lock();
         if (!self || ec || !self->client_->retry_pending) return;
         self->client_->retry_pending = false;
@@ -127,10 +127,10 @@ SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Peer& peer,
           t->Close();
         }
         auto session = Session::Create(self->options_.session,
-                                       self->Now(Peer::Reading::kFresh));
+                                       self->Now(Channel::Reading::kFresh));
         if (!session.ok()) {
           self->SessionEnded(session.status());
-          self->Notify(PeerEvent::Kind::kFailed, session.status());
+          self->Notify(ChannelEvent::Kind::kFailed, session.status());
           return;
         }
         self->session_ = std::move(*session);
@@ -139,57 +139,58 @@ SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Peer& peer,
   return true;
 }
 
-SYMWIRE_DECL void ClientPart::EndPendingRetry(Peer& peer) {
+SYMWIRE_DECL void ClientPart::EndPendingRetry(Channel& channel) {
   // Between two first-connection attempts the session has already failed:
   // end with its error now instead of dialling again.
   if (!retry_pending) return;
   retry_pending = false;
   if (retry_timer) retry_timer->cancel();
   const absl::Status why = first_failure;
-  peer.SessionEnded(why);
-  peer.Notify(PeerEvent::Kind::kFailed, why);
+  channel.SessionEnded(why);
+  channel.Notify(ChannelEvent::Kind::kFailed, why);
 }
 
 }  // namespace detail
 
 // ---- Client ----------------------------------------------------------------
 
-SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Connect(
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Client::Connect(
     const asio::any_io_executor& executor, Dialer dialer,
     ClientOptions options) {
   const bool reconnect = options.reconnect;
   const bool retry_first = options.retry_first_connect;
   const uint32_t first_attempts = options.first_connect_attempts;
   const absl::Duration first_timeout = options.first_connect_timeout;
-  absl::StatusOr<std::shared_ptr<Peer>> peer =
-      Peer::Make(executor, std::move(options), SessionSide::kInitiator);
-  if (!peer.ok()) return peer.status();
+  absl::StatusOr<std::shared_ptr<Channel>> channel =
+      Channel::Make(executor, std::move(options), SessionSide::kInitiator);
+  if (!channel.ok()) return channel.status();
   auto part = std::make_unique<detail::ClientPart>();
   part->dialer = std::move(dialer);
   part->reconnect = reconnect;
   part->retry_first = retry_first && first_attempts > 1;
   part->first_max_attempts = first_attempts;
-  part->first_deadline = (*peer)->Now(Peer::Reading::kFresh) + first_timeout;
-  (*peer)->client_ = std::move(part);
-  asio::dispatch(executor, [p = *peer] { p->client_->Dial(*p); });
-  return peer;
+  part->first_deadline =
+      (*channel)->Now(Channel::Reading::kFresh) + first_timeout;
+  (*channel)->client_ = std::move(part);
+  asio::dispatch(executor, [p = *channel] { p->client_->Dial(*p); });
+  return channel;
 }
 
-SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Client::Start(
-    const std::shared_ptr<Transport>& transport, PeerOptions options) {
-  absl::StatusOr<std::shared_ptr<Peer>> peer = Peer::Make(
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Client::Start(
+    const std::shared_ptr<Transport>& transport, ChannelOptions options) {
+  absl::StatusOr<std::shared_ptr<Channel>> channel = Channel::Make(
       transport->executor(), std::move(options), SessionSide::kInitiator);
-  if (!peer.ok()) return peer.status();
+  if (!channel.ok()) return channel.status();
   auto part = std::make_unique<detail::ClientPart>();
   part->reconnect = false;  // nothing can redial these pipes
-  (*peer)->client_ = std::move(part);
-  asio::dispatch(transport->executor(), [p = *peer, transport] {
+  (*channel)->client_ = std::move(part);
+  asio::dispatch(transport->executor(), [p = *channel, transport] {
     p->Attach(transport, true);
     static_cast<void>(
-        p->session_->TransportConnected(p->Now(Peer::Reading::kFresh)));
+        p->session_->TransportConnected(p->Now(Channel::Reading::kFresh)));
     p->AfterInput();
   });
-  return peer;
+  return channel;
 }
 
 }  // namespace symwire

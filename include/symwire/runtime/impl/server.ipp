@@ -236,13 +236,13 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     return;
   }
   ++counters_.connections_accepted;
-  absl::StatusOr<std::shared_ptr<Peer>> peer =
-      Peer::Make(executor_, options_, SessionSide::kAcceptor);
-  if (!peer.ok()) {
-    transport->Close(peer.status());
+  absl::StatusOr<std::shared_ptr<Channel>> channel =
+      Channel::Make(executor_, options_, SessionSide::kAcceptor);
+  if (!channel.ok()) {
+    transport->Close(channel.status());
     return;
   }
-  std::shared_ptr<Peer> p = std::move(*peer);
+  std::shared_ptr<Channel> p = std::move(*channel);
   auto part = std::make_unique<detail::ServerPart>();
   part->server = weak_from_this();
   part->source = std::move(source);
@@ -251,24 +251,25 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
   static_cast<void>(
-      p->session_->TransportConnected(p->Now(Peer::Reading::kFresh)));
+      p->session_->TransportConnected(p->Now(Channel::Reading::kFresh)));
   p->AfterInput();
 }
 
-SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
-  pending_.erase(peer.get());
+SYMWIRE_DECL void Server::OnEstablished(
+    const std::shared_ptr<Channel>& channel) {
+  pending_.erase(channel.get());
   const auto refuse = [&](const std::string& why) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
-    peer->session_->Abort(absl::ResourceExhaustedError(why), peer->Now());
+    channel->session_->Abort(absl::ResourceExhaustedError(why), channel->Now());
   };
   if (options_.max_sessions_per_source > 0) {
-    auto it = sessions_per_source_.find(peer->server_->source);
+    auto it = sessions_per_source_.find(channel->server_->source);
     if (it != sessions_per_source_.end() &&
         it->second >= options_.max_sessions_per_source &&
-        !EvictIdle(&peer->server_->source)) {
+        !EvictIdle(&channel->server_->source)) {
       ++counters_.sessions_refused_per_source;
-      refuse(absl::StrCat("source ", peer->server_->source, " holds ",
+      refuse(absl::StrCat("source ", channel->server_->source, " holds ",
                           it->second, " sessions (max_sessions_per_source ",
                           options_.max_sessions_per_source, ")"));
       return;
@@ -281,17 +282,17 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
     return;
   }
   ++counters_.sessions_established;
-  peer->server_->registered = true;
-  registry_[peer->session_->session_id()] = peer;
-  ++sessions_per_source_[peer->server_->source];
-  if (peer->transport_) peer->transport_->LimitReadBuffer(SIZE_MAX);
-  if (on_session_) on_session_(peer);
+  channel->server_->registered = true;
+  registry_[channel->session_->session_id()] = channel;
+  ++sessions_per_source_[channel->server_->source];
+  if (channel->transport_) channel->transport_->LimitReadBuffer(SIZE_MAX);
+  if (on_session_) on_session_(channel);
 }
 
 SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
   // A linear scan, only when the registry (or a source) is full: cheap next
   // to the handshake that asks for it.
-  std::shared_ptr<Peer> victim;
+  std::shared_ptr<Channel> victim;
   for (const auto& [id, p] : registry_) {
     if (p->transport_ || p->ended_ || p->dispatching_) continue;
     if (source != nullptr && p->server_->source != *source) continue;
@@ -313,7 +314,7 @@ SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
                    "resume: the server's registry is full",
                    source != nullptr ? absl::StrCat(" for source ", *source)
                                      : std::string())));
-  // Abort ended it (SessionEnded -> OnPeerEnded unregisters it).
+  // Abort ended it (SessionEnded -> OnChannelEnded unregisters it).
   SYMWIRE_ASSERT(!victim->server_->registered);
   return true;
 }
@@ -352,8 +353,8 @@ SYMWIRE_DECL void Server::CountAuthFailure(const std::string& source) {
   }
 }
 
-SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
-                                            const SessionId& id) {
+SYMWIRE_DECL void Server::OnResumeRequested(
+    const std::shared_ptr<Channel>& fresh, const SessionId& id) {
   const absl::Time now = SteadyNow();
   auto it = registry_.find(id);
   if (it == registry_.end() || stopping_) {
@@ -362,7 +363,7 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
     fresh->AfterInput();
     return;
   }
-  const std::shared_ptr<Peer> existing = it->second;
+  const std::shared_ptr<Channel> existing = it->second;
   const absl::Status st =
       existing->session_->AdoptConnection(*fresh->session_, now);
   // Whatever `fresh` still has goes out first, on its connection.
@@ -395,24 +396,25 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
   fresh->AfterInput();
 }
 
-SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
+SYMWIRE_DECL void Server::OnChannelEnded(Channel* channel) {
   // The peer stays alive until its own call stack unwinds (it holds a
   // reference in AfterInput). A connection that ends failed before its
   // session was established is a failed handshake (bad bytes, timeout,
   // authentication, a rejected resume); a resumed one ends kClosed.
-  if (pending_.erase(peer) > 0 && !stopping_ &&
-      peer->session_->state() == SessionState::kFailed) {
+  if (pending_.erase(channel) > 0 && !stopping_ &&
+      channel->session_->state() == SessionState::kFailed) {
     ++counters_.handshakes_failed;
-    if (GetErrorCode(peer->session_->status()) == ErrorCode::kUnauthenticated) {
-      CountAuthFailure(peer->server_->source);
+    if (GetErrorCode(channel->session_->status()) ==
+        ErrorCode::kUnauthenticated) {
+      CountAuthFailure(channel->server_->source);
     }
   }
-  if (peer->server_->registered) {
-    peer->server_->registered = false;
-    auto it = registry_.find(peer->session_->session_id());
-    if (it != registry_.end() && it->second.get() == peer) {
+  if (channel->server_->registered) {
+    channel->server_->registered = false;
+    auto it = registry_.find(channel->session_->session_id());
+    if (it != registry_.end() && it->second.get() == channel) {
       registry_.erase(it);
-      auto src = sessions_per_source_.find(peer->server_->source);
+      auto src = sessions_per_source_.find(channel->server_->source);
       if (src != sessions_per_source_.end() && --src->second == 0) {
         sessions_per_source_.erase(src);
       }
@@ -421,7 +423,7 @@ SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
   MaybeFinishShutdown();
 }
 
-SYMWIRE_DECL std::shared_ptr<Peer> Server::Find(const SessionId& id) const {
+SYMWIRE_DECL std::shared_ptr<Channel> Server::Find(const SessionId& id) const {
   auto it = registry_.find(id);
   return it == registry_.end() ? nullptr : it->second;
 }
@@ -431,13 +433,13 @@ SYMWIRE_DECL void Server::Stop() {
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
   for (auto& a : unix_acceptors_) a->close(ignored);
-  std::vector<std::shared_ptr<Peer>> all;
-  for (const auto& [p, peer] : pending_) all.push_back(peer);
-  for (const auto& [id, peer] : registry_) all.push_back(peer);
+  std::vector<std::shared_ptr<Channel>> all;
+  for (const auto& [p, channel] : pending_) all.push_back(channel);
+  for (const auto& [id, channel] : registry_) all.push_back(channel);
   // Plain UNAVAILABLE (no symwire detail code fits): retry elsewhere.
   const absl::Status why = absl::UnavailableError("server stopped");
-  for (const auto& peer : all) {
-    if (!peer->ended_) peer->Abort(why);
+  for (const auto& channel : all) {
+    if (!channel->ended_) channel->Abort(why);
   }
   MaybeFinishShutdown();
 }
@@ -453,14 +455,14 @@ SYMWIRE_DECL void Server::StartShutdown(
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
   for (auto& a : unix_acceptors_) a->close(ignored);
-  std::vector<std::shared_ptr<Peer>> handshaking;
-  for (const auto& [p, peer] : pending_) handshaking.push_back(peer);
-  for (const auto& peer : handshaking) {
-    peer->Abort(absl::UnavailableError("server shutting down"));
+  std::vector<std::shared_ptr<Channel>> handshaking;
+  for (const auto& [p, channel] : pending_) handshaking.push_back(channel);
+  for (const auto& channel : handshaking) {
+    channel->Abort(absl::UnavailableError("server shutting down"));
   }
-  std::vector<std::shared_ptr<Peer>> live;
-  for (const auto& [id, peer] : registry_) live.push_back(peer);
-  for (const auto& peer : live) static_cast<void>(peer->Close());
+  std::vector<std::shared_ptr<Channel>> live;
+  for (const auto& [id, channel] : registry_) live.push_back(channel);
+  for (const auto& channel : live) static_cast<void>(channel->Close());
   drain_timer_ = std::make_unique<asio::steady_timer>(executor_);
   drain_timer_->expires_after(options_.drain_timeout);
   drain_timer_->async_wait(

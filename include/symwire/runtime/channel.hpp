@@ -1,8 +1,8 @@
-// File: symwire/runtime/peer.hpp
-// Layer 3b (runtime). Peer: one session driven over a sequence of
+// File: symwire/runtime/channel.hpp
+// Layer 3b (runtime). Channel: one session driven over a sequence of
 // transports (the driver loop of STYLE.md §1).
-#ifndef SYMWIRE_RUNTIME_PEER_HPP_
-#define SYMWIRE_RUNTIME_PEER_HPP_
+#ifndef SYMWIRE_RUNTIME_CHANNEL_HPP_
+#define SYMWIRE_RUNTIME_CHANNEL_HPP_
 
 #include <cstddef>
 #include <cstdint>
@@ -43,15 +43,19 @@ struct ClientPart;
 struct ServerPart;
 }  // namespace detail
 
-// Peer
-// One session, driven over a sequence of transports. Created by Client
-// (initiator) or Server (acceptor); always held by shared_ptr.
-class Peer : public std::enable_shared_from_this<Peer>,
-             private Transport::Sink {
+// Channel
+// One session as the user holds it, on either side: the Session (layer 2,
+// the protocol state machine) driven over a sequence of Transports (layer
+// 3, one connection each; a resume moves the channel to a new one). Created
+// by Client (initiator) or Server (acceptor); always held by shared_ptr.
+// Formerly Peer (deprecated alias below): "peer" now only means the other
+// side of a connection.
+class Channel : public std::enable_shared_from_this<Channel>,
+                private Transport::Sink {
  public:
-  Peer(const Peer&) = delete;
-  Peer& operator=(const Peer&) = delete;
-  SYMWIRE_DECL ~Peer();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  SYMWIRE_DECL ~Channel();
 
   const asio::any_io_executor& get_executor() const { return executor_; }
 
@@ -59,8 +63,8 @@ class Peer : public std::enable_shared_from_this<Peer>,
   // Where received tasks go. Without a handler, a task is failed with
   // kUnimplemented ("no task handler").
   void SetTaskHandler(TaskHandler handler) { handler_ = std::move(handler); }
-  // SetObserver: connection-level events (PeerEvent), inline.
-  void SetObserver(std::function<void(const PeerEvent&)> observer) {
+  // SetObserver: connection-level events (ChannelEvent), inline.
+  void SetObserver(std::function<void(const ChannelEvent&)> observer) {
     observer_ = std::move(observer);
   }
 
@@ -149,8 +153,9 @@ class Peer : public std::enable_shared_from_this<Peer>,
 
  public:
   // Use Client / Server.
-  SYMWIRE_DECL Peer(Private, asio::any_io_executor executor,
-                    std::unique_ptr<Session> session, PeerOptions options);
+  SYMWIRE_DECL Channel(Private, asio::any_io_executor executor,
+                       std::unique_ptr<Session> session,
+                       ChannelOptions options);
 
  private:
   // Transport::Sink
@@ -159,8 +164,8 @@ class Peer : public std::enable_shared_from_this<Peer>,
   void OnTransportClosed(Transport& transport,
                          const absl::Status& status) override;
 
-  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Make(
-      asio::any_io_executor executor, PeerOptions options, SessionSide side);
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Make(
+      asio::any_io_executor executor, ChannelOptions options, SessionSide side);
   void Attach(std::shared_ptr<Transport> transport, bool start);
   void Detach();
   // AfterInput: after an input to the session, dispatch its events, hand
@@ -170,9 +175,9 @@ class Peer : public std::enable_shared_from_this<Peer>,
   // dispatch loop nothing (the loop drains after each event); outside it,
   // one AfterInput is posted for the whole burst, so N calls in one handler
   // cost one flush, one write and one timer check instead of N (plus the
-  // early flushes of PeerOptions::early_flush_bytes).
+  // early flushes of ChannelOptions::early_flush_bytes).
   void AfterUserCall();
-  // MaybeFlushEarly: PeerOptions::early_flush_bytes.
+  // MaybeFlushEarly: ChannelOptions::early_flush_bytes.
   void MaybeFlushEarly();
   // Now
   // The driver's clock: every time handed to the session comes from here,
@@ -203,7 +208,7 @@ class Peer : public std::enable_shared_from_this<Peer>,
   void Handle(SessionClosed& c);
   void Handle(SessionFailed& sf);
   void ArmTimer();
-  void Notify(PeerEvent::Kind kind, absl::Status status = absl::OkStatus(),
+  void Notify(ChannelEvent::Kind kind, absl::Status status = absl::OkStatus(),
               uint32_t attempt = 0);
   // The server that accepted this session, or nullptr.
   std::shared_ptr<Server> OwningServer() const;
@@ -228,14 +233,14 @@ class Peer : public std::enable_shared_from_this<Peer>,
                           absl::Span<const std::byte> payload, bool final);
 
   asio::any_io_executor executor_;
-  PeerOptions options_;
+  ChannelOptions options_;
   std::unique_ptr<Session> session_;
   std::shared_ptr<Transport> transport_;
   asio::steady_timer timer_;
   absl::Time timer_at_ = absl::InfiniteFuture();
   uint64_t timer_generation_ = 0;
   TaskHandler handler_;
-  std::function<void(const PeerEvent&)> observer_;
+  std::function<void(const ChannelEvent&)> observer_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::CallState>> calls_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::IncomingState>> incoming_;
   // Work waiting for a Writable event (credit or send window), in order.
@@ -261,9 +266,12 @@ class Peer : public std::enable_shared_from_this<Peer>,
   size_t unread_bytes_ = 0;
 };
 
+// Peer: the old name of Channel (README, "Upgrading").
+using Peer [[deprecated("use symwire::Channel")]] = Channel;
+
 template <class CompletionToken>
-auto Peer::async_submit(std::string payload, CallOptions options,
-                        TaskCallbacks callbacks, CompletionToken&& token) {
+auto Channel::async_submit(std::string payload, CallOptions options,
+                           TaskCallbacks callbacks, CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<TaskCall>>(
       executor_,
       [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o,
@@ -276,8 +284,8 @@ auto Peer::async_submit(std::string payload, CallOptions options,
 }
 
 template <class CompletionToken>
-auto Peer::async_call(std::string payload, CallOptions options,
-                      CompletionToken&& token) {
+auto Channel::async_call(std::string payload, CallOptions options,
+                         CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<std::string>>(
       executor_,
       [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o) {
@@ -288,7 +296,7 @@ auto Peer::async_call(std::string payload, CallOptions options,
 }
 
 template <class CompletionToken>
-auto Peer::async_close(CompletionToken&& token) {
+auto Channel::async_close(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
       [self = shared_from_this()](auto done) {
@@ -298,7 +306,7 @@ auto Peer::async_close(CompletionToken&& token) {
 }
 
 template <class CompletionToken>
-auto Peer::async_wait_established(CompletionToken&& token) {
+auto Channel::async_wait_established(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
       [self = shared_from_this()](auto done) {
@@ -309,7 +317,7 @@ auto Peer::async_wait_established(CompletionToken&& token) {
 
 }  // namespace symwire
 
-// Header-only mode: the bodies need Server (and server.hpp needs Peer
+// Header-only mode: the bodies need Server (and server.hpp needs Channel
 // complete first, so it includes this header after defining Server).
 #ifdef SYMWIRE_HEADER_ONLY
 // The order matters.
@@ -317,9 +325,9 @@ auto Peer::async_wait_established(CompletionToken&& token) {
 #include "symwire/runtime/client.hpp"
 #include "symwire/runtime/server.hpp"
 #include "symwire/runtime/impl/incoming_task.ipp"
-#include "symwire/runtime/impl/peer.ipp"
+#include "symwire/runtime/impl/channel.ipp"
 #include "symwire/runtime/impl/task_call.ipp"
 // clang-format on
 #endif
 
-#endif  // SYMWIRE_RUNTIME_PEER_HPP_
+#endif  // SYMWIRE_RUNTIME_CHANNEL_HPP_

@@ -1,7 +1,7 @@
-// File: symwire/runtime/impl/peer.ipp
-// Out-of-line bodies of runtime/peer.hpp (layer 3b): the driver loop.
-#ifndef SYMWIRE_RUNTIME_IMPL_PEER_IPP_
-#define SYMWIRE_RUNTIME_IMPL_PEER_IPP_
+// File: symwire/runtime/impl/channel.ipp
+// Out-of-line bodies of runtime/channel.hpp (layer 3b): the driver loop.
+#ifndef SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
+#define SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
 
 #include <algorithm>
 #include <array>
@@ -17,10 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "symwire/error.hpp"
+#include "symwire/runtime/channel.hpp"
 #include "symwire/runtime/detail/client_part.hpp"
 #include "symwire/runtime/detail/server_part.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
-#include "symwire/runtime/peer.hpp"
 #include "symwire/runtime/server.hpp"
 #include "symwire/wire/frame.hpp"
 
@@ -36,17 +36,18 @@ inline constexpr size_t kReplayPieceBytes = 2048;
 
 }  // namespace detail
 
-// ---- Peer: construction
+// ---- Channel: construction
 // ------------------------------------------------------
 
-SYMWIRE_DECL Peer::Peer(Private, asio::any_io_executor executor,
-                        std::unique_ptr<Session> session, PeerOptions options)
+SYMWIRE_DECL Channel::Channel(Private, asio::any_io_executor executor,
+                              std::unique_ptr<Session> session,
+                              ChannelOptions options)
     : executor_(std::move(executor)),
       options_(std::move(options)),
       session_(std::move(session)),
       timer_(executor_) {}
 
-SYMWIRE_DECL Peer::~Peer() {
+SYMWIRE_DECL Channel::~Channel() {
   if (!transport_) return;
   transport_->SetSink(nullptr);  // nobody to tell: close quietly
   try {
@@ -55,24 +56,24 @@ SYMWIRE_DECL Peer::~Peer() {
   }
 }
 
-SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Peer>> Peer::Make(
-    asio::any_io_executor executor, PeerOptions options, SessionSide side) {
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Channel::Make(
+    asio::any_io_executor executor, ChannelOptions options, SessionSide side) {
   options.session.side = side;
   if (!options.session.random) options.session.random = SystemRandom();
-  auto peer = std::make_shared<Peer>(Private{}, std::move(executor), nullptr,
-                                     std::move(options));
+  auto channel = std::make_shared<Channel>(Private{}, std::move(executor),
+                                           nullptr, std::move(options));
   auto session =
-      Session::Create(peer->options_.session, peer->Now(Reading::kFresh));
+      Session::Create(channel->options_.session, channel->Now(Reading::kFresh));
   if (!session.ok()) return session.status();
-  peer->session_ = std::move(*session);
-  return peer;
+  channel->session_ = std::move(*session);
+  return channel;
 }
 
-// ---- Peer: the driver loop
+// ---- Channel: the driver loop
 // ---------------------------------------------------
 
-SYMWIRE_DECL void Peer::Attach(std::shared_ptr<Transport> transport,
-                               bool start) {
+SYMWIRE_DECL void Channel::Attach(std::shared_ptr<Transport> transport,
+                                  bool start) {
   SYMWIRE_ASSERT(!transport_);
   transport_ = std::move(transport);
   if (server_) server_->Attached(*transport_, established_once_);
@@ -86,14 +87,14 @@ SYMWIRE_DECL void Peer::Attach(std::shared_ptr<Transport> transport,
   }
 }
 
-SYMWIRE_DECL void Peer::Detach() {
+SYMWIRE_DECL void Channel::Detach() {
   if (!transport_) return;
   transport_->SetSink(nullptr);
   transport_.reset();
   if (server_) server_->Detached(Now());
 }
 
-SYMWIRE_DECL void Peer::DrainTransmit() {
+SYMWIRE_DECL void Channel::DrainTransmit() {
   std::shared_ptr<const void> owner;
   for (;;) {
     const absl::Span<const std::byte> bytes =
@@ -117,23 +118,23 @@ SYMWIRE_DECL void Peer::DrainTransmit() {
   }
 }
 
-SYMWIRE_DECL void Peer::BeginReplay(bool first_span_alone) {
+SYMWIRE_DECL void Channel::BeginReplay(bool first_span_alone) {
   if (!transport_) return;
   transport_->WriteInPieces(detail::kReplayPieceBytes,
                             session_->transmit_pending_bytes());
   first_span_alone_ = first_span_alone;
 }
 
-SYMWIRE_DECL void Peer::MaybeFlushEarly() {
+SYMWIRE_DECL void Channel::MaybeFlushEarly() {
   if (transport_ && transport_->pending_bytes() >= options_.early_flush_bytes) {
     transport_->Flush();
   }
 }
 
-SYMWIRE_DECL void Peer::AfterInput() {
+SYMWIRE_DECL void Channel::AfterInput() {
   DrainTransmit();
   if (dispatching_) return;  // the outer AfterInput continues
-  const std::shared_ptr<Peer> keep = shared_from_this();
+  const std::shared_ptr<Channel> keep = shared_from_this();
   // A new turn: the server may have handed the session a newer reading
   // than ours (a connection it routed here), so read again when needed.
   now_valid_ = false;
@@ -167,14 +168,14 @@ SYMWIRE_DECL void Peer::AfterInput() {
   ArmTimer();
 }
 
-SYMWIRE_DECL absl::Time Peer::Now(Reading reading) {
+SYMWIRE_DECL absl::Time Channel::Now(Reading reading) {
   if (now_valid_ && reading == Reading::kTurn) return now_;
   now_ = std::max(now_, SteadyNow());
   now_valid_ = true;
   return now_;
 }
 
-SYMWIRE_DECL void Peer::AfterUserCall() {
+SYMWIRE_DECL void Channel::AfterUserCall() {
   // Inside the dispatch loop, the loop drains and flushes after the event.
   if (dispatching_) return;
   if (transport_ &&
@@ -192,7 +193,7 @@ SYMWIRE_DECL void Peer::AfterUserCall() {
   });
 }
 
-SYMWIRE_DECL void Peer::ArmTimer() {
+SYMWIRE_DECL void Channel::ArmTimer() {
   const absl::Time due =
       ended_ ? absl::InfiniteFuture() : session_->NextDeadline();
   if (due == absl::InfiniteFuture()) {
@@ -220,8 +221,8 @@ SYMWIRE_DECL void Peer::ArmTimer() {
       });
 }
 
-SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
-                                        absl::Span<const std::byte> bytes) {
+SYMWIRE_DECL void Channel::OnTransportData(Transport& transport,
+                                           absl::Span<const std::byte> bytes) {
   if (&transport != transport_.get()) return;
   if (!established_once_ && server_) {
     // ServerOptions::max_handshake_bytes: before the session is
@@ -243,8 +244,8 @@ SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
   }
 }
 
-SYMWIRE_DECL void Peer::OnTransportClosed(Transport& transport,
-                                          const absl::Status& status) {
+SYMWIRE_DECL void Channel::OnTransportClosed(Transport& transport,
+                                             const absl::Status& status) {
   if (&transport != transport_.get()) return;
   Detach();
   session_->TransportLost(status.ok() ? MakeError(ErrorCode::kConnectionLost,
@@ -254,22 +255,22 @@ SYMWIRE_DECL void Peer::OnTransportClosed(Transport& transport,
   AfterInput();
 }
 
-SYMWIRE_DECL std::shared_ptr<Server> Peer::OwningServer() const {
+SYMWIRE_DECL std::shared_ptr<Server> Channel::OwningServer() const {
   return server_ ? server_->server.lock() : nullptr;
 }
 
-SYMWIRE_DECL void Peer::Notify(PeerEvent::Kind kind, absl::Status status,
-                               uint32_t attempt) {
-  if (observer_) observer_(PeerEvent{kind, std::move(status), attempt});
+SYMWIRE_DECL void Channel::Notify(ChannelEvent::Kind kind, absl::Status status,
+                                  uint32_t attempt) {
+  if (observer_) observer_(ChannelEvent{kind, std::move(status), attempt});
 }
 
-SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
+SYMWIRE_DECL void Channel::HandleEvent(Event& event) {
   std::visit([this](auto& e) { Handle(e); }, event);
 }
 
-SYMWIRE_DECL void Peer::Handle(TaskReceived& t) {
+SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
   auto state = std::make_shared<detail::IncomingState>();
-  state->peer = weak_from_this();
+  state->channel = weak_from_this();
   state->executor = executor_;
   state->id = t.task;
   state->payload = t.payload();
@@ -290,7 +291,7 @@ SYMWIRE_DECL void Peer::Handle(TaskReceived& t) {
   state->payload = {};
 }
 
-SYMWIRE_DECL void Peer::Handle(ResponseReceived& r) {
+SYMWIRE_DECL void Channel::Handle(ResponseReceived& r) {
   auto it = calls_.find(r.task);
   if (it == calls_.end()) return;
   const std::shared_ptr<detail::CallState> call = it->second;
@@ -312,7 +313,7 @@ SYMWIRE_DECL void Peer::Handle(ResponseReceived& r) {
   if (r.final) FinishCall(r.task, absl::OkStatus());
 }
 
-SYMWIRE_DECL void Peer::Handle(TaskFailed& f) {
+SYMWIRE_DECL void Channel::Handle(TaskFailed& f) {
   auto it = calls_.find(f.task);
   if (it != calls_.end()) {
     it->second->retryable = f.retryable;
@@ -322,7 +323,7 @@ SYMWIRE_DECL void Peer::Handle(TaskFailed& f) {
   }
 }
 
-SYMWIRE_DECL void Peer::Handle(TaskCancelled& c) {
+SYMWIRE_DECL void Channel::Handle(TaskCancelled& c) {
   if (c.submitted_here) {
     FinishCall(c.task, c.status);
   } else {
@@ -330,9 +331,9 @@ SYMWIRE_DECL void Peer::Handle(TaskCancelled& c) {
   }
 }
 
-SYMWIRE_DECL void Peer::Handle(Writable&) { RunWritableWaiters(); }
+SYMWIRE_DECL void Channel::Handle(Writable&) { RunWritableWaiters(); }
 
-SYMWIRE_DECL void Peer::Handle(Established& e) {
+SYMWIRE_DECL void Channel::Handle(Established& e) {
   const bool first = !established_once_;
   established_once_ = true;
   outage_attempts_ = 0;
@@ -344,10 +345,11 @@ SYMWIRE_DECL void Peer::Handle(Established& e) {
   if (auto server = OwningServer(); server && first && !server_->registered) {
     server->OnEstablished(shared_from_this());
   }
-  Notify(e.resumed ? PeerEvent::Kind::kResumed : PeerEvent::Kind::kConnected);
+  Notify(e.resumed ? ChannelEvent::Kind::kResumed
+                   : ChannelEvent::Kind::kConnected);
 }
 
-SYMWIRE_DECL void Peer::Handle(ConnectionLost& lost) {
+SYMWIRE_DECL void Channel::Handle(ConnectionLost& lost) {
   // A client that cannot redial (Client::Start over pipes) ends here; a
   // server-side session waits for a resume.
   if (!established_once_ || (client_ && !client_->reconnect)) {
@@ -356,10 +358,10 @@ SYMWIRE_DECL void Peer::Handle(ConnectionLost& lost) {
     session_->Abort(lost.status, Now());
     return;
   }
-  Notify(PeerEvent::Kind::kReconnecting, lost.status, outage_attempts_);
+  Notify(ChannelEvent::Kind::kReconnecting, lost.status, outage_attempts_);
 }
 
-SYMWIRE_DECL void Peer::Handle(ReconnectDue& due) {
+SYMWIRE_DECL void Channel::Handle(ReconnectDue& due) {
   outage_attempts_ = due.attempt;
   if (client_ && client_->dialer && client_->reconnect) {
     client_->Dial(*this);
@@ -371,7 +373,7 @@ SYMWIRE_DECL void Peer::Handle(ReconnectDue& due) {
   }
 }
 
-SYMWIRE_DECL void Peer::Handle(ResumeRequested& rr) {
+SYMWIRE_DECL void Channel::Handle(ResumeRequested& rr) {
   if (auto server = OwningServer()) {
     server->OnResumeRequested(shared_from_this(), rr.session_id);
     // The server gave the session its own reading: ours may be older.
@@ -381,25 +383,25 @@ SYMWIRE_DECL void Peer::Handle(ResumeRequested& rr) {
   }
 }
 
-SYMWIRE_DECL void Peer::Handle(PeerDraining&) {
-  Notify(PeerEvent::Kind::kPeerDraining);
+SYMWIRE_DECL void Channel::Handle(PeerDraining&) {
+  Notify(ChannelEvent::Kind::kPeerDraining);
 }
 
-SYMWIRE_DECL void Peer::Handle(SessionClosed&) {
+SYMWIRE_DECL void Channel::Handle(SessionClosed&) {
   SessionEnded(absl::OkStatus());
-  Notify(PeerEvent::Kind::kClosed);
+  Notify(ChannelEvent::Kind::kClosed);
 }
 
-SYMWIRE_DECL void Peer::Handle(SessionFailed& sf) {
+SYMWIRE_DECL void Channel::Handle(SessionFailed& sf) {
   if (!established_once_ && client_ &&
       client_->MaybeRetryFirst(*this, sf.status)) {
     return;
   }
   SessionEnded(sf.status);
-  Notify(PeerEvent::Kind::kFailed, sf.status);
+  Notify(ChannelEvent::Kind::kFailed, sf.status);
 }
 
-SYMWIRE_DECL void Peer::FinishCall(TaskId id, const absl::Status& status) {
+SYMWIRE_DECL void Channel::FinishCall(TaskId id, const absl::Status& status) {
   auto it = calls_.find(id);
   if (it == calls_.end()) return;
   const std::shared_ptr<detail::CallState> call = it->second;
@@ -415,8 +417,8 @@ SYMWIRE_DECL void Peer::FinishCall(TaskId id, const absl::Status& status) {
   }
 }
 
-SYMWIRE_DECL void Peer::EndIncoming(TaskId id,
-                                    const absl::Status& cancel_status) {
+SYMWIRE_DECL void Channel::EndIncoming(TaskId id,
+                                       const absl::Status& cancel_status) {
   auto it = incoming_.find(id);
   if (it == incoming_.end()) return;
   const std::shared_ptr<detail::IncomingState> task = it->second;
@@ -431,9 +433,9 @@ SYMWIRE_DECL void Peer::EndIncoming(TaskId id,
   }
 }
 
-SYMWIRE_DECL absl::Status Peer::RespondFor(detail::IncomingState& task,
-                                           absl::Span<const std::byte> payload,
-                                           bool final) {
+SYMWIRE_DECL absl::Status Channel::RespondFor(
+    detail::IncomingState& task, absl::Span<const std::byte> payload,
+    bool final) {
   if (task.done) {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", task.id, " already ended"));
@@ -451,7 +453,7 @@ SYMWIRE_DECL absl::Status Peer::RespondFor(detail::IncomingState& task,
   return st;
 }
 
-SYMWIRE_DECL void Peer::RunWritableWaiters() {
+SYMWIRE_DECL void Channel::RunWritableWaiters() {
   while (!writable_waiters_.empty()) {
     // Move the front out before running it: it may queue more waiters.
     auto waiter = std::move(writable_waiters_.front());
@@ -463,7 +465,7 @@ SYMWIRE_DECL void Peer::RunWritableWaiters() {
   }
 }
 
-SYMWIRE_DECL void Peer::SessionEnded(const absl::Status& status) {
+SYMWIRE_DECL void Channel::SessionEnded(const absl::Status& status) {
   ended_ = true;
   // Every open task got its terminal event from the session; anything left
   // (never reached by an event) ends with the session's status too.
@@ -486,10 +488,10 @@ SYMWIRE_DECL void Peer::SessionEnded(const absl::Status& status) {
   auto closers = std::move(close_waiters_);
   close_waiters_.clear();
   for (auto& w : closers) w(status);
-  if (auto server = OwningServer()) server->OnPeerEnded(this);
+  if (auto server = OwningServer()) server->OnChannelEnded(this);
 }
 
-SYMWIRE_DECL void Peer::UnreadChanged(int64_t delta) {
+SYMWIRE_DECL void Channel::UnreadChanged(int64_t delta) {
   unread_bytes_ =
       static_cast<size_t>(static_cast<int64_t>(unread_bytes_) + delta);
   if (transport_ && transport_->reading_paused() &&
@@ -498,10 +500,10 @@ SYMWIRE_DECL void Peer::UnreadChanged(int64_t delta) {
   }
 }
 
-// ---- Peer: user calls
+// ---- Channel: user calls
 // --------------------------------------------------------
 
-SYMWIRE_DECL absl::StatusOr<TaskCall> Peer::Submit(
+SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
     absl::Span<const std::byte> payload, const TaskOptions& options,
     TaskCallbacks callbacks) {
   // A deadline is relative to now: read the clock for it; otherwise the
@@ -514,7 +516,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Peer::Submit(
     return id.status();
   }
   auto state = std::make_shared<detail::CallState>();
-  state->peer = weak_from_this();
+  state->channel = weak_from_this();
   state->executor = executor_;
   state->id = *id;
   state->callbacks = std::move(callbacks);
@@ -523,7 +525,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Peer::Submit(
   return TaskCall(std::move(state));
 }
 
-SYMWIRE_DECL void Peer::SubmitWhenWritable(
+SYMWIRE_DECL void Channel::SubmitWhenWritable(
     std::string payload, CallOptions options, TaskCallbacks callbacks,
     absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done) {
   auto attempt = [weak = weak_from_this(), payload = std::move(payload),
@@ -563,14 +565,14 @@ SYMWIRE_DECL void Peer::SubmitWhenWritable(
   writable_waiters_.push_back(std::move(attempt));
 }
 
-SYMWIRE_DECL void Peer::StartSubmit(
+SYMWIRE_DECL void Channel::StartSubmit(
     std::string payload, CallOptions options, TaskCallbacks callbacks,
     detail::Completion<void(absl::StatusOr<TaskCall>)> done) {
   SubmitWhenWritable(std::move(payload), std::move(options),
                      std::move(callbacks), std::move(done));
 }
 
-SYMWIRE_DECL void Peer::StartCall(
+SYMWIRE_DECL void Channel::StartCall(
     std::string payload, CallOptions options,
     detail::Completion<void(absl::StatusOr<std::string>)> done) {
   // One completion, reached either by a failed submission or by the task's
@@ -605,7 +607,7 @@ SYMWIRE_DECL void Peer::StartCall(
                      });
 }
 
-SYMWIRE_DECL absl::Status Peer::Close() {
+SYMWIRE_DECL absl::Status Channel::Close() {
   user_ended_ = true;
   if (client_ && client_->retry_pending) {
     client_->EndPendingRetry(*this);
@@ -616,7 +618,7 @@ SYMWIRE_DECL absl::Status Peer::Close() {
   return st;
 }
 
-SYMWIRE_DECL void Peer::StartClose(
+SYMWIRE_DECL void Channel::StartClose(
     detail::Completion<void(absl::Status)> done) {
   if (ended_) {
     done(session_->status());
@@ -626,7 +628,7 @@ SYMWIRE_DECL void Peer::StartClose(
   static_cast<void>(Close());
 }
 
-SYMWIRE_DECL void Peer::StartWaitEstablished(
+SYMWIRE_DECL void Channel::StartWaitEstablished(
     detail::Completion<void(absl::Status)> done) {
   if (ended_) {
     done(session_->status().ok()
@@ -641,7 +643,7 @@ SYMWIRE_DECL void Peer::StartWaitEstablished(
   established_waiters_.push_back(std::move(done));
 }
 
-SYMWIRE_DECL void Peer::Abort(const absl::Status& status) {
+SYMWIRE_DECL void Channel::Abort(const absl::Status& status) {
   SYMWIRE_REQUIRE(!status.ok());
   user_ended_ = true;
   if (client_ && client_->retry_pending) {
@@ -652,21 +654,21 @@ SYMWIRE_DECL void Peer::Abort(const absl::Status& status) {
   AfterInput();
 }
 
-SYMWIRE_DECL void Peer::KillConnection() {
+SYMWIRE_DECL void Channel::KillConnection() {
   if (!transport_) return;
   std::shared_ptr<Transport> t = transport_;
   // Close reports back through OnTransportClosed, like a network failure.
   t->Close(MakeError(ErrorCode::kConnectionLost, "connection killed here"));
 }
 
-SYMWIRE_DECL std::string Peer::transport_description() const {
+SYMWIRE_DECL std::string Channel::transport_description() const {
   return transport_ ? transport_->description() : std::string();
 }
 
-SYMWIRE_DECL TransportCounters Peer::transport_counters() const {
+SYMWIRE_DECL TransportCounters Channel::transport_counters() const {
   return transport_ ? transport_->counters() : TransportCounters{};
 }
 
 }  // namespace symwire
 
-#endif  // SYMWIRE_RUNTIME_IMPL_PEER_IPP_
+#endif  // SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
