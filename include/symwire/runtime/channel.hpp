@@ -158,6 +158,8 @@ class Channel : public std::enable_shared_from_this<Channel>,
                        ChannelOptions options);
 
  private:
+  // ---- The driver loop (impl/driver.ipp): the transport sink, Attach and
+  // Detach, draining the session, the timer and the clock.
   // Transport::Sink
   void OnTransportData(Transport& transport,
                        absl::Span<const std::byte> bytes) override;
@@ -193,6 +195,8 @@ class Channel : public std::enable_shared_from_this<Channel>,
   enum class Reading : uint8_t { kTurn, kFresh };
   absl::Time Now(Reading reading = Reading::kTurn);
   void DrainTransmit();
+  // ---- Delivery (impl/channel.ipp): one handler per event type, the task
+  // table, the user calls.
   // HandleEvent: std::visit over the event, one Handle per event type.
   void HandleEvent(Event& event);
   void Handle(TaskReceived& t);
@@ -326,6 +330,7 @@ auto Channel::async_wait_established(CompletionToken&& token) {
 #include "symwire/runtime/server.hpp"
 #include "symwire/runtime/impl/incoming_task.ipp"
 #include "symwire/runtime/impl/channel.ipp"
+#include "symwire/runtime/impl/driver.ipp"
 #include "symwire/runtime/impl/task_call.ipp"
 // clang-format on
 #endif
