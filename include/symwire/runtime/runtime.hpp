@@ -6,11 +6,17 @@
 // keeps the registry that routes resumes, drains on shutdown).
 //
 // The driver. Channel is the one generic loop of STYLE.md §1 over any
-// Transport: it feeds what the transport reads to Session::Receive, copies
-// what PollTransmit returns into the transport's pending batch (written
-// with coalescing), delivers PollEvent's events, and keeps one timer armed
-// for NextDeadline(). It is the only code that reads a clock
-// (steady_clock).
+// Transport (impl/driver.ipp): it feeds what the transport reads to
+// Session::Receive, copies what PollTransmit returns into the transport's
+// pending batch (written with coalescing), delivers PollEvent's events
+// (std::visit, one handler per event type), and keeps one timer armed for
+// NextDeadline(). Every time it hands the session comes from one function,
+// Channel::Now, which reads steady_clock (SteadyNow()) at most once per
+// turn unless asked for a fresh reading, and never goes backwards. What
+// differs between the sides is a part the Channel owns: Client's
+// (detail/client_part.hpp: dialing, redialling, first-connect retries) or
+// Server's (detail/server_part.hpp: the session's entry in the server's
+// books).
 //
 // Threading. Every object here belongs to one executor (an io_context, or
 // a strand): its callbacks run there, and its synchronous member functions
