@@ -397,7 +397,7 @@ SYMWIRE_DECL void Server::OnResumeRequested(
 }
 
 SYMWIRE_DECL void Server::OnChannelEnded(Channel* channel) {
-  // The peer stays alive until its own call stack unwinds (it holds a
+  // The channel stays alive until its own call stack unwinds (it holds a
   // reference in AfterInput). A connection that ends failed before its
   // session was established is a failed handshake (bad bytes, timeout,
   // authentication, a rejected resume); a resumed one ends kClosed.
