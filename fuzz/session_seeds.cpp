@@ -19,13 +19,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "session_fuzz.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/session.hpp"
 
 namespace {
 
 using symwire::SessionSide;
 using symwire::fuzz::AuthKind;
-using symwire::fuzz::Endpoint;
+using symwire::fuzz::CheckedSession;
 
 struct Conversation {
   std::vector<std::byte> to_acceptor;
@@ -36,15 +37,20 @@ void Append(std::vector<std::byte>& to, const std::vector<std::byte>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
 
-// Runs initiator <-> fresh acceptor like session_handshake.cpp's server:
-// a ResumeRequested is answered by `registered` (AdoptConnection).
-Conversation Converse(Endpoint& init, Endpoint& fresh, Endpoint* registered,
-                      absl::Time now) {
+// Runs initiator <-> a fresh acceptor accepted by `server` (connection
+// `handle`) like session_handshake.cpp: the acceptor's bytes go through the
+// Endpoint until it decides; a resume moves the connection to the
+// registered session `registered`.
+Conversation Converse(CheckedSession& init, CheckedSession& fresh,
+                      symwire::fuzz::FuzzServer& server,
+                      symwire::ConnectionHandle handle,
+                      CheckedSession* registered, absl::Time now) {
   Conversation c;
   init.set_capture(true);
   fresh.set_capture(true);
   if (registered != nullptr) registered->set_capture(true);
-  Endpoint* acceptor = &fresh;
+  CheckedSession* acceptor = &fresh;
+  bool handshaking = true;
   for (int i = 0; i < 64; ++i) {
     std::vector<std::byte> to_init = fresh.TakeOutput();
     if (acceptor != &fresh) Append(to_init, acceptor->TakeOutput());
@@ -52,21 +58,27 @@ Conversation Converse(Endpoint& init, Endpoint& fresh, Endpoint* registered,
     if (to_init.empty() && to_acc.empty()) break;
     if (!to_acc.empty()) {
       Append(c.to_acceptor, to_acc);
-      acceptor->Receive(to_acc, now);
-      if (acceptor == &fresh &&
-          symwire::fuzz::HasEvent<symwire::ResumeRequested>(fresh)) {
-        // What the registered session wrote before belongs to its old
-        // connection.
-        registered->TakeOutput();
-        const absl::Status st = registered->s().AdoptConnection(fresh.s(), now);
-        if (!st.ok()) {
-          std::fprintf(stderr, "AdoptConnection: %s\n", st.ToString().c_str());
+      if (!handshaking) {
+        acceptor->Receive(to_acc, now);
+      } else {
+        if (registered != nullptr) {
+          // What the registered session wrote before belongs to its old
+          // connection.
+          registered->TakeOutput();
+        }
+        const symwire::ConnectionOutcome o =
+            fresh.ReceiveRouted(server.endpoint(), handle, to_acc, now);
+        handshaking = std::holds_alternative<symwire::HandshakeRunning>(o);
+        if (const auto* r = std::get_if<symwire::ConnectionRejected>(&o)) {
+          std::fprintf(stderr, "rejected: %s\n", r->status.ToString().c_str());
           std::exit(1);
         }
-        fresh.Drain(now);
-        registered->TakeConnectionFrom(fresh);
-        registered->Drain(now);
-        acceptor = registered;
+        if (std::holds_alternative<symwire::SessionResumed>(o)) {
+          fresh.Drain(now);
+          registered->TakeConnectionFrom(fresh);
+          registered->Drain(now);
+          acceptor = registered;
+        }
       }
     }
     if (!to_init.empty()) {
@@ -137,19 +149,20 @@ int main(int argc, char** argv) {
       // A new session: the target's initiator and first fresh acceptor.
       {
         const absl::Time now = symwire::fuzz::FuzzEpoch();
-        Endpoint init(
+        CheckedSession init(
             symwire::fuzz::FuzzConfig(SessionSide::kInitiator, r.initiator, a,
                                       symwire::fuzz::kInitiatorSeed),
             now);
         init.set_capture(true);
         init.TransportConnected(now);
-        Endpoint fresh(
-            symwire::fuzz::FuzzConfig(SessionSide::kAcceptor, r.acceptor, a,
-                                      symwire::fuzz::kFreshSeed),
-            now);
-        fresh.set_capture(true);
-        fresh.TransportConnected(now);
-        const Conversation c = Converse(init, fresh, nullptr, now);
+        symwire::fuzz::FuzzServer server(r.acceptor, a, true);
+        symwire::ConnectionHandle handle = 0;
+        auto fresh = server.Accept(symwire::fuzz::kFreshSeed, now, &handle);
+        fresh->set_capture(true);
+        fresh->NewConnection();
+        fresh->Drain(now);
+        const Conversation c =
+            Converse(init, *fresh, server, handle, nullptr, now);
         ok = ok && Write(dir, "new-" + stem, base, 0, c);
         ok = ok && Write(dir, "new-" + stem + "-bytewise", base, 1, c);
         written += 2;
@@ -159,17 +172,17 @@ int main(int argc, char** argv) {
         symwire::fuzz::PairSpec spec;
         spec.roles = r;
         spec.auth = a;
-        symwire::fuzz::Pair p = symwire::fuzz::BuildPair(spec);
+        symwire::fuzz::FuzzServer server(r.acceptor, a, true);
+        symwire::fuzz::Pair p = symwire::fuzz::BuildPair(spec, &server);
         p.initiator->set_capture(true);
         symwire::fuzz::Reconnect(p, half_open);
-        Endpoint fresh(
-            symwire::fuzz::FuzzConfig(SessionSide::kAcceptor, r.acceptor, a,
-                                      symwire::fuzz::kFreshSeed),
-            p.now);
-        fresh.set_capture(true);
-        fresh.TransportConnected(p.now);
-        const Conversation c =
-            Converse(*p.initiator, fresh, p.acceptor.get(), p.now);
+        symwire::ConnectionHandle handle = 0;
+        auto fresh = server.Accept(symwire::fuzz::kFreshSeed, p.now, &handle);
+        fresh->set_capture(true);
+        fresh->NewConnection();
+        fresh->Drain(p.now);
+        const Conversation c = Converse(*p.initiator, *fresh, server, handle,
+                                        p.acceptor.get(), p.now);
         const uint8_t mode =
             static_cast<uint8_t>(base | 0x10 | (half_open ? 0x20 : 0));
         const std::string name =

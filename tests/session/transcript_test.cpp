@@ -366,10 +366,10 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
         Session& registered = *it->second;
         Session& f = *sp;
         if (forgotten) {
-          f.RejectResume(T0());
+          detail::SessionHandover::RejectUnknown(f, T0());
           drain_session(f);
         } else {
-          (void)registered.AdoptConnection(f, T0());
+          (void)detail::SessionHandover::Adopt(registered, f, false, T0());
           drain_session(f);
           drain_session(registered);
           if (f.state() == SessionState::kClosed) {

@@ -621,7 +621,7 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
     if (auto server = server_.lock()) {
       server->OnResumeRequested(shared_from_this(), rr->session_id);
     } else {
-      session_->RejectResume(SteadyNow());
+      detail::SessionHandover::RejectUnknown(*session_, SteadyNow());
     }
   } else if (std::holds_alternative<PeerDraining>(event)) {
     Notify(PeerEvent::Kind::kPeerDraining);
@@ -1335,13 +1335,13 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
   auto it = registry_.find(id);
   if (it == registry_.end() || stopping_) {
     ++counters_.resumes_rejected;
-    fresh->session_->RejectResume(now);
+    detail::SessionHandover::RejectUnknown(*fresh->session_, now);
     fresh->AfterInput();
     return;
   }
   const std::shared_ptr<Peer> existing = it->second;
-  const absl::Status st =
-      existing->session_->AdoptConnection(*fresh->session_, now);
+  const absl::Status st = detail::SessionHandover::Adopt(
+      *existing->session_, *fresh->session_, false, now);
   // Whatever `fresh` still has goes out first, on its connection.
   fresh->DrainTransmit();
   // The connection moved when `fresh` is closed, which is on success only:
