@@ -648,6 +648,7 @@ class FuzzServer {
     endpoint_ = std::move(*e);
   }
   Endpoint& endpoint() { return *endpoint_; }
+  const Endpoint& endpoint() const { return *endpoint_; }
   // Accept: nullptr when the Endpoint refuses (max_handshakes).
   std::unique_ptr<CheckedSession> Accept(uint64_t seed, absl::Time now,
                                          ConnectionHandle* handle) {

@@ -7,7 +7,8 @@
 // resume with replay) before the fuzzer mutates it. Seeds only: the golden
 // vectors are never generated from the code under test (STYLE.md §6).
 // Usage: fuzz_session_seeds CORPUS_DIR (writes CORPUS_DIR/session_handshake/
-// gen-*; make_seeds.py --session BINARY runs it).
+// gen-* and CORPUS_DIR/endpoint/gen-*; make_seeds.py --session BINARY runs
+// it).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -132,6 +133,43 @@ const char* RolesName(unsigned r) {
 
 }  // namespace
 
+// The endpoint target's seeds: operation lists (layout at the top of
+// fuzz/endpoint.cpp). The target computes proofs itself, so these need no
+// recorded bytes.
+bool WriteEndpointSeeds(const std::string& dir, int* written) {
+  struct Seed {
+    const char* name;
+    std::vector<uint8_t> ops;
+  };
+  // 0 accept; 2 k last: HELLO (10: unknown id); 3 k how: PROOF (0 token,
+  // 1 forged, 2 zero); 4 ms: clock; 5 k: lost; 6: Remove; 7: expire.
+  const std::vector<Seed> seeds = {
+      {"resume", {0, 0, 2, 0, 7, 3, 0, 0, 4, 5}},
+      {"resume-half-open", {1, 0, 2, 0, 7, 3, 0, 0, 4, 5}},
+      {"race", {0, 0, 0, 2, 0, 7, 2, 1, 7, 3, 0, 0, 3, 1, 0}},
+      {"race-reversed", {0, 0, 0, 2, 0, 7, 2, 1, 7, 3, 1, 0, 3, 0, 0}},
+      {"supersede-twice", {1, 0, 2, 0, 7, 3, 0, 0, 0, 2, 1, 7, 3, 1, 0}},
+      {"forged", {0, 0, 2, 0, 7, 3, 0, 1, 0, 2, 1, 7, 3, 1, 0}},
+      {"zero-token", {0, 0, 2, 0, 7, 3, 0, 2}},
+      {"expired", {0, 7, 0, 2, 0, 7, 3, 0, 0}},
+      {"removed", {0, 6, 0, 2, 0, 7, 3, 0, 0}},
+      {"unknown", {0, 0, 10, 0, 7, 3, 0, 0}},
+      {"lost-then-resume", {0, 0, 2, 0, 7, 5, 0, 0, 2, 1, 7, 3, 1, 0}},
+      {"flood",
+       {0, 0,    0,    0, 0,   0, 0,   1, 0,   3, 0x89, 0x53, 0x59, 1, 1,
+        2, 0x89, 0x53, 4, 200, 4, 200, 4, 200, 4, 200,  4,    200,  0, 0}},
+  };
+  for (const Seed& seed : seeds) {
+    const std::string path = dir + "/gen-" + seed.name;
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (f == nullptr) return false;
+    const size_t w = std::fwrite(seed.ops.data(), 1, seed.ops.size(), f);
+    if (std::fclose(f) != 0 || w != seed.ops.size()) return false;
+    ++*written;
+  }
+  return true;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
@@ -197,6 +235,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  ok = ok && WriteEndpointSeeds(std::string(argv[1]) + "/endpoint", &written);
   if (!ok) {
     std::fprintf(stderr, "fuzz_session_seeds: cannot write to %s\n",
                  dir.c_str());
