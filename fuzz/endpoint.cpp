@@ -172,6 +172,13 @@ class Run {
         Clock(s_->config().resume_window + absl::Seconds(1));
         break;
     }
+    if (s_->state() != SessionState::kEstablished || s_->ConnectionClosing()) {
+      // S's connection ended (timers, bad bytes): it is no longer live.
+      s_connected_ = false;
+      for (Connection& c : conns_) {
+        if (c.attached_to_s) c.attached_to_s = c.live = false;
+      }
+    }
     Check();
   }
 

@@ -287,7 +287,7 @@ class CheckedSession {
 
   // A new connection: a new byte stream to check.
   void NewConnection() { checker_ = OutputChecker(); }
-  // The connection of `fresh` moved here (AdoptConnection): so does the
+  // The connection of `fresh` moved here (a resume): so does the
   // stream it was writing.
   void TakeConnectionFrom(CheckedSession& fresh) {
     checker_ = std::move(fresh.checker_);

@@ -477,9 +477,10 @@ class Run {
   }
 
   // API selectors 10 and 11: a real resumption of the pair in memory, as a
-  // server does it (a fresh acceptor per connection; AdoptConnection on
-  // its ResumeRequested), so the rest of the input plays against resumed
-  // sessions that replayed what the other lacked. Bounded per input.
+  // server's Endpoint does it (a fresh acceptor per connection; the
+  // hand-over of detail::SessionHandover), so the rest of the input plays
+  // against resumed sessions that replayed what the other lacked. Bounded per
+  // input.
   void Resume(bool half_open) {
     CheckedSession& i = *pair_.initiator;
     CheckedSession& a = *pair_.acceptor;

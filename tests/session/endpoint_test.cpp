@@ -397,6 +397,36 @@ TEST_CASE(
   CHECK(r.ep->handshakes() == 0);
 }
 
+TEST_CASE(
+    "endpoint: an initiator whose resume lost a race keeps its session and "
+    "redials",
+    "[endpoint]") {
+  Established1 r;
+  r.Cut();
+  r.clock.Advance(absl::Seconds(2));
+  r.client->HandleTimeout(r.clock.Now());
+  REQUIRE(Has<ReconnectDue>(Events(*r.client)));
+  REQUIRE(r.client->TransportConnected(r.clock.Now()).ok());
+  Conn loser(*r.ep, r.clock.Now());           // accepted first
+  loser.In(Drain(*r.client), r.clock.Now());  // preface, HELLO
+  REQUIRE(r.client->Receive(loser.Out(), r.clock.Now()).ok());  // CHALLENGE
+  const std::vector<std::byte> proof = Drain(*r.client);
+  REQUIRE(!proof.empty());
+  // Another connection, accepted later, resumes the session first.
+  RawResume winner(*r.ep, r.clock.Now(), r.session->session_id(),
+                   r.client->last_received(), 21);
+  REQUIRE(std::holds_alternative<SessionResumed>(
+      winner.Prove(r.client->resume_token(), r.clock.Now())));
+  loser.In(proof, r.clock.Now());
+  CHECK(RejectedCode(loser.outcome) == ErrorCode::kConnectionLost);
+  static_cast<void>(r.client->Receive(loser.Out(), r.clock.Now()));
+  const std::vector<Event> events = Events(*r.client);
+  CHECK(Has<ConnectionLost>(events));
+  CHECK(!Has<SessionFailed>(events));
+  // Connection scope (SPEC.md §16.1): the initiator schedules a redial.
+  CHECK(r.client->state() == SessionState::kDisconnected);
+}
+
 TEST_CASE("endpoint: a racing loser without the token learns nothing",
           "[endpoint]") {
   Established1 r;
