@@ -11,11 +11,11 @@
 //   inputs (each takes `now`): TransportConnected, Receive, SubmitTask,
 //     SendResponse, FailTask, CancelTask, Close, Abort, HandleTimeout,
 //     TransportLost
+//   outputs: PollTransmit, PollEvent, NextDeadline, ConnectionClosing
 //
 // On the acceptor side, an Endpoint (endpoint.hpp) creates the session of
 // each new connection and moves a resuming connection to the session it
 // names: no Session changes another through its public API.
-//   outputs: PollTransmit, PollEvent, NextDeadline, ConnectionClosing
 //
 // (STYLE.md names a generic Send(type, payload); the session instead offers
 // one input per legal action, so a caller cannot break the task lifecycle
@@ -59,7 +59,6 @@
 
 namespace symwire {
 
-class Session;
 namespace detail {
 class SessionHandover;
 }  // namespace detail
