@@ -208,8 +208,14 @@ struct RawResume {
   }
 };
 
-// The stream-0 AGENT_ERROR a rejected connection's fresh session answered.
-ErrorMessage Answer(Session& fresh) {
+// The stream-0 AGENT_ERROR a rejected connection's fresh session answered
+// (its message copied: ErrorMessage points into the frame).
+struct Answered {
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  ErrorCode detail = ErrorCode::kOk;
+  std::string message;
+};
+Answered Answer(Session& fresh) {
   const std::vector<std::byte> out = Drain(fresh);
   CHECK(fresh.ConnectionClosing());
   FrameDecoder d(DecoderOptions{.expect_preface = false});
@@ -219,7 +225,7 @@ ErrorMessage Answer(Session& fresh) {
   CHECK(step->frame.type() == MessageType::kAgentError);
   auto err = ParseError(step->frame.payload());
   REQUIRE(err.ok());
-  return *err;
+  return {err->code, err->detail, std::string(err->message)};
 }
 
 ErrorCode RejectedCode(const ConnectionOutcome& o) {
@@ -316,7 +322,7 @@ TEST_CASE(
   CHECK(RejectedCode(o1) == ErrorCode::kSessionExpired);
   CHECK(r.session->state() == SessionState::kDisconnected);
   CHECK(r.ep->Find(id) == r.session);
-  const ErrorMessage a1 = Answer(*bad.conn.fresh);
+  const Answered a1 = Answer(*bad.conn.fresh);
 
   // The same id once the endpoint no longer has it, with the right token.
   REQUIRE(r.ep->Remove(id));
@@ -324,7 +330,7 @@ TEST_CASE(
   const ConnectionOutcome o2 =
       unknown.Prove(r.client->resume_token(), r.clock.Now());
   CHECK(RejectedCode(o2) == ErrorCode::kSessionExpired);
-  const ErrorMessage a2 = Answer(*unknown.conn.fresh);
+  const Answered a2 = Answer(*unknown.conn.fresh);
   CHECK(a1.detail == ErrorCode::kSessionExpired);
   CHECK(a1.code == a2.code);
   CHECK(a1.detail == a2.detail);
@@ -387,7 +393,7 @@ TEST_CASE(
   // over while it was handshaking.
   const ConnectionOutcome o2 = second.Prove(token, r.clock.Now());
   CHECK(RejectedCode(o2) == ErrorCode::kConnectionLost);
-  const ErrorMessage answer = Answer(*second.conn.fresh);
+  const Answered answer = Answer(*second.conn.fresh);
   CHECK(answer.detail == ErrorCode::kConnectionLost);
   // The winner keeps its connection: no ConnectionLost on the session.
   CHECK(r.session->state() == SessionState::kEstablished);
