@@ -114,8 +114,10 @@ struct ServerCounters {
   uint64_t sessions_refused_per_source = 0;
   // Idle disconnected sessions evicted to make room (see ServerOptions).
   uint64_t sessions_evicted = 0;
-  uint64_t resumes = 0;           // connections handed to a session
-  uint64_t resumes_rejected = 0;  // unknown or expired session
+  uint64_t resumes = 0;  // connections handed to a session
+  // Resumes the Endpoint rejected: unknown or expired session, wrong proof,
+  // changed contract, bad last_received, a lost race.
+  uint64_t resumes_rejected = 0;
   // Connections that ended before establishing a session: bad bytes, a
   // handshake timeout, failed authentication or TLS, a rejected resume
   // (also counted in resumes_rejected), more than max_handshake_bytes
