@@ -154,7 +154,7 @@ class Channel : public std::enable_shared_from_this<Channel>,
  public:
   // Use Client / Server.
   SYMWIRE_DECL Channel(Private, asio::any_io_executor executor,
-                       std::unique_ptr<Session> session,
+                       std::shared_ptr<Session> session,
                        ChannelOptions options);
 
  private:
@@ -238,7 +238,9 @@ class Channel : public std::enable_shared_from_this<Channel>,
 
   asio::any_io_executor executor_;
   ChannelOptions options_;
-  std::unique_ptr<Session> session_;
+  // Shared with the Server's Endpoint on the server side (session/
+  // endpoint.hpp: it creates and registers acceptor sessions).
+  std::shared_ptr<Session> session_;
   std::shared_ptr<Transport> transport_;
   asio::steady_timer timer_;
   absl::Time timer_at_ = absl::InfiniteFuture();

@@ -1,8 +1,9 @@
 // File: symwire/runtime/detail/server_part.hpp
 // Layer 3b (runtime), internal. ServerPart: what a Channel accepted by a
 // Server owns besides the driver: its entry in the server's books (the
-// connection's source, the bytes received before establishment, when it
-// was last disconnected, whether it is in the registry).
+// connection's source, the bytes received before establishment, its
+// handshake at the server's Endpoint, when it was last disconnected,
+// whether it is in the registry).
 #ifndef SYMWIRE_RUNTIME_DETAIL_SERVER_PART_HPP_
 #define SYMWIRE_RUNTIME_DETAIL_SERVER_PART_HPP_
 
@@ -13,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/transport/transport.hpp"
 
 namespace symwire {
@@ -37,6 +39,9 @@ struct ServerPart {
   size_t handshake_bytes = 0;
   size_t handshake_byte_limit = SIZE_MAX;
   absl::Time disconnected_at = absl::InfiniteFuture();
+  // The Endpoint's handle of this connection while its handshake runs (0:
+  // none): its bytes go through Server::OnHandshakeData.
+  ConnectionHandle handshake = 0;
   bool registered = false;  // in the server's registry
 };
 

@@ -32,7 +32,7 @@ namespace symwire {
 // ------------------------------------------------------
 
 SYMWIRE_DECL Channel::Channel(Private, asio::any_io_executor executor,
-                              std::unique_ptr<Session> session,
+                              std::shared_ptr<Session> session,
                               ChannelOptions options)
     : executor_(std::move(executor)),
       options_(std::move(options)),
@@ -179,14 +179,9 @@ SYMWIRE_DECL void Channel::Handle(ReconnectDue& due) {
   }
 }
 
-SYMWIRE_DECL void Channel::Handle(ResumeRequested& rr) {
-  if (auto server = OwningServer()) {
-    server->OnResumeRequested(shared_from_this(), rr.session_id);
-    // The server gave the session its own reading: ours may be older.
-    now_valid_ = false;
-  } else {
-    session_->RejectResume(Now());
-  }
+SYMWIRE_DECL void Channel::Handle(ResumeRequested&) {
+  // Informational: the Server's Endpoint, which accepted the connection,
+  // routes the resume itself (Server::OnHandshakeData).
 }
 
 SYMWIRE_DECL void Channel::Handle(PeerDraining&) {

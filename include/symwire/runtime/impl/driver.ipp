@@ -92,7 +92,8 @@ SYMWIRE_DECL void Channel::AfterInput() {
   if (dispatching_) return;  // the outer AfterInput continues
   const std::shared_ptr<Channel> keep = shared_from_this();
   // A new turn: the server may have handed the session a newer reading
-  // than ours (a connection it routed here), so read again when needed.
+  // than ours (a connection its Endpoint routed here, a session it
+  // created), so read again when needed.
   now_valid_ = false;
   dispatching_ = true;
   for (;;) {
@@ -187,6 +188,13 @@ SYMWIRE_DECL void Channel::OnTransportData(Transport& transport,
         !st.ok()) {
       session_->Abort(st, Now(Reading::kFresh));
       AfterInput();
+      return;
+    }
+  }
+  if (server_ && server_->handshake != 0) {
+    // The server's Endpoint decides what this connection becomes.
+    if (auto server = OwningServer()) {
+      server->OnHandshakeData(shared_from_this(), bytes, Now(Reading::kFresh));
       return;
     }
   }
