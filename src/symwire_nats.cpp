@@ -7,3 +7,4 @@
 
 #include "symwire/nats/impl/client.ipp"
 #include "symwire/nats/impl/names.ipp"
+#include "symwire/nats/impl/pool.ipp"
