@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -190,10 +189,39 @@ struct AgentState {
   SubscriptionPtr tasks;
   SubscriptionPtr cancels;
   std::mutex mu;
-  // Cancels seen on the subscription, as "<O>.<T>" (the subject's tail).
-  absl::flat_hash_set<std::string> cancelled;
+  // The task being checked or run, as "<O>.<T>" (a cancel subject's
+  // tail), and whether a cancel for it was seen. Only this task's cancel
+  // is kept: memory stays bounded however many cancels the pool carries.
+  std::string running;
+  bool running_cancelled = false;
+  // The cancel subscription's callback runs on a cnats thread with this
+  // object as its closure: the destructor unsubscribes and waits (bounded)
+  // until cnats reports that no callback runs or will run.
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool cancels_done = false;
+  bool wait_for_done = false;
   explicit AgentState(NatsClient c) : client(std::move(c)) {}
+  AgentState(const AgentState&) = delete;
+  AgentState& operator=(const AgentState&) = delete;
+  ~AgentState() {
+    if (!cancels) return;
+    natsSubscription_Unsubscribe(cancels.get());
+    if (!wait_for_done) return;
+    std::unique_lock<std::mutex> lock(done_mu);
+    done_cv.wait_for(lock, std::chrono::seconds(5),
+                     [this] { return cancels_done; });
+  }
 };
+
+inline void OnCancelsDone(void* closure) {
+  auto* state = static_cast<AgentState*>(closure);
+  {
+    std::lock_guard<std::mutex> lock(state->done_mu);
+    state->cancels_done = true;
+  }
+  state->done_cv.notify_all();
+}
 
 inline void OnCancel(natsConnection* /*nc*/, natsSubscription* /*sub*/,
                      natsMsg* raw, void* closure) {
@@ -211,7 +239,7 @@ inline void OnCancel(natsConnection* /*nc*/, natsSubscription* /*sub*/,
   const std::string tail(subject.substr(prefix.size()));
   if (!absl::EndsWith(tail, absl::StrCat(".", frame->stream_id()))) return;
   std::lock_guard<std::mutex> lock(state->mu);
-  state->cancelled.insert(tail);
+  if (tail == state->running) state->running_cancelled = true;
 }
 
 class TaskContextImpl final : public NatsTaskContext {
@@ -234,8 +262,7 @@ class TaskContextImpl final : public NatsTaskContext {
   std::optional<absl::Time> deadline() const override { return deadline_; }
   bool cancelled() const override {
     std::lock_guard<std::mutex> lock(state_->mu);
-    return state_->cancelled.contains(
-        absl::StrCat(orchestrator_, ".", task_id_));
+    return state_->running_cancelled;
   }
   absl::Status Respond(absl::Span<const std::byte> payload) override {
     if (cancelled()) return absl::CancelledError("task cancelled");
@@ -529,6 +556,9 @@ SYMWIRE_DECL absl::StatusOr<NatsAgent> NatsAgent::Create(
   if (s != NATS_OK) {
     return nats_detail::StatusFromNats(s, "subscribe to cancels");
   }
+  state->wait_for_done =
+      natsSubscription_SetOnCompleteCB(raw, &nats_detail::OnCancelsDone,
+                                       state.get()) == NATS_OK;
   if (const natsStatus f =
           natsConnection_Flush(client.state()->connection.get());
       f != NATS_OK) {
@@ -649,7 +679,21 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
     if (absl::Status s = ack(); !s.ok()) return s;
     return NatsAgentOutcome::kDeadLetter;
   }
-  // §21.4: a cancel stored before this fetch.
+  // §21.4: a cancel stored before this fetch. The task is marked as
+  // running first, so a cancel published after the look-up is seen live.
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.running = absl::StrCat(ref->orchestrator, ".", ref->task_id);
+    st.running_cancelled = false;
+  }
+  struct ClearRunning {
+    nats_detail::AgentState& st;
+    ~ClearRunning() {
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.running.clear();
+      st.running_cancelled = false;
+    }
+  } clear_running{st};
   {
     natsMsg* raw = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -660,7 +704,7 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
     nats_detail::MsgPtr cancel(raw);
     if (s == NATS_OK) {
       std::lock_guard<std::mutex> lock(st.mu);
-      st.cancelled.insert(absl::StrCat(ref->orchestrator, ".", ref->task_id));
+      st.running_cancelled = true;
     } else if (s != NATS_NOT_FOUND &&
                static_cast<int>(jerr) != JSNoMessageFoundErr) {
       return StatusFromNats(s, absl::StrCat("js_GetLastMsg ", subject), jerr);
