@@ -349,13 +349,14 @@ SYMWIRE_DECL absl::StatusOr<NatsOrchestrator> NatsOrchestrator::Create(
       !s.ok()) {
     return s;
   }
-  auto state = std::make_shared<nats_detail::OrchestratorState>(client);
+  auto state =
+      std::make_shared<nats_detail::OrchestratorState>(std::move(client));
   state->options = std::move(options);
   state->pool = *MakeNatsPoolNames(state->options.pool.pool);
   state->names = *MakeNatsOrchestratorNames(state->options.pool.pool,
                                             state->options.identity);
   absl::StatusOr<nats_detail::SubscriptionPtr> sub = nats_detail::BindPull(
-      client.state()->js.get(), state->names.response_subject,
+      state->client.state()->js.get(), state->names.response_subject,
       state->names.response_stream, state->names.orchestrator_consumer);
   if (!sub.ok()) return sub.status();
   state->responses = std::move(*sub);
@@ -543,14 +544,14 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
 SYMWIRE_DECL absl::StatusOr<NatsAgent> NatsAgent::Create(
     NatsClient client, NatsAgentOptions options, NatsHandler handler) {
   if (absl::Status s = client.EnsurePool(options.pool); !s.ok()) return s;
-  auto state = std::make_shared<nats_detail::AgentState>(client);
+  auto state = std::make_shared<nats_detail::AgentState>(std::move(client));
   state->options = std::move(options);
   state->pool = *MakeNatsPoolNames(state->options.pool.pool);
   state->handler = std::move(handler);
   // §21.4: subscribe to the cancels before the first fetch.
   natsSubscription* raw = nullptr;
   const natsStatus s = natsConnection_Subscribe(
-      &raw, client.state()->connection.get(),
+      &raw, state->client.state()->connection.get(),
       state->pool.cancel_wildcard.c_str(), &nats_detail::OnCancel, state.get());
   state->cancels.reset(raw);
   if (s != NATS_OK) {
@@ -560,12 +561,12 @@ SYMWIRE_DECL absl::StatusOr<NatsAgent> NatsAgent::Create(
       natsSubscription_SetOnCompleteCB(raw, &nats_detail::OnCancelsDone,
                                        state.get()) == NATS_OK;
   if (const natsStatus f =
-          natsConnection_Flush(client.state()->connection.get());
+          natsConnection_Flush(state->client.state()->connection.get());
       f != NATS_OK) {
     return nats_detail::StatusFromNats(f, "natsConnection_Flush");
   }
   absl::StatusOr<nats_detail::SubscriptionPtr> sub = nats_detail::BindPull(
-      client.state()->js.get(), state->pool.task_subject,
+      state->client.state()->js.get(), state->pool.task_subject,
       state->pool.task_stream, state->pool.agents_consumer);
   if (!sub.ok()) return sub.status();
   state->tasks = std::move(*sub);
