@@ -434,5 +434,63 @@ TEST_CASE(
   CHECK(agent.RunOnce(absl::Seconds(2)).value() == NatsAgentOutcome::kIdle);
 }
 
+// Publishes a response frame as an agent would (SPEC.md §21.2), with a
+// chosen Nats-Msg-Id.
+void PublishResponse(const NatsClient& client, uint64_t task, uint64_t attempt,
+                     const std::string& payload, const std::string& msg_id) {
+  const FrameHeader h{MessageType::kAgentResponse, kFlagChecksum, task,
+                      attempt};
+  std::vector<std::byte> frame(*EncodedSize(h, payload.size()));
+  REQUIRE(EncodeFrame(h, Bytes(payload), absl::MakeSpan(frame)).ok());
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = msg_id.c_str();
+  jsPubAck* pa = nullptr;
+  REQUIRE(js_Publish(&pa, client.state()->js.get(), "symwire.v1.work.resp.orch",
+                     frame.data(), static_cast<int>(frame.size()), &po,
+                     nullptr) == NATS_OK);
+  jsPubAck_Destroy(pa);
+}
+
+TEST_CASE(
+    "nats runtime: a lost response (index gap) fails the task with DATA_LOSS") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("gappy"));
+  REQUIRE(id.ok());
+  NatsClient raw = pool.Client();
+  PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 1, 0));
+  PublishResponse(raw, *id, 1, "p2", NatsResponseMsgId("orch", *id, 1, 2));
+  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(5));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK((*r)->payload == "p0");
+  r = orch.Next(absl::Seconds(5));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK((*r)->kind == Kind::kFailed);
+  CHECK((*r)->status.code() == absl::StatusCode::kDataLoss);
+  CHECK_THAT(std::string((*r)->status.message()),
+             Catch::Contains("response index 2, expected 1"));
+}
+
+TEST_CASE(
+    "nats runtime: a response whose Nats-Msg-Id names another frame is "
+    "rejected") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("x"));
+  REQUIRE(id.ok());
+  NatsClient raw = pool.Client();
+  // The header says attempt 2, the frame (CRC-protected) attempt 1.
+  PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 2, 0));
+  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(5));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK((*r)->kind == Kind::kFailed);
+  CHECK((*r)->status.code() == absl::StatusCode::kDataLoss);
+  CHECK(orch.rejected_messages() == 1);
+}
+
 }  // namespace
 }  // namespace symwire

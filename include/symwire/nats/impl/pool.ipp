@@ -152,10 +152,28 @@ inline absl::StatusOr<MetaDataPtr> MetaOf(natsMsg* m) {
 // --- orchestrator ---------------------------------------------------------
 
 struct TaskTrack {
-  uint64_t attempt = 0;    // adopted attempt (0 = none yet)
-  bool delivered = false;  // partials of the adopted attempt were reported
+  uint64_t attempt = 0;     // adopted attempt (0 = none yet)
+  uint64_t next_index = 0;  // the I expected next in the adopted attempt
+  bool delivered = false;   // partials of the adopted attempt were reported
   bool ended = false;
+  bool submitted_here = false;  // by this process: its first I must be 0
 };
+
+// ParseIndex
+// The decimal I at the end of a response's Nats-Msg-Id (§21.2).
+inline bool ParseIndex(absl::string_view digits, uint64_t& out) {
+  if (digits.empty() || digits.size() > 19 ||
+      (digits.size() > 1 && digits[0] == '0')) {
+    return false;
+  }
+  uint64_t v = 0;
+  for (const char c : digits) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
 
 struct OrchestratorState {
   NatsClient client;
@@ -388,7 +406,7 @@ SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
     return s;
   }
   std::lock_guard<std::mutex> lock(state_->mu);
-  state_->tasks.try_emplace(id);
+  state_->tasks[id].submitted_here = true;
   return id;
 }
 
@@ -459,6 +477,21 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
         frame->type() != MessageType::kAgentError) {
       frame = absl::InvalidArgumentError("not a response frame");
     }
+    // §21.8: the Nats-Msg-Id must name this frame (r.<O>.<T>.<A>.<I>).
+    uint64_t index = 0;
+    if (frame.ok()) {
+      const std::string id = nats_detail::HeaderOf(m, "Nats-Msg-Id");
+      const std::string want =
+          absl::StrCat("r.", state_->options.identity, ".", frame->stream_id(),
+                       ".", frame->sequence(), ".");
+      if (!absl::StartsWith(id, want) ||
+          !nats_detail::ParseIndex(absl::string_view(id).substr(want.size()),
+                                   index)) {
+        frame = absl::InvalidArgumentError(
+            absl::StrCat("response Nats-Msg-Id '", id,
+                         "' does not name the frame (", want, "<index>)"));
+      }
+    }
     std::optional<NatsResponse> out;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
@@ -504,11 +537,24 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
             state_->pending.push_back(std::move(restarted));
             t.delivered = false;
           }
+          if (attempt != t.attempt) {
+            // The first frame seen of this attempt: a task this process
+            // submitted starts at index 0; one collected after a restart
+            // may have had earlier frames taken by the previous process.
+            t.next_index = (t.attempt != 0 || t.submitted_here) ? 0 : index;
+          }
           t.attempt = attempt;
           out.emplace();
           out->task_id = task;
           out->attempt = attempt;
-          if (frame->type() == MessageType::kAgentError) {
+          if (index != t.next_index) {
+            // §21.3: a gap in the attempt's frames (a publish was lost).
+            out->kind = NatsResponse::Kind::kFailed;
+            out->status = absl::DataLossError(absl::StrCat(
+                "task ", task, " attempt ", attempt, ": response index ", index,
+                ", expected ", t.next_index, " (a response was lost)"));
+            t.ended = true;
+          } else if (frame->type() == MessageType::kAgentError) {
             absl::StatusOr<ErrorMessage> e = ParseError(frame->payload());
             out->kind = NatsResponse::Kind::kFailed;
             if (e.ok()) {
@@ -527,6 +573,7 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
             t.delivered = true;
           }
           if (terminal) t.ended = true;
+          t.next_index = index + 1;
         }
       }
       if (out) state_->pending.push_back(std::move(*out));
