@@ -297,6 +297,37 @@ TEST_CASE(
   CHECK(orch.discarded_frames() == 1);
 }
 
+TEST_CASE(
+    "nats runtime: the orchestrator deadline ends and cancels a queued task") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  NatsSubmitOptions o;
+  o.deadline = absl::Milliseconds(200);
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("nobody runs me"), o);
+  REQUIRE(id.ok());
+  // No agent yet: Next reports the deadline itself, well before its 10 s.
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(10));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  CHECK((*r)->task_id == *id);
+  CHECK((*r)->kind == Kind::kFailed);
+  CHECK((*r)->status.code() == absl::StatusCode::kDeadlineExceeded);
+  // The cancel (reason 4) it published stops the agent that fetches it.
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  absl::StatusOr<NatsAgentOutcome> a = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(a.ok());
+  CHECK(*a == NatsAgentOutcome::kCancelledBefore);
+  CHECK(runs.load() == 0);
+  // Its AGENT_ERROR{DEADLINE_EXCEEDED} arrives after the task ended.
+  r = orch.Next(absl::Seconds(1));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->has_value());
+  CHECK(orch.discarded_frames() == 1);
+}
+
 TEST_CASE("nats runtime: a cancel reaches the agent running the task") {
   Pool pool;
   NatsOrchestrator orch = pool.Orchestrator();

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -192,6 +193,8 @@ struct OrchestratorState {
   // Stream sequence of the last response processed: a redelivery of one
   // already processed (its ack was lost) is acked and dropped (§21.3).
   uint64_t last_stream_seq = 0;
+  // Deadlines of open tasks submitted here (wall clock, §21.3).
+  std::multimap<absl::Time, uint64_t> deadlines;
   std::atomic<uint64_t> discarded{0};
   std::atomic<uint64_t> rejected{0};
   explicit OrchestratorState(NatsClient c) : client(std::move(c)) {}
@@ -212,6 +215,7 @@ struct AgentState {
   // is kept: memory stays bounded however many cancels the pool carries.
   std::string running;
   bool running_cancelled = false;
+  absl::StatusCode running_reason = absl::StatusCode::kCancelled;
   // The cancel subscription's callback runs on a cnats thread with this
   // object as its closure: the destructor unsubscribes and waits (bounded)
   // until cnats reports that no callback runs or will run.
@@ -241,6 +245,23 @@ inline void OnCancelsDone(void* closure) {
   state->done_cv.notify_all();
 }
 
+// CancelReason
+// §13.3 / §21.7: reason 4 (DEADLINE_EXCEEDED) or 1 (CANCELLED, also for a
+// payload that does not parse: the cancel still stops the task).
+inline absl::StatusCode CancelReason(const FrameView& frame) {
+  absl::StatusOr<CancelMessage> c = ParseCancel(frame.payload());
+  return c.ok() ? c->reason : absl::StatusCode::kCancelled;
+}
+
+// SendCancelled
+// The terminal frame of a cancelled task: the §13.3 payloads.
+template <class Context>
+absl::Status SendCancelled(Context& ctx, absl::StatusCode reason) {
+  return reason == absl::StatusCode::kDeadlineExceeded
+             ? ctx.SendError(reason, "deadline exceeded")
+             : ctx.SendError(absl::StatusCode::kCancelled, "cancelled");
+}
+
 inline void OnCancel(natsConnection* /*nc*/, natsSubscription* /*sub*/,
                      natsMsg* raw, void* closure) {
   MsgPtr msg(raw);
@@ -257,7 +278,10 @@ inline void OnCancel(natsConnection* /*nc*/, natsSubscription* /*sub*/,
   const std::string tail(subject.substr(prefix.size()));
   if (!absl::EndsWith(tail, absl::StrCat(".", frame->stream_id()))) return;
   std::lock_guard<std::mutex> lock(state->mu);
-  if (tail == state->running) state->running_cancelled = true;
+  if (tail == state->running) {
+    state->running_cancelled = true;
+    state->running_reason = CancelReason(*frame);
+  }
 }
 
 class TaskContextImpl final : public NatsTaskContext {
@@ -384,6 +408,8 @@ SYMWIRE_DECL absl::StatusOr<NatsOrchestrator> NatsOrchestrator::Create(
 
 SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
     absl::Span<const std::byte> payload, const NatsSubmitOptions& options) {
+  // §21.3: the orchestrator's deadline is submit time + budget.
+  const absl::Time submitted = absl::Now();
   uint64_t id = 0;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
@@ -407,28 +433,40 @@ SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
   }
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->tasks[id].submitted_here = true;
+  if (options.deadline) {
+    state_->deadlines.emplace(submitted + *options.deadline, id);
+  }
   return id;
 }
 
+namespace nats_detail {
+// PublishCancel
+// The AGENT_CANCEL message of §21.2 for `task_id` with `reason`.
+inline absl::Status PublishCancel(OrchestratorState& state, uint64_t task_id,
+                                  absl::StatusCode reason) {
+  std::vector<std::byte> payload;
+  CancelMessage cancel;
+  cancel.reason = reason;
+  if (absl::Status s = AppendCancel(cancel, payload); !s.ok()) return s;
+  absl::StatusOr<std::vector<std::byte>> frame =
+      EncodeOne(MessageType::kAgentCancel, 0, task_id, 0, payload);
+  if (!frame.ok()) return frame.status();
+  return Publish(state.client.state()->js.get(),
+                 NatsCancelSubject(state.options.pool.pool,
+                                   state.options.identity, task_id),
+                 *frame, NatsCancelMsgId(state.options.identity, task_id));
+}
+}  // namespace nats_detail
+
 SYMWIRE_DECL absl::Status NatsOrchestrator::Cancel(uint64_t task_id) {
   if (absl::Status s = ValidateNatsTaskId(task_id); !s.ok()) return s;
-  std::vector<std::byte> payload;
-  if (absl::Status s = AppendCancel(CancelMessage{}, payload); !s.ok()) {
-    return s;
-  }
-  absl::StatusOr<std::vector<std::byte>> frame =
-      nats_detail::EncodeOne(MessageType::kAgentCancel, 0, task_id, 0, payload);
-  if (!frame.ok()) return frame.status();
   {
     // §21.3: the task ends locally at once.
     std::lock_guard<std::mutex> lock(state_->mu);
     state_->tasks[task_id].ended = true;
   }
-  return nats_detail::Publish(
-      state_->client.state()->js.get(),
-      NatsCancelSubject(state_->options.pool.pool, state_->options.identity,
-                        task_id),
-      *frame, NatsCancelMsgId(state_->options.identity, task_id));
+  return nats_detail::PublishCancel(*state_, task_id,
+                                    absl::StatusCode::kCancelled);
 }
 
 SYMWIRE_DECL uint64_t NatsOrchestrator::discarded_frames() const {
@@ -450,12 +488,49 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
         return std::optional<NatsResponse>(std::move(r));
       }
     }
-    const absl::Duration left =
-        std::max(give_up - absl::Now(), absl::Milliseconds(1));
+    // §21.3: a task whose deadline passed here ends now, and its agents
+    // are told to stop (cancel reason 4).
+    absl::Time next_deadline = absl::InfiniteFuture();
+    std::optional<uint64_t> expired;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      const absl::Time now = absl::Now();
+      while (!state_->deadlines.empty()) {
+        auto first = state_->deadlines.begin();
+        auto it = state_->tasks.find(first->second);
+        if (it == state_->tasks.end() || it->second.ended) {
+          state_->deadlines.erase(first);
+          continue;
+        }
+        if (first->first > now) {
+          next_deadline = first->first;
+          break;
+        }
+        it->second.ended = true;
+        expired = first->second;
+        state_->deadlines.erase(first);
+        break;
+      }
+    }
+    if (expired) {
+      NatsResponse r;
+      r.task_id = *expired;
+      r.kind = NatsResponse::Kind::kFailed;
+      r.status = absl::DeadlineExceededError(
+          absl::StrCat("task ", *expired, " deadline exceeded"));
+      // Best effort: without the cancel the agent's own deadline check
+      // (§21.6) still stops the task.
+      (void)nats_detail::PublishCancel(*state_, *expired,
+                                       absl::StatusCode::kDeadlineExceeded);
+      return std::optional<NatsResponse>(std::move(r));
+    }
+    if (absl::Now() >= give_up) return std::optional<NatsResponse>();
+    const absl::Duration left = std::max(
+        std::min(give_up, next_deadline) - absl::Now(), absl::Milliseconds(1));
     absl::StatusOr<nats_detail::MsgPtr> msg =
         nats_detail::FetchOne(state_->responses.get(), left);
     if (!msg.ok()) return msg.status();
-    if (*msg == nullptr) return std::optional<NatsResponse>();
+    if (*msg == nullptr) continue;  // the timeout, or a deadline
     natsMsg* m = msg->get();
     absl::StatusOr<nats_detail::MetaDataPtr> meta = nats_detail::MetaOf(m);
     if (!meta.ok()) return meta.status();
@@ -733,6 +808,7 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
     std::lock_guard<std::mutex> lock(st.mu);
     st.running = absl::StrCat(ref->orchestrator, ".", ref->task_id);
     st.running_cancelled = false;
+    st.running_reason = absl::StatusCode::kCancelled;
   }
   struct ClearRunning {
     nats_detail::AgentState& st;
@@ -740,8 +816,14 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
       std::lock_guard<std::mutex> lock(st.mu);
       st.running.clear();
       st.running_cancelled = false;
+      st.running_reason = absl::StatusCode::kCancelled;
+      st.running_reason = absl::StatusCode::kCancelled;
     }
   } clear_running{st};
+  const auto reason = [&st] {
+    std::lock_guard<std::mutex> lock(st.mu);
+    return st.running_reason;
+  };
   {
     natsMsg* raw = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -751,17 +833,20 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
                                        subject.c_str(), nullptr, &jerr);
     nats_detail::MsgPtr cancel(raw);
     if (s == NATS_OK) {
+      absl::StatusOr<FrameView> cancel_frame =
+          nats_detail::DecodeOne(nats_detail::MsgData(raw));
       std::lock_guard<std::mutex> lock(st.mu);
       st.running_cancelled = true;
+      st.running_reason = cancel_frame.ok()
+                              ? nats_detail::CancelReason(*cancel_frame)
+                              : absl::StatusCode::kCancelled;
     } else if (s != NATS_NOT_FOUND &&
                static_cast<int>(jerr) != JSNoMessageFoundErr) {
       return StatusFromNats(s, absl::StrCat("js_GetLastMsg ", subject), jerr);
     }
   }
   if (ctx.cancelled()) {
-    if (absl::Status s =
-            ctx.SendError(absl::StatusCode::kCancelled, "cancelled");
-        !s.ok()) {
+    if (absl::Status s = nats_detail::SendCancelled(ctx, reason()); !s.ok()) {
       return s;
     }
     if (absl::Status s = ack(); !s.ok()) return s;
@@ -785,7 +870,7 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
   }
   absl::Status sent;
   if (ctx.cancelled()) {
-    sent = ctx.SendError(absl::StatusCode::kCancelled, "cancelled");
+    sent = nats_detail::SendCancelled(ctx, reason());
   } else if (result.ok()) {
     sent = ctx.Send(
         MessageType::kAgentResponse, kFlagFinal,
