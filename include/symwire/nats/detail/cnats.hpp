@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -79,8 +80,10 @@ inline absl::Status StatusFromNats(natsStatus s, absl::string_view what,
   natsStatus last = NATS_OK;
   const char* detail = nats_GetLastError(&last);
   std::string message = absl::StrCat(what, ": ", natsStatus_GetText(s));
+  // cnats' last error often repeats the status text after a source
+  // location ("(conn.c:2088): No server available for connection").
   if (detail != nullptr && detail[0] != '\0' &&
-      absl::string_view(detail) != natsStatus_GetText(s)) {
+      !absl::EndsWith(detail, natsStatus_GetText(s))) {
     absl::StrAppend(&message, " (", detail, ")");
   }
   const int code = static_cast<int>(jerr);
