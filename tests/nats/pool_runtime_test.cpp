@@ -328,6 +328,46 @@ TEST_CASE(
   CHECK(orch.discarded_frames() == 1);
 }
 
+TEST_CASE(
+    "nats runtime: a broker restart loses nothing acknowledged (file "
+    "storage)") {
+  Pool pool;
+  std::vector<uint64_t> ids;
+  std::atomic<int> runs{0};
+  {
+    NatsOrchestrator orch = pool.Orchestrator("durable");
+    for (int i = 0; i < 4; ++i) {
+      absl::StatusOr<uint64_t> id = orch.Submit(Bytes("d" + std::to_string(i)));
+      REQUIRE(id.ok());
+      ids.push_back(*id);
+    }
+    // Two complete before the restart: their responses are stored, not
+    // yet taken by the orchestrator.
+    NatsAgent agent = pool.Agent(Streaming(&runs));
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(agent.RunOnce(absl::Seconds(5)).value() ==
+              NatsAgentOutcome::kCompleted);
+    }
+  }
+  REQUIRE(pool.server->Restart().ok());
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(agent.RunOnce(absl::Seconds(5)).value() ==
+            NatsAgentOutcome::kCompleted);
+  }
+  CHECK(agent.RunOnce(absl::Milliseconds(300)).value() ==
+        NatsAgentOutcome::kIdle);
+  CHECK(runs.load() == 4);
+  NatsOrchestrator orch = pool.Orchestrator("durable");
+  const auto seen = Collect(orch, 4);
+  for (uint64_t id : ids) {
+    INFO(id);
+    REQUIRE(seen.count(id) == 1);
+    CHECK(seen.at(id).size() == 3);
+    CHECK(seen.at(id).back().kind == Kind::kFinal);
+  }
+}
+
 TEST_CASE("nats runtime: a cancel reaches the agent running the task") {
   Pool pool;
   NatsOrchestrator orch = pool.Orchestrator();
