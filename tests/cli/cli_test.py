@@ -11,6 +11,7 @@ expectations; "symwire-soak-net" is symwire-soak built with the transports.
 Standard library only.
 """
 
+import os
 import subprocess
 import sys
 
@@ -70,6 +71,9 @@ def usage_error(name, path, args, must_name):
 
 def test(name, path):
     flags, value_flag, bad_value = PROGRAMS[name]
+    if not os.access(path, os.X_OK):
+        check(False, f"{name}: {path} is not an executable (not built?)")
+        return
     program = name.replace("-net", "")
     rc, out, err = run(path, ["--help"])
     check(rc == 0, f"{name} --help: exit {rc} (want 0)", out + err)
