@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails if layer 1 (wire/) or layer 2 (session/) reach for I/O, clocks,
-# threads or randomness, or include a higher layer (STYLE.md §1).
+# threads or randomness, or include a higher layer, or if layer 3b
+# (runtime/) reaches for frame layout or TLV parsing (STYLE.md §1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -22,7 +23,19 @@ for layer in include/symwire/wire include/symwire/session; do
   check "$layer" "$clock" "reading a clock or a global random source"
 done
 check include/symwire/wire '#include *"symwire/(session|transport)/' "layer 1 includes a higher layer"
-check include/symwire/session '#include *"symwire/transport/' "layer 2 includes layer 3"
+check include/symwire/wire '#include *"symwire/runtime/' "layer 1 includes layer 3b"
+check include/symwire/session '#include *"symwire/(transport|runtime)/' "layer 2 includes layer 3"
+# Layer 3 (transports) carries bytes; the runtime (3b) sits on top of it.
+# transport/runtime.hpp is the deprecated forwarding header to it.
+hits=$(grep -rnE '#include *"symwire/runtime/' include/symwire/transport --include='*.hpp' --include='*.ipp' | grep -v '^include/symwire/transport/runtime.hpp:' || true)
+if [ -n "$hits" ]; then
+  echo "layering violation in include/symwire/transport (layer 3 includes layer 3b):"
+  echo "$hits" | sed 's/^/  /'
+  status=1
+fi
+# Layer 3b (runtime): layers 1-3 and Asio, but no frame layout: nothing of
+# wire/detail/ (byte offsets, masks) and no codec calls of its own.
+check include/symwire/runtime '#include *"symwire/wire/(detail/|decoder|encoder|varint)' "frame layout or codec in the runtime"
 # Frame layout stays in layer 1 (STYLE.md §1): above it, TLVs are read
 # through FrameView's typed accessors (metadata(), trace_parent(), ...).
 for layer in include/symwire/session include/symwire/transport include/symwire/runtime; do

@@ -29,7 +29,7 @@
 //                [--max-seconds T]
 //
 // Network mode (--transport) runs the same workload and the same checks
-// through Client and Server (symwire/transport/runtime.hpp) on 127.0.0.1
+// through Client and Server (symwire/runtime/runtime.hpp) on 127.0.0.1
 // (plain TCP, or TLS with a throw-away PKI that the client verifies) or a
 // Unix socket, with symwire::testing::FaultProxy between them: kill each
 // proxied connection after MIN..MAX bytes, forward in pieces of 1..N
@@ -149,9 +149,9 @@
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
 #if SYMWIRE_SOAK_NET  // built when symwire::transport is (not -fno-exceptions)
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/fault_proxy.hpp"
 #include "symwire/testing/test_certs.hpp"
-#include "symwire/transport/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/tls.hpp"
 #endif
