@@ -28,6 +28,7 @@
 #include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/runtime/task_call.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/transport.hpp"
@@ -146,7 +147,7 @@ class Peer : public std::enable_shared_from_this<Peer>,
  public:
   // Use Client / Server.
   SYMWIRE_DECL Peer(Private, asio::any_io_executor executor,
-                    std::unique_ptr<Session> session, PeerOptions options);
+                    std::shared_ptr<Session> session, PeerOptions options);
 
  private:
   // Transport::Sink
@@ -209,7 +210,9 @@ class Peer : public std::enable_shared_from_this<Peer>,
 
   asio::any_io_executor executor_;
   PeerOptions options_;
-  std::unique_ptr<Session> session_;
+  // Shared with the Server's Endpoint on the server side (session/
+  // endpoint.hpp: it creates and registers acceptor sessions).
+  std::shared_ptr<Session> session_;
   std::shared_ptr<Transport> transport_;
   asio::steady_timer timer_;
   absl::Time timer_at_ = absl::InfiniteFuture();
@@ -234,6 +237,9 @@ class Peer : public std::enable_shared_from_this<Peer>,
   std::string source_;
   size_t handshake_bytes_ = 0;
   size_t handshake_byte_limit_ = SIZE_MAX;
+  // The Endpoint's handle of this connection while its handshake runs (0:
+  // none): its bytes go through Server::OnHandshakeData.
+  ConnectionHandle handshake_ = 0;
   absl::Time disconnected_at_ = absl::InfiniteFuture();
   bool registered_ = false;
   bool user_ended_ = false;  // Close or Abort called (no first retry)

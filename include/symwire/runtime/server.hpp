@@ -23,6 +23,7 @@
 #include "symwire/config.hpp"
 #include "symwire/runtime/detail/async.hpp"
 #include "symwire/runtime/options.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/transport.hpp"
 
@@ -113,8 +114,10 @@ struct ServerCounters {
   uint64_t sessions_refused_per_source = 0;
   // Idle disconnected sessions evicted to make room (see ServerOptions).
   uint64_t sessions_evicted = 0;
-  uint64_t resumes = 0;           // connections handed to a session
-  uint64_t resumes_rejected = 0;  // unknown or expired session
+  uint64_t resumes = 0;  // connections handed to a session
+  // Resumes the Endpoint rejected: unknown or expired session, wrong proof,
+  // changed contract, bad last_received, a lost race.
+  uint64_t resumes_rejected = 0;
   // Connections that ended before establishing a session: bad bytes, a
   // handshake timeout, failed authentication or TLS, a rejected resume
   // (also counted in resumes_rejected), more than max_handshake_bytes
@@ -205,9 +208,12 @@ class Server : public std::enable_shared_from_this<Server> {
   bool EvictIdle(const std::string* source);
   bool SourceBlocked(const std::string& source);
   void CountAuthFailure(const std::string& source);
-  void OnResumeRequested(const std::shared_ptr<Peer>& fresh,
-                         const SessionId& id);
+  // Bytes of a handshaking connection: through the Endpoint, then acts on
+  // its outcome (a new session, a resume moved to its Peer, a rejection).
+  void OnHandshakeData(const std::shared_ptr<Peer>& fresh,
+                       absl::Span<const std::byte> bytes, absl::Time now);
   void OnPeerEnded(Peer* peer);
+  void ForgetSessionsForShutdown();
   void OnConnectionCountChanged(int delta) {
     live_connections_ =
         static_cast<size_t>(static_cast<int64_t>(live_connections_) + delta);
@@ -223,6 +229,13 @@ class Server : public std::enable_shared_from_this<Server> {
       unix_acceptors_;
   // Connections whose session is not established yet.
   absl::flat_hash_map<Peer*, std::shared_ptr<Peer>> pending_;
+  // The sans-I/O registry (session/endpoint.hpp): it creates each
+  // connection's session, routes resumes and bounds handshakes. registry_
+  // maps its sessions to their Peers; the policies that need a Peer's
+  // state (per-source limits, eviction of idle sessions, which must not
+  // drop a user's unread responses) stay here, and a session the server
+  // drops is removed from the Endpoint too.
+  std::unique_ptr<Endpoint> endpoint_;
   absl::flat_hash_map<SessionId, std::shared_ptr<Peer>, SessionIdHash>
       registry_;
   size_t live_connections_ = 0;

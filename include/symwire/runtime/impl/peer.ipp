@@ -71,7 +71,7 @@ inline std::chrono::steady_clock::time_point ToSteady(absl::Time t) {
 // ------------------------------------------------------
 
 SYMWIRE_DECL Peer::Peer(Private, asio::any_io_executor executor,
-                        std::unique_ptr<Session> session, PeerOptions options)
+                        std::shared_ptr<Session> session, PeerOptions options)
     : executor_(std::move(executor)),
       options_(std::move(options)),
       session_(std::move(session)),
@@ -279,6 +279,13 @@ SYMWIRE_DECL void Peer::OnTransportData(Transport& transport,
       return;
     }
   }
+  if (handshake_ != 0) {
+    // The server's Endpoint decides what this connection becomes.
+    if (auto server = server_.lock()) {
+      server->OnHandshakeData(shared_from_this(), bytes, FreshNow());
+      return;
+    }
+  }
   const uint64_t resumes = session_->counters().resumes;
   // Errors are reported as events (ConnectionLost, SessionFailed).
   static_cast<void>(session_->Receive(bytes, FreshNow()));
@@ -399,12 +406,6 @@ SYMWIRE_DECL void Peer::HandleEvent(Event& event) {
       session_->TransportLost(
           MakeError(ErrorCode::kConnectionLost, "no dialer to reconnect"),
           SteadyNow());
-    }
-  } else if (auto* rr = std::get_if<ResumeRequested>(&event)) {
-    if (auto server = server_.lock()) {
-      server->OnResumeRequested(shared_from_this(), rr->session_id);
-    } else {
-      session_->RejectResume(SteadyNow());
     }
   } else if (std::holds_alternative<PeerDraining>(event)) {
     Notify(PeerEvent::Kind::kPeerDraining);

@@ -32,11 +32,31 @@ Server::SessionIdHash::operator()(const SessionId& id) const {
   return static_cast<size_t>(h);
 }
 
+namespace detail {
+
+// The Endpoint of a Server: its limits are the server's. max_sessions is a
+// backstop one above the server's own (OnEstablished evicts or refuses
+// first; a session it drops leaves the Endpoint too).
+inline EndpointConfig ServerEndpointConfig(const ServerOptions& options) {
+  EndpointConfig config;
+  config.session = options.session;
+  config.max_handshakes = options.max_handshaking_connections;
+  config.max_handshake_bytes = options.max_handshake_bytes;
+  config.max_sessions = options.max_sessions + 1;
+  return config;
+}
+
+}  // namespace detail
+
 SYMWIRE_DECL Server::Server(Private, asio::any_io_executor executor,
                             ServerOptions options, SessionHandler on_session)
     : executor_(std::move(executor)),
       options_(std::move(options)),
-      on_session_(std::move(on_session)) {}
+      on_session_(std::move(on_session)) {
+  auto endpoint = Endpoint::Create(detail::ServerEndpointConfig(options_));
+  SYMWIRE_REQUIRE(endpoint.ok());  // Create validated the options
+  endpoint_ = std::move(*endpoint);
+}
 
 SYMWIRE_DECL Server::~Server() {
   boost::system::error_code ignored;
@@ -50,6 +70,11 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Server>> Server::Create(
   options.session.side = SessionSide::kAcceptor;
   if (!options.session.random) options.session.random = SystemRandom();
   if (absl::Status st = ValidateConfig(options.session); !st.ok()) return st;
+  if (absl::Status st =
+          ValidateEndpointConfig(detail::ServerEndpointConfig(options));
+      !st.ok()) {
+    return st;
+  }
   return std::make_shared<Server>(Private{}, std::move(executor),
                                   std::move(options), std::move(on_session));
 }
@@ -191,7 +216,8 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     transport->Close();
     return;
   }
-  if (pending_.size() >= options_.max_handshaking_connections) {
+  if (pending_.size() >= options_.max_handshaking_connections ||
+      endpoint_->handshakes() >= options_.max_handshaking_connections) {
     // ServerOptions, "Memory before authentication".
     ++counters_.connections_refused;
     ++counters_.handshakes_refused;
@@ -205,19 +231,21 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     return;
   }
   ++counters_.connections_accepted;
-  absl::StatusOr<std::shared_ptr<Peer>> peer =
-      Peer::Make(executor_, options_, SessionSide::kAcceptor);
-  if (!peer.ok()) {
-    transport->Close(peer.status());
+  // The Endpoint creates the connection's session (TransportConnected
+  // already: its preface is queued).
+  absl::StatusOr<Accepted> accepted = endpoint_->Accept(SteadyNow());
+  if (!accepted.ok()) {
+    transport->Close(accepted.status());
     return;
   }
-  std::shared_ptr<Peer> p = std::move(*peer);
+  auto p = std::make_shared<Peer>(Peer::Private{}, executor_,
+                                  std::move(accepted->session), options_);
+  p->handshake_ = accepted->connection;
   p->server_ = weak_from_this();
   p->source_ = std::move(source);
   p->handshake_byte_limit_ = options_.max_handshake_bytes;
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
-  static_cast<void>(p->session_->TransportConnected(SteadyNow()));
   p->AfterInput();
 }
 
@@ -227,6 +255,7 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
     peer->session_->Abort(absl::ResourceExhaustedError(why), SteadyNow());
+    static_cast<void>(endpoint_->Remove(peer->session_->session_id()));
   };
   if (options_.max_sessions_per_source > 0) {
     auto it = sessions_per_source_.find(peer->source_);
@@ -316,30 +345,38 @@ SYMWIRE_DECL void Server::CountAuthFailure(const std::string& source) {
   }
 }
 
-SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
-                                            const SessionId& id) {
-  const absl::Time now = SteadyNow();
-  auto it = registry_.find(id);
-  if (it == registry_.end() || stopping_) {
-    ++counters_.resumes_rejected;
-    fresh->session_->RejectResume(now);
+SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Peer>& fresh,
+                                          absl::Span<const std::byte> bytes,
+                                          absl::Time now) {
+  const uint64_t rejected_before = endpoint_->counters().resumes_rejected;
+  const ConnectionOutcome outcome =
+      endpoint_->Receive(fresh->handshake_, bytes, now);
+  if (!std::holds_alternative<HandshakeRunning>(outcome)) fresh->handshake_ = 0;
+  const auto* resumed = std::get_if<SessionResumed>(&outcome);
+  if (resumed == nullptr) {
+    // Running, a new session (OnEstablished registers it when the Peer
+    // delivers Established) or a rejection (answered on `fresh`, which then
+    // ends: OnPeerEnded).
+    if (endpoint_->counters().resumes_rejected != rejected_before) {
+      ++counters_.resumes_rejected;
+    }
+    fresh->AfterInput();
+    return;
+  }
+  // The Endpoint moved the connection to a session it has registered; the
+  // Peer of that session takes the transport over.
+  auto it = registry_.find(resumed->session->session_id());
+  if (it == registry_.end() || it->second->session_ != resumed->session) {
+    // Every session the Endpoint holds is registered here (OnEstablished,
+    // OnPeerEnded and the refusals keep the two in step).
+    SYMWIRE_ASSERT(false);
     fresh->AfterInput();
     return;
   }
   const std::shared_ptr<Peer> existing = it->second;
-  const absl::Status st =
-      existing->session_->AdoptConnection(*fresh->session_, now);
+  ++counters_.resumes;
   // Whatever `fresh` still has goes out first, on its connection.
   fresh->DrainTransmit();
-  // The connection moved when `fresh` is closed, which is on success only:
-  // a failed resume is answered on `fresh` and leaves `existing` as it was.
-  const bool moved = fresh->session_->state() == SessionState::kClosed;
-  if (!moved) {
-    ++counters_.resumes_rejected;
-    fresh->AfterInput();
-    return;
-  }
-  if (st.ok()) ++counters_.resumes;
   std::shared_ptr<Transport> t = fresh->transport_;
   fresh->Detach();
   if (existing->transport_) {
@@ -353,10 +390,19 @@ SYMWIRE_DECL void Server::OnResumeRequested(const std::shared_ptr<Peer>& fresh,
   if (t) {
     existing->Attach(std::move(t), false);
     // WELCOME first, flushed alone, then the replay in small writes.
-    if (st.ok()) existing->BeginReplay(true);
+    existing->BeginReplay(true);
   }
   existing->AfterInput();
   fresh->AfterInput();
+}
+
+SYMWIRE_DECL void Server::ForgetSessionsForShutdown() {
+  // A server that shuts down takes no resume: the Endpoint forgets its
+  // sessions, so a resume is rejected (SESSION_EXPIRED) like one of an
+  // unknown session.
+  for (const auto& [id, peer] : registry_) {
+    static_cast<void>(endpoint_->Remove(id));
+  }
 }
 
 SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
@@ -364,6 +410,11 @@ SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
   // reference in AfterInput). A connection that ends failed before its
   // session was established is a failed handshake (bad bytes, timeout,
   // authentication, a rejected resume); a resumed one ends kClosed.
+  if (peer->handshake_ != 0) {
+    // Ended before the Endpoint decided (timeout, transport lost, abort).
+    endpoint_->Release(peer->handshake_);
+    peer->handshake_ = 0;
+  }
   if (pending_.erase(peer) > 0 && !stopping_ &&
       peer->session_->state() == SessionState::kFailed) {
     ++counters_.handshakes_failed;
@@ -376,6 +427,9 @@ SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
     auto it = registry_.find(peer->session_->session_id());
     if (it != registry_.end() && it->second.get() == peer) {
       registry_.erase(it);
+      if (endpoint_->Find(peer->session_->session_id()) == peer->session_) {
+        static_cast<void>(endpoint_->Remove(peer->session_->session_id()));
+      }
       auto src = sessions_per_source_.find(peer->source_);
       if (src != sessions_per_source_.end() && --src->second == 0) {
         sessions_per_source_.erase(src);
@@ -392,6 +446,7 @@ SYMWIRE_DECL std::shared_ptr<Peer> Server::Find(const SessionId& id) const {
 
 SYMWIRE_DECL void Server::Stop() {
   stopping_ = true;
+  ForgetSessionsForShutdown();
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
   for (auto& a : unix_acceptors_) a->close(ignored);
@@ -413,6 +468,7 @@ SYMWIRE_DECL void Server::StartShutdown(
     MaybeFinishShutdown();
     return;
   }
+  ForgetSessionsForShutdown();
   stopping_ = true;
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
