@@ -11,6 +11,7 @@ packages=(
   libssl-dev openssl
   python3 python3-xxhash  # tools/vectors_ref.py, the independent reference
   tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
+  libnats-dev nats-server  # symwire::nats (SPEC.md §21) and its tests
 )
 missing=()
 for p in "${packages[@]}"; do

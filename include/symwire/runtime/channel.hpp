@@ -1,0 +1,340 @@
+// File: symwire/runtime/channel.hpp
+// Layer 3b (runtime). Channel: one session driven over a sequence of
+// transports (the driver loop of STYLE.md §1).
+#ifndef SYMWIRE_RUNTIME_CHANNEL_HPP_
+#define SYMWIRE_RUNTIME_CHANNEL_HPP_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "symwire/config.hpp"
+#include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/incoming_task.hpp"
+#include "symwire/runtime/options.hpp"
+#include "symwire/runtime/task_call.hpp"
+#include "symwire/session/session.hpp"
+#include "symwire/transport/tcp.hpp"
+#include "symwire/transport/transport.hpp"
+
+namespace symwire {
+
+class Client;
+class Server;
+namespace detail {
+struct CallState;
+struct IncomingState;
+struct ClientPart;
+struct ServerPart;
+}  // namespace detail
+
+// Channel
+// One session as the user holds it, on either side: the Session (layer 2,
+// the protocol state machine) driven over a sequence of Transports (layer
+// 3, one connection each; a resume moves the channel to a new one). Created
+// by Client (initiator) or Server (acceptor); always held by shared_ptr.
+// Formerly Peer (deprecated alias below): "peer" now only means the other
+// side of a connection.
+class Channel : public std::enable_shared_from_this<Channel>,
+                private Transport::Sink {
+ public:
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  SYMWIRE_DECL ~Channel();
+
+  const asio::any_io_executor& get_executor() const { return executor_; }
+
+  // SetTaskHandler
+  // Where received tasks go. Without a handler, a task is failed with
+  // kUnimplemented ("no task handler").
+  void SetTaskHandler(TaskHandler handler) { handler_ = std::move(handler); }
+  // SetObserver: connection-level events (ChannelEvent), inline.
+  void SetObserver(std::function<void(const ChannelEvent&)> observer) {
+    observer_ = std::move(observer);
+  }
+
+  // Submit
+  // Sends a task: encoded at once, written with everything else produced in
+  // the same executor turn (one write per burst of Submits, not one per
+  // call). Errors as Session::SubmitTask: NO_CREDIT and
+  // REPLAY_BUFFER_FULL mean "wait" (async_submit does), PEER_DRAINING and
+  // SESSION_CLOSED mean "go elsewhere". With `callbacks`, responses are
+  // delivered zero-copy through them instead of TaskCall::async_next.
+  SYMWIRE_DECL absl::StatusOr<TaskCall> Submit(
+      absl::Span<const std::byte> payload, const TaskOptions& options = {},
+      TaskCallbacks callbacks = {});
+  absl::StatusOr<TaskCall> Submit(std::string_view payload,
+                                  const TaskOptions& options = {},
+                                  TaskCallbacks callbacks = {}) {
+    return Submit(IncomingTask::AsBytes(payload), options,
+                  std::move(callbacks));
+  }
+
+  // async_submit
+  // Submit, waiting (in submission order) for the first handshake and
+  // while the peer's task credit or the send window is exhausted. Signature:
+  // void(absl::StatusOr<TaskCall>).
+  template <class CompletionToken>
+  auto async_submit(std::string payload, CallOptions options,
+                    CompletionToken&& token) {
+    return async_submit(std::move(payload), std::move(options), TaskCallbacks{},
+                        std::forward<CompletionToken>(token));
+  }
+  // With `callbacks`: responses are delivered zero-copy through them (the
+  // TaskCall's async_next then has nothing to return).
+  template <class CompletionToken>
+  auto async_submit(std::string payload, CallOptions options,
+                    TaskCallbacks callbacks, CompletionToken&& token);
+
+  // async_call
+  // Submits and waits for the whole result: the concatenation of every
+  // partial and the final payload (a streamed answer, joined). Errors: the
+  // submission's, then the task's. Signature:
+  // void(absl::StatusOr<std::string>).
+  template <class CompletionToken>
+  auto async_call(std::string payload, CallOptions options,
+                  CompletionToken&& token);
+
+  // Close
+  // Graceful close (SPEC.md §15.3): accepted tasks finish, then bye.
+  // async_close completes when the session has ended: OK when it closed,
+  // its error when it failed. Signature: void(absl::Status).
+  SYMWIRE_DECL absl::Status Close();
+  template <class CompletionToken>
+  auto async_close(CompletionToken&& token);
+
+  // Abort: ends the session now with `status` (sent to the peer).
+  SYMWIRE_DECL void Abort(const absl::Status& status);
+
+  // async_wait_established: completes once the session is established (at
+  // once if it is), or with the error that ended it. Signature:
+  // void(absl::Status).
+  template <class CompletionToken>
+  auto async_wait_established(CompletionToken&& token);
+
+  // Observers.
+  const Session& session() const { return *session_; }
+  SessionState state() const { return session_->state(); }
+  bool connected() const { return transport_ != nullptr; }
+  const SessionCounters& counters() const { return session_->counters(); }
+  // The current transport's description ("tcp 127.0.0.1:7000"), or "".
+  SYMWIRE_DECL std::string transport_description() const;
+  // The current transport's counters (zero when disconnected).
+  SYMWIRE_DECL TransportCounters transport_counters() const;
+  uint64_t reconnects() const { return reconnects_; }
+
+  // KillConnection: drops the current connection abruptly, as a network
+  // failure would (tests, demos, operators forcing a reconnect).
+  SYMWIRE_DECL void KillConnection();
+
+ private:
+  friend class TaskCall;
+  friend class IncomingTask;
+  friend class Server;
+  friend class Client;
+  friend struct detail::ClientPart;
+  friend struct detail::ServerPart;
+  struct Private {};
+
+ public:
+  // Use Client / Server.
+  SYMWIRE_DECL Channel(Private, asio::any_io_executor executor,
+                       std::shared_ptr<Session> session,
+                       ChannelOptions options);
+
+ private:
+  // ---- The driver loop (impl/driver.ipp): the transport sink, Attach and
+  // Detach, draining the session, the timer and the clock.
+  // Transport::Sink
+  void OnTransportData(Transport& transport,
+                       absl::Span<const std::byte> bytes) override;
+  void OnTransportClosed(Transport& transport,
+                         const absl::Status& status) override;
+
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Make(
+      asio::any_io_executor executor, ChannelOptions options, SessionSide side);
+  void Attach(std::shared_ptr<Transport> transport, bool start);
+  void Detach();
+  // AfterInput: after an input to the session, dispatch its events, hand
+  // its bytes to the transport, flush, re-arm the timer.
+  void AfterInput();
+  // AfterUserCall: after a Submit or Respond that succeeded. Inside the
+  // dispatch loop nothing (the loop drains after each event); outside it,
+  // one AfterInput is posted for the whole burst, so N calls in one handler
+  // cost one flush, one write and one timer check instead of N (plus the
+  // early flushes of ChannelOptions::early_flush_bytes).
+  void AfterUserCall();
+  // MaybeFlushEarly: ChannelOptions::early_flush_bytes.
+  void MaybeFlushEarly();
+  // Now
+  // The driver's clock: every time handed to the session comes from here,
+  // and this is the only place the driver reads the clock (SteadyNow()).
+  // kTurn returns the turn's reading, read at most once per executor turn
+  // (valid until the turn's outermost AfterInput ends): Submit and Respond
+  // only use `now` for bookkeeping whose timers may fire early (acks,
+  // close), so a reading a few microseconds old is harmless and saves a
+  // clock read (~25 ns) per call. kFresh reads again: for inputs from I/O
+  // (bytes, a lost connection, a dial, a timer) and for what is measured
+  // from now (a task's deadline). The result never decreases (Session
+  // requires it): a fresh reading below the last one returns the last one.
+  enum class Reading : uint8_t { kTurn, kFresh };
+  absl::Time Now(Reading reading = Reading::kTurn);
+  void DrainTransmit();
+  // ---- Delivery (impl/channel.ipp): one handler per event type, the task
+  // table, the user calls.
+  // HandleEvent: std::visit over the event, one Handle per event type.
+  void HandleEvent(Event& event);
+  void Handle(TaskReceived& t);
+  void Handle(ResponseReceived& r);
+  void Handle(TaskFailed& f);
+  void Handle(TaskCancelled& c);
+  void Handle(Writable& w);
+  void Handle(Established& e);
+  void Handle(ConnectionLost& lost);
+  void Handle(ReconnectDue& due);
+  void Handle(ResumeRequested& rr);
+  void Handle(PeerDraining& d);
+  void Handle(SessionClosed& c);
+  void Handle(SessionFailed& sf);
+  void ArmTimer();
+  void Notify(ChannelEvent::Kind kind, absl::Status status = absl::OkStatus(),
+              uint32_t attempt = 0);
+  // The server that accepted this session, or nullptr.
+  std::shared_ptr<Server> OwningServer() const;
+  // After a resume handshake: the replayed frames go out in small writes.
+  void BeginReplay(bool first_span_alone);
+  void FinishCall(TaskId id, const absl::Status& status);
+  void EndIncoming(TaskId id, const absl::Status& cancel_status);
+  void RunWritableWaiters();
+  void SessionEnded(const absl::Status& status);
+  void UnreadChanged(int64_t delta);
+  void SubmitWhenWritable(
+      std::string payload, CallOptions options, TaskCallbacks callbacks,
+      absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done);
+  void StartSubmit(std::string payload, CallOptions options,
+                   TaskCallbacks callbacks,
+                   detail::Completion<void(absl::StatusOr<TaskCall>)> done);
+  void StartCall(std::string payload, CallOptions options,
+                 detail::Completion<void(absl::StatusOr<std::string>)> done);
+  void StartClose(detail::Completion<void(absl::Status)> done);
+  void StartWaitEstablished(detail::Completion<void(absl::Status)> done);
+  absl::Status RespondFor(detail::IncomingState& task,
+                          absl::Span<const std::byte> payload, bool final);
+
+  asio::any_io_executor executor_;
+  ChannelOptions options_;
+  // Shared with the Server's Endpoint on the server side (session/
+  // endpoint.hpp: it creates and registers acceptor sessions).
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<Transport> transport_;
+  asio::steady_timer timer_;
+  absl::Time timer_at_ = absl::InfiniteFuture();
+  uint64_t timer_generation_ = 0;
+  TaskHandler handler_;
+  std::function<void(const ChannelEvent&)> observer_;
+  absl::flat_hash_map<TaskId, std::shared_ptr<detail::CallState>> calls_;
+  absl::flat_hash_map<TaskId, std::shared_ptr<detail::IncomingState>> incoming_;
+  // Work waiting for a Writable event (credit or send window), in order.
+  std::deque<absl::AnyInvocable<bool()>> writable_waiters_;
+  std::vector<detail::Completion<void(absl::Status)>> close_waiters_;
+  std::vector<detail::Completion<void(absl::Status)>> established_waiters_;
+  // The side-specific part, exactly one of the two: the client part
+  // (detail/client_part.hpp, client.ipp) dials, redials and retries a first
+  // connection; the server part (detail/server_part.hpp, server.ipp) is the
+  // session's entry in its Server's books.
+  std::unique_ptr<detail::ClientPart> client_;
+  std::unique_ptr<detail::ServerPart> server_;
+  bool user_ended_ = false;  // Close or Abort called (no first retry)
+  bool established_once_ = false;
+  bool dispatching_ = false;
+  bool flush_posted_ = false;      // an AfterInput is posted (AfterUserCall)
+  bool now_valid_ = false;         // now_ is this turn's reading (Now())
+  bool first_span_alone_ = false;  // BeginReplay: flush the WELCOME alone
+  absl::Time now_ = absl::InfinitePast();
+  bool ended_ = false;
+  uint32_t outage_attempts_ = 0;
+  uint64_t reconnects_ = 0;
+  size_t unread_bytes_ = 0;
+};
+
+// Peer: the old name of Channel (README, "Upgrading").
+using Peer [[deprecated("use symwire::Channel")]] = Channel;
+
+template <class CompletionToken>
+auto Channel::async_submit(std::string payload, CallOptions options,
+                           TaskCallbacks callbacks, CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<TaskCall>>(
+      executor_,
+      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o,
+                                  TaskCallbacks&& c) {
+        self->StartSubmit(std::move(p), std::move(o), std::move(c),
+                          std::move(done));
+      },
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options), std::move(callbacks));
+}
+
+template <class CompletionToken>
+auto Channel::async_call(std::string payload, CallOptions options,
+                         CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<std::string>>(
+      executor_,
+      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o) {
+        self->StartCall(std::move(p), std::move(o), std::move(done));
+      },
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options));
+}
+
+template <class CompletionToken>
+auto Channel::async_close(CompletionToken&& token) {
+  return detail::InitiateOn<absl::Status>(
+      executor_,
+      [self = shared_from_this()](auto done) {
+        self->StartClose(std::move(done));
+      },
+      std::forward<CompletionToken>(token));
+}
+
+template <class CompletionToken>
+auto Channel::async_wait_established(CompletionToken&& token) {
+  return detail::InitiateOn<absl::Status>(
+      executor_,
+      [self = shared_from_this()](auto done) {
+        self->StartWaitEstablished(std::move(done));
+      },
+      std::forward<CompletionToken>(token));
+}
+
+}  // namespace symwire
+
+// Header-only mode: the bodies need Server (and server.hpp needs Channel
+// complete first, so it includes this header after defining Server).
+#ifdef SYMWIRE_HEADER_ONLY
+// The order matters.
+// clang-format off
+#include "symwire/runtime/client.hpp"
+#include "symwire/runtime/server.hpp"
+#include "symwire/runtime/impl/incoming_task.ipp"
+#include "symwire/runtime/impl/channel.ipp"
+#include "symwire/runtime/impl/driver.ipp"
+#include "symwire/runtime/impl/task_call.ipp"
+// clang-format on
+#endif
+
+#endif  // SYMWIRE_RUNTIME_CHANNEL_HPP_
