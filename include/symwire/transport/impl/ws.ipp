@@ -54,7 +54,7 @@ class WsLocalCloseCategoryImpl final : public boost::system::error_category {
  public:
   const char* name() const noexcept override { return "symwire.ws.local"; }
   std::string message(int code) const override {
-    return absl::StrCat("closed with WebSocket code ", code, " (",
+    return absl::StrCat("ended for WebSocket close code ", code, " (",
                         WsCloseCodeName(code), ")");
   }
 };

@@ -117,6 +117,9 @@ struct WsState : std::enable_shared_from_this<WsState<NextLayer>> {
   // 1009), 0 if none.
   uint16_t local_close_code = 0;
   bool closing = false;  // a close frame was started, or the socket closed
+  // A Beast read is in flight (the transport reads all the time).
+  bool read_pending = false;
+  bool close_frame_started = false;  // SendClose ran
 
   void CloseSocket() {
     boost::system::error_code ignored;
@@ -137,6 +140,31 @@ struct WsState : std::enable_shared_from_this<WsState<NextLayer>> {
     close_timer.async_wait([self](const boost::system::error_code& ec) {
       if (!ec) self->CloseSocket();
     });
+    if (read_pending) {
+      // No close frame while a read is in flight: Beast 1.81 deadlocks
+      // (both operations suspended for good, holding the state and the
+      // executor's work) when a close operation waits for the read lock
+      // of a read that then receives the peer's close frame and waits for
+      // the close operation's write lock. A graceful close half-closes
+      // the TCP connection instead (SPEC.md §20.1: a TCP end counts as a
+      // close), reading on until the peer closes or the timer above
+      // fires; any other close closes the socket now.
+      boost::system::error_code ignored;
+      if (code == websocket::close_code::normal) {
+        beast::get_lowest_layer(ws).shutdown(asio::socket_base::shutdown_send,
+                                             ignored);
+      } else {
+        close_timer.cancel();
+        CloseSocket();
+      }
+      return;
+    }
+    SendClose(code);
+  }
+
+  void SendClose(websocket::close_code code) {
+    close_frame_started = true;
+    auto self = this->shared_from_this();
     ws.async_close(code, [self](const boost::system::error_code&) {
       self->close_timer.cancel();
       self->CloseSocket();
@@ -178,8 +206,10 @@ struct WsState : std::enable_shared_from_this<WsState<NextLayer>> {
       if (kind != websocket::frame_type::ping) return;
       auto self = weak.lock();
       if (!self || self->closing || self->TakePing()) return;
-      // Over the budget: close with 1008. Posted: the read operation that
-      // runs this callback still holds the stream.
+      // Over the budget: the connection ends (reported as 1008). The
+      // read that runs this callback is in flight, so no close frame
+      // (StartClose): the socket is closed. Posted: the read operation
+      // still holds the stream.
       self->local_close_code =
           static_cast<uint16_t>(websocket::close_code::policy_error);
       asio::post(self->ws.get_executor(), [self] {
@@ -203,6 +233,7 @@ class WsTransport final : public Transport {
 
  private:
   void AsyncReadSome(asio::mutable_buffer buffer) override {
+    state_->read_pending = true;
     state_->ws.async_read_some(buffer, [self = shared_from_this(), this](
                                            const boost::system::error_code& ec,
                                            size_t n) { OnRead(ec, n); });
@@ -210,6 +241,7 @@ class WsTransport final : public Transport {
 
   void OnRead(boost::system::error_code ec, size_t n) {
     WsState<NextLayer>& s = *state_;
+    s.read_pending = false;
     if (!ec && !s.ws.got_binary()) {
       // SPEC.md §20.1: symwire travels in binary messages only.
       s.local_close_code =
@@ -286,7 +318,14 @@ class WsTransport final : public Transport {
   // An abrupt close still says goodbye (1001) when the stream is open,
   // without waiting: the closing handshake runs on its own, bounded.
   void CloseStream() override {
-    state_->StartClose(websocket::close_code::going_away);
+    WsState<NextLayer>& s = *state_;
+    if (s.closing && !s.close_frame_started) {
+      // After a half-close (StartClose): the transport is done with it.
+      s.close_timer.cancel();
+      s.CloseSocket();
+      return;
+    }
+    s.StartClose(websocket::close_code::going_away);
   }
 
   std::shared_ptr<WsState<NextLayer>> state_;
