@@ -46,7 +46,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "e2e_common.hpp"
 #include "symwire/error.hpp"
-#include "symwire/transport/runtime.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 
 namespace {

@@ -1,5 +1,6 @@
 # symwire_write_pkg_config(<name>...): writes and installs <name>.pc for
-# symwire (the codec and the session), symwire-transport and symwire-tls.
+# symwire (the codec and the session), symwire-transport, symwire-tls and
+# symwire-nats.
 # The files are relocatable: every path is relative to ${pcfiledir}.
 #
 # Boost has no pkg-config file; its headers are expected on the default
@@ -31,6 +32,11 @@ function(symwire_write_pkg_config)
       set(_description "symwire: transports and the Client/Server runtime (layer 3)")
       set(_requires "symwire${_crypto}")
       set(_lib symwire_transport)
+      set(_extra_libs " -pthread")
+    elseif(_name STREQUAL "symwire-nats")
+      set(_description "symwire: pools over NATS JetStream (SPEC.md §21, cnats)")
+      set(_requires "symwire libnats")
+      set(_lib symwire_nats)
       set(_extra_libs " -pthread")
     else()
       set(_description "symwire: the TLS transport (layer 3, OpenSSL)")

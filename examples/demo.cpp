@@ -53,7 +53,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/steady_timer.hpp"
-#include "symwire/transport/runtime.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 
 extern char** environ;  // posix_spawn passes our environment on

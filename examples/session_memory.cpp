@@ -3,14 +3,16 @@
 // with the time simulated. The orchestrator submits tasks; the agent streams
 // two partial responses and a final one for each. Halfway, the connection
 // is cut with bytes in flight: the orchestrator waits for its backoff,
-// "dials" again, the server side hands the new connection to the existing
-// session, and both replay what the other lacks. Every task completes once.
+// "dials" again, the server's Endpoint hands the new connection to the
+// existing session, and both replay what the other lacks. Every task
+// completes once.
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/session.hpp"
 
 using namespace symwire;
@@ -18,8 +20,10 @@ using namespace symwire;
 namespace {
 
 absl::Time now = absl::UnixEpoch();
-std::unique_ptr<Session> orchestrator, agent, fresh;
-Session* server_end = nullptr;  // the acceptor session on the connection
+std::unique_ptr<Session> orchestrator;
+std::unique_ptr<Endpoint> server;     // the acceptor's sessions
+std::shared_ptr<Session> server_end;  // the acceptor session on the connection
+ConnectionHandle handshaking = 0;     // while the connection's handshake runs
 int finals = 0;
 
 absl::Span<const std::byte> Bytes(const std::string& s) {
@@ -33,8 +37,6 @@ void OnEvent(Session& self, const Event& e) {
     (void)self.SendResponse(t->task, Bytes("answer"), true, now);
   } else if (const auto* r = std::get_if<ResponseReceived>(&e)) {
     if (r->final) ++finals;
-  } else if (std::get_if<ResumeRequested>(&e) != nullptr) {  // the registry
-    if (agent->AdoptConnection(*fresh, now).ok()) server_end = agent.get();
   } else if (const auto* c = std::get_if<ConnectionLost>(&e)) {
     std::printf("%s: connection lost: %s\n", self.config().agent_id.c_str(),
                 c->status.ToString().c_str());
@@ -45,34 +47,38 @@ void OnEvent(Session& self, const Event& e) {
 }
 
 // Moves bytes from one session to the other and handles the events.
-void Move(Session& from, Session* to) {
+std::vector<std::byte> Take(Session& from) {
   std::vector<std::byte> wire;
   for (auto s = from.PollTransmit(); !s.empty(); s = from.PollTransmit()) {
     wire.insert(wire.end(), s.begin(), s.end());
   }
-  if (to == nullptr || wire.empty()) return;
-  (void)to->Receive(wire, now);
-  while (auto e = to->PollEvent()) OnEvent(*to, *e);
+  return wire;
 }
 
 void Pump() {
   for (int i = 0; i < 8; ++i) {
-    Move(*orchestrator, server_end);
-    Move(*server_end, orchestrator.get());
+    std::vector<std::byte> up = Take(*orchestrator);
+    if (!up.empty() && handshaking != 0) {  // the Endpoint routes it
+      std::shared_ptr<Session> fresh = server_end;
+      ConnectionOutcome o = server->Receive(handshaking, up, now);
+      while (auto e = fresh->PollEvent()) OnEvent(*fresh, *e);
+      if (auto* r = std::get_if<SessionResumed>(&o)) server_end = r->session;
+      if (!std::holds_alternative<HandshakeRunning>(o)) handshaking = 0;
+    } else if (!up.empty()) {
+      (void)server_end->Receive(up, now);
+    }
+    while (auto e = server_end->PollEvent()) OnEvent(*server_end, *e);
+    std::vector<std::byte> down = Take(*server_end);
+    if (down.empty()) continue;
+    (void)orchestrator->Receive(down, now);
+    while (auto e = orchestrator->PollEvent()) OnEvent(*orchestrator, *e);
   }
 }
 
-void Connect() {  // a new connection: a fresh acceptor session answers it
-  SessionConfig c;
-  c.side = SessionSide::kAcceptor;
-  c.role = AgentRole::kAgent;
-  c.agent_id = "agent";
-  static uint64_t connections = 0;
-  c.random = SeededRandom(100 + connections++);  // tests: deterministic
-  fresh = std::move(*Session::Create(c, now));
-  if (!agent) agent = std::move(fresh), fresh = nullptr;
-  server_end = fresh ? fresh.get() : agent.get();
-  (void)server_end->TransportConnected(now);
+void Connect() {  // a new connection: the Endpoint gives it a fresh session
+  Accepted a = std::move(*server->Accept(now));
+  handshaking = a.connection;
+  server_end = std::move(a.session);
   (void)orchestrator->TransportConnected(now);
   Pump();
 }
@@ -86,6 +92,12 @@ int main() {
   c.agent_id = "orchestrator";
   c.random = SeededRandom(1);
   orchestrator = std::move(*Session::Create(c, now));
+  EndpointConfig server_config;
+  server_config.session.side = SessionSide::kAcceptor;
+  server_config.session.role = AgentRole::kAgent;
+  server_config.session.agent_id = "agent";
+  server_config.session.random = SeededRandom(100);  // tests: deterministic
+  server = std::move(*Endpoint::Create(server_config));
   Connect();
   for (int i = 0; i < 10; ++i) {
     (void)orchestrator->SubmitTask(Bytes("task " + std::to_string(i)), {}, now);
@@ -93,9 +105,9 @@ int main() {
       while (!orchestrator->PollTransmit().empty()) {
       }
       orchestrator->TransportLost(absl::UnavailableError("cable cut"), now);
-      agent->TransportLost(absl::UnavailableError("cable cut"), now);
+      server_end->TransportLost(absl::UnavailableError("cable cut"), now);
       while (auto e = orchestrator->PollEvent()) OnEvent(*orchestrator, *e);
-      while (auto e = agent->PollEvent()) OnEvent(*agent, *e);
+      while (auto e = server_end->PollEvent()) OnEvent(*server_end, *e);
       now = orchestrator->NextDeadline();  // the reconnect backoff
       orchestrator->HandleTimeout(now);
       while (auto e = orchestrator->PollEvent()) {

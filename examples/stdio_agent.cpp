@@ -23,8 +23,8 @@
 #include "absl/strings/strip.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/process.hpp"
-#include "symwire/transport/runtime.hpp"
 
 namespace {
 

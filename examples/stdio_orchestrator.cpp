@@ -14,8 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/process.hpp"
-#include "symwire/transport/runtime.hpp"
 
 namespace asio = boost::asio;
 

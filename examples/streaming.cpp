@@ -32,7 +32,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
-#include "symwire/transport/runtime.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 
 namespace {

@@ -25,7 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
-#include "symwire/transport/runtime.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/ws.hpp"
 
 namespace {

@@ -28,7 +28,7 @@ libFuzzer added, hand-made ones):
   corpus/session_receive/hand-*
                               record lists for session_receive.cpp, built by
                               SESSION_RECEIVE below.
-  corpus/session_handshake/gen-*
+  corpus/session_handshake/gen-*, corpus/endpoint/gen-*
                               only with --session: recorded handshakes (new
                               and resumed sessions, every auth method and
                               role pair) written by the fuzz_session_seeds
@@ -654,11 +654,16 @@ def main(argv):
         counts["session_receive"] += 1
 
     os.makedirs(handshake_dir, exist_ok=True)
+    endpoint_dir = os.path.join(CORPUS, "endpoint")
+    os.makedirs(endpoint_dir, exist_ok=True)
     if args.session:
         clear(handshake_dir, "gen-")
+        clear(endpoint_dir, "gen-")
         subprocess.run([args.session, CORPUS], check=True)
         counts["session_handshake"] += sum(1 for n in os.listdir(handshake_dir)
                                            if n.startswith("gen-"))
+        counts["endpoint"] = sum(1 for n in os.listdir(endpoint_dir)
+                                 if n.startswith("gen-"))
 
     for target, n in counts.items():
         total = len(os.listdir(os.path.join(CORPUS, target)))

@@ -14,7 +14,7 @@
 //                   frames that do not count up by one, a CANCEL/ERROR with
 //                   a payload but no CHECKSUM, a control payload that its
 //                   own parser (ParseInit/Sync/Error/Cancel) refuses.
-//   Endpoint        one Session plus its OutputChecker; every input goes
+//   CheckedSession        one Session plus its OutputChecker; every input goes
 //                   through it and is followed by Drain(), which takes every
 //                   PollTransmit span and every event and checks:
 //                     - every non-OK status (Receive's result, the sticky
@@ -34,9 +34,14 @@
 //                       lists had its terminal event;
 //                     - ReconnectDue only on an initiator, ResumeRequested
 //                       only on an acceptor.
-//   BuildPair       a real, deterministic handshake between two Endpoints
+//   FuzzServer      a symwire::Endpoint (the acceptor side) whose fresh
+//                   sessions draw from the random streams the corpus seeds
+//                   were recorded with.
+//   BuildPair       a real, deterministic handshake between two CheckedSessions
 //                   in memory (optionally with some task traffic left
-//                   unacknowledged), for targets that start established.
+//                   unacknowledged), for targets that start established;
+//                   with a FuzzServer, the acceptor is accepted and
+//                   registered by its Endpoint.
 #ifndef SYMWIRE_FUZZ_SESSION_FUZZ_HPP_
 #define SYMWIRE_FUZZ_SESSION_FUZZ_HPP_
 
@@ -60,6 +65,7 @@
 #include "symwire/session/auth.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/decoder.hpp"
@@ -245,14 +251,21 @@ class OutputChecker {
 
 // ---- one checked session ------------------------------------------------
 
-class Endpoint {
+class CheckedSession {
  public:
-  Endpoint(const SessionConfig& config, absl::Time now)
+  CheckedSession(const SessionConfig& config, absl::Time now)
       : own_odd_(config.side == SessionSide::kInitiator) {
     absl::StatusOr<std::unique_ptr<Session>> s = Session::Create(config, now);
     FUZZ_CHECK_MSG(s.ok(), Text(s.status()));
     session_ = std::move(*s);
   }
+  // A fresh acceptor session from Endpoint::Accept (connected already:
+  // Drain() takes its preface).
+  explicit CheckedSession(std::shared_ptr<Session> accepted)
+      : session_(std::move(accepted)), own_odd_(false) {
+    FUZZ_CHECK(session_->side() == SessionSide::kAcceptor);
+  }
+  const std::shared_ptr<Session>& shared() const { return session_; }
 
   Session& s() { return *session_; }
   const Session& s() const { return *session_; }
@@ -274,9 +287,9 @@ class Endpoint {
 
   // A new connection: a new byte stream to check.
   void NewConnection() { checker_ = OutputChecker(); }
-  // The connection of `fresh` moved here (AdoptConnection): so does the
+  // The connection of `fresh` moved here (a resume): so does the
   // stream it was writing.
-  void TakeConnectionFrom(Endpoint& fresh) {
+  void TakeConnectionFrom(CheckedSession& fresh) {
     checker_ = std::move(fresh.checker_);
     fresh.checker_ = OutputChecker();
   }
@@ -311,6 +324,28 @@ class Endpoint {
     }
     if (failed) FUZZ_CHECK_MSG(st == before, Text(st) + " vs " + Text(before));
     Finish(st, now);
+  }
+  // Receive through the Endpoint that accepted this (handshaking) session:
+  // the same checks, and the Endpoint's outcome.
+  ConnectionOutcome ReceiveRouted(Endpoint& endpoint, ConnectionHandle c,
+                                  Bytes bytes, absl::Time now) {
+    FUZZ_CHECK(endpoint.handshake(c) == session_.get());
+    const bool failed = s().state() == SessionState::kFailed;
+    ConnectionOutcome o = endpoint.Receive(c, bytes, now);
+    absl::Status st;
+    if (const auto* r = std::get_if<ConnectionRejected>(&o)) {
+      st = r->status;
+      FUZZ_CHECK_MSG(!st.ok() && s().state() == SessionState::kFailed,
+                     Text(st));
+      // The Endpoint's own refusals (max_handshake_bytes) carry no symwire
+      // code, like an Abort.
+      if (GetErrorCode(st) == ErrorCode::kOk) aborted_with_ = st;
+    } else {
+      FUZZ_CHECK(!failed);
+    }
+    CheckStatus(st, "Endpoint::Receive");
+    Finish(st, now);
+    return o;
   }
   void HandleTimeout(absl::Time now) {
     s().HandleTimeout(now);
@@ -512,7 +547,7 @@ class Endpoint {
     }
   }
 
-  std::unique_ptr<Session> session_;
+  std::shared_ptr<Session> session_;
   bool own_odd_;
   bool capture_ = false;
   bool reconnect_due_ = false;
@@ -529,7 +564,7 @@ class Endpoint {
 };
 
 template <typename T>
-bool HasEvent(const Endpoint& e) {
+bool HasEvent(const CheckedSession& e) {
   for (const Event& ev : e.events()) {
     if (std::holds_alternative<T>(ev)) return true;
   }
@@ -539,16 +574,16 @@ bool HasEvent(const Endpoint& e) {
 // Runs every timer of `endpoints` due up to `until`, in deadline order,
 // moving `now` forward (at most `max_rounds` rounds; the targets must not
 // hang whatever the input).
-inline void RunClock(absl::Span<Endpoint* const> endpoints, absl::Time& now,
-                     absl::Time until, int max_rounds = 64) {
+inline void RunClock(absl::Span<CheckedSession* const> endpoints,
+                     absl::Time& now, absl::Time until, int max_rounds = 64) {
   for (int round = 0; round < max_rounds; ++round) {
     absl::Time next = absl::InfiniteFuture();
-    for (const Endpoint* e : endpoints) {
+    for (const CheckedSession* e : endpoints) {
       if (e != nullptr) next = std::min(next, e->s().NextDeadline());
     }
     if (next > until) break;
     now = std::max(now, next);
-    for (Endpoint* e : endpoints) {
+    for (CheckedSession* e : endpoints) {
       if (e != nullptr && e->s().NextDeadline() <= now) e->HandleTimeout(now);
     }
   }
@@ -556,7 +591,7 @@ inline void RunClock(absl::Span<Endpoint* const> endpoints, absl::Time& now,
 }
 
 // Delivers what each side captured to the other until both are quiet.
-inline void Exchange(Endpoint& a, Endpoint& b, absl::Time now) {
+inline void Exchange(CheckedSession& a, CheckedSession& b, absl::Time now) {
   for (int i = 0; i < 64; ++i) {
     std::vector<std::byte> to_b = a.TakeOutput();
     std::vector<std::byte> to_a = b.TakeOutput();
@@ -584,27 +619,91 @@ struct PairSpec {
 
 struct Pair {
   absl::Time now = FuzzEpoch();
-  std::unique_ptr<Endpoint> initiator;
-  std::unique_ptr<Endpoint> acceptor;
+  std::unique_ptr<CheckedSession> initiator;
+  std::unique_ptr<CheckedSession> acceptor;
 };
 
-inline Pair BuildPair(const PairSpec& spec) {
+// FuzzServer
+// The acceptor side of a harness: a symwire::Endpoint made from the
+// acceptor config. Each Accept picks the random stream of the session it
+// creates (SeededRandom(seed)), so that the sessions are the ones the
+// corpus seeds were recorded with; a session draws only while it
+// handshakes, and the harnesses run one handshake at a time.
+class FuzzServer {
+ public:
+  FuzzServer(AgentRole role, AuthKind auth, bool checksums,
+             size_t max_handshakes = 16)
+      : current_(std::make_shared<RandomSource>(SeededRandom(kFreshSeed))) {
+    EndpointConfig config;
+    config.session =
+        FuzzConfig(SessionSide::kAcceptor, role, auth, kFreshSeed, checksums);
+    config.session.random = [current = current_](absl::Span<std::byte> out) {
+      (*current)(out);
+    };
+    config.max_handshakes = max_handshakes;
+    config.max_sessions = max_handshakes;
+    absl::StatusOr<std::unique_ptr<Endpoint>> e =
+        Endpoint::Create(std::move(config));
+    FUZZ_CHECK_MSG(e.ok(), Text(e.status()));
+    endpoint_ = std::move(*e);
+  }
+  Endpoint& endpoint() { return *endpoint_; }
+  const Endpoint& endpoint() const { return *endpoint_; }
+  // Accept: nullptr when the Endpoint refuses (max_handshakes).
+  std::unique_ptr<CheckedSession> Accept(uint64_t seed, absl::Time now,
+                                         ConnectionHandle* handle) {
+    *current_ = SeededRandom(seed);
+    absl::StatusOr<Accepted> a = endpoint_->Accept(now);
+    if (!a.ok()) {
+      FUZZ_CHECK_MSG(a.status().code() == absl::StatusCode::kResourceExhausted,
+                     Text(a.status()));
+      return nullptr;
+    }
+    *handle = a->connection;
+    return std::make_unique<CheckedSession>(a->session);
+  }
+
+ private:
+  std::shared_ptr<RandomSource> current_;
+  std::unique_ptr<Endpoint> endpoint_;
+};
+
+// BuildPair: with `server`, its Endpoint accepts the acceptor (seed
+// kAcceptorSeed) and registers it once established.
+inline Pair BuildPair(const PairSpec& spec, FuzzServer* server = nullptr) {
   Pair p;
-  p.initiator = std::make_unique<Endpoint>(
+  p.initiator = std::make_unique<CheckedSession>(
       FuzzConfig(SessionSide::kInitiator, spec.roles.initiator, spec.auth,
                  kInitiatorSeed, spec.checksums),
       p.now);
-  p.acceptor = std::make_unique<Endpoint>(
-      FuzzConfig(SessionSide::kAcceptor, spec.roles.acceptor, spec.auth,
-                 kAcceptorSeed, spec.checksums),
-      p.now);
-  Endpoint& i = *p.initiator;
-  Endpoint& a = *p.acceptor;
+  ConnectionHandle handle = 0;
+  if (server != nullptr) {
+    p.acceptor = server->Accept(kAcceptorSeed, p.now, &handle);
+    FUZZ_CHECK(p.acceptor != nullptr);
+  } else {
+    p.acceptor = std::make_unique<CheckedSession>(
+        FuzzConfig(SessionSide::kAcceptor, spec.roles.acceptor, spec.auth,
+                   kAcceptorSeed, spec.checksums),
+        p.now);
+  }
+  CheckedSession& i = *p.initiator;
+  CheckedSession& a = *p.acceptor;
   i.set_capture(true);
   a.set_capture(true);
   i.TransportConnected(p.now);
-  a.TransportConnected(p.now);
+  if (server != nullptr) {
+    a.NewConnection();
+    a.Drain(p.now);
+  } else {
+    a.TransportConnected(p.now);
+  }
   Exchange(i, a, p.now);
+  if (server != nullptr) {
+    // Fed directly, so asked afterwards (Endpoint::Route).
+    const ConnectionOutcome o = server->endpoint().Route(handle, p.now);
+    const auto* started = std::get_if<SessionStarted>(&o);
+    FUZZ_CHECK(started != nullptr && started->session == a.shared());
+  }
   FUZZ_CHECK_MSG(i.s().state() == SessionState::kEstablished &&
                      a.s().state() == SessionState::kEstablished,
                  absl::StrCat("pair: ", SessionStateName(i.s().state()), "/",
@@ -630,7 +729,7 @@ inline Pair BuildPair(const PairSpec& spec) {
     }
     Exchange(i, a, p.now);
     // Acks (ack_delay 1 ms).
-    Endpoint* both[] = {&i, &a};
+    CheckedSession* both[] = {&i, &a};
     RunClock(both, p.now, p.now + absl::Milliseconds(2));
     Exchange(i, a, p.now);
     // Written, never delivered: unacknowledged on resume.
@@ -655,7 +754,7 @@ inline void Reconnect(Pair& p, bool acceptor_half_open) {
   p.now += absl::Milliseconds(1);
   p.initiator->TransportLost(p.now);
   if (!acceptor_half_open) p.acceptor->TransportLost(p.now);
-  Endpoint* both[] = {p.initiator.get(), p.acceptor.get()};
+  CheckedSession* both[] = {p.initiator.get(), p.acceptor.get()};
   for (int i = 0; i < 16 && !p.initiator->reconnect_due(); ++i) {
     const absl::Time next = p.initiator->s().NextDeadline();
     if (next == absl::InfiniteFuture()) break;

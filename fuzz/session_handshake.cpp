@@ -4,11 +4,14 @@
 //   - a fresh acceptor Session (as a server creates one per connection),
 //   - an initiator Session after TransportConnected (its preface and HELLO
 //     are out; the input plays the server).
-// With the resume bit, an established pair is built first (a real
-// handshake in memory, with some unacknowledged traffic); the initiator is
-// then that pair's initiator, reconnecting with a resume HELLO, and a
-// fresh acceptor's ResumeRequested is answered by the pair's acceptor
-// (AdoptConnection), so the input reaches the resume checks and the replay.
+// The acceptor side is a symwire::Endpoint (fuzz/session_fuzz.hpp's
+// FuzzServer): every acceptor connection is accepted by it and its bytes go
+// through Endpoint::Receive until the Endpoint says what it became. With
+// the resume bit, an established pair is built first (a real handshake in
+// memory, with some unacknowledged traffic; its acceptor registered by the
+// Endpoint); the initiator is then that pair's initiator, reconnecting with
+// a resume HELLO, which the Endpoint routes to the pair's acceptor, so the
+// input reaches the resume checks and the replay.
 //
 // Input layout (fuzz/README.md; fuzz/session_seeds.cpp writes seeds):
 //   byte 0     bits 0-1  auth: 0 none, 1 token, 2 HMAC-SHA256, 3 none
@@ -16,9 +19,10 @@
 //                        1 agent/orchestrator, 2 peer/peer, 3 orch./orch.
 //              bit 4     resume mode (see above)
 //              bit 5     resume mode: the pair's acceptor is not told that
-//                        its connection died (half-open; AdoptConnection
-//                        replaces it)
-//              bit 6     answer ResumeRequested with RejectResume
+//                        its connection died (half-open; the resumed
+//                        connection supersedes it)
+//              bit 6     the Endpoint forgets the pair's session first
+//                        (Remove), so the resume names an unknown id
 //              bit 7     payload checksums off
 //   byte 1     split: 0 = all at once, 1..127 = chunks of that size,
 //              128..255 = pseudo-random chunk sizes 1..(b & 127) + 1
@@ -31,9 +35,13 @@
 // on with a new connection (at most 3 per side): the initiator after its
 // ReconnectDue, the acceptor with another fresh session. At the end the
 // clock runs for a simulated 30 s (handshake timeouts, expiry, backoff).
-// Invariants: fuzz/session_fuzz.hpp (Endpoint, OutputChecker), plus: the
-// session that adopted a connection is the one fed afterwards; a fresh
-// acceptor is established only after a complete HELLO.
+// Invariants: fuzz/session_fuzz.hpp (CheckedSession, OutputChecker), plus
+// the Endpoint's outcomes: a new session is the fresh one, registered; a
+// resume goes to the registered session, closes the fresh one, supersedes
+// exactly when the registered session was connected, and the session that
+// took the connection is the one fed afterwards; a rejection fails the
+// fresh session and leaves the registered one as it was; the Endpoint
+// holds at most one handshake and never more sessions than were started.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +55,7 @@
 #include "absl/types/span.h"
 #include "fuzz_check.hpp"
 #include "session_fuzz.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/session.hpp"
 
 namespace {
@@ -54,7 +63,7 @@ namespace {
 using symwire::SessionSide;
 using symwire::SessionState;
 using symwire::fuzz::Bytes;
-using symwire::fuzz::Endpoint;
+using symwire::fuzz::CheckedSession;
 
 constexpr size_t kControlSize = 5;
 constexpr int kMaxConnections = 3;
@@ -74,19 +83,29 @@ struct Control {
 
 class Run {
  public:
-  explicit Run(const Control& c) : c_(c), chunker_(c.split) {
+  explicit Run(const Control& c)
+      : c_(c),
+        chunker_(c.split),
+        server_(c.roles.acceptor, c.auth, c.checksums) {
     if (c.resume) {
       symwire::fuzz::PairSpec spec;
       spec.roles = c.roles;
       spec.auth = c.auth;
       spec.checksums = c.checksums;
-      pair_ = symwire::fuzz::BuildPair(spec);
+      pair_ = symwire::fuzz::BuildPair(spec, &server_);
       symwire::fuzz::Reconnect(pair_, c.half_open);
       now_ = pair_.now;
       initiator_ = pair_.initiator.get();
       registered_ = pair_.acceptor.get();
+      started_ = 1;
+      if (c.reject) {
+        FUZZ_CHECK(server_.endpoint().Remove(registered_->s().session_id()));
+        started_ = 0;
+        registered_ = nullptr;
+        forgotten_ = pair_.acceptor.get();
+      }
     } else {
-      own_initiator_ = std::make_unique<Endpoint>(
+      own_initiator_ = std::make_unique<CheckedSession>(
           symwire::fuzz::FuzzConfig(SessionSide::kInitiator, c.roles.initiator,
                                     c.auth, symwire::fuzz::kInitiatorSeed,
                                     c.checksums),
@@ -105,18 +124,18 @@ class Run {
         NewAcceptor();
       }
       const size_t n = chunker_.Next(stream.size());
-      Endpoint& target = *acceptor_;
-      target.Receive(stream.first(n), now_);
+      CheckedSession& target = *acceptor_;
+      if (handle_ != 0 && &target == fresh_) {
+        const SessionState before = registered_ != nullptr
+                                        ? registered_->s().state()
+                                        : SessionState::kIdle;
+        Settle(fresh_->ReceiveRouted(server_.endpoint(), handle_,
+                                     stream.first(n), now_),
+               before);
+      } else {
+        target.Receive(stream.first(n), now_);
+      }
       stream.remove_prefix(n);
-      if (fresh_ != nullptr && fresh_ == acceptor_ &&
-          symwire::fuzz::HasEvent<symwire::ResumeRequested>(*fresh_)) {
-        AnswerResume();
-      }
-      if (fresh_ != nullptr && fresh_ != registered_ &&
-          fresh_->s().state() == SessionState::kEstablished) {
-        // A new session (full HELLO): the server registers it.
-        registered_ = fresh_;
-      }
       Tick();
     }
   }
@@ -138,14 +157,14 @@ class Run {
   // Lets every timer run for a simulated 30 s.
   void Finish() {
     if (symwire::fuzz::Verbose()) Print("after the input");
-    std::vector<Endpoint*> all = Live();
+    std::vector<CheckedSession*> all = Live();
     symwire::fuzz::RunClock(all, now_, now_ + absl::Seconds(30), 256);
     if (symwire::fuzz::Verbose()) Print("after 30 s");
   }
 
  private:
   void Print(const char* when) {
-    auto line = [](const char* who, const Endpoint* e) {
+    auto line = [](const char* who, const CheckedSession* e) {
       if (e == nullptr) return;
       const symwire::Session& x = e->s();
       std::fprintf(stderr,
@@ -165,63 +184,97 @@ class Run {
     if (registered_ != acceptor_) line("registered", registered_);
   }
 
-  std::vector<Endpoint*> Live() {
-    std::vector<Endpoint*> all = {initiator_, acceptor_};
+  std::vector<CheckedSession*> Live() {
+    std::vector<CheckedSession*> all = {initiator_, acceptor_};
     if (registered_ != nullptr && registered_ != acceptor_) {
       all.push_back(registered_);
     }
+    if (forgotten_ != nullptr) all.push_back(forgotten_);
     return all;
   }
 
   void Tick() {
     if (c_.step == absl::ZeroDuration()) return;
-    std::vector<Endpoint*> all = Live();
+    std::vector<CheckedSession*> all = Live();
     symwire::fuzz::RunClock(all, now_, now_ + c_.step);
+    RouteAfterInput();
   }
 
-  void NewAcceptor() {
-    fresh_storage_.push_back(std::make_unique<Endpoint>(
-        symwire::fuzz::FuzzConfig(
-            SessionSide::kAcceptor, c_.roles.acceptor, c_.auth,
-            symwire::fuzz::kFreshSeed + fresh_storage_.size(), c_.checksums),
-        now_));
-    fresh_ = fresh_storage_.back().get();
-    acceptor_ = fresh_;
-    fresh_->TransportConnected(now_);
+  // The fresh session got inputs directly (timers): ask the Endpoint.
+  void RouteAfterInput() {
+    if (handle_ == 0) return;
+    const SessionState before =
+        registered_ != nullptr ? registered_->s().state() : SessionState::kIdle;
+    Settle(server_.endpoint().Route(handle_, now_), before);
   }
 
-  void AnswerResume() {
-    if (c_.reject || registered_ == nullptr || registered_ == fresh_) {
-      fresh_->s().RejectResume(now_);
-      fresh_->Drain(now_);
-      FUZZ_CHECK(fresh_->s().state() == SessionState::kFailed);
+  // Acts on what the Endpoint says the fresh connection became, and checks
+  // it (file comment). `before`: the registered session's state before.
+  void Settle(const symwire::ConnectionOutcome& o, SessionState before) {
+    symwire::Endpoint& ep = server_.endpoint();
+    FUZZ_CHECK(ep.handshakes() <= 1);
+    if (std::holds_alternative<symwire::HandshakeRunning>(o)) {
+      FUZZ_CHECK(ep.handshake(handle_) == &fresh_->s());
       return;
     }
-    const SessionState before = registered_->s().state();
-    const absl::Status st = registered_->s().AdoptConnection(fresh_->s(), now_);
-    // The connection moved to `registered` when `fresh` is closed, which is
-    // on success only: a failed resume (whatever its code) is answered on
-    // `fresh`, and `registered` is left exactly as it was.
-    const bool moved = fresh_->s().state() == SessionState::kClosed;
-    // Anything `fresh` still had goes out first, on the same stream.
-    fresh_->Drain(now_);
-    if (moved) registered_->TakeConnectionFrom(*fresh_);
-    registered_->Drain(now_);
-    const std::string what = absl::StrCat(
-        "AdoptConnection: ", symwire::fuzz::Text(st), "; fresh ",
-        symwire::SessionStateName(fresh_->s().state()), ", registered ",
-        symwire::SessionStateName(registered_->s().state()));
-    if (st.ok()) {
-      FUZZ_CHECK_MSG(moved, what);
+    FUZZ_CHECK(ep.handshake(handle_) == nullptr);  // retired
+    handle_ = 0;
+    FUZZ_CHECK(ep.handshakes() == 0);
+    if (const auto* started = std::get_if<symwire::SessionStarted>(&o)) {
+      FUZZ_CHECK(started->session == fresh_->shared());
+      FUZZ_CHECK(fresh_->s().state() == SessionState::kEstablished);
+      FUZZ_CHECK(ep.Find(fresh_->s().session_id()) == fresh_->shared());
+      registered_ = fresh_;
+      ++started_;
+    } else if (const auto* resumed = std::get_if<symwire::SessionResumed>(&o)) {
+      const std::string what = absl::StrCat(
+          "resumed: fresh ", symwire::SessionStateName(fresh_->s().state()),
+          ", registered ",
+          registered_ != nullptr
+              ? symwire::SessionStateName(registered_->s().state())
+              : "none");
+      FUZZ_CHECK_MSG(
+          registered_ != nullptr && resumed->session == registered_->shared(),
+          what);
+      FUZZ_CHECK_MSG(fresh_->s().state() == SessionState::kClosed, what);
+      FUZZ_CHECK_MSG(
+          resumed->superseded == (before == SessionState::kEstablished), what);
+      // Anything `fresh` still had goes out first, on the same stream.
+      fresh_->Drain(now_);
+      registered_->TakeConnectionFrom(*fresh_);
+      registered_->Drain(now_);
       FUZZ_CHECK_MSG(registered_->s().state() == SessionState::kEstablished,
                      what);
       acceptor_ = registered_;
-      return;
+    } else {
+      const auto& rejected = std::get<symwire::ConnectionRejected>(o);
+      fresh_->Drain(now_);
+      FUZZ_CHECK_MSG(
+          !rejected.status.ok() && fresh_->s().state() == SessionState::kFailed,
+          symwire::fuzz::Text(rejected.status));
+      if (registered_ != nullptr) {
+        FUZZ_CHECK_MSG(registered_->s().state() == before,
+                       symwire::fuzz::Text(rejected.status));
+      }
     }
-    FUZZ_CHECK_MSG(symwire::GetErrorCode(st) != symwire::ErrorCode::kOk, what);
-    FUZZ_CHECK_MSG(!moved && fresh_->s().state() == SessionState::kFailed,
-                   what);
-    FUZZ_CHECK_MSG(registered_->s().state() == before, what);
+    FUZZ_CHECK(ep.sessions() <= started_);
+  }
+
+  void NewAcceptor() {
+    if (handle_ != 0) {
+      // The previous connection ended without an outcome: give it back.
+      RouteAfterInput();
+      server_.endpoint().Release(handle_);
+      handle_ = 0;
+    }
+    const uint64_t seed = symwire::fuzz::kFreshSeed + fresh_storage_.size();
+    auto fresh = server_.Accept(seed, now_, &handle_);
+    FUZZ_CHECK(fresh != nullptr);  // one handshake at a time
+    fresh_storage_.push_back(std::move(fresh));
+    fresh_ = fresh_storage_.back().get();
+    acceptor_ = fresh_;
+    fresh_->NewConnection();
+    fresh_->Drain(now_);
   }
 
   // Runs the clock to the initiator's ReconnectDue and connects again.
@@ -234,7 +287,7 @@ class Run {
       }
       const absl::Time next = initiator_->s().NextDeadline();
       if (next == absl::InfiniteFuture()) return false;
-      std::vector<Endpoint*> all = {initiator_};
+      std::vector<CheckedSession*> all = {initiator_};
       symwire::fuzz::RunClock(all, now_, next, 1);
     }
     return false;
@@ -242,14 +295,18 @@ class Run {
 
   const Control c_;
   Chunker chunker_;
+  symwire::fuzz::FuzzServer server_;
+  symwire::ConnectionHandle handle_ = 0;  // the fresh one's, while handshaking
+  size_t started_ = 0;                    // sessions the Endpoint started
+  CheckedSession* forgotten_ = nullptr;   // removed from the Endpoint (bit 6)
   absl::Time now_ = symwire::fuzz::FuzzEpoch();
   symwire::fuzz::Pair pair_;
-  std::unique_ptr<Endpoint> own_initiator_;
-  std::vector<std::unique_ptr<Endpoint>> fresh_storage_;
-  Endpoint* initiator_ = nullptr;
-  Endpoint* fresh_ = nullptr;       // the newest fresh acceptor
-  Endpoint* acceptor_ = nullptr;    // fed the acceptor stream
-  Endpoint* registered_ = nullptr;  // established; answers resumes
+  std::unique_ptr<CheckedSession> own_initiator_;
+  std::vector<std::unique_ptr<CheckedSession>> fresh_storage_;
+  CheckedSession* initiator_ = nullptr;
+  CheckedSession* fresh_ = nullptr;       // the newest fresh acceptor
+  CheckedSession* acceptor_ = nullptr;    // fed the acceptor stream
+  CheckedSession* registered_ = nullptr;  // established; answers resumes
 };
 
 }  // namespace

@@ -59,7 +59,7 @@
 //   then a byte picking the task. The record's kind bit 7 picks the side
 //   for 0-9 only.
 //
-// Invariants: fuzz/session_fuzz.hpp (Endpoint, OutputChecker): statuses
+// Invariants: fuzz/session_fuzz.hpp (CheckedSession, OutputChecker): statuses
 // carry ErrorCodes and stay sticky, open_tasks() and replay_frames_in_use()
 // stay within their bounds, one terminal event per task, every byte a
 // session writes decodes, timers move forward, events are always drained.
@@ -92,7 +92,7 @@ using symwire::SessionState;
 using symwire::TaskId;
 using symwire::fuzz::ByteReader;
 using symwire::fuzz::Bytes;
-using symwire::fuzz::Endpoint;
+using symwire::fuzz::CheckedSession;
 
 using symwire::fuzz::Chunker;
 
@@ -113,7 +113,7 @@ class Run {
     bool other = false;
     while (!rest.empty()) {
       const size_t n = chunker_.Next(rest.size());
-      Endpoint& t = Target(other);
+      CheckedSession& t = Target(other);
       t.Receive(rest.first(n), now_);
       rest.remove_prefix(n);
       if ((mode_ & 3u) >= 2) other = !other;
@@ -123,7 +123,7 @@ class Run {
   void FramedMode(ByteReader& in) {
     for (int records = 0; !in.empty() && records < 4096; ++records) {
       const uint8_t kind = in.U8();
-      Endpoint& t = Target((kind & 0x80) != 0);
+      CheckedSession& t = Target((kind & 0x80) != 0);
       const unsigned type = kind & 7u;
       if (type == 6) {
         Deliver(t, in.ShortBytes());
@@ -148,10 +148,10 @@ class Run {
   }
 
   void Finish() {
-    Endpoint* both[] = {pair_.initiator.get(), pair_.acceptor.get()};
+    CheckedSession* both[] = {pair_.initiator.get(), pair_.acceptor.get()};
     symwire::fuzz::RunClock(both, now_, now_ + absl::Seconds(20), 256);
     if (symwire::fuzz::Verbose()) {
-      for (const Endpoint* e : both) {
+      for (const CheckedSession* e : both) {
         const symwire::Session& x = e->s();
         std::fprintf(
             stderr,
@@ -171,14 +171,14 @@ class Run {
   }
 
  private:
-  Endpoint& Target(bool other) {
+  CheckedSession& Target(bool other) {
     const unsigned sel = mode_ & 3u;
     bool initiator = sel == 1;
     if (sel >= 2 && other) initiator = !initiator;
     return initiator ? *pair_.initiator : *pair_.acceptor;
   }
 
-  void Deliver(Endpoint& t, Bytes bytes) {
+  void Deliver(CheckedSession& t, Bytes bytes) {
     if (!t.Connected()) {
       // Must be refused (no connection, or the sticky failure), not crash.
       if (!bytes.empty()) t.Receive(bytes, now_);
@@ -195,7 +195,7 @@ class Run {
     if (t == 0) return;
     const absl::Duration d =
         t <= 200 ? absl::Milliseconds(t) : absl::Seconds(t - 200);
-    Endpoint* both[] = {pair_.initiator.get(), pair_.acceptor.get()};
+    CheckedSession* both[] = {pair_.initiator.get(), pair_.acceptor.get()};
     symwire::fuzz::RunClock(both, now_, now_ + d);
   }
 
@@ -205,13 +205,13 @@ class Run {
   }
 
   // The id of the next task the target's peer may open.
-  static TaskId NextPeerId(const Endpoint& t) {
+  static TaskId NextPeerId(const CheckedSession& t) {
     const TaskId last = t.last_peer_task();
     if (last != 0) return last + 2;
     return t.initiator() ? 2 : 1;
   }
 
-  TaskId StreamFor(Endpoint& t, uint8_t sel, ByteReader& in) {
+  TaskId StreamFor(CheckedSession& t, uint8_t sel, ByteReader& in) {
     const unsigned k = sel & 31u;
     switch (sel >> 5) {
       case 0:
@@ -239,7 +239,7 @@ class Run {
            (type == MessageType::kAgentError && stream == 0);
   }
 
-  uint64_t SequenceFor(const Endpoint& t, uint8_t sel, MessageType type,
+  uint64_t SequenceFor(const CheckedSession& t, uint8_t sel, MessageType type,
                        uint64_t stream) {
     const uint64_t last = t.s().last_received();
     switch (sel >> 6) {
@@ -259,7 +259,7 @@ class Run {
 
   // A control payload built from fields (valid by construction when the
   // fields are).
-  std::vector<std::byte> BuiltPayload(const Endpoint& t, MessageType type,
+  std::vector<std::byte> BuiltPayload(const CheckedSession& t, MessageType type,
                                       ByteReader& in) {
     std::vector<std::byte> out;
     switch (type) {
@@ -347,7 +347,8 @@ class Run {
     return out;
   }
 
-  std::optional<std::vector<std::byte>> BuildFrame(Endpoint& t, uint8_t kind,
+  std::optional<std::vector<std::byte>> BuildFrame(CheckedSession& t,
+                                                   uint8_t kind,
                                                    ByteReader& in) {
     symwire::FrameHeader h;
     h.type = static_cast<MessageType>(kind & 7u);
@@ -397,7 +398,7 @@ class Run {
     return out;
   }
 
-  void Api(Endpoint& t, ByteReader& in, int record) {
+  void Api(CheckedSession& t, ByteReader& in, int record) {
     const uint8_t sel = in.U8();
     const uint8_t k = in.U8();
     if (symwire::fuzz::Verbose()) {
@@ -431,7 +432,7 @@ class Run {
     }
   }
 
-  void ApiCall(Endpoint& t, uint8_t sel, uint8_t k, ByteReader& in) {
+  void ApiCall(CheckedSession& t, uint8_t sel, uint8_t k, ByteReader& in) {
     switch (sel % 12) {
       case 0: {
         const Bytes payload = in.ShortBytes();
@@ -476,19 +477,20 @@ class Run {
   }
 
   // API selectors 10 and 11: a real resumption of the pair in memory, as a
-  // server does it (a fresh acceptor per connection; AdoptConnection on
-  // its ResumeRequested), so the rest of the input plays against resumed
-  // sessions that replayed what the other lacked. Bounded per input.
+  // server's Endpoint does it (a fresh acceptor per connection; the
+  // hand-over of detail::SessionHandover), so the rest of the input plays
+  // against resumed sessions that replayed what the other lacked. Bounded per
+  // input.
   void Resume(bool half_open) {
-    Endpoint& i = *pair_.initiator;
-    Endpoint& a = *pair_.acceptor;
+    CheckedSession& i = *pair_.initiator;
+    CheckedSession& a = *pair_.acceptor;
     if (++resumes_ > kMaxResumes || Ended(i)) return;
     if (i.s().state() != SessionState::kDisconnected) i.TransportLost(now_);
     if (!half_open && !Ended(a) &&
         a.s().state() != SessionState::kDisconnected) {
       a.TransportLost(now_);
     }
-    Endpoint* both[] = {&i, &a};
+    CheckedSession* both[] = {&i, &a};
     for (int k = 0; k < 16 && !i.reconnect_due(); ++k) {
       const absl::Time next = i.s().NextDeadline();
       if (next == absl::InfiniteFuture()) break;
@@ -497,12 +499,12 @@ class Run {
     if (!i.reconnect_due() || i.s().state() != SessionState::kDisconnected) {
       return;
     }
-    fresh_.push_back(std::make_unique<Endpoint>(
+    fresh_.push_back(std::make_unique<CheckedSession>(
         symwire::fuzz::FuzzConfig(
             symwire::SessionSide::kAcceptor, spec_.roles.acceptor, spec_.auth,
             symwire::fuzz::kFreshSeed + fresh_.size(), spec_.checksums),
         now_));
-    Endpoint& f = *fresh_.back();
+    CheckedSession& f = *fresh_.back();
     i.set_capture(true);
     f.set_capture(true);
     a.set_capture(true);
@@ -522,12 +524,13 @@ class Run {
     if (requested && Ended(a)) {
       // The session is gone (expired, failed): refused, as a server
       // refuses a resume of a session it does not know.
-      f.s().RejectResume(now_);
+      symwire::detail::SessionHandover::RejectUnknown(f.s(), now_);
       f.Drain(now_);
       const std::vector<std::byte> rest = f.TakeOutput();
       if (!rest.empty() && i.Connected()) i.Receive(rest, now_);
     } else if (requested) {
-      static_cast<void>(a.s().AdoptConnection(f.s(), now_));
+      static_cast<void>(
+          symwire::detail::SessionHandover::Adopt(a.s(), f.s(), false, now_));
       // Whatever `f` still had goes out first, on the same stream.
       f.Drain(now_);
       const std::vector<std::byte> rest = f.TakeOutput();
@@ -536,7 +539,7 @@ class Run {
       if (!rest.empty() && i.Connected()) i.Receive(rest, now_);
       symwire::fuzz::Exchange(i, a, now_);
     }
-    for (Endpoint* e : {&i, &a, &f}) {
+    for (CheckedSession* e : {&i, &a, &f}) {
       e->TakeOutput();
       e->set_capture(false);
     }
@@ -549,7 +552,7 @@ class Run {
     }
   }
 
-  static bool Ended(const Endpoint& e) {
+  static bool Ended(const CheckedSession& e) {
     return e.s().state() == SessionState::kFailed ||
            e.s().state() == SessionState::kClosed;
   }
@@ -557,7 +560,7 @@ class Run {
   // Reactive mode: answer received tasks, cancel some own ones.
   void React() {
     if ((mode_ & 0x20) == 0) return;
-    for (Endpoint* e : {pair_.initiator.get(), pair_.acceptor.get()}) {
+    for (CheckedSession* e : {pair_.initiator.get(), pair_.acceptor.get()}) {
       const std::vector<TaskId> received = e->peer_open();
       for (TaskId id : received) {
         const uint32_t r = chunker_.Rand();
@@ -584,7 +587,7 @@ class Run {
   symwire::fuzz::Pair pair_;
   // Fresh acceptor sessions of Resume (kept: an adopted one is closed, a
   // refused one failed; their events were checked).
-  std::vector<std::unique_ptr<Endpoint>> fresh_;
+  std::vector<std::unique_ptr<CheckedSession>> fresh_;
   int resumes_ = 0;
   absl::Time now_;
 };

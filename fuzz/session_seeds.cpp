@@ -7,7 +7,8 @@
 // resume with replay) before the fuzzer mutates it. Seeds only: the golden
 // vectors are never generated from the code under test (STYLE.md §6).
 // Usage: fuzz_session_seeds CORPUS_DIR (writes CORPUS_DIR/session_handshake/
-// gen-*; make_seeds.py --session BINARY runs it).
+// gen-* and CORPUS_DIR/endpoint/gen-*; make_seeds.py --session BINARY runs
+// it).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -19,13 +20,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "session_fuzz.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/session.hpp"
 
 namespace {
 
 using symwire::SessionSide;
 using symwire::fuzz::AuthKind;
-using symwire::fuzz::Endpoint;
+using symwire::fuzz::CheckedSession;
 
 struct Conversation {
   std::vector<std::byte> to_acceptor;
@@ -36,15 +38,20 @@ void Append(std::vector<std::byte>& to, const std::vector<std::byte>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
 
-// Runs initiator <-> fresh acceptor like session_handshake.cpp's server:
-// a ResumeRequested is answered by `registered` (AdoptConnection).
-Conversation Converse(Endpoint& init, Endpoint& fresh, Endpoint* registered,
-                      absl::Time now) {
+// Runs initiator <-> a fresh acceptor accepted by `server` (connection
+// `handle`) like session_handshake.cpp: the acceptor's bytes go through the
+// Endpoint until it decides; a resume moves the connection to the
+// registered session `registered`.
+Conversation Converse(CheckedSession& init, CheckedSession& fresh,
+                      symwire::fuzz::FuzzServer& server,
+                      symwire::ConnectionHandle handle,
+                      CheckedSession* registered, absl::Time now) {
   Conversation c;
   init.set_capture(true);
   fresh.set_capture(true);
   if (registered != nullptr) registered->set_capture(true);
-  Endpoint* acceptor = &fresh;
+  CheckedSession* acceptor = &fresh;
+  bool handshaking = true;
   for (int i = 0; i < 64; ++i) {
     std::vector<std::byte> to_init = fresh.TakeOutput();
     if (acceptor != &fresh) Append(to_init, acceptor->TakeOutput());
@@ -52,21 +59,27 @@ Conversation Converse(Endpoint& init, Endpoint& fresh, Endpoint* registered,
     if (to_init.empty() && to_acc.empty()) break;
     if (!to_acc.empty()) {
       Append(c.to_acceptor, to_acc);
-      acceptor->Receive(to_acc, now);
-      if (acceptor == &fresh &&
-          symwire::fuzz::HasEvent<symwire::ResumeRequested>(fresh)) {
-        // What the registered session wrote before belongs to its old
-        // connection.
-        registered->TakeOutput();
-        const absl::Status st = registered->s().AdoptConnection(fresh.s(), now);
-        if (!st.ok()) {
-          std::fprintf(stderr, "AdoptConnection: %s\n", st.ToString().c_str());
+      if (!handshaking) {
+        acceptor->Receive(to_acc, now);
+      } else {
+        if (registered != nullptr) {
+          // What the registered session wrote before belongs to its old
+          // connection.
+          registered->TakeOutput();
+        }
+        const symwire::ConnectionOutcome o =
+            fresh.ReceiveRouted(server.endpoint(), handle, to_acc, now);
+        handshaking = std::holds_alternative<symwire::HandshakeRunning>(o);
+        if (const auto* r = std::get_if<symwire::ConnectionRejected>(&o)) {
+          std::fprintf(stderr, "rejected: %s\n", r->status.ToString().c_str());
           std::exit(1);
         }
-        fresh.Drain(now);
-        registered->TakeConnectionFrom(fresh);
-        registered->Drain(now);
-        acceptor = registered;
+        if (std::holds_alternative<symwire::SessionResumed>(o)) {
+          fresh.Drain(now);
+          registered->TakeConnectionFrom(fresh);
+          registered->Drain(now);
+          acceptor = registered;
+        }
       }
     }
     if (!to_init.empty()) {
@@ -120,6 +133,43 @@ const char* RolesName(unsigned r) {
 
 }  // namespace
 
+// The endpoint target's seeds: operation lists (layout at the top of
+// fuzz/endpoint.cpp). The target computes proofs itself, so these need no
+// recorded bytes.
+bool WriteEndpointSeeds(const std::string& dir, int* written) {
+  struct Seed {
+    const char* name;
+    std::vector<uint8_t> ops;
+  };
+  // 0 accept; 2 k last: HELLO (10: unknown id); 3 k how: PROOF (0 token,
+  // 1 forged, 2 zero); 4 ms: clock; 5 k: lost; 6: Remove; 7: expire.
+  const std::vector<Seed> seeds = {
+      {"resume", {0, 0, 2, 0, 7, 3, 0, 0, 4, 5}},
+      {"resume-half-open", {1, 0, 2, 0, 7, 3, 0, 0, 4, 5}},
+      {"race", {0, 0, 0, 2, 0, 7, 2, 1, 7, 3, 0, 0, 3, 1, 0}},
+      {"race-reversed", {0, 0, 0, 2, 0, 7, 2, 1, 7, 3, 1, 0, 3, 0, 0}},
+      {"supersede-twice", {1, 0, 2, 0, 7, 3, 0, 0, 0, 2, 1, 7, 3, 1, 0}},
+      {"forged", {0, 0, 2, 0, 7, 3, 0, 1, 0, 2, 1, 7, 3, 1, 0}},
+      {"zero-token", {0, 0, 2, 0, 7, 3, 0, 2}},
+      {"expired", {0, 7, 0, 2, 0, 7, 3, 0, 0}},
+      {"removed", {0, 6, 0, 2, 0, 7, 3, 0, 0}},
+      {"unknown", {0, 0, 10, 0, 7, 3, 0, 0}},
+      {"lost-then-resume", {0, 0, 2, 0, 7, 5, 0, 0, 2, 1, 7, 3, 1, 0}},
+      {"flood",
+       {0, 0,    0,    0, 0,   0, 0,   1, 0,   3, 0x89, 0x53, 0x59, 1, 1,
+        2, 0x89, 0x53, 4, 200, 4, 200, 4, 200, 4, 200,  4,    200,  0, 0}},
+  };
+  for (const Seed& seed : seeds) {
+    const std::string path = dir + "/gen-" + seed.name;
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (f == nullptr) return false;
+    const size_t w = std::fwrite(seed.ops.data(), 1, seed.ops.size(), f);
+    if (std::fclose(f) != 0 || w != seed.ops.size()) return false;
+    ++*written;
+  }
+  return true;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
@@ -137,19 +187,20 @@ int main(int argc, char** argv) {
       // A new session: the target's initiator and first fresh acceptor.
       {
         const absl::Time now = symwire::fuzz::FuzzEpoch();
-        Endpoint init(
+        CheckedSession init(
             symwire::fuzz::FuzzConfig(SessionSide::kInitiator, r.initiator, a,
                                       symwire::fuzz::kInitiatorSeed),
             now);
         init.set_capture(true);
         init.TransportConnected(now);
-        Endpoint fresh(
-            symwire::fuzz::FuzzConfig(SessionSide::kAcceptor, r.acceptor, a,
-                                      symwire::fuzz::kFreshSeed),
-            now);
-        fresh.set_capture(true);
-        fresh.TransportConnected(now);
-        const Conversation c = Converse(init, fresh, nullptr, now);
+        symwire::fuzz::FuzzServer server(r.acceptor, a, true);
+        symwire::ConnectionHandle handle = 0;
+        auto fresh = server.Accept(symwire::fuzz::kFreshSeed, now, &handle);
+        fresh->set_capture(true);
+        fresh->NewConnection();
+        fresh->Drain(now);
+        const Conversation c =
+            Converse(init, *fresh, server, handle, nullptr, now);
         ok = ok && Write(dir, "new-" + stem, base, 0, c);
         ok = ok && Write(dir, "new-" + stem + "-bytewise", base, 1, c);
         written += 2;
@@ -159,17 +210,17 @@ int main(int argc, char** argv) {
         symwire::fuzz::PairSpec spec;
         spec.roles = r;
         spec.auth = a;
-        symwire::fuzz::Pair p = symwire::fuzz::BuildPair(spec);
+        symwire::fuzz::FuzzServer server(r.acceptor, a, true);
+        symwire::fuzz::Pair p = symwire::fuzz::BuildPair(spec, &server);
         p.initiator->set_capture(true);
         symwire::fuzz::Reconnect(p, half_open);
-        Endpoint fresh(
-            symwire::fuzz::FuzzConfig(SessionSide::kAcceptor, r.acceptor, a,
-                                      symwire::fuzz::kFreshSeed),
-            p.now);
-        fresh.set_capture(true);
-        fresh.TransportConnected(p.now);
-        const Conversation c =
-            Converse(*p.initiator, fresh, p.acceptor.get(), p.now);
+        symwire::ConnectionHandle handle = 0;
+        auto fresh = server.Accept(symwire::fuzz::kFreshSeed, p.now, &handle);
+        fresh->set_capture(true);
+        fresh->NewConnection();
+        fresh->Drain(p.now);
+        const Conversation c = Converse(*p.initiator, *fresh, server, handle,
+                                        p.acceptor.get(), p.now);
         const uint8_t mode =
             static_cast<uint8_t>(base | 0x10 | (half_open ? 0x20 : 0));
         const std::string name =
@@ -184,6 +235,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  ok = ok && WriteEndpointSeeds(std::string(argv[1]) + "/endpoint", &written);
   if (!ok) {
     std::fprintf(stderr, "fuzz_session_seeds: cannot write to %s\n",
                  dir.c_str());

@@ -10,6 +10,7 @@
 #include "symwire/session/impl/auth.ipp"
 #include "symwire/session/impl/config.ipp"
 #include "symwire/session/impl/control.ipp"
+#include "symwire/session/impl/endpoint.ipp"
 #include "symwire/session/impl/event.ipp"
 #include "symwire/session/impl/session.ipp"
 #include "symwire/wire/impl/crc32c.ipp"

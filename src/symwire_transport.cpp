@@ -6,8 +6,13 @@
 #error "src/symwire_transport.cpp is not built in header-only mode"
 #endif
 
+#include "symwire/runtime/impl/client.ipp"
+#include "symwire/runtime/impl/incoming_task.ipp"
+#include "symwire/runtime/impl/options.ipp"
+#include "symwire/runtime/impl/peer.ipp"
+#include "symwire/runtime/impl/server.ipp"
+#include "symwire/runtime/impl/task_call.ipp"
 #include "symwire/transport/impl/memory.ipp"
 #include "symwire/transport/impl/process.ipp"
-#include "symwire/transport/impl/runtime.ipp"
 #include "symwire/transport/impl/tcp.ipp"
 #include "symwire/transport/impl/transport.ipp"

@@ -12,6 +12,7 @@ packages=(
   python3 python3-xxhash  # tools/vectors_ref.py, the independent reference
   python3-websockets  # tests/transport/ws_interop.py: an independent WebSocket client
   tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
+  libnats-dev nats-server  # symwire::nats (SPEC.md §21) and its tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -28,7 +28,7 @@
 //                [--max-seconds T]
 //
 // Network mode (--transport) runs the same workload and the same checks
-// through Client and Server (symwire/transport/runtime.hpp) on 127.0.0.1
+// through Client and Server (symwire/runtime/runtime.hpp) on 127.0.0.1
 // (plain TCP, or TLS with a throw-away PKI that the client verifies) or a
 // Unix socket, with symwire::testing::FaultProxy between them: kill each
 // proxied connection after MIN..MAX bytes, forward in pieces of 1..N
@@ -80,9 +80,9 @@
 // plus frames received by the orchestrator, i.e. both directions) the link
 // is cut at a random byte of the bytes still in flight in a random
 // direction (so mostly mid-frame); both sides get TransportLost. The
-// orchestrator's ReconnectDue makes the simulation dial at once: the server
-// creates a fresh acceptor session per connection and hands a resuming
-// connection to the established session (AdoptConnection). Deliveries are
+// orchestrator's ReconnectDue makes the simulation dial at once: the
+// server's Endpoint creates a fresh acceptor session per connection and
+// routes a resuming connection to the established session. Deliveries are
 // split at random sizes (1..64, 1..1024, or all that is pending), and now
 // and then one direction stalls for 1..50 ms. `--cut-every 0:0` disables
 // cuts.
@@ -142,12 +142,13 @@
 #include "symwire/error.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
 #if SYMWIRE_SOAK_NET  // built when symwire::transport is (not -fno-exceptions)
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/fault_proxy.hpp"
 #include "symwire/testing/test_certs.hpp"
-#include "symwire/transport/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/tls.hpp"
 #endif
@@ -635,6 +636,11 @@ class Soak {
   void Dial();
   void Kill(absl::string_view why, bool tell_agent = true);
   void Pump(Session& s, size_t side);
+  // After an input to agent-side session `s`: if its handshake runs, acts
+  // on what the Endpoint says the connection became (`outcome`, else
+  // Endpoint::Route).
+  void Settle(Session& s,
+              std::optional<symwire::ConnectionOutcome> outcome = {});
   void OnOrchestratorEvent(symwire::Event& e);
   void OnAgentEvent(Session& s, symwire::Event& e);
   bool Deliver();
@@ -658,9 +664,12 @@ class Soak {
   symwire::SessionConfig agent_config_;
 
   std::unique_ptr<Session> orch_;
-  std::vector<std::unique_ptr<Session>> server_;  // every acceptor session
+  std::unique_ptr<symwire::Endpoint> endpoint_;   // the agent's server
+  std::vector<std::shared_ptr<Session>> server_;  // every acceptor session
   std::vector<Session*> live_server_;             // those with timers
-  Session* agent_ = nullptr;                      // the established one
+  // Server sessions whose handshake runs, and their Endpoint handles.
+  absl::flat_hash_map<const Session*, symwire::ConnectionHandle> handshaking_;
+  Session* agent_ = nullptr;  // the established one
   Conn conn_;
   std::array<std::vector<std::byte>, 2> rx_;
   size_t next_dir_ = 0;
@@ -711,14 +720,25 @@ class Soak {
 void Soak::Dial() {
   ++dials_;
   if (conn_.up) Kill("replaced by a new dial");
-  auto fresh = Session::Create(agent_config_, now_);
-  if (!fresh.ok()) {
-    Fatal("acceptor Create: " + fresh.status().ToString());
+  if (endpoint_ == nullptr) {
+    symwire::EndpointConfig config;
+    config.session = agent_config_;
+    auto created = symwire::Endpoint::Create(std::move(config));
+    if (!created.ok()) {
+      Fatal("Endpoint::Create: " + created.status().ToString());
+      return;
+    }
+    endpoint_ = std::move(*created);
+  }
+  auto accepted = endpoint_->Accept(now_);
+  if (!accepted.ok()) {
+    Fatal("Endpoint::Accept: " + accepted.status().ToString());
     return;
   }
-  server_.push_back(std::move(*fresh));
+  server_.push_back(accepted->session);
   Session* acc = server_.back().get();
   live_server_.push_back(acc);
+  handshaking_[acc] = accepted->connection;
   conn_ = Conn();
   conn_.up = true;
   conn_.ends = {orch_.get(), acc};
@@ -727,10 +747,27 @@ void Soak::Dial() {
     Fatal("orchestrator TransportConnected: " + s.ToString());
   }
   Pump(*orch_, 0);
-  if (absl::Status s = acc->TransportConnected(now_); !s.ok()) {
-    Fatal("acceptor TransportConnected: " + s.ToString());
+  Pump(*acc, 1);  // Endpoint::Accept connected it
+}
+
+void Soak::Settle(Session& s, std::optional<symwire::ConnectionOutcome> o) {
+  auto it = handshaking_.find(&s);
+  if (it == handshaking_.end()) return;
+  if (!o) o = endpoint_->Route(it->second, now_);
+  if (std::holds_alternative<symwire::HandshakeRunning>(*o)) return;
+  handshaking_.erase(it);
+  if (auto* started = std::get_if<symwire::SessionStarted>(&*o)) {
+    if (agent_ != nullptr) Fatal("a second session was established");
+    agent_ = started->session.get();
+  } else if (auto* resumed = std::get_if<symwire::SessionResumed>(&*o)) {
+    Log(absl::StrCat("resume routed to the session; superseded=",
+                     resumed->superseded));
+    if (resumed->session.get() != agent_) Fatal("resumed an unknown session");
+    if (conn_.up && conn_.ends[1] == &s) conn_.ends[1] = agent_;
+    Pump(*agent_, 1);
+  } else if (auto* rejected = std::get_if<symwire::ConnectionRejected>(&*o)) {
+    Log("connection rejected: " + rejected->status.ToString());
   }
-  Pump(*acc, 1);
 }
 
 void Soak::Kill(absl::string_view why, bool tell_agent) {
@@ -744,6 +781,7 @@ void Soak::Kill(absl::string_view why, bool tell_agent) {
     if (i == 1 && !tell_agent) continue;
     s->TransportLost(lost, now_);
     Pump(*s, i);
+    if (i == 1) Settle(*s);
   }
 }
 
@@ -856,26 +894,9 @@ void Soak::OnOrchestratorEvent(symwire::Event& e) {
 }
 
 void Soak::OnAgentEvent(Session& s, symwire::Event& e) {
-  if (auto* est = std::get_if<symwire::Established>(&e)) {
-    if (!est->resumed) {
-      if (agent_ != nullptr) Fatal("a second session was established");
-      agent_ = &s;
-    }
-  } else if (auto* rr = std::get_if<symwire::ResumeRequested>(&e)) {
-    if (agent_ == nullptr || agent_->session_id() != rr->session_id) {
-      Log("resume of an unknown session: RejectResume");
-      s.RejectResume(now_);
-      Pump(s, 1);
-      return;
-    }
-    const absl::Status st = agent_->AdoptConnection(s, now_);
-    Log("AdoptConnection: " + st.ToString());
-    // The connection moved when the fresh session is closed (on success
-    // only; a failed resume is answered on the fresh session).
-    const bool moved = s.state() == SessionState::kClosed;
-    Pump(s, 1);
-    if (moved && conn_.up && conn_.ends[1] == &s) conn_.ends[1] = agent_;
-    Pump(*agent_, 1);
+  if (std::holds_alternative<symwire::Established>(e) ||
+      std::holds_alternative<symwire::ResumeRequested>(e)) {
+    // The Endpoint registers and routes (Settle).
   } else if (auto* t = std::get_if<symwire::TaskReceived>(&e)) {
     const Bytes p = t->payload();
     if (p.size() < 8 + 4 + 8) {
@@ -997,7 +1018,7 @@ bool Soak::Housekeeping() {
       ++cuts_;
       cut_armed_ = false;
       // Half-open: only the orchestrator notices; the agent's session
-      // learns when the resumed connection replaces it (AdoptConnection)
+      // learns when the resumed connection replaces it (the Endpoint)
       // or its dead-peer timer fires.
       const bool half_open =
           o_.half_open_pct > 0 && rng_.Between(1, 100) <= o_.half_open_pct;
@@ -1019,6 +1040,7 @@ bool Soak::Housekeeping() {
                                             "closed by the peer"),
                          now_);
         Pump(*s, r);
+        if (r == 1) Settle(*s);
       }
       return true;
     }
@@ -1068,7 +1090,16 @@ bool Soak::Deliver() {
     ++deliveries_;
     Log(absl::StrCat("deliver ", n, " to ", r));
     Session* s = conn_.ends[r];
-    const absl::Status st = s->Receive(rx, now_);
+    std::optional<symwire::ConnectionOutcome> outcome;
+    absl::Status st;
+    if (auto h = handshaking_.find(s); h != handshaking_.end()) {
+      outcome = endpoint_->Receive(h->second, rx, now_);
+      if (auto* rej = std::get_if<symwire::ConnectionRejected>(&*outcome)) {
+        st = rej->status;
+      }
+    } else {
+      st = s->Receive(rx, now_);
+    }
     if (!st.ok()) {
       Log(absl::StrCat(r == 0 ? "orchestrator" : "agent",
                        " Receive: ", st.ToString()));
@@ -1077,6 +1108,7 @@ bool Soak::Deliver() {
       }
     }
     Pump(*s, r);
+    if (outcome) Settle(*s, std::move(outcome));
     return true;
   }
   return false;
@@ -1106,6 +1138,7 @@ void Soak::FireTimers() {
   for (auto [s, side] : due) {
     s->HandleTimeout(now_);
     Pump(*s, side);
+    if (side == 1) Settle(*s);
     if (s->NextDeadline() > now_) moved = true;
   }
   if (!moved) {

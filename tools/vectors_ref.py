@@ -2061,6 +2061,60 @@ def payload_options(vec):
     return message, same
 
 
+# NATS JetStream pools, SPEC.md §21.1-§21.2: the names derived from the pool
+# name, the orchestrator identity and the task id (tests/vectors/nats_mapping.md).
+NATS_MAPPING_FILE = "nats_mapping.md"
+NATS_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def nats_mapping_log(vec):
+    """The log of a nats_mapping.md vector; also checks that its hex block is
+    the task's Nats-Msg-Id (empty when the names are rejected)."""
+    opts = dict(vec.options or [])
+    if set(opts) != {"pool", "orchestrator", "task", "attempt", "index"}:
+        raise ValueError("nats_mapping.md options: pool, orchestrator, task, attempt, index")
+
+    def valid_name(text):  # §21.1: 1-64 bytes of [A-Za-z0-9-]
+        raw = text.encode()
+        return 1 <= len(raw) <= 64 and all(b in NATS_NAME_CHARS for b in raw)
+
+    def canonical_decimal(text):
+        return text.isdigit() and (text == "0" or not text.startswith("0"))
+
+    pool, orch = opts["pool"], opts["orchestrator"]
+    task, attempt, index = opts["task"], opts["attempt"], opts["index"]
+    error = None
+    if not valid_name(pool):
+        error = "pool"
+    elif not valid_name(orch):
+        error = "orchestrator"
+    elif not canonical_decimal(task) or not 1 <= int(task) <= (1 << 62) - 1:
+        error = "task"
+    if error:
+        if vec.input:
+            raise ValueError("a rejected vector has an empty hex block")
+        return ["error=INVALID_ARGUMENT field=%s" % error]
+    if not (canonical_decimal(attempt) and int(attempt) >= 1 and canonical_decimal(index)):
+        raise ValueError("attempt must be >= 1 and index >= 0, in decimal")
+    prefix = "symwire.v1." + pool
+    task_id = "t.%s.%s" % (orch, task)
+    if bytes(vec.input) != task_id.encode():
+        raise ValueError("hex block is not the task's Nats-Msg-Id %r" % task_id)
+    return [
+        "task_stream=SYMWIRE_TASKS_" + pool,
+        "task_subject=%s.tasks" % prefix,
+        "response_stream=SYMWIRE_RESP_%s_%s" % (pool, orch),
+        "response_subject=%s.resp.%s" % (prefix, orch),
+        "cancel_stream=SYMWIRE_CANCEL_" + pool,
+        "cancel_subject=%s.cancel.%s.%s" % (prefix, orch, task),
+        "dead_stream=SYMWIRE_DEAD_" + pool,
+        "dead_subject=%s.dead" % prefix,
+        "task_msg_id=" + task_id,
+        "response_msg_id=r.%s.%s.%s.%s" % (orch, task, attempt, index),
+        "cancel_msg_id=c.%s.%s" % (orch, task),
+    ]
+
+
 def expected_log(path, vec):
     base = os.path.basename(path)
     if base == "crc32c.md":
@@ -2071,6 +2125,8 @@ def expected_log(path, vec):
         return payload_log(payload_options(vec)[0], vec.input)
     if base == BACKOFF_FILE:
         return backoff_log(vec.input, backoff_options(vec))
+    if base == NATS_MAPPING_FILE:
+        return nats_mapping_log(vec)
     return decode_stream(vec.input, Options.from_pairs(vec.options or []))
 
 
@@ -2644,7 +2700,8 @@ def check_files(paths):
                     "\n                   ".join(vec.log), "\n                   ".join(got))
             elif os.path.basename(path) == SESSION_PAYLOADS_FILE:
                 problem = check_payload_encoding(vec)
-            elif os.path.basename(path) not in ("crc32c.md", "varint.md", BACKOFF_FILE):
+            elif os.path.basename(path) not in ("crc32c.md", "varint.md", BACKOFF_FILE,
+                                                NATS_MAPPING_FILE):
                 problem = check_prefixes(vec, got)
             if problem:
                 bad += 1

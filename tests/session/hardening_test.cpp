@@ -185,7 +185,7 @@ TEST_CASE(
   REQUIRE(pair.Respond(Side::kAcceptor, *t1, big, true).ok());
   REQUIRE(pair.RunUntil(
       [&] { return pair.Count<ResponseReceived>(Side::kInitiator) == 1; }));
-  // Cut; the resumed connection (AdoptConnection on the acceptor) gets the
+  // Cut; the resumed connection (routed by the Endpoint) gets the
   // full limit once its handshake completes.
   pair.Cut();
   REQUIRE(pair.RunUntil(

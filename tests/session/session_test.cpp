@@ -1315,7 +1315,8 @@ TEST_CASE(
                                 : c.last_received;
       auto fresh =
           FreshResume(pair.now(), acceptor.session_id(), token, last, c.edit);
-      absl::Status s = acceptor.AdoptConnection(*fresh, pair.now());
+      absl::Status s =
+          detail::SessionHandover::Adopt(acceptor, *fresh, false, pair.now());
       CHECK(GetErrorCode(s) == c.want);
       CHECK(s.code() == c.code);
       std::vector<std::byte> out;
@@ -1358,10 +1359,11 @@ TEST_CASE("a bad resume proof and an unknown session get the same answer",
   wrong[15] ^= std::byte{0x80};
   const uint64_t last = pair.initiator().last_received();
   auto bad_proof = FreshResume(pair.now(), acceptor.session_id(), wrong, last);
-  CHECK(!acceptor.AdoptConnection(*bad_proof, pair.now()).ok());
+  CHECK(!detail::SessionHandover::Adopt(acceptor, *bad_proof, false, pair.now())
+             .ok());
   auto unknown = FreshResume(pair.now(), acceptor.session_id(),
                              pair.initiator().resume_token(), last);
-  unknown->RejectResume(pair.now());
+  detail::SessionHandover::RejectUnknown(*unknown, pair.now());
   std::vector<std::byte> a, b;
   const ErrorMessage ea = ResumeAnswer(*bad_proof, a);
   const ErrorMessage eb = ResumeAnswer(*unknown, b);
@@ -1415,7 +1417,7 @@ TEST_CASE("the resume token never crosses the wire after the first WELCOME",
     move(*i, f);  // HELLO
     move(f, *i);  // CHALLENGE
     move(*i, f);  // PROOF -> ResumeRequested
-    REQUIRE(a->AdoptConnection(f, t0).ok());
+    REQUIRE(detail::SessionHandover::Adopt(*a, f, false, t0).ok());
     move(*a, *i);  // WELCOME
     REQUIRE(i->state() == SessionState::kEstablished);
     REQUIRE(a->state() == SessionState::kEstablished);
@@ -1440,7 +1442,8 @@ TEST_CASE(
   Session& acceptor = *pair.acceptor();
   auto fresh = FreshResume(pair.now(), acceptor.session_id(),
                            pair.initiator().resume_token(), 0);
-  REQUIRE(!acceptor.AdoptConnection(*fresh, pair.now()).ok());
+  REQUIRE(!detail::SessionHandover::Adopt(acceptor, *fresh, false, pair.now())
+               .ok());
   std::vector<std::byte> out;
   const ErrorMessage answer = ResumeAnswer(*fresh, out);
   CHECK(answer.detail == ErrorCode::kResumeGap);

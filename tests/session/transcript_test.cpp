@@ -268,10 +268,11 @@ struct Feeding {
 // The acceptor side is a server, as the file's header describes: its first
 // connection goes to the "acceptor" session itself; every later one to a
 // fresh acceptor session (seeded acceptor.fresh_seed + k), which, once it
-// reports ResumeRequested, the server answers at once with
-// acceptor.AdoptConnection(fresh) — or fresh.RejectResume() after a
-// `forget` step (the session is unknown). Steps of side=acceptor go to the
-// session at the acceptor end of the current connection.
+// reports ResumeRequested, the server answers at once with the hand-over an
+// Endpoint makes (detail::SessionHandover::Adopt(acceptor, fresh)) — or
+// RejectUnknown(fresh) after a `forget` step (the session is unknown). Steps of
+// side=acceptor go to the session at the acceptor end of the current
+// connection.
 std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
   std::map<std::string, std::unique_ptr<Session>> sessions;
   std::optional<SessionConfig> acceptor_config;
@@ -366,10 +367,10 @@ std::vector<std::string> Replay(const Vector& v, const Feeding& feeding) {
         Session& registered = *it->second;
         Session& f = *sp;
         if (forgotten) {
-          f.RejectResume(T0());
+          detail::SessionHandover::RejectUnknown(f, T0());
           drain_session(f);
         } else {
-          (void)registered.AdoptConnection(f, T0());
+          (void)detail::SessionHandover::Adopt(registered, f, false, T0());
           drain_session(f);
           drain_session(registered);
           if (f.state() == SessionState::kClosed) {

@@ -24,25 +24,25 @@
 //   SessionPair  the initiator Session, a "server" of acceptor Sessions,
 //                the current Link, the clock and the two event logs.
 //
-// The server. Every new connection gets a FRESH acceptor Session (created
-// from the acceptor config, TransportConnected at once). When a fresh
-// session reports Established{resumed = false} it is registered under its
-// session id. When a fresh session reports ResumeRequested{id}, the server
-// calls registered.AdoptConnection(fresh, now) (or fresh.RejectResume(now)
-// for an unknown id); once the connection has moved (`fresh` is closed,
-// on success only) the registered session is the acceptor endpoint of
-// that link. Every server session's events go to the
+// The server is an Endpoint (session/endpoint.hpp) made from the acceptor
+// config: every new connection gets a FRESH acceptor Session from
+// Endpoint::Accept, and its bytes go through Endpoint::Receive until the
+// Endpoint says what the connection became (the outcome of every input to
+// a handshaking session is asked with Endpoint::Route): a new session
+// (registered by the Endpoint), a resume (SessionResumed: the resumed
+// session becomes the acceptor endpoint of that link), or a rejection.
+// Every server session's events go to the
 // acceptor log (EventRecord::session says which session reported it).
 // acceptor() is the latest registered session, or the current link's
 // acceptor endpoint before any registration.
 //
 // Driving follows the contract in session.hpp's header comment: after every
 // input call (TransportConnected, Receive, HandleTimeout, TransportLost,
-// AdoptConnection, and whatever a test runs through Do()) the harness drains
-// PollTransmit into the link until it returns an empty span, then drains
-// PollEvent into the log (so Receive is never called with events queued),
-// then honours ConnectionClosing(): that side writes no more and reads no
-// more; the bytes it already wrote are still delivered, after which the
+// a resume routed by the Endpoint, and whatever a test runs through Do()) the
+// harness drains PollTransmit into the link until it returns an empty span,
+// then drains PollEvent into the log (so Receive is never called with events
+// queued), then honours ConnectionClosing(): that side writes no more and reads
+// no more; the bytes it already wrote are still delivered, after which the
 // other side gets TransportLost(CONNECTION_LOST) like at an EOF (unless it
 // is closing too). A session that reported ConnectionClosing() is not given
 // TransportLost for that connection.
@@ -120,6 +120,7 @@
 #include "symwire/session/auth.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/endpoint.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/frame.hpp"
@@ -504,7 +505,7 @@ class SessionPair {
     return *a;
   }
   // Every acceptor session the server created, in creation order.
-  const std::vector<std::unique_ptr<Session>>& server_sessions() const {
+  const std::vector<std::shared_ptr<Session>>& server_sessions() const {
     return server_;
   }
   // The current link (the latest, possibly down); nullptr before Connect.
@@ -515,7 +516,8 @@ class SessionPair {
   size_t cuts() const { return cuts_; }
   uint64_t stale_bytes() const { return stale_bytes_; }
   uint64_t steps() const { return steps_; }
-  // What the last AdoptConnection the server ran returned.
+  // The status of the last resume the server's Endpoint routed (OK when
+  // it moved the connection) or of the last connection it rejected.
   const absl::Status& last_adopt_status() const { return last_adopt_; }
   const std::vector<std::string>& problems() const { return problems_; }
   // The status the last Receive / TransportConnected of a side returned.
@@ -581,10 +583,12 @@ class SessionPair {
     if constexpr (std::is_void_v<R>) {
       f(s, clock_.Now());
       Pump(s, side);
+      if (side == Side::kAcceptor) Settle(s);
       RunHooks();
     } else {
       R result = f(s, clock_.Now());
       Pump(s, side);
+      if (side == Side::kAcceptor) Settle(s);
       RunHooks();
       return result;
     }
@@ -814,33 +818,44 @@ class SessionPair {
       }
       return;
     }
-    if (const auto* est = std::get_if<Established>(&e)) {
-      if (!est->resumed && s.has_session()) {
-        registry_[s.session_id()] = &s;
-        registered_latest_ = &s;
-      }
-    } else if (const auto* rr = std::get_if<ResumeRequested>(&e)) {
-      auto it = registry_.find(rr->session_id);
-      if (it == registry_.end() || it->second == &s) {
-        Trace("server: unknown session; RejectResume");
-        s.RejectResume(clock_.Now());
-        Pump(s, Side::kAcceptor);
-        return;
-      }
-      Session& existing = *it->second;
-      const absl::Status st = existing.AdoptConnection(s, clock_.Now());
-      Trace("server: AdoptConnection -> " + StatusText(st));
-      last_adopt_ = st;
-      // The connection moved when `fresh` is closed, which is on success
-      // only (a failed resume is answered on `fresh`).
-      const bool moved = s.state() == SessionState::kClosed;
-      // Whatever `fresh` still has goes out first, on its connection.
-      Pump(s, Side::kAcceptor);
-      if (moved) {
-        Link* l = LinkOf(s, Side::kAcceptor);
-        if (l != nullptr) l->ends_[1] = &existing;
+    static_cast<void>(s);
+  }
+
+  Endpoint& endpoint() {
+    if (endpoint_ == nullptr) {
+      EndpointConfig config;
+      config.session = options_.acceptor;
+      auto e = Endpoint::Create(std::move(config));
+      if (!e.ok()) Die("Endpoint::Create: " + StatusText(e.status()));
+      endpoint_ = std::move(*e);
+    }
+    return *endpoint_;
+  }
+
+  // After an input to acceptor session `s`: if it is handshaking, asks the
+  // Endpoint what its connection became (`outcome`, or Route) and acts on
+  // it. `s` was pumped already.
+  void Settle(Session& s, std::optional<ConnectionOutcome> outcome = {}) {
+    auto it = handshaking_.find(&s);
+    if (it == handshaking_.end()) return;
+    const ConnectionHandle c = it->second;
+    if (!outcome) outcome = endpoint().Route(c, clock_.Now());
+    if (std::holds_alternative<HandshakeRunning>(*outcome)) return;
+    handshaking_.erase(it);
+    if (const auto* started = std::get_if<SessionStarted>(&*outcome)) {
+      registered_latest_ = started->session.get();
+    } else if (const auto* resumed = std::get_if<SessionResumed>(&*outcome)) {
+      Trace("server: resume routed to its session");
+      last_adopt_ = absl::OkStatus();
+      Session& existing = *resumed->session;
+      for (auto& l : links_) {
+        if (l->ends_[1] == &s) l->ends_[1] = &existing;
       }
       Pump(existing, Side::kAcceptor);
+    } else if (const auto* rejected =
+                   std::get_if<ConnectionRejected>(&*outcome)) {
+      Trace("server: connection rejected: " + StatusText(rejected->status));
+      last_adopt_ = rejected->status;
     }
   }
 
@@ -860,10 +875,12 @@ class SessionPair {
     if (link_ != nullptr && link_->up_) {
       Kill(*link_, true, true, "replaced by a new dial");
     }
-    auto fresh = Session::Create(options_.acceptor, now);
-    if (!fresh.ok()) Die("acceptor Create: " + StatusText(fresh.status()));
-    server_.push_back(std::move(*fresh));
+    auto accepted = endpoint().Accept(now);
+    if (!accepted.ok())
+      Die("Endpoint::Accept: " + StatusText(accepted.status()));
+    server_.push_back(accepted->session);
     Session* acc = server_.back().get();
+    handshaking_[acc] = accepted->connection;
     live_server_.push_back(acc);
     const size_t id = links_.size() + 1;
     links_.push_back(std::unique_ptr<Link>(
@@ -874,7 +891,7 @@ class SessionPair {
     Trace(absl::StrCat("dial: link ", id));
     last_connect_[0] = initiator_->TransportConnected(now);
     Pump(*initiator_, Side::kInitiator);
-    last_connect_[1] = acc->TransportConnected(now);
+    last_connect_[1] = absl::OkStatus();  // Endpoint::Accept connected it
     Pump(*acc, Side::kAcceptor);
   }
 
@@ -895,6 +912,7 @@ class SessionPair {
       // closing is done with the connection (see file comment).
       s->TransportLost(lost, clock_.Now());
       Pump(*s, static_cast<Side>(i));
+      if (i == 1) Settle(*s);
     }
   }
 
@@ -937,6 +955,7 @@ class SessionPair {
                         absl::StrCat("link ", l.id_, " closed by the peer")),
               clock_.Now());
           Pump(*s, peer);
+          if (peer == Side::kAcceptor) Settle(*s);
         }
         return true;
       }
@@ -989,7 +1008,16 @@ class SessionPair {
       }
       Session* s = l.ends_[side_index];
       const Side side = Receiver(d);
-      const absl::Status st = s->Receive(rx, clock_.Now());
+      std::optional<ConnectionOutcome> outcome;
+      absl::Status st;
+      if (auto h = handshaking_.find(s); h != handshaking_.end()) {
+        outcome = endpoint().Receive(h->second, rx, clock_.Now());
+        if (const auto* r = std::get_if<ConnectionRejected>(&*outcome)) {
+          st = r->status;
+        }
+      } else {
+        st = s->Receive(rx, clock_.Now());
+      }
       last_receive_[side_index] = st;
       if (!st.ok() && GetErrorCode(st) == ErrorCode::kWrongState &&
           s->state() != SessionState::kFailed) {
@@ -1002,6 +1030,7 @@ class SessionPair {
                            ") -> ", StatusText(st)));
       }
       Pump(*s, side);
+      if (outcome) Settle(*s, std::move(outcome));
       return true;
     }
     return false;
@@ -1051,6 +1080,7 @@ class SessionPair {
     for (auto [s, side] : due) {
       s->HandleTimeout(now);
       Pump(*s, side);
+      if (side == Side::kAcceptor) Settle(*s);
       if (s->NextDeadline() <= now) {
         // A timer that does not move would spin the simulation forever.
         if (++stuck_ == 3) {
@@ -1086,20 +1116,14 @@ class SessionPair {
     in_hooks_ = false;
   }
 
-  struct SessionIdHash {
-    size_t operator()(const SessionId& id) const {
-      size_t h = 0;
-      for (std::byte b : id) h = h * 131 + static_cast<size_t>(b);
-      return h;
-    }
-  };
-
   PairOptions options_;
   FakeClock clock_;
   std::unique_ptr<Session> initiator_;
-  std::vector<std::unique_ptr<Session>> server_;
+  std::unique_ptr<Endpoint> endpoint_;
+  std::vector<std::shared_ptr<Session>> server_;
   std::vector<Session*> live_server_;
-  absl::flat_hash_map<SessionId, Session*, SessionIdHash> registry_;
+  // Server sessions whose handshake runs, and their Endpoint handles.
+  absl::flat_hash_map<const Session*, ConnectionHandle> handshaking_;
   Session* registered_latest_ = nullptr;
   std::vector<std::unique_ptr<Link>> links_;
   Link* link_ = nullptr;

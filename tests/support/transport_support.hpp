@@ -17,7 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "boost/asio/io_context.hpp"
-#include "symwire/transport/runtime.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/transport.hpp"
 
 namespace symwire::testing {

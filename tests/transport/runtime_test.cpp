@@ -3,7 +3,7 @@
 // sockets: tasks, streaming, cancel, deadlines, reconnect and resume,
 // graceful close and shutdown, and the three completion-token styles.
 // Every test runs its io_context with a time bound and fails past it.
-#include "symwire/transport/runtime.hpp"
+#include "symwire/runtime/runtime.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>

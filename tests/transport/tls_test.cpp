@@ -28,8 +28,8 @@
 #include "boost/asio/post.hpp"
 #include "boost/asio/use_future.hpp"
 #include "symwire/error.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/test_certs.hpp"
-#include "symwire/transport/runtime.hpp"
 
 namespace symwire {
 namespace {

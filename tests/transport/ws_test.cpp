@@ -28,8 +28,8 @@
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/websocket.hpp"
 #include "symwire/error.hpp"
+#include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/test_certs.hpp"
-#include "symwire/transport/runtime.hpp"
 #include "symwire/transport/wss.hpp"
 #include "tests/support/transport_support.hpp"
 

@@ -114,9 +114,9 @@ struct ReconnectDue {
 // ResumeRequested
 // Acceptor only, on a fresh session: the peer authenticated and asks to
 // resume `session_id`; its PROOF of the session's token has arrived but is
-// not checked yet (the session holds the token). Find that session and
-// call existing.AdoptConnection(this_session), which checks it, or
-// RejectResume() if there is none.
+// not checked yet (the session holds the token). Informational: the
+// Endpoint that accepted the connection routes it itself (endpoint.hpp,
+// Endpoint::Receive returns the outcome); there is nothing to call.
 struct ResumeRequested {
   SessionId session_id{};
 };

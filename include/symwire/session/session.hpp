@@ -10,8 +10,12 @@
 //
 //   inputs (each takes `now`): TransportConnected, Receive, SubmitTask,
 //     SendResponse, FailTask, CancelTask, Close, Abort, HandleTimeout,
-//     TransportLost, AdoptConnection, RejectResume
+//     TransportLost
 //   outputs: PollTransmit, PollEvent, NextDeadline, ConnectionClosing
+//
+// On the acceptor side, an Endpoint (endpoint.hpp) creates the session of
+// each new connection and moves a resuming connection to the session it
+// names: no Session changes another through its public API.
 //
 // (STYLE.md names a generic Send(type, payload); the session instead offers
 // one input per legal action, so a caller cannot break the task lifecycle
@@ -55,6 +59,10 @@
 
 namespace symwire {
 
+namespace detail {
+class SessionHandover;
+}  // namespace detail
+
 // kAckFraction: a receiver acknowledges once a 1/kAckFraction of the peer's
 // replay window (frames or bytes) is unacknowledged (SPEC.md §14.2).
 inline constexpr uint64_t kAckFraction = 16;
@@ -65,7 +73,8 @@ enum class SessionState : uint8_t {
   kHandshaking,   // a connection is up, its handshake is running
   kEstablished,   // tasks flow
   kDisconnected,  // no connection; state kept for resumption
-  kClosed,        // ended gracefully, or handed over (AdoptConnection)
+  kClosed,        // ended gracefully, or its connection was handed over
+                  // to the session it resumed (Endpoint)
   kFailed,        // ended on an error (sticky; see status())
 };
 SYMWIRE_DECL absl::string_view SessionStateName(SessionState state) noexcept;
@@ -231,38 +240,6 @@ class Session {
   // since: then it means the dial failed, and the next attempt is scheduled.
   SYMWIRE_DECL void TransportLost(const absl::Status& reason, absl::Time now);
 
-  // AdoptConnection
-  // Acceptor: `fresh` (an acceptor session whose last event was
-  // ResumeRequested for this session's id, i.e. it has the resume's PROOF)
-  // hands its connection over. This session first checks the resume
-  // (SPEC.md §12.2 step 5, §16.2), in this order, without changing
-  // anything: it has not ended, it is the session named, and the PROOF's
-  // resume_proof matches its token (SESSION_EXPIRED for all three, with one
-  // message, so that a peer without the token learns nothing); the HELLO
-  // keeps the session's agent_id, role, version, max_payload_bytes,
-  // max_header_bytes and max_tasks (RESUME_REJECTED); its last_received is
-  // not beyond the last sequence sent (BAD_ACK) nor below the last one the
-  // peer acknowledged (RESUME_GAP). On failure `fresh` answers its
-  // connection with a stream-0 AGENT_ERROR (code, detail, a message naming
-  // the values), closes it and fails; this session is left exactly as it
-  // was (connected or waiting), whatever the error. On success this session
-  // takes the connection, answers WELCOME (with its own resume_proof, never
-  // the token) and replays; drive the connection with this session from
-  // now on; `fresh` is closed. If this session had a connection, it is
-  // replaced (ConnectionLost).
-  // Bytes that reach `fresh` after the PROOF and before this call are
-  // UNEXPECTED_FRAME (SPEC.md §12.1): a conforming initiator waits for
-  // WELCOME. Errors: SESSION_EXPIRED, RESUME_REJECTED, BAD_ACK, RESUME_GAP
-  // (all of `fresh`), WRONG_STATE (misuse; nothing changes).
-  SYMWIRE_DECL absl::Status AdoptConnection(Session& fresh, absl::Time now);
-
-  // RejectResume
-  // Acceptor, on the fresh session after ResumeRequested: no such session
-  // (or it expired). Sends SESSION_EXPIRED to the peer, with the same
-  // message (and after the same HMAC work) as a wrong proof in
-  // AdoptConnection, and fails.
-  SYMWIRE_DECL void RejectResume(absl::Time now);
-
   // ---- outputs --------------------------------------------------------
 
   // PollTransmit
@@ -334,6 +311,42 @@ class Session {
   uint64_t last_sent() const { return next_seq_ - 1; }
 
  private:
+  friend class detail::SessionHandover;
+
+  // AdoptConnection (reached through detail::SessionHandover, i.e. by an
+  // Endpoint)
+  // Acceptor: `fresh` (an acceptor session whose handshake stopped at
+  // kAwaitResume for this session's id, i.e. it has the resume's PROOF)
+  // hands its connection over. This session first checks the resume
+  // (SPEC.md §12.2 step 5, §16.2), in this order, without changing
+  // anything: it has not ended, it is the session named, and the PROOF's
+  // resume_proof matches its token (SESSION_EXPIRED for all three, with one
+  // message, so that a peer without the token learns nothing); the HELLO
+  // keeps the session's agent_id, role, version, max_payload_bytes,
+  // max_header_bytes and max_tasks (RESUME_REJECTED); its last_received is
+  // not beyond the last sequence sent (BAD_ACK) nor below the last one the
+  // peer acknowledged (RESUME_GAP); and, last, `lost_race` is false (else
+  // CONNECTION_LOST: another connection resumed the session while this one
+  // was handshaking; connection scope, so the initiator redials, §16.1).
+  // On failure `fresh` answers its connection with a stream-0 AGENT_ERROR
+  // (code, detail, a message naming the values), closes it and fails; this
+  // session is left exactly as it was. On success this session takes the
+  // connection (its untaken output included), answers WELCOME (with its
+  // own resume_proof, never the token) and replays; `fresh` is closed. If
+  // this session had a connection, it is replaced (ConnectionLost).
+  // Errors: SESSION_EXPIRED, RESUME_REJECTED, BAD_ACK, RESUME_GAP,
+  // CONNECTION_LOST (all of `fresh`), WRONG_STATE (misuse; nothing
+  // changes).
+  SYMWIRE_DECL absl::Status AdoptConnection(Session& fresh, bool lost_race,
+                                            absl::Time now);
+
+  // RejectResume
+  // Acceptor, on a fresh session stopped at kAwaitResume: no such session
+  // (or it expired). Sends SESSION_EXPIRED to the peer, with the same
+  // message (and after the same HMAC work) as a wrong proof in
+  // AdoptConnection, and fails.
+  SYMWIRE_DECL void RejectResume(absl::Time now);
+
   enum class Handshake : uint8_t {
     kNone,
     kAwaitHello,    // acceptor
@@ -579,6 +592,36 @@ class Session {
   SessionCounters counters_;
 };
 
+namespace detail {
+
+// SessionHandover
+// The narrow detail-level API an Endpoint (and tests of the resume checks)
+// use to move one connection's state from a fresh acceptor session to the
+// session it resumes. Not for applications: use Endpoint.
+class SessionHandover {
+ public:
+  // ResumeTarget: the session id a fresh acceptor session asks to resume
+  // once its handshake stopped for that (the PROOF arrived; it reported
+  // ResumeRequested), else nullptr. Valid until the next input to `fresh`.
+  static const SessionId* ResumeTarget(const Session& fresh) {
+    if (fresh.conn_.handshake != Session::Handshake::kAwaitResume ||
+        !fresh.conn_.up || !fresh.conn_.hello) {
+      return nullptr;
+    }
+    return &*fresh.conn_.hello->message.session_id;
+  }
+  // Adopt: existing.AdoptConnection(fresh, lost_race, now) (above).
+  static absl::Status Adopt(Session& existing, Session& fresh, bool lost_race,
+                            absl::Time now) {
+    return existing.AdoptConnection(fresh, lost_race, now);
+  }
+  // RejectUnknown: fresh.RejectResume(now) (above).
+  static void RejectUnknown(Session& fresh, absl::Time now) {
+    fresh.RejectResume(now);
+  }
+};
+
+}  // namespace detail
 }  // namespace symwire
 
 #ifdef SYMWIRE_HEADER_ONLY

@@ -1186,7 +1186,8 @@ SYMWIRE_DECL absl::Status Session::HandleProof(const InitMessage& proof,
 SYMWIRE_DECL absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
   Hello& hello = *conn_.hello;
   if (hello.message.session_id) {
-    // §16.2: the server's registry decides (AdoptConnection / RejectResume).
+    // §16.2: the Endpoint's registry decides (AdoptConnection /
+    // RejectResume through detail::SessionHandover).
     conn_.handshake = Handshake::kAwaitResume;
     Emit(ResumeRequested{*hello.message.session_id});
     return absl::OkStatus();
@@ -1414,6 +1415,7 @@ SYMWIRE_DECL absl::Status Session::CheckResumeIdentity(const InitMessage& m,
 }
 
 SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
+                                                   bool lost_race,
                                                    absl::Time now) {
   BeginInput();
   fresh.BeginInput();
@@ -1449,6 +1451,15 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
     claimed.agent_id = hello.agent_id;
     s = CheckResumeIdentity(claimed, hello.message.version);
     if (s.ok()) s = CheckPeerLastReceived(*hello.message.last_received);
+    // Checked last, after the proof: only a holder of the token learns
+    // that another connection took the session over (Endpoint).
+    if (s.ok() && lost_race) {
+      s = MakeError(ErrorCode::kConnectionLost,
+                    absl::StrFormat("session %s was resumed on another "
+                                    "connection while this one was "
+                                    "handshaking",
+                                    detail::HexId(id)));
+    }
   }
   if (!s.ok()) {
     fresh.FailHandshake(s, now);

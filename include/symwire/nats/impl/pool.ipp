@@ -1,0 +1,893 @@
+// File: symwire/nats/impl/pool.ipp
+// Out-of-line bodies of symwire/nats/pool.hpp (SPEC.md §21.3-§21.8).
+#ifndef SYMWIRE_NATS_IMPL_POOL_IPP_
+#define SYMWIRE_NATS_IMPL_POOL_IPP_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "symwire/error.hpp"
+#include "symwire/nats/detail/cnats.hpp"
+#include "symwire/nats/detail/state.hpp"
+#include "symwire/nats/pool.hpp"
+#include "symwire/session/control.hpp"
+#include "symwire/wire/decoder.hpp"
+#include "symwire/wire/encoder.hpp"
+
+namespace symwire {
+namespace nats_detail {
+
+inline absl::StatusOr<std::vector<std::byte>> EncodeOne(
+    MessageType type, uint8_t flags, uint64_t stream_id, uint64_t sequence,
+    absl::Span<const std::byte> payload, const FrameExtensions& ext = {}) {
+  const FrameHeader header{type, static_cast<uint8_t>(flags | kFlagChecksum),
+                           stream_id, sequence};
+  absl::StatusOr<size_t> size = EncodedSize(header, ext, payload.size());
+  if (!size.ok()) return size.status();
+  std::vector<std::byte> out(*size);
+  absl::StatusOr<size_t> n =
+      EncodeFrame(header, ext, payload, absl::MakeSpan(out));
+  if (!n.ok()) return n.status();
+  return out;
+}
+
+// DecodeOne
+// §21.8: the message data is exactly one frame with a payload checksum.
+// The returned view points into `data`.
+inline absl::StatusOr<FrameView> DecodeOne(absl::Span<const std::byte> data) {
+  DecoderOptions options;
+  options.expect_preface = false;
+  FrameDecoder decoder(options);
+  absl::StatusOr<DecodeStep> step = decoder.Decode(data);
+  if (!step.ok()) return step.status();
+  if (step->kind != DecodeStep::Kind::kFrame) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nats message of ", data.size(), " bytes ends inside its frame"));
+  }
+  if (step->consumed != data.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nats message has ", data.size() - step->consumed,
+                     " bytes after its frame at offset ", step->consumed));
+  }
+  if ((step->frame.flags() & kFlagChecksum) == 0) {
+    return absl::InvalidArgumentError(
+        "pool frame without flag CHECKSUM at offset 1 (SPEC.md §21.2)");
+  }
+  return step->frame;
+}
+
+inline absl::Span<const std::byte> MsgData(natsMsg* m) {
+  return {reinterpret_cast<const std::byte*>(natsMsg_GetData(m)),
+          static_cast<size_t>(natsMsg_GetDataLength(m))};
+}
+
+// Publish
+// A JetStream publish that waits for the stream's acknowledgement.
+inline absl::Status Publish(jsCtx* js, const std::string& subject,
+                            absl::Span<const std::byte> data,
+                            const std::string& msg_id) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  if (!msg_id.empty()) po.MsgId = msg_id.c_str();
+  jsPubAck* raw = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const natsStatus s = js_Publish(&raw, js, subject.c_str(), data.data(),
+                                  static_cast<int>(data.size()), &po, &jerr);
+  PubAckPtr ack(raw);
+  if (s != NATS_OK) {
+    return StatusFromNats(s, absl::StrCat("js_Publish ", subject), jerr);
+  }
+  return absl::OkStatus();
+}
+
+inline absl::StatusOr<SubscriptionPtr> BindPull(jsCtx* js,
+                                                const std::string& subject,
+                                                const std::string& stream,
+                                                const std::string& durable) {
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Consumer = durable.c_str();
+  natsSubscription* raw = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const natsStatus s = js_PullSubscribe(&raw, js, subject.c_str(),
+                                        durable.c_str(), nullptr, &so, &jerr);
+  SubscriptionPtr sub(raw);
+  if (s != NATS_OK) {
+    return StatusFromNats(
+        s, absl::StrCat("js_PullSubscribe ", stream, "/", durable), jerr);
+  }
+  return sub;
+}
+
+// FetchOne
+// One message, or nullptr after `timeout` with nothing.
+inline absl::StatusOr<MsgPtr> FetchOne(natsSubscription* sub,
+                                       absl::Duration timeout) {
+  natsMsgList list{nullptr, 0};
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const natsStatus s =
+      natsSubscription_Fetch(&list, sub, 1, ToMillis(timeout), &jerr);
+  if (s == NATS_TIMEOUT) return MsgPtr();
+  if (s != NATS_OK) return StatusFromNats(s, "natsSubscription_Fetch", jerr);
+  MsgPtr msg;
+  if (list.Count > 0) {
+    msg.reset(list.Msgs[0]);
+    list.Msgs[0] = nullptr;  // natsMsgList_Destroy skips it
+  }
+  natsMsgList_Destroy(&list);
+  return msg;
+}
+
+inline std::string HeaderOf(natsMsg* m, const char* key) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(m, key, &value) != NATS_OK || value == nullptr) {
+    return {};
+  }
+  return value;
+}
+
+inline absl::StatusOr<MetaDataPtr> MetaOf(natsMsg* m) {
+  jsMsgMetaData* raw = nullptr;
+  const natsStatus s = natsMsg_GetMetaData(&raw, m);
+  MetaDataPtr meta(raw);
+  if (s != NATS_OK) return StatusFromNats(s, "natsMsg_GetMetaData");
+  return meta;
+}
+
+// --- orchestrator ---------------------------------------------------------
+
+struct TaskTrack {
+  uint64_t attempt = 0;     // adopted attempt (0 = none yet)
+  uint64_t next_index = 0;  // the I expected next in the adopted attempt
+  bool delivered = false;   // partials of the adopted attempt were reported
+  bool ended = false;
+  bool submitted_here = false;  // by this process: its first I must be 0
+};
+
+// ParseIndex
+// The decimal I at the end of a response's Nats-Msg-Id (§21.2).
+inline bool ParseIndex(absl::string_view digits, uint64_t& out) {
+  if (digits.empty() || digits.size() > 19 ||
+      (digits.size() > 1 && digits[0] == '0')) {
+    return false;
+  }
+  uint64_t v = 0;
+  for (const char c : digits) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
+
+struct OrchestratorState {
+  NatsClient client;
+  NatsOrchestratorOptions options;
+  NatsPoolNames pool;
+  NatsOrchestratorNames names;
+  SubscriptionPtr responses;
+  std::mutex mu;
+  uint64_t next_id = 0;
+  // TODO(#15): bound the ended-task records (age them out after the
+  // pool's ack wait times max_deliveries).
+  absl::flat_hash_map<uint64_t, TaskTrack> tasks;
+  // Reports decided but not yet returned by Next (a kRestarted and the
+  // frame that caused it).
+  std::deque<NatsResponse> pending;
+  // Stream sequence of the last response processed: a redelivery of one
+  // already processed (its ack was lost) is acked and dropped (§21.3).
+  uint64_t last_stream_seq = 0;
+  // Deadlines of open tasks submitted here (wall clock, §21.3).
+  std::multimap<absl::Time, uint64_t> deadlines;
+  std::atomic<uint64_t> discarded{0};
+  std::atomic<uint64_t> rejected{0};
+  explicit OrchestratorState(NatsClient c) : client(std::move(c)) {}
+};
+
+// --- agent ----------------------------------------------------------------
+
+struct AgentState {
+  NatsClient client;
+  NatsAgentOptions options;
+  NatsPoolNames pool;
+  NatsHandler handler;
+  SubscriptionPtr tasks;
+  SubscriptionPtr cancels;
+  std::mutex mu;
+  // The task being checked or run, as "<O>.<T>" (a cancel subject's
+  // tail), and whether a cancel for it was seen. Only this task's cancel
+  // is kept: memory stays bounded however many cancels the pool carries.
+  std::string running;
+  bool running_cancelled = false;
+  absl::StatusCode running_reason = absl::StatusCode::kCancelled;
+  // The cancel subscription's callback runs on a cnats thread with this
+  // object as its closure: the destructor unsubscribes and waits (bounded)
+  // until cnats reports that no callback runs or will run.
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool cancels_done = false;
+  bool wait_for_done = false;
+  explicit AgentState(NatsClient c) : client(std::move(c)) {}
+  AgentState(const AgentState&) = delete;
+  AgentState& operator=(const AgentState&) = delete;
+  ~AgentState() {
+    if (!cancels) return;
+    natsSubscription_Unsubscribe(cancels.get());
+    if (!wait_for_done) return;
+    std::unique_lock<std::mutex> lock(done_mu);
+    done_cv.wait_for(lock, std::chrono::seconds(5),
+                     [this] { return cancels_done; });
+  }
+};
+
+inline void OnCancelsDone(void* closure) {
+  auto* state = static_cast<AgentState*>(closure);
+  {
+    std::lock_guard<std::mutex> lock(state->done_mu);
+    state->cancels_done = true;
+  }
+  state->done_cv.notify_all();
+}
+
+// CancelReason
+// §13.3 / §21.7: reason 4 (DEADLINE_EXCEEDED) or 1 (CANCELLED, also for a
+// payload that does not parse: the cancel still stops the task).
+inline absl::StatusCode CancelReason(const FrameView& frame) {
+  absl::StatusOr<CancelMessage> c = ParseCancel(frame.payload());
+  return c.ok() ? c->reason : absl::StatusCode::kCancelled;
+}
+
+// SendCancelled
+// The terminal frame of a cancelled task: the §13.3 payloads.
+template <class Context>
+absl::Status SendCancelled(Context& ctx, absl::StatusCode reason) {
+  return reason == absl::StatusCode::kDeadlineExceeded
+             ? ctx.SendError(reason, "deadline exceeded")
+             : ctx.SendError(absl::StatusCode::kCancelled, "cancelled");
+}
+
+inline void OnCancel(natsConnection* /*nc*/, natsSubscription* /*sub*/,
+                     natsMsg* raw, void* closure) {
+  MsgPtr msg(raw);
+  auto* state = static_cast<AgentState*>(closure);
+  const absl::string_view subject = natsMsg_GetSubject(raw);
+  const std::string prefix = absl::StrCat(
+      state->pool.task_subject.substr(
+          0, state->pool.task_subject.size() - std::strlen("tasks")),
+      "cancel.");
+  if (subject.substr(0, prefix.size()) != prefix) return;
+  // §21.7: a cancel that fails §21.8 or names another task is ignored.
+  absl::StatusOr<FrameView> frame = DecodeOne(MsgData(raw));
+  if (!frame.ok() || frame->type() != MessageType::kAgentCancel) return;
+  const std::string tail(subject.substr(prefix.size()));
+  if (!absl::EndsWith(tail, absl::StrCat(".", frame->stream_id()))) return;
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (tail == state->running) {
+    state->running_cancelled = true;
+    state->running_reason = CancelReason(*frame);
+  }
+}
+
+class TaskContextImpl final : public NatsTaskContext {
+ public:
+  TaskContextImpl(AgentState* state, std::string orchestrator,
+                  std::string response_subject, uint64_t task_id,
+                  uint64_t attempt, absl::Span<const std::byte> payload,
+                  std::optional<absl::Time> deadline)
+      : state_(state),
+        orchestrator_(std::move(orchestrator)),
+        response_subject_(std::move(response_subject)),
+        task_id_(task_id),
+        attempt_(attempt),
+        payload_(payload),
+        deadline_(deadline) {}
+
+  uint64_t task_id() const override { return task_id_; }
+  uint64_t attempt() const override { return attempt_; }
+  absl::Span<const std::byte> payload() const override { return payload_; }
+  std::optional<absl::Time> deadline() const override { return deadline_; }
+  bool cancelled() const override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->running_cancelled;
+  }
+  absl::Status Respond(absl::Span<const std::byte> payload) override {
+    if (cancelled()) return absl::CancelledError("task cancelled");
+    return Send(MessageType::kAgentResponse, 0, payload);
+  }
+
+  // Publishes the attempt's next frame (§21.2: sequence = attempt, the
+  // Nats-Msg-Id carries the index).
+  absl::Status Send(MessageType type, uint8_t flags,
+                    absl::Span<const std::byte> payload) {
+    absl::StatusOr<std::vector<std::byte>> frame =
+        EncodeOne(type, flags, task_id_, attempt_, payload);
+    if (!frame.ok()) return frame.status();
+    absl::Status s =
+        Publish(state_->client.state()->js.get(), response_subject_, *frame,
+                NatsResponseMsgId(orchestrator_, task_id_, attempt_, index_));
+    if (s.ok()) ++index_;
+    return s;
+  }
+
+  absl::Status SendError(absl::StatusCode code, absl::string_view message,
+                         ErrorCode detail = ErrorCode::kOk,
+                         bool retryable = false) {
+    ErrorMessage e;
+    e.code = code;
+    e.message = message;
+    e.detail = detail;
+    e.retryable = retryable;
+    std::vector<std::byte> payload;
+    if (absl::Status s = AppendError(e, payload); !s.ok()) return s;
+    return Send(MessageType::kAgentError, 0, payload);
+  }
+
+ private:
+  AgentState* state_;
+  std::string orchestrator_;
+  std::string response_subject_;
+  uint64_t task_id_;
+  uint64_t attempt_;
+  absl::Span<const std::byte> payload_;
+  std::optional<absl::Time> deadline_;
+  uint64_t index_ = 0;
+};
+
+// InProgressPinger
+// Sends +WPI for `msg` every `period` until destroyed (§21.4).
+class InProgressPinger {
+ public:
+  InProgressPinger(natsMsg* msg, absl::Duration period)
+      : thread_([this, msg, period] {
+          std::unique_lock<std::mutex> lock(mu_);
+          const auto step = absl::ToChronoNanoseconds(period);
+          while (!cv_.wait_for(lock, step, [this] { return stop_; })) {
+            natsMsg_InProgress(msg, nullptr);
+          }
+        }) {}
+  InProgressPinger(const InProgressPinger&) = delete;
+  InProgressPinger& operator=(const InProgressPinger&) = delete;
+  ~InProgressPinger() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace nats_detail
+
+// ---------------------------------------------------------------------------
+
+SYMWIRE_DECL absl::StatusOr<NatsOrchestrator> NatsOrchestrator::Create(
+    NatsClient client, NatsOrchestratorOptions options) {
+  if (absl::Status s = client.EnsurePool(options.pool); !s.ok()) return s;
+  if (absl::Status s =
+          client.EnsureOrchestrator(options.pool, options.identity);
+      !s.ok()) {
+    return s;
+  }
+  auto state =
+      std::make_shared<nats_detail::OrchestratorState>(std::move(client));
+  state->options = std::move(options);
+  state->pool = *MakeNatsPoolNames(state->options.pool.pool);
+  state->names = *MakeNatsOrchestratorNames(state->options.pool.pool,
+                                            state->options.identity);
+  absl::StatusOr<nats_detail::SubscriptionPtr> sub = nats_detail::BindPull(
+      state->client.state()->js.get(), state->names.response_subject,
+      state->names.response_stream, state->names.orchestrator_consumer);
+  if (!sub.ok()) return sub.status();
+  state->responses = std::move(*sub);
+  state->next_id = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()));
+  return NatsOrchestrator(std::move(state));
+}
+
+SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
+    absl::Span<const std::byte> payload, const NatsSubmitOptions& options) {
+  // §21.3: the orchestrator's deadline is submit time + budget.
+  const absl::Time submitted = absl::Now();
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    id = options.task_id.value_or(state_->next_id);
+    if (id >= state_->next_id) state_->next_id = id + 1;
+  }
+  if (absl::Status s = ValidateNatsTaskId(id); !s.ok()) return s;
+  FrameExtensions ext;
+  if (options.deadline) {
+    ext.deadline_us = static_cast<uint64_t>(
+        std::max<int64_t>(0, absl::ToInt64Microseconds(*options.deadline)));
+  }
+  absl::StatusOr<std::vector<std::byte>> frame =
+      nats_detail::EncodeOne(MessageType::kAgentTask, 0, id, 0, payload, ext);
+  if (!frame.ok()) return frame.status();
+  if (absl::Status s = nats_detail::Publish(
+          state_->client.state()->js.get(), state_->pool.task_subject, *frame,
+          NatsTaskMsgId(state_->options.identity, id));
+      !s.ok()) {
+    return s;
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->tasks[id].submitted_here = true;
+  if (options.deadline) {
+    state_->deadlines.emplace(submitted + *options.deadline, id);
+  }
+  return id;
+}
+
+namespace nats_detail {
+// PublishCancel
+// The AGENT_CANCEL message of §21.2 for `task_id` with `reason`.
+inline absl::Status PublishCancel(OrchestratorState& state, uint64_t task_id,
+                                  absl::StatusCode reason) {
+  std::vector<std::byte> payload;
+  CancelMessage cancel;
+  cancel.reason = reason;
+  if (absl::Status s = AppendCancel(cancel, payload); !s.ok()) return s;
+  absl::StatusOr<std::vector<std::byte>> frame =
+      EncodeOne(MessageType::kAgentCancel, 0, task_id, 0, payload);
+  if (!frame.ok()) return frame.status();
+  return Publish(state.client.state()->js.get(),
+                 NatsCancelSubject(state.options.pool.pool,
+                                   state.options.identity, task_id),
+                 *frame, NatsCancelMsgId(state.options.identity, task_id));
+}
+}  // namespace nats_detail
+
+SYMWIRE_DECL absl::Status NatsOrchestrator::Cancel(uint64_t task_id) {
+  if (absl::Status s = ValidateNatsTaskId(task_id); !s.ok()) return s;
+  {
+    // §21.3: the task ends locally at once.
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->tasks[task_id].ended = true;
+  }
+  return nats_detail::PublishCancel(*state_, task_id,
+                                    absl::StatusCode::kCancelled);
+}
+
+SYMWIRE_DECL uint64_t NatsOrchestrator::discarded_frames() const {
+  return state_->discarded.load();
+}
+SYMWIRE_DECL uint64_t NatsOrchestrator::rejected_messages() const {
+  return state_->rejected.load();
+}
+
+SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
+    absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (!state_->pending.empty()) {
+        NatsResponse r = std::move(state_->pending.front());
+        state_->pending.pop_front();
+        return std::optional<NatsResponse>(std::move(r));
+      }
+    }
+    // §21.3: a task whose deadline passed here ends now, and its agents
+    // are told to stop (cancel reason 4).
+    absl::Time next_deadline = absl::InfiniteFuture();
+    std::optional<uint64_t> expired;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      const absl::Time now = absl::Now();
+      while (!state_->deadlines.empty()) {
+        auto first = state_->deadlines.begin();
+        auto it = state_->tasks.find(first->second);
+        if (it == state_->tasks.end() || it->second.ended) {
+          state_->deadlines.erase(first);
+          continue;
+        }
+        if (first->first > now) {
+          next_deadline = first->first;
+          break;
+        }
+        it->second.ended = true;
+        expired = first->second;
+        state_->deadlines.erase(first);
+        break;
+      }
+    }
+    if (expired) {
+      NatsResponse r;
+      r.task_id = *expired;
+      r.kind = NatsResponse::Kind::kFailed;
+      r.status = absl::DeadlineExceededError(
+          absl::StrCat("task ", *expired, " deadline exceeded"));
+      // Best effort: without the cancel the agent's own deadline check
+      // (§21.6) still stops the task.
+      (void)nats_detail::PublishCancel(*state_, *expired,
+                                       absl::StatusCode::kDeadlineExceeded);
+      return std::optional<NatsResponse>(std::move(r));
+    }
+    if (absl::Now() >= give_up) return std::optional<NatsResponse>();
+    const absl::Duration left = std::max(
+        std::min(give_up, next_deadline) - absl::Now(), absl::Milliseconds(1));
+    absl::StatusOr<nats_detail::MsgPtr> msg =
+        nats_detail::FetchOne(state_->responses.get(), left);
+    if (!msg.ok()) return msg.status();
+    if (*msg == nullptr) continue;  // the timeout, or a deadline
+    natsMsg* m = msg->get();
+    absl::StatusOr<nats_detail::MetaDataPtr> meta = nats_detail::MetaOf(m);
+    if (!meta.ok()) return meta.status();
+    const uint64_t stream_seq = (*meta)->Sequence.Stream;
+    bool seen = false;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      seen = stream_seq <= state_->last_stream_seq;
+      if (!seen) state_->last_stream_seq = stream_seq;
+    }
+    if (seen) {
+      ++state_->discarded;
+      natsMsg_Ack(m, nullptr);
+      continue;
+    }
+    absl::StatusOr<FrameView> frame =
+        nats_detail::DecodeOne(nats_detail::MsgData(m));
+    if (frame.ok() && frame->type() != MessageType::kAgentResponse &&
+        frame->type() != MessageType::kAgentError) {
+      frame = absl::InvalidArgumentError("not a response frame");
+    }
+    // §21.8: the Nats-Msg-Id must name this frame (r.<O>.<T>.<A>.<I>).
+    uint64_t index = 0;
+    if (frame.ok()) {
+      const std::string id = nats_detail::HeaderOf(m, "Nats-Msg-Id");
+      const std::string want =
+          absl::StrCat("r.", state_->options.identity, ".", frame->stream_id(),
+                       ".", frame->sequence(), ".");
+      if (!absl::StartsWith(id, want) ||
+          !nats_detail::ParseIndex(absl::string_view(id).substr(want.size()),
+                                   index)) {
+        frame = absl::InvalidArgumentError(
+            absl::StrCat("response Nats-Msg-Id '", id,
+                         "' does not name the frame (", want, "<index>)"));
+      }
+    }
+    std::optional<NatsResponse> out;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      using nats_detail::TaskTrack;
+      if (!frame.ok()) {
+        // §21.8: a rejected response fails the task its id names.
+        ++state_->rejected;
+        const std::string id = nats_detail::HeaderOf(m, "Nats-Msg-Id");
+        const std::string prefix =
+            absl::StrCat("r.", state_->options.identity, ".");
+        uint64_t task = 0;
+        if (absl::StartsWith(id, prefix)) {
+          const absl::string_view rest =
+              absl::string_view(id).substr(prefix.size());
+          (void)absl::SimpleAtoi(rest.substr(0, rest.find('.')), &task);
+        }
+        auto it = state_->tasks.find(task);
+        if (it != state_->tasks.end() && !it->second.ended) {
+          it->second.ended = true;
+          out.emplace();
+          out->task_id = task;
+          out->kind = NatsResponse::Kind::kFailed;
+          out->status = absl::DataLossError(
+              absl::StrCat("response of task ", task,
+                           " rejected: ", frame.status().message()));
+        }
+      } else {
+        const uint64_t task = frame->stream_id();
+        const uint64_t attempt = frame->sequence();
+        TaskTrack& t = state_->tasks[task];
+        const bool terminal = frame->type() == MessageType::kAgentError ||
+                              (frame->flags() & kFlagFinal) != 0;
+        if (t.ended || attempt < t.attempt) {
+          ++state_->discarded;  // §21.3: after the end, or an older attempt
+        } else {
+          if (attempt > t.attempt && t.attempt != 0 && t.delivered) {
+            // §21.3: a newer attempt replaces the adopted one, whose
+            // partials the user has seen: tell the user first.
+            NatsResponse restarted;
+            restarted.task_id = task;
+            restarted.attempt = attempt;
+            restarted.kind = NatsResponse::Kind::kRestarted;
+            state_->pending.push_back(std::move(restarted));
+            t.delivered = false;
+          }
+          if (attempt != t.attempt) {
+            // The first frame seen of this attempt: a task this process
+            // submitted starts at index 0; one collected after a restart
+            // may have had earlier frames taken by the previous process.
+            t.next_index = (t.attempt != 0 || t.submitted_here) ? 0 : index;
+          }
+          t.attempt = attempt;
+          out.emplace();
+          out->task_id = task;
+          out->attempt = attempt;
+          if (index != t.next_index) {
+            // §21.3: a gap in the attempt's frames (a publish was lost).
+            out->kind = NatsResponse::Kind::kFailed;
+            out->status = absl::DataLossError(absl::StrCat(
+                "task ", task, " attempt ", attempt, ": response index ", index,
+                ", expected ", t.next_index, " (a response was lost)"));
+            t.ended = true;
+          } else if (frame->type() == MessageType::kAgentError) {
+            absl::StatusOr<ErrorMessage> e = ParseError(frame->payload());
+            out->kind = NatsResponse::Kind::kFailed;
+            if (e.ok()) {
+              out->status = absl::Status(e->code, e->message);
+              out->retryable = e->retryable;
+            } else {
+              out->status = absl::DataLossError(absl::StrCat(
+                  "bad AGENT_ERROR payload: ", e.status().message()));
+            }
+          } else {
+            const absl::Span<const std::byte> p = frame->payload();
+            out->payload.assign(reinterpret_cast<const char*>(p.data()),
+                                p.size());
+            out->kind = terminal ? NatsResponse::Kind::kFinal
+                                 : NatsResponse::Kind::kPartial;
+            t.delivered = true;
+          }
+          if (terminal) t.ended = true;
+          t.next_index = index + 1;
+        }
+      }
+      if (out) state_->pending.push_back(std::move(*out));
+    }
+    // Acknowledged after it was taken (§21.3).
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (const natsStatus s = natsMsg_AckSync(m, nullptr, &jerr); s != NATS_OK) {
+      return nats_detail::StatusFromNats(s, "natsMsg_AckSync response", jerr);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+SYMWIRE_DECL absl::StatusOr<NatsAgent> NatsAgent::Create(
+    NatsClient client, NatsAgentOptions options, NatsHandler handler) {
+  if (absl::Status s = client.EnsurePool(options.pool); !s.ok()) return s;
+  auto state = std::make_shared<nats_detail::AgentState>(std::move(client));
+  state->options = std::move(options);
+  state->pool = *MakeNatsPoolNames(state->options.pool.pool);
+  state->handler = std::move(handler);
+  // §21.4: subscribe to the cancels before the first fetch.
+  natsSubscription* raw = nullptr;
+  const natsStatus s = natsConnection_Subscribe(
+      &raw, state->client.state()->connection.get(),
+      state->pool.cancel_wildcard.c_str(), &nats_detail::OnCancel, state.get());
+  state->cancels.reset(raw);
+  if (s != NATS_OK) {
+    return nats_detail::StatusFromNats(s, "subscribe to cancels");
+  }
+  state->wait_for_done =
+      natsSubscription_SetOnCompleteCB(raw, &nats_detail::OnCancelsDone,
+                                       state.get()) == NATS_OK;
+  if (const natsStatus f =
+          natsConnection_Flush(state->client.state()->connection.get());
+      f != NATS_OK) {
+    return nats_detail::StatusFromNats(f, "natsConnection_Flush");
+  }
+  absl::StatusOr<nats_detail::SubscriptionPtr> sub = nats_detail::BindPull(
+      state->client.state()->js.get(), state->pool.task_subject,
+      state->pool.task_stream, state->pool.agents_consumer);
+  if (!sub.ok()) return sub.status();
+  state->tasks = std::move(*sub);
+  return NatsAgent(std::move(state));
+}
+
+SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
+    absl::Duration fetch_timeout) {
+  using nats_detail::StatusFromNats;
+  nats_detail::AgentState& st = *state_;
+  jsCtx* js = st.client.state()->js.get();
+  absl::StatusOr<nats_detail::MsgPtr> fetched =
+      nats_detail::FetchOne(st.tasks.get(), fetch_timeout);
+  if (!fetched.ok()) return fetched.status();
+  if (*fetched == nullptr) return NatsAgentOutcome::kIdle;
+  natsMsg* m = fetched->get();
+  absl::StatusOr<nats_detail::MetaDataPtr> meta = nats_detail::MetaOf(m);
+  if (!meta.ok()) return meta.status();
+  const uint64_t attempt = (*meta)->NumDelivered;
+  const absl::Time stored = absl::FromUnixNanos((*meta)->Timestamp);
+
+  const auto ack = [&]() -> absl::Status {
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (const natsStatus s = natsMsg_AckSync(m, nullptr, &jerr); s != NATS_OK) {
+      return StatusFromNats(s, "natsMsg_AckSync task", jerr);
+    }
+    return absl::OkStatus();
+  };
+  const auto dead_letter = [&](absl::string_view reason) -> absl::Status {
+    natsMsg* raw = nullptr;
+    const absl::Span<const std::byte> data = nats_detail::MsgData(m);
+    natsStatus s = natsMsg_Create(&raw, st.pool.dead_subject.c_str(), nullptr,
+                                  reinterpret_cast<const char*>(data.data()),
+                                  static_cast<int>(data.size()));
+    nats_detail::MsgPtr dead(raw);
+    if (s != NATS_OK) return StatusFromNats(s, "natsMsg_Create dead letter");
+    const std::string id = nats_detail::HeaderOf(m, "Nats-Msg-Id");
+    if (!id.empty()) natsMsgHeader_Set(raw, "Symwire-Task-Msg-Id", id.c_str());
+    const std::string why(reason);
+    natsMsgHeader_Set(raw, "Symwire-Dead-Reason", why.c_str());
+    jsPubAck* pa = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    s = js_PublishMsg(&pa, js, raw, nullptr, &jerr);
+    nats_detail::PubAckPtr pub_ack(pa);
+    if (s != NATS_OK) return StatusFromNats(s, "publish dead letter", jerr);
+    return absl::OkStatus();
+  };
+
+  // §21.8: the message and its Nats-Msg-Id.
+  absl::StatusOr<FrameView> frame =
+      nats_detail::DecodeOne(nats_detail::MsgData(m));
+  if (frame.ok() && frame->type() != MessageType::kAgentTask) {
+    frame = absl::InvalidArgumentError("not an AGENT_TASK frame");
+  }
+  absl::StatusOr<NatsTaskRef> ref =
+      ParseNatsTaskMsgId(nats_detail::HeaderOf(m, "Nats-Msg-Id"));
+  if (frame.ok() && ref.ok() && ref->task_id != frame->stream_id()) {
+    frame = absl::InvalidArgumentError(
+        absl::StrCat("Nats-Msg-Id names task ", ref->task_id, ", the frame ",
+                     frame->stream_id()));
+  }
+  if (!frame.ok()) {
+    const ErrorCode code = GetErrorCode(frame.status());
+    std::string reason = code != ErrorCode::kOk
+                             ? absl::AsciiStrToLower(absl::StrReplaceAll(
+                                   ErrorCodeName(code), {{"_", " "}}))
+                             : std::string(frame.status().message());
+    if (absl::Status s = dead_letter(reason); !s.ok()) return s;
+    if (ref.ok()) {
+      absl::StatusOr<NatsOrchestratorNames> names =
+          MakeNatsOrchestratorNames(st.pool.pool, ref->orchestrator);
+      nats_detail::TaskContextImpl ctx(&st, ref->orchestrator,
+                                       names->response_subject, ref->task_id,
+                                       attempt, {}, std::nullopt);
+      if (absl::Status s =
+              ctx.SendError(absl::StatusCode::kDataLoss, "task rejected", code);
+          !s.ok()) {
+        return s;
+      }
+    }
+    // +TERM: the stored bytes fail again on every redelivery.
+    if (const natsStatus s = natsMsg_Term(m, nullptr); s != NATS_OK) {
+      return StatusFromNats(s, "natsMsg_Term");
+    }
+    return NatsAgentOutcome::kRejected;
+  }
+
+  absl::StatusOr<NatsOrchestratorNames> names =
+      MakeNatsOrchestratorNames(st.pool.pool, ref->orchestrator);
+  if (!names.ok()) return names.status();
+  std::optional<absl::Time> deadline;
+  if (frame->deadline_us()) {
+    deadline =
+        stored + absl::Microseconds(static_cast<int64_t>(std::min<uint64_t>(
+                     *frame->deadline_us(), uint64_t{1} << 62)));
+  }
+  nats_detail::TaskContextImpl ctx(&st, ref->orchestrator,
+                                   names->response_subject, ref->task_id,
+                                   attempt, frame->payload(), deadline);
+
+  // §21.5: max deliveries.
+  if (attempt > st.options.pool.max_deliveries) {
+    if (absl::Status s = dead_letter("max deliveries exceeded"); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ctx.SendError(absl::StatusCode::kAborted,
+                                       "max deliveries exceeded");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ack(); !s.ok()) return s;
+    return NatsAgentOutcome::kDeadLetter;
+  }
+  // §21.4: a cancel stored before this fetch. The task is marked as
+  // running first, so a cancel published after the look-up is seen live.
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.running = absl::StrCat(ref->orchestrator, ".", ref->task_id);
+    st.running_cancelled = false;
+    st.running_reason = absl::StatusCode::kCancelled;
+  }
+  struct ClearRunning {
+    nats_detail::AgentState& st;
+    ~ClearRunning() {
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.running.clear();
+      st.running_cancelled = false;
+      st.running_reason = absl::StatusCode::kCancelled;
+      st.running_reason = absl::StatusCode::kCancelled;
+    }
+  } clear_running{st};
+  const auto reason = [&st] {
+    std::lock_guard<std::mutex> lock(st.mu);
+    return st.running_reason;
+  };
+  {
+    natsMsg* raw = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string subject =
+        NatsCancelSubject(st.pool.pool, ref->orchestrator, ref->task_id);
+    const natsStatus s = js_GetLastMsg(&raw, js, st.pool.cancel_stream.c_str(),
+                                       subject.c_str(), nullptr, &jerr);
+    nats_detail::MsgPtr cancel(raw);
+    if (s == NATS_OK) {
+      absl::StatusOr<FrameView> cancel_frame =
+          nats_detail::DecodeOne(nats_detail::MsgData(raw));
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.running_cancelled = true;
+      st.running_reason = cancel_frame.ok()
+                              ? nats_detail::CancelReason(*cancel_frame)
+                              : absl::StatusCode::kCancelled;
+    } else if (s != NATS_NOT_FOUND &&
+               static_cast<int>(jerr) != JSNoMessageFoundErr) {
+      return StatusFromNats(s, absl::StrCat("js_GetLastMsg ", subject), jerr);
+    }
+  }
+  if (ctx.cancelled()) {
+    if (absl::Status s = nats_detail::SendCancelled(ctx, reason()); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ack(); !s.ok()) return s;
+    return NatsAgentOutcome::kCancelledBefore;
+  }
+  // §21.6: expired in the queue.
+  if (deadline && absl::Now() >= *deadline) {
+    if (absl::Status s = ctx.SendError(absl::StatusCode::kDeadlineExceeded,
+                                       "deadline exceeded");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ack(); !s.ok()) return s;
+    return NatsAgentOutcome::kExpired;
+  }
+
+  absl::StatusOr<std::string> result;
+  {
+    nats_detail::InProgressPinger pinger(m, st.options.pool.ack_wait / 3);
+    result = st.handler(ctx);
+  }
+  absl::Status sent;
+  if (ctx.cancelled()) {
+    sent = nats_detail::SendCancelled(ctx, reason());
+  } else if (result.ok()) {
+    sent = ctx.Send(
+        MessageType::kAgentResponse, kFlagFinal,
+        {reinterpret_cast<const std::byte*>(result->data()), result->size()});
+  } else {
+    sent = ctx.SendError(result.status().code(), result.status().message());
+  }
+  if (!sent.ok()) {
+    // Not stored: the task stays unacknowledged and is redelivered (§21.4).
+    natsMsg_Nak(m, nullptr);
+    return sent;
+  }
+  // §21.4: ack only after the terminal frame is stored.
+  if (absl::Status s = ack(); !s.ok()) return s;
+  return NatsAgentOutcome::kCompleted;
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_NATS_IMPL_POOL_IPP_

@@ -1,0 +1,71 @@
+// File: symwire/runtime/impl/task_call.ipp
+// Out-of-line bodies of runtime/task_call.hpp (layer 3b).
+#ifndef SYMWIRE_RUNTIME_IMPL_TASK_CALL_IPP_
+#define SYMWIRE_RUNTIME_IMPL_TASK_CALL_IPP_
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "symwire/error.hpp"
+#include "symwire/runtime/detail/task_state.hpp"
+#include "symwire/runtime/peer.hpp"
+#include "symwire/runtime/task_call.hpp"
+
+namespace symwire {
+
+// ---- TaskCall --------------------------------------------------------------
+
+SYMWIRE_DECL TaskId TaskCall::id() const { return state_->id; }
+SYMWIRE_DECL bool TaskCall::done() const { return state_->result.has_value(); }
+SYMWIRE_DECL bool TaskCall::retryable() const { return state_->retryable; }
+SYMWIRE_DECL std::optional<absl::Status> TaskCall::result() const {
+  return state_->result;
+}
+SYMWIRE_DECL asio::any_io_executor TaskCall::get_executor() const {
+  return state_->executor;
+}
+
+SYMWIRE_DECL void TaskCall::StartNext(
+    detail::Completion<void(absl::StatusOr<Response>)> done) {
+  detail::CallState& s = *state_;
+  if (s.queue_head < s.queue.size()) {
+    Response r = std::move(s.queue[s.queue_head++]);
+    if (s.queue_head == s.queue.size()) {
+      s.queue.clear();
+      s.queue_head = 0;
+    }
+    if (auto peer = s.peer.lock()) {
+      peer->UnreadChanged(-static_cast<int64_t>(r.payload.size()));
+    }
+    done(std::move(r));
+    return;
+  }
+  if (s.result.has_value()) {
+    done(s.result->ok() ? absl::OutOfRangeError(absl::StrCat(
+                              "task ", s.id, " finished: no more responses"))
+                        : *s.result);
+    return;
+  }
+  if (s.next) {
+    done(absl::FailedPreconditionError(
+        absl::StrCat("task ", s.id, ": async_next is already pending")));
+    return;
+  }
+  s.next = std::move(done);
+}
+
+SYMWIRE_DECL absl::Status TaskCall::Cancel() {
+  auto peer = state_->peer.lock();
+  if (!peer || state_->result.has_value()) {
+    return MakeError(ErrorCode::kWrongState,
+                     absl::StrCat("task ", state_->id, " already ended"));
+  }
+  absl::Status st = peer->session_->CancelTask(state_->id, peer->FreshNow());
+  peer->AfterInput();
+  return st;
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_RUNTIME_IMPL_TASK_CALL_IPP_

@@ -1,0 +1,120 @@
+// File: symwire/runtime/incoming_task.hpp
+// Layer 3b (runtime). IncomingTask: the handle of a task this side
+// executes, and TaskHandler.
+#ifndef SYMWIRE_RUNTIME_INCOMING_TASK_HPP_
+#define SYMWIRE_RUNTIME_INCOMING_TASK_HPP_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "symwire/config.hpp"
+#include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/options.hpp"
+
+namespace symwire {
+
+namespace detail {
+struct IncomingState;
+}  // namespace detail
+
+// IncomingTask
+// A task this side executes, handed to the task handler (SetTaskHandler).
+// A cheap handle: keep a copy to answer later (on the peer's executor).
+class IncomingTask {
+ public:
+  IncomingTask() = default;
+  TaskId id() const;
+  // The task's payload. Valid during the handler call only: copy what you
+  // keep (payload_string() does).
+  absl::Span<const std::byte> payload() const;
+  std::string payload_string() const;
+  // The deadline on the driver's clock (SteadyNow()), if the submitter set
+  // one; deadline_remaining() is what is left of it now.
+  std::optional<absl::Time> deadline() const;
+  std::optional<absl::Duration> deadline_remaining() const;
+  // METADATA entries (key, value) and W3C trace context, copied.
+  const std::vector<std::pair<std::string, std::string>>& metadata() const;
+  std::optional<TraceParent> trace_parent() const;
+
+  // True once the submitter cancelled, the deadline passed, or the
+  // session ended: stop working; Respond and Fail then return WRONG_STATE.
+  bool cancelled() const;
+  // True once the task ended for any reason (answered, failed, cancelled).
+  bool done() const;
+  // OnCancel: `callback(status)` runs once if the task is cancelled
+  // (kCancelled, or kDeadlineExceeded for a deadline); immediately (posted)
+  // if it already was.
+  SYMWIRE_DECL void OnCancel(std::function<void(const absl::Status&)> callback);
+
+  // Respond
+  // Streams a partial (final == false) or the final response. The frame is
+  // encoded at once; it is written with everything else produced in the
+  // same executor turn (one write per burst: see AfterUserCall). Errors:
+  // WRONG_STATE (task ended), REPLAY_BUFFER_FULL (the send window is full:
+  // use async_respond, which waits), FRAME_TOO_LARGE, SESSION_CLOSED.
+  SYMWIRE_DECL absl::Status Respond(absl::Span<const std::byte> payload,
+                                    bool final);
+  absl::Status Respond(std::string_view payload, bool final) {
+    return Respond(AsBytes(payload), final);
+  }
+  // async_respond: Respond, waiting for room in the send window instead of
+  // failing with REPLAY_BUFFER_FULL. The payload is copied at once.
+  // Signature: void(absl::Status).
+  template <class CompletionToken>
+  auto async_respond(std::string payload, bool final, CompletionToken&& token);
+
+  // Fail
+  // Ends the task with an error; `retryable` tells the submitter the work
+  // was not done. REQUIRES: !status.ok(). Errors: WRONG_STATE,
+  // SESSION_CLOSED.
+  SYMWIRE_DECL absl::Status Fail(const absl::Status& status,
+                                 bool retryable = false);
+
+  explicit operator bool() const { return state_ != nullptr; }
+  // The peer's executor: answer the task there.
+  SYMWIRE_DECL asio::any_io_executor get_executor() const;
+
+ private:
+  friend class Peer;
+  static absl::Span<const std::byte> AsBytes(std::string_view s) {
+    return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+  }
+  explicit IncomingTask(std::shared_ptr<detail::IncomingState> state)
+      : state_(std::move(state)) {}
+  SYMWIRE_DECL void StartRespond(std::string payload, bool final,
+                                 detail::Completion<void(absl::Status)> done);
+  std::shared_ptr<detail::IncomingState> state_;
+};
+
+// TaskHandler: runs inline, on the executor, for each task received.
+using TaskHandler = std::function<void(IncomingTask task)>;
+
+template <class CompletionToken>
+auto IncomingTask::async_respond(std::string payload, bool final,
+                                 CompletionToken&& token) {
+  return detail::InitiateOn<absl::Status>(
+      get_executor(),
+      [self = *this, final](auto done, std::string&& p) mutable {
+        self.StartRespond(std::move(p), final, std::move(done));
+      },
+      std::forward<CompletionToken>(token), std::move(payload));
+}
+
+}  // namespace symwire
+
+// Header-only mode: the out-of-line bodies (impl/incoming_task.ipp) need Peer,
+// so peer.hpp includes them.
+#ifdef SYMWIRE_HEADER_ONLY
+#include "symwire/runtime/peer.hpp"
+#endif
+
+#endif  // SYMWIRE_RUNTIME_INCOMING_TASK_HPP_

@@ -1,0 +1,280 @@
+// File: symwire/runtime/server.hpp
+// Layer 3b (runtime). Server: the acceptor side (accepts, keeps the
+// registry that routes resumes, drains on shutdown), ServerOptions and
+// ServerCounters.
+#ifndef SYMWIRE_RUNTIME_SERVER_HPP_
+#define SYMWIRE_RUNTIME_SERVER_HPP_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/local/stream_protocol.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "symwire/config.hpp"
+#include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/options.hpp"
+#include "symwire/session/endpoint.hpp"
+#include "symwire/transport/tcp.hpp"
+#include "symwire/transport/transport.hpp"
+
+namespace symwire {
+
+class Peer;
+
+// ServerOptions
+//
+// Memory before authentication (issue #11). A connection whose session is
+// not established yet costs at most: its read buffer, held at
+// Transport::kInitialReadBuffer (4 KiB) until establishment; the bytes its
+// session buffers, at most max_handshake_bytes (the connection is closed
+// when its peer sends more before the handshake completes; the session
+// also limits a frame to 8 KiB until then, SPEC.md §15.2); its output (a
+// preface and a few control frames, well under 1 KiB); and the fixed state
+// of a Session, a Peer and a Transport (an idle handshaking connection
+// measured about 16 KiB in all, read buffer included, in
+// tests/transport/hostile_test.cpp). With the defaults that is under
+// 48 KiB per connection, and max_handshaking_connections bounds how many
+// exist at once: about 48 MiB in all, whatever the peers send (kernel
+// socket buffers excluded). Past the limit, new connections are closed at
+// once (ServerCounters::handshakes_refused) until handshakes finish or
+// time out (SessionConfig::handshake_timeout).
+//
+// The registry (issue #11). An established session is kept while
+// connected and, after its connection is lost, for its resume window.
+// When a new session would exceed max_sessions (or its source's
+// max_sessions_per_source), the server first evicts a disconnected session
+// with nothing to resume (no open task in either direction, nothing
+// unacknowledged in its replay buffer), the one disconnected longest,
+// from that source when the source is at its limit. A later resume of an
+// evicted session is rejected (SESSION_EXPIRED): every task the server
+// knew of had ended and been acknowledged, so the peer loses at most tasks
+// it sent that never arrived (never run, safe to retry). Only when no such
+// session exists is the new one refused with RESOURCE_EXHAUSTED. So a full
+// registry never refuses a fresh client while it holds evictable sessions.
+// Evictions happen only under that pressure: otherwise a disconnected
+// session is kept for its whole resume window.
+//
+// Sources. A TCP or TLS connection's source is its peer's IP address; a
+// Unix-domain connection's is its peer's uid ("uid:1000"); a transport
+// handed to Accept without one shares the source "accepted".
+struct ServerOptions : PeerOptions {
+  // Connections accepted and not yet closed (handshaking, idle or live);
+  // more are closed at once.
+  size_t max_connections = 10000;
+  // Connections whose session is not established yet (pre-authentication);
+  // more are closed at once. See "Memory before authentication" above.
+  size_t max_handshaking_connections = 1024;
+  // Bytes a connection may send before its session is established (the
+  // preface and the handshake's control frames, each at most 8 KiB); a
+  // peer sending more is cut off with RESOURCE_EXHAUSTED.
+  size_t max_handshake_bytes = size_t{32} << 10;
+  // Established sessions kept (connected or awaiting resume); a handshake
+  // beyond it evicts an idle disconnected session (above) or is refused
+  // with RESOURCE_EXHAUSTED.
+  size_t max_sessions = 10000;
+  // Established sessions kept per source (above); 0: no per-source limit.
+  size_t max_sessions_per_source = 1000;
+  // Failed authentications (handshakes ending with UNAUTHENTICATED) per
+  // source: after `max_auth_failures_per_source` of them within
+  // `auth_failure_window`, new connections from that source are closed at
+  // once (ServerCounters::auth_refused) until `auth_block_time` has passed.
+  // 0: no limit.
+  uint32_t max_auth_failures_per_source = 10;
+  std::chrono::milliseconds auth_failure_window{10000};
+  std::chrono::milliseconds auth_block_time{30000};
+  // async_shutdown: how long sessions may drain before they are aborted.
+  std::chrono::milliseconds drain_timeout{5000};
+  TcpOptions tcp;
+  TransportOptions transport;
+};
+
+// ServerCounters
+struct ServerCounters {
+  uint64_t connections_accepted = 0;
+  // Connections closed at once when accepted: over max_connections, over
+  // max_handshaking_connections (also in handshakes_refused), or from a
+  // source blocked for failed authentications (also in auth_refused).
+  uint64_t connections_refused = 0;
+  uint64_t handshakes_refused = 0;
+  uint64_t auth_refused = 0;
+  uint64_t sessions_established = 0;
+  // Handshakes refused over max_sessions or max_sessions_per_source (the
+  // latter also in sessions_refused_per_source).
+  uint64_t sessions_refused = 0;
+  uint64_t sessions_refused_per_source = 0;
+  // Idle disconnected sessions evicted to make room (see ServerOptions).
+  uint64_t sessions_evicted = 0;
+  uint64_t resumes = 0;  // connections handed to a session
+  // Resumes the Endpoint rejected: unknown or expired session, wrong proof,
+  // changed contract, bad last_received, a lost race.
+  uint64_t resumes_rejected = 0;
+  // Connections that ended before establishing a session: bad bytes, a
+  // handshake timeout, failed authentication or TLS, a rejected resume
+  // (also counted in resumes_rejected), more than max_handshake_bytes
+  // (also in handshakes_oversized).
+  uint64_t handshakes_failed = 0;
+  uint64_t handshakes_oversized = 0;
+  // Handshakes that failed authentication (UNAUTHENTICATED).
+  uint64_t auth_failures = 0;
+};
+
+// Server
+// The acceptor side. Each accepted connection gets a fresh session; a new
+// session is announced to `on_session` once established (set its task
+// handler there); a resuming connection is handed to the session it
+// belongs to (the registry, by session id).
+class Server : public std::enable_shared_from_this<Server> {
+ public:
+  using SessionHandler = std::function<void(const std::shared_ptr<Peer>&)>;
+
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Server>> Create(
+      asio::any_io_executor executor, ServerOptions options,
+      SessionHandler on_session);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  SYMWIRE_DECL ~Server();
+
+  const asio::any_io_executor& get_executor() const { return executor_; }
+
+  // ListenTcp
+  // Listens on `address`:`port` (port 0: any; see the returned endpoint).
+  // `upgrade`, if set, turns each accepted socket into a transport (the TLS
+  // handshake, tls.hpp) instead of using it as is. Errors: the bind or
+  // listen failure (CONNECTION_LOST, naming the address).
+  using Upgrade =
+      std::function<void(asio::ip::tcp::socket socket, DialHandler done)>;
+  SYMWIRE_DECL absl::StatusOr<asio::ip::tcp::endpoint> ListenTcp(
+      const std::string& address, uint16_t port, Upgrade upgrade = {});
+  // ListenUnix: listens on a Unix-domain socket at `path` (an existing
+  // socket file there is replaced).
+  SYMWIRE_DECL absl::Status ListenUnix(const std::string& path);
+
+  // Accept
+  // Serves one already-connected transport (any kind: stdio, a memory
+  // pipe, a socket accepted elsewhere).
+  SYMWIRE_DECL void Accept(std::shared_ptr<Transport> transport);
+  // With the connection's source (ServerOptions, "Sources"): a peer
+  // address or identity that per-source limits count by.
+  SYMWIRE_DECL void Accept(std::shared_ptr<Transport> transport,
+                           std::string source);
+
+  // async_shutdown
+  // Stops listening, closes every session gracefully (accepted tasks
+  // finish; SPEC.md §15.3), aborts what is still open after drain_timeout,
+  // and completes with OK. Signature: void(absl::Status).
+  template <class CompletionToken>
+  auto async_shutdown(CompletionToken&& token);
+
+  // Stop: closes listeners and aborts every session and connection now.
+  SYMWIRE_DECL void Stop();
+
+  const ServerCounters& counters() const { return counters_; }
+  // Transports attached to this server's sessions (handshaking, live).
+  size_t connections() const { return live_connections_; }
+  size_t sessions() const { return registry_.size(); }
+  // The established session with this id, or nullptr.
+  SYMWIRE_DECL std::shared_ptr<Peer> Find(const SessionId& id) const;
+
+ private:
+  friend class Peer;
+  struct Private {};
+
+ public:
+  SYMWIRE_DECL Server(Private, asio::any_io_executor executor,
+                      ServerOptions options, SessionHandler on_session);
+
+ private:
+  struct SessionIdHash {
+    size_t operator()(const SessionId& id) const;
+  };
+  void AcceptTcpLoop(const std::shared_ptr<asio::ip::tcp::acceptor>& acceptor,
+                     Upgrade upgrade);
+  void AcceptUnixLoop(
+      const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor);
+  // From Peer.
+  void OnEstablished(const std::shared_ptr<Peer>& peer);
+  // Evicts the idle disconnected session disconnected longest (of `source`
+  // if not null); false if there is none.
+  bool EvictIdle(const std::string* source);
+  bool SourceBlocked(const std::string& source);
+  void CountAuthFailure(const std::string& source);
+  // Bytes of a handshaking connection: through the Endpoint, then acts on
+  // its outcome (a new session, a resume moved to its Peer, a rejection).
+  void OnHandshakeData(const std::shared_ptr<Peer>& fresh,
+                       absl::Span<const std::byte> bytes, absl::Time now);
+  void OnPeerEnded(Peer* peer);
+  void ForgetSessionsForShutdown();
+  void OnConnectionCountChanged(int delta) {
+    live_connections_ =
+        static_cast<size_t>(static_cast<int64_t>(live_connections_) + delta);
+  }
+  void StartShutdown(detail::Completion<void(absl::Status)> done);
+  void MaybeFinishShutdown();
+
+  asio::any_io_executor executor_;
+  ServerOptions options_;
+  SessionHandler on_session_;
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> tcp_acceptors_;
+  std::vector<std::shared_ptr<asio::local::stream_protocol::acceptor>>
+      unix_acceptors_;
+  // Connections whose session is not established yet.
+  absl::flat_hash_map<Peer*, std::shared_ptr<Peer>> pending_;
+  // The sans-I/O registry (session/endpoint.hpp): it creates each
+  // connection's session, routes resumes and bounds handshakes. registry_
+  // maps its sessions to their Peers; the policies that need a Peer's
+  // state (per-source limits, eviction of idle sessions, which must not
+  // drop a user's unread responses) stay here, and a session the server
+  // drops is removed from the Endpoint too.
+  std::unique_ptr<Endpoint> endpoint_;
+  absl::flat_hash_map<SessionId, std::shared_ptr<Peer>, SessionIdHash>
+      registry_;
+  size_t live_connections_ = 0;
+  // Registered sessions per source (max_sessions_per_source).
+  absl::flat_hash_map<std::string, size_t> sessions_per_source_;
+  // Failed authentications per source (max_auth_failures_per_source).
+  struct AuthFailures {
+    std::chrono::steady_clock::time_point window_start;
+    uint32_t count = 0;
+    std::chrono::steady_clock::time_point blocked_until;
+  };
+  absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
+  size_t auth_sweep_at_ = 1024;  // sweep stale entries past this size
+  ServerCounters counters_;
+  bool stopping_ = false;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::vector<detail::Completion<void(absl::Status)>> shutdown_waiters_;
+};
+
+// ---- template bodies ---------------------------------------------------
+
+template <class CompletionToken>
+auto Server::async_shutdown(CompletionToken&& token) {
+  return detail::InitiateOn<absl::Status>(
+      executor_,
+      [self = shared_from_this()](auto done) {
+        self->StartShutdown(std::move(done));
+      },
+      std::forward<CompletionToken>(token));
+}
+
+}  // namespace symwire
+
+// Peer after Server: Server only names Peer, and in header-only mode
+// peer.hpp's bodies need Server complete.
+#include "symwire/runtime/peer.hpp"  // IWYU pragma: export
+
+#ifdef SYMWIRE_HEADER_ONLY
+#include "symwire/runtime/impl/server.ipp"
+#endif
+
+#endif  // SYMWIRE_RUNTIME_SERVER_HPP_

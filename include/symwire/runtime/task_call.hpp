@@ -1,0 +1,83 @@
+// File: symwire/runtime/task_call.hpp
+// Layer 3b (runtime). TaskCall: the handle of a task this side submitted.
+#ifndef SYMWIRE_RUNTIME_TASK_CALL_HPP_
+#define SYMWIRE_RUNTIME_TASK_CALL_HPP_
+
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "symwire/config.hpp"
+#include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/options.hpp"
+
+namespace symwire {
+
+namespace detail {
+struct CallState;
+}  // namespace detail
+
+// TaskCall
+// A task this side submitted (Peer::Submit / async_submit). A cheap
+// handle: copies refer to the same task. Members run on the peer's
+// executor.
+class TaskCall {
+ public:
+  TaskCall() = default;
+  TaskId id() const;
+  // True once the terminal event (final response, failure, cancel) came.
+  bool done() const;
+  // The failure was marked retryable by the executor (the work was not
+  // done; SPEC.md §13.2).
+  bool retryable() const;
+  // OK after a final response; the error otherwise; nullopt while open.
+  std::optional<absl::Status> result() const;
+
+  // async_next
+  // The next response (partials, then the final one with final == true),
+  // in order. After the final response: OUT_OF_RANGE "task finished".
+  // On failure or cancellation: the task's error (TaskFailed's status, see
+  // retryable(); kCancelled after Cancel()).
+  // REQUIRES: no other async_next of this task is pending.
+  // Signature: void(absl::StatusOr<Response>).
+  template <class CompletionToken>
+  auto async_next(CompletionToken&& token);
+
+  // Cancel
+  // Cancels the task (SPEC.md §13.3); a pending async_next completes with
+  // kCancelled. Errors: WRONG_STATE if it already ended.
+  SYMWIRE_DECL absl::Status Cancel();
+
+  explicit operator bool() const { return state_ != nullptr; }
+  // The peer's executor (where the task's callbacks run).
+  SYMWIRE_DECL asio::any_io_executor get_executor() const;
+
+ private:
+  friend class Peer;
+  explicit TaskCall(std::shared_ptr<detail::CallState> state)
+      : state_(std::move(state)) {}
+  SYMWIRE_DECL void StartNext(
+      detail::Completion<void(absl::StatusOr<Response>)> done);
+  std::shared_ptr<detail::CallState> state_;
+};
+
+template <class CompletionToken>
+auto TaskCall::async_next(CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<Response>>(
+      get_executor(),
+      [self = *this](auto done) mutable { self.StartNext(std::move(done)); },
+      std::forward<CompletionToken>(token));
+}
+
+}  // namespace symwire
+
+// Header-only mode: the out-of-line bodies (impl/task_call.ipp) need Peer,
+// so peer.hpp includes them.
+#ifdef SYMWIRE_HEADER_ONLY
+#include "symwire/runtime/peer.hpp"
+#endif
+
+#endif  // SYMWIRE_RUNTIME_TASK_CALL_HPP_

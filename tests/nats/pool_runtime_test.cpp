@@ -1,0 +1,567 @@
+// Tests of symwire/nats/pool.hpp (SPEC.md §21.3-§21.8) against a real
+// nats-server with JetStream: streamed responses across agents, a task
+// redelivered after its agent died, an orchestrator restart, deadlines,
+// cancels, poison tasks and corrupted messages. Ack waits are 1 s so the
+// whole file runs in seconds.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "symwire/nats/client.hpp"
+#include "symwire/nats/detail/cnats.hpp"
+#include "symwire/nats/detail/state.hpp"
+#include "symwire/nats/pool.hpp"
+#include "symwire/wire/encoder.hpp"
+#include "tests/support/nats_server.hpp"
+
+namespace symwire {
+namespace {
+
+using testing::NatsServer;
+using Kind = NatsResponse::Kind;
+
+absl::Span<const std::byte> Bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+struct Pool {
+  std::unique_ptr<NatsServer> server;
+  NatsPoolOptions options;
+
+  Pool() {
+    absl::StatusOr<std::unique_ptr<NatsServer>> s = NatsServer::Start();
+    INFO(s.status().ToString());
+    REQUIRE(s.ok());
+    server = std::move(*s);
+    options.pool = "work";
+    options.ack_wait = absl::Seconds(1);
+    options.max_deliveries = 3;
+  }
+  NatsClient Client() const {
+    NatsConnectOptions c;
+    c.url = server->url();
+    absl::StatusOr<NatsClient> client = NatsClient::Connect(c);
+    INFO(client.status().ToString());
+    REQUIRE(client.ok());
+    return *client;
+  }
+  NatsOrchestrator Orchestrator(const std::string& identity = "orch") const {
+    absl::StatusOr<NatsOrchestrator> o =
+        NatsOrchestrator::Create(Client(), {options, identity});
+    INFO(o.status().ToString());
+    REQUIRE(o.ok());
+    return *o;
+  }
+  NatsAgent Agent(NatsHandler handler) const {
+    absl::StatusOr<NatsAgent> a =
+        NatsAgent::Create(Client(), {options}, std::move(handler));
+    INFO(a.status().ToString());
+    REQUIRE(a.ok());
+    return *a;
+  }
+};
+
+// Every report of the orchestrator until `tasks` tasks ended (bounded).
+std::map<uint64_t, std::vector<NatsResponse>> Collect(NatsOrchestrator& o,
+                                                      size_t tasks) {
+  std::map<uint64_t, std::vector<NatsResponse>> seen;
+  size_t ended = 0;
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (ended < tasks && std::chrono::steady_clock::now() < give_up) {
+    absl::StatusOr<std::optional<NatsResponse>> r = o.Next(absl::Seconds(1));
+    INFO(r.status().ToString());
+    REQUIRE(r.ok());
+    if (!r->has_value()) continue;
+    if ((*r)->kind == Kind::kFinal || (*r)->kind == Kind::kFailed) ++ended;
+    seen[(*r)->task_id].push_back(**r);
+  }
+  REQUIRE(ended == tasks);
+  return seen;
+}
+
+NatsHandler Streaming(std::atomic<int>* runs) {
+  return [runs](NatsTaskContext& task) -> absl::StatusOr<std::string> {
+    ++*runs;
+    const std::string in(reinterpret_cast<const char*>(task.payload().data()),
+                         task.payload().size());
+    for (int i = 0; i < 2; ++i) {
+      if (absl::Status s =
+              task.Respond(Bytes(in + "/part" + std::to_string(i)));
+          !s.ok()) {
+        return s;
+      }
+    }
+    return in + "/done";
+  };
+}
+
+TEST_CASE("nats runtime: streamed responses across 3 agents, each task once") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  std::atomic<int> runs{0};
+  constexpr int kTasks = 12;
+  std::map<uint64_t, std::string> inputs;
+  for (int i = 0; i < kTasks; ++i) {
+    const std::string in = "task" + std::to_string(i);
+    absl::StatusOr<uint64_t> id = orch.Submit(Bytes(in));
+    REQUIRE(id.ok());
+    inputs[*id] = in;
+  }
+  std::atomic<int> completed{0};
+  std::vector<std::thread> agents;
+  std::atomic<int> per_agent[3] = {0, 0, 0};
+  for (int a = 0; a < 3; ++a) {
+    agents.emplace_back([&, a] {
+      NatsAgent agent = pool.Agent(Streaming(&runs));
+      const auto give_up =
+          std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (completed.load() < kTasks &&
+             std::chrono::steady_clock::now() < give_up) {
+        absl::StatusOr<NatsAgentOutcome> r =
+            agent.RunOnce(absl::Milliseconds(200));
+        if (r.ok() && *r == NatsAgentOutcome::kCompleted) {
+          ++completed;
+          ++per_agent[a];
+        }
+      }
+    });
+  }
+  const auto seen = Collect(orch, kTasks);
+  for (std::thread& t : agents) t.join();
+  CHECK(runs.load() == kTasks);
+  CHECK(per_agent[0] + per_agent[1] + per_agent[2] == kTasks);
+  REQUIRE(seen.size() == kTasks);
+  for (const auto& [id, reports] : seen) {
+    INFO("task " << id);
+    REQUIRE(reports.size() == 3);
+    const std::string& in = inputs.at(id);
+    CHECK(reports[0].kind == Kind::kPartial);
+    CHECK(reports[0].payload == in + "/part0");
+    CHECK(reports[1].payload == in + "/part1");
+    CHECK(reports[2].kind == Kind::kFinal);
+    CHECK(reports[2].payload == in + "/done");
+    CHECK(reports[2].attempt == 1);
+  }
+  CHECK(orch.discarded_frames() == 0);
+}
+
+// The first agent fetches the task, streams one partial response and dies
+// (never acks): after the ack wait the task goes to another agent as
+// attempt 2. The orchestrator reports the first partial, then kRestarted,
+// then attempt 2's responses, and one final.
+TEST_CASE("nats runtime: agent dies mid-stream, the task completes once") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("job"));
+  REQUIRE(id.ok());
+  {
+    // The dying agent, with cnats directly: fetch, one partial, vanish.
+    NatsClient raw = pool.Client();
+    jsCtx* js = raw.state()->js.get();
+    natsSubscription* sub = nullptr;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "SYMWIRE_TASKS_work";
+    so.Consumer = "agents";
+    REQUIRE(js_PullSubscribe(&sub, js, "symwire.v1.work.tasks", "agents",
+                             nullptr, &so, nullptr) == NATS_OK);
+    nats_detail::SubscriptionPtr owned(sub);
+    natsMsgList list{nullptr, 0};
+    REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, nullptr) == NATS_OK);
+    REQUIRE(list.Count == 1);
+    natsMsgList_Destroy(&list);  // no ack: the agent "died"
+    const FrameHeader h{MessageType::kAgentResponse, kFlagChecksum, *id, 1};
+    const std::string partial = "job/part0-of-attempt-1";
+    std::vector<std::byte> frame(*EncodedSize(h, partial.size()));
+    REQUIRE(EncodeFrame(h, Bytes(partial), absl::MakeSpan(frame)).ok());
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    const std::string msg_id = NatsResponseMsgId("orch", *id, 1, 0);
+    po.MsgId = msg_id.c_str();
+    jsPubAck* pa = nullptr;
+    REQUIRE(js_Publish(&pa, js, "symwire.v1.work.resp.orch", frame.data(),
+                       static_cast<int>(frame.size()), &po,
+                       nullptr) == NATS_OK);
+    jsPubAck_Destroy(pa);
+  }
+  absl::StatusOr<std::optional<NatsResponse>> first =
+      orch.Next(absl::Seconds(5));
+  REQUIRE(first.ok());
+  REQUIRE(first->has_value());
+  CHECK((*first)->kind == Kind::kPartial);
+  CHECK((*first)->attempt == 1);
+
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  // Redelivered after the 1 s ack wait; the fetch waits up to 5 s.
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(r.ok());
+  CHECK(*r == NatsAgentOutcome::kCompleted);
+  CHECK(runs.load() == 1);
+
+  const auto seen = Collect(orch, 1);
+  const std::vector<NatsResponse>& rest = seen.at(*id);
+  REQUIRE(rest.size() == 4);
+  CHECK(rest[0].kind == Kind::kRestarted);
+  CHECK(rest[0].attempt == 2);
+  CHECK(rest[1].payload == "job/part0");
+  CHECK(rest[2].payload == "job/part1");
+  CHECK(rest[3].kind == Kind::kFinal);
+  CHECK(rest[3].attempt == 2);
+}
+
+TEST_CASE("nats runtime: a restarted orchestrator collects earlier results") {
+  Pool pool;
+  std::vector<uint64_t> ids;
+  {
+    NatsOrchestrator first = pool.Orchestrator("keeper");
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<uint64_t> id =
+          first.Submit(Bytes("r" + std::to_string(i)));
+      REQUIRE(id.ok());
+      ids.push_back(*id);
+    }
+  }  // the orchestrator is gone before any result exists
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+    REQUIRE(r.ok());
+    CHECK(*r == NatsAgentOutcome::kCompleted);
+  }
+  NatsOrchestrator second = pool.Orchestrator("keeper");
+  const auto seen = Collect(second, 3);
+  for (uint64_t id : ids) {
+    INFO(id);
+    REQUIRE(seen.count(id) == 1);
+    CHECK(seen.at(id).back().kind == Kind::kFinal);
+  }
+  // Another identity sees none of them.
+  NatsOrchestrator other = pool.Orchestrator("other");
+  absl::StatusOr<std::optional<NatsResponse>> none =
+      other.Next(absl::Milliseconds(300));
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+}
+
+TEST_CASE(
+    "nats runtime: a task whose deadline passed in the queue is not run") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  NatsSubmitOptions o;
+  o.deadline = absl::Microseconds(1);
+  REQUIRE(orch.Submit(Bytes("late"), o).ok());
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(r.ok());
+  CHECK(*r == NatsAgentOutcome::kExpired);
+  CHECK(runs.load() == 0);
+  const auto seen = Collect(orch, 1);
+  const NatsResponse& end = seen.begin()->second.back();
+  CHECK(end.kind == Kind::kFailed);
+  CHECK(end.status.code() == absl::StatusCode::kDeadlineExceeded);
+
+  // A generous deadline runs.
+  o.deadline = absl::Seconds(60);
+  REQUIRE(orch.Submit(Bytes("in time"), o).ok());
+  r = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(r.ok());
+  CHECK(*r == NatsAgentOutcome::kCompleted);
+}
+
+TEST_CASE(
+    "nats runtime: a task cancelled before any agent fetched it never runs") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("unwanted"));
+  REQUIRE(id.ok());
+  REQUIRE(orch.Cancel(*id).ok());
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(r.ok());
+  CHECK(*r == NatsAgentOutcome::kCancelledBefore);
+  CHECK(runs.load() == 0);
+  // The agent's AGENT_ERROR{CANCELLED} crossed the cancel: discarded.
+  absl::StatusOr<std::optional<NatsResponse>> none =
+      orch.Next(absl::Seconds(1));
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+  CHECK(orch.discarded_frames() == 1);
+}
+
+TEST_CASE(
+    "nats runtime: the orchestrator deadline ends and cancels a queued task") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  NatsSubmitOptions o;
+  o.deadline = absl::Milliseconds(200);
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("nobody runs me"), o);
+  REQUIRE(id.ok());
+  // No agent yet: Next reports the deadline itself, well before its 10 s.
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(10));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  CHECK((*r)->task_id == *id);
+  CHECK((*r)->kind == Kind::kFailed);
+  CHECK((*r)->status.code() == absl::StatusCode::kDeadlineExceeded);
+  // The cancel (reason 4) it published stops the agent that fetches it.
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  absl::StatusOr<NatsAgentOutcome> a = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(a.ok());
+  CHECK(*a == NatsAgentOutcome::kCancelledBefore);
+  CHECK(runs.load() == 0);
+  // Its AGENT_ERROR{DEADLINE_EXCEEDED} arrives after the task ended.
+  r = orch.Next(absl::Seconds(1));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->has_value());
+  CHECK(orch.discarded_frames() == 1);
+}
+
+TEST_CASE(
+    "nats runtime: a broker restart loses nothing acknowledged (file "
+    "storage)") {
+  Pool pool;
+  std::vector<uint64_t> ids;
+  std::atomic<int> runs{0};
+  {
+    NatsOrchestrator orch = pool.Orchestrator("durable");
+    for (int i = 0; i < 4; ++i) {
+      absl::StatusOr<uint64_t> id = orch.Submit(Bytes("d" + std::to_string(i)));
+      REQUIRE(id.ok());
+      ids.push_back(*id);
+    }
+    // Two complete before the restart: their responses are stored, not
+    // yet taken by the orchestrator.
+    NatsAgent agent = pool.Agent(Streaming(&runs));
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(agent.RunOnce(absl::Seconds(5)).value() ==
+              NatsAgentOutcome::kCompleted);
+    }
+  }
+  REQUIRE(pool.server->Restart().ok());
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(agent.RunOnce(absl::Seconds(5)).value() ==
+            NatsAgentOutcome::kCompleted);
+  }
+  CHECK(agent.RunOnce(absl::Milliseconds(300)).value() ==
+        NatsAgentOutcome::kIdle);
+  CHECK(runs.load() == 4);
+  NatsOrchestrator orch = pool.Orchestrator("durable");
+  const auto seen = Collect(orch, 4);
+  for (uint64_t id : ids) {
+    INFO(id);
+    REQUIRE(seen.count(id) == 1);
+    CHECK(seen.at(id).size() == 3);
+    CHECK(seen.at(id).back().kind == Kind::kFinal);
+  }
+}
+
+TEST_CASE("nats runtime: a cancel reaches the agent running the task") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("long"));
+  REQUIRE(id.ok());
+  std::atomic<bool> saw_cancel{false};
+  NatsAgent agent =
+      pool.Agent([&](NatsTaskContext& task) -> absl::StatusOr<std::string> {
+        if (absl::Status s = task.Respond(Bytes("started")); !s.ok()) return s;
+        // Longer than the ack wait: the in-progress acks keep it ours.
+        const auto give_up =
+            std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!task.cancelled() &&
+               std::chrono::steady_clock::now() < give_up) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        saw_cancel = task.cancelled();
+        return absl::CancelledError("cancelled");
+      });
+  std::thread runner([&] {
+    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+    CHECK(r.ok());
+  });
+  absl::StatusOr<std::optional<NatsResponse>> started =
+      orch.Next(absl::Seconds(5));
+  REQUIRE(started.ok());
+  REQUIRE(started->has_value());
+  CHECK((*started)->payload == "started");
+  REQUIRE(orch.Cancel(*id).ok());
+  runner.join();
+  CHECK(saw_cancel.load());
+}
+
+TEST_CASE(
+    "nats runtime: a poison task goes to the dead letter after max "
+    "deliveries") {
+  Pool pool;
+  pool.options.max_deliveries = 2;
+  NatsOrchestrator orch = pool.Orchestrator();
+  REQUIRE(orch.Submit(Bytes("poison")).ok());
+  {
+    // Two agents die on it (fetch, never ack).
+    NatsClient raw = pool.Client();
+    natsSubscription* sub = nullptr;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "SYMWIRE_TASKS_work";
+    so.Consumer = "agents";
+    REQUIRE(js_PullSubscribe(&sub, raw.state()->js.get(),
+                             "symwire.v1.work.tasks", "agents", nullptr, &so,
+                             nullptr) == NATS_OK);
+    nats_detail::SubscriptionPtr owned(sub);
+    for (int i = 0; i < 2; ++i) {
+      natsMsgList list{nullptr, 0};
+      REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, nullptr) == NATS_OK);
+      REQUIRE(list.Count == 1);
+      natsMsgList_Destroy(&list);
+    }
+  }
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+  REQUIRE(r.ok());
+  CHECK(*r == NatsAgentOutcome::kDeadLetter);
+  CHECK(runs.load() == 0);
+  const auto seen = Collect(orch, 1);
+  const NatsResponse& end = seen.begin()->second.back();
+  CHECK(end.kind == Kind::kFailed);
+  CHECK(end.status.code() == absl::StatusCode::kAborted);
+  CHECK(end.status.message() == "max deliveries exceeded");
+  CHECK(end.attempt == 3);
+
+  NatsClient raw = pool.Client();
+  natsMsg* dead = nullptr;
+  REQUIRE(js_GetLastMsg(&dead, raw.state()->js.get(), "SYMWIRE_DEAD_work",
+                        "symwire.v1.work.dead", nullptr, nullptr) == NATS_OK);
+  nats_detail::MsgPtr owned(dead);
+  const char* reason = nullptr;
+  REQUIRE(natsMsgHeader_Get(dead, "Symwire-Dead-Reason", &reason) == NATS_OK);
+  CHECK(std::string(reason) == "max deliveries exceeded");
+  // Nothing is left in the work queue: the agent acknowledged it.
+  CHECK(agent.RunOnce(absl::Milliseconds(300)).value() ==
+        NatsAgentOutcome::kIdle);
+}
+
+TEST_CASE(
+    "nats runtime: a corrupted task is rejected by its checksum, not run") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  NatsClient raw = pool.Client();
+  uint64_t task = 700;
+  for (bool in_header : {false, true}) {
+    INFO((in_header ? "header" : "payload") << " bit flipped");
+    ++task;
+    const std::string payload = "payload bytes";
+    const FrameHeader h{MessageType::kAgentTask, kFlagChecksum, task, 0};
+    std::vector<std::byte> frame(*EncodedSize(h, payload.size()));
+    REQUIRE(EncodeFrame(h, Bytes(payload), absl::MakeSpan(frame)).ok());
+    // A bit flipped in transit or on disk: one in the stream_id byte of the
+    // header, or one in the payload.
+    const size_t at = in_header ? 3 : frame.size() - 8 - 2;
+    frame[at] ^= std::byte{0x10};
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    const std::string msg_id = NatsTaskMsgId("orch", task);
+    po.MsgId = msg_id.c_str();
+    jsPubAck* pa = nullptr;
+    REQUIRE(js_Publish(&pa, raw.state()->js.get(), "symwire.v1.work.tasks",
+                       frame.data(), static_cast<int>(frame.size()), &po,
+                       nullptr) == NATS_OK);
+    jsPubAck_Destroy(pa);
+    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+    REQUIRE(r.ok());
+    CHECK(*r == NatsAgentOutcome::kRejected);
+    CHECK(runs.load() == 0);
+    absl::StatusOr<std::optional<NatsResponse>> end =
+        orch.Next(absl::Seconds(5));
+    REQUIRE(end.ok());
+    REQUIRE(end->has_value());
+    CHECK((*end)->task_id == task);
+    CHECK((*end)->kind == Kind::kFailed);
+    CHECK((*end)->status.code() == absl::StatusCode::kDataLoss);
+    natsMsg* dead = nullptr;
+    REQUIRE(js_GetLastMsg(&dead, raw.state()->js.get(), "SYMWIRE_DEAD_work",
+                          "symwire.v1.work.dead", nullptr, nullptr) == NATS_OK);
+    nats_detail::MsgPtr owned(dead);
+    const char* reason = nullptr;
+    REQUIRE(natsMsgHeader_Get(dead, "Symwire-Dead-Reason", &reason) == NATS_OK);
+    CHECK(std::string(reason) ==
+          (in_header ? "header crc mismatch" : "payload checksum mismatch"));
+  }
+  // Terminated, not redelivered.
+  CHECK(agent.RunOnce(absl::Seconds(2)).value() == NatsAgentOutcome::kIdle);
+}
+
+// Publishes a response frame as an agent would (SPEC.md §21.2), with a
+// chosen Nats-Msg-Id.
+void PublishResponse(const NatsClient& client, uint64_t task, uint64_t attempt,
+                     const std::string& payload, const std::string& msg_id) {
+  const FrameHeader h{MessageType::kAgentResponse, kFlagChecksum, task,
+                      attempt};
+  std::vector<std::byte> frame(*EncodedSize(h, payload.size()));
+  REQUIRE(EncodeFrame(h, Bytes(payload), absl::MakeSpan(frame)).ok());
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = msg_id.c_str();
+  jsPubAck* pa = nullptr;
+  REQUIRE(js_Publish(&pa, client.state()->js.get(), "symwire.v1.work.resp.orch",
+                     frame.data(), static_cast<int>(frame.size()), &po,
+                     nullptr) == NATS_OK);
+  jsPubAck_Destroy(pa);
+}
+
+TEST_CASE(
+    "nats runtime: a lost response (index gap) fails the task with DATA_LOSS") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("gappy"));
+  REQUIRE(id.ok());
+  NatsClient raw = pool.Client();
+  PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 1, 0));
+  PublishResponse(raw, *id, 1, "p2", NatsResponseMsgId("orch", *id, 1, 2));
+  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(5));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK((*r)->payload == "p0");
+  r = orch.Next(absl::Seconds(5));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK((*r)->kind == Kind::kFailed);
+  CHECK((*r)->status.code() == absl::StatusCode::kDataLoss);
+  CHECK_THAT(std::string((*r)->status.message()),
+             Catch::Contains("response index 2, expected 1"));
+}
+
+TEST_CASE(
+    "nats runtime: a response whose Nats-Msg-Id names another frame is "
+    "rejected") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("x"));
+  REQUIRE(id.ok());
+  NatsClient raw = pool.Client();
+  // The header says attempt 2, the frame (CRC-protected) attempt 1.
+  PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 2, 0));
+  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(5));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  CHECK((*r)->kind == Kind::kFailed);
+  CHECK((*r)->status.code() == absl::StatusCode::kDataLoss);
+  CHECK(orch.rejected_messages() == 1);
+}
+
+}  // namespace
+}  // namespace symwire
