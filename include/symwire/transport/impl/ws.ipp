@@ -297,8 +297,8 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WsUpgrade(
       op->timed_out = true;
       state->CloseSocket();
     });
-    detail::StartWsServerUpgrade(std::move(state), std::move(slot),
-                                 std::move(op), peer, "ws");
+    detail::StartWsServerUpgrade(std::move(state), slot, std::move(op), peer,
+                                 "ws");
   };
 }
 

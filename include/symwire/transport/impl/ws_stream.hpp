@@ -456,7 +456,7 @@ bool WsOffersSubprotocol(const Request& req) {
 // status and a text body, accepts the rest.
 template <class NextLayer>
 void StartWsServerUpgrade(std::shared_ptr<WsState<NextLayer>> state,
-                          std::shared_ptr<WsPendingSlot> slot,
+                          const std::shared_ptr<WsPendingSlot>& slot,
                           std::shared_ptr<WsHandshakeOp> op, std::string peer,
                           std::string scheme) {
   struct Read {
@@ -486,7 +486,7 @@ void StartWsServerUpgrade(std::shared_ptr<WsState<NextLayer>> state,
           return;
         }
         // Refuses with `status` and `why` (the body), then closes.
-        auto refuse = [&](http::status status, std::string why,
+        auto refuse = [&](http::status status, const std::string& why,
                           uint64_t& counter) {
           ++counter;
           auto& res = rd->refusal;

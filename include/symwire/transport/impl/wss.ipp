@@ -212,8 +212,8 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WssUpgrade(
             op->Finish(std::move(s));
             return;
           }
-          detail::StartWsServerUpgrade(std::move(state), std::move(slot),
-                                       std::move(op), peer, "wss");
+          detail::StartWsServerUpgrade(std::move(state), slot, std::move(op),
+                                       peer, "wss");
         });
   };
 }
