@@ -1,14 +1,14 @@
 // File: bench/e2e_symwire.cpp
 // symwire-bench-e2e: symwire end to end, the agent (--role server) and the
 // orchestrator (--role client) in separate processes, over loopback TCP or
-// a Unix-domain socket, through the public runtime (Server, Client, Peer).
+// a Unix-domain socket, through the public runtime (Server, Client, Channel).
 // Command line and JSON: e2e_common.hpp; what the numbers mean:
 // bench/README.md ("End to end").
 //
 // Modes (the client chooses; the agent needs no flag: a task whose payload
 // starts with "STRM" asks for a stream, any other task is echoed):
 //   throughput  the client keeps --window tasks in flight per connection
-//               (Peer::Submit with zero-copy TaskCallbacks; on NO_CREDIT or
+//               (Channel::Submit with zero-copy TaskCallbacks; on NO_CREDIT or
 //               REPLAY_BUFFER_FULL it falls back to async_submit, which
 //               waits); the agent answers each task with one final response
 //               of the same size. msgs = tasks + responses.
@@ -128,12 +128,12 @@ int RunServer(const Options& o) {
   auto live = std::make_shared<int>(0);
   auto server = symwire::Server::Create(
       io.get_executor(), so,
-      [&io, live](const std::shared_ptr<symwire::Peer>& peer) {
+      [&io, live](const std::shared_ptr<symwire::Channel>& peer) {
         ++*live;
         peer->SetTaskHandler(HandleTask);
-        peer->SetObserver([&io, live](const symwire::PeerEvent& e) {
-          if (e.kind == symwire::PeerEvent::Kind::kClosed ||
-              e.kind == symwire::PeerEvent::Kind::kFailed) {
+        peer->SetObserver([&io, live](const symwire::ChannelEvent& e) {
+          if (e.kind == symwire::ChannelEvent::Kind::kClosed ||
+              e.kind == symwire::ChannelEvent::Kind::kFailed) {
             if (--*live == 0) io.stop();  // the client left: done
           }
         });
@@ -170,7 +170,7 @@ struct Bench;
 
 struct Conn {
   Bench* bench = nullptr;
-  std::shared_ptr<symwire::Peer> peer;
+  std::shared_ptr<symwire::Channel> peer;
   symwire::TaskCall stream_call;
   int inflight = 0;
   bool blocked = false;  // an async_submit is waiting for room

@@ -94,7 +94,7 @@ int main() try {
   agent_options.session.role = symwire::AgentRole::kAgent;
   auto server = symwire::Server::Create(
       io.get_executor(), agent_options,
-      [&](const std::shared_ptr<symwire::Peer>& session) {
+      [&](const std::shared_ptr<symwire::Channel>& session) {
         session->SetTaskHandler([&](symwire::IncomingTask task) {
           Observed& seen = part[current];
           const std::string text = task.payload_string();
@@ -136,7 +136,7 @@ int main() try {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
     return 1;
   }
-  std::shared_ptr<symwire::Peer> agent = *client;
+  std::shared_ptr<symwire::Channel> agent = *client;
   auto finish = [agent, server = *server] {
     agent->async_close([server](const absl::Status&) { server->Stop(); });
   };

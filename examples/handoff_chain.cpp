@@ -47,7 +47,7 @@ long long Ms(absl::Duration d) {
 struct Hop {
   std::string name;
   std::shared_ptr<symwire::Server> server;
-  std::shared_ptr<symwire::Peer> next;  // to the next hop; null for the last
+  std::shared_ptr<symwire::Channel> next;  // to the next hop; null for the last
   std::string next_name;
 };
 
@@ -113,7 +113,7 @@ absl::Status StartHop(asio::io_context& io, Hop& hop, const Hop* next) {
   options.session.role = symwire::AgentRole::kAgent;
   auto server = symwire::Server::Create(
       io.get_executor(), options,
-      [&io, &hop](const std::shared_ptr<symwire::Peer>& session) {
+      [&io, &hop](const std::shared_ptr<symwire::Channel>& session) {
         session->SetTaskHandler([&io, &hop](symwire::IncomingTask task) {
           HandleTask(io, hop, std::move(task));
         });

@@ -46,7 +46,7 @@ absl::StatusOr<std::shared_ptr<symwire::Server>> StartAgent(
   options.session.role = symwire::AgentRole::kAgent;
   return symwire::Server::Create(
       io.get_executor(), options,
-      [&io, work](const std::shared_ptr<symwire::Peer>& session) {
+      [&io, work](const std::shared_ptr<symwire::Channel>& session) {
         session->SetTaskHandler([&io, work](symwire::IncomingTask task) {
           const std::string text = task.payload_string();
           absl::string_view arg(text);
@@ -71,8 +71,8 @@ absl::StatusOr<std::shared_ptr<symwire::Server>> StartAgent(
 // Worker: the orchestrator's view of one agent.
 struct Worker {
   std::string name;
-  std::shared_ptr<symwire::Server> server;  // the agent (in-process here)
-  std::shared_ptr<symwire::Peer> client;    // the orchestrator's session
+  std::shared_ptr<symwire::Server> server;   // the agent (in-process here)
+  std::shared_ptr<symwire::Channel> client;  // the orchestrator's session
   int in_flight = 0;
   int done = 0;
 };

@@ -1,7 +1,7 @@
 // File: examples/reconnect.cpp
 // Tasks survive connection cuts. The orchestrator submits a task every
 // 3 ms; the agent answers each one 10 ms later. Twice during the run the
-// agent's side drops its TCP connection abruptly (Peer::KillConnection on
+// agent's side drops its TCP connection abruptly (Channel::KillConnection on
 // the server's session, as a network failure would: the server keeps
 // running and keeps the session). The orchestrator's Client sees the loss
 // ("reconnecting"), redials after its backoff and resumes the session
@@ -53,12 +53,12 @@ int main() try {
   const Clock::time_point start = Clock::now();
   std::map<std::string, int> runs;     // agent: times each task ran
   std::map<std::string, int> answers;  // orchestrator: answers per task
-  std::shared_ptr<symwire::Peer> agent_session;  // the server's side
+  std::shared_ptr<symwire::Channel> agent_session;  // the server's side
   int reconnecting = 0;
   int resumed = 0;
-  auto log_event = [start](const char* who, const symwire::PeerEvent& e) {
+  auto log_event = [start](const char* who, const symwire::ChannelEvent& e) {
     std::printf("  [%4lld ms] %s: %s%s%s\n", MsSince(start), who,
-                std::string(symwire::PeerEventName(e.kind)).c_str(),
+                std::string(symwire::ChannelEventName(e.kind)).c_str(),
                 e.status.ok() ? "" : " - ",
                 e.status.ok() ? "" : e.status.ToString().c_str());
   };
@@ -69,10 +69,10 @@ int main() try {
   agent_options.session.role = symwire::AgentRole::kAgent;
   auto server = symwire::Server::Create(
       io.get_executor(), agent_options,
-      [&](const std::shared_ptr<symwire::Peer>& session) {
+      [&](const std::shared_ptr<symwire::Channel>& session) {
         agent_session = session;
         session->SetObserver(
-            [&](const symwire::PeerEvent& e) { log_event("agent", e); });
+            [&](const symwire::ChannelEvent& e) { log_event("agent", e); });
         session->SetTaskHandler([&](symwire::IncomingTask task) {
           const std::string text = task.payload_string();
           ++runs[text];
@@ -109,11 +109,11 @@ int main() try {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
     return 1;
   }
-  std::shared_ptr<symwire::Peer> agent = *client;
-  agent->SetObserver([&](const symwire::PeerEvent& e) {
+  std::shared_ptr<symwire::Channel> agent = *client;
+  agent->SetObserver([&](const symwire::ChannelEvent& e) {
     log_event("orchestrator", e);
-    if (e.kind == symwire::PeerEvent::Kind::kReconnecting) ++reconnecting;
-    if (e.kind == symwire::PeerEvent::Kind::kResumed) ++resumed;
+    if (e.kind == symwire::ChannelEvent::Kind::kReconnecting) ++reconnecting;
+    if (e.kind == symwire::ChannelEvent::Kind::kResumed) ++resumed;
   });
 
   int submitted = 0;

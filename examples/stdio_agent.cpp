@@ -88,19 +88,20 @@ int main() try {
   options.session.role = symwire::AgentRole::kAgent;
   auto server = symwire::Server::Create(
       io.get_executor(), options,
-      [&io](const std::shared_ptr<symwire::Peer>& session) {
+      [&io](const std::shared_ptr<symwire::Channel>& session) {
         std::fprintf(stderr, "agent: session established\n");
         session->SetTaskHandler([&io](symwire::IncomingTask task) {
           HandleTask(std::move(task), io.get_executor());
         });
         // A pipe cannot be redialled: once it breaks or the session ends,
         // there is nothing left to do.
-        session->SetObserver([&io](const symwire::PeerEvent& e) {
-          if (e.kind == symwire::PeerEvent::Kind::kReconnecting ||
-              e.kind == symwire::PeerEvent::Kind::kClosed ||
-              e.kind == symwire::PeerEvent::Kind::kFailed) {
-            std::fprintf(stderr, "agent: session %s; exiting\n",
-                         std::string(symwire::PeerEventName(e.kind)).c_str());
+        session->SetObserver([&io](const symwire::ChannelEvent& e) {
+          if (e.kind == symwire::ChannelEvent::Kind::kReconnecting ||
+              e.kind == symwire::ChannelEvent::Kind::kClosed ||
+              e.kind == symwire::ChannelEvent::Kind::kFailed) {
+            std::fprintf(
+                stderr, "agent: session %s; exiting\n",
+                std::string(symwire::ChannelEventName(e.kind)).c_str());
             io.stop();
           }
         });

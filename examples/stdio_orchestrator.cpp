@@ -14,13 +14,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
+#include "cli/args.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/process.hpp"
 
 namespace asio = boost::asio;
 
 int main(int argc, char** argv) try {
-  const std::string agent_path = argc > 1 ? argv[1] : "./stdio_agent";
+  std::string agent_path = "./stdio_agent";
+  symwire_cli::Args args("stdio_orchestrator", "[path-to-stdio_agent]",
+                         "Spawns the agent and drives it over its "
+                         "stdin/stdout; exit status 0 when every step "
+                         "behaved as expected.");
+  args.Positional("path-to-stdio_agent", &agent_path,
+                  "the agent program (examples/stdio_agent.cpp)");
+  args.Parse(argc, argv);
   asio::io_context io;
   absl::StatusOr<symwire::ChildProcess> child =
       symwire::SpawnChild(io.get_executor(), {agent_path});
@@ -28,7 +36,7 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "%s\n", child.status().ToString().c_str());
     return 1;
   }
-  symwire::PeerOptions options;
+  symwire::ChannelOptions options;
   options.session.agent_id = "stdio-orchestrator";
   options.session.role = symwire::AgentRole::kOrchestrator;
   auto peer = symwire::Client::Start(child->transport(), options);
@@ -36,7 +44,7 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());
     return 1;
   }
-  std::shared_ptr<symwire::Peer> agent = *peer;
+  std::shared_ptr<symwire::Channel> agent = *peer;
   int failures = 0;
   auto expect = [&failures](bool ok, const std::string& what) {
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());

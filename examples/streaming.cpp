@@ -91,7 +91,7 @@ struct Outcome {
 };
 
 // ConsumeWithNext: stream #1, through async_next in a coroutine.
-asio::awaitable<void> ConsumeWithNext(std::shared_ptr<symwire::Peer> agent,
+asio::awaitable<void> ConsumeWithNext(std::shared_ptr<symwire::Channel> agent,
                                       Clock::time_point start, Outcome& out) {
   auto submit = agent->async_submit("haiku", {}, asio::use_awaitable);
   absl::StatusOr<symwire::TaskCall> call = co_await std::move(submit);
@@ -128,7 +128,7 @@ int main() try {
   agent_options.session.role = symwire::AgentRole::kAgent;
   auto server = symwire::Server::Create(
       io.get_executor(), agent_options,
-      [](const std::shared_ptr<symwire::Peer>& session) {
+      [](const std::shared_ptr<symwire::Channel>& session) {
         session->SetTaskHandler([](symwire::IncomingTask task) {
           auto ex = task.get_executor();
           asio::co_spawn(ex, Generate(std::move(task)), asio::detached);
@@ -154,7 +154,7 @@ int main() try {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
     return 1;
   }
-  std::shared_ptr<symwire::Peer> agent = *client;
+  std::shared_ptr<symwire::Channel> agent = *client;
   const Clock::time_point start = Clock::now();
   Outcome one;
   Outcome two;

@@ -6,10 +6,11 @@
 #error "src/symwire_transport.cpp is not built in header-only mode"
 #endif
 
+#include "symwire/runtime/impl/channel.ipp"
 #include "symwire/runtime/impl/client.ipp"
+#include "symwire/runtime/impl/driver.ipp"
 #include "symwire/runtime/impl/incoming_task.ipp"
 #include "symwire/runtime/impl/options.ipp"
-#include "symwire/runtime/impl/peer.ipp"
 #include "symwire/runtime/impl/server.ipp"
 #include "symwire/runtime/impl/task_call.ipp"
 #include "symwire/transport/impl/memory.ipp"

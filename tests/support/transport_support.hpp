@@ -132,7 +132,7 @@ enum class RespondCheck {
 // An agent that answers "<payload>" with parts "<payload>:0;" ..
 // "<payload>:<n-1>;" and a final "<payload>:done", n taken from the
 // payload's leading digit (0 when it has none).
-inline void EchoStreamingAgent(const std::shared_ptr<Peer>& peer,
+inline void EchoStreamingAgent(const std::shared_ptr<Channel>& peer,
                                RespondCheck check = RespondCheck::kRequireOk) {
   peer->SetTaskHandler([check](IncomingTask task) {
     const std::string p = task.payload_string();

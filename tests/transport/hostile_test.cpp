@@ -380,7 +380,7 @@ std::string EchoOf(const std::string& p) {
 // times (the next starts when the previous completes) and counts results.
 class GoodTraffic {
  public:
-  explicit GoodTraffic(std::shared_ptr<Peer> client)
+  explicit GoodTraffic(std::shared_ptr<Channel> client)
       : client_(std::move(client)) {}
   GoodTraffic(const GoodTraffic&) = delete;
   GoodTraffic& operator=(const GoodTraffic&) = delete;
@@ -419,7 +419,7 @@ class GoodTraffic {
         });
   }
 
-  std::shared_ptr<Peer> client_;
+  std::shared_ptr<Channel> client_;
   int seq_ = 0;
   int ok_ = 0;
   bool running_ = false;
@@ -433,16 +433,16 @@ class GoodTraffic {
 struct Fixture {
   asio::io_context io;
   std::shared_ptr<Server> server;
-  std::vector<std::shared_ptr<Peer>> sessions;  // every established one
+  std::vector<std::shared_ptr<Channel>> sessions;  // every established one
   uint16_t port = 0;
-  std::shared_ptr<Peer> client;
+  std::shared_ptr<Channel> client;
   std::unique_ptr<GoodTraffic> traffic;
 
   explicit Fixture(ServerOptions so = HostileServer(),
                    ClientOptions co = GoodClientOptions()) {
     absl::StatusOr<std::shared_ptr<Server>> s =
         Server::Create(io.get_executor(), std::move(so),
-                       [this](const std::shared_ptr<Peer>& p) {
+                       [this](const std::shared_ptr<Channel>& p) {
                          sessions.push_back(p);
                          // A Respond may fail under attack: not an error.
                          EchoStreamingAgent(p, RespondCheck::kIgnore);
@@ -452,7 +452,7 @@ struct Fixture {
     absl::StatusOr<Tcp::endpoint> ep = server->ListenTcp("127.0.0.1", 0);
     REQUIRE(ep.ok());
     port = ep->port();
-    absl::StatusOr<std::shared_ptr<Peer>> c = Client::Connect(
+    absl::StatusOr<std::shared_ptr<Channel>> c = Client::Connect(
         io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", port),
         std::move(co));
     REQUIRE(c.ok());
@@ -733,7 +733,7 @@ TEST_CASE("hostile: an oversized frame is refused before it is buffered",
     // fail again), so the server does not keep it for a resume; §18: it
     // SHOULD say why first.
     REQUIRE(f.sessions.size() == 2);
-    const std::shared_ptr<Peer> victim = f.sessions[1];
+    const std::shared_ptr<Channel> victim = f.sessions[1];
     INFO("server-side session: " << SessionStateName(victim->state()) << " "
                                  << victim->session().status().ToString());
     CHECK(victim->state() == SessionState::kFailed);
@@ -812,7 +812,7 @@ TEST_CASE("hostile: a ping flood ends that session with PING_FLOOD",
   RunUntil(
       f.io, [&] { return f.sessions.size() == 2; },
       "the server to announce the attacker's session");
-  const std::shared_ptr<Peer> victim = f.sessions[1];
+  const std::shared_ptr<Channel> victim = f.sessions[1];
   CHECK(f.server->sessions() == 2);
 
   // 200 pings at once, each a connection frame on stream 0 (SPEC.md §10,
@@ -910,7 +910,7 @@ TEST_CASE("hostile: 1,000 idle connections", "[hostile]") {
 // ---- server restart -------------------------------------------------------
 
 // An agent that answers each task "<payload>:done" after `delay`.
-void DelayedAgent(const std::shared_ptr<Peer>& peer,
+void DelayedAgent(const std::shared_ptr<Channel>& peer,
                   std::chrono::milliseconds delay) {
   peer->SetTaskHandler([delay](IncomingTask task) {
     auto timer = std::make_shared<asio::steady_timer>(task.get_executor());
@@ -934,13 +934,13 @@ std::string HexLower(absl::Span<const std::byte> id) {
 struct RestartRig {
   asio::io_context io;
   std::shared_ptr<Server> server;
-  std::vector<std::shared_ptr<Peer>> server_sessions;
+  std::vector<std::shared_ptr<Channel>> server_sessions;
   uint16_t port = 0;
 
   void StartServer(uint16_t on_port) {
     absl::StatusOr<std::shared_ptr<Server>> s =
         Server::Create(io.get_executor(), HostileServer(),
-                       [this](const std::shared_ptr<Peer>& p) {
+                       [this](const std::shared_ptr<Channel>& p) {
                          server_sessions.push_back(p);
                          DelayedAgent(p, 10ms);
                        });
@@ -962,18 +962,18 @@ TEST_CASE("hostile: a server restarted under a submitting client",
   RestartRig rig;
   rig.StartServer(0);
   const uint16_t port = rig.port;
-  absl::StatusOr<std::shared_ptr<Peer>> c = Client::Connect(
+  absl::StatusOr<std::shared_ptr<Channel>> c = Client::Connect(
       rig.io.get_executor(),
       TcpDialer(rig.io.get_executor(), "127.0.0.1", port), GoodClientOptions());
   REQUIRE(c.ok());
-  const std::shared_ptr<Peer> client = *c;
+  const std::shared_ptr<Channel> client = *c;
   bool client_ended = false;
   std::vector<std::string> client_events;
-  client->SetObserver([&](const PeerEvent& e) {
-    client_events.push_back(absl::StrCat(std::string(PeerEventName(e.kind)),
+  client->SetObserver([&](const ChannelEvent& e) {
+    client_events.push_back(absl::StrCat(std::string(ChannelEventName(e.kind)),
                                          " ", e.status.ToString()));
-    if (e.kind == PeerEvent::Kind::kFailed ||
-        e.kind == PeerEvent::Kind::kClosed) {
+    if (e.kind == ChannelEvent::Kind::kFailed ||
+        e.kind == ChannelEvent::Kind::kClosed) {
       client_ended = true;
     }
   });
@@ -1098,7 +1098,7 @@ TEST_CASE("hostile: a server restarted under a submitting client",
   CHECK(GetErrorCode(late.status()) == ErrorCode::kSessionClosed);
 
   // The new server serves a new client.
-  absl::StatusOr<std::shared_ptr<Peer>> fresh = Client::Connect(
+  absl::StatusOr<std::shared_ptr<Channel>> fresh = Client::Connect(
       rig.io.get_executor(),
       TcpDialer(rig.io.get_executor(), "127.0.0.1", port), GoodClientOptions());
   REQUIRE(fresh.ok());
@@ -1332,7 +1332,7 @@ TEST_CASE("hostile: a registry full of idle sessions still takes a fresh one",
   Fixture f(so);
   for (uint64_t i = 0; i < 4; ++i) LeaveIdleSession(f, 100 + i);
   REQUIRE(f.server->sessions() == 5);
-  const std::shared_ptr<Peer> oldest = f.sessions[1];
+  const std::shared_ptr<Channel> oldest = f.sessions[1];
   // The registry is full; every disconnected session in it is idle.
   for (uint64_t i = 0; i < 10; ++i) {
     DrivenSession fresh(f.io, f.port, 200 + i);
@@ -1372,7 +1372,7 @@ TEST_CASE("hostile: a session with an open task is never evicted",
   RunUntil(
       f.io, [&] { return holder.established(); }, "the holder's handshake");
   REQUIRE(f.sessions.size() == 2);
-  const std::shared_ptr<Peer> held = f.sessions[1];
+  const std::shared_ptr<Channel> held = f.sessions[1];
   std::vector<IncomingTask> kept;
   held->SetTaskHandler([&kept](IncomingTask t) { kept.push_back(t); });
   REQUIRE(holder.session().SubmitTask(ByteSpan("hold"), {}, SteadyNow()).ok());
@@ -1384,7 +1384,7 @@ TEST_CASE("hostile: a session with an open task is never evicted",
       f.io, [&] { return held->state() == SessionState::kDisconnected; },
       "the holder's session to disconnect");
   LeaveIdleSession(f, 301);
-  const std::shared_ptr<Peer> idle = f.sessions.back();
+  const std::shared_ptr<Channel> idle = f.sessions.back();
   REQUIRE(f.server->sessions() == 3);
 
   // The first fresh client takes the idle session's place, not the held one.
@@ -1469,7 +1469,7 @@ TEST_CASE("hostile: failed authentications block their source for a while",
     ClientOptions co = GoodClientOptions();
     co.session.authenticator = TokenAuthenticator(token);
     co.retry_first_connect = false;
-    absl::StatusOr<std::shared_ptr<Peer>> c = Client::Connect(
+    absl::StatusOr<std::shared_ptr<Channel>> c = Client::Connect(
         f.io.get_executor(),
         TcpDialer(f.io.get_executor(), "127.0.0.1", f.port), co);
     REQUIRE(c.ok());
@@ -1514,15 +1514,16 @@ TEST_CASE("hostile: a peer that never reads is cut by the write timeout",
   co.max_unread_response_bytes = 64 * 1024;
   TcpOptions small;
   small.receive_buffer_bytes = 16 * 1024;
-  absl::StatusOr<std::shared_ptr<Peer>> attacker = Client::Connect(
+  absl::StatusOr<std::shared_ptr<Channel>> attacker = Client::Connect(
       f.io.get_executor(),
       TcpDialer(f.io.get_executor(), "127.0.0.1", f.port, small), co);
   REQUIRE(attacker.ok());
   RunUntil(
       f.io, [&] { return f.sessions.size() == 2; }, "the attacker's session");
-  const std::shared_ptr<Peer> victim = f.sessions[1];
-  std::vector<PeerEvent> events;
-  victim->SetObserver([&events](const PeerEvent& e) { events.push_back(e); });
+  const std::shared_ptr<Channel> victim = f.sessions[1];
+  std::vector<ChannelEvent> events;
+  victim->SetObserver(
+      [&events](const ChannelEvent& e) { events.push_back(e); });
   // 8 MiB of responses in 64 KiB parts.
   victim->SetTaskHandler([](IncomingTask task) {
     auto left = std::make_shared<int>(128);
@@ -1549,12 +1550,12 @@ TEST_CASE("hostile: a peer that never reads is cut by the write timeout",
       f.io,
       [&] {
         return std::any_of(events.begin(), events.end(), [](const auto& e) {
-          return e.kind == PeerEvent::Kind::kReconnecting;
+          return e.kind == ChannelEvent::Kind::kReconnecting;
         });
       },
       "the server to cut the connection of the peer that does not read",
       15000ms);
-  const PeerEvent& cut = events.front();
+  const ChannelEvent& cut = events.front();
   INFO(cut.status.ToString());
   CHECK(GetErrorCode(cut.status) == ErrorCode::kPeerUnresponsive);
   CHECK(absl::StrContains(cut.status.message(), "no write progress"));
@@ -1614,7 +1615,7 @@ TEST_CASE("hostile: a no-op SYNC flood ends that session with PING_FLOOD",
     RunUntil(
         f.io, [&] { return f.sessions.size() == static_cast<size_t>(a) + 2; },
         "the server to announce the attacker's session");
-    const std::shared_ptr<Peer> victim = f.sessions.back();
+    const std::shared_ptr<Channel> victim = f.sessions.back();
     // From here the attacker writes only no-op frames (its own session
     // would answer the server's pings with a pong, which is progress).
     attacker.conn().OnData(nullptr);
@@ -1715,9 +1716,10 @@ TEST_CASE("hostile: a frame dripped byte by byte is cut at frame_timeout",
   RunUntil(
       f.io, [&] { return f.sessions.size() == 2; },
       "the server to announce the attacker's session");
-  const std::shared_ptr<Peer> victim = f.sessions[1];
-  std::vector<PeerEvent> events;
-  victim->SetObserver([&events](const PeerEvent& e) { events.push_back(e); });
+  const std::shared_ptr<Channel> victim = f.sessions[1];
+  std::vector<ChannelEvent> events;
+  victim->SetObserver(
+      [&events](const ChannelEvent& e) { events.push_back(e); });
   // Only the dripped bytes from here (no pong in the middle of the frame).
   attacker.conn().OnData(nullptr);
   // A valid TASK of 1 KiB: at one byte per 20 ms it would take 20 s.
@@ -1763,7 +1765,7 @@ TEST_CASE("hostile: a frame dripped byte by byte is cut at frame_timeout",
       f.io, [&] { return !events.empty(); },
       "the server-side session to report the cut");
   INFO(events.front().status.ToString());
-  CHECK(events.front().kind == PeerEvent::Kind::kReconnecting);
+  CHECK(events.front().kind == ChannelEvent::Kind::kReconnecting);
   CHECK(GetErrorCode(events.front().status) == ErrorCode::kPeerUnresponsive);
   CHECK(absl::StrContains(events.front().status.message(), "not complete"));
   CHECK(victim->state() == SessionState::kDisconnected);

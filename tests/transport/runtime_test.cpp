@@ -45,15 +45,15 @@ using testing::RunUntil;
 struct TcpFixture {
   asio::io_context io;
   std::shared_ptr<Server> server;
-  std::vector<std::shared_ptr<Peer>> sessions;
+  std::vector<std::shared_ptr<Channel>> sessions;
   uint16_t port = 0;
-  std::shared_ptr<Peer> client;
-  std::vector<PeerEvent> client_events;
+  std::shared_ptr<Channel> client;
+  std::vector<ChannelEvent> client_events;
 
   explicit TcpFixture(ServerOptions so = FastServer(),
                       ClientOptions co = FastClient()) {
     auto s = Server::Create(io.get_executor(), so,
-                            [this](const std::shared_ptr<Peer>& p) {
+                            [this](const std::shared_ptr<Channel>& p) {
                               sessions.push_back(p);
                               EchoStreamingAgent(p);
                             });
@@ -67,14 +67,14 @@ struct TcpFixture {
     REQUIRE(c.ok());
     client = *c;
     client->SetObserver(
-        [this](const PeerEvent& e) { client_events.push_back(e); });
+        [this](const ChannelEvent& e) { client_events.push_back(e); });
     absl::Status established = absl::UnknownError("pending");
     client->async_wait_established(
         [&](absl::Status st) { established = std::move(st); });
     RunUntil(io, [&] { return !absl::IsUnknown(established); });
     REQUIRE(established.ok());
   }
-  int Count(PeerEvent::Kind kind) const {
+  int Count(ChannelEvent::Kind kind) const {
     int n = 0;
     for (const auto& e : client_events) n += e.kind == kind ? 1 : 0;
     return n;
@@ -83,7 +83,7 @@ struct TcpFixture {
 
 TEST_CASE("runtime: a task streams its responses over TCP", "[runtime]") {
   TcpFixture f;
-  CHECK(f.Count(PeerEvent::Kind::kConnected) == 1);
+  CHECK(f.Count(ChannelEvent::Kind::kConnected) == 1);
   CHECK(absl::StrContains(f.client->transport_description(), "127.0.0.1"));
   absl::StatusOr<std::string> result = absl::UnknownError("pending");
   f.client->async_call("3abc", {}, [&](absl::StatusOr<std::string> r) {
@@ -223,8 +223,8 @@ TEST_CASE("runtime: a killed connection is resumed; nothing lost or doubled",
   for (int i = 0; i < kTasks; ++i) {
     CHECK(results[i] == absl::StrCat("2t", i, ":0;2t", i, ":1;2t", i, ":done"));
   }
-  CHECK(f.Count(PeerEvent::Kind::kReconnecting) >= 1);
-  CHECK(f.Count(PeerEvent::Kind::kResumed) >= 1);
+  CHECK(f.Count(ChannelEvent::Kind::kReconnecting) >= 1);
+  CHECK(f.Count(ChannelEvent::Kind::kResumed) >= 1);
   CHECK(f.client->reconnects() >= 1);
   CHECK(f.server->counters().resumes >= 1);
   CHECK(f.server->sessions() == 1);
@@ -244,7 +244,7 @@ TEST_CASE("runtime: graceful close and server shutdown", "[runtime]") {
   REQUIRE(r.ok());
   CHECK(*r == "1q:0;1q:done");
   CHECK(f.client->state() == SessionState::kClosed);
-  CHECK(f.Count(PeerEvent::Kind::kClosed) == 1);
+  CHECK(f.Count(ChannelEvent::Kind::kClosed) == 1);
   RunUntil(f.io, [&] { return f.server->sessions() == 0; });
   absl::Status shut = absl::UnknownError("pending");
   f.server->async_shutdown([&](absl::Status st) { shut = st; });
@@ -256,9 +256,9 @@ TEST_CASE("runtime: Unix-domain sockets", "[runtime]") {
   asio::io_context io;
   const std::string path =
       absl::StrCat("/tmp/symwire-test-", ::getpid(), ".sock");
-  std::shared_ptr<Peer> agent;
+  std::shared_ptr<Channel> agent;
   auto server = Server::Create(io.get_executor(), FastServer(),
-                               [&](const std::shared_ptr<Peer>& p) {
+                               [&](const std::shared_ptr<Channel>& p) {
                                  agent = p;
                                  EchoStreamingAgent(p);
                                });
@@ -293,7 +293,7 @@ TEST_CASE("runtime: the first connection is retried through resets and flips",
   ServerOptions so = FastServer();
   auto server = Server::Create(
       io.get_executor(), so,
-      [](const std::shared_ptr<Peer>& p) { EchoStreamingAgent(p); });
+      [](const std::shared_ptr<Channel>& p) { EchoStreamingAgent(p); });
   REQUIRE(server.ok());
   auto ep = (*server)->ListenTcp("127.0.0.1", 0);
   REQUIRE(ep.ok());
@@ -314,8 +314,9 @@ TEST_CASE("runtime: the first connection is retried through resets and flips",
       FastClient());
   REQUIRE(client.ok());
   std::vector<absl::Status> retries;
-  (*client)->SetObserver([&](const PeerEvent& e) {
-    if (e.kind == PeerEvent::Kind::kReconnecting) retries.push_back(e.status);
+  (*client)->SetObserver([&](const ChannelEvent& e) {
+    if (e.kind == ChannelEvent::Kind::kReconnecting)
+      retries.push_back(e.status);
   });
   absl::Status st = absl::UnknownError("pending");
   (*client)->async_wait_established([&](absl::Status s) { st = s; });
@@ -354,8 +355,8 @@ TEST_CASE("runtime: a failed authentication is not retried",
       co);
   REQUIRE(client.ok());
   int retries = 0;
-  (*client)->SetObserver([&](const PeerEvent& e) {
-    if (e.kind == PeerEvent::Kind::kReconnecting) ++retries;
+  (*client)->SetObserver([&](const ChannelEvent& e) {
+    if (e.kind == ChannelEvent::Kind::kReconnecting) ++retries;
   });
   absl::Status st = absl::UnknownError("pending");
   (*client)->async_wait_established([&](absl::Status s) { st = s; });
@@ -384,8 +385,8 @@ TEST_CASE("runtime: the first connection failing fails the session",
       io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", port), co);
   REQUIRE(client.ok());
   int retries = 0;
-  (*client)->SetObserver([&](const PeerEvent& e) {
-    if (e.kind == PeerEvent::Kind::kReconnecting) ++retries;
+  (*client)->SetObserver([&](const ChannelEvent& e) {
+    if (e.kind == ChannelEvent::Kind::kReconnecting) ++retries;
   });
   absl::Status st = absl::UnknownError("pending");
   (*client)->async_wait_established([&](absl::Status s) { st = s; });
@@ -403,7 +404,7 @@ TEST_CASE("runtime: the first connection failing fails the session",
 TEST_CASE("runtime: coroutines (use_awaitable) on both sides", "[runtime]") {
   asio::io_context io;
   auto server = Server::Create(
-      io.get_executor(), FastServer(), [](const std::shared_ptr<Peer>& p) {
+      io.get_executor(), FastServer(), [](const std::shared_ptr<Channel>& p) {
         p->SetTaskHandler([](IncomingTask t) {
           // An agent coroutine: streams three tokens, waiting for room.
           asio::co_spawn(
@@ -462,13 +463,13 @@ TEST_CASE("runtime: use_future from another thread", "[runtime]") {
   auto work = asio::make_work_guard(io);
   std::thread runner([&] { io.run(); });
   std::shared_ptr<Server> server;
-  std::shared_ptr<Peer> client;
+  std::shared_ptr<Channel> client;
   // Set up on the io thread (synchronous members belong to it).
   std::promise<void> ready;
   asio::post(io, [&] {
     auto s = Server::Create(
         io.get_executor(), FastServer(),
-        [](const std::shared_ptr<Peer>& p) { EchoStreamingAgent(p); });
+        [](const std::shared_ptr<Channel>& p) { EchoStreamingAgent(p); });
     REQUIRE(s.ok());
     server = *s;
     auto ep = server->ListenTcp("127.0.0.1", 0);
@@ -522,12 +523,12 @@ TEST_CASE("runtime: one server holds 1,000 concurrent sessions", "[runtime]") {
   ServerOptions so = FastServer();
   auto server = Server::Create(
       io.get_executor(), so,
-      [](const std::shared_ptr<Peer>& p) { EchoStreamingAgent(p); });
+      [](const std::shared_ptr<Channel>& p) { EchoStreamingAgent(p); });
   REQUIRE(server.ok());
   auto ep = (*server)->ListenTcp("127.0.0.1", 0);
   REQUIRE(ep.ok());
   constexpr int kSessions = 1000;
-  std::vector<std::shared_ptr<Peer>> clients;
+  std::vector<std::shared_ptr<Channel>> clients;
   int answered = 0;
   for (int i = 0; i < kSessions; ++i) {
     auto c = Client::Connect(
@@ -579,11 +580,12 @@ TEST_CASE(
   asio::io_context io;
   auto [a, b] = MakeMemoryTransportPair(io.get_executor());
   std::vector<IncomingTask> held;
-  auto server = Server::Create(
-      io.get_executor(), FastServer(), [&held](const std::shared_ptr<Peer>& p) {
-        p->SetTaskHandler(
-            [&held](IncomingTask t) { held.push_back(std::move(t)); });
-      });
+  auto server = Server::Create(io.get_executor(), FastServer(),
+                               [&held](const std::shared_ptr<Channel>& p) {
+                                 p->SetTaskHandler([&held](IncomingTask t) {
+                                   held.push_back(std::move(t));
+                                 });
+                               });
   REQUIRE(server.ok());
   (*server)->Accept(b);
   auto client = Client::Start(a, FastClient());

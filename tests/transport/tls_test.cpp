@@ -711,7 +711,7 @@ TEST_CASE(
   ServerOptions so;
   so.session.role = AgentRole::kAgent;
   auto server = Server::Create(
-      io.get_executor(), so, [](const std::shared_ptr<Peer>& session) {
+      io.get_executor(), so, [](const std::shared_ptr<Channel>& session) {
         session->SetTaskHandler([](IncomingTask t) {
           REQUIRE(t.Respond("secret ", false).ok());
           REQUIRE(t.Respond(t.payload_string(), true).ok());

@@ -11,15 +11,15 @@
 #include "absl/time/time.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "symwire/config.hpp"
+#include "symwire/runtime/channel.hpp"
 #include "symwire/runtime/options.hpp"
-#include "symwire/runtime/peer.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/transport.hpp"
 
 namespace symwire {
 
 // ClientOptions
-struct ClientOptions : PeerOptions {
+struct ClientOptions : ChannelOptions {
   // Redial and resume after a connection is lost (SessionConfig::backoff
   // paces the dials). False: a lost connection fails the session (for
   // transports that cannot be redialled, such as a child's pipes).
@@ -30,7 +30,7 @@ struct ClientOptions : PeerOptions {
   // server over its connection limits refuses, a framing or CRC error, a
   // handshake timeout, a SESSION_ERROR with a retryable code such as
   // UNAVAILABLE), the client waits SessionConfig::backoff and dials again
-  // with a fresh handshake (PeerEvent kReconnecting, `attempt` = failures
+  // with a fresh handshake (ChannelEvent kReconnecting, `attempt` = failures
   // so far), up to `first_connect_attempts` connections in all and no new
   // attempt later than `first_connect_timeout` after Connect. A definitive
   // refusal is not retried: UNAUTHENTICATED, VERSION_MISMATCH,
@@ -50,19 +50,19 @@ struct ClientOptions : PeerOptions {
 class Client {
  public:
   // Connect
-  // Creates a Peer that dials with `dialer` now and again after every
-  // loss. Wait for the handshake with Peer::async_wait_established: the
+  // Creates a Channel that dials with `dialer` now and again after every
+  // loss. Wait for the handshake with Channel::async_wait_established: the
   // first connection is retried on transient failures
   // (ClientOptions::retry_first_connect); later losses are repaired by
   // resuming. Errors: kInvalidArgument for a bad config.
-  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Connect(
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Connect(
       const asio::any_io_executor& executor, Dialer dialer,
       ClientOptions options);
 
   // Over an already-connected transport (no reconnect, no retry of the
   // first connection): a child process's pipes, a memory pipe.
-  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Start(
-      const std::shared_ptr<Transport>& transport, PeerOptions options);
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Start(
+      const std::shared_ptr<Transport>& transport, ChannelOptions options);
 };
 
 }  // namespace symwire

@@ -28,7 +28,7 @@ struct IncomingState;
 
 // IncomingTask
 // A task this side executes, handed to the task handler (SetTaskHandler).
-// A cheap handle: keep a copy to answer later (on the peer's executor).
+// A cheap handle: keep a copy to answer later (on the channel's executor).
 class IncomingTask {
  public:
   IncomingTask() = default;
@@ -80,11 +80,11 @@ class IncomingTask {
                                  bool retryable = false);
 
   explicit operator bool() const { return state_ != nullptr; }
-  // The peer's executor: answer the task there.
+  // The channel's executor: answer the task there.
   SYMWIRE_DECL asio::any_io_executor get_executor() const;
 
  private:
-  friend class Peer;
+  friend class Channel;
   static absl::Span<const std::byte> AsBytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
   }
@@ -111,10 +111,10 @@ auto IncomingTask::async_respond(std::string payload, bool final,
 
 }  // namespace symwire
 
-// Header-only mode: the out-of-line bodies (impl/incoming_task.ipp) need Peer,
-// so peer.hpp includes them.
+// Header-only mode: the out-of-line bodies (impl/incoming_task.ipp) need
+// Channel, so channel.hpp includes them.
 #ifdef SYMWIRE_HEADER_ONLY
-#include "symwire/runtime/peer.hpp"
+#include "symwire/runtime/channel.hpp"
 #endif
 
 #endif  // SYMWIRE_RUNTIME_INCOMING_TASK_HPP_

@@ -1,6 +1,6 @@
 // File: symwire/runtime/options.hpp
 // Layer 3b (runtime). The plain settings and value types of the runtime:
-// SystemRandom, SteadyNow, Response, PeerEvent, PeerOptions, CallOptions,
+// SystemRandom, SteadyNow, Response, ChannelEvent, ChannelOptions, CallOptions,
 // TaskCallbacks.
 #ifndef SYMWIRE_RUNTIME_OPTIONS_HPP_
 #define SYMWIRE_RUNTIME_OPTIONS_HPP_
@@ -42,11 +42,11 @@ struct Response {
   bool final = false;
 };
 
-// PeerEvent
-// What a Peer reports to its observer (SetObserver): connection-level
+// ChannelEvent
+// What a Channel reports to its observer (SetObserver): connection-level
 // changes the user may want to log or show. Tasks are never lost across
 // kReconnecting -> kResumed.
-struct PeerEvent {
+struct ChannelEvent {
   enum class Kind : uint8_t {
     kConnected,     // first handshake done
     kReconnecting,  // connection lost; the session resumes (client:
@@ -61,11 +61,11 @@ struct PeerEvent {
   absl::Status status;   // kReconnecting, kFailed: why
   uint32_t attempt = 0;  // kReconnecting: dials so far in this outage
 };
-SYMWIRE_DECL std::string_view PeerEventName(PeerEvent::Kind kind);
+SYMWIRE_DECL std::string_view ChannelEventName(ChannelEvent::Kind kind);
 
-// PeerOptions
+// ChannelOptions
 // The runtime's settings for one session.
-struct PeerOptions {
+struct ChannelOptions {
   // The session's configuration (SPEC.md §19 defaults). `side` is set by
   // Client / Server; an empty `random` becomes SystemRandom().
   SessionConfig session;
@@ -107,6 +107,15 @@ struct TaskCallbacks {
       on_response;
   std::function<void(const absl::Status& status)> on_done;
 };
+
+// The old names (README, "Upgrading").
+using PeerEvent [[deprecated("use symwire::ChannelEvent")]] = ChannelEvent;
+using PeerOptions [[deprecated("use symwire::ChannelOptions")]] =
+    ChannelOptions;
+[[deprecated("use symwire::ChannelEventName")]] inline std::string_view
+PeerEventName(ChannelEvent::Kind kind) {
+  return ChannelEventName(kind);
+}
 
 }  // namespace symwire
 

@@ -1,16 +1,22 @@
 // File: symwire/runtime/runtime.hpp
 // Layer 3b (runtime). The umbrella header of the runtime users write
-// orchestrators and agents against: Peer (one session, driven over real
+// orchestrators and agents against: Channel (one session, driven over real
 // transports), TaskCall (a task this side submitted), IncomingTask (a task this
 // side executes), Client (dials, reconnects and resumes) and Server (accepts,
 // keeps the registry that routes resumes, drains on shutdown).
 //
-// The driver. Peer is the one generic loop of STYLE.md §1 over any
-// Transport: it feeds what the transport reads to Session::Receive, copies
-// what PollTransmit returns into the transport's pending batch (written
-// with coalescing), delivers PollEvent's events, and keeps one timer armed
-// for NextDeadline(). It is the only code that reads a clock
-// (steady_clock).
+// The driver. Channel is the one generic loop of STYLE.md §1 over any
+// Transport (impl/driver.ipp): it feeds what the transport reads to
+// Session::Receive, copies what PollTransmit returns into the transport's
+// pending batch (written with coalescing), delivers PollEvent's events
+// (std::visit, one handler per event type), and keeps one timer armed for
+// NextDeadline(). Every time it hands the session comes from one function,
+// Channel::Now, which reads steady_clock (SteadyNow()) at most once per
+// turn unless asked for a fresh reading, and never goes backwards. What
+// differs between the sides is a part the Channel owns: Client's
+// (detail/client_part.hpp: dialing, redialling, first-connect retries) or
+// Server's (detail/server_part.hpp: the session's entry in the server's
+// books).
 //
 // Threading. Every object here belongs to one executor (an io_context, or
 // a strand): its callbacks run there, and its synchronous member functions
@@ -27,15 +33,15 @@
 // std::future<absl::StatusOr<T>>.
 //
 // The parts, one header each: options.hpp (settings and value types),
-// task_call.hpp, incoming_task.hpp, peer.hpp (the driver), client.hpp,
+// task_call.hpp, incoming_task.hpp, channel.hpp (the driver), client.hpp,
 // server.hpp. Link symwire::transport.
 #ifndef SYMWIRE_RUNTIME_RUNTIME_HPP_
 #define SYMWIRE_RUNTIME_RUNTIME_HPP_
 
+#include "symwire/runtime/channel.hpp"
 #include "symwire/runtime/client.hpp"
 #include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
-#include "symwire/runtime/peer.hpp"
 #include "symwire/runtime/server.hpp"
 #include "symwire/runtime/task_call.hpp"
 

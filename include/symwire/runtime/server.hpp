@@ -29,7 +29,10 @@
 
 namespace symwire {
 
-class Peer;
+class Channel;
+namespace detail {
+struct ServerPart;
+}  // namespace detail
 
 // ServerOptions
 //
@@ -40,7 +43,7 @@ class Peer;
 // when its peer sends more before the handshake completes; the session
 // also limits a frame to 8 KiB until then, SPEC.md §15.2); its output (a
 // preface and a few control frames, well under 1 KiB); and the fixed state
-// of a Session, a Peer and a Transport (an idle handshaking connection
+// of a Session, a Channel and a Transport (an idle handshaking connection
 // measured about 16 KiB in all, read buffer included, in
 // tests/transport/hostile_test.cpp). With the defaults that is under
 // 48 KiB per connection, and max_handshaking_connections bounds how many
@@ -67,7 +70,7 @@ class Peer;
 // Sources. A TCP or TLS connection's source is its peer's IP address; a
 // Unix-domain connection's is its peer's uid ("uid:1000"); a transport
 // handed to Accept without one shares the source "accepted".
-struct ServerOptions : PeerOptions {
+struct ServerOptions : ChannelOptions {
   // Connections accepted and not yet closed (handshaking, idle or live);
   // more are closed at once.
   size_t max_connections = 10000;
@@ -135,7 +138,7 @@ struct ServerCounters {
 // belongs to (the registry, by session id).
 class Server : public std::enable_shared_from_this<Server> {
  public:
-  using SessionHandler = std::function<void(const std::shared_ptr<Peer>&)>;
+  using SessionHandler = std::function<void(const std::shared_ptr<Channel>&)>;
 
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Server>> Create(
       asio::any_io_executor executor, ServerOptions options,
@@ -183,10 +186,11 @@ class Server : public std::enable_shared_from_this<Server> {
   size_t connections() const { return live_connections_; }
   size_t sessions() const { return registry_.size(); }
   // The established session with this id, or nullptr.
-  SYMWIRE_DECL std::shared_ptr<Peer> Find(const SessionId& id) const;
+  SYMWIRE_DECL std::shared_ptr<Channel> Find(const SessionId& id) const;
 
  private:
-  friend class Peer;
+  friend class Channel;
+  friend struct detail::ServerPart;
   struct Private {};
 
  public:
@@ -201,18 +205,19 @@ class Server : public std::enable_shared_from_this<Server> {
                      Upgrade upgrade);
   void AcceptUnixLoop(
       const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor);
-  // From Peer.
-  void OnEstablished(const std::shared_ptr<Peer>& peer);
+  // From Channel.
+  void OnEstablished(const std::shared_ptr<Channel>& channel);
   // Evicts the idle disconnected session disconnected longest (of `source`
   // if not null); false if there is none.
   bool EvictIdle(const std::string* source);
   bool SourceBlocked(const std::string& source);
   void CountAuthFailure(const std::string& source);
   // Bytes of a handshaking connection: through the Endpoint, then acts on
-  // its outcome (a new session, a resume moved to its Peer, a rejection).
-  void OnHandshakeData(const std::shared_ptr<Peer>& fresh,
+  // its outcome (a new session, a resume moved to its Channel, a
+  // rejection).
+  void OnHandshakeData(const std::shared_ptr<Channel>& fresh,
                        absl::Span<const std::byte> bytes, absl::Time now);
-  void OnPeerEnded(Peer* peer);
+  void OnChannelEnded(Channel* channel);
   void ForgetSessionsForShutdown();
   void OnConnectionCountChanged(int delta) {
     live_connections_ =
@@ -228,15 +233,15 @@ class Server : public std::enable_shared_from_this<Server> {
   std::vector<std::shared_ptr<asio::local::stream_protocol::acceptor>>
       unix_acceptors_;
   // Connections whose session is not established yet.
-  absl::flat_hash_map<Peer*, std::shared_ptr<Peer>> pending_;
+  absl::flat_hash_map<Channel*, std::shared_ptr<Channel>> pending_;
   // The sans-I/O registry (session/endpoint.hpp): it creates each
   // connection's session, routes resumes and bounds handshakes. registry_
-  // maps its sessions to their Peers; the policies that need a Peer's
+  // maps its sessions to their Channels; the policies that need a Channel's
   // state (per-source limits, eviction of idle sessions, which must not
   // drop a user's unread responses) stay here, and a session the server
   // drops is removed from the Endpoint too.
   std::unique_ptr<Endpoint> endpoint_;
-  absl::flat_hash_map<SessionId, std::shared_ptr<Peer>, SessionIdHash>
+  absl::flat_hash_map<SessionId, std::shared_ptr<Channel>, SessionIdHash>
       registry_;
   size_t live_connections_ = 0;
   // Registered sessions per source (max_sessions_per_source).
@@ -269,9 +274,9 @@ auto Server::async_shutdown(CompletionToken&& token) {
 
 }  // namespace symwire
 
-// Peer after Server: Server only names Peer, and in header-only mode
-// peer.hpp's bodies need Server complete.
-#include "symwire/runtime/peer.hpp"  // IWYU pragma: export
+// Channel after Server: Server only names Channel, and in header-only mode
+// channel.hpp's bodies need Server complete.
+#include "symwire/runtime/channel.hpp"  // IWYU pragma: export
 
 #ifdef SYMWIRE_HEADER_ONLY
 #include "symwire/runtime/impl/server.ipp"

@@ -21,8 +21,8 @@ struct CallState;
 }  // namespace detail
 
 // TaskCall
-// A task this side submitted (Peer::Submit / async_submit). A cheap
-// handle: copies refer to the same task. Members run on the peer's
+// A task this side submitted (Channel::Submit / async_submit). A cheap
+// handle: copies refer to the same task. Members run on the channel's
 // executor.
 class TaskCall {
  public:
@@ -52,11 +52,11 @@ class TaskCall {
   SYMWIRE_DECL absl::Status Cancel();
 
   explicit operator bool() const { return state_ != nullptr; }
-  // The peer's executor (where the task's callbacks run).
+  // The channel's executor (where the task's callbacks run).
   SYMWIRE_DECL asio::any_io_executor get_executor() const;
 
  private:
-  friend class Peer;
+  friend class Channel;
   explicit TaskCall(std::shared_ptr<detail::CallState> state)
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartNext(
@@ -74,10 +74,10 @@ auto TaskCall::async_next(CompletionToken&& token) {
 
 }  // namespace symwire
 
-// Header-only mode: the out-of-line bodies (impl/task_call.ipp) need Peer,
-// so peer.hpp includes them.
+// Header-only mode: the out-of-line bodies (impl/task_call.ipp) need Channel,
+// so channel.hpp includes them.
 #ifdef SYMWIRE_HEADER_ONLY
-#include "symwire/runtime/peer.hpp"
+#include "symwire/runtime/channel.hpp"
 #endif
 
 #endif  // SYMWIRE_RUNTIME_TASK_CALL_HPP_

@@ -22,8 +22,8 @@
 // control frames).
 //
 // Why type erasure rather than a Driver<Stream> template (STYLE.md §2
-// sketches transport/driver.hpp and concepts.hpp): the driver (Peer,
-// runtime.hpp) and Client/Server then compile once, in
+// sketches transport/driver.hpp and concepts.hpp): the driver (Channel,
+// runtime/channel.hpp) and Client/Server then compile once, in
 // src/symwire_transport.cpp, instead of in every program that names a
 // stream type (Asio costs seconds per translation unit), and a server can
 // hold sessions over different transports side by side. The price is one

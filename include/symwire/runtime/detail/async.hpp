@@ -4,9 +4,11 @@
 #ifndef SYMWIRE_RUNTIME_DETAIL_ASYNC_HPP_
 #define SYMWIRE_RUNTIME_DETAIL_ASYNC_HPP_
 
+#include <chrono>
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/associated_executor.hpp"
 #include "boost/asio/async_result.hpp"
@@ -55,6 +57,14 @@ auto InitiateOn(const asio::any_io_executor& ex, Start start,
       },
       token, std::forward<Args>(args)...);
 }
+// ToSteady: an absl::Time of SteadyNow()'s scale as a steady_clock time
+// point (to arm an Asio timer for a session deadline).
+inline std::chrono::steady_clock::time_point ToSteady(absl::Time t) {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
+}
+
 }  // namespace detail
 
 }  // namespace symwire

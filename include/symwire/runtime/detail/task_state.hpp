@@ -20,12 +20,12 @@
 
 namespace symwire {
 
-class Peer;
+class Channel;
 
 namespace detail {
 
 struct CallState {
-  std::weak_ptr<Peer> peer;
+  std::weak_ptr<Channel> channel;
   asio::any_io_executor executor;
   TaskId id = 0;
   TaskCallbacks callbacks;
@@ -40,7 +40,7 @@ struct CallState {
 };
 
 struct IncomingState {
-  std::weak_ptr<Peer> peer;
+  std::weak_ptr<Channel> channel;
   asio::any_io_executor executor;
   TaskId id = 0;
   absl::Span<const std::byte> payload;  // during the handler call only

@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "symwire/error.hpp"
+#include "symwire/runtime/channel.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
 #include "symwire/runtime/incoming_task.hpp"
-#include "symwire/runtime/peer.hpp"
 
 namespace symwire {
 
@@ -60,45 +60,45 @@ SYMWIRE_DECL void IncomingTask::OnCancel(
 
 SYMWIRE_DECL absl::Status IncomingTask::Respond(
     absl::Span<const std::byte> payload, bool final) {
-  auto peer = state_->peer.lock();
-  if (!peer) {
+  auto channel = state_->channel.lock();
+  if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
   }
-  return peer->RespondFor(*state_, payload, final);
+  return channel->RespondFor(*state_, payload, final);
 }
 
 SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
                                              bool retryable) {
   SYMWIRE_REQUIRE(!status.ok());
-  auto peer = state_->peer.lock();
-  if (!peer) {
+  auto channel = state_->channel.lock();
+  if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
   }
   if (state_->done) {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", state_->id, " already ended"));
   }
-  absl::Status st =
-      peer->session_->FailTask(state_->id, status, retryable, peer->FreshNow());
+  absl::Status st = channel->session_->FailTask(
+      state_->id, status, retryable, channel->Now(Channel::Reading::kFresh));
   if (st.ok()) {
     state_->done = true;
-    peer->incoming_.erase(state_->id);
+    channel->incoming_.erase(state_->id);
   }
-  peer->AfterInput();
+  channel->AfterInput();
   return st;
 }
 
 SYMWIRE_DECL void IncomingTask::StartRespond(
     std::string payload, bool final,
     detail::Completion<void(absl::Status)> done) {
-  auto peer = state_->peer.lock();
-  if (!peer) {
+  auto channel = state_->channel.lock();
+  if (!channel) {
     done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));
     return;
   }
   auto attempt = [state = state_, payload = std::move(payload), final,
                   done = std::move(done)]() mutable -> bool {
-    auto p = state->peer.lock();
+    auto p = state->channel.lock();
     absl::Status st =
         p ? p->RespondFor(
                 *state,
@@ -111,8 +111,8 @@ SYMWIRE_DECL void IncomingTask::StartRespond(
     done(std::move(st));
     return true;
   };
-  if (peer->writable_waiters_.empty() && attempt()) return;
-  peer->writable_waiters_.push_back(std::move(attempt));
+  if (channel->writable_waiters_.empty() && attempt()) return;
+  channel->writable_waiters_.push_back(std::move(attempt));
 }
 
 }  // namespace symwire

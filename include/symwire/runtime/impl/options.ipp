@@ -30,19 +30,19 @@ SYMWIRE_DECL absl::Time SteadyNow() {
              std::chrono::steady_clock::now().time_since_epoch()));
 }
 
-SYMWIRE_DECL std::string_view PeerEventName(PeerEvent::Kind kind) {
+SYMWIRE_DECL std::string_view ChannelEventName(ChannelEvent::Kind kind) {
   switch (kind) {
-    case PeerEvent::Kind::kConnected:
+    case ChannelEvent::Kind::kConnected:
       return "connected";
-    case PeerEvent::Kind::kReconnecting:
+    case ChannelEvent::Kind::kReconnecting:
       return "reconnecting";
-    case PeerEvent::Kind::kResumed:
+    case ChannelEvent::Kind::kResumed:
       return "resumed";
-    case PeerEvent::Kind::kPeerDraining:
+    case ChannelEvent::Kind::kPeerDraining:
       return "peer-draining";
-    case PeerEvent::Kind::kClosed:
+    case ChannelEvent::Kind::kClosed:
       return "closed";
-    case PeerEvent::Kind::kFailed:
+    case ChannelEvent::Kind::kFailed:
       return "failed";
   }
   return "unknown";

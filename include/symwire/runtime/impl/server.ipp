@@ -17,10 +17,41 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
+#include "symwire/runtime/detail/server_part.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
 #include "symwire/runtime/server.hpp"
 
 namespace symwire {
+
+// ---- ServerPart --------------------------------------------------------
+
+namespace detail {
+
+SYMWIRE_DECL void ServerPart::Attached(Transport& transport,
+                                       bool established_once) {
+  disconnected_at = absl::InfiniteFuture();
+  if (auto s = server.lock()) s->OnConnectionCountChanged(1);
+  transport.LimitReadBuffer(established_once ? SIZE_MAX
+                                             : Transport::kInitialReadBuffer);
+}
+
+SYMWIRE_DECL void ServerPart::Detached(absl::Time now) {
+  disconnected_at = now;
+  if (auto s = server.lock()) s->OnConnectionCountChanged(-1);
+}
+
+SYMWIRE_DECL absl::Status ServerPart::CountHandshakeBytes(size_t n) {
+  handshake_bytes += n;
+  if (handshake_bytes <= handshake_byte_limit) return absl::OkStatus();
+  if (auto s = server.lock()) ++s->counters_.handshakes_oversized;
+  return absl::ResourceExhaustedError(
+      absl::StrCat("handshake: the peer sent ", handshake_bytes,
+                   " bytes before the session was established "
+                   "(max_handshake_bytes ",
+                   handshake_byte_limit, ")"));
+}
+
+}  // namespace detail
 
 // ---- Server ----------------------------------------------------------------
 
@@ -238,33 +269,36 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     transport->Close(accepted.status());
     return;
   }
-  auto p = std::make_shared<Peer>(Peer::Private{}, executor_,
-                                  std::move(accepted->session), options_);
-  p->handshake_ = accepted->connection;
-  p->server_ = weak_from_this();
-  p->source_ = std::move(source);
-  p->handshake_byte_limit_ = options_.max_handshake_bytes;
+  auto p = std::make_shared<Channel>(Channel::Private{}, executor_,
+                                     std::move(accepted->session), options_);
+  auto part = std::make_unique<detail::ServerPart>();
+  part->server = weak_from_this();
+  part->source = std::move(source);
+  part->handshake_byte_limit = options_.max_handshake_bytes;
+  part->handshake = accepted->connection;
+  p->server_ = std::move(part);
   pending_[p.get()] = p;
   p->Attach(std::move(transport), true);
   p->AfterInput();
 }
 
-SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
-  pending_.erase(peer.get());
+SYMWIRE_DECL void Server::OnEstablished(
+    const std::shared_ptr<Channel>& channel) {
+  pending_.erase(channel.get());
   const auto refuse = [&](const std::string& why) {
     ++counters_.sessions_refused;
     // No symwire detail code fits; the peer sees RESOURCE_EXHAUSTED.
-    peer->session_->Abort(absl::ResourceExhaustedError(why), SteadyNow());
-    static_cast<void>(endpoint_->Remove(peer->session_->session_id()));
+    channel->session_->Abort(absl::ResourceExhaustedError(why), channel->Now());
+    static_cast<void>(endpoint_->Remove(channel->session_->session_id()));
   };
   if (options_.max_sessions_per_source > 0) {
-    auto it = sessions_per_source_.find(peer->source_);
+    auto it = sessions_per_source_.find(channel->server_->source);
     if (it != sessions_per_source_.end() &&
         it->second >= options_.max_sessions_per_source &&
-        !EvictIdle(&peer->source_)) {
+        !EvictIdle(&channel->server_->source)) {
       ++counters_.sessions_refused_per_source;
-      refuse(absl::StrCat("source ", peer->source_, " holds ", it->second,
-                          " sessions (max_sessions_per_source ",
+      refuse(absl::StrCat("source ", channel->server_->source, " holds ",
+                          it->second, " sessions (max_sessions_per_source ",
                           options_.max_sessions_per_source, ")"));
       return;
     }
@@ -276,27 +310,29 @@ SYMWIRE_DECL void Server::OnEstablished(const std::shared_ptr<Peer>& peer) {
     return;
   }
   ++counters_.sessions_established;
-  peer->registered_ = true;
-  registry_[peer->session_->session_id()] = peer;
-  ++sessions_per_source_[peer->source_];
-  if (peer->transport_) peer->transport_->LimitReadBuffer(SIZE_MAX);
-  if (on_session_) on_session_(peer);
+  channel->server_->registered = true;
+  registry_[channel->session_->session_id()] = channel;
+  ++sessions_per_source_[channel->server_->source];
+  if (channel->transport_) channel->transport_->LimitReadBuffer(SIZE_MAX);
+  if (on_session_) on_session_(channel);
 }
 
 SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
   // A linear scan, only when the registry (or a source) is full: cheap next
   // to the handshake that asks for it.
-  std::shared_ptr<Peer> victim;
+  std::shared_ptr<Channel> victim;
   for (const auto& [id, p] : registry_) {
     if (p->transport_ || p->ended_ || p->dispatching_) continue;
-    if (source != nullptr && p->source_ != *source) continue;
+    if (source != nullptr && p->server_->source != *source) continue;
     const Session& s = *p->session_;
     if (s.state() != SessionState::kDisconnected || s.open_tasks() != 0 ||
         s.replay_frames_in_use() != 0 || !p->calls_.empty() ||
         !p->incoming_.empty()) {
       continue;
     }
-    if (!victim || p->disconnected_at_ < victim->disconnected_at_) victim = p;
+    if (!victim ||
+        p->server_->disconnected_at < victim->server_->disconnected_at)
+      victim = p;
   }
   if (!victim) return false;
   ++counters_.sessions_evicted;
@@ -306,8 +342,8 @@ SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
                    "resume: the server's registry is full",
                    source != nullptr ? absl::StrCat(" for source ", *source)
                                      : std::string())));
-  // Abort ended it (SessionEnded -> OnPeerEnded unregisters it).
-  SYMWIRE_ASSERT(!victim->registered_);
+  // Abort ended it (SessionEnded -> OnChannelEnded unregisters it).
+  SYMWIRE_ASSERT(!victim->server_->registered);
   return true;
 }
 
@@ -345,18 +381,19 @@ SYMWIRE_DECL void Server::CountAuthFailure(const std::string& source) {
   }
 }
 
-SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Peer>& fresh,
+SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Channel>& fresh,
                                           absl::Span<const std::byte> bytes,
                                           absl::Time now) {
   const uint64_t rejected_before = endpoint_->counters().resumes_rejected;
   const ConnectionOutcome outcome =
-      endpoint_->Receive(fresh->handshake_, bytes, now);
-  if (!std::holds_alternative<HandshakeRunning>(outcome)) fresh->handshake_ = 0;
+      endpoint_->Receive(fresh->server_->handshake, bytes, now);
+  if (!std::holds_alternative<HandshakeRunning>(outcome))
+    fresh->server_->handshake = 0;
   const auto* resumed = std::get_if<SessionResumed>(&outcome);
   if (resumed == nullptr) {
-    // Running, a new session (OnEstablished registers it when the Peer
-    // delivers Established) or a rejection (answered on `fresh`, which then
-    // ends: OnPeerEnded).
+    // Running, a new session (OnEstablished registers it when the
+    // Channel delivers Established) or a rejection (answered on `fresh`, which
+    // then ends: OnChannelEnded).
     if (endpoint_->counters().resumes_rejected != rejected_before) {
       ++counters_.resumes_rejected;
     }
@@ -364,16 +401,16 @@ SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Peer>& fresh,
     return;
   }
   // The Endpoint moved the connection to a session it has registered; the
-  // Peer of that session takes the transport over.
+  // Channel of that session takes the transport over.
   auto it = registry_.find(resumed->session->session_id());
   if (it == registry_.end() || it->second->session_ != resumed->session) {
     // Every session the Endpoint holds is registered here (OnEstablished,
-    // OnPeerEnded and the refusals keep the two in step).
+    // OnChannelEnded and the refusals keep the two in step).
     SYMWIRE_ASSERT(false);
     fresh->AfterInput();
     return;
   }
-  const std::shared_ptr<Peer> existing = it->second;
+  const std::shared_ptr<Channel> existing = it->second;
   ++counters_.resumes;
   // Whatever `fresh` still has goes out first, on its connection.
   fresh->DrainTransmit();
@@ -400,37 +437,39 @@ SYMWIRE_DECL void Server::ForgetSessionsForShutdown() {
   // A server that shuts down takes no resume: the Endpoint forgets its
   // sessions, so a resume is rejected (SESSION_EXPIRED) like one of an
   // unknown session.
-  for (const auto& [id, peer] : registry_) {
+  for (const auto& [id, channel] : registry_) {
     static_cast<void>(endpoint_->Remove(id));
   }
 }
 
-SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
-  // The peer stays alive until its own call stack unwinds (it holds a
+SYMWIRE_DECL void Server::OnChannelEnded(Channel* channel) {
+  // The channel stays alive until its own call stack unwinds (it holds a
   // reference in AfterInput). A connection that ends failed before its
   // session was established is a failed handshake (bad bytes, timeout,
   // authentication, a rejected resume); a resumed one ends kClosed.
-  if (peer->handshake_ != 0) {
+  if (channel->server_->handshake != 0) {
     // Ended before the Endpoint decided (timeout, transport lost, abort).
-    endpoint_->Release(peer->handshake_);
-    peer->handshake_ = 0;
+    endpoint_->Release(channel->server_->handshake);
+    channel->server_->handshake = 0;
   }
-  if (pending_.erase(peer) > 0 && !stopping_ &&
-      peer->session_->state() == SessionState::kFailed) {
+  if (pending_.erase(channel) > 0 && !stopping_ &&
+      channel->session_->state() == SessionState::kFailed) {
     ++counters_.handshakes_failed;
-    if (GetErrorCode(peer->session_->status()) == ErrorCode::kUnauthenticated) {
-      CountAuthFailure(peer->source_);
+    if (GetErrorCode(channel->session_->status()) ==
+        ErrorCode::kUnauthenticated) {
+      CountAuthFailure(channel->server_->source);
     }
   }
-  if (peer->registered_) {
-    peer->registered_ = false;
-    auto it = registry_.find(peer->session_->session_id());
-    if (it != registry_.end() && it->second.get() == peer) {
+  if (channel->server_->registered) {
+    channel->server_->registered = false;
+    auto it = registry_.find(channel->session_->session_id());
+    if (it != registry_.end() && it->second.get() == channel) {
       registry_.erase(it);
-      if (endpoint_->Find(peer->session_->session_id()) == peer->session_) {
-        static_cast<void>(endpoint_->Remove(peer->session_->session_id()));
+      if (endpoint_->Find(channel->session_->session_id()) ==
+          channel->session_) {
+        static_cast<void>(endpoint_->Remove(channel->session_->session_id()));
       }
-      auto src = sessions_per_source_.find(peer->source_);
+      auto src = sessions_per_source_.find(channel->server_->source);
       if (src != sessions_per_source_.end() && --src->second == 0) {
         sessions_per_source_.erase(src);
       }
@@ -439,7 +478,7 @@ SYMWIRE_DECL void Server::OnPeerEnded(Peer* peer) {
   MaybeFinishShutdown();
 }
 
-SYMWIRE_DECL std::shared_ptr<Peer> Server::Find(const SessionId& id) const {
+SYMWIRE_DECL std::shared_ptr<Channel> Server::Find(const SessionId& id) const {
   auto it = registry_.find(id);
   return it == registry_.end() ? nullptr : it->second;
 }
@@ -450,13 +489,13 @@ SYMWIRE_DECL void Server::Stop() {
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
   for (auto& a : unix_acceptors_) a->close(ignored);
-  std::vector<std::shared_ptr<Peer>> all;
-  for (const auto& [p, peer] : pending_) all.push_back(peer);
-  for (const auto& [id, peer] : registry_) all.push_back(peer);
+  std::vector<std::shared_ptr<Channel>> all;
+  for (const auto& [p, channel] : pending_) all.push_back(channel);
+  for (const auto& [id, channel] : registry_) all.push_back(channel);
   // Plain UNAVAILABLE (no symwire detail code fits): retry elsewhere.
   const absl::Status why = absl::UnavailableError("server stopped");
-  for (const auto& peer : all) {
-    if (!peer->ended_) peer->Abort(why);
+  for (const auto& channel : all) {
+    if (!channel->ended_) channel->Abort(why);
   }
   MaybeFinishShutdown();
 }
@@ -473,14 +512,14 @@ SYMWIRE_DECL void Server::StartShutdown(
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
   for (auto& a : unix_acceptors_) a->close(ignored);
-  std::vector<std::shared_ptr<Peer>> handshaking;
-  for (const auto& [p, peer] : pending_) handshaking.push_back(peer);
-  for (const auto& peer : handshaking) {
-    peer->Abort(absl::UnavailableError("server shutting down"));
+  std::vector<std::shared_ptr<Channel>> handshaking;
+  for (const auto& [p, channel] : pending_) handshaking.push_back(channel);
+  for (const auto& channel : handshaking) {
+    channel->Abort(absl::UnavailableError("server shutting down"));
   }
-  std::vector<std::shared_ptr<Peer>> live;
-  for (const auto& [id, peer] : registry_) live.push_back(peer);
-  for (const auto& peer : live) static_cast<void>(peer->Close());
+  std::vector<std::shared_ptr<Channel>> live;
+  for (const auto& [id, channel] : registry_) live.push_back(channel);
+  for (const auto& channel : live) static_cast<void>(channel->Close());
   drain_timer_ = std::make_unique<asio::steady_timer>(executor_);
   drain_timer_->expires_after(options_.drain_timeout);
   drain_timer_->async_wait(

@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
+#include "symwire/runtime/channel.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
-#include "symwire/runtime/peer.hpp"
 #include "symwire/runtime/task_call.hpp"
 
 namespace symwire {
@@ -35,8 +35,8 @@ SYMWIRE_DECL void TaskCall::StartNext(
       s.queue.clear();
       s.queue_head = 0;
     }
-    if (auto peer = s.peer.lock()) {
-      peer->UnreadChanged(-static_cast<int64_t>(r.payload.size()));
+    if (auto channel = s.channel.lock()) {
+      channel->UnreadChanged(-static_cast<int64_t>(r.payload.size()));
     }
     done(std::move(r));
     return;
@@ -56,13 +56,14 @@ SYMWIRE_DECL void TaskCall::StartNext(
 }
 
 SYMWIRE_DECL absl::Status TaskCall::Cancel() {
-  auto peer = state_->peer.lock();
-  if (!peer || state_->result.has_value()) {
+  auto channel = state_->channel.lock();
+  if (!channel || state_->result.has_value()) {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", state_->id, " already ended"));
   }
-  absl::Status st = peer->session_->CancelTask(state_->id, peer->FreshNow());
-  peer->AfterInput();
+  absl::Status st = channel->session_->CancelTask(
+      state_->id, channel->Now(Channel::Reading::kFresh));
+  channel->AfterInput();
   return st;
 }
 

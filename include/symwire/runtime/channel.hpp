@@ -1,8 +1,8 @@
-// File: symwire/runtime/peer.hpp
-// Layer 3b (runtime). Peer: one session driven over a sequence of
+// File: symwire/runtime/channel.hpp
+// Layer 3b (runtime). Channel: one session driven over a sequence of
 // transports (the driver loop of STYLE.md §1).
-#ifndef SYMWIRE_RUNTIME_PEER_HPP_
-#define SYMWIRE_RUNTIME_PEER_HPP_
+#ifndef SYMWIRE_RUNTIME_CHANNEL_HPP_
+#define SYMWIRE_RUNTIME_CHANNEL_HPP_
 
 #include <cstddef>
 #include <cstdint>
@@ -28,7 +28,6 @@
 #include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/runtime/task_call.hpp"
-#include "symwire/session/endpoint.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/transport.hpp"
@@ -40,17 +39,23 @@ class Server;
 namespace detail {
 struct CallState;
 struct IncomingState;
+struct ClientPart;
+struct ServerPart;
 }  // namespace detail
 
-// Peer
-// One session, driven over a sequence of transports. Created by Client
-// (initiator) or Server (acceptor); always held by shared_ptr.
-class Peer : public std::enable_shared_from_this<Peer>,
-             private Transport::Sink {
+// Channel
+// One session as the user holds it, on either side: the Session (layer 2,
+// the protocol state machine) driven over a sequence of Transports (layer
+// 3, one connection each; a resume moves the channel to a new one). Created
+// by Client (initiator) or Server (acceptor); always held by shared_ptr.
+// Formerly Peer (deprecated alias below): "peer" now only means the other
+// side of a connection.
+class Channel : public std::enable_shared_from_this<Channel>,
+                private Transport::Sink {
  public:
-  Peer(const Peer&) = delete;
-  Peer& operator=(const Peer&) = delete;
-  SYMWIRE_DECL ~Peer();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  SYMWIRE_DECL ~Channel();
 
   const asio::any_io_executor& get_executor() const { return executor_; }
 
@@ -58,8 +63,8 @@ class Peer : public std::enable_shared_from_this<Peer>,
   // Where received tasks go. Without a handler, a task is failed with
   // kUnimplemented ("no task handler").
   void SetTaskHandler(TaskHandler handler) { handler_ = std::move(handler); }
-  // SetObserver: connection-level events (PeerEvent), inline.
-  void SetObserver(std::function<void(const PeerEvent&)> observer) {
+  // SetObserver: connection-level events (ChannelEvent), inline.
+  void SetObserver(std::function<void(const ChannelEvent&)> observer) {
     observer_ = std::move(observer);
   }
 
@@ -142,22 +147,27 @@ class Peer : public std::enable_shared_from_this<Peer>,
   friend class IncomingTask;
   friend class Server;
   friend class Client;
+  friend struct detail::ClientPart;
+  friend struct detail::ServerPart;
   struct Private {};
 
  public:
   // Use Client / Server.
-  SYMWIRE_DECL Peer(Private, asio::any_io_executor executor,
-                    std::shared_ptr<Session> session, PeerOptions options);
+  SYMWIRE_DECL Channel(Private, asio::any_io_executor executor,
+                       std::shared_ptr<Session> session,
+                       ChannelOptions options);
 
  private:
+  // ---- The driver loop (impl/driver.ipp): the transport sink, Attach and
+  // Detach, draining the session, the timer and the clock.
   // Transport::Sink
   void OnTransportData(Transport& transport,
                        absl::Span<const std::byte> bytes) override;
   void OnTransportClosed(Transport& transport,
                          const absl::Status& status) override;
 
-  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Peer>> Make(
-      asio::any_io_executor executor, PeerOptions options, SessionSide side);
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Make(
+      asio::any_io_executor executor, ChannelOptions options, SessionSide side);
   void Attach(std::shared_ptr<Transport> transport, bool start);
   void Detach();
   // AfterInput: after an input to the session, dispatch its events, hand
@@ -167,27 +177,45 @@ class Peer : public std::enable_shared_from_this<Peer>,
   // dispatch loop nothing (the loop drains after each event); outside it,
   // one AfterInput is posted for the whole burst, so N calls in one handler
   // cost one flush, one write and one timer check instead of N (plus the
-  // early flushes of PeerOptions::early_flush_bytes).
+  // early flushes of ChannelOptions::early_flush_bytes).
   void AfterUserCall();
-  // MaybeFlushEarly: PeerOptions::early_flush_bytes.
+  // MaybeFlushEarly: ChannelOptions::early_flush_bytes.
   void MaybeFlushEarly();
-  // Now: the clock for user calls, read once per executor turn (valid until
-  // the turn's AfterInput ends). Submit and Respond only use `now` for
-  // bookkeeping whose timers may fire early (acks, close), so a reading a
-  // few microseconds old is harmless and saves a clock read (~25 ns) per
-  // call; anything relative to now (a task deadline) uses FreshNow().
-  absl::Time Now();
-  absl::Time FreshNow();
+  // Now
+  // The driver's clock: every time handed to the session comes from here,
+  // and this is the only place the driver reads the clock (SteadyNow()).
+  // kTurn returns the turn's reading, read at most once per executor turn
+  // (valid until the turn's outermost AfterInput ends): Submit and Respond
+  // only use `now` for bookkeeping whose timers may fire early (acks,
+  // close), so a reading a few microseconds old is harmless and saves a
+  // clock read (~25 ns) per call. kFresh reads again: for inputs from I/O
+  // (bytes, a lost connection, a dial, a timer) and for what is measured
+  // from now (a task's deadline). The result never decreases (Session
+  // requires it): a fresh reading below the last one returns the last one.
+  enum class Reading : uint8_t { kTurn, kFresh };
+  absl::Time Now(Reading reading = Reading::kTurn);
   void DrainTransmit();
+  // ---- Delivery (impl/channel.ipp): one handler per event type, the task
+  // table, the user calls.
+  // HandleEvent: std::visit over the event, one Handle per event type.
   void HandleEvent(Event& event);
+  void Handle(TaskReceived& t);
+  void Handle(ResponseReceived& r);
+  void Handle(TaskFailed& f);
+  void Handle(TaskCancelled& c);
+  void Handle(Writable& w);
+  void Handle(Established& e);
+  void Handle(ConnectionLost& lost);
+  void Handle(ReconnectDue& due);
+  void Handle(ResumeRequested& rr);
+  void Handle(PeerDraining& d);
+  void Handle(SessionClosed& c);
+  void Handle(SessionFailed& sf);
   void ArmTimer();
-  void Notify(PeerEvent::Kind kind, absl::Status status = absl::OkStatus(),
+  void Notify(ChannelEvent::Kind kind, absl::Status status = absl::OkStatus(),
               uint32_t attempt = 0);
-  void Dial();
-  // A first-connection failure: false if it ends the session, true if a
-  // fresh attempt was scheduled (ClientOptions::retry_first_connect).
-  bool MaybeRetryFirst(const absl::Status& status);
-  void EndPendingRetry();
+  // The server that accepted this session, or nullptr.
+  std::shared_ptr<Server> OwningServer() const;
   // After a resume handshake: the replayed frames go out in small writes.
   void BeginReplay(bool first_span_alone);
   void FinishCall(TaskId id, const absl::Status& status);
@@ -209,7 +237,7 @@ class Peer : public std::enable_shared_from_this<Peer>,
                           absl::Span<const std::byte> payload, bool final);
 
   asio::any_io_executor executor_;
-  PeerOptions options_;
+  ChannelOptions options_;
   // Shared with the Server's Endpoint on the server side (session/
   // endpoint.hpp: it creates and registers acceptor sessions).
   std::shared_ptr<Session> session_;
@@ -218,54 +246,38 @@ class Peer : public std::enable_shared_from_this<Peer>,
   absl::Time timer_at_ = absl::InfiniteFuture();
   uint64_t timer_generation_ = 0;
   TaskHandler handler_;
-  std::function<void(const PeerEvent&)> observer_;
+  std::function<void(const ChannelEvent&)> observer_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::CallState>> calls_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::IncomingState>> incoming_;
   // Work waiting for a Writable event (credit or send window), in order.
   std::deque<absl::AnyInvocable<bool()>> writable_waiters_;
   std::vector<detail::Completion<void(absl::Status)>> close_waiters_;
   std::vector<detail::Completion<void(absl::Status)>> established_waiters_;
-  // Client only.
-  Dialer dialer_;
-  bool dialing_ = false;
-  bool reconnect_ = true;
-  // Server only: the server that owns this peer, the connection's source
-  // (ServerOptions), the bytes received before establishment
-  // (max_handshake_bytes) and when the session last lost its connection
-  // (eviction order).
-  std::weak_ptr<Server> server_;
-  std::string source_;
-  size_t handshake_bytes_ = 0;
-  size_t handshake_byte_limit_ = SIZE_MAX;
-  // The Endpoint's handle of this connection while its handshake runs (0:
-  // none): its bytes go through Server::OnHandshakeData.
-  ConnectionHandle handshake_ = 0;
-  absl::Time disconnected_at_ = absl::InfiniteFuture();
-  bool registered_ = false;
+  // The side-specific part, exactly one of the two: the client part
+  // (detail/client_part.hpp, client.ipp) dials, redials and retries a first
+  // connection; the server part (detail/server_part.hpp, server.ipp) is the
+  // session's entry in its Server's books.
+  std::unique_ptr<detail::ClientPart> client_;
+  std::unique_ptr<detail::ServerPart> server_;
   bool user_ended_ = false;  // Close or Abort called (no first retry)
-  // Client only: first-connection retries (ClientOptions).
-  bool retry_first_ = false;
-  bool retry_pending_ = false;  // a fresh attempt is scheduled
-  absl::Status first_failure_;  // why the last attempt failed
-  uint32_t first_attempts_ = 0;
-  uint32_t first_max_attempts_ = 1;
-  absl::Time first_deadline_ = absl::InfiniteFuture();
-  std::unique_ptr<asio::steady_timer> retry_timer_;
   bool established_once_ = false;
   bool dispatching_ = false;
-  bool flush_posted_ = false;  // an AfterInput is posted (AfterUserCall)
-  bool now_valid_ = false;
+  bool flush_posted_ = false;      // an AfterInput is posted (AfterUserCall)
+  bool now_valid_ = false;         // now_ is this turn's reading (Now())
   bool first_span_alone_ = false;  // BeginReplay: flush the WELCOME alone
-  absl::Time now_;
+  absl::Time now_ = absl::InfinitePast();
   bool ended_ = false;
   uint32_t outage_attempts_ = 0;
   uint64_t reconnects_ = 0;
   size_t unread_bytes_ = 0;
 };
 
+// Peer: the old name of Channel (README, "Upgrading").
+using Peer [[deprecated("use symwire::Channel")]] = Channel;
+
 template <class CompletionToken>
-auto Peer::async_submit(std::string payload, CallOptions options,
-                        TaskCallbacks callbacks, CompletionToken&& token) {
+auto Channel::async_submit(std::string payload, CallOptions options,
+                           TaskCallbacks callbacks, CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<TaskCall>>(
       executor_,
       [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o,
@@ -278,8 +290,8 @@ auto Peer::async_submit(std::string payload, CallOptions options,
 }
 
 template <class CompletionToken>
-auto Peer::async_call(std::string payload, CallOptions options,
-                      CompletionToken&& token) {
+auto Channel::async_call(std::string payload, CallOptions options,
+                         CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<std::string>>(
       executor_,
       [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o) {
@@ -290,7 +302,7 @@ auto Peer::async_call(std::string payload, CallOptions options,
 }
 
 template <class CompletionToken>
-auto Peer::async_close(CompletionToken&& token) {
+auto Channel::async_close(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
       [self = shared_from_this()](auto done) {
@@ -300,7 +312,7 @@ auto Peer::async_close(CompletionToken&& token) {
 }
 
 template <class CompletionToken>
-auto Peer::async_wait_established(CompletionToken&& token) {
+auto Channel::async_wait_established(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
       [self = shared_from_this()](auto done) {
@@ -311,13 +323,18 @@ auto Peer::async_wait_established(CompletionToken&& token) {
 
 }  // namespace symwire
 
-// Header-only mode: the bodies need Server (and server.hpp needs Peer
+// Header-only mode: the bodies need Server (and server.hpp needs Channel
 // complete first, so it includes this header after defining Server).
 #ifdef SYMWIRE_HEADER_ONLY
-#include "symwire/runtime/impl/incoming_task.ipp"
-#include "symwire/runtime/impl/peer.ipp"
-#include "symwire/runtime/impl/task_call.ipp"
+// The order matters.
+// clang-format off
+#include "symwire/runtime/client.hpp"
 #include "symwire/runtime/server.hpp"
+#include "symwire/runtime/impl/incoming_task.ipp"
+#include "symwire/runtime/impl/channel.ipp"
+#include "symwire/runtime/impl/driver.ipp"
+#include "symwire/runtime/impl/task_call.ipp"
+// clang-format on
 #endif
 
-#endif  // SYMWIRE_RUNTIME_PEER_HPP_
+#endif  // SYMWIRE_RUNTIME_CHANNEL_HPP_

@@ -1,0 +1,475 @@
+// File: symwire/runtime/impl/channel.ipp
+// Out-of-line bodies of runtime/channel.hpp (layer 3b): construction, the
+// event handlers (one per Event type), the task table and the user calls.
+// The driver loop itself is in impl/driver.ipp.
+#ifndef SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
+#define SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/post.hpp"
+#include "symwire/error.hpp"
+#include "symwire/runtime/channel.hpp"
+#include "symwire/runtime/detail/client_part.hpp"
+#include "symwire/runtime/detail/server_part.hpp"
+#include "symwire/runtime/detail/task_state.hpp"
+#include "symwire/runtime/server.hpp"
+#include "symwire/wire/frame.hpp"
+
+namespace symwire {
+
+// ---- Channel: construction
+// ------------------------------------------------------
+
+SYMWIRE_DECL Channel::Channel(Private, asio::any_io_executor executor,
+                              std::shared_ptr<Session> session,
+                              ChannelOptions options)
+    : executor_(std::move(executor)),
+      options_(std::move(options)),
+      session_(std::move(session)),
+      timer_(executor_) {}
+
+SYMWIRE_DECL Channel::~Channel() {
+  if (!transport_) return;
+  transport_->SetSink(nullptr);  // nobody to tell: close quietly
+  try {
+    transport_->Close();
+  } catch (...) {  // Asio's timer cancel may throw; a destructor must not
+  }
+}
+
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Channel::Make(
+    asio::any_io_executor executor, ChannelOptions options, SessionSide side) {
+  options.session.side = side;
+  if (!options.session.random) options.session.random = SystemRandom();
+  auto channel = std::make_shared<Channel>(Private{}, std::move(executor),
+                                           nullptr, std::move(options));
+  auto session =
+      Session::Create(channel->options_.session, channel->Now(Reading::kFresh));
+  if (!session.ok()) return session.status();
+  channel->session_ = std::move(*session);
+  return channel;
+}
+
+SYMWIRE_DECL std::shared_ptr<Server> Channel::OwningServer() const {
+  return server_ ? server_->server.lock() : nullptr;
+}
+
+SYMWIRE_DECL void Channel::Notify(ChannelEvent::Kind kind, absl::Status status,
+                                  uint32_t attempt) {
+  if (observer_) observer_(ChannelEvent{kind, std::move(status), attempt});
+}
+
+SYMWIRE_DECL void Channel::HandleEvent(Event& event) {
+  std::visit([this](auto& e) { Handle(e); }, event);
+}
+
+SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
+  auto state = std::make_shared<detail::IncomingState>();
+  state->channel = weak_from_this();
+  state->executor = executor_;
+  state->id = t.task;
+  state->payload = t.payload();
+  state->deadline = t.deadline;
+  state->trace_parent = t.frame.trace_parent();
+  for (const MetadataEntry& m : t.frame.metadata()) {
+    state->metadata.emplace_back(std::string(m.key), std::string(m.value));
+  }
+  incoming_[t.task] = state;
+  if (handler_) {
+    handler_(IncomingTask(state));
+  } else {
+    static_cast<void>(session_->FailTask(
+        t.task, absl::UnimplementedError("no task handler"), true, Now()));
+    state->done = true;
+    incoming_.erase(t.task);
+  }
+  state->payload = {};
+}
+
+SYMWIRE_DECL void Channel::Handle(ResponseReceived& r) {
+  auto it = calls_.find(r.task);
+  if (it == calls_.end()) return;
+  const std::shared_ptr<detail::CallState> call = it->second;
+  if (call->callbacks.on_response) {
+    call->callbacks.on_response(r.payload, r.final);
+  } else if (!call->callbacks.on_done) {
+    Response resp{std::string(reinterpret_cast<const char*>(r.payload.data()),
+                              r.payload.size()),
+                  r.final};
+    if (call->next) {
+      auto next = std::move(call->next);
+      call->next = nullptr;
+      next(std::move(resp));
+    } else {
+      UnreadChanged(static_cast<int64_t>(resp.payload.size()));
+      call->queue.push_back(std::move(resp));
+    }
+  }
+  if (r.final) FinishCall(r.task, absl::OkStatus());
+}
+
+SYMWIRE_DECL void Channel::Handle(TaskFailed& f) {
+  auto it = calls_.find(f.task);
+  if (it != calls_.end()) {
+    it->second->retryable = f.retryable;
+    FinishCall(f.task, f.status);
+  } else {
+    EndIncoming(f.task, f.status);
+  }
+}
+
+SYMWIRE_DECL void Channel::Handle(TaskCancelled& c) {
+  if (c.submitted_here) {
+    FinishCall(c.task, c.status);
+  } else {
+    EndIncoming(c.task, c.status);
+  }
+}
+
+SYMWIRE_DECL void Channel::Handle(Writable&) { RunWritableWaiters(); }
+
+SYMWIRE_DECL void Channel::Handle(Established& e) {
+  const bool first = !established_once_;
+  established_once_ = true;
+  outage_attempts_ = 0;
+  if (e.resumed) ++reconnects_;
+  auto waiters = std::move(established_waiters_);
+  established_waiters_.clear();
+  for (auto& w : waiters) w(absl::OkStatus());
+  if (first) RunWritableWaiters();  // submissions made before the handshake
+  if (auto server = OwningServer(); server && first && !server_->registered) {
+    server->OnEstablished(shared_from_this());
+  }
+  Notify(e.resumed ? ChannelEvent::Kind::kResumed
+                   : ChannelEvent::Kind::kConnected);
+}
+
+SYMWIRE_DECL void Channel::Handle(ConnectionLost& lost) {
+  // A client that cannot redial (Client::Start over pipes) ends here; a
+  // server-side session waits for a resume.
+  if (!established_once_ || (client_ && !client_->reconnect)) {
+    // The first connection or handshake failed, or this transport cannot
+    // be redialled: end the session rather than retry unseen.
+    session_->Abort(lost.status, Now());
+    return;
+  }
+  Notify(ChannelEvent::Kind::kReconnecting, lost.status, outage_attempts_);
+}
+
+SYMWIRE_DECL void Channel::Handle(ReconnectDue& due) {
+  outage_attempts_ = due.attempt;
+  if (client_ && client_->dialer && client_->reconnect) {
+    client_->Dial(*this);
+  } else {
+    // Nothing can redial: report the dial as failed so the session backs
+    // off and, at the end of its resume window, expires.
+    session_->TransportLost(
+        MakeError(ErrorCode::kConnectionLost, "no dialer to reconnect"), Now());
+  }
+}
+
+SYMWIRE_DECL void Channel::Handle(ResumeRequested&) {
+  // Informational: the Server's Endpoint, which accepted the connection,
+  // routes the resume itself (Server::OnHandshakeData).
+}
+
+SYMWIRE_DECL void Channel::Handle(PeerDraining&) {
+  Notify(ChannelEvent::Kind::kPeerDraining);
+}
+
+SYMWIRE_DECL void Channel::Handle(SessionClosed&) {
+  SessionEnded(absl::OkStatus());
+  Notify(ChannelEvent::Kind::kClosed);
+}
+
+SYMWIRE_DECL void Channel::Handle(SessionFailed& sf) {
+  if (!established_once_ && client_ &&
+      client_->MaybeRetryFirst(*this, sf.status)) {
+    return;
+  }
+  SessionEnded(sf.status);
+  Notify(ChannelEvent::Kind::kFailed, sf.status);
+}
+
+SYMWIRE_DECL void Channel::FinishCall(TaskId id, const absl::Status& status) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  const std::shared_ptr<detail::CallState> call = it->second;
+  calls_.erase(it);
+  call->result = status;
+  if (call->callbacks.on_done) call->callbacks.on_done(status);
+  if (call->next) {
+    auto next = std::move(call->next);
+    call->next = nullptr;
+    next(status.ok() ? absl::StatusOr<Response>(absl::OutOfRangeError(
+                           absl::StrCat("task ", id, " finished")))
+                     : absl::StatusOr<Response>(status));
+  }
+}
+
+SYMWIRE_DECL void Channel::EndIncoming(TaskId id,
+                                       const absl::Status& cancel_status) {
+  auto it = incoming_.find(id);
+  if (it == incoming_.end()) return;
+  const std::shared_ptr<detail::IncomingState> task = it->second;
+  incoming_.erase(it);
+  task->done = true;
+  task->cancelled = true;
+  task->cancel_status = cancel_status;
+  if (task->on_cancel) {
+    auto cb = std::move(task->on_cancel);
+    task->on_cancel = nullptr;
+    cb(cancel_status);
+  }
+}
+
+SYMWIRE_DECL absl::Status Channel::RespondFor(
+    detail::IncomingState& task, absl::Span<const std::byte> payload,
+    bool final) {
+  if (task.done) {
+    return MakeError(ErrorCode::kWrongState,
+                     absl::StrCat("task ", task.id, " already ended"));
+  }
+  absl::Status st = session_->SendResponse(task.id, payload, final, Now());
+  if (st.ok() && final) {
+    task.done = true;
+    incoming_.erase(task.id);
+  }
+  if (st.ok()) {
+    AfterUserCall();
+  } else {
+    AfterInput();  // a refusal may have queued Writable
+  }
+  return st;
+}
+
+SYMWIRE_DECL void Channel::RunWritableWaiters() {
+  while (!writable_waiters_.empty()) {
+    // Move the front out before running it: it may queue more waiters.
+    auto waiter = std::move(writable_waiters_.front());
+    writable_waiters_.pop_front();
+    if (!waiter()) {
+      writable_waiters_.push_front(std::move(waiter));
+      return;  // still blocked; the next Writable retries, in order
+    }
+  }
+}
+
+SYMWIRE_DECL void Channel::SessionEnded(const absl::Status& status) {
+  ended_ = true;
+  // Every open task got its terminal event from the session; anything left
+  // (never reached by an event) ends with the session's status too.
+  const absl::Status end =
+      status.ok() ? MakeError(ErrorCode::kSessionClosed, "session closed")
+                  : status;
+  std::vector<TaskId> ids;
+  for (const auto& [id, call] : calls_) ids.push_back(id);
+  for (TaskId id : ids) FinishCall(id, end);
+  ids.clear();
+  for (const auto& [id, task] : incoming_) ids.push_back(id);
+  for (TaskId id : ids) EndIncoming(id, end);
+  // Blocked submissions and responses now fail (SESSION_CLOSED).
+  RunWritableWaiters();
+  auto established = std::move(established_waiters_);
+  established_waiters_.clear();
+  for (auto& w : established) {
+    w(established_once_ ? end : (status.ok() ? end : status));
+  }
+  auto closers = std::move(close_waiters_);
+  close_waiters_.clear();
+  for (auto& w : closers) w(status);
+  if (auto server = OwningServer()) server->OnChannelEnded(this);
+}
+
+SYMWIRE_DECL void Channel::UnreadChanged(int64_t delta) {
+  unread_bytes_ =
+      static_cast<size_t>(static_cast<int64_t>(unread_bytes_) + delta);
+  if (transport_ && transport_->reading_paused() &&
+      unread_bytes_ <= options_.max_unread_response_bytes / 2) {
+    transport_->ResumeReading();
+  }
+}
+
+// ---- Channel: user calls
+// --------------------------------------------------------
+
+SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
+    absl::Span<const std::byte> payload, const TaskOptions& options,
+    TaskCallbacks callbacks) {
+  // A deadline is relative to now: read the clock for it; otherwise the
+  // turn's reading will do (Now()).
+  absl::StatusOr<TaskId> id = session_->SubmitTask(
+      payload, options,
+      Now(options.deadline ? Reading::kFresh : Reading::kTurn));
+  if (!id.ok()) {
+    AfterInput();  // a refusal may have queued Writable
+    return id.status();
+  }
+  auto state = std::make_shared<detail::CallState>();
+  state->channel = weak_from_this();
+  state->executor = executor_;
+  state->id = *id;
+  state->callbacks = std::move(callbacks);
+  calls_[*id] = state;
+  AfterUserCall();
+  return TaskCall(std::move(state));
+}
+
+SYMWIRE_DECL void Channel::SubmitWhenWritable(
+    std::string payload, CallOptions options, TaskCallbacks callbacks,
+    absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done) {
+  auto attempt = [weak = weak_from_this(), payload = std::move(payload),
+                  options = std::move(options),
+                  callbacks = std::move(callbacks),
+                  done = std::move(done)]() mutable -> bool {
+    auto self = weak.lock();
+    if (!self) {
+      done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));
+      return true;
+    }
+    // Before the first handshake completes, wait for it (Established runs
+    // the waiters); if it fails, the session's end fails this submission.
+    if (!self->established_once_ && !self->ended_) return false;
+    std::vector<MetadataEntry> metadata;
+    metadata.reserve(options.metadata.size());
+    for (const auto& [k, v] : options.metadata) {
+      metadata.push_back(MetadataEntry{k, v});
+    }
+    TaskOptions o;
+    o.deadline = options.deadline;
+    o.trace_parent = options.trace_parent;
+    o.trace_state = options.trace_state;
+    o.metadata = metadata;
+    absl::StatusOr<TaskCall> call = self->Submit(
+        absl::MakeConstSpan(reinterpret_cast<const std::byte*>(payload.data()),
+                            payload.size()),
+        o, callbacks);
+    const ErrorCode code = GetErrorCode(call.status());
+    if (code == ErrorCode::kNoCredit || code == ErrorCode::kReplayBufferFull) {
+      return false;
+    }
+    done(std::move(call));
+    return true;
+  };
+  if (writable_waiters_.empty() && attempt()) return;
+  writable_waiters_.push_back(std::move(attempt));
+}
+
+SYMWIRE_DECL void Channel::StartSubmit(
+    std::string payload, CallOptions options, TaskCallbacks callbacks,
+    detail::Completion<void(absl::StatusOr<TaskCall>)> done) {
+  SubmitWhenWritable(std::move(payload), std::move(options),
+                     std::move(callbacks), std::move(done));
+}
+
+SYMWIRE_DECL void Channel::StartCall(
+    std::string payload, CallOptions options,
+    detail::Completion<void(absl::StatusOr<std::string>)> done) {
+  // One completion, reached either by a failed submission or by the task's
+  // end: shared between the two paths.
+  struct Collect {
+    std::string result;
+    detail::Completion<void(absl::StatusOr<std::string>)> done;
+  };
+  auto collect = std::make_shared<Collect>();
+  collect->done = std::move(done);
+  TaskCallbacks callbacks;
+  callbacks.on_response = [collect](absl::Span<const std::byte> p, bool) {
+    collect->result.append(reinterpret_cast<const char*>(p.data()), p.size());
+  };
+  callbacks.on_done = [collect](const absl::Status& status) {
+    if (!collect->done) return;
+    auto d = std::move(collect->done);
+    collect->done = nullptr;
+    if (status.ok()) {
+      d(std::move(collect->result));
+    } else {
+      d(status);
+    }
+  };
+  SubmitWhenWritable(std::move(payload), std::move(options),
+                     std::move(callbacks),
+                     [collect](const absl::StatusOr<TaskCall>& call) {
+                       if (call.ok() || !collect->done) return;
+                       auto d = std::move(collect->done);
+                       collect->done = nullptr;
+                       d(call.status());
+                     });
+}
+
+SYMWIRE_DECL absl::Status Channel::Close() {
+  user_ended_ = true;
+  if (client_ && client_->retry_pending) {
+    client_->EndPendingRetry(*this);
+    return absl::OkStatus();
+  }
+  absl::Status st = session_->Close(Now(Reading::kFresh));
+  AfterInput();
+  return st;
+}
+
+SYMWIRE_DECL void Channel::StartClose(
+    detail::Completion<void(absl::Status)> done) {
+  if (ended_) {
+    done(session_->status());
+    return;
+  }
+  close_waiters_.push_back(std::move(done));
+  static_cast<void>(Close());
+}
+
+SYMWIRE_DECL void Channel::StartWaitEstablished(
+    detail::Completion<void(absl::Status)> done) {
+  if (ended_) {
+    done(session_->status().ok()
+             ? MakeError(ErrorCode::kSessionClosed, "session closed")
+             : session_->status());
+    return;
+  }
+  if (established_once_) {
+    done(absl::OkStatus());
+    return;
+  }
+  established_waiters_.push_back(std::move(done));
+}
+
+SYMWIRE_DECL void Channel::Abort(const absl::Status& status) {
+  SYMWIRE_REQUIRE(!status.ok());
+  user_ended_ = true;
+  if (client_ && client_->retry_pending) {
+    client_->EndPendingRetry(*this);
+    return;
+  }
+  session_->Abort(status, Now(Reading::kFresh));
+  AfterInput();
+}
+
+SYMWIRE_DECL void Channel::KillConnection() {
+  if (!transport_) return;
+  std::shared_ptr<Transport> t = transport_;
+  // Close reports back through OnTransportClosed, like a network failure.
+  t->Close(MakeError(ErrorCode::kConnectionLost, "connection killed here"));
+}
+
+SYMWIRE_DECL std::string Channel::transport_description() const {
+  return transport_ ? transport_->description() : std::string();
+}
+
+SYMWIRE_DECL TransportCounters Channel::transport_counters() const {
+  return transport_ ? transport_->counters() : TransportCounters{};
+}
+
+}  // namespace symwire
+
+#endif  // SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
