@@ -51,7 +51,7 @@ int main(int argc, char** argv) try {
   so.session.agent_id = "ws-agent";
   so.session.role = symwire::AgentRole::kAgent;
   auto server = symwire::Server::Create(
-      io.get_executor(), so, [](const std::shared_ptr<symwire::Peer>& peer) {
+      io.get_executor(), so, [](const std::shared_ptr<symwire::Channel>& peer) {
         peer->SetTaskHandler(Answer);
       });
   if (!server.ok()) throw std::runtime_error(server.status().ToString());

@@ -53,14 +53,14 @@ constexpr char kPath[] = "/symwire";
 struct WsFixture {
   asio::io_context io;
   std::shared_ptr<Server> server;
-  std::vector<std::shared_ptr<Peer>> sessions;
+  std::vector<std::shared_ptr<Channel>> sessions;
   WsUpgradeCounters counters;
   uint16_t port = 0;
 
   explicit WsFixture(WsServerOptions wo = Options(),
                      std::shared_ptr<asio::ssl::context> tls = nullptr) {
     auto s = Server::Create(io.get_executor(), FastServer(),
-                            [this](const std::shared_ptr<Peer>& p) {
+                            [this](const std::shared_ptr<Channel>& p) {
                               sessions.push_back(p);
                               EchoStreamingAgent(p);
                             });
@@ -81,8 +81,9 @@ struct WsFixture {
     return absl::StrCat(scheme, "://127.0.0.1:", port, kPath);
   }
   // Connects a Client through `dialer` and waits for its handshake.
-  std::shared_ptr<Peer> Connect(Dialer dialer, absl::Status* failure = nullptr,
-                                ClientOptions co = FastClient()) {
+  std::shared_ptr<Channel> Connect(Dialer dialer,
+                                   absl::Status* failure = nullptr,
+                                   ClientOptions co = FastClient()) {
     auto c = Client::Connect(io.get_executor(), std::move(dialer), co);
     REQUIRE(c.ok());
     absl::Status established = absl::UnknownError("pending");
@@ -96,7 +97,8 @@ struct WsFixture {
     }
     return *c;
   }
-  std::string Call(const std::shared_ptr<Peer>& client, std::string payload) {
+  std::string Call(const std::shared_ptr<Channel>& client,
+                   std::string payload) {
     absl::StatusOr<std::string> result = absl::UnknownError("pending");
     client->async_call(
         std::move(payload), {},
