@@ -223,16 +223,23 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void RunWritableWaiters();
   void SessionEnded(const absl::Status& status);
   void UnreadChanged(int64_t delta);
+  // SubmitWhenWritable: `abandoned` (optional) is polled before each
+  // attempt: true drops the submission unsent (its op was cancelled).
   void SubmitWhenWritable(
       std::string payload, CallOptions options, TaskCallbacks callbacks,
-      absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done);
+      absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done,
+      std::function<bool()> abandoned = nullptr);
   void StartSubmit(std::string payload, CallOptions options,
                    TaskCallbacks callbacks,
-                   detail::Completion<void(absl::StatusOr<TaskCall>)> done);
+                   detail::Completion<void(absl::StatusOr<TaskCall>)> done,
+                   detail::OpCancelPtr cancel);
   void StartCall(std::string payload, CallOptions options,
-                 detail::Completion<void(absl::StatusOr<std::string>)> done);
-  void StartClose(detail::Completion<void(absl::Status)> done);
-  void StartWaitEstablished(detail::Completion<void(absl::Status)> done);
+                 detail::Completion<void(absl::StatusOr<std::string>)> done,
+                 detail::OpCancelPtr cancel);
+  void StartClose(detail::Completion<void(absl::Status)> done,
+                  detail::OpCancelPtr cancel);
+  void StartWaitEstablished(detail::Completion<void(absl::Status)> done,
+                            detail::OpCancelPtr cancel);
   absl::Status RespondFor(detail::IncomingState& task,
                           absl::Span<const std::byte> payload, bool final);
 
@@ -280,10 +287,11 @@ auto Channel::async_submit(std::string payload, CallOptions options,
                            TaskCallbacks callbacks, CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<TaskCall>>(
       executor_,
-      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o,
+      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel,
+                                  std::string&& p, CallOptions&& o,
                                   TaskCallbacks&& c) {
         self->StartSubmit(std::move(p), std::move(o), std::move(c),
-                          std::move(done));
+                          std::move(done), std::move(cancel));
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options), std::move(callbacks));
@@ -294,8 +302,10 @@ auto Channel::async_call(std::string payload, CallOptions options,
                          CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<std::string>>(
       executor_,
-      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o) {
-        self->StartCall(std::move(p), std::move(o), std::move(done));
+      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel,
+                                  std::string&& p, CallOptions&& o) {
+        self->StartCall(std::move(p), std::move(o), std::move(done),
+                        std::move(cancel));
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options));
@@ -305,8 +315,8 @@ template <class CompletionToken>
 auto Channel::async_close(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done) {
-        self->StartClose(std::move(done));
+      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel) {
+        self->StartClose(std::move(done), std::move(cancel));
       },
       std::forward<CompletionToken>(token));
 }
@@ -315,8 +325,8 @@ template <class CompletionToken>
 auto Channel::async_wait_established(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done) {
-        self->StartWaitEstablished(std::move(done));
+      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel) {
+        self->StartWaitEstablished(std::move(done), std::move(cancel));
       },
       std::forward<CompletionToken>(token));
 }

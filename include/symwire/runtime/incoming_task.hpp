@@ -88,10 +88,20 @@ class IncomingTask {
   static absl::Span<const std::byte> AsBytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
   }
+  // State: the shared state. Every member but operator bool goes through
+  // it. REQUIRES: a live handle, not a default-constructed or moved-from
+  // one (config.hpp: a REQUIRE failure aborts with a message, never a
+  // segfault).
+  detail::IncomingState& State() const {
+    SYMWIRE_REQUIRE(state_ != nullptr &&
+                    "IncomingTask used after a move or default construction");
+    return *state_;
+  }
   explicit IncomingTask(std::shared_ptr<detail::IncomingState> state)
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartRespond(std::string payload, bool final,
-                                 detail::Completion<void(absl::Status)> done);
+                                 detail::Completion<void(absl::Status)> done,
+                                 detail::OpCancelPtr cancel);
   std::shared_ptr<detail::IncomingState> state_;
 };
 
@@ -103,8 +113,10 @@ auto IncomingTask::async_respond(std::string payload, bool final,
                                  CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       get_executor(),
-      [self = *this, final](auto done, std::string&& p) mutable {
-        self.StartRespond(std::move(p), final, std::move(done));
+      [self = *this, final](auto done, detail::OpCancelPtr cancel,
+                            std::string&& p) mutable {
+        self.StartRespond(std::move(p), final, std::move(done),
+                          std::move(cancel));
       },
       std::forward<CompletionToken>(token), std::move(payload));
 }

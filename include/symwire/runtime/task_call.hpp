@@ -57,10 +57,20 @@ class TaskCall {
 
  private:
   friend class Channel;
+  // State: the shared state. Every member but operator bool goes through
+  // it. REQUIRES: a live handle, not a default-constructed or moved-from
+  // one (config.hpp: a REQUIRE failure aborts with a message, never a
+  // segfault).
+  detail::CallState& State() const {
+    SYMWIRE_REQUIRE(state_ != nullptr &&
+                    "TaskCall used after a move or default construction");
+    return *state_;
+  }
   explicit TaskCall(std::shared_ptr<detail::CallState> state)
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartNext(
-      detail::Completion<void(absl::StatusOr<Response>)> done);
+      detail::Completion<void(absl::StatusOr<Response>)> done,
+      detail::OpCancelPtr cancel);
   std::shared_ptr<detail::CallState> state_;
 };
 
@@ -68,7 +78,9 @@ template <class CompletionToken>
 auto TaskCall::async_next(CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<Response>>(
       get_executor(),
-      [self = *this](auto done) mutable { self.StartNext(std::move(done)); },
+      [self = *this](auto done, detail::OpCancelPtr cancel) mutable {
+        self.StartNext(std::move(done), std::move(cancel));
+      },
       std::forward<CompletionToken>(token));
 }
 
