@@ -89,6 +89,24 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // Submit, waiting (in submission order) for the first handshake and
   // while the peer's task credit or the send window is exhausted. Signature:
   // void(absl::StatusOr<TaskCall>).
+  //
+  // Per-operation cancellation. Every async_* of the runtime (Channel,
+  // TaskCall, IncomingTask) honours the cancellation slot associated with
+  // its handler (asio::bind_cancellation_slot, awaitable_operators' `||`,
+  // a coroutine's cancellation state). A cancelled op completes at once
+  // (posted, on the handler's executor) with kCancelled "<op>: operation
+  // aborted by its cancellation slot", the runtime's operation_aborted.
+  // The slot's handler is removed when the op completes; a later emit is a
+  // no-op. Types honoured, by Asio's rules (total = no side effect,
+  // partial = a side effect but a known state, terminal = anything):
+  //   async_submit, async_wait_established, TaskCall::async_next,
+  //   IncomingTask::async_respond: all three (a queued submission or
+  //     response is dropped unsent; a wait is just a wait);
+  //   async_call: all three before the task is sent; after, terminal only,
+  //     which cancels the task on the wire (AGENT_CANCEL, SPEC.md §13.3);
+  //   async_close: terminal and partial; the wait ends, the graceful close
+  //     it started goes on.
+  // A type an op does not honour leaves it pending (the slot stays armed).
   template <class CompletionToken>
   auto async_submit(std::string payload, CallOptions options,
                     CompletionToken&& token) {
@@ -106,6 +124,8 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // partial and the final payload (a streamed answer, joined). Errors: the
   // submission's, then the task's. Signature:
   // void(absl::StatusOr<std::string>).
+  // Terminal cancellation after submission cancels the task (AGENT_CANCEL)
+  // and completes at once (see async_submit for the cancellation rules).
   template <class CompletionToken>
   auto async_call(std::string payload, CallOptions options,
                   CompletionToken&& token);

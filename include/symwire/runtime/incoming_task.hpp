@@ -68,7 +68,10 @@ class IncomingTask {
   }
   // async_respond: Respond, waiting for room in the send window instead of
   // failing with REPLAY_BUFFER_FULL. The payload is copied at once.
-  // Signature: void(absl::Status).
+  // Signature: void(absl::Status). Per-operation cancellation: terminal,
+  // partial and total; a response still waiting for room is dropped unsent
+  // and the op completes with kCancelled "... operation aborted by its
+  // cancellation slot" (once sent, the op has completed).
   template <class CompletionToken>
   auto async_respond(std::string payload, bool final, CompletionToken&& token);
 
@@ -79,6 +82,8 @@ class IncomingTask {
   SYMWIRE_DECL absl::Status Fail(const absl::Status& status,
                                  bool retryable = false);
 
+  // False for a default-constructed or moved-from handle: every other member
+  // then fails SYMWIRE_REQUIRE (aborts with a message).
   explicit operator bool() const { return state_ != nullptr; }
   // The channel's executor: answer the task there.
   SYMWIRE_DECL asio::any_io_executor get_executor() const;

@@ -43,6 +43,13 @@ class TaskCall {
   // retryable(); kCancelled after Cancel()).
   // REQUIRES: no other async_next of this task is pending.
   // Signature: void(absl::StatusOr<Response>).
+  // Per-operation cancellation (the handler's associated cancellation slot,
+  // e.g. asio::bind_cancellation_slot, or the `||` of awaitable_operators):
+  // terminal, partial and total. A cancelled wait completes at once with
+  // kCancelled "task N: async_next: operation aborted by its cancellation
+  // slot" (the runtime's asio::error::operation_aborted) and never takes a
+  // response: the next async_next gets it. The task itself goes on (Cancel
+  // ends it). Cancelling after completion is a no-op.
   template <class CompletionToken>
   auto async_next(CompletionToken&& token);
 
@@ -51,6 +58,8 @@ class TaskCall {
   // kCancelled. Errors: WRONG_STATE if it already ended.
   SYMWIRE_DECL absl::Status Cancel();
 
+  // False for a default-constructed or moved-from handle: every other member
+  // then fails SYMWIRE_REQUIRE (aborts with a message).
   explicit operator bool() const { return state_ != nullptr; }
   // The channel's executor (where the task's callbacks run).
   SYMWIRE_DECL asio::any_io_executor get_executor() const;
