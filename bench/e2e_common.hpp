@@ -32,6 +32,7 @@
 //   --spin-us U            symwire only: TransportOptions::spin_read.
 //   --checksums 0|1        symwire only: SessionConfig::payload_checksums
 //                          (default 1, the protocol's default), both sides.
+// --help lists the flags with their defaults; a usage error exits 2.
 // The server prints "ready" on stderr once it listens.
 #ifndef SYMWIRE_BENCH_E2E_COMMON_HPP_
 #define SYMWIRE_BENCH_E2E_COMMON_HPP_
@@ -47,6 +48,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "cli/args.hpp"
 
 namespace e2e {
 
@@ -76,68 +79,62 @@ struct Options {
   }
 };
 
-[[noreturn]] inline void Usage(const char* program, const char* why) {
-  std::fprintf(
-      stderr,
-      "%s: %s\nusage: %s --role server|client [--transport tcp|unix]"
-      " [--address A] [--payload B] [--mode "
-      "throughput|stream|latency] [--seconds S | --messages N]"
-      " [--warmup S] [--connections C] [--window W] [--rate R] [--pin CPU]"
-      " [--label L] [--spin-us U] [--checksums 0|1]\n",
-      program, why, program);
-  std::exit(2);
-}
-
+// ParseArgs: the command line (above); exits 0 after --help and 2 on a
+// usage error (tools/cli/args.hpp).
 inline Options ParseArgs(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (i + 1 >= argc) Usage(argv[0], "missing value");
-    const std::string value = argv[++i];
-    if (flag == "--role") {
-      o.role = value;
-    } else if (flag == "--transport") {
-      o.transport = value;
-    } else if (flag == "--address") {
-      o.address = value;
-    } else if (flag == "--payload") {
-      o.payload = std::strtoull(value.c_str(), nullptr, 10);
-    } else if (flag == "--mode") {
-      o.mode = value;
-    } else if (flag == "--seconds") {
-      o.seconds = std::strtod(value.c_str(), nullptr);
-    } else if (flag == "--messages") {
-      o.messages = std::strtoull(value.c_str(), nullptr, 10);
-    } else if (flag == "--warmup") {
-      o.warmup = std::strtod(value.c_str(), nullptr);
-    } else if (flag == "--connections") {
-      o.connections = std::atoi(value.c_str());
-    } else if (flag == "--window") {
-      o.window = std::atoi(value.c_str());
-    } else if (flag == "--rate") {
-      o.rate = std::strtod(value.c_str(), nullptr);
-    } else if (flag == "--pin") {
-      o.pin = std::atoi(value.c_str());
-    } else if (flag == "--label") {
-      o.label = value;
-    } else if (flag == "--checksums") {
-      o.checksums = value != "0";
-    } else if (flag == "--spin-us") {
-      o.spin_us = std::atoi(value.c_str());
-    } else {
-      Usage(argv[0], "unknown flag");
-    }
-  }
-  if (o.role != "server" && o.role != "client") Usage(argv[0], "--role");
-  if (o.transport != "tcp" && o.transport != "unix") {
-    Usage(argv[0], "--transport");
-  }
-  if (o.mode != "throughput" && o.mode != "stream" && o.mode != "latency") {
-    Usage(argv[0], "--mode");
-  }
-  if (o.connections < 1 || o.window < 1) Usage(argv[0], "--connections");
-  if (o.rate < 0 || (o.rate > 0 && o.mode != "latency")) {
-    Usage(argv[0], "--rate (latency mode only)");
+  std::string program = argc > 0 ? argv[0] : "e2e";
+  program = program.substr(program.rfind('/') + 1);
+  symwire_cli::Args args(
+      program, "--role server|client [flags]",
+      "One side of the end-to-end benchmark (bench/README.md, \"End to "
+      "end\"): the server runs\nuntil killed or its client leaves; the "
+      "client measures and prints one JSON line.");
+  constexpr double kMax = 1e9;
+  args.Choice("--role", &o.role, {"server", "client"},
+              "server: the agent / receiver side; client: the orchestrator "
+              "side")
+      .Default("none, required")
+      .Choice("--transport", &o.transport, {"tcp", "unix"},
+              "loopback TCP or a Unix-domain stream socket")
+      .String("--address", &o.address, "A",
+              "tcp: HOST:PORT; unix: a socket path")
+      .Default("127.0.0.1:7600 (tcp), /tmp/symwire-e2e.sock (unix)")
+      .Int<size_t>("--payload", &o.payload, "BYTES",
+                   "application payload per message", 0, size_t{1} << 30)
+      .Choice("--mode", &o.mode, {"throughput", "stream", "latency"},
+              "what the client measures")
+      .Double("--seconds", &o.seconds, "S", "measured time, after --warmup", 0,
+              kMax)
+      .Int<uint64_t>("--messages", &o.messages, "N",
+                     "stop after N measured messages instead of --seconds")
+      .Default("0: time-bounded")
+      .Double("--warmup", &o.warmup, "S", "unmeasured time first", 0, kMax)
+      .Int("--connections", &o.connections, "C",
+           "client connections, one thread", 1, 65536)
+      .Int("--window", &o.window, "W",
+           "throughput mode: messages in flight per connection", 1, 1 << 24)
+      .Double("--rate", &o.rate, "R",
+              "latency mode: open loop at R tasks/s per connection (0: closed "
+              "loop, one in flight)",
+              0, kMax)
+      .Int("--pin", &o.pin, "CPU", "sched_setaffinity to this CPU", 0, 65535)
+      .Default("none")
+      .String("--label", &o.label, "L", "copied into the JSON")
+      .Int("--spin-us", &o.spin_us, "U",
+           "symwire only: TransportOptions::spin_read", 0, 1000000)
+      .Value("--checksums", "0|1",
+             "symwire only: SessionConfig::payload_checksums, both sides", "1",
+             [&o](std::string_view text, std::string& want) {
+               want = "0 or 1";
+               if (text != "0" && text != "1") return false;
+               o.checksums = text == "1";
+               return true;
+             });
+  args.Parse(argc, argv);
+  if (o.role.empty()) args.Fail("--role server|client is required");
+  if (o.rate > 0 && o.mode != "latency") {
+    args.Fail("--rate is for --mode latency only");
   }
   if (o.address.empty()) {
     o.address =

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli/args.hpp"
 #include "symwire/symwire.hpp"
 
 namespace {
@@ -77,11 +78,13 @@ double MedianOf5(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   size_t frames = 200000;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string_view(argv[i]) == "--frames") {
-      frames = std::strtoul(argv[i + 1], nullptr, 10);
-    }
-  }
+  symwire_cli::Args args(
+      "symwire_codec_demo", "[--frames N]",
+      "Frames of every type encoded, decoded from random chunks, a "
+      "corrupted bit caught,\nand the codec's throughput.");
+  args.Int<size_t>("--frames", &frames, "N",
+                   "frames per throughput measurement", 1, size_t{1} << 32);
+  args.Parse(argc, argv);
 
   // 1. A short orchestrator <-> agent exchange, both directions in one
   //    buffer for the demo's sake.

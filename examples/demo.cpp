@@ -39,7 +39,6 @@
 #include <exception>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +52,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "cli/args.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/tcp.hpp"
 
@@ -76,45 +76,25 @@ struct Options {
   bool cut = true;  // drop agent 1's connection midway
 };
 
-bool ParseInt(const char* text, int64_t lo, int64_t hi, int64_t& out) {
-  return absl::SimpleAtoi(text, &out) && out >= lo && out <= hi;
-}
-
-// ParseOptions: nullopt (after printing why) on bad or --help input.
-std::optional<Options> ParseOptions(int argc, char** argv) {
+// ParseOptions: the command line; exits 0 after --help and 2 on a usage
+// error (tools/cli/args.hpp, the parser of every program of the project).
+Options ParseOptions(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    const char* value = i + 1 < argc ? argv[i + 1] : "";
-    int64_t v = 0;
-    if (arg == "--agent") {
-      o.agent = true;
-    } else if (arg == "--no-cut") {
-      o.cut = false;
-    } else if (arg == "--tasks" && ParseInt(value, 1, int64_t{1} << 32, v)) {
-      o.tasks = static_cast<uint64_t>(v);
-      ++i;
-    } else if (arg == "--agents" && ParseInt(value, 1, 64, v)) {
-      o.agents = static_cast<int>(v);
-      ++i;
-    } else if (arg == "--parts" && ParseInt(value, 1, 32, v)) {
-      o.parts = static_cast<int>(v);
-      ++i;
-    } else if (arg == "--window" && ParseInt(value, 1, 1024, v)) {
-      o.window = static_cast<int>(v);
-      ++i;
-    } else {
-      std::fprintf(
-          stderr,
-          "usage: symwire_demo [--tasks N] [--agents K (1-64)] "
-          "[--parts P (1-32)] [--window W (1-1024)] [--no-cut]\n"
-          "  N tasks over K agent processes on 127.0.0.1, each answered as "
-          "P streamed\n  responses, at most W in flight per agent; the "
-          "connection to agent 1 is cut\n  midway unless --no-cut. "
-          "Defaults: --tasks 4000000 --agents 3 --parts 4 --window 64\n");
-      return std::nullopt;
-    }
-  }
+  symwire_cli::Args args(
+      "symwire_demo", "[flags]",
+      "N tasks over K agent processes on 127.0.0.1, each answered as P "
+      "streamed\nresponses, at most W in flight per agent; the connection "
+      "to agent 1 is cut\nmidway unless --no-cut.");
+  args.Int<uint64_t>("--tasks", &o.tasks, "N", "tasks in all", 1,
+                     uint64_t{1} << 32)
+      .Int("--agents", &o.agents, "K", "agent processes", 1, 64)
+      .Int("--parts", &o.parts, "P", "responses per task (the last one final)",
+           1, 32)
+      .Int("--window", &o.window, "W", "tasks in flight per agent", 1, 1024)
+      .Switch("--no-cut", &o.cut, "do not cut agent 1's connection", false)
+      .Switch("--agent", &o.agent,
+              "run as an agent process (the orchestrator starts these)");
+  args.Parse(argc, argv);
   return o;
 }
 
@@ -562,11 +542,8 @@ int RunOrchestrator(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const bool help = argc == 2 && (std::string_view(argv[1]) == "--help" ||
-                                  std::string_view(argv[1]) == "-h");
-  const std::optional<Options> options = ParseOptions(argc, argv);
-  if (!options) return help ? 0 : 2;
-  return options->agent ? RunAgent(*options) : RunOrchestrator(*options);
+  const Options options = ParseOptions(argc, argv);
+  return options.agent ? RunAgent(options) : RunOrchestrator(options);
 } catch (const std::exception& e) {  // Asio reports a few failures by throwing
   std::fprintf(stderr, "%s\n", e.what());
   return 1;

@@ -14,13 +14,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
+#include "cli/args.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/process.hpp"
 
 namespace asio = boost::asio;
 
 int main(int argc, char** argv) try {
-  const std::string agent_path = argc > 1 ? argv[1] : "./stdio_agent";
+  std::string agent_path = "./stdio_agent";
+  symwire_cli::Args args("stdio_orchestrator", "[path-to-stdio_agent]",
+                         "Spawns the agent and drives it over its "
+                         "stdin/stdout; exit status 0 when every step "
+                         "behaved as expected.");
+  args.Positional("path-to-stdio_agent", &agent_path,
+                  "the agent program (examples/stdio_agent.cpp)");
+  args.Parse(argc, argv);
   asio::io_context io;
   absl::StatusOr<symwire::ChildProcess> child =
       symwire::SpawnChild(io.get_executor(), {agent_path});

@@ -25,7 +25,8 @@
 //            default 4 MiB, beyond which the missing bytes count as a gap),
 //            and each direction is decoded as a stream of its own; lines
 //            start with the direction ("127.0.0.1:40000 -> 127.0.0.1:7000").
-//            --port N keeps the connections with N as either port. A
+//            --port N keeps the connections with N as either port (none:
+//            exit 2, naming the ports the capture holds). A
 //            direction whose capture starts after its SYN has no known
 //            start: it is decoded without a preface from the first header
 //            found.
@@ -56,7 +57,9 @@
 // limits needs the same here.
 //
 // Exit status: 0 if everything decoded cleanly, 1 if any error was reported,
-// 2 on a usage error or an input that cannot be read as the requested format.
+// 2 on a usage error (tools/cli/args.hpp; --help lists the flags and their
+// defaults) or an input that cannot be read as the requested format (a pcap
+// file given without --pcap is refused with "use --pcap").
 #include "symwire/wire/dump.hpp"
 
 #include <arpa/inet.h>
@@ -71,6 +74,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -83,6 +87,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "cli/args.hpp"
 #include "symwire/error.hpp"
 #include "symwire/session/control.hpp"
 #include "symwire/wire/decoder.hpp"
@@ -103,7 +108,6 @@ struct Options {
   std::string path = "-";
   bool json = false;
   bool quiet = false;
-  bool help = false;
   bool preface = true;
   std::optional<uint16_t> port;
   size_t payload_bytes = 32;
@@ -112,96 +116,56 @@ struct Options {
   uint64_t max_payload_bytes = symwire::kDefaultMaxPayloadSize;
 };
 
-void Usage() {
-  std::fprintf(
-      stderr,
-      "usage: symwire-dump [--hex | --pcap [--port N] [--reorder-bytes N]] "
-      "[--json]\n"
-      "                    [--payload-bytes N] [--no-preface] "
-      "[--max-header-bytes N]\n"
-      "                    [--max-payload-bytes N] [--quiet] [FILE | -]\n"
-      "Decodes a symwire byte stream (raw bytes, hex text or a pcap "
-      "capture)\n"
-      "into one line per frame, error and resynchronisation. Exit status: 0 "
-      "clean,\n"
-      "1 errors reported, 2 usage or unreadable input.\n");
-}
-
-template <typename T>
-bool ParseNumber(absl::string_view text, T min, T max, T& out) {
-  uint64_t v = 0;
-  if (!absl::SimpleAtoi(text, &v) || v < static_cast<uint64_t>(min) ||
-      v > static_cast<uint64_t>(max)) {
-    return false;
+// ParseArgs: the command line into `o`; exits 0 after --help and 2 on a
+// usage error (tools/cli/args.hpp).
+void ParseArgs(int argc, char** argv, Options& o) {
+  symwire_cli::Args args(
+      "symwire-dump",
+      "[--hex | --pcap [--port N] [--reorder-bytes N]] [--json] [flags] "
+      "[FILE | -]",
+      "Decodes a symwire byte stream (raw bytes, hex text or a pcap capture)\n"
+      "into one line per frame, error and resynchronisation.");
+  bool hex = false;
+  bool pcap = false;
+  uint16_t port = 0;
+  args.Positional("FILE", &o.path, "the input; \"-\" is standard input")
+      .Switch("--hex", &hex,
+              "the input is hex text ('#' to the end of a line is a comment)")
+      .Switch("--pcap", &pcap,
+              "the input is a classic pcap capture (TCP, both directions)")
+      .Int<uint16_t>("--port", &port, "N",
+                     "--pcap: keep the connections with N as either port", 1,
+                     65535)
+      .Default("all ports")
+      .Int<size_t>("--reorder-bytes", &o.reorder_bytes, "N",
+                   "--pcap: out-of-order bytes buffered per direction before "
+                   "they count as a gap",
+                   0, size_t{1} << 32)
+      .Default("4194304 (4 MiB)")
+      .Switch("--json", &o.json, "one JSON object per line")
+      .Int<size_t>("--payload-bytes", &o.payload_bytes, "N",
+                   "payload bytes shown per frame", 0, size_t{1} << 30)
+      .Switch("--no-preface", &o.preface,
+              "the stream starts with a frame, not the 8-byte preface", false)
+      .Int<uint32_t>("--max-header-bytes", &o.max_header_bytes, "N",
+                     "the decoder's header size limit",
+                     static_cast<uint32_t>(symwire::kMinHeaderSize),
+                     static_cast<uint32_t>(symwire::kMaxHeaderSizeLimit))
+      .Int<uint64_t>("--max-payload-bytes", &o.max_payload_bytes, "N",
+                     "the decoder's payload size limit", 0,
+                     symwire::kMaxPayloadSizeLimit)
+      .Switch("--quiet", &o.quiet, "no summary line at the end")
+      .Epilogue(
+          "Exit status: 0 clean, 1 errors reported, 2 usage or unreadable "
+          "input.");
+  args.Parse(argc, argv);
+  if (hex && pcap) args.Fail("--hex and --pcap exclude each other");
+  if (hex) o.format = InputFormat::kHex;
+  if (pcap) o.format = InputFormat::kPcap;
+  if (args.Seen("--port")) {
+    if (!pcap) args.Fail("--port needs --pcap");
+    o.port = port;
   }
-  out = static_cast<T>(v);
-  return true;
-}
-
-bool ParseArgs(int argc, char** argv, Options& o) {
-  bool have_path = false;
-  for (int i = 1; i < argc; ++i) {
-    const absl::string_view arg = argv[i];
-    auto value = [&](absl::string_view& out) {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "symwire-dump: %s needs a value\n", argv[i]);
-        return false;
-      }
-      out = argv[++i];
-      return true;
-    };
-    absl::string_view v;
-    bool ok = true;
-    if (arg == "--hex") {
-      o.format = InputFormat::kHex;
-    } else if (arg == "--pcap") {
-      o.format = InputFormat::kPcap;
-    } else if (arg == "--json") {
-      o.json = true;
-    } else if (arg == "--quiet") {
-      o.quiet = true;
-    } else if (arg == "--no-preface") {
-      o.preface = false;
-    } else if (arg == "--port") {
-      uint16_t port = 0;
-      ok = value(v) && ParseNumber<uint16_t>(v, 1, 65535, port);
-      o.port = port;
-    } else if (arg == "--payload-bytes") {
-      ok = value(v) &&
-           ParseNumber<size_t>(v, 0, size_t{1} << 30, o.payload_bytes);
-    } else if (arg == "--reorder-bytes") {
-      ok = value(v) &&
-           ParseNumber<size_t>(v, 0, size_t{1} << 32, o.reorder_bytes);
-    } else if (arg == "--max-header-bytes") {
-      ok = value(v) && ParseNumber<uint32_t>(
-                           v, static_cast<uint32_t>(symwire::kMinHeaderSize),
-                           static_cast<uint32_t>(symwire::kMaxHeaderSizeLimit),
-                           o.max_header_bytes);
-    } else if (arg == "--max-payload-bytes") {
-      ok =
-          value(v) && ParseNumber<uint64_t>(v, 0, symwire::kMaxPayloadSizeLimit,
-                                            o.max_payload_bytes);
-    } else if (arg == "-h" || arg == "--help") {
-      o.help = true;
-      return true;
-    } else if ((arg.empty() || arg[0] != '-' || arg == "-") && !have_path) {
-      o.path = std::string(arg);
-      have_path = true;
-    } else {
-      std::fprintf(stderr, "symwire-dump: unexpected argument %s\n", argv[i]);
-      return false;
-    }
-    if (!ok) {
-      std::fprintf(stderr, "symwire-dump: bad value for %s\n",
-                   std::string(arg).c_str());
-      return false;
-    }
-  }
-  if (o.port && o.format != InputFormat::kPcap) {
-    std::fprintf(stderr, "symwire-dump: --port needs --pcap\n");
-    return false;
-  }
-  return true;
 }
 
 // ---- rendering helpers -----------------------------------------------------
@@ -1281,8 +1245,10 @@ class PcapReader {
       : options_(options), printer_(printer), stats_(stats) {}
 
   // Reads the capture into streams. Returns false if `file` is not a
-  // classic pcap file (a usage-level failure); damage after the file
-  // header is reported as an error and what was read is kept.
+  // classic pcap file, or if --port matches none of its TCP segments (then
+  // the message lists the ports the capture holds): usage-level failures.
+  // Damage after the file header is reported as an error and what was read
+  // is kept.
   bool Read(Bytes file, std::vector<StreamInput>& streams) {
     if (file.size() < 24) {
       std::fprintf(stderr, "symwire-dump: not a pcap file (too short)\n");
@@ -1326,6 +1292,7 @@ class PcapReader {
     uint64_t tcp = 0;
     uint64_t ignored = 0;
     uint64_t truncated_packets = 0;
+    std::set<uint16_t> ports_seen;  // of every TCP segment, for --port
     while (pos < file.size()) {
       if (file.size() - pos < 16) {
         ReportCaptureError(pos, "capture ends inside a record header");
@@ -1348,6 +1315,8 @@ class PcapReader {
         ++ignored;
         continue;
       }
+      ports_seen.insert(segment.src.port);
+      ports_seen.insert(segment.dst.port);
       if (options_.port && segment.src.port != *options_.port &&
           segment.dst.port != *options_.port) {
         ++ignored;
@@ -1355,6 +1324,18 @@ class PcapReader {
       }
       ++tcp;
       AddSegment(segment);
+    }
+    if (options_.port && tcp == 0) {
+      std::string held = "the capture holds no TCP segment";
+      if (!ports_seen.empty()) {
+        held = "ports in the capture: ";
+        for (const uint16_t p : ports_seen) {
+          absl::StrAppend(&held, p == *ports_seen.begin() ? "" : ", ", p);
+        }
+      }
+      std::fprintf(stderr, "symwire-dump: no TCP segment with port %u; %s\n",
+                   unsigned{*options_.port}, held.c_str());
+      return false;
     }
     Line line;
     line.J("kind", "\"capture\"");
@@ -1466,18 +1447,28 @@ void PrintSummary(const Stats& s, Printer& printer) {
 
 }  // namespace
 
+// LooksLikePcap: the file starts with a pcap magic number (either byte
+// order, microsecond or nanosecond timestamps) or a pcapng block type. A
+// symwire stream starts with the preface "\x89SYM" or a frame header, never
+// with these.
+bool LooksLikePcap(Bytes file) {
+  if (file.size() < 4) return false;
+  const uint32_t magic = Big32(file, 0);
+  return magic == 0xA1B2C3D4 || magic == 0xD4C3B2A1 || magic == 0xA1B23C4D ||
+         magic == 0x4D3CB2A1 || magic == 0x0A0D0D0A;
+}
+
 int main(int argc, char** argv) {
   Options options;
-  if (!ParseArgs(argc, argv, options)) {
-    Usage();
-    return 2;
-  }
-  if (options.help) {
-    Usage();
-    return 0;
-  }
+  ParseArgs(argc, argv, options);
   std::vector<std::byte> raw;
   if (!ReadAll(options.path, raw)) return 2;
+  if (options.format != InputFormat::kPcap && LooksLikePcap(Bytes(raw))) {
+    std::fprintf(stderr,
+                 "symwire-dump: %s: this looks like a pcap file; use --pcap\n",
+                 options.path.c_str());
+    return 2;
+  }
   Printer printer(options.json);
   Stats stats;
   std::vector<StreamInput> streams;

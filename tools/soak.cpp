@@ -5,13 +5,14 @@
 // Layer 4: public headers only (a compact copy of the approach of
 // tests/support/session_pair.hpp, which tools may not use).
 //
-// Usage:
-//   symwire-soak --tasks N --seed S --cut-every MIN:MAX [--partials K]
+// Usage (every flag is optional; `symwire-soak --help` lists them with their
+// defaults: --tasks 1000 --seed 1 --cut-every 200:2000 ...):
+//   symwire-soak [--tasks N] [--seed S] [--cut-every MIN:MAX] [--partials K]
 //                [--payload BYTES] [--window W] [--replay-frames F]
 //                [--agent-max-tasks M] [--dial-fail-pct P]
 //                [--half-open-pct P] [--max-sim-seconds T] [--no-close]
 //                [--verbose]
-//   symwire-soak --transport tcp|unix|tls --tasks N --seed S
+//   symwire-soak --transport tcp|unix|tls [--tasks N] [--seed S]
 //                [--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]
 //                [--partials K] [--payload BYTES] [--window W]
 //                [--max-seconds T] [--verbose]
@@ -123,6 +124,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -139,6 +142,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
 #include "boost/asio/signal_set.hpp"
+#include "cli/args.hpp"
 #include "symwire/error.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
@@ -199,45 +203,6 @@ struct Options {
   std::string tls_ca;
 };
 
-void Usage() {
-  std::fprintf(
-      stderr,
-      "usage: symwire-soak --tasks N --seed S --cut-every MIN:MAX "
-      "[--partials K] [--payload BYTES] [--window W]\n"
-      "                    [--replay-frames F] [--agent-max-tasks M] "
-      "[--dial-fail-pct P] [--half-open-pct P]\n"
-      "                    [--max-sim-seconds T] [--no-close] "
-      "[--verbose]\n"
-      "       symwire-soak --transport tcp|unix|tls --tasks N --seed S "
-      "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
-      "                    [--partials K] [--payload BYTES] "
-      "[--window W] [--max-seconds T] [--verbose]\n"
-      "       symwire-soak --role server --listen ADDR "
-      "[--exit-after-sessions N] [--ready-file PATH]\n"
-      "                    [--tls-cert PEM --tls-key PEM | --tls-ca-out "
-      "PEM]\n"
-      "                    [--seed S] [--partials K] [--payload BYTES] "
-      "[--agent-max-tasks M] [--max-seconds T] [--verbose]\n"
-      "       symwire-soak --role client --connect ADDR --tasks N "
-      "[--seed S] [--payload BYTES] [--window W] [--tls-ca PEM]\n"
-      "                    [--replay-frames F] [--no-close] "
-      "[--max-seconds T] [--verbose]\n"
-      "       symwire-soak --role proxy --listen ADDR --connect ADDR "
-      "[--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]\n"
-      "                    [--seed S] [--ready-file PATH] "
-      "[--max-seconds T]\n"
-      "  ADDR: tcp://HOST:PORT or tls://HOST:PORT (a numeric IP; port 0 "
-      "picks one, see --ready-file)\n"
-      "  or unix:///PATH; a TLS server without --tls-cert uses a throw-away "
-      "PKI (its CA: --tls-ca-out),\n"
-      "  a TLS client trusts --tls-ca (default: the system store); a proxy "
-      "relays TLS as bytes.\n"
-      "  a proxy listens on 127.0.0.1 only. Each role prints one JSON line "
-      "when it ends\n"
-      "  (server: after N sessions ended, or on SIGTERM/SIGINT; proxy: on "
-      "SIGTERM/SIGINT or after --max-seconds).\n");
-}
-
 template <typename T>
 bool ParseUnsigned(absl::string_view text, T& out) {
   uint64_t v = 0;
@@ -283,91 +248,127 @@ bool ParseFaults(absl::string_view spec, symwire::testing::FaultOptions& f) {
 
 #endif  // SYMWIRE_SOAK_NET
 
-bool ParseArgs(int argc, char** argv, Options& o) {
-  for (int i = 1; i < argc; ++i) {
-    const absl::string_view arg = argv[i];
-    if (arg == "--no-close") {
-      o.close = false;
-      continue;
-    }
-    if (arg == "--verbose") {
-      o.verbose = true;
-      continue;
-    }
-    if (i + 1 >= argc) return false;
-    const absl::string_view value = argv[++i];
-    bool ok = false;
-    if (arg == "--tasks") {
-      ok = ParseUnsigned(value, o.tasks) && o.tasks > 0;
-    } else if (arg == "--seed") {
-      ok = ParseUnsigned(value, o.seed);
-    } else if (arg == "--cut-every") {
-      const std::vector<absl::string_view> parts = absl::StrSplit(value, ':');
-      ok = parts.size() == 2 && ParseUnsigned(parts[0], o.cut_min) &&
-           ParseUnsigned(parts[1], o.cut_max) && o.cut_min <= o.cut_max &&
-           (o.cut_min > 0 || o.cut_max == 0);
-    } else if (arg == "--partials") {
-      ok = ParseUnsigned(value, o.partials) && o.partials > 0 &&
-           o.partials <= 1000;
-    } else if (arg == "--payload") {
-      ok = ParseUnsigned(value, o.payload) && o.payload <= (1u << 20);
-    } else if (arg == "--window") {
-      ok = ParseUnsigned(value, o.window) && o.window > 0;
-    } else if (arg == "--replay-frames") {
-      ok = ParseUnsigned(value, o.replay_frames) && o.replay_frames > 0;
-    } else if (arg == "--agent-max-tasks") {
-      ok = ParseUnsigned(value, o.agent_max_tasks) && o.agent_max_tasks > 0;
-    } else if (arg == "--dial-fail-pct") {
-      ok = ParseUnsigned(value, o.dial_fail_pct) && o.dial_fail_pct < 100;
-    } else if (arg == "--half-open-pct") {
-      ok = ParseUnsigned(value, o.half_open_pct) && o.half_open_pct <= 100;
+// ParseArgs: the command line into `o`; exits 0 after --help and 2 on a
+// usage error (tools/cli/args.hpp).
+void ParseArgs(int argc, char** argv, Options& o) {
+  symwire_cli::Args args(
+      "symwire-soak", "[flags]",
+      "A seeded long run of an orchestrator and an agent session with "
+      "connection cuts:\n"
+      "on a simulated clock (default), over real sockets through a fault "
+      "proxy (--transport),\n"
+      "or one side per process (--role). Every flag is optional.");
+  auto unsigned_value = [](auto* out, uint64_t min, uint64_t max) {
+    return [out, min, max](std::string_view text, std::string& want) {
+      want =
+          "an integer in " + std::to_string(min) + ".." + std::to_string(max);
+      uint64_t v = 0;
+      if (!ParseUnsigned(absl::string_view(text.data(), text.size()), v) ||
+          v < min || v > max) {
+        return false;
+      }
+      *out = static_cast<std::remove_pointer_t<decltype(out)>>(v);
+      return true;
+    };
+  };
+  constexpr uint64_t kU32 = 0xFFFFFFFFu;
+  constexpr uint64_t kU64 = ~uint64_t{0};
+  args.Value("--tasks", "N", "tasks to run to completion",
+             std::to_string(o.tasks), unsigned_value(&o.tasks, 1, kU64))
+      .Value("--seed", "S", "seed of every random choice",
+             std::to_string(o.seed), unsigned_value(&o.seed, 0, kU64))
+      .Value("--cut-every", "MIN:MAX",
+             "simulation: cut the connection every MIN..MAX frames (0:0: "
+             "never)",
+             std::to_string(o.cut_min) + ":" + std::to_string(o.cut_max),
+             [&o](std::string_view text, std::string& want) {
+               want = "MIN:MAX with 0 < MIN <= MAX, or 0:0";
+               const std::vector<absl::string_view> parts = absl::StrSplit(
+                   absl::string_view(text.data(), text.size()), ':');
+               return parts.size() == 2 && ParseUnsigned(parts[0], o.cut_min) &&
+                      ParseUnsigned(parts[1], o.cut_max) &&
+                      o.cut_min <= o.cut_max &&
+                      (o.cut_min > 0 || o.cut_max == 0);
+             })
+      .Value("--partials", "K", "streamed responses per task: 1..K at random",
+             "exactly 3", unsigned_value(&o.partials, 1, 1000))
+      .Value("--payload", "BYTES", "payload bytes per message",
+             std::to_string(o.payload), unsigned_value(&o.payload, 0, 1u << 20))
+      .Value("--window", "W", "tasks in flight", std::to_string(o.window),
+             unsigned_value(&o.window, 1, kU32))
+      .Value("--replay-frames", "F", "the sessions' replay buffer, in frames",
+             "the library's", unsigned_value(&o.replay_frames, 1, kU64))
+      .Value("--agent-max-tasks", "M", "the agent's max_tasks", "the library's",
+             unsigned_value(&o.agent_max_tasks, 1, kU32))
+      .Value("--dial-fail-pct", "P", "simulation: percent of dials that fail",
+             std::to_string(o.dial_fail_pct),
+             unsigned_value(&o.dial_fail_pct, 0, 99))
+      .Value("--half-open-pct", "P",
+             "simulation: percent of cuts the agent is not told of",
+             std::to_string(o.half_open_pct),
+             unsigned_value(&o.half_open_pct, 0, 100))
+      .Value("--max-sim-seconds", "T",
+             "simulation: bound on simulated time, in seconds",
+             "600 + tasks / 100",
+             [&o](std::string_view text, std::string& want) {
+               want = "an integer in 1..4294967295";
+               uint64_t v = 0;
+               if (!ParseUnsigned(absl::string_view(text.data(), text.size()),
+                                  v) ||
+                   v == 0 || v > kU32) {
+                 return false;
+               }
+               o.max_sim_seconds = static_cast<double>(v);
+               return true;
+             })
+      .Value("--max-seconds", "T", "bound on wall-clock time, in seconds",
+             "120 + tasks / 500", unsigned_value(&o.max_seconds, 1, kU64))
+      .Switch("--no-close", &o.close,
+              "end without the graceful close handshake", false)
+      .Switch("--verbose", &o.verbose, "progress lines on stderr");
 #if SYMWIRE_SOAK_NET
-    } else if (arg == "--transport") {
-      o.transport = std::string(value);
-      ok = value == "tcp" || value == "unix" || value == "tls";
-    } else if (arg == "--proxy-faults") {
-      ok = ParseFaults(value, o.faults);
-    } else if (arg == "--role") {
-      o.role = std::string(value);
-      ok = value == "server" || value == "client" || value == "proxy";
-    } else if (arg == "--listen") {
-      o.listen = std::string(value);
-      ok = !value.empty();
-    } else if (arg == "--connect") {
-      o.connect = std::string(value);
-      ok = !value.empty();
-    } else if (arg == "--exit-after-sessions") {
-      ok = ParseUnsigned(value, o.exit_after_sessions) &&
-           o.exit_after_sessions > 0;
-    } else if (arg == "--ready-file") {
-      o.ready_file = std::string(value);
-      ok = !value.empty();
-    } else if (arg == "--tls-cert") {
-      o.tls_cert = std::string(value);
-      ok = !value.empty();
-    } else if (arg == "--tls-key") {
-      o.tls_key = std::string(value);
-      ok = !value.empty();
-    } else if (arg == "--tls-ca-out") {
-      o.tls_ca_out = std::string(value);
-      ok = !value.empty();
-    } else if (arg == "--tls-ca") {
-      o.tls_ca = std::string(value);
-      ok = !value.empty();
+  args.Choice("--transport", &o.transport, {"tcp", "unix", "tls"},
+              "network mode: real sockets through a fault proxy")
+      .Default("none: the simulation")
+      .Value("--proxy-faults", "kill=MIN:MAX,split=N,stall=PCT,flip=PPM",
+             "the proxy's faults (any subset): kill each connection after "
+             "MIN..MAX bytes, forward in 1..N-byte pieces, stall PCT% of "
+             "chunks 1..20 ms, flip PPM bits per million",
+             "none",
+             [&o](std::string_view text, std::string& want) {
+               want =
+                   "a comma-separated subset of kill=MIN:MAX (0 < MIN <= "
+                   "MAX), split=N, stall=PCT (0..100), flip=PPM";
+               return ParseFaults(absl::string_view(text.data(), text.size()),
+                                  o.faults);
+             })
+      .Choice("--role", &o.role, {"server", "client", "proxy"},
+              "split roles: this process is one side")
+      .String("--listen", &o.listen, "ADDR", "server, proxy: listen on ADDR")
+      .String("--connect", &o.connect, "ADDR", "client, proxy: connect to ADDR")
+      .Value("--exit-after-sessions", "N", "server: exit once N sessions ended",
+             "run until SIGTERM",
+             unsigned_value(&o.exit_after_sessions, 1, kU64))
+      .String("--ready-file", &o.ready_file, "PATH",
+              "server, proxy: write the bound address to PATH")
+      .String("--tls-cert", &o.tls_cert, "PEM",
+              "TLS server: its certificate (with --tls-key)")
+      .Default("a throw-away PKI")
+      .String("--tls-key", &o.tls_key, "PEM", "TLS server: its private key")
+      .String("--tls-ca-out", &o.tls_ca_out, "PEM",
+              "TLS server: write the throw-away CA to PEM")
+      .String("--tls-ca", &o.tls_ca, "PEM", "TLS client: the CA to trust")
+      .Default("the system store")
+      .Epilogue(
+          "ADDR: tcp://HOST:PORT or tls://HOST:PORT (a numeric IP; port 0 "
+          "picks one, see --ready-file)\n"
+          "or unix:///PATH. A proxy listens on 127.0.0.1 only and relays TLS "
+          "as bytes. Each role prints\n"
+          "one JSON line when it ends (server: after N sessions ended, or on "
+          "SIGTERM/SIGINT; proxy:\n"
+          "on SIGTERM/SIGINT or after --max-seconds).");
 #endif
-    } else if (arg == "--max-seconds") {
-      ok = ParseUnsigned(value, o.max_seconds) && o.max_seconds > 0;
-    } else if (arg == "--max-sim-seconds") {
-      uint64_t s = 0;
-      ok = ParseUnsigned(value, s) && s > 0;
-      o.max_sim_seconds = static_cast<double>(s);
-    }
-    if (!ok) {
-      std::fprintf(stderr, "symwire-soak: bad argument %s %s\n", argv[i - 1],
-                   argv[i]);
-      return false;
-    }
-  }
+  args.Parse(argc, argv);
   // Split roles: which addresses each needs.
   const char* wrong = nullptr;
   if (o.role.empty()) {
@@ -399,11 +400,7 @@ bool ParseArgs(int argc, char** argv, Options& o) {
   } else if (o.role != "client" && !o.tls_ca.empty()) {
     wrong = "--tls-ca is for --role client";
   }
-  if (wrong != nullptr) {
-    std::fprintf(stderr, "symwire-soak: %s\n", wrong);
-    return false;
-  }
-  return true;
+  if (wrong != nullptr) args.Fail(wrong);
 }
 
 #if SYMWIRE_SOAK_NET
@@ -1953,18 +1950,8 @@ class NetSoak {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 ||
-        std::strcmp(argv[i], "-h") == 0) {
-      Usage();
-      return 0;
-    }
-  }
   Options o;
-  if (!ParseArgs(argc, argv, o)) {
-    Usage();
-    return 2;
-  }
+  ParseArgs(argc, argv, o);
 #if SYMWIRE_SOAK_NET
   if (!o.transport.empty() || !o.role.empty()) {
     NetSoak soak(o);

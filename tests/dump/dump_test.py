@@ -466,14 +466,52 @@ def case_pcap_variants():
     check(rc == 2 and "not a pcap" in err, "non-pcap refused", err)
 
 
+def case_pcap_hints():
+    """--port matching nothing lists the capture's ports; a pcap (or pcapng)
+    file given without --pcap is refused with a hint."""
+    writes = transcript("one task after the handshake")
+    seq = [("c" if d.startswith("initiator") else "s", b) for d, b in writes]
+    cap = make_pcap.Capture()
+    make_pcap.add_connection(cap, seq, segment=25)
+    path = work("one_task.pcap")
+    cap.write(path)
+    rc, out, err = run(["--pcap", path, "--port", "7001"])
+    check(rc == 2 and "symwire-dump: no TCP segment with port 7001; ports in "
+          "the capture: 7000, 40000" in err, "--port 7001: lists the ports",
+          out + err)
+    rc, out, _ = run(["--pcap", path, "--port", "40000"])
+    check(rc == 0 and "connections=1" in out, "--port 40000 matches", out)
+    # Every pcap magic (both byte orders, us and ns) and pcapng's.
+    variants = {"le-us": {}, "be-us": dict(big_endian=True),
+                "le-ns": dict(nano=True),
+                "be-ns": dict(big_endian=True, nano=True)}
+    for name, kwargs in variants.items():
+        cap = make_pcap.Capture(**kwargs)
+        make_pcap.add_connection(cap, seq, segment=25)
+        path = work(f"one_task_{name}.pcap")
+        cap.write(path)
+        for args in ([path], ["--hex", path]):
+            rc, out, err = run(args)
+            check(rc == 2 and "this looks like a pcap file; use --pcap" in err
+                  and out == "", f"{name} {args[:-1]} without --pcap: hint",
+                  out + err)
+    rc, out, err = run(["-"], stdin=b"\x0a\x0d\x0d\x0a" + b"\0" * 40)
+    check(rc == 2 and "this looks like a pcap file; use --pcap" in err,
+          "pcapng without --pcap: hint", out + err)
+
+
 def case_usage():
     for args in (["--bogus"], ["--port", "7000"], ["--payload-bytes", "x"],
                  ["--max-header-bytes", "5"], ["a", "b"],
                  [work("does-not-exist")]):
         rc, _, err = run(args, stdin=b"")
         check(rc == 2, f"{args}: exit {rc} (want 2)", err)
-    rc, _, err = run(["--help"])
-    check(rc == 0 and "usage:" in err, "--help", err)
+    rc, out, err = run(["--help"])
+    check(rc == 0 and out.startswith("usage: symwire-dump") and err == "",
+          "--help: usage on stdout, exit 0", out + err)
+    rc, out, err = run(["--port", "abc", "--pcap", "-"], stdin=b"")
+    check(rc == 2 and "'abc'" in err and "--port" in err and out == "",
+          "--port abc: exit 2 naming the flag and the value", err)
     rc, _, err = run(["--hex", "-"], stdin=b"89 53 5")
     check(rc == 2, "odd hex digits: exit 2", err)
     rc, out, _ = run(["--quiet", "-"], stdin=PREFACE)
