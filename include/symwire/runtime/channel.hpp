@@ -252,14 +252,14 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void StartSubmit(std::string payload, CallOptions options,
                    TaskCallbacks callbacks,
                    detail::Completion<void(absl::StatusOr<TaskCall>)> done,
-                   detail::OpCancelPtr cancel);
+                   const detail::OpCancelPtr& cancel);
   void StartCall(std::string payload, CallOptions options,
                  detail::Completion<void(absl::StatusOr<std::string>)> done,
-                 detail::OpCancelPtr cancel);
+                 const detail::OpCancelPtr& cancel);
   void StartClose(detail::Completion<void(absl::Status)> done,
-                  detail::OpCancelPtr cancel);
+                  const detail::OpCancelPtr& cancel);
   void StartWaitEstablished(detail::Completion<void(absl::Status)> done,
-                            detail::OpCancelPtr cancel);
+                            const detail::OpCancelPtr& cancel);
   absl::Status RespondFor(detail::IncomingState& task,
                           absl::Span<const std::byte> payload, bool final);
 
@@ -307,11 +307,11 @@ auto Channel::async_submit(std::string payload, CallOptions options,
                            TaskCallbacks callbacks, CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<TaskCall>>(
       executor_,
-      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
                                   std::string&& p, CallOptions&& o,
                                   TaskCallbacks&& c) {
         self->StartSubmit(std::move(p), std::move(o), std::move(c),
-                          std::move(done), std::move(cancel));
+                          std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options), std::move(callbacks));
@@ -322,10 +322,9 @@ auto Channel::async_call(std::string payload, CallOptions options,
                          CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<std::string>>(
       executor_,
-      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
                                   std::string&& p, CallOptions&& o) {
-        self->StartCall(std::move(p), std::move(o), std::move(done),
-                        std::move(cancel));
+        self->StartCall(std::move(p), std::move(o), std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options));
@@ -335,8 +334,9 @@ template <class CompletionToken>
 auto Channel::async_close(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel) {
-        self->StartClose(std::move(done), std::move(cancel));
+      [self = shared_from_this()](auto done,
+                                  const detail::OpCancelPtr& cancel) {
+        self->StartClose(std::move(done), cancel);
       },
       std::forward<CompletionToken>(token));
 }
@@ -345,8 +345,9 @@ template <class CompletionToken>
 auto Channel::async_wait_established(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done, detail::OpCancelPtr cancel) {
-        self->StartWaitEstablished(std::move(done), std::move(cancel));
+      [self = shared_from_this()](auto done,
+                                  const detail::OpCancelPtr& cancel) {
+        self->StartWaitEstablished(std::move(done), cancel);
       },
       std::forward<CompletionToken>(token));
 }

@@ -106,7 +106,7 @@ class IncomingTask {
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartRespond(std::string payload, bool final,
                                  detail::Completion<void(absl::Status)> done,
-                                 detail::OpCancelPtr cancel);
+                                 const detail::OpCancelPtr& cancel);
   std::shared_ptr<detail::IncomingState> state_;
 };
 
@@ -118,10 +118,9 @@ auto IncomingTask::async_respond(std::string payload, bool final,
                                  CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       get_executor(),
-      [self = *this, final](auto done, detail::OpCancelPtr cancel,
+      [self = *this, final](auto done, const detail::OpCancelPtr& cancel,
                             std::string&& p) mutable {
-        self.StartRespond(std::move(p), final, std::move(done),
-                          std::move(cancel));
+        self.StartRespond(std::move(p), final, std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload));
 }

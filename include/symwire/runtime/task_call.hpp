@@ -79,7 +79,7 @@ class TaskCall {
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartNext(
       detail::Completion<void(absl::StatusOr<Response>)> done,
-      detail::OpCancelPtr cancel);
+      const detail::OpCancelPtr& cancel);
   std::shared_ptr<detail::CallState> state_;
 };
 
@@ -87,8 +87,8 @@ template <class CompletionToken>
 auto TaskCall::async_next(CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<Response>>(
       get_executor(),
-      [self = *this](auto done, detail::OpCancelPtr cancel) mutable {
-        self.StartNext(std::move(done), std::move(cancel));
+      [self = *this](auto done, const detail::OpCancelPtr& cancel) mutable {
+        self.StartNext(std::move(done), cancel);
       },
       std::forward<CompletionToken>(token));
 }

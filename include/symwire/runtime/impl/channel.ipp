@@ -372,7 +372,7 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
 SYMWIRE_DECL void Channel::StartSubmit(
     std::string payload, CallOptions options, TaskCallbacks callbacks,
     detail::Completion<void(absl::StatusOr<TaskCall>)> done,
-    detail::OpCancelPtr cancel) {
+    const detail::OpCancelPtr& cancel) {
   // Any cancellation type: a submission still queued is dropped unsent;
   // once sent, the op has completed and cancelling is a no-op.
   std::shared_ptr<const detail::Completion<void(absl::StatusOr<TaskCall>)>>
@@ -390,7 +390,7 @@ SYMWIRE_DECL void Channel::StartSubmit(
 SYMWIRE_DECL void Channel::StartCall(
     std::string payload, CallOptions options,
     detail::Completion<void(absl::StatusOr<std::string>)> done,
-    detail::OpCancelPtr cancel) {
+    const detail::OpCancelPtr& cancel) {
   // One completion, reached either by a failed submission, by the task's
   // end or by cancellation: shared between the paths.
   struct Collect {
@@ -464,7 +464,8 @@ SYMWIRE_DECL absl::Status Channel::Close() {
 }
 
 SYMWIRE_DECL void Channel::StartClose(
-    detail::Completion<void(absl::Status)> done, detail::OpCancelPtr cancel) {
+    detail::Completion<void(absl::Status)> done,
+    const detail::OpCancelPtr& cancel) {
   if (ended_) {
     done(session_->status());
     return;
@@ -480,7 +481,8 @@ SYMWIRE_DECL void Channel::StartClose(
 }
 
 SYMWIRE_DECL void Channel::StartWaitEstablished(
-    detail::Completion<void(absl::Status)> done, detail::OpCancelPtr cancel) {
+    detail::Completion<void(absl::Status)> done,
+    const detail::OpCancelPtr& cancel) {
   if (ended_) {
     done(session_->status().ok()
              ? MakeError(ErrorCode::kSessionClosed, "session closed")

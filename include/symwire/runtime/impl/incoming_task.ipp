@@ -90,7 +90,8 @@ SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
 
 SYMWIRE_DECL void IncomingTask::StartRespond(
     std::string payload, bool final,
-    detail::Completion<void(absl::Status)> done, detail::OpCancelPtr cancel) {
+    detail::Completion<void(absl::Status)> done,
+    const detail::OpCancelPtr& cancel) {
   auto channel = State().channel.lock();
   if (!channel) {
     done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));

@@ -28,7 +28,7 @@ SYMWIRE_DECL asio::any_io_executor TaskCall::get_executor() const {
 
 SYMWIRE_DECL void TaskCall::StartNext(
     detail::Completion<void(absl::StatusOr<Response>)> done,
-    detail::OpCancelPtr cancel) {
+    const detail::OpCancelPtr& cancel) {
   detail::CallState& s = State();
   if (s.queue_head < s.queue.size()) {
     Response r = std::move(s.queue[s.queue_head++]);
