@@ -52,6 +52,7 @@
 #include "symwire/session/auth.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/detail/deadlines.hpp"
 #include "symwire/session/detail/replay_store.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/wire/decoder.hpp"
@@ -389,15 +390,15 @@ class Session {
     size_t control_taken = 0;  // bytes of `control` returned by PollTransmit
     size_t sync_begin = 0;     // offset of an untaken SYNC at the tail
     PendingSync sync;
-    absl::Time handshake_deadline = absl::InfiniteFuture();
-    absl::Time last_rx;
+    // The connection-scope deadlines (detail::Timer kHandshake .. kAck).
+    detail::TimerTable timers;
+    absl::Time last_rx;  // Timer::kDeadPeer runs from here
     // When the first byte of the incomplete frame in `rx` arrived, and its
-    // stream offset (valid while `rx` is not empty; §14.1 frame_timeout).
+    // stream offset (valid while `rx` is not empty; §14.1 frame_timeout,
+    // Timer::kFrame).
     absl::Time rx_since;
     uint64_t rx_since_offset = 0;
-    absl::Time next_ping = absl::InfiniteFuture();
     absl::Time last_ping_rx = absl::InfinitePast();
-    absl::Time ack_deadline = absl::InfiniteFuture();
     AuthContext auth;
     std::optional<Hello> hello;  // acceptor: the peer's HELLO
     uint32_t rx_need = 0;
@@ -417,9 +418,8 @@ class Session {
     // method has no challenge round of its own, §16.2).
     bool resume_challenge_only = false;
     // §15.3: this side's bye went out on this connection; the session ends
-    // when the peer's bye answers it, or at bye_deadline.
+    // when the peer's bye answers it, or at its Timer::kBye deadline.
     bool bye_sent = false;
-    absl::Time bye_deadline = absl::InfiniteFuture();
   };
   struct ReplayEntry {
     uint64_t seq;
@@ -518,6 +518,23 @@ class Session {
   void CompactStore();
   void PushDeadline(absl::Time when, TaskId task);
   void RunTaskDeadlines(absl::Time now);
+  // Timers (detail/deadlines.hpp): the table holding `timer`, whether it
+  // is armed now (counts for NextDeadline), and its action; OnTimer
+  // returns whether the action failed the connection.
+  detail::TimerTable& TimersOf(detail::Timer timer) {
+    return detail::ScopeOf(timer) == detail::TimerScope::kSession
+               ? timers_
+               : conn_.timers;
+  }
+  const detail::TimerTable& TimersOf(detail::Timer timer) const {
+    return detail::ScopeOf(timer) == detail::TimerScope::kSession
+               ? timers_
+               : conn_.timers;
+  }
+  bool TimerArmed(detail::Timer timer) const;
+  void OnTimer(detail::Timer timer, absl::Time now);
+  // Keeps Timer::kTaskDeadline at the earliest entry of deadlines_.
+  void SyncTaskTimer();
   void CountError(const absl::Status& status);
   absl::Status LocalError(ErrorCode code, absl::string_view message);
   absl::Status EndedError() const;
@@ -584,10 +601,10 @@ class Session {
   TaskId drain_last_ = 0;
   bool peer_draining_ = false;
 
-  // Reconnect / expiry.
+  // Reconnect / expiry, and the session-scope deadlines (detail::Timer
+  // kTaskDeadline, kExpire, kReconnect).
   uint32_t attempt_ = 0;
-  absl::Time reconnect_at_ = absl::InfiniteFuture();
-  absl::Time expire_at_ = absl::InfiniteFuture();
+  detail::TimerTable timers_;
 
   std::vector<std::byte> scratch_;
   std::vector<Event> events_;

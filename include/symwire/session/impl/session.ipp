@@ -210,19 +210,24 @@ SYMWIRE_DECL absl::Time Session::NextDeadline() const {
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return absl::InfiniteFuture();
   }
-  absl::Time t = std::min(reconnect_at_, expire_at_);
-  const Connection& c = conn_;
-  if (c.up && !c.closing) {
-    if (c.handshake != Handshake::kDone) {
-      t = std::min(t, c.handshake_deadline);
-    } else {
-      t = std::min({t, c.last_rx + config_.dead_peer_timeout, c.next_ping,
-                    c.ack_deadline, c.bye_deadline});
-      if (!c.rx.empty()) t = std::min(t, c.rx_since + config_.frame_timeout);
-    }
+  absl::Time t = absl::InfiniteFuture();
+  for (detail::Timer timer : detail::kTimerOrder) {
+    if (TimerArmed(timer)) t = std::min(t, TimersOf(timer).Get(timer));
   }
-  if (!deadlines_.empty()) t = std::min(t, deadlines_.front().first);
   return t;
+}
+
+SYMWIRE_DECL bool Session::TimerArmed(detail::Timer timer) const {
+  const Connection& c = conn_;
+  switch (detail::ScopeOf(timer)) {
+    case detail::TimerScope::kHandshake:
+      return c.up && !c.closing && c.handshake != Handshake::kDone;
+    case detail::TimerScope::kEstablished:
+      return c.up && !c.closing && c.handshake == Handshake::kDone;
+    case detail::TimerScope::kSession:
+      break;
+  }
+  return state_ != SessionState::kFailed && state_ != SessionState::kClosed;
 }
 
 // ---------------------------------------------------------------------------
@@ -415,7 +420,7 @@ SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   acked_sent_ = rx_seq_;
   unacked_rx_frames_ = 0;
   unacked_rx_bytes_ = 0;
-  c.ack_deadline = absl::InfiniteFuture();
+  c.timers.Clear(detail::Timer::kAck);
   (void)now;
 }
 
@@ -434,6 +439,15 @@ SYMWIRE_DECL void Session::PushDeadline(absl::Time when, TaskId task) {
   }
   deadlines_.emplace_back(when, task);
   std::push_heap(deadlines_.begin(), deadlines_.end(), later);
+  SyncTaskTimer();
+}
+
+SYMWIRE_DECL void Session::SyncTaskTimer() {
+  if (deadlines_.empty()) {
+    timers_.Clear(detail::Timer::kTaskDeadline);
+  } else {
+    timers_.Set(detail::Timer::kTaskDeadline, deadlines_.front().first);
+  }
 }
 
 SYMWIRE_DECL void Session::EndTask(TaskId id, Task& task) {
@@ -484,7 +498,7 @@ SYMWIRE_DECL void Session::MaybeFinishClose(absl::Time now) {
   conn_.bye_sent = true;
   // A connection on which the answer does not come is treated as dead
   // (HandleTimeout), so a half-open one cannot hold the close.
-  conn_.bye_deadline = now + config_.handshake_timeout;
+  conn_.timers.Set(detail::Timer::kBye, now + config_.handshake_timeout);
   bye_sent_ = true;
 }
 
@@ -511,7 +525,8 @@ SYMWIRE_DECL void Session::EndClosed(absl::Time now) {
   tasks_.clear();
   own_open_ = peer_open_ = 0;
   unacked_terminals_.clear();
-  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
+  timers_.Clear(detail::Timer::kReconnect);
+  timers_.Clear(detail::Timer::kExpire);
   state_ = SessionState::kClosed;
   conn_.closing = conn_.closing || conn_.up;
   Emit(SessionClosed{});
@@ -547,7 +562,7 @@ SYMWIRE_DECL void Session::ScheduleReconnect(absl::Time now) {
   const double u = static_cast<double>(x >> 11) * 0x1.0p-53 * 2.0 - 1.0;
   delay *= 1.0 + b.jitter * u;
   ++attempt_;
-  reconnect_at_ = now + absl::Seconds(delay);
+  timers_.Set(detail::Timer::kReconnect, now + absl::Seconds(delay));
 }
 
 SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
@@ -568,11 +583,11 @@ SYMWIRE_DECL void Session::ConnectionFailed(const absl::Status& status,
   Emit(ConnectionLost{status});
   if (config_.side == SessionSide::kInitiator) {
     ScheduleReconnect(now);
-    if (has_session_ && expire_at_ == absl::InfiniteFuture()) {
-      expire_at_ = now + peer_.resume_window;
+    if (has_session_ && !timers_.IsSet(detail::Timer::kExpire)) {
+      timers_.Set(detail::Timer::kExpire, now + peer_.resume_window);
     }
   } else {
-    expire_at_ = now + config_.resume_window;
+    timers_.Set(detail::Timer::kExpire, now + config_.resume_window);
   }
 }
 
@@ -637,7 +652,9 @@ SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
   store_.Clear();
   send_pos_ = 0;
   deadlines_.clear();
-  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
+  SyncTaskTimer();
+  timers_.Clear(detail::Timer::kReconnect);
+  timers_.Clear(detail::Timer::kExpire);
   state_ = SessionState::kFailed;
   failure_ = status;
   Emit(SessionFailed{status, std::move(affected)});
@@ -686,16 +703,18 @@ SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
   c.handshake = Handshake::kDone;
   c.hello.reset();
   c.store_enabled = true;
-  c.handshake_deadline = absl::InfiniteFuture();
+  c.timers.Clear(detail::Timer::kHandshake);
   // §15.2: tasks and responses may now arrive (control payloads stay
   // accepted up to 8192 bytes whatever the limit).
   c.decoder.SetMaxPayloadBytes(
       std::max(config_.max_payload_bytes, kMaxControlPayloadSize));
   c.last_rx = now;
-  c.next_ping = now + EffectivePingInterval();
+  c.timers.Set(detail::Timer::kDeadPeer, now + config_.dead_peer_timeout);
+  c.timers.Set(detail::Timer::kPing, now + EffectivePingInterval());
   state_ = SessionState::kEstablished;
   attempt_ = 0;
-  reconnect_at_ = expire_at_ = absl::InfiniteFuture();
+  timers_.Clear(detail::Timer::kReconnect);
+  timers_.Clear(detail::Timer::kExpire);
   uint64_t replayed = 0;
   if (resumed) {
     ++counters_.resumes;
@@ -738,6 +757,7 @@ SYMWIRE_DECL void Session::RunTaskDeadlines(absl::Time now) {
       EndTask(id, t);
     }
   }
+  SyncTaskTimer();
 }
 
 // ---------------------------------------------------------------------------
@@ -768,9 +788,10 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
   conn_.decoder = FrameDecoder(options);
   conn_.up = true;
   conn_.last_rx = now;
-  conn_.handshake_deadline = now + config_.handshake_timeout;
+  conn_.timers.Set(detail::Timer::kDeadPeer, now + config_.dead_peer_timeout);
+  conn_.timers.Set(detail::Timer::kHandshake, now + config_.handshake_timeout);
   ++counters_.connections;
-  reconnect_at_ = absl::InfiniteFuture();
+  timers_.Clear(detail::Timer::kReconnect);
   state_ = SessionState::kHandshaking;
   SendPreface();
   if (config_.side == SessionSide::kInitiator) {
@@ -822,7 +843,10 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
   }
   c.hold.clear();
   counters_.bytes_in += bytes.size();
-  if (!bytes.empty()) c.last_rx = now;  // §14.1: any byte is liveness
+  if (!bytes.empty()) {  // §14.1: any byte is liveness
+    c.last_rx = now;
+    c.timers.Set(detail::Timer::kDeadPeer, now + config_.dead_peer_timeout);
+  }
   absl::Status status;
   auto stop = [&] {
     return !status.ok() || !conn_.up || conn_.closing ||
@@ -851,6 +875,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
     SYMWIRE_ASSERT(step->consumed == c.rx.size());
     c.hold.swap(c.rx);
     c.rx.clear();
+    c.timers.Clear(detail::Timer::kFrame);
     status = ProcessStep(*step, now);
   }
   // 2. Whole frames straight from the caller's bytes (no copy).
@@ -863,6 +888,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
     if (step->kind == DecodeStep::Kind::kNeedMore) {
       // The first bytes of a frame (§14.1 frame_timeout runs from here).
       c.rx_since = now;
+      c.timers.Set(detail::Timer::kFrame, now + config_.frame_timeout);
       c.rx_since_offset = c.decoder.stream_offset();
       c.rx.assign(bytes.begin(), bytes.end());
       c.rx_need = std::max<uint32_t>(step->bytes_needed,
@@ -943,8 +969,8 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
         unacked_rx_bytes_ >=
             std::max<uint64_t>(1, peer_.replay_bytes / kAckFraction)) {
       conn_.sync.ack = true;
-    } else if (conn_.ack_deadline == absl::InfiniteFuture()) {
-      conn_.ack_deadline = now + config_.ack_delay;
+    } else if (!conn_.timers.IsSet(detail::Timer::kAck)) {
+      conn_.timers.Set(detail::Timer::kAck, now + config_.ack_delay);
     }
   } else if (seq != 0) {
     absl::Status s = MakeError(
@@ -1484,6 +1510,14 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   }
   conn_ = std::move(fresh.conn_);
   fresh.conn_ = Connection{};
+  // The liveness deadlines run from times the connection keeps; derive
+  // them with this session's timeouts.
+  conn_.timers.Set(detail::Timer::kDeadPeer,
+                   conn_.last_rx + config_.dead_peer_timeout);
+  if (!conn_.rx.empty()) {
+    conn_.timers.Set(detail::Timer::kFrame,
+                     conn_.rx_since + config_.frame_timeout);
+  }
   fresh.state_ = SessionState::kClosed;
   Hello& h = *conn_.hello;
   h.message.agent_id = h.agent_id;
@@ -2022,18 +2056,38 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return;
   }
+  // In the order of detail::Timer (detail/deadlines.hpp says what it
+  // decides). Armed-ness is checked at each timer's turn, so an earlier
+  // action disarms later ones (a failed connection's, an ended session's);
+  // after a connection failure no other connection timer acts.
+  bool connection_failed = false;
+  for (detail::Timer timer : detail::kTimerOrder) {
+    if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
+      break;
+    }
+    if (connection_failed &&
+        detail::ScopeOf(timer) != detail::TimerScope::kSession) {
+      continue;
+    }
+    if (!TimerArmed(timer) || !TimersOf(timer).Expired(timer, now)) continue;
+    OnTimer(timer, now);
+    connection_failed = connection_failed || detail::FailsConnection(timer);
+  }
+  EndInput(now);
+}
+
+SYMWIRE_DECL void Session::OnTimer(detail::Timer timer, absl::Time now) {
   Connection& c = conn_;
-  if (c.up && !c.closing) {
-    if (c.handshake != Handshake::kDone) {
-      if (now >= c.handshake_deadline) {
-        ConnectionFailed(
-            MakeError(ErrorCode::kHandshakeTimeout,
-                      absl::StrFormat(
-                          "handshake not completed within %s",
-                          absl::FormatDuration(config_.handshake_timeout))),
-            now);
-      }
-    } else if (now >= c.bye_deadline) {
+  switch (timer) {
+    case detail::Timer::kHandshake:
+      ConnectionFailed(
+          MakeError(
+              ErrorCode::kHandshakeTimeout,
+              absl::StrFormat("handshake not completed within %s",
+                              absl::FormatDuration(config_.handshake_timeout))),
+          now);
+      return;
+    case detail::Timer::kBye:
       // §15.3: our bye went unanswered: treat the connection as dead (it
       // may be half-open). The initiator resumes to say bye again; either
       // side ends closed if the session cannot be resumed in its window.
@@ -2043,7 +2097,8 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
               absl::StrFormat("bye not answered within %s",
                               absl::FormatDuration(config_.handshake_timeout))),
           now);
-    } else if (!c.rx.empty() && now >= c.rx_since + config_.frame_timeout) {
+      return;
+    case detail::Timer::kFrame:
       // §14.1: bytes trickling in are liveness, but a frame must complete.
       ConnectionFailed(
           MakeError(ErrorCode::kPeerUnresponsive,
@@ -2054,47 +2109,55 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
                                     absl::FormatDuration(now - c.rx_since),
                                     c.rx.size(), c.rx_need)),
           now);
-    } else if (now >= c.last_rx + config_.dead_peer_timeout) {
+      return;
+    case detail::Timer::kDeadPeer:
       ConnectionFailed(
           MakeError(ErrorCode::kPeerUnresponsive,
                     absl::StrFormat("nothing received for %s",
                                     absl::FormatDuration(now - c.last_rx))),
           now);
-    } else {
-      if (now >= c.next_ping) {
-        c.sync.ping = ClockMicros(now);
-        ++counters_.pings_sent;
-        ++c.pings_unanswered;
-        c.next_ping = now + EffectivePingInterval();
+      return;
+    case detail::Timer::kPing:
+      c.sync.ping = ClockMicros(now);
+      ++counters_.pings_sent;
+      ++c.pings_unanswered;
+      c.timers.Set(detail::Timer::kPing, now + EffectivePingInterval());
+      return;
+    case detail::Timer::kAck:
+      c.sync.ack = true;
+      return;
+    case detail::Timer::kTaskDeadline:
+      RunTaskDeadlines(now);
+      return;
+    case detail::Timer::kExpire:
+      if (state_ != SessionState::kDisconnected &&
+          state_ != SessionState::kHandshaking) {
+        return;
       }
-      if (now >= c.ack_deadline) c.sync.ack = true;
-    }
+      if (bye_sent_ && tasks_.empty()) {
+        // §15.3: the bye went out with nothing outstanding; only its answer
+        // (or the bye itself) was lost with the connection.
+        EndClosed(now);
+      } else {
+        Fail(MakeError(
+                 ErrorCode::kSessionExpired,
+                 absl::StrFormat(
+                     "disconnected for longer than the resume "
+                     "window (%s)",
+                     absl::FormatDuration(config_.side == SessionSide::kAcceptor
+                                              ? config_.resume_window
+                                              : peer_.resume_window))),
+             now, false);
+      }
+      return;
+    case detail::Timer::kReconnect:
+      if (config_.side == SessionSide::kInitiator &&
+          state_ == SessionState::kDisconnected) {
+        timers_.Clear(detail::Timer::kReconnect);
+        Emit(ReconnectDue{attempt_});
+      }
+      return;
   }
-  if (state_ != SessionState::kFailed && state_ != SessionState::kClosed) {
-    RunTaskDeadlines(now);
-  }
-  if (state_ == SessionState::kDisconnected ||
-      state_ == SessionState::kHandshaking) {
-    if (now >= expire_at_ && bye_sent_ && tasks_.empty()) {
-      // §15.3: the bye went out with nothing outstanding; only its answer
-      // (or the bye itself) was lost with the connection.
-      EndClosed(now);
-    } else if (now >= expire_at_) {
-      Fail(MakeError(ErrorCode::kSessionExpired,
-                     absl::StrFormat("disconnected for longer than the resume "
-                                     "window (%s)",
-                                     absl::FormatDuration(
-                                         config_.side == SessionSide::kAcceptor
-                                             ? config_.resume_window
-                                             : peer_.resume_window))),
-           now, false);
-    } else if (config_.side == SessionSide::kInitiator &&
-               state_ == SessionState::kDisconnected && now >= reconnect_at_) {
-      reconnect_at_ = absl::InfiniteFuture();
-      Emit(ReconnectDue{attempt_});
-    }
-  }
-  EndInput(now);
 }
 
 SYMWIRE_DECL void Session::TransportLost(const absl::Status& reason,
@@ -2113,7 +2176,7 @@ SYMWIRE_DECL void Session::TransportLost(const absl::Status& reason,
     ConnectionFailed(status, now);
   } else if (config_.side == SessionSide::kInitiator &&
              state_ == SessionState::kDisconnected &&
-             reconnect_at_ == absl::InfiniteFuture()) {
+             !timers_.IsSet(detail::Timer::kReconnect)) {
     // A dial after ReconnectDue failed: back off further.
     CountError(status);
     ScheduleReconnect(now);
