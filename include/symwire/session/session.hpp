@@ -52,6 +52,7 @@
 #include "symwire/session/auth.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/detail/ack_tracker.hpp"
 #include "symwire/session/detail/deadlines.hpp"
 #include "symwire/session/detail/replay_store.hpp"
 #include "symwire/session/event.hpp"
@@ -311,8 +312,8 @@ class Session {
     return conn_.rx.size() + conn_.hold.size();
   }
   // The last sequence accepted from the peer / sent to it.
-  uint64_t last_received() const { return rx_seq_; }
-  uint64_t last_sent() const { return next_seq_ - 1; }
+  uint64_t last_received() const { return acks_.received(); }
+  uint64_t last_sent() const { return acks_.last_sent(); }
 
  private:
   friend class detail::SessionHandover;
@@ -564,13 +565,7 @@ class Session {
   // Sequencing and the replay store: encoded sequenced frames, in order,
   // from the oldest unacknowledged one. Positions are absolute (they never
   // decrease); see detail::ReplayStore.
-  uint64_t next_seq_ = 1;
-  uint64_t acked_ = 0;       // highest sequence the peer acknowledged
-  uint64_t sent_high_ = 0;   // highest sequence ever handed to the driver
-  uint64_t rx_seq_ = 0;      // last sequence accepted from the peer
-  uint64_t acked_sent_ = 0;  // last ack value sent
-  uint64_t unacked_rx_frames_ = 0;
-  uint64_t unacked_rx_bytes_ = 0;
+  detail::AckTracker acks_;  // sequences and acks, both directions
   detail::ReplayStore store_;
   uint64_t send_pos_ = 0;  // next store position to hand to the driver
   // Highest store position ever handed to a driver (on any connection): a

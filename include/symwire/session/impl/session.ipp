@@ -191,7 +191,7 @@ SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit(
     SYMWIRE_ASSERT(!out.empty());
     send_pos_ += out.size();
     sent_pos_high_ = std::max(sent_pos_high_, send_pos_);
-    if (send_pos_ == store_.end()) sent_high_ = next_seq_ - 1;
+    if (send_pos_ == store_.end()) acks_.MarkAllSent();
     counters_.bytes_out += out.size();
     return out;
   }
@@ -328,7 +328,7 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
     const FrameHeader& header_in, const FrameExtensions& extensions,
     absl::Span<const std::byte> payload, bool bypass_credit) {
   FrameHeader header = header_in;
-  header.sequence = next_seq_;
+  header.sequence = acks_.next_sequence();
   auto header_size = EncodedHeaderSize(header, extensions, payload.size());
   if (!header_size.ok()) return header_size.status();
   if (has_session_ && *header_size > peer_.max_header_bytes) {
@@ -347,8 +347,8 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
   auto n = EncodeFrame(header, extensions, payload, store_.Append(size));
   SYMWIRE_ASSERT(n.ok() && *n == size);
   (void)n;
-  replay_.push_back(ReplayEntry{next_seq_, at, static_cast<uint32_t>(size)});
-  ++next_seq_;
+  replay_.push_back(
+      ReplayEntry{acks_.TakeSequence(), at, static_cast<uint32_t>(size)});
   ++counters_.frames_out;
   return absl::OkStatus();
 }
@@ -396,7 +396,7 @@ SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   SyncMessage m;
   // §14.2: every SYNC carries the current ack, omitted (never 0) until a
   // sequenced frame was accepted.
-  if (rx_seq_ > 0) m.ack = rx_seq_;
+  if (acks_.received() > 0) m.ack = acks_.received();
   m.ping = p.ping;
   m.pong = p.pong;
   m.drain = p.drain;
@@ -416,10 +416,7 @@ SYMWIRE_DECL void Session::FlushSync(absl::Time now) {
   SendControl(MessageType::kAgentSync, payload);  // resets c.sync
   c.sync = keep;
   c.sync_at_tail = true;
-  if (m.ack && acked_sent_ != rx_seq_) ++counters_.acks_sent;
-  acked_sent_ = rx_seq_;
-  unacked_rx_frames_ = 0;
-  unacked_rx_bytes_ = 0;
+  if (acks_.MarkAckSent() && m.ack) ++counters_.acks_sent;
   c.timers.Clear(detail::Timer::kAck);
   (void)now;
 }
@@ -465,7 +462,7 @@ SYMWIRE_DECL void Session::EndTask(TaskId id, Task& task) {
 }
 
 SYMWIRE_DECL void Session::HoldSlotUntilAcked() {
-  unacked_terminals_.push_back(next_seq_ - 1);
+  unacked_terminals_.push_back(acks_.last_sent());
 }
 
 SYMWIRE_DECL void Session::ReleaseAckedSlots(uint64_t ack) {
@@ -669,7 +666,7 @@ SYMWIRE_DECL absl::Status Session::OwnTaskEndStatus(TaskId id, const Task& task,
   // with the connection), so it counts as received.
   *retryable = false;
   std::string message;
-  if (task.seq <= acked_) {
+  if (task.seq <= acks_.acked()) {
     message = absl::StrFormat(
         "task %d was received by the peer (acknowledged) and may have run: %s",
         id, status.message());
@@ -723,8 +720,7 @@ SYMWIRE_DECL void Session::Establish(bool resumed, absl::Time now) {
   // §16.2: the HELLO / WELCOME carried last_received, which acknowledges
   // everything received so far; ack counting starts over on this
   // connection (the rest of its state is new: Connection{}).
-  acked_sent_ = rx_seq_;
-  unacked_rx_frames_ = unacked_rx_bytes_ = 0;
+  acks_.MarkAckSent();
   if (draining_) c.sync.drain = drain_last_;
   Emit(Established{resumed, replayed});
 }
@@ -808,7 +804,7 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
     if (has_session_) {
       // §16.2: the token itself never goes out again; PROOF proves it.
       hello.session_id = session_id_;
-      hello.last_received = rx_seq_;
+      hello.last_received = acks_.received();
     }
     SendInit(hello);
     conn_.handshake = Handshake::kAwaitServer;
@@ -943,31 +939,31 @@ SYMWIRE_DECL absl::Status Session::HandleFrame(const FrameView& frame,
   const uint64_t seq = frame.sequence();
   if (sequenced) {
     // §10: exactly-once, in-order.
-    if (seq == 0 || seq > rx_seq_ + 1) {
-      absl::Status s = MakeError(
-          ErrorCode::kSequenceGap,
-          absl::StrFormat("%s sequence %d at stream offset %d; expected %d",
-                          detail::TypeName(type), seq, offset, rx_seq_ + 1));
-      Fail(s, now, true);
-      return s;
+    const uint64_t expected = acks_.received() + 1;
+    switch (acks_.OnSequenced(seq, frame.size())) {
+      case detail::AckTracker::RxKind::kGap: {
+        absl::Status s = MakeError(
+            ErrorCode::kSequenceGap,
+            absl::StrFormat("%s sequence %d at stream offset %d; expected %d",
+                            detail::TypeName(type), seq, offset, expected));
+        Fail(s, now, true);
+        return s;
+      }
+      case detail::AckTracker::RxKind::kDuplicate:
+        ++counters_.duplicates_discarded;
+        return CountProgress(false, frame, offset, now);
+      case detail::AckTracker::RxKind::kNew:
+        break;
     }
-    if (seq <= rx_seq_) {
-      ++counters_.duplicates_discarded;
-      return CountProgress(false, frame, offset, now);
-    }
-    rx_seq_ = seq;
     conn_.noop_frames = 0;  // §14.1: a new sequenced frame is progress
-    ++unacked_rx_frames_;
-    unacked_rx_bytes_ += frame.size();
     // §14.2: coalesced acks, every sixteenth of the peer's window: the
     // sender's live replay store stays small enough to stay in cache (a
     // quarter, the first choice, kept megabytes live and made every copy
     // into it a cache miss at 16 KiB payloads), for one small SYNC per
     // 4096 frames or 512 KiB with the default window.
-    if (unacked_rx_frames_ >=
-            std::max<uint64_t>(1, peer_.replay_frames / kAckFraction) ||
-        unacked_rx_bytes_ >=
-            std::max<uint64_t>(1, peer_.replay_bytes / kAckFraction)) {
+    if (acks_.AckDue(
+            std::max<uint64_t>(1, peer_.replay_frames / kAckFraction),
+            std::max<uint64_t>(1, peer_.replay_bytes / kAckFraction))) {
       conn_.sync.ack = true;
     } else if (!conn_.timers.IsSet(detail::Timer::kAck)) {
       conn_.timers.Set(detail::Timer::kAck, now + config_.ack_delay);
@@ -1241,7 +1237,7 @@ SYMWIRE_DECL absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
   welcome.nonce = conn_.auth.server_nonce;
   welcome.session_id = session_id_;
   welcome.resume_token = resume_token_;
-  welcome.last_received = rx_seq_;
+  welcome.last_received = acks_.received();
   SendInit(welcome);
   Establish(false, now);
   return absl::OkStatus();
@@ -1277,7 +1273,7 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
       // §16.2: possession of the resume token, bound to both nonces.
       auto r = ComputeResumeProof(
           resume_token_, ResumeProofSide::kClient, conn_.auth.client_nonce,
-          conn_.auth.server_nonce, session_id_, rx_seq_);
+          conn_.auth.server_nonce, session_id_, acks_.received());
       if (r.ok()) {
         m.resume_proof = *r;
       } else {
@@ -1388,34 +1384,17 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
 }
 
 SYMWIRE_DECL absl::Status Session::CheckPeerLastReceived(uint64_t last) const {
-  // §16.2: L may not exceed the last sequence sent (BAD_ACK) nor precede
-  // the last sequence the peer acknowledged, A (RESUME_GAP: frames up to A
-  // were freed). Every frame in A+1..last sent is still held, so the rule
-  // needs no look at the replay buffer (which may be empty).
-  if (last > next_seq_ - 1) {
-    return MakeError(ErrorCode::kBadAck,
-                     absl::StrFormat("peer's last_received %d is beyond the "
-                                     "last sequence sent, %d",
-                                     last, next_seq_ - 1));
-  }
-  if (last < acked_) {
-    return MakeError(
-        ErrorCode::kResumeGap,
-        absl::StrFormat("peer's last_received %d precedes its acknowledgement "
-                        "%d: frames %d..%d were freed and cannot be replayed",
-                        last, acked_, last + 1, acked_));
-  }
-  return absl::OkStatus();
+  return acks_.CheckResumePoint(last);  // §16.2
 }
 
 SYMWIRE_DECL void Session::ApplyPeerLastReceived(uint64_t last) {
   SYMWIRE_ASSERT(CheckPeerLastReceived(last).ok());
-  acked_ = last;
+  const uint64_t resent = acks_.ResumeFrom(last);
   ReleaseAckedSlots(last);
   while (!replay_.empty() && replay_.front().seq <= last) replay_.pop_front();
   send_pos_ = replay_.empty() ? store_.end() : replay_.front().pos;
   CompactStore();
-  if (sent_high_ > last) counters_.retransmitted_frames += sent_high_ - last;
+  counters_.retransmitted_frames += resent;
 }
 
 SYMWIRE_DECL absl::Status Session::CheckResumeIdentity(const InitMessage& m,
@@ -1532,13 +1511,13 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   welcome.auth_data = h.welcome_auth_data;
   welcome.nonce = conn_.auth.server_nonce;
   welcome.session_id = session_id_;
-  welcome.last_received = rx_seq_;
+  welcome.last_received = acks_.received();
   welcome.resumed = true;
   // §16.2: the acceptor's proof of the token, bound to both nonces and to
   // its own last_received.
   auto server_proof = ComputeResumeProof(
       resume_token_, ResumeProofSide::kServer, conn_.auth.client_nonce,
-      conn_.auth.server_nonce, session_id_, rx_seq_);
+      conn_.auth.server_nonce, session_id_, acks_.received());
   SYMWIRE_ASSERT(server_proof.ok());  // the client proof was computed above
   welcome.resume_proof = *server_proof;
   SendInit(welcome);
@@ -1728,17 +1707,17 @@ SYMWIRE_DECL absl::Status Session::HandleCancel(const FrameView& frame,
 // ---- SYNC (§14, §15.3) --------------------------------------------------
 
 SYMWIRE_DECL absl::Status Session::HandleAck(uint64_t ack, absl::Time now) {
-  if (ack > next_seq_ - 1) {
+  const detail::AckTracker::AckKind kind = acks_.OnAck(ack);
+  if (kind == detail::AckTracker::AckKind::kBeyondSent) {
     absl::Status s =
         MakeError(ErrorCode::kBadAck,
                   absl::StrFormat("ack %d is beyond the last sequence sent, %d",
-                                  ack, next_seq_ - 1));
+                                  ack, acks_.last_sent()));
     Fail(s, now, true);
     return s;
   }
   ++counters_.acks_received;
-  if (ack <= acked_) return absl::OkStatus();
-  acked_ = ack;
+  if (kind == detail::AckTracker::AckKind::kOld) return absl::OkStatus();
   FreeAcked(ack);
   return absl::OkStatus();
 }
@@ -1751,7 +1730,7 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
     return m.status();
   }
   // §14.1: what this SYNC brings that is new, decided before it is applied.
-  const bool useful = (m->ack && *m->ack > acked_) || m->ping ||
+  const bool useful = (m->ack && *m->ack > acks_.acked()) || m->ping ||
                       (m->pong && conn_.pings_unanswered > 0) ||
                       (m->drain && !peer_draining_) || m->bye;
   if (m->pong && conn_.pings_unanswered > 0) --conn_.pings_unanswered;
@@ -1924,7 +1903,7 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   Task t;
   t.state = TaskState::kSubmitted;
   t.own = true;
-  t.seq = next_seq_ - 1;
+  t.seq = acks_.last_sent();
   t.end_pos = store_.end();
   if (options.deadline) t.deadline = now + *options.deadline;
   tasks_.emplace(id, t);
