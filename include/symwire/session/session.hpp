@@ -644,6 +644,10 @@ class SessionHandover {
 
 #ifdef SYMWIRE_HEADER_ONLY
 #include "symwire/session/impl/session.ipp"
+#include "symwire/session/impl/session_api.ipp"
+#include "symwire/session/impl/session_frames.ipp"
+#include "symwire/session/impl/session_handshake.ipp"
+#include "symwire/session/impl/session_state.ipp"
 #endif
 
 #endif  // SYMWIRE_SESSION_SESSION_HPP_
