@@ -464,8 +464,6 @@ class Session {
   absl::Status HandleAck(uint64_t ack, absl::Time now);
   absl::Status CheckPeerLastReceived(uint64_t last) const;
   void ApplyPeerLastReceived(uint64_t last);
-  absl::Status CheckResumeIdentity(const InitMessage& peer_init,
-                                   uint64_t version) const;
   absl::Status CheckOwnTaskFrame(const FrameView& frame, Task*& task);
   // §14.1: records a frame that carried nothing new (`useful` false) or
   // something new (resets the count); PING_FLOOD past max_noop_frames.
@@ -492,7 +490,6 @@ class Session {
   void SendInit(const InitMessage& init);
   void SendSessionError(const absl::Status& status);
   void SendPreface();
-  InitMessage LocalInit(InitPhase phase) const;
   void FlushSync(absl::Time now);
 
   // State changes.

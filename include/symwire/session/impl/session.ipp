@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "symwire/session/detail/handshake.hpp"
 #include "symwire/session/detail/session_text.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/encoder.hpp"
@@ -256,28 +257,6 @@ SYMWIRE_DECL void Session::SendSessionError(const absl::Status& status) {
   SendControl(MessageType::kAgentError, payload);
 }
 
-SYMWIRE_DECL InitMessage Session::LocalInit(InitPhase phase) const {
-  InitMessage m;
-  m.phase = phase;
-  m.min_version = config_.min_version;
-  m.max_version = config_.max_version;
-  m.auth_method = config_.authenticator->method();
-  m.agent_id = config_.agent_id;
-  m.role = config_.role;
-  m.capabilities = config_.capabilities;
-  m.max_payload_bytes = config_.max_payload_bytes;
-  m.max_header_bytes = config_.max_header_bytes;
-  m.max_tasks = config_.max_tasks;
-  m.replay_bytes = config_.replay_bytes;
-  m.replay_frames = config_.replay_frames;
-  m.ping_interval_us =
-      std::max<uint64_t>(1, detail::DurationMicros(config_.ping_interval));
-  m.min_ping_interval_us =
-      detail::DurationMicros(config_.min_peer_ping_interval);
-  m.resume_window_us = detail::DurationMicros(config_.resume_window);
-  return m;
-}
-
 SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
   // §15.1. An empty buffer takes any one frame, so a frame larger than the
   // window is slow, never stuck.
@@ -433,7 +412,7 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
       Fail(data.status(), now, false);
       return data.status();
     }
-    InitMessage hello = LocalInit(InitPhase::kHello);
+    InitMessage hello = detail::LocalInit(config_, InitPhase::kHello);
     hello.auth_data = *data;
     hello.nonce = conn_.auth.client_nonce;
     if (has_session_) {

@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "symwire/session/detail/handshake.hpp"
 #include "symwire/session/detail/session_text.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/encoder.hpp"
@@ -55,29 +56,6 @@ SYMWIRE_DECL absl::Status Session::HandleInit(const FrameView& frame,
   }
   return absl::OkStatus();
 }
-
-namespace detail {
-
-inline bool RolesCompatible(AgentRole a, AgentRole b) {
-  return (RoleSendsTasks(a) && RoleRunsTasks(b)) ||
-         (RoleSendsTasks(b) && RoleRunsTasks(a));
-}
-
-inline void FillPeer(const InitMessage& m, uint64_t local_caps, PeerInfo& p) {
-  p.agent_id.assign(m.agent_id.data(), m.agent_id.size());
-  p.role = m.role;
-  p.capabilities = m.capabilities;
-  p.negotiated_capabilities = m.capabilities & local_caps;
-  p.max_payload_bytes = m.max_payload_bytes;
-  p.max_header_bytes = m.max_header_bytes;
-  p.max_tasks = m.max_tasks;
-  p.replay_bytes = m.replay_bytes;
-  p.replay_frames = m.replay_frames;
-  p.ping_interval = MicrosDuration(m.ping_interval_us);
-  p.min_ping_interval = MicrosDuration(m.min_ping_interval_us);
-}
-
-}  // namespace detail
 
 SYMWIRE_DECL absl::Status Session::HandleHello(const InitMessage& hello,
                                                absl::Time now) {
@@ -215,7 +193,7 @@ SYMWIRE_DECL absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
   detail::FillPeer(hello.message, config_.capabilities, peer_);
   peer_.version = hello.message.version;
   peer_.resume_window = config_.resume_window;
-  InitMessage welcome = LocalInit(InitPhase::kWelcome);
+  InitMessage welcome = detail::LocalInit(config_, InitPhase::kWelcome);
   welcome.version = hello.message.version;
   welcome.auth_data = hello.welcome_auth_data;
   welcome.nonce = conn_.auth.server_nonce;
@@ -338,7 +316,7 @@ SYMWIRE_DECL absl::Status Session::HandleServerInit(const InitMessage& init,
     // §16.2: the same contract as the first WELCOME, and a last_received
     // this side can serve. The acceptor is authenticated by now: these end
     // the session.
-    absl::Status r = CheckResumeIdentity(init, init.version);
+    absl::Status r = detail::CheckResumeIdentity(peer_, init, init.version);
     if (r.ok()) r = CheckPeerLastReceived(*init.last_received);
     if (!r.ok()) {
       Fail(r, now, true);
@@ -381,38 +359,6 @@ SYMWIRE_DECL void Session::ApplyPeerLastReceived(uint64_t last) {
   counters_.retransmitted_frames += resent;
 }
 
-SYMWIRE_DECL absl::Status Session::CheckResumeIdentity(const InitMessage& m,
-                                                       uint64_t version) const {
-  // §16.2: a resumed connection continues the session's contract. Frames
-  // kept for replay were sized for the peer's limits, and its open tasks
-  // counted against its max_tasks; its name and role identify the session.
-  const PeerInfo& p = peer_;
-  std::string what;
-  if (absl::string_view(p.agent_id) != m.agent_id) {
-    what = absl::StrFormat("agent_id \"%s\" differs from the session's \"%s\"",
-                           absl::CHexEscape(m.agent_id),
-                           absl::CHexEscape(p.agent_id));
-  } else if (m.role != p.role) {
-    what = absl::StrFormat("role %s differs from the session's %s",
-                           AgentRoleName(m.role), AgentRoleName(p.role));
-  } else if (version != p.version) {
-    what = absl::StrFormat("version %d differs from the session's %d", version,
-                           p.version);
-  } else if (m.max_payload_bytes != p.max_payload_bytes) {
-    what = absl::StrFormat("max_payload_bytes %d differs from the session's %d",
-                           m.max_payload_bytes, p.max_payload_bytes);
-  } else if (m.max_header_bytes != p.max_header_bytes) {
-    what = absl::StrFormat("max_header_bytes %d differs from the session's %d",
-                           m.max_header_bytes, p.max_header_bytes);
-  } else if (m.max_tasks != p.max_tasks) {
-    what = absl::StrFormat("max_tasks %d differs from the session's %d",
-                           m.max_tasks, p.max_tasks);
-  }
-  if (what.empty()) return absl::OkStatus();
-  return MakeError(ErrorCode::kResumeRejected,
-                   absl::StrCat("resume may not change the session: ", what));
-}
-
 SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
                                                    bool lost_race,
                                                    absl::Time now) {
@@ -448,7 +394,7 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   } else {
     InitMessage claimed = hello.message;
     claimed.agent_id = hello.agent_id;
-    s = CheckResumeIdentity(claimed, hello.message.version);
+    s = detail::CheckResumeIdentity(peer_, claimed, hello.message.version);
     if (s.ok()) s = CheckPeerLastReceived(*hello.message.last_received);
     // Checked last, after the proof: only a holder of the token learns
     // that another connection took the session over (Endpoint).
@@ -490,7 +436,7 @@ SYMWIRE_DECL absl::Status Session::AdoptConnection(Session& fresh,
   // capabilities) take effect now; the others were checked equal.
   detail::FillPeer(h.message, config_.capabilities, peer_);
   peer_.version = h.message.version;
-  InitMessage welcome = LocalInit(InitPhase::kWelcome);
+  InitMessage welcome = detail::LocalInit(config_, InitPhase::kWelcome);
   welcome.version = h.message.version;
   welcome.auth_data = h.welcome_auth_data;
   welcome.nonce = conn_.auth.server_nonce;
