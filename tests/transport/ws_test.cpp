@@ -222,6 +222,20 @@ struct OneUpgrade {
   }
 };
 
+// A Beast client whose upgrade through WsUpgrade(options) succeeded: `up`
+// is the server side (its recorder gets what the session would), `c` the
+// client.
+struct Upgraded {
+  OneUpgrade up;
+  BeastClient c;
+
+  Upgraded(asio::io_context& io, const WsServerOptions& options)
+      : up(io, WsUpgrade(options)), c(io, up.port) {
+    RunUntil(io, [&] { return up.result.has_value(); });
+    REQUIRE(up.result->ok());
+  }
+};
+
 WsServerOptions Small(size_t max_message = size_t{1} << 20) {
   WsServerOptions o = WsFixture::Options();
   o.ws.max_read_message_bytes = max_message;
@@ -533,56 +547,47 @@ TEST_CASE("ws: max_pending_upgrades bounds upgrades in progress", "[ws]") {
 
 TEST_CASE("ws: fragmented and split messages are one byte stream", "[ws]") {
   asio::io_context io;
-  OneUpgrade up(io, WsUpgrade(Small()));
-  BeastClient c(io, up.port);
-  RunUntil(io, [&] { return up.result.has_value(); });
-  REQUIRE(up.result->ok());
-  c.ws.binary(true);
+  Upgraded u(io, Small());
+  u.c.ws.binary(true);
   // One message in three fragments, then two whole messages.
-  c.ws.write_some(false, asio::buffer(std::string("ab")));
-  c.ws.write_some(false, asio::buffer(std::string("cd")));
-  c.ws.write_some(true, asio::buffer(std::string("e")));
-  c.ws.write(asio::buffer(std::string("fg")));
-  c.ws.write(asio::buffer(std::string("h")));
-  RunUntil(io, [&] { return up.recorder.data.size() == 8; });
-  CHECK(up.recorder.data == "abcdefgh");
-  CHECK(up.recorder.closes == 0);
+  u.c.ws.write_some(false, asio::buffer(std::string("ab")));
+  u.c.ws.write_some(false, asio::buffer(std::string("cd")));
+  u.c.ws.write_some(true, asio::buffer(std::string("e")));
+  u.c.ws.write(asio::buffer(std::string("fg")));
+  u.c.ws.write(asio::buffer(std::string("h")));
+  RunUntil(io, [&] { return u.up.recorder.data.size() == 8; });
+  CHECK(u.up.recorder.data == "abcdefgh");
+  CHECK(u.up.recorder.closes == 0);
 }
 
 TEST_CASE("ws: a text message closes with 1003", "[ws]") {
   asio::io_context io;
-  OneUpgrade up(io, WsUpgrade(Small()));
-  BeastClient c(io, up.port);
-  RunUntil(io, [&] { return up.result.has_value(); });
-  REQUIRE(up.result->ok());
-  c.ReadToEnd();
-  c.ws.text(true);
-  c.ws.write(asio::buffer(std::string("hello")));
-  RunUntil(io, [&] { return c.read_done && up.recorder.closes == 1; });
-  CHECK(c.read_error == websocket::error::closed);
-  CHECK(c.ws.reason().code == websocket::close_code::unknown_data);
-  CHECK(up.recorder.data.empty());  // nothing of it reached the session
-  CHECK(GetErrorCode(up.recorder.status) == ErrorCode::kConnectionLost);
-  CHECK(absl::StrContains(up.recorder.status.message(),
+  Upgraded u(io, Small());
+  u.c.ReadToEnd();
+  u.c.ws.text(true);
+  u.c.ws.write(asio::buffer(std::string("hello")));
+  RunUntil(io, [&] { return u.c.read_done && u.up.recorder.closes == 1; });
+  CHECK(u.c.read_error == websocket::error::closed);
+  CHECK(u.c.ws.reason().code == websocket::close_code::unknown_data);
+  CHECK(u.up.recorder.data.empty());  // nothing of it reached the session
+  CHECK(GetErrorCode(u.up.recorder.status) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(u.up.recorder.status.message(),
                           "ended for WebSocket close code 1003"));
 }
 
 TEST_CASE("ws: a message over the limit closes with 1009", "[ws]") {
   asio::io_context io;
-  OneUpgrade up(io, WsUpgrade(Small(1024)));
-  BeastClient c(io, up.port);
-  RunUntil(io, [&] { return up.result.has_value(); });
-  REQUIRE(up.result->ok());
-  c.ReadToEnd();
-  c.ws.binary(true);
+  Upgraded u(io, Small(1024));
+  u.c.ReadToEnd();
+  u.c.ws.binary(true);
   boost::system::error_code wec = asio::error::would_block;
   const std::string big(4096, 'b');
-  c.ws.async_write(asio::buffer(big), [&](const boost::system::error_code& e,
-                                          size_t) { wec = e; });
-  RunUntil(io, [&] { return c.read_done && up.recorder.closes == 1; });
-  CHECK(c.ws.reason().code == websocket::close_code::too_big);
-  CHECK(up.recorder.data.size() <= 1024);
-  CHECK(absl::StrContains(up.recorder.status.message(),
+  u.c.ws.async_write(asio::buffer(big), [&](const boost::system::error_code& e,
+                                            size_t) { wec = e; });
+  RunUntil(io, [&] { return u.c.read_done && u.up.recorder.closes == 1; });
+  CHECK(u.c.ws.reason().code == websocket::close_code::too_big);
+  CHECK(u.up.recorder.data.size() <= 1024);
+  CHECK(absl::StrContains(u.up.recorder.status.message(),
                           "ended for WebSocket close code 1009"));
 }
 
@@ -591,29 +596,26 @@ TEST_CASE("ws: a ping flood ends the connection (1008)", "[ws]") {
   WsServerOptions o = Small();
   o.ws.ping_burst = 8;
   o.ws.pings_per_second = 1;
-  OneUpgrade up(io, WsUpgrade(o));
-  BeastClient c(io, up.port);
-  RunUntil(io, [&] { return up.result.has_value(); });
-  REQUIRE(up.result->ok());
-  c.ReadToEnd();
+  Upgraded u(io, o);
+  u.c.ReadToEnd();
   int pings = 0;
   bool stop = false;
   std::function<void()> ping = [&] {
-    c.ws.async_ping({}, [&](const boost::system::error_code& ec) {
+    u.c.ws.async_ping({}, [&](const boost::system::error_code& ec) {
       if (ec || stop) return;
       ++pings;
       ping();
     });
   };
   ping();
-  RunUntil(io, [&] { return c.read_done && up.recorder.closes == 1; });
+  RunUntil(io, [&] { return u.c.read_done && u.up.recorder.closes == 1; });
   stop = true;
   // The server closed the connection (no close frame: its read is busy
   // with the flood), after the burst and before many more pings.
-  CHECK(c.read_error != websocket::error::closed);
+  CHECK(u.c.read_error != websocket::error::closed);
   CHECK(pings >= 8);
   CHECK(pings < 1000);
-  CHECK(absl::StrContains(up.recorder.status.message(),
+  CHECK(absl::StrContains(u.up.recorder.status.message(),
                           "ended for WebSocket close code 1008"));
 }
 
@@ -632,35 +634,29 @@ TEST_CASE("ws: a close in the middle of a symwire frame", "[ws]") {
   RunUntil(f.io, [&] { return f.server->connections() == 0; });
   // The same at the transport: the bytes arrive, then the peer's code.
   asio::io_context io;
-  OneUpgrade up(io, WsUpgrade(Small()));
-  BeastClient c(io, up.port);
-  RunUntil(io, [&] { return up.result.has_value(); });
-  REQUIRE(up.result->ok());
-  c.ws.binary(true);
-  c.ws.write(asio::buffer(std::string("half")));
-  c.ws.async_close(websocket::close_code::normal,
-                   [](const boost::system::error_code&) {});
-  RunUntil(io, [&] { return up.recorder.closes == 1; });
-  CHECK(up.recorder.data == "half");
-  CHECK(GetErrorCode(up.recorder.status) == ErrorCode::kConnectionLost);
-  CHECK(absl::StrContains(up.recorder.status.message(),
+  Upgraded u(io, Small());
+  u.c.ws.binary(true);
+  u.c.ws.write(asio::buffer(std::string("half")));
+  u.c.ws.async_close(websocket::close_code::normal,
+                     [](const boost::system::error_code&) {});
+  RunUntil(io, [&] { return u.up.recorder.closes == 1; });
+  CHECK(u.up.recorder.data == "half");
+  CHECK(GetErrorCode(u.up.recorder.status) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(u.up.recorder.status.message(),
                           "closed by peer with WebSocket code 1000"));
 }
 
 TEST_CASE("ws: a connection cut in the middle of a WebSocket frame", "[ws]") {
   asio::io_context io;
-  OneUpgrade up(io, WsUpgrade(Small()));
-  BeastClient c(io, up.port);
-  RunUntil(io, [&] { return up.result.has_value(); });
-  REQUIRE(up.result->ok());
+  Upgraded u(io, Small());
   // A masked binary frame announcing 100 bytes, 10 of them sent.
   std::string frame("\x82\xE4\x01\x02\x03\x04", 6);
   frame += std::string(10, 'z');
-  asio::write(c.ws.next_layer(), asio::buffer(frame));
-  c.ws.next_layer().close();
-  RunUntil(io, [&] { return up.recorder.closes == 1; });
-  CHECK(up.recorder.data.size() <= 10);
-  CHECK(GetErrorCode(up.recorder.status) == ErrorCode::kConnectionLost);
+  asio::write(u.c.ws.next_layer(), asio::buffer(frame));
+  u.c.ws.next_layer().close();
+  RunUntil(io, [&] { return u.up.recorder.closes == 1; });
+  CHECK(u.up.recorder.data.size() <= 10);
+  CHECK(GetErrorCode(u.up.recorder.status) == ErrorCode::kConnectionLost);
 }
 
 }  // namespace
