@@ -4,7 +4,13 @@
 // when one side sends tasks the other runs, the peer's INIT is recorded
 // with the negotiated capabilities, and a resume that changes the session's
 // contract is rejected naming the first difference.
+// session.hpp first: in header-only mode it includes the session's bodies,
+// which use this detail header, so including the detail header first would
+// compile those bodies before its own functions are declared.
+#include "symwire/session/session.hpp"
+// clang-format off
 #include "symwire/session/detail/handshake.hpp"
+// clang-format on
 
 #include <catch2/catch.hpp>
 #include <cstdint>

@@ -4,7 +4,8 @@
 // the role rule, recording the peer's announced limits, and checking that a
 // resume keeps the session's contract. No state of a Session: it calls
 // these as the coordinator of its handshake (session_handshake.ipp).
-// Users never include this directly.
+// Users never include this directly; a test that does includes
+// session.hpp first (header-only mode: see tests/session/handshake_test.cpp).
 #ifndef SYMWIRE_SESSION_DETAIL_HANDSHAKE_HPP_
 #define SYMWIRE_SESSION_DETAIL_HANDSHAKE_HPP_
 
