@@ -1,0 +1,2 @@
+"""symwire for Python: the codec (symwire.codec), the golden-vector checker
+(symwire.vectors)."""
