@@ -387,6 +387,8 @@ class Agent:
                 data = await reader.read(65536)
                 if not data:
                     break
+                if drv.writer is not writer:
+                    break                    # superseded by a resumed connection (§20)
                 owner, out = self.acceptor.receive(drv.session, data, _now())
                 if owner is not drv.session:           # resumed: the session takes it
                     old = drv

@@ -221,10 +221,25 @@ class Session(RefSession):
         if self.peer is not None and len(self.tasks) >= self.peer[10]:
             raise error_from_name("NO_CREDIT", "%d tasks open, the peer's max_tasks is %d" % (
                 len(self.tasks), self.peer[10]))
-        task, frames = super().submit(bytes(payload), deadline_us)
+        if self.state != "established" and not self._resumable():
+            raise error_from_name("UNAVAILABLE", "no session (state %s)" % self.state)
+        if not c.role_allows(self.cfg["role"], self.peer[6]):
+            raise error_from_name("INCOMPATIBLE_ROLES", "the peer's role %d does not take "
+                                  "tasks from role %d" % (self.peer[6], self.cfg["role"]))
+        # As RefSession.submit (§13.2), also while a resumable session is
+        # disconnected: the frame waits in the replay buffer (§16.2).
+        task = self.next_task
+        self.next_task += 2
+        exts = [c.deadline_ext(deadline_us)] if deadline_us is not None else []
+        flags = c.FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0
+        segs = self._frame(c.AGENT_TASK, bytes(payload), stream=task, seq=self.next_seq,
+                           flags=flags, exts=exts)
+        self.replay.append((self.next_seq, "AGENT_TASK %d" % task, segs))
+        self.next_seq += 1
+        self.tasks[task] = "submitted"
         if deadline_us is not None:
             self.deadlines[task] = self.now + deadline_us
-        return task, _frames_bytes(frames)
+        return task, self._live(_frames_bytes([("", segs)]))
 
     def respond(self, task: int, payload: bytes, final: bool,  # type: ignore[override]
                 now: Optional[int] = None) -> bytes:
@@ -232,7 +247,7 @@ class Session(RefSession):
         if self.tasks.get(task) != "running":
             return b""        # cancelled or expired meanwhile: nothing to send
         self._check_send(payload)
-        out = _frames_bytes(super().respond(task, bytes(payload), final))
+        out = self._live(_frames_bytes(super().respond(task, bytes(payload), final)))
         if final:
             self.deadlines.pop(task, None)
         return out + self._flush()
@@ -249,7 +264,7 @@ class Session(RefSession):
         if self.tasks.get(task) not in ("submitted", "running"):
             return b""
         self.deadlines.pop(task, None)
-        return _frames_bytes(super().cancel(task))
+        return self._live(_frames_bytes(super().cancel(task)))
 
     def close(self, now: Optional[int] = None) -> bytes:  # type: ignore[override]
         """Drain and close (§15.3): bye once nothing is open or unacknowledged."""
@@ -304,6 +319,15 @@ class Session(RefSession):
         return bytes(out)
 
     # ---- internals ----------------------------------------------------------
+
+    def _resumable(self) -> bool:
+        return (self.session_id is not None and self.peer is not None
+                and self.state in ("disconnected", "handshaking"))
+
+    def _live(self, data: bytes) -> bytes:
+        """A sequenced frame goes out now only on an established connection;
+        otherwise it waits in the replay buffer for the resume (§16.2)."""
+        return data if self.state == "established" and self.up else b""
 
     def _tick(self, now: Optional[int]) -> None:
         if now is not None:
@@ -374,7 +398,7 @@ class Session(RefSession):
         self.tasks[task] = "cancelling"
         self._emit("TaskCancelled", task=task,
                    status="DEADLINE_EXCEEDED" if reason == 4 else "CANCELLED")
-        return _frames_bytes([("", segs)])
+        return self._live(_frames_bytes([("", segs)]))
 
     def _task_error(self, task: int, code: int, message: str) -> bytes:
         payload = c.encode_payload("AGENT_ERROR", {1: code, 2: message.encode("utf-8")})
@@ -384,7 +408,7 @@ class Session(RefSession):
         self.next_seq += 1
         del self.tasks[task]
         self.deadlines.pop(task, None)
-        return _frames_bytes([("", segs)])
+        return self._live(_frames_bytes([("", segs)]))
 
     # ---- received frames the transcript model leaves out --------------------
 

@@ -191,6 +191,17 @@ class TaskTest(unittest.TestCase):
         p.i.on_timer(p.now)
         self.assertEqual(p.i.state, "disconnected")
 
+    def test_submit_while_disconnected_waits_for_the_resume(self):
+        p = Pair()
+        p.pump()
+        p.lose()
+        task, data = p.i.submit(b"late")
+        self.assertEqual(data, b"")              # held in the replay buffer
+        p.dial()
+        p.pump(echo_three)
+        got = [e.fields["payload"] for e in p.events_i if e.type == "ResponseReceived"]
+        self.assertEqual(got, [b"part1 late", b"part2", b"done"])
+
     def test_drain_and_bye(self):
         p = Pair()
         p.pump()
