@@ -68,7 +68,8 @@ async def _open(url: str, ssl_context: Optional[ssl.SSLContext]):
         return await asyncio.open_unix_connection(u.path)
     if u.scheme == "stdio":
         # stdio:PROGRAM ARGS... : the orchestrator runs the agent as a child.
-        argv = url.partition(":")[2].lstrip("/").split()
+        rest = url.partition(":")[2]
+        argv = (rest[2:] if rest.startswith("//") else rest).split()
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return proc.stdout, _PipeWriter(proc)
@@ -427,7 +428,7 @@ class Agent:
         if self._handler is None:
             raise ValueError("no handler: decorate one with @agent.handler")
         u = urlsplit(url)
-        if u.scheme == "stdio":
+        if url.partition(":")[0] == "stdio":
             loop = asyncio.get_running_loop()
             reader = asyncio.StreamReader()
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),

@@ -4,6 +4,8 @@ mid-task followed by resume (the task runs once, its answer arrives once)."""
 
 import asyncio
 import os
+import ssl
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -74,6 +76,35 @@ class AioTest(unittest.IsolatedAsyncioTestCase):
     async def test_unix(self):
         with tempfile.TemporaryDirectory() as d:
             await asyncio.wait_for(self.conversation("unix://" + os.path.join(d, "s")), 15)
+
+    async def test_tls(self):
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], check=True, capture_output=True,
+                           timeout=30)
+            server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server_ctx.load_cert_chain(cert, key)
+            client_ctx = ssl.create_default_context(cafile=cert)   # verifies chain and IP
+            fx = AgentFixture()
+            ready = asyncio.get_running_loop().create_future()
+            fx.task = asyncio.create_task(fx.agent.serve(
+                "tls://127.0.0.1:0", ssl_context=server_ctx, ready=ready.set_result))
+            try:
+                url = await asyncio.wait_for(ready, 5)
+                async with symwire.connect(url, ssl_context=client_ctx, timeout=5) as client:
+                    self.assertEqual(await client.call(b"t", timeout=5), b"working on tdone")
+            finally:
+                fx.task.cancel()
+
+    async def test_stdio(self):
+        child = ("stdio:%s %s" % (sys.executable, os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "stdio_agent.py")))
+        async with symwire.connect(child, timeout=10) as client:
+            self.assertEqual([p async for p in client.stream(b"s", timeout=5)],
+                             [b"stdio: s", b"done"])
 
     async def test_resume_after_cut(self):
         fx = AgentFixture()
