@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import ssl
 import sys
 import time
@@ -67,9 +68,10 @@ async def _open(url: str, ssl_context: Optional[ssl.SSLContext]):
     if u.scheme == "unix":
         return await asyncio.open_unix_connection(u.path)
     if u.scheme == "stdio":
-        # stdio:PROGRAM ARGS... : the orchestrator runs the agent as a child.
+        # stdio:PROGRAM ARGS... (shell quoting): the orchestrator runs the
+        # agent as a child process.
         rest = url.partition(":")[2]
-        argv = (rest[2:] if rest.startswith("//") else rest).split()
+        argv = shlex.split(rest[2:] if rest.startswith("//") else rest)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return proc.stdout, _PipeWriter(proc)
@@ -91,13 +93,24 @@ class _PipeWriter:
         await self.proc.stdin.drain()
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
+        """Closes the child's stdin (its end of file, §20); a child still
+        running 2 s later is terminated."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.close()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
+            asyncio.get_running_loop().call_later(2.0, self._terminate)
+
+    def _terminate(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
 
     async def wait_closed(self) -> None:
-        await self.proc.wait()
+        """Waits up to 2 s for the child to exit, then terminates it."""
+        try:
+            await asyncio.wait_for(self.proc.wait(), 2.0)
+        except asyncio.TimeoutError:
+            self._terminate()
+            await self.proc.wait()
 
 
 class _Driver:
@@ -266,6 +279,8 @@ class Client(_Driver):
             t.cancel()
         if self.writer is not None:
             self.writer.close()
+            if isinstance(self.writer, _PipeWriter):
+                await self.writer.wait_closed()
 
     async def __aenter__(self) -> "Client":
         return self
