@@ -124,7 +124,9 @@ class _Driver:
 
     def send(self, data: bytes) -> None:
         if data and self.writer is not None and self.session.up:
-            self.writer.write(data)
+            closing = getattr(self.writer, "is_closing", None)
+            if closing is None or not closing():
+                self.writer.write(data)
 
     async def timers(self) -> None:
         while True:

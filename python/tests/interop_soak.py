@@ -112,8 +112,8 @@ async def python_agent(soak: str, tmp: str) -> None:
         result = json.loads(out.strip().splitlines()[-1])
         assert expected[0] == TASKS, (expected[0], TASKS)
         print("proxy:", (await finish(proxy, terminate=True)).strip())
-        kills = result.get("proxy", {}).get("kills", None)
-        print("tasks", expected[0], "kills", kills)
+        assert result["lost"] == 0 and result["duplicated"] == 0, result
+        print("tasks", expected[0], "resumes", result["resumes"])
     finally:
         server.cancel()
         if proxy.returncode is None:
