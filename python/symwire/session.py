@@ -186,7 +186,10 @@ class Session(RefSession):
 
     def lost(self, now: Optional[int] = None) -> bytes:  # type: ignore[override]
         self._tick(now)
-        super().lost()
+        if self.state in ("closed", "failed"):
+            self.up = False               # the session has ended: nothing to resume
+        else:
+            super().lost()
         self.connection_ended = True
         self.next_ping = self.ack_at = None
         return b""

@@ -209,6 +209,10 @@ class TaskTest(unittest.TestCase):
         p.pump()
         self.assertEqual(p.i.state, "closed")
         self.assertEqual(p.a.state, "closed")
+        # The transport's end after the bye does not reopen the session.
+        p.i.lost(p.now)
+        self.assertEqual(p.i.state, "closed")
+        self.assertIsNone(p.i.next_timer())
 
 
 class CutEverywhereTest(unittest.TestCase):
