@@ -129,12 +129,15 @@ class _Driver:
                 self.writer.write(data)
 
     async def timers(self) -> None:
-        while True:
+        while self.session.state not in ("closed", "failed"):
             due = self.session.next_timer()
             self.timer_wake.clear()
             delay = None if due is None else max(0.0, (due - _now()) / 1e6)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.timer_wake.wait(), delay)
+            try:
+                async with asyncio.timeout(delay):
+                    await self.timer_wake.wait()
+            except TimeoutError:
+                pass
             if due is not None and _now() >= due:
                 self.send(self.session.on_timer(_now()))
                 self.after()

@@ -105,6 +105,9 @@ class AioTest(unittest.IsolatedAsyncioTestCase):
         async with symwire.connect(child, timeout=10) as client:
             self.assertEqual([p async for p in client.stream(b"s", timeout=5)],
                              [b"stdio: s", b"done"])
+            proc = client.writer.proc
+        # After the bye the agent exits by itself (not terminated 2 s later).
+        self.assertEqual(proc.returncode, 0)
 
     async def test_resume_after_cut(self):
         fx = AgentFixture()
