@@ -195,7 +195,7 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   // when bytes are queued or being written (queued_bytes() != 0); kUnavailable
   // (CONNECTION_LOST) when closed or the socket fails.
   SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> MoveTo(
-      asio::any_io_executor executor);
+      const asio::any_io_executor& executor);
 
   // LimitReadBuffer
   // Caps the read buffer at `bytes` (at least 1; it never shrinks below
@@ -256,10 +256,9 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   // MoveStream: MoveTo's part that is the stream's: releases the socket
   // into a new transport on `executor`; null with `ec` clear when the
   // stream cannot move (the default).
-  virtual std::shared_ptr<Transport> MoveStream(asio::any_io_executor executor,
-                                                const std::string& description,
-                                                const TransportOptions& options,
-                                                boost::system::error_code& ec) {
+  virtual std::shared_ptr<Transport> MoveStream(
+      const asio::any_io_executor& executor, const std::string& description,
+      const TransportOptions& options, boost::system::error_code& ec) {
     static_cast<void>(executor);
     static_cast<void>(description);
     static_cast<void>(options);
@@ -402,7 +401,7 @@ class StreamTransport final : public Transport {
   }
   void CloseStream() override { CloseAnyStream(stream_); }
   std::shared_ptr<Transport> MoveStream(
-      asio::any_io_executor executor, const std::string& description,
+      const asio::any_io_executor& executor, const std::string& description,
       const TransportOptions& options, boost::system::error_code& ec) override {
     // A plain socket: its descriptor moves to a socket of the new executor.
     if constexpr (requires {
@@ -414,7 +413,7 @@ class StreamTransport final : public Transport {
       if (ec) return nullptr;
       const auto fd = stream_.release(ec);
       if (ec) return nullptr;
-      Stream moved(std::move(executor));
+      Stream moved(executor);
       moved.assign(protocol, fd, ec);
       if (ec) {
         ::close(fd);

@@ -824,7 +824,7 @@ SYMWIRE_DECL void Server::StartShutdown(
     join->done = std::move(done);
     for (const auto& shard : owned_shards_->shards) {
       asio::post(shard->executor_, [shard, join] {
-        shard->StartShutdown([join](absl::Status) {
+        shard->StartShutdown([join](const absl::Status&) {
           if (join->remaining.fetch_sub(1) == 1) join->done(absl::OkStatus());
         });
       });

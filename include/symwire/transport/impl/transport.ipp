@@ -321,7 +321,7 @@ SYMWIRE_DECL void Transport::Close(const absl::Status& status) {
 }
 
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> Transport::MoveTo(
-    asio::any_io_executor executor) {
+    const asio::any_io_executor& executor) {
   if (closed_ || close_after_flush_) {
     return MakeError(ErrorCode::kConnectionLost,
                      absl::StrCat(description_, ": move: closed"));
@@ -333,7 +333,7 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> Transport::MoveTo(
   }
   boost::system::error_code ec;
   std::shared_ptr<Transport> moved =
-      MoveStream(std::move(executor), description_, options_, ec);
+      MoveStream(executor, description_, options_, ec);
   if (!moved) {
     if (ec) {
       Close(ToStatus(ec, absl::StrCat(description_, ": move")));
