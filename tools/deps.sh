@@ -10,6 +10,7 @@ packages=(
   libboost1.81-dev libabsl-dev libxxhash-dev catch2 libbenchmark-dev
   libssl-dev openssl
   python3 python3-xxhash  # tools/vectors_ref.py, the independent reference
+  python3-websockets  # tests/transport/ws_interop.py: an independent WebSocket client
   tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
   libnats-dev nats-server  # symwire::nats (SPEC.md §21) and its tests
 )

@@ -52,6 +52,7 @@ build_and_test debug
 step "clang-tidy (library, demo and examples; .clang-tidy checks as errors)"
 # One file per clang-tidy process, JOBS at a time (about 3 minutes serially).
 printf '%s\n' src/symwire.cpp src/symwire_transport.cpp src/symwire_tls.cpp \
+  src/symwire_ws.cpp src/symwire_wss.cpp examples/ws_agent.cpp \
   $(grep -q symwire_nats.cpp build/debug/compile_commands.json && echo src/symwire_nats.cpp) \
   examples/demo.cpp examples/session_memory.cpp examples/stdio_agent.cpp \
   examples/stdio_orchestrator.cpp examples/codec_demo.cpp \

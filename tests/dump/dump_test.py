@@ -347,14 +347,23 @@ def pcap_case_lines(out, label):
                    if line.startswith(prefix))
 
 
-def case_pcap():
-    """(d) both directions of a TCP connection, reordered and retransmitted."""
+def one_task_pcap(name="one_task", **capture_options):
+    """Writes the "one task after the handshake" transcript as one TCP
+    connection (client port 40000, server 7000) in 25-byte segments,
+    reordered and retransmitted, to work(name + ".pcap") with the
+    make_pcap.Capture options given; returns the file's path."""
     writes = transcript("one task after the handshake")
     seq = [("c" if d.startswith("initiator") else "s", b) for d, b in writes]
-    cap = make_pcap.Capture()
+    cap = make_pcap.Capture(**capture_options)
     make_pcap.add_connection(cap, seq, segment=25)
-    path = work("one_task.pcap")
+    path = work(name + ".pcap")
     cap.write(path)
+    return path
+
+
+def case_pcap():
+    """(d) both directions of a TCP connection, reordered and retransmitted."""
+    path = one_task_pcap()
     rc, out, err = run(["--pcap", path])
     check(rc == 0, f"exit status {rc} (want 0): {err}", out)
     c2s = "127.0.0.1:40000 -> 127.0.0.1:7000"
@@ -469,12 +478,7 @@ def case_pcap_variants():
 def case_pcap_hints():
     """--port matching nothing lists the capture's ports; a pcap (or pcapng)
     file given without --pcap is refused with a hint."""
-    writes = transcript("one task after the handshake")
-    seq = [("c" if d.startswith("initiator") else "s", b) for d, b in writes]
-    cap = make_pcap.Capture()
-    make_pcap.add_connection(cap, seq, segment=25)
-    path = work("one_task.pcap")
-    cap.write(path)
+    path = one_task_pcap()
     rc, out, err = run(["--pcap", path, "--port", "7001"])
     check(rc == 2 and "symwire-dump: no TCP segment with port 7001; ports in "
           "the capture: 7000, 40000" in err, "--port 7001: lists the ports",
@@ -486,10 +490,7 @@ def case_pcap_hints():
                 "le-ns": dict(nano=True),
                 "be-ns": dict(big_endian=True, nano=True)}
     for name, kwargs in variants.items():
-        cap = make_pcap.Capture(**kwargs)
-        make_pcap.add_connection(cap, seq, segment=25)
-        path = work(f"one_task_{name}.pcap")
-        cap.write(path)
+        path = one_task_pcap(f"one_task_{name}", **kwargs)
         for args in ([path], ["--hex", path]):
             rc, out, err = run(args)
             check(rc == 2 and "this looks like a pcap file; use --pcap" in err

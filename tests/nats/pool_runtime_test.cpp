@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,83 @@ std::map<uint64_t, std::vector<NatsResponse>> Collect(NatsOrchestrator& o,
   }
   REQUIRE(ended == tasks);
   return seen;
+}
+
+// One RunOnce that must not fail; its outcome.
+NatsAgentOutcome RunOnce(NatsAgent& agent,
+                         absl::Duration wait = absl::Seconds(5)) {
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(wait);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return *r;
+}
+
+// One Next that must not fail; the report, if one came within `wait`.
+std::optional<NatsResponse> Next(NatsOrchestrator& o, absl::Duration wait) {
+  absl::StatusOr<std::optional<NatsResponse>> r = o.Next(wait);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return *std::move(r);
+}
+
+// A checksummed frame (SPEC.md §21.2).
+std::vector<std::byte> Frame(MessageType type, uint64_t id, uint64_t attempt,
+                             const std::string& payload) {
+  const FrameHeader h{type, kFlagChecksum, id, attempt};
+  std::vector<std::byte> frame(*EncodedSize(h, payload.size()));
+  REQUIRE(EncodeFrame(h, Bytes(payload), absl::MakeSpan(frame)).ok());
+  return frame;
+}
+
+// Publishes `frame` to JetStream as an agent or orchestrator would, with a
+// chosen Nats-Msg-Id.
+void Publish(const NatsClient& client, const char* subject,
+             const std::vector<std::byte>& frame, const std::string& msg_id) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = msg_id.c_str();
+  jsPubAck* pa = nullptr;
+  REQUIRE(js_Publish(&pa, client.state()->js.get(), subject, frame.data(),
+                     static_cast<int>(frame.size()), &po, nullptr) == NATS_OK);
+  jsPubAck_Destroy(pa);
+}
+
+// Publishes a response frame as an agent would, with a chosen Nats-Msg-Id.
+void PublishResponse(const NatsClient& client, uint64_t task, uint64_t attempt,
+                     const std::string& payload, const std::string& msg_id) {
+  Publish(client, "symwire.v1.work.resp.orch",
+          Frame(MessageType::kAgentResponse, task, attempt, payload), msg_id);
+}
+
+// Agents that die on the next task, with cnats directly: each of `deaths`
+// fetches one delivery and never acks it.
+void FetchAndDie(const NatsClient& client, int deaths) {
+  natsSubscription* sub = nullptr;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = "SYMWIRE_TASKS_work";
+  so.Consumer = "agents";
+  REQUIRE(js_PullSubscribe(&sub, client.state()->js.get(),
+                           "symwire.v1.work.tasks", "agents", nullptr, &so,
+                           nullptr) == NATS_OK);
+  nats_detail::SubscriptionPtr owned(sub);
+  for (int i = 0; i < deaths; ++i) {
+    natsMsgList list{nullptr, 0};
+    REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, nullptr) == NATS_OK);
+    REQUIRE(list.Count == 1);
+    natsMsgList_Destroy(&list);  // no ack: the agent "died"
+  }
+}
+
+// The Symwire-Dead-Reason of the newest dead letter.
+std::string LastDeadReason(const NatsClient& client) {
+  natsMsg* dead = nullptr;
+  REQUIRE(js_GetLastMsg(&dead, client.state()->js.get(), "SYMWIRE_DEAD_work",
+                        "symwire.v1.work.dead", nullptr, nullptr) == NATS_OK);
+  nats_detail::MsgPtr owned(dead);
+  const char* reason = nullptr;
+  REQUIRE(natsMsgHeader_Get(dead, "Symwire-Dead-Reason", &reason) == NATS_OK);
+  return reason;
 }
 
 NatsHandler Streaming(std::atomic<int>* runs) {
@@ -161,48 +239,21 @@ TEST_CASE("nats runtime: agent dies mid-stream, the task completes once") {
   absl::StatusOr<uint64_t> id = orch.Submit(Bytes("job"));
   REQUIRE(id.ok());
   {
-    // The dying agent, with cnats directly: fetch, one partial, vanish.
+    // The dying agent: fetch, one partial, vanish.
     NatsClient raw = pool.Client();
-    jsCtx* js = raw.state()->js.get();
-    natsSubscription* sub = nullptr;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = "SYMWIRE_TASKS_work";
-    so.Consumer = "agents";
-    REQUIRE(js_PullSubscribe(&sub, js, "symwire.v1.work.tasks", "agents",
-                             nullptr, &so, nullptr) == NATS_OK);
-    nats_detail::SubscriptionPtr owned(sub);
-    natsMsgList list{nullptr, 0};
-    REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, nullptr) == NATS_OK);
-    REQUIRE(list.Count == 1);
-    natsMsgList_Destroy(&list);  // no ack: the agent "died"
-    const FrameHeader h{MessageType::kAgentResponse, kFlagChecksum, *id, 1};
-    const std::string partial = "job/part0-of-attempt-1";
-    std::vector<std::byte> frame(*EncodedSize(h, partial.size()));
-    REQUIRE(EncodeFrame(h, Bytes(partial), absl::MakeSpan(frame)).ok());
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    const std::string msg_id = NatsResponseMsgId("orch", *id, 1, 0);
-    po.MsgId = msg_id.c_str();
-    jsPubAck* pa = nullptr;
-    REQUIRE(js_Publish(&pa, js, "symwire.v1.work.resp.orch", frame.data(),
-                       static_cast<int>(frame.size()), &po,
-                       nullptr) == NATS_OK);
-    jsPubAck_Destroy(pa);
+    FetchAndDie(raw, 1);
+    PublishResponse(raw, *id, 1, "job/part0-of-attempt-1",
+                    NatsResponseMsgId("orch", *id, 1, 0));
   }
-  absl::StatusOr<std::optional<NatsResponse>> first =
-      orch.Next(absl::Seconds(5));
-  REQUIRE(first.ok());
-  REQUIRE(first->has_value());
-  CHECK((*first)->kind == Kind::kPartial);
-  CHECK((*first)->attempt == 1);
+  const std::optional<NatsResponse> first = Next(orch, absl::Seconds(5));
+  REQUIRE(first.has_value());
+  CHECK(first->kind == Kind::kPartial);
+  CHECK(first->attempt == 1);
 
   std::atomic<int> runs{0};
   NatsAgent agent = pool.Agent(Streaming(&runs));
   // Redelivered after the 1 s ack wait; the fetch waits up to 5 s.
-  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
-  REQUIRE(r.ok());
-  CHECK(*r == NatsAgentOutcome::kCompleted);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
   CHECK(runs.load() == 1);
 
   const auto seen = Collect(orch, 1);
@@ -231,9 +282,7 @@ TEST_CASE("nats runtime: a restarted orchestrator collects earlier results") {
   std::atomic<int> runs{0};
   NatsAgent agent = pool.Agent(Streaming(&runs));
   for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
-    REQUIRE(r.ok());
-    CHECK(*r == NatsAgentOutcome::kCompleted);
+    CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
   }
   NatsOrchestrator second = pool.Orchestrator("keeper");
   const auto seen = Collect(second, 3);
@@ -244,10 +293,7 @@ TEST_CASE("nats runtime: a restarted orchestrator collects earlier results") {
   }
   // Another identity sees none of them.
   NatsOrchestrator other = pool.Orchestrator("other");
-  absl::StatusOr<std::optional<NatsResponse>> none =
-      other.Next(absl::Milliseconds(300));
-  REQUIRE(none.ok());
-  CHECK_FALSE(none->has_value());
+  CHECK_FALSE(Next(other, absl::Milliseconds(300)).has_value());
 }
 
 TEST_CASE(
@@ -259,9 +305,7 @@ TEST_CASE(
   REQUIRE(orch.Submit(Bytes("late"), o).ok());
   std::atomic<int> runs{0};
   NatsAgent agent = pool.Agent(Streaming(&runs));
-  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
-  REQUIRE(r.ok());
-  CHECK(*r == NatsAgentOutcome::kExpired);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kExpired);
   CHECK(runs.load() == 0);
   const auto seen = Collect(orch, 1);
   const NatsResponse& end = seen.begin()->second.back();
@@ -271,9 +315,7 @@ TEST_CASE(
   // A generous deadline runs.
   o.deadline = absl::Seconds(60);
   REQUIRE(orch.Submit(Bytes("in time"), o).ok());
-  r = agent.RunOnce(absl::Seconds(5));
-  REQUIRE(r.ok());
-  CHECK(*r == NatsAgentOutcome::kCompleted);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
 }
 
 TEST_CASE(
@@ -285,15 +327,10 @@ TEST_CASE(
   REQUIRE(orch.Cancel(*id).ok());
   std::atomic<int> runs{0};
   NatsAgent agent = pool.Agent(Streaming(&runs));
-  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
-  REQUIRE(r.ok());
-  CHECK(*r == NatsAgentOutcome::kCancelledBefore);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCancelledBefore);
   CHECK(runs.load() == 0);
   // The agent's AGENT_ERROR{CANCELLED} crossed the cancel: discarded.
-  absl::StatusOr<std::optional<NatsResponse>> none =
-      orch.Next(absl::Seconds(1));
-  REQUIRE(none.ok());
-  CHECK_FALSE(none->has_value());
+  CHECK_FALSE(Next(orch, absl::Seconds(1)).has_value());
   CHECK(orch.discarded_frames() == 1);
 }
 
@@ -307,24 +344,19 @@ TEST_CASE(
   REQUIRE(id.ok());
   // No agent yet: Next reports the deadline itself, well before its 10 s.
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(10));
-  REQUIRE(r.ok());
-  REQUIRE(r->has_value());
+  const std::optional<NatsResponse> r = Next(orch, absl::Seconds(10));
+  REQUIRE(r.has_value());
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
-  CHECK((*r)->task_id == *id);
-  CHECK((*r)->kind == Kind::kFailed);
-  CHECK((*r)->status.code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK(r->task_id == *id);
+  CHECK(r->kind == Kind::kFailed);
+  CHECK(r->status.code() == absl::StatusCode::kDeadlineExceeded);
   // The cancel (reason 4) it published stops the agent that fetches it.
   std::atomic<int> runs{0};
   NatsAgent agent = pool.Agent(Streaming(&runs));
-  absl::StatusOr<NatsAgentOutcome> a = agent.RunOnce(absl::Seconds(5));
-  REQUIRE(a.ok());
-  CHECK(*a == NatsAgentOutcome::kCancelledBefore);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCancelledBefore);
   CHECK(runs.load() == 0);
   // Its AGENT_ERROR{DEADLINE_EXCEEDED} arrives after the task ended.
-  r = orch.Next(absl::Seconds(1));
-  REQUIRE(r.ok());
-  CHECK_FALSE(r->has_value());
+  CHECK_FALSE(Next(orch, absl::Seconds(1)).has_value());
   CHECK(orch.discarded_frames() == 1);
 }
 
@@ -391,11 +423,9 @@ TEST_CASE("nats runtime: a cancel reaches the agent running the task") {
     absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
     CHECK(r.ok());
   });
-  absl::StatusOr<std::optional<NatsResponse>> started =
-      orch.Next(absl::Seconds(5));
-  REQUIRE(started.ok());
-  REQUIRE(started->has_value());
-  CHECK((*started)->payload == "started");
+  const std::optional<NatsResponse> started = Next(orch, absl::Seconds(5));
+  REQUIRE(started.has_value());
+  CHECK(started->payload == "started");
   REQUIRE(orch.Cancel(*id).ok());
   runner.join();
   CHECK(saw_cancel.load());
@@ -408,30 +438,11 @@ TEST_CASE(
   pool.options.max_deliveries = 2;
   NatsOrchestrator orch = pool.Orchestrator();
   REQUIRE(orch.Submit(Bytes("poison")).ok());
-  {
-    // Two agents die on it (fetch, never ack).
-    NatsClient raw = pool.Client();
-    natsSubscription* sub = nullptr;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = "SYMWIRE_TASKS_work";
-    so.Consumer = "agents";
-    REQUIRE(js_PullSubscribe(&sub, raw.state()->js.get(),
-                             "symwire.v1.work.tasks", "agents", nullptr, &so,
-                             nullptr) == NATS_OK);
-    nats_detail::SubscriptionPtr owned(sub);
-    for (int i = 0; i < 2; ++i) {
-      natsMsgList list{nullptr, 0};
-      REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, nullptr) == NATS_OK);
-      REQUIRE(list.Count == 1);
-      natsMsgList_Destroy(&list);
-    }
-  }
+  // Two agents die on it (fetch, never ack).
+  FetchAndDie(pool.Client(), 2);
   std::atomic<int> runs{0};
   NatsAgent agent = pool.Agent(Streaming(&runs));
-  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
-  REQUIRE(r.ok());
-  CHECK(*r == NatsAgentOutcome::kDeadLetter);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kDeadLetter);
   CHECK(runs.load() == 0);
   const auto seen = Collect(orch, 1);
   const NatsResponse& end = seen.begin()->second.back();
@@ -440,14 +451,7 @@ TEST_CASE(
   CHECK(end.status.message() == "max deliveries exceeded");
   CHECK(end.attempt == 3);
 
-  NatsClient raw = pool.Client();
-  natsMsg* dead = nullptr;
-  REQUIRE(js_GetLastMsg(&dead, raw.state()->js.get(), "SYMWIRE_DEAD_work",
-                        "symwire.v1.work.dead", nullptr, nullptr) == NATS_OK);
-  nats_detail::MsgPtr owned(dead);
-  const char* reason = nullptr;
-  REQUIRE(natsMsgHeader_Get(dead, "Symwire-Dead-Reason", &reason) == NATS_OK);
-  CHECK(std::string(reason) == "max deliveries exceeded");
+  CHECK(LastDeadReason(pool.Client()) == "max deliveries exceeded");
   // Nothing is left in the work queue: the agent acknowledged it.
   CHECK(agent.RunOnce(absl::Milliseconds(300)).value() ==
         NatsAgentOutcome::kIdle);
@@ -464,63 +468,25 @@ TEST_CASE(
   for (bool in_header : {false, true}) {
     INFO((in_header ? "header" : "payload") << " bit flipped");
     ++task;
-    const std::string payload = "payload bytes";
-    const FrameHeader h{MessageType::kAgentTask, kFlagChecksum, task, 0};
-    std::vector<std::byte> frame(*EncodedSize(h, payload.size()));
-    REQUIRE(EncodeFrame(h, Bytes(payload), absl::MakeSpan(frame)).ok());
+    std::vector<std::byte> frame =
+        Frame(MessageType::kAgentTask, task, 0, "payload bytes");
     // A bit flipped in transit or on disk: one in the stream_id byte of the
     // header, or one in the payload.
     const size_t at = in_header ? 3 : frame.size() - 8 - 2;
     frame[at] ^= std::byte{0x10};
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    const std::string msg_id = NatsTaskMsgId("orch", task);
-    po.MsgId = msg_id.c_str();
-    jsPubAck* pa = nullptr;
-    REQUIRE(js_Publish(&pa, raw.state()->js.get(), "symwire.v1.work.tasks",
-                       frame.data(), static_cast<int>(frame.size()), &po,
-                       nullptr) == NATS_OK);
-    jsPubAck_Destroy(pa);
-    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
-    REQUIRE(r.ok());
-    CHECK(*r == NatsAgentOutcome::kRejected);
+    Publish(raw, "symwire.v1.work.tasks", frame, NatsTaskMsgId("orch", task));
+    CHECK(RunOnce(agent) == NatsAgentOutcome::kRejected);
     CHECK(runs.load() == 0);
-    absl::StatusOr<std::optional<NatsResponse>> end =
-        orch.Next(absl::Seconds(5));
-    REQUIRE(end.ok());
-    REQUIRE(end->has_value());
-    CHECK((*end)->task_id == task);
-    CHECK((*end)->kind == Kind::kFailed);
-    CHECK((*end)->status.code() == absl::StatusCode::kDataLoss);
-    natsMsg* dead = nullptr;
-    REQUIRE(js_GetLastMsg(&dead, raw.state()->js.get(), "SYMWIRE_DEAD_work",
-                          "symwire.v1.work.dead", nullptr, nullptr) == NATS_OK);
-    nats_detail::MsgPtr owned(dead);
-    const char* reason = nullptr;
-    REQUIRE(natsMsgHeader_Get(dead, "Symwire-Dead-Reason", &reason) == NATS_OK);
-    CHECK(std::string(reason) ==
+    const std::optional<NatsResponse> end = Next(orch, absl::Seconds(5));
+    REQUIRE(end.has_value());
+    CHECK(end->task_id == task);
+    CHECK(end->kind == Kind::kFailed);
+    CHECK(end->status.code() == absl::StatusCode::kDataLoss);
+    CHECK(LastDeadReason(raw) ==
           (in_header ? "header crc mismatch" : "payload checksum mismatch"));
   }
   // Terminated, not redelivered.
   CHECK(agent.RunOnce(absl::Seconds(2)).value() == NatsAgentOutcome::kIdle);
-}
-
-// Publishes a response frame as an agent would (SPEC.md §21.2), with a
-// chosen Nats-Msg-Id.
-void PublishResponse(const NatsClient& client, uint64_t task, uint64_t attempt,
-                     const std::string& payload, const std::string& msg_id) {
-  const FrameHeader h{MessageType::kAgentResponse, kFlagChecksum, task,
-                      attempt};
-  std::vector<std::byte> frame(*EncodedSize(h, payload.size()));
-  REQUIRE(EncodeFrame(h, Bytes(payload), absl::MakeSpan(frame)).ok());
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.MsgId = msg_id.c_str();
-  jsPubAck* pa = nullptr;
-  REQUIRE(js_Publish(&pa, client.state()->js.get(), "symwire.v1.work.resp.orch",
-                     frame.data(), static_cast<int>(frame.size()), &po,
-                     nullptr) == NATS_OK);
-  jsPubAck_Destroy(pa);
 }
 
 TEST_CASE(
@@ -532,16 +498,14 @@ TEST_CASE(
   NatsClient raw = pool.Client();
   PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 1, 0));
   PublishResponse(raw, *id, 1, "p2", NatsResponseMsgId("orch", *id, 1, 2));
-  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(5));
-  REQUIRE(r.ok());
-  REQUIRE(r->has_value());
-  CHECK((*r)->payload == "p0");
-  r = orch.Next(absl::Seconds(5));
-  REQUIRE(r.ok());
-  REQUIRE(r->has_value());
-  CHECK((*r)->kind == Kind::kFailed);
-  CHECK((*r)->status.code() == absl::StatusCode::kDataLoss);
-  CHECK_THAT(std::string((*r)->status.message()),
+  std::optional<NatsResponse> r = Next(orch, absl::Seconds(5));
+  REQUIRE(r.has_value());
+  CHECK(r->payload == "p0");
+  r = Next(orch, absl::Seconds(5));
+  REQUIRE(r.has_value());
+  CHECK(r->kind == Kind::kFailed);
+  CHECK(r->status.code() == absl::StatusCode::kDataLoss);
+  CHECK_THAT(std::string(r->status.message()),
              Catch::Contains("response index 2, expected 1"));
 }
 
@@ -555,11 +519,10 @@ TEST_CASE(
   NatsClient raw = pool.Client();
   // The header says attempt 2, the frame (CRC-protected) attempt 1.
   PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 2, 0));
-  absl::StatusOr<std::optional<NatsResponse>> r = orch.Next(absl::Seconds(5));
-  REQUIRE(r.ok());
-  REQUIRE(r->has_value());
-  CHECK((*r)->kind == Kind::kFailed);
-  CHECK((*r)->status.code() == absl::StatusCode::kDataLoss);
+  const std::optional<NatsResponse> r = Next(orch, absl::Seconds(5));
+  REQUIRE(r.has_value());
+  CHECK(r->kind == Kind::kFailed);
+  CHECK(r->status.code() == absl::StatusCode::kDataLoss);
   CHECK(orch.rejected_messages() == 1);
 }
 

@@ -23,6 +23,7 @@ namespace {
 using testing::AcceptorConfig;
 using testing::FakeClock;
 using testing::FastTimers;
+using testing::HelloFrom;
 using testing::InitiatorConfig;
 
 std::vector<std::byte> Drain(Session& s) {
@@ -149,18 +150,7 @@ struct RawResume {
             uint64_t last_received, uint8_t nonce_seed)
       : conn(ep, now) {
     const SessionConfig c = FastTimers(InitiatorConfig());
-    hello.phase = InitPhase::kHello;
-    hello.min_version = c.min_version;
-    hello.max_version = c.max_version;
-    hello.agent_id = c.agent_id;
-    hello.role = c.role;
-    hello.capabilities = c.capabilities;
-    hello.max_payload_bytes = c.max_payload_bytes;
-    hello.max_header_bytes = c.max_header_bytes;
-    hello.max_tasks = c.max_tasks;
-    hello.replay_bytes = c.replay_bytes;
-    hello.replay_frames = c.replay_frames;
-    hello.ping_interval_us = 1'000'000;
+    hello = HelloFrom(c);
     for (size_t k = 0; k < kNonceSize; ++k) {
       hello.nonce[k] = std::byte(static_cast<uint8_t>(k + nonce_seed));
     }
@@ -270,6 +260,20 @@ struct Established1 {
     static_cast<void>(Events(*session));
     REQUIRE(session->state() == SessionState::kDisconnected);
   }
+  // The client's reconnect timer fires and it reconnects through a new
+  // connection of the endpoint, which resumes `session` over it.
+  std::unique_ptr<Conn> Resume() {
+    clock.Advance(absl::Seconds(2));
+    client->HandleTimeout(clock.Now());
+    REQUIRE(Has<ReconnectDue>(Events(*client)));
+    REQUIRE(client->TransportConnected(clock.Now()).ok());
+    auto again = std::make_unique<Conn>(*ep, clock.Now());
+    Exchange(*client, *again, clock.Now());
+    const auto* resumed = std::get_if<SessionResumed>(&again->outcome);
+    REQUIRE(resumed != nullptr);
+    CHECK(resumed->session == session);
+    return again;
+  }
 };
 
 TEST_CASE("endpoint: a new connection becomes a registered session",
@@ -290,17 +294,9 @@ TEST_CASE("endpoint: a resume is routed to its session", "[endpoint]") {
   auto task = r.client->SubmitTask(testing::AsBytes("job"), {}, r.clock.Now());
   REQUIRE(task.ok());
   r.Cut();  // the task never left the client: it is replayed
-  r.clock.Advance(absl::Seconds(2));
-  r.client->HandleTimeout(r.clock.Now());
-  REQUIRE(Has<ReconnectDue>(Events(*r.client)));
-  REQUIRE(r.client->TransportConnected(r.clock.Now()).ok());
-  Conn again(*r.ep, r.clock.Now());
-  Exchange(*r.client, again, r.clock.Now());
-  const auto* resumed = std::get_if<SessionResumed>(&again.outcome);
-  REQUIRE(resumed != nullptr);
-  CHECK(resumed->session == r.session);
-  CHECK(!resumed->superseded);
-  CHECK(again.fresh->state() == SessionState::kClosed);
+  const std::unique_ptr<Conn> again = r.Resume();
+  CHECK(!std::get<SessionResumed>(again->outcome).superseded);
+  CHECK(again->fresh->state() == SessionState::kClosed);
   CHECK(r.session->state() == SessionState::kEstablished);
   CHECK(r.client->state() == SessionState::kEstablished);
   CHECK(r.client->counters().resumes == 1);
@@ -309,7 +305,7 @@ TEST_CASE("endpoint: a resume is routed to its session", "[endpoint]") {
   CHECK(r.ep->counters().resumes == 1);
   // The task submitted while disconnected arrived through the session.
   bool got = false;
-  for (const Event& e : again.server_events) {
+  for (const Event& e : again->server_events) {
     if (const auto* t = std::get_if<TaskReceived>(&e)) got = t->task == *task;
   }
   CHECK(got);
@@ -469,17 +465,9 @@ TEST_CASE(
   static_cast<void>(Events(*r.client));
   static_cast<void>(Events(*r.session));
   REQUIRE(r.session->state() == SessionState::kEstablished);
-  r.clock.Advance(absl::Seconds(2));
-  r.client->HandleTimeout(r.clock.Now());
-  REQUIRE(Has<ReconnectDue>(Events(*r.client)));
-  REQUIRE(r.client->TransportConnected(r.clock.Now()).ok());
-  Conn again(*r.ep, r.clock.Now());
-  Exchange(*r.client, again, r.clock.Now());
-  const auto* resumed = std::get_if<SessionResumed>(&again.outcome);
-  REQUIRE(resumed != nullptr);
-  CHECK(resumed->session == r.session);
-  CHECK(resumed->superseded);
-  CHECK(Has<ConnectionLost>(again.server_events));  // the old connection
+  const std::unique_ptr<Conn> again = r.Resume();
+  CHECK(std::get<SessionResumed>(again->outcome).superseded);
+  CHECK(Has<ConnectionLost>(again->server_events));  // the old connection
   CHECK(r.client->state() == SessionState::kEstablished);
   CHECK(r.session->state() == SessionState::kEstablished);
   CHECK(r.ep->counters().superseded == 1);

@@ -23,6 +23,7 @@ using testing::AcceptorConfig;
 using testing::AsBytes;
 using testing::Dir;
 using testing::FastTimers;
+using testing::HelloFrom;
 using testing::InitiatorConfig;
 using testing::PairOptions;
 using testing::SessionPair;
@@ -88,21 +89,7 @@ std::vector<std::byte> Drain(Session& s) {
 // The HELLO the initiator of SessionPair(Fast()) sends (no resume).
 InitMessage BaseHello() {
   static const SessionConfig c = FastTimers(InitiatorConfig());
-  InitMessage hello;
-  hello.phase = InitPhase::kHello;
-  hello.min_version = c.min_version;
-  hello.max_version = c.max_version;
-  hello.agent_id = c.agent_id;
-  hello.role = c.role;
-  hello.capabilities = c.capabilities;
-  hello.max_payload_bytes = c.max_payload_bytes;
-  hello.max_header_bytes = c.max_header_bytes;
-  hello.max_tasks = c.max_tasks;
-  hello.replay_bytes = c.replay_bytes;
-  hello.replay_frames = c.replay_frames;
-  hello.ping_interval_us = 1'000'000;
-  for (size_t k = 0; k < kNonceSize; ++k) hello.nonce[k] = std::byte(k);
-  return hello;
+  return HelloFrom(c);
 }
 
 // A fresh acceptor session that ran a resume handshake (HELLO, CHALLENGE,

@@ -227,6 +227,29 @@ inline SessionConfig FastTimers(SessionConfig c) {
   c.dead_peer_timeout = absl::Seconds(5);
   return c;
 }
+// HelloFrom
+// The HELLO (no resume) an initiator with config `c` sends: its versions,
+// identity, capabilities, limits, replay window and ping interval, with the
+// nonce 0, 1, ..., kNonceSize - 1 (a test that needs another sets it).
+// agent_id points into `c`: keep `c` alive while the HELLO is used.
+inline InitMessage HelloFrom(const SessionConfig& c) {
+  InitMessage hello;
+  hello.phase = InitPhase::kHello;
+  hello.min_version = c.min_version;
+  hello.max_version = c.max_version;
+  hello.agent_id = c.agent_id;
+  hello.role = c.role;
+  hello.capabilities = c.capabilities;
+  hello.max_payload_bytes = c.max_payload_bytes;
+  hello.max_header_bytes = c.max_header_bytes;
+  hello.max_tasks = c.max_tasks;
+  hello.replay_bytes = c.replay_bytes;
+  hello.replay_frames = c.replay_frames;
+  hello.ping_interval_us =
+      static_cast<uint64_t>(absl::ToInt64Microseconds(c.ping_interval));
+  for (size_t k = 0; k < kNonceSize; ++k) hello.nonce[k] = std::byte(k);
+  return hello;
+}
 
 // ---- bytes ----------------------------------------------------------------
 

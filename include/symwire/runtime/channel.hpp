@@ -89,6 +89,24 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // Submit, waiting (in submission order) for the first handshake and
   // while the peer's task credit or the send window is exhausted. Signature:
   // void(absl::StatusOr<TaskCall>).
+  //
+  // Per-operation cancellation. Every async_* of the runtime (Channel,
+  // TaskCall, IncomingTask) honours the cancellation slot associated with
+  // its handler (asio::bind_cancellation_slot, awaitable_operators' `||`,
+  // a coroutine's cancellation state). A cancelled op completes at once
+  // (posted, on the handler's executor) with kCancelled "<op>: operation
+  // aborted by its cancellation slot", the runtime's operation_aborted.
+  // The slot's handler is removed when the op completes; a later emit is a
+  // no-op. Types honoured, by Asio's rules (total = no side effect,
+  // partial = a side effect but a known state, terminal = anything):
+  //   async_submit, async_wait_established, TaskCall::async_next,
+  //   IncomingTask::async_respond: all three (a queued submission or
+  //     response is dropped unsent; a wait is just a wait);
+  //   async_call: all three before the task is sent; after, terminal only,
+  //     which cancels the task on the wire (AGENT_CANCEL, SPEC.md §13.3);
+  //   async_close: terminal and partial; the wait ends, the graceful close
+  //     it started goes on.
+  // A type an op does not honour leaves it pending (the slot stays armed).
   template <class CompletionToken>
   auto async_submit(std::string payload, CallOptions options,
                     CompletionToken&& token) {
@@ -106,6 +124,8 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // partial and the final payload (a streamed answer, joined). Errors: the
   // submission's, then the task's. Signature:
   // void(absl::StatusOr<std::string>).
+  // Terminal cancellation after submission cancels the task (AGENT_CANCEL)
+  // and completes at once (see async_submit for the cancellation rules).
   template <class CompletionToken>
   auto async_call(std::string payload, CallOptions options,
                   CompletionToken&& token);
@@ -223,16 +243,23 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void RunWritableWaiters();
   void SessionEnded(const absl::Status& status);
   void UnreadChanged(int64_t delta);
+  // SubmitWhenWritable: `abandoned` (optional) is polled before each
+  // attempt: true drops the submission unsent (its op was cancelled).
   void SubmitWhenWritable(
       std::string payload, CallOptions options, TaskCallbacks callbacks,
-      absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done);
+      absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done,
+      std::function<bool()> abandoned = nullptr);
   void StartSubmit(std::string payload, CallOptions options,
                    TaskCallbacks callbacks,
-                   detail::Completion<void(absl::StatusOr<TaskCall>)> done);
+                   detail::Completion<void(absl::StatusOr<TaskCall>)> done,
+                   const detail::OpCancelPtr& cancel);
   void StartCall(std::string payload, CallOptions options,
-                 detail::Completion<void(absl::StatusOr<std::string>)> done);
-  void StartClose(detail::Completion<void(absl::Status)> done);
-  void StartWaitEstablished(detail::Completion<void(absl::Status)> done);
+                 detail::Completion<void(absl::StatusOr<std::string>)> done,
+                 const detail::OpCancelPtr& cancel);
+  void StartClose(detail::Completion<void(absl::Status)> done,
+                  const detail::OpCancelPtr& cancel);
+  void StartWaitEstablished(detail::Completion<void(absl::Status)> done,
+                            const detail::OpCancelPtr& cancel);
   absl::Status RespondFor(detail::IncomingState& task,
                           absl::Span<const std::byte> payload, bool final);
 
@@ -280,10 +307,11 @@ auto Channel::async_submit(std::string payload, CallOptions options,
                            TaskCallbacks callbacks, CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<TaskCall>>(
       executor_,
-      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  std::string&& p, CallOptions&& o,
                                   TaskCallbacks&& c) {
         self->StartSubmit(std::move(p), std::move(o), std::move(c),
-                          std::move(done));
+                          std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options), std::move(callbacks));
@@ -294,8 +322,9 @@ auto Channel::async_call(std::string payload, CallOptions options,
                          CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<std::string>>(
       executor_,
-      [self = shared_from_this()](auto done, std::string&& p, CallOptions&& o) {
-        self->StartCall(std::move(p), std::move(o), std::move(done));
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  std::string&& p, CallOptions&& o) {
+        self->StartCall(std::move(p), std::move(o), std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options));
@@ -305,8 +334,9 @@ template <class CompletionToken>
 auto Channel::async_close(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done) {
-        self->StartClose(std::move(done));
+      [self = shared_from_this()](auto done,
+                                  const detail::OpCancelPtr& cancel) {
+        self->StartClose(std::move(done), cancel);
       },
       std::forward<CompletionToken>(token));
 }
@@ -315,8 +345,9 @@ template <class CompletionToken>
 auto Channel::async_wait_established(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done) {
-        self->StartWaitEstablished(std::move(done));
+      [self = shared_from_this()](auto done,
+                                  const detail::OpCancelPtr& cancel) {
+        self->StartWaitEstablished(std::move(done), cancel);
       },
       std::forward<CompletionToken>(token));
 }

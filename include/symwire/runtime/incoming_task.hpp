@@ -68,7 +68,10 @@ class IncomingTask {
   }
   // async_respond: Respond, waiting for room in the send window instead of
   // failing with REPLAY_BUFFER_FULL. The payload is copied at once.
-  // Signature: void(absl::Status).
+  // Signature: void(absl::Status). Per-operation cancellation: terminal,
+  // partial and total; a response still waiting for room is dropped unsent
+  // and the op completes with kCancelled "... operation aborted by its
+  // cancellation slot" (once sent, the op has completed).
   template <class CompletionToken>
   auto async_respond(std::string payload, bool final, CompletionToken&& token);
 
@@ -79,6 +82,8 @@ class IncomingTask {
   SYMWIRE_DECL absl::Status Fail(const absl::Status& status,
                                  bool retryable = false);
 
+  // False for a default-constructed or moved-from handle: every other member
+  // then fails SYMWIRE_REQUIRE (aborts with a message).
   explicit operator bool() const { return state_ != nullptr; }
   // The channel's executor: answer the task there.
   SYMWIRE_DECL asio::any_io_executor get_executor() const;
@@ -88,10 +93,20 @@ class IncomingTask {
   static absl::Span<const std::byte> AsBytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
   }
+  // State: the shared state. Every member but operator bool goes through
+  // it. REQUIRES: a live handle, not a default-constructed or moved-from
+  // one (config.hpp: a REQUIRE failure aborts with a message, never a
+  // segfault).
+  detail::IncomingState& State() const {
+    SYMWIRE_REQUIRE(state_ != nullptr &&
+                    "IncomingTask used after a move or default construction");
+    return *state_;
+  }
   explicit IncomingTask(std::shared_ptr<detail::IncomingState> state)
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartRespond(std::string payload, bool final,
-                                 detail::Completion<void(absl::Status)> done);
+                                 detail::Completion<void(absl::Status)> done,
+                                 const detail::OpCancelPtr& cancel);
   std::shared_ptr<detail::IncomingState> state_;
 };
 
@@ -103,8 +118,9 @@ auto IncomingTask::async_respond(std::string payload, bool final,
                                  CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       get_executor(),
-      [self = *this, final](auto done, std::string&& p) mutable {
-        self.StartRespond(std::move(p), final, std::move(done));
+      [self = *this, final](auto done, const detail::OpCancelPtr& cancel,
+                            std::string&& p) mutable {
+        self.StartRespond(std::move(p), final, std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload));
 }

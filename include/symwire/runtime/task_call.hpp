@@ -43,6 +43,13 @@ class TaskCall {
   // retryable(); kCancelled after Cancel()).
   // REQUIRES: no other async_next of this task is pending.
   // Signature: void(absl::StatusOr<Response>).
+  // Per-operation cancellation (the handler's associated cancellation slot,
+  // e.g. asio::bind_cancellation_slot, or the `||` of awaitable_operators):
+  // terminal, partial and total. A cancelled wait completes at once with
+  // kCancelled "task N: async_next: operation aborted by its cancellation
+  // slot" (the runtime's asio::error::operation_aborted) and never takes a
+  // response: the next async_next gets it. The task itself goes on (Cancel
+  // ends it). Cancelling after completion is a no-op.
   template <class CompletionToken>
   auto async_next(CompletionToken&& token);
 
@@ -51,16 +58,28 @@ class TaskCall {
   // kCancelled. Errors: WRONG_STATE if it already ended.
   SYMWIRE_DECL absl::Status Cancel();
 
+  // False for a default-constructed or moved-from handle: every other member
+  // then fails SYMWIRE_REQUIRE (aborts with a message).
   explicit operator bool() const { return state_ != nullptr; }
   // The channel's executor (where the task's callbacks run).
   SYMWIRE_DECL asio::any_io_executor get_executor() const;
 
  private:
   friend class Channel;
+  // State: the shared state. Every member but operator bool goes through
+  // it. REQUIRES: a live handle, not a default-constructed or moved-from
+  // one (config.hpp: a REQUIRE failure aborts with a message, never a
+  // segfault).
+  detail::CallState& State() const {
+    SYMWIRE_REQUIRE(state_ != nullptr &&
+                    "TaskCall used after a move or default construction");
+    return *state_;
+  }
   explicit TaskCall(std::shared_ptr<detail::CallState> state)
       : state_(std::move(state)) {}
   SYMWIRE_DECL void StartNext(
-      detail::Completion<void(absl::StatusOr<Response>)> done);
+      detail::Completion<void(absl::StatusOr<Response>)> done,
+      const detail::OpCancelPtr& cancel);
   std::shared_ptr<detail::CallState> state_;
 };
 
@@ -68,7 +87,9 @@ template <class CompletionToken>
 auto TaskCall::async_next(CompletionToken&& token) {
   return detail::InitiateOn<absl::StatusOr<Response>>(
       get_executor(),
-      [self = *this](auto done) mutable { self.StartNext(std::move(done)); },
+      [self = *this](auto done, const detail::OpCancelPtr& cancel) mutable {
+        self.StartNext(std::move(done), cancel);
+      },
       std::forward<CompletionToken>(token));
 }
 

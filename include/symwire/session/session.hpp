@@ -141,7 +141,10 @@ struct SessionCounters {
 
 // Session
 // Create one per logical session. REQUIRES for every input: `now` never
-// decreases from call to call.
+// decreases from call to call. TransportConnected, Receive, SubmitTask,
+// SendResponse, FailTask, CancelTask, Close, Abort, HandleTimeout and
+// TransportLost check it with SYMWIRE_REQUIRE (abort: a decreasing `now` is
+// a driver bug, e.g. a cached time handed out after a fresher one).
 class Session {
  public:
   // Create
@@ -439,6 +442,8 @@ class Session {
   // flush coalesced SYNC content at the end.
   void BeginInput();
   void EndInput(absl::Time now);
+  // REQUIRES: `now` is not earlier than the last input's (see Session).
+  void ObserveNow(absl::Time now);
 
   // Receiving.
   absl::Status ProcessStep(const DecodeStep& step, absl::Time now);
@@ -530,6 +535,7 @@ class Session {
   SessionState state_ = SessionState::kIdle;
   absl::Status failure_;
   absl::Time epoch_;  // ping timestamps count from here
+  absl::Time last_now_ = absl::InfinitePast();  // ObserveNow
   Connection conn_;
 
   // Session identity (valid when has_session_).

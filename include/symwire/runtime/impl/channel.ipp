@@ -328,11 +328,14 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
 
 SYMWIRE_DECL void Channel::SubmitWhenWritable(
     std::string payload, CallOptions options, TaskCallbacks callbacks,
-    absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done) {
+    absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done,
+    std::function<bool()> abandoned) {
   auto attempt = [weak = weak_from_this(), payload = std::move(payload),
                   options = std::move(options),
-                  callbacks = std::move(callbacks),
-                  done = std::move(done)]() mutable -> bool {
+                  callbacks = std::move(callbacks), done = std::move(done),
+                  abandoned = std::move(abandoned)]() mutable -> bool {
+    // Cancelled while queued: drop it unsent (it already completed).
+    if (abandoned && abandoned()) return true;
     auto self = weak.lock();
     if (!self) {
       done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));
@@ -368,19 +371,32 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
 
 SYMWIRE_DECL void Channel::StartSubmit(
     std::string payload, CallOptions options, TaskCallbacks callbacks,
-    detail::Completion<void(absl::StatusOr<TaskCall>)> done) {
+    detail::Completion<void(absl::StatusOr<TaskCall>)> done,
+    const detail::OpCancelPtr& cancel) {
+  // Any cancellation type: a submission still queued is dropped unsent;
+  // once sent, the op has completed and cancelling is a no-op.
+  std::shared_ptr<const detail::Completion<void(absl::StatusOr<TaskCall>)>>
+      waiting;
+  done = detail::CancellableWait(std::move(done), cancel,
+                                 asio::cancellation_type::all, "async_submit",
+                                 &waiting);
+  std::function<bool()> abandoned;
+  if (waiting) abandoned = [waiting] { return !*waiting; };
   SubmitWhenWritable(std::move(payload), std::move(options),
-                     std::move(callbacks), std::move(done));
+                     std::move(callbacks), std::move(done),
+                     std::move(abandoned));
 }
 
 SYMWIRE_DECL void Channel::StartCall(
     std::string payload, CallOptions options,
-    detail::Completion<void(absl::StatusOr<std::string>)> done) {
-  // One completion, reached either by a failed submission or by the task's
-  // end: shared between the two paths.
+    detail::Completion<void(absl::StatusOr<std::string>)> done,
+    const detail::OpCancelPtr& cancel) {
+  // One completion, reached either by a failed submission, by the task's
+  // end or by cancellation: shared between the paths.
   struct Collect {
     std::string result;
     detail::Completion<void(absl::StatusOr<std::string>)> done;
+    TaskCall call;  // once submitted
   };
   auto collect = std::make_shared<Collect>();
   collect->done = std::move(done);
@@ -389,6 +405,7 @@ SYMWIRE_DECL void Channel::StartCall(
     collect->result.append(reinterpret_cast<const char*>(p.data()), p.size());
   };
   callbacks.on_done = [collect](const absl::Status& status) {
+    collect->call = TaskCall();  // breaks the collect <-> CallState cycle
     if (!collect->done) return;
     auto d = std::move(collect->done);
     collect->done = nullptr;
@@ -398,14 +415,41 @@ SYMWIRE_DECL void Channel::StartCall(
       d(status);
     }
   };
-  SubmitWhenWritable(std::move(payload), std::move(options),
-                     std::move(callbacks),
-                     [collect](const absl::StatusOr<TaskCall>& call) {
-                       if (call.ok() || !collect->done) return;
-                       auto d = std::move(collect->done);
-                       collect->done = nullptr;
-                       d(call.status());
-                     });
+  std::function<bool()> abandoned;
+  if (cancel) {
+    // Before the submission is sent, any type drops it unsent (no side
+    // effect). After, only terminal: the result cannot be abandoned without
+    // ending the task, so the task is cancelled on the wire (AGENT_CANCEL,
+    // SPEC.md §13.3) and the call completes at once.
+    cancel->hook = [collect](asio::cancellation_type type) {
+      if (!collect->done) return true;
+      if (collect->call && (type & asio::cancellation_type::terminal) ==
+                               asio::cancellation_type::none) {
+        return false;
+      }
+      auto d = std::move(collect->done);
+      collect->done = nullptr;
+      if (TaskCall call = std::exchange(collect->call, TaskCall())) {
+        static_cast<void>(call.Cancel());
+      }
+      d(detail::OperationAborted("async_call"));
+      return true;
+    };
+    abandoned = [collect] { return !collect->done; };
+  }
+  SubmitWhenWritable(
+      std::move(payload), std::move(options), std::move(callbacks),
+      [collect](const absl::StatusOr<TaskCall>& call) {
+        if (call.ok()) {
+          collect->call = *call;
+          return;
+        }
+        if (!collect->done) return;
+        auto d = std::move(collect->done);
+        collect->done = nullptr;
+        d(call.status());
+      },
+      std::move(abandoned));
 }
 
 SYMWIRE_DECL absl::Status Channel::Close() {
@@ -420,17 +464,25 @@ SYMWIRE_DECL absl::Status Channel::Close() {
 }
 
 SYMWIRE_DECL void Channel::StartClose(
-    detail::Completion<void(absl::Status)> done) {
+    detail::Completion<void(absl::Status)> done,
+    const detail::OpCancelPtr& cancel) {
   if (ended_) {
     done(session_->status());
     return;
   }
+  // Terminal and partial: the wait ends at once, the graceful close it
+  // started goes on (a side effect that cannot be undone, so not total).
+  done = detail::CancellableWait(
+      std::move(done), cancel,
+      asio::cancellation_type::terminal | asio::cancellation_type::partial,
+      "async_close");
   close_waiters_.push_back(std::move(done));
   static_cast<void>(Close());
 }
 
 SYMWIRE_DECL void Channel::StartWaitEstablished(
-    detail::Completion<void(absl::Status)> done) {
+    detail::Completion<void(absl::Status)> done,
+    const detail::OpCancelPtr& cancel) {
   if (ended_) {
     done(session_->status().ok()
              ? MakeError(ErrorCode::kSessionClosed, "session closed")
@@ -441,7 +493,10 @@ SYMWIRE_DECL void Channel::StartWaitEstablished(
     done(absl::OkStatus());
     return;
   }
-  established_waiters_.push_back(std::move(done));
+  // Any cancellation type: only a wait.
+  established_waiters_.push_back(detail::CancellableWait(
+      std::move(done), cancel, asio::cancellation_type::all,
+      "async_wait_established"));
 }
 
 SYMWIRE_DECL void Channel::Abort(const absl::Status& status) {

@@ -19,70 +19,70 @@ namespace symwire {
 
 // ---- IncomingTask ----------------------------------------------------------
 
-SYMWIRE_DECL TaskId IncomingTask::id() const { return state_->id; }
+SYMWIRE_DECL TaskId IncomingTask::id() const { return State().id; }
 SYMWIRE_DECL absl::Span<const std::byte> IncomingTask::payload() const {
-  return state_->payload;
+  return State().payload;
 }
 SYMWIRE_DECL std::string IncomingTask::payload_string() const {
-  return std::string(reinterpret_cast<const char*>(state_->payload.data()),
-                     state_->payload.size());
+  return std::string(reinterpret_cast<const char*>(State().payload.data()),
+                     State().payload.size());
 }
 SYMWIRE_DECL std::optional<absl::Time> IncomingTask::deadline() const {
-  return state_->deadline;
+  return State().deadline;
 }
 SYMWIRE_DECL std::optional<absl::Duration> IncomingTask::deadline_remaining()
     const {
-  if (!state_->deadline) return std::nullopt;
-  return std::max(absl::ZeroDuration(), *state_->deadline - SteadyNow());
+  if (!State().deadline) return std::nullopt;
+  return std::max(absl::ZeroDuration(), *State().deadline - SteadyNow());
 }
 SYMWIRE_DECL const std::vector<std::pair<std::string, std::string>>&
 IncomingTask::metadata() const {
-  return state_->metadata;
+  return State().metadata;
 }
 SYMWIRE_DECL std::optional<TraceParent> IncomingTask::trace_parent() const {
-  return state_->trace_parent;
+  return State().trace_parent;
 }
-SYMWIRE_DECL bool IncomingTask::cancelled() const { return state_->cancelled; }
-SYMWIRE_DECL bool IncomingTask::done() const { return state_->done; }
+SYMWIRE_DECL bool IncomingTask::cancelled() const { return State().cancelled; }
+SYMWIRE_DECL bool IncomingTask::done() const { return State().done; }
 SYMWIRE_DECL asio::any_io_executor IncomingTask::get_executor() const {
-  return state_->executor;
+  return State().executor;
 }
 
 SYMWIRE_DECL void IncomingTask::OnCancel(
     std::function<void(const absl::Status&)> callback) {
-  if (state_->cancelled) {
-    asio::post(state_->executor, [cb = std::move(callback),
-                                  st = state_->cancel_status] { cb(st); });
+  if (State().cancelled) {
+    asio::post(State().executor, [cb = std::move(callback),
+                                  st = State().cancel_status] { cb(st); });
     return;
   }
-  state_->on_cancel = std::move(callback);
+  State().on_cancel = std::move(callback);
 }
 
 SYMWIRE_DECL absl::Status IncomingTask::Respond(
     absl::Span<const std::byte> payload, bool final) {
-  auto channel = state_->channel.lock();
+  auto channel = State().channel.lock();
   if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
   }
-  return channel->RespondFor(*state_, payload, final);
+  return channel->RespondFor(State(), payload, final);
 }
 
 SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
                                              bool retryable) {
   SYMWIRE_REQUIRE(!status.ok());
-  auto channel = state_->channel.lock();
+  auto channel = State().channel.lock();
   if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
   }
-  if (state_->done) {
+  if (State().done) {
     return MakeError(ErrorCode::kWrongState,
-                     absl::StrCat("task ", state_->id, " already ended"));
+                     absl::StrCat("task ", State().id, " already ended"));
   }
   absl::Status st = channel->session_->FailTask(
-      state_->id, status, retryable, channel->Now(Channel::Reading::kFresh));
+      State().id, status, retryable, channel->Now(Channel::Reading::kFresh));
   if (st.ok()) {
-    state_->done = true;
-    channel->incoming_.erase(state_->id);
+    State().done = true;
+    channel->incoming_.erase(State().id);
   }
   channel->AfterInput();
   return st;
@@ -90,14 +90,23 @@ SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
 
 SYMWIRE_DECL void IncomingTask::StartRespond(
     std::string payload, bool final,
-    detail::Completion<void(absl::Status)> done) {
-  auto channel = state_->channel.lock();
+    detail::Completion<void(absl::Status)> done,
+    const detail::OpCancelPtr& cancel) {
+  auto channel = State().channel.lock();
   if (!channel) {
     done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));
     return;
   }
+  // Any cancellation type: a response still waiting for the send window is
+  // dropped unsent; once sent, the op has completed.
+  std::shared_ptr<const detail::Completion<void(absl::Status)>> waiting;
+  done = detail::CancellableWait(
+      std::move(done), cancel, asio::cancellation_type::all,
+      absl::StrCat("task ", State().id, ": async_respond"), &waiting);
   auto attempt = [state = state_, payload = std::move(payload), final,
-                  done = std::move(done)]() mutable -> bool {
+                  done = std::move(done),
+                  waiting = std::move(waiting)]() mutable -> bool {
+    if (waiting && !*waiting) return true;  // cancelled while queued
     auto p = state->channel.lock();
     absl::Status st =
         p ? p->RespondFor(

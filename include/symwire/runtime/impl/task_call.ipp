@@ -16,19 +16,20 @@ namespace symwire {
 
 // ---- TaskCall --------------------------------------------------------------
 
-SYMWIRE_DECL TaskId TaskCall::id() const { return state_->id; }
-SYMWIRE_DECL bool TaskCall::done() const { return state_->result.has_value(); }
-SYMWIRE_DECL bool TaskCall::retryable() const { return state_->retryable; }
+SYMWIRE_DECL TaskId TaskCall::id() const { return State().id; }
+SYMWIRE_DECL bool TaskCall::done() const { return State().result.has_value(); }
+SYMWIRE_DECL bool TaskCall::retryable() const { return State().retryable; }
 SYMWIRE_DECL std::optional<absl::Status> TaskCall::result() const {
-  return state_->result;
+  return State().result;
 }
 SYMWIRE_DECL asio::any_io_executor TaskCall::get_executor() const {
-  return state_->executor;
+  return State().executor;
 }
 
 SYMWIRE_DECL void TaskCall::StartNext(
-    detail::Completion<void(absl::StatusOr<Response>)> done) {
-  detail::CallState& s = *state_;
+    detail::Completion<void(absl::StatusOr<Response>)> done,
+    const detail::OpCancelPtr& cancel) {
+  detail::CallState& s = State();
   if (s.queue_head < s.queue.size()) {
     Response r = std::move(s.queue[s.queue_head++]);
     if (s.queue_head == s.queue.size()) {
@@ -53,16 +54,32 @@ SYMWIRE_DECL void TaskCall::StartNext(
     return;
   }
   s.next = std::move(done);
+  if (cancel) {
+    // Any cancellation type: taking the pending completion back out of
+    // s.next undoes the wait without side effects, and a response that
+    // arrives later is queued for the next async_next (issue #14).
+    cancel->hook = [weak = std::weak_ptr<detail::CallState>(state_)](
+                       asio::cancellation_type) {
+      auto st = weak.lock();
+      if (st && st->next) {
+        auto next = std::move(st->next);
+        st->next = nullptr;
+        next(detail::OperationAborted(
+            absl::StrCat("task ", st->id, ": async_next")));
+      }
+      return true;
+    };
+  }
 }
 
 SYMWIRE_DECL absl::Status TaskCall::Cancel() {
-  auto channel = state_->channel.lock();
-  if (!channel || state_->result.has_value()) {
+  auto channel = State().channel.lock();
+  if (!channel || State().result.has_value()) {
     return MakeError(ErrorCode::kWrongState,
-                     absl::StrCat("task ", state_->id, " already ended"));
+                     absl::StrCat("task ", State().id, " already ended"));
   }
   absl::Status st = channel->session_->CancelTask(
-      state_->id, channel->Now(Channel::Reading::kFresh));
+      State().id, channel->Now(Channel::Reading::kFresh));
   channel->AfterInput();
   return st;
 }

@@ -155,6 +155,14 @@ SYMWIRE_DECL void Session::BeginInput() {
   c.control_taken = 0;
 }
 
+SYMWIRE_DECL void Session::ObserveNow(absl::Time now) {
+  // STYLE.md §1 "One clock": the driver reads one monotonic clock, so a
+  // `now` earlier than the last input's is a caller bug, not wire input.
+  SYMWIRE_REQUIRE(now >= last_now_ &&
+                  "Session input: now is earlier than the previous input's");
+  last_now_ = now;
+}
+
 SYMWIRE_DECL void Session::EndInput(absl::Time now) {
   MaybeWritable();
   MaybeFinishClose(now);
@@ -736,6 +744,7 @@ SYMWIRE_DECL void Session::RunTaskDeadlines(absl::Time now) {
 // Inputs
 
 SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return EndedError();
@@ -792,6 +801,7 @@ SYMWIRE_DECL absl::Status Session::TransportConnected(absl::Time now) {
 
 SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
                                            absl::Time now) {
+  ObserveNow(now);
   if (state_ == SessionState::kFailed) return failure_;
   if (event_head_ < view_events_end_) {
     return LocalError(
@@ -1824,6 +1834,7 @@ SYMWIRE_DECL absl::Status Session::HandleSessionError(const FrameView& frame,
 SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
     absl::Span<const std::byte> payload, const TaskOptions& options,
     absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   absl::Status s;
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
@@ -1896,6 +1907,7 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
 SYMWIRE_DECL absl::Status Session::SendResponse(
     TaskId task, absl::Span<const std::byte> payload, bool final,
     absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return EndedError();
@@ -1933,6 +1945,7 @@ SYMWIRE_DECL absl::Status Session::SendResponse(
 SYMWIRE_DECL absl::Status Session::FailTask(TaskId task,
                                             const absl::Status& status,
                                             bool retryable, absl::Time now) {
+  ObserveNow(now);
   SYMWIRE_REQUIRE(!status.ok());
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
@@ -1956,6 +1969,7 @@ SYMWIRE_DECL absl::Status Session::FailTask(TaskId task,
 }
 
 SYMWIRE_DECL absl::Status Session::CancelTask(TaskId task, absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return EndedError();
@@ -1977,6 +1991,7 @@ SYMWIRE_DECL absl::Status Session::CancelTask(TaskId task, absl::Time now) {
 }
 
 SYMWIRE_DECL absl::Status Session::Close(absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return EndedError();
@@ -1998,12 +2013,14 @@ SYMWIRE_DECL absl::Status Session::Close(absl::Time now) {
 }
 
 SYMWIRE_DECL void Session::Abort(const absl::Status& status, absl::Time now) {
+  ObserveNow(now);
   SYMWIRE_REQUIRE(!status.ok());
   BeginInput();
   Fail(status, now, true);
 }
 
 SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return;
@@ -2085,6 +2102,7 @@ SYMWIRE_DECL void Session::HandleTimeout(absl::Time now) {
 
 SYMWIRE_DECL void Session::TransportLost(const absl::Status& reason,
                                          absl::Time now) {
+  ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
     return;
