@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "symwire/nats/pool.hpp"
 
 int main(int argc, char** argv) {
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
             reinterpret_cast<const char*>(task.payload().data()),
             task.payload().size());
         for (int i = 0; i < 3; ++i) {
-          const std::string part = in + "/part" + std::to_string(i);
+          const std::string part = absl::StrCat(in, "/part", i);
           if (absl::Status s =
                   task.Respond({reinterpret_cast<const std::byte*>(part.data()),
                                 part.size()});

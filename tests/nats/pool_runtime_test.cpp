@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "symwire/nats/client.hpp"
 #include "symwire/nats/detail/cnats.hpp"
 #include "symwire/nats/detail/state.hpp"
@@ -169,8 +170,7 @@ NatsHandler Streaming(std::atomic<int>* runs) {
     const std::string in(reinterpret_cast<const char*>(task.payload().data()),
                          task.payload().size());
     for (int i = 0; i < 2; ++i) {
-      if (absl::Status s =
-              task.Respond(Bytes(in + "/part" + std::to_string(i)));
+      if (absl::Status s = task.Respond(Bytes(absl::StrCat(in, "/part", i)));
           !s.ok()) {
         return s;
       }
@@ -186,7 +186,7 @@ TEST_CASE("nats runtime: streamed responses across 3 agents, each task once") {
   constexpr int kTasks = 12;
   std::map<uint64_t, std::string> inputs;
   for (int i = 0; i < kTasks; ++i) {
-    const std::string in = "task" + std::to_string(i);
+    const std::string in = absl::StrCat("task", i);
     absl::StatusOr<uint64_t> id = orch.Submit(Bytes(in));
     REQUIRE(id.ok());
     inputs[*id] = in;
@@ -273,8 +273,7 @@ TEST_CASE("nats runtime: a restarted orchestrator collects earlier results") {
   {
     NatsOrchestrator first = pool.Orchestrator("keeper");
     for (int i = 0; i < 3; ++i) {
-      absl::StatusOr<uint64_t> id =
-          first.Submit(Bytes("r" + std::to_string(i)));
+      absl::StatusOr<uint64_t> id = first.Submit(Bytes(absl::StrCat("r", i)));
       REQUIRE(id.ok());
       ids.push_back(*id);
     }
@@ -369,7 +368,7 @@ TEST_CASE(
   {
     NatsOrchestrator orch = pool.Orchestrator("durable");
     for (int i = 0; i < 4; ++i) {
-      absl::StatusOr<uint64_t> id = orch.Submit(Bytes("d" + std::to_string(i)));
+      absl::StatusOr<uint64_t> id = orch.Submit(Bytes(absl::StrCat("d", i)));
       REQUIRE(id.ok());
       ids.push_back(*id);
     }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "symwire/nats/client.hpp"
 #include "symwire/nats/pool.hpp"
 #include "tests/support/nats_server.hpp"
@@ -118,7 +119,7 @@ TEST_CASE("nats process: agent SIGKILLed mid-stream, the task completes once") {
       {reinterpret_cast<const std::byte*>(job.data()), job.size()});
   REQUIRE(id.ok());
   REQUIRE(doomed.ReadLine(std::chrono::seconds(10)) ==
-          "partial " + std::to_string(*id) + " 0");
+          absl::StrCat("partial ", *id, " 0"));
   doomed.Kill();
 
   // Its partial reached the orchestrator.
@@ -148,7 +149,7 @@ TEST_CASE("nats process: agent SIGKILLed mid-stream, the task completes once") {
   for (int i = 0; i < 3; ++i) {
     CHECK(rest[static_cast<size_t>(i) + 1].kind == Kind::kPartial);
     CHECK(rest[static_cast<size_t>(i) + 1].payload ==
-          "job/part" + std::to_string(i));
+          absl::StrCat("job/part", i));
   }
   CHECK(rest[4].kind == Kind::kFinal);
   CHECK(rest[4].payload == "job/done");

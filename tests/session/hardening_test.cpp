@@ -470,6 +470,40 @@ TEST_CASE("frames that keep arriving are not cut by frame_timeout",
   CHECK(pair.acceptor()->state() == SessionState::kEstablished);
 }
 
+TEST_CASE(
+    "deadlines due at once act in timer order: a stalled frame fails the "
+    "connection, and dead-peer and ping then do not act",
+    "[session][sync][hardening][timers]") {
+  PairOptions o = Fast();  // dead_peer_timeout 5 s, ping every 1 s
+  o.acceptor.frame_timeout = absl::Seconds(3);
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  pair.link()->Stall(Dir::kToAcceptor, absl::InfiniteFuture());
+  const uint64_t offset = pair.link()->delivered(Dir::kToAcceptor);
+  const std::vector<std::byte> payload(200, std::byte{0x61});
+  const auto task = Frame(MessageType::kAgentTask, 1, 1, payload, 0);
+  REQUIRE(Inject(pair, Side::kAcceptor, {task[0]}).ok());
+  Session* const acceptor = pair.acceptor();
+  const uint64_t pings = acceptor->counters().pings_sent;
+  // Frame, dead-peer and ping deadlines have all passed at this call.
+  pair.clock().Advance(absl::Seconds(60));
+  REQUIRE(acceptor->NextDeadline() < pair.now());
+  pair.Do(Side::kAcceptor,
+          [](Session& s, absl::Time now) {
+            s.HandleTimeout(now);
+            return absl::OkStatus();
+          })
+      .IgnoreError();
+  REQUIRE(pair.Count<ConnectionLost>(Side::kAcceptor) == 1);
+  const auto* lost = pair.LastEvent<ConnectionLost>(Side::kAcceptor);
+  REQUIRE(lost != nullptr);
+  CHECK_THAT(std::string(lost->status.message()),
+             Catch::Contains(absl::StrCat("frame started at stream offset ",
+                                          offset, " not complete after 1m")));
+  CHECK(acceptor->counters().pings_sent == pings);
+}
+
 // ---------------------------------------------------------------------------
 // Item 9: at the session's end, "may have run" and "never ran" differ
 // (SPEC.md §16.3)

@@ -52,6 +52,8 @@
 #include "symwire/session/auth.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
+#include "symwire/session/detail/ack_tracker.hpp"
+#include "symwire/session/detail/deadlines.hpp"
 #include "symwire/session/detail/replay_store.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/wire/decoder.hpp"
@@ -310,8 +312,8 @@ class Session {
     return conn_.rx.size() + conn_.hold.size();
   }
   // The last sequence accepted from the peer / sent to it.
-  uint64_t last_received() const { return rx_seq_; }
-  uint64_t last_sent() const { return next_seq_ - 1; }
+  uint64_t last_received() const { return acks_.received(); }
+  uint64_t last_sent() const { return acks_.last_sent(); }
 
  private:
   friend class detail::SessionHandover;
@@ -389,15 +391,15 @@ class Session {
     size_t control_taken = 0;  // bytes of `control` returned by PollTransmit
     size_t sync_begin = 0;     // offset of an untaken SYNC at the tail
     PendingSync sync;
-    absl::Time handshake_deadline = absl::InfiniteFuture();
-    absl::Time last_rx;
+    // The connection-scope deadlines (detail::Timer kHandshake .. kAck).
+    detail::TimerTable timers;
+    absl::Time last_rx;  // Timer::kDeadPeer runs from here
     // When the first byte of the incomplete frame in `rx` arrived, and its
-    // stream offset (valid while `rx` is not empty; §14.1 frame_timeout).
+    // stream offset (valid while `rx` is not empty; §14.1 frame_timeout,
+    // Timer::kFrame).
     absl::Time rx_since;
     uint64_t rx_since_offset = 0;
-    absl::Time next_ping = absl::InfiniteFuture();
     absl::Time last_ping_rx = absl::InfinitePast();
-    absl::Time ack_deadline = absl::InfiniteFuture();
     AuthContext auth;
     std::optional<Hello> hello;  // acceptor: the peer's HELLO
     uint32_t rx_need = 0;
@@ -417,9 +419,8 @@ class Session {
     // method has no challenge round of its own, §16.2).
     bool resume_challenge_only = false;
     // §15.3: this side's bye went out on this connection; the session ends
-    // when the peer's bye answers it, or at bye_deadline.
+    // when the peer's bye answers it, or at its Timer::kBye deadline.
     bool bye_sent = false;
-    absl::Time bye_deadline = absl::InfiniteFuture();
   };
   struct ReplayEntry {
     uint64_t seq;
@@ -463,8 +464,6 @@ class Session {
   absl::Status HandleAck(uint64_t ack, absl::Time now);
   absl::Status CheckPeerLastReceived(uint64_t last) const;
   void ApplyPeerLastReceived(uint64_t last);
-  absl::Status CheckResumeIdentity(const InitMessage& peer_init,
-                                   uint64_t version) const;
   absl::Status CheckOwnTaskFrame(const FrameView& frame, Task*& task);
   // §14.1: records a frame that carried nothing new (`useful` false) or
   // something new (resets the count); PING_FLOOD past max_noop_frames.
@@ -491,7 +490,6 @@ class Session {
   void SendInit(const InitMessage& init);
   void SendSessionError(const absl::Status& status);
   void SendPreface();
-  InitMessage LocalInit(InitPhase phase) const;
   void FlushSync(absl::Time now);
 
   // State changes.
@@ -518,6 +516,23 @@ class Session {
   void CompactStore();
   void PushDeadline(absl::Time when, TaskId task);
   void RunTaskDeadlines(absl::Time now);
+  // Timers (detail/deadlines.hpp): the table holding `timer`, whether it
+  // is armed now (counts for NextDeadline), and its action; OnTimer
+  // returns whether the action failed the connection.
+  detail::TimerTable& TimersOf(detail::Timer timer) {
+    return detail::ScopeOf(timer) == detail::TimerScope::kSession
+               ? timers_
+               : conn_.timers;
+  }
+  const detail::TimerTable& TimersOf(detail::Timer timer) const {
+    return detail::ScopeOf(timer) == detail::TimerScope::kSession
+               ? timers_
+               : conn_.timers;
+  }
+  bool TimerArmed(detail::Timer timer) const;
+  void OnTimer(detail::Timer timer, absl::Time now);
+  // Keeps Timer::kTaskDeadline at the earliest entry of deadlines_.
+  void SyncTaskTimer();
   void CountError(const absl::Status& status);
   absl::Status LocalError(ErrorCode code, absl::string_view message);
   absl::Status EndedError() const;
@@ -547,13 +562,7 @@ class Session {
   // Sequencing and the replay store: encoded sequenced frames, in order,
   // from the oldest unacknowledged one. Positions are absolute (they never
   // decrease); see detail::ReplayStore.
-  uint64_t next_seq_ = 1;
-  uint64_t acked_ = 0;       // highest sequence the peer acknowledged
-  uint64_t sent_high_ = 0;   // highest sequence ever handed to the driver
-  uint64_t rx_seq_ = 0;      // last sequence accepted from the peer
-  uint64_t acked_sent_ = 0;  // last ack value sent
-  uint64_t unacked_rx_frames_ = 0;
-  uint64_t unacked_rx_bytes_ = 0;
+  detail::AckTracker acks_;  // sequences and acks, both directions
   detail::ReplayStore store_;
   uint64_t send_pos_ = 0;  // next store position to hand to the driver
   // Highest store position ever handed to a driver (on any connection): a
@@ -584,10 +593,10 @@ class Session {
   TaskId drain_last_ = 0;
   bool peer_draining_ = false;
 
-  // Reconnect / expiry.
+  // Reconnect / expiry, and the session-scope deadlines (detail::Timer
+  // kTaskDeadline, kExpire, kReconnect).
   uint32_t attempt_ = 0;
-  absl::Time reconnect_at_ = absl::InfiniteFuture();
-  absl::Time expire_at_ = absl::InfiniteFuture();
+  detail::TimerTable timers_;
 
   std::vector<std::byte> scratch_;
   std::vector<Event> events_;
@@ -632,6 +641,10 @@ class SessionHandover {
 
 #ifdef SYMWIRE_HEADER_ONLY
 #include "symwire/session/impl/session.ipp"
+#include "symwire/session/impl/session_api.ipp"
+#include "symwire/session/impl/session_frames.ipp"
+#include "symwire/session/impl/session_handshake.ipp"
+#include "symwire/session/impl/session_state.ipp"
 #endif
 
 #endif  // SYMWIRE_SESSION_SESSION_HPP_
