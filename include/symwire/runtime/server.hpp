@@ -86,11 +86,7 @@ struct ServerPart;
 // sockets can move between threads: a TLS resume landing on another shard
 // is answered CONNECTION_LOST, whose initiator redials (SPEC.md §16.1) and
 // lands on another shard: nothing is lost, the resume costs a redial per
-// miss. (Boost 1.81's ssl::stream(socket, SSL*) does not move a TLS
-// connection: it gives the SSL a new BIO pair, dropping ciphertext still
-// buffered in the old pair and in the old stream's private input buffer,
-// and the old stream's destructor frees the SSL and its verify callback;
-// moving one needs a stream that exposes its buffers.) Limits across shards:
+// miss (tls.hpp, "Threads", says why). Limits across shards:
 // max_connections is server-wide (one shared atomic count); failed
 // authentications are counted per source server-wide (one table under a
 // mutex, taken per accepted connection and per failure, never per
