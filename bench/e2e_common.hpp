@@ -30,6 +30,8 @@
 //   --pin CPU              sched_setaffinity to this CPU (default: none).
 //   --label L              copied into the JSON ("placement" in run_e2e.sh).
 //   --spin-us U            symwire only: TransportOptions::spin_read.
+//   --threads N            symwire server only: ServerOptions::threads
+//                          (default 1; connections spread round-robin).
 //   --checksums 0|1        symwire only: SessionConfig::payload_checksums
 //                          (default 1, the protocol's default), both sides.
 // --help lists the flags with their defaults; a usage error exits 2.
@@ -70,6 +72,7 @@ struct Options {
   int pin = -1;
   std::string label;
   int spin_us = 0;
+  int threads = 1;  // symwire server: ServerOptions::threads
   bool checksums = true;
 
   std::string Host() const { return address.substr(0, address.rfind(':')); }
@@ -123,6 +126,10 @@ inline Options ParseArgs(int argc, char** argv) {
       .String("--label", &o.label, "L", "copied into the JSON")
       .Int("--spin-us", &o.spin_us, "U",
            "symwire only: TransportOptions::spin_read", 0, 1000000)
+      .Int("--threads", &o.threads, "N",
+           "symwire server only: ServerOptions::threads (shards; connections "
+           "spread round-robin)",
+           1, 256)
       .Value("--checksums", "0|1",
              "symwire only: SessionConfig::payload_checksums, both sides", "1",
              [&o](std::string_view text, std::string& want) {

@@ -28,6 +28,7 @@
 // --window (the replay window is what limits it, as intended).
 #include <signal.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -125,7 +126,10 @@ int RunServer(const Options& o) {
   so.session.max_tasks = 65536;
   so.session.payload_checksums = o.checksums;
   so.transport.spin_read = std::chrono::microseconds(o.spin_us);
-  auto live = std::make_shared<int>(0);
+  // --threads N > 1: the sessions run on the server's N threads (the
+  // accept loop stays on `io`), so `live` is counted from all of them.
+  so.threads = static_cast<uint32_t>(o.threads);
+  auto live = std::make_shared<std::atomic<int>>(0);
   auto server = symwire::Server::Create(
       io.get_executor(), so,
       [&io, live](const std::shared_ptr<symwire::Channel>& peer) {
@@ -134,7 +138,7 @@ int RunServer(const Options& o) {
         peer->SetObserver([&io, live](const symwire::ChannelEvent& e) {
           if (e.kind == symwire::ChannelEvent::Kind::kClosed ||
               e.kind == symwire::ChannelEvent::Kind::kFailed) {
-            if (--*live == 0) io.stop();  // the client left: done
+            if (--*live == 0) io.stop();  // the client left: done (any thread)
           }
         });
       });

@@ -15,7 +15,7 @@
 //   symwire-soak --transport tcp|unix|tls [--tasks N] [--seed S]
 //                [--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]
 //                [--partials K] [--payload BYTES] [--window W]
-//                [--max-seconds T] [--verbose]
+//                [--server-threads N] [--max-seconds T] [--verbose]
 //   symwire-soak --role server --listen ADDR [--exit-after-sessions N]
 //                [--tls-cert PEM --tls-key PEM | --tls-ca-out PEM]
 //                [--ready-file PATH] [--seed S] [--partials K]
@@ -139,8 +139,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "boost/asio/bind_executor.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/signal_set.hpp"
 #include "cli/args.hpp"
 #include "symwire/error.hpp"
@@ -187,7 +189,8 @@ struct Options {
 #if SYMWIRE_SOAK_NET
   symwire::testing::FaultOptions faults;
 #endif
-  uint64_t max_seconds = 0;  // wall-clock bound; 0: 120 + tasks / 500
+  uint64_t max_seconds = 0;     // wall-clock bound; 0: 120 + tasks / 500
+  uint32_t server_threads = 1;  // the server's shards (ServerOptions)
   // Split roles (--role): one side per process, for an outside proxy.
   std::string role;                  // "", "server", "client" or "proxy"
   std::string listen;                // --listen ADDR (server, proxy)
@@ -342,6 +345,11 @@ void ParseArgs(int argc, char** argv, Options& o) {
                return ParseFaults(absl::string_view(text.data(), text.size()),
                                   o.faults);
              })
+      .Value("--server-threads", "N",
+             "network mode, server role: the server's threads (shards; "
+             "resumes land on other shards)",
+             std::to_string(o.server_threads),
+             unsigned_value(&o.server_threads, 1, 256))
       .Choice("--role", &o.role, {"server", "client", "proxy"},
               "split roles: this process is one side")
       .String("--listen", &o.listen, "ADDR", "server, proxy: listen on ADDR")
@@ -1507,6 +1515,9 @@ class NetSoak {
     so.session.role = symwire::AgentRole::kAgent;
     so.session.ack_delay = absl::Milliseconds(1);
     if (o_.agent_max_tasks > 0) so.session.max_tasks = o_.agent_max_tasks;
+    // More than one: the server's own threads serve the sessions (the
+    // accept loop stays on io_); OnAgent moves the checks back to io_.
+    so.threads = o_.server_threads;
     auto server = symwire::Server::Create(
         io_.get_executor(), so,
         [this](const std::shared_ptr<symwire::Channel>& p) { OnAgent(p); });
@@ -1637,77 +1648,107 @@ class NetSoak {
   // answers with the parts at once (async_respond waits for room in the
   // send window).
   void OnAgent(const std::shared_ptr<symwire::Channel>& peer) {
+    auto view = std::make_shared<AgentView>();
+    if (o_.server_threads <= 1) {
+      AgentSession(peer);
+      peer->SetObserver([this, view](const symwire::ChannelEvent& e) {
+        AgentEvent(*view, e);
+      });
+      peer->SetTaskHandler([this, view](symwire::IncomingTask task) {
+        const Bytes p = task.payload();
+        AgentTask(*view, std::move(task), p);
+      });
+      return;
+    }
+    // Server threads: this runs on the session's shard; the checks and
+    // counters live on io_ (one thread), so every callback moves there.
+    // IncomingTask's async_respond may be called from any thread.
+    peer->SetObserver([this, view](const symwire::ChannelEvent& e) {
+      asio::post(io_, [this, view, e] { AgentEvent(*view, e); });
+    });
+    peer->SetTaskHandler([this, view](symwire::IncomingTask task) {
+      // The payload is valid during this call only: copied.
+      const Bytes p = task.payload();
+      asio::post(io_,
+                 [this, view, task = std::move(task),
+                  copy = std::vector<std::byte>(p.begin(), p.end())]() mutable {
+                   AgentTask(*view, std::move(task), copy);
+                 });
+    });
+    asio::post(io_, [this, peer] { AgentSession(peer); });
+  }
+
+  void AgentSession(const std::shared_ptr<symwire::Channel>& peer) {
     if (o_.role.empty() && !agents_.empty()) {
       Fatal("a second agent session was established (resume failed)");
       return;
     }
     agents_.push_back(peer);
     ++sessions_;
-    auto view = std::make_shared<AgentView>();
-    peer->SetObserver([this, view](const symwire::ChannelEvent& e) {
-      if (o_.verbose && !o_.role.empty()) {
-        std::fprintf(stderr, "agent: %s %s\n",
-                     std::string(symwire::ChannelEventName(e.kind)).c_str(),
-                     e.status.ToString().c_str());
-      }
-      if (e.kind == symwire::ChannelEvent::Kind::kReconnecting) {
-        ++agent_disconnects_;
-      }
-      if (e.kind == symwire::ChannelEvent::Kind::kResumed) ++agent_resumes_;
-      const bool ended = e.kind == symwire::ChannelEvent::Kind::kFailed ||
-                         e.kind == symwire::ChannelEvent::Kind::kClosed;
-      if (e.kind == symwire::ChannelEvent::Kind::kFailed) {
-        ++sessions_failed_;
-        Fatal(absl::StrCat("agent session failed: ", e.status.ToString()));
-      }
-      if (e.kind == symwire::ChannelEvent::Kind::kClosed) {
-        ++sessions_closed_;
-        agent_closed_ = true;
-      }
-      if (ended && !view->ended) {
-        view->ended = true;
-        ++sessions_ended_;
-      }
-      MaybeFinished();
-    });
-    peer->SetTaskHandler([this, view](symwire::IncomingTask task) {
-      const Bytes p = task.payload();
-      ++agent_tasks_;
-      if (!Intact(p, 8, p.size() >= 8 ? GetBig(p, 0, 8) : 0, 0)) {
-        ++corrupted_;
-        Fatal(
-            absl::StrCat("agent: corrupt task payload (", p.size(), " bytes)"));
-        return;
-      }
-      const uint64_t index = GetBig(p, 0, 8);
-      if (index != view->next) {
-        if (index < view->next) ++duplicated_;
-        ++out_of_order_;
-        Fatal(absl::StrCat("agent: task ", index, " arrived, expected ",
-                           view->next));
-        return;
-      }
-      ++view->next;
-      const uint32_t parts =
-          o_.partials == 0
-              ? 3
-              : 1 + static_cast<uint32_t>(rng_.Next() % o_.partials);
-      for (uint32_t part = 0; part <= parts; ++part) {
-        const bool final = part == parts;
-        const std::vector<std::byte> r =
-            ResponsePayload(index, part, final ? parts : kPartial, o_.payload);
-        task.async_respond(
-            std::string(reinterpret_cast<const char*>(r.data()), r.size()),
-            final, [this, final](const absl::Status& st) {
-              if (!st.ok()) {
-                Fatal(absl::StrCat("agent respond: ", st.ToString()));
-                return;
-              }
-              ++agent_responses_;
-              if (final) ++agent_completed_;
-            });
-      }
-    });
+  }
+
+  void AgentEvent(AgentView& view, const symwire::ChannelEvent& e) {
+    if (o_.verbose && !o_.role.empty()) {
+      std::fprintf(stderr, "agent: %s %s\n",
+                   std::string(symwire::ChannelEventName(e.kind)).c_str(),
+                   e.status.ToString().c_str());
+    }
+    if (e.kind == symwire::ChannelEvent::Kind::kReconnecting) {
+      ++agent_disconnects_;
+    }
+    if (e.kind == symwire::ChannelEvent::Kind::kResumed) ++agent_resumes_;
+    const bool ended = e.kind == symwire::ChannelEvent::Kind::kFailed ||
+                       e.kind == symwire::ChannelEvent::Kind::kClosed;
+    if (e.kind == symwire::ChannelEvent::Kind::kFailed) {
+      ++sessions_failed_;
+      Fatal(absl::StrCat("agent session failed: ", e.status.ToString()));
+    }
+    if (e.kind == symwire::ChannelEvent::Kind::kClosed) {
+      ++sessions_closed_;
+      agent_closed_ = true;
+    }
+    if (ended && !view.ended) {
+      view.ended = true;
+      ++sessions_ended_;
+    }
+    MaybeFinished();
+  }
+
+  // `p`: the task's payload.
+  void AgentTask(AgentView& view, symwire::IncomingTask task, Bytes p) {
+    ++agent_tasks_;
+    if (!Intact(p, 8, p.size() >= 8 ? GetBig(p, 0, 8) : 0, 0)) {
+      ++corrupted_;
+      Fatal(absl::StrCat("agent: corrupt task payload (", p.size(), " bytes)"));
+      return;
+    }
+    const uint64_t index = GetBig(p, 0, 8);
+    if (index != view.next) {
+      if (index < view.next) ++duplicated_;
+      ++out_of_order_;
+      Fatal(absl::StrCat("agent: task ", index, " arrived, expected ",
+                         view.next));
+      return;
+    }
+    ++view.next;
+    const uint32_t parts =
+        o_.partials == 0 ? 3
+                         : 1 + static_cast<uint32_t>(rng_.Next() % o_.partials);
+    for (uint32_t part = 0; part <= parts; ++part) {
+      const bool final = part == parts;
+      const std::vector<std::byte> r =
+          ResponsePayload(index, part, final ? parts : kPartial, o_.payload);
+      task.async_respond(
+          std::string(reinterpret_cast<const char*>(r.data()), r.size()), final,
+          asio::bind_executor(io_, [this, final](const absl::Status& st) {
+            if (!st.ok()) {
+              Fatal(absl::StrCat("agent respond: ", st.ToString()));
+              return;
+            }
+            ++agent_responses_;
+            if (final) ++agent_completed_;
+          }));
+    }
   }
 
   void SubmitNext() {
@@ -1839,6 +1880,11 @@ class NetSoak {
           &line, ",\"proxy_kills\":", f.kills, ",\"proxy_flips\":", f.flips,
           ",\"proxy_stalls\":", f.stalls, ",\"proxy_splits\":", f.splits,
           ",\"proxy_connections\":", f.connections_accepted);
+      const symwire::ServerCounters sc =
+          server_ ? server_->counters() : symwire::ServerCounters{};
+      absl::StrAppend(&line, ",\"server_threads\":", o_.server_threads,
+                      ",\"resumes_handed_off\":", sc.resumes_handed_off,
+                      ",\"resumes_rejected\":", sc.resumes_rejected);
     }
     const bool closed = orch_closed_ && (agent_closed_ || !o_.role.empty());
     absl::StrAppend(&line, ",\"wall_ms\":", wall, ",\"seed\":", o_.seed,
@@ -1876,6 +1922,8 @@ class NetSoak {
             ",\"sessions_closed\":", sessions_closed_, ",\"sessions_failed\":",
             sessions_failed_, ",\"connections\":", sc.connections_accepted,
             ",\"resumes_rejected\":", sc.resumes_rejected,
+            ",\"server_threads\":", o_.server_threads,
+            ",\"resumes_handed_off\":", sc.resumes_handed_off,
             ",\"wall_ms\":", wall, ",\"seed\":", o_.seed, ",\"closed\":",
             closed ? "true" : "false", ",\"ok\":", ok ? "true" : "false",
             ",\"error\":", JsonString(fatal_), "}")

@@ -71,6 +71,8 @@ struct Conn {
   bool handshaking = true;
   ConnectionOutcome outcome = HandshakeRunning{};
   std::vector<Event> server_events;
+  // Sharded Endpoints by index: a ResumeElsewhere is handed to its owner.
+  std::vector<Endpoint*> shards;
 
   Conn(Endpoint& endpoint, absl::Time now) : ep(endpoint) {
     auto a = ep.Accept(now);
@@ -84,6 +86,13 @@ struct Conn {
   void In(absl::Span<const std::byte> bytes, absl::Time now) {
     if (handshaking) {
       outcome = ep.Receive(handle, bytes, now);
+      if (const auto* e = std::get_if<ResumeElsewhere>(&outcome)) {
+        REQUIRE(e->shard < shards.size());
+        std::shared_ptr<Session> handed = ep.HandOff(handle);
+        CHECK(handed == fresh);
+        outcome = shards[e->shard]->Adopt(std::move(handed), now);
+        CHECK(!std::holds_alternative<HandshakeRunning>(outcome));
+      }
       if (!std::holds_alternative<HandshakeRunning>(outcome)) {
         handshaking = false;
         if (auto* r = std::get_if<SessionResumed>(&outcome)) {
@@ -547,7 +556,75 @@ TEST_CASE("endpoint: max_sessions refuses a new session until one ends",
   CHECK(ep->sessions() == 1);
 }
 
+EndpointConfig Shard(uint32_t shard, uint32_t shards) {
+  EndpointConfig c = Config();
+  c.shard = shard;
+  c.shards = shards;
+  return c;
+}
+
+TEST_CASE(
+    "endpoint: sharded ids end in the shard index; a resume that "
+    "reaches another shard is handed to the owner",
+    "[endpoint]") {
+  Established1 r(Shard(2, 3));  // the session lives on shard 2 of 3
+  CHECK(r.session->session_id().back() == std::byte{2});
+  auto other = MakeEndpoint(Shard(0, 3));
+  auto task = r.client->SubmitTask(testing::AsBytes("job"), {}, r.clock.Now());
+  REQUIRE(task.ok());
+  r.Cut();
+  r.clock.Advance(absl::Seconds(2));
+  r.client->HandleTimeout(r.clock.Now());
+  REQUIRE(Has<ReconnectDue>(Events(*r.client)));
+  REQUIRE(r.client->TransportConnected(r.clock.Now()).ok());
+  Conn again(*other, r.clock.Now());  // accepted by shard 0
+  again.shards = {other.get(), nullptr, r.ep.get()};
+  Exchange(*r.client, again, r.clock.Now());
+  const auto* resumed = std::get_if<SessionResumed>(&again.outcome);
+  REQUIRE(resumed != nullptr);
+  CHECK(resumed->session == r.session);
+  CHECK(r.client->state() == SessionState::kEstablished);
+  CHECK(other->handshakes() == 0);
+  CHECK(other->counters().resumes == 0);
+  CHECK(r.ep->handshakes() == 0);
+  CHECK(r.ep->counters().resumes == 1);
+  bool got = false;
+  for (const Event& e : again.server_events) {
+    if (const auto* t = std::get_if<TaskReceived>(&e)) got = t->task == *task;
+  }
+  CHECK(got);
+}
+
+TEST_CASE(
+    "endpoint: a sharded resume naming no shard is rejected where it "
+    "lands, like an unknown id",
+    "[endpoint]") {
+  FakeClock clock;
+  auto ep = MakeEndpoint(Shard(1, 2));
+  SessionId id{};
+  id.back() = std::byte{7};  // no shard 7 of 2
+  RawResume raw(*ep, clock.Now(), id, 0, 1);
+  CHECK(RejectedCode(raw.Prove(ResumeToken{}, clock.Now())) ==
+        ErrorCode::kSessionExpired);
+  CHECK(ep->handshakes() == 0);
+}
+
+TEST_CASE("endpoint: an unsharded endpoint looks every id up itself",
+          "[endpoint]") {
+  FakeClock clock;
+  auto ep = MakeEndpoint();
+  SessionId id{};
+  id.back() = std::byte{1};
+  RawResume raw(*ep, clock.Now(), id, 0, 1);
+  CHECK(RejectedCode(raw.Prove(ResumeToken{}, clock.Now())) ==
+        ErrorCode::kSessionExpired);
+}
+
 TEST_CASE("endpoint: configuration is validated", "[endpoint]") {
+  CHECK(!Endpoint::Create(Shard(2, 2)).ok());
+  CHECK(!Endpoint::Create(Shard(0, 0)).ok());
+  CHECK(!Endpoint::Create(Shard(0, 257)).ok());
+  CHECK(Endpoint::Create(Shard(255, 256)).ok());
   EndpointConfig c = Config();
   c.session.side = SessionSide::kInitiator;
   CHECK(!Endpoint::Create(c).ok());

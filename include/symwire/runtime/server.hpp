@@ -5,6 +5,7 @@
 #ifndef SYMWIRE_RUNTIME_SERVER_HPP_
 #define SYMWIRE_RUNTIME_SERVER_HPP_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "symwire/config.hpp"
 #include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/detail/shards.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/session/endpoint.hpp"
 #include "symwire/transport/tcp.hpp"
@@ -67,10 +69,48 @@ struct ServerPart;
 // Evictions happen only under that pressure: otherwise a disconnected
 // session is kept for its whole resume window.
 //
+// Threads (issue #13). A Server created without an executor owns
+// `threads` threads; one created on a caller's executor serves there alone
+// (threads 0 or 1, the behaviour of earlier versions) unless `threads` > 1
+// asks it to own threads too. With owned threads the server is a set of
+// shared-nothing shards: each an io_context on its own thread with its own
+// sessions, Endpoint and counters. Accepted connections are spread over the
+// shards round-robin (the accept loop runs on the server's executor and
+// moves each socket to its shard), so each session, its Channel, its
+// on_session call and its task handlers live on one shard's thread: a
+// handler that touches shared state of the application must synchronise.
+// A session id ends in its shard's index (EndpointConfig::shards); a
+// resuming connection that arrives on another shard is moved, without a
+// lock, to the owning shard (its socket and the handshake state so far;
+// ServerCounters::resumes_handed_off). Only plain TCP and Unix-domain
+// sockets can move between threads: a TLS resume landing on another shard
+// is answered CONNECTION_LOST, whose initiator redials (SPEC.md §16.1) and
+// lands on another shard: nothing is lost, the resume costs a redial per
+// miss (tls.hpp, "Threads", says why). Limits across shards:
+// max_connections is server-wide (one shared atomic count); failed
+// authentications are counted per source server-wide (one table under a
+// mutex, taken per accepted connection and per failure, never per
+// message); max_handshaking_connections, max_sessions and
+// max_sessions_per_source are split evenly: each shard takes limit/threads
+// (at least 1), so the server never holds more than the limit (when the
+// limit is at least `threads`) and, connections being spread evenly, a
+// shard reaches its share about when the server reaches the limit; eviction
+// of idle sessions picks from the shard's own. counters() sums the shards.
+// The RandomSource of `session` is called from every shard's thread
+// (SystemRandom is thread-safe). Clients can share one thread pool: give
+// each Client (Client::Create) an executor of one io_context run by several
+// threads through its own strand (asio::make_strand), or one io_context per
+// thread, round-robin.
+//
 // Sources. A TCP or TLS connection's source is its peer's IP address; a
 // Unix-domain connection's is its peer's uid ("uid:1000"); a transport
 // handed to Accept without one shares the source "accepted".
 struct ServerOptions : ChannelOptions {
+  // Threads serving connections ("Threads" above). 0: one per hardware
+  // thread (std::thread::hardware_concurrency(), at least 1) for a Server
+  // created without an executor, 1 (the caller's executor) for one created
+  // on an executor. At most 256.
+  uint32_t threads = 0;
   // Connections accepted and not yet closed (handshaking, idle or live);
   // more are closed at once.
   size_t max_connections = 10000;
@@ -118,6 +158,10 @@ struct ServerCounters {
   // Idle disconnected sessions evicted to make room (see ServerOptions).
   uint64_t sessions_evicted = 0;
   uint64_t resumes = 0;  // connections handed to a session
+  // Resuming connections that arrived on another shard and were moved to
+  // the one owning their session ("Threads" above; also in resumes once
+  // the owner accepts them).
+  uint64_t resumes_handed_off = 0;
   // Resumes the Endpoint rejected: unknown or expired session, wrong proof,
   // changed contract, bad last_received, a lost race.
   uint64_t resumes_rejected = 0;
@@ -131,6 +175,29 @@ struct ServerCounters {
   uint64_t auth_failures = 0;
 };
 
+namespace detail {
+struct ShardSet;
+// ServerCounterCells: a Server's (one shard's) counters, written on its
+// thread and read from any (counters() sums the shards).
+struct ServerCounterCells {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> handshakes_refused{0};
+  std::atomic<uint64_t> auth_refused{0};
+  std::atomic<uint64_t> sessions_established{0};
+  std::atomic<uint64_t> sessions_refused{0};
+  std::atomic<uint64_t> sessions_refused_per_source{0};
+  std::atomic<uint64_t> sessions_evicted{0};
+  std::atomic<uint64_t> resumes{0};
+  std::atomic<uint64_t> resumes_handed_off{0};
+  std::atomic<uint64_t> resumes_rejected{0};
+  std::atomic<uint64_t> handshakes_failed{0};
+  std::atomic<uint64_t> handshakes_oversized{0};
+  std::atomic<uint64_t> auth_failures{0};
+  void AddTo(ServerCounters& c) const;
+};
+}  // namespace detail
+
 // Server
 // The acceptor side. Each accepted connection gets a fresh session; a new
 // session is announced to `on_session` once established (set its task
@@ -140,9 +207,23 @@ class Server : public std::enable_shared_from_this<Server> {
  public:
   using SessionHandler = std::function<void(const std::shared_ptr<Channel>&)>;
 
+  // Create
+  // A server on `executor` (with options.threads > 1: the accept loop runs
+  // there and the sessions on the server's own threads). Errors:
+  // kInvalidArgument for options the session or Endpoint config rejects,
+  // or threads > 256.
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Server>> Create(
       asio::any_io_executor executor, ServerOptions options,
       SessionHandler on_session);
+  // A server that owns its threads (options.threads; 0: one per hardware
+  // thread) and runs its accept loop on the first. Destroying it stops its
+  // threads (what is still open is dropped: async_shutdown first for a
+  // graceful end), waits until they have left their handlers and frees
+  // their io_contexts: release every Channel on_session gave you first
+  // (its timer and socket belong to its shard's io_context; use a Channel
+  // on its shard's thread, Channel::get_executor()).
+  SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Server>> Create(
+      ServerOptions options, SessionHandler on_session);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   SYMWIRE_DECL ~Server();
@@ -178,15 +259,23 @@ class Server : public std::enable_shared_from_this<Server> {
   template <class CompletionToken>
   auto async_shutdown(CompletionToken&& token);
 
-  // Stop: closes listeners and aborts every session and connection now.
+  // Stop: closes listeners and aborts every session and connection now
+  // (with threads: each shard on its own thread, posted).
   SYMWIRE_DECL void Stop();
 
-  const ServerCounters& counters() const { return counters_; }
+  // counters: a snapshot (summed over the shards). Any thread.
+  SYMWIRE_DECL ServerCounters counters() const;
   // Transports attached to this server's sessions (handshaking, live).
-  size_t connections() const { return live_connections_; }
-  size_t sessions() const { return registry_.size(); }
-  // The established session with this id, or nullptr.
+  // Any thread.
+  SYMWIRE_DECL size_t connections() const;
+  // Established sessions registered. Any thread.
+  SYMWIRE_DECL size_t sessions() const;
+  // The established session with this id, or nullptr. With threads: call
+  // on the thread of the shard that owns it (its on_session, its handlers);
+  // elsewhere returns nullptr.
   SYMWIRE_DECL std::shared_ptr<Channel> Find(const SessionId& id) const;
+  // threads: the shards (1 when not sharded).
+  SYMWIRE_DECL size_t threads() const;
 
  private:
   friend class Channel;
@@ -205,6 +294,23 @@ class Server : public std::enable_shared_from_this<Server> {
                      Upgrade upgrade);
   void AcceptUnixLoop(
       const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor);
+  // One accepted socket, on this server's (shard's) thread.
+  void ServeTcpSocket(asio::ip::tcp::socket socket, const Upgrade& upgrade);
+  void ServeUnixSocket(asio::local::stream_protocol::socket socket);
+  // Front of a sharded server: the shard that serves the next connection.
+  const std::shared_ptr<Server>& NextShard() const;
+  // Acts on what the Endpoint decided for handshaking connection `fresh`.
+  void OnHandshakeOutcome(const std::shared_ptr<Channel>& fresh,
+                          const ConnectionOutcome& outcome,
+                          uint64_t rejected_before);
+  // A resume for shard `shard`'s session arrived here: moves the
+  // connection there (or answers CONNECTION_LOST when it cannot move).
+  void HandOffResume(const std::shared_ptr<Channel>& fresh, uint32_t shard,
+                     absl::Time now);
+  // On the owning shard: a connection HandOffResume moved here.
+  void AdoptResume(std::shared_ptr<Transport> transport,
+                   std::shared_ptr<Session> fresh, std::string source);
+  ServerOptions ShardOptions(uint32_t shard, uint32_t shards) const;
   // From Channel.
   void OnEstablished(const std::shared_ptr<Channel>& channel);
   // Evicts the idle disconnected session disconnected longest (of `source`
@@ -219,10 +325,7 @@ class Server : public std::enable_shared_from_this<Server> {
                        absl::Span<const std::byte> bytes, absl::Time now);
   void OnChannelEnded(Channel* channel);
   void ForgetSessionsForShutdown();
-  void OnConnectionCountChanged(int delta) {
-    live_connections_ =
-        static_cast<size_t>(static_cast<int64_t>(live_connections_) + delta);
-  }
+  void OnConnectionCountChanged(int delta);
   void StartShutdown(detail::Completion<void(absl::Status)> done);
   void MaybeFinishShutdown();
 
@@ -246,15 +349,17 @@ class Server : public std::enable_shared_from_this<Server> {
   size_t live_connections_ = 0;
   // Registered sessions per source (max_sessions_per_source).
   absl::flat_hash_map<std::string, size_t> sessions_per_source_;
-  // Failed authentications per source (max_auth_failures_per_source).
-  struct AuthFailures {
-    std::chrono::steady_clock::time_point window_start;
-    uint32_t count = 0;
-    std::chrono::steady_clock::time_point blocked_until;
-  };
-  absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
-  size_t auth_sweep_at_ = 1024;  // sweep stale entries past this size
-  ServerCounters counters_;
+  // Failed authentications per source (max_auth_failures_per_source):
+  // the shards' shared table, or this server's own.
+  std::unique_ptr<detail::AuthFailureTable> own_auth_failures_;
+  detail::AuthFailureTable* auth_failures_ = nullptr;
+  detail::ServerCounterCells counters_;
+  std::atomic<size_t> registered_{0};  // registry_.size(), for any thread
+  // Sharded ("Threads" above): the front (the server the user holds) owns
+  // the set; each shard points to it and knows its index.
+  std::shared_ptr<detail::ShardSet> owned_shards_;
+  detail::ShardSet* shards_ = nullptr;
+  uint32_t shard_index_ = 0;
   bool stopping_ = false;
   std::unique_ptr<asio::steady_timer> drain_timer_;
   std::vector<detail::Completion<void(absl::Status)>> shutdown_waiters_;

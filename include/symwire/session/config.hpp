@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -63,6 +64,12 @@ struct SessionConfig {
   std::shared_ptr<const Authenticator> authenticator;
   // REQUIRED (ValidateConfig fails without one).
   RandomSource random;
+  // Acceptor only. When set, the last byte of each session id this session
+  // creates is this value instead of a random byte (the other 15 bytes stay
+  // random). A sharded Endpoint (EndpointConfig::shards) sets it to its
+  // shard index, so a resume names the shard that owns the session; ids
+  // stay opaque to the peer (SPEC.md §16.2).
+  std::optional<uint8_t> session_id_tag;
   uint64_t capabilities =
       kCapPayloadChecksums | kCapTraceContext | kCapMetadata | kCapDrain;
   // Checksum task and response payloads (SPEC.md §10.1). Control payloads

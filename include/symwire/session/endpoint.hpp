@@ -91,6 +91,16 @@ struct EndpointConfig {
   size_t max_handshake_bytes = size_t{32} << 10;
   // Established sessions registered (connected or awaiting resume).
   size_t max_sessions = 10000;
+  // Sharding (a Server on several threads, runtime/server.hpp): this
+  // Endpoint is shard `shard` of `shards` Endpoints that share a listener,
+  // each on its own thread. Every session id it creates ends in the byte
+  // `shard` (SessionConfig::session_id_tag), and a resume naming an id that
+  // ends in another shard's index is not looked up here: Route returns
+  // ResumeElsewhere, and the owning shard's Endpoint takes the connection
+  // over with Adopt. 1: not sharded (ids are fully random). REQUIRES:
+  // 1 <= shards <= 256, shard < shards.
+  uint32_t shards = 1;
+  uint32_t shard = 0;
 };
 
 // ValidateEndpointConfig
@@ -132,8 +142,15 @@ struct SessionResumed {
 struct ConnectionRejected {
   absl::Status status;
 };
-using ConnectionOutcome = std::variant<HandshakeRunning, SessionStarted,
-                                       SessionResumed, ConnectionRejected>;
+// ResumeElsewhere: (sharded Endpoints only) the connection resumes a
+// session of shard `shard` (!= this one). The handle stays valid: hand the
+// connection over with HandOff, and Adopt it at that shard's Endpoint.
+struct ResumeElsewhere {
+  uint32_t shard = 0;
+};
+using ConnectionOutcome =
+    std::variant<HandshakeRunning, SessionStarted, SessionResumed,
+                 ConnectionRejected, ResumeElsewhere>;
 
 // EndpointCounters: monotonic, for metrics.
 struct EndpointCounters {
@@ -180,6 +197,24 @@ class Endpoint {
   // session (see the file comment); HandshakeRunning while undecided.
   // REQUIRES: as Receive.
   SYMWIRE_DECL ConnectionOutcome Route(ConnectionHandle c, absl::Time now);
+
+  // HandOff
+  // Gives up handshaking connection `c`, for which Route returned
+  // ResumeElsewhere: returns its fresh session (untouched; the caller moves
+  // it, with the connection's transport, to the owning shard) and forgets
+  // the handle. REQUIRES: as Receive.
+  SYMWIRE_DECL std::shared_ptr<Session> HandOff(ConnectionHandle c);
+
+  // Adopt
+  // Takes over a connection another shard's Endpoint handed off (HandOff)
+  // because it resumes a session of this one, and routes it (as Route
+  // does: SessionResumed or ConnectionRejected, never HandshakeRunning).
+  // For the race rule (file comment) the connection counts as accepted
+  // when Adopt is called. Does not count against max_handshakes.
+  // REQUIRES: `fresh` came from HandOff of an Endpoint with the same
+  // session config.
+  SYMWIRE_DECL ConnectionOutcome Adopt(std::shared_ptr<Session> fresh,
+                                       absl::Time now);
 
   // Release
   // Handshaking connection `c` ended (transport lost, handshake timeout):

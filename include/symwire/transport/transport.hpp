@@ -35,6 +35,8 @@
 #ifndef SYMWIRE_TRANSPORT_TRANSPORT_HPP_
 #define SYMWIRE_TRANSPORT_TRANSPORT_HPP_
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +48,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/buffer.hpp"
@@ -179,6 +182,21 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   // Closes now, dropping queued bytes; `status` is what the sink is told.
   SYMWIRE_DECL void Close(const absl::Status& status = absl::OkStatus());
 
+  // MoveTo
+  // Moves the connection to a new Transport on `executor` (another
+  // io_context: a sharded Server hands a resuming connection to the shard
+  // that owns its session, runtime/server.hpp) and returns it, not started.
+  // This transport is left closed; its sink is not told. Call on this
+  // transport's executor, between reads (from OnTransportData, or before
+  // Start). Bytes already delivered stay delivered; the next read is the
+  // new transport's.
+  // Errors: kUnimplemented when the stream cannot move (only plain TCP and
+  // Unix-domain sockets can: not TLS, not memory pipes); kFailedPrecondition
+  // when bytes are queued or being written (queued_bytes() != 0); kUnavailable
+  // (CONNECTION_LOST) when closed or the socket fails.
+  SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> MoveTo(
+      const asio::any_io_executor& executor);
+
   // LimitReadBuffer
   // Caps the read buffer at `bytes` (at least 1; it never shrinks below
   // what it is): a server keeps connections whose session is not
@@ -235,6 +253,18 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   // the stream. Neither may throw.
   virtual void ShutdownSend() {}
   virtual void CloseStream() = 0;
+  // MoveStream: MoveTo's part that is the stream's: releases the socket
+  // into a new transport on `executor`; null with `ec` clear when the
+  // stream cannot move (the default).
+  virtual std::shared_ptr<Transport> MoveStream(
+      const asio::any_io_executor& executor, const std::string& description,
+      const TransportOptions& options, boost::system::error_code& ec) {
+    static_cast<void>(executor);
+    static_cast<void>(description);
+    static_cast<void>(options);
+    ec.clear();
+    return nullptr;
+  }
 
   SYMWIRE_DECL void ReadDone(const boost::system::error_code& ec, size_t n);
   SYMWIRE_DECL void WriteDone(const boost::system::error_code& ec, size_t n);
@@ -370,6 +400,32 @@ class StreamTransport final : public Transport {
     }
   }
   void CloseStream() override { CloseAnyStream(stream_); }
+  std::shared_ptr<Transport> MoveStream(
+      const asio::any_io_executor& executor, const std::string& description,
+      const TransportOptions& options, boost::system::error_code& ec) override {
+    // A plain socket: its descriptor moves to a socket of the new executor.
+    if constexpr (requires {
+                    stream_.release(ec);
+                    Stream(executor, stream_.local_endpoint(ec).protocol(),
+                           stream_.native_handle());
+                  }) {
+      const auto protocol = stream_.local_endpoint(ec).protocol();
+      if (ec) return nullptr;
+      const auto fd = stream_.release(ec);
+      if (ec) return nullptr;
+      Stream moved(executor);
+      moved.assign(protocol, fd, ec);
+      if (ec) {
+        ::close(fd);
+        return nullptr;
+      }
+      return std::make_shared<StreamTransport>(std::move(moved), description,
+                                               options);
+    } else {
+      ec.clear();
+      return nullptr;
+    }
+  }
 
   Stream stream_;
   bool non_blocking_set_ = false;

@@ -10,12 +10,17 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
 #include "symwire/error.hpp"
 #include "symwire/runtime/detail/server_part.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
@@ -68,8 +73,12 @@ namespace detail {
 // The Endpoint of a Server: its limits are the server's. max_sessions is a
 // backstop one above the server's own (OnEstablished evicts or refuses
 // first; a session it drops leaves the Endpoint too).
-inline EndpointConfig ServerEndpointConfig(const ServerOptions& options) {
+inline EndpointConfig ServerEndpointConfig(const ServerOptions& options,
+                                           uint32_t shard = 0,
+                                           uint32_t shards = 1) {
   EndpointConfig config;
+  config.shard = shard;
+  config.shards = shards;
   config.session = options.session;
   config.max_handshakes = options.max_handshaking_connections;
   config.max_handshake_bytes = options.max_handshake_bytes;
@@ -77,7 +86,44 @@ inline EndpointConfig ServerEndpointConfig(const ServerOptions& options) {
   return config;
 }
 
+// MoveSocketTo: the same connection as a socket of `executor` (another
+// shard's io_context); nullopt (and `socket` closed) when that fails.
+template <class Socket>
+std::optional<Socket> MoveSocketTo(Socket& socket,
+                                   const asio::any_io_executor& executor) {
+  boost::system::error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) return std::nullopt;
+  const auto fd = socket.release(ec);
+  if (ec) return std::nullopt;
+  Socket moved(executor);
+  moved.assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  return moved;
+}
+
 }  // namespace detail
+
+SYMWIRE_DECL void detail::ServerCounterCells::AddTo(ServerCounters& c) const {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  c.connections_accepted += connections_accepted.load(kRelaxed);
+  c.connections_refused += connections_refused.load(kRelaxed);
+  c.handshakes_refused += handshakes_refused.load(kRelaxed);
+  c.auth_refused += auth_refused.load(kRelaxed);
+  c.sessions_established += sessions_established.load(kRelaxed);
+  c.sessions_refused += sessions_refused.load(kRelaxed);
+  c.sessions_refused_per_source += sessions_refused_per_source.load(kRelaxed);
+  c.sessions_evicted += sessions_evicted.load(kRelaxed);
+  c.resumes += resumes.load(kRelaxed);
+  c.resumes_handed_off += resumes_handed_off.load(kRelaxed);
+  c.resumes_rejected += resumes_rejected.load(kRelaxed);
+  c.handshakes_failed += handshakes_failed.load(kRelaxed);
+  c.handshakes_oversized += handshakes_oversized.load(kRelaxed);
+  c.auth_failures += auth_failures.load(kRelaxed);
+}
 
 SYMWIRE_DECL Server::Server(Private, asio::any_io_executor executor,
                             ServerOptions options, SessionHandler on_session)
@@ -87,12 +133,48 @@ SYMWIRE_DECL Server::Server(Private, asio::any_io_executor executor,
   auto endpoint = Endpoint::Create(detail::ServerEndpointConfig(options_));
   SYMWIRE_REQUIRE(endpoint.ok());  // Create validated the options
   endpoint_ = std::move(*endpoint);
+  own_auth_failures_ = std::make_unique<detail::AuthFailureTable>();
+  auth_failures_ = own_auth_failures_.get();
 }
 
 SYMWIRE_DECL Server::~Server() {
   boost::system::error_code ignored;
   for (auto& a : tcp_acceptors_) a->close(ignored);
   for (auto& a : unix_acceptors_) a->close(ignored);
+  if (!owned_shards_) return;
+  // The front of a sharded server: stop the shards' threads and wait for
+  // them (the last one out frees the set, shards before contexts).
+  // From a shard's own thread (the last reference dropped in a handler),
+  // that thread leaves run() once the handler returns.
+  // Each thread holds the set too: joined, they have dropped it, and the
+  // set (shards, then contexts) goes with this server. From a shard's
+  // thread, that thread is detached and frees the set when it leaves.
+  detail::ShardSet& set = *owned_shards_;
+  for (auto& g : set.guards) g.reset();
+  for (auto& c : set.contexts) c->stop();
+  for (auto& t : set.threads) {
+    if (t.get_id() == std::this_thread::get_id()) {
+      t.detach();
+    } else if (t.joinable()) {
+      t.join();
+    }
+  }
+}
+
+SYMWIRE_DECL ServerOptions Server::ShardOptions(uint32_t shard,
+                                                uint32_t shards) const {
+  static_cast<void>(shard);
+  // Limits split evenly (server.hpp, "Threads"); max_connections and the
+  // failed-authentication table are shared instead.
+  ServerOptions o = options_;
+  const auto split = [shards](size_t limit) {
+    return limit == 0 ? size_t{0} : std::max<size_t>(1, limit / shards);
+  };
+  o.max_handshaking_connections = split(o.max_handshaking_connections);
+  o.max_sessions = split(o.max_sessions);
+  o.max_sessions_per_source = split(o.max_sessions_per_source);
+  o.threads = 1;
+  return o;
 }
 
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Server>> Server::Create(
@@ -106,8 +188,107 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Server>> Server::Create(
       !st.ok()) {
     return st;
   }
-  return std::make_shared<Server>(Private{}, std::move(executor),
-                                  std::move(options), std::move(on_session));
+  if (options.threads > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ServerOptions.threads ", options.threads, " exceeds 256"));
+  }
+  const uint32_t threads = std::max<uint32_t>(1, options.threads);
+  if (!executor) {
+    // Create(options, handler): the server owns even one thread.
+  } else if (threads == 1) {
+    return std::make_shared<Server>(Private{}, std::move(executor),
+                                    std::move(options), std::move(on_session));
+  }
+  // Sharded: a front (accept loops, the user's handle) and `threads`
+  // shards, each with its own io_context and thread.
+  auto set = std::make_shared<detail::ShardSet>();
+  for (uint32_t i = 0; i < threads; ++i) {
+    set->contexts.push_back(std::make_unique<asio::io_context>(1));
+    set->guards.emplace_back(set->contexts.back()->get_executor());
+  }
+  asio::any_io_executor front_executor =
+      executor ? std::move(executor)
+               : asio::any_io_executor(set->contexts[0]->get_executor());
+  auto front = std::make_shared<Server>(Private{}, std::move(front_executor),
+                                        options, on_session);
+  for (uint32_t i = 0; i < threads; ++i) {
+    auto shard =
+        std::make_shared<Server>(Private{}, set->contexts[i]->get_executor(),
+                                 front->ShardOptions(i, threads), on_session);
+    auto endpoint = Endpoint::Create(
+        detail::ServerEndpointConfig(shard->options_, i, threads));
+    SYMWIRE_REQUIRE(endpoint.ok());
+    shard->endpoint_ = std::move(*endpoint);
+    shard->shards_ = set.get();
+    shard->shard_index_ = i;
+    shard->auth_failures_ = &set->auth;
+    set->shards.push_back(std::move(shard));
+  }
+  front->owned_shards_ = set;
+  front->shards_ = set.get();
+  front->auth_failures_ = &set->auth;
+  for (uint32_t i = 0; i < threads; ++i) {
+    set->threads.emplace_back([set, i]() mutable {
+      set->contexts[i]->run();
+      set.reset();  // before the thread counts as joined
+    });
+  }
+  return front;
+}
+
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Server>> Server::Create(
+    ServerOptions options, SessionHandler on_session) {
+  if (options.threads == 0) {
+    options.threads = std::max(1U, std::thread::hardware_concurrency());
+    options.threads = std::min<uint32_t>(options.threads, 256);
+  }
+  return Create(asio::any_io_executor(), std::move(options),
+                std::move(on_session));
+}
+
+SYMWIRE_DECL size_t Server::threads() const {
+  return owned_shards_ ? owned_shards_->shards.size() : 1;
+}
+
+SYMWIRE_DECL ServerCounters Server::counters() const {
+  ServerCounters c;
+  counters_.AddTo(c);
+  if (owned_shards_) {
+    for (const auto& shard : owned_shards_->shards) shard->counters_.AddTo(c);
+  }
+  return c;
+}
+
+SYMWIRE_DECL size_t Server::connections() const {
+  if (shards_ != nullptr) {
+    return shards_->connections.load(std::memory_order_relaxed);
+  }
+  return live_connections_;
+}
+
+SYMWIRE_DECL size_t Server::sessions() const {
+  if (!owned_shards_) return registered_.load(std::memory_order_relaxed);
+  size_t n = 0;
+  for (const auto& shard : owned_shards_->shards) {
+    n += shard->registered_.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+SYMWIRE_DECL void Server::OnConnectionCountChanged(int delta) {
+  live_connections_ =
+      static_cast<size_t>(static_cast<int64_t>(live_connections_) + delta);
+  if (shards_ != nullptr) {
+    if (delta > 0) {
+      shards_->connections.fetch_add(static_cast<size_t>(delta));
+    } else {
+      shards_->connections.fetch_sub(static_cast<size_t>(-delta));
+    }
+  }
+}
+
+SYMWIRE_DECL const std::shared_ptr<Server>& Server::NextShard() const {
+  return owned_shards_->shards[owned_shards_->Next()];
 }
 
 SYMWIRE_DECL absl::StatusOr<asio::ip::tcp::endpoint> Server::ListenTcp(
@@ -158,33 +339,17 @@ SYMWIRE_DECL void Server::AcceptTcpLoop(
         auto self = weak.lock();
         if (!self || self->stopping_ || !acceptor->is_open()) return;
         if (!ec) {
-          boost::system::error_code rec;
-          const asio::ip::tcp::endpoint remote = socket.remote_endpoint(rec);
-          std::string source =
-              rec ? std::string("tcp") : remote.address().to_string();
-          if (!rec && self->SourceBlocked(source)) {
-            // Failed authentications (max_auth_failures_per_source):
-            // refused before any TLS or symwire work is spent on it.
-            ++self->counters_.connections_refused;
-            ++self->counters_.auth_refused;
-          } else if (!rec && ApplyTcpOptions(socket, self->options_.tcp).ok()) {
-            if (upgrade) {
-              upgrade(std::move(socket),
-                      [weak, source = std::move(source)](DialResult r) mutable {
-                        auto s = weak.lock();
-                        if (!s) return;
-                        if (!r.ok()) {
-                          ++s->counters_.handshakes_failed;
-                          return;
-                        }
-                        s->Accept(std::move(*r), std::move(source));
-                      });
-            } else {
-              self->Accept(
-                  MakeTransport(std::move(socket), DescribeEndpoint(remote),
-                                self->options_.transport),
-                  std::move(source));
+          if (self->owned_shards_) {
+            // Sharded: the socket moves to its shard, which serves it.
+            const std::shared_ptr<Server>& shard = self->NextShard();
+            if (auto moved = detail::MoveSocketTo(socket, shard->executor_)) {
+              asio::post(shard->executor_,
+                         [shard, upgrade, s = std::move(*moved)]() mutable {
+                           shard->ServeTcpSocket(std::move(s), upgrade);
+                         });
             }
+          } else {
+            self->ServeTcpSocket(std::move(socket), upgrade);
           }
           self->AcceptTcpLoop(acceptor, std::move(upgrade));
           return;
@@ -201,6 +366,54 @@ SYMWIRE_DECL void Server::AcceptTcpLoop(
       });
 }
 
+SYMWIRE_DECL void Server::ServeTcpSocket(asio::ip::tcp::socket socket,
+                                         const Upgrade& upgrade) {
+  if (stopping_) return;
+  boost::system::error_code rec;
+  const asio::ip::tcp::endpoint remote = socket.remote_endpoint(rec);
+  std::string source = rec ? std::string("tcp") : remote.address().to_string();
+  if (!rec && SourceBlocked(source)) {
+    // Failed authentications (max_auth_failures_per_source): refused
+    // before any TLS or symwire work is spent on it.
+    ++counters_.connections_refused;
+    ++counters_.auth_refused;
+  } else if (!rec && ApplyTcpOptions(socket, options_.tcp).ok()) {
+    if (upgrade) {
+      upgrade(std::move(socket),
+              [weak = weak_from_this(),
+               source = std::move(source)](DialResult r) mutable {
+                auto s = weak.lock();
+                if (!s) return;
+                if (!r.ok()) {
+                  ++s->counters_.handshakes_failed;
+                  return;
+                }
+                s->Accept(std::move(*r), std::move(source));
+              });
+    } else {
+      Accept(MakeTransport(std::move(socket), DescribeEndpoint(remote),
+                           options_.transport),
+             std::move(source));
+    }
+  }
+}
+
+SYMWIRE_DECL void Server::ServeUnixSocket(
+    asio::local::stream_protocol::socket socket) {
+  if (stopping_) return;
+  // The source of a Unix-domain peer is its uid (SO_PEERCRED).
+  std::string source = "unix";
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
+                   &len) == 0) {
+    source = absl::StrCat("uid:", cred.uid);
+  }
+  Accept(
+      MakeTransport(std::move(socket), "unix (accepted)", options_.transport),
+      std::move(source));
+}
+
 SYMWIRE_DECL void Server::AcceptUnixLoop(
     const std::shared_ptr<asio::local::stream_protocol::acceptor>& acceptor) {
   acceptor->async_accept([weak = weak_from_this(), acceptor](
@@ -209,17 +422,17 @@ SYMWIRE_DECL void Server::AcceptUnixLoop(
     auto self = weak.lock();
     if (!self || self->stopping_ || !acceptor->is_open()) return;
     if (!ec) {
-      // The source of a Unix-domain peer is its uid (SO_PEERCRED).
-      std::string source = "unix";
-      ucred cred{};
-      socklen_t len = sizeof cred;
-      if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
-                       &len) == 0) {
-        source = absl::StrCat("uid:", cred.uid);
+      if (self->owned_shards_) {
+        const std::shared_ptr<Server>& shard = self->NextShard();
+        if (auto moved = detail::MoveSocketTo(socket, shard->executor_)) {
+          asio::post(shard->executor_,
+                     [shard, s = std::move(*moved)]() mutable {
+                       shard->ServeUnixSocket(std::move(s));
+                     });
+        }
+      } else {
+        self->ServeUnixSocket(std::move(socket));
       }
-      self->Accept(MakeTransport(std::move(socket), "unix (accepted)",
-                                 self->options_.transport),
-                   std::move(source));
       self->AcceptUnixLoop(acceptor);
       return;
     }
@@ -242,7 +455,24 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     transport->Close();
     return;
   }
-  if (live_connections_ >= options_.max_connections) {
+  if (owned_shards_) {
+    // Sharded: the transport moves to its shard's thread (plain sockets
+    // only; Transport::MoveTo).
+    const std::shared_ptr<Server>& shard = NextShard();
+    absl::StatusOr<std::shared_ptr<Transport>> moved =
+        transport->MoveTo(shard->executor_);
+    if (!moved.ok()) {
+      ++counters_.connections_refused;
+      transport->Close(moved.status());
+      return;
+    }
+    asio::post(shard->executor_, [shard, t = std::move(*moved),
+                                  source = std::move(source)]() mutable {
+      shard->Accept(std::move(t), std::move(source));
+    });
+    return;
+  }
+  if (connections() >= options_.max_connections) {
     ++counters_.connections_refused;
     transport->Close();
     return;
@@ -312,6 +542,7 @@ SYMWIRE_DECL void Server::OnEstablished(
   ++counters_.sessions_established;
   channel->server_->registered = true;
   registry_[channel->session_->session_id()] = channel;
+  registered_.store(registry_.size(), std::memory_order_relaxed);
   ++sessions_per_source_[channel->server_->source];
   if (channel->transport_) channel->transport_->LimitReadBuffer(SIZE_MAX);
   if (on_session_) on_session_(channel);
@@ -348,37 +579,13 @@ SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
 }
 
 SYMWIRE_DECL bool Server::SourceBlocked(const std::string& source) {
-  if (options_.max_auth_failures_per_source == 0) return false;
-  auto it = auth_failures_.find(source);
-  if (it == auth_failures_.end()) return false;
-  const auto now = std::chrono::steady_clock::now();
-  if (now < it->second.blocked_until) return true;
-  if (it->second.count >= options_.max_auth_failures_per_source) {
-    auth_failures_.erase(it);  // the block is over: a fresh window
-  }
-  return false;
+  return auth_failures_->Blocked(source, options_.max_auth_failures_per_source);
 }
 
 SYMWIRE_DECL void Server::CountAuthFailure(const std::string& source) {
   ++counters_.auth_failures;
-  if (options_.max_auth_failures_per_source == 0) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (auth_failures_.size() >= auth_sweep_at_) {
-    // Bounded memory against many sources: forget the stale ones.
-    absl::erase_if(auth_failures_, [&](const auto& e) {
-      return now >= e.second.blocked_until &&
-             now - e.second.window_start >= options_.auth_failure_window;
-    });
-    auth_sweep_at_ = std::max<size_t>(1024, 2 * auth_failures_.size());
-  }
-  AuthFailures& f = auth_failures_[source];
-  if (f.count == 0 || now - f.window_start >= options_.auth_failure_window) {
-    f.window_start = now;
-    f.count = 0;
-  }
-  if (++f.count >= options_.max_auth_failures_per_source) {
-    f.blocked_until = now + options_.auth_block_time;
-  }
+  auth_failures_->Count(source, options_.max_auth_failures_per_source,
+                        options_.auth_failure_window, options_.auth_block_time);
 }
 
 SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Channel>& fresh,
@@ -387,6 +594,16 @@ SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Channel>& fresh,
   const uint64_t rejected_before = endpoint_->counters().resumes_rejected;
   const ConnectionOutcome outcome =
       endpoint_->Receive(fresh->server_->handshake, bytes, now);
+  if (const auto* elsewhere = std::get_if<ResumeElsewhere>(&outcome)) {
+    HandOffResume(fresh, elsewhere->shard, now);
+    return;
+  }
+  OnHandshakeOutcome(fresh, outcome, rejected_before);
+}
+
+SYMWIRE_DECL void Server::OnHandshakeOutcome(
+    const std::shared_ptr<Channel>& fresh, const ConnectionOutcome& outcome,
+    uint64_t rejected_before) {
   if (!std::holds_alternative<HandshakeRunning>(outcome))
     fresh->server_->handshake = 0;
   const auto* resumed = std::get_if<SessionResumed>(&outcome);
@@ -433,6 +650,77 @@ SYMWIRE_DECL void Server::OnHandshakeData(const std::shared_ptr<Channel>& fresh,
   fresh->AfterInput();
 }
 
+SYMWIRE_DECL void Server::HandOffResume(const std::shared_ptr<Channel>& fresh,
+                                        uint32_t shard, absl::Time now) {
+  SYMWIRE_ASSERT(shards_ != nullptr && shard < shards_->shards.size() &&
+                 shard != shard_index_);
+  const std::shared_ptr<Server> owner = shards_->shards[shard];
+  fresh->DrainTransmit();
+  absl::StatusOr<std::shared_ptr<Transport>> moved =
+      fresh->transport_ ? fresh->transport_->MoveTo(owner->executor_)
+                        : absl::StatusOr<std::shared_ptr<Transport>>(
+                              absl::UnavailableError("no connection"));
+  if (!moved.ok()) {
+    // A stream that cannot move (TLS): a connection-scope answer, so the
+    // initiator redials and resumes again (SPEC.md §16.1) on some other
+    // connection, which may land on the owner. The session is untouched.
+    fresh->session_->Abort(
+        MakeError(ErrorCode::kConnectionLost,
+                  absl::StrCat("resume arrived on shard ", shard_index_,
+                               " of a session of shard ", shard,
+                               " and cannot move there (",
+                               moved.status().message(), "): redial")),
+        now);
+    const uint64_t rejected_before = endpoint_->counters().resumes_rejected;
+    OnHandshakeOutcome(fresh, endpoint_->Route(fresh->server_->handshake, now),
+                       rejected_before);
+    return;
+  }
+  ++counters_.resumes_handed_off;
+  std::shared_ptr<Session> session =
+      endpoint_->HandOff(fresh->server_->handshake);
+  fresh->server_->handshake = 0;
+  std::string source = fresh->server_->source;
+  // Retire `fresh` here without touching the session again: it now belongs
+  // to the owner's thread. Its transport is closed (moved) and detached;
+  // nothing of it reaches the session any more (no timer, no sink).
+  fresh->Detach();
+  pending_.erase(fresh.get());
+  fresh->ended_ = true;
+  ++fresh->timer_generation_;
+  fresh->timer_at_ = absl::InfiniteFuture();
+  fresh->timer_.cancel();
+  fresh->session_.reset();
+  asio::post(owner->executor_, [owner, t = std::move(*moved),
+                                session = std::move(session),
+                                source = std::move(source)]() mutable {
+    owner->AdoptResume(std::move(t), std::move(session), std::move(source));
+  });
+}
+
+SYMWIRE_DECL void Server::AdoptResume(std::shared_ptr<Transport> transport,
+                                      std::shared_ptr<Session> fresh,
+                                      std::string source) {
+  if (stopping_) {
+    // A stopping server takes no resume (ForgetSessionsForShutdown).
+    transport->Close();
+    return;
+  }
+  auto p =
+      std::make_shared<Channel>(Channel::Private{}, executor_, fresh, options_);
+  auto part = std::make_unique<detail::ServerPart>();
+  part->server = weak_from_this();
+  part->source = std::move(source);
+  part->handshake_byte_limit = options_.max_handshake_bytes;
+  p->server_ = std::move(part);
+  pending_[p.get()] = p;
+  p->Attach(std::move(transport), true);
+  const uint64_t rejected_before = endpoint_->counters().resumes_rejected;
+  const ConnectionOutcome outcome =
+      endpoint_->Adopt(std::move(fresh), p->Now(Channel::Reading::kFresh));
+  OnHandshakeOutcome(p, outcome, rejected_before);
+}
+
 SYMWIRE_DECL void Server::ForgetSessionsForShutdown() {
   // A server that shuts down takes no resume: the Endpoint forgets its
   // sessions, so a resume is rejected (SESSION_EXPIRED) like one of an
@@ -465,6 +753,7 @@ SYMWIRE_DECL void Server::OnChannelEnded(Channel* channel) {
     auto it = registry_.find(channel->session_->session_id());
     if (it != registry_.end() && it->second.get() == channel) {
       registry_.erase(it);
+      registered_.store(registry_.size(), std::memory_order_relaxed);
       if (endpoint_->Find(channel->session_->session_id()) ==
           channel->session_) {
         static_cast<void>(endpoint_->Remove(channel->session_->session_id()));
@@ -479,11 +768,29 @@ SYMWIRE_DECL void Server::OnChannelEnded(Channel* channel) {
 }
 
 SYMWIRE_DECL std::shared_ptr<Channel> Server::Find(const SessionId& id) const {
+  if (owned_shards_) {
+    const auto shard = std::to_integer<size_t>(id.back());
+    if (shard >= owned_shards_->shards.size() || !owned_shards_->contexts[shard]
+                                                      ->get_executor()
+                                                      .running_in_this_thread())
+      return nullptr;
+    return owned_shards_->shards[shard]->Find(id);
+  }
   auto it = registry_.find(id);
   return it == registry_.end() ? nullptr : it->second;
 }
 
 SYMWIRE_DECL void Server::Stop() {
+  if (owned_shards_) {
+    stopping_ = true;
+    boost::system::error_code ignored;
+    for (auto& a : tcp_acceptors_) a->close(ignored);
+    for (auto& a : unix_acceptors_) a->close(ignored);
+    for (const auto& shard : owned_shards_->shards) {
+      asio::post(shard->executor_, [shard] { shard->Stop(); });
+    }
+    return;
+  }
   stopping_ = true;
   ForgetSessionsForShutdown();
   boost::system::error_code ignored;
@@ -502,6 +809,28 @@ SYMWIRE_DECL void Server::Stop() {
 
 SYMWIRE_DECL void Server::StartShutdown(
     detail::Completion<void(absl::Status)> done) {
+  if (owned_shards_) {
+    // Every shard drains on its own thread; done when the last one is.
+    stopping_ = true;
+    boost::system::error_code ignored;
+    for (auto& a : tcp_acceptors_) a->close(ignored);
+    for (auto& a : unix_acceptors_) a->close(ignored);
+    struct Join {
+      std::atomic<size_t> remaining;
+      detail::Completion<void(absl::Status)> done;
+    };
+    auto join = std::make_shared<Join>();
+    join->remaining = owned_shards_->shards.size();
+    join->done = std::move(done);
+    for (const auto& shard : owned_shards_->shards) {
+      asio::post(shard->executor_, [shard, join] {
+        shard->StartShutdown([join](const absl::Status&) {
+          if (join->remaining.fetch_sub(1) == 1) join->done(absl::OkStatus());
+        });
+      });
+    }
+    return;
+  }
   shutdown_waiters_.push_back(std::move(done));
   if (stopping_) {
     MaybeFinishShutdown();

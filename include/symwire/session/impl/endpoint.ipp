@@ -34,6 +34,13 @@ SYMWIRE_DECL absl::Status ValidateEndpointConfig(const EndpointConfig& config) {
   if (config.max_sessions == 0) {
     return absl::InvalidArgumentError("EndpointConfig.max_sessions is 0");
   }
+  if (config.shards == 0 || config.shards > 256 ||
+      config.shard >= config.shards) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EndpointConfig.shard ", config.shard, " of shards ", config.shards,
+        " (needs 1 <= shards <= 256, shard < "
+        "shards)"));
+  }
   return ValidateConfig(config.session);
 }
 
@@ -44,7 +51,11 @@ SYMWIRE_DECL absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Create(
 }
 
 SYMWIRE_DECL Endpoint::Endpoint(EndpointConfig config)
-    : config_(std::move(config)) {}
+    : config_(std::move(config)) {
+  if (config_.shards > 1) {
+    config_.session.session_id_tag = static_cast<uint8_t>(config_.shard);
+  }
+}
 
 SYMWIRE_DECL Endpoint::~Endpoint() = default;
 
@@ -105,6 +116,13 @@ SYMWIRE_DECL ConnectionOutcome Endpoint::Route(ConnectionHandle c,
   }
   if (const SessionId* id = detail::SessionHandover::ResumeTarget(s)) {
     const SessionId target = *id;
+    // Sharded: the id's last byte names its shard (EndpointConfig). An
+    // index past the last shard is no shard's: unknown, answered here.
+    const auto owner = std::to_integer<uint32_t>(target.back());
+    if (config_.shards > 1 && owner != config_.shard &&
+        owner < config_.shards) {
+      return ResumeElsewhere{owner};
+    }
     return Resume(c, h, target, now);
   }
   if (s.state() == SessionState::kEstablished) return Start(c, h, now);
@@ -182,6 +200,27 @@ SYMWIRE_DECL ConnectionOutcome Endpoint::Reject(ConnectionHandle c,
                                                 absl::Status status) {
   handshakes_.erase(c);
   return ConnectionRejected{std::move(status)};
+}
+
+SYMWIRE_DECL std::shared_ptr<Session> Endpoint::HandOff(ConnectionHandle c) {
+  auto it = handshakes_.find(c);
+  SYMWIRE_REQUIRE(it != handshakes_.end());
+  std::shared_ptr<Session> fresh = std::move(it->second.session);
+  handshakes_.erase(it);
+  return fresh;
+}
+
+SYMWIRE_DECL ConnectionOutcome Endpoint::Adopt(std::shared_ptr<Session> fresh,
+                                               absl::Time now) {
+  SYMWIRE_REQUIRE(fresh != nullptr);
+  const SessionId* id = detail::SessionHandover::ResumeTarget(*fresh);
+  SYMWIRE_REQUIRE(id != nullptr);
+  const SessionId target = *id;
+  const ConnectionHandle c = next_handle_++;
+  Handshake& h = handshakes_[c];
+  h.session = std::move(fresh);
+  h.accepted_tick = ++tick_;
+  return Resume(c, h, target, now);
 }
 
 SYMWIRE_DECL void Endpoint::Release(ConnectionHandle c) {

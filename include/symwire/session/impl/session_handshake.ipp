@@ -187,6 +187,9 @@ SYMWIRE_DECL absl::Status Session::FinishAcceptorHandshake(absl::Time now) {
     return absl::OkStatus();
   }
   config_.random(absl::Span<std::byte>(session_id_));
+  if (config_.session_id_tag) {
+    session_id_.back() = std::byte{*config_.session_id_tag};
+  }
   config_.random(absl::Span<std::byte>(resume_token_));
   has_session_ = true;
   hello.message.agent_id = hello.agent_id;

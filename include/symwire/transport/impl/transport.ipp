@@ -320,6 +320,39 @@ SYMWIRE_DECL void Transport::Close(const absl::Status& status) {
   Report(status);
 }
 
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Transport>> Transport::MoveTo(
+    const asio::any_io_executor& executor) {
+  if (closed_ || close_after_flush_) {
+    return MakeError(ErrorCode::kConnectionLost,
+                     absl::StrCat(description_, ": move: closed"));
+  }
+  if (write_in_flight_ || queued_bytes() != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(description_, ": move: ", queued_bytes(),
+                     " bytes queued or being written"));
+  }
+  boost::system::error_code ec;
+  std::shared_ptr<Transport> moved =
+      MoveStream(executor, description_, options_, ec);
+  if (!moved) {
+    if (ec) {
+      Close(ToStatus(ec, absl::StrCat(description_, ": move")));
+      return ToStatus(ec, absl::StrCat(description_, ": move"));
+    }
+    return absl::UnimplementedError(absl::StrCat(
+        description_, ": this transport cannot move to another executor"));
+  }
+  // This transport no longer owns the connection: nothing more is read,
+  // written or reported.
+  sink_ = nullptr;
+  reported_ = true;
+  closed_ = true;
+  pending_.Clear();
+  if (linger_timer_) linger_timer_->cancel();
+  if (write_timer_) write_timer_->cancel();
+  return moved;
+}
+
 SYMWIRE_DECL void Transport::Report(const absl::Status& status) {
   if (reported_) return;
   reported_ = true;
