@@ -213,7 +213,7 @@ class RuntimeMetrics : public RuntimeObserver {
                                              {"side", kSideName[side]}};
         const uint64_t started = s.started.load(kRelaxed);
         if (started == 0) continue;
-        const char* kTasksHelp =
+        constexpr const char* kTasksHelp =
             "Tasks by result: started (submitted or received), ok, error.";
         out.Counter("symwire_tasks_total", kTasksHelp,
                     With(base, "result", "started"), started);
@@ -222,7 +222,8 @@ class RuntimeMetrics : public RuntimeObserver {
         out.Counter("symwire_tasks_total", kTasksHelp,
                     With(base, "result", "error"),
                     s.finished_error.load(kRelaxed));
-        const char* kBytesHelp = "Task payload bytes received and sent.";
+        constexpr const char* kBytesHelp =
+            "Task payload bytes received and sent.";
         out.Counter("symwire_task_bytes_total", kBytesHelp,
                     With(base, "direction", "in"), s.bytes_in.load(kRelaxed));
         out.Counter("symwire_task_bytes_total", kBytesHelp,
@@ -235,7 +236,7 @@ class RuntimeMetrics : public RuntimeObserver {
                       s.first_response.Snapshot());
       }
     }
-    const char* kConnHelp = "Connection events.";
+    constexpr const char* kConnHelp = "Connection events.";
     out.Counter("symwire_connection_events_total", kConnHelp,
                 {{"event", "accepted"}}, connections_accepted());
     out.Counter("symwire_connection_events_total", kConnHelp,

@@ -18,7 +18,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "symwire/detail/status_macros.hpp"
 #include "symwire/error.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/wire/frame.hpp"
@@ -102,7 +101,7 @@ inline absl::Status ValidateTraceParent(const TraceParent& tp) {
 // version ff, an all-zero trace-id or parent-id.
 inline absl::StatusOr<TraceParent> ParseTraceparent(std::string_view text) {
   constexpr size_t kLength = 55;
-  const auto bad = [](std::string why) {
+  const auto bad = [](const std::string& why) {
     return MakeError(absl::StatusCode::kInvalidArgument,
                      ErrorCode::kMalformedExtension,
                      absl::StrCat("traceparent: ", why));
@@ -112,8 +111,11 @@ inline absl::StatusOr<TraceParent> ParseTraceparent(std::string_view text) {
   }
   TraceParent tp;
   std::array<std::byte, 1> one{};
-  SYMWIRE_RETURN_IF_ERROR(
-      detail::ParseHexField(text, 0, absl::MakeSpan(one), "version"));
+  if (absl::Status st =
+          detail::ParseHexField(text, 0, absl::MakeSpan(one), "version");
+      !st.ok()) {
+    return st;
+  }
   tp.version = std::to_integer<uint8_t>(one[0]);
   if (tp.version == 0 && text.size() != kLength) {
     return bad(absl::StrCat("version 00 has length ", text.size(), ", not 55"));
@@ -126,14 +128,23 @@ inline absl::StatusOr<TraceParent> ParseTraceparent(std::string_view text) {
       return bad(absl::StrCat("expected '-' at offset ", dash));
     }
   }
-  SYMWIRE_RETURN_IF_ERROR(
-      detail::ParseHexField(text, 3, absl::MakeSpan(tp.trace_id), "trace-id"));
-  SYMWIRE_RETURN_IF_ERROR(detail::ParseHexField(
-      text, 36, absl::MakeSpan(tp.parent_id), "parent-id"));
-  SYMWIRE_RETURN_IF_ERROR(
-      detail::ParseHexField(text, 53, absl::MakeSpan(one), "trace-flags"));
+  if (absl::Status st = detail::ParseHexField(
+          text, 3, absl::MakeSpan(tp.trace_id), "trace-id");
+      !st.ok()) {
+    return st;
+  }
+  if (absl::Status st = detail::ParseHexField(
+          text, 36, absl::MakeSpan(tp.parent_id), "parent-id");
+      !st.ok()) {
+    return st;
+  }
+  if (absl::Status st =
+          detail::ParseHexField(text, 53, absl::MakeSpan(one), "trace-flags");
+      !st.ok()) {
+    return st;
+  }
   tp.trace_flags = std::to_integer<uint8_t>(one[0]);
-  SYMWIRE_RETURN_IF_ERROR(ValidateTraceParent(tp));
+  if (absl::Status st = ValidateTraceParent(tp); !st.ok()) return st;
   return tp;
 }
 
