@@ -14,6 +14,7 @@ packages=(
   python3-websockets  # tests/transport/ws_interop.py: an independent WebSocket client
   tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
   libnats-dev nats-server  # symwire::nats (SPEC.md §21) and its tests
+  curl  # tests/cli/metrics_scrape.py: scrapes the demo agents' /metrics
 )
 missing=()
 for p in "${packages[@]}"; do
