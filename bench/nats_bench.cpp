@@ -160,10 +160,10 @@ Result RunPlain(const std::string& url, int round, uint32_t payload,
                 uint32_t agents, uint64_t tasks, uint32_t window) {
   const std::string tag =
       absl::StrCat("plain", round, "a", agents, "p", payload);
-  const std::string task_stream = "T_" + tag;
-  const std::string resp_stream = "R_" + tag;
-  const std::string task_subject = "bench." + tag + ".task";
-  const std::string resp_subject = "bench." + tag + ".resp";
+  const std::string task_stream = absl::StrCat("T_", tag);
+  const std::string resp_stream = absl::StrCat("R_", tag);
+  const std::string task_subject = absl::StrCat("bench.", tag, ".task");
+  const std::string resp_subject = absl::StrCat("bench.", tag, ".resp");
   Conn orch;
   Result r;
   r.error = Open(url, orch);

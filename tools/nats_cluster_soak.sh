@@ -164,8 +164,15 @@ else
     kill -KILL "${pids[$victim]}"
     wait "${pids[$victim]}" 2>/dev/null || true
     pids[$victim]=0
-    sleep 1
-    echo "$(date -u +%T.%3N) new leader of $stream: $(leader_of || echo '(none yet)')"
+    # The survivors report the dead leader until they elected another.
+    new_leader=""
+    for _ in $(seq 300); do
+      new_leader=$(leader_of || true)
+      if [ -n "$new_leader" ] && [ "$new_leader" != "$leader" ]; then break; fi
+      new_leader=""
+      sleep 0.1
+    done
+    echo "$(date -u +%T.%3N) new leader of $stream: ${new_leader:-(none within 30 s)}"
     if [ "$restart_after" != 0 ]; then
       sleep "$restart_after"
       start_node "$victim"
