@@ -399,6 +399,50 @@ TEST_CASE(
   }
 }
 
+// A partial response whose publish fails (here the broker is down while
+// the handler runs) breaks the attempt (§21.4). Failed before: the
+// handler's error (the Respond status it passed on) was published as the
+// task's AGENT_ERROR and the task acknowledged, so a broker failover ended
+// tasks with DEADLINE_EXCEEDED / UNAVAILABLE (seen in the cluster soak).
+// Now the task is nak'ed and completes on its next delivery.
+TEST_CASE(
+    "nats runtime: a failed response publish redelivers the task instead of "
+    "failing it") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("flaky"));
+  REQUIRE(id.ok());
+  int runs = 0;
+  absl::Status first_respond;
+  NatsAgent agent =
+      pool.Agent([&](NatsTaskContext& task) -> absl::StatusOr<std::string> {
+        if (++runs == 1) {
+          pool.server->Stop();
+          first_respond = task.Respond(Bytes("lost"));
+          // The broker comes back before the handler returns: the old code
+          // could publish the error below.
+          REQUIRE(pool.server->Restart().ok());
+          return first_respond;
+        }
+        return std::string("done");
+      });
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+  CHECK_FALSE(first_respond.ok());
+  CHECK_FALSE(r.ok());  // the publish error; the task was nak'ed
+  // The next delivery (after the reconnect) completes it.
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (runs < 2 && std::chrono::steady_clock::now() < give_up) {
+    (void)agent.RunOnce(absl::Seconds(1));
+  }
+  REQUIRE(runs == 2);
+  const auto seen = Collect(orch, 1);
+  REQUIRE(seen.count(*id) == 1);
+  INFO(seen.at(*id).back().status.ToString());
+  CHECK(seen.at(*id).back().kind == Kind::kFinal);
+  CHECK(seen.at(*id).back().payload == "done");
+}
+
 TEST_CASE("nats runtime: a cancel reaches the agent running the task") {
   Pool pool;
   NatsOrchestrator orch = pool.Orchestrator();
