@@ -270,9 +270,22 @@ def main():
         out.append("(no chart: python3-matplotlib is not importable by "
                    f"{sys.executable})\n")
 
-    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
-        f.write("\n".join(out))
+    # Sections recorded by other programs (symwire-nats-bench) follow a
+    # marker line and are kept as they are.
+    path = os.path.join(HERE, "RESULTS.md")
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        at = old.find(KEEP_MARKER)
+        if at >= 0:
+            kept = "\n" + old[at:]
+    with open(path, "w") as f:
+        f.write("\n".join(out) + kept)
     print("wrote", os.path.join(HERE, "RESULTS.md"))
+
+
+KEEP_MARKER = "<!-- sections below are kept by bench/report.py -->"
 
 
 if __name__ == "__main__":

@@ -164,6 +164,9 @@
 #include "symwire/transport/ws.hpp"
 #include "symwire/transport/wss.hpp"
 #endif
+#if SYMWIRE_SOAK_NATS  // built when symwire::nats is (libnats found)
+#include "soak_nats.hpp"
+#endif
 
 namespace {
 
@@ -210,6 +213,10 @@ struct Options {
   std::string tls_key;
   std::string tls_ca_out;
   std::string tls_ca;
+  // --transport nats (tools/soak_nats.cpp).
+#if SYMWIRE_SOAK_NATS
+  symwire_soak::NatsSoakOptions nats;
+#endif
 };
 
 template <typename T>
@@ -336,8 +343,13 @@ void ParseArgs(int argc, char** argv, Options& o) {
               "end without the graceful close handshake", false)
       .Switch("--verbose", &o.verbose, "progress lines on stderr");
 #if SYMWIRE_SOAK_NET
-  args.Choice("--transport", &o.transport, {"tcp", "unix", "tls", "ws", "wss"},
-              "network mode: real sockets through a fault proxy")
+  std::vector<std::string> transports = {"tcp", "unix", "tls", "ws", "wss"};
+#if SYMWIRE_SOAK_NATS
+  transports.emplace_back("nats");
+#endif
+  args.Choice("--transport", &o.transport, transports,
+              "network mode: real sockets through a fault proxy (nats: a "
+              "NATS JetStream pool, agent processes killed at random)")
       .Default("none: the simulation")
       .Value("--proxy-faults", "kill=MIN:MAX,split=N,stall=PCT,flip=PPM",
              "the proxy's faults (any subset): kill each connection after "
@@ -356,8 +368,14 @@ void ParseArgs(int argc, char** argv, Options& o) {
              "resumes land on other shards)",
              std::to_string(o.server_threads),
              unsigned_value(&o.server_threads, 1, 256))
-      .Choice("--role", &o.role, {"server", "client", "proxy"},
-              "split roles: this process is one side")
+      .Choice("--role", &o.role,
+#if SYMWIRE_SOAK_NATS
+              {"server", "client", "proxy", "nats-agent"},
+#else
+              {"server", "client", "proxy"},
+#endif
+              "split roles: this process is one side (nats-agent: started "
+              "by --transport nats)")
       .String("--listen", &o.listen, "ADDR", "server, proxy: listen on ADDR")
       .String("--connect", &o.connect, "ADDR", "client, proxy: connect to ADDR")
       .Value("--exit-after-sessions", "N", "server: exit once N sessions ended",
@@ -382,9 +400,70 @@ void ParseArgs(int argc, char** argv, Options& o) {
           "SIGTERM/SIGINT; proxy:\n"
           "on SIGTERM/SIGINT or after --max-seconds).");
 #endif
+#if SYMWIRE_SOAK_NATS
+  symwire_soak::NatsSoakOptions& n = o.nats;
+  args.Value("--kill-agents", "MIN:MAX",
+             "nats: SIGKILL an agent process every MIN..MAX ms and start "
+             "another (0:0: never)",
+             "0:0",
+             [&n](std::string_view text, std::string& want) {
+               want = "MIN:MAX (ms) with 0 < MIN <= MAX, or 0:0";
+               const std::vector<absl::string_view> parts = absl::StrSplit(
+                   absl::string_view(text.data(), text.size()), ':');
+               return parts.size() == 2 &&
+                      ParseUnsigned(parts[0], n.kill_min_ms) &&
+                      ParseUnsigned(parts[1], n.kill_max_ms) &&
+                      n.kill_min_ms <= n.kill_max_ms &&
+                      (n.kill_min_ms > 0 || n.kill_max_ms == 0);
+             })
+      .Value("--agents", "N", "nats: agent processes", std::to_string(n.agents),
+             unsigned_value(&n.agents, 1, 64))
+      .String("--nats-url", &n.url, "URL",
+              "nats: the server(s) (comma-separated for a cluster)")
+      .Default("a nats-server of its own on 127.0.0.1")
+      .String("--nats-pool", &n.pool, "NAME", "nats: the pool's name")
+      .Default("soak-<seed>-<pid>")
+      .Choice("--nats-storage", &n.storage, {"file", "memory"},
+              "nats: the pool's storage")
+      .Default(n.storage)
+      .Value("--nats-replicas", "R", "nats: the pool's stream replicas",
+             std::to_string(n.replicas), unsigned_value(&n.replicas, 1, 5))
+      .Value("--ack-wait-ms", "MS",
+             "nats: the pool's ack wait (a killed agent's task is "
+             "redelivered after it)",
+             std::to_string(n.ack_wait_ms),
+             unsigned_value(&n.ack_wait_ms, 100, 3600000))
+      .Value("--max-deliveries", "N", "nats: the pool's max deliveries",
+             std::to_string(n.max_deliveries),
+             unsigned_value(&n.max_deliveries, 1, 1000))
+      .Value("--max-kills", "N", "nats: kill at most N agents", "no limit",
+             unsigned_value(&n.max_kills, 1, kU64))
+      .Switch("--narrate", &n.narrate,
+              "nats: human-readable lines (kills, task ends, a summary) "
+              "before the JSON")
+      .Value("--part-delay-ms", "MS",
+             "nats: an agent waits 0..MS ms before each response",
+             std::to_string(n.part_delay_ms),
+             unsigned_value(&n.part_delay_ms, 0, 10000));
+#endif
   args.Parse(argc, argv);
   // Split roles: which addresses each needs.
   const char* wrong = nullptr;
+#if SYMWIRE_SOAK_NATS
+  if (o.role == "nats-agent") {
+    if (o.nats.url.empty() || o.nats.pool.empty()) {
+      args.Fail("--role nats-agent needs --nats-url and --nats-pool");
+    }
+    return;
+  }
+  if (o.transport == "nats") {
+    if (!o.role.empty()) args.Fail("--role and --transport exclude each other");
+    return;
+  }
+  if (o.nats.kill_max_ms > 0 || !o.nats.url.empty()) {
+    args.Fail("--kill-agents and --nats-url are for --transport nats");
+  }
+#endif
   if (o.role.empty()) {
     if (!o.listen.empty() || !o.connect.empty() || o.exit_after_sessions > 0 ||
         !o.ready_file.empty()) {
@@ -2027,6 +2106,21 @@ class NetSoak {
 int main(int argc, char** argv) {
   Options o;
   ParseArgs(argc, argv, o);
+#if SYMWIRE_SOAK_NATS
+  if (o.transport == "nats" || o.role == "nats-agent") {
+    symwire_soak::NatsSoakOptions n = o.nats;
+    n.tasks = o.tasks;
+    n.seed = o.seed;
+    n.max_seconds = o.max_seconds;
+    n.partials = o.partials;
+    n.payload = o.payload;
+    n.window = o.window;
+    n.verbose = o.verbose;
+    n.self = "/proc/self/exe";  // the agents run this program
+    return o.role == "nats-agent" ? symwire_soak::RunNatsAgent(n)
+                                  : symwire_soak::RunNatsSoak(n);
+  }
+#endif
 #if SYMWIRE_SOAK_NET
   if (!o.transport.empty() || !o.role.empty()) {
     NetSoak soak(o);

@@ -18,8 +18,8 @@
 #include "symwire/nats/detail/cnats.hpp"
 #include "symwire/nats/detail/state.hpp"
 #include "symwire/nats/pool.hpp"
+#include "symwire/testing/nats_server.hpp"
 #include "symwire/wire/encoder.hpp"
-#include "tests/support/nats_server.hpp"
 
 namespace symwire {
 namespace {
@@ -399,6 +399,50 @@ TEST_CASE(
   }
 }
 
+// A partial response whose publish fails (here the broker is down while
+// the handler runs) breaks the attempt (§21.4). Failed before: the
+// handler's error (the Respond status it passed on) was published as the
+// task's AGENT_ERROR and the task acknowledged, so a broker failover ended
+// tasks with DEADLINE_EXCEEDED / UNAVAILABLE (seen in the cluster soak).
+// Now the task is nak'ed and completes on its next delivery.
+TEST_CASE(
+    "nats runtime: a failed response publish redelivers the task instead of "
+    "failing it") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("flaky"));
+  REQUIRE(id.ok());
+  int runs = 0;
+  absl::Status first_respond;
+  NatsAgent agent =
+      pool.Agent([&](NatsTaskContext& task) -> absl::StatusOr<std::string> {
+        if (++runs == 1) {
+          pool.server->Stop();
+          first_respond = task.Respond(Bytes("lost"));
+          // The broker comes back before the handler returns: the old code
+          // could publish the error below.
+          REQUIRE(pool.server->Restart().ok());
+          return first_respond;
+        }
+        return std::string("done");
+      });
+  absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(5));
+  CHECK_FALSE(first_respond.ok());
+  CHECK_FALSE(r.ok());  // the publish error; the task was nak'ed
+  // The next delivery (after the reconnect) completes it.
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (runs < 2 && std::chrono::steady_clock::now() < give_up) {
+    (void)agent.RunOnce(absl::Seconds(1));
+  }
+  REQUIRE(runs == 2);
+  const auto seen = Collect(orch, 1);
+  REQUIRE(seen.count(*id) == 1);
+  INFO(seen.at(*id).back().status.ToString());
+  CHECK(seen.at(*id).back().kind == Kind::kFinal);
+  CHECK(seen.at(*id).back().payload == "done");
+}
+
 TEST_CASE("nats runtime: a cancel reaches the agent running the task") {
   Pool pool;
   NatsOrchestrator orch = pool.Orchestrator();
@@ -506,6 +550,52 @@ TEST_CASE(
   CHECK(r->status.code() == absl::StatusCode::kDataLoss);
   CHECK_THAT(std::string(r->status.message()),
              Catch::Contains("response index 2, expected 1"));
+}
+
+// A response delivered to the orchestrator's consumer but lost on its way
+// (here: fetched by a raw subscriber that never acks, as when a fetch
+// expires just as the server answers, or in a failover). With the default
+// max_ack_pending the next response was delivered first and looked like a
+// gap: the task failed with DATA_LOSS "response index 1, expected 0".
+// §21.1's max_ack_pending 1 holds the later ones back until the lost one
+// is delivered again (after the 1 s ack wait).
+TEST_CASE(
+    "nats runtime: a response delivery lost on its way comes again in "
+    "order") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("lossy"));
+  REQUIRE(id.ok());
+  NatsClient raw = pool.Client();
+  PublishResponse(raw, *id, 1, "p0", NatsResponseMsgId("orch", *id, 1, 0));
+  {
+    natsSubscription* sub = nullptr;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "SYMWIRE_RESP_work_orch";
+    so.Consumer = "orchestrator";
+    REQUIRE(js_PullSubscribe(&sub, raw.state()->js.get(),
+                             "symwire.v1.work.resp.orch", "orchestrator",
+                             nullptr, &so, nullptr) == NATS_OK);
+    nats_detail::SubscriptionPtr owned(sub);
+    natsMsgList list{nullptr, 0};
+    REQUIRE(natsSubscription_Fetch(&list, sub, 1, 5000, nullptr) == NATS_OK);
+    REQUIRE(list.Count == 1);
+    natsMsgList_Destroy(&list);  // never acked: lost on its way
+  }
+  Publish(raw, "symwire.v1.work.resp.orch",
+          Frame(MessageType::kAgentResponse, *id, 1, "done"),
+          NatsResponseMsgId("orch", *id, 1, 1));
+  std::optional<NatsResponse> r = Next(orch, absl::Seconds(10));
+  REQUIRE(r.has_value());
+  INFO(r->status.ToString());
+  CHECK(r->kind == Kind::kPartial);
+  CHECK(r->payload == "p0");
+  r = Next(orch, absl::Seconds(10));
+  REQUIRE(r.has_value());
+  INFO(r->status.ToString());
+  CHECK(r->kind == Kind::kPartial);
+  CHECK(r->payload == "done");
 }
 
 TEST_CASE(

@@ -1,14 +1,15 @@
 // Tests of symwire/nats/client.hpp against a real nats-server with
-// JetStream (tests/support/nats_server.hpp): connecting, the pool's streams
-// and consumers of SPEC.md §21.1, and how failures become statuses.
+// JetStream (include/symwire/testing/nats_server.hpp): connecting, the pool's
+// streams and consumers of SPEC.md §21.1, and how failures become statuses.
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "symwire/nats/client.hpp"
 #include "symwire/nats/detail/cnats.hpp"
 #include "symwire/nats/detail/state.hpp"
-#include "tests/support/nats_server.hpp"
+#include "symwire/testing/nats_server.hpp"
 
 namespace symwire {
 namespace {
@@ -42,6 +43,22 @@ nats_detail::StreamInfoPtr Info(const NatsClient& client,
   INFO(stream << ": " << natsStatus_GetText(s) << " jerr " << jerr);
   REQUIRE(s == NATS_OK);
   return info;
+}
+
+// NatsConnectOptions::url may list a cluster's servers, comma-separated:
+// the connection takes any that answers. Failed ("No server available")
+// while the whole list went to natsOptions_SetURL as one URL.
+TEST_CASE("nats client: a comma-separated url lists servers to try") {
+  std::unique_ptr<NatsServer> server = StartServer();
+  NatsConnectOptions options;
+  // Port 1 on 127.0.0.1: nobody listens there (refused at once).
+  options.url = absl::StrCat("nats://127.0.0.1:1,", server->url());
+  absl::StatusOr<NatsClient> client = NatsClient::Connect(options);
+  INFO(client.status().ToString());
+  REQUIRE(client.ok());
+  NatsPoolOptions pool;
+  pool.pool = "listed";
+  CHECK(client->EnsurePool(pool).ok());
 }
 
 TEST_CASE("nats pool: EnsurePool creates the streams and consumer of §21.1") {

@@ -18,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "symwire/nats/client.hpp"
 #include "symwire/nats/pool.hpp"
-#include "tests/support/nats_server.hpp"
+#include "symwire/testing/nats_server.hpp"
 
 extern char** environ;
 

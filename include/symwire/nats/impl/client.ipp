@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "symwire/nats/client.hpp"
 #include "symwire/nats/detail/cnats.hpp"
 #include "symwire/nats/detail/state.hpp"
@@ -63,14 +64,17 @@ inline void InitStream(jsStreamConfig& c, const NatsPoolOptions& o,
   c.Duplicates = ToNanos(o.duplicate_window);
 }
 
+// `max_ack_pending` 0: the server's default.
 inline absl::Status AddDurable(jsCtx* js, const std::string& stream,
                                const std::string& durable,
-                               absl::Duration ack_wait) {
+                               absl::Duration ack_wait,
+                               int64_t max_ack_pending = 0) {
   jsConsumerConfig c;
   jsConsumerConfig_Init(&c);
   c.Durable = durable.c_str();
   c.AckPolicy = js_AckExplicit;
   c.AckWait = ToNanos(ack_wait);
+  if (max_ack_pending > 0) c.MaxAckPending = max_ack_pending;
   c.MaxDeliver = -1;  // §21.5: agents count deliveries themselves
   c.DeliverPolicy = js_DeliverAll;
   // Look first: the server (2.9) silently updates an existing durable when
@@ -94,11 +98,14 @@ inline absl::Status AddDurable(jsCtx* js, const std::string& stream,
   }
   if (info && (info->Config->AckWait != c.AckWait ||
                info->Config->AckPolicy != c.AckPolicy ||
-               info->Config->MaxDeliver != c.MaxDeliver)) {
+               info->Config->MaxDeliver != c.MaxDeliver ||
+               (max_ack_pending > 0 &&
+                info->Config->MaxAckPending != max_ack_pending))) {
     return absl::FailedPreconditionError(absl::StrCat(
         "consumer ", stream, "/", durable,
         " exists with other settings (ack_wait ", info->Config->AckWait,
-        " ns, max_deliver ", info->Config->MaxDeliver, ")"));
+        " ns, max_deliver ", info->Config->MaxDeliver, ", max_ack_pending ",
+        info->Config->MaxAckPending, ")"));
   }
   return absl::OkStatus();
 }
@@ -116,8 +123,22 @@ SYMWIRE_DECL absl::StatusOr<NatsClient> NatsClient::Connect(
     if (r != NATS_OK) return StatusFromNats(r, what);
     return absl::OkStatus();
   };
-  absl::Status st = set(natsOptions_SetURL(opts.get(), options.url.c_str()),
-                        "natsOptions_SetURL");
+  // A comma-separated list (a cluster) goes to natsOptions_SetServers:
+  // natsOptions_SetURL takes one URL only.
+  const std::vector<std::string> urls =
+      absl::StrSplit(options.url, ',', absl::SkipWhitespace());
+  absl::Status st;
+  if (urls.size() > 1) {
+    std::vector<const char*> servers;
+    servers.reserve(urls.size());
+    for (const std::string& u : urls) servers.push_back(u.c_str());
+    st = set(natsOptions_SetServers(opts.get(), servers.data(),
+                                    static_cast<int>(servers.size())),
+             "natsOptions_SetServers");
+  } else {
+    st = set(natsOptions_SetURL(opts.get(), options.url.c_str()),
+             "natsOptions_SetURL");
+  }
   if (st.ok()) {
     st = set(natsOptions_SetTimeout(
                  opts.get(), nats_detail::ToMillis(options.connect_timeout)),
@@ -240,9 +261,14 @@ SYMWIRE_DECL absl::Status NatsClient::EnsureOrchestrator(
   nats_detail::InitStream(c, options, names->response_stream.c_str(), &subject);
   c.Retention = js_WorkQueuePolicy;
   if (absl::Status s = nats_detail::AddStream(js, c); !s.ok()) return s;
+  // §21.1: max_ack_pending 1 keeps the responses in stream order even when
+  // a delivery is lost on its way (a fetch that timed out as the server
+  // answered, a failover): the server delivers that one again, after the
+  // ack wait, before any later one. Next takes one response at a time
+  // anyway.
   return nats_detail::AddDurable(js, names->response_stream,
-                                 names->orchestrator_consumer,
-                                 options.ack_wait);
+                                 names->orchestrator_consumer, options.ack_wait,
+                                 /*max_ack_pending=*/1);
 }
 
 }  // namespace symwire

@@ -308,8 +308,12 @@ class TaskContextImpl final : public NatsTaskContext {
   }
   absl::Status Respond(absl::Span<const std::byte> payload) override {
     if (cancelled()) return absl::CancelledError("task cancelled");
+    if (!publish_error_.ok()) return publish_error_;
     return Send(MessageType::kAgentResponse, 0, payload);
   }
+
+  // The first failed response publish (§21.4: the attempt is broken).
+  const absl::Status& publish_error() const { return publish_error_; }
 
   // Publishes the attempt's next frame (§21.2: sequence = attempt, the
   // Nats-Msg-Id carries the index).
@@ -321,7 +325,11 @@ class TaskContextImpl final : public NatsTaskContext {
     absl::Status s =
         Publish(state_->client.state()->js.get(), response_subject_, *frame,
                 NatsResponseMsgId(orchestrator_, task_id_, attempt_, index_));
-    if (s.ok()) ++index_;
+    if (s.ok()) {
+      ++index_;
+    } else if (publish_error_.ok()) {
+      publish_error_ = s;
+    }
     return s;
   }
 
@@ -346,6 +354,7 @@ class TaskContextImpl final : public NatsTaskContext {
   uint64_t attempt_;
   absl::Span<const std::byte> payload_;
   std::optional<absl::Time> deadline_;
+  absl::Status publish_error_;
   uint64_t index_ = 0;
 };
 
@@ -867,6 +876,12 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
   {
     nats_detail::InProgressPinger pinger(m, st.options.pool.ack_wait / 3);
     result = st.handler(ctx);
+  }
+  if (!ctx.publish_error().ok()) {
+    // §21.4: a response publish failed: the attempt is broken, whatever
+    // the handler returned. Delivered again, as a new attempt.
+    natsMsg_Nak(m, nullptr);
+    return ctx.publish_error();
   }
   absl::Status sent;
   if (ctx.cancelled()) {

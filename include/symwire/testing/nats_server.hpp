@@ -1,11 +1,12 @@
-// File: tests/support/nats_server.hpp
-// Test support (not part of the library): a real nats-server with
-// JetStream on 127.0.0.1, started for a test and stopped by pid. Nothing is
-// mocked. The store lives in a fresh temporary directory, removed at the
-// end; JetStream's memory and file stores are capped (it claims 75% of RAM
-// and disk otherwise).
-#ifndef SYMWIRE_TESTS_SUPPORT_NATS_SERVER_HPP_
-#define SYMWIRE_TESTS_SUPPORT_NATS_SERVER_HPP_
+// File: symwire/testing/nats_server.hpp
+// Test utility (public so that tools/ may use it; namespace symwire::testing;
+// installed with the testing component): a real nats-server with JetStream on
+// 127.0.0.1, started for a test or symwire-soak and stopped by pid. Nothing is
+// mocked. The store lives in a fresh temporary directory, removed at the end;
+// JetStream's memory and file stores are capped (it claims 75% of RAM and disk
+// otherwise).
+#ifndef SYMWIRE_TESTING_NATS_SERVER_HPP_
+#define SYMWIRE_TESTING_NATS_SERVER_HPP_
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -224,4 +225,4 @@ class NatsServer {
 
 }  // namespace symwire::testing
 
-#endif  // SYMWIRE_TESTS_SUPPORT_NATS_SERVER_HPP_
+#endif  // SYMWIRE_TESTING_NATS_SERVER_HPP_
