@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
 #include "symwire/session/control.hpp"
@@ -407,6 +408,10 @@ TEST_CASE("executor-side failures reach the submitter with code and flag",
   CHECK(f->retryable);
   CHECK(f->status.code() == absl::StatusCode::kResourceExhausted);
   CHECK(f->status.message() == "gpu busy");
+  // The executor's status unchanged (SPEC.md §13.2): no PEER_ERROR
+  // payload, so it compares equal (issue #14 §3).
+  CHECK(f->status == absl::ResourceExhaustedError("gpu busy"));
+  CHECK(GetErrorCode(f->status) == ErrorCode::kOk);
   // The task has ended on both sides; a second terminal is refused locally.
   CHECK(GetErrorCode(pair.Respond(Side::kAcceptor, id, "late", true)) ==
         ErrorCode::kWrongState);
@@ -477,6 +482,11 @@ TEST_CASE("an expired deadline cancels the task on both sides",
         absl::StatusCode::kDeadlineExceeded);
   CHECK(ac[0]->As<TaskCancelled>().status.code() ==
         absl::StatusCode::kDeadlineExceeded);
+  // The agent's view of a deadline is not "cancelled by the submitter"
+  // (issue #14 §3).
+  INFO(ac[0]->As<TaskCancelled>().status.ToString());
+  CHECK_FALSE(absl::StrContains(ac[0]->As<TaskCancelled>().status.message(),
+                                "cancelled"));
   CHECK(ic[0]->at - pair.events(Side::kInitiator).front().at <=
         absl::Milliseconds(300));
   CHECK(pair.initiator().open_tasks() == 0);
