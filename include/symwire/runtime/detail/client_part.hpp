@@ -45,10 +45,6 @@ struct ClientPart {
   absl::Time last_failure_at = absl::InfinitePast();
   absl::Duration unreachable_timeout = absl::InfiniteDuration();
   std::unique_ptr<asio::steady_timer> unreachable_timer;  // OutageBegins
-  bool outage = false;  // between OutageBegins and OutageEnds
-  // A redial or resume of this outage failed (gRPC's TRANSIENT_FAILURE):
-  // CallOptions::wait_for_ready = false calls fail fast. OutageEnds clears.
-  bool transient_failure = false;
   absl::Time first_deadline = absl::InfiniteFuture();
   std::unique_ptr<asio::steady_timer> retry_timer;
   uint32_t first_attempts = 0;
@@ -57,6 +53,10 @@ struct ClientPart {
   bool dialing = false;
   bool retry_first = false;
   bool retry_pending = false;  // a fresh first attempt is scheduled
+  bool outage = false;         // between OutageBegins and OutageEnds
+  // A redial or resume of this outage failed (gRPC's TRANSIENT_FAILURE):
+  // CallOptions::wait_for_ready = false calls fail fast. OutageEnds clears.
+  bool transient_failure = false;
 };
 
 }  // namespace detail
