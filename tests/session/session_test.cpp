@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "symwire/error.hpp"
 #include "symwire/session/control.hpp"
@@ -407,6 +408,10 @@ TEST_CASE("executor-side failures reach the submitter with code and flag",
   CHECK(f->retryable);
   CHECK(f->status.code() == absl::StatusCode::kResourceExhausted);
   CHECK(f->status.message() == "gpu busy");
+  // The executor's status unchanged (SPEC.md §13.2): no PEER_ERROR
+  // payload, so it compares equal (issue #14 §3).
+  CHECK(f->status == absl::ResourceExhaustedError("gpu busy"));
+  CHECK(GetErrorCode(f->status) == ErrorCode::kOk);
   // The task has ended on both sides; a second terminal is refused locally.
   CHECK(GetErrorCode(pair.Respond(Side::kAcceptor, id, "late", true)) ==
         ErrorCode::kWrongState);
@@ -481,6 +486,31 @@ TEST_CASE("an expired deadline cancels the task on both sides",
         absl::Milliseconds(300));
   CHECK(pair.initiator().open_tasks() == 0);
   CHECK(pair.acceptor()->open_tasks() == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "a deadline the submitter's cancel reports first does not read "
+    "'cancelled' on the executor",
+    "[session][deadline]") {
+  // The task reaches the executor 50 ms late, so its own deadline is 50 ms
+  // after the submitter's: the AGENT_CANCEL (reason DEADLINE_EXCEEDED)
+  // ends it first. The agent's view of a deadline is not "cancelled by
+  // the submitter" (issue #14 §3).
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  TaskOptions opt;
+  opt.deadline = absl::Milliseconds(100);
+  pair.link()->Stall(Dir::kToAcceptor, pair.now() + absl::Milliseconds(50));
+  auto id = *pair.Submit(Side::kInitiator, "slow", opt);
+  pair.RunFor(absl::Milliseconds(300));
+  auto ac = pair.FindTask<TaskCancelled>(Side::kAcceptor, id);
+  REQUIRE(ac.size() == 1);
+  const absl::Status& st = ac[0]->As<TaskCancelled>().status;
+  INFO(st.ToString());
+  CHECK(st.code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK(absl::StrContains(st.message(), "the submitter's deadline passed"));
+  CHECK_FALSE(absl::StrContains(st.message(), "cancelled"));
   CHECK(Ok(pair));
 }
 

@@ -232,6 +232,36 @@ TEST_CASE("cancellation: cancelling async_close ends the wait, not the close",
   CHECK(closed2.ok());
 }
 
+TEST_CASE(
+    "cancellation: cancelling Server::async_shutdown ends the wait, not the "
+    "shutdown",
+    "[runtime][cancellation]") {
+  HoldingAgent f;
+  // The shutdown waits for the held task (drain).
+  TaskCall call = f.SubmitHeld("held");
+  asio::cancellation_signal sig;
+  absl::Status stopped = absl::UnknownError("pending");
+  f.server->async_shutdown(asio::bind_cancellation_slot(
+      sig.slot(), [&](absl::Status st) { stopped = std::move(st); }));
+  f.io.poll();
+  // total is not honoured: the shutdown it started cannot be undone.
+  sig.emit(asio::cancellation_type::total);
+  f.io.poll();
+  CHECK(absl::IsUnknown(stopped));
+  sig.emit(asio::cancellation_type::terminal);
+  RunUntil(
+      f.io, [&] { return !absl::IsUnknown(stopped); }, "shutdown wait ends");
+  CHECK(IsSlotAborted(stopped));
+  CHECK(absl::StrContains(stopped.message(), "async_shutdown"));
+  CHECK(!sig.slot().has_handler());
+  // The shutdown goes on: the held task finishes, then the session closes.
+  REQUIRE(f.held[0].Respond("done", true).ok());
+  RunUntil(
+      f.io, [&] { return call.done() && f.server->sessions() == 0; },
+      "drained");
+  CHECK(call.result()->ok());
+}
+
 // Runs `body` in a child process and returns its stderr and how it ended.
 struct ChildResult {
   int signal = 0;

@@ -813,4 +813,33 @@ TEST_CASE(
 }
 
 }  // namespace
+TEST_CASE("tls: a plain-TCP client on a TLS port gets a hint", "[tls]") {
+  asio::io_context io;
+  ServerOptions so;
+  so.session.role = AgentRole::kAgent;
+  auto server = Server::Create(io.get_executor(), so,
+                               [](const std::shared_ptr<Channel>&) {});
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0, TlsUpgrade(ServerContext()));
+  REQUIRE(ep.ok());
+  ClientOptions co;
+  co.session.role = AgentRole::kOrchestrator;
+  co.retry_first_connect = false;
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
+      co);
+  REQUIRE(client.ok());
+  std::optional<absl::Status> st;
+  (*client)->async_wait_established([&](absl::Status s) { st = s; });
+  REQUIRE(RunUntil(io, [&] { return st.has_value(); }));
+  INFO(st->ToString());
+  // OpenSSL closes without an alert on a first record that is not TLS:
+  // the client sees the connection close before any byte.
+  CHECK(GetErrorCode(*st) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(st->message(),
+                          "if the server's port serves TLS, is it a "
+                          "tls:// endpoint?"));
+  (*server)->Stop();
+}
+
 }  // namespace symwire

@@ -529,6 +529,18 @@ TEST_CASE("decoder: foreign protocols fail at their first byte",
     RequireError(in, ErrorCode::kBadPreface, 0, {},
                  {Hex2(static_cast<int>(in[0])), "0x89"});
   }
+  // A TLS record (a ClientHello 0x16 0x03, an alert 0x15 0x03) where the
+  // preface belongs: one side speaks TLS, the other not; the error says so
+  // (issue #14 §3). Other foreign bytes do not get the hint.
+  for (const Bytes& in : {B({0x16, 0x03, 0x01, 0x02, 0x00, 0x01}),
+                          B({0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46})}) {
+    RequireError(in, ErrorCode::kBadPreface, 0, {},
+                 {"the peer answered with a TLS record: is it a tls:// "
+                  "endpoint"});
+  }
+  const Transcript http = testing::DecodeAllWays(Str("GET / HTTP/1.1\r\n"));
+  REQUIRE_FALSE(http.empty());
+  CHECK_THAT(http.back().message, !Catch::Contains("TLS"));
   // Line-ending translation (CR LF -> LF) fails at offset 5.
   RequireError(B({0x89, 0x53, 0x59, 0x4D, 0x57, 0x0A, 0x01}),
                ErrorCode::kBadPreface, 5, {}, {"0x0a", "0x0d"});

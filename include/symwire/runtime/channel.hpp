@@ -134,7 +134,11 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // Close
   // Graceful close (SPEC.md §15.3): accepted tasks finish, then bye.
   // async_close completes when the session has ended: OK when it closed,
-  // its error when it failed. Signature: void(absl::Status).
+  // its error when it failed, kDeadlineExceeded when it did not end within
+  // ChannelOptions::close_timeout (the session is then aborted). A client
+  // whose server is unreachable ends sooner, at
+  // ClientOptions::unreachable_timeout, with kUnavailable. Signature:
+  // void(absl::Status).
   SYMWIRE_DECL absl::Status Close();
   template <class CompletionToken>
   auto async_close(CompletionToken&& token);
@@ -301,6 +305,8 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // session's entry in its Server's books.
   std::unique_ptr<detail::ClientPart> client_;
   std::unique_ptr<detail::ServerPart> server_;
+  // ChannelOptions::close_timeout, armed by the first async_close.
+  std::unique_ptr<asio::steady_timer> close_timer_;
   bool user_ended_ = false;  // Close or Abort called (no first retry)
   bool established_once_ = false;
   bool dispatching_ = false;

@@ -43,6 +43,17 @@ struct ClientOptions : ChannelOptions {
   bool retry_first_connect = true;
   uint32_t first_connect_attempts = 8;
   absl::Duration first_connect_timeout = absl::Seconds(60);
+  // unreachable_timeout: how long an established session may stay without
+  // a connection (the server is gone, crashed, or unreachable) before the
+  // client gives up on it: the session is aborted with kUnavailable
+  // (detail CONNECTION_LOST) "server unreachable for N ms: <the last
+  // connection or dial error>", and every task still open, every queued
+  // call and async_close complete with that status (a task the peer may
+  // have run says so, SPEC.md §16.3). Counted from the loss of the
+  // connection to the next completed resume. Keep it below the resume
+  // window (SessionConfig::resume_window, 60 s by default), where the
+  // session would end anyway; InfiniteDuration(): only the resume window.
+  absl::Duration unreachable_timeout = absl::Seconds(20);
 };
 
 // Client

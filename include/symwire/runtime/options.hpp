@@ -50,18 +50,23 @@ struct Response {
 // kReconnecting -> kResumed.
 struct ChannelEvent {
   enum class Kind : uint8_t {
-    kConnected,     // first handshake done
-    kReconnecting,  // connection lost; the session resumes (client:
-                    // redials); or a first connection failed and is
-                    // retried (ClientOptions::retry_first_connect)
-    kResumed,       // resumed on a new connection; nothing lost
-    kPeerDraining,  // the peer closes gracefully; start no more tasks
-    kClosed,        // the session ended gracefully
-    kFailed,        // the session ended on `status`
+    kConnected,         // first handshake done
+    kReconnecting,      // connection lost; the session resumes (client:
+                        // redials); or a first connection failed and is
+                        // retried (ClientOptions::retry_first_connect)
+    kResumed,           // resumed on a new connection; nothing lost
+    kPeerDraining,      // the peer closes gracefully; start no more tasks
+    kClosed,            // the session ended gracefully
+    kFailed,            // the session ended on `status`
+    kReconnectAttempt,  // client: a redial starts (one per dial of an
+                        // outage): `attempt` counts from 1, `delay` is the
+                        // backoff waited since the loss or the last failed
+                        // dial, `status` that loss's or dial's error
   };
   Kind kind;
-  absl::Status status;   // kReconnecting, kFailed: why
+  absl::Status status;   // kReconnecting, kReconnectAttempt, kFailed: why
   uint32_t attempt = 0;  // kReconnecting: dials so far in this outage
+  absl::Duration delay = absl::ZeroDuration();  // kReconnectAttempt
 };
 SYMWIRE_DECL std::string_view ChannelEventName(ChannelEvent::Kind kind);
 
@@ -91,6 +96,14 @@ struct ChannelOptions {
   // RuntimeMetrics). Unset: no observer work at all. Called on the
   // channel's executor: with a sharded Server, from every shard's thread.
   std::shared_ptr<RuntimeObserver> observer;
+  // async_close's time limit: a graceful close not finished this long after
+  // it started (the peer does not answer, or is unreachable and the session
+  // waits for a resume) is aborted, and async_close completes with
+  // kDeadlineExceeded "async_close: the session did not close within N ms"
+  // (the peer's tasks still open then end with that status too).
+  // InfiniteDuration(): no limit (the resume window, SessionConfig, still
+  // ends a disconnected session).
+  absl::Duration close_timeout = absl::Seconds(10);
 };
 
 // CallOptions
@@ -105,6 +118,25 @@ struct CallOptions {
   // runtime/trace.hpp: same trace, a fresh span id per task, from the
   // session's RandomSource); TaskCall::trace_parent() returns what was sent.
   bool trace_child_span = false;
+  // wait_for_ready (gRPC's semantics; async_submit and async_call, on a
+  // Client's channel). When a connection is lost, the client redials at
+  // once; while that first redial (and its resume handshake) is under way
+  // every call waits for it, as gRPC's CONNECTING state. Once a redial or
+  // resume of the outage has failed (gRPC's TRANSIENT_FAILURE, until a
+  // resume completes):
+  //   false (default): a call fails at once, unsent, with kUnavailable
+  //     (detail CONNECTION_LOST) "connection down, reconnecting: <the
+  //     last dial's or the connection's error>";
+  //   true: it waits for the resume (in submission order), bounded by
+  //     `deadline` if set (then kDeadlineExceeded; the deadline sent is
+  //     what is left of it) and by ClientOptions::unreachable_timeout.
+  // Calls already submitted when the connection drops (sent or queued) are
+  // kept and resumed by the session (SPEC.md §16) either way; only the
+  // unreachable bound ends them. Before the first handshake, every call
+  // waits for it (Client::Connect's retries bound that wait).
+  // Channel::Submit (synchronous) ignores it: while disconnected it queues
+  // the task for the resume.
+  bool wait_for_ready = false;
 };
 
 // TaskCallbacks

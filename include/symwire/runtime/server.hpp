@@ -260,6 +260,10 @@ class Server : public std::enable_shared_from_this<Server> {
   // Stops listening, closes every session gracefully (accepted tasks
   // finish; SPEC.md §15.3), aborts what is still open after drain_timeout,
   // and completes with OK. Signature: void(absl::Status).
+  // Per-operation cancellation (as Channel::async_close): terminal and
+  // partial end the wait at once with kCancelled "async_shutdown: operation
+  // aborted by its cancellation slot"; the shutdown it started goes on
+  // (still bounded by drain_timeout).
   template <class CompletionToken>
   auto async_shutdown(CompletionToken&& token);
 
@@ -379,8 +383,13 @@ template <class CompletionToken>
 auto Server::async_shutdown(CompletionToken&& token) {
   return detail::InitiateOn<absl::Status>(
       executor_,
-      [self = shared_from_this()](auto done) {
-        self->StartShutdown(std::move(done));
+      [self = shared_from_this()](auto done,
+                                  const detail::OpCancelPtr& cancel) {
+        self->StartShutdown(
+            detail::CancellableWait(std::move(done), cancel,
+                                    asio::cancellation_type::terminal |
+                                        asio::cancellation_type::partial,
+                                    "async_shutdown"));
       },
       std::forward<CompletionToken>(token));
 }

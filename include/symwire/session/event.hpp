@@ -60,12 +60,12 @@ struct ResponseReceived {
 
 // TaskFailed
 // Terminal: a task this side submitted failed. `status` carries the
-// peer's canonical code and message (symwire code PEER_ERROR unless the
-// peer sent a detail code), or, when the session ended (SPEC.md §16.3):
-// the session's status if the peer acknowledged the task or it was
-// written to a connection (it may have run; the message says which), and
-// UNAVAILABLE / CONNECTION_LOST with `retryable` if it never left this
-// side. `retryable`: the work was not done; safe to retry elsewhere.
+// peer's canonical code and message (and its detail code if it sent one;
+// none otherwise: the executor's status unchanged, SPEC.md §13.2), or, when the
+// session ended (SPEC.md §16.3): the session's status if the peer acknowledged
+// the task or it was written to a connection (it may have run; the message says
+// which), and UNAVAILABLE / CONNECTION_LOST with `retryable` if it never left
+// this side. `retryable`: the work was not done; safe to retry elsewhere.
 struct TaskFailed {
   TaskId task = 0;
   absl::Status status;

@@ -168,11 +168,29 @@ SYMWIRE_DECL void Channel::Handle(ResponseReceived& r) {
   if (r.final) FinishCall(r.task, absl::OkStatus());
 }
 
+namespace detail {
+// ServerGone: on a client, a session that can no longer be resumed (the
+// resume window passed, or the server answered a resume with
+// SESSION_EXPIRED because it restarted or forgot the session) means "the
+// server is gone": kUnavailable, which a user can act on (go elsewhere,
+// reconnect), instead of SESSION_EXPIRED's canonical kDataLoss. The
+// symwire detail code (SESSION_EXPIRED) and the message are kept.
+inline absl::Status ServerGone(const absl::Status& status) {
+  if (GetErrorCode(status) != ErrorCode::kSessionExpired) return status;
+  absl::Status out(absl::StatusCode::kUnavailable,
+                   absl::StrCat("the server is gone: ", status.message()));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& p) {
+    out.SetPayload(url, p);
+  });
+  return out;
+}
+}  // namespace detail
+
 SYMWIRE_DECL void Channel::Handle(TaskFailed& f) {
   auto it = calls_.find(f.task);
   if (it != calls_.end()) {
     it->second->retryable = f.retryable;
-    FinishCall(f.task, f.status);
+    FinishCall(f.task, client_ ? detail::ServerGone(f.status) : f.status);
   } else {
     EndIncoming(f.task, f.status);
   }
@@ -193,10 +211,13 @@ SYMWIRE_DECL void Channel::Handle(Established& e) {
   established_once_ = true;
   outage_attempts_ = 0;
   if (e.resumed) ++reconnects_;
+  if (client_) client_->OutageEnds();
   auto waiters = std::move(established_waiters_);
   established_waiters_.clear();
   for (auto& w : waiters) w(absl::OkStatus());
-  if (first) RunWritableWaiters();  // submissions made before the handshake
+  // Submissions made before the handshake, or during an outage with
+  // CallOptions::wait_for_ready.
+  RunWritableWaiters();
   if (auto server = OwningServer(); server && first && !server_->registered) {
     server->OnEstablished(shared_from_this());
   }
@@ -217,12 +238,26 @@ SYMWIRE_DECL void Channel::Handle(ConnectionLost& lost) {
     session_->Abort(lost.status, Now());
     return;
   }
+  if (client_) {
+    // The first loss of an outage begins it; a loss while it lasts (a
+    // resume handshake's connection) is a failure (CallOptions::
+    // wait_for_ready: calls fail fast from then on).
+    client_->NoteFailure(lost.status, Now(Reading::kFresh));
+    client_->OutageBegins(*this);
+  }
   Notify(ChannelEvent::Kind::kReconnecting, lost.status, outage_attempts_);
 }
 
 SYMWIRE_DECL void Channel::Handle(ReconnectDue& due) {
   outage_attempts_ = due.attempt;
   if (client_ && client_->dialer && client_->reconnect) {
+    if (observer_) {
+      ChannelEvent event{ChannelEvent::Kind::kReconnectAttempt,
+                         client_->last_failure, due.attempt};
+      event.delay = std::max(absl::ZeroDuration(),
+                             Now(Reading::kFresh) - client_->last_failure_at);
+      observer_(event);
+    }
     client_->Dial(*this);
   } else {
     // Nothing can redial: report the dial as failed so the session backs
@@ -251,8 +286,9 @@ SYMWIRE_DECL void Channel::Handle(SessionFailed& sf) {
       client_->MaybeRetryFirst(*this, sf.status)) {
     return;
   }
-  SessionEnded(sf.status);
-  Notify(ChannelEvent::Kind::kFailed, sf.status);
+  const absl::Status why = client_ ? detail::ServerGone(sf.status) : sf.status;
+  SessionEnded(why);
+  Notify(ChannelEvent::Kind::kFailed, why);
 }
 
 SYMWIRE_DECL void Channel::FinishCall(TaskId id, const absl::Status& status) {
@@ -355,6 +391,7 @@ SYMWIRE_DECL void Channel::SessionEnded(const absl::Status& status) {
   for (auto& w : established) {
     w(established_once_ ? end : (status.ok() ? end : status));
   }
+  if (close_timer_) close_timer_->cancel();
   auto closers = std::move(close_waiters_);
   close_waiters_.clear();
   for (auto& w : closers) w(status);
@@ -406,8 +443,45 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     std::string payload, CallOptions options, TaskCallbacks callbacks,
     absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done,
     std::function<bool()> abandoned) {
+  const bool fail_fast =
+      client_ && client_->transient_failure && !options.wait_for_ready;
+  // wait_for_ready with a deadline: the wait is bounded by it.
+  absl::Time queued_at = absl::InfinitePast();
+  if (options.wait_for_ready && options.deadline) {
+    queued_at = Now(Reading::kFresh);
+    auto shared =
+        std::make_shared<absl::AnyInvocable<void(absl::StatusOr<TaskCall>)>>(
+            std::move(done));
+    auto timer = std::make_shared<asio::steady_timer>(executor_);
+    timer->expires_at(detail::ToSteady(queued_at + *options.deadline));
+    timer->async_wait([shared, deadline = *options.deadline](
+                          const boost::system::error_code& ec) {
+      if (ec || !*shared) return;
+      auto d = std::move(*shared);
+      *shared = nullptr;
+      d(absl::DeadlineExceededError(
+          absl::StrCat("deadline exceeded while waiting for the connection (",
+                       absl::FormatDuration(deadline), ", wait_for_ready)")));
+    });
+    done = [shared, timer](absl::StatusOr<TaskCall> call) {
+      timer->cancel();
+      if (!*shared) {
+        // Timed out already: a task sent anyway is cancelled.
+        if (call.ok()) static_cast<void>(call->Cancel());
+        return;
+      }
+      auto d = std::move(*shared);
+      *shared = nullptr;
+      d(std::move(call));
+    };
+    abandoned = [shared, timer, prior = std::move(abandoned)] {
+      const bool gone = !*shared || (prior && prior());
+      if (gone) timer->cancel();
+      return gone;
+    };
+  }
   auto attempt = [weak = weak_from_this(), payload = std::move(payload),
-                  options = std::move(options),
+                  queued_at, options = std::move(options),
                   callbacks = std::move(callbacks), done = std::move(done),
                   abandoned = std::move(abandoned)]() mutable -> bool {
     // Cancelled while queued: drop it unsent (it already completed).
@@ -420,6 +494,23 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     // Before the first handshake completes, wait for it (Established runs
     // the waiters); if it fails, the session's end fails this submission.
     if (!self->established_once_ && !self->ended_) return false;
+    // A call that waited (for the handshake, a resume or credit) while the
+    // session ended: the session's error says why.
+    if (self->ended_ && !self->session_->status().ok()) {
+      done(self->client_ ? detail::ServerGone(self->session_->status())
+                         : self->session_->status());
+      return true;
+    }
+    // An outage of a client's connection (CallOptions::wait_for_ready).
+    if (self->client_ && !self->ended_ && self->client_->transient_failure) {
+      if (options.wait_for_ready) return false;  // Established runs it
+      const absl::Status& why = self->client_->last_failure;
+      done(MakeError(absl::StatusCode::kUnavailable, ErrorCode::kConnectionLost,
+                     absl::StrCat("connection down, reconnecting: ",
+                                  why.ok() ? absl::string_view("no connection")
+                                           : why.message())));
+      return true;
+    }
     std::vector<MetadataEntry> metadata;
     metadata.reserve(options.metadata.size());
     for (const auto& [k, v] : options.metadata) {
@@ -427,6 +518,16 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     }
     TaskOptions o;
     o.deadline = options.deadline;
+    if (o.deadline && queued_at != absl::InfinitePast()) {
+      // What is left of it after waiting (wait_for_ready).
+      *o.deadline -= self->Now(Reading::kFresh) - queued_at;
+      if (*o.deadline <= absl::ZeroDuration()) {
+        done(absl::DeadlineExceededError(absl::StrCat(
+            "deadline exceeded while waiting for the connection (",
+            absl::FormatDuration(*options.deadline), ", wait_for_ready)")));
+        return true;
+      }
+    }
     o.trace_parent = options.trace_parent;
     if (o.trace_parent && options.trace_child_span) {
       // A span of its own per task, a child of the caller's (issue #14).
@@ -448,7 +549,8 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     done(std::move(call));
     return true;
   };
-  if (writable_waiters_.empty() && attempt()) return;
+  // A call that fails fast does not queue behind blocked ones.
+  if ((writable_waiters_.empty() || fail_fast) && attempt()) return;
   writable_waiters_.push_back(std::move(attempt));
 }
 
@@ -550,7 +652,7 @@ SYMWIRE_DECL void Channel::StartClose(
     detail::Completion<void(absl::Status)> done,
     const detail::OpCancelPtr& cancel) {
   if (ended_) {
-    done(session_->status());
+    done(client_ ? detail::ServerGone(session_->status()) : session_->status());
     return;
   }
   // Terminal and partial: the wait ends at once, the graceful close it
@@ -561,6 +663,26 @@ SYMWIRE_DECL void Channel::StartClose(
       "async_close");
   close_waiters_.push_back(std::move(done));
   static_cast<void>(Close());
+  // ChannelOptions::close_timeout: the first async_close arms it.
+  if (ended_ || close_timer_ ||
+      options_.close_timeout == absl::InfiniteDuration()) {
+    return;
+  }
+  close_timer_ = std::make_unique<asio::steady_timer>(executor_);
+  close_timer_->expires_at(
+      detail::ToSteady(Now(Reading::kFresh) + options_.close_timeout));
+  close_timer_->async_wait(
+      [weak = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || self->ended_) return;
+        self->session_->Abort(
+            absl::DeadlineExceededError(absl::StrCat(
+                "async_close: the session did not close within ",
+                absl::ToInt64Milliseconds(self->options_.close_timeout),
+                " ms (ChannelOptions::close_timeout)")),
+            self->Now(Reading::kFresh));
+        self->AfterInput();
+      });
 }
 
 SYMWIRE_DECL void Channel::StartWaitEstablished(
@@ -569,7 +691,8 @@ SYMWIRE_DECL void Channel::StartWaitEstablished(
   if (ended_) {
     done(session_->status().ok()
              ? MakeError(ErrorCode::kSessionClosed, "session closed")
-             : session_->status());
+             : (client_ ? detail::ServerGone(session_->status())
+                        : session_->status()));
     return;
   }
   if (established_once_) {

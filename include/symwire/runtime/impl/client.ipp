@@ -10,6 +10,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "boost/asio/dispatch.hpp"
 #include "symwire/error.hpp"
 #include "symwire/runtime/client.hpp"
@@ -64,6 +65,7 @@ SYMWIRE_DECL void ClientPart::Dial(Channel& channel) {
     }
     const absl::Time now = self->Now(Channel::Reading::kFresh);
     if (!result.ok()) {
+      self->client_->NoteFailure(result.status(), now);
       if (!self->established_once_) {
         self->session_->Abort(result.status(), now);
       } else {
@@ -150,6 +152,45 @@ SYMWIRE_DECL void ClientPart::EndPendingRetry(Channel& channel) {
   channel.Notify(ChannelEvent::Kind::kFailed, why);
 }
 
+SYMWIRE_DECL void ClientPart::NoteFailure(const absl::Status& status,
+                                          absl::Time now) {
+  last_failure = status;
+  last_failure_at = now;
+  if (outage) transient_failure = true;  // a redial or resume failed
+}
+
+SYMWIRE_DECL void ClientPart::OutageBegins(Channel& channel) {
+  if (outage) return;  // a failed redial or resume: the same outage
+  outage = true;
+  if (unreachable_timeout == absl::InfiniteDuration()) return;
+  if (!unreachable_timer) {
+    unreachable_timer = std::make_unique<asio::steady_timer>(channel.executor_);
+  }
+  unreachable_timer->expires_at(
+      ToSteady(channel.Now(Channel::Reading::kFresh) + unreachable_timeout));
+  unreachable_timer->async_wait(
+      [weak = channel.weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || self->ended_ || !self->client_->outage) return;
+        ClientPart& part = *self->client_;
+        const absl::Status why = MakeError(
+            absl::StatusCode::kUnavailable, ErrorCode::kConnectionLost,
+            absl::StrCat(
+                "server unreachable for ",
+                absl::ToInt64Milliseconds(part.unreachable_timeout), " ms: ",
+                part.last_failure.ok() ? absl::string_view("no connection")
+                                       : part.last_failure.message()));
+        self->session_->Abort(why, self->Now(Channel::Reading::kFresh));
+        self->AfterInput();
+      });
+}
+
+SYMWIRE_DECL void ClientPart::OutageEnds() {
+  outage = false;
+  transient_failure = false;
+  if (unreachable_timer) unreachable_timer->cancel();
+}
+
 }  // namespace detail
 
 // ---- Client ----------------------------------------------------------------
@@ -161,6 +202,7 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Client::Connect(
   const bool retry_first = options.retry_first_connect;
   const uint32_t first_attempts = options.first_connect_attempts;
   const absl::Duration first_timeout = options.first_connect_timeout;
+  const absl::Duration unreachable = options.unreachable_timeout;
   absl::StatusOr<std::shared_ptr<Channel>> channel =
       Channel::Make(executor, std::move(options), SessionSide::kInitiator);
   if (!channel.ok()) return channel.status();
@@ -169,6 +211,7 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Client::Connect(
   part->reconnect = reconnect;
   part->retry_first = retry_first && first_attempts > 1;
   part->first_max_attempts = first_attempts;
+  part->unreachable_timeout = unreachable;
   part->first_deadline =
       (*channel)->Now(Channel::Reading::kFresh) + first_timeout;
   (*channel)->client_ = std::move(part);

@@ -13,6 +13,8 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "symwire/error.hpp"
 #include "symwire/runtime/channel.hpp"
@@ -219,10 +221,27 @@ SYMWIRE_DECL void Channel::OnTransportClosed(Transport& transport,
                                              const absl::Status& status) {
   if (&transport != transport_.get()) return;
   Detach(status);
-  session_->TransportLost(status.ok() ? MakeError(ErrorCode::kConnectionLost,
-                                                  "connection closed by peer")
-                                      : status,
-                          Now(Reading::kFresh));
+  absl::Status why = status.ok() ? MakeError(ErrorCode::kConnectionLost,
+                                             "connection closed by peer")
+                                 : status;
+  // A plain-TCP client on a TLS port: the TLS server reads our preface as
+  // a bad record and closes without a byte (OpenSSL sends no alert for a
+  // first record that is not TLS). Say what that usually means.
+  const TransportCounters counters = transport.counters();
+  if (client_ && !established_once_ && counters.bytes_read == 0 &&
+      counters.bytes_written > 0 &&
+      absl::StartsWith(transport.description(), "tcp ")) {
+    absl::Status hinted(
+        why.code(),
+        absl::StrCat(why.message(),
+                     " (before sending a byte: if the server's port serves "
+                     "TLS, is it a tls:// endpoint? dial it with TlsDialer)"));
+    why.ForEachPayload([&](absl::string_view url, const absl::Cord& p) {
+      hinted.SetPayload(url, p);
+    });
+    why = std::move(hinted);
+  }
+  session_->TransportLost(why, Now(Reading::kFresh));
   AfterInput();
 }
 

@@ -44,6 +44,8 @@ SYMWIRE_DECL std::string_view ChannelEventName(ChannelEvent::Kind kind) {
       return "closed";
     case ChannelEvent::Kind::kFailed:
       return "failed";
+    case ChannelEvent::Kind::kReconnectAttempt:
+      return "reconnect-attempt";
   }
   return "unknown";
 }

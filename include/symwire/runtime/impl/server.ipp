@@ -851,9 +851,13 @@ SYMWIRE_DECL void Server::StartShutdown(
     join->remaining = owned_shards_->shards.size();
     join->done = std::move(done);
     for (const auto& shard : owned_shards_->shards) {
-      asio::post(shard->executor_, [shard, join] {
-        shard->StartShutdown([join](const absl::Status&) {
-          if (join->remaining.fetch_sub(1) == 1) join->done(absl::OkStatus());
+      asio::post(shard->executor_, [shard, join, front = executor_] {
+        shard->StartShutdown([join, front](const absl::Status&) {
+          // Completed on the front's executor, where a cancellation of the
+          // wait (async_shutdown's slot) runs too.
+          if (join->remaining.fetch_sub(1) == 1) {
+            asio::post(front, [join] { join->done(absl::OkStatus()); });
+          }
         });
       });
     }

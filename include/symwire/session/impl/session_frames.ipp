@@ -134,9 +134,13 @@ SYMWIRE_DECL absl::Status Session::HandleTaskError(const FrameView& frame,
     EndTask(id, *task);
     return absl::OkStatus();
   }
-  absl::Status status = MakeError(
-      m->code, m->detail == ErrorCode::kOk ? ErrorCode::kPeerError : m->detail,
-      m->message);
+  // §13.2: the executor's status as it sent it: its canonical code and
+  // message, and its symwire code only if it sent one (PEER_ERROR is for a
+  // stream-0 AGENT_ERROR, §16.1), so an agent's Fail(NotFoundError("x"))
+  // reaches the submitter as NotFoundError("x").
+  absl::Status status = m->detail == ErrorCode::kOk
+                            ? absl::Status(m->code, m->message)
+                            : MakeError(m->code, m->detail, m->message);
   Emit(TaskFailed{id, std::move(status), m->retryable});
   EndTask(id, *task);
   return absl::OkStatus();
@@ -169,7 +173,8 @@ SYMWIRE_DECL absl::Status Session::HandleCancel(const FrameView& frame,
   absl::Status status =
       deadline
           ? absl::DeadlineExceededError(absl::StrFormat(
-                "task %d: deadline exceeded (cancelled by the submitter)", id))
+                "task %d: deadline exceeded (the submitter's deadline passed)",
+                id))
           : absl::CancelledError(
                 absl::StrFormat("task %d: cancelled by the submitter", id));
   Emit(TaskCancelled{id, status, false});

@@ -427,6 +427,13 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
   const size_t have = std::min(input.size(), kPrefaceMagicSize);
   for (size_t i = 0; i < have; ++i) {
     if (SYMWIRE_UNLIKELY(input[i] != kPrefaceBytes[i])) {
+      // A TLS record where the preface belongs (a first byte that is a TLS
+      // content type, 0x14-0x17: a ClientHello starts 0x16 0x03, an alert
+      // 0x15 0x03): one side speaks TLS, the other does not. Say so. The
+      // first byte alone decides, so that the error is the same however
+      // the bytes are split.
+      const auto first = static_cast<unsigned>(input[0]);
+      const bool tls = offset_ == 0 && i == 0 && first >= 0x14 && first <= 0x17;
       return Fail(detail::DecodeError(
           ErrorCode::kBadPreface,
           absl::StrCat(
@@ -434,7 +441,10 @@ SYMWIRE_DECL absl::Status FrameDecoder::DecodePreface(
               absl::Hex(static_cast<unsigned>(input[i]), absl::kZeroPad2),
               " is not the expected 0x",
               absl::Hex(static_cast<unsigned>(kPrefaceBytes[i]),
-                        absl::kZeroPad2)),
+                        absl::kZeroPad2),
+              tls ? " (the peer answered with a TLS record: is it a tls:// "
+                    "endpoint, or a TLS client on a plain port?)"
+                  : ""),
           offset_ + i));
     }
   }
