@@ -61,7 +61,8 @@ Modes:
         Prints an annotated `hex` block for one frame (no preface). Keys:
           type=AGENT_TASK|1  flags=0x01  stream=N  seq=N  payload=HEX
           text=ASCII (payload as text)  deadline=N  traceparent=HEX(26 bytes)
-          tracestate=ASCII  metadata=KEYHEX:VALUEHEX  ext=TYPE:VALUEHEX
+          tracestate=ASCII  method=ASCII  metadata=KEYHEX:VALUEHEX
+          ext=TYPE:VALUEHEX
           (extensions are written in the order given; repeatable)
           crc=0xXXXXXXXX (force a wrong CRC)  checksum=0x... (force a wrong
           XXH3)  stream_size/seq_size/plen_size/hl_size=N (force longer varints)
@@ -266,10 +267,12 @@ EXT_DEADLINE = 1
 EXT_TRACEPARENT = 2
 EXT_TRACESTATE = 4
 EXT_METADATA = 6
-KNOWN_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METADATA)
-SINGLETON_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE)
+EXT_METHOD = 9      # §5.1: critical (odd), 1..255 bytes of 0x21..0x7E
+KNOWN_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METADATA, EXT_METHOD)
+SINGLETON_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METHOD)
 TRACEPARENT_SIZE = 26
 TRACESTATE_MAX = 512
+METHOD_MAX = 255
 
 
 class Options:
@@ -383,6 +386,7 @@ def decode_frame(data, base, opts, info=None):
     deadline = None
     traceparent = None
     tracestate = None
+    method = None
     metadata = []
     while p < crc_at:
         type_pos = p
@@ -422,6 +426,11 @@ def decode_frame(data, base, opts, info=None):
             if not 1 <= elen <= TRACESTATE_MAX or any(b < 0x20 or b > 0x7E for b in value):
                 raise WireError("MALFORMED_EXTENSION", value_at)
             tracestate = value
+        elif etype == EXT_METHOD:
+            # §5.1: the length, then each byte; offset: the value's start.
+            if not 1 <= elen <= METHOD_MAX or any(b < 0x21 or b > 0x7E for b in value):
+                raise WireError("MALFORMED_EXTENSION", value_at)
+            method = value
         elif etype == EXT_METADATA:
             klen, n = bounded_varint(data, value_at, value_end, "MALFORMED_EXTENSION")
             if klen < 1 or value_at + n + klen > value_end:
@@ -457,6 +466,8 @@ def decode_frame(data, base, opts, info=None):
         tokens.append("tracestate=%s" % tracestate.hex())
     for key, val in metadata:
         tokens.append("metadata=%s:%s" % (key.hex(), hexs(val)))
+    if method is not None:
+        tokens.append("method=%s" % method.hex())
     for etype, val in exts:
         tokens.append("ext=%d:%s" % (etype, hexs(val)))
     return " ".join(tokens), size
@@ -511,7 +522,7 @@ def decode_single_varint(data):
 # hex block can carry one comment per field.
 
 def _ext_comment(etype):
-    names = {1: "DEADLINE", 2: "TRACEPARENT", 4: "TRACESTATE", 6: "METADATA"}
+    names = {1: "DEADLINE", 2: "TRACEPARENT", 4: "TRACESTATE", 6: "METADATA", 9: "METHOD"}
     if etype in names:
         return names[etype]
     if etype == 0:
@@ -529,6 +540,8 @@ def _value_comment(etype, value):
             return "value: version %02x, trace_id, parent_id, flags %02x" % (value[0], value[25])
         if etype == EXT_TRACESTATE and all(0x20 <= b <= 0x7E for b in value):
             return 'value: "%s"' % value.decode("ascii")
+        if etype == EXT_METHOD and all(0x21 <= b <= 0x7E for b in value):
+            return 'value: method "%s"' % value.decode("ascii")
         if etype == EXT_METADATA:
             klen, n = varint_decode(value, 0, len(value))
             key, val = value[n:n + klen], value[n + klen:]
@@ -1101,6 +1114,7 @@ SESSION_ERRORS = {
     "RESUME_GAP": (119, "DATA_LOSS"),
     "RESUME_REJECTED": (120, "PERMISSION_DENIED"),
     "PEER_ERROR": (126, None),
+    "UNIMPLEMENTED": (127, "UNIMPLEMENTED"),  # §13.5: no handler for the method
 }
 SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}
 # §7: the framing errors a receiver reports, with their canonical codes.
@@ -2772,6 +2786,27 @@ def selftest():
 
     expect("decode minimal header", first_line(minimal),
            "frame offset=0 size=10 type=AGENT_TASK flags=0x00 stream=1 seq=0 payload=-")
+    # §5.1 METHOD: type 9, 1..255 bytes of 0x21..0x7E, once; errors at the
+    # value's first byte (duplicate: at the type).
+    def method_frame(*values):
+        return raw(build_frame(1, stream=1, exts=[Ext(EXT_METHOD, v) for v in values]))
+    got = first_line(method_frame(b"summarize"))
+    expect("METHOD decoded", got.split(" ")[-2:],
+           ["method=%s" % b"summarize".hex(), "ext=9:%s" % b"summarize".hex()])
+    expect("METHOD header", method_frame(b"a")[:9].hex(" "), "0c 01 00 01 00 00 09 01 61")
+    expect("METHOD 255 bytes", first_line(method_frame(b"~" * 255))[:14], "frame offset=0")
+    # 256 bytes: header_length and ext_length are 2-byte varints, so the
+    # value starts at 10.
+    expect("METHOD 256 bytes", first_line(method_frame(b"~" * 256)),
+           "error code=MALFORMED_EXTENSION offset=10")
+    expect("METHOD empty", first_line(method_frame(b"")),
+           "error code=MALFORMED_EXTENSION offset=8")
+    expect("METHOD space", first_line(method_frame(b"a b")),
+           "error code=MALFORMED_EXTENSION offset=8")
+    expect("METHOD 0x7f", first_line(method_frame(b"a\x7f")),
+           "error code=MALFORMED_EXTENSION offset=8")
+    expect("METHOD twice", first_line(method_frame(b"a", b"b")),
+           "error code=DUPLICATE_EXTENSION offset=9")
     # 63 bytes after the length field: 1-byte 3f; 64: the smallest 2-byte, 40 40.
     pad63 = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(52))]))
     pad64 = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(53))]))
@@ -2881,6 +2916,8 @@ def _frame_from_args(args):
             kw["exts"].append(Ext(EXT_TRACEPARENT, bytes.fromhex(val)))
         elif key == "tracestate":
             kw["exts"].append(Ext(EXT_TRACESTATE, val.encode("ascii")))
+        elif key == "method":
+            kw["exts"].append(Ext(EXT_METHOD, val.encode("ascii")))
         elif key == "metadata":
             k, _, v = val.partition(":")
             kw["exts"].append(metadata_ext(bytes.fromhex(k), bytes.fromhex(v)))
