@@ -97,10 +97,12 @@ SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
     handler = methods ? methods->Find(method) : nullptr;
     if (handler == nullptr) {
       IncomingTask task(state);
-      if (method == kHealthMethod && methods != nullptr) {
+      if (method == kHealthMethod) {
         // SPEC.md §13.6: one byte, the final response. async_respond waits
-        // for room in the send window instead of failing.
-        const auto health = static_cast<char>(methods->Health());
+        // for room in the send window instead of failing. A Client's
+        // channel (role peer) has no server: it serves while it runs.
+        const auto health = static_cast<char>(methods ? methods->Health()
+                                                      : HealthStatus::kServing);
         task.async_respond(std::string(1, health), true,
                            [](const absl::Status&) {});
       } else {
