@@ -469,6 +469,29 @@ void StartWsServerUpgrade(std::shared_ptr<WsState<NextLayer>> state,
     http::response<http::string_body> refusal;
     std::array<char, 512> discard{};
   };
+  // Reads and discards until the client closes or the upgrade timer fires,
+  // then closes and finishes `op` with `status`. A handler object rather
+  // than a self-referencing std::function: when the io_context is destroyed
+  // with the read pending, destroying the handler frees everything.
+  struct Drain {
+    std::shared_ptr<WsState<NextLayer>> state;
+    std::shared_ptr<WsHandshakeOp> op;
+    std::shared_ptr<Read> rd;
+    absl::Status status;
+    void Start() {
+      auto& socket = beast::get_lowest_layer(state->ws);
+      auto buffer = asio::buffer(rd->discard);
+      socket.async_read_some(buffer, std::move(*this));
+    }
+    void operator()(const boost::system::error_code& ec, size_t) {
+      if (!ec && !op->timed_out) {
+        Start();
+        return;
+      }
+      state->CloseSocket();
+      op->Finish(std::move(status));
+    }
+  };
   WsUpgradeShared& shared = slot->shared();
   auto rd = std::make_shared<Read>(shared.options.max_header_bytes);
   http::async_read(
@@ -522,22 +545,9 @@ void StartWsServerUpgrade(std::shared_ptr<WsState<NextLayer>> state,
                 boost::system::error_code ignored;
                 beast::get_lowest_layer(state->ws).shutdown(
                     asio::socket_base::shutdown_send, ignored);
-                auto drain = std::make_shared<std::function<void()>>();
-                *drain = [state, op, rd, drain, st = std::move(st)]() mutable {
-                  beast::get_lowest_layer(state->ws).async_read_some(
-                      asio::buffer(rd->discard),
-                      [state, op, drain, st](const boost::system::error_code& e,
-                                             size_t) mutable {
-                        if (!e && !op->timed_out) {
-                          (*drain)();
-                          return;
-                        }
-                        state->CloseSocket();
-                        op->Finish(std::move(st));
-                        *drain = nullptr;  // breaks the cycle
-                      });
-                };
-                (*drain)();
+                Drain{std::move(state), std::move(op), std::move(rd),
+                      std::move(st)}
+                    .Start();
               });
         };
         if (ec == http::error::header_limit ||
