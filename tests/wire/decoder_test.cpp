@@ -1879,9 +1879,6 @@ TEST_CASE("dump: FormatFrame", "[dump]") {
         "tracestate=\"a=b\" meta{x=\"\" y=\"z\"} ext{8:0xaa 10:\"hi\"}");
 }
 
-}  // namespace
-}  // namespace symwire
-
 TEST_CASE("decoder: METHOD is known and method() returns it",
           "[decoder][extensions]") {
   // SPEC.md §5.1: type 9 is critical, so before this version it was
@@ -1917,3 +1914,6 @@ TEST_CASE("decoder: METHOD is known and method() returns it",
   REQUIRE(frame.ok());
   CHECK(frame->frame.method().empty());
 }
+
+}  // namespace
+}  // namespace symwire
