@@ -171,7 +171,10 @@ TEST_CASE("methods: the health method answers SERVING, NOT_SERVING, DRAINING",
   // Once a shutdown starts, the answer is DRAINING whatever was set.
   bool shut = false;
   f.server->async_shutdown([&](absl::Status) { shut = true; });
-  CHECK(f.server->serving_status() == HealthStatus::kDraining);
+  RunUntil(
+      f.io,
+      [&] { return f.server->serving_status() == HealthStatus::kDraining; },
+      "the status turns DRAINING once the shutdown starts");
   RunUntil(
       f.io, [&] { return shut; }, "shutdown completes");
 }
