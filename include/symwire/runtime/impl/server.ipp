@@ -164,12 +164,11 @@ SYMWIRE_DECL absl::Status Server::Handle(std::string method,
                      ErrorCode::kInvalidFrame,
                      absl::StrCat("Handle(\"", method, "\"): empty handler"));
   }
-  auto [it, inserted] =
-      methods_->handlers.try_emplace(std::move(method), std::move(handler));
-  if (!inserted) {
+  if (methods_->handlers.contains(method)) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "Handle(\"", it->first, "\"): a handler is already registered"));
+        "Handle(\"", method, "\"): a handler is already registered"));
   }
+  methods_->handlers.emplace(std::move(method), std::move(handler));
   return absl::OkStatus();
 }
 
