@@ -10,9 +10,13 @@
 //                          killed (SIGTERM) or its client leaves;
 //                          client: the orchestrator side, measures, prints
 //                          one JSON line on stdout and exits.
-//   --transport tcp|unix   loopback TCP or a Unix-domain stream socket.
-//   --address A            tcp: HOST:PORT (default 127.0.0.1:7600);
-//                          unix: a socket path (default /tmp/symwire-e2e.sock).
+//   --transport tcp|unix   loopback TCP or a Unix-domain stream socket;
+//                          symwire-bench-e2e also tls, ws, wss (TLS 1.3
+//                          with a throw-away certificate, WebSocket on
+//                          the path /bench; e2e_symwire.cpp).
+//   --address A            tcp, tls, ws, wss: HOST:PORT (default
+//                          127.0.0.1:7600); unix: a socket path (default
+//                          /tmp/symwire-e2e.sock).
 //   --payload BYTES        application payload per message (default 64).
 //   --mode M               throughput | stream | latency (default throughput).
 //   --seconds S            measured time (default 2), after --warmup.
@@ -84,7 +88,10 @@ struct Options {
 
 // ParseArgs: the command line (above); exits 0 after --help and 2 on a
 // usage error (tools/cli/args.hpp).
-inline Options ParseArgs(int argc, char** argv) {
+// `transports`: the --transport values the program supports.
+inline Options ParseArgs(int argc, char** argv,
+                         std::vector<std::string> transports = {"tcp",
+                                                                "unix"}) {
   Options o;
   std::string program = argc > 0 ? argv[0] : "e2e";
   program = program.substr(program.rfind('/') + 1);
@@ -98,11 +105,12 @@ inline Options ParseArgs(int argc, char** argv) {
               "server: the agent / receiver side; client: the orchestrator "
               "side")
       .Default("none, required")
-      .Choice("--transport", &o.transport, {"tcp", "unix"},
-              "loopback TCP or a Unix-domain stream socket")
+      .Choice("--transport", &o.transport, std::move(transports),
+              "loopback TCP (tls, ws, wss: over it) or a Unix-domain stream "
+              "socket")
       .String("--address", &o.address, "A",
-              "tcp: HOST:PORT; unix: a socket path")
-      .Default("127.0.0.1:7600 (tcp), /tmp/symwire-e2e.sock (unix)")
+              "tcp, tls, ws, wss: HOST:PORT; unix: a socket path")
+      .Default("127.0.0.1:7600, /tmp/symwire-e2e.sock (unix)")
       .Int<size_t>("--payload", &o.payload, "BYTES",
                    "application payload per message", 0, size_t{1} << 30)
       .Choice("--mode", &o.mode, {"throughput", "stream", "latency"},
@@ -145,7 +153,7 @@ inline Options ParseArgs(int argc, char** argv) {
   }
   if (o.address.empty()) {
     o.address =
-        o.transport == "tcp" ? "127.0.0.1:7600" : "/tmp/symwire-e2e.sock";
+        o.transport == "unix" ? "/tmp/symwire-e2e.sock" : "127.0.0.1:7600";
   }
   return o;
 }

@@ -1,7 +1,11 @@
 // File: bench/e2e_symwire.cpp
 // symwire-bench-e2e: symwire end to end, the agent (--role server) and the
 // orchestrator (--role client) in separate processes, over loopback TCP or
-// a Unix-domain socket, through the public runtime (Server, Client, Channel).
+// a Unix-domain socket, through the public runtime (Server, Client, Channel);
+// --transport tls, ws or wss over loopback TCP too: TLS (tls.hpp) with a
+// throw-away certificate (symwire/testing/test_certs.hpp; the client does
+// not verify it: the two processes do not share the generated CA), and
+// WebSocket (ws.hpp, wss.hpp) upgraded on the path /bench.
 // Command line and JSON: e2e_common.hpp; what the numbers mean:
 // bench/README.md ("End to end").
 //
@@ -40,6 +44,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
@@ -48,7 +53,11 @@
 #include "e2e_common.hpp"
 #include "symwire/error.hpp"
 #include "symwire/runtime/runtime.hpp"
+#include "symwire/testing/test_certs.hpp"
 #include "symwire/transport/tcp.hpp"
+#include "symwire/transport/tls.hpp"
+#include "symwire/transport/ws.hpp"
+#include "symwire/transport/wss.hpp"
 
 namespace {
 
@@ -58,6 +67,7 @@ using e2e::Options;
 
 constexpr char kStreamMagic[4] = {'S', 'T', 'R', 'M'};
 constexpr int kStreamBurst = 256;  // responses per executor turn
+constexpr char kWsPath[] = "/bench";
 
 bool IsRetry(const absl::Status& st) {
   const symwire::ErrorCode code = symwire::GetErrorCode(st);
@@ -146,8 +156,32 @@ int RunServer(const Options& o) {
     std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
     return 1;
   }
-  if (o.transport == "tcp") {
-    auto ep = (*server)->ListenTcp(o.Host(), o.Port());
+  if (o.transport != "unix") {
+    symwire::Server::Upgrade upgrade;
+    std::shared_ptr<asio::ssl::context> tls;
+    if (o.transport == "tls" || o.transport == "wss") {
+      const symwire::testing::TestCertificates& pki =
+          symwire::testing::TestCerts();
+      symwire::TlsServerOptions tso;
+      tso.cert_pem = pki.server_cert_pem;
+      tso.key_pem = pki.server_key_pem;
+      auto ctx = symwire::MakeTlsServerContext(tso);
+      if (!ctx.ok()) {
+        std::fprintf(stderr, "%s\n", ctx.status().ToString().c_str());
+        return 1;
+      }
+      tls = *ctx;
+    }
+    symwire::WsServerOptions wso;
+    wso.path = kWsPath;
+    wso.transport = so.transport;
+    if (o.transport == "tls") {
+      upgrade = symwire::TlsUpgrade(tls, symwire::kDefaultTlsHandshakeTimeout,
+                                    so.transport);
+    }
+    if (o.transport == "ws") upgrade = symwire::WsUpgrade(wso);
+    if (o.transport == "wss") upgrade = symwire::WssUpgrade(tls, wso);
+    auto ep = (*server)->ListenTcp(o.Host(), o.Port(), std::move(upgrade));
     if (!ep.ok()) {
       std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
       return 1;
@@ -404,18 +438,43 @@ int RunClient(const Options& o) {
   b.stream_request.append(reinterpret_cast<const char*>(&size), 8);
   symwire::TransportOptions topt;
   topt.spin_read = std::chrono::microseconds(o.spin_us);
+  std::shared_ptr<asio::ssl::context> tls;
+  if (o.transport == "tls" || o.transport == "wss") {
+    symwire::TlsClientOptions tco;
+    tco.verify_peer = false;  // the server's throw-away CA is not shared
+    auto ctx = symwire::MakeTlsClientContext(tco);
+    if (!ctx.ok()) {
+      std::fprintf(stderr, "%s\n", ctx.status().ToString().c_str());
+      return 1;
+    }
+    tls = *ctx;
+  }
   for (int i = 0; i < o.connections; ++i) {
     symwire::ClientOptions co;
     co.session.agent_id = "bench-orchestrator";
     co.session.role = symwire::AgentRole::kOrchestrator;
     co.session.payload_checksums = o.checksums;
     co.reconnect = false;
-    symwire::Dialer dialer =
-        o.transport == "tcp"
-            ? symwire::TcpDialer(b.io.get_executor(), o.Host(), o.Port(), {},
-                                 std::chrono::milliseconds(10000), topt)
-            : symwire::UnixDialer(b.io.get_executor(), o.address,
+    symwire::Dialer dialer;
+    if (o.transport == "tcp") {
+      dialer = symwire::TcpDialer(b.io.get_executor(), o.Host(), o.Port(), {},
                                   std::chrono::milliseconds(10000), topt);
+    } else if (o.transport == "unix") {
+      dialer = symwire::UnixDialer(b.io.get_executor(), o.address,
+                                   std::chrono::milliseconds(10000), topt);
+    } else if (o.transport == "tls") {
+      dialer = symwire::TlsDialer(b.io.get_executor(), o.Host(), o.Port(), tls,
+                                  o.Host(), {},
+                                  std::chrono::milliseconds(10000), topt);
+    } else {
+      symwire::WsClientOptions wco;
+      wco.transport = topt;
+      const std::string url =
+          absl::StrCat(o.transport, "://", o.address, kWsPath);
+      dialer = o.transport == "ws"
+                   ? symwire::WsDialer(b.io.get_executor(), url, wco)
+                   : symwire::WssDialer(b.io.get_executor(), url, tls, wco);
+    }
     auto peer = symwire::Client::Connect(b.io.get_executor(), dialer, co);
     if (!peer.ok()) {
       std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());
@@ -442,7 +501,8 @@ int RunClient(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = e2e::ParseArgs(argc, argv);
+  const Options o =
+      e2e::ParseArgs(argc, argv, {"tcp", "unix", "tls", "ws", "wss"});
   e2e::Pin(o.pin);
   return o.role == "server" ? RunServer(o) : RunClient(o);
 }

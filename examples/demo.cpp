@@ -17,9 +17,19 @@
 // otherwise). At the end: tasks, messages per second, p50/p99 latency
 // (submit to final response, steady_clock), resumes and errors.
 //
+// Metrics (--metrics-port M): each agent keeps RuntimeMetrics (task
+// counts, bytes, latency histograms) and serves them, with its server's
+// counters, in the Prometheus text format at http://127.0.0.1:PORT/metrics
+// (a tiny Boost.Beast HTTP server: GET /metrics, 404 for anything else,
+// requests bounded to 8 KiB and 5 s). Agent k listens on M + k - 1, or on
+// any free port with M = 0; the orchestrator prints each URL.
+// --hold-metrics keeps the agents, and their /metrics, up after the run
+// until the orchestrator's stdin ends (tests/cli/metrics_scrape.py).
+//
 // Usage: symwire_demo [--tasks N] [--agents K] [--parts P] [--window W]
-//                     [--no-cut]
-//        symwire_demo --agent --parts P    (what the orchestrator runs)
+//                     [--no-cut] [--metrics-port M] [--hold-metrics]
+//        symwire_demo --agent --parts P [--metrics-port M]
+//                                          (what the orchestrator runs)
 // Exit status 0 when every task was answered correctly and every cut was
 // resumed; the last line is then "demo ok".
 // The codec-only demo is symwire_codec_demo (examples/codec_demo.cpp).
@@ -52,8 +62,17 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/empty_body.hpp"
+#include "boost/beast/http/read.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "boost/beast/http/write.hpp"
 #include "cli/args.hpp"
+#include "symwire/runtime/observer.hpp"
+#include "symwire/runtime/prometheus.hpp"
 #include "symwire/runtime/runtime.hpp"
+#include "symwire/runtime/server_metrics.hpp"
 #include "symwire/transport/tcp.hpp"
 
 extern char** environ;  // posix_spawn passes our environment on
@@ -71,9 +90,11 @@ struct Options {
   bool agent = false;
   uint64_t tasks = 4000000;
   int agents = 3;
-  int parts = 4;    // responses per task (the last one final)
-  int window = 64;  // tasks in flight per agent
-  bool cut = true;  // drop agent 1's connection midway
+  int parts = 4;          // responses per task (the last one final)
+  int window = 64;        // tasks in flight per agent
+  bool cut = true;        // drop agent 1's connection midway
+  int metrics_port = -1;  // -1: no /metrics; 0: any free port
+  bool hold_metrics = false;
 };
 
 // ParseOptions: the command line; exits 0 after --help and 2 on a usage
@@ -92,6 +113,12 @@ Options ParseOptions(int argc, char** argv) {
            1, 32)
       .Int("--window", &o.window, "W", "tasks in flight per agent", 1, 1024)
       .Switch("--no-cut", &o.cut, "do not cut agent 1's connection", false)
+      .Int("--metrics-port", &o.metrics_port, "M",
+           "agents serve Prometheus /metrics on M + k - 1 (0: any port, "
+           "-1: off)",
+           -1, 65535)
+      .Switch("--hold-metrics", &o.hold_metrics,
+              "after the run, keep the agents' /metrics up until stdin ends")
       .Switch("--agent", &o.agent,
               "run as an agent process (the orchestrator starts these)");
   args.Parse(argc, argv);
@@ -111,6 +138,91 @@ std::string Commas(uint64_t n) {
 
 // ---- The agent process ------------------------------------------------------
 
+// MetricsHttp: the agent's /metrics endpoint, as small as HTTP gets: one
+// request per connection (Connection: close), GET /metrics answered 200
+// with render(), anything else 404; a request whose header exceeds 8 KiB,
+// that has a body, or that takes over 5 s is dropped unanswered.
+class MetricsHttp {
+ public:
+  using tcp = asio::ip::tcp;
+  static constexpr size_t kMaxRequestBytes = 8192;
+
+  MetricsHttp(asio::io_context& io, std::function<std::string()> render)
+      : acceptor_(io), render_(std::move(render)) {}
+
+  // Listen: on 127.0.0.1:`port` (0: any); the port bound.
+  absl::StatusOr<uint16_t> Listen(uint16_t port) {
+    boost::system::error_code ec;
+    const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    const tcp::endpoint bound = ec ? ep : acceptor_.local_endpoint(ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat(
+          "metrics: listen on 127.0.0.1:", port, ": ", ec.message()));
+    }
+    Accept();
+    return bound.port();
+  }
+  void Stop() {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+  }
+
+ private:
+  struct Connection {
+    explicit Connection(tcp::socket s) : stream(std::move(s)) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buffer{kMaxRequestBytes};
+    boost::beast::http::request_parser<boost::beast::http::empty_body> parser;
+    boost::beast::http::response<boost::beast::http::string_body> response;
+  };
+
+  void Accept() {
+    acceptor_.async_accept(
+        [this](const boost::system::error_code& ec, tcp::socket socket) {
+          if (!acceptor_.is_open()) return;
+          if (!ec) Serve(std::make_shared<Connection>(std::move(socket)));
+          Accept();
+        });
+  }
+  void Serve(const std::shared_ptr<Connection>& c) {
+    namespace http = boost::beast::http;
+    c->parser.header_limit(kMaxRequestBytes);
+    c->stream.expires_after(std::chrono::seconds(5));
+    http::async_read(
+        c->stream, c->buffer, c->parser,
+        [this, c](const boost::system::error_code& ec, size_t) {
+          if (ec) return;  // malformed, oversized or slow: dropped
+          const auto& request = c->parser.get();
+          const bool found = request.method() == http::verb::get &&
+                             request.target() == "/metrics";
+          c->response.version(11);
+          c->response.result(found ? http::status::ok
+                                   : http::status::not_found);
+          const std::string_view type =
+              found ? symwire::PrometheusText::kContentType
+                    : std::string_view("text/plain");
+          c->response.set(http::field::content_type,
+                          boost::beast::string_view(type.data(), type.size()));
+          c->response.body() = found ? render_() : "not found\n";
+          c->response.keep_alive(false);
+          c->response.prepare_payload();
+          http::async_write(c->stream, c->response,
+                            [c](const boost::system::error_code&, size_t) {
+                              boost::system::error_code ignored;
+                              c->stream.socket().shutdown(
+                                  tcp::socket::shutdown_send, ignored);
+                            });
+        });
+  }
+
+  tcp::acceptor acceptor_;
+  std::function<std::string()> render_;
+};
+
 // RunAgent: serves tasks on 127.0.0.1 (port printed on stdout) until its
 // stdin ends, which is how the orchestrator says "exit" (and what happens
 // if the orchestrator dies). Task "doc I" is answered with P - 1 partials
@@ -120,6 +232,13 @@ int RunAgent(const Options& options) {
   symwire::ServerOptions server_options;
   server_options.session.agent_id = absl::StrCat("demo-agent-", getpid());
   server_options.session.role = symwire::AgentRole::kAgent;
+  // Hooks only when metrics are asked for: without an observer the
+  // runtime does no observer work at all.
+  std::shared_ptr<symwire::RuntimeMetrics> metrics;
+  if (options.metrics_port >= 0) {
+    metrics = std::make_shared<symwire::RuntimeMetrics>();
+    server_options.observer = metrics;
+  }
   const int parts = options.parts;
   auto server = symwire::Server::Create(
       io.get_executor(), server_options,
@@ -150,8 +269,29 @@ int RunAgent(const Options& options) {
     std::fprintf(stderr, "agent: %s\n", endpoint.status().ToString().c_str());
     return 1;
   }
-  // The one line this process writes to stdout.
-  std::printf("%u\n", static_cast<unsigned>(endpoint->port()));
+  MetricsHttp http(io, [&] {
+    symwire::PrometheusText text;
+    metrics->AppendPrometheus(text);
+    symwire::AppendPrometheus(text, **server);
+    return text.Render();
+  });
+  int metrics_port = -1;
+  if (metrics) {
+    auto bound = http.Listen(static_cast<uint16_t>(options.metrics_port));
+    if (!bound.ok()) {
+      std::fprintf(stderr, "agent: %s\n", bound.status().ToString().c_str());
+      return 1;
+    }
+    metrics_port = *bound;
+  }
+  // The one line this process writes to stdout: its port, and its metrics
+  // port when it serves /metrics.
+  if (metrics_port >= 0) {
+    std::printf("%u %d\n", static_cast<unsigned>(endpoint->port()),
+                metrics_port);
+  } else {
+    std::printf("%u\n", static_cast<unsigned>(endpoint->port()));
+  }
   std::fflush(stdout);
 
   asio::posix::stream_descriptor input(io, ::dup(STDIN_FILENO));
@@ -161,6 +301,7 @@ int RunAgent(const Options& options) {
                           [&](const boost::system::error_code& ec, size_t) {
                             if (ec) {
                               (*server)->Stop();
+                              http.Stop();
                               io.stop();
                             } else {
                               watch_stdin();
@@ -180,6 +321,7 @@ struct AgentProcess {
   pid_t pid = -1;
   int stdin_fd = -1;
   uint16_t port = 0;
+  int metrics_port = -1;  // -1: no /metrics
 };
 
 absl::Status Errno(const std::string& what) {
@@ -188,7 +330,7 @@ absl::Status Errno(const std::string& what) {
 
 // SpawnAgent: starts this program with --agent, its stdin and stdout on
 // pipes, and reads the port line it prints (within 10 s).
-absl::StatusOr<AgentProcess> SpawnAgent(int parts) {
+absl::StatusOr<AgentProcess> SpawnAgent(int parts, int metrics_port) {
   int to_child[2];
   int from_child[2];
   // O_CLOEXEC: no agent inherits another's pipes (dup2 clears it on the
@@ -205,6 +347,10 @@ absl::StatusOr<AgentProcess> SpawnAgent(int parts) {
   posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
   std::vector<std::string> args = {"symwire_demo", "--agent", "--parts",
                                    absl::StrCat(parts)};
+  if (metrics_port >= 0) {
+    args.push_back("--metrics-port");
+    args.push_back(absl::StrCat(metrics_port));
+  }
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
@@ -225,12 +371,21 @@ absl::StatusOr<AgentProcess> SpawnAgent(int parts) {
   std::string line;
   char c = 0;
   pollfd pfd{from_child[0], POLLIN, 0};
-  while (line.size() < 16 && ::poll(&pfd, 1, 10000) == 1 &&
+  while (line.size() < 24 && ::poll(&pfd, 1, 10000) == 1 &&
          ::read(from_child[0], &c, 1) == 1 && c != '\n') {
     line.push_back(c);
   }
   ::close(from_child[0]);
   int port = 0;
+  const size_t space = line.find(' ');
+  if (space != std::string::npos) {
+    if (!absl::SimpleAtoi(line.substr(space + 1), &agent.metrics_port) ||
+        agent.metrics_port <= 0 || agent.metrics_port > 65535) {
+      agent.metrics_port = -1;
+      line.clear();  // malformed: reported below
+    }
+    line.resize(std::min(line.size(), space));
+  }
   if (!absl::SimpleAtoi(line, &port) || port <= 0 || port > 65535) {
     ::close(agent.stdin_fd);
     ::kill(agent.pid, SIGKILL);
@@ -507,10 +662,23 @@ int RunOrchestrator(const Options& options) {
     Orchestrator orchestrator(io, options);
     absl::Status started = absl::OkStatus();
     for (int i = 0; i < options.agents && started.ok(); ++i) {
-      absl::StatusOr<AgentProcess> a = SpawnAgent(options.parts);
+      const int metrics_port = options.metrics_port > 0
+                                   ? options.metrics_port + i
+                                   : options.metrics_port;
+      if (metrics_port > 65535) {
+        started = absl::InvalidArgumentError(
+            absl::StrCat("--metrics-port ", options.metrics_port, " + ", i,
+                         " exceeds 65535"));
+        break;
+      }
+      absl::StatusOr<AgentProcess> a = SpawnAgent(options.parts, metrics_port);
       if (a.ok()) {
         std::printf("agent %d: pid %d, tcp 127.0.0.1:%u\n", i + 1,
                     static_cast<int>(a->pid), static_cast<unsigned>(a->port));
+        if (a->metrics_port > 0) {
+          std::printf("agent %d: metrics http://127.0.0.1:%d/metrics\n", i + 1,
+                      a->metrics_port);
+        }
         agents.push_back(*a);
       } else {
         started = a.status();
@@ -522,6 +690,14 @@ int RunOrchestrator(const Options& options) {
       status = orchestrator.Summary() ? 0 : 1;
     } else {
       std::printf("FAIL: %s\n", started.ToString().c_str());
+    }
+  }
+  if (options.hold_metrics && !agents.empty()) {
+    // The agents (and their /metrics) stay up until our stdin ends.
+    std::printf("metrics: holding until stdin ends\n");
+    std::fflush(stdout);
+    char buf[256];
+    while (::read(STDIN_FILENO, buf, sizeof buf) > 0) {
     }
   }
   // Closing an agent's stdin tells it to exit; then reap it.

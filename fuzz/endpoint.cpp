@@ -8,12 +8,17 @@
 // the loss of connections. So it drives forged and stale resumes, two or
 // more connections racing to resume S, resumes after S expired or was
 // removed, supersede of a half-open connection, and floods of
-// half-finished handshakes.
+// half-finished handshakes. Sharded (byte 0 bit 2): the Endpoint is shard
+// 0 of 2 of a sharded server (EndpointConfig::shards) and a second
+// Endpoint, shard 1, accepts connections too; a resume of S arriving there
+// is ResumeElsewhere{0}: the harness hands it off (HandOff) and shard 0
+// adopts it (Adopt), as runtime/server.hpp does across threads.
 //
 // Input layout: byte 0 bit 0: S's connection half-open (only the
-// initiator was told); bit 1: payload checksums off. Then operations, each
-// one byte `op` plus operands:
-//   op % 8 == 0  Accept a new connection
+// initiator was told); bit 1: payload checksums off; bit 2: sharded. Then
+// operations, each one byte `op` plus operands:
+//   op % 8 == 0  Accept a new connection (sharded, with op bit 3: on
+//               shard 1)
 //            1  [k][n] n bytes of the input to connection k (raw)
 //            2  [k][last] a resume HELLO for S (id of S; last_received =
 //               `last` % 8) to connection k; with op bit 3, an unknown id
@@ -35,7 +40,11 @@
 // current connection while S is connected (a lost race is rejected with
 // CONNECTION_LOST); every rejection fails the fresh session with a code and
 // leaves S as it was; what a handshaking session holds of its input stays
-// under the bound of session.hpp.
+// under the bound of session.hpp. Sharded: ResumeElsewhere comes only
+// from shard 1, names shard 0 (S's id and the unknown one end in 0), HandOff
+// retires the handle there and returns the connection's session, and
+// Adopt at shard 0 resumes or rejects it (never runs or starts), with the
+// race rule counting the connection as accepted at Adopt.
 #include "symwire/session/endpoint.hpp"
 
 #include <algorithm>
@@ -109,6 +118,7 @@ struct Connection {
   bool handshaking = true;
   bool live = true;  // its transport is up (as far as the harness knows)
   bool attached_to_s = false;
+  bool on_shard1 = false;  // sharded: accepted by shard 1 (its handle)
   // The resume this harness sent on it, if any.
   std::optional<symwire::InitMessage> hello;
   std::vector<std::byte> challenge_in;  // what the fresh session wrote
@@ -116,9 +126,14 @@ struct Connection {
 
 class Run {
  public:
-  Run(bool half_open, bool checksums)
+  Run(bool half_open, bool checksums, bool sharded)
       : server_(symwire::AgentRole::kAgent, symwire::fuzz::AuthKind::kNone,
-                checksums, kMaxHandshakes) {
+                checksums, kMaxHandshakes, 0, sharded ? 2 : 1) {
+    if (sharded) {
+      shard1_ = std::make_unique<symwire::fuzz::FuzzServer>(
+          symwire::AgentRole::kAgent, symwire::fuzz::AuthKind::kNone, checksums,
+          kMaxHandshakes, 1, 2);
+    }
     symwire::fuzz::PairSpec spec;
     spec.roles = symwire::fuzz::RolesFor(0);
     spec.checksums = checksums;
@@ -131,13 +146,14 @@ class Run {
     pair_.initiator->TransportLost(now_);
     if (!half_open) pair_.acceptor->TransportLost(now_);
     s_connected_ = half_open;
+    if (sharded) FUZZ_CHECK(s_->session_id().back() == std::byte{0});
     Check();
   }
 
   void Step(uint8_t op, Reader& in) {
     switch (op % 8) {
       case 0:
-        Accept();
+        Accept(shard1_ != nullptr && (op & 8) != 0);
         break;
       case 1: {
         Connection* c = Pick(in.Byte());
@@ -188,18 +204,25 @@ class Run {
     return &conns_[k % conns_.size()];
   }
 
-  void Accept() {
+  // The Endpoint that accepted `c` (its handle is that Endpoint's).
+  symwire::Endpoint& EndpointOf(const Connection& c) {
+    return c.on_shard1 ? shard1_->endpoint() : server_.endpoint();
+  }
+
+  void Accept(bool on_shard1) {
     if (conns_.size() >= kMaxConnections) return;
-    const size_t before = server_.endpoint().handshakes();
+    symwire::fuzz::FuzzServer& server = on_shard1 ? *shard1_ : server_;
+    const size_t before = server.endpoint().handshakes();
     ConnectionHandle h = 0;
     auto fresh =
-        server_.Accept(symwire::fuzz::kFreshSeed + conns_.size(), now_, &h);
+        server.Accept(symwire::fuzz::kFreshSeed + conns_.size(), now_, &h);
     if (fresh == nullptr) {
       FUZZ_CHECK(before == kMaxHandshakes);
       return;
     }
     Connection c;
     c.handle = h;
+    c.on_shard1 = on_shard1;
     c.fresh = std::move(fresh);
     c.fresh->set_capture(true);
     c.fresh->NewConnection();
@@ -220,8 +243,7 @@ class Run {
       return;
     }
     const Snapshot before = Snap();
-    Settle(c, c.fresh->ReceiveRouted(server_.endpoint(), c.handle, b, now_),
-           before);
+    Settle(c, c.fresh->ReceiveRouted(EndpointOf(c), c.handle, b, now_), before);
   }
 
   void Hello(Connection& c, bool unknown, uint64_t last) {
@@ -301,9 +323,9 @@ class Run {
     if (c.handshaking) {
       c.fresh->TransportLost(now_);
       const Snapshot before = Snap();
-      Settle(c, server_.endpoint().Route(c.handle, now_), before);
+      Settle(c, EndpointOf(c).Route(c.handle, now_), before);
       if (c.handshaking) {
-        server_.endpoint().Release(c.handle);
+        EndpointOf(c).Release(c.handle);
         c.handshaking = false;
       }
     } else if (c.attached_to_s) {
@@ -323,7 +345,7 @@ class Run {
     for (Connection& c : conns_) {
       if (!c.handshaking) continue;
       const Snapshot before = Snap();
-      Settle(c, server_.endpoint().Route(c.handle, now_), before);
+      Settle(c, EndpointOf(c).Route(c.handle, now_), before);
     }
   }
 
@@ -339,11 +361,35 @@ class Run {
   }
 
   void Settle(Connection& c, const ConnectionOutcome& o, const Snapshot& b) {
-    symwire::Endpoint& ep = server_.endpoint();
+    symwire::Endpoint& ep = EndpointOf(c);
     if (std::holds_alternative<symwire::HandshakeRunning>(o)) {
       FUZZ_CHECK(ep.handshake(c.handle) == &c.fresh->s());
       FUZZ_CHECK(c.fresh->s().receive_buffered_bytes() <=
                  2 * (c.fresh->s().config().max_header_bytes + 8200));
+      return;
+    }
+    if (const auto* e = std::get_if<symwire::ResumeElsewhere>(&o)) {
+      // Sharded only, naming the other shard (S's id and the unknown one,
+      // its first byte changed, end in 0; raw bytes may name shard 1).
+      FUZZ_CHECK(shard1_ != nullptr && e->shard == (c.on_shard1 ? 0U : 1U));
+      FUZZ_CHECK(c.fresh->s().state() != SessionState::kFailed);
+      if (symwire::fuzz::Verbose()) {
+        std::fprintf(stderr, "endpoint: connection %llu: handed to shard %u\n",
+                     static_cast<unsigned long long>(c.handle), e->shard);
+      }
+      std::shared_ptr<symwire::Session> moved = ep.HandOff(c.handle);
+      FUZZ_CHECK(moved == c.fresh->shared());
+      FUZZ_CHECK(ep.handshake(c.handle) == nullptr);
+      // The race rule counts the connection as accepted at Adopt.
+      c.accepted_tick = ++tick_;
+      symwire::Endpoint& owner =
+          c.on_shard1 ? server_.endpoint() : shard1_->endpoint();
+      const size_t running = owner.handshakes();
+      const ConnectionOutcome adopted = owner.Adopt(std::move(moved), now_);
+      FUZZ_CHECK(owner.handshakes() == running);  // decided at once
+      FUZZ_CHECK(std::holds_alternative<symwire::SessionResumed>(adopted) ||
+                 std::holds_alternative<symwire::ConnectionRejected>(adopted));
+      Settle(c, adopted, b);
       return;
     }
     c.handshaking = false;
@@ -416,6 +462,11 @@ class Run {
       const auto& st = std::get<symwire::SessionStarted>(o);
       FUZZ_CHECK(st.session == c.fresh->shared());
       FUZZ_CHECK(ep.Find(st.session->session_id()) == st.session);
+      if (shard1_ != nullptr) {
+        // A sharded Endpoint's ids end in its shard's index.
+        FUZZ_CHECK(st.session->session_id().back() ==
+                   std::byte{c.on_shard1 ? uint8_t{1} : uint8_t{0}});
+      }
     }
   }
 
@@ -424,17 +475,24 @@ class Run {
     FUZZ_CHECK(ep.handshakes() <= kMaxHandshakes);
     FUZZ_CHECK(ep.sessions() <= ep.config().max_sessions);
     size_t running = 0;
-    for (const Connection& c : conns_) {
-      FUZZ_CHECK((ep.handshake(c.handle) != nullptr) == c.handshaking);
-      if (c.handshaking) ++running;
+    size_t running1 = 0;
+    for (Connection& c : conns_) {
+      FUZZ_CHECK((EndpointOf(c).handshake(c.handle) != nullptr) ==
+                 c.handshaking);
+      if (c.handshaking) ++(c.on_shard1 ? running1 : running);
     }
     FUZZ_CHECK(running == ep.handshakes());
+    if (shard1_ != nullptr) {
+      FUZZ_CHECK(shard1_->endpoint().handshakes() <= kMaxHandshakes);
+      FUZZ_CHECK(running1 == shard1_->endpoint().handshakes());
+    }
     size_t attached = 0;
     for (const Connection& c : conns_) attached += c.attached_to_s ? 1 : 0;
     FUZZ_CHECK(attached <= 1);
   }
 
-  symwire::fuzz::FuzzServer server_;
+  symwire::fuzz::FuzzServer server_;  // shard 0 when sharded: S's
+  std::unique_ptr<symwire::fuzz::FuzzServer> shard1_;  // sharded only
   symwire::fuzz::Pair pair_;
   absl::Time now_;
   std::shared_ptr<symwire::Session> s_;
@@ -454,7 +512,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   Reader in(symwire::fuzz::AsBytes(data, size));
   const uint8_t control = in.Byte();
-  Run run((control & 1) != 0, (control & 2) == 0);
+  Run run((control & 1) != 0, (control & 2) == 0, (control & 4) != 0);
   for (size_t n = 0; n < kMaxOps && !in.empty(); ++n) run.Step(in.Byte(), in);
   return 0;
 }

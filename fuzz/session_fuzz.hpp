@@ -631,10 +631,15 @@ struct Pair {
 // handshakes, and the harnesses run one handshake at a time.
 class FuzzServer {
  public:
+  // With `shards` > 1: shard `shard` of a sharded server
+  // (EndpointConfig::shards; its session ids end in `shard`).
   FuzzServer(AgentRole role, AuthKind auth, bool checksums,
-             size_t max_handshakes = 16)
+             size_t max_handshakes = 16, uint32_t shard = 0,
+             uint32_t shards = 1)
       : current_(std::make_shared<RandomSource>(SeededRandom(kFreshSeed))) {
     EndpointConfig config;
+    config.shard = shard;
+    config.shards = shards;
     config.session =
         FuzzConfig(SessionSide::kAcceptor, role, auth, kFreshSeed, checksums);
     config.session.random = [current = current_](absl::Span<std::byte> out) {

@@ -141,8 +141,9 @@ bool WriteEndpointSeeds(const std::string& dir, int* written) {
     const char* name;
     std::vector<uint8_t> ops;
   };
-  // 0 accept; 2 k last: HELLO (10: unknown id); 3 k how: PROOF (0 token,
-  // 1 forged, 2 zero); 4 ms: clock; 5 k: lost; 6: Remove; 7: expire.
+  // 0 accept (8: on shard 1 when sharded); 2 k last: HELLO (10: unknown
+  // id); 3 k how: PROOF (0 token, 1 forged, 2 zero); 4 ms: clock; 5 k:
+  // lost; 6: Remove; 7: expire. Control byte: 1 half-open, 4 sharded.
   const std::vector<Seed> seeds = {
       {"resume", {0, 0, 2, 0, 7, 3, 0, 0, 4, 5}},
       {"resume-half-open", {1, 0, 2, 0, 7, 3, 0, 0, 4, 5}},
@@ -155,6 +156,13 @@ bool WriteEndpointSeeds(const std::string& dir, int* written) {
       {"removed", {0, 6, 0, 2, 0, 7, 3, 0, 0}},
       {"unknown", {0, 0, 10, 0, 7, 3, 0, 0}},
       {"lost-then-resume", {0, 0, 2, 0, 7, 5, 0, 0, 2, 1, 7, 3, 1, 0}},
+      // Sharded (control bit 2; 8: accept on shard 1): resumes handed
+      // from shard 1 to shard 0, one racing a resume on shard 0.
+      {"sharded-resume", {4, 8, 2, 0, 7, 3, 0, 0, 4, 5}},
+      {"sharded-race", {4, 8, 0, 2, 0, 7, 2, 1, 7, 3, 0, 0, 3, 1, 0}},
+      {"sharded-race-reversed", {4, 8, 0, 2, 0, 7, 2, 1, 7, 3, 1, 0, 3, 0, 0}},
+      {"sharded-supersede", {5, 8, 2, 0, 7, 3, 0, 0}},
+      {"sharded-forged", {4, 8, 2, 0, 7, 3, 0, 1, 8, 10, 1, 7, 3, 1, 0}},
       {"flood",
        {0, 0,    0,    0, 0,   0, 0,   1, 0,   3, 0x89, 0x53, 0x59, 1, 1,
         2, 0x89, 0x53, 4, 200, 4, 200, 4, 200, 4, 200,  4,    200,  0, 0}},

@@ -9,10 +9,12 @@ packages=(
   clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   libboost1.81-dev libabsl-dev libxxhash-dev catch2 libbenchmark-dev
   libssl-dev openssl
-  python3 python3-xxhash  # tools/vectors_ref.py, the independent reference
+  python3 python3-xxhash  # python/symwire (tools/vectors_ref.py, the vector check)
+  python3-setuptools python3-wheel python3-venv  # pip install --no-build-isolation ./python
   python3-websockets  # tests/transport/ws_interop.py: an independent WebSocket client
   tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
   libnats-dev nats-server  # symwire::nats (SPEC.md §21) and its tests
+  curl  # tests/cli/metrics_scrape.py: scrapes the demo agents' /metrics
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -12,7 +12,7 @@
 //                [--agent-max-tasks M] [--dial-fail-pct P]
 //                [--half-open-pct P] [--max-sim-seconds T] [--no-close]
 //                [--verbose]
-//   symwire-soak --transport tcp|unix|tls [--tasks N] [--seed S]
+//   symwire-soak --transport tcp|unix|tls|ws|wss [--tasks N] [--seed S]
 //                [--proxy-faults kill=MIN:MAX,split=N,stall=PCT,flip=PPM]
 //                [--partials K] [--payload BYTES] [--window W]
 //                [--server-threads N] [--max-seconds T] [--verbose]
@@ -30,7 +30,8 @@
 //
 // Network mode (--transport) runs the same workload and the same checks
 // through Client and Server (symwire/runtime/runtime.hpp) on 127.0.0.1
-// (plain TCP, or TLS with a throw-away PKI that the client verifies) or a
+// (plain TCP, TLS with a throw-away PKI that the client verifies, or
+// WebSocket: ws://, or wss:// with that PKI, on the path /soak) or a
 // Unix socket, with symwire::testing::FaultProxy between them: kill each
 // proxied connection after MIN..MAX bytes, forward in pieces of 1..N
 // bytes, stall a direction 1..20 ms on PCT % of the chunks, flip PPM bits
@@ -38,7 +39,10 @@
 // repairs by redialling and resuming; a flipped bit must be caught by the
 // frame checksums (and lead to a resume), never reach a payload check.
 // The JSON line adds the proxy's counters; --max-seconds bounds the wall
-// clock (default 120 + N/500).
+// clock (default 120 + N/500). For ws and wss the proxy relays the
+// WebSocket (and TLS) bytes: a kill or a flip lands anywhere in the HTTP
+// upgrade or a WebSocket frame header, and every redial upgrades anew
+// before it resumes.
 //
 // Split roles (--role) run one side per process, so that any fault
 // injector can sit between a checked client and a checked server
@@ -157,6 +161,8 @@
 #include "symwire/testing/test_certs.hpp"
 #include "symwire/transport/tcp.hpp"
 #include "symwire/transport/tls.hpp"
+#include "symwire/transport/ws.hpp"
+#include "symwire/transport/wss.hpp"
 #endif
 
 namespace {
@@ -185,7 +191,7 @@ struct Options {
   bool close = true;
   bool verbose = false;
   // Network mode (--transport): real sockets through a fault proxy.
-  std::string transport;  // "" = simulation; "tcp", "unix" or "tls"
+  std::string transport;  // "" = simulation; "tcp", "unix", "tls", "ws", "wss"
 #if SYMWIRE_SOAK_NET
   symwire::testing::FaultOptions faults;
 #endif
@@ -330,7 +336,7 @@ void ParseArgs(int argc, char** argv, Options& o) {
               "end without the graceful close handshake", false)
       .Switch("--verbose", &o.verbose, "progress lines on stderr");
 #if SYMWIRE_SOAK_NET
-  args.Choice("--transport", &o.transport, {"tcp", "unix", "tls"},
+  args.Choice("--transport", &o.transport, {"tcp", "unix", "tls", "ws", "wss"},
               "network mode: real sockets through a fault proxy")
       .Default("none: the simulation")
       .Value("--proxy-faults", "kill=MIN:MAX,split=N,stall=PCT,flip=PPM",
@@ -1355,6 +1361,9 @@ void Soak::PrintSummary(uint64_t lost, bool ok, double wall_ms) {
 #if SYMWIRE_SOAK_NET
 namespace asio = boost::asio;
 
+// The WebSocket path of --transport ws|wss.
+constexpr char kWsPath[] = "/soak";
+
 class NetSoak {
  public:
   explicit NetSoak(const Options& o)
@@ -1492,11 +1501,20 @@ class NetSoak {
     symwire::Dialer dialer;
     if (const auto* tcp =
             std::get_if<asio::ip::tcp::endpoint>(&proxy_->endpoint())) {
-      dialer = client_tls_
-                   ? symwire::TlsDialer(io_.get_executor(), "127.0.0.1",
-                                        tcp->port(), client_tls_, "127.0.0.1")
-                   : symwire::TcpDialer(io_.get_executor(), "127.0.0.1",
-                                        tcp->port());
+      const std::string url =
+          absl::StrCat(o_.transport == "wss" ? "wss" : "ws",
+                       "://127.0.0.1:", tcp->port(), kWsPath);
+      if (o_.transport == "ws") {
+        dialer = symwire::WsDialer(io_.get_executor(), url);
+      } else if (o_.transport == "wss") {
+        dialer = symwire::WssDialer(io_.get_executor(), url, client_tls_);
+      } else {
+        dialer = client_tls_
+                     ? symwire::TlsDialer(io_.get_executor(), "127.0.0.1",
+                                          tcp->port(), client_tls_, "127.0.0.1")
+                     : symwire::TcpDialer(io_.get_executor(), "127.0.0.1",
+                                          tcp->port());
+      }
     } else {
       dialer = symwire::UnixDialer(
           io_.get_executor(),
@@ -1507,7 +1525,8 @@ class NetSoak {
   }
 
   // The agent side: a Server listening on `at` (TLS with a throw-away PKI
-  // for --transport tls); `bound` is where it listens.
+  // for --transport tls and wss; WebSocket upgrades on kWsPath for ws and
+  // wss); `bound` is where it listens.
   bool StartServer(const Address& at,
                    symwire::testing::FaultProxy::Endpoint& bound) {
     symwire::ServerOptions so;
@@ -1523,7 +1542,14 @@ class NetSoak {
         [this](const std::shared_ptr<symwire::Channel>& p) { OnAgent(p); });
     if (!server.ok()) return Fatal(server.status().ToString());
     server_ = *server;
-    if (o_.transport == "tls" || at.tls) {
+    const bool ws = o_.transport == "ws" || o_.transport == "wss";
+    symwire::WsServerOptions wso;
+    wso.path = kWsPath;
+    if (o_.transport == "ws") {
+      auto ep = server_->ListenTcp(at.host, at.port, symwire::WsUpgrade(wso));
+      if (!ep.ok()) return Fatal(ep.status().ToString());
+      bound = *ep;
+    } else if (o_.transport == "tls" || o_.transport == "wss" || at.tls) {
       // A throw-away PKI (symwire/testing/test_certs.hpp) unless
       // --tls-cert/--tls-key; the client verifies the server's chain and
       // its IP address as usual (--role server: with --tls-ca-out's CA).
@@ -1549,7 +1575,8 @@ class NetSoak {
       auto server_tls = symwire::MakeTlsServerContext(tso);
       if (!server_tls.ok()) return Fatal(server_tls.status().ToString());
       auto ep = server_->ListenTcp(at.host, at.port,
-                                   symwire::TlsUpgrade(*server_tls));
+                                   ws ? symwire::WssUpgrade(*server_tls, wso)
+                                      : symwire::TlsUpgrade(*server_tls));
       if (!ep.ok()) return Fatal(ep.status().ToString());
       bound = *ep;
     } else if (!at.unix_socket) {

@@ -38,6 +38,7 @@ PROGRAMS = {
     "zmq-bench": (E2E, "--payload", "abc"),
     "grpc-bench": (E2E, "--payload", "abc"),
     "symwire_demo": (["--tasks", "--agents", "--parts", "--window", "--no-cut",
+                      "--metrics-port", "--hold-metrics",
                       "--agent"], "--agents", "65"),
     "symwire_codec_demo": (["--frames"], "--frames", "-3"),
     "stdio_orchestrator": ([], None, None),

@@ -27,6 +27,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/use_future.hpp"
+#include "boost/asio/write.hpp"
 #include "symwire/error.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/test_certs.hpp"
@@ -763,6 +764,52 @@ TEST_CASE(
     CHECK((*server)->counters().handshakes_failed == 1);
     CHECK((*server)->sessions() == 0);
   }
+}
+
+TEST_CASE(
+    "tls: connections_accepted counts every accepted connection, failed "
+    "TLS handshakes included",
+    "[tls][observability]") {
+  // Issue #14: after 1 TLS session and 2 failed handshakes the counters
+  // read accepted=1 handshakes_failed=2; accepted must be 3.
+  asio::io_context io;
+  auto metrics = std::make_shared<RuntimeMetrics>();
+  ServerOptions so;
+  so.session.role = AgentRole::kAgent;
+  so.observer = metrics;
+  auto server = Server::Create(io.get_executor(), so,
+                               [](const std::shared_ptr<Channel>&) {});
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0, TlsUpgrade(ServerContext()));
+  REQUIRE(ep.ok());
+  // Two plain-TCP peers that send garbage instead of a ClientHello.
+  std::vector<std::shared_ptr<tcp::socket>> plain;
+  for (int i = 0; i < 2; ++i) {
+    auto s = std::make_shared<tcp::socket>(io);
+    s->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), ep->port()));
+    asio::write(*s, asio::buffer(std::string("not a TLS ClientHello\r\n")));
+    plain.push_back(s);
+  }
+  REQUIRE(RunUntil(
+      io, [&] { return (*server)->counters().handshakes_failed == 2; }));
+  ClientOptions co;
+  co.session.role = AgentRole::kOrchestrator;
+  auto client = Client::Connect(
+      io.get_executor(),
+      TlsDialer(io.get_executor(), "127.0.0.1", ep->port(), ClientContext()),
+      co);
+  REQUIRE(client.ok());
+  std::optional<absl::Status> st;
+  (*client)->async_wait_established([&](absl::Status s) { st = s; });
+  REQUIRE(RunUntil(io, [&] { return st.has_value(); }));
+  REQUIRE(st->ok());
+  REQUIRE(RunUntil(io, [&] { return (*server)->sessions() == 1; }));
+  const ServerCounters c = (*server)->counters();
+  CHECK(c.connections_accepted == 3);
+  CHECK(c.handshakes_failed == 2);
+  CHECK(c.sessions_established == 1);
+  CHECK(metrics->connections_accepted() == 3);
+  CHECK(metrics->handshakes_failed() == 2);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 Drives symwire's WebSocket server (examples/ws_agent --serve) from an
 independent WebSocket client, Python's `websockets` (Debian:
 python3-websockets), with the repository's Python reference session
-(tools/vectors_ref.py, written from SPEC.md and not from the C++ code) doing
+(python/symwire, written from SPEC.md and not from the C++ code) doing
 the symwire handshake and one task over it:
 
   1. the upgrade selects subprotocol symwire.v1, with no extension;
@@ -27,10 +27,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "tools"))
+                                "python"))
 
 import websockets  # noqa: E402  Debian: python3-websockets
-import vectors_ref as ref  # noqa: E402
+import symwire.vectors as ref  # noqa: E402
 
 TIMEOUT = 10.0
 

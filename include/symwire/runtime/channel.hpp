@@ -39,6 +39,7 @@ class Server;
 namespace detail {
 struct CallState;
 struct IncomingState;
+struct ObservedTask;
 struct ClientPart;
 struct ServerPart;
 }  // namespace detail
@@ -203,7 +204,8 @@ class Channel : public std::enable_shared_from_this<Channel>,
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Make(
       asio::any_io_executor executor, ChannelOptions options, SessionSide side);
   void Attach(std::shared_ptr<Transport> transport, bool start);
-  void Detach();
+  // Detach: `why` the connection ends, for OnConnectionClosed.
+  void Detach(const absl::Status& why = absl::OkStatus());
   // AfterInput: after an input to the session, dispatch its events, hand
   // its bytes to the transport, flush, re-arm the timer.
   void AfterInput();
@@ -246,6 +248,16 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void Handle(SessionClosed& c);
   void Handle(SessionFailed& sf);
   void ArmTimer();
+  // ---- Observer hooks (ChannelOptions::observer; runtime/observer.hpp).
+  // Each is called only when an observer is set.
+  TaskInfo ObservedInfo(const detail::ObservedTask& t, TaskId id,
+                        TaskInfo::Side side,
+                        const std::optional<TraceParent>& trace) const;
+  void ObserveResponse(detail::ObservedTask& t, TaskId id, TaskInfo::Side side,
+                       const std::optional<TraceParent>& trace, size_t bytes);
+  void ObserveFinished(detail::ObservedTask& t, TaskId id, TaskInfo::Side side,
+                       const std::optional<TraceParent>& trace,
+                       const absl::Status& status);
   void Notify(ChannelEvent::Kind kind, absl::Status status = absl::OkStatus(),
               uint32_t attempt = 0);
   // The server that accepted this session, or nullptr.
@@ -292,6 +304,9 @@ class Channel : public std::enable_shared_from_this<Channel>,
   uint64_t timer_generation_ = 0;
   TaskHandler handler_;
   std::function<void(const ChannelEvent&)> observer_;
+  // The current connection's description, kept for the observer hooks
+  // (set on Attach only when ChannelOptions::observer is set).
+  std::string observed_peer_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::CallState>> calls_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::IncomingState>> incoming_;
   // Work waiting for a Writable event (credit or send window), in order.

@@ -1,13 +1,14 @@
 // File: symwire/runtime/options.hpp
 // Layer 3b (runtime). The plain settings and value types of the runtime:
 // SystemRandom, SteadyNow, Response, ChannelEvent, ChannelOptions, CallOptions,
-// TaskCallbacks.
+// TaskCallbacks. (RuntimeObserver: runtime/observer.hpp.)
 #ifndef SYMWIRE_RUNTIME_OPTIONS_HPP_
 #define SYMWIRE_RUNTIME_OPTIONS_HPP_
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "symwire/config.hpp"
+#include "symwire/runtime/observer.hpp"
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
 #include "symwire/session/event.hpp"
@@ -86,6 +88,10 @@ struct ChannelOptions {
   // from 1.9 M to 4.5-5.3 M msgs/s with 4-8 KiB here (bench/README.md);
   // 0 flushes after every frame, SIZE_MAX only at the end of each batch.
   size_t early_flush_bytes = 8192;
+  // Hooks for every task and connection (runtime/observer.hpp; e.g. a
+  // RuntimeMetrics). Unset: no observer work at all. Called on the
+  // channel's executor: with a sharded Server, from every shard's thread.
+  std::shared_ptr<RuntimeObserver> observer;
 };
 
 // CallOptions
@@ -104,6 +110,10 @@ struct CallOptions {
   // / UNIMPLEMENTED, nothing sent. An agent without a handler for it
   // answers kUnimplemented / UNIMPLEMENTED "unknown method ...".
   std::string method;
+  // With trace_parent: send a child span of it instead (ChildTraceParent,
+  // runtime/trace.hpp: same trace, a fresh span id per task, from the
+  // session's RandomSource); TaskCall::trace_parent() returns what was sent.
+  bool trace_child_span = false;
 };
 
 // TaskCallbacks

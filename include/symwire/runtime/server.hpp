@@ -87,7 +87,7 @@ struct ServerPart;
 // sockets can move between threads: a TLS resume landing on another shard
 // is answered CONNECTION_LOST, whose initiator redials (SPEC.md §16.1) and
 // lands on another shard: nothing is lost, the resume costs a redial per
-// miss. TODO(#13): move TLS streams too. Limits across shards:
+// miss (tls.hpp, "Threads", says why). Limits across shards:
 // max_connections is server-wide (one shared atomic count); failed
 // authentications are counted per source server-wide (one table under a
 // mutex, taken per accepted connection and per failure, never per
@@ -144,6 +144,10 @@ struct ServerOptions : ChannelOptions {
 
 // ServerCounters
 struct ServerCounters {
+  // Connections taken from a listener or given to Accept, whatever became
+  // of them: a TLS connection counts when accepted, before its TLS
+  // handshake (one that then fails is also in handshakes_failed; one
+  // refused after it, also in connections_refused).
   uint64_t connections_accepted = 0;
   // Connections closed at once when accepted: over max_connections, over
   // max_handshaking_connections (also in handshakes_refused), or from a
@@ -327,6 +331,10 @@ class Server : public std::enable_shared_from_this<Server> {
   // One accepted socket, on this server's (shard's) thread.
   void ServeTcpSocket(asio::ip::tcp::socket socket, const Upgrade& upgrade);
   void ServeUnixSocket(asio::local::stream_protocol::socket socket);
+  // Accept; `counted`: connections_accepted (and OnConnectionAccepted)
+  // already counted it (a TLS connection, counted before its handshake).
+  void AcceptTransport(std::shared_ptr<Transport> transport, std::string source,
+                       bool counted);
   // Front of a sharded server: the shard that serves the next connection.
   const std::shared_ptr<Server>& NextShard() const;
   // Acts on what the Endpoint decided for handshaking connection `fresh`.

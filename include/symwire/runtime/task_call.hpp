@@ -35,6 +35,9 @@ class TaskCall {
   bool retryable() const;
   // OK after a final response; the error otherwise; nullopt while open.
   std::optional<absl::Status> result() const;
+  // The W3C trace context sent with the task (CallOptions::trace_parent,
+  // or its child span with CallOptions::trace_child_span), if any.
+  std::optional<TraceParent> trace_parent() const;
 
   // async_next
   // The next response (partials, then the final one with final == true),

@@ -20,6 +20,16 @@
 // (asynchronously, without waiting for the peer's), so the peer reads a
 // clean end of stream, exactly as over TCP.
 //
+// Threads. A TLS transport does not move to another executor
+// (Transport::MoveTo answers kUnimplemented), so a sharded Server answers a
+// TLS resume that lands on the wrong shard with CONNECTION_LOST and the
+// client redials (runtime/server.hpp, "Threads"). Boost 1.81's
+// ssl::stream(socket, SSL*) cannot rebuild the stream on another executor:
+// it gives the SSL a new BIO pair, dropping the ciphertext still buffered
+// in the old pair and in the old stream's private input buffer, and the old
+// stream's destructor frees the SSL (and its verify callback) it still
+// owns. Moving one needs a stream whose buffers can be handed over.
+//
 // Thread-safety: as for Transport. Each handshake runs on the socket's
 // executor; a context may be shared by any number of connections and
 // threads once built (OpenSSL's SSL_CTX is reference-counted and

@@ -23,6 +23,7 @@
 #ifndef SYMWIRE_TRANSPORT_WS_HPP_
 #define SYMWIRE_TRANSPORT_WS_HPP_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -108,8 +109,9 @@ struct WsServerOptions {
   // The whole upgrade (for wss the TLS handshake too) must finish within
   // this, or the connection is closed without a response (slowloris).
   std::chrono::milliseconds upgrade_timeout{10000};
-  // Upgrades in progress at once (per WsUpgrade/WssUpgrade object); a
-  // connection over it is closed at once.
+  // Upgrades in progress at once (per WsUpgrade/WssUpgrade object, over
+  // all of a sharded Server's threads); a connection over it is closed at
+  // once.
   size_t max_pending_upgrades = 1024;
   TransportOptions transport;
   WsOptions ws;
@@ -117,17 +119,19 @@ struct WsServerOptions {
 
 // WsUpgradeCounters
 // What a WsUpgrade/WssUpgrade refused, by reason (tests, observability).
-// Read on the server's executor.
+// Each field is atomic: with ServerOptions::threads > 1 the upgrades run
+// on every shard's thread, so read the fields from any thread (each is
+// exact on its own; several read together need not be one moment's).
 struct WsUpgradeCounters {
-  uint64_t upgraded = 0;
-  uint64_t not_found = 0;          // 404: another path
-  uint64_t not_websocket = 0;      // 426: a plain HTTP request
-  uint64_t bad_subprotocol = 0;    // 400: no symwire.v1 offered
-  uint64_t headers_too_large = 0;  // 431
-  uint64_t bad_request = 0;        // 400: malformed, a body, early data
-  uint64_t timed_out = 0;          // closed after upgrade_timeout
-  uint64_t over_limit = 0;         // max_pending_upgrades
-  uint64_t failed = 0;             // TLS or socket failures, the rest
+  std::atomic<uint64_t> upgraded{0};
+  std::atomic<uint64_t> not_found{0};          // 404: another path
+  std::atomic<uint64_t> not_websocket{0};      // 426: a plain HTTP request
+  std::atomic<uint64_t> bad_subprotocol{0};    // 400: no symwire.v1 offered
+  std::atomic<uint64_t> headers_too_large{0};  // 431
+  std::atomic<uint64_t> bad_request{0};  // 400: malformed, a body, early data
+  std::atomic<uint64_t> timed_out{0};    // closed after upgrade_timeout
+  std::atomic<uint64_t> over_limit{0};   // max_pending_upgrades
+  std::atomic<uint64_t> failed{0};       // TLS or socket failures, the rest
 };
 
 // ConnectWs

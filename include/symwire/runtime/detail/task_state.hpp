@@ -24,6 +24,17 @@ class Channel;
 
 namespace detail {
 
+// ObservedTask: what the observer hooks need of a task (ChannelOptions::
+// observer); untouched when no observer is set.
+struct ObservedTask {
+  std::string method;  // "" until tasks carry method names
+  absl::Time since;    // submitted / received (Channel::Now)
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  bool responded = false;  // a first response was seen
+  bool finished = false;   // OnTaskFinished reported
+};
+
 struct CallState {
   std::weak_ptr<Channel> channel;
   asio::any_io_executor executor;
@@ -37,6 +48,9 @@ struct CallState {
   std::optional<absl::Status> result;
   bool retryable = false;
   Completion<void(absl::StatusOr<Response>)> next;
+  // The trace context sent with the task (TaskCall::trace_parent).
+  std::optional<TraceParent> trace_parent;
+  ObservedTask observed;
 };
 
 struct IncomingState {
@@ -52,6 +66,7 @@ struct IncomingState {
   bool done = false;
   absl::Status cancel_status;
   std::function<void(const absl::Status&)> on_cancel;
+  ObservedTask observed;
 };
 
 }  // namespace detail

@@ -25,6 +25,7 @@
 #include "symwire/runtime/detail/server_part.hpp"
 #include "symwire/runtime/detail/task_state.hpp"
 #include "symwire/runtime/server.hpp"
+#include "symwire/runtime/trace.hpp"
 #include "symwire/wire/frame.hpp"
 
 namespace symwire {
@@ -75,6 +76,38 @@ SYMWIRE_DECL void Channel::HandleEvent(Event& event) {
   std::visit([this](auto& e) { Handle(e); }, event);
 }
 
+SYMWIRE_DECL TaskInfo Channel::ObservedInfo(
+    const detail::ObservedTask& t, TaskId id, TaskInfo::Side side,
+    const std::optional<TraceParent>& trace) const {
+  TaskInfo info;
+  info.method = t.method;
+  info.peer = observed_peer_;
+  info.trace_parent = trace ? &*trace : nullptr;
+  info.id = id;
+  info.side = side;
+  return info;
+}
+
+SYMWIRE_DECL void Channel::ObserveResponse(
+    detail::ObservedTask& t, TaskId id, TaskInfo::Side side,
+    const std::optional<TraceParent>& trace, size_t bytes) {
+  (side == TaskInfo::Side::kSubmitter ? t.bytes_in : t.bytes_out) += bytes;
+  if (t.responded) return;
+  t.responded = true;
+  options_.observer->OnTaskFirstResponse(ObservedInfo(t, id, side, trace),
+                                         Now(Reading::kFresh) - t.since);
+}
+
+SYMWIRE_DECL void Channel::ObserveFinished(
+    detail::ObservedTask& t, TaskId id, TaskInfo::Side side,
+    const std::optional<TraceParent>& trace, const absl::Status& status) {
+  if (t.finished) return;
+  t.finished = true;
+  options_.observer->OnTaskFinished(
+      ObservedInfo(t, id, side, trace),
+      TaskEnd{status, Now(Reading::kFresh) - t.since, t.bytes_in, t.bytes_out});
+}
+
 SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
   auto state = std::make_shared<detail::IncomingState>();
   state->channel = weak_from_this();
@@ -87,6 +120,13 @@ SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
     state->metadata.emplace_back(std::string(m.key), std::string(m.value));
   }
   incoming_[t.task] = state;
+  if (RuntimeObserver* obs = options_.observer.get()) {
+    state->observed.since = Now(Reading::kFresh);
+    state->observed.bytes_in = t.payload().size();
+    obs->OnTaskStarted(ObservedInfo(state->observed, t.task,
+                                    TaskInfo::Side::kExecutor,
+                                    state->trace_parent));
+  }
   // Routing (Server::Handle): a task with a method goes to its handler, the
   // health method to the server, an unknown method is UNIMPLEMENTED; a task
   // without one to the catch-all handler_.
@@ -122,6 +162,11 @@ SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
   } else {
     static_cast<void>(session_->FailTask(
         t.task, absl::UnimplementedError("no task handler"), true, Now()));
+    if (options_.observer) {
+      ObserveFinished(state->observed, t.task, TaskInfo::Side::kExecutor,
+                      state->trace_parent,
+                      absl::UnimplementedError("no task handler"));
+    }
     state->done = true;
     incoming_.erase(t.task);
   }
@@ -132,6 +177,10 @@ SYMWIRE_DECL void Channel::Handle(ResponseReceived& r) {
   auto it = calls_.find(r.task);
   if (it == calls_.end()) return;
   const std::shared_ptr<detail::CallState> call = it->second;
+  if (options_.observer) {
+    ObserveResponse(call->observed, r.task, TaskInfo::Side::kSubmitter,
+                    call->trace_parent, r.payload.size());
+  }
   if (call->callbacks.on_response) {
     call->callbacks.on_response(r.payload, r.final);
   } else if (!call->callbacks.on_done) {
@@ -181,6 +230,10 @@ SYMWIRE_DECL void Channel::Handle(Established& e) {
   if (first) RunWritableWaiters();  // submissions made before the handshake
   if (auto server = OwningServer(); server && first && !server_->registered) {
     server->OnEstablished(shared_from_this());
+  }
+  if (e.resumed && options_.observer) {
+    options_.observer->OnConnectionResumed(
+        ConnectionInfo{observed_peer_, server_ ? server_->source : ""});
   }
   Notify(e.resumed ? ChannelEvent::Kind::kResumed
                    : ChannelEvent::Kind::kConnected);
@@ -239,6 +292,10 @@ SYMWIRE_DECL void Channel::FinishCall(TaskId id, const absl::Status& status) {
   const std::shared_ptr<detail::CallState> call = it->second;
   calls_.erase(it);
   call->result = status;
+  if (options_.observer) {
+    ObserveFinished(call->observed, id, TaskInfo::Side::kSubmitter,
+                    call->trace_parent, status);
+  }
   if (call->callbacks.on_done) call->callbacks.on_done(status);
   if (call->next) {
     auto next = std::move(call->next);
@@ -258,6 +315,10 @@ SYMWIRE_DECL void Channel::EndIncoming(TaskId id,
   task->done = true;
   task->cancelled = true;
   task->cancel_status = cancel_status;
+  if (options_.observer) {
+    ObserveFinished(task->observed, id, TaskInfo::Side::kExecutor,
+                    task->trace_parent, cancel_status);
+  }
   if (task->on_cancel) {
     auto cb = std::move(task->on_cancel);
     task->on_cancel = nullptr;
@@ -273,6 +334,14 @@ SYMWIRE_DECL absl::Status Channel::RespondFor(
                      absl::StrCat("task ", task.id, " already ended"));
   }
   absl::Status st = session_->SendResponse(task.id, payload, final, Now());
+  if (st.ok() && options_.observer) {
+    ObserveResponse(task.observed, task.id, TaskInfo::Side::kExecutor,
+                    task.trace_parent, payload.size());
+    if (final) {
+      ObserveFinished(task.observed, task.id, TaskInfo::Side::kExecutor,
+                      task.trace_parent, absl::OkStatus());
+    }
+  }
   if (st.ok() && final) {
     task.done = true;
     incoming_.erase(task.id);
@@ -352,7 +421,14 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
   state->executor = executor_;
   state->id = *id;
   state->callbacks = std::move(callbacks);
+  state->trace_parent = options.trace_parent;
   calls_[*id] = state;
+  if (RuntimeObserver* obs = options_.observer.get()) {
+    state->observed.since = Now(Reading::kFresh);
+    state->observed.bytes_out = payload.size();
+    obs->OnTaskSubmitted(ObservedInfo(
+        state->observed, *id, TaskInfo::Side::kSubmitter, state->trace_parent));
+  }
   AfterUserCall();
   return TaskCall(std::move(state));
 }
@@ -383,6 +459,13 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     TaskOptions o;
     o.deadline = options.deadline;
     o.trace_parent = options.trace_parent;
+    if (o.trace_parent && options.trace_child_span) {
+      // A span of its own per task, a child of the caller's (issue #14).
+      o.trace_parent =
+          ChildTraceParent(*o.trace_parent, self->options_.session.random);
+      options.trace_child_span = false;  // once, even if retried
+      options.trace_parent = o.trace_parent;
+    }
     o.trace_state = options.trace_state;
     o.metadata = metadata;
     o.method = options.method;

@@ -32,6 +32,7 @@ SYMWIRE_DECL void Channel::Attach(std::shared_ptr<Transport> transport,
                                   bool start) {
   SYMWIRE_ASSERT(!transport_);
   transport_ = std::move(transport);
+  if (options_.observer) observed_peer_ = transport_->description();
   if (server_) server_->Attached(*transport_, established_once_);
   if (start) {
     transport_->Start(this);
@@ -43,11 +44,17 @@ SYMWIRE_DECL void Channel::Attach(std::shared_ptr<Transport> transport,
   }
 }
 
-SYMWIRE_DECL void Channel::Detach() {
+SYMWIRE_DECL void Channel::Detach(const absl::Status& why) {
   if (!transport_) return;
   transport_->SetSink(nullptr);
   transport_.reset();
   if (server_) server_->Detached(Now());
+  // A connection that carried a session (a handshaking one that fails is
+  // OnHandshakeFailed's; one moved to its session is not closed).
+  if (options_.observer && established_once_) {
+    options_.observer->OnConnectionClosed(
+        ConnectionInfo{observed_peer_, server_ ? server_->source : ""}, why);
+  }
 }
 
 SYMWIRE_DECL void Channel::DrainTransmit() {
@@ -108,7 +115,7 @@ SYMWIRE_DECL void Channel::AfterInput() {
       // The session is done with this connection (an error, a bye, a
       // handover): write what it queued, then close.
       std::shared_ptr<Transport> t = transport_;
-      Detach();
+      Detach(session_->status());
       t->Flush();
       t->CloseAfterFlush();
       session_->TransportLost(
@@ -211,7 +218,7 @@ SYMWIRE_DECL void Channel::OnTransportData(Transport& transport,
 SYMWIRE_DECL void Channel::OnTransportClosed(Transport& transport,
                                              const absl::Status& status) {
   if (&transport != transport_.get()) return;
-  Detach();
+  Detach(status);
   session_->TransportLost(status.ok() ? MakeError(ErrorCode::kConnectionLost,
                                                   "connection closed by peer")
                                       : status,

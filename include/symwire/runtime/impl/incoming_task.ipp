@@ -84,6 +84,11 @@ SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
   absl::Status st = channel->session_->FailTask(
       State().id, status, retryable, channel->Now(Channel::Reading::kFresh));
   if (st.ok()) {
+    if (channel->options_.observer) {
+      channel->ObserveFinished(State().observed, State().id,
+                               TaskInfo::Side::kExecutor, State().trace_parent,
+                               status);
+    }
     State().done = true;
     channel->incoming_.erase(State().id);
   }

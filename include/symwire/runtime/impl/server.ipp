@@ -425,16 +425,27 @@ SYMWIRE_DECL void Server::ServeTcpSocket(asio::ip::tcp::socket socket,
     ++counters_.auth_refused;
   } else if (!rec && ApplyTcpOptions(socket, options_.tcp).ok()) {
     if (upgrade) {
+      // Accepted now, before the upgrade (TLS) handshake, which may fail:
+      // connections_accepted counts it either way (issue #14).
+      ++counters_.connections_accepted;
+      std::string peer = DescribeEndpoint(remote);
+      if (options_.observer) {
+        options_.observer->OnConnectionAccepted(ConnectionInfo{peer, source});
+      }
       upgrade(std::move(socket),
-              [weak = weak_from_this(),
-               source = std::move(source)](DialResult r) mutable {
+              [weak = weak_from_this(), source = std::move(source),
+               peer = std::move(peer)](DialResult r) mutable {
                 auto s = weak.lock();
                 if (!s) return;
                 if (!r.ok()) {
                   ++s->counters_.handshakes_failed;
+                  if (s->options_.observer) {
+                    s->options_.observer->OnHandshakeFailed(
+                        ConnectionInfo{peer, source}, r.status());
+                  }
                   return;
                 }
-                s->Accept(std::move(*r), std::move(source));
+                s->AcceptTransport(std::move(*r), std::move(source), true);
               });
     } else {
       Accept(MakeTransport(std::move(socket), DescribeEndpoint(remote),
@@ -498,6 +509,11 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport) {
 SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
                                  std::string source) {
   methods_->serving.store(true, std::memory_order_release);
+  AcceptTransport(std::move(transport), std::move(source), false);
+}
+
+SYMWIRE_DECL void Server::AcceptTransport(std::shared_ptr<Transport> transport,
+                                          std::string source, bool counted) {
   if (stopping_) {
     transport->Close();
     return;
@@ -513,10 +529,11 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
       transport->Close(moved.status());
       return;
     }
-    asio::post(shard->executor_, [shard, t = std::move(*moved),
-                                  source = std::move(source)]() mutable {
-      shard->Accept(std::move(t), std::move(source));
-    });
+    asio::post(
+        shard->executor_, [shard, t = std::move(*moved),
+                           source = std::move(source), counted]() mutable {
+          shard->AcceptTransport(std::move(t), std::move(source), counted);
+        });
     return;
   }
   if (connections() >= options_.max_connections) {
@@ -538,7 +555,13 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
     transport->Close();
     return;
   }
-  ++counters_.connections_accepted;
+  if (!counted) {
+    ++counters_.connections_accepted;
+    if (options_.observer) {
+      options_.observer->OnConnectionAccepted(
+          ConnectionInfo{transport->description(), source});
+    }
+  }
   // The Endpoint creates the connection's session (TransportConnected
   // already: its preface is queued).
   absl::StatusOr<Accepted> accepted = endpoint_->Accept(SteadyNow());
@@ -792,6 +815,11 @@ SYMWIRE_DECL void Server::OnChannelEnded(Channel* channel) {
   if (pending_.erase(channel) > 0 && !stopping_ &&
       channel->session_->state() == SessionState::kFailed) {
     ++counters_.handshakes_failed;
+    if (options_.observer) {
+      options_.observer->OnHandshakeFailed(
+          ConnectionInfo{channel->observed_peer_, channel->server_->source},
+          channel->session_->status());
+    }
     if (GetErrorCode(channel->session_->status()) ==
         ErrorCode::kUnauthenticated) {
       CountAuthFailure(channel->server_->source);

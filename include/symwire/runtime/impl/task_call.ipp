@@ -19,6 +19,10 @@ namespace symwire {
 SYMWIRE_DECL TaskId TaskCall::id() const { return State().id; }
 SYMWIRE_DECL bool TaskCall::done() const { return State().result.has_value(); }
 SYMWIRE_DECL bool TaskCall::retryable() const { return State().retryable; }
+
+SYMWIRE_DECL std::optional<TraceParent> TaskCall::trace_parent() const {
+  return State().trace_parent;
+}
 SYMWIRE_DECL std::optional<absl::Status> TaskCall::result() const {
   return State().result;
 }

@@ -272,8 +272,7 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WsUpgrade(
   shared->options = std::move(options);
   shared->counters = counters != nullptr ? counters : &shared->own_counters;
   return [shared](asio::ip::tcp::socket socket, DialHandler done) {
-    if (shared->pending.load() >= shared->options.max_pending_upgrades) {
-      ++shared->counters->over_limit;
+    if (!shared->TakePending()) {
       boost::system::error_code ignored;
       socket.close(ignored);
       asio::post(socket.get_executor(), [d = std::move(done)]() mutable {
@@ -282,7 +281,6 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WsUpgrade(
       });
       return;
     }
-    ++shared->pending;
     auto slot = std::make_shared<detail::WsPendingSlot>(shared);
     boost::system::error_code ec;
     const asio::ip::tcp::endpoint remote = socket.remote_endpoint(ec);

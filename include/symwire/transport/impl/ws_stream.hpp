@@ -70,15 +70,30 @@ SYMWIRE_DECL void ConnectTcpSocket(const asio::any_io_executor& executor,
 // "127.0.0.1:80", "[::1]:80".
 SYMWIRE_DECL std::string WsPeerText(const asio::ip::tcp::endpoint& endpoint);
 
-// Shared by every connection of one WsUpgrade/WssUpgrade.
+// Shared by every connection of one WsUpgrade/WssUpgrade, which a sharded
+// Server calls on each shard's thread: `options` is read-only, the
+// counters and `pending` are atomic.
 struct WsUpgradeShared {
   WsServerOptions options;
   WsUpgradeCounters own_counters;
   WsUpgradeCounters* counters = nullptr;
   std::atomic<size_t> pending{0};
+
+  // Takes one of `pending` (released by WsPendingSlot); false, counting
+  // over_limit, when max_pending_upgrades are in progress. One atomic
+  // increment, so concurrent shards cannot overshoot the limit together.
+  bool TakePending() {
+    if (pending.fetch_add(1) >= options.max_pending_upgrades) {
+      --pending;
+      ++counters->over_limit;
+      return false;
+    }
+    return true;
+  }
 };
 
-// Holds one of WsUpgradeShared::pending while an upgrade runs.
+// Holds one of WsUpgradeShared::pending (taken by TakePending) while an
+// upgrade runs.
 class WsPendingSlot {
  public:
   explicit WsPendingSlot(std::shared_ptr<WsUpgradeShared> shared)
@@ -510,7 +525,7 @@ void StartWsServerUpgrade(std::shared_ptr<WsState<NextLayer>> state,
         }
         // Refuses with `status` and `why` (the body), then closes.
         auto refuse = [&](http::status status, const std::string& why,
-                          uint64_t& counter) {
+                          std::atomic<uint64_t>& counter) {
           ++counter;
           auto& res = rd->refusal;
           res.version(11);

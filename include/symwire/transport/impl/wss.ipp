@@ -164,8 +164,7 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WssUpgrade(
         d(MakeError(ErrorCode::kConnectionLost, w));
       });
     };
-    if (shared->pending.load() >= shared->options.max_pending_upgrades) {
-      ++shared->counters->over_limit;
+    if (!shared->TakePending()) {
       boost::system::error_code ignored;
       socket.close(ignored);
       fail("wss upgrade refused: max_pending_upgrades reached");
@@ -174,6 +173,7 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WssUpgrade(
     boost::system::error_code ec;
     const asio::ip::tcp::endpoint remote = socket.remote_endpoint(ec);
     const std::string peer = ec ? "?" : detail::WsPeerText(remote);
+    auto slot = std::make_shared<detail::WsPendingSlot>(shared);
     std::shared_ptr<detail::WssState> state =
         detail::MakeWssState(context, std::move(socket));
     if (state == nullptr) {
@@ -181,8 +181,6 @@ SYMWIRE_DECL std::function<void(asio::ip::tcp::socket, DialHandler)> WssUpgrade(
       fail(absl::StrCat("wss from ", peer, ": cannot allocate a TLS session"));
       return;
     }
-    ++shared->pending;
-    auto slot = std::make_shared<detail::WsPendingSlot>(shared);
     auto op = std::make_shared<detail::WsHandshakeOp>(state->ws.get_executor(),
                                                       std::move(done));
     op->timer.expires_after(shared->options.upgrade_timeout);

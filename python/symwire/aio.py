@@ -1,0 +1,478 @@
+"""asyncio transports and the Python API (layer 3): an orchestrator client
+(`connect`) and an agent (`Agent`), over tcp://, unix://, tls:// and stdio
+(SPEC.md §20).
+
+    async with symwire.connect("tcp://127.0.0.1:7000") as client:
+        answer = await client.call(b"payload", timeout=2.0)
+        async for part in client.stream(b"payload"):
+            ...
+
+    agent = symwire.Agent("my-agent")
+
+    @agent.handler
+    async def handle(task):
+        yield b"part"            # the last part yielded is sent FINAL
+
+    await agent.serve("tcp://127.0.0.1:7000")
+
+Cancelling the asyncio task that awaits `call` (or leaving `stream` early)
+sends AGENT_CANCEL. Task failures raise `SymwireError` with the symwire code.
+The `method=` keyword of `call`/`stream` is reserved for the orchestrator
+API's method names (not sent yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from urllib.parse import urlsplit
+
+from . import codec as c
+from .session import Acceptor, Config, Event, Session, SymwireError, error_from_name
+
+__all__ = ["Client", "connect", "Agent", "Task"]
+
+_EOF = object()
+
+
+def _now() -> int:
+    return time.monotonic_ns() // 1000
+
+
+@dataclass
+class Task:
+    """A task an agent runs: its id, payload, and remaining deadline budget
+    in µs when it arrived (None: no deadline)."""
+
+    id: int
+    payload: bytes
+    deadline_us: Optional[int] = None
+    method: Optional[str] = None     # reserved for the orchestrator API's methods
+
+
+async def _open(url: str, ssl_context: Optional[ssl.SSLContext]):
+    u = urlsplit(url)
+    if u.scheme == "tcp":
+        return await asyncio.open_connection(u.hostname, u.port)
+    if u.scheme == "tls":
+        ctx = ssl_context or ssl.create_default_context()
+        return await asyncio.open_connection(u.hostname, u.port, ssl=ctx,
+                                             server_hostname=u.hostname)
+    if u.scheme == "unix":
+        return await asyncio.open_unix_connection(u.path)
+    if u.scheme == "stdio":
+        # stdio:PROGRAM ARGS... (shell quoting): the orchestrator runs the
+        # agent as a child process.
+        rest = url.partition(":")[2]
+        argv = shlex.split(rest[2:] if rest.startswith("//") else rest)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        return proc.stdout, _PipeWriter(proc)
+    raise ValueError("unsupported symwire URL %r (tcp://, tls://, unix://, stdio:)" % url)
+
+
+class _PipeWriter:
+    """A StreamWriter-like front of a child's stdin."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+
+    async def drain(self) -> None:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.drain()
+
+    def close(self) -> None:
+        """Closes the child's stdin (its end of file, §20); a child still
+        running 2 s later is terminated."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+            asyncio.get_running_loop().call_later(2.0, self._terminate)
+
+    def _terminate(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+
+    async def wait_closed(self) -> None:
+        """Waits up to 2 s for the child to exit, then terminates it."""
+        try:
+            await asyncio.wait_for(self.proc.wait(), 2.0)
+        except asyncio.TimeoutError:
+            self._terminate()
+            await self.proc.wait()
+
+
+class _Driver:
+    """Runs one session over successive transport connections: a reader, one
+    timer, writes in order."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.writer: Any = None
+        self.timer_wake = asyncio.Event()
+
+    def send(self, data: bytes) -> None:
+        if data and self.writer is not None and self.session.up:
+            closing = getattr(self.writer, "is_closing", None)
+            if closing is None or not closing():
+                self.writer.write(data)
+
+    async def timers(self) -> None:
+        while self.session.state not in ("closed", "failed"):
+            due = self.session.next_timer()
+            self.timer_wake.clear()
+            delay = None if due is None else max(0.0, (due - _now()) / 1e6)
+            try:
+                async with asyncio.timeout(delay):
+                    await self.timer_wake.wait()
+            except TimeoutError:
+                pass
+            if due is not None and _now() >= due:
+                self.send(self.session.on_timer(_now()))
+                self.after()
+
+    def after(self) -> None:
+        self.timer_wake.set()
+        self.dispatch(self.session.take_events())
+        if self.session.connection_ended and self.writer is not None:
+            self.writer.close()
+
+    def dispatch(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+
+class Client(_Driver):
+    """An orchestrator connection (the session's initiator). Use `connect()`."""
+
+    def __init__(self, url: str, config: Config, ssl_context: Optional[ssl.SSLContext],
+                 reconnect: bool) -> None:
+        super().__init__(Session("initiator", config, _now()))
+        self.url = url
+        self.ssl_context = ssl_context
+        self.reconnect = reconnect and not url.startswith("stdio")
+        self.queues: dict[int, asyncio.Queue] = {}
+        self.established = asyncio.get_running_loop().create_future()
+        self._tasks: list[asyncio.Task] = []
+        self.closed = asyncio.Event()
+
+    async def _start(self, timeout: float) -> None:
+        await self._dial()
+        self._tasks = [asyncio.create_task(self.timers())]
+        await asyncio.wait_for(asyncio.shield(self.established), timeout)
+
+    async def _dial(self) -> None:
+        reader, self.writer = await _open(self.url, self.ssl_context)
+        self.send(self.session.connect(_now()))
+        self._tasks.append(asyncio.create_task(self._read(reader, self.writer)))
+
+    async def _read(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                self.send(self.session.receive(data, _now()))
+                self.after()
+                if self.session.connection_ended:
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+        if writer is not self.writer:
+            return
+        s = self.session
+        if s.up:
+            s.lost(_now())
+        self.after()
+        if s.state == "disconnected" and self.reconnect and s.session_id is not None:
+            delay = 0.05
+            for _ in range(20):
+                await asyncio.sleep(delay)
+                try:
+                    await self._dial()
+                    return
+                except OSError:
+                    delay = min(delay * 1.6, 2.0)
+        self._end(error_from_name("UNAVAILABLE", "the connection was lost")
+                  if s.state not in ("closed",) else None)
+
+    def _end(self, err: Optional[SymwireError]) -> None:
+        err = self.session.failure or err
+        if not self.established.done():
+            self.established.set_exception(err or error_from_name("UNAVAILABLE", "closed"))
+        for q in self.queues.values():
+            q.put_nowait(err or error_from_name("UNAVAILABLE", "the session has ended"))
+        self.closed.set()
+
+    def dispatch(self, events: list[Event]) -> None:
+        for e in events:
+            if e.type == "Established" and not self.established.done():
+                self.established.set_result(None)
+            elif e.type in ("ResponseReceived", "TaskFailed", "TaskCancelled"):
+                q = self.queues.get(e.task)
+                if q is not None:
+                    q.put_nowait(e)
+            elif e.type == "SessionFailed":
+                self._end(self.session.failure)
+
+    async def stream(self, payload: bytes, *, method: Optional[str] = None,
+                     timeout: Optional[float] = None) -> AsyncIterator[bytes]:
+        """Submits a task and yields every response part, the final one last.
+        `timeout` (seconds) is sent as the task's DEADLINE (§13.4)."""
+        if method is not None:
+            raise NotImplementedError("method names are not part of this version yet")
+        deadline = None if timeout is None else max(1, int(timeout * 1e6))
+        task, data = self.session.submit(payload, deadline, _now())
+        q: asyncio.Queue = asyncio.Queue()
+        self.queues[task] = q
+        self.send(data)
+        self.after()
+        done = False
+        try:
+            while True:
+                e = await q.get()
+                if isinstance(e, SymwireError):
+                    done = True
+                    raise e
+                if e.type == "ResponseReceived":
+                    if e.fields["final"]:
+                        done = True
+                    yield e.fields["payload"]
+                    if done:
+                        return
+                elif e.type == "TaskFailed":
+                    done = True
+                    raise SymwireError(int(e.fields["code"]), e.fields["status"],
+                                       e.fields["message"], e.fields["retryable"])
+                elif e.type == "TaskCancelled":
+                    done = True
+                    raise error_from_name(e.fields["status"], "task %d" % task)
+        finally:
+            self.queues.pop(task, None)
+            if not done:
+                # Left early or cancelled: AGENT_CANCEL (§13.3).
+                self.send(self.session.cancel(task, _now()))
+                self.after()
+
+    async def call(self, payload: bytes, *, method: Optional[str] = None,
+                   timeout: Optional[float] = None) -> bytes:
+        """Submits a task and returns its responses joined."""
+        parts = [p async for p in self.stream(payload, method=method, timeout=timeout)]
+        return b"".join(parts)
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Drains and closes (§15.3), waiting at most `timeout` seconds."""
+        if self.session.state == "established":
+            self.send(self.session.close(_now()))
+            self.after()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.closed.wait(), timeout)
+        for t in self._tasks:
+            t.cancel()
+        if self.writer is not None:
+            self.writer.close()
+            if isinstance(self.writer, _PipeWriter):
+                await self.writer.wait_closed()
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+async def _open_client(url: str, *, agent_id: str = "py-orchestrator", auth: str = "none",
+                  secret: bytes = b"", ssl_context: Optional[ssl.SSLContext] = None,
+                  reconnect: bool = True, timeout: float = 10.0,
+                  config: Optional[Config] = None) -> Client:
+    """Connects and completes the handshake (see `connect`)."""
+    cfg = config or Config(agent_id=agent_id, role=0, auth=auth, secret=secret)
+    client = Client(url, cfg, ssl_context, reconnect)
+    await client._start(timeout)
+    return client
+
+
+class _Connecting:
+    def __init__(self, coro: Awaitable[Client]) -> None:
+        self.coro = coro
+        self.client: Optional[Client] = None
+
+    def __await__(self):
+        return self.coro.__await__()
+
+    async def __aenter__(self) -> Client:
+        self.client = await self.coro
+        return self.client
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def connect(url: str, *, agent_id: str = "py-orchestrator", auth: str = "none",
+            secret: bytes = b"", ssl_context: Optional[ssl.SSLContext] = None,
+            reconnect: bool = True, timeout: float = 10.0,
+            config: Optional[Config] = None) -> _Connecting:
+    """Connects to an agent at `url` and completes the handshake (within
+    `timeout` s): `async with connect(url) as client:` (closes on exit) or
+    `client = await connect(url)`. `auth` is "none", "token" or "hmac" with
+    `secret`; with `reconnect` a lost tcp/unix/tls connection is redialled
+    and the session resumed (§16)."""
+    return _Connecting(_open_client(url, agent_id=agent_id, auth=auth, secret=secret,
+                                    ssl_context=ssl_context, reconnect=reconnect,
+                                    timeout=timeout, config=config))
+
+Handler = Callable[[Task], AsyncIterator[bytes]]
+
+
+class _AgentSession(_Driver):
+    def __init__(self, agent: "Agent", session: Session) -> None:
+        super().__init__(session)
+        self.agent = agent
+        self.running: dict[int, asyncio.Task] = {}
+        self.timer_task: Optional[asyncio.Task] = None
+
+    def dispatch(self, events: list[Event]) -> None:
+        for e in events:
+            if e.type == "TaskReceived":
+                dl = e.fields.get("deadline_us")
+                t = Task(e.task, e.fields["payload"], None if dl == "-" else dl)
+                self.running[e.task] = asyncio.create_task(self._run(t))
+            elif e.type == "TaskCancelled":
+                h = self.running.pop(e.task, None)
+                if h is not None:
+                    h.cancel()
+            elif e.type in ("SessionClosed", "SessionFailed"):
+                for h in self.running.values():
+                    h.cancel()
+                self.running.clear()
+                self.agent.acceptor.forget(self.session)
+
+    async def _run(self, task: Task) -> None:
+        s = self.session
+        try:
+            prev: Optional[bytes] = None
+            async for part in self.agent._handler(task):  # type: ignore[misc]
+                if prev is not None:
+                    self.send(s.respond(task.id, prev, False, _now()))
+                prev = bytes(part)
+            self.send(s.respond(task.id, prev or b"", True, _now()))
+        except asyncio.CancelledError:
+            return
+        except SymwireError as err:
+            self.send(s.fail_task(task.id, err.code, err.message or err.name, _now()))
+        except Exception as err:  # the handler's failure ends its task, not the agent
+            self.send(s.fail_task(task.id, c.CANONICAL_CODES["INTERNAL"],
+                                  "%s: %s" % (type(err).__name__, err), _now()))
+        finally:
+            self.running.pop(task.id, None)
+        self.after()
+
+
+class Agent:
+    """An agent: one handler serves every task (method names come later)."""
+
+    def __init__(self, agent_id: str = "py-agent", *, auth: str = "none", secret: bytes = b"",
+                 config: Optional[Config] = None) -> None:
+        self.config = config or Config(agent_id=agent_id, role=1, auth=auth, secret=secret)
+        self.acceptor = Acceptor(self.config)
+        self._handler: Optional[Handler] = None
+        self.drivers: dict[int, _AgentSession] = {}
+
+    def handler(self, fn: Handler) -> Handler:
+        """Decorator: `async def handle(task): yield part` (the last part is
+        FINAL; raise SymwireError to fail the task with its code)."""
+        self._handler = fn
+        return fn
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        conn, out = self.acceptor.new_connection(_now())
+        drv = self._driver(conn)
+        drv.writer = writer
+        drv.send(out)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if drv.writer is not writer:
+                    break                    # superseded by a resumed connection (§20)
+                owner, out = self.acceptor.receive(drv.session, data, _now())
+                if owner is not drv.session:           # resumed: the session takes it
+                    old = drv
+                    drv = self._driver(owner)
+                    drv.writer = writer
+                    old.writer = None
+                drv.send(out)
+                drv.after()
+                if drv.session.connection_ended:
+                    break
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if drv.writer is writer:
+                if drv.session.up:
+                    drv.session.lost(_now())
+                drv.after()
+                drv.writer = None
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def _driver(self, s: Session) -> _AgentSession:
+        drv = self.drivers.get(id(s))
+        if drv is None:
+            drv = self.drivers[id(s)] = _AgentSession(self, s)
+            drv.timer_task = asyncio.create_task(drv.timers())
+        return drv
+
+    async def serve(self, url: str, *, ssl_context: Optional[ssl.SSLContext] = None,
+                    ready: Optional[Callable[[str], None]] = None) -> None:
+        """Serves until cancelled. tcp://HOST:PORT (port 0: any; `ready` gets
+        the bound URL), unix:///PATH, tls://HOST:PORT (ssl_context
+        required), stdio (this process's stdin/stdout)."""
+        if self._handler is None:
+            raise ValueError("no handler: decorate one with @agent.handler")
+        u = urlsplit(url)
+        if url.partition(":")[0] == "stdio":
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                         sys.stdin)
+            wt, wp = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
+                                                   os.fdopen(sys.stdout.fileno(), "wb", 0))
+            writer = asyncio.StreamWriter(wt, wp, None, loop)
+            if ready:
+                ready(url)
+            await self._serve_connection(reader, writer)
+            return
+        if u.scheme in ("tcp", "tls"):
+            if u.scheme == "tls" and ssl_context is None:
+                raise ValueError("tls:// needs an ssl_context with the certificate")
+            server = await asyncio.start_server(self._serve_connection, u.hostname, u.port,
+                                                ssl=ssl_context)
+            port = server.sockets[0].getsockname()[1]
+            bound = "%s://%s:%d" % (u.scheme, u.hostname, port)
+        elif u.scheme == "unix":
+            server = await asyncio.start_unix_server(self._serve_connection, u.path)
+            bound = url
+        else:
+            raise ValueError("unsupported symwire URL %r" % url)
+        if ready:
+            ready(bound)
+        async with server:
+            await server.serve_forever()

@@ -1,0 +1,521 @@
+"""The sans-I/O session (SPEC.md §10-§17) for the runtime: bytes in, bytes out,
+events, and one timer, driven by the caller's clock (microseconds).
+
+`Session` extends the transcript model of symwire.vectors (`RefSession`, which
+the golden transcripts check byte for byte: handshake with the three auth
+methods, tasks, streamed responses, cancel, acknowledgements, drain, resume and
+the replay of unacknowledged frames) with what a live peer needs and a
+transcript never shows: heartbeats (§14.1), deadlines (§13.4), the ack delay
+(§14.2), the dead-peer timeout, credit checks (§15.1), task errors, and typed
+events. `Acceptor` is the acceptor's registry (§20): a resuming connection is
+handed to the session it names.
+
+Nothing here does I/O or reads a clock: every input takes `now` (µs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Optional
+
+from . import codec as c
+from .vectors import RefServer, RefSession, TranscriptError
+
+__all__ = ["Config", "Event", "Session", "Acceptor", "SymwireError", "AUTH_METHODS"]
+
+AUTH_METHODS = {"none": 0, "token": 1, "hmac": 2}
+
+
+class SymwireError(Exception):
+    """An error with its symwire code: `code` is the canonical code (SPEC.md
+    §18, e.g. 4 DEADLINE_EXCEEDED), `name` its name or the detail name
+    (e.g. "UNAUTHENTICATED", "NO_CREDIT")."""
+
+    def __init__(self, code: int, name: str, message: str = "", retryable: bool = False):
+        super().__init__("%s (%d): %s" % (name, code, message) if message else
+                         "%s (%d)" % (name, code))
+        self.code = code
+        self.name = name
+        self.message = message
+        self.retryable = retryable
+
+
+def error_from_name(name: str, message: str = "") -> SymwireError:
+    """A SymwireError for a §18 name (session or framing error, or a canonical
+    code name)."""
+    if name in c.CANONICAL_CODES:
+        return SymwireError(c.CANONICAL_CODES[name], name, message)
+    entry = c.SESSION_ERRORS.get(name) or c.FRAMING_ERRORS.get(name)
+    canonical = entry[1] if entry else "INTERNAL"
+    return SymwireError(c.CANONICAL_CODES.get(canonical, 13), name, message)
+
+
+@dataclass
+class Config:
+    """One side's settings; the defaults are SPEC.md §19's. `auth` is "none",
+    "token" or "hmac" (§12.3); `secret` the token or the HMAC key. `seed`
+    (tests only) makes nonces and ids SplitMix64-deterministic."""
+
+    agent_id: str = "py"
+    role: int = 0                       # §11.3: 0 orchestrator, 1 agent, 2 peer
+    auth: str = "none"
+    secret: bytes = b""
+    capabilities: int = 0
+    payload_checksums: bool = True
+    max_tasks: int = 1024
+    max_payload_bytes: int = 16 << 20
+    max_header_bytes: int = 16385
+    max_extensions: int = 32
+    replay_bytes: int = 8 << 20
+    replay_frames: int = 65536
+    handshake_timeout_us: int = 10_000_000
+    ping_interval_us: int = 10_000_000
+    min_peer_ping_interval_us: int = 1_000_000
+    dead_peer_timeout_us: int = 30_000_000
+    ack_delay_us: int = 5_000
+    resume_window_us: int = 60_000_000
+    max_ping_strikes: int = 2
+    seed: Optional[int] = None
+
+    def model(self) -> dict[str, Any]:
+        if self.auth not in AUTH_METHODS:
+            raise ValueError("auth must be one of %s, not %r" % (list(AUTH_METHODS), self.auth))
+        return dict(
+            seed=self.seed or 0, role=self.role, agent_id=self.agent_id, min_version=1,
+            max_version=1, auth=AUTH_METHODS[self.auth], auth_secret=bytes(self.secret),
+            capabilities=self.capabilities, payload_checksums=int(self.payload_checksums),
+            max_tasks=self.max_tasks, max_payload_bytes=self.max_payload_bytes,
+            max_header_bytes=self.max_header_bytes, max_extensions=self.max_extensions,
+            replay_bytes=self.replay_bytes, replay_frames=self.replay_frames,
+            handshake_timeout_us=self.handshake_timeout_us,
+            ping_interval_us=self.ping_interval_us,
+            min_peer_ping_interval_us=self.min_peer_ping_interval_us,
+            dead_peer_timeout_us=self.dead_peer_timeout_us, ack_delay_us=self.ack_delay_us,
+            resume_window_us=self.resume_window_us, max_ping_strikes=self.max_ping_strikes,
+            error_message="symwire-python: protocol error")
+
+
+@dataclass
+class Event:
+    """What the session reports (§17). `type` is Established, TaskReceived,
+    ResponseReceived, TaskFailed, TaskCancelled, PeerDraining,
+    SessionClosed, SessionFailed, ConnectionLost, ResumeRequested;
+    `fields` its values (task, payload bytes, final, status, error ...)."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> int:
+        return int(self.fields.get("task", 0))
+
+
+class _OsRandom:
+    @staticmethod
+    def fill(n: int) -> bytes:
+        return os.urandom(n)
+
+
+def _frames_bytes(frames: list) -> bytes:
+    return b"".join(b for _title, segs in frames for b, _comment in segs)
+
+
+class Session(RefSession):
+    """One side of a session. Every input returns the bytes to write (maybe
+    empty); events accumulate in `pending_events` (take them with
+    `take_events()`). `next_timer()` is when `on_timer(now)` is due."""
+
+    def __init__(self, side: str, config: Config, now: int = 0) -> None:
+        super().__init__(side, config.model())
+        self.config = config
+        if config.seed is None:
+            self.rng = _OsRandom()
+        self.now = now
+        self.pending_events: list[Event] = []
+        self._seen = 0
+        self.deadlines: dict[int, int] = {}      # task -> µs, both sides
+        self.next_ping: Optional[int] = None
+        self.ping_out: Optional[int] = None       # our unanswered ping's t
+        self.pong_due: Optional[int] = None       # the peer's ping to answer
+        self.srtt: Optional[int] = None
+        self.last_rx = now
+        self.ack_at: Optional[int] = None
+        self.acked_sent = 0
+        self.connected_at = now
+        self.failure: Optional[SymwireError] = None
+        self.connection_ended = False            # the transport should close
+
+    # ---- events -------------------------------------------------------------
+
+    def _collect(self) -> None:
+        for line in self.events[self._seen:]:
+            words = line.split(" ")
+            fields: dict[str, Any] = {}
+            for w in words[3:]:
+                k, _, v = w.partition("=")
+                fields[k] = v
+            etype = words[2].partition("=")[2]
+            if "payload" in fields:
+                fields["payload"] = b"" if fields["payload"] == "-" else bytes.fromhex(
+                    fields["payload"])
+            for k in ("task", "final", "deadline_us"):
+                if k in fields and fields[k] != "-":
+                    fields[k] = int(fields[k])
+            self.pending_events.append(Event(etype, fields))
+        self._seen = len(self.events)
+
+    def take_events(self) -> list[Event]:
+        self._collect()
+        out, self.pending_events = self.pending_events, []
+        return out
+
+    def _emit(self, etype: str, **fields: Any) -> None:
+        self._collect()
+        self.pending_events.append(Event(etype, fields))
+
+    # ---- inputs -------------------------------------------------------------
+
+    def connect(self, now: Optional[int] = None) -> bytes:  # type: ignore[override]
+        self._tick(now)
+        self.connected_at = self.last_rx = self.now
+        self.connection_ended = False
+        self.ping_out = self.pong_due = None
+        return _frames_bytes(super().connect())
+
+    def lost(self, now: Optional[int] = None) -> bytes:  # type: ignore[override]
+        self._tick(now)
+        if self.state in ("closed", "failed"):
+            self.up = False               # the session has ended: nothing to resume
+        else:
+            super().lost()
+        self.connection_ended = True
+        self.next_ping = self.ack_at = None
+        return b""
+
+    def receive(self, data: bytes, now: Optional[int] = None) -> bytes:  # type: ignore[override]
+        self._tick(now)
+        self.last_rx = self.now
+        was = self.state
+        try:
+            frames = super().receive(bytes(data))
+        except NotImplementedError as err:
+            # A peer behaviour the model does not accept: end the session.
+            out: list = []
+            try:
+                self._fail(out, "PROTOCOL_ERROR" if "PROTOCOL_ERROR" in c.SESSION_ERRORS
+                           else "UNEXPECTED_FRAME", "symwire-python: %s" % err)
+            except TranscriptError:
+                pass
+            frames = out
+        out_bytes = _frames_bytes(frames)
+        if any(title.startswith("AGENT_SYNC") for title, _ in frames):
+            self.acked_sent = self.rx_seq
+        if self.state == "established" and was != "established":
+            self._on_established()
+        self._after_input()
+        return out_bytes + self._flush()
+
+    def submit(self, payload: bytes, deadline_us: Optional[int] = None,  # type: ignore[override]
+               now: Optional[int] = None) -> tuple[int, bytes]:
+        self._tick(now)
+        self._check_send(payload)
+        if self.peer is not None and len(self.tasks) >= self.peer[10]:
+            raise error_from_name("NO_CREDIT", "%d tasks open, the peer's max_tasks is %d" % (
+                len(self.tasks), self.peer[10]))
+        if self.state != "established" and not self._resumable():
+            raise error_from_name("UNAVAILABLE", "no session (state %s)" % self.state)
+        if not c.role_allows(self.cfg["role"], self.peer[6]):
+            raise error_from_name("INCOMPATIBLE_ROLES", "the peer's role %d does not take "
+                                  "tasks from role %d" % (self.peer[6], self.cfg["role"]))
+        # As RefSession.submit (§13.2), also while a resumable session is
+        # disconnected: the frame waits in the replay buffer (§16.2).
+        task = self.next_task
+        self.next_task += 2
+        exts = [c.deadline_ext(deadline_us)] if deadline_us is not None else []
+        flags = c.FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0
+        segs = self._frame(c.AGENT_TASK, bytes(payload), stream=task, seq=self.next_seq,
+                           flags=flags, exts=exts)
+        self.replay.append((self.next_seq, "AGENT_TASK %d" % task, segs))
+        self.next_seq += 1
+        self.tasks[task] = "submitted"
+        if deadline_us is not None:
+            self.deadlines[task] = self.now + deadline_us
+        return task, self._live(_frames_bytes([("", segs)]))
+
+    def respond(self, task: int, payload: bytes, final: bool,  # type: ignore[override]
+                now: Optional[int] = None) -> bytes:
+        self._tick(now)
+        if self.tasks.get(task) != "running":
+            return b""        # cancelled or expired meanwhile: nothing to send
+        self._check_send(payload)
+        out = self._live(_frames_bytes(super().respond(task, bytes(payload), final)))
+        if final:
+            self.deadlines.pop(task, None)
+        return out + self._flush()
+
+    def fail_task(self, task: int, code: int, message: str, now: Optional[int] = None) -> bytes:
+        """The executor ends `task` with AGENT_ERROR{code, message} (§13.2)."""
+        self._tick(now)
+        if self.tasks.get(task) != "running":
+            return b""
+        return self._task_error(task, code, message) + self._flush()
+
+    def cancel(self, task: int, now: Optional[int] = None) -> bytes:  # type: ignore[override]
+        self._tick(now)
+        if self.tasks.get(task) not in ("submitted", "running"):
+            return b""
+        self.deadlines.pop(task, None)
+        return self._live(_frames_bytes(super().cancel(task)))
+
+    def close(self, now: Optional[int] = None) -> bytes:  # type: ignore[override]
+        """Drain and close (§15.3): bye once nothing is open or unacknowledged."""
+        self._tick(now)
+        if self.state != "established":
+            return b""
+        return _frames_bytes(super().close()) + self._flush()
+
+    # ---- timers -------------------------------------------------------------
+
+    def next_timer(self) -> Optional[int]:
+        """The earliest time on_timer must run, or None."""
+        if self.state not in ("established", "handshaking"):
+            return None
+        times = [t for t in (self.next_ping, self.ack_at) if t is not None]
+        times += list(self.deadlines.values())
+        if self.up:
+            times.append(self.last_rx + self.config.dead_peer_timeout_us)
+            if self.state == "handshaking":
+                times.append(self.connected_at + self.config.handshake_timeout_us)
+        return min(times) if times else None
+
+    def on_timer(self, now: int) -> bytes:
+        self._tick(now)
+        out = bytearray()
+        for task, at in sorted(self.deadlines.items()):
+            if at > self.now:
+                continue
+            del self.deadlines[task]
+            state = self.tasks.get(task)
+            if state == "submitted" or (state == "running" and not self._executes(task)):
+                out += self._cancel_reason(task, 4)
+            elif state == "running":
+                self._emit("TaskCancelled", task=task, status="DEADLINE_EXCEEDED")
+                out += self._task_error(task, 4, "deadline exceeded")
+        if self.up and (self.now - self.last_rx >= self.config.dead_peer_timeout_us or (
+                self.state == "handshaking"
+                and self.now - self.connected_at >= self.config.handshake_timeout_us)):
+            self.lost()
+            self.pending_events.append(Event("ConnectionLost", {"error": "PEER_UNRESPONSIVE"}))
+            return bytes(out)
+        if self.state == "established" and self.up:
+            if self.next_ping is not None and self.now >= self.next_ping:
+                self.ping_out = self.now
+                self.next_ping = self.now + self._ping_interval()
+                out += self._sync({2: self.now})
+            if self.ack_at is not None and self.now >= self.ack_at:
+                self.ack_at = None
+                if self.rx_seq > self.acked_sent:
+                    out += self._sync({})
+        out += self._flush()
+        return bytes(out)
+
+    # ---- internals ----------------------------------------------------------
+
+    def _resumable(self) -> bool:
+        return (self.session_id is not None and self.peer is not None
+                and self.state in ("disconnected", "handshaking"))
+
+    def _live(self, data: bytes) -> bytes:
+        """A sequenced frame goes out now only on an established connection;
+        otherwise it waits in the replay buffer for the resume (§16.2)."""
+        return data if self.state == "established" and self.up else b""
+
+    def _tick(self, now: Optional[int]) -> None:
+        if now is not None:
+            self.now = max(self.now, now)
+
+    def _executes(self, task: int) -> bool:
+        return task % 2 == (0 if self.initiator else 1)
+
+    def _ping_interval(self) -> int:
+        return max(self.config.ping_interval_us, self.peer[14] if self.peer else 0)
+
+    def _on_established(self) -> None:
+        self.next_ping = self.now + self._ping_interval()
+        self.acked_sent = self.rx_seq
+
+    def _check_send(self, payload: bytes) -> None:
+        if self.state != "established" and not (self.session_id and self.state == "disconnected"):
+            if self.state in ("failed", "closed"):
+                raise self.failure or error_from_name("UNAVAILABLE", "the session has ended")
+        if self.peer is not None and len(payload) > self.peer[8]:
+            raise error_from_name("FRAME_TOO_LARGE", "payload of %d bytes, the peer's "
+                                  "max_payload_bytes is %d" % (len(payload), self.peer[8]))
+        if len(self.replay) >= self.config.replay_frames:
+            raise error_from_name("REPLAY_BUFFER_FULL", "%d frames unacknowledged"
+                                  % len(self.replay))
+
+    def _sync(self, values: dict[int, Any]) -> bytes:
+        if self.rx_seq:
+            values[1] = self.rx_seq
+            self.acked_sent = self.rx_seq
+        return _frames_bytes([("AGENT_SYNC", self._control(c.AGENT_SYNC, "AGENT_SYNC", values))])
+
+    def _flush(self) -> bytes:
+        """What is due after an input: a pong, the bye of a drained close."""
+        out = bytearray()
+        if self.state != "established" or not self.up:
+            return b""
+        if self.pong_due is not None:
+            out += self._sync({3: self.pong_due})
+            self.pong_due = None
+        if self.closing_session and not self.bye_sent and not self.tasks and not self.replay:
+            self.bye_sent = True
+            out += self._sync({5: True})
+        return bytes(out)
+
+    def _after_input(self) -> None:
+        if self.failure is None and self.state == "failed":
+            ev = [e for e in self.take_events_peek() if e.type == "SessionFailed"]
+            name = ev[-1].fields.get("error", "INTERNAL") if ev else "INTERNAL"
+            self.failure = error_from_name(name)
+        if self.state == "failed" or self.state == "closed":
+            self.connection_ended = True
+            self.deadlines.clear()
+        if (self.state == "established" and self.rx_seq > self.acked_sent
+                and self.ack_at is None):
+            self.ack_at = self.now + self.config.ack_delay_us
+
+    def take_events_peek(self) -> list[Event]:
+        self._collect()
+        return self.pending_events
+
+    def _cancel_reason(self, task: int, reason: int) -> bytes:
+        payload = c.encode_payload("AGENT_CANCEL", {1: reason})
+        segs = self._frame(c.AGENT_CANCEL, payload, stream=task, seq=self.next_seq,
+                           flags=c.FLAG_CHECKSUM, message="AGENT_CANCEL")
+        self.replay.append((self.next_seq, "AGENT_CANCEL %d" % task, segs))
+        self.next_seq += 1
+        self.tasks[task] = "cancelling"
+        self._emit("TaskCancelled", task=task,
+                   status="DEADLINE_EXCEEDED" if reason == 4 else "CANCELLED")
+        return self._live(_frames_bytes([("", segs)]))
+
+    def _task_error(self, task: int, code: int, message: str) -> bytes:
+        payload = c.encode_payload("AGENT_ERROR", {1: code, 2: message.encode("utf-8")})
+        segs = self._frame(c.AGENT_ERROR, payload, stream=task, seq=self.next_seq,
+                           flags=c.FLAG_CHECKSUM, message="AGENT_ERROR")
+        self.replay.append((self.next_seq, "AGENT_ERROR %d" % task, segs))
+        self.next_seq += 1
+        del self.tasks[task]
+        self.deadlines.pop(task, None)
+        return self._live(_frames_bytes([("", segs)]))
+
+    # ---- received frames the transcript model leaves out --------------------
+
+    def _handle_task(self, f, out):  # type: ignore[override]
+        super()._handle_task(f, out)
+        if f["deadline"] is not None:
+            self.deadlines[f["stream"]] = self.now + f["deadline"]
+
+    def _handle_response(self, f, out):  # type: ignore[override]
+        if self.tasks.get(f["stream"]) == "cancelling":
+            if f["flags"] & c.FLAG_FINAL:        # §13.3: expected, discarded
+                del self.tasks[f["stream"]]
+            return None
+        if f["flags"] & c.FLAG_FINAL:
+            self.deadlines.pop(f["stream"], None)
+        return super()._handle_response(f, out)
+
+    def _handle_cancel(self, f, out):  # type: ignore[override]
+        if self.tasks.get(f["stream"]) != "running":
+            return None                           # §13.3: already ended
+        self.deadlines.pop(f["stream"], None)
+        return super()._handle_cancel(f, out)
+
+    def _handle_task_error(self, f, out):  # type: ignore[override]
+        task = f["stream"]
+        v = c.parse_payload("AGENT_ERROR", f["payload"])
+        state = self.tasks.get(task)
+        if state == "cancelling":
+            del self.tasks[task]
+            return None
+        if state in ("submitted", "running"):
+            del self.tasks[task]
+            self.deadlines.pop(task, None)
+            name = c.CANONICAL_NAMES.get(v[1], "UNKNOWN")
+            self._emit("TaskFailed", task=task, code=v[1], status=name,
+                       message=v.get(2, b"").decode("utf-8", "replace"),
+                       retryable=bool(v.get(3)))
+        return None
+
+    def _handle_sync(self, f, out):  # type: ignore[override]
+        v = c.parse_payload("AGENT_SYNC", f["payload"])
+        if 2 in v:
+            self.pong_due = v[2]
+        if 3 in v and self.ping_out is not None and v[3] == self.ping_out:
+            sample = self.now - v[3]
+            self.srtt = sample if self.srtt is None else (7 * self.srtt + sample) // 8
+            self.ping_out = None
+        if 5 in v and self.tasks:
+            self._fail(out, "UNEXPECTED_FRAME", self._error_message())
+        rest = {k: val for k, val in v.items() if k not in (2, 3)}
+        f = dict(f, payload=c.encode_payload("AGENT_SYNC", rest))
+        return super()._handle_sync(f, out)
+
+
+class Acceptor:
+    """The acceptor's registry (SPEC.md §20): `new_connection()` gives the
+    session state for a new transport connection; after each `receive` on it,
+    `settle(conn, out)` hands a resuming connection to the session it names
+    (§16.2) and returns the session that now owns the connection."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sessions: dict[bytes, Session] = {}
+        self._fresh = 0
+
+    def new_connection(self, now: int = 0) -> tuple[Session, bytes]:
+        cfg = self.config
+        if cfg.seed is not None:
+            cfg = Config(**dict(cfg.__dict__, seed=cfg.seed + self._fresh))
+        self._fresh += 1
+        s = Session("acceptor", cfg, now)
+        return s, s.connect(now)
+
+    def receive(self, conn: Session, data: bytes, now: int) -> tuple[Session, bytes]:
+        out = conn.receive(data, now)
+        if conn.state == "established" and conn.session_id is not None:
+            self.sessions.setdefault(conn.session_id, conn)
+        if conn.handshake != "await_resume":
+            return conn, out
+        reg = self.sessions.get(conn.hello[18])
+        frames: list = []
+        if reg is None or reg.up:
+            if reg is not None:
+                reg.lost(now)     # §20: the new connection supersedes a half-open one
+            if reg is None:
+                try:
+                    conn._fail(frames, "SESSION_EXPIRED", conn._error_message())
+                except TranscriptError:
+                    pass
+                conn.connection_ended = True
+                return conn, out + _frames_bytes(frames)
+        shim = SimpleNamespace(registered=reg, endpoint=conn)
+        try:
+            RefServer._adopt(shim, conn, frames)  # type: ignore[arg-type]
+        except TranscriptError:
+            conn.connection_ended = True
+            return conn, out + _frames_bytes(frames)
+        reg._tick(now)
+        reg.last_rx = reg.connected_at = reg.now
+        reg.connection_ended = False
+        reg.ping_out = reg.pong_due = None
+        reg._on_established()
+        return reg, out + _frames_bytes(frames) + reg._flush()
+
+    def forget(self, session: Session) -> None:
+        if session.session_id is not None:
+            self.sessions.pop(session.session_id, None)

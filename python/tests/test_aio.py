@@ -1,0 +1,133 @@
+"""The asyncio API over tcp:// and unix://: call, stream, task errors with
+their code, deadline, cancellation through asyncio, and a connection cut
+mid-task followed by resume (the task runs once, its answer arrives once)."""
+
+import asyncio
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import symwire  # noqa: E402
+
+
+class AgentFixture:
+    def __init__(self):
+        self.agent = symwire.Agent("py-agent")
+        self.cancelled = asyncio.Event()
+        self.release = asyncio.Event()
+        self.runs = []
+        self.agent.handler(self.handle)
+
+    async def handle(self, task):
+        self.runs.append(task.payload)
+        try:
+            if task.payload == b"slow":
+                await asyncio.sleep(30)
+            if task.payload == b"wait":
+                await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        if task.payload == b"fail":
+            raise symwire.SymwireError(3, "INVALID_ARGUMENT", "bad input")
+        yield b"working on " + task.payload
+        yield b"done"
+
+    async def start(self, url):
+        ready = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(self.agent.serve(url, ready=ready.set_result))
+        return await asyncio.wait_for(ready, 5)
+
+
+class AioTest(unittest.IsolatedAsyncioTestCase):
+    async def conversation(self, url):
+        fx = AgentFixture()
+        url = await fx.start(url)
+        try:
+            async with symwire.connect(url, timeout=5) as client:
+                self.assertEqual(await client.call(b"x", timeout=5), b"working on xdone")
+                self.assertEqual([p async for p in client.stream(b"y")],
+                                 [b"working on y", b"done"])
+                with self.assertRaises(symwire.SymwireError) as err:
+                    await client.call(b"fail", timeout=5)
+                self.assertEqual((err.exception.code, err.exception.message),
+                                 (3, "bad input"))
+                with self.assertRaises(symwire.SymwireError) as err:
+                    await client.call(b"slow", timeout=0.2)
+                self.assertEqual(err.exception.code, 4)
+                t = asyncio.create_task(client.call(b"wait"))
+                while b"wait" not in fx.runs:
+                    await asyncio.sleep(0.01)
+                t.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await t
+                await asyncio.wait_for(fx.cancelled.wait(), 5)
+        finally:
+            fx.task.cancel()
+
+    async def test_tcp(self):
+        await asyncio.wait_for(self.conversation("tcp://127.0.0.1:0"), 15)
+
+    async def test_unix(self):
+        with tempfile.TemporaryDirectory() as d:
+            await asyncio.wait_for(self.conversation("unix://" + os.path.join(d, "s")), 15)
+
+    async def test_tls(self):
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], check=True, capture_output=True,
+                           timeout=30)
+            server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server_ctx.load_cert_chain(cert, key)
+            client_ctx = ssl.create_default_context(cafile=cert)   # verifies chain and IP
+            fx = AgentFixture()
+            ready = asyncio.get_running_loop().create_future()
+            fx.task = asyncio.create_task(fx.agent.serve(
+                "tls://127.0.0.1:0", ssl_context=server_ctx, ready=ready.set_result))
+            try:
+                url = await asyncio.wait_for(ready, 5)
+                async with symwire.connect(url, ssl_context=client_ctx, timeout=5) as client:
+                    self.assertEqual(await client.call(b"t", timeout=5), b"working on tdone")
+            finally:
+                fx.task.cancel()
+
+    async def test_stdio(self):
+        child = ("stdio:%s %s" % (sys.executable, os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "stdio_agent.py")))
+        async with symwire.connect(child, timeout=10) as client:
+            self.assertEqual([p async for p in client.stream(b"s", timeout=5)],
+                             [b"stdio: s", b"done"])
+            proc = client.writer.proc
+        # After the bye the agent exits by itself (not terminated 2 s later).
+        self.assertEqual(proc.returncode, 0)
+
+    async def test_resume_after_cut(self):
+        fx = AgentFixture()
+        url = await fx.start("tcp://127.0.0.1:0")
+        try:
+            async with symwire.connect(url, timeout=5) as client:
+                t = asyncio.create_task(client.call(b"wait", timeout=10))
+                while b"wait" not in fx.runs:
+                    await asyncio.sleep(0.01)
+                client.writer.transport.abort()          # the connection is cut
+                while client.session.up:
+                    await asyncio.sleep(0.01)
+                fx.release.set()
+                self.assertEqual(await asyncio.wait_for(t, 10), b"working on waitdone")
+                self.assertEqual(fx.runs, [b"wait"])
+                resumed = client.session.events
+                self.assertTrue(any("resumed=1" in e for e in resumed), resumed)
+        finally:
+            fx.task.cancel()
+
+
+if __name__ == "__main__":
+    unittest.main()
