@@ -294,8 +294,10 @@ int EncoderRank(uint64_t type) {
       return 2;
     case symwire::kExtMetadata:
       return 3;
-    default:
+    case symwire::kExtMethod:
       return 4;
+    default:
+      return 5;
   }
 }
 
@@ -338,7 +340,8 @@ void CheckFrame(const FrameView& f, const std::vector<std::byte>& buf,
   const std::vector<RefTlv> ref = ReparseHeader(f);
   const Bytes fields = b.first(hs - symwire::kHeaderCrcSize);
   size_t i = 0;
-  bool deadline = false, trace_parent = false, trace_state = false;
+  bool deadline = false, trace_parent = false, trace_state = false,
+       method = false;
   uint32_t metadata = 0;
   std::vector<symwire::MetadataEntry> meta;
   std::vector<symwire::RawExtension> other;
@@ -379,6 +382,16 @@ void CheckFrame(const FrameView& f, const std::vector<std::byte>& buf,
                                [](std::byte x) { return x != std::byte{0}; }));
         break;
       }
+      case symwire::kExtMethod: {
+        FUZZ_CHECK(!method);
+        method = true;
+        const absl::string_view m = f.method();
+        FUZZ_CHECK(m.data() == AsStringView(e.value).data() &&
+                   m.size() == e.value.size());
+        FUZZ_CHECK(!m.empty() && m.size() <= symwire::kMaxMethodSize);
+        for (char ch : m) FUZZ_CHECK(ch >= 0x21 && ch <= 0x7E);
+        break;
+      }
       case symwire::kExtTraceState: {
         FUZZ_CHECK(!trace_state);
         trace_state = true;
@@ -417,6 +430,7 @@ void CheckFrame(const FrameView& f, const std::vector<std::byte>& buf,
   FUZZ_CHECK(f.deadline_us().has_value() == deadline);
   FUZZ_CHECK(f.trace_parent().has_value() == trace_parent);
   FUZZ_CHECK(!f.trace_state().empty() == trace_state);
+  FUZZ_CHECK(!f.method().empty() == method);
   FUZZ_CHECK(f.extensions().empty() == ref.empty());
 
   // Canonical form (SPEC.md §2): the encoder, given the decoded frame,
@@ -426,6 +440,7 @@ void CheckFrame(const FrameView& f, const std::vector<std::byte>& buf,
   symwire::FrameExtensions ext;
   ext.deadline_us = f.deadline_us();
   ext.trace_parent = f.trace_parent();
+  ext.method = f.method();
   ext.trace_state = f.trace_state();
   ext.metadata = meta;
   ext.other = other;

@@ -467,6 +467,7 @@ void AddExtensions(const symwire::FrameView& frame, size_t max_bytes,
   if (frame.extension_count() == 0) return;
   Line ext;
   if (auto deadline = frame.deadline_us()) ext.Num("deadline_us", *deadline);
+  if (!frame.method().empty()) ext.Str("method", frame.method());
   if (auto tp = frame.trace_parent()) {
     ext.Word("traceparent",
              absl::StrCat(absl::Hex(tp->version, absl::kZeroPad2), "-",

@@ -64,6 +64,7 @@ printf '%s\n' src/symwire.cpp src/symwire_transport.cpp src/symwire_tls.cpp \
   examples/stdio_orchestrator.cpp examples/codec_demo.cpp \
   examples/orchestrator_worker.cpp examples/handoff_chain.cpp \
   examples/streaming.cpp examples/cancel_deadline.cpp examples/reconnect.cpp \
+  examples/methods.cpp \
   tools/dump.cpp |
   xargs -P "$JOBS" -n 1 clang-tidy-14 -p build/debug --quiet \
     --warnings-as-errors='*'

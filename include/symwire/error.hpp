@@ -78,6 +78,9 @@ enum class ErrorCode : uint16_t {
   kFrameTooLarge = 124,         // kInvalidArgument [local]
   kWrongState = 125,            // kFailedPrecondition [local]
   kPeerError = 126,             // the peer's code [session]
+  kUnimplemented = 127,         // kUnimplemented [task]: no handler for the
+                                // task's METHOD, or a METHOD for a peer
+                                // that did not announce it (SPEC.md §13.5)
 };
 
 // ErrorScope

@@ -200,8 +200,10 @@ EXT_DEADLINE = 1
 EXT_TRACEPARENT = 2
 EXT_TRACESTATE = 4
 EXT_METADATA = 6
-KNOWN_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METADATA)
-SINGLETON_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE)
+EXT_METHOD = 9      # §5.1: critical (odd), 1..255 bytes of 0x21..0x7E
+KNOWN_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METADATA, EXT_METHOD)
+SINGLETON_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METHOD)
+METHOD_MAX = 255
 TRACEPARENT_SIZE = 26
 TRACESTATE_MAX = 512
 
@@ -317,6 +319,7 @@ def decode_frame(data, base, opts, info=None):
     deadline = None
     traceparent = None
     tracestate = None
+    method = None
     metadata = []
     while p < crc_at:
         type_pos = p
@@ -356,6 +359,11 @@ def decode_frame(data, base, opts, info=None):
             if not 1 <= elen <= TRACESTATE_MAX or any(b < 0x20 or b > 0x7E for b in value):
                 raise WireError("MALFORMED_EXTENSION", value_at)
             tracestate = value
+        elif etype == EXT_METHOD:
+            # §5.1: the length, then each byte; offset: the value's start.
+            if not 1 <= elen <= METHOD_MAX or any(b < 0x21 or b > 0x7E for b in value):
+                raise WireError("MALFORMED_EXTENSION", value_at)
+            method = value
         elif etype == EXT_METADATA:
             klen, n = bounded_varint(data, value_at, value_end, "MALFORMED_EXTENSION")
             if klen < 1 or value_at + n + klen > value_end:
@@ -391,6 +399,8 @@ def decode_frame(data, base, opts, info=None):
         tokens.append("tracestate=%s" % tracestate.hex())
     for key, val in metadata:
         tokens.append("metadata=%s:%s" % (key.hex(), hexs(val)))
+    if method is not None:
+        tokens.append("method=%s" % method.hex())
     for etype, val in exts:
         tokens.append("ext=%d:%s" % (etype, hexs(val)))
     return " ".join(tokens), size
@@ -445,7 +455,7 @@ def decode_single_varint(data):
 # hex block can carry one comment per field.
 
 def _ext_comment(etype):
-    names = {1: "DEADLINE", 2: "TRACEPARENT", 4: "TRACESTATE", 6: "METADATA"}
+    names = {1: "DEADLINE", 2: "TRACEPARENT", 4: "TRACESTATE", 6: "METADATA", 9: "METHOD"}
     if etype in names:
         return names[etype]
     if etype == 0:
@@ -463,6 +473,8 @@ def _value_comment(etype, value):
             return "value: version %02x, trace_id, parent_id, flags %02x" % (value[0], value[25])
         if etype == EXT_TRACESTATE and all(0x20 <= b <= 0x7E for b in value):
             return 'value: "%s"' % value.decode("ascii")
+        if etype == EXT_METHOD and all(0x21 <= b <= 0x7E for b in value):
+            return 'value: method "%s"' % value.decode("ascii")
         if etype == EXT_METADATA:
             klen, n = varint_decode(value, 0, len(value))
             key, val = value[n:n + klen], value[n + klen:]
@@ -1035,6 +1047,7 @@ SESSION_ERRORS = {
     "RESUME_GAP": (119, "DATA_LOSS"),
     "RESUME_REJECTED": (120, "PERMISSION_DENIED"),
     "PEER_ERROR": (126, None),
+    "UNIMPLEMENTED": (127, "UNIMPLEMENTED"),  # §13.5: no handler for the method
 }
 SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}
 # §7: the framing errors a receiver reports, with their canonical codes.

@@ -1685,6 +1685,27 @@ def selftest():
 
     expect("decode minimal header", first_line(minimal),
            "frame offset=0 size=10 type=AGENT_TASK flags=0x00 stream=1 seq=0 payload=-")
+    # §5.1 METHOD: type 9, 1..255 bytes of 0x21..0x7E, once; errors at the
+    # value's first byte (duplicate: at the type).
+    def method_frame(*values):
+        return raw(build_frame(1, stream=1, exts=[Ext(EXT_METHOD, v) for v in values]))
+    got = first_line(method_frame(b"summarize"))
+    expect("METHOD decoded", got.split(" ")[-2:],
+           ["method=%s" % b"summarize".hex(), "ext=9:%s" % b"summarize".hex()])
+    expect("METHOD header", method_frame(b"a")[:9].hex(" "), "0c 01 00 01 00 00 09 01 61")
+    expect("METHOD 255 bytes", first_line(method_frame(b"~" * 255))[:14], "frame offset=0")
+    # 256 bytes: header_length and ext_length are 2-byte varints, so the
+    # value starts at 10.
+    expect("METHOD 256 bytes", first_line(method_frame(b"~" * 256)),
+           "error code=MALFORMED_EXTENSION offset=10")
+    expect("METHOD empty", first_line(method_frame(b"")),
+           "error code=MALFORMED_EXTENSION offset=8")
+    expect("METHOD space", first_line(method_frame(b"a b")),
+           "error code=MALFORMED_EXTENSION offset=8")
+    expect("METHOD 0x7f", first_line(method_frame(b"a\x7f")),
+           "error code=MALFORMED_EXTENSION offset=8")
+    expect("METHOD twice", first_line(method_frame(b"a", b"b")),
+           "error code=DUPLICATE_EXTENSION offset=9")
     # 63 bytes after the length field: 1-byte 3f; 64: the smallest 2-byte, 40 40.
     pad63 = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(52))]))
     pad64 = raw(build_frame(1, stream=1, exts=[Ext(8, bytes(53))]))
@@ -1794,6 +1815,8 @@ def _frame_from_args(args):
             kw["exts"].append(Ext(EXT_TRACEPARENT, bytes.fromhex(val)))
         elif key == "tracestate":
             kw["exts"].append(Ext(EXT_TRACESTATE, val.encode("ascii")))
+        elif key == "method":
+            kw["exts"].append(Ext(EXT_METHOD, val.encode("ascii")))
         elif key == "metadata":
             k, _, v = val.partition(":")
             kw["exts"].append(metadata_ext(bytes.fromhex(k), bytes.fromhex(v)))

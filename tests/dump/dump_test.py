@@ -291,9 +291,12 @@ def case_json():
     meta = tlv(6, b"\x03k\"y" + b"v\xffal")
     odd = PREFACE + frame(3, 0, 0, err) + frame(
         1, 1, 1, b'{"x": "\\u00e9"}\x00\xff', ext=meta + tlv(8, b"\x00\x01"))
+    # A task with a METHOD (SPEC.md §5.1): text and JSON show it.
+    method_task = PREFACE + frame(1, 1, 0, b"hi", ext=tlv(9, b'llm.sum"x'))
     inputs = [("clean", client, []), ("server", server, []),
               ("crc", bytes(corrupt), []), ("odd", odd, []),
-              ("garbage", b"\x00" * 40 + client, ["--no-preface"])]
+              ("garbage", b"\x00" * 40 + client, ["--no-preface"]),
+              ("method", method_task, [])]
     cap = make_pcap.Capture()
     make_pcap.add_connection(cap, [("c", client), ("s", server)], segment=30)
     cap.write(work("json.pcap"))
@@ -334,6 +337,13 @@ def case_json():
                                             "value": "v\u00ffal"}] and
                   t["ext"]["unknown"] == [{"type": 8, "value_hex": "0001"}],
                   "odd: AGENT_TASK payload and extensions", out)
+        if name == "method":
+            t = [x for x in lines if x.get("type") == "AGENT_TASK"][0]
+            check(t["ext"]["method"] == 'llm.sum"x',
+                  "method: JSON ext.method", out)
+            rc, text, err = run(["-"], stdin=data)
+            check(rc == 0 and 'method="llm.sum\\"x"' in text,
+                  "method: text shows method=\"...\"", text)
         if name == "crc":
             e = [x for x in lines if x["kind"] == "error"][0]
             check(e["offset"] == 133 and e["error"] == "HEADER_CRC_MISMATCH"

@@ -389,6 +389,99 @@ TEST_CASE("task extensions travel: deadline, trace context, metadata",
   REQUIRE(rec->As<TaskReceived>().deadline.has_value());
 }
 
+TEST_CASE("methods: METHOD travels on AGENT_TASK (SPEC.md §5.1, §13.5)",
+          "[session][tasks][methods]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  CHECK((pair.initiator().peer().capabilities & kCapMethods) != 0);
+  TaskOptions opt;
+  opt.method = "llm.summarize";
+  auto id = pair.Submit(Side::kInitiator, "x", opt);
+  REQUIRE(id.ok());
+  auto plain = pair.Submit(Side::kInitiator, "y");
+  REQUIRE(plain.ok());
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 2; });
+  auto recs = pair.FindTask<TaskReceived>(Side::kAcceptor, *id);
+  REQUIRE(recs.size() == 1);
+  CHECK(recs[0]->method == "llm.summarize");
+  auto plain_recs = pair.FindTask<TaskReceived>(Side::kAcceptor, *plain);
+  REQUIRE(plain_recs.size() == 1);
+  CHECK(plain_recs[0]->method.empty());
+  // The executor's UNIMPLEMENTED answer (§13.5) reaches the submitter with
+  // its code and detail, retryable, and ends that task only.
+  REQUIRE(pair.Do(Side::kAcceptor,
+                  [&](Session& s, absl::Time now) {
+                    return s.FailTask(
+                        *id,
+                        MakeError(ErrorCode::kUnimplemented,
+                                  "unknown method \"llm.summarize\""),
+                        true, now);
+                  })
+              .ok());
+  pair.RunFor(absl::Milliseconds(10));
+  const auto* f = pair.LastEvent<TaskFailed>(Side::kInitiator);
+  REQUIRE(f != nullptr);
+  CHECK(f->task == *id);
+  CHECK(f->retryable);
+  CHECK(f->status.code() == absl::StatusCode::kUnimplemented);
+  CHECK(GetErrorCode(f->status) == ErrorCode::kUnimplemented);
+  CHECK_THAT(std::string(f->status.message()),
+             Catch::Contains("llm.summarize"));
+  CHECK(pair.initiator().state() == SessionState::kEstablished);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("methods: a bad method name is refused locally, nothing sent",
+          "[session][tasks][methods]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  const uint64_t frames = pair.initiator().counters().frames_out;
+  for (const std::string& bad : {std::string("a b"), std::string("caf\xC3\xA9"),
+                                 std::string(256, 'a'), std::string("x\n")}) {
+    INFO(bad);
+    TaskOptions opt;
+    opt.method = bad;
+    auto id = pair.Submit(Side::kInitiator, "x", opt);
+    REQUIRE_FALSE(id.ok());
+    CHECK(id.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK(GetErrorCode(id.status()) == ErrorCode::kInvalidFrame);
+  }
+  TaskOptions opt;
+  opt.method = "a b";
+  CHECK_THAT(
+      std::string(pair.Submit(Side::kInitiator, "x", opt).status().message()),
+      Catch::Contains("0x20 at index 1"));
+  CHECK(pair.initiator().counters().frames_out == frames);
+  CHECK(pair.initiator().open_tasks() == 0);
+}
+
+TEST_CASE("methods: no METHOD to a peer that did not announce METHODS",
+          "[session][tasks][methods]") {
+  // SPEC.md §9, §11.4: METHOD is critical; a peer without the bit (an
+  // older implementation) would end the connection on it, so the sender
+  // refuses locally with UNIMPLEMENTED. Tasks without a method still flow.
+  PairOptions o = Fast();
+  o.acceptor.capabilities &= ~kCapMethods;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  CHECK((pair.initiator().peer().capabilities & kCapMethods) == 0);
+  const uint64_t frames = pair.initiator().counters().frames_out;
+  TaskOptions opt;
+  opt.method = "summarize";
+  auto id = pair.Submit(Side::kInitiator, "x", opt);
+  REQUIRE_FALSE(id.ok());
+  CHECK(id.status().code() == absl::StatusCode::kUnimplemented);
+  CHECK(GetErrorCode(id.status()) == ErrorCode::kUnimplemented);
+  CHECK_THAT(std::string(id.status().message()), Catch::Contains("summarize"));
+  CHECK_THAT(std::string(id.status().message()), Catch::Contains("METHODS"));
+  CHECK(pair.initiator().counters().frames_out == frames);
+  CHECK(pair.initiator().state() == SessionState::kEstablished);
+  auto plain = pair.Submit(Side::kInitiator, "y");
+  REQUIRE(plain.ok());
+  pair.RunUntil([&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 1; });
+  CHECK(Ok(pair));
+}
+
 TEST_CASE("executor-side failures reach the submitter with code and flag",
           "[session][tasks]") {
   SessionPair pair(Fast());

@@ -92,6 +92,7 @@ struct StepRecord {
   std::optional<uint64_t> deadline_us;
   std::optional<TraceParent> trace_parent;
   std::string trace_state;
+  std::string method;                       // METHOD (SPEC.md §5.1)
   std::vector<ExtensionRecord> extensions;  // every TLV, wire order
   std::vector<std::pair<std::string, std::string>> metadata;  // wire order
   uint32_t extension_count = 0;
@@ -156,6 +157,9 @@ inline std::string ToString(const StepRecord& s) {
       if (!s.trace_state.empty()) {
         absl::StrAppend(&out, " tracestate=\"", absl::CHexEscape(s.trace_state),
                         "\"");
+      }
+      if (!s.method.empty()) {
+        absl::StrAppend(&out, " method=\"", absl::CHexEscape(s.method), "\"");
       }
       for (const ExtensionRecord& e : s.extensions) {
         absl::StrAppend(&out, " ext{", e.type, ":", HexPreview(e.value, 16),
@@ -520,6 +524,7 @@ class FeedDriver {
     s.deadline_us = f.deadline_us();
     s.trace_parent = f.trace_parent();
     s.trace_state = std::string(f.trace_state());
+    s.method = std::string(f.method());
     s.extension_count = f.extension_count();
     s.metadata_count = f.metadata_count();
 
@@ -529,6 +534,7 @@ class FeedDriver {
     std::optional<uint64_t> raw_deadline;
     std::optional<TraceParent> raw_trace_parent;
     std::string raw_trace_state;
+    std::string raw_method;
     uint32_t metadata = 0;
     for (const RawExtension& e : f.extensions()) {
       if (e.value.data() < ext_lo || e.value.data() + e.value.size() > ext_hi) {
@@ -551,6 +557,9 @@ class FeedDriver {
       } else if (e.type == kExtTraceState) {
         raw_trace_state.assign(reinterpret_cast<const char*>(e.value.data()),
                                e.value.size());
+      } else if (e.type == kExtMethod) {
+        raw_method.assign(reinterpret_cast<const char*>(e.value.data()),
+                          e.value.size());
       } else if (e.type == kExtMetadata) {
         ++metadata;
         const MetadataEntry m = ParseMetadataValue(e.value);
@@ -593,6 +602,9 @@ class FeedDriver {
     }
     if (raw_trace_state != s.trace_state) {
       Problem("trace_state() disagrees with the TRACESTATE TLV");
+    }
+    if (raw_method != s.method) {
+      Problem("method() disagrees with the METHOD TLV");
     }
     result_.steps.push_back(std::move(s));
   }

@@ -315,6 +315,7 @@ struct EventRecord {
   std::optional<uint64_t> deadline_us;
   std::optional<TraceParent> trace_parent;
   std::string trace_state;
+  std::string method;  // TaskReceived: METHOD (SPEC.md §5.1)
   std::vector<std::pair<std::string, std::string>> metadata;
 
   template <typename T>
@@ -815,6 +816,7 @@ class SessionPair {
       r.deadline_us = t->frame.deadline_us();
       r.trace_parent = t->frame.trace_parent();
       r.trace_state = std::string(t->frame.trace_state());
+      r.method = std::string(t->frame.method());
       for (const MetadataEntry& m : t->frame.metadata()) {
         r.metadata.emplace_back(std::string(m.key), std::string(m.value));
       }

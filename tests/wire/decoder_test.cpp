@@ -1238,6 +1238,17 @@ TEST_CASE("decoder: MALFORMED_EXTENSION for values that break §5",
        2,
        {1},
        {"0x80"}},
+      // METHOD (SPEC.md §5.1): offset is the value's first byte; the
+      // message names the bad byte, its index and its stream offset.
+      {"METHOD empty", B({0x09, 0x00}), 2, {0}, {"METHOD"}},
+      {"METHOD 256 bytes",
+       Cat({B({0x09, 0x41, 0x00}), Repeat(0x61, 256)}),
+       3,
+       {256},
+       {"METHOD", "1..255"}},
+      {"METHOD space", Cat({B({0x09, 0x03}), Str("a b")}), 2, {1}, {"0x20"}},
+      {"METHOD 0x7f", B({0x09, 0x02, 0x61, 0x7F}), 2, {1}, {"0x7f"}},
+      {"METHOD 0x80", B({0x09, 0x01, 0x80}), 2, {0}, {"0x80"}},
       {"METADATA empty", B({0x06, 0x00}), 2, {}, {"METADATA"}},
       {"METADATA key_length overruns",
        B({0x06, 0x01, 0x40}),
@@ -1395,6 +1406,9 @@ TEST_CASE("decoder: DUPLICATE_EXTENSION for a repeated singleton",
       {"DEADLINE", B({0x01, 0x01, 0x05, 0x01, 0x01, 0x06}), 3},
       {"TRACEPARENT", Cat({tp, tp}), 28},
       {"TRACESTATE", B({0x04, 0x01, 0x61, 0x04, 0x01, 0x62}), 3},
+      {"METHOD", B({0x09, 0x01, 0x61, 0x09, 0x01, 0x62}), 3},
+      // The duplicate is reported before its value is judged.
+      {"METHOD", B({0x09, 0x01, 0x61, 0x09, 0x01, 0x20}), 3},
       // Other TLVs in between do not matter.
       {"DEADLINE",
        B({0x01, 0x01, 0x05, 0x08, 0x00, 0x06, 0x02, 0x01, 0x6B, 0x01, 0x01,
@@ -1875,6 +1889,42 @@ TEST_CASE("dump: FormatFrame", "[dump]") {
         "AGENT_ERROR stream=0 seq=5 flags=0 len=0 "
         "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 "
         "tracestate=\"a=b\" meta{x=\"\" y=\"z\"} ext{8:0xaa 10:\"hi\"}");
+}
+
+TEST_CASE("decoder: METHOD is known and method() returns it",
+          "[decoder][extensions]") {
+  // SPEC.md §5.1: type 9 is critical, so before this version it was
+  // UNKNOWN_CRITICAL_EXTENSION; now it decodes, and method() is a view of
+  // the value. Every visible ASCII byte is allowed, at 1 and 255 bytes.
+  std::string all;
+  for (int c = 0x21; c <= 0x7E; ++c) all += static_cast<char>(c);
+  for (const std::string& name :
+       {std::string("summarize"), std::string("a"), all, std::string(255, '~'),
+        std::string("/pkg.Svc/Do")}) {
+    INFO(name);
+    const Bytes tlvs =
+        Cat({B({0x09}),
+             name.size() < 64 ? B({static_cast<uint8_t>(name.size())})
+                              : B({0x40, static_cast<uint8_t>(name.size())}),
+             Str(name)});
+    const Bytes stream = Cat({Preface(), TaskHeader(tlvs)});
+    FrameDecoder dec;
+    auto step = dec.Decode(stream);
+    REQUIRE(step.ok());
+    REQUIRE(step->kind == DecodeStep::Kind::kPreface);
+    auto frame = dec.Decode(absl::MakeConstSpan(stream).subspan(8));
+    REQUIRE(frame.ok());
+    REQUIRE(frame->kind == DecodeStep::Kind::kFrame);
+    CHECK(frame->frame.method() == name);
+    CHECK(frame->frame.extension_count() == 1);
+  }
+  // No METHOD: empty.
+  const Bytes plain = Cat({Preface(), TaskHeader(B({0x08, 0x00}))});
+  FrameDecoder dec;
+  REQUIRE(dec.Decode(plain).ok());
+  auto frame = dec.Decode(absl::MakeConstSpan(plain).subspan(8));
+  REQUIRE(frame.ok());
+  CHECK(frame->frame.method().empty());
 }
 
 }  // namespace

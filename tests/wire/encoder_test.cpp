@@ -614,6 +614,45 @@ TEST_CASE("encoder: INVALID_FRAME for a TRACESTATE SPEC §5 forbids",
   RequireDecodes(EncodeOk({MessageType::kAgentTask, 0, 1, 0}, ext, {}));
 }
 
+TEST_CASE("encoder: INVALID_FRAME for a METHOD SPEC §5.1 forbids",
+          "[encoder]") {
+  const std::string too_long(256, 'a');
+  FrameExtensions ext;
+  ext.method = too_long;
+  RequireEncodeError({"256 bytes",
+                      {MessageType::kAgentTask, 0, 1, 0},
+                      ext,
+                      0,
+                      ErrorCode::kInvalidFrame,
+                      "256"});
+  for (char c : {' ', '\x1F', '\x7F', '\x80', '\n', '\0'}) {
+    std::string s = "ab";
+    s += c;
+    ext.method = s;
+    RequireEncodeError(
+        {absl::StrCat("byte ", static_cast<int>(static_cast<unsigned char>(c))),
+         {MessageType::kAgentTask, 0, 1, 0},
+         ext,
+         0,
+         ErrorCode::kInvalidFrame,
+         "index 2"});
+  }
+  // 255 bytes decode; the TLV is written after METADATA (FrameExtensions).
+  const std::string max_len(255, '~');
+  ext.method = max_len;
+  RequireDecodes(EncodeOk({MessageType::kAgentTask, 0, 1, 0}, ext, {}));
+  const std::array<MetadataEntry, 1> meta = {MetadataEntry{"k", "v"}};
+  ext.method = "m";
+  ext.metadata = meta;
+  const Bytes out = EncodeOk({MessageType::kAgentTask, 0, 1, 0}, ext, {});
+  // 11 01 00 01 00 00 | 06 03 01 6b 76 | 09 01 6d | crc: 18 bytes.
+  REQUIRE(out.size() == 18);
+  CHECK(out[0] == std::byte{0x11});
+  CHECK(out[6] == std::byte{0x06});
+  CHECK(out[11] == std::byte{0x09});
+  CHECK(out[13] == std::byte{0x6D});
+}
+
 TEST_CASE("encoder: METADATA with an empty key is INVALID_FRAME", "[encoder]") {
   const std::array<MetadataEntry, 2> meta = {MetadataEntry{"a", "1"},
                                              MetadataEntry{"", "x"}};
@@ -631,7 +670,7 @@ TEST_CASE("encoder: INVALID_FRAME for an `other` TLV of type 0 or known",
           "[encoder]") {
   const Bytes value = B({1, 2});
   for (uint64_t type : {uint64_t{0}, kExtDeadline, kExtTraceParent,
-                        kExtTraceState, kExtMetadata}) {
+                        kExtTraceState, kExtMetadata, kExtMethod}) {
     const std::array<RawExtension, 1> other = {RawExtension{type, value}};
     FrameExtensions ext;
     ext.other = other;

@@ -73,6 +73,7 @@ std::string ToLogLine(const StepRecord& s) {
   for (const auto& [key, value] : s.metadata) {
     absl::StrAppend(&line, " metadata=", Hex(key), ":", Hex(value));
   }
+  if (!s.method.empty()) absl::StrAppend(&line, " method=", Hex(s.method));
   for (const auto& ext : s.extensions) {
     absl::StrAppend(&line, " ext=", ext.type, ":", Hex(ext.value));
   }

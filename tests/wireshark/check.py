@@ -131,6 +131,8 @@ class Checker:
             self.one(where, pdu, "symwire.ext.traceparent", exp["traceparent"], "hex")
         if "tracestate" in exp:
             self.one(where, pdu, "symwire.ext.tracestate", exp["tracestate"], "hex")
+        if "method" in exp:
+            self.one(where, pdu, "symwire.ext.method", exp["method"], "hex")
         if "metadata" in exp:
             self.many(where, pdu, "symwire.ext.metadata.key", [k for k, _ in exp["metadata"]])
             self.many(where, pdu, "symwire.ext.metadata.value", [v for _, v in exp["metadata"]])

@@ -192,7 +192,7 @@ def frames_vector(blocks):
                 elif k == "payload":
                     f["payload"] = "" if v == "-" else v
                     f["payload_length"] = len(f["payload"]) // 2
-                elif k in ("traceparent", "tracestate"):
+                elif k in ("traceparent", "tracestate", "method"):
                     f[k] = v
             pdus.append(f)
         else:

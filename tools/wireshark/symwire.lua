@@ -38,7 +38,8 @@
 --   symwire.payload_length          uint64  varint
 --   symwire.varint.length           uint8   encoded size of the varint it annotates (generated)
 --   symwire.ext                     (subtree per TLV)
---     symwire.ext.type              uint64  TLV type (1 DEADLINE, 2 TRACEPARENT, 4 TRACESTATE, 6 METADATA)
+--     symwire.ext.type              uint64  TLV type (1 DEADLINE, 2 TRACEPARENT, 4 TRACESTATE, 6 METADATA,
+--                                           9 METHOD)
 --     symwire.ext.length            uint64  TLV value length
 --     symwire.ext.value             bytes   raw value (every TLV, known or unknown)
 --     symwire.ext.deadline          uint64  DEADLINE: remaining budget in microseconds
@@ -47,6 +48,7 @@
 --     symwire.ext.tracestate        string  TRACESTATE
 --     symwire.ext.metadata.key_length uint64, symwire.ext.metadata.key string,
 --     symwire.ext.metadata.value    string  METADATA (value may be empty)
+--     symwire.ext.method            string  METHOD (§5.1): the task's method name
 --   symwire.crc                     uint32  stored header CRC32C (big-endian)
 --   symwire.crc.computed            uint32  CRC32C computed over the header (generated)
 --   symwire.crc.status              uint8   0 Bad, 1 Good, 2 Unverified
@@ -59,7 +61,8 @@
 --     symwire.param.value (bytes; raw value of unknown parameters)
 --   AGENT_INIT (§11.1):  symwire.init.phase (0 HELLO, 1 CHALLENGE, 2 PROOF, 3 WELCOME),
 --     .min_version, .max_version, .version, .agent_id (string), .role (0 orchestrator, 1 agent,
---     2 peer), .capabilities (bits .capabilities.payload_checksums/.trace_context/.metadata/.drain),
+--     2 peer), .capabilities (bits .capabilities.payload_checksums/.trace_context/.metadata/.drain/
+--     .methods),
 --     .max_payload_bytes, .max_header_bytes, .max_tasks, .replay_bytes, .replay_frames,
 --     .ping_interval_us, .min_ping_interval_us, .auth_method (0 none, 1 token, 2 HMAC-SHA256),
 --     .auth_data (bytes), .nonce (bytes), .session_id (bytes), .resume_token (bytes),
@@ -102,7 +105,8 @@ local TYPE_NAMES = {
   [0] = "AGENT_INIT", [1] = "AGENT_TASK", [2] = "AGENT_RESPONSE",
   [3] = "AGENT_ERROR", [4] = "AGENT_CANCEL", [5] = "AGENT_SYNC",
 }
-local EXT_NAMES = { [1] = "DEADLINE", [2] = "TRACEPARENT", [4] = "TRACESTATE", [6] = "METADATA" }
+local EXT_NAMES = { [1] = "DEADLINE", [2] = "TRACEPARENT", [4] = "TRACESTATE", [6] = "METADATA",
+  [9] = "METHOD" }
 local PHASE_NAMES = { [0] = "HELLO", [1] = "CHALLENGE", [2] = "PROOF", [3] = "WELCOME" }
 local ROLE_NAMES = { [0] = "orchestrator", [1] = "agent", [2] = "peer" }
 local AUTH_NAMES = { [0] = "none", [1] = "token", [2] = "HMAC-SHA256" }
@@ -130,6 +134,7 @@ local ERROR_CODE_NAMES = {  -- SPEC.md §7 and §18
   [118] = "SESSION_EXPIRED", [119] = "RESUME_GAP", [120] = "RESUME_REJECTED",
   [121] = "CONNECTION_LOST", [122] = "PEER_DRAINING", [123] = "SESSION_CLOSED",
   [124] = "FRAME_TOO_LARGE", [125] = "WRONG_STATE", [126] = "PEER_ERROR",
+  [127] = "UNIMPLEMENTED",
 }
 local CANCEL_REASONS = { [1] = "CANCELLED", [4] = "DEADLINE_EXCEEDED" }
 local CHECK_STATUS = { [0] = "Bad", [1] = "Good", [2] = "Unverified" }
@@ -169,6 +174,7 @@ fld("ext_tracestate", ProtoField.string("symwire.ext.tracestate", "Tracestate"))
 fld("ext_md_key_length", ProtoField.uint64("symwire.ext.metadata.key_length", "Key length"))
 fld("ext_md_key", ProtoField.string("symwire.ext.metadata.key", "Key"))
 fld("ext_md_value", ProtoField.string("symwire.ext.metadata.value", "Value"))
+fld("ext_method", ProtoField.string("symwire.ext.method", "Method"))
 fld("crc", ProtoField.uint32("symwire.crc", "Header CRC32C", base.HEX))
 fld("crc_computed", ProtoField.uint32("symwire.crc.computed", "Computed CRC32C", base.HEX))
 fld("crc_status", ProtoField.uint8("symwire.crc.status", "CRC status", base.DEC, CHECK_STATUS))
@@ -234,6 +240,7 @@ param(4, "cancel", 1, "reason", "enum", "Reason", CANCEL_REASONS)
 local CAP_BITS = {
   { "payload_checksums", "PAYLOAD_CHECKSUMS", 0x1 }, { "trace_context", "TRACE_CONTEXT", 0x2 },
   { "metadata", "METADATA", 0x4 }, { "drain", "DRAIN", 0x8 },
+  { "methods", "METHODS", 0x10 },
 }
 for _, c in ipairs(CAP_BITS) do
   F["cap_" .. c[1]] = ProtoField.bool("symwire.init.capabilities." .. c[1], c[2], 32, nil, c[3])
@@ -556,7 +563,7 @@ local function dissect_extensions(tvb, pinfo, tree, off, limit)
     local vrange = tvb(vstart, vlen)
     sub:add(F.ext_value, vrange)
     if t == 0 then sub:add_proto_expert_info(E.ext_bad, "Extension type 0") end
-    if (t == 1 or t == 2 or t == 4) then
+    if (t == 1 or t == 2 or t == 4 or t == 9) then
       if seen[t] then sub:add_proto_expert_info(E.ext_dup) end
       seen[t] = true
     end
@@ -608,6 +615,20 @@ local function dissect_extensions(tvb, pinfo, tree, off, limit)
         sub:append_text(": " .. kr:string() .. "=" .. vtext)
       else
         sub:add_proto_expert_info(E.ext_bad, "METADATA key does not fit")
+      end
+    elseif t == 9 then
+      -- §5.1: 1..255 bytes, each 0x21..0x7E.
+      local ok = vlen >= 1 and vlen <= 255
+      for i = 0, vlen - 1 do
+        local b = tvb(vstart + i, 1):uint()
+        if b < 0x21 or b > 0x7E then ok = false end
+      end
+      if vlen >= 1 then
+        sub:add(F.ext_method, vrange)
+        sub:append_text(": " .. vrange:string())
+      end
+      if not ok then
+        sub:add_proto_expert_info(E.ext_bad, "METHOD must be 1..255 bytes of 0x21..0x7E")
       end
     elseif t % 2 == 1 then
       sub:add_proto_expert_info(E.ext_critical)

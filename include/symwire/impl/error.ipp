@@ -106,6 +106,8 @@ SYMWIRE_DECL absl::string_view ErrorCodeName(ErrorCode code) noexcept {
       return "WRONG_STATE";
     case ErrorCode::kPeerError:
       return "PEER_ERROR";
+    case ErrorCode::kUnimplemented:
+      return "UNIMPLEMENTED";
   }
   return "UNKNOWN";
 }
@@ -149,6 +151,7 @@ SYMWIRE_DECL absl::StatusCode CanonicalCode(ErrorCode code) noexcept {
       return absl::StatusCode::kInvalidArgument;
     case ErrorCode::kUnknownCriticalParam:
     case ErrorCode::kVersionMismatch:
+    case ErrorCode::kUnimplemented:
       return absl::StatusCode::kUnimplemented;
     case ErrorCode::kIncompatibleRoles:
     case ErrorCode::kSessionClosed:
@@ -206,6 +209,8 @@ SYMWIRE_DECL ErrorScope ScopeOf(ErrorCode code) noexcept {
     case ErrorCode::kSessionClosed:
     case ErrorCode::kFrameTooLarge:
     case ErrorCode::kWrongState:
+    // Ends one task (SPEC.md §13.5), or refuses one submission.
+    case ErrorCode::kUnimplemented:
       return ErrorScope::kLocal;
     default:
       return ErrorScope::kSession;

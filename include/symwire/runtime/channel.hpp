@@ -131,6 +131,20 @@ class Channel : public std::enable_shared_from_this<Channel>,
   auto async_call(std::string payload, CallOptions options,
                   CompletionToken&& token);
 
+  // async_check_health
+  // Asks the peer's built-in health method (SPEC.md §13.6; gRPC's health
+  // checking protocol): an async_call of method "symwire.health" with an
+  // empty payload and `options` (a deadline, say; its method is replaced).
+  // Completes with kServing, kNotServing or kDraining
+  // (Server::SetServingStatus). Errors: the call's (kUnimplemented /
+  // UNIMPLEMENTED from a peer that has no health method or did not
+  // announce methods; PEER_DRAINING once the peer drains: it takes no new
+  // task), kInvalidArgument / MALFORMED_PAYLOAD for an answer that is not
+  // one byte 1..3. Cancellation as async_call. Signature:
+  // void(absl::StatusOr<HealthStatus>).
+  template <class CompletionToken>
+  auto async_check_health(CallOptions options, CompletionToken&& token);
+
   // Close
   // Graceful close (SPEC.md §15.3): accepted tasks finish, then bye.
   // async_close completes when the session has ended: OK when it closed,
@@ -272,6 +286,10 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void StartCall(std::string payload, CallOptions options,
                  detail::Completion<void(absl::StatusOr<std::string>)> done,
                  const detail::OpCancelPtr& cancel);
+  void StartCheckHealth(
+      CallOptions options,
+      detail::Completion<void(absl::StatusOr<HealthStatus>)> done,
+      const detail::OpCancelPtr& cancel);
   void StartClose(detail::Completion<void(absl::Status)> done,
                   const detail::OpCancelPtr& cancel);
   void StartWaitEstablished(detail::Completion<void(absl::Status)> done,
@@ -349,6 +367,17 @@ auto Channel::async_call(std::string payload, CallOptions options,
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options));
+}
+
+template <class CompletionToken>
+auto Channel::async_check_health(CallOptions options, CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<HealthStatus>>(
+      executor_,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  CallOptions&& o) {
+        self->StartCheckHealth(std::move(o), std::move(done), cancel);
+      },
+      std::forward<CompletionToken>(token), std::move(options));
 }
 
 template <class CompletionToken>

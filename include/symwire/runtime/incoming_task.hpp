@@ -44,6 +44,9 @@ class IncomingTask {
   // METADATA entries (key, value) and W3C trace context, copied.
   const std::vector<std::pair<std::string, std::string>>& metadata() const;
   std::optional<TraceParent> trace_parent() const;
+  // The task's method (CallOptions::method, SPEC.md §5.1), or "" if it has
+  // none. Valid as long as a handle to the task exists.
+  const std::string& method() const;
 
   // True once the submitter cancelled, the deadline passed, or the
   // session ended: stop working; Respond and Fail then return WRONG_STATE.

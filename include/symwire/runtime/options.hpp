@@ -23,6 +23,7 @@
 #include "symwire/session/config.hpp"
 #include "symwire/session/control.hpp"
 #include "symwire/session/event.hpp"
+#include "symwire/session/methods.hpp"
 
 namespace symwire {
 
@@ -114,6 +115,14 @@ struct CallOptions {
   std::optional<TraceParent> trace_parent;
   std::string trace_state;
   std::vector<std::pair<std::string, std::string>> metadata;
+  // The task's method (SPEC.md §5.1): which handler of the agent runs it
+  // (Server::Handle). Empty: none (the agent's catch-all task handler).
+  // 1..255 bytes of 0x21..0x7e: otherwise the submission fails with
+  // kInvalidArgument / INVALID_FRAME naming the byte and its index. To a
+  // peer that did not announce methods (capability METHODS): kUnimplemented
+  // / UNIMPLEMENTED, nothing sent. An agent without a handler for it
+  // answers kUnimplemented / UNIMPLEMENTED "unknown method ...".
+  std::string method;
   // With trace_parent: send a child span of it instead (ChildTraceParent,
   // runtime/trace.hpp: same trace, a fresh span id per task, from the
   // session's RandomSource); TaskCall::trace_parent() returns what was sent.

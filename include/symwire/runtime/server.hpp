@@ -23,6 +23,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "symwire/config.hpp"
 #include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/detail/method_table.hpp"
 #include "symwire/runtime/detail/shards.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/session/endpoint.hpp"
@@ -247,6 +248,35 @@ class Server : public std::enable_shared_from_this<Server> {
   // socket file there is replaced).
   SYMWIRE_DECL absl::Status ListenUnix(const std::string& path);
 
+  // Handle
+  // Registers `handler` for the tasks whose method (CallOptions::method,
+  // SPEC.md §5.1, §13.5) is `method`, on every session of this server (all
+  // shards). Routing of a received task:
+  //   - no method: the Channel's task handler (Channel::SetTaskHandler, set
+  //     in on_session), as before methods existed; without one, UNIMPLEMENTED
+  //     "no task handler";
+  //   - "symwire.health": answered by the server itself (SetServingStatus);
+  //   - a method registered here: its handler, on the session's executor;
+  //   - any other method: failed at once with kUnimplemented / UNIMPLEMENTED
+  //     (retryable: it was not run), message "unknown method "<method>"";
+  //     the Channel's task handler is not a fallback for methods.
+  // REQUIRES: called before the server listens or accepts (ListenTcp,
+  // ListenUnix, Accept); not thread-safe with serving. Errors:
+  // kInvalidArgument / INVALID_FRAME for a bad name (1..255 bytes of
+  // 0x21..0x7e), a name under the reserved prefix "symwire.", or an empty
+  // handler; kAlreadyExists for a method registered twice; kFailedPrecondition
+  // / WRONG_STATE once the server serves.
+  SYMWIRE_DECL absl::Status Handle(std::string method, TaskHandler handler);
+
+  // SetServingStatus
+  // What the built-in health method answers (SPEC.md §13.6): kServing (the
+  // default), kNotServing (up, but send it no tasks: a load balancer takes
+  // it out) or kDraining (announce a coming shutdown). Once async_shutdown
+  // has started the answer is kDraining whatever was set. Any thread.
+  SYMWIRE_DECL void SetServingStatus(HealthStatus status);
+  // serving_status: what the health method answers now. Any thread.
+  SYMWIRE_DECL HealthStatus serving_status() const;
+
   // Accept
   // Serves one already-connected transport (any kind: stdio, a memory
   // pipe, a socket accepted elsewhere).
@@ -373,6 +403,9 @@ class Server : public std::enable_shared_from_this<Server> {
   detail::ShardSet* shards_ = nullptr;
   uint32_t shard_index_ = 0;
   bool stopping_ = false;
+  // Handlers by method and the health status (Handle); one table shared by
+  // the front and its shards.
+  std::shared_ptr<detail::MethodTable> methods_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
   std::vector<detail::Completion<void(absl::Status)>> shutdown_waiters_;
 };

@@ -70,8 +70,8 @@ struct SessionConfig {
   // shard index, so a resume names the shard that owns the session; ids
   // stay opaque to the peer (SPEC.md §16.2).
   std::optional<uint8_t> session_id_tag;
-  uint64_t capabilities =
-      kCapPayloadChecksums | kCapTraceContext | kCapMetadata | kCapDrain;
+  uint64_t capabilities = kCapPayloadChecksums | kCapTraceContext |
+                          kCapMetadata | kCapDrain | kCapMethods;
   // Checksum task and response payloads (SPEC.md §10.1). Control payloads
   // are always checksummed.
   bool payload_checksums = true;

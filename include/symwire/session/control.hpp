@@ -63,6 +63,9 @@ inline constexpr uint64_t kCapPayloadChecksums = 1u << 0;
 inline constexpr uint64_t kCapTraceContext = 1u << 1;
 inline constexpr uint64_t kCapMetadata = 1u << 2;
 inline constexpr uint64_t kCapDrain = 1u << 3;
+// The sender understands the METHOD extension (SPEC.md §5.1, §13.5): a peer
+// sends METHOD only to a side that announced this bit.
+inline constexpr uint64_t kCapMethods = 1u << 4;
 
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kSessionIdSize = 16;

@@ -56,6 +56,7 @@
 #include "symwire/session/detail/deadlines.hpp"
 #include "symwire/session/detail/replay_store.hpp"
 #include "symwire/session/event.hpp"
+#include "symwire/session/methods.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/frame.hpp"
 
@@ -98,6 +99,10 @@ struct TaskOptions {
   std::optional<TraceParent> trace_parent;
   absl::string_view trace_state;
   absl::Span<const MetadataEntry> metadata;
+  // The task's method (SPEC.md §5.1, §13.5); empty = none. 1..255 bytes of
+  // 0x21..0x7e (else INVALID_FRAME); only to a peer that announced
+  // kCapMethods (else UNIMPLEMENTED, nothing sent).
+  absl::string_view method;
 };
 
 // PeerInfo: the peer's identity and announced limits, from its handshake.

@@ -72,20 +72,24 @@ struct RawExtension {
 
 // FrameExtensions
 // What an encoder writes into a header's extension region, in this order:
-// DEADLINE, TRACEPARENT, TRACESTATE, each METADATA, then each `other` TLV
-// verbatim (for forwarding extensions this version does not know; their
-// types must not be known ones). Spans and views must outlive the encode
-// call only.
+// DEADLINE, TRACEPARENT, TRACESTATE, each METADATA, METHOD, then each
+// `other` TLV verbatim (for forwarding extensions this version does not
+// know; their types must not be known ones). Spans and views must outlive the
+// encode call only.
 struct FrameExtensions {
   std::optional<uint64_t> deadline_us;  // remaining budget, microseconds
   std::optional<TraceParent> trace_parent;
   absl::string_view trace_state;  // empty = absent
   absl::Span<const MetadataEntry> metadata;
   absl::Span<const RawExtension> other;
+  // The task's method (SPEC.md §5.1), empty = absent: 1..255 bytes of
+  // 0x21..0x7E, else the encoder fails with INVALID_FRAME. (Last, so that
+  // aggregate initialisers written before it existed keep their meaning.)
+  absl::string_view method;
 
   bool empty() const noexcept {
-    return !deadline_us && !trace_parent && trace_state.empty() &&
-           metadata.empty() && other.empty();
+    return !deadline_us && !trace_parent && method.empty() &&
+           trace_state.empty() && metadata.empty() && other.empty();
   }
 };
 
@@ -301,6 +305,21 @@ class FrameView {
         reinterpret_cast<const char*>(data_) + trace_state_offset_,
         trace_state_size_);
   }
+  // The METHOD extension's value (SPEC.md §5.1), validated by the decoder
+  // (1..255 bytes of 0x21..0x7E); empty when the frame has none. Code above
+  // layer 1 reads the method here instead of parsing TLVs. Does not
+  // allocate.
+  absl::string_view method() const ABSL_ATTRIBUTE_LIFETIME_BOUND {
+    if (method_size_ == 0) return {};  // skips the scan
+    for (const RawExtension& e : extensions()) {
+      if (e.type == kExtMethod) {
+        return absl::string_view(reinterpret_cast<const char*>(e.value.data()),
+                                 e.value.size());
+      }
+    }
+    SYMWIRE_ASSERT(false && "method_size_ set without a METHOD TLV");
+    return {};
+  }
   uint32_t extension_count() const { return extension_count_; }
   uint32_t metadata_count() const { return metadata_count_; }
   // Every TLV in wire order, known or not.
@@ -340,6 +359,10 @@ class FrameView {
   uint16_t trace_state_offset_ = 0;
   uint16_t trace_state_size_ = 0;
   bool has_deadline_ = false;
+  // METHOD's value size, 0 = absent (a METHOD is 1..255 bytes); method()
+  // finds its bytes by scanning the TLVs: an offset would not fit the
+  // cache line, and only a task's receiver asks, once.
+  uint8_t method_size_ = 0;
 };
 
 }  // namespace symwire

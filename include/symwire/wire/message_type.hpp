@@ -102,6 +102,7 @@ inline constexpr uint8_t kFlagsReserved = 0xFC;  // must be zero
 // Extension (TLV) types (SPEC.md §5). An odd type is critical.
 inline constexpr uint64_t kExtDeadline = 1;
 inline constexpr uint64_t kExtTraceParent = 2;
+inline constexpr uint64_t kExtMethod = 9;  // critical: SPEC.md §5.1
 inline constexpr uint64_t kExtTraceState = 4;
 inline constexpr uint64_t kExtMetadata = 6;
 
@@ -110,7 +111,7 @@ constexpr bool IsCriticalExtension(uint64_t type) noexcept {
 }
 constexpr bool IsKnownExtension(uint64_t type) noexcept {
   return type == kExtDeadline || type == kExtTraceParent ||
-         type == kExtTraceState || type == kExtMetadata;
+         type == kExtMethod || type == kExtTraceState || type == kExtMetadata;
 }
 
 // Sizes and limits (SPEC.md §4, §5, §8).
@@ -136,6 +137,11 @@ inline constexpr uint32_t kDefaultMaxExtensions = 32;
 inline constexpr uint32_t kMaxExtensionsLimit = 16383;
 inline constexpr size_t kTraceParentSize = 26;
 inline constexpr size_t kMaxTraceStateSize = 512;
+// METHOD (SPEC.md §5.1): 1..255 bytes, each a visible ASCII character.
+inline constexpr size_t kMaxMethodSize = 255;
+constexpr bool IsMethodByte(uint8_t c) noexcept {
+  return c >= 0x21 && c <= 0x7E;
+}
 
 }  // namespace symwire
 

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "symwire/runtime/detail/method_table.hpp"
 #include "symwire/session/endpoint.hpp"
 #include "symwire/transport/transport.hpp"
 
@@ -35,7 +36,9 @@ struct ServerPart {
   absl::Status CountHandshakeBytes(size_t n);
 
   std::weak_ptr<Server> server;  // the server that owns this session
-  std::string source;            // ServerOptions, "Sources"
+  // The server's handlers by method and its health (Server::Handle).
+  std::shared_ptr<MethodTable> methods;
+  std::string source;  // ServerOptions, "Sources"
   size_t handshake_bytes = 0;
   size_t handshake_byte_limit = SIZE_MAX;
   absl::Time disconnected_at = absl::InfiniteFuture();

@@ -61,6 +61,7 @@ struct IncomingState {
   std::optional<absl::Time> deadline;
   std::vector<std::pair<std::string, std::string>> metadata;
   std::optional<TraceParent> trace_parent;
+  std::string method;  // SPEC.md §5.1; empty: none
   bool cancelled = false;
   bool done = false;
   absl::Status cancel_status;

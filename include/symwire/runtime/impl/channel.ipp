@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "symwire/error.hpp"
@@ -126,8 +127,38 @@ SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
                                     TaskInfo::Side::kExecutor,
                                     state->trace_parent));
   }
-  if (handler_) {
-    handler_(IncomingTask(state));
+  // Routing (Server::Handle): a task with a method goes to its handler, the
+  // health method to the server, an unknown method is UNIMPLEMENTED; a task
+  // without one to the catch-all handler_.
+  const TaskHandler* handler = &handler_;
+  if (const absl::string_view method = t.frame.method(); !method.empty()) {
+    state->method = std::string(method);
+    detail::MethodTable* methods = server_ ? server_->methods.get() : nullptr;
+    handler = methods ? methods->Find(method) : nullptr;
+    if (handler == nullptr) {
+      IncomingTask task(state);
+      if (method == kHealthMethod) {
+        // SPEC.md §13.6: one byte, the final response. async_respond waits
+        // for room in the send window instead of failing. A Client's
+        // channel (role peer) has no server: it serves while it runs.
+        const auto health = static_cast<char>(methods ? methods->Health()
+                                                      : HealthStatus::kServing);
+        task.async_respond(std::string(1, health), true,
+                           [](const absl::Status&) {});
+      } else {
+        // SPEC.md §13.5: not run, so retryable (another agent may have it).
+        static_cast<void>(
+            task.Fail(MakeError(ErrorCode::kUnimplemented,
+                                absl::StrCat("unknown method \"",
+                                             absl::CHexEscape(method), "\"")),
+                      true));
+      }
+      state->payload = {};
+      return;
+    }
+  }
+  if (*handler) {
+    (*handler)(IncomingTask(state));
   } else {
     static_cast<void>(session_->FailTask(
         t.task, absl::UnimplementedError("no task handler"), true, Now()));
@@ -538,6 +569,7 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     }
     o.trace_state = options.trace_state;
     o.metadata = metadata;
+    o.method = options.method;
     absl::StatusOr<TaskCall> call = self->Submit(
         absl::MakeConstSpan(reinterpret_cast<const std::byte*>(payload.data()),
                             payload.size()),
@@ -570,6 +602,27 @@ SYMWIRE_DECL void Channel::StartSubmit(
   SubmitWhenWritable(std::move(payload), std::move(options),
                      std::move(callbacks), std::move(done),
                      std::move(abandoned));
+}
+
+SYMWIRE_DECL void Channel::StartCheckHealth(
+    CallOptions options,
+    detail::Completion<void(absl::StatusOr<HealthStatus>)> done,
+    const detail::OpCancelPtr& cancel) {
+  options.method = std::string(kHealthMethod);
+  // async_call does the work (and its cancellation); the answer is parsed
+  // here (SPEC.md §13.6).
+  StartCall(
+      std::string(), std::move(options),
+      [d = std::move(done)](absl::StatusOr<std::string> answer) mutable {
+        if (!answer.ok()) {
+          d(answer.status());
+          return;
+        }
+        d(ParseHealthStatus(absl::MakeConstSpan(
+            reinterpret_cast<const std::byte*>(answer->data()),
+            answer->size())));
+      },
+      cancel);
 }
 
 SYMWIRE_DECL void Channel::StartCall(

@@ -42,6 +42,9 @@ IncomingTask::metadata() const {
 SYMWIRE_DECL std::optional<TraceParent> IncomingTask::trace_parent() const {
   return State().trace_parent;
 }
+SYMWIRE_DECL const std::string& IncomingTask::method() const {
+  return State().method;
+}
 SYMWIRE_DECL bool IncomingTask::cancelled() const { return State().cancelled; }
 SYMWIRE_DECL bool IncomingTask::done() const { return State().done; }
 SYMWIRE_DECL asio::any_io_executor IncomingTask::get_executor() const {

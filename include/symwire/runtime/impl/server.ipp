@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
@@ -135,6 +136,48 @@ SYMWIRE_DECL Server::Server(Private, asio::any_io_executor executor,
   endpoint_ = std::move(*endpoint);
   own_auth_failures_ = std::make_unique<detail::AuthFailureTable>();
   auth_failures_ = own_auth_failures_.get();
+  methods_ = std::make_shared<detail::MethodTable>();
+}
+
+SYMWIRE_DECL absl::Status Server::Handle(std::string method,
+                                         TaskHandler handler) {
+  if (methods_->serving.load(std::memory_order_acquire)) {
+    return MakeError(ErrorCode::kWrongState,
+                     absl::StrCat("Handle(\"", absl::CHexEscape(method),
+                                  "\"): register methods before the server "
+                                  "listens or accepts"));
+  }
+  if (absl::Status st = ValidateMethodName(method); !st.ok()) {
+    return MakeError(absl::StatusCode::kInvalidArgument,
+                     ErrorCode::kInvalidFrame,
+                     absl::StrCat("Handle: ", st.message()));
+  }
+  if (IsReservedMethod(method)) {
+    return MakeError(absl::StatusCode::kInvalidArgument,
+                     ErrorCode::kInvalidFrame,
+                     absl::StrCat("Handle(\"", method, "\"): the prefix \"",
+                                  kReservedMethodPrefix,
+                                  "\" is reserved for symwire's own methods"));
+  }
+  if (!handler) {
+    return MakeError(absl::StatusCode::kInvalidArgument,
+                     ErrorCode::kInvalidFrame,
+                     absl::StrCat("Handle(\"", method, "\"): empty handler"));
+  }
+  if (methods_->handlers.contains(method)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "Handle(\"", method, "\"): a handler is already registered"));
+  }
+  methods_->handlers.emplace(std::move(method), std::move(handler));
+  return absl::OkStatus();
+}
+
+SYMWIRE_DECL void Server::SetServingStatus(HealthStatus status) {
+  methods_->status.store(status, std::memory_order_release);
+}
+
+SYMWIRE_DECL HealthStatus Server::serving_status() const {
+  return methods_->Health();
 }
 
 SYMWIRE_DECL Server::~Server() {
@@ -222,6 +265,7 @@ SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Server>> Server::Create(
     shard->shards_ = set.get();
     shard->shard_index_ = i;
     shard->auth_failures_ = &set->auth;
+    shard->methods_ = front->methods_;
     set->shards.push_back(std::move(shard));
   }
   front->owned_shards_ = set;
@@ -301,6 +345,7 @@ SYMWIRE_DECL absl::StatusOr<asio::ip::tcp::endpoint> Server::ListenTcp(
                      absl::StrCat("listen: bad address '", address, "'"));
   }
   const asio::ip::tcp::endpoint endpoint(addr, port);
+  methods_->serving.store(true, std::memory_order_release);
   auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(executor_);
   const std::string where = DescribeEndpoint(endpoint);
   acceptor->open(endpoint.protocol(), ec);
@@ -317,6 +362,7 @@ SYMWIRE_DECL absl::StatusOr<asio::ip::tcp::endpoint> Server::ListenTcp(
 
 SYMWIRE_DECL absl::Status Server::ListenUnix(const std::string& path) {
   ::unlink(path.c_str());  // a stale socket file from an earlier run
+  methods_->serving.store(true, std::memory_order_release);
   boost::system::error_code ec;
   auto acceptor =
       std::make_shared<asio::local::stream_protocol::acceptor>(executor_);
@@ -462,6 +508,7 @@ SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport) {
 
 SYMWIRE_DECL void Server::Accept(std::shared_ptr<Transport> transport,
                                  std::string source) {
+  methods_->serving.store(true, std::memory_order_release);
   AcceptTransport(std::move(transport), std::move(source), false);
 }
 
@@ -526,6 +573,7 @@ SYMWIRE_DECL void Server::AcceptTransport(std::shared_ptr<Transport> transport,
                                      std::move(accepted->session), options_);
   auto part = std::make_unique<detail::ServerPart>();
   part->server = weak_from_this();
+  part->methods = methods_;
   part->source = std::move(source);
   part->handshake_byte_limit = options_.max_handshake_bytes;
   part->handshake = accepted->connection;
@@ -733,6 +781,7 @@ SYMWIRE_DECL void Server::AdoptResume(std::shared_ptr<Transport> transport,
       std::make_shared<Channel>(Channel::Private{}, executor_, fresh, options_);
   auto part = std::make_unique<detail::ServerPart>();
   part->server = weak_from_this();
+  part->methods = methods_;
   part->source = std::move(source);
   part->handshake_byte_limit = options_.max_handshake_bytes;
   p->server_ = std::move(part);
@@ -837,6 +886,8 @@ SYMWIRE_DECL void Server::Stop() {
 
 SYMWIRE_DECL void Server::StartShutdown(
     detail::Completion<void(absl::Status)> done) {
+  // The health method answers DRAINING from now on (SPEC.md §13.6).
+  methods_->shutting_down.store(true, std::memory_order_release);
   if (owned_shards_) {
     // Every shard drains on its own thread; done when the last one is.
     stopping_ = true;

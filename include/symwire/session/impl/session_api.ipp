@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "symwire/session/detail/session_text.hpp"
+#include "symwire/session/methods.hpp"
 #include "symwire/session/session.hpp"
 #include "symwire/wire/encoder.hpp"
 
@@ -54,6 +55,19 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
                                   own_open_));
   } else if (options.deadline && *options.deadline < absl::ZeroDuration()) {
     s = MakeError(ErrorCode::kInvalidFrame, "negative task deadline");
+  } else if (!options.method.empty() &&
+             !(s = ValidateMethodName(options.method)).ok()) {
+    // s holds the error (INVALID_FRAME naming the byte and its index).
+  } else if (!options.method.empty() &&
+             (peer_.capabilities & kCapMethods) == 0) {
+    // SPEC.md §9, §13.5: METHOD is critical; a peer that did not announce
+    // it would end the connection on it.
+    s = MakeError(
+        ErrorCode::kUnimplemented,
+        absl::StrFormat("method \"%s\": peer \"%s\" did not announce "
+                        "capability METHODS (bit 4)",
+                        absl::CHexEscape(options.method.substr(0, 64)),
+                        absl::CHexEscape(peer_.agent_id)));
   }
   if (!s.ok()) {
     CountError(s);
@@ -73,6 +87,7 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   ext.trace_parent = options.trace_parent;
   ext.trace_state = options.trace_state;
   ext.metadata = options.metadata;
+  ext.method = options.method;
   s = EncodeSequenced(header, ext, payload, false);
   if (!s.ok()) {
     if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;

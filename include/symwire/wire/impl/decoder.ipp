@@ -385,6 +385,7 @@ size_t FrameDecoder::DecodeRunOf(const detail::RunShape& shape,
     view.trace_state_offset_ = 0;
     view.trace_state_size_ = 0;
     view.has_deadline_ = false;
+    view.method_size_ = 0;
     p += total;
     ++n;
   }
@@ -646,6 +647,26 @@ SYMWIRE_DECL absl::Status FrameDecoder::ParseExtensions(
           return malformed("TRACEPARENT parent_id is all zero");
         }
         view.trace_parent_offset_ = static_cast<uint16_t>(value_pos);
+        break;
+      }
+      case kExtMethod: {
+        // SPEC.md §5.1: 1..255 visible ASCII bytes; offset: the value.
+        if (view.method_size_ != 0) return duplicate("METHOD");
+        if (value.empty() || value.size() > kMaxMethodSize) {
+          return malformed(absl::StrCat("METHOD value of ", value.size(),
+                                        " bytes, expected 1..255"));
+        }
+        for (size_t i = 0; i < value.size(); ++i) {
+          const auto c = static_cast<uint8_t>(value[i]);
+          if (!IsMethodByte(c)) {
+            return malformed(
+                absl::StrCat("METHOD byte 0x", absl::Hex(c, absl::kZeroPad2),
+                             " at value index ", i, " (stream offset ",
+                             offset_ + value_pos + i,
+                             ") is not visible ASCII (0x21..0x7e)"));
+          }
+        }
+        view.method_size_ = static_cast<uint8_t>(value.size());
         break;
       }
       case kExtTraceState: {

@@ -59,6 +59,9 @@ SYMWIRE_DECL std::string FormatFrame(const FrameView& frame,
   if (auto deadline = frame.deadline_us()) {
     absl::StrAppend(&out, " deadline_us=", *deadline);
   }
+  if (!frame.method().empty()) {
+    absl::StrAppend(&out, " method=\"", absl::CHexEscape(frame.method()), "\"");
+  }
   if (auto tp = frame.trace_parent()) {
     auto hex = [](absl::Span<const std::byte> b) {
       return absl::BytesToHexString(

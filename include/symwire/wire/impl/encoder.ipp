@@ -70,6 +70,21 @@ inline absl::StatusOr<size_t> PlanExtensions(const FrameExtensions& ext) {
     }
     total += TlvSize(kExtTraceParent, kTraceParentSize);
   }
+  if (!ext.method.empty()) {
+    if (ext.method.size() > kMaxMethodSize) {
+      return InvalidFrame(
+          absl::StrCat("METHOD of ", ext.method.size(), " bytes exceeds 255"));
+    }
+    for (size_t i = 0; i < ext.method.size(); ++i) {
+      const auto c = static_cast<unsigned char>(ext.method[i]);
+      if (!IsMethodByte(c)) {
+        return InvalidFrame(absl::StrCat(
+            "METHOD byte 0x", absl::Hex(c, absl::kZeroPad2), " at index ", i,
+            " is not visible ASCII (0x21..0x7e)"));
+      }
+    }
+    total += TlvSize(kExtMethod, ext.method.size());
+  }
   if (!ext.trace_state.empty()) {
     if (ext.trace_state.size() > kMaxTraceStateSize) {
       return InvalidFrame(absl::StrCat("TRACESTATE of ", ext.trace_state.size(),
@@ -211,6 +226,11 @@ inline void WriteHeader(const FramePlan& plan, const FrameHeader& header,
       p += m.key.size();
       if (!m.value.empty()) std::memcpy(p, m.value.data(), m.value.size());
       p += m.value.size();
+    }
+    if (!ext.method.empty()) {
+      p = WriteTlvHead(p, kExtMethod, ext.method.size());
+      std::memcpy(p, ext.method.data(), ext.method.size());
+      p += ext.method.size();
     }
     for (const RawExtension& r : ext.other) {
       p = WriteTlvHead(p, r.type, r.value.size());
