@@ -32,7 +32,8 @@ struct MethodAgent {
   std::shared_ptr<Channel> client;
   std::vector<std::string> methods_seen;
 
-  explicit MethodAgent(ServerOptions options = FastServer()) {
+  explicit MethodAgent(ServerOptions options = FastServer(),
+                       ClientOptions client_options = FastClient()) {
     auto s = Server::Create(
         io.get_executor(), std::move(options),
         [this](const std::shared_ptr<Channel>& p) {
@@ -68,9 +69,10 @@ struct MethodAgent {
             .ok());
     auto ep = server->ListenTcp("127.0.0.1", 0);
     REQUIRE(ep.ok());
-    auto c = Client::Connect(
-        io.get_executor(),
-        TcpDialer(io.get_executor(), "127.0.0.1", ep->port()), FastClient());
+    auto c =
+        Client::Connect(io.get_executor(),
+                        TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
+                        std::move(client_options));
     REQUIRE(c.ok());
     client = *c;
     absl::Status established = absl::UnknownError("pending");
@@ -258,6 +260,35 @@ TEST_CASE("methods: no method to an agent that did not announce METHODS",
   REQUIRE(plain.ok());
   CHECK(*plain == "plain:x");
   CHECK(f.methods_seen == std::vector<std::string>{"catch-all:"});
+}
+
+TEST_CASE("methods: RuntimeMetrics labels tasks with their method",
+          "[runtime][methods][observability]") {
+  auto server_metrics = std::make_shared<RuntimeMetrics>();
+  auto client_metrics = std::make_shared<RuntimeMetrics>();
+  ServerOptions so = FastServer();
+  so.observer = server_metrics;
+  ClientOptions co = FastClient();
+  co.observer = client_metrics;
+  MethodAgent f(so, co);
+  REQUIRE(f.Call("a", "upper").ok());
+  REQUIRE(f.Call("b", "upper").ok());
+  REQUIRE(f.Call("c", "").ok());
+  // sides[0]: the submitter's view, sides[1]: the executor's.
+  auto finished = [](const RuntimeMetrics& m, std::string_view method,
+                     size_t side) -> uint64_t {
+    const RuntimeMetrics::MethodStats* s = m.Find(method);
+    return s == nullptr ? 0 : s->sides[side].finished_ok.load();
+  };
+  RunUntil(f.io, [&] {
+    return finished(*server_metrics, "upper", 1) == 2 &&
+           finished(*server_metrics, "", 1) == 1;
+  });
+  CHECK(finished(*server_metrics, "upper", 1) == 2);
+  CHECK(finished(*server_metrics, "", 1) == 1);
+  CHECK(finished(*client_metrics, "upper", 0) == 2);
+  CHECK(finished(*client_metrics, "", 0) == 1);
+  CHECK(server_metrics->Find("text/reverse") == nullptr);
 }
 
 }  // namespace

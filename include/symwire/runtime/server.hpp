@@ -266,7 +266,8 @@ class Server : public std::enable_shared_from_this<Server> {
   // 0x21..0x7e), a name under the reserved prefix "symwire.", or an empty
   // handler; kAlreadyExists for a method registered twice; kFailedPrecondition
   // / WRONG_STATE once the server serves.
-  SYMWIRE_DECL absl::Status Handle(std::string method, TaskHandler handler);
+  SYMWIRE_DECL absl::Status Handle(absl::string_view method,
+                                   const TaskHandler& handler);
 
   // SetServingStatus
   // What the built-in health method answers (SPEC.md §13.6): kServing (the

@@ -27,7 +27,7 @@ namespace detail {
 // ObservedTask: what the observer hooks need of a task (ChannelOptions::
 // observer); untouched when no observer is set.
 struct ObservedTask {
-  std::string method;  // "" until tasks carry method names
+  std::string method;  // the task's method (SPEC.md §5.1); "": none
   absl::Time since;    // submitted / received (Channel::Now)
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;

@@ -121,6 +121,7 @@ SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
   }
   incoming_[t.task] = state;
   if (RuntimeObserver* obs = options_.observer.get()) {
+    state->observed.method = std::string(t.frame.method());
     state->observed.since = Now(Reading::kFresh);
     state->observed.bytes_in = t.payload().size();
     obs->OnTaskStarted(ObservedInfo(state->observed, t.task,
@@ -461,6 +462,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
   state->trace_parent = options.trace_parent;
   calls_[*id] = state;
   if (RuntimeObserver* obs = options_.observer.get()) {
+    state->observed.method = std::string(options.method);
     state->observed.since = Now(Reading::kFresh);
     state->observed.bytes_out = payload.size();
     obs->OnTaskSubmitted(ObservedInfo(

@@ -139,8 +139,8 @@ SYMWIRE_DECL Server::Server(Private, asio::any_io_executor executor,
   methods_ = std::make_shared<detail::MethodTable>();
 }
 
-SYMWIRE_DECL absl::Status Server::Handle(std::string method,
-                                         TaskHandler handler) {
+SYMWIRE_DECL absl::Status Server::Handle(absl::string_view method,
+                                         const TaskHandler& handler) {
   if (methods_->serving.load(std::memory_order_acquire)) {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("Handle(\"", absl::CHexEscape(method),
@@ -168,7 +168,7 @@ SYMWIRE_DECL absl::Status Server::Handle(std::string method,
     return absl::AlreadyExistsError(absl::StrCat(
         "Handle(\"", method, "\"): a handler is already registered"));
   }
-  methods_->handlers.emplace(std::move(method), std::move(handler));
+  methods_->handlers.emplace(std::string(method), handler);
   return absl::OkStatus();
 }
 
