@@ -69,7 +69,8 @@ int main() try {
           "text.translate: " + r.status().ToString());
   });
   client->async_check_health(
-      symwire::CallOptions{}, [&](absl::StatusOr<symwire::HealthStatus> h) {
+      symwire::CallOptions{},
+      [&](const absl::StatusOr<symwire::HealthStatus>& h) {
         check(h.ok() && *h == symwire::HealthStatus::kServing,
               "health: " + std::string(h.ok() ? HealthStatusName(*h)
                                               : h.status().ToString()));
@@ -77,7 +78,7 @@ int main() try {
         server->SetServingStatus(symwire::HealthStatus::kNotServing);
         client->async_check_health(
             symwire::CallOptions{},
-            [&](absl::StatusOr<symwire::HealthStatus> h2) {
+            [&](const absl::StatusOr<symwire::HealthStatus>& h2) {
               check(h2.ok() && *h2 == symwire::HealthStatus::kNotServing,
                     "health after SetServingStatus: " +
                         std::string(h2.ok() ? HealthStatusName(*h2)

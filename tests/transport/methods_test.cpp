@@ -98,18 +98,33 @@ struct MethodAgent {
     return result;
   }
 
+// g++ 12 at -O3 warns (-Wmaybe-uninitialized, a false positive) on reading
+// the value of a StatusOr<HealthStatus> that went through the completion's
+// binder, even behind ok(). TODO(#14): give async_check_health a completion
+// type g++ follows (examples/methods.cpp, which only reads the value in a
+// conditional expression, compiles clean).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
   absl::StatusOr<HealthStatus> Health() {
     bool done = false;
-    absl::StatusOr<HealthStatus> result = absl::UnknownError("pending");
+    absl::Status status = absl::UnknownError("pending");
+    HealthStatus value = HealthStatus::kServing;
     client->async_check_health(CallOptions{},
-                               [&](absl::StatusOr<HealthStatus> r) {
-                                 result = std::move(r);
+                               [&](const absl::StatusOr<HealthStatus>& r) {
+                                 status = r.status();
+                                 if (r.ok()) value = *r;
                                  done = true;
                                });
     RunUntil(
         io, [&] { return done; }, "async_check_health completes");
-    return result;
+    if (!status.ok()) return status;
+    return value;
   }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 };
 
 TEST_CASE("methods: tasks are routed to the handler of their method",
