@@ -37,6 +37,7 @@ namespace symwire {
 class Client;
 class Server;
 namespace detail {
+struct CallRun;
 struct CallState;
 struct IncomingState;
 struct ObservedTask;
@@ -103,8 +104,9 @@ class Channel : public std::enable_shared_from_this<Channel>,
   //   async_submit, async_wait_established, TaskCall::async_next,
   //   IncomingTask::async_respond: all three (a queued submission or
   //     response is dropped unsent; a wait is just a wait);
-  //   async_call: all three before the task is sent; after, terminal only,
-  //     which cancels the task on the wire (AGENT_CANCEL, SPEC.md §13.3);
+  //   async_call: all three before the task is sent and during a retry's
+  //     backoff (RetryPolicy); after, terminal only, which cancels the task
+  //     on the wire (AGENT_CANCEL, SPEC.md §13.3);
   //   async_close: terminal and partial; the wait ends, the graceful close
   //     it started goes on.
   // A type an op does not honour leaves it pending (the slot stays armed).
@@ -123,7 +125,10 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // async_call
   // Submits and waits for the whole result: the concatenation of every
   // partial and the final payload (a streamed answer, joined). Errors: the
-  // submission's, then the task's. Signature:
+  // submission's, then the task's (their messages name the call:
+  // CallOptions::label). A failed attempt is retried as RetryPolicy says
+  // (CallOptions::retry, ChannelOptions::retry; off by default); the
+  // error is then the last attempt's. Signature:
   // void(absl::StatusOr<std::string>).
   // Terminal cancellation after submission cancels the task (AGENT_CANCEL)
   // and completes at once (see async_submit for the cancellation rules).
@@ -286,6 +291,14 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void StartCall(std::string payload, CallOptions options,
                  detail::Completion<void(absl::StatusOr<std::string>)> done,
                  const detail::OpCancelPtr& cancel);
+  // The attempts of an async_call (RetryPolicy): StartAttempt submits one;
+  // AttemptFailed decides whether another follows (after its backoff) or
+  // the call completes with `status`. `not_started`: the task was never
+  // sent, or the agent said it did not run it (TaskCall::retryable);
+  // `task`: the failed attempt's id, 0 if it was never sent.
+  void StartAttempt(const std::shared_ptr<detail::CallRun>& run);
+  void AttemptFailed(const std::shared_ptr<detail::CallRun>& run,
+                     const absl::Status& status, bool not_started, TaskId task);
   void StartCheckHealth(
       CallOptions options,
       detail::Completion<void(absl::StatusOr<HealthStatus>)> done,

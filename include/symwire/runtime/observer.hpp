@@ -1,7 +1,8 @@
 // File: symwire/runtime/observer.hpp
 // Layer 3b (runtime). RuntimeObserver: hooks for every task and every
 // connection of a Client's or a Server's channels (ChannelOptions::
-// observer); TaskInfo, TaskEnd, ConnectionInfo: what they report; and
+// observer); TaskInfo, TaskEnd, TaskRetry, ConnectionInfo: what they
+// report; and
 // RuntimeMetrics: a ready-made thread-safe observer that counts and keeps
 // latency histograms per method, rendered by AppendPrometheus.
 #ifndef SYMWIRE_RUNTIME_OBSERVER_HPP_
@@ -50,6 +51,16 @@ struct TaskEnd {
   uint64_t bytes_out = 0;
 };
 
+// TaskRetry
+// A retry of a call (RetryPolicy, runtime/options.hpp): `status` is why the
+// previous attempt failed, `backoff` the delay before the next one and
+// `attempt` that attempt's number (2 for the first retry).
+struct TaskRetry {
+  absl::Status status;
+  absl::Duration backoff;
+  uint32_t attempt = 0;
+};
+
 // ConnectionInfo
 // A connection, as the hooks see it. `peer` is the transport's description
 // ("tcp 127.0.0.1:40312") or, before a transport exists (a failed TLS
@@ -79,7 +90,11 @@ struct ConnectionInfo {
 //                     was received (submitter) or sent (executor); `since`
 //                     is the time since submission / receipt;
 //   OnTaskFinished    exactly once per task reported by Submitted/Started:
-//                     OK after the final response, else its error.
+//                     OK after the final response, else its error;
+//   OnTaskRetry       submitter: a call will be retried (RetryPolicy), once
+//                     per retry, before its backoff; `info` is the failed
+//                     attempt (id 0 if it was never sent). Each attempt that
+//                     is sent is a task of its own (Submitted, Finished).
 // Connections:
 //   OnConnectionAccepted  a server took a connection (TCP or Unix accept;
 //                     for TLS before its handshake; Server::Accept);
@@ -98,6 +113,8 @@ class RuntimeObserver {
                                    absl::Duration /*since*/) {}
   virtual void OnTaskFinished(const TaskInfo& /*info*/,
                               const TaskEnd& /*end*/) {}
+  virtual void OnTaskRetry(const TaskInfo& /*info*/,
+                           const TaskRetry& /*retry*/) {}
   virtual void OnConnectionAccepted(const ConnectionInfo& /*info*/) {}
   virtual void OnHandshakeFailed(const ConnectionInfo& /*info*/,
                                  const absl::Status& /*why*/) {}
@@ -123,6 +140,7 @@ class RuntimeMetrics : public RuntimeObserver {
     std::atomic<uint64_t> started{0};  // submitted or started
     std::atomic<uint64_t> finished_ok{0};
     std::atomic<uint64_t> finished_error{0};
+    std::atomic<uint64_t> retries{0};  // OnTaskRetry (submitter)
     std::atomic<uint64_t> bytes_in{0};
     std::atomic<uint64_t> bytes_out{0};
     LatencyHistogram latency;
@@ -163,6 +181,9 @@ class RuntimeMetrics : public RuntimeObserver {
     s.bytes_out.fetch_add(end.bytes_out, kRelaxed);
     s.latency.Record(Nanos(end.latency));
   }
+  void OnTaskRetry(const TaskInfo& info, const TaskRetry&) override {
+    Side(info).retries.fetch_add(1, kRelaxed);
+  }
   void OnConnectionAccepted(const ConnectionInfo&) override {
     connections_accepted_.fetch_add(1, kRelaxed);
   }
@@ -199,6 +220,7 @@ class RuntimeMetrics : public RuntimeObserver {
 
   // AppendPrometheus
   // Adds the families symwire_tasks_total{method,side,result},
+  // symwire_task_retries_total{method,side="submitter"},
   // symwire_task_bytes_total{method,side,direction},
   // symwire_task_duration_seconds{method,side} and
   // symwire_task_first_response_seconds{method,side} (histograms) and
@@ -212,7 +234,8 @@ class RuntimeMetrics : public RuntimeObserver {
         const PrometheusText::Labels base = {{"method", m->name},
                                              {"side", kSideName[side]}};
         const uint64_t started = s.started.load(kRelaxed);
-        if (started == 0) continue;
+        const uint64_t retries = s.retries.load(kRelaxed);
+        if (started == 0 && retries == 0) continue;
         constexpr const char* kTasksHelp =
             "Tasks by result: started (submitted or received), ok, error.";
         out.Counter("symwire_tasks_total", kTasksHelp,
@@ -222,6 +245,11 @@ class RuntimeMetrics : public RuntimeObserver {
         out.Counter("symwire_tasks_total", kTasksHelp,
                     With(base, "result", "error"),
                     s.finished_error.load(kRelaxed));
+        if (side == 0) {
+          out.Counter("symwire_task_retries_total",
+                      "Calls retried (RetryPolicy), one per retry.", base,
+                      retries);
+        }
         constexpr const char* kBytesHelp =
             "Task payload bytes received and sent.";
         out.Counter("symwire_task_bytes_total", kBytesHelp,

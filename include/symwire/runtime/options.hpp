@@ -1,7 +1,8 @@
 // File: symwire/runtime/options.hpp
 // Layer 3b (runtime). The plain settings and value types of the runtime:
-// SystemRandom, SteadyNow, Response, ChannelEvent, ChannelOptions, CallOptions,
-// TaskCallbacks. (RuntimeObserver: runtime/observer.hpp.)
+// SystemRandom, SteadyNow, Response, ChannelEvent, RetryPolicy,
+// ChannelOptions, CallOptions, TaskCallbacks. (RuntimeObserver:
+// runtime/observer.hpp.)
 #ifndef SYMWIRE_RUNTIME_OPTIONS_HPP_
 #define SYMWIRE_RUNTIME_OPTIONS_HPP_
 
@@ -71,6 +72,77 @@ struct ChannelEvent {
 };
 SYMWIRE_DECL std::string_view ChannelEventName(ChannelEvent::Kind kind);
 
+// RetryPolicy
+// When Channel::async_call (and async_check_health) submits a task again
+// after a failed attempt; gRPC's retry policy is the model (its
+// retryableStatusCodes, maxAttempts, initialBackoff, maxBackoff,
+// backoffMultiplier and "committed" rule). The default (max_attempts 1)
+// never retries. ChannelOptions::retry is the channel's default,
+// CallOptions::retry a per-call override.
+//
+// An attempt that failed is retried when all of these hold:
+//   - its status's canonical code is in `retryable_codes`;
+//   - the call is not committed: no response (partial or final) of the
+//     attempt has been received (gRPC's rule: once a response reached the
+//     caller, another attempt could duplicate it);
+//   - fewer than `max_attempts` attempts were made;
+//   - the channel's session is still alive and takes new tasks: an ended
+//     session (SESSION_CLOSED, "the server is gone", the unreachable bound)
+//     or a peer that drains (detail PEER_DRAINING, locally or from the
+//     agent) is never retried on this channel: the status says "go
+//     elsewhere" (a pool retries on another endpoint);
+//   - the agent did not start the task, or the task is idempotent
+//     (CallOptions::idempotent, ChannelOptions::idempotent_methods).
+// "The agent did not start it" means exactly one of:
+//   - the task was never sent: the submission failed here, e.g. with
+//     wait_for_ready = false while the connection is down (kUnavailable,
+//     detail CONNECTION_LOST, "connection down, reconnecting: ...");
+//   - the agent answered AGENT_ERROR with the `retryable` flag (SPEC.md
+//     §11.2, §13.2: "the work was not done"): IncomingTask::Fail(status,
+//     /*retryable=*/true), e.g. an overloaded agent's kResourceExhausted;
+//     TaskCall::retryable() is true;
+//   - the session ended the task as never written to any connection
+//     (SPEC.md §16.3; retryable, but the session has ended: see above).
+// Any other failure may come from a task the agent received and ran, at
+// least in part: an AGENT_ERROR without `retryable`, or a task that was
+// written to a connection that died before any response (SPEC.md §16.3,
+// "the peer may have received and run it"). Such a task is retried only
+// when idempotent. Local cancellation (kCancelled) and the call's deadline
+// (kDeadlineExceeded) end the call; they are not retryable codes unless
+// the user lists them.
+//
+// Backoff (gRPC's): the n-th retry (n = 1, 2, ...) waits
+// bound(n) = min(initial_backoff * backoff_multiplier^(n-1), max_backoff),
+// less a random part: bound(n) * (1 - jitter * u), u uniform in [0, 1)
+// from the session's RandomSource (jitter 1 is gRPC's random(0, bound)).
+// The call's deadline
+// (CallOptions::deadline) bounds all attempts together: each attempt is
+// sent with what is left of it, and a backoff that would end at or after
+// it is not waited: the call completes at once with the last attempt's
+// error, its message ending "(not retried: the backoff of N ms would pass
+// the call's deadline)". Cancelling the call during a backoff completes it
+// at once (per-operation cancellation, any type; Channel::async_submit).
+//
+// Every retry is a new task on the wire: a new task id (stream id), sent
+// again in full; the agent cannot tell it from another task (SPEC.md is
+// unchanged). The observer (RuntimeObserver::OnTaskRetry) is told of each
+// retry before its backoff; RuntimeMetrics counts them.
+struct RetryPolicy {
+  // Codes that may be retried (gRPC's retryableStatusCodes).
+  std::vector<absl::StatusCode> retryable_codes = {
+      absl::StatusCode::kUnavailable, absl::StatusCode::kResourceExhausted};
+  // The bound of the first retry's random delay, and the cap of any.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  double backoff_multiplier = 2.0;
+  // The random fraction of each delay, 0..1 (0: none; 1: gRPC's full
+  // jitter). It spreads the retries of many callers refused at once.
+  double jitter = 0.2;
+  // Attempts in all, the first included (gRPC's maxAttempts). 0 and 1: no
+  // retry.
+  uint32_t max_attempts = 1;
+};
+
 // ChannelOptions
 // The runtime's settings for one session.
 struct ChannelOptions {
@@ -105,6 +177,13 @@ struct ChannelOptions {
   // InfiniteDuration(): no limit (the resume window, SessionConfig, still
   // ends a disconnected session).
   absl::Duration close_timeout = absl::Seconds(10);
+  // The default retry policy of this channel's calls (RetryPolicy; off by
+  // default). CallOptions::retry overrides it per call.
+  RetryPolicy retry;
+  // Methods (CallOptions::method) whose tasks are idempotent: running one
+  // twice does no harm, so RetryPolicy may retry it even after the agent
+  // may have run it. CallOptions::idempotent marks a single call.
+  std::vector<std::string> idempotent_methods;
 };
 
 // CallOptions
@@ -146,6 +225,22 @@ struct CallOptions {
   // Channel::Submit (synchronous) ignores it: while disconnected it queues
   // the task for the resume.
   bool wait_for_ready = false;
+  // The retry policy of this call (RetryPolicy); unset: the channel's
+  // (ChannelOptions::retry). Used by async_call and async_check_health.
+  std::optional<RetryPolicy> retry;
+  // A label of the user's for this task ("doc-17"), never sent: every
+  // error the call returns (submission, the task's status, async_next,
+  // cancellation) names it, with the method, in its message:
+  //   method "summarize", task "doc-17": <the error>
+  // With a method and no label: method "summarize", task 5: <the error>.
+  // The leading "task <id>: " of a session message is dropped; with
+  // neither set, messages are unchanged. The status's code and symwire
+  // detail are unchanged.
+  std::string label;
+  // The task is idempotent (see RetryPolicy): it may be retried even after
+  // the agent may have run it. Also true for a method listed in
+  // ChannelOptions::idempotent_methods.
+  bool idempotent = false;
 };
 
 // TaskCallbacks

@@ -12,11 +12,18 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "symwire/runtime/detail/async.hpp"
 #include "symwire/runtime/options.hpp"
+#include "symwire/runtime/task_call.hpp"
 
 namespace symwire {
 
@@ -35,10 +42,53 @@ struct ObservedTask {
   bool finished = false;   // OnTaskFinished reported
 };
 
+// CallName: how the errors of a call name it (CallOptions::label):
+// `method "m", task "label"`, `method "m", task <id>`, `task "label"`; ""
+// with neither a method nor a label (messages are then left as they are).
+inline std::string CallName(absl::string_view method, absl::string_view label,
+                            TaskId id) {
+  std::string out;
+  if (!method.empty()) absl::StrAppend(&out, "method \"", method, "\"");
+  if (!label.empty()) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", "task \"", label, "\"");
+  } else if (!out.empty() && id != 0) {
+    absl::StrAppend(&out, ", task ", id);
+  }
+  return out;
+}
+
+// Named: `status` with its message prefixed by CallName (its code and
+// payloads, hence its symwire detail, kept). A leading "task <id>: " of the
+// session's messages is dropped (the name replaces the internal id); a
+// message already named is left alone.
+inline absl::Status Named(const absl::Status& status, absl::string_view method,
+                          absl::string_view label, TaskId id) {
+  if (status.ok() || (method.empty() && label.empty())) return status;
+  const std::string name = CallName(method, label, id);
+  absl::string_view message = status.message();
+  if (absl::StartsWith(message, absl::StrCat(name, ": "))) return status;
+  if (id != 0) {
+    absl::ConsumePrefix(&message, absl::StrCat("task ", id, ": "));
+  }
+  absl::Status out(status.code(), absl::StrCat(name, ": ", message));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& p) {
+    out.SetPayload(url, p);
+  });
+  return out;
+}
+
 struct CallState {
   std::weak_ptr<Channel> channel;
   asio::any_io_executor executor;
   TaskId id = 0;
+  // What errors name the task by (Named): CallOptions::method and label.
+  std::string method;
+  std::string label;
+  // Name: CallName, or "task <id>" with neither a method nor a label.
+  std::string Name() const {
+    return method.empty() && label.empty() ? absl::StrCat("task ", id)
+                                           : CallName(method, label, id);
+  }
   TaskCallbacks callbacks;
   // Unread responses (async_next), from queue_head. A vector, not a
   // std::deque: libstdc++'s deque allocates when constructed, and most
@@ -51,6 +101,29 @@ struct CallState {
   // The trace context sent with the task (TaskCall::trace_parent).
   std::optional<TraceParent> trace_parent;
   ObservedTask observed;
+};
+
+// CallRun: one Channel::async_call across its attempts (RetryPolicy).
+struct CallRun {
+  std::string result;  // the responses of the current attempt, joined
+  Completion<void(absl::StatusOr<std::string>)> done;
+  TaskCall call;        // the current attempt's task, once submitted
+  std::string payload;  // kept for another attempt
+  CallOptions options;  // likewise (the deadline: see deadline_at)
+  RetryPolicy policy;   // CallOptions::retry or ChannelOptions::retry
+  std::unique_ptr<asio::steady_timer> backoff;      // between two attempts
+  absl::Time deadline_at = absl::InfiniteFuture();  // CallOptions::deadline
+  uint32_t attempt = 0;                             // attempts started
+  bool responded = false;    // the current attempt got a response: committed
+  bool idempotent = false;   // CallOptions::idempotent or idempotent_methods
+  bool cancellable = false;  // the op has a cancellation slot
+  // Complete: the op's one completion; later calls are no-ops.
+  void Complete(absl::StatusOr<std::string> r) {
+    if (!done) return;
+    auto d = std::move(done);
+    done = nullptr;
+    d(std::move(r));
+  }
 };
 
 struct IncomingState {

@@ -328,18 +328,21 @@ SYMWIRE_DECL void Channel::FinishCall(TaskId id, const absl::Status& status) {
   if (it == calls_.end()) return;
   const std::shared_ptr<detail::CallState> call = it->second;
   calls_.erase(it);
-  call->result = status;
+  // Errors name the call (CallOptions::label), not only its id.
+  const absl::Status named =
+      detail::Named(status, call->method, call->label, id);
+  call->result = named;
   if (options_.observer) {
     ObserveFinished(call->observed, id, TaskInfo::Side::kSubmitter,
-                    call->trace_parent, status);
+                    call->trace_parent, named);
   }
-  if (call->callbacks.on_done) call->callbacks.on_done(status);
+  if (call->callbacks.on_done) call->callbacks.on_done(named);
   if (call->next) {
     auto next = std::move(call->next);
     call->next = nullptr;
-    next(status.ok() ? absl::StatusOr<Response>(absl::OutOfRangeError(
-                           absl::StrCat("task ", id, " finished")))
-                     : absl::StatusOr<Response>(status));
+    next(named.ok() ? absl::StatusOr<Response>(absl::OutOfRangeError(
+                          absl::StrCat(call->Name(), " finished")))
+                    : absl::StatusOr<Response>(named));
   }
 }
 
@@ -458,6 +461,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
   state->channel = weak_from_this();
   state->executor = executor_;
   state->id = *id;
+  state->method = std::string(options.method);
   state->callbacks = std::move(callbacks);
   state->trace_parent = options.trace_parent;
   calls_[*id] = state;
@@ -478,6 +482,14 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     std::function<bool()> abandoned) {
   const bool fail_fast =
       client_ && client_->transient_failure && !options.wait_for_ready;
+  // A failed submission names the call (CallOptions::label).
+  if (!options.method.empty() || !options.label.empty()) {
+    done = [method = options.method, label = options.label,
+            d = std::move(done)](absl::StatusOr<TaskCall> call) mutable {
+      if (!call.ok()) call = detail::Named(call.status(), method, label, 0);
+      d(std::move(call));
+    };
+  }
   // wait_for_ready with a deadline: the wait is bounded by it.
   absl::Time queued_at = absl::InfinitePast();
   if (options.wait_for_ready && options.deadline) {
@@ -580,6 +592,9 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     if (code == ErrorCode::kNoCredit || code == ErrorCode::kReplayBufferFull) {
       return false;
     }
+    if (call.ok() && !options.label.empty()) {
+      call->state_->label = options.label;
+    }
     done(std::move(call));
     return true;
   };
@@ -631,65 +646,187 @@ SYMWIRE_DECL void Channel::StartCall(
     std::string payload, CallOptions options,
     detail::Completion<void(absl::StatusOr<std::string>)> done,
     const detail::OpCancelPtr& cancel) {
-  // One completion, reached either by a failed submission, by the task's
-  // end or by cancellation: shared between the paths.
-  struct Collect {
-    std::string result;
-    detail::Completion<void(absl::StatusOr<std::string>)> done;
-    TaskCall call;  // once submitted
-  };
-  auto collect = std::make_shared<Collect>();
-  collect->done = std::move(done);
-  TaskCallbacks callbacks;
-  callbacks.on_response = [collect](absl::Span<const std::byte> p, bool) {
-    collect->result.append(reinterpret_cast<const char*>(p.data()), p.size());
-  };
-  callbacks.on_done = [collect](const absl::Status& status) {
-    collect->call = TaskCall();  // breaks the collect <-> CallState cycle
-    if (!collect->done) return;
-    auto d = std::move(collect->done);
-    collect->done = nullptr;
-    if (status.ok()) {
-      d(std::move(collect->result));
-    } else {
-      d(status);
-    }
-  };
-  std::function<bool()> abandoned;
+  // One completion, reached by the last attempt's failure, by the task's
+  // end or by cancellation: shared between the paths and the attempts.
+  auto run = std::make_shared<detail::CallRun>();
+  run->done = std::move(done);
+  run->policy = options.retry ? *options.retry : options_.retry;
+  run->idempotent =
+      options.idempotent ||
+      (!options.method.empty() &&
+       std::find(options_.idempotent_methods.begin(),
+                 options_.idempotent_methods.end(),
+                 options.method) != options_.idempotent_methods.end());
+  // RetryPolicy: the deadline bounds every attempt together.
+  if (options.deadline && run->policy.max_attempts > 1) {
+    run->deadline_at = Now(Reading::kFresh) + *options.deadline;
+  }
+  run->payload = std::move(payload);
+  run->options = std::move(options);
   if (cancel) {
-    // Before the submission is sent, any type drops it unsent (no side
-    // effect). After, only terminal: the result cannot be abandoned without
-    // ending the task, so the task is cancelled on the wire (AGENT_CANCEL,
-    // SPEC.md §13.3) and the call completes at once.
-    cancel->hook = [collect](asio::cancellation_type type) {
-      if (!collect->done) return true;
-      if (collect->call && (type & asio::cancellation_type::terminal) ==
-                               asio::cancellation_type::none) {
+    // Before a submission is sent, and during a retry's backoff, any type
+    // drops the call (no side effect). After, only terminal: the result
+    // cannot be abandoned without ending the task, so the task is
+    // cancelled on the wire (AGENT_CANCEL, SPEC.md §13.3) and the call
+    // completes at once.
+    run->cancellable = true;
+    cancel->hook = [run](asio::cancellation_type type) {
+      if (!run->done) return true;
+      if (run->call && (type & asio::cancellation_type::terminal) ==
+                           asio::cancellation_type::none) {
         return false;
       }
-      auto d = std::move(collect->done);
-      collect->done = nullptr;
-      if (TaskCall call = std::exchange(collect->call, TaskCall())) {
+      // Taken first: the cancel below ends the task (on_done) at once.
+      auto d = std::move(run->done);
+      run->done = nullptr;
+      if (TaskCall call = std::exchange(run->call, TaskCall())) {
         static_cast<void>(call.Cancel());
       }
-      d(detail::OperationAborted("async_call"));
+      if (run->backoff) run->backoff->cancel();
+      d(detail::Named(detail::OperationAborted("async_call"),
+                      run->options.method, run->options.label, 0));
       return true;
     };
-    abandoned = [collect] { return !collect->done; };
   }
+  StartAttempt(run);
+}
+
+SYMWIRE_DECL void Channel::StartAttempt(
+    const std::shared_ptr<detail::CallRun>& run) {
+  ++run->attempt;
+  run->responded = false;
+  run->result.clear();
+  // The last attempt takes the payload and options; earlier ones copy.
+  const bool last = run->attempt >= run->policy.max_attempts;
+  std::string payload = last ? std::move(run->payload) : run->payload;
+  CallOptions options = last ? std::move(run->options) : run->options;
+  if (last) {  // what naming an error later needs
+    run->options.method = options.method;
+    run->options.label = options.label;
+  }
+  if (run->attempt > 1 && run->deadline_at != absl::InfiniteFuture()) {
+    // A retry is sent with what is left of the call's deadline.
+    options.deadline = run->deadline_at - Now(Reading::kFresh);
+    if (*options.deadline <= absl::ZeroDuration()) {
+      run->Complete(
+          detail::Named(absl::DeadlineExceededError(absl::StrCat(
+                            "deadline exceeded before attempt ", run->attempt)),
+                        options.method, options.label, 0));
+      return;
+    }
+  }
+  TaskCallbacks callbacks;
+  callbacks.on_response = [run](absl::Span<const std::byte> p, bool) {
+    run->responded = true;  // committed (RetryPolicy)
+    run->result.append(reinterpret_cast<const char*>(p.data()), p.size());
+  };
+  callbacks.on_done = [weak = weak_from_this(),
+                       run](const absl::Status& status) {
+    const bool retryable = run->call && run->call.retryable();
+    const TaskId task = run->call ? run->call.id() : 0;
+    run->call = TaskCall();  // breaks the run <-> CallState cycle
+    if (!run->done) return;
+    if (status.ok()) {
+      run->Complete(std::move(run->result));
+      return;
+    }
+    auto self = weak.lock();
+    if (!self) {
+      run->Complete(status);
+      return;
+    }
+    self->AttemptFailed(run, status, retryable, task);
+  };
+  std::function<bool()> abandoned;
+  if (run->cancellable) abandoned = [run] { return !run->done; };
   SubmitWhenWritable(
       std::move(payload), std::move(options), std::move(callbacks),
-      [collect](const absl::StatusOr<TaskCall>& call) {
+      [weak = weak_from_this(), run](const absl::StatusOr<TaskCall>& call) {
         if (call.ok()) {
-          collect->call = *call;
+          run->call = *call;
           return;
         }
-        if (!collect->done) return;
-        auto d = std::move(collect->done);
-        collect->done = nullptr;
-        d(call.status());
+        if (!run->done) return;
+        auto self = weak.lock();
+        if (!self) {
+          run->Complete(call.status());
+          return;
+        }
+        // Never sent: the agent did not start it.
+        self->AttemptFailed(run, call.status(), true, 0);
       },
       std::move(abandoned));
+}
+
+SYMWIRE_DECL void Channel::AttemptFailed(
+    const std::shared_ptr<detail::CallRun>& run, const absl::Status& status,
+    bool not_started, TaskId task) {
+  const RetryPolicy& policy = run->policy;
+  const ErrorCode detail_code = GetErrorCode(status);
+  // RetryPolicy's conditions, in its order.
+  const bool retry =
+      std::find(policy.retryable_codes.begin(), policy.retryable_codes.end(),
+                status.code()) != policy.retryable_codes.end() &&
+      !run->responded && run->attempt < policy.max_attempts && !ended_ &&
+      detail_code != ErrorCode::kPeerDraining &&
+      detail_code != ErrorCode::kSessionClosed &&
+      (not_started || run->idempotent);
+  if (!retry) {
+    run->Complete(status);
+    return;
+  }
+  // The n-th retry's bound: initial * multiplier^(n-1), capped.
+  absl::Duration bound = policy.initial_backoff;
+  for (uint32_t n = 1; n < run->attempt && bound < policy.max_backoff; ++n) {
+    bound = bound * policy.backoff_multiplier;
+  }
+  bound = std::max(absl::ZeroDuration(), std::min(bound, policy.max_backoff));
+  absl::Duration delay = bound;
+  if (policy.jitter > 0) {
+    std::array<std::byte, 8> bytes{};
+    options_.session.random(absl::MakeSpan(bytes));
+    uint64_t r = 0;
+    std::memcpy(&r, bytes.data(), sizeof(r));
+    const double u = static_cast<double>(r >> 11) * 0x1.0p-53;  // [0, 1)
+    delay = bound * (1.0 - std::min(policy.jitter, 1.0) * u);
+  }
+  const absl::Time now = Now(Reading::kFresh);
+  if (run->deadline_at != absl::InfiniteFuture() &&
+      now + delay >= run->deadline_at) {
+    absl::Status out(
+        status.code(),
+        absl::StrCat(status.message(), " (not retried: the backoff of ",
+                     absl::ToInt64Milliseconds(delay),
+                     " ms would pass the call's deadline)"));
+    status.ForEachPayload([&](absl::string_view url, const absl::Cord& p) {
+      out.SetPayload(url, p);
+    });
+    run->Complete(std::move(out));
+    return;
+  }
+  if (RuntimeObserver* obs = options_.observer.get()) {
+    TaskInfo info;
+    info.method = run->options.method;
+    info.peer = observed_peer_;
+    info.id = task;
+    info.side = TaskInfo::Side::kSubmitter;
+    obs->OnTaskRetry(info, TaskRetry{status, delay, run->attempt + 1});
+  }
+  if (!run->backoff) {
+    run->backoff = std::make_unique<asio::steady_timer>(executor_);
+  }
+  run->backoff->expires_at(detail::ToSteady(now + delay));
+  run->backoff->async_wait(
+      [weak = weak_from_this(), run](const boost::system::error_code&) {
+        if (!run->done) return;  // cancelled during the backoff
+        auto self = weak.lock();
+        if (!self) {
+          run->Complete(
+              MakeError(ErrorCode::kSessionClosed, "the session is gone"));
+          return;
+        }
+        self->StartAttempt(run);
+      });
 }
 
 SYMWIRE_DECL absl::Status Channel::Close() {

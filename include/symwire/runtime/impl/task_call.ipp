@@ -48,13 +48,13 @@ SYMWIRE_DECL void TaskCall::StartNext(
   }
   if (s.result.has_value()) {
     done(s.result->ok() ? absl::OutOfRangeError(absl::StrCat(
-                              "task ", s.id, " finished: no more responses"))
+                              s.Name(), " finished: no more responses"))
                         : *s.result);
     return;
   }
   if (s.next) {
     done(absl::FailedPreconditionError(
-        absl::StrCat("task ", s.id, ": async_next is already pending")));
+        absl::StrCat(s.Name(), ": async_next is already pending")));
     return;
   }
   s.next = std::move(done);
@@ -68,8 +68,8 @@ SYMWIRE_DECL void TaskCall::StartNext(
       if (st && st->next) {
         auto next = std::move(st->next);
         st->next = nullptr;
-        next(detail::OperationAborted(
-            absl::StrCat("task ", st->id, ": async_next")));
+        next(
+            detail::OperationAborted(absl::StrCat(st->Name(), ": async_next")));
       }
       return true;
     };
@@ -80,7 +80,7 @@ SYMWIRE_DECL absl::Status TaskCall::Cancel() {
   auto channel = State().channel.lock();
   if (!channel || State().result.has_value()) {
     return MakeError(ErrorCode::kWrongState,
-                     absl::StrCat("task ", State().id, " already ended"));
+                     absl::StrCat(State().Name(), " already ended"));
   }
   absl::Status st = channel->session_->CancelTask(
       State().id, channel->Now(Channel::Reading::kFresh));
