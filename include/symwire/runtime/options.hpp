@@ -202,6 +202,20 @@ struct CallOptions {
   // / UNIMPLEMENTED, nothing sent. An agent without a handler for it
   // answers kUnimplemented / UNIMPLEMENTED "unknown method ...".
   std::string method;
+  // The retry policy of this call (RetryPolicy); unset: the channel's
+  // (ChannelOptions::retry). Used by async_call and async_check_health;
+  // async_submit and Submit never retry (the TaskCall is the caller's:
+  // TaskCall::retryable() says whether the agent started it).
+  std::optional<RetryPolicy> retry;
+  // A label of the user's for this task ("doc-17"), never sent: every
+  // error the call returns (submission, the task's status, async_next,
+  // cancellation) names it, with the method, in its message:
+  //   method "summarize", task "doc-17": <the error>
+  // With a method and no label: method "summarize", task 5: <the error>.
+  // The leading "task <id>: " of a session message is dropped; with
+  // neither set, messages are unchanged. The status's code and symwire
+  // detail are unchanged.
+  std::string label;
   // With trace_parent: send a child span of it instead (ChildTraceParent,
   // runtime/trace.hpp: same trace, a fresh span id per task, from the
   // session's RandomSource); TaskCall::trace_parent() returns what was sent.
@@ -225,18 +239,6 @@ struct CallOptions {
   // Channel::Submit (synchronous) ignores it: while disconnected it queues
   // the task for the resume.
   bool wait_for_ready = false;
-  // The retry policy of this call (RetryPolicy); unset: the channel's
-  // (ChannelOptions::retry). Used by async_call and async_check_health.
-  std::optional<RetryPolicy> retry;
-  // A label of the user's for this task ("doc-17"), never sent: every
-  // error the call returns (submission, the task's status, async_next,
-  // cancellation) names it, with the method, in its message:
-  //   method "summarize", task "doc-17": <the error>
-  // With a method and no label: method "summarize", task 5: <the error>.
-  // The leading "task <id>: " of a session message is dropped; with
-  // neither set, messages are unchanged. The status's code and symwire
-  // detail are unchanged.
-  std::string label;
   // The task is idempotent (see RetryPolicy): it may be retried even after
   // the agent may have run it. Also true for a method listed in
   // ChannelOptions::idempotent_methods.
