@@ -3,22 +3,30 @@
 (SPEC.md §20).
 
     async with symwire.connect("tcp://127.0.0.1:7000") as client:
-        answer = await client.call(b"payload", timeout=2.0)
-        async for part in client.stream(b"payload"):
+        answer = await client.call("summarize", b"payload", timeout=2.0)
+        async for part in client.stream("summarize", b"payload"):
             ...
+        raw = await client.call(b"payload")        # a task without a method
+        status = await client.check_health()       # symwire.SERVING
 
     agent = symwire.Agent("my-agent")
 
-    @agent.handler
-    async def handle(task):
+    @agent.method("summarize")
+    async def summarize(task):
         yield b"part"            # the last part yielded is sent FINAL
+
+    @agent.handler               # tasks without a method (optional)
+    async def handle(task):
+        yield task.payload
 
     await agent.serve("tcp://127.0.0.1:7000")
 
+A method (SPEC.md §5.1, §13.5) travels as the task's METHOD extension; the
+agent routes it to its handler, answers an unknown one UNIMPLEMENTED (127)
+without running anything, and answers "symwire.health" itself (§13.6).
 Cancelling the asyncio task that awaits `call` (or leaving `stream` early)
-sends AGENT_CANCEL. Task failures raise `SymwireError` with the symwire code.
-The `method=` keyword of `call`/`stream` is reserved for the orchestrator
-API's method names (not sent yet).
+sends AGENT_CANCEL. Task failures raise `SymwireError` with the canonical
+code (`code`) and the symwire code (`symwire_code`).
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
 
 from . import codec as c
-from .session import Acceptor, Config, Event, Session, SymwireError, error_from_name
+from .session import (HEALTH_METHOD, HEALTH_NAMES, SERVING, Acceptor, Config, Event, Session,
+                      SymwireError, error_from_name, validate_method)
 
 __all__ = ["Client", "connect", "Agent", "Task"]
 
@@ -54,7 +63,19 @@ class Task:
     id: int
     payload: bytes
     deadline_us: Optional[int] = None
-    method: Optional[str] = None     # reserved for the orchestrator API's methods
+    method: Optional[str] = None     # the task's METHOD (§5.1), None without one
+
+
+def _call_args(method_or_payload: "str | bytes", payload: Optional[bytes],
+               method: Optional[str]) -> tuple[Optional[str], bytes]:
+    """call("m", payload) / call(payload) / call(payload, method="m")."""
+    if isinstance(method_or_payload, str):
+        if method is not None:
+            raise TypeError("the method is given twice")
+        return method_or_payload, b"" if payload is None else bytes(payload)
+    if payload is not None:
+        raise TypeError("call(method, payload): the method is a str")
+    return method, bytes(method_or_payload)
 
 
 async def _open(url: str, ssl_context: Optional[ssl.SSLContext]):
@@ -228,14 +249,20 @@ class Client(_Driver):
             elif e.type == "SessionFailed":
                 self._end(self.session.failure)
 
-    async def stream(self, payload: bytes, *, method: Optional[str] = None,
+    async def stream(self, method_or_payload: "str | bytes", payload: Optional[bytes] = None, *,
+                     method: Optional[str] = None,
                      timeout: Optional[float] = None) -> AsyncIterator[bytes]:
-        """Submits a task and yields every response part, the final one last.
-        `timeout` (seconds) is sent as the task's DEADLINE (§13.4)."""
-        if method is not None:
-            raise NotImplementedError("method names are not part of this version yet")
+        """Submits a task and yields every response part, the final one last:
+        `stream("summarize", payload)` names the method (sent as METHOD,
+        §5.1), `stream(payload)` sends none. `timeout` (seconds) is sent as
+        the task's DEADLINE (§13.4). Raises SymwireError: the task's error
+        (an unknown method: code 12, symwire_code 127), DEADLINE_EXCEEDED,
+        or a local refusal (NO_CREDIT, FRAME_TOO_LARGE, INVALID_FRAME for a
+        bad method name, UNIMPLEMENTED if the peer did not announce
+        METHODS)."""
+        method, payload = _call_args(method_or_payload, payload, method)
         deadline = None if timeout is None else max(1, int(timeout * 1e6))
-        task, data = self.session.submit(payload, deadline, _now())
+        task, data = self.session.submit(payload, deadline, _now(), method=method)
         q: asyncio.Queue = asyncio.Queue()
         self.queues[task] = q
         self.send(data)
@@ -255,8 +282,10 @@ class Client(_Driver):
                         return
                 elif e.type == "TaskFailed":
                     done = True
-                    raise SymwireError(int(e.fields["code"]), e.fields["status"],
-                                       e.fields["message"], e.fields["retryable"])
+                    raise SymwireError(int(e.fields["code"]),
+                                       e.fields.get("detail_name") or e.fields["status"],
+                                       e.fields["message"], e.fields["retryable"],
+                                       e.fields.get("detail"))
                 elif e.type == "TaskCancelled":
                     done = True
                     raise error_from_name(e.fields["status"], "task %d" % task)
@@ -267,11 +296,23 @@ class Client(_Driver):
                 self.send(self.session.cancel(task, _now()))
                 self.after()
 
-    async def call(self, payload: bytes, *, method: Optional[str] = None,
-                   timeout: Optional[float] = None) -> bytes:
-        """Submits a task and returns its responses joined."""
-        parts = [p async for p in self.stream(payload, method=method, timeout=timeout)]
+    async def call(self, method_or_payload: "str | bytes", payload: Optional[bytes] = None, *,
+                   method: Optional[str] = None, timeout: Optional[float] = None) -> bytes:
+        """Submits a task and returns its responses joined (see `stream`):
+        `await client.call("summarize", payload, timeout=2.0)`."""
+        parts = [p async for p in self.stream(method_or_payload, payload, method=method,
+                                              timeout=timeout)]
         return b"".join(parts)
+
+    async def check_health(self, timeout: Optional[float] = None) -> int:
+        """The peer's built-in health method (§13.6): SERVING (1),
+        NOT_SERVING (2) or DRAINING (3). An answer that is not one of these
+        bytes raises SymwireError MALFORMED_PAYLOAD (INVALID_ARGUMENT)."""
+        answer = await self.call(HEALTH_METHOD, b"", timeout=timeout)
+        if len(answer) != 1 or answer[0] not in HEALTH_NAMES:
+            raise error_from_name("MALFORMED_PAYLOAD", "health answer %r at payload offset 0: "
+                                  "expected one byte 1..3" % answer)
+        return answer[0]
 
     async def aclose(self, timeout: float = 2.0) -> None:
         """Drains and closes (§15.3), waiting at most `timeout` seconds."""
@@ -349,8 +390,23 @@ class _AgentSession(_Driver):
         for e in events:
             if e.type == "TaskReceived":
                 dl = e.fields.get("deadline_us")
-                t = Task(e.task, e.fields["payload"], None if dl == "-" else dl)
-                self.running[e.task] = asyncio.create_task(self._run(t))
+                method = e.fields.get("method")
+                t = Task(e.task, e.fields["payload"], None if dl == "-" else dl, method)
+                s = self.session
+                # §13.5: route by method; the health method is answered here.
+                if method == HEALTH_METHOD:
+                    self.send(s.respond(e.task, bytes([self.agent.serving_status]), True,
+                                        _now()))
+                    continue
+                handler = (self.agent._handler if method is None
+                           else self.agent._methods.get(method))
+                if handler is None:
+                    self.send(s.fail_unknown_method(e.task, method, _now()) if method is not None
+                              else s.fail_task(e.task, c.CANONICAL_CODES["UNIMPLEMENTED"],
+                                               "no task handler", _now(), retryable=True,
+                                               detail=c.SESSION_ERRORS["UNIMPLEMENTED"][0]))
+                    continue
+                self.running[e.task] = asyncio.create_task(self._run(t, handler))
             elif e.type == "TaskCancelled":
                 h = self.running.pop(e.task, None)
                 if h is not None:
@@ -361,11 +417,11 @@ class _AgentSession(_Driver):
                 self.running.clear()
                 self.agent.acceptor.forget(self.session)
 
-    async def _run(self, task: Task) -> None:
+    async def _run(self, task: Task, handler: "Handler") -> None:
         s = self.session
         try:
             prev: Optional[bytes] = None
-            async for part in self.agent._handler(task):  # type: ignore[misc]
+            async for part in handler(task):
                 if prev is not None:
                     self.send(s.respond(task.id, prev, False, _now()))
                 prev = bytes(part)
@@ -383,20 +439,54 @@ class _AgentSession(_Driver):
 
 
 class Agent:
-    """An agent: one handler serves every task (method names come later)."""
+    """An agent: a handler per method (`@agent.method("name")`), and
+    optionally one for tasks without a method (`@agent.handler`). It
+    announces METHODS (§11.4) and answers "symwire.health" itself with
+    `serving_status` (§13.6)."""
 
     def __init__(self, agent_id: str = "py-agent", *, auth: str = "none", secret: bytes = b"",
                  config: Optional[Config] = None) -> None:
         self.config = config or Config(agent_id=agent_id, role=1, auth=auth, secret=secret)
         self.acceptor = Acceptor(self.config)
         self._handler: Optional[Handler] = None
+        self._methods: dict[str, Handler] = {}
+        self.serving_status: int = SERVING
         self.drivers: dict[int, _AgentSession] = {}
 
     def handler(self, fn: Handler) -> Handler:
-        """Decorator: `async def handle(task): yield part` (the last part is
-        FINAL; raise SymwireError to fail the task with its code)."""
+        """Decorator: the handler of tasks without a method: `async def
+        handle(task): yield part` (the last part is FINAL; raise
+        SymwireError to fail the task with its code). Without one such
+        tasks fail UNIMPLEMENTED "no task handler"."""
         self._handler = fn
         return fn
+
+    def method(self, name: str) -> Callable[[Handler], Handler]:
+        """Decorator registering the handler of tasks whose method is `name`
+        (1..255 visible ASCII bytes, not under the reserved "symwire."):
+        `@agent.method("summarize") async def summarize(task): yield part`.
+        A task naming a method nobody registered fails UNIMPLEMENTED (127,
+        retryable) without running. Raises ValueError for a bad, reserved or
+        already registered name."""
+        try:
+            validate_method(name)
+        except SymwireError as err:
+            raise ValueError(err.message) from None
+        if name.startswith("symwire."):
+            raise ValueError("method %r: names under \"symwire.\" are reserved" % name)
+        if name in self._methods:
+            raise ValueError("method %r is registered already" % name)
+
+        def register(fn: Handler) -> Handler:
+            self._methods[name] = fn
+            return fn
+        return register
+
+    def set_serving_status(self, status: int) -> None:
+        """What the health method answers: SERVING, NOT_SERVING or DRAINING."""
+        if status not in HEALTH_NAMES:
+            raise ValueError("serving status %r: expected 1, 2 or 3" % status)
+        self.serving_status = status
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: Any) -> None:
         conn, out = self.acceptor.new_connection(_now())
@@ -445,8 +535,9 @@ class Agent:
         """Serves until cancelled. tcp://HOST:PORT (port 0: any; `ready` gets
         the bound URL), unix:///PATH, tls://HOST:PORT (ssl_context
         required), stdio (this process's stdin/stdout)."""
-        if self._handler is None:
-            raise ValueError("no handler: decorate one with @agent.handler")
+        if self._handler is None and not self._methods:
+            raise ValueError("no handler: decorate one with @agent.method(name) or "
+                             "@agent.handler")
         u = urlsplit(url)
         if url.partition(":")[0] == "stdio":
             loop = asyncio.get_running_loop()
