@@ -10,7 +10,11 @@
 //   "slow N"    the same, one part every 20 ms (so it can be cancelled
 //               midway; it logs "agent: task T cancelled" when it is);
 //   anything else fails with INVALID_ARGUMENT.
+// Methods (SPEC.md §13.5, Server::Handle): "text.upper" answers its payload
+// in upper case; any other method fails UNIMPLEMENTED; "symwire.health" is
+// answered by the server (SERVING).
 // It exits when the orchestrator closes the session or the pipe ends.
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -108,6 +112,19 @@ int main() try {
       });
   if (!server.ok()) {
     std::fprintf(stderr, "agent: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  if (absl::Status s =
+          (*server)->Handle("text.upper",
+                            [](symwire::IncomingTask t) {
+                              std::string text = t.payload_string();
+                              for (char& c : text) {
+                                c = static_cast<char>(std::toupper(c));
+                              }
+                              static_cast<void>(t.Respond(text, true));
+                            });
+      !s.ok()) {
+    std::fprintf(stderr, "agent: %s\n", s.ToString().c_str());
     return 1;
   }
   (*server)->Accept(*stdio);

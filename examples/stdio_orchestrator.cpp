@@ -1,8 +1,9 @@
 // File: examples/stdio_orchestrator.cpp
 // An orchestrator that spawns an agent process (examples/stdio_agent.cpp)
 // and drives it over the child's stdin/stdout: a streamed task, a task it
-// cancels midway, a task the agent rejects, then a graceful close and the
-// child's exit status.
+// cancels midway, a task the agent rejects, a method call ("text.upper"),
+// an unknown method (UNIMPLEMENTED), the health method, then a graceful
+// close and the child's exit status.
 //
 // Usage: stdio_orchestrator [path-to-stdio_agent]
 // Exit status 0 when every step behaved as expected.
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "cli/args.hpp"
+#include "symwire/error.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/process.hpp"
 
@@ -78,16 +80,41 @@ int main(int argc, char** argv) try {
   agent->async_call("dance", {}, [&](const absl::StatusOr<std::string>& r) {
     expect(r.status().code() == absl::StatusCode::kInvalidArgument,
            absl::StrCat("dance -> ", r.status().ToString()));
-    // 4. Everything answered: close, then collect the child's exit.
-    agent->async_close([&](const absl::Status& st) {
-      expect(st.ok(), absl::StrCat("close -> ", st.ToString()));
-      child->AsyncWait([&](absl::StatusOr<symwire::ExitStatus> exit) {
-        expect(
-            exit.ok() && exit->success(),
-            absl::StrCat("agent exit code ", exit.ok() ? exit->exit_code : -1));
-      });
-    });
   });
+  // 4. Methods (SPEC.md §13.5, §13.6): one the agent has, one it does not
+  // (UNIMPLEMENTED, nothing run), and the built-in health method.
+  symwire::CallOptions upper;
+  upper.method = "text.upper";
+  agent->async_call("hello", upper, [&](const absl::StatusOr<std::string>& r) {
+    expect(r.ok() && *r == "HELLO",
+           absl::StrCat("text.upper(hello) -> ",
+                        r.ok() ? *r : r.status().ToString()));
+  });
+  symwire::CallOptions translate;
+  translate.method = "text.translate";
+  agent->async_call(
+      "hello", translate, [&](const absl::StatusOr<std::string>& r) {
+        expect(r.status().code() == absl::StatusCode::kUnimplemented &&
+                   symwire::GetErrorCode(r.status()) ==
+                       symwire::ErrorCode::kUnimplemented,
+               absl::StrCat("text.translate -> ", r.status().ToString()));
+      });
+  agent->async_check_health(
+      {}, [&](const absl::StatusOr<symwire::HealthStatus>& h) {
+        expect(h.ok() && *h == symwire::HealthStatus::kServing,
+               absl::StrCat("health -> ", h.ok() ? symwire::HealthStatusName(*h)
+                                                 : h.status().ToString()));
+        // 5. Everything answered (the agent answers in order): close, then
+        // collect the child's exit.
+        agent->async_close([&](const absl::Status& st) {
+          expect(st.ok(), absl::StrCat("close -> ", st.ToString()));
+          child->AsyncWait([&](absl::StatusOr<symwire::ExitStatus> exit) {
+            expect(exit.ok() && exit->success(),
+                   absl::StrCat("agent exit code ",
+                                exit.ok() ? exit->exit_code : -1));
+          });
+        });
+      });
   io.run_for(std::chrono::seconds(20));
   std::printf("%s\n", failures == 0 ? "all ok" : "FAILED");
   return failures == 0 ? 0 : 1;

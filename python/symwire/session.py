@@ -209,6 +209,8 @@ class Session(RefSession):
         self.peer_tasks_received = 0
         self.peer_tasks_freed = 0
         self._frame_at = 0           # stream offset of the frame being handled
+        self._peer_message: Optional[str] = None   # a received stream-0 error's text
+        self._terminal_rx = False    # an own task's terminal frame was accepted
         self._new_connection_state()
 
     def _new_connection_state(self) -> None:
@@ -288,6 +290,13 @@ class Session(RefSession):
         if any(title.startswith("AGENT_SYNC") for title, _ in frames):
             self.acked_sent = self.rx_seq
         self._settle_rx()
+        if self._terminal_rx:
+            # §15.1: terminal frames are acknowledged at once, in this batch,
+            # so the ack precedes any task that reuses the slot.
+            self._terminal_rx = False
+            if self.state == "established" and self.up and self.rx_seq > self.acked_sent:
+                out_bytes += self._sync({})
+                self.ack_at = None
         if self.state == "established" and was != "established":
             self._on_established()
         self._after_input()
@@ -414,8 +423,11 @@ class Session(RefSession):
                            self.partial_at or 0, self.now - (self.partial_since or 0),
                            len(self.rx) - self.rx_pos) if slow_frame else "PEER_UNRESPONSIVE")
             self.lost()
-            self.pending_events.append(Event("ConnectionLost", {"error": "PEER_UNRESPONSIVE",
-                                                                "message": message}))
+            self._collect()
+            for e in reversed(self.pending_events):
+                if e.type == "ConnectionLost":
+                    e.fields.update(error="PEER_UNRESPONSIVE", message=message)
+                    break
             return bytes(out)
         if self.state == "established" and self.up:
             if self.next_ping is not None and self.now >= self.next_ping:
@@ -483,6 +495,15 @@ class Session(RefSession):
             self.bye_sent = True
             out += self._sync({5: True})
         return bytes(out)
+
+    def _fail(self, out, name, message, tell_peer=True, canonical=None):  # type: ignore[override]
+        """As RefSession._fail; keeps the error (the message sent, or the
+        peer's) as `failure`."""
+        if self.failure is None:
+            self.failure = error_from_name(name, message or self._peer_message or "")
+            if canonical is not None and canonical in c.CANONICAL_CODES:
+                self.failure.code = c.CANONICAL_CODES[canonical]
+        return super()._fail(out, name, message, tell_peer, canonical)
 
     def _after_input(self) -> None:
         if self.failure is None and self.state == "failed":
@@ -606,7 +627,27 @@ class Session(RefSession):
         self.pending_events[-1].fields["method"] = (method.decode("ascii")
                                                     if method is not None else None)
 
+    def _handle_session_error(self, f, out):  # type: ignore[override]
+        try:
+            v = c.parse_payload("AGENT_ERROR", f["payload"])
+        except c.PayloadError:
+            return super()._handle_session_error(f, out)
+        self._peer_message = v.get(2, b"").decode("utf-8", "replace")
+        detail = v.get(4, 0)
+        framing = {code for code, _ in c.FRAMING_ERRORS.values()}
+        if detail == c.FRAMING_ERRORS["PAYLOAD_TOO_LARGE"][0] and self.state == "established":
+            # §15.2, §18: after the handshake it ends the session.
+            self._fail(out, "PAYLOAD_TOO_LARGE", None, tell_peer=False,
+                       canonical=c.CANONICAL_NAMES.get(v.get(1, 8)))
+        if detail in framing or detail in (106, 116, 121):
+            # §18: connection scope; the session resumes (§16).
+            self.lost()
+            return None
+        return super()._handle_session_error(f, out)
+
     def _handle_response(self, f, out):  # type: ignore[override]
+        if f["flags"] & c.FLAG_FINAL:
+            self._terminal_rx = True
         if self.tasks.get(f["stream"]) == "cancelling":
             if f["flags"] & c.FLAG_FINAL:        # §13.3: expected, discarded
                 del self.tasks[f["stream"]]
@@ -625,6 +666,7 @@ class Session(RefSession):
         task = f["stream"]
         v = c.parse_payload("AGENT_ERROR", f["payload"])
         state = self.tasks.get(task)
+        self._terminal_rx = True
         if state == "cancelling":
             del self.tasks[task]
             return None

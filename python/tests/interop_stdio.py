@@ -1,7 +1,9 @@
 """Interop: a Python orchestrator drives the C++ agent examples/stdio_agent
 over its stdin/stdout: a streamed task, a cancel through asyncio task
 cancellation (the agent logs it), deadline expiry on both sides, a task the
-agent rejects (INVALID_ARGUMENT, code 3), a graceful close (the agent exits 0).
+agent rejects (INVALID_ARGUMENT, code 3), a method call ("text.upper"), an
+unknown method (UNIMPLEMENTED: code 12, symwire code 127), the health method
+(SERVING), a graceful close (the agent exits 0).
 
 Usage: interop_stdio.py PATH_TO_stdio_agent. Prints "interop ok"; any
 failure raises (exit status 1). Every wait is bounded.
@@ -66,6 +68,18 @@ async def interop(agent_path: str, log: str) -> None:
         except symwire.SymwireError as err:
             assert err.code == 3, err
             print("ok   bogus ->", err.name, err.message)
+
+        assert await client.call("text.upper", b"hello", timeout=TIMEOUT) == b"HELLO"
+        print("ok   text.upper(hello) -> HELLO")
+        try:
+            await client.call("text.translate", b"hello", timeout=TIMEOUT)
+            raise AssertionError("text.translate accepted")
+        except symwire.SymwireError as err:
+            assert (err.code, err.symwire_code, err.retryable) == (12, 127, True), err
+            assert err.message == 'unknown method "text.translate"', err.message
+            print("ok   text.translate ->", err.name, err.message)
+        assert await client.check_health(timeout=TIMEOUT) == symwire.SERVING
+        print("ok   health -> SERVING")
         proc = client.writer.proc
     # Graceful close: bye both ways, then the agent exits on its own.
     status = await asyncio.wait_for(proc.wait(), TIMEOUT)

@@ -6,7 +6,9 @@ python_interop_cpp_orchestrator):
   "stream N"  parts "1 ", ..., "N ", then a final "done";
   "slow N"    the same, one part every 20 ms (cancellable midway; logs
               "agent: task T cancelled" to stderr);
-  anything else fails with INVALID_ARGUMENT (3).
+  anything else fails with INVALID_ARGUMENT (3);
+  method "text.upper": its payload in upper case (any other method fails
+  UNIMPLEMENTED; "symwire.health" answers SERVING).
 """
 
 import asyncio
@@ -34,6 +36,11 @@ async def handle(task: symwire.Task):
         print("agent: task %d cancelled" % task.id, file=sys.stderr)
         raise
     yield b"done"
+
+
+@agent.method("text.upper")
+async def upper(task: symwire.Task):
+    yield task.payload.upper()
 
 
 asyncio.run(agent.serve("stdio"))

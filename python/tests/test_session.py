@@ -215,6 +215,119 @@ class TaskTest(unittest.TestCase):
         self.assertIsNone(p.i.next_timer())
 
 
+class LimitsTest(unittest.TestCase):
+    """What the session enforces against a hostile peer, as the C++ session
+    does (SPEC.md §14.1, §15.1, §15.2): each limit ends the session (or the
+    connection) with its error, and a conforming peer never reaches it."""
+
+    def established(self, **agent_cfg):
+        p = Pair()
+        for k, v in agent_cfg.items():
+            setattr(p.reg.config, k, v)
+        p.a, out = p.reg.new_connection(p.now)     # again, with the changed config
+        p.to_i = bytearray(out)
+        p.pump()
+        self.assertEqual((p.i.state, p.a.state), ("established", "established"))
+        return p
+
+    def assertFailed(self, p, name):
+        self.assertEqual(p.a.state, "failed")
+        self.assertEqual(p.a.failure.name, name)
+        # The peer was told (a stream-0 AGENT_ERROR with the detail).
+        self.assertEqual(p.i.state, "failed")
+        self.assertEqual(p.i.failure.name, name)
+
+    def test_ping_flood(self):
+        p = self.established()
+        for k in range(3):          # the first ping, then two strikes: allowed
+            p.to_a += p.i._sync({2: k})
+            p.pump()
+        self.assertEqual(p.a.state, "established")
+        p.to_a += p.i._sync({2: 3})                # the third strike
+        p.pump()
+        self.assertFailed(p, "PING_FLOOD")
+        self.assertEqual(p.a.failure.code, 8)      # RESOURCE_EXHAUSTED
+
+    def test_pings_at_half_the_interval_are_no_strikes(self):
+        p = self.established()
+        for k in range(10):
+            p.to_a += p.i._sync({2: k})
+            p.pump()
+            p.now += 500_000                       # half of min_peer_ping_interval
+        self.assertEqual(p.a.state, "established")
+        self.assertEqual(p.a.ping_strikes, 0)
+
+    def test_frames_carrying_nothing_new(self):
+        p = self.established()
+        for _ in range(100):                        # max_noop_frames: allowed
+            p.to_a += p.i._sync({})
+        p.pump()
+        self.assertEqual(p.a.state, "established")
+        task, data = p.i.submit(b"x")               # an accepted frame resets the count
+        p.to_a += data
+        p.pump()
+        self.assertEqual(p.a.noop_frames, 0)
+        for _ in range(100):
+            p.to_a += data                          # duplicates count too
+        p.to_a += p.i._sync({})
+        p.pump()
+        self.assertFailed(p, "PING_FLOOD")
+        self.assertIn("101 frames in a row carry nothing new (limit 100)",
+                      p.i.failure.message or str(p.a.events))
+
+    def test_task_limit(self):
+        p = self.established(max_tasks=2)
+        p.i.peer[10] = 100                          # a peer that ignores the credit
+        for _ in range(3):
+            task, data = p.i.submit(b"x")
+            p.to_a += data
+        p.pump()
+        self.assertFailed(p, "TASK_LIMIT_EXCEEDED")
+
+    def test_task_slots_return_with_the_ack(self):
+        p = self.established(max_tasks=2)
+        for k in range(10):                         # 5 x max_tasks, two at a time
+            for _ in range(2):
+                task, data = p.i.submit(b"%d" % k)
+                p.to_a += data
+            p.pump(echo_three)
+        self.assertEqual(p.a.state, "established")
+        finals = [e for e in p.events_i if e.type == "ResponseReceived" and e.fields["final"]]
+        self.assertEqual(len(finals), 20)
+
+    def test_payload_above_the_limit(self):
+        p = self.established(max_payload_bytes=100)
+        p.i.peer[8] = 1 << 20                       # a peer that ignores the limit
+        task, data = p.i.submit(b"z" * 101)
+        p.to_a += data
+        p.pump()
+        self.assertFailed(p, "PAYLOAD_TOO_LARGE")
+
+    def test_frame_timeout(self):
+        p = self.established(frame_timeout_us=1_000_000)
+        task, data = p.i.submit(b"x" * 50)
+        for k in range(len(data) - 1):              # one byte every 0.1 s: never whole
+            p.a, out = p.reg.receive(p.a, data[k:k + 1], p.now)
+            p.a.on_timer(p.now)
+            if not p.a.up:
+                break
+            p.now += 100_000
+        self.assertFalse(p.a.up)
+        self.assertEqual(p.a.state, "disconnected")  # the session resumes (§16)
+        lost = [e for e in p.a.take_events() if e.type == "ConnectionLost"]
+        self.assertIn("incomplete", lost[-1].fields["message"])
+        self.assertEqual(p.now, 1_000_000)
+
+    def test_submitter_acks_terminal_frames_at_once(self):
+        # §15.1: the ack of a terminal frame precedes any task reusing the
+        # slot, so a submitter at full credit never exceeds max_tasks.
+        p = self.established(max_tasks=1)
+        task, data = p.i.submit(b"x")
+        p.to_a += data
+        p.pump(echo_three)
+        self.assertEqual(p.a.replay, [])            # acknowledged without a timer
+
+
 class CutEverywhereTest(unittest.TestCase):
     """Cut the connection after every byte count of a conversation (handshake,
     one task, three responses, acks), then reconnect and finish it: the
