@@ -564,6 +564,22 @@ class Session(RefSession):
         else:
             self.partial_at = self.partial_since = None
 
+    def _framing_error(self, err: c.WireError, out: list) -> None:  # type: ignore[override]
+        """§7, §16.1: a framing error ends the connection (the session
+        resumes), except PAYLOAD_TOO_LARGE once established, which ends the
+        session (§15.2: the peer knew the limit)."""
+        offset = self.rx_base + err.offset
+        if err.code == "PAYLOAD_TOO_LARGE" and self.state == "established":
+            self._fail(out, "PAYLOAD_TOO_LARGE", "payload_length at stream offset %d is above "
+                       "max_payload_bytes %d" % (offset, self.config.max_payload_bytes))
+        self.lost()
+        self._collect()
+        for e in reversed(self.pending_events):
+            if e.type == "ConnectionLost":
+                e.fields.update(error=err.code, message="%s at stream offset %d" % (
+                    err.code, offset))
+                break
+
     def _progress(self, useful: bool, f: dict, out: list) -> None:
         """§14.1: counts consecutive frames that carry nothing new;
         PING_FLOOD past max_noop_frames."""

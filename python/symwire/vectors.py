@@ -195,6 +195,12 @@ class RefSession:
     def _error_message(self):
         return self.cfg.get("error_message")
 
+    def _framing_error(self, err, out):
+        """A framing error on an established connection or at the initiator:
+        not modelled by the transcripts (symwire.session.Session ends the
+        connection, §7, §16.1)."""
+        raise NotImplementedError("framing error %s" % err)
+
     # ---- inputs -------------------------------------------------------------
 
     def connect(self):
@@ -294,7 +300,8 @@ class RefSession:
                     break
                 except WireError as err:
                     if self.state == "established" or self.initiator:
-                        raise NotImplementedError("framing error %s" % err) from None
+                        self._framing_error(err, out)
+                        break
                     # §7, §16.1: a framing error ends the connection; an
                     # acceptor with no session yet has nothing to resume, so
                     # it fails, sending nothing (the stream is not trusted).

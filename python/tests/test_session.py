@@ -303,6 +303,31 @@ class LimitsTest(unittest.TestCase):
         p.pump()
         self.assertFailed(p, "PAYLOAD_TOO_LARGE")
 
+    def test_framing_error_ends_only_the_connection(self):
+        p = self.established()
+        task, data = p.i.submit(b"hello")
+        bad = bytearray(data)
+        bad[-9] ^= 0x01                             # a payload byte: its XXH3 fails
+        p.a, out = p.reg.receive(p.a, bytes(bad), p.now)
+        self.assertEqual((p.a.state, p.a.up, out), ("disconnected", False, b""))
+        lost = [e for e in p.a.take_events() if e.type == "ConnectionLost"]
+        self.assertEqual(lost[-1].fields["error"], "PAYLOAD_CHECKSUM_MISMATCH")
+        p.i.lost(p.now)                             # the initiator sees the close
+        p.to_a.clear()
+        p.to_i.clear()
+        p.dial()                                    # and resumes: the task is replayed
+        p.pump(echo_three)
+        got = [e.fields["payload"] for e in p.events_i if e.type == "ResponseReceived"]
+        self.assertEqual(got, [b"part1 hello", b"part2", b"done"])
+
+    def test_oversized_payload_header_ends_the_session(self):
+        p = self.established(max_payload_bytes=100)
+        p.i.peer[8] = 1 << 20
+        task, data = p.i.submit(b"z" * 9000)       # above 8192 too: the decoder's check
+        p.to_a += data
+        p.pump()
+        self.assertFailed(p, "PAYLOAD_TOO_LARGE")
+
     def test_frame_timeout(self):
         p = self.established(frame_timeout_us=1_000_000)
         task, data = p.i.submit(b"x" * 50)
