@@ -443,6 +443,13 @@ class Session(RefSession):
 
     # ---- internals ----------------------------------------------------------
 
+    def _frame(self, mtype, payload, stream=0, seq=0, flags=0, exts=(),  # type: ignore[override]
+               message=None, payload_comment=None):
+        """As RefSession._frame without the annotations (a live session only
+        sends the bytes)."""
+        return c.build_frame(mtype, flags=flags, stream=stream, seq=seq, payload=payload,
+                             exts=exts)
+
     def _resumable(self) -> bool:
         return (self.session_id is not None and self.peer is not None
                 and self.state in ("disconnected", "handshaking"))

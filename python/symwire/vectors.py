@@ -848,7 +848,8 @@ def _is_sequenced(segs):
 
 
 def _text_comment(payload):
-    if payload and all(0x20 <= b <= 0x7E for b in payload):
+    # Bytes 0x20..0x7E only (for ASCII, isprintable() is exactly that).
+    if payload and payload.isascii() and payload.decode("ascii").isprintable():
         return 'payload (%d bytes): "%s"' % (len(payload), payload.decode("ascii"))
     return "payload (%d bytes)" % len(payload)
 
