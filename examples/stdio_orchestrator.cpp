@@ -1,7 +1,8 @@
 // File: examples/stdio_orchestrator.cpp
 // An orchestrator that spawns an agent process (examples/stdio_agent.cpp)
 // and drives it over the child's stdin/stdout: a streamed task, a task it
-// cancels midway, a task the agent rejects, a method call ("text.upper"),
+// cancels midway, a task whose 100 ms deadline expires, a task the agent
+// rejects, a method call ("text.upper"),
 // an unknown method (UNIMPLEMENTED), the health method, then a graceful
 // close and the child's exit status.
 //
@@ -76,7 +77,16 @@ int main(int argc, char** argv) try {
                         if (call.ok()) *slow = *call;
                         expect(call.ok(), "slow 100 submitted");
                       });
-  // 3. Rejected by the agent.
+  // 3. A deadline that expires (SPEC.md §13.4): the agent streams for 2 s.
+  symwire::CallOptions short_deadline;
+  short_deadline.deadline = absl::Milliseconds(100);
+  agent->async_call(
+      "slow 100", short_deadline, [&](const absl::StatusOr<std::string>& r) {
+        expect(r.status().code() == absl::StatusCode::kDeadlineExceeded,
+               absl::StrCat("slow 100 with a 100 ms deadline -> ",
+                            r.status().ToString()));
+      });
+  // 3b. Rejected by the agent.
   agent->async_call("dance", {}, [&](const absl::StatusOr<std::string>& r) {
     expect(r.status().code() == absl::StatusCode::kInvalidArgument,
            absl::StrCat("dance -> ", r.status().ToString()));
