@@ -9,7 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from symwire.session import Acceptor, Config, Session  # noqa: E402
+from symwire.session import Acceptor, Config, Session, SymwireError  # noqa: E402
 
 
 def configs(auth="none", secret=b""):
@@ -327,6 +327,31 @@ class LimitsTest(unittest.TestCase):
         p.to_a += data
         p.pump()
         self.assertFailed(p, "PAYLOAD_TOO_LARGE")
+
+    def test_local_refusals(self):
+        # §15.1, §15.2, §5.1: refused before anything is sent, nothing changes.
+        p = self.established(max_tasks=3, max_payload_bytes=100)
+        refusals = []
+
+        def refused(payload, **kw):
+            before = (p.i.next_task, p.i.next_seq, dict(p.i.tasks))
+            with self.assertRaises(SymwireError) as err:
+                p.i.submit(payload, **kw)
+            self.assertEqual(before, (p.i.next_task, p.i.next_seq, dict(p.i.tasks)))
+            e = err.exception
+            refusals.append((e.name, e.code, e.symwire_code))
+        p.i.submit(b"1")
+        p.i.config.replay_frames = 1                # one frame unacknowledged: full
+        refused(b"2")
+        p.i.config.replay_frames = 65536
+        refused(b"z" * 101)
+        refused(b"m", method="bad name")
+        p.i.submit(b"2")
+        p.i.submit(b"3")
+        refused(b"4")
+        self.assertEqual(refusals, [("REPLAY_BUFFER_FULL", 8, 115),
+                                    ("FRAME_TOO_LARGE", 3, 124),
+                                    ("INVALID_FRAME", 3, 19), ("NO_CREDIT", 8, 114)])
 
     def test_frame_timeout(self):
         p = self.established(frame_timeout_us=1_000_000)
