@@ -6,15 +6,20 @@
 // an unknown method (UNIMPLEMENTED), the health method, then a graceful
 // close and the child's exit status.
 //
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY in the environment selects the
+// authentication method of both ends (the child inherits it); unset: none.
 // Usage: stdio_orchestrator [path-to-stdio_agent]
 // Exit status 0 when every step behaved as expected.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "boost/asio/io_context.hpp"
 #include "cli/args.hpp"
 #include "symwire/error.hpp"
@@ -22,6 +27,25 @@
 #include "symwire/transport/process.hpp"
 
 namespace asio = boost::asio;
+
+namespace {
+
+// The authentication method of both ends (SPEC.md §12.3), from the
+// environment, so that an orchestrator and the agent it spawns agree:
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset or empty: none.
+std::shared_ptr<const symwire::Authenticator> AuthFromEnvironment() {
+  const char* value = std::getenv("SYMWIRE_STDIO_AUTH");
+  absl::string_view spec = value != nullptr ? value : "";
+  if (absl::ConsumePrefix(&spec, "token:") && !spec.empty()) {
+    return symwire::TokenAuthenticator(std::string(spec));
+  }
+  if (absl::ConsumePrefix(&spec, "hmac:") && !spec.empty()) {
+    return symwire::HmacAuthenticator(std::string(spec));
+  }
+  return nullptr;  // SessionConfig: null is NoAuthenticator()
+}
+
+}  // namespace
 
 int main(int argc, char** argv) try {
   std::string agent_path = "./stdio_agent";
@@ -42,6 +66,7 @@ int main(int argc, char** argv) try {
   symwire::ChannelOptions options;
   options.session.agent_id = "stdio-orchestrator";
   options.session.role = symwire::AgentRole::kOrchestrator;
+  options.session.authenticator = AuthFromEnvironment();
   auto peer = symwire::Client::Start(child->transport(), options);
   if (!peer.ok()) {
     std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());
