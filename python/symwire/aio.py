@@ -43,8 +43,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
 
 from . import codec as c
-from .session import (HEALTH_METHOD, HEALTH_NAMES, SERVING, Acceptor, Config, Event, Session,
-                      SymwireError, error_from_name, validate_method)
+from .session import (DRAINING, HEALTH_METHOD, HEALTH_NAMES, SERVING, Acceptor, Config, Event,
+                      Session, SymwireError, error_from_name, validate_method)
 
 __all__ = ["Client", "connect", "Agent", "Task"]
 
@@ -416,6 +416,8 @@ class _AgentSession(_Driver):
                     h.cancel()
                 self.running.clear()
                 self.agent.acceptor.forget(self.session)
+                self.agent.drivers.pop(id(self.session), None)
+                self.agent._ended.set()
 
     async def _run(self, task: Task, handler: "Handler") -> None:
         s = self.session
@@ -452,6 +454,8 @@ class Agent:
         self._methods: dict[str, Handler] = {}
         self.serving_status: int = SERVING
         self.drivers: dict[int, _AgentSession] = {}
+        self._stop = asyncio.Event()
+        self._ended = asyncio.Event()     # a session ended (closed or failed)
 
     def handler(self, fn: Handler) -> Handler:
         """Decorator: the handler of tasks without a method: `async def
@@ -481,6 +485,34 @@ class Agent:
             self._methods[name] = fn
             return fn
         return register
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (§15.3): stops accepting connections, the health
+        method answers DRAINING, and every session drains: tasks that cross
+        the drain are answered UNAVAILABLE (retryable, PEER_DRAINING) without
+        running, running tasks finish, then each session closes with bye.
+        Sessions still open `timeout` seconds later are ended (their tasks
+        cancelled). `serve()` returns once the listener is closed."""
+        self.serving_status = DRAINING
+        self._stop.set()
+        for drv in list(self.drivers.values()):
+            if drv.session.state == "established":
+                drv.send(drv.session.close(_now()))
+                drv.after()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.drivers and loop.time() < end:
+            self._ended.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), end - loop.time())
+        for drv in list(self.drivers.values()):
+            for h in drv.running.values():
+                h.cancel()
+            if drv.timer_task is not None:
+                drv.timer_task.cancel()
+            if drv.writer is not None:
+                drv.writer.close()
+        self.drivers.clear()
 
     def set_serving_status(self, status: int) -> None:
         """What the health method answers: SERVING, NOT_SERVING or DRAINING."""
@@ -532,7 +564,7 @@ class Agent:
 
     async def serve(self, url: str, *, ssl_context: Optional[ssl.SSLContext] = None,
                     ready: Optional[Callable[[str], None]] = None) -> None:
-        """Serves until cancelled. tcp://HOST:PORT (port 0: any; `ready` gets
+        """Serves until cancelled or shut down (`shutdown`). tcp://HOST:PORT (port 0: any; `ready` gets
         the bound URL), unix:///PATH, tls://HOST:PORT (ssl_context
         required), stdio (this process's stdin/stdout)."""
         if self._handler is None and not self._methods:
@@ -566,4 +598,4 @@ class Agent:
         if ready:
             ready(bound)
         async with server:
-            await server.serve_forever()
+            await self._stop.wait()         # shutdown(); or cancel serve()

@@ -305,7 +305,7 @@ class Session(RefSession):
     def submit(self, payload: bytes, deadline_us: Optional[int] = None,  # type: ignore[override]
                now: Optional[int] = None, method: Optional[str] = None) -> tuple[int, bytes]:
         """A task (§13.2) with an optional DEADLINE (µs) and METHOD (§5.1).
-        Raises SymwireError: INVALID_FRAME for a bad method name,
+        Raises SymwireError: INVALID_FRAME for a bad method name, PEER_DRAINING,
         UNIMPLEMENTED (127) with a method to a peer that did not announce
         METHODS (§11.4), FRAME_TOO_LARGE, NO_CREDIT, REPLAY_BUFFER_FULL,
         UNAVAILABLE without a session, INCOMPATIBLE_ROLES."""
@@ -317,6 +317,9 @@ class Session(RefSession):
             raise error_from_name("UNIMPLEMENTED", "method \"%s\": the peer %s did not announce "
                                   "METHODS (capability bit 4)" % (
                                       c_escape(method), self.peer[5].decode("ascii", "replace")))
+        if self.peer_draining:
+            raise error_from_name("PEER_DRAINING", "the peer drains (§15.3): it takes no new "
+                                  "task")
         if self.peer is not None and len(self.tasks) >= self.peer[10]:
             raise error_from_name("NO_CREDIT", "%d tasks open, the peer's max_tasks is %d" % (
                 len(self.tasks), self.peer[10]))
@@ -641,6 +644,26 @@ class Session(RefSession):
             self.last_peer_task = task
             self._fail(out, "TASK_LIMIT_EXCEEDED", "AGENT_TASK %d exceeds max_tasks %d" % (
                 task, self.config.max_tasks))
+        if self.closing_session:
+            # §15.3: after our drain a task is not processed: the terminal
+            # frame AGENT_ERROR{UNAVAILABLE, retryable, detail PEER_DRAINING};
+            # its slot is held until that frame is acknowledged (§15.1).
+            if (task % 2 == own_parity or task <= self.last_peer_task
+                    or not c.role_allows(self.peer[6], self.cfg["role"])):
+                return super()._handle_task(f, out)      # its errors, as usual
+            self.last_peer_task = task
+            self.peer_tasks_received += 1
+            payload = c.encode_payload("AGENT_ERROR", {
+                1: c.CANONICAL_CODES["UNAVAILABLE"],
+                2: b"not processed: the peer is draining", 3: True,
+                4: c.SESSION_ERRORS["PEER_DRAINING"][0]})
+            title = "AGENT_ERROR %d" % task
+            segs = self._frame(c.AGENT_ERROR, payload, stream=task, seq=self.next_seq,
+                               flags=c.FLAG_CHECKSUM)
+            self.replay.append((self.next_seq, title, segs))
+            self.next_seq += 1
+            out.append((title, segs))
+            return None
         super()._handle_task(f, out)
         self.peer_tasks_received += 1
         if f["deadline"] is not None:

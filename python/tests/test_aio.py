@@ -210,6 +210,39 @@ class MethodsTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(client.session.next_task, 1)     # nothing was submitted
             self.assertEqual(await client.call(b"x"), b"ok")
 
+    async def test_shutdown_drains(self):
+        agent = symwire.Agent("py-agent")
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        @agent.method("slow")
+        async def slow(task):
+            started.set()
+            await release.wait()
+            yield b"finished"
+        ready = asyncio.get_running_loop().create_future()
+        serving = asyncio.create_task(agent.serve("tcp://127.0.0.1:0",
+                                                  ready=ready.set_result))
+        url = await asyncio.wait_for(ready, 5)
+        client = await symwire.connect(url, timeout=5)
+        running = asyncio.create_task(client.call("slow", b"", timeout=10))
+        await asyncio.wait_for(started.wait(), 5)
+        self.assertEqual(await client.check_health(timeout=5), symwire.SERVING)
+        down = asyncio.create_task(agent.shutdown(timeout=10))
+        await asyncio.wait_for(serving, 5)           # the listener closes at once
+        while not client.session.peer_draining:      # the drain reaches the client
+            await asyncio.sleep(0.01)
+        with self.assertRaises(symwire.SymwireError) as err:
+            await client.call("slow", b"")
+        self.assertEqual(err.exception.name, "PEER_DRAINING")
+        release.set()                                # the running task finishes
+        self.assertEqual(await asyncio.wait_for(running, 5), b"finished")
+        await asyncio.wait_for(down, 10)
+        await asyncio.wait_for(client.closed.wait(), 5)
+        self.assertEqual(client.session.state, "closed")
+        self.assertEqual(agent.drivers, {})
+        await client.aclose()
+
     def test_registration_errors(self):
         agent = symwire.Agent()
         agent.method("a")(lambda t: None)

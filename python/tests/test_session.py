@@ -215,6 +215,32 @@ class TaskTest(unittest.TestCase):
         self.assertIsNone(p.i.next_timer())
 
 
+class DrainTest(unittest.TestCase):
+    def test_tasks_after_the_executors_drain_are_refused(self):
+        # §15.3: the agent drains; a task that crosses its drain is not run
+        # but answered UNAVAILABLE, retryable, detail PEER_DRAINING; the task
+        # it was running finishes, then both sides close.
+        p = Pair()
+        p.pump()
+        first, data = p.i.submit(b"before")
+        p.to_a += data
+        p.pump()
+        late, data = p.i.submit(b"crossing")       # sent before the drain arrives
+        p.to_i += p.a.close(p.now)
+        p.to_a += data
+        p.pump()
+        runs = [e.task for e in p.events_a if e.type == "TaskReceived"]
+        self.assertEqual(runs, [first])
+        failed = [e for e in p.events_i if e.type == "TaskFailed"]
+        self.assertEqual([(e.task, e.fields["code"], e.fields["detail_name"],
+                           e.fields["retryable"]) for e in failed],
+                         [(late, 14, "PEER_DRAINING", True)])
+        self.assertIn("PeerDraining", [e.type for e in p.events_i])
+        p.to_i += p.a.respond(first, b"done", True, p.now)
+        p.pump()
+        p.advance(5_000)
+        self.assertEqual((p.i.state, p.a.state), ("closed", "closed"))
+
 class LimitsTest(unittest.TestCase):
     """What the session enforces against a hostile peer, as the C++ session
     does (SPEC.md §14.1, §15.1, §15.2): each limit ends the session (or the
