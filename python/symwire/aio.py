@@ -521,7 +521,12 @@ class Agent:
         self.serving_status = status
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: Any) -> None:
-        conn, out = self.acceptor.new_connection(_now())
+        try:
+            conn, out = self.acceptor.new_connection(_now())
+        except SymwireError:          # max_handshakes connections handshake already
+            with contextlib.suppress(Exception):
+                writer.close()
+            return
         drv = self._driver(conn)
         drv.writer = writer
         drv.send(out)
@@ -538,6 +543,7 @@ class Agent:
                     drv = self._driver(owner)
                     drv.writer = writer
                     old.writer = None
+                    self._forget_driver(old)
                 drv.send(out)
                 drv.after()
                 if drv.session.connection_ended:
@@ -547,13 +553,22 @@ class Agent:
         except (ConnectionError, OSError):
             pass
         finally:
+            self.acceptor.connection_closed(drv.session)
             if drv.writer is writer:
                 if drv.session.up:
                     drv.session.lost(_now())
                 drv.after()
                 drv.writer = None
+                if drv.session.session_id is None:
+                    self._forget_driver(drv)     # never established: nothing to resume
             with contextlib.suppress(Exception):
                 writer.close()
+
+    def _forget_driver(self, drv: _AgentSession) -> None:
+        if self.drivers.get(id(drv.session)) is drv:
+            del self.drivers[id(drv.session)]
+        if drv.timer_task is not None:
+            drv.timer_task.cancel()
 
     def _driver(self, s: Session) -> _AgentSession:
         drv = self.drivers.get(id(s))

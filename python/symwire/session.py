@@ -762,26 +762,93 @@ class Session(RefSession):
 class Acceptor:
     """The acceptor's registry (SPEC.md §20): `new_connection()` gives the
     session state for a new transport connection; after each `receive` on it,
-    `settle(conn, out)` hands a resuming connection to the session it names
-    (§16.2) and returns the session that now owns the connection."""
+    `receive(conn, data, now)` hands a resuming connection to the session it
+    names (§16.2) and returns the session that now owns the connection.
 
-    def __init__(self, config: Config) -> None:
+    Bounds, as the C++ Endpoint's: at most `max_handshakes` connections
+    handshake at once (new_connection refuses more), each may send at most
+    `max_handshake_bytes` before its handshake ends, and at most
+    `max_sessions` sessions are registered; past the last two the connection
+    is ended with a stream-0 AGENT_ERROR RESOURCE_EXHAUSTED (no symwire
+    detail fits), so memory is bounded whatever connections send."""
+
+    def __init__(self, config: Config, *, max_handshakes: int = 1024,
+                 max_handshake_bytes: int = 32 << 10, max_sessions: int = 10000) -> None:
         self.config = config
         self.sessions: dict[bytes, Session] = {}
         self._fresh = 0
+        self.max_handshakes = max_handshakes
+        self.max_handshake_bytes = max_handshake_bytes
+        self.max_sessions = max_sessions
+        self.handshaking: dict[int, Session] = {}     # id(conn) -> conn
+        self._handshake_bytes: dict[int, int] = {}
 
     def new_connection(self, now: int = 0) -> tuple[Session, bytes]:
+        """A fresh acceptor session for a new connection, and the bytes to
+        send (the preface). Raises SymwireError RESOURCE_EXHAUSTED when
+        max_handshakes connections are handshaking: close the connection."""
+        if len(self.handshaking) >= self.max_handshakes:
+            raise SymwireError(c.CANONICAL_CODES["RESOURCE_EXHAUSTED"], "RESOURCE_EXHAUSTED",
+                               "%d connections handshaking (max_handshakes %d)" % (
+                                   len(self.handshaking), self.max_handshakes))
         cfg = self.config
         if cfg.seed is not None:
             cfg = Config(**dict(cfg.__dict__, seed=cfg.seed + self._fresh))
         self._fresh += 1
         s = Session("acceptor", cfg, now)
+        self.handshaking[id(s)] = s
+        self._handshake_bytes[id(s)] = 0
         return s, s.connect(now)
 
+    def connection_closed(self, conn: Session) -> None:
+        """The transport of `conn` has ended: it no longer handshakes."""
+        self.handshaking.pop(id(conn), None)
+        self._handshake_bytes.pop(id(conn), None)
+
+    def _abort(self, conn: Session, message: str, now: int) -> bytes:
+        """Ends `conn` with a stream-0 AGENT_ERROR RESOURCE_EXHAUSTED (no
+        detail) and the event SessionFailed."""
+        out = b""
+        if conn.up and not conn.closing:
+            out = _frames_bytes([("AGENT_ERROR", conn._control(c.AGENT_ERROR, "AGENT_ERROR", {
+                1: c.CANONICAL_CODES["RESOURCE_EXHAUSTED"], 2: message.encode("utf-8")}))])
+        conn._tick(now)
+        conn.closing = True
+        conn.state = "failed"
+        conn.tasks = {}
+        conn.failure = SymwireError(c.CANONICAL_CODES["RESOURCE_EXHAUSTED"],
+                                    "RESOURCE_EXHAUSTED", message)
+        conn.connection_ended = True
+        conn.deadlines.clear()
+        conn._emit("SessionFailed", status="RESOURCE_EXHAUSTED", error="RESOURCE_EXHAUSTED",
+                   message=message)
+        self.connection_closed(conn)
+        return out
+
     def receive(self, conn: Session, data: bytes, now: int) -> tuple[Session, bytes]:
+        key = id(conn)
+        if key in self.handshaking:
+            self._handshake_bytes[key] += len(data)
+            if self._handshake_bytes[key] > self.max_handshake_bytes:
+                # Bounded memory before authentication: the bytes are not fed.
+                return conn, self._abort(conn, "handshake sent %d bytes (max_handshake_bytes "
+                                         "%d)" % (self._handshake_bytes[key],
+                                                  self.max_handshake_bytes), now)
         out = conn.receive(data, now)
-        if conn.state == "established" and conn.session_id is not None:
-            self.sessions.setdefault(conn.session_id, conn)
+        if conn.state != "handshaking" or conn.handshake == "await_resume":
+            self.connection_closed(conn)
+        if (conn.state == "established" and conn.session_id is not None
+                and conn.session_id not in self.sessions):
+            if len(self.sessions) >= self.max_sessions:
+                for sid, reg in list(self.sessions.items()):      # drop the ended ones
+                    if reg.state in ("closed", "failed"):
+                        del self.sessions[sid]
+            if len(self.sessions) >= self.max_sessions:
+                return conn, out + self._abort(conn, "the agent holds %d sessions "
+                                               "(max_sessions %d)" % (
+                                                   len(self.sessions), self.max_sessions),
+                                               now)
+            self.sessions[conn.session_id] = conn
         if conn.handshake != "await_resume":
             return conn, out
         reg = self.sessions.get(conn.hello[18])

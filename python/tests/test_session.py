@@ -379,6 +379,48 @@ class LimitsTest(unittest.TestCase):
                                     ("FRAME_TOO_LARGE", 3, 124),
                                     ("INVALID_FRAME", 3, 19), ("NO_CREDIT", 8, 114)])
 
+    def test_handshake_bytes_bound(self):
+        ci, ca = configs()
+        i, reg = Session("initiator", ci), Acceptor(ca, max_handshake_bytes=100)
+        a, a_out = reg.new_connection()
+        hello = i.connect()
+        self.assertGreater(len(hello), 100)
+        a, out = reg.receive(a, hello[:100], 0)     # up to the bound: fed
+        self.assertEqual(a.state, "handshaking")
+        a, out = reg.receive(a, hello[100:], 0)     # past it: not fed, ended
+        self.assertEqual((a.state, a.failure.name, a.connection_ended),
+                         ("failed", "RESOURCE_EXHAUSTED", True))
+        self.assertIn("max_handshake_bytes 100", a.failure.message)
+        i.receive(a_out + out, 0)
+        self.assertEqual((i.state, i.failure.code), ("failed", 8))
+        self.assertEqual(reg.handshaking, {})
+
+    def test_handshakes_and_sessions_bound(self):
+        ci, ca = configs()
+        reg = Acceptor(ca, max_handshakes=1, max_sessions=1)
+
+        def handshake():
+            i = Session("initiator", Config(**dict(ci.__dict__, seed=None)))
+            a, a_out = reg.new_connection()
+            a, out = reg.receive(a, i.connect(), 0)
+            a, out2 = reg.receive(a, i.receive(a_out + out, 0), 0)
+            i.receive(out2, 0)
+            return i, a
+        i1, a1 = handshake()
+        self.assertEqual((i1.state, a1.state), ("established", "established"))
+        c, _ = reg.new_connection()                  # one handshaking: the bound
+        with self.assertRaises(SymwireError) as err:
+            reg.new_connection()
+        self.assertEqual(err.exception.name, "RESOURCE_EXHAUSTED")
+        reg.connection_closed(c)
+        i2, a2 = handshake()                         # one session registered: refused
+        self.assertEqual((a2.state, a2.failure.name), ("failed", "RESOURCE_EXHAUSTED"))
+        self.assertEqual((i2.state, i2.failure.code), ("failed", 8))
+        a1.receive(i1.receive(a1.close(0), 0), 0)    # the first one ends ...
+        self.assertEqual(a1.state, "closed")
+        i3, a3 = handshake()                         # ... and leaves room
+        self.assertEqual((i3.state, a3.state), ("established", "established"))
+
     def test_frame_timeout(self):
         p = self.established(frame_timeout_us=1_000_000)
         task, data = p.i.submit(b"x" * 50)
