@@ -177,8 +177,15 @@ class Client(_Driver):
     """An orchestrator connection (the session's initiator). Use `connect()`."""
 
     def __init__(self, url: str, config: Config, ssl_context: Optional[ssl.SSLContext],
-                 reconnect: bool) -> None:
+                 reconnect: bool, max_unread_response_bytes: int = 64 << 20) -> None:
         super().__init__(Session("initiator", config, _now()))
+        # Back-pressure (as the C++ ChannelOptions::max_unread_response_bytes):
+        # above this many bytes of responses not yet taken by call/stream the
+        # client stops reading the connection until they fall to half of it.
+        self.max_unread_response_bytes = max_unread_response_bytes
+        self.unread = 0
+        self.readable = asyncio.Event()
+        self.readable.set()
         self.url = url
         self.ssl_context = ssl_context
         self.reconnect = reconnect and not url.startswith("stdio")
@@ -200,6 +207,7 @@ class Client(_Driver):
     async def _read(self, reader: asyncio.StreamReader, writer: Any) -> None:
         try:
             while True:
+                await self.readable.wait()
                 data = await reader.read(65536)
                 if not data:
                     break
@@ -246,6 +254,10 @@ class Client(_Driver):
                 q = self.queues.get(e.task)
                 if q is not None:
                     q.put_nowait(e)
+                    if e.type == "ResponseReceived":
+                        self.unread += len(e.fields["payload"])
+                        if self.unread > self.max_unread_response_bytes:
+                            self.readable.clear()
             elif e.type == "SessionFailed":
                 self._end(self.session.failure)
 
@@ -277,6 +289,7 @@ class Client(_Driver):
                 if e.type == "ResponseReceived":
                     if e.fields["final"]:
                         done = True
+                    self._taken(len(e.fields["payload"]))
                     yield e.fields["payload"]
                     if done:
                         return
@@ -291,10 +304,19 @@ class Client(_Driver):
                     raise error_from_name(e.fields["status"], "task %d" % task)
         finally:
             self.queues.pop(task, None)
+            while not q.empty():                  # left early: nothing more to take
+                e = q.get_nowait()
+                if isinstance(e, Event) and e.type == "ResponseReceived":
+                    self._taken(len(e.fields["payload"]))
             if not done:
                 # Left early or cancelled: AGENT_CANCEL (§13.3).
                 self.send(self.session.cancel(task, _now()))
                 self.after()
+
+    def _taken(self, n: int) -> None:
+        self.unread -= n
+        if self.unread <= self.max_unread_response_bytes // 2:
+            self.readable.set()
 
     async def call(self, method_or_payload: "str | bytes", payload: Optional[bytes] = None, *,
                    method: Optional[str] = None, timeout: Optional[float] = None) -> bytes:
@@ -336,12 +358,13 @@ class Client(_Driver):
 
 
 async def _open_client(url: str, *, agent_id: str = "py-orchestrator", auth: str = "none",
-                  secret: bytes = b"", ssl_context: Optional[ssl.SSLContext] = None,
-                  reconnect: bool = True, timeout: float = 10.0,
-                  config: Optional[Config] = None) -> Client:
+                       secret: bytes = b"", ssl_context: Optional[ssl.SSLContext] = None,
+                       reconnect: bool = True, timeout: float = 10.0,
+                       config: Optional[Config] = None,
+                       max_unread_response_bytes: int = 64 << 20) -> Client:
     """Connects and completes the handshake (see `connect`)."""
     cfg = config or Config(agent_id=agent_id, role=0, auth=auth, secret=secret)
-    client = Client(url, cfg, ssl_context, reconnect)
+    client = Client(url, cfg, ssl_context, reconnect, max_unread_response_bytes)
     await client._start(timeout)
     return client
 
@@ -366,15 +389,19 @@ class _Connecting:
 def connect(url: str, *, agent_id: str = "py-orchestrator", auth: str = "none",
             secret: bytes = b"", ssl_context: Optional[ssl.SSLContext] = None,
             reconnect: bool = True, timeout: float = 10.0,
-            config: Optional[Config] = None) -> _Connecting:
+            config: Optional[Config] = None,
+            max_unread_response_bytes: int = 64 << 20) -> _Connecting:
     """Connects to an agent at `url` and completes the handshake (within
     `timeout` s): `async with connect(url) as client:` (closes on exit) or
     `client = await connect(url)`. `auth` is "none", "token" or "hmac" with
     `secret`; with `reconnect` a lost tcp/unix/tls connection is redialled
-    and the session resumed (§16)."""
+    and the session resumed (§16). Above `max_unread_response_bytes` of
+    responses not yet taken by call/stream the client stops reading the
+    connection until they fall to half of it (back-pressure on the agent)."""
     return _Connecting(_open_client(url, agent_id=agent_id, auth=auth, secret=secret,
                                     ssl_context=ssl_context, reconnect=reconnect,
-                                    timeout=timeout, config=config))
+                                    timeout=timeout, config=config,
+                                    max_unread_response_bytes=max_unread_response_bytes))
 
 Handler = Callable[[Task], AsyncIterator[bytes]]
 

@@ -243,6 +243,32 @@ class MethodsTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(agent.drivers, {})
         await client.aclose()
 
+    async def test_back_pressure_on_unread_responses(self):
+        agent = symwire.Agent("py-agent")
+
+        @agent.method("flood")
+        async def flood(task):
+            for k in range(300):
+                yield b"%04d" % k + bytes(1020)
+        url = await self.serve(agent)
+        limit = 16 << 10
+        async with symwire.connect(url, timeout=5, max_unread_response_bytes=limit) as client:
+            parts = client.stream("flood", b"", timeout=10)
+            got = [await parts.__anext__()]
+            # Nobody takes the rest: the client stops reading above the limit.
+            await asyncio.wait_for(self._until(lambda: not client.readable.is_set()), 5)
+            held = client.unread
+            self.assertGreater(held, limit)
+            self.assertLess(held, limit + (64 << 10) + 1024)   # one read past it at most
+            got += [p async for p in parts]
+            self.assertEqual([p[:4] for p in got], [b"%04d" % k for k in range(300)])
+            self.assertEqual(client.unread, 0)
+
+    @staticmethod
+    async def _until(cond):
+        while not cond():
+            await asyncio.sleep(0.01)
+
     def test_registration_errors(self):
         agent = symwire.Agent()
         agent.method("a")(lambda t: None)
