@@ -143,6 +143,7 @@ def _make_msb_table():
 
 
 _MSB_TABLE = _make_msb_table()
+_REFLECT8 = [_reflect(i, 8) for i in range(256)]   # _reflect(byte, 8), memoized
 
 
 def crc32c_table(data):
@@ -152,7 +153,7 @@ def crc32c_table(data):
     of 0x1EDC6F41."""
     crc = 0xFFFFFFFF
     for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ _MSB_TABLE[((crc >> 24) ^ _reflect(byte, 8)) & 0xFF]
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _MSB_TABLE[((crc >> 24) ^ _REFLECT8[byte]) & 0xFF]
     return _reflect(crc, 32) ^ 0xFFFFFFFF
 
 
@@ -251,12 +252,13 @@ def hexs(data):
 # ---------------------------------------------------------------------------
 # Decoder: applies the order of checks of SPEC.md §7.1.
 
-def decode_frame(data, base, opts, info=None):
+def decode_frame(data, base, opts, info=None, log=True):
     """Decodes the frame starting at stream offset `base`.
 
     Returns (log_line, frame_size). Raises Incomplete or WireError. If `info`
     is a dict, it receives the decoded fields (type, flags, stream, seq,
-    payload, deadline, exts) for the session model of the transcripts.
+    payload, deadline, method, exts) for the session model of the
+    transcripts; with log=False the log line is not built (returned empty).
     """
     end = len(data)
 
@@ -388,6 +390,8 @@ def decode_frame(data, base, opts, info=None):
     if info is not None:
         info.update(type=mtype, flags=flags, stream=stream, seq=seq, payload=payload,
                     deadline=deadline, method=method, exts=exts)
+    if not log:
+        return "", size             # the caller reads `info` only
     tokens = ["frame", "offset=%d" % base, "size=%d" % size,
               "type=%s" % TYPE_NAMES[mtype], "flags=0x%02X" % flags,
               "stream=%d" % stream, "seq=%d" % seq, "payload=%s" % hexs(payload)]

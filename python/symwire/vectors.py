@@ -295,7 +295,7 @@ class RefSession:
                     continue
                 info = {}
                 try:
-                    _, size = decode_frame(self.rx, self.rx_pos, opts, info)
+                    _, size = decode_frame(self.rx, self.rx_pos, opts, info, log=False)
                 except Incomplete:
                     break
                 except WireError as err:
