@@ -186,6 +186,8 @@ class Client(_Driver):
         self.unread = 0
         self.readable = asyncio.Event()
         self.readable.set()
+        # Set after every input: credit may have returned (§15.1 "writable").
+        self.writable = asyncio.Event()
         self.url = url
         self.ssl_context = ssl_context
         self.reconnect = reconnect and not url.startswith("stdio")
@@ -246,6 +248,37 @@ class Client(_Driver):
             q.put_nowait(err or error_from_name("UNAVAILABLE", "the session has ended"))
         self.closed.set()
 
+    def after(self) -> None:
+        super().after()
+        self.writable.set()
+
+    async def _submit(self, payload: bytes, method: Optional[str],
+                      timeout: Optional[float]) -> tuple[int, bytes]:
+        """session.submit, waiting while the credit is used up (NO_CREDIT,
+        REPLAY_BUFFER_FULL: §15.1) as the C++ async_submit does; the wait
+        counts against `timeout` (then DEADLINE_EXCEEDED)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            deadline = None
+            if timeout is not None:
+                left = timeout - (loop.time() - start)
+                if left <= 0:
+                    raise error_from_name("DEADLINE_EXCEEDED", "no credit within the timeout")
+                deadline = max(1, int(left * 1e6))
+            try:
+                return self.session.submit(payload, deadline, _now(), method=method)
+            except SymwireError as err:
+                if err.name not in ("NO_CREDIT", "REPLAY_BUFFER_FULL"):
+                    raise
+            self.writable.clear()
+            try:
+                async with asyncio.timeout(None if timeout is None
+                                           else max(0.0, timeout - (loop.time() - start))):
+                    await self.writable.wait()
+            except TimeoutError:
+                pass
+
     def dispatch(self, events: list[Event]) -> None:
         for e in events:
             if e.type == "Established" and not self.established.done():
@@ -269,12 +302,12 @@ class Client(_Driver):
         §5.1), `stream(payload)` sends none. `timeout` (seconds) is sent as
         the task's DEADLINE (§13.4). Raises SymwireError: the task's error
         (an unknown method: code 12, symwire_code 127), DEADLINE_EXCEEDED,
-        or a local refusal (NO_CREDIT, FRAME_TOO_LARGE, INVALID_FRAME for a
-        bad method name, UNIMPLEMENTED if the peer did not announce
-        METHODS)."""
+        or a local refusal (FRAME_TOO_LARGE, INVALID_FRAME for a bad method
+        name, UNIMPLEMENTED if the peer did not announce METHODS,
+        PEER_DRAINING). Without credit (the peer's max_tasks, the replay
+        window) it waits for it, within `timeout`."""
         method, payload = _call_args(method_or_payload, payload, method)
-        deadline = None if timeout is None else max(1, int(timeout * 1e6))
-        task, data = self.session.submit(payload, deadline, _now(), method=method)
+        task, data = await self._submit(payload, method, timeout)
         q: asyncio.Queue = asyncio.Queue()
         self.queues[task] = q
         self.send(data)

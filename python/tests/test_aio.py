@@ -243,6 +243,29 @@ class MethodsTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(agent.drivers, {})
         await client.aclose()
 
+    async def test_calls_wait_for_credit(self):
+        agent = symwire.Agent(config=symwire.Config(agent_id="small", role=1, max_tasks=2))
+        release = asyncio.Event()
+        running = []
+
+        @agent.method("gated")
+        async def gated(task):
+            running.append(task.payload)
+            await release.wait()
+            yield task.payload
+        url = await self.serve(agent)
+        async with symwire.connect(url, timeout=5) as client:
+            calls = [asyncio.create_task(client.call("gated", b"%d" % k, timeout=10))
+                     for k in range(6)]
+            await asyncio.wait_for(self._until(lambda: len(running) == 2), 5)
+            self.assertEqual(len(client.session.tasks), 2)     # the rest wait for credit
+            with self.assertRaises(symwire.SymwireError) as err:
+                await client.call("gated", b"late", timeout=0.05)
+            self.assertEqual(err.exception.name, "DEADLINE_EXCEEDED")
+            release.set()
+            got = await asyncio.wait_for(asyncio.gather(*calls), 10)
+            self.assertEqual(got, [b"%d" % k for k in range(6)])
+
     async def test_back_pressure_on_unread_responses(self):
         agent = symwire.Agent("py-agent")
 
