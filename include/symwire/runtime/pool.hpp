@@ -146,7 +146,8 @@ struct PoolOptions {
 // Threading: as Channel (runtime.hpp): the pool and its sessions live on
 // one executor; the async_* functions may be called from any thread; the
 // synchronous members must be called on the executor. Always held by
-// shared_ptr.
+// shared_ptr. Destroying the pool drops its sessions as destroying their
+// Channels would: async_close first for a graceful end.
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
   // Create

@@ -695,8 +695,11 @@ SYMWIRE_DECL void Pool::CheckHealth() {
           } else if (health.status().code() ==
                      absl::StatusCode::kUnimplemented) {
             e->unhealthy = false;  // no health method: taken as serving
-          } else if (!e->link_up) {
-            return;  // the connection's loss is the channel's event
+          } else if (!e->link_up ||
+                     health.status().code() == absl::StatusCode::kUnavailable) {
+            // The connection's loss (even one whose event is still
+            // queued) is the channel's event, not the agent's health.
+            return;
           } else {
             e->unhealthy = true;
             why = health.status();
