@@ -73,14 +73,28 @@ Modes:
 HEX arguments may contain spaces and '#' comments; they are joined.
 """
 
+from __future__ import annotations
+
 import hmac
 import os
 import re
 import sys
+from typing import Any, NoReturn, Protocol
 
 from . import codec as _codec
 from .codec import *  # noqa: F401,F403  (the vectors name every layer-1 constant)
 from .codec import _reflect  # noqa: F401
+
+
+# One frame as a session writes it: (title, segments).
+Frame = tuple[str, list[Segment]]
+
+
+class RandomSource(Protocol):
+    """Where a session's nonces and session ids come from: SplitMix64 in
+    the transcripts, os.urandom in a live session."""
+
+    def fill(self, n: int) -> bytes: ...
 
 class RefSession:
     """One side of a connection, as SPEC.md §10-§14 describe it.
@@ -90,23 +104,23 @@ class RefSession:
     comment) pairs, and appends the events it reports to self.events as log
     lines. The clock never moves (no heartbeat, no timer fires)."""
 
-    def __init__(self, side, cfg):
+    def __init__(self, side: str, cfg: dict[str, Any]) -> None:
         self.side = side
         self.cfg = cfg
         self.initiator = side == "initiator"
-        self.rng = SplitMix64(cfg["seed"])
-        self.events = []
+        self.rng: RandomSource = SplitMix64(cfg["seed"])
+        self.events: list[str] = []
         self.rx = bytearray()
         self.rx_pos = 0
         self.preface_seen = False
         self.up = False
         self.closing = False
         self.state = "idle"
-        self.handshake = None
+        self.handshake: str | None = None   # "await_hello", ... while handshaking
         self.nc = self.ns = None
         self.challenged = False
-        self.hello = None
-        self.peer = None
+        self.hello: dict[int, Any] | None = None   # our AGENT_INIT HELLO's values
+        self.peer: dict[int, Any] | None = None    # the peer's HELLO / WELCOME values
         self.version = None
         self.session_id = self.resume_token = None
         self.next_seq = 1
@@ -117,10 +131,10 @@ class RefSession:
         self.ack_due = False
         self.next_task = 1 if self.initiator else 2   # §13.1
         self.last_peer_task = 0
-        self.tasks = {}
+        self.tasks: dict[int, str] = {}    # task -> "submitted", "running", ...
         # §14.2, §16.2: sequenced frames sent and not yet acknowledged, as
         # (sequence, title, segments), replayed after a resume.
-        self.replay = []
+        self.replay: list[tuple[int, str, list[Segment]]] = []
         self.resuming = False      # acceptor: the HELLO resumes (§16.2)
         self.proof_in = None       # acceptor: the PROOF's resume_proof
         self.welcome_auth = b""    # acceptor: the method's WELCOME auth_data
@@ -170,12 +184,14 @@ class RefSession:
     def _event(self, text):
         self.events.append("event side=%s %s" % (self.side, text))
 
-    def _fail(self, out, name, message, tell_peer=True, canonical=None):
+    def _fail(self, out: list[Frame], name: str, message: str | None,
+              tell_peer: bool = True, canonical: str | None = None) -> NoReturn:
         """Ends the session on error `name` (§18). With tell_peer, first
         sends the stream-0 AGENT_ERROR §12.2/§18 ask for: the canonical code,
         the message, the detail code."""
         code, default_canonical = (SESSION_ERRORS.get(name) or FRAMING_ERRORS[name])
         canonical = canonical or default_canonical
+        assert canonical is not None  # only PEER_ERROR has none, and it is received only
         if tell_peer and self.up and not self.closing:
             if message is None:
                 raise NotImplementedError(
