@@ -173,7 +173,7 @@ class RefSession:
     def _init(self, values):
         return self._control(AGENT_INIT, "AGENT_INIT", values)
 
-    def _local_limits(self):
+    def _local_limits(self) -> dict[int, Any]:
         """The HELLO/WELCOME parameters 5-14 that describe this side (§11.1)."""
         c = self.cfg
         return {5: c["agent_id"].encode("ascii"), 6: c["role"], 7: c["capabilities"],
@@ -181,7 +181,7 @@ class RefSession:
                 11: c["replay_bytes"], 12: c["replay_frames"],
                 13: c["ping_interval_us"], 14: c["min_peer_ping_interval_us"]}
 
-    def _event(self, text):
+    def _event(self, text: str) -> None:
         self.events.append("event side=%s %s" % (self.side, text))
 
     def _fail(self, out: list[Frame], name: str, message: str | None,
@@ -211,7 +211,7 @@ class RefSession:
     def _error_message(self):
         return self.cfg.get("error_message")
 
-    def _framing_error(self, err, out):
+    def _framing_error(self, err: WireError, out: list[Frame]) -> None:
         """A framing error on an established connection or at the initiator:
         not modelled by the transcripts (symwire.session.Session ends the
         connection, §7, §16.1)."""
@@ -853,7 +853,7 @@ def crafted_init(values, title):
     return (title, segs)
 
 
-def _is_sequenced(segs):
+def _is_sequenced(segs: list[Segment]) -> bool:
     """§10: whether the frame in `segs` is sequenced (TASK, RESPONSE,
     CANCEL, an ERROR on a non-zero stream)."""
     data = b"".join(bytes(b) for b, _ in segs)
@@ -863,7 +863,7 @@ def _is_sequenced(segs):
     return mtype in (1, 2, 4) or (mtype == AGENT_ERROR and stream != 0)
 
 
-def _text_comment(payload):
+def _text_comment(payload: bytes) -> str:
     # Bytes 0x20..0x7E only (for ASCII, isprintable() is exactly that).
     if payload and payload.isascii() and payload.decode("ascii").isprintable():
         return 'payload (%d bytes): "%s"' % (len(payload), payload.decode("ascii"))
@@ -874,17 +874,17 @@ def _text_comment(payload):
 # Vector files (llhttp-style Markdown). Same grammar as tests/support/vectors.hpp.
 
 class Vector:
-    def __init__(self, path, name, line):
+    def __init__(self, path: str, name: str, line: int) -> None:
         self.path = path
         self.name = name
         self.line = line
-        self.hex_text = None
-        self.input = None
-        self.options = None
-        self.log = None
+        self.hex_text: str | None = None
+        self.input: bytes | None = None
+        self.options: list[tuple[str, str]] | None = None
+        self.log: list[str] | None = None
 
 
-def parse_hex(text):
+def parse_hex(text: str) -> bytes:
     out = bytearray()
     for line in text.splitlines():
         line = line.split("#", 1)[0]
@@ -956,7 +956,7 @@ BACKOFF_FILE = "backoff.md"
 BACKOFF_INITIAL_S, BACKOFF_MULTIPLIER, BACKOFF_JITTER, BACKOFF_MAX_S = 1.0, 1.6, 0.2, 120.0
 
 
-def backoff_log(random8, attempt):
+def backoff_log(random8: Buffer, attempt: int) -> list[str]:
     """§16.1: the delay of reconnect attempt `attempt` (from 0) given the 8
     bytes drawn for its jitter: x is their unsigned little-endian value,
     k = floor(x / 2^11), u = 2 * k / 2^53 - 1 (IEEE 754 double), and the
@@ -1171,22 +1171,22 @@ def transcript_options(cfgs):
     return lines
 
 
-def _range_text(offset, length):
+def _range_text(offset: int, length: int) -> str:
     return "%d+%d" % (offset, length) if length else "-"
 
 
-def _parse_range(text):
+def _parse_range(text: str) -> tuple[int, int]:
     if text == "-":
         return 0, 0
     off, _, length = text.partition("+")
     return int(off), int(length)
 
 
-def _other(side):
+def _other(side: str) -> str:
     return "acceptor" if side == "initiator" else "initiator"
 
 
-def _frames_bytes(frames):
+def _frames_bytes(frames: list[Frame]) -> bytes:
     return b"".join(bytes(b) for _, segs in frames for b, _ in segs)
 
 
@@ -1810,7 +1810,7 @@ def selftest():
 # ---------------------------------------------------------------------------
 # Command line.
 
-def _hex_args(args):
+def _hex_args(args: list[str]) -> bytes:
     return parse_hex("\n".join(args))
 
 
