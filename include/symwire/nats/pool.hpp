@@ -93,6 +93,7 @@ class NatsOrchestrator {
   // Publishes the task's AGENT_TASK frame and returns its id once the
   // broker stored it.
   // Errors: INVALID_ARGUMENT (a bad task id, a payload over 1 GiB);
+  //   FAILED_PRECONDITION (the id names a task cancelled or ended here);
   //   RESOURCE_EXHAUSTED (the pool is full); UNAVAILABLE, DEADLINE_EXCEEDED
   //   (the broker; retry with the same task_id).
   SYMWIRE_DECL absl::StatusOr<uint64_t> Submit(
@@ -101,7 +102,11 @@ class NatsOrchestrator {
 
   // Cancel
   // Publishes AGENT_CANCEL for `task_id` (SPEC.md §21.7). The task ends at
-  // once as the user sees it (Next reports nothing more for it).
+  // once as the user sees it (Next reports nothing more for it). A Submit
+  // of the same id still running on another thread is waited for, so the
+  // cancel follows the task (§21.3). A task whose Submit failed with
+  // UNAVAILABLE or DEADLINE_EXCEEDED may be stored later: submit it again
+  // (same id) before cancelling it.
   // Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED.
   SYMWIRE_DECL absl::Status Cancel(uint64_t task_id);
 
@@ -117,6 +122,14 @@ class NatsOrchestrator {
   // and messages rejected by §21.8.
   SYMWIRE_DECL uint64_t discarded_frames() const;
   SYMWIRE_DECL uint64_t rejected_messages() const;
+
+  // tracked_tasks
+  // Task records held: open tasks, and ended ones for the pool's ack_wait
+  // x max_deliveries after their end (§21.3), after which a frame for one
+  // is still discarded (counted in discarded_frames). Records of tasks
+  // with ids below this process's first id (collected from an earlier
+  // process, or explicit ids) are kept while the orchestrator lives.
+  SYMWIRE_DECL size_t tracked_tasks() const;
 
  private:
   explicit NatsOrchestrator(std::shared_ptr<nats_detail::OrchestratorState> s)
@@ -185,6 +198,12 @@ class NatsAgent {
   //   task is left unacknowledged and will be redelivered), INTERNAL.
   SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> RunOnce(
       absl::Duration fetch_timeout);
+
+  // Tasks whose cancel this agent looked up in the cancel stream (one
+  // broker round trip each): those stored before its cancel subscription
+  // became active, or before it last lost a cancel (§21.4). Others are
+  // decided by the cancels it received.
+  SYMWIRE_DECL uint64_t stored_cancel_lookups() const;
 
  private:
   explicit NatsAgent(std::shared_ptr<nats_detail::AgentState> s)
