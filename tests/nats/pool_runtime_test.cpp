@@ -413,6 +413,59 @@ TEST_CASE(
   CHECK(info->State.Msgs == 0);  // acknowledged (work-queue retention)
 }
 
+TEST_CASE(
+    "nats runtime: method, trace context and metadata reach the handler") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  NatsSubmitOptions o;
+  o.method = "images.resize";
+  TraceParent trace;
+  trace.trace_id[0] = std::byte{0xab};
+  trace.trace_id[15] = std::byte{0x01};
+  trace.parent_id[7] = std::byte{0x42};
+  trace.trace_flags = 1;
+  o.trace_parent = trace;
+  o.trace_state = "vendor=abc";
+  o.metadata = {{"tenant", "a"}, {"tenant", "b"}, {"x-request", "7"}};
+  absl::StatusOr<uint64_t> with = orch.Submit(Bytes("with"), o);
+  REQUIRE(with.ok());
+  absl::StatusOr<uint64_t> without = orch.Submit(Bytes("without"));
+  REQUIRE(without.ok());
+  // A method the wire cannot carry: nothing is published.
+  NatsSubmitOptions bad;
+  bad.method = "two words";
+  absl::StatusOr<uint64_t> refused = orch.Submit(Bytes("bad"), bad);
+  CHECK(refused.status().code() == absl::StatusCode::kInvalidArgument);
+
+  struct Seen {
+    std::string method;
+    std::optional<TraceParent> trace;
+    std::string trace_state;
+    std::vector<std::pair<std::string, std::string>> metadata;
+  };
+  std::vector<Seen> seen;
+  NatsAgent agent =
+      pool.Agent([&](NatsTaskContext& task) -> absl::StatusOr<std::string> {
+        seen.push_back({std::string(task.method()), task.trace_parent(),
+                        std::string(task.trace_state()), task.metadata()});
+        return std::string("ok");
+      });
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
+  CHECK(RunOnce(agent, absl::Milliseconds(200)) == NatsAgentOutcome::kIdle);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].method == "images.resize");
+  REQUIRE(seen[0].trace.has_value());
+  CHECK(*seen[0].trace == trace);
+  CHECK(seen[0].trace_state == "vendor=abc");
+  CHECK(seen[0].metadata == o.metadata);
+  CHECK(seen[1].method.empty());
+  CHECK_FALSE(seen[1].trace.has_value());
+  CHECK(seen[1].trace_state.empty());
+  CHECK(seen[1].metadata.empty());
+  Collect(orch, 2);
+}
+
 TEST_CASE("nats runtime: a task id cancelled here cannot be submitted") {
   Pool pool;
   NatsOrchestrator orch = pool.Orchestrator();

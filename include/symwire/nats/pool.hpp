@@ -22,6 +22,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +32,7 @@
 #include "absl/types/span.h"
 #include "symwire/config.hpp"
 #include "symwire/nats/client.hpp"
+#include "symwire/wire/frame.hpp"
 
 namespace symwire {
 
@@ -49,6 +52,17 @@ struct NatsSubmitOptions {
   std::optional<uint64_t> task_id;
   // Remaining budget (the DEADLINE extension, SPEC.md §21.6).
   std::optional<absl::Duration> deadline;
+  // As CallOptions (runtime/options.hpp), carried by the task's frame
+  // (SPEC.md §21.2) and handed to the agent's handler (NatsTaskContext).
+  // The task's method (the METHOD extension, SPEC.md §5.1): 1..255 bytes of
+  // 0x21..0x7e, "" = none; otherwise Submit fails with INVALID_ARGUMENT
+  // (detail INVALID_FRAME) naming the byte, nothing published.
+  std::string method;
+  // W3C trace context (TRACE_PARENT, TRACE_STATE) and METADATA entries
+  // (key, value), sent as they are.
+  std::optional<TraceParent> trace_parent;
+  std::string trace_state;
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 // NatsResponse
@@ -147,6 +161,19 @@ class NatsTaskContext {
   virtual absl::Span<const std::byte> payload() const = 0;
   // The task's deadline on this host's wall clock (§21.6), if it has one.
   virtual std::optional<absl::Time> deadline() const = 0;
+  // What the submitter sent in NatsSubmitOptions (as IncomingTask in the
+  // stream runtime): the method ("" = none), the trace context and the
+  // METADATA entries in order. Valid during the handler call.
+  virtual absl::string_view method() const { return {}; }
+  virtual std::optional<TraceParent> trace_parent() const {
+    return std::nullopt;
+  }
+  virtual absl::string_view trace_state() const { return {}; }
+  virtual const std::vector<std::pair<std::string, std::string>>& metadata()
+      const {
+    static const std::vector<std::pair<std::string, std::string>> kNone;
+    return kNone;
+  }
   // Respond
   // Publishes a partial response (the handler's return value gives the
   // final one). Errors: UNAVAILABLE, DEADLINE_EXCEEDED (the broker);

@@ -492,6 +492,25 @@ class TaskContextImpl final : public NatsTaskContext {
   uint64_t attempt() const override { return attempt_; }
   absl::Span<const std::byte> payload() const override { return payload_; }
   std::optional<absl::Time> deadline() const override { return deadline_; }
+  absl::string_view method() const override { return frame_.method(); }
+  std::optional<TraceParent> trace_parent() const override {
+    return frame_.trace_parent();
+  }
+  absl::string_view trace_state() const override {
+    return frame_.trace_state();
+  }
+  const std::vector<std::pair<std::string, std::string>>& metadata()
+      const override {
+    if (!metadata_) {
+      metadata_.emplace();
+      for (const MetadataEntry& e : frame_.metadata()) {
+        metadata_->emplace_back(std::string(e.key), std::string(e.value));
+      }
+    }
+    return *metadata_;
+  }
+  // The task's frame (its extensions), when the context has one.
+  void set_frame(const FrameView& frame) { frame_ = frame; }
   bool cancelled() const override {
     std::lock_guard<std::mutex> lock(state_->mu);
     DrainCancels(*state_);
@@ -545,6 +564,9 @@ class TaskContextImpl final : public NatsTaskContext {
   uint64_t attempt_;
   absl::Span<const std::byte> payload_;
   std::optional<absl::Time> deadline_;
+  FrameView frame_;
+  mutable std::optional<std::vector<std::pair<std::string, std::string>>>
+      metadata_;
   absl::Status publish_error_;
   uint64_t index_ = 0;
 };
@@ -617,6 +639,15 @@ SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
     ext.deadline_us = static_cast<uint64_t>(
         std::max<int64_t>(0, absl::ToInt64Microseconds(*options.deadline)));
   }
+  ext.method = options.method;
+  ext.trace_parent = options.trace_parent;
+  ext.trace_state = options.trace_state;
+  std::vector<MetadataEntry> metadata;
+  metadata.reserve(options.metadata.size());
+  for (const auto& [key, value] : options.metadata) {
+    metadata.push_back({key, value});
+  }
+  ext.metadata = metadata;
   absl::StatusOr<std::vector<std::byte>> frame =
       nats_detail::EncodeOne(MessageType::kAgentTask, 0, id, 0, payload, ext);
   if (!frame.ok()) return frame.status();
@@ -1011,6 +1042,7 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
   nats_detail::TaskContextImpl ctx(&st, ref->orchestrator,
                                    names->response_subject, ref->task_id,
                                    attempt, frame->payload(), deadline);
+  ctx.set_frame(*frame);
 
   // §21.5: max deliveries.
   if (attempt > st.options.pool.max_deliveries) {
