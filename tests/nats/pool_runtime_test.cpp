@@ -367,7 +367,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "nats runtime: ended task records age out; a late frame of one is acked "
+    "nats runtime: ended task records age out, a late frame of one is acked "
     "and discarded") {
   Pool pool;
   // Records are kept ack_wait x max_deliveries = 0.6 s after the end.

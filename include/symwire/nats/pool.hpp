@@ -107,7 +107,7 @@ class NatsOrchestrator {
   // Publishes the task's AGENT_TASK frame and returns its id once the
   // broker stored it.
   // Errors: INVALID_ARGUMENT (a bad task id, a payload over 1 GiB);
-  //   FAILED_PRECONDITION (the id names a task cancelled or ended here);
+  //   FAILED_PRECONDITION (the id names a task cancelled here, §21.3);
   //   RESOURCE_EXHAUSTED (the pool is full); UNAVAILABLE, DEADLINE_EXCEEDED
   //   (the broker; retry with the same task_id).
   SYMWIRE_DECL absl::StatusOr<uint64_t> Submit(
@@ -171,8 +171,8 @@ class NatsTaskContext {
   virtual absl::string_view trace_state() const { return {}; }
   virtual const std::vector<std::pair<std::string, std::string>>& metadata()
       const {
-    static const std::vector<std::pair<std::string, std::string>> kNone;
-    return kNone;
+    static const std::vector<std::pair<std::string, std::string>> none;
+    return none;
   }
   // Respond
   // Publishes a partial response (the handler's return value gives the

@@ -158,6 +158,7 @@ struct TaskTrack {
   bool delivered = false;   // partials of the adopted attempt were reported
   bool ended = false;
   bool submitted_here = false;  // by this process: its first I must be 0
+  bool cancel_sent = false;     // its AGENT_CANCEL was published (§21.3)
 };
 
 // ParseIndex
@@ -609,11 +610,10 @@ SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
     id = options.task_id.value_or(state_->next_id);
     if (absl::Status s = ValidateNatsTaskId(id); !s.ok()) return s;
     if (auto it = state_->tasks.find(id);
-        it != state_->tasks.end() && it->second.ended) {
-      // §21.3: its cancel (or its end) is already out; a task published
-      // now would follow its cancel.
+        it != state_->tasks.end() && it->second.cancel_sent) {
+      // §21.3: its cancel is out; a task published now would follow it.
       return absl::FailedPreconditionError(
-          absl::StrCat("task ", id, " was cancelled or ended here"));
+          absl::StrCat("task ", id, " was cancelled here"));
     }
     if (id >= state_->next_id) state_->next_id = id + 1;
     ++state_->submitting[id];
@@ -689,7 +689,9 @@ SYMWIRE_DECL absl::Status NatsOrchestrator::Cancel(uint64_t task_id) {
     // §21.3: the task ends locally at once; its cancel is published after
     // its Submit, if one is running, was answered.
     std::unique_lock<std::mutex> lock(state_->mu);
-    nats_detail::EndTask(*state_, task_id, state_->tasks[task_id]);
+    nats_detail::TaskTrack& t = state_->tasks[task_id];
+    nats_detail::EndTask(*state_, task_id, t);
+    t.cancel_sent = true;
     state_->submitted.wait(
         lock, [&] { return !state_->submitting.contains(task_id); });
   }
@@ -745,6 +747,7 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
           break;
         }
         nats_detail::EndTask(*state_, first->second, it->second);
+        it->second.cancel_sent = true;
         expired = first->second;
         state_->deadlines.erase(first);
         break;
