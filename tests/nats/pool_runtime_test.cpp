@@ -466,6 +466,36 @@ TEST_CASE(
   Collect(orch, 2);
 }
 
+TEST_CASE(
+    "nats runtime: after a reconnect the agent looks up the cancels it may "
+    "have missed") {
+  Pool pool;  // file storage: the pool survives the broker's restart
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  // The agent's connection drops; a task and its cancel are published
+  // through another connection, possibly before the agent's subscription
+  // is back (§21.4: a reconnect may lose cancels).
+  REQUIRE(pool.server->Restart().ok());
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("unwanted"));
+  REQUIRE(id.ok());
+  REQUIRE(orch.Cancel(*id).ok());
+  std::optional<NatsAgentOutcome> outcome;
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!outcome && std::chrono::steady_clock::now() < give_up) {
+    // Fails while the connection is down; fetches once it is back.
+    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(1));
+    if (r.ok() && *r != NatsAgentOutcome::kIdle) outcome = *r;
+  }
+  REQUIRE(outcome.has_value());
+  CHECK(*outcome == NatsAgentOutcome::kCancelledBefore);
+  CHECK(runs.load() == 0);
+  // Stored after the agent first subscribed, but fetched after a
+  // reconnect: looked up, not trusted to the subscription.
+  CHECK(agent.stored_cancel_lookups() == 1);
+}
+
 TEST_CASE("nats runtime: a task id cancelled here cannot be submitted") {
   Pool pool;
   NatsOrchestrator orch = pool.Orchestrator();
