@@ -143,6 +143,7 @@ def _make_msb_table():
 
 
 _MSB_TABLE = _make_msb_table()
+_REFLECT8 = [_reflect(i, 8) for i in range(256)]   # _reflect(byte, 8), memoized
 
 
 def crc32c_table(data):
@@ -152,7 +153,7 @@ def crc32c_table(data):
     of 0x1EDC6F41."""
     crc = 0xFFFFFFFF
     for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ _MSB_TABLE[((crc >> 24) ^ _reflect(byte, 8)) & 0xFF]
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _MSB_TABLE[((crc >> 24) ^ _REFLECT8[byte]) & 0xFF]
     return _reflect(crc, 32) ^ 0xFFFFFFFF
 
 
@@ -251,12 +252,13 @@ def hexs(data):
 # ---------------------------------------------------------------------------
 # Decoder: applies the order of checks of SPEC.md §7.1.
 
-def decode_frame(data, base, opts, info=None):
+def decode_frame(data, base, opts, info=None, log=True):
     """Decodes the frame starting at stream offset `base`.
 
     Returns (log_line, frame_size). Raises Incomplete or WireError. If `info`
     is a dict, it receives the decoded fields (type, flags, stream, seq,
-    payload, deadline, exts) for the session model of the transcripts.
+    payload, deadline, method, exts) for the session model of the
+    transcripts; with log=False the log line is not built (returned empty).
     """
     end = len(data)
 
@@ -387,7 +389,9 @@ def decode_frame(data, base, opts, info=None):
 
     if info is not None:
         info.update(type=mtype, flags=flags, stream=stream, seq=seq, payload=payload,
-                    deadline=deadline, exts=exts)
+                    deadline=deadline, method=method, exts=exts)
+    if not log:
+        return "", size             # the caller reads `info` only
     tokens = ["frame", "offset=%d" % base, "size=%d" % size,
               "type=%s" % TYPE_NAMES[mtype], "flags=0x%02X" % flags,
               "stream=%d" % stream, "seq=%d" % seq, "payload=%s" % hexs(payload)]
@@ -514,6 +518,18 @@ class Ext:
 
 def deadline_ext(us, size=None):
     return Ext(EXT_DEADLINE, varint_encode(us, size))
+
+
+def is_method_name(name):
+    """§5.1: 1..255 bytes, each 0x21..0x7E."""
+    return 1 <= len(name) <= METHOD_MAX and all(0x21 <= b <= 0x7E for b in name)
+
+
+def method_ext(name):
+    """The METHOD extension (§5.1) for `name` (str or bytes), which must be a
+    valid method name (see is_method_name)."""
+    value = name.encode("ascii") if isinstance(name, str) else bytes(name)
+    return Ext(EXT_METHOD, value)
 
 
 def metadata_ext(key, value, key_len=None, key_len_size=None):
@@ -1047,6 +1063,15 @@ SESSION_ERRORS = {
     "RESUME_GAP": (119, "DATA_LOSS"),
     "RESUME_REJECTED": (120, "PERMISSION_DENIED"),
     "PEER_ERROR": (126, None),
+    "NO_CREDIT": (114, "RESOURCE_EXHAUSTED"),
+    "REPLAY_BUFFER_FULL": (115, "RESOURCE_EXHAUSTED"),
+    "PEER_UNRESPONSIVE": (116, "DEADLINE_EXCEEDED"),
+    "PING_FLOOD": (117, "RESOURCE_EXHAUSTED"),
+    "CONNECTION_LOST": (121, "UNAVAILABLE"),
+    "PEER_DRAINING": (122, "UNAVAILABLE"),
+    "SESSION_CLOSED": (123, "FAILED_PRECONDITION"),
+    "FRAME_TOO_LARGE": (124, "INVALID_ARGUMENT"),
+    "WRONG_STATE": (125, "FAILED_PRECONDITION"),
     "UNIMPLEMENTED": (127, "UNIMPLEMENTED"),  # §13.5: no handler for the method
 }
 SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}

@@ -195,6 +195,12 @@ class RefSession:
     def _error_message(self):
         return self.cfg.get("error_message")
 
+    def _framing_error(self, err, out):
+        """A framing error on an established connection or at the initiator:
+        not modelled by the transcripts (symwire.session.Session ends the
+        connection, §7, §16.1)."""
+        raise NotImplementedError("framing error %s" % err)
+
     # ---- inputs -------------------------------------------------------------
 
     def connect(self):
@@ -289,12 +295,13 @@ class RefSession:
                     continue
                 info = {}
                 try:
-                    _, size = decode_frame(self.rx, self.rx_pos, opts, info)
+                    _, size = decode_frame(self.rx, self.rx_pos, opts, info, log=False)
                 except Incomplete:
                     break
                 except WireError as err:
                     if self.state == "established" or self.initiator:
-                        raise NotImplementedError("framing error %s" % err) from None
+                        self._framing_error(err, out)
+                        break
                     # §7, §16.1: a framing error ends the connection; an
                     # acceptor with no session yet has nothing to resume, so
                     # it fails, sending nothing (the stream is not trusted).
@@ -841,7 +848,8 @@ def _is_sequenced(segs):
 
 
 def _text_comment(payload):
-    if payload and all(0x20 <= b <= 0x7E for b in payload):
+    # Bytes 0x20..0x7E only (for ASCII, isprintable() is exactly that).
+    if payload and payload.isascii() and payload.decode("ascii").isprintable():
         return 'payload (%d bytes): "%s"' % (len(payload), payload.decode("ascii"))
     return "payload (%d bytes)" % len(payload)
 
