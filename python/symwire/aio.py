@@ -39,7 +39,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Optional
 from urllib.parse import urlsplit
 
 from . import codec as c
@@ -78,7 +78,8 @@ def _call_args(method_or_payload: "str | bytes", payload: Optional[bytes],
     return method, bytes(method_or_payload)
 
 
-async def _open(url: str, ssl_context: Optional[ssl.SSLContext]):
+async def _open(url: str, ssl_context: Optional[ssl.SSLContext]
+                ) -> tuple[asyncio.StreamReader, Any]:
     u = urlsplit(url)
     if u.scheme == "tcp":
         return await asyncio.open_connection(u.hostname, u.port)
@@ -95,6 +96,7 @@ async def _open(url: str, ssl_context: Optional[ssl.SSLContext]):
         argv = shlex.split(rest[2:] if rest.startswith("//") else rest)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None  # stdout=PIPE
         return proc.stdout, _PipeWriter(proc)
     raise ValueError("unsupported symwire URL %r (tcp://, tls://, unix://, stdio:)" % url)
 
@@ -191,9 +193,9 @@ class Client(_Driver):
         self.url = url
         self.ssl_context = ssl_context
         self.reconnect = reconnect and not url.startswith("stdio")
-        self.queues: dict[int, asyncio.Queue] = {}
+        self.queues: dict[int, asyncio.Queue[Event | SymwireError]] = {}
         self.established = asyncio.get_running_loop().create_future()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.closed = asyncio.Event()
 
     async def _start(self, timeout: float) -> None:
@@ -308,7 +310,7 @@ class Client(_Driver):
         window) it waits for it, within `timeout`."""
         method, payload = _call_args(method_or_payload, payload, method)
         task, data = await self._submit(payload, method, timeout)
-        q: asyncio.Queue = asyncio.Queue()
+        q: asyncio.Queue[Event | SymwireError] = asyncio.Queue()
         self.queues[task] = q
         self.send(data)
         self.after()
@@ -407,7 +409,7 @@ class _Connecting:
         self.coro = coro
         self.client: Optional[Client] = None
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Client]:
         return self.coro.__await__()
 
     async def __aenter__(self) -> Client:
@@ -443,8 +445,8 @@ class _AgentSession(_Driver):
     def __init__(self, agent: "Agent", session: Session) -> None:
         super().__init__(session)
         self.agent = agent
-        self.running: dict[int, asyncio.Task] = {}
-        self.timer_task: Optional[asyncio.Task] = None
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.timer_task: Optional[asyncio.Task[None]] = None
 
     def dispatch(self, events: list[Event]) -> None:
         for e in events:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any, Iterable, NoReturn, Optional
 
 from . import codec as c
-from .vectors import RefServer, RefSession, TranscriptError
+from .vectors import Frame, RefServer, RefSession, TranscriptError
 
 __all__ = ["Config", "Event", "Session", "Acceptor", "SymwireError", "AUTH_METHODS",
            "CAP_PAYLOAD_CHECKSUMS", "CAP_TRACE_CONTEXT", "CAP_METADATA", "CAP_DRAIN",
@@ -175,7 +175,7 @@ class _OsRandom:
         return os.urandom(n)
 
 
-def _frames_bytes(frames: list) -> bytes:
+def _frames_bytes(frames: list[Frame]) -> bytes:
     return b"".join(b for _title, segs in frames for b, _comment in segs)
 
 
@@ -279,7 +279,7 @@ class Session(RefSession):
             frames = super().receive(bytes(data))
         except NotImplementedError as err:
             # A peer behaviour the model does not accept: end the session.
-            out: list = []
+            out: list[Frame] = []
             try:
                 self._fail(out, "PROTOCOL_ERROR" if "PROTOCOL_ERROR" in c.SESSION_ERRORS
                            else "UNEXPECTED_FRAME", "symwire-python: %s" % err)
@@ -316,7 +316,8 @@ class Session(RefSession):
                 and not self.peer.get(7, 0) & CAP_METHODS):
             raise error_from_name("UNIMPLEMENTED", "method \"%s\": the peer %s did not announce "
                                   "METHODS (capability bit 4)" % (
-                                      c_escape(method), self.peer[5].decode("ascii", "replace")))
+                                      c_escape(method or ""),
+                                      self.peer[5].decode("ascii", "replace")))
         if self.peer_draining:
             raise error_from_name("PEER_DRAINING", "the peer drains (§15.3): it takes no new "
                                   "task")
@@ -325,6 +326,7 @@ class Session(RefSession):
                 len(self.tasks), self.peer[10]))
         if self.state != "established" and not self._resumable():
             raise error_from_name("UNAVAILABLE", "no session (state %s)" % self.state)
+        assert self.peer is not None  # established or resumable: the handshake set it
         if not c.role_allows(self.cfg["role"], self.peer[6]):
             raise error_from_name("INCOMPATIBLE_ROLES", "the peer's role %d does not take "
                                   "tasks from role %d" % (self.peer[6], self.cfg["role"]))
@@ -446,8 +448,10 @@ class Session(RefSession):
 
     # ---- internals ----------------------------------------------------------
 
-    def _frame(self, mtype, payload, stream=0, seq=0, flags=0, exts=(),  # type: ignore[override]
-               message=None, payload_comment=None):
+    def _frame(self, mtype: int, payload: bytes,  # type: ignore[override]
+               stream: int = 0, seq: int = 0, flags: int = 0, exts: Iterable[c.Ext] = (),
+               message: Optional[str] = None, payload_comment: Optional[str] = None
+               ) -> list[c.Segment]:
         """As RefSession._frame without the annotations (a live session only
         sends the bytes)."""
         return c.build_frame(mtype, flags=flags, stream=stream, seq=seq, payload=payload,
@@ -470,7 +474,8 @@ class Session(RefSession):
         return task % 2 == (0 if self.initiator else 1)
 
     def _ping_interval(self) -> int:
-        return max(self.config.ping_interval_us, self.peer[14] if self.peer else 0)
+        peer_min: int = self.peer[14] if self.peer else 0
+        return max(self.config.ping_interval_us, peer_min)
 
     def _on_established(self) -> None:
         self.next_ping = self.now + self._ping_interval()
@@ -506,14 +511,15 @@ class Session(RefSession):
             out += self._sync({5: True})
         return bytes(out)
 
-    def _fail(self, out, name, message, tell_peer=True, canonical=None):  # type: ignore[override]
+    def _fail(self, out: list[Frame], name: str, message: Optional[str],
+              tell_peer: bool = True, canonical: Optional[str] = None) -> NoReturn:
         """As RefSession._fail; keeps the error (the message sent, or the
         peer's) as `failure`."""
         if self.failure is None:
             self.failure = error_from_name(name, message or self._peer_message or "")
             if canonical is not None and canonical in c.CANONICAL_CODES:
                 self.failure.code = c.CANONICAL_CODES[canonical]
-        return super()._fail(out, name, message, tell_peer, canonical)
+        super()._fail(out, name, message, tell_peer, canonical)
 
     def _after_input(self) -> None:
         if self.failure is None and self.state == "failed":
@@ -574,7 +580,7 @@ class Session(RefSession):
         else:
             self.partial_at = self.partial_since = None
 
-    def _framing_error(self, err: c.WireError, out: list) -> None:  # type: ignore[override]
+    def _framing_error(self, err: c.WireError, out: list[Frame]) -> None:
         """§7, §16.1: a framing error ends the connection (the session
         resumes), except PAYLOAD_TOO_LARGE once established, which ends the
         session (§15.2: the peer knew the limit)."""
@@ -590,7 +596,7 @@ class Session(RefSession):
                     err.code, offset))
                 break
 
-    def _progress(self, useful: bool, f: dict, out: list) -> None:
+    def _progress(self, useful: bool, f: dict[str, Any], out: list[Frame]) -> None:
         """§14.1: counts consecutive frames that carry nothing new;
         PING_FLOOD past max_noop_frames."""
         if useful:
@@ -613,11 +619,12 @@ class Session(RefSession):
                                                    and title.endswith("FINAL")):
                 self.peer_tasks_freed += 1
 
-    def _apply_last_received(self, last):  # type: ignore[override]
+    def _apply_last_received(self, last: int) -> list[Frame]:
         self._free_acked(last)
-        return super()._apply_last_received(last)
+        replayed: list[Frame] = super()._apply_last_received(last)
+        return replayed
 
-    def _handle(self, f, offset, size, out):  # type: ignore[override]
+    def _handle(self, f: dict[str, Any], offset: int, size: int, out: list[Frame]) -> None:
         self._frame_at = self.rx_base + offset
         if self.state == "established":
             mtype = f["type"]
@@ -630,11 +637,12 @@ class Session(RefSession):
                                self.config.max_payload_bytes))
             if mtype in (1, 2, 4) or (mtype == c.AGENT_ERROR and f["stream"] != 0):
                 self._progress(f["seq"] > self.rx_seq, f, out)
-        return super()._handle(f, offset, size, out)
+        super()._handle(f, offset, size, out)
 
     # ---- received frames the transcript model leaves out --------------------
 
-    def _handle_task(self, f, out):  # type: ignore[override]
+    def _handle_task(self, f: dict[str, Any], out: list[Frame]) -> None:
+        assert self.peer is not None  # RefSession._handle: only once established
         task = f["stream"]
         own_parity = 1 if self.initiator else 0
         open_here = self.peer_tasks_received - self.peer_tasks_freed
@@ -650,7 +658,8 @@ class Session(RefSession):
             # its slot is held until that frame is acknowledged (§15.1).
             if (task % 2 == own_parity or task <= self.last_peer_task
                     or not c.role_allows(self.peer[6], self.cfg["role"])):
-                return super()._handle_task(f, out)      # its errors, as usual
+                super()._handle_task(f, out)      # its errors, as usual
+                return
             self.last_peer_task = task
             self.peer_tasks_received += 1
             payload = c.encode_payload("AGENT_ERROR", {
@@ -673,11 +682,12 @@ class Session(RefSession):
         self.pending_events[-1].fields["method"] = (method.decode("ascii")
                                                     if method is not None else None)
 
-    def _handle_session_error(self, f, out):  # type: ignore[override]
+    def _handle_session_error(self, f: dict[str, Any], out: list[Frame]) -> None:
         try:
             v = c.parse_payload("AGENT_ERROR", f["payload"])
         except c.PayloadError:
-            return super()._handle_session_error(f, out)
+            super()._handle_session_error(f, out)
+            return
         self._peer_message = v.get(2, b"").decode("utf-8", "replace")
         detail = v.get(4, 0)
         framing = {code for code, _ in c.FRAMING_ERRORS.values()}
@@ -689,9 +699,9 @@ class Session(RefSession):
             # §18: connection scope; the session resumes (§16).
             self.lost()
             return None
-        return super()._handle_session_error(f, out)
+        super()._handle_session_error(f, out)
 
-    def _handle_response(self, f, out):  # type: ignore[override]
+    def _handle_response(self, f: dict[str, Any], out: list[Frame]) -> None:
         if f["flags"] & c.FLAG_FINAL:
             self._terminal_rx = True
         if self.tasks.get(f["stream"]) == "cancelling":
@@ -700,15 +710,15 @@ class Session(RefSession):
             return None
         if f["flags"] & c.FLAG_FINAL:
             self.deadlines.pop(f["stream"], None)
-        return super()._handle_response(f, out)
+        super()._handle_response(f, out)
 
-    def _handle_cancel(self, f, out):  # type: ignore[override]
+    def _handle_cancel(self, f: dict[str, Any], out: list[Frame]) -> None:
         if self.tasks.get(f["stream"]) != "running":
             return None                           # §13.3: already ended
         self.deadlines.pop(f["stream"], None)
-        return super()._handle_cancel(f, out)
+        super()._handle_cancel(f, out)
 
-    def _handle_task_error(self, f, out):  # type: ignore[override]
+    def _handle_task_error(self, f: dict[str, Any], out: list[Frame]) -> None:
         task = f["stream"]
         v = c.parse_payload("AGENT_ERROR", f["payload"])
         state = self.tasks.get(task)
@@ -727,7 +737,7 @@ class Session(RefSession):
                        detail_name=c.SESSION_ERROR_NAMES.get(detail) if detail else None)
         return None
 
-    def _handle_sync(self, f, out):  # type: ignore[override]
+    def _handle_sync(self, f: dict[str, Any], out: list[Frame]) -> None:
         v = c.parse_payload("AGENT_SYNC", f["payload"])
         # §14.1: what this SYNC brings that is new, decided before it is applied.
         self._progress((1 in v and v[1] > self.acked) or 2 in v
@@ -756,7 +766,7 @@ class Session(RefSession):
             self._free_acked(v[1])
         rest = {k: val for k, val in v.items() if k not in (2, 3)}
         f = dict(f, payload=c.encode_payload("AGENT_SYNC", rest))
-        return super()._handle_sync(f, out)
+        super()._handle_sync(f, out)
 
 
 class Acceptor:
@@ -840,8 +850,8 @@ class Acceptor:
         if (conn.state == "established" and conn.session_id is not None
                 and conn.session_id not in self.sessions):
             if len(self.sessions) >= self.max_sessions:
-                for sid, reg in list(self.sessions.items()):      # drop the ended ones
-                    if reg.state in ("closed", "failed"):
+                for sid, old in list(self.sessions.items()):      # drop the ended ones
+                    if old.state in ("closed", "failed"):
                         del self.sessions[sid]
             if len(self.sessions) >= self.max_sessions:
                 return conn, out + self._abort(conn, "the agent holds %d sessions "
@@ -851,8 +861,9 @@ class Acceptor:
             self.sessions[conn.session_id] = conn
         if conn.handshake != "await_resume":
             return conn, out
+        assert conn.hello is not None  # await_resume: its HELLO was read
         reg = self.sessions.get(conn.hello[18])
-        frames: list = []
+        frames: list[Frame] = []
         if reg is None or reg.up:
             if reg is not None:
                 reg.lost(now)     # §20: the new connection supersedes a half-open one
