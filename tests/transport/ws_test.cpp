@@ -613,9 +613,10 @@ TEST_CASE("ws: a ping flood ends the connection (1008)", "[ws]") {
   ping();
   RunUntil(io, [&] { return u.c.read_done && u.up.recorder.closes == 1; });
   stop = true;
-  // The server closed the connection (no close frame: its read is busy
-  // with the flood), after the burst and before many more pings.
-  CHECK(u.c.read_error != websocket::error::closed);
+  // The server sent a close frame with 1008, after the burst and before
+  // many more pings.
+  CHECK(u.c.read_error == websocket::error::closed);
+  CHECK(u.c.ws.reason().code == websocket::close_code::policy_error);
   CHECK(pings >= 8);
   CHECK(pings < 1000);
   CHECK(absl::StrContains(u.up.recorder.status.message(),

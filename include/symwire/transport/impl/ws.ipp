@@ -33,6 +33,8 @@ std::string WsCloseCodeName(int code) {
       return "protocol error";
     case 1003:
       return "unsupported data: a text message";
+    case 1005:
+      return "no status code";
     case 1007:
       return "invalid payload data";
     case 1008:
