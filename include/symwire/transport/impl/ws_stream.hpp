@@ -809,9 +809,9 @@ struct WsHandshakeOp {
 // go to the transport.
 template <class NextLayer>
 void StartWsClientUpgrade(
-    std::shared_ptr<WsState<NextLayer>> state, std::string host_header,
-    std::string target,
-    std::vector<std::pair<std::string, std::string>> headers,
+    std::shared_ptr<WsState<NextLayer>> state, const std::string& host_header,
+    const std::string& target,
+    const std::vector<std::pair<std::string, std::string>>& headers,
     const WsOptions& ws_options, TransportOptions transport_options,
     std::string description, WsClock::time_point deadline, DialHandler done) {
   struct Op : WsHandshakeOp {
