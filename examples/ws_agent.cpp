@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -25,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
+#include "cli/args.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/ws.hpp"
 
@@ -45,7 +45,16 @@ void Answer(symwire::IncomingTask task) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const bool serve = argc > 1 && std::strcmp(argv[1], "--serve") == 0;
+  bool serve = false;
+  symwire_cli::Args args("ws_agent", "[--serve]",
+                         "An agent behind the WebSocket gateway path "
+                         "/agents on 127.0.0.1 (any port). Without --serve "
+                         "it runs two tasks through a Client over ws:// and "
+                         "prints \"all ok\".");
+  args.Switch("--serve", &serve,
+              "serve until standard input closes; first prints "
+              "\"listening ws://127.0.0.1:PORT/agents\"");
+  args.Parse(argc, argv);
   asio::io_context io;
   symwire::ServerOptions so;
   so.session.agent_id = "ws-agent";

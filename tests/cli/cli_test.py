@@ -42,6 +42,9 @@ PROGRAMS = {
                       "--agent"], "--agents", "65"),
     "symwire_codec_demo": (["--frames"], "--frames", "-3"),
     "stdio_orchestrator": ([], None, None),
+    "ws_agent": (["--serve"], None, None),
+    "symwire-nats-bench": (["--url", "--tasks", "--window", "--rounds",
+                           "--payloads", "--agents"], "--tasks", "0"),
 }
 
 FAILURES = []

@@ -299,7 +299,10 @@ class Server : public std::enable_shared_from_this<Server> {
   auto async_shutdown(CompletionToken&& token);
 
   // Stop: closes listeners and aborts every session and connection now
-  // (with threads: each shard on its own thread, posted).
+  // (with threads: each shard on its own thread, posted). Call it on the
+  // server's executor (get_executor(): the accept loop's, which owns the
+  // listeners), like ListenTcp, or while that executor is not running;
+  // from another thread, asio::post(server->get_executor(), ...) it.
   SYMWIRE_DECL void Stop();
 
   // counters: a snapshot (summed over the shards). Any thread.
