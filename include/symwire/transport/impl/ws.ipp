@@ -253,8 +253,8 @@ SYMWIRE_DECL void ConnectWs(const asio::any_io_executor& executor,
                             : absl::StrCat(u.host, ":", u.port);
         }
         std::string description = absl::StrCat("ws ", host_header, u.target);
-        detail::StartWsClientUpgrade(std::move(state), std::move(host_header),
-                                     u.target, options.headers, options.ws,
+        detail::StartWsClientUpgrade(std::move(state), host_header, u.target,
+                                     options.headers, options.ws,
                                      options.transport, std::move(description),
                                      deadline, std::move(handler));
       });
