@@ -10,9 +10,16 @@
 //   "slow N"    the same, one part every 20 ms (so it can be cancelled
 //               midway; it logs "agent: task T cancelled" when it is);
 //   anything else fails with INVALID_ARGUMENT.
+// Methods (SPEC.md §13.5, Server::Handle): "text.upper" answers its payload
+// in upper case; any other method fails UNIMPLEMENTED; "symwire.health" is
+// answered by the server (SERVING).
 // It exits when the orchestrator closes the session or the pipe ends.
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY in the environment selects the
+// authentication method (as in stdio_orchestrator); unset: none.
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
@@ -29,6 +36,21 @@
 namespace {
 
 namespace asio = boost::asio;
+
+// The authentication method of both ends (SPEC.md §12.3), from the
+// environment, so that an orchestrator and the agent it spawns agree:
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset or empty: none.
+std::shared_ptr<const symwire::Authenticator> AuthFromEnvironment() {
+  const char* value = std::getenv("SYMWIRE_STDIO_AUTH");
+  absl::string_view spec = value != nullptr ? value : "";
+  if (absl::ConsumePrefix(&spec, "token:") && !spec.empty()) {
+    return symwire::TokenAuthenticator(std::string(spec));
+  }
+  if (absl::ConsumePrefix(&spec, "hmac:") && !spec.empty()) {
+    return symwire::HmacAuthenticator(std::string(spec));
+  }
+  return nullptr;  // SessionConfig: null is NoAuthenticator()
+}
 
 // Streams parts next..n of `task`, one every `gap` (zero: all at once).
 void StreamParts(const symwire::IncomingTask& task, int n, int next,
@@ -86,6 +108,7 @@ int main() try {
   symwire::ServerOptions options;
   options.session.agent_id = "stdio-agent";
   options.session.role = symwire::AgentRole::kAgent;
+  options.session.authenticator = AuthFromEnvironment();
   auto server = symwire::Server::Create(
       io.get_executor(), options,
       [&io](const std::shared_ptr<symwire::Channel>& session) {
@@ -108,6 +131,19 @@ int main() try {
       });
   if (!server.ok()) {
     std::fprintf(stderr, "agent: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  if (absl::Status s =
+          (*server)->Handle("text.upper",
+                            [](symwire::IncomingTask t) {
+                              std::string text = t.payload_string();
+                              for (char& c : text) {
+                                c = static_cast<char>(std::toupper(c));
+                              }
+                              static_cast<void>(t.Respond(text, true));
+                            });
+      !s.ok()) {
+    std::fprintf(stderr, "agent: %s\n", s.ToString().c_str());
     return 1;
   }
   (*server)->Accept(*stdio);

@@ -1,24 +1,51 @@
 // File: examples/stdio_orchestrator.cpp
 // An orchestrator that spawns an agent process (examples/stdio_agent.cpp)
 // and drives it over the child's stdin/stdout: a streamed task, a task it
-// cancels midway, a task the agent rejects, then a graceful close and the
-// child's exit status.
+// cancels midway, a task whose 100 ms deadline expires, a task the agent
+// rejects, a method call ("text.upper"),
+// an unknown method (UNIMPLEMENTED), the health method, then a graceful
+// close and the child's exit status.
 //
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY in the environment selects the
+// authentication method of both ends (the child inherits it); unset: none.
 // Usage: stdio_orchestrator [path-to-stdio_agent]
 // Exit status 0 when every step behaved as expected.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "boost/asio/io_context.hpp"
 #include "cli/args.hpp"
+#include "symwire/error.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/transport/process.hpp"
 
 namespace asio = boost::asio;
+
+namespace {
+
+// The authentication method of both ends (SPEC.md §12.3), from the
+// environment, so that an orchestrator and the agent it spawns agree:
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset or empty: none.
+std::shared_ptr<const symwire::Authenticator> AuthFromEnvironment() {
+  const char* value = std::getenv("SYMWIRE_STDIO_AUTH");
+  absl::string_view spec = value != nullptr ? value : "";
+  if (absl::ConsumePrefix(&spec, "token:") && !spec.empty()) {
+    return symwire::TokenAuthenticator(std::string(spec));
+  }
+  if (absl::ConsumePrefix(&spec, "hmac:") && !spec.empty()) {
+    return symwire::HmacAuthenticator(std::string(spec));
+  }
+  return nullptr;  // SessionConfig: null is NoAuthenticator()
+}
+
+}  // namespace
 
 int main(int argc, char** argv) try {
   std::string agent_path = "./stdio_agent";
@@ -39,6 +66,7 @@ int main(int argc, char** argv) try {
   symwire::ChannelOptions options;
   options.session.agent_id = "stdio-orchestrator";
   options.session.role = symwire::AgentRole::kOrchestrator;
+  options.session.authenticator = AuthFromEnvironment();
   auto peer = symwire::Client::Start(child->transport(), options);
   if (!peer.ok()) {
     std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());
@@ -74,20 +102,54 @@ int main(int argc, char** argv) try {
                         if (call.ok()) *slow = *call;
                         expect(call.ok(), "slow 100 submitted");
                       });
-  // 3. Rejected by the agent.
+  // 3. A deadline that expires (SPEC.md §13.4): the agent streams for 2 s.
+  symwire::CallOptions short_deadline;
+  short_deadline.deadline = absl::Milliseconds(100);
+  agent->async_call(
+      "slow 100", short_deadline, [&](const absl::StatusOr<std::string>& r) {
+        expect(r.status().code() == absl::StatusCode::kDeadlineExceeded,
+               absl::StrCat("slow 100 with a 100 ms deadline -> ",
+                            r.status().ToString()));
+      });
+  // 3b. Rejected by the agent.
   agent->async_call("dance", {}, [&](const absl::StatusOr<std::string>& r) {
     expect(r.status().code() == absl::StatusCode::kInvalidArgument,
            absl::StrCat("dance -> ", r.status().ToString()));
-    // 4. Everything answered: close, then collect the child's exit.
-    agent->async_close([&](const absl::Status& st) {
-      expect(st.ok(), absl::StrCat("close -> ", st.ToString()));
-      child->AsyncWait([&](absl::StatusOr<symwire::ExitStatus> exit) {
-        expect(
-            exit.ok() && exit->success(),
-            absl::StrCat("agent exit code ", exit.ok() ? exit->exit_code : -1));
-      });
-    });
   });
+  // 4. Methods (SPEC.md §13.5, §13.6): one the agent has, one it does not
+  // (UNIMPLEMENTED, nothing run), and the built-in health method.
+  symwire::CallOptions upper;
+  upper.method = "text.upper";
+  agent->async_call("hello", upper, [&](const absl::StatusOr<std::string>& r) {
+    expect(r.ok() && *r == "HELLO",
+           absl::StrCat("text.upper(hello) -> ",
+                        r.ok() ? *r : r.status().ToString()));
+  });
+  symwire::CallOptions translate;
+  translate.method = "text.translate";
+  agent->async_call(
+      "hello", translate, [&](const absl::StatusOr<std::string>& r) {
+        expect(r.status().code() == absl::StatusCode::kUnimplemented &&
+                   symwire::GetErrorCode(r.status()) ==
+                       symwire::ErrorCode::kUnimplemented,
+               absl::StrCat("text.translate -> ", r.status().ToString()));
+      });
+  agent->async_check_health(
+      {}, [&](const absl::StatusOr<symwire::HealthStatus>& h) {
+        expect(h.ok() && *h == symwire::HealthStatus::kServing,
+               absl::StrCat("health -> ", h.ok() ? symwire::HealthStatusName(*h)
+                                                 : h.status().ToString()));
+        // 5. Everything answered (the agent answers in order): close, then
+        // collect the child's exit.
+        agent->async_close([&](const absl::Status& st) {
+          expect(st.ok(), absl::StrCat("close -> ", st.ToString()));
+          child->AsyncWait([&](absl::StatusOr<symwire::ExitStatus> exit) {
+            expect(exit.ok() && exit->success(),
+                   absl::StrCat("agent exit code ",
+                                exit.ok() ? exit->exit_code : -1));
+          });
+        });
+      });
   io.run_for(std::chrono::seconds(20));
   std::printf("%s\n", failures == 0 ? "all ok" : "FAILED");
   return failures == 0 ? 0 : 1;

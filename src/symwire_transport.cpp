@@ -11,6 +11,7 @@
 #include "symwire/runtime/impl/driver.ipp"
 #include "symwire/runtime/impl/incoming_task.ipp"
 #include "symwire/runtime/impl/options.ipp"
+#include "symwire/runtime/impl/pool.ipp"
 #include "symwire/runtime/impl/server.ipp"
 #include "symwire/runtime/impl/task_call.ipp"
 #include "symwire/transport/impl/memory.ipp"

@@ -10,7 +10,9 @@ packages=(
   libboost1.81-dev libabsl-dev libxxhash-dev catch2 libbenchmark-dev
   libssl-dev openssl
   python3 python3-xxhash  # python/symwire (tools/vectors_ref.py, the vector check)
-  python3-setuptools python3-wheel python3-venv  # pip install --no-build-isolation ./python
+  python3-pytest  # python/tests: the runner of the Python unit tests (ctest python_*)
+  python3-mypy  # python/symwire: the type check of the package (ctest python_types)
+  python3-setuptools python3-wheel python3-venv python3-pip  # pip install --no-build-isolation ./python
   python3-websockets  # tests/transport/ws_interop.py: an independent WebSocket client
   tshark  # tests/wireshark: the Lua dissector's test (tools/wireshark)
   libnats-dev nats-server  # symwire::nats (SPEC.md §21) and its tests

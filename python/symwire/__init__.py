@@ -3,6 +3,8 @@
 golden-vector checker (`python3 -m symwire.vectors selftest|check`)."""
 
 from .aio import Agent, Client, Task, connect
-from .session import Config, Event, Session, SymwireError
+from .session import (DRAINING, HEALTH_METHOD, NOT_SERVING, SERVING, Config, Event, Session,
+                      SymwireError)
 
-__all__ = ["Agent", "Client", "Task", "connect", "Config", "Event", "Session", "SymwireError"]
+__all__ = ["Agent", "Client", "Task", "connect", "Config", "Event", "Session", "SymwireError",
+           "HEALTH_METHOD", "SERVING", "NOT_SERVING", "DRAINING"]

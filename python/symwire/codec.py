@@ -7,11 +7,14 @@ section it implements. Dependencies: the standard library and Debian's
 python3-xxhash (XXH3-64).
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import os
 import re
 import sys
+from typing import Any, Iterable, TypedDict, Union
 
 try:
     import xxhash  # Debian: python3-xxhash
@@ -23,10 +26,15 @@ except ImportError:  # pragma: no cover
 # ---------------------------------------------------------------------------
 # §2 Varints (QUIC, RFC 9000 §16), canonical form required.
 
-VARINT_MAX = (1 << 62) - 1
-_PREFIX_FOR_SIZE = {1: 0b00, 2: 0b01, 4: 0b10, 8: 0b11}
+# What the decoders read from: any buffer whose items are ints.
+Buffer = Union[bytes, bytearray, memoryview]
+# One commented piece of a hex block: (bytes, comment or None).
+Segment = tuple[bytes, Union[str, None]]
+
+VARINT_MAX: int = (1 << 62) - 1
+_PREFIX_FOR_SIZE: dict[int, int] = {1: 0b00, 2: 0b01, 4: 0b10, 8: 0b11}
 # The smallest value that needs each length: anything below it is non-canonical.
-_MIN_FOR_SIZE = {1: 0, 2: 1 << 6, 4: 1 << 14, 8: 1 << 30}
+_MIN_FOR_SIZE: dict[int, int] = {1: 0, 2: 1 << 6, 4: 1 << 14, 8: 1 << 30}
 
 
 class Incomplete(Exception):
@@ -36,16 +44,16 @@ class Incomplete(Exception):
 class WireError(Exception):
     """A decoding error: SPEC.md §7 name and stream offset (§7.1)."""
 
-    def __init__(self, code, offset):
+    def __init__(self, code: str, offset: int) -> None:
         super().__init__("%s at %d" % (code, offset))
         self.code = code
         self.offset = offset
 
-    def log_line(self):
+    def log_line(self) -> str:
         return "error code=%s offset=%d" % (self.code, self.offset)
 
 
-def varint_size(value):
+def varint_size(value: int) -> int:
     """Shortest varint length for `value` (§2)."""
     if value < 0 or value > VARINT_MAX:
         raise ValueError("VARINT_OUT_OF_RANGE: %d" % value)
@@ -55,7 +63,7 @@ def varint_size(value):
     raise AssertionError("unreachable")
 
 
-def varint_encode(value, size=None):
+def varint_encode(value: int, size: int | None = None) -> bytes:
     """Encodes `value`; `size` forces a (possibly non-canonical) length."""
     if size is None:
         size = varint_size(value)
@@ -67,12 +75,12 @@ def varint_encode(value, size=None):
     return word.to_bytes(size, "big")
 
 
-def varint_length_from_first_byte(first):
+def varint_length_from_first_byte(first: int) -> int:
     """§2: the two most significant bits give the total length."""
     return 1 << (first >> 6)
 
 
-def varint_decode(data, pos, end):
+def varint_decode(data: Buffer, pos: int, end: int) -> tuple[int, int]:
     """Decodes the varint at data[pos:], using bytes before `end` only.
 
     Returns (value, size). Raises Incomplete if the varint's bytes are not all
@@ -90,7 +98,8 @@ def varint_decode(data, pos, end):
     return value, size
 
 
-def bounded_varint(data, pos, limit, overrun_code):
+def bounded_varint(data: Buffer, pos: int, limit: int,
+                   overrun_code: str) -> tuple[int, int]:
     """A varint inside a region that ends at `limit` (header field, TLV, value).
 
     A varint whose bytes would run past `limit` is `overrun_code` at its first
@@ -109,11 +118,11 @@ def bounded_varint(data, pos, limit, overrun_code):
 # ---------------------------------------------------------------------------
 # §6 CRC32C (Castagnoli), two independent implementations.
 
-CRC32C_POLY = 0x1EDC6F41           # normal (MSB-first) form
-CRC32C_POLY_REFLECTED = 0x82F63B78  # reflected (LSB-first) form
+CRC32C_POLY: int = 0x1EDC6F41           # normal (MSB-first) form
+CRC32C_POLY_REFLECTED: int = 0x82F63B78  # reflected (LSB-first) form
 
 
-def crc32c_bitwise(data):
+def crc32c_bitwise(data: Iterable[int]) -> int:
     """Reflected, bit at a time: init 0xFFFFFFFF, final xor 0xFFFFFFFF."""
     crc = 0xFFFFFFFF
     for byte in data:
@@ -123,7 +132,7 @@ def crc32c_bitwise(data):
     return crc ^ 0xFFFFFFFF
 
 
-def _reflect(value, bits):
+def _reflect(value: int, bits: int) -> int:
     out = 0
     for _ in range(bits):
         out = (out << 1) | (value & 1)
@@ -131,8 +140,8 @@ def _reflect(value, bits):
     return out
 
 
-def _make_msb_table():
-    table = []
+def _make_msb_table() -> list[int]:
+    table: list[int] = []
     for i in range(256):
         crc = i << 24
         for _ in range(8):
@@ -142,21 +151,22 @@ def _make_msb_table():
     return table
 
 
-_MSB_TABLE = _make_msb_table()
+_MSB_TABLE: list[int] = _make_msb_table()
+_REFLECT8: list[int] = [_reflect(i, 8) for i in range(256)]   # _reflect(byte, 8), memoized
 
 
-def crc32c_table(data):
+def crc32c_table(data: Iterable[int]) -> int:
     """Second implementation: MSB-first table from the *normal* polynomial
     0x1EDC6F41, with explicit input/output reflection. Shares no constant with
     crc32c_bitwise, so agreement also checks that 0x82F63B78 is the reflection
     of 0x1EDC6F41."""
     crc = 0xFFFFFFFF
     for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ _MSB_TABLE[((crc >> 24) ^ _reflect(byte, 8)) & 0xFF]
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _MSB_TABLE[((crc >> 24) ^ _REFLECT8[byte]) & 0xFF]
     return _reflect(crc, 32) ^ 0xFFFFFFFF
 
 
-def crc32c(data):
+def crc32c(data: Buffer) -> int:
     a = crc32c_bitwise(data)
     b = crc32c_table(data)
     if a != b:
@@ -164,61 +174,63 @@ def crc32c(data):
     return a
 
 
-def xxh3_64(data):
+def xxh3_64(data: Buffer) -> int:
     """§6: XXH3-64, seed 0 (xxHash 0.8 XXH3_64bits)."""
-    return xxhash.xxh3_64_intdigest(bytes(data), seed=0)
+    digest: int = xxhash.xxh3_64_intdigest(bytes(data), seed=0)
+    return digest
 
 
 # ---------------------------------------------------------------------------
 # §3, §4, §5 constants.
 
-PREFACE = bytes([0x89, 0x53, 0x59, 0x4D, 0x57, 0x0D, 0x0A, 0x01])
-PREFACE_MAGIC_SIZE = 7
-WIRE_VERSION = 1
+PREFACE: bytes = bytes([0x89, 0x53, 0x59, 0x4D, 0x57, 0x0D, 0x0A, 0x01])
+PREFACE_MAGIC_SIZE: int = 7
+WIRE_VERSION: int = 1
 
-TYPE_NAMES = ["AGENT_INIT", "AGENT_TASK", "AGENT_RESPONSE", "AGENT_ERROR",
+TYPE_NAMES: list[str] = ["AGENT_INIT", "AGENT_TASK", "AGENT_RESPONSE", "AGENT_ERROR",
               "AGENT_CANCEL", "AGENT_SYNC"]
-AGENT_RESPONSE = 2
+AGENT_RESPONSE: int = 2
 # §4.1 stream-id rule: "zero", "nonzero" or "any".
-STREAM_RULE = ["zero", "nonzero", "nonzero", "any", "nonzero", "zero"]
+STREAM_RULE: list[str] = ["zero", "nonzero", "nonzero", "any", "nonzero", "zero"]
 
-FLAG_CHECKSUM = 0x01
-FLAG_FINAL = 0x02
-FLAGS_RESERVED = 0xFC
+FLAG_CHECKSUM: int = 0x01
+FLAG_FINAL: int = 0x02
+FLAGS_RESERVED: int = 0xFC
 
 # §4: header_length counts the header bytes that FOLLOW its own varint
 # (type .. CRC), 9..16383, so it is a 1- or 2-byte varint; the whole header
 # is the varint's size plus header_length, 10..16385 bytes.
-MIN_HEADER_LENGTH = 9
-MAX_HEADER_LENGTH = 16383
-MIN_HEADER_SIZE = 10
-MAX_HEADER_SIZE_LIMIT = 16385   # §8 range of max header bytes: 10..16385
-CRC_SIZE = 4
-CHECKSUM_SIZE = 8
+MIN_HEADER_LENGTH: int = 9
+MAX_HEADER_LENGTH: int = 16383
+MIN_HEADER_SIZE: int = 10
+MAX_HEADER_SIZE_LIMIT: int = 16385   # §8 range of max header bytes: 10..16385
+CRC_SIZE: int = 4
+CHECKSUM_SIZE: int = 8
 
-EXT_DEADLINE = 1
-EXT_TRACEPARENT = 2
-EXT_TRACESTATE = 4
-EXT_METADATA = 6
-EXT_METHOD = 9      # §5.1: critical (odd), 1..255 bytes of 0x21..0x7E
-KNOWN_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METADATA, EXT_METHOD)
-SINGLETON_EXTS = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METHOD)
-METHOD_MAX = 255
-TRACEPARENT_SIZE = 26
-TRACESTATE_MAX = 512
+EXT_DEADLINE: int = 1
+EXT_TRACEPARENT: int = 2
+EXT_TRACESTATE: int = 4
+EXT_METADATA: int = 6
+EXT_METHOD: int = 9      # §5.1: critical (odd), 1..255 bytes of 0x21..0x7E
+KNOWN_EXTS: tuple[int, ...] = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METADATA,
+                               EXT_METHOD)
+SINGLETON_EXTS: tuple[int, ...] = (EXT_DEADLINE, EXT_TRACEPARENT, EXT_TRACESTATE, EXT_METHOD)
+METHOD_MAX: int = 255
+TRACEPARENT_SIZE: int = 26
+TRACESTATE_MAX: int = 512
 
 
 class Options:
     """§8 limits (defaults) plus whether the stream starts with a preface."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.preface = True
         self.max_header_bytes = 4096
         self.max_payload_bytes = 16777216
         self.max_extensions = 32
 
     @classmethod
-    def from_pairs(cls, pairs):
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Options:
         opts = cls()
         for key, value in pairs:
             if key == "preface":
@@ -243,7 +255,7 @@ class Options:
         return opts
 
 
-def hexs(data):
+def hexs(data: Buffer) -> str:
     """Lower-case contiguous hex, '-' when empty (log value convention)."""
     return data.hex() if len(data) else "-"
 
@@ -251,12 +263,14 @@ def hexs(data):
 # ---------------------------------------------------------------------------
 # Decoder: applies the order of checks of SPEC.md §7.1.
 
-def decode_frame(data, base, opts, info=None):
+def decode_frame(data: Buffer, base: int, opts: Options, info: dict[str, Any] | None = None,
+                 log: bool = True) -> tuple[str, int]:
     """Decodes the frame starting at stream offset `base`.
 
     Returns (log_line, frame_size). Raises Incomplete or WireError. If `info`
     is a dict, it receives the decoded fields (type, flags, stream, seq,
-    payload, deadline, exts) for the session model of the transcripts.
+    payload, deadline, method, exts) for the session model of the
+    transcripts; with log=False the log line is not built (returned empty).
     """
     end = len(data)
 
@@ -314,13 +328,13 @@ def decode_frame(data, base, opts, info=None):
         raise WireError("PAYLOAD_TOO_LARGE", plen_at)
 
     # Step 4: extensions in wire order (§5).
-    exts = []          # (type, value) in wire order, every TLV
-    seen = set()
-    deadline = None
-    traceparent = None
-    tracestate = None
-    method = None
-    metadata = []
+    exts: list[tuple[int, bytes]] = []   # (type, value) in wire order, every TLV
+    seen: set[int] = set()
+    deadline: int | None = None
+    traceparent: bytes | None = None
+    tracestate: bytes | None = None
+    method: bytes | None = None
+    metadata: list[tuple[bytes, bytes]] = []
     while p < crc_at:
         type_pos = p
         etype, n = bounded_varint(data, p, crc_at, "MALFORMED_EXTENSION")
@@ -387,7 +401,9 @@ def decode_frame(data, base, opts, info=None):
 
     if info is not None:
         info.update(type=mtype, flags=flags, stream=stream, seq=seq, payload=payload,
-                    deadline=deadline, exts=exts)
+                    deadline=deadline, method=method, exts=exts)
+    if not log:
+        return "", size             # the caller reads `info` only
     tokens = ["frame", "offset=%d" % base, "size=%d" % size,
               "type=%s" % TYPE_NAMES[mtype], "flags=0x%02X" % flags,
               "stream=%d" % stream, "seq=%d" % seq, "payload=%s" % hexs(payload)]
@@ -406,10 +422,10 @@ def decode_frame(data, base, opts, info=None):
     return " ".join(tokens), size
 
 
-def decode_stream(data, opts):
+def decode_stream(data: Buffer, opts: Options) -> list[str]:
     """The log of a byte stream as a receiver sees it (see tests/vectors/)."""
     data = bytes(data)
-    log = []
+    log: list[str] = []
     pos = 0
     if opts.preface:
         # §3: compare each magic byte as it arrives; fail at the first
@@ -437,7 +453,7 @@ def decode_stream(data, opts):
     return log
 
 
-def decode_single_varint(data):
+def decode_single_varint(data: Buffer) -> list[str]:
     """varint.md semantics: the input is exactly one varint."""
     try:
         value, size = varint_decode(data, 0, len(data))
@@ -454,7 +470,7 @@ def decode_single_varint(data):
 # Encoder (for writing vectors). Returns (bytes, comment) segments so that a
 # hex block can carry one comment per field.
 
-def _ext_comment(etype):
+def _ext_comment(etype: int) -> str:
     names = {1: "DEADLINE", 2: "TRACEPARENT", 4: "TRACESTATE", 6: "METADATA", 9: "METHOD"}
     if etype in names:
         return names[etype]
@@ -463,7 +479,7 @@ def _ext_comment(etype):
     return "unknown %s type %d" % ("critical" if etype % 2 else "even", etype)
 
 
-def _value_comment(etype, value):
+def _value_comment(etype: int, value: bytes) -> str:
     """A readable description of a TLV value for hex-block comments."""
     try:
         if etype == EXT_DEADLINE:
@@ -479,7 +495,7 @@ def _value_comment(etype, value):
             klen, n = varint_decode(value, 0, len(value))
             key, val = value[n:n + klen], value[n + klen:]
             if n + klen <= len(value):
-                def show(b):
+                def show(b: bytes) -> str:
                     printable = b and all(0x20 <= c <= 0x7E for c in b) and len(b) <= 16
                     return '"%s"' % b.decode("ascii") if printable else "%d bytes" % len(b)
                 return "value: key_length %d, key %s, value %s" % (klen, show(key), show(val))
@@ -492,8 +508,9 @@ class Ext:
     """One TLV. `type_size`/`len_size` force longer varints; `length`
     overrides the length field; `raw` replaces the whole TLV."""
 
-    def __init__(self, etype, value=b"", type_size=None, len_size=None, length=None,
-                 comment=None, value_comment=None):
+    def __init__(self, etype: int, value: Buffer = b"", type_size: int | None = None,
+                 len_size: int | None = None, length: int | None = None,
+                 comment: str | None = None, value_comment: str | None = None) -> None:
         self.etype = etype
         self.value = bytes(value)
         self.type_size = type_size
@@ -502,30 +519,47 @@ class Ext:
         self.comment = comment
         self.value_comment = value_comment
 
-    def segments(self):
+    def segments(self) -> list[Segment]:
         name = self.comment or _ext_comment(self.etype)
         length = len(self.value) if self.length is None else self.length
-        segs = [(varint_encode(self.etype, self.type_size), "ext type %d (%s)" % (self.etype, name)),
+        segs: list[Segment] = [(varint_encode(self.etype, self.type_size), "ext type %d (%s)" % (self.etype, name)),
                 (varint_encode(length, self.len_size), "ext length %d" % length)]
         if self.value:
             segs.append((self.value, self.value_comment or _value_comment(self.etype, self.value)))
         return segs
 
 
-def deadline_ext(us, size=None):
+def deadline_ext(us: int, size: int | None = None) -> Ext:
     return Ext(EXT_DEADLINE, varint_encode(us, size))
 
 
-def metadata_ext(key, value, key_len=None, key_len_size=None):
+def is_method_name(name: Buffer) -> bool:
+    """§5.1: 1..255 bytes, each 0x21..0x7E."""
+    return 1 <= len(name) <= METHOD_MAX and all(0x21 <= b <= 0x7E for b in name)
+
+
+def method_ext(name: str | Buffer) -> Ext:
+    """The METHOD extension (§5.1) for `name` (str or bytes), which must be a
+    valid method name (see is_method_name)."""
+    value = name.encode("ascii") if isinstance(name, str) else bytes(name)
+    return Ext(EXT_METHOD, value)
+
+
+def metadata_ext(key: Buffer, value: Buffer, key_len: int | None = None,
+                 key_len_size: int | None = None) -> Ext:
     key = bytes(key)
     klen = len(key) if key_len is None else key_len
     return Ext(EXT_METADATA, varint_encode(klen, key_len_size) + key + bytes(value))
 
 
-def build_frame(mtype, flags=0, stream=0, seq=0, payload=b"", exts=(), *,
-                hl=None, hl_size=None, stream_size=None, seq_size=None, plen=None,
-                plen_size=None, crc=None, checksum=None, fields=None,
-                truncate_after_header=False):
+def build_frame(mtype: int, flags: int = 0, stream: int = 0, seq: int = 0,
+                payload: Buffer = b"", exts: Iterable[Ext] = (), *,
+                hl: int | None = None, hl_size: int | None = None,
+                stream_size: int | None = None, seq_size: int | None = None,
+                plen: int | None = None, plen_size: int | None = None,
+                crc: int | None = None, checksum: int | None = None,
+                fields: list[Segment] | None = None,
+                truncate_after_header: bool = False) -> list[Segment]:
     """Builds one frame as (bytes, comment) segments.
 
     `fields` (a list of (bytes, comment)) replaces type..payload_length for
@@ -574,9 +608,9 @@ def build_frame(mtype, flags=0, stream=0, seq=0, payload=b"", exts=(), *,
     return head
 
 
-def format_hex_block(segments, width=16):
+def format_hex_block(segments: Iterable[tuple[Buffer, str | None]], width: int = 16) -> str:
     """Renders segments as hex lines with aligned '#' comments."""
-    lines = []
+    lines: list[tuple[str, str | None]] = []
     for data, comment in segments:
         data = bytes(data)
         chunks = [data[i:i + width] for i in range(0, len(data), width)] or [b""]
@@ -587,7 +621,7 @@ def format_hex_block(segments, width=16):
             else:
                 lines.append((text, None))
     col = min(max((len(t) for t, c in lines if c), default=0), 3 * width - 1) + 2
-    out = []
+    out: list[str] = []
     for text, comment in lines:
         if comment:
             out.append(text.ljust(col) + "# " + comment)
@@ -606,25 +640,25 @@ class PayloadError(Exception):
     """A §11 parse error: §18 code name, payload offset, parameter id (None
     when the param_id itself could not be read)."""
 
-    def __init__(self, code, offset, param):
+    def __init__(self, code: str, offset: int, param: int | None) -> None:
         super().__init__("%s at %d (param %s)" % (code, offset, param))
         self.code = code
         self.offset = offset
         self.param = param
 
-    def log_line(self):
+    def log_line(self) -> str:
         return "error code=%s offset=%d param=%s" % (
             self.code, self.offset, "-" if self.param is None else self.param)
 
 
-MALFORMED_PAYLOAD = "MALFORMED_PAYLOAD"            # §18 code 100: rules 1, 3, 4
-UNKNOWN_CRITICAL_PARAM = "UNKNOWN_CRITICAL_PARAM"  # 101: rule 2
-MISSING_PARAM = "MISSING_PARAM"                    # 102: rule 5
+MALFORMED_PAYLOAD: str = "MALFORMED_PAYLOAD"            # §18 code 100: rules 1, 3, 4
+UNKNOWN_CRITICAL_PARAM: str = "UNKNOWN_CRITICAL_PARAM"  # 101: rule 2
+MISSING_PARAM: str = "MISSING_PARAM"                    # 102: rule 5
 
-PAYLOAD_MESSAGES = ("AGENT_INIT", "AGENT_SYNC", "AGENT_ERROR", "AGENT_CANCEL")
-INIT_PHASES = ("HELLO", "CHALLENGE", "PROOF", "WELCOME")
+PAYLOAD_MESSAGES: tuple[str, ...] = ("AGENT_INIT", "AGENT_SYNC", "AGENT_ERROR", "AGENT_CANCEL")
+INIT_PHASES: tuple[str, ...] = ("HELLO", "CHALLENGE", "PROOF", "WELCOME")
 HELLO, CHALLENGE, PROOF, WELCOME = range(4)
-ALL_PHASES = frozenset(range(4))
+ALL_PHASES: frozenset[int] = frozenset(range(4))
 
 
 class ParamSpec:
@@ -633,8 +667,10 @@ class ParamSpec:
     lo..hi is the value range, or `choices` the allowed values. `phases`: the
     INIT phases it is defined in; `required`: those where it is required."""
 
-    def __init__(self, pid, name, kind, lo=0, hi=VARINT_MAX, choices=None,
-                 phases=ALL_PHASES, required=frozenset()):
+    def __init__(self, pid: int, name: str, kind: str, lo: int = 0, hi: int = VARINT_MAX,
+                 choices: tuple[int, ...] | None = None,
+                 phases: Iterable[int] = ALL_PHASES,
+                 required: Iterable[int] = frozenset()) -> None:
         self.pid = pid
         self.name = name
         self.kind = kind
@@ -645,10 +681,15 @@ class ParamSpec:
         self.required = frozenset(required)
 
 
-def _init_params():
+class _Range(TypedDict, total=False):
+    lo: int
+    hi: int
+
+
+def _init_params() -> dict[int, ParamSpec]:
     H, C, P, W = HELLO, CHALLENGE, PROOF, WELCOME
     HW = (H, W)
-    rows = [
+    rows: list[tuple[int, str, str, _Range, Iterable[int], Iterable[int]]] = [
         # id name               type     range            in (defined)   required in
         (1, "phase", "varint", dict(lo=0, hi=3), ALL_PHASES, ALL_PHASES),
         (2, "min_version", "varint", dict(lo=1), (H,), (H,)),
@@ -685,7 +726,7 @@ def _init_params():
             for pid, name, kind, rng, phases, req in rows}
 
 
-PAYLOAD_PARAMS = {
+PAYLOAD_PARAMS: dict[str, dict[int, ParamSpec]] = {
     "AGENT_INIT": _init_params(),
     # §11.2. Non-INIT messages have no phases: ALL_PHASES stands for "defined".
     "AGENT_SYNC": {
@@ -705,25 +746,26 @@ PAYLOAD_PARAMS = {
         1: ParamSpec(1, "reason", "varint", choices=(1, 4)),
     },
 }
-RESUME_PARAMS = (18, 20)  # §11.1: a HELLO resumes iff it has session_id
+RESUME_PARAMS: tuple[int, ...] = (18, 20)  # §11.1: a HELLO resumes iff it has session_id
 # Byte strings whose empty value means the same as absence: auth_data (§12.3
 # "no auth_data") and the ERROR message.
-EMPTY_IS_ABSENT = (("AGENT_INIT", 16), ("AGENT_ERROR", 2))
+EMPTY_IS_ABSENT: tuple[tuple[str, int], ...] = (("AGENT_INIT", 16), ("AGENT_ERROR", 2))
 
 
-def param_name(message, pid):
+def param_name(message: str, pid: int) -> str:
     spec = PAYLOAD_PARAMS[message].get(pid)
     return spec.name if spec else "unknown"
 
 
-def param_id(message, name):
+def param_id(message: str, name: str) -> int:
     for pid, spec in PAYLOAD_PARAMS[message].items():
         if spec.name == name:
             return pid
     raise KeyError("%s has no parameter %r" % (message, name))
 
 
-def _payload_varint(data, pos, end, param):
+def _payload_varint(data: Buffer, pos: int, end: int,
+                    param: int | None) -> tuple[int, int]:
     """A param_id or param_length: all its bytes before `end`, then canonical
     (§11 rule 1, checked in that order like every varint of §7.1)."""
     if pos >= end or pos + varint_length_from_first_byte(data[pos]) > end:
@@ -734,7 +776,7 @@ def _payload_varint(data, pos, end, param):
         raise PayloadError(MALFORMED_PAYLOAD, pos, param) from None
 
 
-def _param_value(spec, data, at, length):
+def _param_value(spec: ParamSpec, data: Buffer, at: int, length: int) -> int | bytes | bool:
     """Rule 4 (and rule 1 for a varint inside a value): the value's type and
     range. Every failure is MALFORMED_PAYLOAD at the value's first byte."""
     bad = PayloadError(MALFORMED_PAYLOAD, at, spec.pid)
@@ -761,7 +803,7 @@ def _param_value(spec, data, at, length):
     return value
 
 
-def parse_payload(message, data):
+def parse_payload(message: str, data: Buffer) -> dict[int, Any]:
     """Parses one parameter list by SPEC.md §11. Returns {param_id: value}
     (int, bytes or True) of the defined parameters present. Raises
     PayloadError for the first failure in wire order."""
@@ -770,9 +812,9 @@ def parse_payload(message, data):
     data = bytes(data)
     end = len(data)
     pos = 0
-    values = {}
-    value_at = {}
-    phase = None if init else 0  # non-INIT: every row is defined in "0"
+    values: dict[int, Any] = {}
+    value_at: dict[int, int] = {}
+    phase: int | None = None if init else 0  # non-INIT: every row is defined in "0"
     while pos < end:
         id_at = pos
         pid, n = _payload_varint(data, pos, end, None)
@@ -822,7 +864,7 @@ def parse_payload(message, data):
     return values
 
 
-def _log_value(spec, value):
+def _log_value(spec: ParamSpec, value: Any) -> str:
     if spec.kind == "flag":
         return "1" if value else "0"
     if spec.kind == "bytes":
@@ -830,7 +872,7 @@ def _log_value(spec, value):
     return "%d" % value
 
 
-def payload_fields(message, values):
+def payload_fields(message: str, values: dict[int, Any]) -> list[tuple[str, str]]:
     """The message model of a parsed list: [(name, log value)] for every
     parameter the message (INIT: the phase) defines, in id order, absent ones
     at their §11 default: capabilities 0, auth_data and message empty ('-'),
@@ -839,7 +881,7 @@ def payload_fields(message, values):
     table = PAYLOAD_PARAMS[message]
     phase = values.get(1, 0) if message == "AGENT_INIT" else 0
     defaults = {("AGENT_INIT", 7): 0, ("AGENT_ERROR", 4): 0, ("AGENT_CANCEL", 1): 1}
-    out = []
+    out: list[tuple[str, str]] = []
     for pid in sorted(table):
         spec = table[pid]
         if phase not in spec.phases:
@@ -856,7 +898,7 @@ def payload_fields(message, values):
     return out
 
 
-def payload_log(message, data):
+def payload_log(message: str, data: Buffer) -> list[str]:
     """The log of a session_payloads.md vector: one `name=value` line per
     field of the message model, or one `error ...` line."""
     try:
@@ -866,7 +908,7 @@ def payload_log(message, data):
     return ["%s=%s" % (name, text) for name, text in payload_fields(message, values)]
 
 
-def encode_payload(message, values):
+def encode_payload(message: str, values: dict[int, Any]) -> bytes:
     """The canonical encoding of a message model {param_id: value}: ascending
     id order (§11: "Senders write parameters in ascending param_id order"),
     only parameters defined for the message (INIT: the phase), and without
@@ -904,8 +946,9 @@ class Param:
     bytes; `id_size`/`len_size` force longer (non-canonical) varints,
     `length` overrides param_length."""
 
-    def __init__(self, pid, value=b"", id_size=None, len_size=None, length=None,
-                 name=None, value_comment=None):
+    def __init__(self, pid: int, value: Buffer = b"", id_size: int | None = None,
+                 len_size: int | None = None, length: int | None = None,
+                 name: str | None = None, value_comment: str | None = None) -> None:
         self.pid = pid
         self.value = bytes(value)
         self.id_size = id_size
@@ -914,7 +957,7 @@ class Param:
         self.name = name
         self.value_comment = value_comment
 
-    def segments(self, message):
+    def segments(self, message: str) -> list[Segment]:
         name = self.name or param_name(message, self.pid)
         length = len(self.value) if self.length is None else self.length
         id_bytes = varint_encode(self.pid, self.id_size)
@@ -930,7 +973,8 @@ class Param:
         return [(id_bytes + len_bytes + self.value, comment)]
 
 
-def vparam(message, name_or_id, value, size=None, **kw):
+def vparam(message: str, name_or_id: int | str, value: int, size: int | None = None,
+           **kw: Any) -> Param:
     """A varint-valued parameter; `size` forces a longer varint."""
     pid = name_or_id if isinstance(name_or_id, int) else param_id(message, name_or_id)
     kw.setdefault("value_comment", "%d" % value if size is None else
@@ -938,7 +982,7 @@ def vparam(message, name_or_id, value, size=None, **kw):
     return Param(pid, varint_encode(value, size), **kw)
 
 
-def bparam(message, name_or_id, value, **kw):
+def bparam(message: str, name_or_id: int | str, value: Buffer, **kw: Any) -> Param:
     pid = name_or_id if isinstance(name_or_id, int) else param_id(message, name_or_id)
     value = bytes(value)
     if "value_comment" not in kw:
@@ -948,17 +992,18 @@ def bparam(message, name_or_id, value, **kw):
     return Param(pid, value, **kw)
 
 
-def payload_segments(message, params):
-    segs = []
+def payload_segments(message: str, params: Iterable[Param | Segment]) -> list[Segment]:
+    segs: list[Segment] = []
     for p in params:
         segs.extend(p.segments(message) if isinstance(p, Param) else [p])
     return segs
 
 
-def canonical_params(message, values):
+def canonical_params(message: str, values: dict[int, Any]) -> list[Param]:
     """Param objects in the order and form encode_payload writes them."""
     data = encode_payload(message, values)
-    params = []
+    params: list[Param] = []
+    comment: str | None
     pos = 0
     while pos < len(data):
         pid, n = varint_decode(data, pos, len(data))
@@ -990,7 +1035,7 @@ def canonical_params(message, values):
 # the transcripts exercise is modelled; anything else raises
 # NotImplementedError rather than guessing.
 
-MASK64 = (1 << 64) - 1
+MASK64: int = (1 << 64) - 1
 
 
 class SplitMix64:
@@ -1000,17 +1045,17 @@ class SplitMix64:
     word of a call is truncated to the bytes still needed (its remaining
     bytes are discarded, never carried over to the next call)."""
 
-    def __init__(self, seed):
+    def __init__(self, seed: int) -> None:
         self.state = seed & MASK64
 
-    def next64(self):
+    def next64(self) -> int:
         self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
         z = self.state
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
         return z ^ (z >> 31)
 
-    def fill(self, n):
+    def fill(self, n: int) -> bytes:
         out = bytearray()
         while len(out) < n:
             out += self.next64().to_bytes(8, "little")[:n - len(out)]
@@ -1018,17 +1063,17 @@ class SplitMix64:
 
 
 # absl::StatusCode (gRPC canonical codes), as ERROR param 1 carries them.
-CANONICAL_CODES = {
+CANONICAL_CODES: dict[str, int] = {
     "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
     "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7,
     "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "ABORTED": 10,
     "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
     "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
 }
-CANONICAL_NAMES = {v: k for k, v in CANONICAL_CODES.items()}
+CANONICAL_NAMES: dict[int, str] = {v: k for k, v in CANONICAL_CODES.items()}
 
 # §18: session error codes and their canonical codes (PEER_ERROR: the peer's).
-SESSION_ERRORS = {
+SESSION_ERRORS: dict[str, tuple[int, str | None]] = {
     "MALFORMED_PAYLOAD": (100, "INVALID_ARGUMENT"),
     "UNKNOWN_CRITICAL_PARAM": (101, "UNIMPLEMENTED"),
     "MISSING_PARAM": (102, "INVALID_ARGUMENT"),
@@ -1047,11 +1092,20 @@ SESSION_ERRORS = {
     "RESUME_GAP": (119, "DATA_LOSS"),
     "RESUME_REJECTED": (120, "PERMISSION_DENIED"),
     "PEER_ERROR": (126, None),
+    "NO_CREDIT": (114, "RESOURCE_EXHAUSTED"),
+    "REPLAY_BUFFER_FULL": (115, "RESOURCE_EXHAUSTED"),
+    "PEER_UNRESPONSIVE": (116, "DEADLINE_EXCEEDED"),
+    "PING_FLOOD": (117, "RESOURCE_EXHAUSTED"),
+    "CONNECTION_LOST": (121, "UNAVAILABLE"),
+    "PEER_DRAINING": (122, "UNAVAILABLE"),
+    "SESSION_CLOSED": (123, "FAILED_PRECONDITION"),
+    "FRAME_TOO_LARGE": (124, "INVALID_ARGUMENT"),
+    "WRONG_STATE": (125, "FAILED_PRECONDITION"),
     "UNIMPLEMENTED": (127, "UNIMPLEMENTED"),  # §13.5: no handler for the method
 }
-SESSION_ERROR_NAMES = {code: name for name, (code, _) in SESSION_ERRORS.items()}
+SESSION_ERROR_NAMES: dict[int, str] = {code: name for name, (code, _) in SESSION_ERRORS.items()}
 # §7: the framing errors a receiver reports, with their canonical codes.
-FRAMING_ERRORS = {
+FRAMING_ERRORS: dict[str, tuple[int, str]] = {
     "BAD_PREFACE": (1, "INVALID_ARGUMENT"),
     "UNSUPPORTED_VERSION": (2, "UNIMPLEMENTED"),
     "NON_CANONICAL_VARINT": (3, "INVALID_ARGUMENT"),
@@ -1070,42 +1124,43 @@ FRAMING_ERRORS = {
     "TOO_MANY_EXTENSIONS": (17, "RESOURCE_EXHAUSTED"),
 }
 
-ROLE_NAMES = ("orchestrator", "agent", "peer")      # §11.3
-AUTH_NAMES = ("none", "token", "hmac")              # §12.3 methods 0, 1, 2
-MAX_CONTROL_PAYLOAD = 8192                          # §15.2
-HMAC_CLIENT_LABEL = b"symwire-hmac-v1 client"       # §12.3
-HMAC_SERVER_LABEL = b"symwire-hmac-v1 server"
+ROLE_NAMES: tuple[str, ...] = ("orchestrator", "agent", "peer")  # §11.3
+AUTH_NAMES: tuple[str, ...] = ("none", "token", "hmac")          # §12.3 methods 0, 1, 2
+MAX_CONTROL_PAYLOAD: int = 8192                                  # §15.2
+HMAC_CLIENT_LABEL: bytes = b"symwire-hmac-v1 client"             # §12.3
+HMAC_SERVER_LABEL: bytes = b"symwire-hmac-v1 server"
 AGENT_INIT, AGENT_TASK, AGENT_ERROR, AGENT_CANCEL, AGENT_SYNC = 0, 1, 3, 4, 5
 # §13.3: the message of the AGENT_ERROR that answers a cancel, by reason.
-CANCEL_ANSWER_MESSAGES = {1: b"cancelled", 4: b"deadline exceeded"}
+CANCEL_ANSWER_MESSAGES: dict[int, bytes] = {1: b"cancelled", 4: b"deadline exceeded"}
 
 # A transcript side's configuration: the SessionConfig fields of the C++
 # API that reach the wire or decide what is sent, with their option names in
 # the vector files (prefixed "initiator." / "acceptor."). Durations in µs.
-TRANSCRIPT_CONFIG_KEYS = (
+TRANSCRIPT_CONFIG_KEYS: tuple[str, ...] = (
     "seed", "role", "agent_id", "min_version", "max_version", "auth",
     "auth_secret", "capabilities", "payload_checksums", "max_tasks",
     "max_payload_bytes", "max_header_bytes", "max_extensions", "replay_bytes",
     "replay_frames", "handshake_timeout_us", "ping_interval_us",
     "min_peer_ping_interval_us", "dead_peer_timeout_us", "ack_delay_us",
     "resume_window_us", "max_ping_strikes")
-TRANSCRIPT_SIDES = ("initiator", "acceptor")
+TRANSCRIPT_SIDES: tuple[str, ...] = ("initiator", "acceptor")
 
 
-def role_allows(sender, runner):
+def role_allows(sender: int, runner: int) -> bool:
     """§11.3: `sender` may send AGENT_TASK and `runner` accepts it."""
     return sender in (0, 2) and runner in (1, 2)
 
 
-def hmac_sha256(key, data):
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-RESUME_CLIENT_LABEL = b"symwire-resume-v1 client"   # §16.2
-RESUME_SERVER_LABEL = b"symwire-resume-v1 server"
+RESUME_CLIENT_LABEL: bytes = b"symwire-resume-v1 client"   # §16.2
+RESUME_SERVER_LABEL: bytes = b"symwire-resume-v1 server"
 
 
-def resume_proof(token, label, nc, ns, session_id, last_received):
+def resume_proof(token: bytes, label: bytes, nc: bytes, ns: bytes, session_id: bytes,
+                 last_received: int) -> bytes:
     """§16.2: HMAC-SHA256(token, label || Nc || Ns || session_id || L), L as
     8 bytes big-endian."""
     return hmac_sha256(token, label + nc + ns + session_id

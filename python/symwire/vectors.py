@@ -73,14 +73,28 @@ Modes:
 HEX arguments may contain spaces and '#' comments; they are joined.
 """
 
+from __future__ import annotations
+
 import hmac
 import os
 import re
 import sys
+from typing import Any, NoReturn, Protocol
 
 from . import codec as _codec
 from .codec import *  # noqa: F401,F403  (the vectors name every layer-1 constant)
 from .codec import _reflect  # noqa: F401
+
+
+# One frame as a session writes it: (title, segments).
+Frame = tuple[str, list[Segment]]
+
+
+class RandomSource(Protocol):
+    """Where a session's nonces and session ids come from: SplitMix64 in
+    the transcripts, os.urandom in a live session."""
+
+    def fill(self, n: int) -> bytes: ...
 
 class RefSession:
     """One side of a connection, as SPEC.md §10-§14 describe it.
@@ -90,23 +104,23 @@ class RefSession:
     comment) pairs, and appends the events it reports to self.events as log
     lines. The clock never moves (no heartbeat, no timer fires)."""
 
-    def __init__(self, side, cfg):
+    def __init__(self, side: str, cfg: dict[str, Any]) -> None:
         self.side = side
         self.cfg = cfg
         self.initiator = side == "initiator"
-        self.rng = SplitMix64(cfg["seed"])
-        self.events = []
+        self.rng: RandomSource = SplitMix64(cfg["seed"])
+        self.events: list[str] = []
         self.rx = bytearray()
         self.rx_pos = 0
         self.preface_seen = False
         self.up = False
         self.closing = False
         self.state = "idle"
-        self.handshake = None
+        self.handshake: str | None = None   # "await_hello", ... while handshaking
         self.nc = self.ns = None
         self.challenged = False
-        self.hello = None
-        self.peer = None
+        self.hello: dict[int, Any] | None = None   # our AGENT_INIT HELLO's values
+        self.peer: dict[int, Any] | None = None    # the peer's HELLO / WELCOME values
         self.version = None
         self.session_id = self.resume_token = None
         self.next_seq = 1
@@ -117,10 +131,10 @@ class RefSession:
         self.ack_due = False
         self.next_task = 1 if self.initiator else 2   # §13.1
         self.last_peer_task = 0
-        self.tasks = {}
+        self.tasks: dict[int, str] = {}    # task -> "submitted", "running", ...
         # §14.2, §16.2: sequenced frames sent and not yet acknowledged, as
         # (sequence, title, segments), replayed after a resume.
-        self.replay = []
+        self.replay: list[tuple[int, str, list[Segment]]] = []
         self.resuming = False      # acceptor: the HELLO resumes (§16.2)
         self.proof_in = None       # acceptor: the PROOF's resume_proof
         self.welcome_auth = b""    # acceptor: the method's WELCOME auth_data
@@ -159,7 +173,7 @@ class RefSession:
     def _init(self, values):
         return self._control(AGENT_INIT, "AGENT_INIT", values)
 
-    def _local_limits(self):
+    def _local_limits(self) -> dict[int, Any]:
         """The HELLO/WELCOME parameters 5-14 that describe this side (§11.1)."""
         c = self.cfg
         return {5: c["agent_id"].encode("ascii"), 6: c["role"], 7: c["capabilities"],
@@ -167,15 +181,17 @@ class RefSession:
                 11: c["replay_bytes"], 12: c["replay_frames"],
                 13: c["ping_interval_us"], 14: c["min_peer_ping_interval_us"]}
 
-    def _event(self, text):
+    def _event(self, text: str) -> None:
         self.events.append("event side=%s %s" % (self.side, text))
 
-    def _fail(self, out, name, message, tell_peer=True, canonical=None):
+    def _fail(self, out: list[Frame], name: str, message: str | None,
+              tell_peer: bool = True, canonical: str | None = None) -> NoReturn:
         """Ends the session on error `name` (§18). With tell_peer, first
         sends the stream-0 AGENT_ERROR §12.2/§18 ask for: the canonical code,
         the message, the detail code."""
         code, default_canonical = (SESSION_ERRORS.get(name) or FRAMING_ERRORS[name])
         canonical = canonical or default_canonical
+        assert canonical is not None  # only PEER_ERROR has none, and it is received only
         if tell_peer and self.up and not self.closing:
             if message is None:
                 raise NotImplementedError(
@@ -194,6 +210,12 @@ class RefSession:
 
     def _error_message(self):
         return self.cfg.get("error_message")
+
+    def _framing_error(self, err: WireError, out: list[Frame]) -> None:
+        """A framing error on an established connection or at the initiator:
+        not modelled by the transcripts (symwire.session.Session ends the
+        connection, §7, §16.1)."""
+        raise NotImplementedError("framing error %s" % err)
 
     # ---- inputs -------------------------------------------------------------
 
@@ -289,12 +311,13 @@ class RefSession:
                     continue
                 info = {}
                 try:
-                    _, size = decode_frame(self.rx, self.rx_pos, opts, info)
+                    _, size = decode_frame(self.rx, self.rx_pos, opts, info, log=False)
                 except Incomplete:
                     break
                 except WireError as err:
                     if self.state == "established" or self.initiator:
-                        raise NotImplementedError("framing error %s" % err) from None
+                        self._framing_error(err, out)
+                        break
                     # §7, §16.1: a framing error ends the connection; an
                     # acceptor with no session yet has nothing to resume, so
                     # it fails, sending nothing (the stream is not trusted).
@@ -830,7 +853,7 @@ def crafted_init(values, title):
     return (title, segs)
 
 
-def _is_sequenced(segs):
+def _is_sequenced(segs: list[Segment]) -> bool:
     """§10: whether the frame in `segs` is sequenced (TASK, RESPONSE,
     CANCEL, an ERROR on a non-zero stream)."""
     data = b"".join(bytes(b) for b, _ in segs)
@@ -840,8 +863,9 @@ def _is_sequenced(segs):
     return mtype in (1, 2, 4) or (mtype == AGENT_ERROR and stream != 0)
 
 
-def _text_comment(payload):
-    if payload and all(0x20 <= b <= 0x7E for b in payload):
+def _text_comment(payload: bytes) -> str:
+    # Bytes 0x20..0x7E only (for ASCII, isprintable() is exactly that).
+    if payload and payload.isascii() and payload.decode("ascii").isprintable():
         return 'payload (%d bytes): "%s"' % (len(payload), payload.decode("ascii"))
     return "payload (%d bytes)" % len(payload)
 
@@ -850,17 +874,17 @@ def _text_comment(payload):
 # Vector files (llhttp-style Markdown). Same grammar as tests/support/vectors.hpp.
 
 class Vector:
-    def __init__(self, path, name, line):
+    def __init__(self, path: str, name: str, line: int) -> None:
         self.path = path
         self.name = name
         self.line = line
-        self.hex_text = None
-        self.input = None
-        self.options = None
-        self.log = None
+        self.hex_text: str | None = None
+        self.input: bytes | None = None
+        self.options: list[tuple[str, str]] | None = None
+        self.log: list[str] | None = None
 
 
-def parse_hex(text):
+def parse_hex(text: str) -> bytes:
     out = bytearray()
     for line in text.splitlines():
         line = line.split("#", 1)[0]
@@ -932,7 +956,7 @@ BACKOFF_FILE = "backoff.md"
 BACKOFF_INITIAL_S, BACKOFF_MULTIPLIER, BACKOFF_JITTER, BACKOFF_MAX_S = 1.0, 1.6, 0.2, 120.0
 
 
-def backoff_log(random8, attempt):
+def backoff_log(random8: Buffer, attempt: int) -> list[str]:
     """§16.1: the delay of reconnect attempt `attempt` (from 0) given the 8
     bytes drawn for its jitter: x is their unsigned little-endian value,
     k = floor(x / 2^11), u = 2 * k / 2^53 - 1 (IEEE 754 double), and the
@@ -1147,22 +1171,22 @@ def transcript_options(cfgs):
     return lines
 
 
-def _range_text(offset, length):
+def _range_text(offset: int, length: int) -> str:
     return "%d+%d" % (offset, length) if length else "-"
 
 
-def _parse_range(text):
+def _parse_range(text: str) -> tuple[int, int]:
     if text == "-":
         return 0, 0
     off, _, length = text.partition("+")
     return int(off), int(length)
 
 
-def _other(side):
+def _other(side: str) -> str:
     return "acceptor" if side == "initiator" else "initiator"
 
 
-def _frames_bytes(frames):
+def _frames_bytes(frames: list[Frame]) -> bytes:
     return b"".join(bytes(b) for _, segs in frames for b, _ in segs)
 
 
@@ -1786,7 +1810,7 @@ def selftest():
 # ---------------------------------------------------------------------------
 # Command line.
 
-def _hex_args(args):
+def _hex_args(args: list[str]) -> bytes:
     return parse_hex("\n".join(args))
 
 

@@ -1,6 +1,6 @@
 """Interop of python/symwire with the C++ runtime, both directions, through
-the C++ fault proxy (symwire-soak --role proxy) that kills connections so
-that both sides resume (SPEC.md §16).
+the C++ fault proxy (symwire-soak --role proxy) that kills connections and
+flips bits so that both sides resume (SPEC.md §7, §16).
 
   agent:        the C++ orchestrator (symwire-soak --role client) drives a
                 Python agent that answers the soak workload (3 partials and a
@@ -32,7 +32,10 @@ TIMEOUT = 20.0
 TASKS = 120
 FILLER = 32
 PARTIAL = 0xFFFFFFFF
-FAULTS = "kill=3000:9000"
+# Connections killed every 3-9 ms and 300 bit flips per million bytes: a
+# flipped frame fails its CRC, which ends the connection, not the session
+# (SPEC.md §7, §16.1), so both sides resume. INTEROP_FAULTS overrides it.
+FAULTS = os.environ.get("INTEROP_FAULTS", "kill=3000:9000,flip=300")
 
 
 def fnv1a(data: bytes) -> int:

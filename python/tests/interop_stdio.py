@@ -1,10 +1,14 @@
 """Interop: a Python orchestrator drives the C++ agent examples/stdio_agent
 over its stdin/stdout: a streamed task, a cancel through asyncio task
 cancellation (the agent logs it), deadline expiry on both sides, a task the
-agent rejects (INVALID_ARGUMENT, code 3), a graceful close (the agent exits 0).
+agent rejects (INVALID_ARGUMENT, code 3), a method call ("text.upper"), an
+unknown method (UNIMPLEMENTED: code 12, symwire code 127), the health method
+(SERVING), a graceful close (the agent exits 0).
 
-Usage: interop_stdio.py PATH_TO_stdio_agent. Prints "interop ok"; any
-failure raises (exit status 1). Every wait is bounded.
+Usage: interop_stdio.py PATH_TO_stdio_agent [none|token|hmac]: the
+authentication method of both ends (the agent gets it through
+SYMWIRE_STDIO_AUTH). Prints "interop ok"; any failure raises (exit status 1).
+Every wait is bounded.
 """
 
 import asyncio
@@ -28,10 +32,14 @@ async def wait_for_log(path: str, text: str) -> None:
     raise AssertionError("%r not in the agent's log: %r" % (text, open(path).read()))
 
 
-async def interop(agent_path: str, log: str) -> None:
-    url = "stdio:/bin/sh -c %s" % shlex.quote("exec %s 2>%s" % (shlex.quote(agent_path),
-                                                                 shlex.quote(log)))
-    async with symwire.connect(url, timeout=TIMEOUT) as client:
+async def interop(agent_path: str, log: str, auth: str) -> None:
+    secret = b"interop-secret-0123456789abcdef" if auth != "none" else b""
+    env = "SYMWIRE_STDIO_AUTH=%s:%s " % (auth, secret.decode()) if secret else ""
+    url = "stdio:/bin/sh -c %s" % shlex.quote("%sexec %s 2>%s" % (
+        env, shlex.quote(agent_path), shlex.quote(log)))
+    async with symwire.connect(url, timeout=TIMEOUT, auth=auth, secret=secret) as client:
+        assert client.session.cfg["auth"] == symwire.session.AUTH_METHODS[auth]
+        print("ok   established with auth", auth)
         parts = [p async for p in client.stream(b"stream 5", timeout=TIMEOUT)]
         assert parts == [b"1 ", b"2 ", b"3 ", b"4 ", b"5 ", b"done"], parts
         print("ok   stream 5 ->", b"".join(parts))
@@ -66,6 +74,18 @@ async def interop(agent_path: str, log: str) -> None:
         except symwire.SymwireError as err:
             assert err.code == 3, err
             print("ok   bogus ->", err.name, err.message)
+
+        assert await client.call("text.upper", b"hello", timeout=TIMEOUT) == b"HELLO"
+        print("ok   text.upper(hello) -> HELLO")
+        try:
+            await client.call("text.translate", b"hello", timeout=TIMEOUT)
+            raise AssertionError("text.translate accepted")
+        except symwire.SymwireError as err:
+            assert (err.code, err.symwire_code, err.retryable) == (12, 127, True), err
+            assert err.message == 'unknown method "text.translate"', err.message
+            print("ok   text.translate ->", err.name, err.message)
+        assert await client.check_health(timeout=TIMEOUT) == symwire.SERVING
+        print("ok   health -> SERVING")
         proc = client.writer.proc
     # Graceful close: bye both ways, then the agent exits on its own.
     status = await asyncio.wait_for(proc.wait(), TIMEOUT)
@@ -77,7 +97,8 @@ def main(argv):
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "agent.log")
         open(log, "w").close()
-        asyncio.run(asyncio.wait_for(interop(argv[1], log), 3 * TIMEOUT))
+        auth = argv[2] if len(argv) > 2 else "none"
+        asyncio.run(asyncio.wait_for(interop(argv[1], log, auth), 3 * TIMEOUT))
     print("interop ok")
     return 0
 

@@ -6,7 +6,11 @@ python_interop_cpp_orchestrator):
   "stream N"  parts "1 ", ..., "N ", then a final "done";
   "slow N"    the same, one part every 20 ms (cancellable midway; logs
               "agent: task T cancelled" to stderr);
-  anything else fails with INVALID_ARGUMENT (3).
+  anything else fails with INVALID_ARGUMENT (3);
+  method "text.upper": its payload in upper case (any other method fails
+  UNIMPLEMENTED; "symwire.health" answers SERVING).
+SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY selects the authentication method,
+as for the C++ stdio examples.
 """
 
 import asyncio
@@ -17,7 +21,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import symwire  # noqa: E402
 
-agent = symwire.Agent("py-stdio-agent", config=symwire.Config(agent_id="py-stdio-agent", role=1))
+auth, _, secret = os.environ.get("SYMWIRE_STDIO_AUTH", "").partition(":")
+agent = symwire.Agent("py-stdio-agent", config=symwire.Config(
+    agent_id="py-stdio-agent", role=1, auth=auth if secret else "none",
+    secret=secret.encode()))
 
 
 @agent.handler
@@ -34,6 +41,11 @@ async def handle(task: symwire.Task):
         print("agent: task %d cancelled" % task.id, file=sys.stderr)
         raise
     yield b"done"
+
+
+@agent.method("text.upper")
+async def upper(task: symwire.Task):
+    yield task.payload.upper()
 
 
 asyncio.run(agent.serve("stdio"))

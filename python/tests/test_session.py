@@ -9,7 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from symwire.session import Acceptor, Config, Session  # noqa: E402
+from symwire.session import Acceptor, Config, Session, SymwireError  # noqa: E402
 
 
 def configs(auth="none", secret=b""):
@@ -213,6 +213,237 @@ class TaskTest(unittest.TestCase):
         p.i.lost(p.now)
         self.assertEqual(p.i.state, "closed")
         self.assertIsNone(p.i.next_timer())
+
+
+class DrainTest(unittest.TestCase):
+    def test_tasks_after_the_executors_drain_are_refused(self):
+        # §15.3: the agent drains; a task that crosses its drain is not run
+        # but answered UNAVAILABLE, retryable, detail PEER_DRAINING; the task
+        # it was running finishes, then both sides close.
+        p = Pair()
+        p.pump()
+        first, data = p.i.submit(b"before")
+        p.to_a += data
+        p.pump()
+        late, data = p.i.submit(b"crossing")       # sent before the drain arrives
+        p.to_i += p.a.close(p.now)
+        p.to_a += data
+        p.pump()
+        runs = [e.task for e in p.events_a if e.type == "TaskReceived"]
+        self.assertEqual(runs, [first])
+        failed = [e for e in p.events_i if e.type == "TaskFailed"]
+        self.assertEqual([(e.task, e.fields["code"], e.fields["detail_name"],
+                           e.fields["retryable"]) for e in failed],
+                         [(late, 14, "PEER_DRAINING", True)])
+        self.assertIn("PeerDraining", [e.type for e in p.events_i])
+        p.to_i += p.a.respond(first, b"done", True, p.now)
+        p.pump()
+        p.advance(5_000)
+        self.assertEqual((p.i.state, p.a.state), ("closed", "closed"))
+
+class LimitsTest(unittest.TestCase):
+    """What the session enforces against a hostile peer, as the C++ session
+    does (SPEC.md §14.1, §15.1, §15.2): each limit ends the session (or the
+    connection) with its error, and a conforming peer never reaches it."""
+
+    def established(self, **agent_cfg):
+        p = Pair()
+        for k, v in agent_cfg.items():
+            setattr(p.reg.config, k, v)
+        p.a, out = p.reg.new_connection(p.now)     # again, with the changed config
+        p.to_i = bytearray(out)
+        p.pump()
+        self.assertEqual((p.i.state, p.a.state), ("established", "established"))
+        return p
+
+    def assertFailed(self, p, name):
+        self.assertEqual(p.a.state, "failed")
+        self.assertEqual(p.a.failure.name, name)
+        # The peer was told (a stream-0 AGENT_ERROR with the detail).
+        self.assertEqual(p.i.state, "failed")
+        self.assertEqual(p.i.failure.name, name)
+
+    def test_ping_flood(self):
+        p = self.established()
+        for k in range(3):          # the first ping, then two strikes: allowed
+            p.to_a += p.i._sync({2: k})
+            p.pump()
+        self.assertEqual(p.a.state, "established")
+        p.to_a += p.i._sync({2: 3})                # the third strike
+        p.pump()
+        self.assertFailed(p, "PING_FLOOD")
+        self.assertEqual(p.a.failure.code, 8)      # RESOURCE_EXHAUSTED
+
+    def test_pings_at_half_the_interval_are_no_strikes(self):
+        p = self.established()
+        for k in range(10):
+            p.to_a += p.i._sync({2: k})
+            p.pump()
+            p.now += 500_000                       # half of min_peer_ping_interval
+        self.assertEqual(p.a.state, "established")
+        self.assertEqual(p.a.ping_strikes, 0)
+
+    def test_frames_carrying_nothing_new(self):
+        p = self.established()
+        for _ in range(100):                        # max_noop_frames: allowed
+            p.to_a += p.i._sync({})
+        p.pump()
+        self.assertEqual(p.a.state, "established")
+        task, data = p.i.submit(b"x")               # an accepted frame resets the count
+        p.to_a += data
+        p.pump()
+        self.assertEqual(p.a.noop_frames, 0)
+        for _ in range(100):
+            p.to_a += data                          # duplicates count too
+        p.to_a += p.i._sync({})
+        p.pump()
+        self.assertFailed(p, "PING_FLOOD")
+        self.assertIn("101 frames in a row carry nothing new (limit 100)",
+                      p.i.failure.message or str(p.a.events))
+
+    def test_task_limit(self):
+        p = self.established(max_tasks=2)
+        p.i.peer[10] = 100                          # a peer that ignores the credit
+        for _ in range(3):
+            task, data = p.i.submit(b"x")
+            p.to_a += data
+        p.pump()
+        self.assertFailed(p, "TASK_LIMIT_EXCEEDED")
+
+    def test_task_slots_return_with_the_ack(self):
+        p = self.established(max_tasks=2)
+        for k in range(10):                         # 5 x max_tasks, two at a time
+            for _ in range(2):
+                task, data = p.i.submit(b"%d" % k)
+                p.to_a += data
+            p.pump(echo_three)
+        self.assertEqual(p.a.state, "established")
+        finals = [e for e in p.events_i if e.type == "ResponseReceived" and e.fields["final"]]
+        self.assertEqual(len(finals), 20)
+
+    def test_payload_above_the_limit(self):
+        p = self.established(max_payload_bytes=100)
+        p.i.peer[8] = 1 << 20                       # a peer that ignores the limit
+        task, data = p.i.submit(b"z" * 101)
+        p.to_a += data
+        p.pump()
+        self.assertFailed(p, "PAYLOAD_TOO_LARGE")
+
+    def test_framing_error_ends_only_the_connection(self):
+        p = self.established()
+        task, data = p.i.submit(b"hello")
+        bad = bytearray(data)
+        bad[-9] ^= 0x01                             # a payload byte: its XXH3 fails
+        p.a, out = p.reg.receive(p.a, bytes(bad), p.now)
+        self.assertEqual((p.a.state, p.a.up, out), ("disconnected", False, b""))
+        lost = [e for e in p.a.take_events() if e.type == "ConnectionLost"]
+        self.assertEqual(lost[-1].fields["error"], "PAYLOAD_CHECKSUM_MISMATCH")
+        p.i.lost(p.now)                             # the initiator sees the close
+        p.to_a.clear()
+        p.to_i.clear()
+        p.dial()                                    # and resumes: the task is replayed
+        p.pump(echo_three)
+        got = [e.fields["payload"] for e in p.events_i if e.type == "ResponseReceived"]
+        self.assertEqual(got, [b"part1 hello", b"part2", b"done"])
+
+    def test_oversized_payload_header_ends_the_session(self):
+        p = self.established(max_payload_bytes=100)
+        p.i.peer[8] = 1 << 20
+        task, data = p.i.submit(b"z" * 9000)       # above 8192 too: the decoder's check
+        p.to_a += data
+        p.pump()
+        self.assertFailed(p, "PAYLOAD_TOO_LARGE")
+
+    def test_local_refusals(self):
+        # §15.1, §15.2, §5.1: refused before anything is sent, nothing changes.
+        p = self.established(max_tasks=3, max_payload_bytes=100)
+        refusals = []
+
+        def refused(payload, **kw):
+            before = (p.i.next_task, p.i.next_seq, dict(p.i.tasks))
+            with self.assertRaises(SymwireError) as err:
+                p.i.submit(payload, **kw)
+            self.assertEqual(before, (p.i.next_task, p.i.next_seq, dict(p.i.tasks)))
+            e = err.exception
+            refusals.append((e.name, e.code, e.symwire_code))
+        p.i.submit(b"1")
+        p.i.config.replay_frames = 1                # one frame unacknowledged: full
+        refused(b"2")
+        p.i.config.replay_frames = 65536
+        refused(b"z" * 101)
+        refused(b"m", method="bad name")
+        p.i.submit(b"2")
+        p.i.submit(b"3")
+        refused(b"4")
+        self.assertEqual(refusals, [("REPLAY_BUFFER_FULL", 8, 115),
+                                    ("FRAME_TOO_LARGE", 3, 124),
+                                    ("INVALID_FRAME", 3, 19), ("NO_CREDIT", 8, 114)])
+
+    def test_handshake_bytes_bound(self):
+        ci, ca = configs()
+        i, reg = Session("initiator", ci), Acceptor(ca, max_handshake_bytes=100)
+        a, a_out = reg.new_connection()
+        hello = i.connect()
+        self.assertGreater(len(hello), 100)
+        a, out = reg.receive(a, hello[:100], 0)     # up to the bound: fed
+        self.assertEqual(a.state, "handshaking")
+        a, out = reg.receive(a, hello[100:], 0)     # past it: not fed, ended
+        self.assertEqual((a.state, a.failure.name, a.connection_ended),
+                         ("failed", "RESOURCE_EXHAUSTED", True))
+        self.assertIn("max_handshake_bytes 100", a.failure.message)
+        i.receive(a_out + out, 0)
+        self.assertEqual((i.state, i.failure.code), ("failed", 8))
+        self.assertEqual(reg.handshaking, {})
+
+    def test_handshakes_and_sessions_bound(self):
+        ci, ca = configs()
+        reg = Acceptor(ca, max_handshakes=1, max_sessions=1)
+
+        def handshake():
+            i = Session("initiator", Config(**dict(ci.__dict__, seed=None)))
+            a, a_out = reg.new_connection()
+            a, out = reg.receive(a, i.connect(), 0)
+            a, out2 = reg.receive(a, i.receive(a_out + out, 0), 0)
+            i.receive(out2, 0)
+            return i, a
+        i1, a1 = handshake()
+        self.assertEqual((i1.state, a1.state), ("established", "established"))
+        c, _ = reg.new_connection()                  # one handshaking: the bound
+        with self.assertRaises(SymwireError) as err:
+            reg.new_connection()
+        self.assertEqual(err.exception.name, "RESOURCE_EXHAUSTED")
+        reg.connection_closed(c)
+        i2, a2 = handshake()                         # one session registered: refused
+        self.assertEqual((a2.state, a2.failure.name), ("failed", "RESOURCE_EXHAUSTED"))
+        self.assertEqual((i2.state, i2.failure.code), ("failed", 8))
+        a1.receive(i1.receive(a1.close(0), 0), 0)    # the first one ends ...
+        self.assertEqual(a1.state, "closed")
+        i3, a3 = handshake()                         # ... and leaves room
+        self.assertEqual((i3.state, a3.state), ("established", "established"))
+
+    def test_frame_timeout(self):
+        p = self.established(frame_timeout_us=1_000_000)
+        task, data = p.i.submit(b"x" * 50)
+        for k in range(len(data) - 1):              # one byte every 0.1 s: never whole
+            p.a, out = p.reg.receive(p.a, data[k:k + 1], p.now)
+            p.a.on_timer(p.now)
+            if not p.a.up:
+                break
+            p.now += 100_000
+        self.assertFalse(p.a.up)
+        self.assertEqual(p.a.state, "disconnected")  # the session resumes (§16)
+        lost = [e for e in p.a.take_events() if e.type == "ConnectionLost"]
+        self.assertIn("incomplete", lost[-1].fields["message"])
+        self.assertEqual(p.now, 1_000_000)
+
+    def test_submitter_acks_terminal_frames_at_once(self):
+        # §15.1: the ack of a terminal frame precedes any task reusing the
+        # slot, so a submitter at full credit never exceeds max_tasks.
+        p = self.established(max_tasks=1)
+        task, data = p.i.submit(b"x")
+        p.to_a += data
+        p.pump(echo_three)
+        self.assertEqual(p.a.replay, [])            # acknowledged without a timer
 
 
 class CutEverywhereTest(unittest.TestCase):

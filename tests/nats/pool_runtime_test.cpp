@@ -328,9 +328,183 @@ TEST_CASE(
   NatsAgent agent = pool.Agent(Streaming(&runs));
   CHECK(RunOnce(agent) == NatsAgentOutcome::kCancelledBefore);
   CHECK(runs.load() == 0);
+  // Stored before the agent subscribed: found in the cancel stream.
+  CHECK(agent.stored_cancel_lookups() == 1);
   // The agent's AGENT_ERROR{CANCELLED} crossed the cancel: discarded.
   CHECK_FALSE(Next(orch, absl::Seconds(1)).has_value());
   CHECK(orch.discarded_frames() == 1);
+}
+
+TEST_CASE(
+    "nats runtime: a cancel received before the fetch stops the task without "
+    "a stored look-up") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  std::atomic<int> runs{0};
+  // §21.4: the agent subscribed first; a cancel of a task stored later is
+  // on its subscription before the task is fetched.
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  // A task queued before the agent started, cancelled after: looked up.
+  absl::StatusOr<uint64_t> early = orch.Submit(Bytes("early"));
+  REQUIRE(early.ok());
+  absl::StatusOr<uint64_t> kept = orch.Submit(Bytes("kept"));
+  REQUIRE(kept.ok());
+  REQUIRE(orch.Cancel(*early).ok());
+  NatsAgent second = pool.Agent(Streaming(&runs));
+  absl::StatusOr<uint64_t> late = orch.Submit(Bytes("late"));
+  REQUIRE(late.ok());
+  REQUIRE(orch.Cancel(*late).ok());
+  CHECK(RunOnce(second) == NatsAgentOutcome::kCancelledBefore);  // early
+  CHECK(second.stored_cancel_lookups() == 1);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);        // kept
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCancelledBefore);  // late
+  CHECK(runs.load() == 1);
+  // Every task was stored after `agent` subscribed: no look-up.
+  CHECK(agent.stored_cancel_lookups() == 0);
+  const auto seen = Collect(orch, 1);
+  REQUIRE(seen.count(*kept) == 1);
+  CHECK(seen.at(*kept).back().kind == Kind::kFinal);
+}
+
+TEST_CASE(
+    "nats runtime: ended task records age out, a late frame of one is acked "
+    "and discarded") {
+  Pool pool;
+  // Records are kept ack_wait x max_deliveries = 0.6 s after the end.
+  pool.options.ack_wait = absl::Milliseconds(300);
+  pool.options.max_deliveries = 2;
+  NatsOrchestrator orch = pool.Orchestrator();
+  NatsAgent agent =
+      pool.Agent([](NatsTaskContext&) -> absl::StatusOr<std::string> {
+        return std::string("ok");
+      });
+  constexpr size_t kTasks = 40;
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < kTasks; ++i) {
+    absl::StatusOr<uint64_t> id = orch.Submit(Bytes("t"));
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  for (size_t i = 0; i < kTasks; ++i) {
+    CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
+  }
+  Collect(orch, kTasks);
+  // Ended: held for the retention, then gone (Next ages them out).
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (orch.tracked_tasks() != 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    CHECK_FALSE(Next(orch, absl::Milliseconds(100)).has_value());
+  }
+  CHECK(orch.tracked_tasks() == 0);
+  const uint64_t discarded = orch.discarded_frames();
+  // A frame of an aged-out task (e.g. a redelivery whose first ack was
+  // lost) is not reported as a new task: acknowledged and discarded.
+  const NatsClient client = pool.Client();
+  PublishResponse(client, ids.front(), 2, "late",
+                  absl::StrCat("r.orch.", ids.front(), ".2.0"));
+  CHECK_FALSE(Next(orch, absl::Seconds(1)).has_value());
+  CHECK(orch.discarded_frames() == discarded + 1);
+  jsStreamInfo* raw = nullptr;
+  REQUIRE(js_GetStreamInfo(&raw, client.state()->js.get(),
+                           "SYMWIRE_RESP_work_orch", nullptr,
+                           nullptr) == NATS_OK);
+  nats_detail::StreamInfoPtr info(raw);
+  CHECK(info->State.Msgs == 0);  // acknowledged (work-queue retention)
+}
+
+TEST_CASE(
+    "nats runtime: method, trace context and metadata reach the handler") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  NatsSubmitOptions o;
+  o.method = "images.resize";
+  TraceParent trace;
+  trace.trace_id[0] = std::byte{0xab};
+  trace.trace_id[15] = std::byte{0x01};
+  trace.parent_id[7] = std::byte{0x42};
+  trace.trace_flags = 1;
+  o.trace_parent = trace;
+  o.trace_state = "vendor=abc";
+  o.metadata = {{"tenant", "a"}, {"tenant", "b"}, {"x-request", "7"}};
+  absl::StatusOr<uint64_t> with = orch.Submit(Bytes("with"), o);
+  REQUIRE(with.ok());
+  absl::StatusOr<uint64_t> without = orch.Submit(Bytes("without"));
+  REQUIRE(without.ok());
+  // A method the wire cannot carry: nothing is published.
+  NatsSubmitOptions bad;
+  bad.method = "two words";
+  absl::StatusOr<uint64_t> refused = orch.Submit(Bytes("bad"), bad);
+  CHECK(refused.status().code() == absl::StatusCode::kInvalidArgument);
+
+  struct Seen {
+    std::string method;
+    std::optional<TraceParent> trace;
+    std::string trace_state;
+    std::vector<std::pair<std::string, std::string>> metadata;
+  };
+  std::vector<Seen> seen;
+  NatsAgent agent =
+      pool.Agent([&](NatsTaskContext& task) -> absl::StatusOr<std::string> {
+        seen.push_back({std::string(task.method()), task.trace_parent(),
+                        std::string(task.trace_state()), task.metadata()});
+        return std::string("ok");
+      });
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
+  CHECK(RunOnce(agent) == NatsAgentOutcome::kCompleted);
+  CHECK(RunOnce(agent, absl::Milliseconds(200)) == NatsAgentOutcome::kIdle);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].method == "images.resize");
+  REQUIRE(seen[0].trace.has_value());
+  CHECK(*seen[0].trace == trace);
+  CHECK(seen[0].trace_state == "vendor=abc");
+  CHECK(seen[0].metadata == o.metadata);
+  CHECK(seen[1].method.empty());
+  CHECK_FALSE(seen[1].trace.has_value());
+  CHECK(seen[1].trace_state.empty());
+  CHECK(seen[1].metadata.empty());
+  Collect(orch, 2);
+}
+
+TEST_CASE(
+    "nats runtime: after a reconnect the agent looks up the cancels it may "
+    "have missed") {
+  Pool pool;  // file storage: the pool survives the broker's restart
+  std::atomic<int> runs{0};
+  NatsAgent agent = pool.Agent(Streaming(&runs));
+  // The agent's connection drops; a task and its cancel are published
+  // through another connection, possibly before the agent's subscription
+  // is back (§21.4: a reconnect may lose cancels).
+  REQUIRE(pool.server->Restart().ok());
+  NatsOrchestrator orch = pool.Orchestrator();
+  absl::StatusOr<uint64_t> id = orch.Submit(Bytes("unwanted"));
+  REQUIRE(id.ok());
+  REQUIRE(orch.Cancel(*id).ok());
+  std::optional<NatsAgentOutcome> outcome;
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!outcome && std::chrono::steady_clock::now() < give_up) {
+    // Fails while the connection is down; fetches once it is back.
+    absl::StatusOr<NatsAgentOutcome> r = agent.RunOnce(absl::Seconds(1));
+    if (r.ok() && *r != NatsAgentOutcome::kIdle) outcome = *r;
+  }
+  REQUIRE(outcome.has_value());
+  CHECK(*outcome == NatsAgentOutcome::kCancelledBefore);
+  CHECK(runs.load() == 0);
+  // Stored after the agent first subscribed, but fetched after a
+  // reconnect: looked up, not trusted to the subscription.
+  CHECK(agent.stored_cancel_lookups() == 1);
+}
+
+TEST_CASE("nats runtime: a task id cancelled here cannot be submitted") {
+  Pool pool;
+  NatsOrchestrator orch = pool.Orchestrator();
+  const uint64_t id = 4242;
+  REQUIRE(orch.Cancel(id).ok());
+  NatsSubmitOptions o;
+  o.task_id = id;
+  absl::StatusOr<uint64_t> r = orch.Submit(Bytes("after its cancel"), o);
+  CHECK(r.status().code() == absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_CASE(

@@ -22,6 +22,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +32,7 @@
 #include "absl/types/span.h"
 #include "symwire/config.hpp"
 #include "symwire/nats/client.hpp"
+#include "symwire/wire/frame.hpp"
 
 namespace symwire {
 
@@ -49,6 +52,17 @@ struct NatsSubmitOptions {
   std::optional<uint64_t> task_id;
   // Remaining budget (the DEADLINE extension, SPEC.md §21.6).
   std::optional<absl::Duration> deadline;
+  // As CallOptions (runtime/options.hpp), carried by the task's frame
+  // (SPEC.md §21.2) and handed to the agent's handler (NatsTaskContext).
+  // The task's method (the METHOD extension, SPEC.md §5.1): 1..255 bytes of
+  // 0x21..0x7e, "" = none; otherwise Submit fails with INVALID_ARGUMENT
+  // (detail INVALID_FRAME) naming the byte, nothing published.
+  std::string method;
+  // W3C trace context (TRACE_PARENT, TRACE_STATE) and METADATA entries
+  // (key, value), sent as they are.
+  std::optional<TraceParent> trace_parent;
+  std::string trace_state;
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 // NatsResponse
@@ -93,6 +107,7 @@ class NatsOrchestrator {
   // Publishes the task's AGENT_TASK frame and returns its id once the
   // broker stored it.
   // Errors: INVALID_ARGUMENT (a bad task id, a payload over 1 GiB);
+  //   FAILED_PRECONDITION (the id names a task cancelled here, §21.3);
   //   RESOURCE_EXHAUSTED (the pool is full); UNAVAILABLE, DEADLINE_EXCEEDED
   //   (the broker; retry with the same task_id).
   SYMWIRE_DECL absl::StatusOr<uint64_t> Submit(
@@ -101,7 +116,11 @@ class NatsOrchestrator {
 
   // Cancel
   // Publishes AGENT_CANCEL for `task_id` (SPEC.md §21.7). The task ends at
-  // once as the user sees it (Next reports nothing more for it).
+  // once as the user sees it (Next reports nothing more for it). A Submit
+  // of the same id still running on another thread is waited for, so the
+  // cancel follows the task (§21.3). A task whose Submit failed with
+  // UNAVAILABLE or DEADLINE_EXCEEDED may be stored later: submit it again
+  // (same id) before cancelling it.
   // Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED.
   SYMWIRE_DECL absl::Status Cancel(uint64_t task_id);
 
@@ -117,6 +136,14 @@ class NatsOrchestrator {
   // and messages rejected by §21.8.
   SYMWIRE_DECL uint64_t discarded_frames() const;
   SYMWIRE_DECL uint64_t rejected_messages() const;
+
+  // tracked_tasks
+  // Task records held: open tasks, and ended ones for the pool's ack_wait
+  // x max_deliveries after their end (§21.3), after which a frame for one
+  // is still discarded (counted in discarded_frames). Records of tasks
+  // with ids below this process's first id (collected from an earlier
+  // process, or explicit ids) are kept while the orchestrator lives.
+  SYMWIRE_DECL size_t tracked_tasks() const;
 
  private:
   explicit NatsOrchestrator(std::shared_ptr<nats_detail::OrchestratorState> s)
@@ -134,6 +161,19 @@ class NatsTaskContext {
   virtual absl::Span<const std::byte> payload() const = 0;
   // The task's deadline on this host's wall clock (§21.6), if it has one.
   virtual std::optional<absl::Time> deadline() const = 0;
+  // What the submitter sent in NatsSubmitOptions (as IncomingTask in the
+  // stream runtime): the method ("" = none), the trace context and the
+  // METADATA entries in order. Valid during the handler call.
+  virtual absl::string_view method() const { return {}; }
+  virtual std::optional<TraceParent> trace_parent() const {
+    return std::nullopt;
+  }
+  virtual absl::string_view trace_state() const { return {}; }
+  virtual const std::vector<std::pair<std::string, std::string>>& metadata()
+      const {
+    static const std::vector<std::pair<std::string, std::string>> none;
+    return none;
+  }
   // Respond
   // Publishes a partial response (the handler's return value gives the
   // final one). Errors: UNAVAILABLE, DEADLINE_EXCEEDED (the broker);
@@ -185,6 +225,12 @@ class NatsAgent {
   //   task is left unacknowledged and will be redelivered), INTERNAL.
   SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> RunOnce(
       absl::Duration fetch_timeout);
+
+  // Tasks whose cancel this agent looked up in the cancel stream (one
+  // broker round trip each): those stored before its cancel subscription
+  // became active, or before it last lost a cancel (§21.4). Others are
+  // decided by the cancels it received.
+  SYMWIRE_DECL uint64_t stored_cancel_lookups() const;
 
  private:
   explicit NatsAgent(std::shared_ptr<nats_detail::AgentState> s)

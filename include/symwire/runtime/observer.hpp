@@ -60,6 +60,15 @@ struct ConnectionInfo {
   std::string_view source;
 };
 
+// PoolEndpointInfo
+// An endpoint of a Pool (runtime/pool.hpp), as the hooks see it: its
+// address label and its state's name (EndpointStateName: "READY",
+// "FAILED", ...). Views valid during the hook call only.
+struct PoolEndpointInfo {
+  std::string_view address;
+  std::string_view state;
+};
+
 // RuntimeObserver
 // Hooks, all no-ops by default: override what you need and set it as
 // ChannelOptions::observer (ClientOptions, ServerOptions). Unset (the
@@ -89,6 +98,10 @@ struct ConnectionInfo {
 //                     sides);
 //   OnConnectionClosed    a connection that carried a session ended (lost,
 //                     closed, superseded), with why when known.
+// Pools (runtime/pool.hpp, on the pool's executor):
+//   OnEndpointUp      an endpoint became ready: new tasks go to it;
+//   OnEndpointDown    it left the ready state (draining, failed, unhealthy),
+//                     with why.
 class RuntimeObserver {
  public:
   virtual ~RuntimeObserver() = default;
@@ -104,6 +117,9 @@ class RuntimeObserver {
   virtual void OnConnectionResumed(const ConnectionInfo& /*info*/) {}
   virtual void OnConnectionClosed(const ConnectionInfo& /*info*/,
                                   const absl::Status& /*why*/) {}
+  virtual void OnEndpointUp(const PoolEndpointInfo& /*info*/) {}
+  virtual void OnEndpointDown(const PoolEndpointInfo& /*info*/,
+                              const absl::Status& /*why*/) {}
 };
 
 // RuntimeMetrics
@@ -175,6 +191,12 @@ class RuntimeMetrics : public RuntimeObserver {
   void OnConnectionClosed(const ConnectionInfo&, const absl::Status&) override {
     connections_closed_.fetch_add(1, kRelaxed);
   }
+  void OnEndpointUp(const PoolEndpointInfo&) override {
+    endpoints_up_.fetch_add(1, kRelaxed);
+  }
+  void OnEndpointDown(const PoolEndpointInfo&, const absl::Status&) override {
+    endpoints_down_.fetch_add(1, kRelaxed);
+  }
 
   // Find: a method's stats, or nullptr if none was recorded. Any thread.
   const MethodStats* Find(std::string_view method) const {
@@ -196,13 +218,18 @@ class RuntimeMetrics : public RuntimeObserver {
   uint64_t connections_closed() const {
     return connections_closed_.load(kRelaxed);
   }
+  // Pool endpoints that became ready / left the ready state.
+  uint64_t endpoints_up() const { return endpoints_up_.load(kRelaxed); }
+  uint64_t endpoints_down() const { return endpoints_down_.load(kRelaxed); }
 
   // AppendPrometheus
   // Adds the families symwire_tasks_total{method,side,result},
   // symwire_task_bytes_total{method,side,direction},
   // symwire_task_duration_seconds{method,side} and
   // symwire_task_first_response_seconds{method,side} (histograms) and
-  // symwire_connection_events_total{event}. Any thread.
+  // symwire_connection_events_total{event}, and, once a Pool reported an
+  // endpoint event, symwire_pool_endpoint_events_total{event="up"|"down"}.
+  // Any thread.
   void AppendPrometheus(PrometheusText& out) const {
     static constexpr const char* kSideName[2] = {"submitter", "executor"};
     for (const MethodStats* m = head_.load(std::memory_order_acquire);
@@ -245,6 +272,14 @@ class RuntimeMetrics : public RuntimeObserver {
                 {{"event", "resumed"}}, connections_resumed());
     out.Counter("symwire_connection_events_total", kConnHelp,
                 {{"event", "closed"}}, connections_closed());
+    if (endpoints_up() + endpoints_down() != 0) {
+      constexpr const char* kPoolHelp =
+          "Pool endpoints that became ready (up) or left it (down).";
+      out.Counter("symwire_pool_endpoint_events_total", kPoolHelp,
+                  {{"event", "up"}}, endpoints_up());
+      out.Counter("symwire_pool_endpoint_events_total", kPoolHelp,
+                  {{"event", "down"}}, endpoints_down());
+    }
   }
 
  private:
@@ -291,6 +326,8 @@ class RuntimeMetrics : public RuntimeObserver {
   std::atomic<uint64_t> handshakes_failed_{0};
   std::atomic<uint64_t> connections_resumed_{0};
   std::atomic<uint64_t> connections_closed_{0};
+  std::atomic<uint64_t> endpoints_up_{0};
+  std::atomic<uint64_t> endpoints_down_{0};
 };
 
 }  // namespace symwire

@@ -34,7 +34,8 @@
 //
 // The parts, one header each: options.hpp (settings and value types),
 // task_call.hpp, incoming_task.hpp, channel.hpp (the driver), client.hpp,
-// server.hpp. Link symwire::transport.
+// server.hpp, pool.hpp (one handle over several agents). Link
+// symwire::transport.
 #ifndef SYMWIRE_RUNTIME_RUNTIME_HPP_
 #define SYMWIRE_RUNTIME_RUNTIME_HPP_
 
@@ -42,6 +43,7 @@
 #include "symwire/runtime/client.hpp"
 #include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
+#include "symwire/runtime/pool.hpp"
 #include "symwire/runtime/server.hpp"
 #include "symwire/runtime/task_call.hpp"
 

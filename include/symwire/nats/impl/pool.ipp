@@ -158,6 +158,7 @@ struct TaskTrack {
   bool delivered = false;   // partials of the adopted attempt were reported
   bool ended = false;
   bool submitted_here = false;  // by this process: its first I must be 0
+  bool cancel_sent = false;     // its AGENT_CANCEL was published (§21.3)
 };
 
 // ParseIndex
@@ -184,9 +185,16 @@ struct OrchestratorState {
   SubscriptionPtr responses;
   std::mutex mu;
   uint64_t next_id = 0;
-  // TODO(#15): bound the ended-task records (age them out after the
-  // pool's ack wait times max_deliveries).
+  // The first id this process gave out (§21.3 records): a frame for an id
+  // at or above it that has no record is of a task that ended here and
+  // aged out; below it, of a task an earlier process submitted.
+  uint64_t first_id = 0;
   absl::flat_hash_map<uint64_t, TaskTrack> tasks;
+  // Ended tasks with ids at or above first_id, oldest end first: their
+  // records are dropped after the pool's ack_wait x max_deliveries
+  // (AgeOutEnded). Records below first_id are kept: a later frame of such
+  // a task would otherwise be taken for an earlier process's result.
+  std::deque<std::pair<absl::Time, uint64_t>> ended;
   // Reports decided but not yet returned by Next (a kRestarted and the
   // frame that caused it).
   std::deque<NatsResponse> pending;
@@ -195,12 +203,104 @@ struct OrchestratorState {
   uint64_t last_stream_seq = 0;
   // Deadlines of open tasks submitted here (wall clock, §21.3).
   std::multimap<absl::Time, uint64_t> deadlines;
+  // Task ids whose Submit is publishing (Cancel waits for them, §21.3).
+  absl::flat_hash_map<uint64_t, int> submitting;
+  std::condition_variable submitted;
   std::atomic<uint64_t> discarded{0};
   std::atomic<uint64_t> rejected{0};
   explicit OrchestratorState(NatsClient c) : client(std::move(c)) {}
 };
 
+// EndTask
+// Ends task `id` here (mu held) and queues its record for AgeOutEnded.
+inline void EndTask(OrchestratorState& state, uint64_t id, TaskTrack& t) {
+  if (t.ended) return;
+  t.ended = true;
+  if (id >= state.first_id) state.ended.emplace_back(absl::Now(), id);
+}
+
+// AgeOutEnded
+// Drops the records of tasks that ended more than ack_wait x
+// max_deliveries ago (mu held): by then JetStream delivered the task for
+// the last time (a terminal frame whose ack was lost is redelivered at
+// most max_deliveries times, ack_wait apart). A later frame for one is
+// still discarded (no record, id at or above first_id).
+inline void AgeOutEnded(OrchestratorState& state, absl::Time now) {
+  const absl::Duration keep =
+      state.options.pool.ack_wait * static_cast<int64_t>(std::max<uint32_t>(
+                                        state.options.pool.max_deliveries, 1));
+  while (!state.ended.empty() && state.ended.front().first + keep <= now) {
+    state.tasks.erase(state.ended.front().second);
+    state.ended.pop_front();
+  }
+}
+
 // --- agent ----------------------------------------------------------------
+
+// InProgressPinger
+// Sends +WPI for the task being run every `period` (§21.4): Begin to End.
+// One thread per agent, started on the first Begin (a thread per task cost
+// the agent a measurable share of its rate).
+class InProgressPinger {
+ public:
+  InProgressPinger() = default;
+  InProgressPinger(const InProgressPinger&) = delete;
+  InProgressPinger& operator=(const InProgressPinger&) = delete;
+  ~InProgressPinger() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Begin(natsMsg* msg, absl::Duration period) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+      msg_ = msg;
+      period_ = period;
+      ++generation_;
+    }
+    cv_.notify_all();
+  }
+  // After End returns no +WPI for the message is sent (it is sent under
+  // the lock), so the message may be destroyed.
+  void End() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      msg_ = nullptr;
+      ++generation_;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!quit_) {
+      if (msg_ == nullptr) {
+        cv_.wait(lock, [this] { return quit_ || msg_ != nullptr; });
+        continue;
+      }
+      const uint64_t generation = generation_;
+      if (cv_.wait_for(lock, absl::ToChronoNanoseconds(period_),
+                       [&] { return quit_ || generation_ != generation; })) {
+        continue;
+      }
+      natsMsg_InProgress(msg_, nullptr);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  natsMsg* msg_ = nullptr;
+  absl::Duration period_;
+  uint64_t generation_ = 0;
+  bool quit_ = false;
+  std::thread thread_;
+};
 
 struct AgentState {
   NatsClient client;
@@ -208,42 +308,41 @@ struct AgentState {
   NatsPoolNames pool;
   NatsHandler handler;
   SubscriptionPtr tasks;
+  // §21.4: a synchronous subscription to the pool's cancels on the same
+  // connection as `tasks`. cnats' one reader thread queues messages in the
+  // order the server sent them, so after a fetch returns a task, every
+  // cancel the server sent before it is in this queue (DrainCancels).
   SubscriptionPtr cancels;
   std::mutex mu;
   // The task being checked or run, as "<O>.<T>" (a cancel subject's
-  // tail), and whether a cancel for it was seen. Only this task's cancel
-  // is kept: memory stays bounded however many cancels the pool carries.
+  // tail), and whether a cancel for it was seen.
   std::string running;
   bool running_cancelled = false;
   absl::StatusCode running_reason = absl::StatusCode::kCancelled;
-  // The cancel subscription's callback runs on a cnats thread with this
-  // object as its closure: the destructor unsubscribes and waits (bounded)
-  // until cnats reports that no callback runs or will run.
-  std::mutex done_mu;
-  std::condition_variable done_cv;
-  bool cancels_done = false;
-  bool wait_for_done = false;
+  // §21.4 live cancels: every cancel received since the subscription
+  // became active, by "<O>.<T>", for the pool's cancel_retention (the
+  // cancel stream's max_age) and at most kMaxLiveCancels of them; `order`
+  // lists them oldest first for the expiry.
+  static constexpr size_t kMaxLiveCancels = size_t{1} << 16;
+  absl::flat_hash_map<std::string, absl::StatusCode> live;
+  std::deque<std::pair<absl::Time, std::string>> order;
+  // Whether the live cancels can stand in for the stored look-up at all
+  // (one JetStream server, §21.4), and the task stream's last sequence
+  // when the live record last became complete: a task with a stream
+  // sequence at or below it is looked up in the cancel stream.
+  bool live_mode = false;
+  uint64_t lookup_up_to = UINT64_MAX;
+  // Set when the live record lost a cancel (an expiry by count, a message
+  // cnats dropped, a reconnect): the next RunOnce re-establishes it.
+  bool live_broken = false;
+  uint64_t reconnects = 0;
+  int64_t dropped = 0;
+  std::atomic<uint64_t> stored_lookups{0};
+  InProgressPinger pinger;
   explicit AgentState(NatsClient c) : client(std::move(c)) {}
   AgentState(const AgentState&) = delete;
   AgentState& operator=(const AgentState&) = delete;
-  ~AgentState() {
-    if (!cancels) return;
-    natsSubscription_Unsubscribe(cancels.get());
-    if (!wait_for_done) return;
-    std::unique_lock<std::mutex> lock(done_mu);
-    done_cv.wait_for(lock, std::chrono::seconds(5),
-                     [this] { return cancels_done; });
-  }
 };
-
-inline void OnCancelsDone(void* closure) {
-  auto* state = static_cast<AgentState*>(closure);
-  {
-    std::lock_guard<std::mutex> lock(state->done_mu);
-    state->cancels_done = true;
-  }
-  state->done_cv.notify_all();
-}
 
 // CancelReason
 // §13.3 / §21.7: reason 4 (DEADLINE_EXCEEDED) or 1 (CANCELLED, also for a
@@ -262,26 +361,118 @@ absl::Status SendCancelled(Context& ctx, absl::StatusCode reason) {
              : ctx.SendError(absl::StatusCode::kCancelled, "cancelled");
 }
 
-inline void OnCancel(natsConnection* /*nc*/, natsSubscription* /*sub*/,
-                     natsMsg* raw, void* closure) {
-  MsgPtr msg(raw);
-  auto* state = static_cast<AgentState*>(closure);
+// NoteCancel
+// Records one received cancel (state.mu held).
+inline void NoteCancel(AgentState& state, natsMsg* raw, absl::Time now) {
   const absl::string_view subject = natsMsg_GetSubject(raw);
   const std::string prefix = absl::StrCat(
-      state->pool.task_subject.substr(
-          0, state->pool.task_subject.size() - std::strlen("tasks")),
+      state.pool.task_subject.substr(
+          0, state.pool.task_subject.size() - std::strlen("tasks")),
       "cancel.");
   if (subject.substr(0, prefix.size()) != prefix) return;
   // §21.7: a cancel that fails §21.8 or names another task is ignored.
   absl::StatusOr<FrameView> frame = DecodeOne(MsgData(raw));
   if (!frame.ok() || frame->type() != MessageType::kAgentCancel) return;
-  const std::string tail(subject.substr(prefix.size()));
+  std::string tail(subject.substr(prefix.size()));
   if (!absl::EndsWith(tail, absl::StrCat(".", frame->stream_id()))) return;
-  std::lock_guard<std::mutex> lock(state->mu);
-  if (tail == state->running) {
-    state->running_cancelled = true;
-    state->running_reason = CancelReason(*frame);
+  const absl::StatusCode reason = CancelReason(*frame);
+  if (tail == state.running) {
+    state.running_cancelled = true;
+    state.running_reason = reason;
   }
+  if (state.live.insert_or_assign(tail, reason).second) {
+    state.order.emplace_back(now, std::move(tail));
+  }
+}
+
+// DrainCancels
+// Takes every cancel cnats queued so far and ages the live record out
+// (state.mu held).
+inline void DrainCancels(AgentState& state) {
+  const absl::Time now = absl::Now();
+  for (;;) {
+    natsMsg* raw = nullptr;
+    if (natsSubscription_NextMsg(&raw, state.cancels.get(), 0) != NATS_OK) {
+      break;
+    }
+    MsgPtr msg(raw);
+    NoteCancel(state, raw, now);
+  }
+  const absl::Time expired = now - state.options.pool.cancel_retention;
+  while (!state.order.empty() &&
+         (state.order.front().first < expired ||
+          state.order.size() > AgentState::kMaxLiveCancels)) {
+    if (state.order.front().first >= expired) state.live_broken = true;
+    state.live.erase(state.order.front().second);
+    state.order.pop_front();
+  }
+}
+
+// SyncLiveCancels
+// Makes the live record complete from now on (§21.4): the subscription is
+// active on the server (a flush) before the task stream's last sequence
+// is read; tasks stored later than that have cancels published later
+// still, which the subscription receives. Also notes the connection's
+// reconnect and drop counts, whose change breaks the record.
+inline absl::Status SyncLiveCancels(AgentState& state) {
+  natsConnection* nc = state.client.state()->connection.get();
+  uint64_t reconnects = 0;
+  int64_t dropped = 0;
+  natsStatistics* stats = nullptr;
+  if (natsStatistics_Create(&stats) == NATS_OK) {
+    if (natsConnection_GetStats(nc, stats) == NATS_OK) {
+      (void)natsStatistics_GetCounts(stats, nullptr, nullptr, nullptr, nullptr,
+                                     &reconnects);
+    }
+    natsStatistics_Destroy(stats);
+  }
+  (void)natsSubscription_GetDropped(state.cancels.get(), &dropped);
+  if (const natsStatus f = natsConnection_Flush(nc); f != NATS_OK) {
+    return StatusFromNats(f, "natsConnection_Flush");
+  }
+  jsStreamInfo* raw = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const natsStatus s =
+      js_GetStreamInfo(&raw, state.client.state()->js.get(),
+                       state.pool.task_stream.c_str(), nullptr, &jerr);
+  StreamInfoPtr info(raw);
+  if (s != NATS_OK) {
+    return StatusFromNats(
+        s, absl::StrCat("js_GetStreamInfo ", state.pool.task_stream), jerr);
+  }
+  // One server: no cluster name (nats-server reports the leader only).
+  const bool one_server = info->Cluster == nullptr ||
+                          info->Cluster->Name == nullptr ||
+                          info->Cluster->Name[0] == '\0';
+  std::lock_guard<std::mutex> lock(state.mu);
+  state.reconnects = reconnects;
+  state.dropped = dropped;
+  state.live_mode = one_server;
+  state.lookup_up_to = one_server ? info->State.LastSeq : UINT64_MAX;
+  state.live_broken = false;
+  return absl::OkStatus();
+}
+
+// LiveCancelsBroken
+// Whether the record may have missed a cancel since SyncLiveCancels
+// (state.mu held).
+inline bool LiveCancelsBroken(AgentState& state) {
+  if (state.live_broken) return true;
+  int64_t dropped = 0;
+  if (natsSubscription_GetDropped(state.cancels.get(), &dropped) == NATS_OK &&
+      dropped != state.dropped) {
+    return true;
+  }
+  natsStatistics* stats = nullptr;
+  if (natsStatistics_Create(&stats) != NATS_OK) return true;
+  uint64_t reconnects = 0;
+  const bool ok =
+      natsConnection_GetStats(state.client.state()->connection.get(), stats) ==
+          NATS_OK &&
+      natsStatistics_GetCounts(stats, nullptr, nullptr, nullptr, nullptr,
+                               &reconnects) == NATS_OK;
+  natsStatistics_Destroy(stats);
+  return !ok || reconnects != state.reconnects;
 }
 
 class TaskContextImpl final : public NatsTaskContext {
@@ -302,8 +493,28 @@ class TaskContextImpl final : public NatsTaskContext {
   uint64_t attempt() const override { return attempt_; }
   absl::Span<const std::byte> payload() const override { return payload_; }
   std::optional<absl::Time> deadline() const override { return deadline_; }
+  absl::string_view method() const override { return frame_.method(); }
+  std::optional<TraceParent> trace_parent() const override {
+    return frame_.trace_parent();
+  }
+  absl::string_view trace_state() const override {
+    return frame_.trace_state();
+  }
+  const std::vector<std::pair<std::string, std::string>>& metadata()
+      const override {
+    if (!metadata_) {
+      metadata_.emplace();
+      for (const MetadataEntry& e : frame_.metadata()) {
+        metadata_->emplace_back(std::string(e.key), std::string(e.value));
+      }
+    }
+    return *metadata_;
+  }
+  // The task's frame (its extensions), when the context has one.
+  void set_frame(const FrameView& frame) { frame_ = frame; }
   bool cancelled() const override {
     std::lock_guard<std::mutex> lock(state_->mu);
+    DrainCancels(*state_);
     return state_->running_cancelled;
   }
   absl::Status Respond(absl::Span<const std::byte> payload) override {
@@ -354,38 +565,11 @@ class TaskContextImpl final : public NatsTaskContext {
   uint64_t attempt_;
   absl::Span<const std::byte> payload_;
   std::optional<absl::Time> deadline_;
+  FrameView frame_;
+  mutable std::optional<std::vector<std::pair<std::string, std::string>>>
+      metadata_;
   absl::Status publish_error_;
   uint64_t index_ = 0;
-};
-
-// InProgressPinger
-// Sends +WPI for `msg` every `period` until destroyed (§21.4).
-class InProgressPinger {
- public:
-  InProgressPinger(natsMsg* msg, absl::Duration period)
-      : thread_([this, msg, period] {
-          std::unique_lock<std::mutex> lock(mu_);
-          const auto step = absl::ToChronoNanoseconds(period);
-          while (!cv_.wait_for(lock, step, [this] { return stop_; })) {
-            natsMsg_InProgress(msg, nullptr);
-          }
-        }) {}
-  InProgressPinger(const InProgressPinger&) = delete;
-  InProgressPinger& operator=(const InProgressPinger&) = delete;
-  ~InProgressPinger() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
 };
 
 }  // namespace nats_detail
@@ -412,6 +596,7 @@ SYMWIRE_DECL absl::StatusOr<NatsOrchestrator> NatsOrchestrator::Create(
   if (!sub.ok()) return sub.status();
   state->responses = std::move(*sub);
   state->next_id = static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()));
+  state->first_id = state->next_id;
   return NatsOrchestrator(std::move(state));
 }
 
@@ -423,14 +608,46 @@ SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     id = options.task_id.value_or(state_->next_id);
+    if (absl::Status s = ValidateNatsTaskId(id); !s.ok()) return s;
+    if (auto it = state_->tasks.find(id);
+        it != state_->tasks.end() && it->second.cancel_sent) {
+      // §21.3: its cancel is out; a task published now would follow it.
+      return absl::FailedPreconditionError(
+          absl::StrCat("task ", id, " was cancelled here"));
+    }
     if (id >= state_->next_id) state_->next_id = id + 1;
+    ++state_->submitting[id];
+    // The record exists before the publish: a response may be processed
+    // by Next before this thread returns from it.
+    state_->tasks[id].submitted_here = true;
   }
-  if (absl::Status s = ValidateNatsTaskId(id); !s.ok()) return s;
+  struct Submitted {
+    nats_detail::OrchestratorState& st;
+    uint64_t id;
+    ~Submitted() {
+      {
+        std::lock_guard<std::mutex> lock(st.mu);
+        if (auto it = st.submitting.find(id); --it->second == 0) {
+          st.submitting.erase(it);
+        }
+      }
+      st.submitted.notify_all();
+    }
+  } submitted_guard{*state_, id};
   FrameExtensions ext;
   if (options.deadline) {
     ext.deadline_us = static_cast<uint64_t>(
         std::max<int64_t>(0, absl::ToInt64Microseconds(*options.deadline)));
   }
+  ext.method = options.method;
+  ext.trace_parent = options.trace_parent;
+  ext.trace_state = options.trace_state;
+  std::vector<MetadataEntry> metadata;
+  metadata.reserve(options.metadata.size());
+  for (const auto& [key, value] : options.metadata) {
+    metadata.push_back({key, value});
+  }
+  ext.metadata = metadata;
   absl::StatusOr<std::vector<std::byte>> frame =
       nats_detail::EncodeOne(MessageType::kAgentTask, 0, id, 0, payload, ext);
   if (!frame.ok()) return frame.status();
@@ -441,7 +658,6 @@ SYMWIRE_DECL absl::StatusOr<uint64_t> NatsOrchestrator::Submit(
     return s;
   }
   std::lock_guard<std::mutex> lock(state_->mu);
-  state_->tasks[id].submitted_here = true;
   if (options.deadline) {
     state_->deadlines.emplace(submitted + *options.deadline, id);
   }
@@ -470,9 +686,14 @@ inline absl::Status PublishCancel(OrchestratorState& state, uint64_t task_id,
 SYMWIRE_DECL absl::Status NatsOrchestrator::Cancel(uint64_t task_id) {
   if (absl::Status s = ValidateNatsTaskId(task_id); !s.ok()) return s;
   {
-    // §21.3: the task ends locally at once.
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->tasks[task_id].ended = true;
+    // §21.3: the task ends locally at once; its cancel is published after
+    // its Submit, if one is running, was answered.
+    std::unique_lock<std::mutex> lock(state_->mu);
+    nats_detail::TaskTrack& t = state_->tasks[task_id];
+    nats_detail::EndTask(*state_, task_id, t);
+    t.cancel_sent = true;
+    state_->submitted.wait(
+        lock, [&] { return !state_->submitting.contains(task_id); });
   }
   return nats_detail::PublishCancel(*state_, task_id,
                                     absl::StatusCode::kCancelled);
@@ -485,12 +706,22 @@ SYMWIRE_DECL uint64_t NatsOrchestrator::rejected_messages() const {
   return state_->rejected.load();
 }
 
+SYMWIRE_DECL size_t NatsOrchestrator::tracked_tasks() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->tasks.size();
+}
+
+SYMWIRE_DECL uint64_t NatsAgent::stored_cancel_lookups() const {
+  return state_->stored_lookups.load();
+}
+
 SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
     absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(state_->mu);
+      nats_detail::AgeOutEnded(*state_, absl::Now());
       if (!state_->pending.empty()) {
         NatsResponse r = std::move(state_->pending.front());
         state_->pending.pop_front();
@@ -515,7 +746,8 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
           next_deadline = first->first;
           break;
         }
-        it->second.ended = true;
+        nats_detail::EndTask(*state_, first->second, it->second);
+        it->second.cancel_sent = true;
         expired = first->second;
         state_->deadlines.erase(first);
         break;
@@ -594,7 +826,7 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
         }
         auto it = state_->tasks.find(task);
         if (it != state_->tasks.end() && !it->second.ended) {
-          it->second.ended = true;
+          nats_detail::EndTask(*state_, task, it->second);
           out.emplace();
           out->task_id = task;
           out->kind = NatsResponse::Kind::kFailed;
@@ -605,7 +837,16 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
       } else {
         const uint64_t task = frame->stream_id();
         const uint64_t attempt = frame->sequence();
-        TaskTrack& t = state_->tasks[task];
+        auto found = state_->tasks.find(task);
+        if (found == state_->tasks.end() && task >= state_->first_id) {
+          // Its record aged out after the task ended here (§21.3).
+          // Its record aged out after the task ended here (§21.3): a
+          // record again, ended (so discarded), aging out like the first.
+          found = state_->tasks.try_emplace(task).first;
+          nats_detail::EndTask(*state_, task, found->second);
+        }
+        TaskTrack& t =
+            found != state_->tasks.end() ? found->second : state_->tasks[task];
         const bool terminal = frame->type() == MessageType::kAgentError ||
                               (frame->flags() & kFlagFinal) != 0;
         if (t.ended || attempt < t.attempt) {
@@ -637,7 +878,7 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
             out->status = absl::DataLossError(absl::StrCat(
                 "task ", task, " attempt ", attempt, ": response index ", index,
                 ", expected ", t.next_index, " (a response was lost)"));
-            t.ended = true;
+            nats_detail::EndTask(*state_, task, t);
           } else if (frame->type() == MessageType::kAgentError) {
             absl::StatusOr<ErrorMessage> e = ParseError(frame->payload());
             out->kind = NatsResponse::Kind::kFailed;
@@ -656,7 +897,7 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
                                  : NatsResponse::Kind::kPartial;
             t.delivered = true;
           }
-          if (terminal) t.ended = true;
+          if (terminal) nats_detail::EndTask(*state_, task, t);
           t.next_index = index + 1;
         }
       }
@@ -679,22 +920,19 @@ SYMWIRE_DECL absl::StatusOr<NatsAgent> NatsAgent::Create(
   state->options = std::move(options);
   state->pool = *MakeNatsPoolNames(state->options.pool.pool);
   state->handler = std::move(handler);
-  // §21.4: subscribe to the cancels before the first fetch.
+  // §21.4: subscribe to the cancels before the first fetch, on the
+  // connection that fetches.
   natsSubscription* raw = nullptr;
-  const natsStatus s = natsConnection_Subscribe(
+  const natsStatus s = natsConnection_SubscribeSync(
       &raw, state->client.state()->connection.get(),
-      state->pool.cancel_wildcard.c_str(), &nats_detail::OnCancel, state.get());
+      state->pool.cancel_wildcard.c_str());
   state->cancels.reset(raw);
   if (s != NATS_OK) {
     return nats_detail::StatusFromNats(s, "subscribe to cancels");
   }
-  state->wait_for_done =
-      natsSubscription_SetOnCompleteCB(raw, &nats_detail::OnCancelsDone,
-                                       state.get()) == NATS_OK;
-  if (const natsStatus f =
-          natsConnection_Flush(state->client.state()->connection.get());
-      f != NATS_OK) {
-    return nats_detail::StatusFromNats(f, "natsConnection_Flush");
+  if (absl::Status synced = nats_detail::SyncLiveCancels(*state);
+      !synced.ok()) {
+    return synced;
   }
   absl::StatusOr<nats_detail::SubscriptionPtr> sub = nats_detail::BindPull(
       state->client.state()->js.get(), state->pool.task_subject,
@@ -714,6 +952,16 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
   if (!fetched.ok()) return fetched.status();
   if (*fetched == nullptr) return NatsAgentOutcome::kIdle;
   natsMsg* m = fetched->get();
+  bool broken = false;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    broken = nats_detail::LiveCancelsBroken(st);
+  }
+  if (broken) {
+    // §21.4: the live record may miss a cancel of a task stored before
+    // now, this one included: those are looked up.
+    if (absl::Status s = nats_detail::SyncLiveCancels(st); !s.ok()) return s;
+  }
   absl::StatusOr<nats_detail::MetaDataPtr> meta = nats_detail::MetaOf(m);
   if (!meta.ok()) return meta.status();
   const uint64_t attempt = (*meta)->NumDelivered;
@@ -797,6 +1045,7 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
   nats_detail::TaskContextImpl ctx(&st, ref->orchestrator,
                                    names->response_subject, ref->task_id,
                                    attempt, frame->payload(), deadline);
+  ctx.set_frame(*frame);
 
   // §21.5: max deliveries.
   if (attempt > st.options.pool.max_deliveries) {
@@ -811,13 +1060,22 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
     if (absl::Status s = ack(); !s.ok()) return s;
     return NatsAgentOutcome::kDeadLetter;
   }
-  // §21.4: a cancel stored before this fetch. The task is marked as
-  // running first, so a cancel published after the look-up is seen live.
+  // §21.4: a cancel published before this fetch. The task is marked as
+  // running first, so a cancel taken from the subscription later is seen.
+  const std::string key = absl::StrCat(ref->orchestrator, ".", ref->task_id);
+  bool look_up = true;
   {
     std::lock_guard<std::mutex> lock(st.mu);
-    st.running = absl::StrCat(ref->orchestrator, ".", ref->task_id);
+    st.running = key;
     st.running_cancelled = false;
     st.running_reason = absl::StatusCode::kCancelled;
+    nats_detail::DrainCancels(st);
+    if (auto it = st.live.find(key); it != st.live.end()) {
+      st.running_cancelled = true;
+      st.running_reason = it->second;
+    }
+    look_up = !st.running_cancelled &&
+              (!st.live_mode || (*meta)->Sequence.Stream <= st.lookup_up_to);
   }
   struct ClearRunning {
     nats_detail::AgentState& st;
@@ -826,14 +1084,16 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
       st.running.clear();
       st.running_cancelled = false;
       st.running_reason = absl::StatusCode::kCancelled;
-      st.running_reason = absl::StatusCode::kCancelled;
     }
   } clear_running{st};
   const auto reason = [&st] {
     std::lock_guard<std::mutex> lock(st.mu);
     return st.running_reason;
   };
-  {
+  if (look_up) {
+    // The task may have been cancelled before the live record began: the
+    // last message on its cancel subject (§21.4).
+    ++st.stored_lookups;
     natsMsg* raw = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     const std::string subject =
@@ -874,7 +1134,11 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
 
   absl::StatusOr<std::string> result;
   {
-    nats_detail::InProgressPinger pinger(m, st.options.pool.ack_wait / 3);
+    st.pinger.Begin(m, st.options.pool.ack_wait / 3);
+    struct EndPings {
+      nats_detail::InProgressPinger& pinger;
+      ~EndPings() { pinger.End(); }
+    } end_pings{st.pinger};
     result = st.handler(ctx);
   }
   if (!ctx.publish_error().ok()) {
