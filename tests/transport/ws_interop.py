@@ -14,7 +14,8 @@ the symwire handshake and one task over it:
   3. the session is established, a task "interop" gets the agent's answer
      ("working on interop", then FINAL "done: interop"), checked by the
      model as it decodes every frame;
-  4. a text message is closed with 1003; an upgrade without symwire.v1 is
+  4. a ping is answered, a close (1000) answered with 1000;
+  5. a text message is closed with 1003; an upgrade without symwire.v1 is
      refused with HTTP 400, one on another path with 404.
 
 Usage: ws_interop.py PATH_TO_ws_agent. Prints "interop ok" and exits 0 on
@@ -83,6 +84,13 @@ async def interop(url):
         assert len(answers) == 2, session.events
         for line, (final, payload) in zip(answers, want):
             assert final in line and ("payload=" + payload) in line, (line, payload)
+
+        # A ping is answered with its payload (RFC 6455 §5.5.2), and our close
+        # frame with 1000 (SPEC.md §20.1).
+        pong = await ws.ping(b"interop")
+        await asyncio.wait_for(pong, TIMEOUT)
+        await asyncio.wait_for(ws.close(), TIMEOUT)
+        assert ws.close_code == 1000, ws.close_code
 
     # A text message: closed with 1003 (unsupported data).
     async with websockets.connect(url, subprotocols=["symwire.v1"], compression=None,

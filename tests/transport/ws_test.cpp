@@ -11,8 +11,10 @@
 // Python's `websockets` instead.
 #include "symwire/transport/ws.hpp"
 
+#include <array>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +32,7 @@
 #include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/websocket.hpp"
+#include "boost/beast/websocket/detail/hybi13.hpp"
 #include "symwire/error.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/test_certs.hpp"
@@ -613,9 +616,10 @@ TEST_CASE("ws: a ping flood ends the connection (1008)", "[ws]") {
   ping();
   RunUntil(io, [&] { return u.c.read_done && u.up.recorder.closes == 1; });
   stop = true;
-  // The server closed the connection (no close frame: its read is busy
-  // with the flood), after the burst and before many more pings.
-  CHECK(u.c.read_error != websocket::error::closed);
+  // The server sent a close frame with 1008, after the burst and before
+  // many more pings.
+  CHECK(u.c.read_error == websocket::error::closed);
+  CHECK(u.c.ws.reason().code == websocket::close_code::policy_error);
   CHECK(pings >= 8);
   CHECK(pings < 1000);
   CHECK(absl::StrContains(u.up.recorder.status.message(),
@@ -660,6 +664,184 @@ TEST_CASE("ws: a connection cut in the middle of a WebSocket frame", "[ws]") {
   RunUntil(io, [&] { return u.up.recorder.closes == 1; });
   CHECK(u.up.recorder.data.size() <= 10);
   CHECK(GetErrorCode(u.up.recorder.status) == ErrorCode::kConnectionLost);
+}
+
+// ---- close frames and batching (the framing after the upgrade) -------------
+
+// Reads raw bytes from `socket` until `done(bytes)` or the connection ends.
+std::string RawRead(asio::io_context& io, tcp::socket& socket,
+                    const std::function<bool(const std::string&)>& done) {
+  std::string got;
+  bool finished = false;
+  std::array<char, 4096> buf{};
+  std::function<void()> read = [&] {
+    socket.async_read_some(asio::buffer(buf),
+                           [&](const boost::system::error_code& ec, size_t n) {
+                             got.append(buf.data(), n);
+                             if (ec || done(got)) {
+                               finished = true;
+                               return;
+                             }
+                             read();
+                           });
+  };
+  read();
+  RunUntil(
+      io, [&] { return finished; }, "raw bytes from the server");
+  return got;
+}
+
+// A client frame: FIN + `op`, masked with a zero key (RFC 6455 allows any
+// key; zero keeps the payload readable here), `payload` as is.
+std::string ClientFrame(uint8_t first_byte, const std::string& payload) {
+  std::string f(1, static_cast<char>(first_byte));
+  REQUIRE(payload.size() < 126);
+  f += static_cast<char>(0x80 | payload.size());
+  f += std::string(4, '\0');
+  return f + payload;
+}
+
+TEST_CASE("ws: this side's closes are close frames: 1000 graceful, 1001 abrupt",
+          "[ws]") {
+  asio::io_context io;
+  {
+    // Graceful (CloseAfterFlush, what a session's bye and a drain do): the
+    // last message, then 1000; the peer's reply ends it as OK.
+    Upgraded u(io, Small());
+    u.c.ReadToEnd();
+    Transport& t = ***u.up.result;
+    t.Send(ByteSpan(std::string("last")));
+    t.CloseAfterFlush();
+    RunUntil(io, [&] { return u.c.read_done && u.up.recorder.closes == 1; });
+    CHECK(u.c.read_error == websocket::error::closed);
+    CHECK(u.c.ws.reason().code == websocket::close_code::normal);
+    CHECK(u.up.recorder.status.ok());
+  }
+  {
+    // Abrupt (Close: shutdown, a connection-scope error, superseded): 1001.
+    Upgraded u(io, Small());
+    u.c.ReadToEnd();
+    (**u.up.result)->Close(absl::CancelledError("test"));
+    RunUntil(io, [&] { return u.c.read_done; });
+    CHECK(u.c.read_error == websocket::error::closed);
+    CHECK(u.c.ws.reason().code == websocket::close_code::going_away);
+  }
+}
+
+TEST_CASE("ws: a peer's close frame is answered and reported with its code",
+          "[ws]") {
+  asio::io_context io;
+  Upgraded u(io, Small());
+  boost::system::error_code cec = asio::error::would_block;
+  u.c.ws.async_close(
+      websocket::close_reason(static_cast<websocket::close_code>(4001), "bye"),
+      [&](const boost::system::error_code& e) { cec = e; });
+  RunUntil(io, [&] {
+    return cec != asio::error::would_block && u.up.recorder.closes == 1;
+  });
+  CHECK(!cec);  // our close frame came back: the handshake completed
+  CHECK(GetErrorCode(u.up.recorder.status) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(u.up.recorder.status.message(),
+                          "closed by peer with WebSocket code 4001"));
+}
+
+TEST_CASE("ws: protocol errors close with 1002", "[ws]") {
+  asio::io_context io;
+  struct Bad {
+    const char* what;
+    std::string bytes;
+  };
+  const std::vector<Bad> bad = {
+      {"an unmasked frame", std::string("\x82\x01x", 3)},
+      {"reserved bits", ClientFrame(0x80 | 0x40 | 0x2, "x")},
+      {"a continuation outside a message", ClientFrame(0x80, "x")},
+      {"an unknown opcode", ClientFrame(0x83, "x")},
+      {"a fragmented ping", ClientFrame(0x09, "")},
+      {"a 1-byte close payload", ClientFrame(0x88, "x")},
+      {"close code 1005 on the wire", ClientFrame(0x88, "\x03\xED")},
+      {"a 16-bit length below 126",
+       std::string("\x82\xFE\x00\x05\0\0\0\0hello", 13)},
+  };
+  for (const Bad& b : bad) {
+    CAPTURE(b.what);
+    Upgraded u(io, Small());
+    asio::write(u.c.ws.next_layer(), asio::buffer(b.bytes));
+    // The server's close frame: unmasked, code 1002 (0x03EA), a reason.
+    const std::string got =
+        RawRead(io, u.c.ws.next_layer(), [](const std::string& g) {
+          return g.size() >= 4 && g.size() >= 2u + static_cast<uint8_t>(g[1]);
+        });
+    REQUIRE(got.size() >= 4);
+    CHECK(static_cast<uint8_t>(got[0]) == 0x88);
+    CHECK(got.substr(2, 2) == std::string("\x03\xEA", 2));
+    RunUntil(io, [&] { return u.up.recorder.closes == 1; });
+    CHECK(u.up.recorder.data.empty());
+    CHECK(absl::StrContains(u.up.recorder.status.message(),
+                            "ended for WebSocket close code 1002"));
+  }
+}
+
+TEST_CASE("ws: one transport read takes every message that arrived", "[ws]") {
+  // 64 small messages in one TCP write: delivered by a few reads, not one
+  // read per message (bench/README.md, "WebSocket and TLS").
+  asio::io_context io;
+  Upgraded u(io, Small());
+  std::string burst;
+  std::string want;
+  for (int i = 0; i < 64; ++i) {
+    const std::string m = absl::StrCat("m", i, ";");
+    burst += ClientFrame(0x82, m);
+    want += m;
+  }
+  asio::write(u.c.ws.next_layer(), asio::buffer(burst));
+  RunUntil(io, [&] { return u.up.recorder.data.size() == want.size(); });
+  CHECK(u.up.recorder.data == want);
+  CHECK((**u.up.result)->counters().reads <= 4);
+}
+
+TEST_CASE("ws: frames sent with the 101 response reach the client", "[ws]") {
+  // A server that writes its first message in the same write as its 101
+  // response: the client's upgrade must not swallow it.
+  asio::io_context io;
+  tcp::acceptor acceptor(io,
+                         tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket peer(io);
+  std::array<char, 4096> buf{};
+  std::string request;
+  std::string answer;
+  acceptor.async_accept(peer, [&](const boost::system::error_code& ec) {
+    REQUIRE(!ec);
+    peer.async_read_some(
+        asio::buffer(buf), [&](const boost::system::error_code&, size_t n) {
+          request.assign(buf.data(), n);
+          const size_t at = request.find("Sec-WebSocket-Key: ");
+          REQUIRE(at != std::string::npos);
+          const std::string key =
+              request.substr(at + 19, request.find("\r\n", at) - at - 19);
+          websocket::detail::sec_ws_accept_type accept;
+          websocket::detail::make_sec_ws_accept(accept, key);
+          answer = absl::StrCat(
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Protocol: symwire.v1\r\n"
+              "Sec-WebSocket-Accept: ",
+              std::string(accept.data(), accept.size()), "\r\n\r\n",
+              std::string("\x82\x05hello", 7));
+          asio::async_write(peer, asio::buffer(answer),
+                            [](const boost::system::error_code&, size_t) {});
+        });
+  });
+  std::optional<DialResult> result;
+  ConnectWs(
+      io.get_executor(),
+      absl::StrCat("ws://127.0.0.1:", acceptor.local_endpoint().port(), "/"),
+      {}, [&](DialResult r) { result = std::move(r); });
+  RunUntil(io, [&] { return result.has_value(); });
+  REQUIRE(result->ok());
+  Recorder recorder;
+  (**result)->Start(&recorder);
+  RunUntil(io, [&] { return recorder.data.size() == 5; });
+  CHECK(recorder.data == "hello");
+  (**result)->Close();
 }
 
 // ---- a sharded Server

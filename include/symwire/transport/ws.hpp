@@ -2,15 +2,18 @@
 // Layer 3. WebSocket (RFC 6455) as a symwire transport, plain `ws://`
 // (this header, part of the symwire::transport target); `wss://` (TLS) is
 // in wss.hpp (the symwire::tls target, which links libssl). Boost.Beast
-// speaks the WebSocket protocol; this adapter maps it onto a Transport
-// (transport.hpp) as SPEC.md §20.1 says:
+// performs the HTTP upgrade; the frames after it are read and written
+// here (impl/ws_stream.hpp), batched like TCP reads and writes, and mapped
+// onto a Transport (transport.hpp) as SPEC.md §20.1 says:
 //   - the HTTP upgrade carries the subprotocol `symwire.v1`
 //     (Sec-WebSocket-Protocol), which both sides require;
 //   - symwire bytes travel in binary messages; the receiver treats the
 //     payloads of successive messages as one byte stream, so a symwire
 //     frame may span messages and a message may carry several frames;
 //   - a text message closes the connection with 1003, a message over the
-//     size limit with 1009, a ping flood with 1008;
+//     size limit with 1009, a ping flood with 1008, a protocol error with
+//     1002; a graceful close sends 1000, an abrupt one 1001, and a peer's
+//     close frame is answered and reported with its code;
 //   - permessage-deflate is never offered nor accepted.
 // The symwire handshake, authentication and resumption then run inside,
 // as on any stream: a Client reconnects and resumes through WsDialer like

@@ -33,6 +33,8 @@ std::string WsCloseCodeName(int code) {
       return "protocol error";
     case 1003:
       return "unsupported data: a text message";
+    case 1005:
+      return "no status code";
     case 1007:
       return "invalid payload data";
     case 1008:
@@ -251,8 +253,8 @@ SYMWIRE_DECL void ConnectWs(const asio::any_io_executor& executor,
                             : absl::StrCat(u.host, ":", u.port);
         }
         std::string description = absl::StrCat("ws ", host_header, u.target);
-        detail::StartWsClientUpgrade(std::move(state), std::move(host_header),
-                                     u.target, options.headers, options.ws,
+        detail::StartWsClientUpgrade(std::move(state), host_header, u.target,
+                                     options.headers, options.ws,
                                      options.transport, std::move(description),
                                      deadline, std::move(handler));
       });

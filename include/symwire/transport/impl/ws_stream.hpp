@@ -8,11 +8,14 @@
 #define SYMWIRE_TRANSPORT_IMPL_WS_STREAM_HPP_
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,8 +37,10 @@
 #include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
+#include "boost/beast/http/rfc7230.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/http/write.hpp"
+#include "boost/beast/websocket/detail/hybi13.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
 #include "boost/beast/websocket/stream.hpp"
 #include "symwire/error.hpp"
@@ -107,248 +112,676 @@ class WsPendingSlot {
   std::shared_ptr<WsUpgradeShared> shared_;
 };
 
-// One WebSocket connection's state, shared by the transport and by a
-// closing handshake that may outlive it (bounded by close_timeout).
+// One WebSocket connection's stream. The Beast stream performs the HTTP
+// upgrade; after it, WsTransport reads and writes RFC 6455 frames on the
+// next layer itself (Beast's own message reads return at most one message
+// each, which made every small message cost a wake-up: bench/README.md,
+// "WebSocket and TLS").
 template <class NextLayer>
-struct WsState : std::enable_shared_from_this<WsState<NextLayer>> {
+struct WsState {
   // permessage-deflate is compiled out: it is never offered or accepted.
   using Stream = websocket::stream<NextLayer, false>;
 
   template <class... Args>
   explicit WsState(std::shared_ptr<void> keep, Args&&... args)
-      : keep_alive(std::move(keep)),
-        ws(std::forward<Args>(args)...),
-        close_timer(ws.get_executor()) {}
+      : keep_alive(std::move(keep)), ws(std::forward<Args>(args)...) {}
 
   // What the next layer needs alive (the TLS context); declared before
   // the stream so that it outlives it.
   std::shared_ptr<void> keep_alive;
   Stream ws;
-  asio::steady_timer close_timer;
-  WsOptions options;
-  WsClock::time_point ping_refill{};
-  double ping_tokens = 0;
-  // The close code this side sent for a protocol reason (1003, 1008,
-  // 1009), 0 if none.
-  uint16_t local_close_code = 0;
-  bool closing = false;  // a close frame was started, or the socket closed
-  // A Beast read is in flight (the transport reads all the time).
-  bool read_pending = false;
-  bool close_frame_started = false;  // SendClose ran
 
   void CloseSocket() {
     boost::system::error_code ignored;
     beast::get_lowest_layer(ws).close(ignored);
   }
+};
 
-  // Starts the closing handshake with `code`, at most once; the socket is
-  // closed when it ends or after options.close_timeout, whichever first.
-  void StartClose(websocket::close_code code) {
-    if (closing) return;
-    closing = true;
-    if (!ws.is_open()) {
-      CloseSocket();
+// RFC 6455 §5.2 frame fields.
+inline constexpr uint8_t kWsFin = 0x80;
+inline constexpr uint8_t kWsRsv = 0x70;
+inline constexpr uint8_t kWsMaskBit = 0x80;
+inline constexpr uint8_t kWsOpContinuation = 0x0;
+inline constexpr uint8_t kWsOpText = 0x1;
+inline constexpr uint8_t kWsOpBinary = 0x2;
+inline constexpr uint8_t kWsOpClose = 0x8;
+inline constexpr uint8_t kWsOpPing = 0x9;
+inline constexpr uint8_t kWsOpPong = 0xA;
+inline constexpr size_t kWsMaxHeader = 14;
+inline constexpr size_t kWsMaxControlPayload = 125;
+
+// Writes the header of a final frame with opcode `op` and `length` payload
+// bytes into `out` (kWsMaxHeader bytes of room), masked with `key` when
+// not null; returns its size.
+inline size_t WsEncodeHeader(uint8_t op, uint64_t length, const uint8_t* key,
+                             uint8_t* out) {
+  out[0] = static_cast<uint8_t>(kWsFin | op);
+  const uint8_t mask = key != nullptr ? kWsMaskBit : 0;
+  size_t n = 2;
+  if (length < 126) {
+    out[1] = static_cast<uint8_t>(mask | length);
+  } else if (length <= 0xFFFF) {
+    out[1] = static_cast<uint8_t>(mask | 126);
+    out[2] = static_cast<uint8_t>(length >> 8);
+    out[3] = static_cast<uint8_t>(length);
+    n = 4;
+  } else {
+    out[1] = static_cast<uint8_t>(mask | 127);
+    for (int i = 0; i < 8; ++i) {
+      out[2 + i] = static_cast<uint8_t>(length >> (56 - 8 * i));
+    }
+    n = 10;
+  }
+  if (key != nullptr) {
+    std::memcpy(out + n, key, 4);
+    n += 4;
+  }
+  return n;
+}
+
+// XORs `size` bytes at `data` with the masking key `key`, the first byte
+// with key[pos] (RFC 6455 §5.3); returns the key position after them.
+inline size_t WsMask(std::byte* data, size_t size, const uint8_t* key,
+                     size_t pos) {
+  std::array<uint8_t, 8> k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = key[(pos + i) & 3];
+  uint64_t k64 = 0;
+  std::memcpy(&k64, k.data(), sizeof(k64));
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, data + i, sizeof(w));
+    w ^= k64;
+    std::memcpy(data + i, &w, sizeof(w));
+  }
+  for (; i < size; ++i) data[i] ^= std::byte{k[i & 7]};
+  return (pos + size) & 3;
+}
+
+// True for the close codes a close frame may carry (RFC 6455 §7.4).
+inline bool WsValidCloseCode(unsigned code) {
+  if (code >= 3000 && code <= 4999) return true;
+  return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 &&
+         code != 1006;
+}
+
+// The Transport over one established WebSocket connection (either role):
+// SPEC.md §20.1. Reads go to the socket in large pieces and every whole
+// frame buffered is parsed in one pass, so one transport read delivers the
+// payloads of all the messages that arrived together, like a TCP read (an
+// error found after some payload is delivered after it). Each write batch
+// goes out as binary messages of at most max_write_message_bytes, each one
+// frame, in one gather write (the client masks into one buffer). Control
+// frames: pings are answered (within the ping budget, else 1008), pongs
+// ignored, a close frame is answered with the same code and ends reading.
+// This side closes with a close frame: 1000 for the graceful close
+// (ShutdownSend), 1001 for an abrupt one (CloseStream), 1002 for a
+// protocol error, 1003 for a text message, 1008 for a ping flood, 1009 for
+// a message over the limit; then it waits (at most close_timeout) for the
+// peer's close frame or end of stream before closing the socket.
+template <class NextLayer>
+class WsTransport final : public Transport {
+ public:
+  WsTransport(std::shared_ptr<WsState<NextLayer>> state,
+              std::string description, TransportOptions options,
+              const WsOptions& ws, bool client,
+              std::span<const std::byte> initial = {})
+      : Transport(state->ws.get_executor(), std::move(description), options),
+        state_(std::move(state)),
+        ws_(ws),
+        close_timer_(state_->ws.get_executor()),
+        ping_refill_(WsClock::now()),
+        ping_tokens_(static_cast<double>(ws.ping_burst)),
+        client_(client) {
+    if (client_) {
+      std::random_device rd;
+      rng_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+      if (rng_ == 0) rng_ = 0x9E3779B97F4A7C15ULL;
+    }
+    // Frames that came with the upgrade's response.
+    in_.assign(initial.begin(), initial.end());
+    in_end_ = in_.size();
+  }
+  ~WsTransport() override { state_->CloseSocket(); }
+
+ private:
+  NextLayer& next() { return state_->ws.next_layer(); }
+  asio::any_io_executor executor() { return state_->ws.get_executor(); }
+
+  // ---- reading ----
+
+  void AsyncReadSome(asio::mutable_buffer buffer) override {
+    out_ = buffer;
+    produced_ = 0;
+    base_read_ = true;
+    if (!read_error_ && in_pos_ == in_end_) {
+      ReadSocket();
       return;
     }
-    auto self = this->shared_from_this();
-    close_timer.expires_after(options.close_timeout);
-    close_timer.async_wait([self](const boost::system::error_code& ec) {
-      if (!ec) self->CloseSocket();
-    });
-    if (read_pending) {
-      // No close frame while a read is in flight: Beast 1.81 deadlocks
-      // (both operations suspended for good, holding the state and the
-      // executor's work) when a close operation waits for the read lock
-      // of a read that then receives the peer's close frame and waits for
-      // the close operation's write lock. A graceful close half-closes
-      // the TCP connection instead (SPEC.md §20.1: a TCP end counts as a
-      // close), reading on until the peer closes or the timer above
-      // fires; any other close closes the socket now.
-      boost::system::error_code ignored;
-      if (code == websocket::close_code::normal) {
-        beast::get_lowest_layer(ws).shutdown(asio::socket_base::shutdown_send,
-                                             ignored);
-      } else {
-        close_timer.cancel();
-        CloseSocket();
-      }
-      return;
-    }
-    SendClose(code);
+    // Buffered frames or an error: delivered now, but not from inside
+    // this call.
+    asio::post(executor(), [self = shared_from_this(), this] { Continue(); });
   }
 
-  void SendClose(websocket::close_code code) {
-    close_frame_started = true;
-    auto self = this->shared_from_this();
-    ws.async_close(code, [self](const boost::system::error_code&) {
-      self->close_timer.cancel();
-      self->CloseSocket();
-    });
+  // Parses what is buffered into out_, then delivers or reads more.
+  void Continue() {
+    if (stream_closed_) {
+      DrainStep();
+      return;
+    }
+    if (!base_read_) return;
+    if (!read_error_) Parse();
+    if (produced_ > 0 || read_error_) {
+      Deliver();
+      return;
+    }
+    ReadSocket();
+  }
+
+  void Deliver() {
+    base_read_ = false;
+    const size_t n = produced_;
+    produced_ = 0;
+    // An error goes after the data: on the next read.
+    ReadDone(n > 0 ? boost::system::error_code() : read_error_, n);
+  }
+
+  void ReadSocket() {
+    if (read_in_flight_) return;
+    read_in_flight_ = true;
+    const size_t room = discard_ ? 0 : out_.size() - produced_;
+    if (!parse_stop_ && frame_remain_ >= kDirectRead && room >= kDirectRead &&
+        in_pos_ == in_end_) {
+      // Inside a large frame's payload: straight into the caller's buffer.
+      std::byte* out = static_cast<std::byte*>(out_.data()) + produced_;
+      const size_t want =
+          static_cast<size_t>(std::min<uint64_t>(frame_remain_, room));
+      next().async_read_some(
+          asio::buffer(out, want),
+          [self = shared_from_this(), this, out](
+              const boost::system::error_code& ec, size_t n) {
+            read_in_flight_ = false;
+            if (n > 0) {
+              if (masked_) key_pos_ = WsMask(out, n, key_.data(), key_pos_);
+              frame_remain_ -= n;
+              if (!stream_closed_) produced_ += n;
+              if (frame_remain_ == 0 && frame_fin_) in_message_ = false;
+            }
+            OnSocketRead(ec);
+          });
+      return;
+    }
+    if (parse_stop_) {
+      in_pos_ = in_end_ = 0;  // draining after a protocol error: raw bytes
+    } else if (in_pos_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_pos_, in_end_ - in_pos_);
+      in_end_ -= in_pos_;
+      in_pos_ = 0;
+    }
+    const size_t size = std::max(discard_ ? 0 : out_.size(), kMinInBuffer);
+    if (in_.size() < size) in_.resize(size);
+    next().async_read_some(
+        asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+        [self = shared_from_this(), this](const boost::system::error_code& ec,
+                                          size_t n) {
+          read_in_flight_ = false;
+          in_end_ += n;
+          OnSocketRead(ec);
+        });
+  }
+
+  void OnSocketRead(const boost::system::error_code& ec) {
+    if (ec) {
+      // The peer's end of stream, or a failure: the read side is over
+      // once the bytes before it are parsed.
+      peer_closed_ = true;
+      if (!stream_closed_) Parse();
+      parse_stop_ = true;
+      if (!read_error_) read_error_ = ec;
+    }
+    Continue();
+  }
+
+  // Parses whole frame headers, control frames and payload from in_ into
+  // out_ (discarded while draining), until out_ is full, more bytes are
+  // needed, or an error or the peer's close frame stops it.
+  void Parse() {
+    while (!parse_stop_ && (discard_ || !read_error_)) {
+      const size_t avail = in_end_ - in_pos_;
+      if (frame_remain_ > 0) {
+        if (avail == 0) return;
+        size_t take =
+            static_cast<size_t>(std::min<uint64_t>(avail, frame_remain_));
+        if (!discard_) {
+          take = std::min(take, out_.size() - produced_);
+          if (take == 0) return;
+          std::byte* out = static_cast<std::byte*>(out_.data()) + produced_;
+          std::memcpy(out, in_.data() + in_pos_, take);
+          if (masked_) key_pos_ = WsMask(out, take, key_.data(), key_pos_);
+          produced_ += take;
+        }
+        in_pos_ += take;
+        frame_remain_ -= take;
+        if (frame_remain_ == 0 && frame_fin_) in_message_ = false;
+        continue;
+      }
+      if (avail < 2) return;
+      const auto* p = reinterpret_cast<const uint8_t*>(in_.data() + in_pos_);
+      const bool fin = (p[0] & kWsFin) != 0;
+      const uint8_t op = p[0] & 0x0F;
+      const bool masked = (p[1] & kWsMaskBit) != 0;
+      uint64_t len = p[1] & 0x7F;
+      const size_t header = size_t{2} + (len == 126 ? 2U : 0U) +
+                            (len == 127 ? 8U : 0U) + (masked ? 4U : 0U);
+      if (avail < header) return;
+      if (len == 126) {
+        len = (uint64_t{p[2]} << 8) | p[3];
+        if (len < 126) return Broken("a 16-bit payload length below 126");
+      } else if (len == 127) {
+        len = 0;
+        for (int i = 0; i < 8; ++i) len = (len << 8) | p[2 + i];
+        if ((len >> 63) != 0 || len <= 0xFFFF) {
+          return Broken("a 64-bit payload length not in 65536..2^63-1");
+        }
+      }
+      if ((p[0] & kWsRsv) != 0) {
+        return Broken("reserved bits set (no extension was negotiated)");
+      }
+      if (masked == client_) {
+        return Broken(client_ ? "a masked frame from the server"
+                              : "an unmasked frame from the client");
+      }
+      std::array<uint8_t, 4> key{};
+      if (masked) std::memcpy(key.data(), p + header - 4, 4);
+      if ((op & 0x8) != 0) {
+        if (op != kWsOpClose && op != kWsOpPing && op != kWsOpPong) {
+          return Broken("an unknown control opcode");
+        }
+        if (!fin || len > kWsMaxControlPayload) {
+          return Broken("a fragmented or oversized control frame");
+        }
+        if (avail < header + len) return;  // control frames are taken whole
+        std::array<std::byte, kWsMaxControlPayload> payload{};
+        std::memcpy(payload.data(), p + header, static_cast<size_t>(len));
+        if (masked) WsMask(payload.data(), len, key.data(), 0);
+        in_pos_ += header + static_cast<size_t>(len);
+        OnControl(op, payload.data(), static_cast<size_t>(len));
+        continue;
+      }
+      if (op == kWsOpContinuation) {
+        if (!in_message_)
+          return Broken("a continuation frame outside a message");
+      } else if (op == kWsOpText || op == kWsOpBinary) {
+        if (in_message_) return Broken("a new message inside a fragmented one");
+        message_bytes_ = 0;
+      } else {
+        return Broken("an unknown data opcode");
+      }
+      in_pos_ += header;
+      frame_remain_ = len;
+      frame_fin_ = fin;
+      masked_ = masked;
+      key_ = key;
+      key_pos_ = 0;
+      in_message_ = !(fin && len == 0);
+      if (op == kWsOpText && !discard_) {
+        // SPEC.md §20.1: nothing of a text message reaches the session.
+        return Fail(1003, "symwire travels in binary messages");
+      }
+      if (len > ws_.max_read_message_bytes - message_bytes_) {
+        message_bytes_ = ws_.max_read_message_bytes;
+        if (!discard_) {
+          return Fail(1009, absl::StrCat("a message over ",
+                                         ws_.max_read_message_bytes, " bytes"));
+        }
+      } else {
+        message_bytes_ += static_cast<size_t>(len);
+      }
+    }
+  }
+
+  void OnControl(uint8_t op, const std::byte* payload, size_t len) {
+    if (op == kWsOpPong) return;
+    if (op == kWsOpPing) {
+      if (close_queued_ || discard_) return;
+      if (!TakePing()) {
+        Fail(1008, "pings over the rate limit");
+        return;
+      }
+      std::array<uint8_t, kWsMaxHeader> header{};
+      const size_t n = WsEncodeHeader(kWsOpPong, len, NextKey(), header.data());
+      AppendControl(header.data(), n, payload, len);
+      StartWrite();
+      return;
+    }
+    // A close frame: the peer sends nothing more.
+    unsigned code = 1005;  // RFC 6455 §7.1.5: no status code present
+    if (len == 1) return Broken("a close frame with a 1-byte payload");
+    if (len >= 2) {
+      code = (std::to_integer<unsigned>(payload[0]) << 8) |
+             std::to_integer<unsigned>(payload[1]);
+      if (!WsValidCloseCode(code)) {
+        return Broken(absl::StrCat("close code ", code, " is not allowed"));
+      }
+    }
+    peer_closed_ = true;
+    parse_stop_ = true;
+    if (!read_error_) {
+      read_error_ = boost::system::error_code(static_cast<int>(code),
+                                              WsPeerCloseCategory());
+    }
+    QueueClose(code == 1005 ? 1000 : static_cast<uint16_t>(code), "");
+  }
+
+  // A protocol error: the framing can no longer be followed.
+  void Broken(const std::string& why) {
+    parse_stop_ = true;
+    Fail(1002, why);
+  }
+
+  // Ends reading with `code` (sent in a close frame with `why` as reason).
+  void Fail(uint16_t code, const std::string& why) {
+    if (!read_error_) {
+      read_error_ = boost::system::error_code(code, WsLocalCloseCategory());
+    }
+    QueueClose(code, why);
   }
 
   // The ping budget (WsOptions::ping_burst, pings_per_second).
   bool TakePing() {
     const WsClock::time_point now = WsClock::now();
     const double seconds =
-        std::chrono::duration<double>(now - ping_refill).count();
-    ping_refill = now;
-    ping_tokens = std::min(
-        static_cast<double>(options.ping_burst),
-        ping_tokens + seconds * static_cast<double>(options.pings_per_second));
-    if (ping_tokens < 1) return false;
-    ping_tokens -= 1;
+        std::chrono::duration<double>(now - ping_refill_).count();
+    ping_refill_ = now;
+    ping_tokens_ = std::min(
+        static_cast<double>(ws_.ping_burst),
+        ping_tokens_ + seconds * static_cast<double>(ws_.pings_per_second));
+    if (ping_tokens_ < 1) return false;
+    ping_tokens_ -= 1;
     return true;
   }
 
-  // Settings of an established connection (both roles).
-  void Configure(const WsOptions& o) {
-    options = o;
-    ping_tokens = static_cast<double>(o.ping_burst);
-    ping_refill = WsClock::now();
-    ws.binary(true);
-    // One frame per message: fragmenting is legal but buys nothing here.
-    ws.auto_fragment(false);
-    ws.read_message_max(o.max_read_message_bytes);
-    // Beast's timer bounds a closing handshake (handshake_timeout applies
-    // to the closing state); symwire's heartbeats watch an open one.
-    websocket::stream_base::timeout t{};
-    t.handshake_timeout = o.close_timeout;
-    t.idle_timeout = websocket::stream_base::none();
-    t.keep_alive_pings = false;
-    ws.set_option(t);
-    std::weak_ptr<WsState> weak = this->shared_from_this();
-    ws.control_callback([weak](websocket::frame_type kind, beast::string_view) {
-      if (kind != websocket::frame_type::ping) return;
-      auto self = weak.lock();
-      if (!self || self->closing || self->TakePing()) return;
-      // Over the budget: the connection ends (reported as 1008). The
-      // read that runs this callback is in flight, so no close frame
-      // (StartClose): the socket is closed. Posted: the read operation
-      // still holds the stream.
-      self->local_close_code =
-          static_cast<uint16_t>(websocket::close_code::policy_error);
-      asio::post(self->ws.get_executor(), [self] {
-        self->StartClose(websocket::close_code::policy_error);
-      });
-    });
-  }
-};
-
-// The Transport over one established WebSocket connection.
-template <class NextLayer>
-class WsTransport final : public Transport {
- public:
-  WsTransport(std::shared_ptr<WsState<NextLayer>> state,
-              std::string description, TransportOptions options)
-      : Transport(state->ws.get_executor(), std::move(description), options),
-        state_(std::move(state)) {}
-  ~WsTransport() override {
-    if (!state_->closing) state_->CloseSocket();
-  }
-
- private:
-  void AsyncReadSome(asio::mutable_buffer buffer) override {
-    state_->read_pending = true;
-    state_->ws.async_read_some(buffer, [self = shared_from_this(), this](
-                                           const boost::system::error_code& ec,
-                                           size_t n) { OnRead(ec, n); });
-  }
-
-  void OnRead(boost::system::error_code ec, size_t n) {
-    WsState<NextLayer>& s = *state_;
-    s.read_pending = false;
-    if (!ec && !s.ws.got_binary()) {
-      // SPEC.md §20.1: symwire travels in binary messages only.
-      s.local_close_code =
-          static_cast<uint16_t>(websocket::close_code::unknown_data);
-      s.StartClose(websocket::close_code::unknown_data);
-      ReadDone(
-          boost::system::error_code(s.local_close_code, WsLocalCloseCategory()),
-          0);
-      return;
-    }
-    if (ec) {
-      if (ec == websocket::error::message_too_big) {
-        // Beast has sent 1009 and closed.
-        s.local_close_code =
-            static_cast<uint16_t>(websocket::close_code::too_big);
-      }
-      if (s.local_close_code != 0) {
-        ec = boost::system::error_code(s.local_close_code,
-                                       WsLocalCloseCategory());
-      } else if (ec == websocket::error::closed) {
-        ec = boost::system::error_code(s.ws.reason().code,
-                                       WsPeerCloseCategory());
-      }
-    }
-    ReadDone(ec, n);
-  }
+  // ---- writing ----
 
   void AsyncWriteAll(std::span<const asio::const_buffer> buffers) override {
-    buffers_ = buffers;
-    index_ = 0;
-    offset_ = 0;
-    written_ = 0;
-    WriteNext();
-  }
-
-  // Writes the next message: at most max_write_message_bytes of what is
-  // left (SPEC.md §20.1: a receiver joins messages into one stream).
-  void WriteNext() {
-    chunk_.clear();
-    size_t room = std::max<size_t>(state_->options.max_write_message_bytes, 1);
-    while (room > 0 && index_ < buffers_.size()) {
-      const asio::const_buffer b = buffers_[index_] + offset_;
-      const size_t take = std::min(room, b.size());
-      if (take > 0) chunk_.emplace_back(b.data(), take);
-      room -= take;
-      offset_ += take;
-      if (offset_ == buffers_[index_].size()) {
-        ++index_;
-        offset_ = 0;
-      }
-    }
-    state_->ws.async_write(chunk_,
-                           [self = shared_from_this(), this](
-                               const boost::system::error_code& ec, size_t n) {
-                             written_ += n;
-                             if (ec) {
-                               WriteDone(ec, written_);
-                               return;
-                             }
-                             NoteWriteProgress();
-                             if (index_ < buffers_.size()) {
-                               WriteNext();
-                               return;
-                             }
-                             WriteDone(ec, written_);
-                           });
-  }
-
-  // Graceful close: our close frame (1000) after the last message; the
-  // transport keeps reading until the peer's close frame ends the read.
-  void ShutdownSend() override {
-    state_->StartClose(websocket::close_code::normal);
-  }
-  // An abrupt close still says goodbye (1001) when the stream is open,
-  // without waiting: the closing handshake runs on its own, bounded.
-  void CloseStream() override {
-    WsState<NextLayer>& s = *state_;
-    if (s.closing && !s.close_frame_started) {
-      // After a half-close (StartClose): the transport is done with it.
-      s.close_timer.cancel();
-      s.CloseSocket();
+    if (close_queued_ || socket_closed_ || write_failed_) {
+      asio::post(executor(), [self = shared_from_this(), this] {
+        WriteDone(asio::error::operation_aborted, 0);
+      });
       return;
     }
-    s.StartClose(websocket::close_code::going_away);
+    data_ = buffers;
+    data_waiting_ = true;
+    StartWrite();
   }
 
+  // A masking key for the next frame (client), or null (server).
+  const uint8_t* NextKey() {
+    if (!client_) return nullptr;
+    // xorshift64*: unpredictable enough that a peer cannot choose what
+    // the masked bytes look like on the wire (RFC 6455 §10.3).
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    const uint64_t v = rng_ * 0x2545F4914F6CDD1DULL;
+    std::memcpy(next_key_.data(), &v, 4);
+    return next_key_.data();
+  }
+
+  void AppendControl(const uint8_t* header, size_t n, const std::byte* payload,
+                     size_t len) {
+    const size_t at = ctrl_.size();
+    ctrl_.resize(at + n + len);
+    std::memcpy(ctrl_.data() + at, header, n);
+    if (len > 0) std::memcpy(ctrl_.data() + at + n, payload, len);
+    if (client_) WsMask(ctrl_.data() + at + n, len, header + n - 4, 0);
+  }
+
+  // Queues our close frame (once) and bounds the closing handshake.
+  void QueueClose(uint16_t code, const std::string& why) {
+    if (close_queued_ || socket_closed_) return;
+    close_queued_ = true;
+    std::shared_ptr<Transport> self = weak_from_this().lock();
+    if (!self) {
+      // Closed while being destroyed: no closing handshake.
+      CloseSocket();
+      return;
+    }
+    std::array<std::byte, kWsMaxControlPayload> payload{};
+    payload[0] = std::byte{static_cast<uint8_t>(code >> 8)};
+    payload[1] = std::byte{static_cast<uint8_t>(code)};
+    const size_t reason = std::min(why.size(), kWsMaxControlPayload - 2);
+    std::memcpy(payload.data() + 2, why.data(), reason);
+    std::array<uint8_t, kWsMaxHeader> header{};
+    const size_t n =
+        WsEncodeHeader(kWsOpClose, 2 + reason, NextKey(), header.data());
+    close_end_ = ctrl_.size() + n + 2 + reason;
+    AppendControl(header.data(), n, payload.data(), 2 + reason);
+    close_timer_.expires_after(ws_.close_timeout);
+    close_timer_.async_wait(
+        [self = std::move(self), this](const boost::system::error_code& ec) {
+          if (!ec) CloseSocket();
+        });
+    StartWrite();
+  }
+
+  // Starts one gather write of the waiting data (as binary messages) and
+  // then the queued control frames, unless a write is in flight.
+  void StartWrite() {
+    if (writing_ || socket_closed_ || write_failed_) return;
+    iov_.clear();
+    size_t data_bytes = 0;
+    if (data_waiting_) {
+      data_waiting_ = false;
+      data_in_flight_ = true;
+      data_bytes = EncodeData();
+    }
+    bool carries_close = false;
+    if (!ctrl_.empty()) {
+      ctrl_flight_.swap(ctrl_);
+      ctrl_.clear();
+      iov_.emplace_back(ctrl_flight_.data(), ctrl_flight_.size());
+      carries_close = close_end_ != 0;
+      close_end_ = 0;
+    }
+    if (iov_.empty()) return;
+    writing_ = true;
+    asio::async_write(
+        next(), iov_,
+        [this, last = size_t{0}](const boost::system::error_code& ec,
+                                 size_t n) mutable -> size_t {
+          if (n != last) {
+            last = n;
+            NoteWriteProgress();
+          }
+          return ec ? 0 : size_t{65536};
+        },
+        [self = shared_from_this(), this, data_bytes, carries_close](
+            const boost::system::error_code& ec, size_t) {
+          writing_ = false;
+          ctrl_flight_.clear();
+          if (carries_close && !ec) close_written_ = true;
+          if (ec) write_failed_ = true;
+          if (data_in_flight_) {
+            data_in_flight_ = false;
+            WriteDone(ec, ec ? 0 : data_bytes);
+          }
+          if (ec) {
+            CloseSocket();
+            return;
+          }
+          StartWrite();
+          MaybeFinish();
+        });
+  }
+
+  // Appends the waiting data to iov_ as binary messages; returns its size.
+  size_t EncodeData() {
+    size_t total = 0;
+    for (const asio::const_buffer& b : data_) total += b.size();
+    const size_t limit = std::max<size_t>(ws_.max_write_message_bytes, 1);
+    const size_t messages = (total + limit - 1) / limit;
+    size_t index = 0;
+    size_t offset = 0;
+    if (client_) {
+      // Masked: copied into one buffer, then masked in place.
+      wbuf_.resize(total + messages * kWsMaxHeader);
+      auto* w = reinterpret_cast<uint8_t*>(wbuf_.data());
+      size_t at = 0;
+      for (size_t left = total; left > 0;) {
+        const size_t m = std::min(left, limit);
+        const uint8_t* key = NextKey();
+        at += WsEncodeHeader(kWsOpBinary, m, key, w + at);
+        const size_t start = at;
+        for (size_t need = m; need > 0;) {
+          const asio::const_buffer b = data_[index] + offset;
+          const size_t take = std::min(need, b.size());
+          std::memcpy(w + at, b.data(), take);
+          at += take;
+          need -= take;
+          offset += take;
+          if (offset == data_[index].size()) {
+            ++index;
+            offset = 0;
+          }
+        }
+        WsMask(wbuf_.data() + start, m, key, 0);
+        left -= m;
+      }
+      iov_.emplace_back(wbuf_.data(), at);
+      return total;
+    }
+    headers_.resize(messages * kWsMaxHeader);
+    auto* h = reinterpret_cast<uint8_t*>(headers_.data());
+    size_t message = 0;
+    for (size_t left = total; left > 0; ++message) {
+      const size_t m = std::min(left, limit);
+      uint8_t* header = h + message * kWsMaxHeader;
+      iov_.emplace_back(header,
+                        WsEncodeHeader(kWsOpBinary, m, nullptr, header));
+      for (size_t need = m; need > 0;) {
+        const asio::const_buffer b = data_[index] + offset;
+        const size_t take = std::min(need, b.size());
+        if (take > 0) iov_.emplace_back(b.data(), take);
+        need -= take;
+        offset += take;
+        if (offset == data_[index].size()) {
+          ++index;
+          offset = 0;
+        }
+      }
+      left -= m;
+    }
+    return total;
+  }
+
+  // ---- closing ----
+
+  // Graceful close (the last data is written): our close frame (1000);
+  // the Transport reads on until the peer's close frame ends the read.
+  void ShutdownSend() override { QueueClose(1000, ""); }
+
+  // The Transport is done with the connection: a close frame (1001) if
+  // none was sent or received, then the socket closes once the closing
+  // handshake ends (MaybeFinish), within close_timeout.
+  void CloseStream() override {
+    if (stream_closed_) return;
+    stream_closed_ = true;
+    discard_ = true;
+    if (!peer_closed_) QueueClose(1001, "");
+    MaybeFinish();
+  }
+
+  // After CloseStream: closes the socket once our close frame is written
+  // and the peer's close frame (or end of stream) has arrived; until then
+  // reads and discards, having half-closed TCP after our close frame.
+  void MaybeFinish() {
+    if (!stream_closed_ || socket_closed_) return;
+    if (close_queued_ && !close_written_) return;  // the write continues
+    if (peer_closed_) {
+      CloseSocket();
+      return;
+    }
+    if (!shut_) {
+      shut_ = true;
+      boost::system::error_code ignored;
+      beast::get_lowest_layer(state_->ws)
+          .shutdown(asio::socket_base::shutdown_send, ignored);
+    }
+    DrainStep();
+  }
+
+  void DrainStep() {
+    if (socket_closed_) return;
+    if (base_read_) {
+      // The Transport is closed: its read ends unheard.
+      base_read_ = false;
+      produced_ = 0;
+      ReadDone(asio::error::operation_aborted, 0);
+    }
+    Parse();
+    if (peer_closed_) {
+      MaybeFinish();
+      return;
+    }
+    ReadSocket();
+  }
+
+  void CloseSocket() {
+    socket_closed_ = true;
+    close_timer_.cancel();
+    state_->CloseSocket();
+  }
+
+  static constexpr size_t kDirectRead = 512;
+  static constexpr size_t kMinInBuffer = 512;
+
   std::shared_ptr<WsState<NextLayer>> state_;
-  std::span<const asio::const_buffer> buffers_;
-  std::vector<asio::const_buffer> chunk_;
-  size_t index_ = 0;
-  size_t offset_ = 0;
-  size_t written_ = 0;
+  WsOptions ws_;
+  asio::steady_timer close_timer_;
+  WsClock::time_point ping_refill_;
+  double ping_tokens_;
+  uint64_t rng_ = 0;
+  // Reading: bytes read and not parsed are in_[in_pos_, in_end_); the
+  // Transport's buffer out_ has produced_ payload bytes.
+  asio::mutable_buffer out_;
+  std::vector<std::byte> in_;
+  size_t in_pos_ = 0;
+  size_t in_end_ = 0;
+  size_t produced_ = 0;
+  uint64_t frame_remain_ = 0;  // payload bytes left in the current frame
+  size_t message_bytes_ = 0;   // payload of the current message so far
+  size_t key_pos_ = 0;
+  boost::system::error_code read_error_;  // delivered after the data
+  // Writing: the Transport's batch (data_), control frames queued (ctrl_)
+  // and in flight.
+  std::span<const asio::const_buffer> data_;
+  std::vector<asio::const_buffer> iov_;
+  std::vector<std::byte> wbuf_;     // client: headers and masked payload
+  std::vector<std::byte> headers_;  // server: one header per message
+  std::vector<std::byte> ctrl_;
+  std::vector<std::byte> ctrl_flight_;
+  size_t close_end_ = 0;  // ctrl_ holds our close frame (its end) if not 0
+  std::array<uint8_t, 4> key_{};
+  std::array<uint8_t, 4> next_key_{};
+  bool client_;
+  bool frame_fin_ = false;
+  bool masked_ = false;
+  bool in_message_ = false;  // a data message is open (fragmented)
+  bool base_read_ = false;   // an AsyncReadSome has not completed
+  bool read_in_flight_ = false;
+  bool parse_stop_ = false;   // a protocol error, the peer's close or end
+  bool discard_ = false;      // after CloseStream: payload is dropped
+  bool peer_closed_ = false;  // the peer's close frame or end of stream
+  bool data_waiting_ = false;
+  bool data_in_flight_ = false;
+  bool writing_ = false;
+  bool write_failed_ = false;
+  bool close_queued_ = false;
+  bool close_written_ = false;
+  bool stream_closed_ = false;  // CloseStream ran
+  bool shut_ = false;           // TCP half-closed
+  bool socket_closed_ = false;
 };
 
 // Keeps `done` until called once, and the timer bounding an upgrade.
@@ -370,17 +803,23 @@ struct WsHandshakeOp {
 
 // The client's upgrade on an established next layer: sends the request
 // (Sec-WebSocket-Protocol: symwire.v1 and `headers`), checks the
-// response, and completes `done` with the transport.
+// response, and completes `done` with the transport. Done here rather than
+// by Beast's handshake, which keeps bytes that follow the 101 response in
+// the same read (the server's first frames) in its own buffer: here they
+// go to the transport.
 template <class NextLayer>
 void StartWsClientUpgrade(
-    std::shared_ptr<WsState<NextLayer>> state, std::string host_header,
-    std::string target,
-    std::vector<std::pair<std::string, std::string>> headers,
+    std::shared_ptr<WsState<NextLayer>> state, const std::string& host_header,
+    const std::string& target,
+    const std::vector<std::pair<std::string, std::string>>& headers,
     const WsOptions& ws_options, TransportOptions transport_options,
     std::string description, WsClock::time_point deadline, DialHandler done) {
   struct Op : WsHandshakeOp {
     using WsHandshakeOp::WsHandshakeOp;
-    websocket::response_type response;
+    websocket::detail::sec_ws_key_type key;
+    http::request<http::empty_body> request;
+    beast::flat_buffer buffer{size_t{64} << 10};
+    http::response_parser<http::string_body> parser;
   };
   auto op = std::make_shared<Op>(state->ws.get_executor(), std::move(done));
   op->timer.expires_at(deadline);
@@ -389,62 +828,107 @@ void StartWsClientUpgrade(
     op->timed_out = true;
     state->CloseSocket();
   });
-  state->ws.set_option(websocket::stream_base::decorator(
-      [headers = std::move(headers)](websocket::request_type& req) {
-        for (const auto& [name, value] : headers) req.set(name, value);
-        req.set(http::field::sec_websocket_protocol,
-                std::string(kWsSubprotocol));
-      }));
+  http::request<http::empty_body>& req = op->request;
+  for (const auto& [name, value] : headers) req.set(name, value);
+  req.method(http::verb::get);
+  req.target(target);
+  req.version(11);
+  req.set(http::field::host, host_header);
+  req.set(http::field::upgrade, "websocket");
+  req.set(http::field::connection, "Upgrade");
+  websocket::detail::make_sec_ws_key(op->key);
+  req.set(http::field::sec_websocket_key,
+          beast::string_view(op->key.data(), op->key.size()));
+  req.set(http::field::sec_websocket_version, "13");
+  req.set(http::field::sec_websocket_protocol, std::string(kWsSubprotocol));
+  op->parser.header_limit(16 << 10);
+  op->parser.body_limit(16 << 10);
   const std::string where = absl::StrCat(host_header, target);
-  state->ws.async_handshake(
-      op->response, host_header, target,
-      [op, state, where, ws_options, transport_options,
-       description = std::move(description)](
-          const boost::system::error_code& ec) mutable {
-        if (op->finished) return;
-        if (op->timed_out) {
-          op->Finish(
-              MakeError(ErrorCode::kHandshakeTimeout,
-                        absl::StrCat("ws upgrade to ", where, " timed out")));
-          return;
-        }
-        if (ec == websocket::error::upgrade_declined) {
-          const unsigned status = op->response.result_int();
-          std::string body = op->response.body().substr(0, 200);
-          absl::StripTrailingAsciiWhitespace(&body);
-          const ErrorCode code = (status == 401 || status == 403)
-                                     ? ErrorCode::kUnauthenticated
-                                     : ErrorCode::kConnectionLost;
-          state->CloseSocket();
-          op->Finish(MakeError(
-              code,
-              absl::StrCat("ws upgrade to ", where, " refused: HTTP ", status,
-                           " ", std::string(op->response.reason()),
-                           body.empty() ? "" : ": ", body)));
-          return;
-        }
-        if (ec) {
-          state->CloseSocket();
-          op->Finish(ToStatus(ec, absl::StrCat("ws upgrade to ", where)));
-          return;
-        }
-        const auto protocol = op->response[http::field::sec_websocket_protocol];
-        if (std::string_view(protocol.data(), protocol.size()) !=
-            kWsSubprotocol) {
-          state->CloseSocket();
-          op->Finish(MakeError(
-              ErrorCode::kVersionMismatch,
-              absl::StrCat("ws upgrade to ", where,
-                           ": the server did not select the subprotocol ",
-                           kWsSubprotocol, " (Sec-WebSocket-Protocol: \"",
-                           std::string(protocol.data(), protocol.size()),
-                           "\")")));
-          return;
-        }
-        state->Configure(ws_options);
-        op->Finish(std::make_shared<WsTransport<NextLayer>>(
-            state, std::move(description), transport_options));
-      });
+  auto fail = [op, state](absl::Status status) {
+    state->CloseSocket();
+    op->Finish(std::move(status));
+  };
+  auto on_response = [op, state, where, ws_options, transport_options, fail,
+                      description = std::move(description)](
+                         const boost::system::error_code& ec, size_t) mutable {
+    if (op->finished) return;
+    if (op->timed_out) {
+      op->Finish(
+          MakeError(ErrorCode::kHandshakeTimeout,
+                    absl::StrCat("ws upgrade to ", where, " timed out")));
+      return;
+    }
+    if (ec && !op->parser.is_header_done()) {
+      fail(ToStatus(ec, absl::StrCat("ws upgrade to ", where)));
+      return;
+    }
+    const auto& res = op->parser.get();
+    const unsigned status = res.result_int();
+    if (status != 101) {
+      std::string body = res.body().substr(0, 200);
+      absl::StripTrailingAsciiWhitespace(&body);
+      const ErrorCode code = (status == 401 || status == 403)
+                                 ? ErrorCode::kUnauthenticated
+                                 : ErrorCode::kConnectionLost;
+      fail(MakeError(
+          code, absl::StrCat("ws upgrade to ", where, " refused: HTTP ", status,
+                             " ", std::string(res.reason()),
+                             body.empty() ? "" : ": ", body)));
+      return;
+    }
+    websocket::detail::sec_ws_accept_type accept;
+    websocket::detail::make_sec_ws_accept(
+        accept, beast::string_view(op->key.data(), op->key.size()));
+    const char* bad = nullptr;
+    if (res.version() != 11) {
+      bad = "not HTTP/1.1";
+    } else if (!http::token_list{res[http::field::connection]}.exists(
+                   "upgrade")) {
+      bad = "no Connection: upgrade";
+    } else if (!http::token_list{res[http::field::upgrade]}.exists(
+                   "websocket")) {
+      bad = "no Upgrade: websocket";
+    } else if (res[http::field::sec_websocket_accept] !=
+               beast::string_view(accept.data(), accept.size())) {
+      bad = "a wrong Sec-WebSocket-Accept";
+    } else if (res.count(http::field::sec_websocket_extensions) != 0) {
+      bad = "an extension we did not offer (Sec-WebSocket-Extensions)";
+    }
+    if (bad != nullptr) {
+      fail(MakeError(
+          ErrorCode::kConnectionLost,
+          absl::StrCat("ws upgrade to ", where, ": bad 101 response: ", bad)));
+      return;
+    }
+    const auto protocol = res[http::field::sec_websocket_protocol];
+    if (std::string_view(protocol.data(), protocol.size()) != kWsSubprotocol) {
+      fail(MakeError(
+          ErrorCode::kVersionMismatch,
+          absl::StrCat("ws upgrade to ", where,
+                       ": the server did not select the subprotocol ",
+                       kWsSubprotocol, " (Sec-WebSocket-Protocol: \"",
+                       std::string(protocol.data(), protocol.size()), "\")")));
+      return;
+    }
+    // Bytes after the response are the server's first frames.
+    const auto rest = op->buffer.data();
+    op->Finish(std::make_shared<WsTransport<NextLayer>>(
+        state, std::move(description), transport_options, ws_options,
+        /*client=*/true,
+        std::span<const std::byte>(static_cast<const std::byte*>(rest.data()),
+                                   rest.size())));
+  };
+  http::async_write(state->ws.next_layer(), op->request,
+                    [op, state, fail, on_response = std::move(on_response)](
+                        const boost::system::error_code& ec, size_t) mutable {
+                      if (op->finished) return;
+                      if (ec) {
+                        on_response(ec, 0);
+                        return;
+                      }
+                      http::async_read(state->ws.next_layer(), op->buffer,
+                                       op->parser, std::move(on_response));
+                    });
 }
 
 // True if the comma-separated Sec-WebSocket-Protocol fields of `req` name
@@ -649,9 +1133,9 @@ void StartWsServerUpgrade(std::shared_ptr<WsState<NextLayer>> state,
                 return;
               }
               ++s.counters->upgraded;
-              state->Configure(s.options.ws);
               op->Finish(std::make_shared<WsTransport<NextLayer>>(
-                  state, absl::StrCat(scheme, " ", peer), s.options.transport));
+                  state, absl::StrCat(scheme, " ", peer), s.options.transport,
+                  s.options.ws, /*client=*/false));
             });
       });
 }

@@ -129,9 +129,9 @@ SYMWIRE_DECL void ConnectWss(const asio::any_io_executor& executor,
               std::string description =
                   absl::StrCat("wss ", host_header, u.target);
               detail::StartWsClientUpgrade(
-                  state, std::move(host_header), u.target, options.headers,
-                  options.ws, options.transport, std::move(description),
-                  deadline, std::move(op->done));
+                  state, host_header, u.target, options.headers, options.ws,
+                  options.transport, std::move(description), deadline,
+                  std::move(op->done));
             });
       });
 }
