@@ -448,6 +448,11 @@ class WsTransport final : public Transport {
         Fail(1008, "pings over the rate limit");
         return;
       }
+      // Pongs not yet handed to the socket are superseded by this one
+      // (RFC 6455 §5.5.3 allows answering only the latest ping): a peer that
+      // pings within the rate limit but never reads cannot grow ctrl_, which
+      // holds nothing else until our close is queued.
+      ctrl_.clear();
       std::array<uint8_t, kWsMaxHeader> header{};
       const size_t n = WsEncodeHeader(kWsOpPong, len, NextKey(), header.data());
       AppendControl(header.data(), n, payload, len);
