@@ -38,6 +38,11 @@
 //                          (default 1; connections spread round-robin).
 //   --checksums 0|1        symwire only: SessionConfig::payload_checksums
 //                          (default 1, the protocol's default), both sides.
+//   --shared-payload 0|1   symwire only, stream mode: the agent hands its
+//                          responses over as one SharedPayload, referenced
+//                          by the replay store and written from there,
+//                          instead of the default Respond(string_view),
+//                          which copies each (default 0).
 // --help lists the flags with their defaults; a usage error exits 2.
 // The server prints "ready" on stderr once it listens.
 #ifndef SYMWIRE_BENCH_E2E_COMMON_HPP_
@@ -78,6 +83,7 @@ struct Options {
   int spin_us = 0;
   int threads = 1;  // symwire server: ServerOptions::threads
   bool checksums = true;
+  bool shared_payload = false;  // symwire: stream responses by reference
 
   std::string Host() const { return address.substr(0, address.rfind(':')); }
   uint16_t Port() const {
@@ -144,6 +150,15 @@ inline Options ParseArgs(int argc, char** argv,
                want = "0 or 1";
                if (text != "0" && text != "1") return false;
                o.checksums = text == "1";
+               return true;
+             })
+      .Value("--shared-payload", "0|1",
+             "symwire only, stream mode: the agent responds with one "
+             "SharedPayload (no copy into the replay store)",
+             "0", [&o](std::string_view text, std::string& want) {
+               want = "0 or 1";
+               if (text != "0" && text != "1") return false;
+               o.shared_payload = text == "1";
                return true;
              });
   args.Parse(argc, argv);

@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,16 +80,23 @@ bool IsRetry(const absl::Status& st) {
 
 // Streamer: answers a "STRM" task with partial responses until the task is
 // cancelled (or `remaining` reaches 0, then a final one).
+// With --shared-payload 1 every response hands over a reference to one
+// immutable SharedPayload (the session still checksums each send) instead
+// of copying `payload`.
+bool g_shared_payload = false;
+
 struct Streamer : std::enable_shared_from_this<Streamer> {
   symwire::IncomingTask task;
   std::string payload;
+  std::optional<symwire::SharedPayload> shared;
   uint64_t remaining = 0;  // 0: until cancelled
 
   void Step() {
     for (int i = 0; i < kStreamBurst; ++i) {
       if (task.cancelled() || task.done()) return;
       const bool last = remaining == 1;
-      absl::Status st = task.Respond(payload, last);
+      absl::Status st =
+          shared ? task.Respond(*shared, last) : task.Respond(payload, last);
       if (IsRetry(st)) {
         task.async_respond(payload, last,
                            [self = shared_from_this()](absl::Status s) {
@@ -118,6 +126,7 @@ void HandleTask(symwire::IncomingTask task) {
     auto s = std::make_shared<Streamer>();
     s->task = task;
     s->payload.assign(size, 'r');
+    if (g_shared_payload) s->shared.emplace(s->payload);
     s->remaining = count;
     s->Step();
     return;
@@ -135,6 +144,7 @@ int RunServer(const Options& o) {
   so.session.role = symwire::AgentRole::kAgent;
   so.session.max_tasks = 65536;
   so.session.payload_checksums = o.checksums;
+  g_shared_payload = o.shared_payload;
   so.transport.spin_read = std::chrono::microseconds(o.spin_us);
   // --threads N > 1: the sessions run on the server's N threads (the
   // accept loop stays on `io`), so `live` is counted from all of them.

@@ -86,6 +86,12 @@ class Channel : public std::enable_shared_from_this<Channel>,
     return Submit(IncomingTask::AsBytes(payload), options,
                   std::move(callbacks));
   }
+  // The same with the payload handed over instead of copied: the session
+  // keeps a reference to it until the peer acknowledges the frame, and the
+  // transport writes it from there (Session::SubmitTask(SharedPayload)).
+  SYMWIRE_DECL absl::StatusOr<TaskCall> Submit(const SharedPayload& payload,
+                                               const TaskOptions& options = {},
+                                               TaskCallbacks callbacks = {});
 
   // async_submit
   // Submit, waiting (in submission order) for the first handshake and
@@ -307,8 +313,14 @@ class Channel : public std::enable_shared_from_this<Channel>,
                   const detail::OpCancelPtr& cancel);
   void StartWaitEstablished(detail::Completion<void(absl::Status)> done,
                             const detail::OpCancelPtr& cancel);
+  // With `shared` (whose bytes are `payload`), the payload is handed over.
   absl::Status RespondFor(detail::IncomingState& task,
-                          absl::Span<const std::byte> payload, bool final);
+                          absl::Span<const std::byte> payload, bool final,
+                          const SharedPayload* shared = nullptr);
+  absl::StatusOr<TaskCall> SubmitImpl(absl::Span<const std::byte> payload,
+                                      const SharedPayload* shared,
+                                      const TaskOptions& options,
+                                      TaskCallbacks callbacks);
 
   asio::any_io_executor executor_;
   ChannelOptions options_;

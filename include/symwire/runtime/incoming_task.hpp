@@ -19,6 +19,7 @@
 #include "symwire/config.hpp"
 #include "symwire/runtime/detail/async.hpp"
 #include "symwire/runtime/options.hpp"
+#include "symwire/shared_payload.hpp"
 
 namespace symwire {
 
@@ -69,6 +70,10 @@ class IncomingTask {
   absl::Status Respond(std::string_view payload, bool final) {
     return Respond(AsBytes(payload), final);
   }
+  // The same with the payload handed over instead of copied (the session
+  // keeps a reference until the peer acknowledges the frame;
+  // Session::SendResponse(SharedPayload)). The same errors.
+  SYMWIRE_DECL absl::Status Respond(const SharedPayload& payload, bool final);
   // async_respond: Respond, waiting for room in the send window instead of
   // failing with REPLAY_BUFFER_FULL. The payload is copied at once.
   // Signature: void(absl::Status). Per-operation cancellation: terminal,

@@ -57,6 +57,7 @@
 #include "symwire/session/detail/replay_store.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/methods.hpp"
+#include "symwire/shared_payload.hpp"
 #include "symwire/wire/decoder.hpp"
 #include "symwire/wire/frame.hpp"
 
@@ -199,6 +200,16 @@ class Session {
   SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTask(
       absl::Span<const std::byte> payload, const TaskOptions& options,
       absl::Time now);
+  // The same, with the payload handed over instead of copied: the replay
+  // store keeps a reference to it (shared_payload.hpp) until the frame is
+  // acknowledged, and the frame is byte for byte what the copying overload
+  // sends. Payloads under kMinReferencedPayload bytes are copied all the
+  // same (a copy of so few bytes costs less than a separate piece to
+  // write). Same errors; on error the store keeps no reference.
+  SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTask(const SharedPayload& payload,
+                                                 const TaskOptions& options,
+                                                 absl::Time now);
+  static constexpr size_t kMinReferencedPayload = 1024;
 
   // SendResponse
   // Streams a partial (final == false) or the final response of a task
@@ -206,6 +217,10 @@ class Session {
   // SESSION_CLOSED, FRAME_TOO_LARGE, REPLAY_BUFFER_FULL (then Writable).
   SYMWIRE_DECL absl::Status SendResponse(TaskId task,
                                          absl::Span<const std::byte> payload,
+                                         bool final, absl::Time now);
+  // The same, with the payload handed over (see SubmitTask).
+  SYMWIRE_DECL absl::Status SendResponse(TaskId task,
+                                         const SharedPayload& payload,
                                          bool final, absl::Time now);
 
   // FailTask
@@ -477,10 +492,20 @@ class Session {
 
   // Sending.
   absl::Status CheckReplayCredit(size_t frame_size) const;
-  absl::Status EncodeSequenced(const FrameHeader& header,
-                               const FrameExtensions& extensions,
-                               absl::Span<const std::byte> payload,
-                               bool bypass_credit);
+  // With `payload_owner`, a payload of kMinReferencedPayload bytes or more
+  // is stored by reference (it keeps the bytes valid and unchanged).
+  absl::Status EncodeSequenced(
+      const FrameHeader& header, const FrameExtensions& extensions,
+      absl::Span<const std::byte> payload, bool bypass_credit,
+      const std::shared_ptr<const void>* payload_owner = nullptr);
+  absl::StatusOr<TaskId> SubmitTaskImpl(
+      absl::Span<const std::byte> payload,
+      const std::shared_ptr<const void>* payload_owner,
+      const TaskOptions& options, absl::Time now);
+  absl::Status SendResponseImpl(
+      TaskId task, absl::Span<const std::byte> payload,
+      const std::shared_ptr<const void>* payload_owner, bool final,
+      absl::Time now);
   void SendInternalError(TaskId task, absl::StatusCode code,
                          absl::string_view message, bool retryable,
                          ErrorCode detail);

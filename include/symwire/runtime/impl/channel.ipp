@@ -368,12 +368,15 @@ SYMWIRE_DECL void Channel::EndIncoming(TaskId id,
 
 SYMWIRE_DECL absl::Status Channel::RespondFor(
     detail::IncomingState& task, absl::Span<const std::byte> payload,
-    bool final) {
+    bool final, const SharedPayload* shared) {
   if (task.done) {
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", task.id, " already ended"));
   }
-  absl::Status st = session_->SendResponse(task.id, payload, final, Now());
+  absl::Status st =
+      shared != nullptr
+          ? session_->SendResponse(task.id, *shared, final, Now())
+          : session_->SendResponse(task.id, payload, final, Now());
   if (st.ok() && options_.observer) {
     ObserveResponse(task.observed, task.id, TaskInfo::Side::kExecutor,
                     task.trace_parent, payload.size());
@@ -448,11 +451,25 @@ SYMWIRE_DECL void Channel::UnreadChanged(int64_t delta) {
 SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
     absl::Span<const std::byte> payload, const TaskOptions& options,
     TaskCallbacks callbacks) {
+  return SubmitImpl(payload, nullptr, options, std::move(callbacks));
+}
+
+SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::Submit(
+    const SharedPayload& payload, const TaskOptions& options,
+    TaskCallbacks callbacks) {
+  return SubmitImpl(payload.bytes(), &payload, options, std::move(callbacks));
+}
+
+SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::SubmitImpl(
+    absl::Span<const std::byte> payload, const SharedPayload* shared,
+    const TaskOptions& options, TaskCallbacks callbacks) {
   // A deadline is relative to now: read the clock for it; otherwise the
   // turn's reading will do (Now()).
-  absl::StatusOr<TaskId> id = session_->SubmitTask(
-      payload, options,
-      Now(options.deadline ? Reading::kFresh : Reading::kTurn));
+  const absl::Time now =
+      Now(options.deadline ? Reading::kFresh : Reading::kTurn);
+  absl::StatusOr<TaskId> id = shared != nullptr
+                                  ? session_->SubmitTask(*shared, options, now)
+                                  : session_->SubmitTask(payload, options, now);
   if (!id.ok()) {
     AfterInput();  // a refusal may have queued Writable
     return id.status();

@@ -70,6 +70,15 @@ SYMWIRE_DECL absl::Status IncomingTask::Respond(
   return channel->RespondFor(State(), payload, final);
 }
 
+SYMWIRE_DECL absl::Status IncomingTask::Respond(const SharedPayload& payload,
+                                                bool final) {
+  auto channel = State().channel.lock();
+  if (!channel) {
+    return MakeError(ErrorCode::kSessionClosed, "the session is gone");
+  }
+  return channel->RespondFor(State(), payload.bytes(), final, &payload);
+}
+
 SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
                                              bool retryable) {
   SYMWIRE_REQUIRE(!status.ok());

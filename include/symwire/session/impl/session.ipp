@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -275,7 +276,8 @@ SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
 
 SYMWIRE_DECL absl::Status Session::EncodeSequenced(
     const FrameHeader& header_in, const FrameExtensions& extensions,
-    absl::Span<const std::byte> payload, bool bypass_credit) {
+    absl::Span<const std::byte> payload, bool bypass_credit,
+    const std::shared_ptr<const void>* payload_owner) {
   FrameHeader header = header_in;
   header.sequence = acks_.next_sequence();
   auto header_size = EncodedHeaderSize(header, extensions, payload.size());
@@ -293,9 +295,23 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
     if (absl::Status s = CheckReplayCredit(size); !s.ok()) return s;
   }
   const uint64_t at = store_.end();
-  auto n = EncodeFrame(header, extensions, payload, store_.Append(size));
-  SYMWIRE_ASSERT(n.ok() && *n == size);
-  (void)n;
+  if (payload_owner != nullptr && payload.size() >= kMinReferencedPayload) {
+    // The header and trailer are stored, the payload referenced (ReplayStore
+    // "Referenced payloads"): the same bytes EncodeFrame would write.
+    auto frame =
+        EncodeGather(header, extensions, payload, store_.Append(*header_size));
+    SYMWIRE_ASSERT(frame.ok() && frame->size() == size);
+    store_.AppendShared(payload, *payload_owner);
+    const absl::Span<const std::byte> trailer = frame->trailer();
+    if (!trailer.empty()) {
+      std::memcpy(store_.Append(trailer.size()).data(), trailer.data(),
+                  trailer.size());
+    }
+  } else {
+    auto n = EncodeFrame(header, extensions, payload, store_.Append(size));
+    SYMWIRE_ASSERT(n.ok() && *n == size);
+    (void)n;
+  }
   replay_.push_back(
       ReplayEntry{acks_.TakeSequence(), at, static_cast<uint32_t>(size)});
   ++counters_.frames_out;

@@ -25,6 +25,18 @@ namespace symwire {
 SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
     absl::Span<const std::byte> payload, const TaskOptions& options,
     absl::Time now) {
+  return SubmitTaskImpl(payload, nullptr, options, now);
+}
+
+SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
+    const SharedPayload& payload, const TaskOptions& options, absl::Time now) {
+  return SubmitTaskImpl(payload.bytes(), &payload.owner(), options, now);
+}
+
+SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTaskImpl(
+    absl::Span<const std::byte> payload,
+    const std::shared_ptr<const void>* payload_owner,
+    const TaskOptions& options, absl::Time now) {
   ObserveNow(now);
   BeginInput();
   absl::Status s;
@@ -88,7 +100,7 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
   ext.trace_state = options.trace_state;
   ext.metadata = options.metadata;
   ext.method = options.method;
-  s = EncodeSequenced(header, ext, payload, false);
+  s = EncodeSequenced(header, ext, payload, false, payload_owner);
   if (!s.ok()) {
     if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;
     CountError(s);
@@ -111,6 +123,19 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
 
 SYMWIRE_DECL absl::Status Session::SendResponse(
     TaskId task, absl::Span<const std::byte> payload, bool final,
+    absl::Time now) {
+  return SendResponseImpl(task, payload, nullptr, final, now);
+}
+
+SYMWIRE_DECL absl::Status Session::SendResponse(TaskId task,
+                                                const SharedPayload& payload,
+                                                bool final, absl::Time now) {
+  return SendResponseImpl(task, payload.bytes(), &payload.owner(), final, now);
+}
+
+SYMWIRE_DECL absl::Status Session::SendResponseImpl(
+    TaskId task, absl::Span<const std::byte> payload,
+    const std::shared_ptr<const void>* payload_owner, bool final,
     absl::Time now) {
   ObserveNow(now);
   BeginInput();
@@ -136,7 +161,8 @@ SYMWIRE_DECL absl::Status Session::SendResponse(
       (config_.payload_checksums && !payload.empty() ? kFlagChecksum : 0) |
       (final ? kFlagFinal : 0));
   header.stream_id = task;
-  absl::Status s = EncodeSequenced(header, FrameExtensions{}, payload, false);
+  absl::Status s =
+      EncodeSequenced(header, FrameExtensions{}, payload, false, payload_owner);
   if (!s.ok()) {
     if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;
     CountError(s);
