@@ -45,6 +45,11 @@ void SharedStreamingAgent(const std::shared_ptr<Channel>& p) {
 }
 
 void RunCall(asio::io_context& io, const std::shared_ptr<Channel>& client) {
+  absl::Status established = absl::UnknownError("pending");
+  client->async_wait_established(
+      [&](absl::Status st) { established = std::move(st); });
+  RunUntil(io, [&] { return !absl::IsUnknown(established); });
+  REQUIRE(established.ok());
   std::vector<std::string> responses;
   absl::Status done = absl::UnknownError("pending");
   TaskCallbacks callbacks;
@@ -55,7 +60,9 @@ void RunCall(asio::io_context& io, const std::shared_ptr<Channel>& client) {
   callbacks.on_done = [&](const absl::Status& st) { done = st; };
   {
     const SharedPayload request(Pattern(40000, 'r'));
-    REQUIRE(client->Submit(request, {}, std::move(callbacks)).ok());
+    auto call = client->Submit(request, {}, std::move(callbacks));
+    INFO(call.status().ToString());
+    REQUIRE(call.ok());
   }  // the request is now referenced only by the session
   RunUntil(io, [&] { return !absl::IsUnknown(done); });
   CHECK(done.ok());
