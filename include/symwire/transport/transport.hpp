@@ -359,9 +359,14 @@ class StreamTransport final : public Transport {
                                         const boost::system::error_code& ec,
                                         size_t n) { ReadDone(ec, n); });
   }
+  static constexpr size_t kMaxWriteSomeBytes = size_t{1} << 20;
   void AsyncWriteAll(std::span<const asio::const_buffer> buffers) override {
     // The completion condition runs before each write_some: every call
     // after one that wrote bytes is progress (write_progress_timeout).
+    // Each write_some may take up to kMaxWriteSomeBytes (Asio's own
+    // transfer_all stops at 64 KiB): every write_some that completes is one
+    // more executor turn (and epoll_wait) before the next, so a large
+    // batch goes in as few system calls as the socket buffer allows.
     asio::async_write(
         stream_, buffers,
         [this, last = size_t{0}](const boost::system::error_code& ec,
@@ -370,7 +375,7 @@ class StreamTransport final : public Transport {
             last = n;
             NoteWriteProgress();
           }
-          return ec ? 0 : size_t{65536};
+          return ec ? 0 : kMaxWriteSomeBytes;
         },
         [self = shared_from_this(), this](const boost::system::error_code& ec,
                                           size_t n) { WriteDone(ec, n); });
