@@ -291,8 +291,11 @@ class Session(RefSession):
             self.acked_sent = self.rx_seq
         self._settle_rx()
         if self._terminal_rx:
-            # §15.1: terminal frames are acknowledged at once, in this batch,
-            # so the ack precedes any task that reuses the slot.
+            # §15.1: this implementation acknowledges terminal frames at once,
+            # in this batch, so the ack precedes any task that reuses the slot
+            # (u = 0 at every task). SPEC allows coalescing the ack (§14.2) as
+            # long as it precedes a task that would find max_tasks full; acking
+            # at once still conforms and interoperates with either kind of peer.
             self._terminal_rx = False
             if self.state == "established" and self.up and self.rx_seq > self.acked_sent:
                 out_bytes += self._sync({})
