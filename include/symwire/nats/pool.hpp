@@ -181,6 +181,11 @@ class NatsTaskContext {
   virtual absl::Status Respond(absl::Span<const std::byte> payload) = 0;
   // True once an AGENT_CANCEL for this task arrived.
   virtual bool cancelled() const = 0;
+  // SetErrorRetryable
+  // Marks the error the handler returns as retryable: the work was not
+  // done, another agent may take it (SPEC.md §13.2; IncomingTask::Fail's
+  // `retryable`). The error's symwire detail (GetErrorCode) is sent too.
+  virtual void SetErrorRetryable(bool retryable) = 0;
 };
 
 // NatsHandler
