@@ -341,7 +341,11 @@ SYMWIRE_DECL absl::StatusOr<std::optional<NatsResponse>> NatsOrchestrator::Next(
             absl::StatusOr<ErrorMessage> e = ParseError(frame->payload());
             out->kind = NatsResponse::Kind::kFailed;
             if (e.ok()) {
-              out->status = absl::Status(e->code, e->message);
+              // As on a stream (Session::HandleTaskError): the symwire
+              // detail only if the agent sent one.
+              out->status = e->detail == ErrorCode::kOk
+                                ? absl::Status(e->code, e->message)
+                                : MakeError(e->code, e->detail, e->message);
               out->retryable = e->retryable;
             } else {
               out->status = absl::DataLossError(absl::StrCat(
