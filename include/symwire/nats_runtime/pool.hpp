@@ -154,8 +154,9 @@ class NatsPoolChannel : public std::enable_shared_from_this<NatsPoolChannel> {
 
   // Tasks submitted here and not ended. Executor only.
   SYMWIRE_DECL size_t open_tasks() const;
-  // Responses for tasks with no TaskCall here (see the file comment).
-  // Executor only.
+  // Responses for tasks with no TaskCall here: an earlier process's (see
+  // the file comment), and those of a task ended here (cancelled, expired)
+  // that were under way. Executor only.
   SYMWIRE_DECL uint64_t orphaned_responses() const;
 
  private:

@@ -195,9 +195,11 @@ struct PoolChannelCore final : detail::CallBackend,
   // once, as Session::CancelTask does, and publishes the cancel after the
   // task's submission (the sender thread keeps call order).
   absl::Status Cancel(detail::CallState& call) override {
+    // Finish drops the call's reference to this core: keep it alive.
+    const std::shared_ptr<PoolChannelCore> self = shared_from_this();
     const uint64_t id = call.id;
     Finish(id, absl::CancelledError(absl::StrCat("task ", id, ": cancelled")));
-    Enqueue([self = shared_from_this(), id] {
+    Enqueue([self, id] {
       // Best effort, as AGENT_CANCEL on a stream: a cancel that cannot be
       // published lets the task run; its result is discarded.
       static_cast<void>(self->orchestrator.Cancel(id));

@@ -117,7 +117,8 @@ struct PoolServerCore : std::enable_shared_from_this<PoolServerCore> {
     if (wall_deadline) {
       state->deadline = SteadyNow() + (*wall_deadline - absl::Now());
     }
-    asio::post(executor, [handler, state, bridge] {
+    // `self`: `handler` points into this core.
+    asio::post(executor, [self = shared_from_this(), handler, state, bridge] {
       state->payload = absl::MakeConstSpan(
           reinterpret_cast<const std::byte*>(bridge->task_payload.data()),
           bridge->task_payload.size());
