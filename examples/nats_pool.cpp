@@ -99,10 +99,11 @@ asio::awaitable<int> Orchestrate(ChannelPtr channel) {
 template <class ChannelPtr>
 int Run(asio::io_context& io, ChannelPtr channel) {
   std::optional<int> failures;
-  asio::co_spawn(io, Orchestrate(channel), [&](std::exception_ptr e, int n) {
-    if (e) std::rethrow_exception(e);
-    failures = n;
-  });
+  asio::co_spawn(io, Orchestrate(channel),
+                 [&](const std::exception_ptr& e, int n) {
+                   if (e) std::rethrow_exception(e);
+                   failures = n;
+                 });
   while (!failures && io.run_one_for(std::chrono::seconds(30)) > 0) {
   }
   if (!failures) std::printf("FAIL timed out\n");

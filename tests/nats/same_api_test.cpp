@@ -288,3 +288,76 @@ TEST_CASE("same API: an orchestrator and its handlers, over TCP and a pool",
 
 }  // namespace
 }  // namespace symwire
+
+namespace symwire {
+namespace {
+
+// Runs `io` until `done()` (bounded: fails the test after 20 s).
+template <class Done>
+void RunUntil(asio::io_context& io, Done done) {
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  while (!done() && Clock::now() < give_up) {
+    io.run_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(done());
+}
+
+TEST_CASE("NatsPoolServer: a stopped agent gives its running task back",
+          "[nats][same_api]") {
+  absl::StatusOr<std::unique_ptr<testing::NatsServer>> broker =
+      testing::NatsServer::Start();
+  INFO(broker.status().ToString());
+  REQUIRE(broker.ok());
+  NatsConnectOptions connect;
+  connect.url = (*broker)->url();
+  absl::StatusOr<NatsClient> client = NatsClient::Connect(connect);
+  REQUIRE(client.ok());
+  NatsPoolServerOptions agent;
+  agent.agent.pool.pool = "release";
+  agent.agent.pool.storage = NatsStorage::kMemory;
+
+  asio::io_context io;
+  bool started = false;
+  std::optional<absl::Status> first_cancel;
+  auto first = NatsPoolServer::Create(io.get_executor(), *client, agent);
+  REQUIRE(first.ok());
+  REQUIRE((*first)
+              ->Handle("work",
+                       [&](IncomingTask t) {
+                         t.OnCancel([&](const absl::Status& why) {
+                           first_cancel = why;
+                         });
+                         started = true;  // and never answers
+                       })
+              .ok());
+  REQUIRE((*first)->Start().ok());
+  auto channel = NatsPoolChannel::Create(io.get_executor(), *client,
+                                         {{agent.agent.pool, "orch"}});
+  REQUIRE(channel.ok());
+  std::optional<absl::StatusOr<std::string>> result;
+  CallOptions work;
+  work.method = "work";
+  (*channel)->async_call(
+      "x", work, [&](absl::StatusOr<std::string> r) { result = std::move(r); });
+  RunUntil(io, [&] { return started; });
+  first->reset();  // stops its agent mid-task: -NAK, not an error
+  RunUntil(io, [&] { return first_cancel.has_value(); });
+  CHECK(first_cancel->code() == absl::StatusCode::kUnavailable);
+
+  auto second = NatsPoolServer::Create(io.get_executor(), *client, agent);
+  REQUIRE(second.ok());
+  REQUIRE((*second)
+              ->Handle("work",
+                       [](IncomingTask t) {
+                         static_cast<void>(t.Respond("done", true));
+                       })
+              .ok());
+  REQUIRE((*second)->Start().ok());
+  RunUntil(io, [&] { return result.has_value(); });
+  INFO(result->status().ToString());
+  REQUIRE(result->ok());
+  CHECK(**result == "done");
+}
+
+}  // namespace
+}  // namespace symwire

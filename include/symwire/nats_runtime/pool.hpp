@@ -209,10 +209,12 @@ class NatsPoolServer : public std::enable_shared_from_this<NatsPoolServer> {
       NatsPoolServerOptions options);
   NatsPoolServer(const NatsPoolServer&) = delete;
   NatsPoolServer& operator=(const NatsPoolServer&) = delete;
-  // Stops fetching and joins the threads: a task still running is told
-  // so (kUnavailable, retryable, to the submitter) and its IncomingTask is
-  // cancelled. Use async_shutdown first to let running tasks finish. The
-  // threads never wait for the executor, so it may run on the executor.
+  // Stops fetching and joins the threads: a task still running is given
+  // back to the pool (-NAK: delivered again at once, to another agent;
+  // SPEC.md §21.4) and its IncomingTask is cancelled with kUnavailable
+  // "task N: the agent stopped". Use async_shutdown first to let running tasks
+  // finish. The threads never wait for the executor, so it may run on the
+  // executor.
   SYMWIRE_DECL ~NatsPoolServer();
 
   SYMWIRE_DECL const asio::any_io_executor& get_executor() const;

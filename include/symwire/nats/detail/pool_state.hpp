@@ -531,6 +531,8 @@ class TaskContextImpl final : public NatsTaskContext {
     error_retryable_ = retryable;
   }
   bool error_retryable() const { return error_retryable_; }
+  void Release() override { released_ = true; }
+  bool released() const { return released_; }
 
   // The first failed response publish (§21.4: the attempt is broken).
   const absl::Status& publish_error() const { return publish_error_; }
@@ -580,6 +582,7 @@ class TaskContextImpl final : public NatsTaskContext {
   absl::Status publish_error_;
   uint64_t index_ = 0;
   bool error_retryable_ = false;
+  bool released_ = false;
 };
 
 }  // namespace nats_detail

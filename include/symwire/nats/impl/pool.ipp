@@ -603,6 +603,13 @@ SYMWIRE_DECL absl::StatusOr<NatsAgentOutcome> NatsAgent::RunOnce(
     } end_pings{st.pinger};
     result = st.handler(ctx);
   }
+  if (ctx.released()) {
+    // §21.4: given back mid-task (the agent stops): delivered again at once.
+    if (const natsStatus s = natsMsg_Nak(m, nullptr); s != NATS_OK) {
+      return StatusFromNats(s, "natsMsg_Nak");
+    }
+    return NatsAgentOutcome::kReleased;
+  }
   if (!ctx.publish_error().ok()) {
     // §21.4: a response publish failed: the attempt is broken, whatever
     // the handler returned. Delivered again, as a new attempt.

@@ -196,7 +196,7 @@ struct PoolServerCore : std::enable_shared_from_this<PoolServerCore> {
           }
         });
         if (end.code() == absl::StatusCode::kUnavailable) {
-          ctx.SetErrorRetryable(true);
+          ctx.Release();  // another agent runs it (SPEC.md §21.4)
           return end;
         }
         // What the agent publishes for a cancelled or expired task.
