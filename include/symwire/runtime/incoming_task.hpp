@@ -25,6 +25,7 @@ namespace symwire {
 
 namespace detail {
 struct IncomingState;
+struct HandleAccess;
 }  // namespace detail
 
 // IncomingTask
@@ -98,6 +99,7 @@ class IncomingTask {
 
  private:
   friend class Channel;
+  friend struct detail::HandleAccess;
   static absl::Span<const std::byte> AsBytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
   }
