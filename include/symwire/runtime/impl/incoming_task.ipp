@@ -73,6 +73,10 @@ SYMWIRE_DECL absl::Status IncomingTask::Respond(
 
 SYMWIRE_DECL absl::Status IncomingTask::Respond(const SharedPayload& payload,
                                                 bool final) {
+  // Another backend (NATS) takes the bytes its own way.
+  if (State().backend) {
+    return State().backend->Respond(State(), payload.bytes(), final);
+  }
   auto channel = State().channel.lock();
   if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
