@@ -26,7 +26,8 @@
 //   - an end code other than 1002/1003/1009, a 1003 or 1009 in discard mode,
 //     an error that does not repeat, anything parsed after a close frame;
 //   - any message of which more than max_message_bytes reach the output,
-//     or any byte of a text message.
+//     or any byte of a text message;
+//   - WsValidUtf8 disagreeing with a code-point decoder on the input.
 #include "symwire/transport/detail/ws_frame.hpp"
 
 #include <algorithm>
@@ -185,15 +186,18 @@ Run Split(const Control& c, std::span<const std::byte> in) {
   bool over = false;
   while (!over && fed < in.size()) {
     const size_t n = chunker.Next(in.size() - fed);
-    if (c.direct && !discarding && buf.empty() &&
-        parser.payload_remaining() > 0) {
-      // A read straight into the output buffer.
+    if (c.direct && buf.empty() && parser.payload_remaining() > 0) {
+      // A read straight into the output buffer (in discard mode too: the
+      // transport's read may have started before it closed; it then drops
+      // the bytes).
       const size_t take = static_cast<size_t>(
           std::min<uint64_t>({n, parser.payload_remaining(), out.size()}));
       std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(fed), take,
                   out.begin());
       parser.TakePayload(out.data(), take);
-      run.payload.append(reinterpret_cast<const char*>(out.data()), take);
+      if (!discarding) {
+        run.payload.append(reinterpret_cast<const char*>(out.data()), take);
+      }
       fed += take;
       continue;
     }
@@ -328,6 +332,44 @@ Run Reference(const Control& c, std::span<const std::byte> in) {
   return run;
 }
 
+// UTF-8 by decoding code points (RFC 3629 §3), to check WsValidUtf8's
+// byte-range tables: shortest form, no surrogates, at most U+10FFFF.
+bool ReferenceUtf8(std::span<const std::byte> s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = std::to_integer<uint32_t>(s[i]);
+    size_t len = 1;
+    uint32_t cp = b;
+    if (b >= 0xF0 && b < 0xF8) {
+      len = 4;
+      cp = b & 0x07;
+    } else if (b >= 0xE0 && b < 0xF0) {
+      len = 3;
+      cp = b & 0x0F;
+    } else if (b >= 0xC0 && b < 0xE0) {
+      len = 2;
+      cp = b & 0x1F;
+    } else if (b >= 0x80) {
+      return false;  // a continuation byte first, or 0xF8..0xFF
+    }
+    if (s.size() - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const auto c = std::to_integer<uint32_t>(s[i + k]);
+      if ((c & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    const uint32_t min = len == 1   ? 0
+                         : len == 2 ? 0x80
+                         : len == 3 ? 0x800
+                                    : 0x10000;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 Control ParseControl(const uint8_t* d) {
   Control c;
   c.client = (d[0] & 1) != 0;
@@ -348,6 +390,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const std::byte> in(
       reinterpret_cast<const std::byte*>(data) + kControlSize,
       size - kControlSize);
+  FUZZ_CHECK(symwire::detail::WsValidUtf8(in) == ReferenceUtf8(in));
   const Run whole = Whole(c, in);
   const Run split = Split(c, in);
   const Run ref = Reference(c, in);

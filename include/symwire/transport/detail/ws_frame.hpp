@@ -208,10 +208,11 @@ class WsFrameParser {
   // TakePayload
   // `n` payload bytes of the current data frame that the caller read
   // straight into `data` (bypassing Parse: large frames): unmasks them in
-  // place and accounts for them. REQUIRES: n <= payload_remaining(), no
-  // error or close returned, not in discard mode.
+  // place and accounts for them (in discard mode too: a read started
+  // before Discard() may end after it). REQUIRES: n <= payload_remaining(),
+  // and no error returned since the last Parse call unless in discard mode.
   void TakePayload(std::byte* data, size_t n) {
-    SYMWIRE_REQUIRE(n <= frame_remain_ && stop_ == Stop::kNone && !discard_);
+    SYMWIRE_REQUIRE(n <= frame_remain_ && (stop_ == Stop::kNone || discard_));
     if (masked_) key_pos_ = WsMask(data, n, key_.data(), key_pos_);
     Advance(n);
   }

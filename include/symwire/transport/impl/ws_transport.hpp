@@ -519,6 +519,7 @@ class WsTransport final : public Transport {
     if (stream_closed_) return;
     stream_closed_ = true;
     discard_ = true;
+    parser_.Discard();
     if (!peer_closed_) QueueClose(1001, "");
     MaybeFinish();
   }
