@@ -23,6 +23,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -39,17 +40,18 @@ namespace asio = boost::asio;
 
 // The authentication method of both ends (SPEC.md §12.3), from the
 // environment, so that an orchestrator and the agent it spawns agree:
-// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset or empty: none.
-std::shared_ptr<const symwire::Authenticator> AuthFromEnvironment() {
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset, empty or "none": none.
+// A malformed value is an error, not a silent "none".
+absl::StatusOr<std::shared_ptr<const symwire::Authenticator>>
+AuthFromEnvironment() {
   const char* value = std::getenv("SYMWIRE_STDIO_AUTH");
-  absl::string_view spec = value != nullptr ? value : "";
-  if (absl::ConsumePrefix(&spec, "token:") && !spec.empty()) {
-    return symwire::TokenAuthenticator(std::string(spec));
+  auto auth = symwire::AuthenticatorFromSpec(value != nullptr ? value : "");
+  if (!auth.ok()) {
+    return absl::Status(
+        auth.status().code(),
+        absl::StrCat("SYMWIRE_STDIO_AUTH: ", auth.status().message()));
   }
-  if (absl::ConsumePrefix(&spec, "hmac:") && !spec.empty()) {
-    return symwire::HmacAuthenticator(std::string(spec));
-  }
-  return nullptr;  // SessionConfig: null is NoAuthenticator()
+  return auth;
 }
 
 // Streams parts next..n of `task`, one every `gap` (zero: all at once).
@@ -108,7 +110,12 @@ int main() try {
   symwire::ServerOptions options;
   options.session.agent_id = "stdio-agent";
   options.session.role = symwire::AgentRole::kAgent;
-  options.session.authenticator = AuthFromEnvironment();
+  auto auth = AuthFromEnvironment();
+  if (!auth.ok()) {
+    std::fprintf(stderr, "agent: %s\n", auth.status().ToString().c_str());
+    return 2;
+  }
+  options.session.authenticator = *std::move(auth);
   auto server = symwire::Server::Create(
       io.get_executor(), options,
       [&io](const std::shared_ptr<symwire::Channel>& session) {

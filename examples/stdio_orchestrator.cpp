@@ -15,11 +15,11 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "boost/asio/io_context.hpp"
 #include "cli/args.hpp"
 #include "symwire/error.hpp"
@@ -32,17 +32,18 @@ namespace {
 
 // The authentication method of both ends (SPEC.md §12.3), from the
 // environment, so that an orchestrator and the agent it spawns agree:
-// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset or empty: none.
-std::shared_ptr<const symwire::Authenticator> AuthFromEnvironment() {
+// SYMWIRE_STDIO_AUTH=token:SECRET or hmac:KEY; unset, empty or "none": none.
+// A malformed value is an error, not a silent "none".
+absl::StatusOr<std::shared_ptr<const symwire::Authenticator>>
+AuthFromEnvironment() {
   const char* value = std::getenv("SYMWIRE_STDIO_AUTH");
-  absl::string_view spec = value != nullptr ? value : "";
-  if (absl::ConsumePrefix(&spec, "token:") && !spec.empty()) {
-    return symwire::TokenAuthenticator(std::string(spec));
+  auto auth = symwire::AuthenticatorFromSpec(value != nullptr ? value : "");
+  if (!auth.ok()) {
+    return absl::Status(
+        auth.status().code(),
+        absl::StrCat("SYMWIRE_STDIO_AUTH: ", auth.status().message()));
   }
-  if (absl::ConsumePrefix(&spec, "hmac:") && !spec.empty()) {
-    return symwire::HmacAuthenticator(std::string(spec));
-  }
-  return nullptr;  // SessionConfig: null is NoAuthenticator()
+  return auth;
 }
 
 }  // namespace
@@ -56,6 +57,11 @@ int main(int argc, char** argv) try {
   args.Positional("path-to-stdio_agent", &agent_path,
                   "the agent program (examples/stdio_agent.cpp)");
   args.Parse(argc, argv);
+  auto auth = AuthFromEnvironment();
+  if (!auth.ok()) {
+    std::fprintf(stderr, "%s\n", auth.status().ToString().c_str());
+    return 2;
+  }
   asio::io_context io;
   absl::StatusOr<symwire::ChildProcess> child =
       symwire::SpawnChild(io.get_executor(), {agent_path});
@@ -66,7 +72,7 @@ int main(int argc, char** argv) try {
   symwire::ChannelOptions options;
   options.session.agent_id = "stdio-orchestrator";
   options.session.role = symwire::AgentRole::kOrchestrator;
-  options.session.authenticator = AuthFromEnvironment();
+  options.session.authenticator = *std::move(auth);
   auto peer = symwire::Client::Start(child->transport(), options);
   if (!peer.ok()) {
     std::fprintf(stderr, "%s\n", peer.status().ToString().c_str());

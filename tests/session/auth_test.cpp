@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "symwire/error.hpp"
@@ -410,6 +411,60 @@ TEST_CASE("ConstantTimeEquals", "[auth]") {
   last.back() = std::byte{1};
   CHECK(ConstantTimeEquals(Span(zeros), Span(Bytes(32, std::byte{0}))));
   CHECK_FALSE(ConstantTimeEquals(Span(zeros), Span(last)));
+}
+
+TEST_CASE("AuthenticatorFromSpec: each method by name", "[auth]") {
+  for (const absl::string_view spec : {"", "none"}) {
+    auto auth = AuthenticatorFromSpec(spec);
+    REQUIRE(auth.ok());
+    CHECK((*auth)->method() == AuthMethod::kNone);
+  }
+  auto token = AuthenticatorFromSpec("token:s3cret");
+  REQUIRE(token.ok());
+  CHECK((*token)->method() == AuthMethod::kToken);
+  // The whole text after the prefix is the secret, colons included.
+  const AuthContext context = Context();
+  auto hello = (*token)->ClientHello(context);
+  REQUIRE(hello.ok());
+  CHECK(*hello == "s3cret");
+  auto colons = AuthenticatorFromSpec("token:a:b");
+  REQUIRE(colons.ok());
+  CHECK(*(*colons)->ClientHello(context) == "a:b");
+  auto hmac = AuthenticatorFromSpec("hmac:k");
+  REQUIRE(hmac.ok());
+  CHECK((*hmac)->method() == AuthMethod::kHmacSha256);
+  const std::string longest =
+      absl::StrCat("token:", std::string(kMaxAuthDataSize, 't'));
+  CHECK(AuthenticatorFromSpec(longest).ok());
+}
+
+TEST_CASE(
+    "AuthenticatorFromSpec: malformed specs are errors that name the "
+    "offset and size, never the secret",
+    "[auth]") {
+  struct Case {
+    std::string spec;
+    absl::string_view expected;
+  };
+  const std::string too_long =
+      absl::StrCat("token:", std::string(kMaxAuthDataSize + 1, 'x'));
+  const Case cases[] = {
+      {"token:", "the token at offset 6 has 0 bytes; it must have 1..1024"},
+      {too_long, "the token at offset 6 has 1025 bytes"},
+      {"hmac:", "the key at offset 5 has 0 bytes"},
+      {"s3cretpasted", "auth spec of 12 bytes does not start with"},
+      {"Token:s3cret", "auth spec of 12 bytes does not start with"},
+      {"nonesuch", "auth spec of 8 bytes does not start with"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.spec.substr(0, 16));
+    auto auth = AuthenticatorFromSpec(c.spec);
+    REQUIRE_FALSE(auth.ok());
+    CHECK(auth.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK(absl::StrContains(auth.status().message(), c.expected));
+    CHECK_FALSE(absl::StrContains(auth.status().message(), "s3cret"));
+    CHECK_FALSE(absl::StrContains(auth.status().message(), "xxxx"));
+  }
 }
 
 }  // namespace

@@ -133,6 +133,20 @@ SYMWIRE_DECL std::shared_ptr<const Authenticator> TokenAuthenticator(
 SYMWIRE_DECL std::shared_ptr<const Authenticator> HmacAuthenticator(
     std::string key);
 
+// AuthenticatorFromSpec
+// The authentication method named by a one-line text, for programs that take
+// it from a flag or an environment variable (the stdio examples read
+// SYMWIRE_STDIO_AUTH), so that both ends of a connection agree:
+//   ""  or "none"      NoAuthenticator()
+//   "token:SECRET"     TokenAuthenticator(SECRET), 1..1024 bytes
+//   "hmac:KEY"         HmacAuthenticator(KEY), at least 1 byte
+// Anything else is INVALID_ARGUMENT with a message naming the method prefix,
+// the byte offset of the problem and the secret's size, never the secret
+// itself (a spec without a known prefix is named only by its size: it may
+// be a secret pasted without its prefix). Thread-safe.
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<const Authenticator>>
+AuthenticatorFromSpec(absl::string_view spec);
+
 // ComputeResumeProof
 // The proof of possession of a session's resume token (SPEC.md §16.2):
 //   HMAC-SHA256(token, label || Nc || Ns || session_id || L)

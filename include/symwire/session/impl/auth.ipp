@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -337,6 +338,36 @@ SYMWIRE_DECL std::shared_ptr<const Authenticator> HmacAuthenticator(
       std::make_shared<const detail::auth::HmacAuthenticatorImpl>(key);
   detail::auth::Cleanse(key);
   return authenticator;
+}
+
+SYMWIRE_DECL absl::StatusOr<std::shared_ptr<const Authenticator>>
+AuthenticatorFromSpec(absl::string_view spec) {
+  if (spec.empty() || spec == "none") return NoAuthenticator();
+  const auto secret_after = [&](absl::string_view prefix) {
+    return spec.substr(0, prefix.size()) == prefix
+               ? std::optional<absl::string_view>(spec.substr(prefix.size()))
+               : std::nullopt;
+  };
+  if (const auto token = secret_after("token:")) {
+    if (token->empty() || token->size() > kMaxAuthDataSize) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "auth spec \"token:...\": the token at offset 6 has ", token->size(),
+          " bytes; it must have 1..", kMaxAuthDataSize));
+    }
+    return TokenAuthenticator(std::string(*token));
+  }
+  if (const auto key = secret_after("hmac:")) {
+    if (key->empty() || key->size() > static_cast<size_t>(INT_MAX)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth spec \"hmac:...\": the key at offset 5 has ",
+                       key->size(), " bytes; it must have at least 1"));
+    }
+    return HmacAuthenticator(std::string(*key));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "auth spec of ", spec.size(),
+      " bytes does not start with \"none\", \"token:\" or \"hmac:\" at "
+      "offset 0"));
 }
 
 }  // namespace symwire
