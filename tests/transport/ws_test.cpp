@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -1026,18 +1027,26 @@ struct RawWsServer {
 
 TEST_CASE("ws: masking keys differ across frames and connections", "[ws]") {
   asio::io_context io;
+  struct Connection {
+    explicit Connection(asio::io_context& io) : server(io) {}
+    RawWsServer server;
+    std::optional<DialResult> result;
+    Recorder recorder;
+  };
+  // Kept until `io` no longer runs: their pending handlers point to them.
+  std::list<Connection> connections;
   std::set<std::string> keys;
   size_t frames = 0;
   for (int connection = 0; connection < 2; ++connection) {
-    RawWsServer server(io);
-    std::optional<DialResult> result;
+    Connection& c = connections.emplace_back(io);
+    RawWsServer& server = c.server;
+    std::optional<DialResult>& result = c.result;
     ConnectWs(io.get_executor(),
               absl::StrCat("ws://127.0.0.1:", server.port(), "/"), {},
               [&](DialResult r) { result = std::move(r); });
     RunUntil(io, [&] { return result.has_value() && server.upgraded; });
     REQUIRE(result->ok());
-    Recorder recorder;
-    (**result)->Start(&recorder);
+    (**result)->Start(&c.recorder);
     size_t pos = 0;
     std::string payloads;
     for (int i = 0; i < 8; ++i) {

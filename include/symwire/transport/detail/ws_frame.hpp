@@ -178,7 +178,7 @@ class WsFrameParser {
       // The stream ends with close code `close_code` (1002, 1003, 1009)
       // for `reason` (ASCII). Sticky, as described above.
       kError,
-      // A close frame was parsed earlier, or a 1002: nothing more is.
+      // A close frame was parsed by an earlier call: nothing more is.
       kDone,
     };
     Kind kind = Kind::kNeedMore;
