@@ -211,7 +211,8 @@ struct Conn {
   std::shared_ptr<symwire::Channel> peer;
   symwire::TaskCall stream_call;
   int inflight = 0;
-  bool blocked = false;  // an async_submit is waiting for room
+  bool blocked = false;      // an async_submit is waiting for room
+  bool pace_parked = false;  // --rate: window full; the next on_done paces
   e2e::Pacer pacer{1};
   std::unique_ptr<asio::steady_timer> pace_timer;
   symwire::SessionCounters c0;
@@ -264,7 +265,12 @@ struct Bench {
                 .count());
       }
       Count(1);
-      if (o.rate == 0) Fill(c);  // closed loop; --rate paces by timer
+      if (o.rate == 0) {
+        Fill(c);  // closed loop; --rate paces by timer
+      } else if (c->pace_parked) {
+        c->pace_parked = false;  // room again: send what is due
+        Pace(c);
+      }
     };
     return cb;
   }
@@ -303,15 +309,27 @@ struct Bench {
   }
 
   // Pace: the open-loop sender of --rate: what is due now, then a timer for
-  // the next send.
+  // the next send. With the window full (or the session refusing for
+  // credit) and tasks in flight, it waits for a completion instead (as the
+  // raw and zmq clients do): a timer re-armed for a send already due would
+  // fire at once, again and again, and the spinning client would take the
+  // CPU its own responses need (at 16 KiB and 50 % load this turned a
+  // latency spike into a lasting collapse at the window's limit).
   void Pace(Conn* c) {
     if (phase == Phase::kDone) return;
-    for (uint64_t due = c->pacer.Due(); due > 0 && c->inflight < o.window;
-         --due) {
+    bool full = false;
+    for (uint64_t due = c->pacer.Due(); due > 0; --due) {
+      if (c->inflight >= o.window) {
+        full = true;
+        break;
+      }
       absl::StatusOr<symwire::TaskCall> call =
           c->peer->Submit(payload, {}, Callbacks(c));
       if (!call.ok()) {
-        if (IsRetry(call.status())) break;  // the window: offered load drops
+        if (IsRetry(call.status())) {  // the window: offered load drops
+          full = true;
+          break;
+        }
         std::fprintf(stderr, "submit: %s\n", call.status().ToString().c_str());
         failed = true;
         Stop();
@@ -319,6 +337,10 @@ struct Bench {
       }
       ++c->inflight;
       c->pacer.Sent();
+    }
+    if (full && c->inflight > 0) {
+      c->pace_parked = true;
+      return;
     }
     c->pace_timer->expires_at(c->pacer.NextDue());
     c->pace_timer->async_wait([this, c](const boost::system::error_code& ec) {

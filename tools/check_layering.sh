@@ -47,6 +47,9 @@ if [ -d include/symwire/nats ]; then
     echo "$hits" | sed 's/^/  /'; status=1
   fi
 fi
+# symwire::nats_runtime (the stream runtime's API over a pool) sits on the
+# runtime and symwire::nats: their headers, never cnats' own.
+check include/symwire/nats_runtime '#include *[<"]nats/|#include *"symwire/nats/(detail|impl)/' "nats_runtime uses symwire::nats's public headers only"
 # Frame layout stays in layer 1 (STYLE.md §1): above it, TLVs are read
 # through FrameView's typed accessors (metadata(), trace_parent(), ...).
 for layer in include/symwire/session include/symwire/transport include/symwire/runtime include/symwire/nats; do

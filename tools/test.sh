@@ -76,6 +76,7 @@ cmake --preset debug >/dev/null
 printf '%s\n' src/symwire.cpp src/symwire_transport.cpp src/symwire_tls.cpp \
   src/symwire_ws.cpp src/symwire_wss.cpp examples/ws_agent.cpp \
   $(grep -q symwire_nats.cpp build/debug/compile_commands.json && echo src/symwire_nats.cpp) \
+  $(grep -q symwire_nats_runtime.cpp build/debug/compile_commands.json && echo src/symwire_nats_runtime.cpp examples/nats_pool.cpp) \
   examples/demo.cpp examples/session_memory.cpp examples/stdio_agent.cpp \
   examples/stdio_orchestrator.cpp examples/codec_demo.cpp \
   examples/orchestrator_worker.cpp examples/handoff_chain.cpp \

@@ -210,7 +210,9 @@ class Session(RefSession):
         self.peer_tasks_freed = 0
         self._frame_at = 0           # stream offset of the frame being handled
         self._peer_message: Optional[str] = None   # a received stream-0 error's text
-        self._terminal_rx = False    # an own task's terminal frame was accepted
+        # §15.1: sequences of own tasks' terminal frames accepted; those above
+        # acked_sent still hold a slot at the executor.
+        self._terminal_seqs: list[int] = []
         self._new_connection_state()
 
     def _new_connection_state(self) -> None:
@@ -290,13 +292,6 @@ class Session(RefSession):
         if any(title.startswith("AGENT_SYNC") for title, _ in frames):
             self.acked_sent = self.rx_seq
         self._settle_rx()
-        if self._terminal_rx:
-            # §15.1: terminal frames are acknowledged at once, in this batch,
-            # so the ack precedes any task that reuses the slot.
-            self._terminal_rx = False
-            if self.state == "established" and self.up and self.rx_seq > self.acked_sent:
-                out_bytes += self._sync({})
-                self.ack_at = None
         if self.state == "established" and was != "established":
             self._on_established()
         self._after_input()
@@ -337,6 +332,15 @@ class Session(RefSession):
         exts = [c.deadline_ext(deadline_us)] if deadline_us is not None else []
         if method_value is not None:
             exts.append(c.method_ext(method_value))
+        # §15.1: the ack of a terminal frame is coalesced (ack_at, §14.2), but
+        # goes just ahead of a task that would otherwise find the executor's
+        # max_tasks full: open tasks + terminal frames not yet acknowledged.
+        self._terminal_seqs = [q for q in self._terminal_seqs if q > self.acked_sent]
+        ack_first = b""
+        if (self._terminal_seqs and len(self.tasks) + len(self._terminal_seqs) >= self.peer[10]
+                and self.state == "established" and self.up):
+            ack_first = self._sync({})
+            self._terminal_seqs = []
         flags = c.FLAG_CHECKSUM if self.cfg["payload_checksums"] and payload else 0
         segs = self._frame(c.AGENT_TASK, bytes(payload), stream=task, seq=self.next_seq,
                            flags=flags, exts=exts)
@@ -345,7 +349,7 @@ class Session(RefSession):
         self.tasks[task] = "submitted"
         if deadline_us is not None:
             self.deadlines[task] = self.now + deadline_us
-        return task, self._live(_frames_bytes([("", segs)]))
+        return task, ack_first + self._live(_frames_bytes([("", segs)]))
 
     def respond(self, task: int, payload: bytes, final: bool,  # type: ignore[override]
                 now: Optional[int] = None) -> bytes:
@@ -703,7 +707,7 @@ class Session(RefSession):
 
     def _handle_response(self, f: dict[str, Any], out: list[Frame]) -> None:
         if f["flags"] & c.FLAG_FINAL:
-            self._terminal_rx = True
+            self._terminal_seqs.append(f["seq"])
         if self.tasks.get(f["stream"]) == "cancelling":
             if f["flags"] & c.FLAG_FINAL:        # §13.3: expected, discarded
                 del self.tasks[f["stream"]]
@@ -722,7 +726,7 @@ class Session(RefSession):
         task = f["stream"]
         v = c.parse_payload("AGENT_ERROR", f["payload"])
         state = self.tasks.get(task)
-        self._terminal_rx = True
+        self._terminal_seqs.append(f["seq"])
         if state == "cancelling":
             del self.tasks[task]
             return None

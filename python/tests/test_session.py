@@ -9,6 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from symwire import codec as c  # noqa: E402
 from symwire.session import Acceptor, Config, Session, SymwireError  # noqa: E402
 
 
@@ -436,14 +437,27 @@ class LimitsTest(unittest.TestCase):
         self.assertIn("incomplete", lost[-1].fields["message"])
         self.assertEqual(p.now, 1_000_000)
 
-    def test_submitter_acks_terminal_frames_at_once(self):
-        # §15.1: the ack of a terminal frame precedes any task reusing the
-        # slot, so a submitter at full credit never exceeds max_tasks.
+    def test_terminal_ack_coalesced_then_ahead_of_the_task_that_needs_it(self):
+        # §15.1: the ack of a terminal frame is coalesced (no SYNC of its own
+        # per task), but precedes a task that would find max_tasks full, so a
+        # submitter at full credit never exceeds it.
         p = self.established(max_tasks=1)
         task, data = p.i.submit(b"x")
         p.to_a += data
         p.pump(echo_three)
-        self.assertEqual(p.a.replay, [])            # acknowledged without a timer
+        self.assertEqual(len(p.a.replay), 3)        # not acknowledged yet
+        task, data = p.i.submit(b"y")
+        info: dict = {}
+        opts = c.Options()
+        opts.preface = False
+        c.decode_frame(data, 0, opts, info, log=False)
+        self.assertEqual(info["type"], c.AGENT_SYNC)  # the ack goes first
+        p.to_a += data
+        p.pump(echo_three)
+        self.assertFalse([e for e in p.events_a if e.type == "SessionFailed"])
+        self.assertEqual(len(p.a.replay), 3)        # the second task's frames
+        p.advance(p.i.config.ack_delay_us)          # the ack timer sends the rest
+        self.assertEqual(p.a.replay, [])
 
 
 class CutEverywhereTest(unittest.TestCase):

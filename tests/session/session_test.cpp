@@ -649,6 +649,134 @@ TEST_CASE("task credit: NO_CREDIT, then Writable", "[session][flow]") {
   CHECK(pair.initiator().counters().errors_by_code[114] == 1);
 }
 
+// SPEC.md §15.1: the ack of a final response is coalesced (§14.2) rather
+// than written at once in a SYNC of its own; it goes ahead of a task only
+// when that task would otherwise find the executor's max_tasks full.
+
+// Runs one request/response from the initiator without moving the clock:
+// submit, the acceptor answers with a final response, the initiator has it.
+void RoundTripNow(SessionPair& pair, absl::string_view payload) {
+  const size_t received = pair.Count<TaskReceived>(Side::kAcceptor);
+  const size_t answered = pair.Count<ResponseReceived>(Side::kInitiator);
+  auto id = pair.Submit(Side::kInitiator, payload);
+  REQUIRE(id.ok());
+  pair.RunUntilIdleNow();
+  REQUIRE(pair.Count<TaskReceived>(Side::kAcceptor) == received + 1);
+  REQUIRE(pair.Respond(Side::kAcceptor, *id, "ok", true).ok());
+  pair.RunUntilIdleNow();
+  REQUIRE(pair.Count<ResponseReceived>(Side::kInitiator) == answered + 1);
+}
+
+TEST_CASE("request/response: a final response costs the submitter no SYNC",
+          "[session][flow][ack]") {
+  SessionPair pair(Fast());  // acceptor max_tasks 1024, ack_delay 1 ms
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  Session& i = pair.initiator();
+  Session& a = *pair.acceptor();
+  const absl::Time t = pair.now();
+  const SessionCounters before = i.counters();
+  for (int n = 0; n < 8; ++n) RoundTripNow(pair, "req");
+  REQUIRE(pair.now() == t);  // no timer ran
+  // Eight tasks and nothing else: no SYNC per final response (the old rule
+  // wrote one after each, eight in all).
+  CHECK(i.counters().frames_out - before.frames_out == 8);
+  CHECK(i.counters().acks_sent == before.acks_sent);
+  CHECK(i.open_tasks() == 0);
+  // The acceptor holds the eight final responses (and their slots) until
+  // the ack, which comes within the initiator's ack_delay.
+  CHECK(a.replay_frames_in_use() == 8);
+  CHECK(i.NextDeadline() <= t + absl::Milliseconds(1));
+  REQUIRE(pair.RunUntil([&] { return a.replay_frames_in_use() == 0; },
+                        absl::Milliseconds(50)));
+  CHECK(pair.now() - t <= absl::Milliseconds(1));
+  CHECK(i.counters().acks_sent == before.acks_sent + 1);
+  CHECK(i.counters().frames_out - before.frames_out == 9);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "the ack of a final response goes ahead of a task that needs its "
+    "slot",
+    "[session][flow][ack]") {
+  // o + u >= max_tasks (§15.1): with max_tasks 1 every task after the first
+  // carries the ack just ahead of it; with 3, one task in three does. A
+  // task sent without it would end the session with TASK_LIMIT_EXCEEDED.
+  const uint32_t max_tasks = GENERATE(1u, 3u);
+  PairOptions o = Fast();
+  o.acceptor.max_tasks = max_tasks;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  Session& i = pair.initiator();
+  const absl::Time t = pair.now();
+  const SessionCounters before = i.counters();
+  constexpr int kTasks = 7;
+  for (int n = 0; n < kTasks; ++n) RoundTripNow(pair, "req");
+  REQUIRE(pair.now() == t);
+  const uint64_t forced = (kTasks - 1) / max_tasks;  // 6 or 2
+  CHECK(i.counters().acks_sent - before.acks_sent == forced);
+  CHECK(i.counters().frames_out - before.frames_out == kTasks + forced);
+  CHECK(pair.acceptor()->counters().errors_by_code[static_cast<size_t>(
+            ErrorCode::kTaskLimitExceeded)] == 0);
+  CHECK(Ok(pair));
+}
+
+TEST_CASE("an unsent ack of a final response is carried by the resume",
+          "[session][flow][ack][resume]") {
+  // The connection ends before the coalesced ack went out, and the next
+  // task (which needs the slot, max_tasks 1) is queued meanwhile: the
+  // resume's last_received releases the slot before the replayed task.
+  PairOptions o = Fast();
+  o.acceptor.max_tasks = 1;
+  SessionPair pair(o);
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  RoundTripNow(pair, "first");
+  REQUIRE(pair.acceptor()->replay_frames_in_use() == 1);  // not acked yet
+  pair.set_auto_dial(false);
+  pair.Cut();
+  pair.RunUntilIdleNow();
+  auto second = pair.Submit(Side::kInitiator, "second");
+  REQUIRE(second.ok());
+  pair.Connect();
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.Count<TaskReceived>(Side::kAcceptor) == 2; },
+      absl::Seconds(5)));
+  REQUIRE(pair.Respond(Side::kAcceptor, *second, "ok", true).ok());
+  REQUIRE(pair.RunUntil(
+      [&] { return pair.Count<ResponseReceived>(Side::kInitiator) == 2; },
+      absl::Seconds(5)));
+  CHECK(Ok(pair));
+}
+
+TEST_CASE(
+    "close waits for a coalesced ack of a final response no longer "
+    "than ack_delay",
+    "[session][flow][ack][drain]") {
+  // Either side closes right after the last final response: the
+  // initiator's bye carries the ack; the acceptor waits for the ack (its
+  // replay buffer must be empty before its bye), which the initiator's
+  // ack_delay timer (1 ms) sends.
+  const Side closer = GENERATE(Side::kInitiator, Side::kAcceptor);
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  pair.RunUntilIdleNow();
+  RoundTripNow(pair, "last");
+  REQUIRE(pair.acceptor()->replay_frames_in_use() == 1);
+  const absl::Time t = pair.now();
+  REQUIRE(pair.Close(closer).ok());
+  REQUIRE(pair.RunUntil(
+      [&] {
+        return pair.Count<SessionClosed>(Side::kInitiator) == 1 &&
+               pair.Count<SessionClosed>(Side::kAcceptor) == 1;
+      },
+      absl::Milliseconds(50)));
+  // Bounded by the ack delays (1 ms each way), not by any longer timer.
+  CHECK(pair.now() - t <= absl::Milliseconds(2));
+  CHECK(Ok(pair));
+}
+
 TEST_CASE("send window: REPLAY_BUFFER_FULL, then Writable after the ack",
           "[session][flow]") {
   PairOptions o = Fast();

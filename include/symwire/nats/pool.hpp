@@ -181,6 +181,18 @@ class NatsTaskContext {
   virtual absl::Status Respond(absl::Span<const std::byte> payload) = 0;
   // True once an AGENT_CANCEL for this task arrived.
   virtual bool cancelled() const = 0;
+  // SetErrorRetryable
+  // Marks the error the handler returns as retryable: the work was not
+  // done, another agent may take it (SPEC.md §13.2; IncomingTask::Fail's
+  // `retryable`). The error's symwire detail (GetErrorCode) is sent too.
+  virtual void SetErrorRetryable(bool retryable) = 0;
+  // Release
+  // Gives the task back to the pool: whatever the handler returns is not
+  // published; the agent sends -NAK, so the task is delivered again at once
+  // (a new attempt, to any agent), as for an agent that stops gracefully
+  // mid-task (SPEC.md §21.4). Partial responses already published are
+  // void for the orchestrator (§21.3). RunOnce then returns kReleased.
+  virtual void Release() = 0;
 };
 
 // NatsHandler
@@ -203,6 +215,7 @@ enum class NatsAgentOutcome : uint8_t {
   kRejected,         // the message failed §21.8
   kExpired,          // deadline passed before it ran (§21.6)
   kCancelledBefore,  // cancelled before it ran (§21.7)
+  kReleased,         // the handler gave it back (NatsTaskContext::Release)
 };
 
 // NatsAgent

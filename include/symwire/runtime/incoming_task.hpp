@@ -24,6 +24,7 @@ namespace symwire {
 
 namespace detail {
 struct IncomingState;
+struct HandleAccess;
 }  // namespace detail
 
 // IncomingTask
@@ -93,6 +94,7 @@ class IncomingTask {
 
  private:
   friend class Channel;
+  friend struct detail::HandleAccess;
   static absl::Span<const std::byte> AsBytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
   }

@@ -18,6 +18,7 @@ namespace symwire {
 
 namespace detail {
 struct CallState;
+struct HandleAccess;
 }  // namespace detail
 
 // TaskCall
@@ -69,6 +70,7 @@ class TaskCall {
 
  private:
   friend class Channel;
+  friend struct detail::HandleAccess;
   // State: the shared state. Every member but operator bool goes through
   // it. REQUIRES: a live handle, not a default-constructed or moved-from
   // one (config.hpp: a REQUIRE failure aborts with a message, never a

@@ -22,6 +22,7 @@
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/runtime/task_call.hpp"
 
@@ -77,8 +78,31 @@ inline absl::Status Named(const absl::Status& status, absl::string_view method,
   return out;
 }
 
+struct CallState;
+struct IncomingState;
+
+// CallBackend, IncomingBackend
+// What serves a TaskCall or IncomingTask that no Channel owns: the NATS
+// pool runtime (symwire/nats_runtime/) hands out the same handles, backed
+// by these. Null for a Channel's tasks. Called on the handle's executor.
+struct CallBackend {
+  virtual ~CallBackend() = default;
+  // TaskCall::Cancel of an open task.
+  virtual absl::Status Cancel(CallState& call) = 0;
+};
+struct IncomingBackend {
+  virtual ~IncomingBackend() = default;
+  // IncomingTask::Respond / async_respond, and Fail.
+  virtual absl::Status Respond(IncomingState& task,
+                               absl::Span<const std::byte> payload,
+                               bool final) = 0;
+  virtual absl::Status Fail(IncomingState& task, const absl::Status& status,
+                            bool retryable) = 0;
+};
+
 struct CallState {
   std::weak_ptr<Channel> channel;
+  std::shared_ptr<CallBackend> backend;  // instead of `channel`
   asio::any_io_executor executor;
   TaskId id = 0;
   // What errors name the task by (Named): CallOptions::method and label.
@@ -128,6 +152,7 @@ struct CallRun {
 
 struct IncomingState {
   std::weak_ptr<Channel> channel;
+  std::shared_ptr<IncomingBackend> backend;  // instead of `channel`
   asio::any_io_executor executor;
   TaskId id = 0;
   absl::Span<const std::byte> payload;  // during the handler call only
@@ -140,6 +165,17 @@ struct IncomingState {
   absl::Status cancel_status;
   std::function<void(const absl::Status&)> on_cancel;
   ObservedTask observed;
+};
+
+// HandleAccess: makes the TaskCall and IncomingTask handles of a backend's
+// states (their constructors are private).
+struct HandleAccess {
+  static TaskCall Call(std::shared_ptr<CallState> state) {
+    return TaskCall(std::move(state));
+  }
+  static IncomingTask Incoming(std::shared_ptr<IncomingState> state) {
+    return IncomingTask(std::move(state));
+  }
 };
 
 }  // namespace detail

@@ -63,6 +63,7 @@ SYMWIRE_DECL void IncomingTask::OnCancel(
 
 SYMWIRE_DECL absl::Status IncomingTask::Respond(
     absl::Span<const std::byte> payload, bool final) {
+  if (State().backend) return State().backend->Respond(State(), payload, final);
   auto channel = State().channel.lock();
   if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
@@ -73,6 +74,7 @@ SYMWIRE_DECL absl::Status IncomingTask::Respond(
 SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
                                              bool retryable) {
   SYMWIRE_REQUIRE(!status.ok());
+  if (State().backend) return State().backend->Fail(State(), status, retryable);
   auto channel = State().channel.lock();
   if (!channel) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
@@ -100,6 +102,14 @@ SYMWIRE_DECL void IncomingTask::StartRespond(
     std::string payload, bool final,
     detail::Completion<void(absl::Status)> done,
     const detail::OpCancelPtr& cancel) {
+  if (State().backend) {  // no send window to wait for
+    done(State().backend->Respond(
+        State(),
+        absl::MakeConstSpan(reinterpret_cast<const std::byte*>(payload.data()),
+                            payload.size()),
+        final));
+    return;
+  }
   auto channel = State().channel.lock();
   if (!channel) {
     done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));

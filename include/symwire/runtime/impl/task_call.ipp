@@ -77,6 +77,9 @@ SYMWIRE_DECL void TaskCall::StartNext(
 }
 
 SYMWIRE_DECL absl::Status TaskCall::Cancel() {
+  if (State().backend && !State().result.has_value()) {
+    return State().backend->Cancel(State());
+  }
   auto channel = State().channel.lock();
   if (!channel || State().result.has_value()) {
     return MakeError(ErrorCode::kWrongState,

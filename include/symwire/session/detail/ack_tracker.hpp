@@ -9,7 +9,9 @@
 // Receive side: the last sequence accepted from the peer (exactly once, in
 // order), the last ack value sent, and what arrived since then (frames and
 // bytes), which decides when an ack is due without waiting for the ack
-// delay. The ack-delay deadline itself is Timer::kAck (deadlines.hpp).
+// delay, and how many of those frames were terminal frames of own tasks
+// (each holds a slot at the executor until acknowledged, SPEC.md §15.1).
+// The ack-delay deadline itself is Timer::kAck (deadlines.hpp).
 // Users never include this directly.
 #ifndef SYMWIRE_SESSION_DETAIL_ACK_TRACKER_HPP_
 #define SYMWIRE_SESSION_DETAIL_ACK_TRACKER_HPP_
@@ -103,6 +105,13 @@ class AckTracker {
   bool AckDue(uint64_t frame_limit, uint64_t byte_limit) const {
     return unacked_frames_ >= frame_limit || unacked_bytes_ >= byte_limit;
   }
+  // §15.1: the frame just accepted (OnSequenced kNew) ended an own task.
+  // The executor keeps counting that task against its max_tasks until an
+  // ack covers this frame; the submitter freed its own slot already.
+  void OnTerminalReceived() { ++unacked_terminals_; }
+  // Terminal frames accepted since the last ack sent: slots the executor
+  // still counts that this side no longer does.
+  uint64_t unacked_terminals() const { return unacked_terminals_; }
   // The current ack went out (or the peer learned it another way, as the
   // last_received of a resume): counting starts over. Returns whether the
   // value differs from the one sent before.
@@ -111,6 +120,7 @@ class AckTracker {
     ack_sent_ = rx_seq_;
     unacked_frames_ = 0;
     unacked_bytes_ = 0;
+    unacked_terminals_ = 0;
     return changed;
   }
 
@@ -122,6 +132,7 @@ class AckTracker {
   uint64_t ack_sent_ = 0;   // last ack value sent
   uint64_t unacked_frames_ = 0;
   uint64_t unacked_bytes_ = 0;
+  uint64_t unacked_terminals_ = 0;
 };
 
 }  // namespace symwire::detail

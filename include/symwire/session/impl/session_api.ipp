@@ -94,6 +94,16 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
     CountError(s);
     return s;
   }
+  // §15.1: the executor counts this task on arrival, plus every task open
+  // here and every terminal frame accepted here whose ack it has not seen.
+  // If that would exceed its max_tasks, the ack goes first: FlushSync
+  // (EndInput) writes it as a connection frame, ahead of this task's bytes
+  // in the same batch. Off the wire, the resume's last_received carries
+  // the ack before any replayed task (§16.2).
+  if (acks_.unacked_terminals() > 0 &&
+      own_open_ + acks_.unacked_terminals() >= peer_.max_tasks) {
+    conn_.sync.ack = true;
+  }
   next_task_id_ += 2;
   Task t;
   t.state = TaskState::kSubmitted;

@@ -47,10 +47,14 @@ SYMWIRE_DECL void Session::SyncTaskTimer() {
 
 SYMWIRE_DECL void Session::EndTask(TaskId id, Task& task) {
   if (task.own) {
-    // §15.1: the slot is free at once; the ack of this terminal frame goes
-    // out in this batch, before any task that reuses the slot.
+    // §15.1: the slot is free here at once. The ack of this terminal frame
+    // is coalesced like any other (§14.2: thresholds or ack_delay); only a
+    // task that would find the executor's count full takes it along, in
+    // the same batch ahead of itself (SubmitTask). Acking every terminal
+    // frame at once cost request/response one write and one peer wake-up
+    // per task.
     --own_open_;
-    conn_.sync.ack = true;
+    acks_.OnTerminalReceived();
   } else {
     // §15.1: the executor's slot stays taken until the submitter
     // acknowledges the terminal frame just sent (the last sequence).
