@@ -1,6 +1,6 @@
 # symwire_write_pkg_config(<name>...): writes and installs <name>.pc for
-# symwire (the codec and the session), symwire-transport, symwire-tls and
-# symwire-nats.
+# symwire (the codec and the session), symwire-transport, symwire-tls,
+# symwire-nats and symwire-nats-runtime.
 # The files are relocatable: every path is relative to ${pcfiledir}.
 #
 # Boost has no pkg-config file; its headers are expected on the default
@@ -37,6 +37,11 @@ function(symwire_write_pkg_config)
       set(_description "symwire: pools over NATS JetStream (SPEC.md §21, cnats)")
       set(_requires "symwire libnats")
       set(_lib symwire_nats)
+      set(_extra_libs " -pthread")
+    elseif(_name STREQUAL "symwire-nats-runtime")
+      set(_description "symwire: the runtime's API over a NATS JetStream pool")
+      set(_requires "symwire-transport symwire-nats")
+      set(_lib symwire_nats_runtime)
       set(_extra_libs " -pthread")
     else()
       set(_description "symwire: the TLS transport (layer 3, OpenSSL)")

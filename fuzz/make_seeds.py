@@ -28,6 +28,10 @@ libFuzzer added, hand-made ones):
   corpus/session_receive/hand-*
                               record lists for session_receive.cpp, built by
                               SESSION_RECEIVE below.
+  corpus/ws_frame/hand-*      WebSocket frame streams for ws_frame.cpp (its
+                              6-byte control block, then frames), built by
+                              ws_seeds() below: valid traffic both ways and
+                              one seed per check of the parser.
   corpus/session_handshake/gen-*, corpus/endpoint/gen-*
                               only with --session: recorded handshakes (new
                               and resumed sessions, every auth method and
@@ -49,8 +53,10 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VECTORS = os.path.join(ROOT, "tests", "vectors")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import vectors_ref  # noqa: E402  (the vector-file reader; needs python3-xxhash)
+sys.path.insert(0, os.path.join(ROOT, "python"))
+# The vector-file reader (tools/vectors_ref.py is now a wrapper around
+# symwire.vectors); needs python3-xxhash.
+from symwire import vectors as vectors_ref  # noqa: E402
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 
 # SPEC.md §8 defaults.
@@ -589,6 +595,101 @@ SESSION_RECEIVE = {
 }
 
 
+# ws_frame seeds: the control block of fuzz/ws_frame.cpp (flags: 1 client,
+# 2 direct payload reads, 4 discard, 8 discard after 1003/1009; split byte;
+# output size - 1; max_message_bytes, 3 bytes big-endian), then RFC 6455
+# frames.
+WS_CLIENT, WS_DIRECT, WS_DISCARD, WS_GO_ON = 1, 2, 4, 8
+
+
+def ws_control(flags=0, split=0, out=255, max_message=4096):
+    return bytes([flags, split, out]) + max_message.to_bytes(3, "big")
+
+
+def ws(op, payload=b"", fin=True, key=b"\x37\xfa\x21\x3d", rsv=0,
+       length=None, form=None):
+    """A frame: masked with `key` (None: unmasked); `length` overrides the
+    length field, `form` forces its encoding (7, 16 or 64 bits)."""
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | rsv | op
+    mask = 0x80 if key is not None else 0
+    if form is None:
+        form = 7 if n < 126 else 16 if n <= 0xFFFF else 64
+    if form == 7:
+        head = bytes([b0, mask | n])
+    elif form == 16:
+        head = bytes([b0, mask | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, mask | 127]) + n.to_bytes(8, "big")
+    if key is None:
+        return head + payload
+    return head + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def ws_close(code, reason=b"", key=b"\x37\xfa\x21\x3d"):
+    return ws(8, code.to_bytes(2, "big") + reason, key=key)
+
+
+def ws_seeds():
+    """Both roles: the server's seeds are masked, the client's not."""
+    hello = b"\x89SYMW\r\n\x01\x01\x20" + bytes(range(40))
+    seeds = {}
+    for role, flags, key in (("server", 0, b"\x37\xfa\x21\x3d"),
+                             ("client", WS_CLIENT, None)):
+        def f(op, payload=b"", **kw):
+            kw.setdefault("key", key)
+            return ws(op, payload, **kw)
+
+        def close(code, reason=b""):
+            return ws_close(code, reason, key=key)
+
+        pairs = {
+            "binary": ws_control(flags) + f(2, hello) + close(1000),
+            "binary-bytewise": ws_control(flags, 1) + f(2, hello) + f(2, b"x"),
+            "binary-direct": ws_control(flags | WS_DIRECT, 0x9F, 15)
+            + f(2, bytes(range(256)) * 4) + close(1000),
+            "fragments": ws_control(flags, 0x85, 3)
+            + f(2, b"ab", fin=False) + f(9, b"ping") + f(0, b"cd", fin=False)
+            + f(0, b"", fin=False) + f(0, b"e") + f(2, b"") + close(4001, b"bye"),
+            "control": ws_control(flags) + f(9) + f(10, b"pong")
+            + f(9, b"p" * 125) + close(1001, "d\u00e9j\u00e0".encode()),
+            "close-empty": ws_control(flags) + f(8) + f(2, b"after"),
+            "len16": ws_control(flags) + f(2, b"m" * 300) + f(2, b"y" * 126),
+            "len64": ws_control(flags, 0x7F, 255, 1 << 20)
+            + f(2, b"z" * 65536),
+            "text": ws_control(flags) + f(1, b"hello") + close(1000),
+            "text-go-on": ws_control(flags | WS_GO_ON) + f(1, b"hi", fin=False)
+            + f(9, b"p") + f(0, b"!") + f(2, b"dropped") + close(1000),
+            "too-big": ws_control(flags, 0, 255, 16) + f(2, b"a" * 10, fin=False)
+            + f(0, b"b" * 7) + close(1009),
+            "too-big-go-on": ws_control(flags | WS_GO_ON, 3, 255, 16)
+            + f(2, b"c" * 17) + f(9) + close(1000),
+            "discard": ws_control(flags | WS_DISCARD) + f(2, b"dropped")
+            + f(1, b"text") + f(9, b"p") + close(1000),
+            "bad-len16": ws_control(flags) + f(2, b"short", form=16),
+            "bad-len64": ws_control(flags) + f(2, b"q" * 200, form=64),
+            "bad-len64-top-bit": ws_control(flags)
+            + f(2, b"", length=1 << 63, form=64),
+            "bad-rsv": ws_control(flags) + f(2, b"x", rsv=0x40),
+            "bad-mask": ws_control(flags) + ws(2, b"x", key=None if key else
+                                               b"\x01\x02\x03\x04"),
+            "bad-opcode": ws_control(flags) + f(3, b"x") + f(11, b"y"),
+            "bad-continuation": ws_control(flags) + f(0, b"x"),
+            "bad-new-message": ws_control(flags) + f(2, b"a", fin=False)
+            + f(2, b"b"),
+            "bad-control-fragment": ws_control(flags) + f(9, b"", fin=False),
+            "bad-control-size": ws_control(flags) + f(9, b"p" * 126),
+            "bad-close-1-byte": ws_control(flags) + f(8, b"\x03"),
+            "bad-close-code": ws_control(flags) + close(1005) + close(999)
+            + close(5000),
+            "bad-close-utf8": ws_control(flags) + close(1000, b"\xc0\xaf")
+            + close(1000, b"\xed\xa0\x80") + close(1000, b"\xf4\x90\x80\x80"),
+        }
+        for name, data in pairs.items():
+            seeds["%s-%s" % (role, name)] = data
+    return seeds
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", help="path of the built fuzz_encoder_seeds program")
@@ -652,6 +753,13 @@ def main(argv):
     for name, data in SESSION_RECEIVE.items():
         write(os.path.join(receive_dir, "hand-" + name), data, written)
         counts["session_receive"] += 1
+
+    ws_dir = os.path.join(CORPUS, "ws_frame")
+    clear(ws_dir, "hand-")
+    counts["ws_frame"] = 0
+    for name, data in ws_seeds().items():
+        write(os.path.join(ws_dir, "hand-" + name), data, written)
+        counts["ws_frame"] += 1
 
     os.makedirs(handshake_dir, exist_ok=True)
     endpoint_dir = os.path.join(CORPUS, "endpoint")

@@ -4,10 +4,12 @@
 #      for; tools, the Wireshark dissector and LICENSE under share/);
 #   2. find_package(symwire) from a stand-alone project (tests/consumer):
 #      codec only (with a shared libsymwire: OpenSSL made unfindable), and
-#      COMPONENTS transport tls; an unknown or missing component must fail
+#      COMPONENTS transport tls, nats, and nats_runtime alone (which must
+#      bring in transport and nats); an unknown or missing component must fail
 #      with a message naming it;
 #   3. pkg-config: compiles and links main.cpp (and tls_main.cpp) with
-#      `pkg-config --cflags --libs symwire` (symwire-tls);
+#      `pkg-config --cflags --libs symwire` (symwire-tls); resolves
+#      symwire-nats-runtime;
 #   4. FULL only (one preset is enough; see tests/CMakeLists.txt): a shared
 #      Release build of the libraries (top level, so -Werror: the compiled
 #      libraries at -O3 in CI; exports only the API: no symwire:: inline or
@@ -53,12 +55,13 @@ function(consume name prefix components)
     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${LINKER_FLAGS}")
   run("building consumer ${name}" COMMAND ${CMAKE_COMMAND} --build ${dir})
   run("running consumer ${name}" COMMAND ${dir}/consumer)
-  if(components MATCHES "tls")
-    run("running consumer ${name} (tls)" COMMAND ${dir}/consumer_tls)
-  endif()
-  if(components MATCHES "nats")
-    run("running consumer ${name} (nats)" COMMAND ${dir}/consumer_nats)
-  endif()
+  string(REPLACE "," ";" component_list "${components}")
+  foreach(component tls nats nats_runtime)
+    if(component IN_LIST component_list)
+      run("running consumer ${name} (${component})"
+        COMMAND ${dir}/consumer_${component})
+    endif()
+  endforeach()
 endfunction()
 
 # expect_config_error(<name> <prefix> <components> <regex>)
@@ -98,6 +101,10 @@ endif()
 consume(codec ${prefix} "")
 if(NATS)
   consume(nats ${prefix} "nats")
+  if(TRANSPORT)
+    # nats_runtime alone: the config must bring in transport and nats.
+    consume(nats_runtime ${prefix} "nats_runtime")
+  endif()
 endif()
 if(TRANSPORT)
   consume(tls ${prefix} "transport,tls")
@@ -125,6 +132,15 @@ if(PKG_CONFIG)
   set(pc_programs symwire main)
   if(TRANSPORT)
     list(APPEND pc_programs symwire-tls tls_main)
+  endif()
+  if(TRANSPORT AND NATS)
+    # Resolved only: compiling nats_runtime_main.cpp again (step 2 links it)
+    # would add a minute of Asio to every preset for little.
+    run("pkg-config symwire-nats-runtime" COMMAND ${PKG_CONFIG} --cflags --libs
+      symwire-nats-runtime)
+    if(NOT last_output MATCHES "symwire_nats_runtime" AND NOT HEADER_ONLY)
+      message(FATAL_ERROR "symwire-nats-runtime.pc links no libsymwire_nats_runtime: ${last_output}")
+    endif()
   endif()
   separate_arguments(cxx_flags UNIX_COMMAND "${CXX_FLAGS}")
   separate_arguments(linker_flags UNIX_COMMAND "${LINKER_FLAGS}")

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,7 @@
 #include "symwire/error.hpp"
 #include "symwire/runtime/runtime.hpp"
 #include "symwire/testing/test_certs.hpp"
+#include "symwire/transport/impl/ws_transport.hpp"
 #include "symwire/transport/wss.hpp"
 #include "tests/support/transport_support.hpp"
 
@@ -759,6 +761,9 @@ TEST_CASE("ws: protocol errors close with 1002", "[ws]") {
       {"a fragmented ping", ClientFrame(0x09, "")},
       {"a 1-byte close payload", ClientFrame(0x88, "x")},
       {"close code 1005 on the wire", ClientFrame(0x88, "\x03\xED")},
+      // RFC 6455 §5.5.1, §8.1 (an overlong '/').
+      {"a close reason that is not UTF-8",
+       ClientFrame(0x88, std::string("\x03\xE8\xC0\xAF", 4))},
       {"a 16-bit length below 126",
        std::string("\x82\xFE\x00\x05\0\0\0\0hello", 13)},
   };
@@ -842,6 +847,228 @@ TEST_CASE("ws: frames sent with the 101 response reach the client", "[ws]") {
   RunUntil(io, [&] { return recorder.data.size() == 5; });
   CHECK(recorder.data == "hello");
   (**result)->Close();
+}
+
+// ---- pongs and masking keys ----------------------------------------------
+
+// The frames of `bytes` from `*pos` on, each as its opcode, masking key
+// (empty if unmasked) and unmasked payload; `*pos` moves past them.
+struct RawFrame {
+  uint8_t op = 0;
+  std::string key;
+  std::string payload;
+};
+std::vector<RawFrame> WalkFrames(const std::string& bytes, size_t* pos) {
+  std::vector<RawFrame> frames;
+  for (;;) {
+    const size_t at = *pos;
+    if (bytes.size() - at < 2) break;
+    const auto b = [&](size_t i) { return static_cast<uint8_t>(bytes[i]); };
+    uint64_t len = b(at + 1) & 0x7F;
+    size_t h = 2;
+    if (len == 126) {
+      if (bytes.size() - at < 4) break;
+      len = (uint64_t{b(at + 2)} << 8) | b(at + 3);
+      h = 4;
+    } else if (len == 127) {
+      if (bytes.size() - at < 10) break;
+      len = 0;
+      for (size_t i = 0; i < 8; ++i) len = (len << 8) | b(at + 2 + i);
+      h = 10;
+    }
+    const bool masked = (b(at + 1) & 0x80) != 0;
+    if (masked) h += 4;
+    if (bytes.size() - at < h + len) break;
+    RawFrame f;
+    f.op = b(at) & 0x0F;
+    if (masked) f.key = bytes.substr(at + h - 4, 4);
+    f.payload = bytes.substr(at + h, static_cast<size_t>(len));
+    for (size_t i = 0; masked && i < f.payload.size(); ++i) {
+      f.payload[i] = static_cast<char>(f.payload[i] ^ f.key[i % 4]);
+    }
+    frames.push_back(std::move(f));
+    *pos = at + h + static_cast<size_t>(len);
+  }
+  return frames;
+}
+
+TEST_CASE("ws: a ping's pong supersedes the pongs not yet written", "[ws]") {
+  // Regression test for fe4177c: a peer that pings within the rate limit
+  // but never reads. The server's write is stuck behind 4 MiB of data the
+  // client does not read (64 KiB socket buffers); the client's 100 pings
+  // arrive meanwhile. Before the fix each queued a pong (the control queue
+  // grew by one frame per ping); now only the latest is kept.
+  asio::io_context io;
+  WsServerOptions o = Small();
+  o.ws.ping_burst = 1000;
+  OneUpgrade up(io, [o](tcp::socket s, DialHandler done) {
+    s.set_option(asio::socket_base::send_buffer_size(65536));
+    WsUpgrade(o)(std::move(s), std::move(done));
+  });
+  BeastClient c(io, up.port);
+  RunUntil(io, [&] { return up.result.has_value(); });
+  REQUIRE(up.result->ok());
+  tcp::socket& raw = c.ws.next_layer();
+  raw.set_option(asio::socket_base::receive_buffer_size(65536));
+  Transport& t = ***up.result;
+  const std::string data = testing::Pattern(size_t{4} << 20);
+  t.Send(ByteSpan(data));
+  // The server's write has started (and cannot finish): bytes arrive.
+  RunUntil(io, [&] { return raw.available() > 0; });
+  std::string pings;
+  for (int i = 0; i < 100; ++i) {
+    pings += ClientFrame(0x89, absl::StrCat("p", i));
+  }
+  pings += ClientFrame(0x82, "end");
+  asio::write(raw, asio::buffer(pings));
+  // "end" came after the pings: all of them were parsed.
+  RunUntil(io, [&] { return up.recorder.data == "end"; });
+  t.CloseAfterFlush();
+  // Windows of a few segments stall on delayed ACKs: read with a big one.
+  raw.set_option(asio::socket_base::receive_buffer_size(4 << 20));
+  size_t pos = 0;
+  std::vector<RawFrame> frames;
+  RawRead(io, raw, [&](const std::string& got) {
+    for (RawFrame& f : WalkFrames(got, &pos)) frames.push_back(std::move(f));
+    return !frames.empty() && frames.back().op == 0x8;
+  });
+  std::string received;
+  std::vector<std::string> pongs;
+  for (const RawFrame& f : frames) {
+    if (f.op == 0x2) received += f.payload;
+    if (f.op == 0xA) pongs.push_back(f.payload);
+  }
+  CHECK(received == data);
+  CHECK(pongs == std::vector<std::string>{"p99"});
+  CHECK(frames.back().payload.substr(0, 2) == std::string("\x03\xE8", 2));
+}
+
+TEST_CASE("ws: masking keys come from the kernel's CSPRNG, in batches",
+          "[ws]") {
+  // WsMaskKeys hands out the bytes its source gave, kKeys keys per fill.
+  static int fills = 0;
+  static uint8_t next = 0;
+  detail::WsMaskKeys keys([](std::span<uint8_t> out) {
+    ++fills;
+    for (uint8_t& b : out) b = next++;
+  });
+  for (size_t i = 0; i < detail::WsMaskKeys::kKeys; ++i) {
+    const uint8_t* k = keys.Next();
+    CHECK(k[0] == static_cast<uint8_t>(4 * i));
+    CHECK(k[3] == static_cast<uint8_t>(4 * i + 3));
+  }
+  CHECK(fills == 1);
+  CHECK(keys.Next()[0] == 0);  // 256 bytes later, the counter wrapped
+  CHECK(fills == 2);
+  // The default source: two draws differ.
+  std::array<uint8_t, 32> a{};
+  std::array<uint8_t, 32> b{};
+  detail::WsRandomBytes(a);
+  detail::WsRandomBytes(b);
+  CHECK(a != b);
+}
+
+// Accepts one WebSocket upgrade on a raw socket (answering 101 with
+// symwire.v1) and keeps what the client sends after it in `got`.
+struct RawWsServer {
+  tcp::acceptor acceptor;
+  tcp::socket peer;
+  std::array<char, 4096> buf{};
+  std::string request;
+  std::string answer;
+  std::string got;
+  bool upgraded = false;
+
+  explicit RawWsServer(asio::io_context& io)
+      : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        peer(io) {
+    acceptor.async_accept(peer, [this](const boost::system::error_code& ec) {
+      REQUIRE(!ec);
+      ReadRequest();
+    });
+  }
+  uint16_t port() const { return acceptor.local_endpoint().port(); }
+  void ReadRequest() {
+    peer.async_read_some(
+        asio::buffer(buf),
+        [this](const boost::system::error_code& ec, size_t n) {
+          REQUIRE(!ec);
+          request.append(buf.data(), n);
+          if (!absl::StrContains(request, "\r\n\r\n")) {
+            ReadRequest();
+            return;
+          }
+          const size_t at = request.find("Sec-WebSocket-Key: ");
+          REQUIRE(at != std::string::npos);
+          const std::string key =
+              request.substr(at + 19, request.find("\r\n", at) - at - 19);
+          websocket::detail::sec_ws_accept_type accept;
+          websocket::detail::make_sec_ws_accept(accept, key);
+          answer = absl::StrCat(
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Protocol: symwire.v1\r\n"
+              "Sec-WebSocket-Accept: ",
+              std::string(accept.data(), accept.size()), "\r\n\r\n");
+          asio::async_write(peer, asio::buffer(answer),
+                            [this](const boost::system::error_code&, size_t) {
+                              upgraded = true;
+                              ReadFrames();
+                            });
+        });
+  }
+  void ReadFrames() {
+    peer.async_read_some(asio::buffer(buf),
+                         [this](const boost::system::error_code& ec, size_t n) {
+                           got.append(buf.data(), n);
+                           if (!ec) ReadFrames();
+                         });
+  }
+};
+
+TEST_CASE("ws: masking keys differ across frames and connections", "[ws]") {
+  asio::io_context io;
+  struct Connection {
+    explicit Connection(asio::io_context& io) : server(io) {}
+    RawWsServer server;
+    std::optional<DialResult> result;
+    Recorder recorder;
+  };
+  // Kept until `io` no longer runs: their pending handlers point to them.
+  std::list<Connection> connections;
+  std::set<std::string> keys;
+  size_t frames = 0;
+  for (int connection = 0; connection < 2; ++connection) {
+    Connection& c = connections.emplace_back(io);
+    RawWsServer& server = c.server;
+    std::optional<DialResult>& result = c.result;
+    ConnectWs(io.get_executor(),
+              absl::StrCat("ws://127.0.0.1:", server.port(), "/"), {},
+              [&](DialResult r) { result = std::move(r); });
+    RunUntil(io, [&] { return result.has_value() && server.upgraded; });
+    REQUIRE(result->ok());
+    (**result)->Start(&c.recorder);
+    size_t pos = 0;
+    std::string payloads;
+    for (int i = 0; i < 8; ++i) {
+      const std::string m = absl::StrCat("m", i, ";");
+      (**result)->Send(ByteSpan(m));
+      // One frame per write batch: each batch is written before the next.
+      RunUntil(io, [&] {
+        for (const RawFrame& f : WalkFrames(server.got, &pos)) {
+          REQUIRE(f.op == 0x2);
+          REQUIRE(f.key.size() == 4);
+          keys.insert(f.key);
+          payloads += f.payload;
+          ++frames;
+        }
+        return payloads.size() == m.size() * static_cast<size_t>(i + 1);
+      });
+    }
+    CHECK(payloads == "m0;m1;m2;m3;m4;m5;m6;m7;");
+    (**result)->Close();
+  }
+  CHECK(frames == 16);
+  CHECK(keys.size() == frames);
 }
 
 // ---- a sharded Server

@@ -3,7 +3,8 @@
 // (this header, part of the symwire::transport target); `wss://` (TLS) is
 // in wss.hpp (the symwire::tls target, which links libssl). Boost.Beast
 // performs the HTTP upgrade; the frames after it are read and written
-// here (impl/ws_stream.hpp), batched like TCP reads and writes, and mapped
+// here (impl/ws_transport.hpp, parsed by the sans-I/O WsFrameParser of
+// detail/ws_frame.hpp), batched like TCP reads and writes, and mapped
 // onto a Transport (transport.hpp) as SPEC.md §20.1 says:
 //   - the HTTP upgrade carries the subprotocol `symwire.v1`
 //     (Sec-WebSocket-Protocol), which both sides require;

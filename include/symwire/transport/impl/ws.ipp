@@ -3,9 +3,14 @@
 #ifndef SYMWIRE_TRANSPORT_IMPL_WS_IPP_
 #define SYMWIRE_TRANSPORT_IMPL_WS_IPP_
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <memory>
+#include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -82,6 +87,23 @@ SYMWIRE_DECL const boost::system::error_category& WsLocalCloseCategory() {
 SYMWIRE_DECL const boost::system::error_category& WsPeerCloseCategory() {
   static const WsPeerCloseCategoryImpl category;
   return category;
+}
+
+SYMWIRE_DECL void WsRandomBytes(std::span<uint8_t> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = getrandom(out.data() + done, out.size() - done, 0);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && errno != EINTR) {
+      // ENOSYS (a kernel before 3.17): libstdc++'s random_device reads the
+      // kernel's pool (or RDRAND) too.
+      std::random_device device;
+      for (; done < out.size(); ++done) {
+        out[done] = static_cast<uint8_t>(device());
+      }
+    }
+  }
 }
 
 SYMWIRE_DECL std::string WsPeerText(const asio::ip::tcp::endpoint& endpoint) {
