@@ -8,6 +8,7 @@
 
 #include "symwire/runtime/impl/channel.ipp"
 #include "symwire/runtime/impl/client.ipp"
+#include "symwire/runtime/impl/connection_driver.ipp"
 #include "symwire/runtime/impl/driver.ipp"
 #include "symwire/runtime/impl/incoming_task.ipp"
 #include "symwire/runtime/impl/options.ipp"

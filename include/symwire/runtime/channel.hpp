@@ -25,6 +25,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "symwire/config.hpp"
 #include "symwire/runtime/detail/async.hpp"
+#include "symwire/runtime/detail/driver.hpp"
 #include "symwire/runtime/incoming_task.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/runtime/task_call.hpp"
@@ -53,7 +54,7 @@ struct ServerPart;
 // Formerly Peer (deprecated alias below): "peer" now only means the other
 // side of a connection.
 class Channel : public std::enable_shared_from_this<Channel>,
-                private Transport::Sink {
+                private detail::DriverHost {
  public:
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -180,7 +181,7 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // Observers.
   const Session& session() const { return *session_; }
   SessionState state() const { return session_->state(); }
-  bool connected() const { return transport_ != nullptr; }
+  bool connected() const { return driver_.transport() != nullptr; }
   const SessionCounters& counters() const { return session_->counters(); }
   // The current transport's description ("tcp 127.0.0.1:7000"), or "".
   SYMWIRE_DECL std::string transport_description() const;
@@ -208,48 +209,44 @@ class Channel : public std::enable_shared_from_this<Channel>,
                        ChannelOptions options);
 
  private:
-  // ---- The driver loop (impl/driver.ipp): the transport sink, Attach and
-  // Detach, draining the session, the timer and the clock.
-  // Transport::Sink
-  void OnTransportData(Transport& transport,
-                       absl::Span<const std::byte> bytes) override;
-  void OnTransportClosed(Transport& transport,
-                         const absl::Status& status) override;
+  // ---- The connection (impl/driver.ipp): Channel as the host of its
+  // ConnectionDriver (detail/driver.hpp: the loop of STYLE.md §1, the
+  // transport, the timer and the clock), and Attach and Detach.
+  // detail::DriverHost
+  void HandleEvent(Event& event) override;
+  bool InterceptData(absl::Span<const std::byte> bytes) override;
+  bool ReadingOverLimit() const override {
+    return unread_bytes_ > options_.max_unread_response_bytes;
+  }
+  void DetachConnection(const absl::Status& why) override { Detach(why); }
+  absl::Status LostReason(Transport& transport,
+                          const absl::Status& status) override;
+  bool Ended() const override { return ended_; }
+  std::shared_ptr<void> KeepAlive() override { return shared_from_this(); }
+  std::weak_ptr<void> WeakOwner() override { return weak_from_this(); }
 
   SYMWIRE_DECL static absl::StatusOr<std::shared_ptr<Channel>> Make(
       asio::any_io_executor executor, ChannelOptions options, SessionSide side);
   void Attach(std::shared_ptr<Transport> transport, bool start);
   // Detach: `why` the connection ends, for OnConnectionClosed.
   void Detach(const absl::Status& why = absl::OkStatus());
-  // AfterInput: after an input to the session, dispatch its events, hand
-  // its bytes to the transport, flush, re-arm the timer.
-  void AfterInput();
-  // AfterUserCall: after a Submit or Respond that succeeded. Inside the
-  // dispatch loop nothing (the loop drains after each event); outside it,
-  // one AfterInput is posted for the whole burst, so N calls in one handler
-  // cost one flush, one write and one timer check instead of N (plus the
-  // early flushes of ChannelOptions::early_flush_bytes).
-  void AfterUserCall();
-  // MaybeFlushEarly: ChannelOptions::early_flush_bytes.
-  void MaybeFlushEarly();
-  // Now
-  // The driver's clock: every time handed to the session comes from here,
-  // and this is the only place the driver reads the clock (SteadyNow()).
-  // kTurn returns the turn's reading, read at most once per executor turn
-  // (valid until the turn's outermost AfterInput ends): Submit and Respond
-  // only use `now` for bookkeeping whose timers may fire early (acks,
-  // close), so a reading a few microseconds old is harmless and saves a
-  // clock read (~25 ns) per call. kFresh reads again: for inputs from I/O
-  // (bytes, a lost connection, a dial, a timer) and for what is measured
-  // from now (a task's deadline). The result never decreases (Session
-  // requires it): a fresh reading below the last one returns the last one.
-  enum class Reading : uint8_t { kTurn, kFresh };
-  absl::Time Now(Reading reading = Reading::kTurn);
-  void DrainTransmit();
+  // The driver's calls, as the rest of the runtime uses them
+  // (detail/driver.hpp).
+  using Reading = detail::ConnectionDriver::Reading;
+  void AfterInput() { driver_.AfterInput(); }
+  void AfterUserCall() { driver_.AfterUserCall(); }
+  absl::Time Now(Reading reading = Reading::kTurn) {
+    return driver_.Now(reading);
+  }
+  void DrainTransmit() { driver_.DrainTransmit(); }
+  // After a resume handshake: the replayed frames go out in small writes.
+  void BeginReplay(bool first_span_alone) {
+    driver_.BeginReplay(first_span_alone);
+  }
   // ---- Delivery (impl/channel.ipp): one handler per event type, the task
   // table, the user calls.
-  // HandleEvent: std::visit over the event, one Handle per event type.
-  void HandleEvent(Event& event);
+  // HandleEvent (above): std::visit over the event, one Handle per event
+  // type.
   void Handle(TaskReceived& t);
   void Handle(ResponseReceived& r);
   void Handle(TaskFailed& f);
@@ -262,7 +259,6 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void Handle(PeerDraining& d);
   void Handle(SessionClosed& c);
   void Handle(SessionFailed& sf);
-  void ArmTimer();
   // ---- Observer hooks (ChannelOptions::observer; runtime/observer.hpp).
   // Each is called only when an observer is set.
   TaskInfo ObservedInfo(const detail::ObservedTask& t, TaskId id,
@@ -277,8 +273,6 @@ class Channel : public std::enable_shared_from_this<Channel>,
               uint32_t attempt = 0);
   // The server that accepted this session, or nullptr.
   std::shared_ptr<Server> OwningServer() const;
-  // After a resume handshake: the replayed frames go out in small writes.
-  void BeginReplay(bool first_span_alone);
   void FinishCall(TaskId id, const absl::Status& status);
   void EndIncoming(TaskId id, const absl::Status& cancel_status);
   void RunWritableWaiters();
@@ -327,10 +321,9 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // Shared with the Server's Endpoint on the server side (session/
   // endpoint.hpp: it creates and registers acceptor sessions).
   std::shared_ptr<Session> session_;
-  std::shared_ptr<Transport> transport_;
-  asio::steady_timer timer_;
-  absl::Time timer_at_ = absl::InfiniteFuture();
-  uint64_t timer_generation_ = 0;
+  // The loop over session_ and the current transport (after session_:
+  // it refers to it).
+  detail::ConnectionDriver driver_;
   TaskHandler handler_;
   std::function<void(const ChannelEvent&)> observer_;
   // The current connection's description, kept for the observer hooks
@@ -352,11 +345,6 @@ class Channel : public std::enable_shared_from_this<Channel>,
   std::unique_ptr<asio::steady_timer> close_timer_;
   bool user_ended_ = false;  // Close or Abort called (no first retry)
   bool established_once_ = false;
-  bool dispatching_ = false;
-  bool flush_posted_ = false;      // an AfterInput is posted (AfterUserCall)
-  bool now_valid_ = false;         // now_ is this turn's reading (Now())
-  bool first_span_alone_ = false;  // BeginReplay: flush the WELCOME alone
-  absl::Time now_ = absl::InfinitePast();
   bool ended_ = false;
   uint32_t outage_attempts_ = 0;
   uint64_t reconnects_ = 0;
@@ -438,6 +426,7 @@ auto Channel::async_wait_established(CompletionToken&& token) {
 #include "symwire/runtime/server.hpp"
 #include "symwire/runtime/impl/incoming_task.ipp"
 #include "symwire/runtime/impl/channel.ipp"
+#include "symwire/runtime/impl/connection_driver.ipp"
 #include "symwire/runtime/impl/driver.ipp"
 #include "symwire/runtime/impl/task_call.ipp"
 // clang-format on

@@ -5,18 +5,19 @@
 // side executes), Client (dials, reconnects and resumes) and Server (accepts,
 // keeps the registry that routes resumes, drains on shutdown).
 //
-// The driver. Channel is the one generic loop of STYLE.md §1 over any
-// Transport (impl/driver.ipp): it feeds what the transport reads to
-// Session::Receive, copies what PollTransmit returns into the transport's
-// pending batch (written with coalescing), delivers PollEvent's events
-// (std::visit, one handler per event type), and keeps one timer armed for
+// The driver. detail::ConnectionDriver (detail/driver.hpp) is the one
+// generic loop of STYLE.md §1 over any Transport: it feeds what the
+// transport reads to Session::Receive, copies what PollTransmit returns
+// into the transport's pending batch (written with coalescing), hands
+// PollEvent's events to its host, and keeps one timer armed for
 // NextDeadline(). Every time it hands the session comes from one function,
-// Channel::Now, which reads steady_clock (SteadyNow()) at most once per
-// turn unless asked for a fresh reading, and never goes backwards. What
-// differs between the sides is a part the Channel owns: Client's
-// (detail/client_part.hpp: dialing, redialling, first-connect retries) or
-// Server's (detail/server_part.hpp: the session's entry in the server's
-// books).
+// ConnectionDriver::Now, which reads steady_clock (SteadyNow()) at most
+// once per turn unless asked for a fresh reading, and never goes
+// backwards. Channel is its host: it delivers the events (std::visit, one
+// handler per event type) and the user's calls. What differs between the
+// sides is a part the Channel owns: Client's (detail/client_part.hpp:
+// dialing, redialling, first-connect retries) or Server's
+// (detail/server_part.hpp: the session's entry in the server's books).
 //
 // Threading. Every object here belongs to one executor (an io_context, or
 // a strand): its callbacks run there, and its synchronous member functions

@@ -1,7 +1,7 @@
 // File: symwire/runtime/impl/channel.ipp
 // Out-of-line bodies of runtime/channel.hpp (layer 3b): construction, the
 // event handlers (one per Event type), the task table and the user calls.
-// The driver loop itself is in impl/driver.ipp.
+// The driver loop itself is in impl/connection_driver.ipp.
 #ifndef SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
 #define SYMWIRE_RUNTIME_IMPL_CHANNEL_IPP_
 
@@ -39,16 +39,9 @@ SYMWIRE_DECL Channel::Channel(Private, asio::any_io_executor executor,
     : executor_(std::move(executor)),
       options_(std::move(options)),
       session_(std::move(session)),
-      timer_(executor_) {}
+      driver_(*this, executor_, session_, options_.early_flush_bytes) {}
 
-SYMWIRE_DECL Channel::~Channel() {
-  if (!transport_) return;
-  transport_->SetSink(nullptr);  // nobody to tell: close quietly
-  try {
-    transport_->Close();
-  } catch (...) {  // Asio's timer cancel may throw; a destructor must not
-  }
-}
+SYMWIRE_DECL Channel::~Channel() { driver_.CloseQuietly(); }
 
 SYMWIRE_DECL absl::StatusOr<std::shared_ptr<Channel>> Channel::Make(
     asio::any_io_executor executor, ChannelOptions options, SessionSide side) {
@@ -439,9 +432,9 @@ SYMWIRE_DECL void Channel::SessionEnded(const absl::Status& status) {
 SYMWIRE_DECL void Channel::UnreadChanged(int64_t delta) {
   unread_bytes_ =
       static_cast<size_t>(static_cast<int64_t>(unread_bytes_) + delta);
-  if (transport_ && transport_->reading_paused() &&
+  if (driver_.transport() && driver_.transport()->reading_paused() &&
       unread_bytes_ <= options_.max_unread_response_bytes / 2) {
-    transport_->ResumeReading();
+    driver_.transport()->ResumeReading();
   }
 }
 
@@ -926,18 +919,20 @@ SYMWIRE_DECL void Channel::Abort(const absl::Status& status) {
 }
 
 SYMWIRE_DECL void Channel::KillConnection() {
-  if (!transport_) return;
-  std::shared_ptr<Transport> t = transport_;
+  if (!driver_.transport()) return;
+  std::shared_ptr<Transport> t = driver_.transport();
   // Close reports back through OnTransportClosed, like a network failure.
   t->Close(MakeError(ErrorCode::kConnectionLost, "connection killed here"));
 }
 
 SYMWIRE_DECL std::string Channel::transport_description() const {
-  return transport_ ? transport_->description() : std::string();
+  return driver_.transport() ? driver_.transport()->description()
+                             : std::string();
 }
 
 SYMWIRE_DECL TransportCounters Channel::transport_counters() const {
-  return transport_ ? transport_->counters() : TransportCounters{};
+  return driver_.transport() ? driver_.transport()->counters()
+                             : TransportCounters{};
 }
 
 }  // namespace symwire

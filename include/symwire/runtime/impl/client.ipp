@@ -77,7 +77,7 @@ SYMWIRE_DECL void ClientPart::Dial(Channel& channel) {
     self->Attach(std::move(*result), true);
     const absl::Status st = self->session_->TransportConnected(now);
     if (!st.ok()) {
-      std::shared_ptr<Transport> t = self->transport_;
+      std::shared_ptr<Transport> t = self->driver_.transport();
       self->Detach();
       t->Close(st);
     }
@@ -123,8 +123,8 @@ SYMWIRE_DECL bool ClientPart::MaybeRetryFirst(Channel& channel,
         if (self->ended_) return;
         // The failed session is done; a fresh one handshakes on the next
         // connection (a session that failed its handshake cannot be reused).
-        if (self->transport_) {
-          std::shared_ptr<Transport> t = self->transport_;
+        if (self->driver_.transport()) {
+          std::shared_ptr<Transport> t = self->driver_.transport();
           self->Detach();
           t->Close();
         }

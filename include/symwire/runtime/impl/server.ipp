@@ -615,7 +615,8 @@ SYMWIRE_DECL void Server::OnEstablished(
   registry_[channel->session_->session_id()] = channel;
   registered_.store(registry_.size(), std::memory_order_relaxed);
   ++sessions_per_source_[channel->server_->source];
-  if (channel->transport_) channel->transport_->LimitReadBuffer(SIZE_MAX);
+  if (channel->driver_.transport())
+    channel->driver_.transport()->LimitReadBuffer(SIZE_MAX);
   if (on_session_) on_session_(channel);
 }
 
@@ -624,7 +625,8 @@ SYMWIRE_DECL bool Server::EvictIdle(const std::string* source) {
   // to the handshake that asks for it.
   std::shared_ptr<Channel> victim;
   for (const auto& [id, p] : registry_) {
-    if (p->transport_ || p->ended_ || p->dispatching_) continue;
+    if (p->driver_.transport() || p->ended_ || p->driver_.dispatching())
+      continue;
     if (source != nullptr && p->server_->source != *source) continue;
     const Session& s = *p->session_;
     if (s.state() != SessionState::kDisconnected || s.open_tasks() != 0 ||
@@ -702,12 +704,12 @@ SYMWIRE_DECL void Server::OnHandshakeOutcome(
   ++counters_.resumes;
   // Whatever `fresh` still has goes out first, on its connection.
   fresh->DrainTransmit();
-  std::shared_ptr<Transport> t = fresh->transport_;
+  std::shared_ptr<Transport> t = fresh->driver_.transport();
   fresh->Detach();
-  if (existing->transport_) {
+  if (existing->driver_.transport()) {
     // A half-open connection the new one supersedes (the session already
     // reported ConnectionLost for it).
-    std::shared_ptr<Transport> old = existing->transport_;
+    std::shared_ptr<Transport> old = existing->driver_.transport();
     existing->Detach();
     old->Close(MakeError(ErrorCode::kConnectionLost,
                          "superseded by a resumed connection"));
@@ -728,9 +730,10 @@ SYMWIRE_DECL void Server::HandOffResume(const std::shared_ptr<Channel>& fresh,
   const std::shared_ptr<Server> owner = shards_->shards[shard];
   fresh->DrainTransmit();
   absl::StatusOr<std::shared_ptr<Transport>> moved =
-      fresh->transport_ ? fresh->transport_->MoveTo(owner->executor_)
-                        : absl::StatusOr<std::shared_ptr<Transport>>(
-                              absl::UnavailableError("no connection"));
+      fresh->driver_.transport()
+          ? fresh->driver_.transport()->MoveTo(owner->executor_)
+          : absl::StatusOr<std::shared_ptr<Transport>>(
+                absl::UnavailableError("no connection"));
   if (!moved.ok()) {
     // A stream that cannot move (TLS): a connection-scope answer, so the
     // initiator redials and resumes again (SPEC.md §16.1) on some other
@@ -758,9 +761,7 @@ SYMWIRE_DECL void Server::HandOffResume(const std::shared_ptr<Channel>& fresh,
   fresh->Detach();
   pending_.erase(fresh.get());
   fresh->ended_ = true;
-  ++fresh->timer_generation_;
-  fresh->timer_at_ = absl::InfiniteFuture();
-  fresh->timer_.cancel();
+  fresh->driver_.CancelTimer();
   fresh->session_.reset();
   asio::post(owner->executor_, [owner, t = std::move(*moved),
                                 session = std::move(session),
