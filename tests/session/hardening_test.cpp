@@ -24,18 +24,12 @@ namespace {
 using testing::AcceptorConfig;
 using testing::AsBytes;
 using testing::Dir;
-using testing::FastTimers;
 using testing::InitiatorConfig;
 using testing::PairOptions;
 using testing::SessionPair;
 using testing::Side;
 
-PairOptions Fast() {
-  PairOptions o;
-  o.initiator = FastTimers(InitiatorConfig());
-  o.acceptor = FastTimers(AcceptorConfig());
-  return o;
-}
+PairOptions Fast() { return testing::FastPairOptions(); }
 
 std::vector<std::byte> Bytes(std::initializer_list<int> values) {
   std::vector<std::byte> out;

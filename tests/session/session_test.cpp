@@ -30,12 +30,7 @@ using testing::PairOptions;
 using testing::SessionPair;
 using testing::Side;
 
-PairOptions Fast() {
-  PairOptions o;
-  o.initiator = FastTimers(InitiatorConfig());
-  o.acceptor = FastTimers(AcceptorConfig());
-  return o;
-}
+PairOptions Fast() { return testing::FastPairOptions(); }
 
 // Encodes one frame (no preface) for injection into an established session.
 std::vector<std::byte> Frame(MessageType type, uint64_t stream, uint64_t seq,

@@ -21,19 +21,11 @@
 namespace symwire {
 namespace {
 
-using testing::AcceptorConfig;
-using testing::FastTimers;
-using testing::InitiatorConfig;
 using testing::PairOptions;
 using testing::SessionPair;
 using testing::Side;
 
-PairOptions Fast() {
-  PairOptions o;
-  o.initiator = FastTimers(InitiatorConfig());
-  o.acceptor = FastTimers(AcceptorConfig());
-  return o;
-}
+PairOptions Fast() { return testing::FastPairOptions(); }
 
 std::string Bytes(size_t n, char seed) {
   std::string s(n, '\0');

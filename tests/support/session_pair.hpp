@@ -492,6 +492,15 @@ struct PairOptions {
   bool trace = false;
 };
 
+// FastPairOptions
+// Both sides with FastTimers (the usual setup of the session tests).
+inline PairOptions FastPairOptions() {
+  PairOptions o;
+  o.initiator = FastTimers(InitiatorConfig());
+  o.acceptor = FastTimers(AcceptorConfig());
+  return o;
+}
+
 // SessionPair
 // See the file comment. REQUIRES: both configs are valid (the constructor
 // aborts with the reason otherwise).
