@@ -3,10 +3,12 @@
 // encoded sequenced frames: positions stay contiguous across blocks, a
 // frame is never split, appended bytes never move while stored, dropping
 // frees whole dead blocks only, a frame larger than a block gets its own,
-// and a model check against a plain byte vector over random appends, sends
-// and drops.
+// freed blocks are reused through BlockCache (never while a driver still
+// holds one), and a model check against a plain byte vector over random
+// appends, sends and drops.
 #include "symwire/session/detail/replay_store.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -103,6 +105,49 @@ TEST_CASE("replay store: a frame larger than a block gets its own",
   CHECK(s.Contiguous(10 + 3 * kBlock + 7).size() == 10);
   s.DropBefore(10 + 3 * kBlock + 7);
   CHECK(s.begin() == 10 + 3 * kBlock + 7);
+}
+
+TEST_CASE("replay store: freed blocks are reused, held ones are not",
+          "[session][replay_store]") {
+  BlockCache& cache = BlockCache::Instance();
+  if (!BlockCache::kEnabled) {
+    // Under ASan nothing is cached, so a use after free stays visible.
+    ReplayStore s;
+    Fill(s.Append(kBlock), 0);
+    Fill(s.Append(100), kBlock);
+    s.Clear();
+    CHECK(cache.size() == 0);
+    return;
+  }
+  ReplayStore s;
+  // Block A, then block B (A is full).
+  Fill(s.Append(kBlock), 0);
+  const std::byte* a = s.Contiguous(0).data();
+  Fill(s.Append(100), kBlock);
+  const std::byte* b = s.Contiguous(kBlock).data();
+  REQUIRE(a != b);
+  const size_t cached = cache.size();
+
+  // A driver still writes from A: dropping A keeps it out of the cache.
+  std::shared_ptr<const void> held;
+  REQUIRE(s.Contiguous(0, &held).data() == a);
+  s.DropBefore(kBlock);
+  CHECK(cache.size() == cached);
+  // Its last reference goes: A is cached, and the next block is A again,
+  // page-faulted in already, not a fresh one from the heap.
+  held.reset();
+  CHECK(cache.size() == cached + 1);
+  Fill(s.Append(kBlock), kBlock + 100);  // B is too full: a new block
+  CHECK(s.Contiguous(kBlock + 100).data() == a);
+  CHECK(Holds(s.Contiguous(kBlock + 100), kBlock + 100));
+  CHECK(cache.size() == cached);
+
+  // A frame larger than a block gets its own, which is not cached.
+  Fill(s.Append(kBlock + 1), 2 * kBlock + 100);
+  s.DropBefore(s.end());
+  s.Clear();
+  // A and B came back (the oversized block did not), at most kMaxBlocks.
+  CHECK(cache.size() == std::min(cached + 2, BlockCache::kMaxBlocks));
 }
 
 TEST_CASE("replay store: model check against a byte vector",

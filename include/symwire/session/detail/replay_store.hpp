@@ -10,8 +10,14 @@
 // memcpy of most bytes sent. Here a frame is appended to the newest block
 // (or a new block when it does not fit), and freeing is dropping whole
 // blocks whose bytes are all dead. Nothing is ever moved; memory is the live
-// bytes plus at most one partly dead block at each end, plus one spare
-// block kept for reuse so that a steady stream allocates nothing.
+// bytes plus at most one partly dead block at each end.
+//
+// Freed blocks go to BlockCache, a small process-wide cache, not back to
+// malloc: glibc hands a 256 KiB chunk back to the kernel (heap trim or
+// munmap) and the next block then page-faults on every 4 KiB page it is
+// written through; at 16 KiB payloads those faults were 6-8 % of the
+// sender's CPU. A block returns to the cache when its last reference goes,
+// the store's or a driver's (see Contiguous), on whatever thread that is.
 //
 // Referenced payloads (SharedPayload). AppendShared stores a reference to
 // bytes the caller guarantees immutable instead of a copy: the frame is then
@@ -28,8 +34,7 @@
 // Pieces are shared: Contiguous() can hand out the reference of the piece,
 // so a driver may write stored bytes without copying them, and the bytes
 // stay valid (and unchanged: stored frames are never rewritten) while it
-// holds the reference, even if the session drops the piece meanwhile. A
-// block still referenced is not reused as the spare.
+// holds the reference, even if the session drops the piece meanwhile.
 // Users never include this directly.
 #ifndef SYMWIRE_SESSION_DETAIL_REPLAY_STORE_HPP_
 #define SYMWIRE_SESSION_DETAIL_REPLAY_STORE_HPP_
@@ -40,17 +45,89 @@
 #include <deque>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "absl/types/span.h"
 #include "symwire/config.hpp"
 
 namespace symwire::detail {
 
+// BlockCache
+// Free blocks of kBytes, at most kMaxBlocks of them (4 MiB) for the whole
+// process, last freed first out. Thread-safe: sessions on many threads
+// share it, and a driver may drop a block's last reference anywhere. Under
+// AddressSanitizer it caches nothing, so a use of a freed block is still
+// caught.
+class BlockCache {
+ public:
+  static constexpr size_t kBytes = size_t{256} * 1024;
+  static constexpr size_t kMaxBlocks = 16;
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr bool kEnabled = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr bool kEnabled = false;
+#else
+  static constexpr bool kEnabled = true;
+#endif
+#else
+  static constexpr bool kEnabled = true;
+#endif
+
+  // Never destroyed (a session may outlive static destructors); the
+  // blocks it holds at exit stay reachable.
+  static BlockCache& Instance() {
+    static BlockCache* const cache = new BlockCache;
+    return *cache;
+  }
+
+  // A block of kBytes, shared; it comes back here when the last copy of
+  // the pointer goes. Not value-initialised: the encoder writes every byte
+  // it appends.
+  std::shared_ptr<std::byte> Take() {
+    std::byte* block = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        block = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (block == nullptr) block = new std::byte[kBytes];
+    return std::shared_ptr<std::byte>(
+        block, [](std::byte* b) { BlockCache::Instance().Give(b); });
+  }
+
+  // The number of blocks cached now (tests).
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return free_.size();
+  }
+
+ private:
+  BlockCache() { free_.reserve(kMaxBlocks); }
+
+  void Give(std::byte* block) {
+    if (kEnabled) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (free_.size() < kMaxBlocks) {
+        free_.push_back(block);
+        return;
+      }
+    }
+    delete[] block;
+  }
+
+  std::mutex mu_;
+  std::vector<std::byte*> free_;
+};
+
 class ReplayStore {
  public:
   // kBlockBytes: the usual block. A larger frame gets a block of its own.
-  static constexpr size_t kBlockBytes = size_t{256} * 1024;
+  static constexpr size_t kBlockBytes = BlockCache::kBytes;
 
   // begin(): the first position still stored; end(): the next position.
   uint64_t begin() const {
@@ -71,7 +148,7 @@ class ReplayStore {
         last->data + last->size == p) {
       last->size += size;
     } else {
-      pieces_.push_back(Piece{end_, p, size, block_cap_, block_, true});
+      pieces_.push_back(Piece{end_, p, size, block_, true});
     }
     end_ += size;
     return {p, size};
@@ -84,7 +161,7 @@ class ReplayStore {
                     std::shared_ptr<const void> owner) {
     if (bytes.empty()) return;
     pieces_.push_back(
-        Piece{end_, bytes.data(), bytes.size(), 0, std::move(owner), false});
+        Piece{end_, bytes.data(), bytes.size(), std::move(owner), false});
     end_ += bytes.size();
   }
 
@@ -113,20 +190,12 @@ class ReplayStore {
   }
 
   // DropBefore: frees the pieces whose bytes all precede `pos` (a block
-  // once no piece, and no holder of Contiguous's reference, uses it).
+  // once no piece, and no holder of Contiguous's reference, uses it: a
+  // usual-sized one goes to BlockCache, a larger one to the heap).
   void DropBefore(uint64_t pos) {
     while (!pieces_.empty() &&
            pieces_.front().base + pieces_.front().size <= pos) {
-      Piece p = std::move(pieces_.front());
       pieces_.pop_front();
-      // The last user of a usual-sized block (not the one Append fills,
-      // which block_ holds): keep it as the spare. An oversized block (one
-      // large frame) is freed.
-      if (p.in_block && p.block_cap == kBlockBytes && !spare_ &&
-          p.owner.use_count() == 1) {
-        spare_ = std::static_pointer_cast<std::byte>(
-            std::const_pointer_cast<void>(std::move(p.owner)));
-      }
     }
   }
 
@@ -144,19 +213,16 @@ class ReplayStore {
     uint64_t base = 0;
     const std::byte* data = nullptr;
     size_t size = 0;
-    size_t block_cap = 0;               // the block's capacity (in_block only)
     std::shared_ptr<const void> owner;  // the block or the payload's owner
     bool in_block = false;              // a store block (else referenced)
   };
 
   void NewBlock(size_t need) {
-    // The spare may have been handed out since it was kept.
-    if (spare_ && spare_.use_count() != 1) spare_.reset();
-    if (need <= kBlockBytes && spare_) {
-      block_ = std::move(spare_);
+    if (need <= kBlockBytes) {
+      block_ = BlockCache::Instance().Take();
       block_cap_ = kBlockBytes;
     } else {
-      block_cap_ = std::max(need, kBlockBytes);
+      block_cap_ = need;
       // Not value-initialised: the encoder writes every byte it appends.
       block_ = std::shared_ptr<std::byte>(new std::byte[block_cap_],
                                           std::default_delete<std::byte[]>());
@@ -166,7 +232,6 @@ class ReplayStore {
 
   std::deque<Piece> pieces_;
   std::shared_ptr<std::byte> block_;  // the block Append fills
-  std::shared_ptr<std::byte> spare_;  // a free kBlockBytes block
   size_t block_cap_ = 0;
   size_t block_used_ = 0;
   uint64_t end_ = 0;
