@@ -3,6 +3,17 @@
 // inline (XXH_INLINE_ALL): Debian's shared libxxhash is several times slower
 // at 16 KiB than the inline build, and inlining lets the compiler keep the
 // hash loop in the decoder's frame. Users never include this directly.
+//
+// Runtime dispatch to AVX2. The inline build uses what the compiler may
+// assume, on x86-64 without -march flags only SSE2: 16 KiB hashed at about
+// 16 GB/s, about 1 µs per frame on each side (the receiver's largest cost
+// at 16 KiB, bench/README.md). Where the compiler targets x86-64 below
+// AVX2, xxhash.h also compiles its AVX2 loop (XXH_DISPATCH_AVX2, the
+// mechanism of its own xxh_x86dispatch.c) under a target attribute, and
+// inputs past XXH3's mid-size range (240 bytes) use it when the CPU has
+// AVX2. Same function, same result (tests/wire/hash_test.cpp checks both
+// paths against the reference values); shorter inputs never reach the
+// vector loop.
 #ifndef SYMWIRE_DETAIL_HASH_HPP_
 #define SYMWIRE_DETAIL_HASH_HPP_
 
@@ -10,6 +21,22 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
+
+// (Only if this translation unit has not compiled xxhash.h's inline
+// implementation already, with other settings.)
+#if defined(__x86_64__) && !defined(__AVX2__) && \
+    (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(XXH_INLINE_ALL_31684351384) && !defined(XXH_ACC_ALIGN)
+#define SYMWIRE_XXH3_AVX2_DISPATCH 1
+#define XXH_DISPATCH_AVX2 1
+#define XXH_TARGET_AVX2 __attribute__((__target__("avx2")))
+// The accumulator is loaded with aligned 256-bit loads (SSE2's own
+// setting would be 16).
+#define XXH_ACC_ALIGN 32
+#include <immintrin.h>  // the AVX2 types, declared whatever the target
+#else
+#define SYMWIRE_XXH3_AVX2_DISPATCH 0
+#endif
 
 #ifndef XXH_INLINE_ALL
 #define XXH_INLINE_ALL
@@ -23,11 +50,43 @@
 
 namespace symwire::detail {
 
+// Xxh3Hash64Portable
+// XXH3_64bits as compiled for the target the compiler assumes.
+inline uint64_t Xxh3Hash64Portable(absl::Span<const std::byte> data) noexcept {
+  return XXH3_64bits(data.data(), data.size());
+}
+
+#if SYMWIRE_XXH3_AVX2_DISPATCH
+// Xxh3HashLongAvx2
+// XXH3_64bits (seed 0, the default secret) of an input longer than
+// XXH3_MIDSIZE_MAX, with the AVX2 loop. REQUIRES: the CPU has AVX2.
+XXH_TARGET_AVX2 inline uint64_t Xxh3HashLongAvx2(
+    absl::Span<const std::byte> data) noexcept {
+  return XXH3_hashLong_64b_internal(
+      data.data(), data.size(), XXH3_kSecret, sizeof(XXH3_kSecret),
+      XXH3_accumulate_512_avx2, XXH3_scrambleAcc_avx2);
+}
+
+// CpuHasAvx2: read once.
+inline bool CpuHasAvx2() noexcept {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return has;
+}
+#endif
+
 // Xxh3Hash64
 // XXH3_64bits(data, seed 0): the payload checksum of SPEC.md §6.
 // Xxh3Hash64({}) == 0x2D06800538D394C2. Thread-safe; does not allocate.
 inline uint64_t Xxh3Hash64(absl::Span<const std::byte> data) noexcept {
-  return XXH3_64bits(data.data(), data.size());
+#if SYMWIRE_XXH3_AVX2_DISPATCH
+  if (data.size() > XXH3_MIDSIZE_MAX && CpuHasAvx2()) {
+    return Xxh3HashLongAvx2(data);
+  }
+#endif
+  return Xxh3Hash64Portable(data);
 }
 
 }  // namespace symwire::detail
