@@ -35,6 +35,13 @@
 # WebSocket) plus the README's two examples (a pool, methods, metrics)
 # cover every layer's headers. The other examples would add minutes of
 # compiling mostly the same headers again.
+# Why the test executables use precompiled headers (SYMWIRE_PCH, ON here,
+# tests/CMakeLists.txt): CI builds them from scratch in the release,
+# asan-ubsan and tsan presets (no compiler cache), and each of ~40 test
+# files parsed Catch2, Abseil, symwire's headers and, in the transport
+# tests, Asio and the runtime again; now each group parses them once per
+# preset. A -DSYMWIRE_PCH=OFF build checks that test files include what
+# they use.
 # Why the Python package's own tests (python_vectors, _session, _aio,
 # _types, _install) run in step 2 only: they run no C++ program, so steps 3
 # and 4 ran the same Python code again. The interop cases (python_interop_*,
