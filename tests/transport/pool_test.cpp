@@ -10,6 +10,7 @@
 // bounded (RunUntil).
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "boost/asio/cancellation_signal.hpp"
 #include "boost/asio/io_context.hpp"
 #include "symwire/runtime/runtime.hpp"
+#include "symwire/shared_payload.hpp"
 #include "symwire/testing/fault_proxy.hpp"
 #include "tests/support/transport_support.hpp"
 
@@ -63,6 +65,7 @@ struct Fleet {
   std::vector<PoolEvent> events;  // copied; `address` re-pointed below
   std::vector<std::string> event_addresses;
   std::shared_ptr<RuntimeMetrics> metrics = std::make_shared<RuntimeMetrics>();
+  std::function<void()> on_task;  // runs first in every agent's handler
 
   explicit Fleet(int n, PoolOptions options = FleetOptions()) {
     std::vector<std::string> addresses;
@@ -77,6 +80,7 @@ struct Fleet {
       REQUIRE(a->server
                   ->Handle("work",
                            [this, agent, i](IncomingTask t) {
+                             if (on_task) on_task();
                              const std::string p = t.payload_string();
                              ++agent->ran;
                              agent->payloads.push_back(p);
@@ -470,6 +474,47 @@ TEST_CASE("pool: a call's cancellation reaches the agent's task",
   // AGENT_CANCEL reached the agent: its task is cancelled there.
   RunUntil(f.io, [&] { return f.agents[0]->held[0].cancelled(); });
   CHECK(f.pool->endpoints()[0].outstanding == 0);
+}
+
+TEST_CASE(
+    "pool: async_call and async_submit of a SharedPayload send it by "
+    "reference",
+    "[runtime][pool][shared_payload]") {
+  const bool call = GENERATE(false, true);
+  INFO((call ? "async_call" : "async_submit"));
+  Fleet f(1);
+  f.WaitReady(1);
+  const std::string bytes(20000, 'p');
+  const SharedPayload payload{std::string(bytes)};
+  const std::weak_ptr<const void> owner = payload.owner();
+  long uses_at_agent = 0;  // the client's references when the task arrives
+  f.on_task = [&] { uses_at_agent = owner.use_count(); };
+  CallOptions o;
+  o.method = "work";
+  Result result;
+  if (call) {
+    f.pool->async_call(payload, o, [&](absl::StatusOr<std::string> r) {
+      result = std::move(r);
+    });
+  } else {
+    TaskCallbacks callbacks;
+    callbacks.on_response = [&](absl::Span<const std::byte> p, bool) {
+      result = std::string(reinterpret_cast<const char*>(p.data()), p.size());
+    };
+    f.pool->async_submit(payload, o, std::move(callbacks),
+                         [&](const absl::StatusOr<TaskCall>& c) {
+                           if (!c.ok()) result = c.status();
+                         });
+  }
+  RunUntil(
+      f.io, [&] { return result.has_value(); }, "the answer");
+  REQUIRE(result->ok());
+  CHECK(**result == bytes + "@0");
+  REQUIRE(f.agents[0]->payloads.size() == 1);
+  CHECK(f.agents[0]->payloads[0] == bytes);
+  CHECK(uses_at_agent >= 2);  // ours and the client's replay store's
+  RunUntil(
+      f.io, [&] { return owner.use_count() == 1; }, "the release");
 }
 
 TEST_CASE("pool: addresses are parsed; bad ones are refused by name",

@@ -128,6 +128,18 @@ class Channel : public std::enable_shared_from_this<Channel>,
   template <class CompletionToken>
   auto async_submit(std::string payload, CallOptions options,
                     TaskCallbacks callbacks, CompletionToken&& token);
+  // The same with the payload handed over instead of copied: a submission
+  // that waits keeps the reference, and the session keeps it once sent
+  // (Submit(const SharedPayload&)); a cancelled one releases it at once.
+  template <class CompletionToken>
+  auto async_submit(SharedPayload payload, CallOptions options,
+                    CompletionToken&& token) {
+    return async_submit(std::move(payload), std::move(options), TaskCallbacks{},
+                        std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_submit(SharedPayload payload, CallOptions options,
+                    TaskCallbacks callbacks, CompletionToken&& token);
 
   // async_call
   // Submits and waits for the whole result: the concatenation of every
@@ -139,8 +151,16 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // void(absl::StatusOr<std::string>).
   // Terminal cancellation after submission cancels the task (AGENT_CANCEL)
   // and completes at once (see async_submit for the cancellation rules).
+  // The std::string is taken over (and copied into the replay store by
+  // each attempt that is sent); a SharedPayload is kept by reference, and
+  // every attempt sends the same bytes by reference. The call lets go of
+  // its payload once it completes (or is cancelled) or its last attempt
+  // is sent; the session keeps the reference until the peer acknowledges.
   template <class CompletionToken>
   auto async_call(std::string payload, CallOptions options,
+                  CompletionToken&& token);
+  template <class CompletionToken>
+  auto async_call(SharedPayload payload, CallOptions options,
                   CompletionToken&& token);
 
   // async_check_health
@@ -280,17 +300,21 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void UnreadChanged(int64_t delta);
   // SubmitWhenWritable: `abandoned` (optional) is polled before each
   // attempt: true drops the submission unsent (its op was cancelled).
+  // `payload` is shared with the caller, which may Reset it once the op
+  // completes (a SharedPayload is then released at once).
   void SubmitWhenWritable(
-      std::string payload, CallOptions options, TaskCallbacks callbacks,
+      std::shared_ptr<const detail::HeldPayload> payload, CallOptions options,
+      TaskCallbacks callbacks,
       absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done,
       std::function<bool()> abandoned = nullptr);
-  void StartSubmit(std::string payload, CallOptions options,
-                   TaskCallbacks callbacks,
-                   detail::Completion<void(absl::StatusOr<TaskCall>)> done,
-                   const detail::OpCancelPtr& cancel);
-  void StartCall(std::string payload, CallOptions options,
-                 detail::Completion<void(absl::StatusOr<std::string>)> done,
-                 const detail::OpCancelPtr& cancel);
+  SYMWIRE_DECL void StartSubmit(
+      detail::HeldPayload payload, CallOptions options, TaskCallbacks callbacks,
+      detail::Completion<void(absl::StatusOr<TaskCall>)> done,
+      const detail::OpCancelPtr& cancel);
+  SYMWIRE_DECL void StartCall(
+      detail::HeldPayload payload, CallOptions options,
+      detail::Completion<void(absl::StatusOr<std::string>)> done,
+      const detail::OpCancelPtr& cancel);
   // The attempts of an async_call (RetryPolicy): StartAttempt submits one;
   // AttemptFailed decides whether another follows (after its backoff) or
   // the call completes with `status`. `not_started`: the task was never
@@ -362,8 +386,23 @@ auto Channel::async_submit(std::string payload, CallOptions options,
       [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
                                   std::string&& p, CallOptions&& o,
                                   TaskCallbacks&& c) {
-        self->StartSubmit(std::move(p), std::move(o), std::move(c),
-                          std::move(done), cancel);
+        self->StartSubmit(detail::HeldPayload(std::move(p)), std::move(o),
+                          std::move(c), std::move(done), cancel);
+      },
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options), std::move(callbacks));
+}
+
+template <class CompletionToken>
+auto Channel::async_submit(SharedPayload payload, CallOptions options,
+                           TaskCallbacks callbacks, CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<TaskCall>>(
+      executor_,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  SharedPayload&& p, CallOptions&& o,
+                                  TaskCallbacks&& c) {
+        self->StartSubmit(detail::HeldPayload(std::move(p)), std::move(o),
+                          std::move(c), std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options), std::move(callbacks));
@@ -376,7 +415,22 @@ auto Channel::async_call(std::string payload, CallOptions options,
       executor_,
       [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
                                   std::string&& p, CallOptions&& o) {
-        self->StartCall(std::move(p), std::move(o), std::move(done), cancel);
+        self->StartCall(detail::HeldPayload(std::move(p)), std::move(o),
+                        std::move(done), cancel);
+      },
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options));
+}
+
+template <class CompletionToken>
+auto Channel::async_call(SharedPayload payload, CallOptions options,
+                         CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<std::string>>(
+      executor_,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  SharedPayload&& p, CallOptions&& o) {
+        self->StartCall(detail::HeldPayload(std::move(p)), std::move(o),
+                        std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options));

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -26,6 +27,33 @@ namespace symwire {
 namespace detail {
 struct IncomingState;
 struct HandleAccess;
+
+// HeldPayload
+// The payload of an async_* call while it waits for the send window: the
+// std::string the call took over (sent by copy, as Respond/Submit of a
+// span) or a SharedPayload (sent by reference). Reset drops it (a
+// cancelled op lets go of the bytes at once). Copying copies the string's
+// bytes or the SharedPayload's reference.
+class HeldPayload {
+ public:
+  explicit HeldPayload(std::string bytes) : held_(std::move(bytes)) {}
+  explicit HeldPayload(SharedPayload payload) : held_(std::move(payload)) {}
+  absl::Span<const std::byte> bytes() const {
+    if (const SharedPayload* p = shared()) return p->bytes();
+    if (const auto* s = std::get_if<std::string>(&held_)) {
+      return {reinterpret_cast<const std::byte*>(s->data()), s->size()};
+    }
+    return {};
+  }
+  // The SharedPayload, or nullptr for a string (or after Reset).
+  const SharedPayload* shared() const {
+    return std::get_if<SharedPayload>(&held_);
+  }
+  void Reset() { held_ = std::monostate(); }
+
+ private:
+  std::variant<std::monostate, std::string, SharedPayload> held_;
+};
 }  // namespace detail
 
 // IncomingTask
@@ -76,13 +104,20 @@ class IncomingTask {
   // Session::SendResponse(SharedPayload)). The same errors.
   SYMWIRE_DECL absl::Status Respond(const SharedPayload& payload, bool final);
   // async_respond: Respond, waiting for room in the send window instead of
-  // failing with REPLAY_BUFFER_FULL. The payload is copied at once.
-  // Signature: void(absl::Status). Per-operation cancellation: terminal,
-  // partial and total; a response still waiting for room is dropped unsent
-  // and the op completes with kCancelled "... operation aborted by its
-  // cancellation slot" (once sent, the op has completed).
+  // failing with REPLAY_BUFFER_FULL. The std::string is taken over and
+  // copied into the replay store when sent; a SharedPayload is kept by
+  // reference while the response waits and handed over when it is sent
+  // (Respond(const SharedPayload&)), never copied. Signature:
+  // void(absl::Status). Per-operation cancellation: terminal, partial and
+  // total; a response still waiting for room is dropped unsent (its
+  // payload released at once) and the op completes with kCancelled "...
+  // operation aborted by its cancellation slot" (once sent, the op has
+  // completed).
   template <class CompletionToken>
   auto async_respond(std::string payload, bool final, CompletionToken&& token);
+  template <class CompletionToken>
+  auto async_respond(SharedPayload payload, bool final,
+                     CompletionToken&& token);
 
   // Fail
   // Ends the task with an error; `retryable` tells the submitter the work
@@ -114,7 +149,7 @@ class IncomingTask {
   }
   explicit IncomingTask(std::shared_ptr<detail::IncomingState> state)
       : state_(std::move(state)) {}
-  SYMWIRE_DECL void StartRespond(std::string payload, bool final,
+  SYMWIRE_DECL void StartRespond(detail::HeldPayload payload, bool final,
                                  detail::Completion<void(absl::Status)> done,
                                  const detail::OpCancelPtr& cancel);
   std::shared_ptr<detail::IncomingState> state_;
@@ -130,7 +165,21 @@ auto IncomingTask::async_respond(std::string payload, bool final,
       get_executor(),
       [self = *this, final](auto done, const detail::OpCancelPtr& cancel,
                             std::string&& p) mutable {
-        self.StartRespond(std::move(p), final, std::move(done), cancel);
+        self.StartRespond(detail::HeldPayload(std::move(p)), final,
+                          std::move(done), cancel);
+      },
+      std::forward<CompletionToken>(token), std::move(payload));
+}
+
+template <class CompletionToken>
+auto IncomingTask::async_respond(SharedPayload payload, bool final,
+                                 CompletionToken&& token) {
+  return detail::InitiateOn<absl::Status>(
+      get_executor(),
+      [self = *this, final](auto done, const detail::OpCancelPtr& cancel,
+                            SharedPayload&& p) mutable {
+        self.StartRespond(detail::HeldPayload(std::move(p)), final,
+                          std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload));
 }

@@ -28,6 +28,7 @@
 #include "symwire/runtime/detail/async.hpp"
 #include "symwire/runtime/options.hpp"
 #include "symwire/runtime/task_call.hpp"
+#include "symwire/shared_payload.hpp"
 #include "symwire/transport/tcp.hpp"
 
 namespace symwire {
@@ -201,14 +202,30 @@ class Pool : public std::enable_shared_from_this<Pool> {
   template <class CompletionToken>
   auto async_submit(std::string payload, CallOptions options,
                     TaskCallbacks callbacks, CompletionToken&& token);
+  // The same with the payload handed over (Channel::async_submit of a
+  // SharedPayload): kept by reference, never copied.
+  template <class CompletionToken>
+  auto async_submit(SharedPayload payload, CallOptions options,
+                    CompletionToken&& token) {
+    return async_submit(std::move(payload), std::move(options), TaskCallbacks{},
+                        std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken>
+  auto async_submit(SharedPayload payload, CallOptions options,
+                    TaskCallbacks callbacks, CompletionToken&& token);
 
   // async_call
   // As Channel::async_call, on an endpoint the policy picks: submits and
   // waits for the whole result. Errors as async_submit, then the task's.
   // Cancellation as Channel::async_call (terminal after submission cancels
   // the task on the wire). Signature: void(absl::StatusOr<std::string>).
+  // A SharedPayload is kept by reference, never copied (Channel::
+  // async_call of one).
   template <class CompletionToken>
   auto async_call(std::string payload, CallOptions options,
+                  CompletionToken&& token);
+  template <class CompletionToken>
+  auto async_call(SharedPayload payload, CallOptions options,
                   CompletionToken&& token);
 
   // async_close
@@ -263,11 +280,11 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void ArmResolveTimer(absl::Duration after);
   void OnResolved(const absl::Status& status,
                   const std::vector<asio::ip::tcp::endpoint>& found);
-  void StartSubmit(std::string payload, CallOptions options,
+  void StartSubmit(detail::HeldPayload payload, CallOptions options,
                    TaskCallbacks callbacks,
                    detail::Completion<void(absl::StatusOr<TaskCall>)> done,
                    const detail::OpCancelPtr& cancel);
-  void StartCall(std::string payload, CallOptions options,
+  void StartCall(detail::HeldPayload payload, CallOptions options,
                  detail::Completion<void(absl::StatusOr<std::string>)> done,
                  const detail::OpCancelPtr& cancel);
   void StartClose(detail::Completion<void(absl::Status)> done);
@@ -300,8 +317,23 @@ auto Pool::async_submit(std::string payload, CallOptions options,
       [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
                                   std::string&& p, CallOptions&& o,
                                   TaskCallbacks&& c) {
-        self->StartSubmit(std::move(p), std::move(o), std::move(c),
-                          std::move(done), cancel);
+        self->StartSubmit(detail::HeldPayload(std::move(p)), std::move(o),
+                          std::move(c), std::move(done), cancel);
+      },
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options), std::move(callbacks));
+}
+
+template <class CompletionToken>
+auto Pool::async_submit(SharedPayload payload, CallOptions options,
+                        TaskCallbacks callbacks, CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<TaskCall>>(
+      executor_,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  SharedPayload&& p, CallOptions&& o,
+                                  TaskCallbacks&& c) {
+        self->StartSubmit(detail::HeldPayload(std::move(p)), std::move(o),
+                          std::move(c), std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options), std::move(callbacks));
@@ -314,7 +346,22 @@ auto Pool::async_call(std::string payload, CallOptions options,
       executor_,
       [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
                                   std::string&& p, CallOptions&& o) {
-        self->StartCall(std::move(p), std::move(o), std::move(done), cancel);
+        self->StartCall(detail::HeldPayload(std::move(p)), std::move(o),
+                        std::move(done), cancel);
+      },
+      std::forward<CompletionToken>(token), std::move(payload),
+      std::move(options));
+}
+
+template <class CompletionToken>
+auto Pool::async_call(SharedPayload payload, CallOptions options,
+                      CompletionToken&& token) {
+  return detail::InitiateOn<absl::StatusOr<std::string>>(
+      executor_,
+      [self = shared_from_this()](auto done, const detail::OpCancelPtr& cancel,
+                                  SharedPayload&& p, CallOptions&& o) {
+        self->StartCall(detail::HeldPayload(std::move(p)), std::move(o),
+                        std::move(done), cancel);
       },
       std::forward<CompletionToken>(token), std::move(payload),
       std::move(options));

@@ -131,8 +131,9 @@ struct CallState {
 struct CallRun {
   std::string result;  // the responses of the current attempt, joined
   Completion<void(absl::StatusOr<std::string>)> done;
-  TaskCall call;        // the current attempt's task, once submitted
-  std::string payload;  // kept for another attempt
+  TaskCall call;  // the current attempt's task, once submitted
+  // Kept for another attempt; Reset once none can follow.
+  HeldPayload payload{std::string()};
   CallOptions options;  // likewise (the deadline: see deadline_at)
   RetryPolicy policy;   // CallOptions::retry or ChannelOptions::retry
   std::unique_ptr<asio::steady_timer> backoff;      // between two attempts
@@ -146,6 +147,7 @@ struct CallRun {
     if (!done) return;
     auto d = std::move(done);
     done = nullptr;
+    payload.Reset();
     d(std::move(r));
   }
 };

@@ -487,7 +487,8 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::SubmitImpl(
 }
 
 SYMWIRE_DECL void Channel::SubmitWhenWritable(
-    std::string payload, CallOptions options, TaskCallbacks callbacks,
+    std::shared_ptr<const detail::HeldPayload> payload, CallOptions options,
+    TaskCallbacks callbacks,
     absl::AnyInvocable<void(absl::StatusOr<TaskCall>)> done,
     std::function<bool()> abandoned) {
   const bool fail_fast =
@@ -594,10 +595,10 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
     o.trace_state = options.trace_state;
     o.metadata = metadata;
     o.method = options.method;
-    absl::StatusOr<TaskCall> call = self->Submit(
-        absl::MakeConstSpan(reinterpret_cast<const std::byte*>(payload.data()),
-                            payload.size()),
-        o, callbacks);
+    // A SharedPayload goes by reference (the same bytes for every attempt
+    // of an async_call), a string by copy.
+    absl::StatusOr<TaskCall> call =
+        self->SubmitImpl(payload->bytes(), payload->shared(), o, callbacks);
     const ErrorCode code = GetErrorCode(call.status());
     if (code == ErrorCode::kNoCredit || code == ErrorCode::kReplayBufferFull) {
       return false;
@@ -614,9 +615,18 @@ SYMWIRE_DECL void Channel::SubmitWhenWritable(
 }
 
 SYMWIRE_DECL void Channel::StartSubmit(
-    std::string payload, CallOptions options, TaskCallbacks callbacks,
+    detail::HeldPayload payload, CallOptions options, TaskCallbacks callbacks,
     detail::Completion<void(absl::StatusOr<TaskCall>)> done,
     const detail::OpCancelPtr& cancel) {
+  auto held = std::make_shared<detail::HeldPayload>(std::move(payload));
+  if (cancel) {
+    // Completing the op (sent, failed or cancelled while queued) lets go of
+    // the payload at once, not when the queued submission's turn comes.
+    done = [held, d = std::move(done)](absl::StatusOr<TaskCall> call) mutable {
+      held->Reset();
+      d(std::move(call));
+    };
+  }
   // Any cancellation type: a submission still queued is dropped unsent;
   // once sent, the op has completed and cancelling is a no-op.
   std::shared_ptr<const detail::Completion<void(absl::StatusOr<TaskCall>)>>
@@ -626,9 +636,8 @@ SYMWIRE_DECL void Channel::StartSubmit(
                                  &waiting);
   std::function<bool()> abandoned;
   if (waiting) abandoned = [waiting] { return !*waiting; };
-  SubmitWhenWritable(std::move(payload), std::move(options),
-                     std::move(callbacks), std::move(done),
-                     std::move(abandoned));
+  SubmitWhenWritable(std::move(held), std::move(options), std::move(callbacks),
+                     std::move(done), std::move(abandoned));
 }
 
 SYMWIRE_DECL void Channel::StartCheckHealth(
@@ -639,7 +648,7 @@ SYMWIRE_DECL void Channel::StartCheckHealth(
   // async_call does the work (and its cancellation); the answer is parsed
   // here (SPEC.md §13.6).
   StartCall(
-      std::string(), std::move(options),
+      detail::HeldPayload(std::string()), std::move(options),
       [d = std::move(done)](absl::StatusOr<std::string> answer) mutable {
         if (!answer.ok()) {
           d(answer.status());
@@ -653,7 +662,7 @@ SYMWIRE_DECL void Channel::StartCheckHealth(
 }
 
 SYMWIRE_DECL void Channel::StartCall(
-    std::string payload, CallOptions options,
+    detail::HeldPayload payload, CallOptions options,
     detail::Completion<void(absl::StatusOr<std::string>)> done,
     const detail::OpCancelPtr& cancel) {
   // One completion, reached by the last attempt's failure, by the task's
@@ -689,6 +698,7 @@ SYMWIRE_DECL void Channel::StartCall(
       // Taken first: the cancel below ends the task (on_done) at once.
       auto d = std::move(run->done);
       run->done = nullptr;
+      run->payload.Reset();  // a queued attempt is dropped: let go of it
       if (TaskCall call = std::exchange(run->call, TaskCall())) {
         static_cast<void>(call.Cancel());
       }
@@ -706,9 +716,10 @@ SYMWIRE_DECL void Channel::StartAttempt(
   ++run->attempt;
   run->responded = false;
   run->result.clear();
-  // The last attempt takes the payload and options; earlier ones copy.
+  // The last attempt takes the options; earlier ones copy. Every attempt
+  // sends run->payload (a SharedPayload by reference, the same bytes each
+  // time; a string is copied into the replay store when sent).
   const bool last = run->attempt >= run->policy.max_attempts;
-  std::string payload = last ? std::move(run->payload) : run->payload;
   CallOptions options = last ? std::move(run->options) : run->options;
   if (last) {  // what naming an error later needs
     run->options.method = options.method;
@@ -750,10 +761,15 @@ SYMWIRE_DECL void Channel::StartAttempt(
   std::function<bool()> abandoned;
   if (run->cancellable) abandoned = [run] { return !run->done; };
   SubmitWhenWritable(
-      std::move(payload), std::move(options), std::move(callbacks),
-      [weak = weak_from_this(), run](const absl::StatusOr<TaskCall>& call) {
+      // Aliasing: shares run's ownership, no allocation.
+      std::shared_ptr<const detail::HeldPayload>(run, &run->payload),
+      std::move(options), std::move(callbacks),
+      [weak = weak_from_this(), run,
+       last](const absl::StatusOr<TaskCall>& call) {
         if (call.ok()) {
           run->call = *call;
+          // No attempt follows: the session holds what it needs.
+          if (last) run->payload.Reset();
           return;
         }
         if (!run->done) return;

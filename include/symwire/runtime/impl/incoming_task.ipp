@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -112,15 +114,11 @@ SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
 }
 
 SYMWIRE_DECL void IncomingTask::StartRespond(
-    std::string payload, bool final,
+    detail::HeldPayload payload, bool final,
     detail::Completion<void(absl::Status)> done,
     const detail::OpCancelPtr& cancel) {
   if (State().backend) {  // no send window to wait for
-    done(State().backend->Respond(
-        State(),
-        absl::MakeConstSpan(reinterpret_cast<const std::byte*>(payload.data()),
-                            payload.size()),
-        final));
+    done(State().backend->Respond(State(), payload.bytes(), final));
     return;
   }
   auto channel = State().channel.lock();
@@ -128,24 +126,35 @@ SYMWIRE_DECL void IncomingTask::StartRespond(
     done(MakeError(ErrorCode::kSessionClosed, "the session is gone"));
     return;
   }
+  // With a cancellation slot the payload waits in a slot of its own, which
+  // completing the op (sent, failed or cancelled) empties: a cancelled
+  // response lets go of its bytes at once, not when its turn in the queue
+  // comes.
+  std::shared_ptr<detail::HeldPayload> slot;
+  std::optional<detail::HeldPayload> held_here;  // without a slot
+  if (cancel) {
+    slot = std::make_shared<detail::HeldPayload>(std::move(payload));
+    done = [slot, d = std::move(done)](absl::Status st) mutable {
+      slot->Reset();
+      d(std::move(st));
+    };
+  } else {
+    held_here.emplace(std::move(payload));
+  }
   // Any cancellation type: a response still waiting for the send window is
   // dropped unsent; once sent, the op has completed.
   std::shared_ptr<const detail::Completion<void(absl::Status)>> waiting;
   done = detail::CancellableWait(
       std::move(done), cancel, asio::cancellation_type::all,
       absl::StrCat("task ", State().id, ": async_respond"), &waiting);
-  auto attempt = [state = state_, payload = std::move(payload), final,
-                  done = std::move(done),
+  auto attempt = [state = state_, held_here = std::move(held_here),
+                  slot = std::move(slot), final, done = std::move(done),
                   waiting = std::move(waiting)]() mutable -> bool {
     if (waiting && !*waiting) return true;  // cancelled while queued
+    const detail::HeldPayload& held = slot ? *slot : *held_here;
     auto p = state->channel.lock();
     absl::Status st =
-        p ? p->RespondFor(
-                *state,
-                absl::MakeConstSpan(
-                    reinterpret_cast<const std::byte*>(payload.data()),
-                    payload.size()),
-                final)
+        p ? p->RespondFor(*state, held.bytes(), final, held.shared())
           : MakeError(ErrorCode::kSessionClosed, "the session is gone");
     if (GetErrorCode(st) == ErrorCode::kReplayBufferFull) return false;
     done(std::move(st));

@@ -74,7 +74,9 @@ struct PoolEndpointState {
 // A call on its way through the pool: waiting for an endpoint, then handed
 // to one endpoint's channel.
 struct PoolRequest {
-  std::string payload;
+  // A string is copied into each channel call it is handed to (a refused
+  // one may go to another endpoint); a SharedPayload's reference is.
+  HeldPayload payload{std::string()};
   CallOptions options;
   TaskCallbacks callbacks;
   Completion<void(absl::StatusOr<TaskCall>)> submit_done;
@@ -447,7 +449,7 @@ SYMWIRE_DECL detail::PoolEndpointState* Pool::Pick() {
 }
 
 SYMWIRE_DECL void Pool::StartSubmit(
-    std::string payload, CallOptions options, TaskCallbacks callbacks,
+    detail::HeldPayload payload, CallOptions options, TaskCallbacks callbacks,
     detail::Completion<void(absl::StatusOr<TaskCall>)> done,
     const detail::OpCancelPtr& cancel) {
   auto r = std::make_shared<detail::PoolRequest>();
@@ -460,7 +462,7 @@ SYMWIRE_DECL void Pool::StartSubmit(
 }
 
 SYMWIRE_DECL void Pool::StartCall(
-    std::string payload, CallOptions options,
+    detail::HeldPayload payload, CallOptions options,
     detail::Completion<void(absl::StatusOr<std::string>)> done,
     const detail::OpCancelPtr& cancel) {
   auto r = std::make_shared<detail::PoolRequest>();
@@ -584,25 +586,39 @@ SYMWIRE_DECL void Pool::Dispatch(detail::PoolEndpointState& ep,
       return false;
     };
   }
-  const auto send_call = [&](auto handler) {
-    if (signal) {
-      ep.channel->async_call(
-          request->payload, std::move(options),
-          asio::bind_cancellation_slot(signal->slot(), std::move(handler)));
+  // `send(payload)` with the request's payload as the channel's calls take
+  // it: a SharedPayload (a reference) or a copy of the string.
+  const auto with_payload = [&](auto send) {
+    if (const SharedPayload* shared = request->payload.shared()) {
+      send(*shared);
     } else {
-      ep.channel->async_call(request->payload, std::move(options),
-                             std::move(handler));
+      const absl::Span<const std::byte> b = request->payload.bytes();
+      send(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
     }
   };
+  const auto send_call = [&](auto handler) {
+    with_payload([&](auto payload) {
+      if (signal) {
+        ep.channel->async_call(
+            std::move(payload), std::move(options),
+            asio::bind_cancellation_slot(signal->slot(), std::move(handler)));
+      } else {
+        ep.channel->async_call(std::move(payload), std::move(options),
+                               std::move(handler));
+      }
+    });
+  };
   const auto send_submit = [&](auto handler) {
-    if (signal) {
-      ep.channel->async_submit(
-          request->payload, std::move(options), request->callbacks,
-          asio::bind_cancellation_slot(signal->slot(), std::move(handler)));
-    } else {
-      ep.channel->async_submit(request->payload, std::move(options),
-                               request->callbacks, std::move(handler));
-    }
+    with_payload([&](auto payload) {
+      if (signal) {
+        ep.channel->async_submit(
+            std::move(payload), std::move(options), request->callbacks,
+            asio::bind_cancellation_slot(signal->slot(), std::move(handler)));
+      } else {
+        ep.channel->async_submit(std::move(payload), std::move(options),
+                                 request->callbacks, std::move(handler));
+      }
+    });
   };
   // Refused unsent (the endpoint changed state in this turn): another
   // endpoint may take it, at most once per endpoint.
