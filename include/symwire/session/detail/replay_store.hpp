@@ -12,9 +12,9 @@
 // blocks whose bytes are all dead. Nothing is ever moved; memory is the live
 // bytes plus at most one partly dead block at each end.
 //
-// Freed blocks go to BlockCache, a small process-wide cache, not back to
-// malloc: glibc hands a 256 KiB chunk back to the kernel (heap trim or
-// munmap) and the next block then page-faults on every 4 KiB page it is
+// Freed blocks go to BlockCache, a small process-wide cache (lock-free),
+// not back to malloc: glibc hands a 256 KiB chunk back to the kernel (heap trim
+// or munmap) and the next block then page-faults on every 4 KiB page it is
 // written through; at 16 KiB payloads those faults were 6-8 % of the
 // sender's CPU. A block returns to the cache when its last reference goes,
 // the store's or a driver's (see Contiguous), on whatever thread that is.
@@ -40,14 +40,14 @@
 #define SYMWIRE_SESSION_DETAIL_REPLAY_STORE_HPP_
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <iterator>
 #include <memory>
-#include <mutex>
 #include <utility>
-#include <vector>
 
 #include "absl/types/span.h"
 #include "symwire/config.hpp"
@@ -56,10 +56,14 @@ namespace symwire::detail {
 
 // BlockCache
 // Free blocks of kBytes, at most kMaxBlocks of them (4 MiB) for the whole
-// process, last freed first out. Thread-safe: sessions on many threads
-// share it, and a driver may drop a block's last reference anywhere. Under
-// AddressSanitizer it caches nothing, so a use of a freed block is still
-// caught.
+// process. Thread-safe without a lock (layer 2 takes no mutex): each of
+// kMaxBlocks slots holds one free block or none, and a block changes hands
+// by an atomic exchange of its slot. Blocks are given to the lowest empty
+// slot and taken from the highest full one, so on one thread the block
+// freed last is reused first (still warm in cache). Sessions on many
+// threads share it, and a driver may drop a block's last reference
+// anywhere. Under AddressSanitizer it caches nothing, so a use of a freed
+// block is still caught.
 class BlockCache {
  public:
   static constexpr size_t kBytes = size_t{256} * 1024;
@@ -88,11 +92,9 @@ class BlockCache {
   // it appends.
   std::shared_ptr<std::byte> Take() {
     std::byte* block = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!free_.empty()) {
-        block = free_.back();
-        free_.pop_back();
+    for (size_t i = kMaxBlocks; i-- > 0 && block == nullptr;) {
+      if (slots_[i].load(std::memory_order_relaxed) != nullptr) {
+        block = slots_[i].exchange(nullptr, std::memory_order_acquire);
       }
     }
     if (block == nullptr) block = new std::byte[kBytes];
@@ -100,28 +102,34 @@ class BlockCache {
         block, [](std::byte* b) { BlockCache::Instance().Give(b); });
   }
 
-  // The number of blocks cached now (tests).
-  size_t size() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return free_.size();
+  // The number of blocks cached now (tests; a snapshot).
+  size_t size() const {
+    size_t n = 0;
+    for (const std::atomic<std::byte*>& slot : slots_) {
+      if (slot.load(std::memory_order_relaxed) != nullptr) ++n;
+    }
+    return n;
   }
 
  private:
-  BlockCache() { free_.reserve(kMaxBlocks); }
+  BlockCache() = default;
 
   void Give(std::byte* block) {
     if (kEnabled) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (free_.size() < kMaxBlocks) {
-        free_.push_back(block);
-        return;
+      for (std::atomic<std::byte*>& slot : slots_) {
+        std::byte* empty = nullptr;
+        if (slot.load(std::memory_order_relaxed) == nullptr &&
+            slot.compare_exchange_strong(empty, block,
+                                         std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+          return;
+        }
       }
     }
     delete[] block;
   }
 
-  std::mutex mu_;
-  std::vector<std::byte*> free_;
+  std::array<std::atomic<std::byte*>, kMaxBlocks> slots_{};
 };
 
 class ReplayStore {
