@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/local/connect_pair.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
@@ -50,7 +51,7 @@ TEST_CASE("transport: coalesces queued bytes and delivers them in order") {
   SocketPair p;
   std::string expect;
   for (int i = 0; i < 1000; ++i) {
-    const std::string chunk = "frame-" + std::to_string(i) + ";";
+    const std::string chunk = absl::StrCat("frame-", i, ";");
     expect += chunk;
     p.ta->Send(ByteSpan(chunk));  // the first goes at once, the rest batch up
   }
@@ -114,7 +115,7 @@ TEST_CASE(
     // A small copied piece, then a large referenced one whose only owner
     // is handed to the transport: the caller keeps no reference, so the
     // bytes live exactly as long as the transport needs them.
-    const std::string small = "hdr-" + std::to_string(i) + ";";
+    const std::string small = absl::StrCat("hdr-", i, ";");
     p.ta->Queue(ByteSpan(small));
     expect += small;
     const size_t n = Transport::kMinSharedBytes + static_cast<size_t>(i) * 37;
@@ -199,7 +200,7 @@ TEST_CASE(
   SocketPair p({}, 4096);
   std::string expect;
   for (int i = 0; i < 3000; ++i) {
-    const std::string small = "h" + std::to_string(i) + ";";
+    const std::string small = absl::StrCat("h", i, ";");
     p.ta->Queue(ByteSpan(small));
     expect += small;
     auto block = std::make_shared<std::string>(
