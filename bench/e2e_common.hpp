@@ -44,6 +44,9 @@
 //                          instead of the default Respond(string_view),
 //                          which copies each (default 0).
 // --help lists the flags with their defaults; a usage error exits 2.
+// Environment: E2E_DUMP_LATENCIES=FILE writes every measured latency (µs,
+// one per line, in completion order) to FILE, to see when in a run the
+// slow tasks happened (bench/README.md, "The 16 KiB collapse, measured again").
 // The server prints "ready" on stderr once it listens.
 #ifndef SYMWIRE_BENCH_E2E_COMMON_HPP_
 #define SYMWIRE_BENCH_E2E_COMMON_HPP_
@@ -311,6 +314,13 @@ inline void PrintResult(Result r) {
       static_cast<double>(r.tasks) / secs,
       static_cast<double>(r.payload_bytes) / secs / 1e6);
   out += buf;
+  if (const char* dump = std::getenv("E2E_DUMP_LATENCIES");
+      dump != nullptr && !r.latencies_us.empty()) {
+    if (FILE* f = std::fopen(dump, "w")) {
+      for (double v : r.latencies_us) std::fprintf(f, "%.1f\n", v);
+      std::fclose(f);
+    }
+  }
   if (!r.latencies_us.empty()) {
     std::sort(r.latencies_us.begin(), r.latencies_us.end());
     double sum = 0;

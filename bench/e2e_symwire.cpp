@@ -84,6 +84,7 @@ bool IsRetry(const absl::Status& st) {
 // immutable SharedPayload (the session still checksums each send) instead
 // of copying `payload`.
 bool g_shared_payload = false;
+uint64_t g_respond_refused = 0;  // echo responses refused for room (stderr)
 
 struct Streamer : std::enable_shared_from_this<Streamer> {
   symwire::IncomingTask task;
@@ -133,6 +134,7 @@ void HandleTask(symwire::IncomingTask task) {
   }
   absl::Status st = task.Respond(p, true);
   if (IsRetry(st)) {
+    ++g_respond_refused;
     task.async_respond(task.payload_string(), true, [](absl::Status) {});
   }
 }
@@ -208,6 +210,8 @@ int RunServer(const Options& o) {
       [&io](const boost::system::error_code&, int) { io.stop(); });
   e2e::SignalReady();
   io.run();
+  std::fprintf(stderr, "responses refused for room: %llu\n",
+               static_cast<unsigned long long>(g_respond_refused));
   (*server)->Stop();
   return 0;
 }
@@ -244,6 +248,8 @@ struct Bench {
   int established = 0;
   int closed = 0;
   bool failed = false;
+  uint64_t refused = 0;      // --rate: Submit refused (credit, send window)
+  uint64_t window_full = 0;  // --rate: Pace found --window tasks in flight
 
   void Count(uint64_t n) {
     if (phase != Phase::kMeasure) return;
@@ -337,6 +343,7 @@ struct Bench {
           c->peer->Submit(payload, {}, Callbacks(c));
       if (!call.ok()) {
         if (IsRetry(call.status())) {  // the window: offered load drops
+          ++refused;
           full = true;
           break;
         }
@@ -348,6 +355,7 @@ struct Bench {
       ++c->inflight;
       c->pacer.Sent();
     }
+    if (full && c->inflight >= o.window) ++window_full;
     if (full && c->inflight > 0) {
       c->pace_parked = true;
       return;
@@ -435,6 +443,8 @@ struct Bench {
         {"acks", static_cast<double>(acks)},
         {"wire_MBps", static_cast<double>(bytes_in + bytes_out) / secs / 1e6},
         {"client_writes", static_cast<double>(writes)},
+        {"submit_refused", static_cast<double>(refused)},
+        {"window_full", static_cast<double>(window_full)},
         {"client_reads", static_cast<double>(reads)},
         {"bytes_per_write",
          writes ? static_cast<double>(bytes_out) / static_cast<double>(writes)

@@ -109,7 +109,44 @@ def main():
     out.append("")
     out.append("The last row counts frames, not time: each SYNC costs about what a "
                "data frame costs to encode and decode, so the frame share bounds the "
-               "throughput share. Why a goal is missed, and what the other tables say: "
+               "throughput share.\n")
+
+    # Issue #16's goals (performance, round two), same run. Goal 4 (codec
+    # batch decode) is not an end-to-end figure: bench/README.md.
+    out.append("## Goals (issue #16), this run\n")
+    out.append("| goal | measured | target | verdict |")
+    out.append("|---|---|---|---|")
+    for tr in transports:
+        out.append(goal(f"1. 16 KiB stream, {tr}: symwire ÷ raw payload bandwidth",
+                        div(med("stream", tr, "split", 16384, "symwire", "payload_MBps"),
+                            med("stream", tr, "split", 16384, "raw", "payload_MBps")),
+                        0.8, "higher", "{:.0%}"))
+        out.append(goal(f"1. 16 KiB stream, {tr}: symwire ÷ grpc msgs/s",
+                        div(med("stream", tr, "split", 16384, "symwire", "msgs_per_s"),
+                            med("stream", tr, "split", 16384, "grpc", "msgs_per_s")),
+                        3, "higher"))
+    for tr in transports:
+        for size in payloads:
+            if size > 16384:
+                continue
+            sw = med("load", tr, "split", size, "symwire", "p50_us")
+            out.append(goal(f"2. p50 at 50% load, {tr} {size} B: symwire ÷ raw",
+                            div(sw, med("load", tr, "split", size, "raw", "p50_us")),
+                            3, "lower"))
+            out.append(goal(f"2. p50 at 50% load, {tr} {size} B: symwire ÷ zmq",
+                            div(sw, med("load", tr, "split", size, "zmq", "p50_us")),
+                            0.5, "lower"))
+    out.append(goal("3. 64 B stream, 1 TCP connection: symwire ÷ zmq msgs/s",
+                    div(med("stream", "tcp", "split", 64, "symwire", "msgs_per_s"),
+                        med("stream", "tcp", "split", 64, "zmq", "msgs_per_s")),
+                    2, "higher"))
+    for tr in transports:
+        out.append(goal(f"3. 8 connections, 64 B request/response, {tr}: symwire ÷ zmq pairs/s",
+                        div(med("throughput", tr, "split", 64, "symwire", "tasks_per_s", 8),
+                            med("throughput", tr, "split", 64, "zmq", "tasks_per_s", 8)),
+                        1, "higher"))
+    out.append("")
+    out.append("Why a goal is missed, and what the other tables say: "
                "bench/README.md, \"Reading the full run\".\n")
 
     def rate_table(mode, field, title, note, conns=1):
