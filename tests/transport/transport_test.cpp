@@ -3,8 +3,10 @@
 // real Unix socket pair, graceful and abrupt close.
 #include "symwire/transport/transport.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstddef>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "boost/asio/local/connect_pair.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
 #include "symwire/error.hpp"
+#include "symwire/transport/tcp.hpp"
 #include "tests/support/transport_support.hpp"
 
 namespace symwire {
@@ -217,6 +220,41 @@ TEST_CASE(
   CHECK(p.ta->counters().bytes_written == expect.size());
   CHECK(p.ta->counters().writes == 1);  // one batch, however many calls
   CHECK(p.ra.status.ok());
+}
+
+TEST_CASE(
+    "transport: ApplyUnixOptions sets a Unix socket's send buffer; 0 keeps "
+    "the system default") {
+  asio::io_context io;
+  Socket a(io), b(io);
+  asio::local::connect_pair(a, b);
+  asio::socket_base::send_buffer_size before;
+  b.get_option(before);
+  const TransportOptions defaults;
+  REQUIRE(defaults.unix_send_buffer_bytes == 1 << 20);
+  REQUIRE(ApplyUnixOptions(a, defaults).ok());
+  asio::socket_base::send_buffer_size got;
+  a.get_option(got);
+  // Linux caps the value at net.core.wmem_max (and reports it doubled,
+  // which Asio's get_option halves again).
+  int wmem_max = 0;
+  std::ifstream("/proc/sys/net/core/wmem_max") >> wmem_max;
+  INFO("wmem_max " << wmem_max << ", default " << before.value());
+  if (wmem_max > 0) {
+    CHECK(got.value() == std::min(defaults.unix_send_buffer_bytes, wmem_max));
+  } else {
+    CHECK(got.value() >= before.value());
+  }
+  TransportOptions keep;
+  keep.unix_send_buffer_bytes = 0;
+  REQUIRE(ApplyUnixOptions(b, keep).ok());
+  b.get_option(got);
+  CHECK(got.value() == before.value());
+  // A closed socket reports the system error, naming the option.
+  a.close();
+  const absl::Status st = ApplyUnixOptions(a, defaults);
+  CHECK_FALSE(st.ok());
+  CHECK(absl::StrContains(st.message(), "SO_SNDBUF"));
 }
 
 }  // namespace

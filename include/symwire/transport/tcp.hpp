@@ -47,6 +47,14 @@ struct TcpOptions {
 SYMWIRE_DECL absl::Status ApplyTcpOptions(asio::ip::tcp::socket& socket,
                                           const TcpOptions& options);
 
+// ApplyUnixOptions
+// Sets TransportOptions::unix_send_buffer_bytes on a connected or accepted
+// Unix-domain socket. Errors: the system error (kUnavailable /
+// CONNECTION_LOST).
+SYMWIRE_DECL absl::Status ApplyUnixOptions(
+    asio::local::stream_protocol::socket& socket,
+    const TransportOptions& options);
+
 // DialResult / DialHandler / Dialer
 // A Dialer makes one new connection each time it is called and completes
 // its handler exactly once, on the dialer's executor, with the connected

@@ -95,6 +95,16 @@ struct TransportOptions {
   // Detected this long after the last progress (one timer per connection,
   // re-armed only when it fires). Zero disables it.
   std::chrono::milliseconds write_progress_timeout{30000};
+  // Unix-domain stream sockets only (UnixDialer and Server::ListenUnix
+  // set it on both ends): SO_SNDBUF, which on a Unix socket bounds the
+  // bytes written but not yet read by the peer. Unlike TCP's, it does not
+  // grow on its own: at the system default (net.core.wmem_default, 208 KiB
+  // on Debian) a 16 KiB stream made the writer wait for the reader every
+  // dozen frames, at two thirds of the rate 1 MiB gives (bench/README.md,
+  // "Unix sockets: the send buffer"). Memory is charged only for bytes
+  // waiting; the kernel caps the value at net.core.wmem_max. 0 keeps the
+  // system default.
+  int unix_send_buffer_bytes = 1 << 20;
 };
 
 // TransportCounters

@@ -458,6 +458,9 @@ SYMWIRE_DECL void Server::ServeTcpSocket(asio::ip::tcp::socket socket,
 SYMWIRE_DECL void Server::ServeUnixSocket(
     asio::local::stream_protocol::socket socket) {
   if (stopping_) return;
+  // As for TCP (ApplyTcpOptions): a socket that refuses its options is
+  // dropped.
+  if (!ApplyUnixOptions(socket, options_.transport).ok()) return;
   // The source of a Unix-domain peer is its uid (SO_PEERCRED).
   std::string source = "unix";
   ucred cred{};

@@ -60,6 +60,17 @@ SYMWIRE_DECL absl::Status ApplyTcpOptions(asio::ip::tcp::socket& socket,
   return absl::OkStatus();
 }
 
+SYMWIRE_DECL absl::Status ApplyUnixOptions(
+    asio::local::stream_protocol::socket& socket,
+    const TransportOptions& options) {
+  if (options.unix_send_buffer_bytes <= 0) return absl::OkStatus();
+  boost::system::error_code ec;
+  socket.set_option(
+      asio::socket_base::send_buffer_size(options.unix_send_buffer_bytes), ec);
+  if (ec) return ToStatus(ec, "set SO_SNDBUF");
+  return absl::OkStatus();
+}
+
 namespace detail {
 
 // One connect attempt: the socket, the timer that bounds it, and the
@@ -162,6 +173,11 @@ SYMWIRE_DECL void ConnectUnix(const asio::any_io_executor& executor,
         if (op->done) return;
         if (ec) {
           op->Complete(ToStatus(ec, absl::StrCat("connect to unix ", path)));
+          return;
+        }
+        if (absl::Status st = ApplyUnixOptions(op->socket, transport_options);
+            !st.ok()) {
+          op->Complete(st);
           return;
         }
         op->Complete(MakeTransport(std::move(op->socket),
