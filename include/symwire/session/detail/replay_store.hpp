@@ -61,11 +61,11 @@ namespace symwire::detail {
 // PrefaultForWrite
 // Asks the kernel to map every whole page of [p, p + n) now, in one call
 // (Linux's MADV_POPULATE_WRITE; elsewhere, or on a kernel without it,
-// nothing happens). A block is written through from its first byte to its
-// last, so every page would fault anyway; one page fault at a time cost
-// 11-12 us per 4 KiB page on the 2-vCPU VMs we measure on (an 8 MiB buffer
-// touched page by page), against 0.9 us per page populated in one call:
-// the 64 faults of a new 256 KiB block were most of the stall of a fresh
+// nothing happens). For a block a busy sender is about to write through:
+// every page would fault anyway, and one page fault at a time cost 11-12
+// us per 4 KiB page on the 2-vCPU VMs we measure on (an 8 MiB buffer
+// touched page by page), against 0.9 us per page populated in one call;
+// the faults of new 256 KiB blocks were part of the stall of a fresh
 // connection's first 16 KiB tasks (bench/README.md, "Page faults").
 // Pages already mapped (memory malloc kept) cost only the page-table walk.
 // Returns true when the kernel populated the range (false: not Linux, a
@@ -122,8 +122,9 @@ class BlockCache {
 
   // A block of kBytes, shared; it comes back here when the last copy of
   // the pointer goes. Not value-initialised: the encoder writes every byte
-  // it appends.
-  std::shared_ptr<std::byte> Take() {
+  // it appends. `populate`: a block fresh from the heap is populated at
+  // once (PrefaultForWrite); a cached one is already.
+  std::shared_ptr<std::byte> Take(bool populate) {
     std::byte* block = nullptr;
     for (size_t i = kMaxBlocks; i-- > 0 && block == nullptr;) {
       if (slots_[i].load(std::memory_order_relaxed) != nullptr) {
@@ -132,7 +133,7 @@ class BlockCache {
     }
     if (block == nullptr) {
       block = new std::byte[kBytes];
-      static_cast<void>(PrefaultForWrite(block, kBytes));
+      if (populate) static_cast<void>(PrefaultForWrite(block, kBytes));
     }
     return std::shared_ptr<std::byte>(
         block, [](std::byte* b) { BlockCache::Instance().Give(b); });
@@ -263,13 +264,18 @@ class ReplayStore {
 
   void NewBlock(size_t need) {
     if (need <= kBlockBytes) {
-      block_ = BlockCache::Instance().Take();
+      // Populated only once this store has filled a block: a bulk sender
+      // writes the new one through within moments, while an idle or
+      // lightly used session (thousands of them on a server) keeps only
+      // the pages it has written resident.
+      block_ = BlockCache::Instance().Take(/*populate=*/block_ != nullptr);
       block_cap_ = kBlockBytes;
     } else {
       block_cap_ = need;
       // Not value-initialised: the encoder writes every byte it appends.
       block_ = std::shared_ptr<std::byte>(new std::byte[block_cap_],
                                           std::default_delete<std::byte[]>());
+      // The frame fills it at once.
       static_cast<void>(PrefaultForWrite(block_.get(), block_cap_));
     }
     block_used_ = 0;
