@@ -72,13 +72,14 @@ namespace symwire::detail {
 // kernel without MADV_POPULATE_WRITE, or no whole page in the range).
 inline bool PrefaultForWrite(void* p, size_t n) {
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
-  constexpr uintptr_t kPage = 4096;
-  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t begin = (at + kPage - 1) & ~(kPage - 1);
-  const uintptr_t end = (at + n) & ~(kPage - 1);
-  if (end <= begin) return false;
+  constexpr size_t kPage = 4096;
+  // The whole pages: from the first page boundary at or after p.
+  const size_t lead = (kPage - reinterpret_cast<uintptr_t>(p) % kPage) % kPage;
+  if (n <= lead) return false;
+  const size_t length = (n - lead) / kPage * kPage;
+  if (length == 0) return false;
   // Failure (an old kernel: EINVAL) only means the pages fault later.
-  return madvise(reinterpret_cast<void*>(begin), end - begin,
+  return madvise(static_cast<std::byte*>(p) + lead, length,
                  MADV_POPULATE_WRITE) == 0;
 #else
   static_cast<void>(p);
