@@ -34,6 +34,11 @@
 //   --pin CPU              sched_setaffinity to this CPU (default: none).
 //   --label L              copied into the JSON ("placement" in run_e2e.sh).
 //   --spin-us U            symwire only: TransportOptions::spin_read.
+//   --pace-poll-us U       --rate, every client: a send due within U µs
+//                          (default 50) is waited for by polling the
+//                          sockets without blocking, not by a timed sleep
+//                          (bench/README.md, "The pacer's timer"); 0: always
+//                          sleep until it is due.
 //   --threads N            symwire server only: ServerOptions::threads
 //                          (default 1; connections spread round-robin).
 //   --checksums 0|1        symwire only: SessionConfig::payload_checksums
@@ -84,6 +89,7 @@ struct Options {
   int pin = -1;
   std::string label;
   int spin_us = 0;
+  int pace_poll_us = 50;  // --rate: poll, not sleep, for a send due this soon
   int threads = 1;  // symwire server: ServerOptions::threads
   bool checksums = true;
   bool shared_payload = false;  // symwire: stream responses by reference
@@ -143,6 +149,10 @@ inline Options ParseArgs(int argc, char** argv,
       .String("--label", &o.label, "L", "copied into the JSON")
       .Int("--spin-us", &o.spin_us, "U",
            "symwire only: TransportOptions::spin_read", 0, 1000000)
+      .Int("--pace-poll-us", &o.pace_poll_us, "U",
+           "--rate: a send due within U us is waited for by polling "
+           "without blocking, not by a timed sleep (0: always sleep)",
+           0, 1000000)
       .Int("--threads", &o.threads, "N",
            "symwire server only: ServerOptions::threads (shards; connections "
            "spread round-robin)",
@@ -195,6 +205,17 @@ inline void SignalReady() {
 
 inline double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// PollNotSleep: --pace-poll-us, the one rule every client's pacer follows:
+// true when the next send, due at `due`, is too close to sleep for; the
+// client then polls its sockets without blocking and sends it once due. A
+// sleep that short costs more than it saves on this VM: arming a timer
+// due within 50 µs reprograms the timer device (9 µs per timerfd_settime)
+// and its expiry is one more interrupt (bench/README.md, "The pacer's
+// timer").
+inline bool PollNotSleep(Clock::time_point due, const Options& o) {
+  return due - Clock::now() < std::chrono::microseconds(o.pace_poll_us);
 }
 
 // Pacer: the open-loop schedule of --rate. Due() is how many sends are due

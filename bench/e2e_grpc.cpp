@@ -57,7 +57,9 @@
 //               back in order on one stream: a FIFO of send times pairs
 //               them. The pacer sleeps in AsyncNext, whose deadline has
 //               millisecond resolution in gRPC: above ~1000/s sends leave
-//               in per-millisecond bursts, as the pacer's catch-up allows.
+//               in per-millisecond bursts, as the pacer's catch-up allows;
+//               a wake-up due within --pace-poll-us polls (deadline now,
+//               e2e::PollNotSleep).
 //
 // Bounds: connecting waits at most 10 s per channel; a run with requests or
 // a stream outstanding and no completion for 10 s fails; the client's
@@ -518,7 +520,10 @@ struct Client {
     while (phase != Phase::kDone) {
       void* tag = nullptr;
       bool ok = false;
-      const auto st = cq.AsyncNext(&tag, &ok, Deadline(NextWake()));
+      const Clock::time_point wake = NextWake();  // poll if due too soon
+      const auto st = cq.AsyncNext(
+          &tag, &ok,
+          Deadline(e2e::PollNotSleep(wake, o) ? Clock::now() : wake));
       if (st == grpc::CompletionQueue::SHUTDOWN) {
         std::fprintf(stderr, "grpc-bench: completion queue shut down\n");
         failed = true;

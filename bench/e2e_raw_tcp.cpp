@@ -30,7 +30,9 @@
 //               paced by e2e::Pacer, at most --window in flight, each
 //               timed from its own send (echoes come back in order: a FIFO
 //               of send times per connection); timer slack set to 1 ns so
-//               the ppoll timeouts pace as precisely as a timerfd.
+//               the ppoll timeouts pace as precisely as a timerfd; a send
+//               due within --pace-poll-us is waited for by ppoll with a zero
+//               timeout (e2e::PollNotSleep).
 // The client gives up (message, exit 1, no JSON) after 5 s without any
 // data, or when nothing was measured.
 //
@@ -553,8 +555,8 @@ void Drive(std::vector<std::unique_ptr<ClientConn>>& conns, const Options& o,
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         wake - Clock::now())
                         .count();
-    timespec ts{};
-    if (ns > 0) {
+    timespec ts{};  // zero: poll (a send is due, or due too soon to sleep)
+    if (ns > 0 && !e2e::PollNotSleep(wake, o)) {
       ts.tv_sec = static_cast<time_t>(ns / 1000000000);
       ts.tv_nsec = static_cast<long>(ns % 1000000000);
     }

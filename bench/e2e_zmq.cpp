@@ -31,7 +31,8 @@
 // (--rate 0). With --rate the wait is zmq_poll with timeout 0 between
 // ppoll sleeps on the sockets' ZMQ_FDs until the next send is due, because
 // zmq_poll's timeout is in milliseconds and 20000/s is one send per 50 us
-// (timer slack set to 1 ns, so the sleeps are as precise as a timerfd).
+// (timer slack set to 1 ns, so the sleeps are as precise as a timerfd);
+// a send due within --pace-poll-us is not slept for (e2e::PollNotSleep).
 // Default socket options otherwise (HWM 1000, one I/O thread). The client
 // gives up (message, exit 1, no JSON) after 5 s without a message or when
 // nothing was measured; the server waits for its first peer until killed,
@@ -176,15 +177,17 @@ void PingPong(void* s, const Options& o, e2e::Meter& m, e2e::Result& r) {
 // readiness check (timeout 0) between sleeps on the sockets' ZMQ_FDs
 // (which signal whenever a socket has news; level of the mailbox, so a
 // spurious wake-up only costs one more check). Returns zmq_poll's result.
+// A deadline within --pace-poll-us returns after the readiness check
+// (e2e::PollNotSleep): the caller polls again.
 int WaitUntil(std::vector<zmq_pollitem_t>& items, std::vector<pollfd>& fds,
-              Clock::time_point deadline) {
+              Clock::time_point deadline, const Options& o) {
   for (;;) {
     const int n = zmq_poll(items.data(), static_cast<int>(items.size()), 0);
     if (n != 0) return n;
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         deadline - Clock::now())
                         .count();
-    if (ns <= 0) return 0;
+    if (ns <= 0 || e2e::PollNotSleep(deadline, o)) return 0;
     timespec ts{};
     ts.tv_sec = static_cast<time_t>(ns / 1000000000);
     ts.tv_nsec = static_cast<long>(ns % 1000000000);
@@ -258,7 +261,7 @@ void Drive(std::vector<Conn>& conns, const Options& o, e2e::Meter& m,
     // Wait.
     int ready;
     if (paced) {
-      ready = WaitUntil(items, fds, wake);
+      ready = WaitUntil(items, fds, wake, o);
     } else {
       ready = zmq_poll(items.data(), static_cast<int>(items.size()), 10);
     }
