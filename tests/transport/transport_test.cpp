@@ -4,16 +4,20 @@
 #include "symwire/transport/transport.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/local/connect_pair.hpp"
 #include "boost/asio/local/stream_protocol.hpp"
 #include "symwire/error.hpp"
@@ -255,6 +259,60 @@ TEST_CASE(
   const absl::Status st = ApplyUnixOptions(a, defaults);
   CHECK_FALSE(st.ok());
   CHECK(absl::StrContains(st.message(), "SO_SNDBUF"));
+}
+
+// This process's threads (Linux: one entry per thread in /proc/self/task).
+size_t ThreadCount() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_CASE(
+    "transport: ConnectTcp dials an address literal without a resolver "
+    "thread; a name is resolved; a refused literal names its target") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(
+      io, {asio::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = acceptor.local_endpoint().port();
+  auto dial = [&](const std::string& host, uint16_t to) {
+    std::optional<DialResult> result;
+    asio::ip::tcp::socket peer(io);
+    acceptor.async_accept(peer, [](const boost::system::error_code&) {});
+    ConnectTcp(io.get_executor(), host, to, TcpOptions{},
+               std::chrono::seconds(5), TransportOptions{},
+               [&result](DialResult r) { result = std::move(r); });
+    io.restart();
+    while (!result.has_value() && io.run_one() > 0) {
+    }
+    acceptor.cancel();
+    io.restart();
+    io.poll();
+    REQUIRE(result.has_value());
+    return std::move(*result);
+  };
+  const size_t threads = ThreadCount();
+  DialResult literal = dial("127.0.0.1", port);
+  REQUIRE(literal.ok());
+  CHECK((*literal)->description() == absl::StrCat("tcp 127.0.0.1:", port));
+  CHECK(ThreadCount() == threads);  // no resolver was started
+  (*literal)->Close(absl::OkStatus());
+  // The name goes through the resolver (its thread may now exist).
+  DialResult named = dial("localhost", port);
+  REQUIRE(named.ok());
+  (*named)->Close(absl::OkStatus());
+  // A literal nobody listens on: refused, naming host and port.
+  asio::ip::tcp::acceptor closed(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const uint16_t closed_port = closed.local_endpoint().port();
+  closed.close();
+  DialResult refused = dial("127.0.0.1", closed_port);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(GetErrorCode(refused.status()) == ErrorCode::kConnectionLost);
+  CHECK(absl::StrContains(refused.status().message(),
+                          absl::StrCat("connect to 127.0.0.1:", closed_port)));
 }
 
 }  // namespace

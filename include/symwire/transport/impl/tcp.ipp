@@ -3,12 +3,14 @@
 #ifndef SYMWIRE_TRANSPORT_IMPL_TCP_IPP_
 #define SYMWIRE_TRANSPORT_IMPL_TCP_IPP_
 
+#include <array>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/connect.hpp"
+#include "boost/asio/ip/address.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "symwire/error.hpp"
 #include "symwire/transport/tcp.hpp"
@@ -94,6 +96,38 @@ struct ConnectOp {
 
 }  // namespace detail
 
+namespace detail {
+
+// ConnectTcpTo: the connect step of ConnectTcp, over resolved endpoints
+// (tried in order by async_connect).
+template <class Endpoints>
+void ConnectTcpTo(const std::shared_ptr<ConnectOp<asio::ip::tcp>>& op,
+                  const Endpoints& endpoints, const std::string& target,
+                  const TcpOptions& tcp_options,
+                  const TransportOptions& transport_options) {
+  asio::async_connect(
+      op->socket, endpoints,
+      [op, target, tcp_options, transport_options](
+          const boost::system::error_code& ec,
+          const asio::ip::tcp::endpoint& endpoint) {
+        if (op->done) return;
+        if (ec) {
+          op->Complete(ToStatus(ec, absl::StrCat("connect to ", target)));
+          return;
+        }
+        absl::Status st = ApplyTcpOptions(op->socket, tcp_options);
+        if (!st.ok()) {
+          op->Complete(std::move(st));
+          return;
+        }
+        op->Complete(MakeTransport(std::move(op->socket),
+                                   DescribeEndpoint(endpoint),
+                                   transport_options));
+      });
+}
+
+}  // namespace detail
+
 SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
                              const std::string& host, uint16_t port,
                              const TcpOptions& tcp_options,
@@ -102,13 +136,21 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
                              DialHandler handler) {
   using Op = detail::ConnectOp<asio::ip::tcp>;
   auto op = std::make_shared<Op>(executor, std::move(handler));
-  auto resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
   const std::string target = absl::StrCat(host, ":", port);
+  // An address literal needs no resolver. asio resolves on a thread of its
+  // own, started on first use and kept for the io_context's life; skipping
+  // it keeps a single-threaded program single-threaded, which lets
+  // libstdc++ count shared_ptr references without atomic instructions
+  // (bench/README.md, "The resolver's thread").
+  boost::system::error_code literal_ec;
+  const asio::ip::address literal = asio::ip::make_address(host, literal_ec);
+  std::shared_ptr<asio::ip::tcp::resolver> resolver;
+  if (literal_ec) resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
   op->timer.expires_after(timeout);
   op->timer.async_wait(
       [op, resolver, target, timeout](const boost::system::error_code& ec) {
         if (ec || op->done) return;
-        resolver->cancel();
+        if (resolver) resolver->cancel();
         boost::system::error_code ignored;
         op->socket.close(ignored);
         op->Complete(
@@ -116,6 +158,13 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
                       absl::StrCat("connect to ", target, " timed out after ",
                                    timeout.count(), " ms")));
       });
+  if (!resolver) {
+    const std::array<asio::ip::tcp::endpoint, 1> endpoints{
+        asio::ip::tcp::endpoint(literal, port)};
+    detail::ConnectTcpTo(op, endpoints, target, tcp_options,
+                         transport_options);
+    return;
+  }
   resolver->async_resolve(
       host, std::to_string(port),
       [op, resolver, target, tcp_options, transport_options](
@@ -126,26 +175,8 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
           op->Complete(ToStatus(ec, absl::StrCat("resolve ", target)));
           return;
         }
-        asio::async_connect(
-            op->socket, results,
-            [op, target, tcp_options, transport_options](
-                const boost::system::error_code& cec,
-                const asio::ip::tcp::endpoint& endpoint) {
-              if (op->done) return;
-              if (cec) {
-                op->Complete(
-                    ToStatus(cec, absl::StrCat("connect to ", target)));
-                return;
-              }
-              absl::Status st = ApplyTcpOptions(op->socket, tcp_options);
-              if (!st.ok()) {
-                op->Complete(std::move(st));
-                return;
-              }
-              op->Complete(MakeTransport(std::move(op->socket),
-                                         DescribeEndpoint(endpoint),
-                                         transport_options));
-            });
+        detail::ConnectTcpTo(op, results, target, tcp_options,
+                             transport_options);
       });
 }
 
