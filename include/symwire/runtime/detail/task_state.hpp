@@ -154,6 +154,12 @@ struct CallRun {
 
 struct IncomingState {
   std::weak_ptr<Channel> channel;
+  // The same channel, valid while `channel` has not expired: Respond checks
+  // expired() and calls through this instead of lock(), whose
+  // compare-and-swap is atomic even in a single-threaded program (10 % of
+  // an agent's CPU streaming 64 B responses; bench/README.md, "Respond
+  // without weak_ptr::lock").
+  Channel* channel_ptr = nullptr;
   std::shared_ptr<IncomingBackend> backend;  // instead of `channel`
   asio::any_io_executor executor;
   TaskId id = 0;

@@ -104,6 +104,7 @@ SYMWIRE_DECL void Channel::ObserveFinished(
 SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
   auto state = std::make_shared<detail::IncomingState>();
   state->channel = weak_from_this();
+  state->channel_ptr = this;
   state->executor = executor_;
   state->id = t.task;
   state->payload = t.payload();
@@ -366,6 +367,14 @@ SYMWIRE_DECL absl::Status Channel::RespondFor(
     return MakeError(ErrorCode::kWrongState,
                      absl::StrCat("task ", task.id, " already ended"));
   }
+  // The caller may hold no reference to this channel (IncomingTask::Respond
+  // does not lock its weak one). What runs user code below, the observer
+  // and the events AfterInput dispatches after a refusal, could release
+  // the last one: hold one for them. SendResponse and AfterUserCall run
+  // none (a transport reports its write's completion in a handler of its
+  // own, never inside the call that started it).
+  std::shared_ptr<Channel> keep;
+  if (options_.observer) keep = shared_from_this();
   absl::Status st =
       shared != nullptr
           ? session_->SendResponse(task.id, *shared, final, Now())
@@ -385,6 +394,7 @@ SYMWIRE_DECL absl::Status Channel::RespondFor(
   if (st.ok()) {
     AfterUserCall();
   } else {
+    if (!keep) keep = shared_from_this();
     AfterInput();  // a refusal may have queued Writable
   }
   return st;

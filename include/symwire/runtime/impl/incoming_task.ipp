@@ -66,11 +66,12 @@ SYMWIRE_DECL void IncomingTask::OnCancel(
 SYMWIRE_DECL absl::Status IncomingTask::Respond(
     absl::Span<const std::byte> payload, bool final) {
   if (State().backend) return State().backend->Respond(State(), payload, final);
-  auto channel = State().channel.lock();
-  if (!channel) {
+  // Not lock(): RespondFor holds a reference where it runs user code
+  // (IncomingState::channel_ptr).
+  if (State().channel.expired()) {
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
   }
-  return channel->RespondFor(State(), payload, final);
+  return State().channel_ptr->RespondFor(State(), payload, final);
 }
 
 SYMWIRE_DECL absl::Status IncomingTask::Respond(const SharedPayload& payload,
@@ -79,11 +80,11 @@ SYMWIRE_DECL absl::Status IncomingTask::Respond(const SharedPayload& payload,
   if (State().backend) {
     return State().backend->Respond(State(), payload.bytes(), final);
   }
-  auto channel = State().channel.lock();
-  if (!channel) {
+  if (State().channel.expired()) {  // not lock(): as above
     return MakeError(ErrorCode::kSessionClosed, "the session is gone");
   }
-  return channel->RespondFor(State(), payload.bytes(), final, &payload);
+  return State().channel_ptr->RespondFor(State(), payload.bytes(), final,
+                                         &payload);
 }
 
 SYMWIRE_DECL absl::Status IncomingTask::Fail(const absl::Status& status,
