@@ -90,7 +90,7 @@ struct Options {
   std::string label;
   int spin_us = 0;
   int pace_poll_us = 50;  // --rate: poll, not sleep, for a send due this soon
-  int threads = 1;  // symwire server: ServerOptions::threads
+  int threads = 1;        // symwire server: ServerOptions::threads
   bool checksums = true;
   bool shared_payload = false;  // symwire: stream responses by reference
 

@@ -4,10 +4,10 @@
 #include "symwire/transport/transport.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <filesystem>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -275,8 +275,8 @@ TEST_CASE(
     "transport: ConnectTcp dials an address literal without a resolver "
     "thread; a name is resolved; a refused literal names its target") {
   asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(
-      io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::acceptor acceptor(io,
+                                   {asio::ip::make_address("127.0.0.1"), 0});
   const uint16_t port = acceptor.local_endpoint().port();
   auto dial = [&](const std::string& host, uint16_t to) {
     std::optional<DialResult> result;

@@ -68,9 +68,9 @@ using Dialer = std::function<void(DialHandler)>;
 // Resolves `host` (a name, an IPv4 or an IPv6 literal), connects to the
 // first address that answers within `timeout` overall, and applies
 // `tcp_options`. A literal is used as it is: no resolver, so no resolver
-// thread (asio starts one per io_context on the first name resolved). Errors (CONNECTION_LOST, kUnavailable): resolution
-// failure, refused, unreachable, or "connect to host:port timed out after
-// N ms".
+// thread (asio starts one per io_context on the first name resolved). Errors
+// (CONNECTION_LOST, kUnavailable): resolution failure, refused, unreachable, or
+// "connect to host:port timed out after N ms".
 SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
                              const std::string& host, uint16_t port,
                              const TcpOptions& tcp_options,

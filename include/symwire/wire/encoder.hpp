@@ -48,7 +48,7 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodedSize(
     size_t payload_size);
 inline absl::StatusOr<size_t> EncodedSize(const FrameHeader& header,
                                           size_t payload_size) {
-  return EncodedSize(header, FrameExtensions{}, payload_size);
+  return EncodedSize(header, kNoExtensions, payload_size);
 }
 
 // EncodeFrame
@@ -71,7 +71,7 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(
 inline absl::StatusOr<size_t> EncodeFrame(const FrameHeader& header,
                                           absl::Span<const std::byte> payload,
                                           absl::Span<std::byte> out) {
-  return EncodeFrame(header, FrameExtensions{}, payload, out);
+  return EncodeFrame(header, kNoExtensions, payload, out);
 }
 
 // GatherFrame

@@ -334,7 +334,7 @@ SYMWIRE_DECL void Session::SendInternalError(TaskId task, absl::StatusCode code,
   header.flags = payload.empty() ? 0 : kFlagChecksum;
   header.stream_id = task;
   // Bounded by the open tasks (§15.1), so it bypasses the window.
-  s = EncodeSequenced(header, FrameExtensions{}, payload, true);
+  s = EncodeSequenced(header, kNoExtensions, payload, true);
   SYMWIRE_ASSERT(s.ok());
   (void)s;
 }
@@ -348,7 +348,7 @@ SYMWIRE_DECL void Session::SendCancel(TaskId task, absl::StatusCode reason) {
   h.flags = payload.empty() ? 0 : kFlagChecksum;
   h.stream_id = task;
   // Bounded by the open tasks (§15.1), so it bypasses the window.
-  s = EncodeSequenced(h, FrameExtensions{}, payload, true);
+  s = EncodeSequenced(h, kNoExtensions, payload, true);
   SYMWIRE_ASSERT(s.ok());
   (void)s;
 }

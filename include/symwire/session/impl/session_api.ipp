@@ -92,15 +92,22 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTaskImpl(
   header.flags =
       config_.payload_checksums && !payload.empty() ? kFlagChecksum : 0;
   header.stream_id = id;
-  FrameExtensions ext;
-  if (options.deadline) {
-    ext.deadline_us = detail::DurationMicros(*options.deadline);
+  if (!options.deadline && !options.trace_parent &&
+      options.trace_state.empty() && options.metadata.empty() &&
+      options.method.empty()) {
+    // No extensions: the constant, not a FrameExtensions zeroed per task.
+    s = EncodeSequenced(header, kNoExtensions, payload, false, payload_owner);
+  } else {
+    FrameExtensions ext;
+    if (options.deadline) {
+      ext.deadline_us = detail::DurationMicros(*options.deadline);
+    }
+    ext.trace_parent = options.trace_parent;
+    ext.trace_state = options.trace_state;
+    ext.metadata = options.metadata;
+    ext.method = options.method;
+    s = EncodeSequenced(header, ext, payload, false, payload_owner);
   }
-  ext.trace_parent = options.trace_parent;
-  ext.trace_state = options.trace_state;
-  ext.metadata = options.metadata;
-  ext.method = options.method;
-  s = EncodeSequenced(header, ext, payload, false, payload_owner);
   if (!s.ok()) {
     if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;
     CountError(s);
@@ -172,7 +179,7 @@ SYMWIRE_DECL absl::Status Session::SendResponseImpl(
       (final ? kFlagFinal : 0));
   header.stream_id = task;
   absl::Status s =
-      EncodeSequenced(header, FrameExtensions{}, payload, false, payload_owner);
+      EncodeSequenced(header, kNoExtensions, payload, false, payload_owner);
   if (!s.ok()) {
     if (GetErrorCode(s) == ErrorCode::kReplayBufferFull) blocked_ = true;
     CountError(s);

@@ -145,7 +145,8 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
   boost::system::error_code literal_ec;
   const asio::ip::address literal = asio::ip::make_address(host, literal_ec);
   std::shared_ptr<asio::ip::tcp::resolver> resolver;
-  if (literal_ec) resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
+  if (literal_ec)
+    resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
   op->timer.expires_after(timeout);
   op->timer.async_wait(
       [op, resolver, target, timeout](const boost::system::error_code& ec) {
@@ -161,8 +162,7 @@ SYMWIRE_DECL void ConnectTcp(const asio::any_io_executor& executor,
   if (!resolver) {
     const std::array<asio::ip::tcp::endpoint, 1> endpoints{
         asio::ip::tcp::endpoint(literal, port)};
-    detail::ConnectTcpTo(op, endpoints, target, tcp_options,
-                         transport_options);
+    detail::ConnectTcpTo(op, endpoints, target, tcp_options, transport_options);
     return;
   }
   resolver->async_resolve(
