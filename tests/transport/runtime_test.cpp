@@ -15,6 +15,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -250,6 +251,34 @@ TEST_CASE("runtime: graceful close and server shutdown", "[runtime]") {
   f.server->async_shutdown([&](absl::Status st) { shut = st; });
   RunUntil(f.io, [&] { return !absl::IsUnknown(shut); });
   CHECK(shut.ok());
+}
+
+TEST_CASE(
+    "runtime: a task held past its channel's end answers SESSION_CLOSED, "
+    "both Respond overloads",
+    "[runtime]") {
+  // IncomingTask::Respond checks its weak reference without locking it and
+  // calls through a raw pointer (IncomingState::channel_ptr): once the
+  // channel is destroyed it must refuse, never touch the pointer (ASan).
+  TcpFixture f;
+  REQUIRE(f.sessions.size() == 1);
+  std::optional<IncomingTask> held;
+  f.sessions[0]->SetTaskHandler([&](IncomingTask t) { held = std::move(t); });
+  TaskCallbacks cb;
+  cb.on_done = [](const absl::Status&) {};
+  REQUIRE(f.client->Submit("hold", {}, std::move(cb)).ok());
+  RunUntil(f.io, [&] { return held.has_value(); });
+  std::weak_ptr<Channel> agent_side = f.sessions[0];
+  f.server->Stop();
+  f.sessions.clear();
+  f.server.reset();
+  RunUntil(f.io, [&] { return agent_side.expired(); });
+  const absl::Status st = held->Respond("late", true);
+  CHECK(GetErrorCode(st) == ErrorCode::kSessionClosed);
+  CHECK(absl::StrContains(st.message(), "the session is gone"));
+  const absl::Status shared =
+      held->Respond(SharedPayload(std::string("late")), true);
+  CHECK(GetErrorCode(shared) == ErrorCode::kSessionClosed);
 }
 
 TEST_CASE("runtime: Unix-domain sockets", "[runtime]") {
