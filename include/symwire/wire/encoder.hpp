@@ -74,6 +74,44 @@ inline absl::StatusOr<size_t> EncodeFrame(const FrameHeader& header,
   return EncodeFrame(header, kNoExtensions, payload, out);
 }
 
+class GatherFrame;
+
+namespace detail {
+
+// FramePlan: what PlanFrame found (SPEC.md §4).
+struct FramePlan {
+  size_t header_length = 0;  // the field's value
+  size_t header_size = 0;    // the whole header
+  size_t extensions_size = 0;
+};
+
+// PlanFrame: every check EncodeFrame makes (same errors, BUFFER_TOO_SMALL
+// aside) and the header's size, for a caller that sizes its buffer first
+// and then encodes (the session's replay store), so the fields are checked
+// and measured once per frame, not twice.
+SYMWIRE_DECL absl::StatusOr<FramePlan> PlanFrame(
+    const FrameHeader& header, const FrameExtensions& extensions,
+    size_t payload_size);
+
+// EncodePlanned: EncodeFrame for fields PlanFrame accepted.
+// REQUIRES: `plan` came from PlanFrame(header, extensions, payload.size());
+// `out` has plan.header_size + payload.size() (+ 8 with kFlagChecksum)
+// bytes. Returns the bytes written.
+SYMWIRE_DECL size_t EncodePlanned(const FramePlan& plan,
+                                  const FrameHeader& header,
+                                  const FrameExtensions& extensions,
+                                  absl::Span<const std::byte> payload,
+                                  std::byte* out);
+
+// EncodeGatherPlanned: EncodeGather for fields PlanFrame accepted.
+// REQUIRES: as EncodePlanned; `header_out` has plan.header_size bytes.
+SYMWIRE_DECL GatherFrame
+EncodeGatherPlanned(const FramePlan& plan, const FrameHeader& header,
+                    const FrameExtensions& extensions,
+                    absl::Span<const std::byte> payload, std::byte* header_out);
+
+}  // namespace detail
+
 // GatherFrame
 // A frame ready for a vectored write: header bytes (in the caller's
 // buffer), the payload (the caller's span, not copied) and the 0- or 8-byte
@@ -91,9 +129,9 @@ class GatherFrame {
   }
 
  private:
-  friend SYMWIRE_DECL absl::StatusOr<GatherFrame> EncodeGather(
-      const FrameHeader&, const FrameExtensions&, absl::Span<const std::byte>,
-      absl::Span<std::byte>);
+  friend SYMWIRE_DECL GatherFrame detail::EncodeGatherPlanned(
+      const detail::FramePlan&, const FrameHeader&, const FrameExtensions&,
+      absl::Span<const std::byte>, std::byte*);
   absl::Span<const std::byte> header_;
   absl::Span<const std::byte> payload_;
   std::array<std::byte, kPayloadChecksumSize> trailer_{};

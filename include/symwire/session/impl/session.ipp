@@ -280,16 +280,19 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
     const std::shared_ptr<const void>* payload_owner) {
   FrameHeader header = header_in;
   header.sequence = acks_.next_sequence();
-  auto header_size = EncodedHeaderSize(header, extensions, payload.size());
-  if (!header_size.ok()) return header_size.status();
-  if (has_session_ && *header_size > peer_.max_header_bytes) {
+  // Checked and measured once: the plan sizes the store's space and then
+  // writes into it (EncodedHeaderSize followed by EncodeFrame did it twice).
+  auto plan = detail::PlanFrame(header, extensions, payload.size());
+  if (!plan.ok()) return plan.status();
+  const size_t header_size = plan->header_size;
+  if (has_session_ && header_size > peer_.max_header_bytes) {
     return MakeError(ErrorCode::kFrameTooLarge,
                      absl::StrFormat("header of %d bytes exceeds the peer's "
                                      "max_header_bytes %d",
-                                     *header_size, peer_.max_header_bytes));
+                                     header_size, peer_.max_header_bytes));
   }
   const size_t size =
-      *header_size + payload.size() +
+      header_size + payload.size() +
       ((header.flags & kFlagChecksum) ? kPayloadChecksumSize : 0);
   if (!bypass_credit) {
     if (absl::Status s = CheckReplayCredit(size); !s.ok()) return s;
@@ -298,18 +301,19 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
   if (payload_owner != nullptr && payload.size() >= kMinReferencedPayload) {
     // The header and trailer are stored, the payload referenced (ReplayStore
     // "Referenced payloads"): the same bytes EncodeFrame would write.
-    auto frame =
-        EncodeGather(header, extensions, payload, store_.Append(*header_size));
-    SYMWIRE_ASSERT(frame.ok() && frame->size() == size);
+    const GatherFrame frame = detail::EncodeGatherPlanned(
+        *plan, header, extensions, payload, store_.Append(header_size).data());
+    SYMWIRE_ASSERT(frame.size() == size);
     store_.AppendShared(payload, *payload_owner);
-    const absl::Span<const std::byte> trailer = frame->trailer();
+    const absl::Span<const std::byte> trailer = frame.trailer();
     if (!trailer.empty()) {
       std::memcpy(store_.Append(trailer.size()).data(), trailer.data(),
                   trailer.size());
     }
   } else {
-    auto n = EncodeFrame(header, extensions, payload, store_.Append(size));
-    SYMWIRE_ASSERT(n.ok() && *n == size);
+    const size_t n = detail::EncodePlanned(*plan, header, extensions, payload,
+                                           store_.Append(size).data());
+    SYMWIRE_ASSERT(n == size);
     (void)n;
   }
   replay_.push_back(

@@ -19,12 +19,6 @@
 namespace symwire {
 namespace detail {
 
-struct FramePlan {
-  size_t header_length = 0;  // the field's value
-  size_t header_size = 0;    // the whole header
-  size_t extensions_size = 0;
-};
-
 SYMWIRE_COLD inline absl::Status InvalidFrame(absl::string_view why) {
   return MakeError(ErrorCode::kInvalidFrame, why);
 }
@@ -127,9 +121,9 @@ inline absl::StatusOr<size_t> PlanExtensions(const FrameExtensions& ext) {
   return total;
 }
 
-inline absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
-                                           const FrameExtensions& ext,
-                                           size_t payload_size) {
+SYMWIRE_DECL absl::StatusOr<FramePlan> PlanFrame(const FrameHeader& header,
+                                                 const FrameExtensions& ext,
+                                                 size_t payload_size) {
   const auto type = static_cast<uint8_t>(header.type);
   if (!IsValidMessageType(type)) {
     return InvalidFrame(
@@ -281,17 +275,11 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(
     absl::Span<const std::byte> payload, absl::Span<std::byte> out) {
   auto plan = detail::PlanFrame(header, extensions, payload.size());
   if (!plan.ok()) return plan.status();
-  const bool checksum = (header.flags & kFlagChecksum) != 0;
-  const size_t total = plan->header_size + payload.size() +
-                       (checksum ? kPayloadChecksumSize : 0);
+  const size_t total =
+      plan->header_size + payload.size() +
+      ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
   if (out.size() < total) return detail::BufferTooSmall(total, out.size());
-  std::byte* p = out.data();
-  detail::WriteHeader(*plan, header, extensions, payload.size(), p);
-  p += plan->header_size;
-  if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
-  p += payload.size();
-  if (checksum) detail::StoreBig64(p, detail::Xxh3Hash64(payload));
-  return total;
+  return detail::EncodePlanned(*plan, header, extensions, payload, out.data());
 }
 
 SYMWIRE_DECL absl::StatusOr<GatherFrame> EncodeGather(
@@ -302,17 +290,45 @@ SYMWIRE_DECL absl::StatusOr<GatherFrame> EncodeGather(
   if (header_out.size() < plan->header_size) {
     return detail::BufferTooSmall(plan->header_size, header_out.size());
   }
-  detail::WriteHeader(*plan, header, extensions, payload.size(),
-                      header_out.data());
+  return detail::EncodeGatherPlanned(*plan, header, extensions, payload,
+                                     header_out.data());
+}
+
+namespace detail {
+
+SYMWIRE_DECL size_t EncodePlanned(const FramePlan& plan,
+                                  const FrameHeader& header,
+                                  const FrameExtensions& extensions,
+                                  absl::Span<const std::byte> payload,
+                                  std::byte* out) {
+  std::byte* p = out;
+  WriteHeader(plan, header, extensions, payload.size(), p);
+  p += plan.header_size;
+  if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
+  p += payload.size();
+  if ((header.flags & kFlagChecksum) != 0) {
+    StoreBig64(p, Xxh3Hash64(payload));
+    p += kPayloadChecksumSize;
+  }
+  return static_cast<size_t>(p - out);
+}
+
+SYMWIRE_DECL GatherFrame EncodeGatherPlanned(
+    const FramePlan& plan, const FrameHeader& header,
+    const FrameExtensions& extensions, absl::Span<const std::byte> payload,
+    std::byte* header_out) {
+  WriteHeader(plan, header, extensions, payload.size(), header_out);
   GatherFrame frame;
-  frame.header_ = header_out.first(plan->header_size);
+  frame.header_ = absl::Span<const std::byte>(header_out, plan.header_size);
   frame.payload_ = payload;
   if ((header.flags & kFlagChecksum) != 0) {
-    detail::StoreBig64(frame.trailer_.data(), detail::Xxh3Hash64(payload));
+    StoreBig64(frame.trailer_.data(), Xxh3Hash64(payload));
     frame.trailer_size_ = kPayloadChecksumSize;
   }
   return frame;
 }
+
+}  // namespace detail
 
 }  // namespace symwire
 
