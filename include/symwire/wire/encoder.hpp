@@ -83,6 +83,11 @@ struct FramePlan {
   size_t header_length = 0;  // the field's value
   size_t header_size = 0;    // the whole header
   size_t extensions_size = 0;
+  // The whole frame: header, payload and the trailer kFlagChecksum adds.
+  size_t FrameSize(const FrameHeader& header, size_t payload_size) const {
+    return header_size + payload_size +
+           ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+  }
 };
 
 // PlanFrame: every check EncodeFrame makes (same errors, BUFFER_TOO_SMALL

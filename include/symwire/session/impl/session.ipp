@@ -291,9 +291,7 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
                                      "max_header_bytes %d",
                                      header_size, peer_.max_header_bytes));
   }
-  const size_t size =
-      header_size + payload.size() +
-      ((header.flags & kFlagChecksum) ? kPayloadChecksumSize : 0);
+  const size_t size = plan->FrameSize(header, payload.size());
   if (!bypass_credit) {
     if (absl::Status s = CheckReplayCredit(size); !s.ok()) return s;
   }

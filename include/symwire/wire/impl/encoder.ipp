@@ -266,8 +266,7 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodedSize(
     size_t payload_size) {
   auto plan = detail::PlanFrame(header, extensions, payload_size);
   if (!plan.ok()) return plan.status();
-  return plan->header_size + payload_size +
-         ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+  return plan->FrameSize(header, payload_size);
 }
 
 SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(
@@ -275,9 +274,7 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(
     absl::Span<const std::byte> payload, absl::Span<std::byte> out) {
   auto plan = detail::PlanFrame(header, extensions, payload.size());
   if (!plan.ok()) return plan.status();
-  const size_t total =
-      plan->header_size + payload.size() +
-      ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+  const size_t total = plan->FrameSize(header, payload.size());
   if (out.size() < total) return detail::BufferTooSmall(total, out.size());
   return detail::EncodePlanned(*plan, header, extensions, payload, out.data());
 }
