@@ -259,6 +259,30 @@ struct Bench {
     if (o.messages != 0 && measured >= o.messages) Stop();
   }
 
+  // Done: a task's end (on_done), timed from `sent` when `timed`.
+  void Done(Conn* c, const absl::Status& st, Clock::time_point sent,
+            bool timed) {
+    --c->inflight;
+    if (!st.ok()) {
+      std::fprintf(stderr, "task failed: %s\n", st.ToString().c_str());
+      failed = true;
+      Stop();
+      return;
+    }
+    if (timed && phase == Phase::kMeasure) {
+      latencies.push_back(
+          std::chrono::duration<double, std::micro>(Clock::now() - sent)
+              .count());
+    }
+    Count(1);
+    if (o.rate == 0) {
+      Fill(c);  // closed loop; --rate paces by timer
+    } else if (c->pace_parked) {
+      c->pace_parked = false;  // room again: send what is due
+      Pace(c);
+    }
+  }
+
   symwire::TaskCallbacks Callbacks(Conn* c) {
     symwire::TaskCallbacks cb;
     if (o.mode == "stream") {
@@ -266,29 +290,19 @@ struct Bench {
       cb.on_done = [](const absl::Status&) {};
       return cb;
     }
+    if (o.mode != "latency") {
+      // Untimed: on_done captures one pointer, which std::function keeps
+      // inline; the timed closure below is heap-allocated per task, a
+      // harness cost, not the library's (bench/README.md, "The harness's
+      // own allocation per task").
+      cb.on_done = [c](const absl::Status& st) {
+        c->bench->Done(c, st, Clock::time_point{}, false);
+      };
+      return cb;
+    }
     // Latency modes time each task from here (just before its Submit).
-    const bool timed = o.mode == "latency";
-    const Clock::time_point sent = timed ? Clock::now() : Clock::time_point{};
-    cb.on_done = [this, c, timed, sent](const absl::Status& st) {
-      --c->inflight;
-      if (!st.ok()) {
-        std::fprintf(stderr, "task failed: %s\n", st.ToString().c_str());
-        failed = true;
-        Stop();
-        return;
-      }
-      if (timed && phase == Phase::kMeasure) {
-        latencies.push_back(
-            std::chrono::duration<double, std::micro>(Clock::now() - sent)
-                .count());
-      }
-      Count(1);
-      if (o.rate == 0) {
-        Fill(c);  // closed loop; --rate paces by timer
-      } else if (c->pace_parked) {
-        c->pace_parked = false;  // room again: send what is due
-        Pace(c);
-      }
+    cb.on_done = [this, c, sent = Clock::now()](const absl::Status& st) {
+      Done(c, st, sent, true);
     };
     return cb;
   }

