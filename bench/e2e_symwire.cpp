@@ -237,6 +237,9 @@ struct Conn {
 
 struct Bench {
   Options o;
+  // o.mode, compared once (Callbacks and Fill run per task).
+  bool stream = false;
+  bool latency = false;
   asio::io_context io{1};
   std::vector<std::unique_ptr<Conn>> conns;
   std::string payload;
@@ -285,12 +288,12 @@ struct Bench {
 
   symwire::TaskCallbacks Callbacks(Conn* c) {
     symwire::TaskCallbacks cb;
-    if (o.mode == "stream") {
+    if (stream) {
       cb.on_response = [this](absl::Span<const std::byte>, bool) { Count(1); };
       cb.on_done = [](const absl::Status&) {};
       return cb;
     }
-    if (o.mode != "latency") {
+    if (!latency) {
       // Untimed: on_done captures one pointer, which std::function keeps
       // inline; the timed closure below is heap-allocated per task, a
       // harness cost, not the library's (bench/README.md, "The harness's
@@ -308,7 +311,7 @@ struct Bench {
   }
 
   void Fill(Conn* c) {
-    const int window = o.mode == "latency" ? 1 : o.window;
+    const int window = latency ? 1 : o.window;
     while (phase != Phase::kDone && !c->blocked && c->inflight < window) {
       absl::StatusOr<symwire::TaskCall> call =
           c->peer->Submit(payload, {}, Callbacks(c));
@@ -496,6 +499,8 @@ struct Bench {
 int RunClient(const Options& o) {
   Bench b;
   b.o = o;
+  b.stream = o.mode == "stream";
+  b.latency = o.mode == "latency";
   b.payload.assign(o.payload, 'q');
   b.stream_request.assign(kStreamMagic, 4);
   const uint64_t count = 0;
