@@ -197,31 +197,43 @@ class Session {
   // REPLAY_BUFFER_FULL (send window full) — the last two are followed by a
   // Writable event; INVALID_FRAME / VARINT_OUT_OF_RANGE for options the
   // wire format cannot carry.
-  SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTask(
-      absl::Span<const std::byte> payload, const TaskOptions& options,
-      absl::Time now);
+  // (Inline, as SendResponse below: `now` reaches the work in registers.)
+  absl::StatusOr<TaskId> SubmitTask(absl::Span<const std::byte> payload,
+                                    const TaskOptions& options,
+                                    absl::Time now) {
+    return SubmitTaskImpl(now, payload, nullptr, options);
+  }
   // The same, with the payload handed over instead of copied: the replay
   // store keeps a reference to it (shared_payload.hpp) until the frame is
   // acknowledged, and the frame is byte for byte what the copying overload
   // sends. Payloads under kMinReferencedPayload bytes are copied all the
   // same (a copy of so few bytes costs less than a separate piece to
   // write). Same errors; on error the store keeps no reference.
-  SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTask(const SharedPayload& payload,
-                                                 const TaskOptions& options,
-                                                 absl::Time now);
+  absl::StatusOr<TaskId> SubmitTask(const SharedPayload& payload,
+                                    const TaskOptions& options,
+                                    absl::Time now) {
+    return SubmitTaskImpl(now, payload.bytes(), &payload.owner(), options);
+  }
   static constexpr size_t kMinReferencedPayload = 1024;
 
   // SendResponse
   // Streams a partial (final == false) or the final response of a task
   // this side received. Errors: WRONG_STATE (no such running task),
   // SESSION_CLOSED, FRAME_TOO_LARGE, REPLAY_BUFFER_FULL (then Writable).
-  SYMWIRE_DECL absl::Status SendResponse(TaskId task,
-                                         absl::Span<const std::byte> payload,
-                                         bool final, absl::Time now);
+  // (Inline: called out of line, `now` went on the stack behind the other
+  // arguments and was read back in one 16-byte load spanning the caller's
+  // two narrower stores, a failed store forward per response; see
+  // bench/README.md, "Arguments that cannot be forwarded".)
+  absl::Status SendResponse(TaskId task, absl::Span<const std::byte> payload,
+                            bool final, absl::Time now) {
+    return SendResponseImpl(task, now, payload, nullptr, final);
+  }
   // The same, with the payload handed over (see SubmitTask).
-  SYMWIRE_DECL absl::Status SendResponse(TaskId task,
-                                         const SharedPayload& payload,
-                                         bool final, absl::Time now);
+  absl::Status SendResponse(TaskId task, const SharedPayload& payload,
+                            bool final, absl::Time now) {
+    return SendResponseImpl(task, now, payload.bytes(), &payload.owner(),
+                            final);
+  }
 
   // FailTask
   // Ends a task this side received with an error (its terminal frame).
@@ -494,18 +506,21 @@ class Session {
   absl::Status CheckReplayCredit(size_t frame_size) const;
   // With `payload_owner`, a payload of kMinReferencedPayload bytes or more
   // is stored by reference (it keeps the bytes valid and unchanged).
+  // `header` gets its sequence number here (in place: a copy read the
+  // caller's narrower stores back in one wide load, a failed forward).
   absl::Status EncodeSequenced(
-      const FrameHeader& header, const FrameExtensions& extensions,
+      FrameHeader& header, const FrameExtensions& extensions,
       absl::Span<const std::byte> payload, bool bypass_credit,
       const std::shared_ptr<const void>* payload_owner = nullptr);
-  absl::StatusOr<TaskId> SubmitTaskImpl(
-      absl::Span<const std::byte> payload,
+  // `now` first, so that it travels in registers.
+  SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTaskImpl(
+      absl::Time now, absl::Span<const std::byte> payload,
       const std::shared_ptr<const void>* payload_owner,
-      const TaskOptions& options, absl::Time now);
-  absl::Status SendResponseImpl(
-      TaskId task, absl::Span<const std::byte> payload,
-      const std::shared_ptr<const void>* payload_owner, bool final,
-      absl::Time now);
+      const TaskOptions& options);
+  // `now` second, so that it travels in registers.
+  SYMWIRE_DECL absl::Status SendResponseImpl(
+      TaskId task, absl::Time now, absl::Span<const std::byte> payload,
+      const std::shared_ptr<const void>* payload_owner, bool final);
   void SendInternalError(TaskId task, absl::StatusCode code,
                          absl::string_view message, bool retryable,
                          ErrorCode detail);

@@ -275,10 +275,9 @@ SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
 }
 
 SYMWIRE_DECL absl::Status Session::EncodeSequenced(
-    const FrameHeader& header_in, const FrameExtensions& extensions,
+    FrameHeader& header, const FrameExtensions& extensions,
     absl::Span<const std::byte> payload, bool bypass_credit,
     const std::shared_ptr<const void>* payload_owner) {
-  FrameHeader header = header_in;
   header.sequence = acks_.next_sequence();
   // Checked and measured once: the plan sizes the store's space and then
   // writes into it (EncodedHeaderSize followed by EncodeFrame did it twice).

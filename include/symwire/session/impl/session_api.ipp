@@ -22,21 +22,10 @@ namespace symwire {
 
 // ---- API inputs -------------------------------------------------------------
 
-SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
-    absl::Span<const std::byte> payload, const TaskOptions& options,
-    absl::Time now) {
-  return SubmitTaskImpl(payload, nullptr, options, now);
-}
-
-SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTask(
-    const SharedPayload& payload, const TaskOptions& options, absl::Time now) {
-  return SubmitTaskImpl(payload.bytes(), &payload.owner(), options, now);
-}
-
 SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTaskImpl(
-    absl::Span<const std::byte> payload,
+    absl::Time now, absl::Span<const std::byte> payload,
     const std::shared_ptr<const void>* payload_owner,
-    const TaskOptions& options, absl::Time now) {
+    const TaskOptions& options) {
   ObserveNow(now);
   BeginInput();
   absl::Status s;
@@ -143,22 +132,9 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTaskImpl(
   return id;
 }
 
-SYMWIRE_DECL absl::Status Session::SendResponse(
-    TaskId task, absl::Span<const std::byte> payload, bool final,
-    absl::Time now) {
-  return SendResponseImpl(task, payload, nullptr, final, now);
-}
-
-SYMWIRE_DECL absl::Status Session::SendResponse(TaskId task,
-                                                const SharedPayload& payload,
-                                                bool final, absl::Time now) {
-  return SendResponseImpl(task, payload.bytes(), &payload.owner(), final, now);
-}
-
 SYMWIRE_DECL absl::Status Session::SendResponseImpl(
-    TaskId task, absl::Span<const std::byte> payload,
-    const std::shared_ptr<const void>* payload_owner, bool final,
-    absl::Time now) {
+    TaskId task, absl::Time now, absl::Span<const std::byte> payload,
+    const std::shared_ptr<const void>* payload_owner, bool final) {
   ObserveNow(now);
   BeginInput();
   if (state_ == SessionState::kFailed || state_ == SessionState::kClosed) {
