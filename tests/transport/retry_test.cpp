@@ -366,6 +366,35 @@ TEST_CASE("retry: cancelling a call during its backoff completes it at once",
   CHECK(rig.seen["job"] == 1);
 }
 
+TEST_CASE(
+    "retry: a call in its backoff ends when its session ends, not when the "
+    "backoff runs out",
+    "[runtime][retry]") {
+  RetryRig rig(Policy(3, absl::Seconds(30)));
+  rig.script = [](IncomingTask& t, int) {
+    REQUIRE(t.Fail(absl::ResourceExhaustedError("overloaded"), true).ok());
+  };
+  CallOptions o;
+  o.label = "doc-4";
+  auto result = rig.Call("job", o);
+  RunUntil(
+      rig.io, [&] { return rig.log->retries.size() == 1; }, "the retry");
+  CHECK_FALSE(result->has_value());  // in its 30 s backoff
+  const Clock::time_point closed_at = Clock::now();
+  REQUIRE(rig.client->Close().ok());
+  RunUntil(
+      rig.io, [&] { return result->has_value(); }, "the call's end", 5000ms);
+  CHECK(Clock::now() - closed_at < 5s);
+  REQUIRE_FALSE((*result)->ok());
+  INFO((*result)->status().ToString());
+  CHECK(GetErrorCode((*result)->status()) == ErrorCode::kSessionClosed);
+  CHECK(absl::StrContains((*result)->status().message(),
+                          "method \"work\", task \"doc-4\""));
+  // No second task reached the agent.
+  rig.io.poll();
+  CHECK(rig.seen["job"] == 1);
+}
+
 TEST_CASE("retry: errors name the method and the user's label, not the task id",
           "[runtime][retry]") {
   RetryRig rig(RetryPolicy{});

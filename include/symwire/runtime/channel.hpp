@@ -367,6 +367,10 @@ class Channel : public std::enable_shared_from_this<Channel>,
   std::unique_ptr<detail::ServerPart> server_;
   // ChannelOptions::close_timeout, armed by the first async_close.
   std::unique_ptr<asio::steady_timer> close_timer_;
+  // async_call runs that waited in a retry's backoff (some may have moved
+  // on or completed since): SessionEnded wakes them, so that a call whose
+  // session ends fails then instead of when its backoff runs out.
+  std::vector<std::weak_ptr<detail::CallRun>> backoffs_;
   bool user_ended_ = false;  // Close or Abort called (no first retry)
   bool established_once_ = false;
   bool ended_ = false;

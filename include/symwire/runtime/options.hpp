@@ -121,7 +121,9 @@ SYMWIRE_DECL std::string_view ChannelEventName(ChannelEvent::Kind kind);
 // it is not waited: the call completes at once with the last attempt's
 // error, its message ending "(not retried: the backoff of N ms would pass
 // the call's deadline)". Cancelling the call during a backoff completes it
-// at once (per-operation cancellation, any type; Channel::async_submit).
+// at once (per-operation cancellation, any type; Channel::async_submit),
+// and so does the end of its session (Close, Abort, a failure): with
+// SESSION_CLOSED or the session's error, no further attempt being possible.
 //
 // Every retry is a new task on the wire: a new task id (stream id), sent
 // again in full; the agent cannot tell it from another task (SPEC.md is

@@ -432,6 +432,11 @@ SYMWIRE_DECL void Channel::SessionEnded(const absl::Status& status) {
   for (auto& w : established) {
     w(established_once_ ? end : (status.ok() ? end : status));
   }
+  // Calls waiting out a retry's backoff: the next attempt now fails at
+  // once (the session is gone) and ends the call with that error.
+  for (const std::weak_ptr<detail::CallRun>& w : std::exchange(backoffs_, {})) {
+    if (auto run = w.lock(); run && run->backoff) run->backoff->cancel();
+  }
   if (close_timer_) close_timer_->cancel();
   auto closers = std::move(close_waiters_);
   close_waiters_.clear();
@@ -846,6 +851,13 @@ SYMWIRE_DECL void Channel::AttemptFailed(
   }
   if (!run->backoff) {
     run->backoff = std::make_unique<asio::steady_timer>(executor_);
+    // Bounded by the live runs: the finished ones go before it doubles.
+    if (backoffs_.size() >= 16 && backoffs_.size() == backoffs_.capacity()) {
+      std::erase_if(backoffs_, [](const std::weak_ptr<detail::CallRun>& w) {
+        return w.expired();
+      });
+    }
+    backoffs_.push_back(run);
   }
   run->backoff->expires_at(detail::ToSteady(now + delay));
   run->backoff->async_wait(
