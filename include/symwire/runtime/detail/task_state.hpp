@@ -106,10 +106,10 @@ struct CallState {
   // initialises itself, and the 432-byte `rep stosq` was measurable per
   // submitted task (bench/README.md, "Zeroing on the per-frame paths").
   CallState() {}  // not "= default", which would bring the zeroing back
-  // What Channel::Submit sets for every task, constructed in place: the
-  // same fields assigned after default construction read back the fresh
-  // object's just-written (and often not yet cached) members, a stall per
-  // task (bench/README.md, "Filling per-task state in place").
+  // What Channel::Submit sets for every task, constructed in place rather
+  // than assigned after default construction (no temporary method string,
+  // no std::function move-assignments; no measurable change on its own:
+  // bench/README.md, "The session's `Task` in its slot").
   CallState(std::weak_ptr<Channel> of, const asio::any_io_executor& ex,
             TaskId task, absl::string_view method_name, TaskCallbacks cb)
       : channel(std::move(of)),

@@ -115,8 +115,8 @@ SYMWIRE_DECL absl::StatusOr<TaskId> Session::SubmitTaskImpl(
   next_task_id_ += 2;
   // Filled in place: a Task built on the stack and copied into its slot was
   // read back in 16-byte pieces spanning its narrower stores, a failed store
-  // forward that waited behind the slot's cache miss (6 % of a client's
-  // time on 8 connections).
+  // forward (perf: 6 % of a client's samples on 8 connections; the client
+  // got 2 % faster, bench/README.md, "The session's `Task` in its slot").
   Task& t = tasks_.try_emplace(id).first->second;
   t.state = TaskState::kSubmitted;
   t.own = true;
