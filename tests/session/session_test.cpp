@@ -626,6 +626,52 @@ TEST_CASE(
 // ---------------------------------------------------------------------------
 // Flow control and drain
 
+// Session::FindTask keeps the slot of the task found last, so that a
+// streamed task's frames skip the hash; an insert may move every slot
+// (rehash) and EndTask erases one. Here a stream's responses alternate with
+// 300 other tasks arriving and ending on both sides (the tables grow
+// several times), and after the stream ends neither side finds it again.
+TEST_CASE("a streamed task is found across other tasks' arrivals and ends",
+          "[session][tasks]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  const TaskId stream = *pair.Submit(Side::kInitiator, "stream");
+  pair.RunUntilIdleNow();
+  int parts = 0;
+  for (int i = 0; i < 300; ++i) {
+    REQUIRE(pair.Respond(Side::kAcceptor, stream, "part", false).ok());
+    ++parts;
+    auto other = pair.Submit(Side::kInitiator, "other");
+    REQUIRE(other.ok());
+    pair.RunUntilIdleNow();
+    REQUIRE(pair.Respond(Side::kAcceptor, stream, "part", false).ok());
+    ++parts;
+    // Half the others stay open until the end, so the tables keep growing.
+    if (i % 2 == 0) {
+      REQUIRE(pair.Respond(Side::kAcceptor, *other, "done", true).ok());
+    }
+    pair.RunUntilIdleNow();
+  }
+  CHECK(pair.initiator().open_tasks() == 151);
+  REQUIRE(pair.Respond(Side::kAcceptor, stream, "end", true).ok());
+  pair.RunUntilIdleNow();
+  const auto got = pair.FindTask<ResponseReceived>(Side::kInitiator, stream);
+  REQUIRE(got.size() == static_cast<size_t>(parts) + 1);
+  CHECK(got.back()->As<ResponseReceived>().final);
+  // Ended on the executor: its slot was the one found last.
+  absl::Status late = pair.Respond(Side::kAcceptor, stream, "late", false);
+  CHECK(GetErrorCode(late) == ErrorCode::kWrongState);
+  CHECK(pair.initiator().open_tasks() == 150);
+  CHECK(Ok(pair));
+  // Ended on the submitter: a response for it now is a violation.
+  Session& i = pair.initiator();
+  absl::Status s =
+      Inject(pair, Side::kInitiator,
+             Frame(MessageType::kAgentResponse, stream, i.last_received() + 1));
+  CHECK(GetErrorCode(s) == ErrorCode::kTaskStateViolation);
+  CHECK_THAT(std::string(s.message()), Catch::Contains("which has ended"));
+}
+
 TEST_CASE("task credit: NO_CREDIT, then Writable", "[session][flow]") {
   PairOptions o = Fast();
   o.acceptor.max_tasks = 2;

@@ -354,6 +354,12 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // (set on Attach only when ChannelOptions::observer is set).
   std::string observed_peer_;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::CallState>> calls_;
+  // The call a response found last (as Session::FindTask): a streamed
+  // call's responses find it without hashing. Points into calls_, valid
+  // while found_call_id_ is not 0: its one insert (SubmitImpl, which may
+  // rehash) and its one erase (FinishCall) reset found_call_id_.
+  TaskId found_call_id_ = 0;
+  std::shared_ptr<detail::CallState>* found_call_ = nullptr;
   absl::flat_hash_map<TaskId, std::shared_ptr<detail::IncomingState>> incoming_;
   // Work waiting for a Writable event (credit or send window), in order.
   std::deque<absl::AnyInvocable<bool()>> writable_waiters_;

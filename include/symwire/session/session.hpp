@@ -617,6 +617,25 @@ class Session {
 
   // Tasks.
   absl::flat_hash_map<TaskId, Task> tasks_;
+  // The task a lookup found last (FindTask): the frames of a streamed task
+  // (a response after a response, each with its own SendResponse on the
+  // executor and its own frame on the submitter) find it without hashing.
+  // found_ points into tasks_, valid while found_id_ is not 0 (stream 0,
+  // never a task): every insert (which may rehash), EndTask's erase of
+  // that task and clear() reset found_id_ (absl's erase moves no other
+  // element). Only a lookup sets it: an insert that cached the new task
+  // cost request/response more than it saved (bench/README.md).
+  TaskId found_id_ = 0;
+  Task* found_ = nullptr;
+  Task* FindTask(TaskId id) {
+    if (id == found_id_ && id != 0) return found_;
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return nullptr;
+    found_id_ = id;
+    found_ = &it->second;
+    return found_;
+  }
+  void ForgetFoundTask() { found_id_ = 0; }
   TaskId next_task_id_ = 1;       // own ids: +2 each
   TaskId last_peer_task_id_ = 0;  // highest id seen from the peer
   uint64_t own_open_ = 0;         // incl. cancelling

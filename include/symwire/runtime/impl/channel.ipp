@@ -169,9 +169,14 @@ SYMWIRE_DECL void Channel::Handle(TaskReceived& t) {
 }
 
 SYMWIRE_DECL void Channel::Handle(ResponseReceived& r) {
-  auto it = calls_.find(r.task);
-  if (it == calls_.end()) return;
-  const std::shared_ptr<detail::CallState> call = it->second;
+  if (r.task != found_call_id_ || found_call_id_ == 0) {
+    auto it = calls_.find(r.task);
+    if (it == calls_.end()) return;
+    found_call_id_ = r.task;
+    found_call_ = &it->second;
+  }
+  // A copy: the callbacks may end the call (Cancel) and so erase its slot.
+  const std::shared_ptr<detail::CallState> call = *found_call_;
   if (options_.observer) {
     ObserveResponse(call->observed, r.task, TaskInfo::Side::kSubmitter,
                     call->trace_parent, r.payload.size());
@@ -321,6 +326,7 @@ SYMWIRE_DECL void Channel::FinishCall(TaskId id, const absl::Status& status) {
   auto it = calls_.find(id);
   if (it == calls_.end()) return;
   const std::shared_ptr<detail::CallState> call = it->second;
+  if (id == found_call_id_) found_call_id_ = 0;
   calls_.erase(it);
   // Errors name the call (CallOptions::label), not only its id.
   const absl::Status named =
@@ -486,6 +492,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::SubmitImpl(
       weak_from_this(), executor_, *id, options.method, std::move(callbacks));
   if (options.trace_parent) state->trace_parent = options.trace_parent;
   calls_.emplace(*id, state);
+  found_call_id_ = 0;  // the insert may have moved every slot
   if (RuntimeObserver* obs = options_.observer.get()) {
     state->observed.method = std::string(options.method);
     state->observed.since = Now(Reading::kFresh);

@@ -69,6 +69,7 @@ SYMWIRE_DECL absl::Status Session::HandleTask(const FrameView& frame,
     t.deadline = now + detail::MicrosDuration(*us);
   }
   tasks_.emplace(id, t);
+  ForgetFoundTask();  // the insert may have moved every slot
   ++peer_open_;
   ++counters_.tasks_received;
   if (t.deadline) PushDeadline(*t.deadline, id);
@@ -85,13 +86,12 @@ SYMWIRE_DECL absl::Status Session::CheckOwnTaskFrame(const FrameView& frame,
         absl::StrFormat("%s for task %d, which this side never submitted",
                         detail::TypeName(frame.type()), id));
   }
-  auto it = tasks_.find(id);
-  if (it == tasks_.end()) {
+  task = FindTask(id);
+  if (task == nullptr) {
     return MakeError(ErrorCode::kTaskStateViolation,
                      absl::StrFormat("%s for task %d, which has ended",
                                      detail::TypeName(frame.type()), id));
   }
-  task = &it->second;
   return absl::OkStatus();
 }
 

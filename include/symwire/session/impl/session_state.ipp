@@ -60,6 +60,7 @@ SYMWIRE_DECL void Session::EndTask(TaskId id, Task& task) {
     // acknowledges the terminal frame just sent (the last sequence).
     HoldSlotUntilAcked();
   }
+  if (id == found_id_) ForgetFoundTask();
   tasks_.erase(id);
 }
 
@@ -122,6 +123,7 @@ SYMWIRE_DECL void Session::EndClosed(absl::Time now) {
     }
   }
   tasks_.clear();
+  ForgetFoundTask();
   own_open_ = peer_open_ = 0;
   unacked_terminals_.clear();
   timers_.Clear(detail::Timer::kReconnect);
@@ -245,6 +247,7 @@ SYMWIRE_DECL void Session::Fail(const absl::Status& status, absl::Time now,
     }
   }
   tasks_.clear();
+  ForgetFoundTask();
   own_open_ = peer_open_ = 0;
   unacked_terminals_.clear();
   replay_.clear();
