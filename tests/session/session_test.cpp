@@ -1802,6 +1802,40 @@ TEST_CASE("protocol violations end the session with their specific code",
   }
 }
 
+// Established, Receive decodes the frames of its input a batch at a time
+// (FrameDecoder::DecodeBatch) before handling them one by one: the handling
+// must be that of frames decoded alone, and an error must name the stream
+// offset of its own frame, not of the batch's end.
+TEST_CASE(
+    "frames received at once are handled in order; an error names its "
+    "frame's offset",
+    "[session][violations]") {
+  SessionPair pair(Fast());
+  REQUIRE(pair.Handshake());
+  const TaskId t = *pair.Submit(Side::kInitiator, "stream");
+  pair.RunUntilIdleNow();
+  Session& i = pair.initiator();
+  const uint64_t start = i.counters().bytes_in;  // one connection so far
+  const uint64_t seq = i.last_received();
+  std::vector<std::byte> input;
+  std::vector<uint64_t> offsets;
+  for (uint64_t k = 0; k < 40; ++k) {
+    offsets.push_back(start + input.size());
+    // Frame 35 skips a sequence number: the decoder accepts it (same
+    // layout, so inside the batch's run), the session must not.
+    const std::vector<std::byte> f =
+        Frame(MessageType::kAgentResponse, t, seq + 1 + k + (k >= 35 ? 1 : 0));
+    input.insert(input.end(), f.begin(), f.end());
+  }
+  absl::Status s = Inject(pair, Side::kInitiator, input);
+  CHECK(GetErrorCode(s) == ErrorCode::kSequenceGap);
+  CHECK_THAT(
+      std::string(s.message()),
+      Catch::Contains(absl::StrCat("sequence ", seq + 37, " at stream offset ",
+                                   offsets[35], "; expected ", seq + 36)));
+  CHECK(pair.FindTask<ResponseReceived>(Side::kInitiator, t).size() == 35);
+}
+
 TEST_CASE("executor-side violations: reused task id, task limit",
           "[session][violations]") {
   SECTION("TASK_ID_REUSED") {

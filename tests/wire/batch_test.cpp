@@ -138,21 +138,35 @@ TEST_CASE("DecodeBatch: a mixed stream decodes as single steps do", "[batch]") {
 
 TEST_CASE("DecodeBatch: long runs of one layout, payload sizes, checksums",
           "[batch]") {
-  for (const size_t payload : {size_t{0}, size_t{5}, size_t{64}, size_t{300}}) {
-    for (const bool checksum : {false, true}) {
-      INFO("payload " << payload << " checksum " << checksum);
-      const Run run = MakeRun(100, [&](size_t i) {
-        FrameHeader h;
-        h.type = MessageType::kAgentResponse;
-        h.flags = checksum ? kFlagChecksum : 0;
-        h.stream_id = 7;
-        h.sequence = 200 + i;
-        return Encode(h, payload);
-      });
-      const Transcript t =
-          testing::DecodeAllWays(run.bytes, NoPreface(), Ways());
-      REQUIRE(t.size() == 100);
-      CHECK(t.back().kind == StepRecord::Kind::kFrame);
+  // stream_id and sequence of 1, 2 and 4 bytes (a session passes 16383,
+  // the 2-byte limit, within seconds); 16350 + i crosses from 2 to 4 bytes
+  // inside the run.
+  struct Ids {
+    uint64_t stream_id, sequence;
+  };
+  for (const Ids ids :
+       {Ids{7, 200}, Ids{20000, 16350}, Ids{5, uint64_t{1} << 20},
+        Ids{(uint64_t{1} << 29) + 1, 3}}) {
+    for (const size_t payload :
+         {size_t{0}, size_t{5}, size_t{64}, size_t{300}}) {
+      for (const bool checksum : {false, true}) {
+        INFO("stream_id " << ids.stream_id << " sequence " << ids.sequence
+                          << " payload " << payload << " checksum "
+                          << checksum);
+        const Run run = MakeRun(100, [&](size_t i) {
+          FrameHeader h;
+          h.type = MessageType::kAgentResponse;
+          h.flags = checksum ? kFlagChecksum : 0;
+          h.stream_id = ids.stream_id;
+          h.sequence = ids.sequence + i;
+          return Encode(h, payload);
+        });
+        const Transcript t =
+            testing::DecodeAllWays(run.bytes, NoPreface(), Ways());
+        REQUIRE(t.size() == 100);
+        CHECK(t.back().kind == StepRecord::Kind::kFrame);
+        CHECK(t.back().header.sequence == ids.sequence + 99);
+      }
     }
   }
 }
@@ -301,6 +315,54 @@ TEST_CASE("DecodeBatch: every check is made inside a run", "[batch]") {
     const Transcript t = testing::DecodeAllWays(run.bytes, options, Ways());
     REQUIRE(t.size() == 30);
     CHECK(t[9].header.stream_id == 0);
+  }
+
+  // The widest layout: stream_id and sequence of 4 bytes each put the
+  // payload_length tag at byte 11, past the word the run compares at once.
+  FrameHeader wide = response;
+  wide.stream_id = 1 << 20;
+  wide.sequence = 1 << 20;
+  constexpr size_t kWideLength = 11;  // header: 1 + 2 + 4 + 4 + 2 + 4 = 17
+  CheckBrokenRun(
+      "wide: header crc", wide, 70, options,
+      [](Bytes& s, size_t at) { s[at + 14] ^= std::byte{0x01}; },
+      ErrorCode::kHeaderCrcMismatch);
+  CheckBrokenRun(
+      "wide: non-canonical payload_length", wide, 70, options,
+      [&](Bytes& s, size_t at) {
+        s[at + kWideLength] = std::byte{0x40};
+        s[at + kWideLength + 1] = std::byte{0x3F};
+        FixCrc(s, at);
+      },
+      ErrorCode::kNonCanonicalVarint);
+  CheckBrokenRun(
+      "wide: non-canonical sequence", wide, 70, options,
+      [&](Bytes& s, size_t at) {
+        // 4 bytes holding 5 (0x80 00 00 05).
+        s[at + 7] = std::byte{0x80};
+        s[at + 8] = std::byte{0x00};
+        s[at + 9] = std::byte{0x00};
+        s[at + 10] = std::byte{0x05};
+        FixCrc(s, at);
+      },
+      ErrorCode::kNonCanonicalVarint);
+  {
+    // The third tag changed from 2 to 1 byte (0x40 0x46 -> 0x06 0x46): a
+    // 1-byte length of 6 followed by a byte the layout does not have.
+    // Whatever a single step makes of it, the run must not take it as a
+    // frame of its layout (DecodeAllWays requires every way to agree).
+    Run run = MakeRun(30, [&](size_t i) {
+      FrameHeader h = wide;
+      h.sequence += i;
+      return Encode(h, 70);
+    });
+    run.bytes[run.starts[17] + kWideLength] = std::byte{0x06};
+    FixCrc(run.bytes, run.starts[17]);
+    const Transcript t = testing::DecodeAllWays(run.bytes, options, Ways());
+    REQUIRE(t.size() >= 18);
+    CHECK(t[16].kind == StepRecord::Kind::kFrame);
+    CHECK_FALSE((t[17].kind == StepRecord::Kind::kFrame &&
+                 t[17].consumed == t[16].consumed));
   }
 
   FrameHeader summed = response;

@@ -431,6 +431,9 @@ class Session {
     // Timer::kFrame).
     absl::Time rx_since;
     uint64_t rx_since_offset = 0;
+    // Stream offset just past the frame being handled (Receive sets it
+    // before each HandleFrame; errors name the frame's offset from it).
+    uint64_t rx_frame_end = 0;
     absl::Time last_ping_rx = absl::InfinitePast();
     AuthContext auth;
     std::optional<Hello> hello;  // acceptor: the peer's HELLO
@@ -664,6 +667,10 @@ class Session {
 
   std::vector<std::byte> scratch_;
   std::vector<Event> events_;
+  // Receive: the frames of one FrameDecoder::DecodeBatch call. A member so
+  // that a Receive of one frame does not construct 32 views.
+  static constexpr size_t kReceiveBatch = 32;
+  std::array<FrameView, kReceiveBatch> batch_;
   size_t event_head_ = 0;
   // Events before this index point into received bytes (TaskReceived,
   // ResponseReceived): Receive refuses to run until they are polled.

@@ -215,7 +215,7 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
                       (m->drain && !peer_draining_) || m->bye;
   if (m->pong && conn_.pings_unanswered > 0) --conn_.pings_unanswered;
   if (absl::Status s = CountProgress(
-          useful, frame, conn_.decoder.stream_offset() - frame.size(), now);
+          useful, frame, conn_.rx_frame_end - frame.size(), now);
       !s.ok()) {
     return s;
   }

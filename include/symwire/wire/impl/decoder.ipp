@@ -194,7 +194,13 @@ SYMWIRE_DECL absl::StatusOr<BatchResult> FrameDecoder::DecodeBatch(
         run_backoff_ = 0;
       }
     }
-    // ...then one single step, exactly as Decode does it.
+    // ...then one single step, exactly as Decode does it; at the end of the
+    // input, when Decode would return kNeedMore for 1 byte (the preface
+    // accepted, nothing pending, no error: fast_path_ready_), without it.
+    if (pos == input.size() && fast_path_ready_) {
+      result.bytes_needed = 1;
+      break;
+    }
     DecodeStep step;
     const absl::Span<const std::byte> rest = input.subspan(pos);
     if (!(fast_path_ready_ && DecodeFast(rest, step))) {
@@ -248,9 +254,10 @@ constexpr uint64_t VarintValueMask(size_t size) noexcept {
 SYMWIRE_DECL void FrameDecoder::PrepareRun(const FrameView& like) {
   run_loop_ = nullptr;
   // The run's layout is that of `like`, which passed every check: a 1-byte
-  // header_length (header <= 64 bytes), no TLVs, a stream_id and sequence of
-  // 1 or 2 bytes and a payload_length of 1, 2 or 4 (so all three length
-  // tags lie in the header's first 8 bytes). Other frames take single steps.
+  // header_length (header <= 64 bytes), no TLVs, and a stream_id, sequence
+  // and payload_length of 1, 2 or 4 bytes each (a session's ids and
+  // sequences pass 16383, the 2-byte limit, within seconds). Other frames
+  // take single steps.
   const size_t header_size = like.header_size_;
   const size_t crc_pos = header_size - kHeaderCrcSize;
   if (header_size > 64 || like.extensions_begin_ != crc_pos) return;
@@ -264,7 +271,7 @@ SYMWIRE_DECL void FrameDecoder::PrepareRun(const FrameView& like) {
   const std::byte* const first = like.data_;
   const size_t s1 = VarintSizeFromFirstByte(first[3]);
   const size_t s2 = VarintSizeFromFirstByte(first[3 + s1]);
-  if (s1 > 2 || s2 > 2) return;
+  if (s1 > 4 || s2 > 4) return;
   const size_t p3 = 3 + s1 + s2;
   const size_t s3 = VarintSizeFromFirstByte(first[p3]);
   if (s3 > 4) return;
@@ -277,9 +284,11 @@ SYMWIRE_DECL void FrameDecoder::PrepareRun(const FrameView& like) {
   // and limit, type, reserved flags, FINAL rule) exactly as they passed for
   // `like`, and equal tags put the varints where they were, ending at the
   // CRC (so there are no TLVs). The varints' values are checked per frame.
+  // The first two tags always lie in bytes 3-7; the third does when p3 < 8,
+  // and otherwise the loop compares it on its own (DecodeRunOf).
   shape.mask = uint64_t{0xFFFFFF} | (uint64_t{0xC0} << 24) |
                (uint64_t{0xC0} << (8 * (3 + s1))) |
-               (uint64_t{0xC0} << (8 * p3));
+               (p3 < 8 ? uint64_t{0xC0} << (8 * p3) : 0);
   shape.expect =
       boost::endian::load_little_u64(detail::AsUChars(first)) & shape.mask;
   // Canonical form and the stream-id rule of §4.1 as one range per field.
@@ -309,20 +318,36 @@ SYMWIRE_DECL void FrameDecoder::PrepareRun(const FrameView& like) {
   shape.verify_checksum = checksum && options_.verify_payload_checksum;
 
   // One loop per layout, so that every offset and size is a constant.
-  static constexpr RunLoop kLoops[2][2][3] = {
+  static constexpr RunLoop kLoops[3][3][3] = {
       {{&FrameDecoder::DecodeRunOf<1, 1, 1>,
         &FrameDecoder::DecodeRunOf<1, 1, 2>,
         &FrameDecoder::DecodeRunOf<1, 1, 4>},
        {&FrameDecoder::DecodeRunOf<1, 2, 1>,
         &FrameDecoder::DecodeRunOf<1, 2, 2>,
-        &FrameDecoder::DecodeRunOf<1, 2, 4>}},
+        &FrameDecoder::DecodeRunOf<1, 2, 4>},
+       {&FrameDecoder::DecodeRunOf<1, 4, 1>,
+        &FrameDecoder::DecodeRunOf<1, 4, 2>,
+        &FrameDecoder::DecodeRunOf<1, 4, 4>}},
       {{&FrameDecoder::DecodeRunOf<2, 1, 1>,
         &FrameDecoder::DecodeRunOf<2, 1, 2>,
         &FrameDecoder::DecodeRunOf<2, 1, 4>},
        {&FrameDecoder::DecodeRunOf<2, 2, 1>,
         &FrameDecoder::DecodeRunOf<2, 2, 2>,
-        &FrameDecoder::DecodeRunOf<2, 2, 4>}}};
-  run_loop_ = kLoops[s1 - 1][s2 - 1][s3 == 4 ? 2 : s3 - 1];
+        &FrameDecoder::DecodeRunOf<2, 2, 4>},
+       {&FrameDecoder::DecodeRunOf<2, 4, 1>,
+        &FrameDecoder::DecodeRunOf<2, 4, 2>,
+        &FrameDecoder::DecodeRunOf<2, 4, 4>}},
+      {{&FrameDecoder::DecodeRunOf<4, 1, 1>,
+        &FrameDecoder::DecodeRunOf<4, 1, 2>,
+        &FrameDecoder::DecodeRunOf<4, 1, 4>},
+       {&FrameDecoder::DecodeRunOf<4, 2, 1>,
+        &FrameDecoder::DecodeRunOf<4, 2, 2>,
+        &FrameDecoder::DecodeRunOf<4, 2, 4>},
+       {&FrameDecoder::DecodeRunOf<4, 4, 1>,
+        &FrameDecoder::DecodeRunOf<4, 4, 2>,
+        &FrameDecoder::DecodeRunOf<4, 4, 4>}}};
+  // Varint sizes 1, 2, 4 to indexes 0, 1, 2.
+  run_loop_ = kLoops[s1 / 2][s2 / 2][s3 / 2];
 }
 
 template <size_t kS1, size_t kS2, size_t kS3>
@@ -353,6 +378,13 @@ size_t FrameDecoder::DecodeRunOf(const detail::RunShape& shape,
     // together they would be a dozen branches per frame.
     bool bad = ((word & r.mask) != r.expect) | (stream_id - r.lo1 > r.span1) |
                (sequence < kLo2) | (payload_length - kLo3 > r.span3);
+    if constexpr (kP3 >= 8) {
+      // The third tag, past the word (PrepareRun): the size kS3 says.
+      constexpr auto kTag3 = static_cast<uint8_t>(kS3 == 1   ? 0x00
+                                                  : kS3 == 2 ? 0x40
+                                                             : 0x80);
+      bad |= (static_cast<uint8_t>(h[kP3]) & 0xC0) != kTag3;
+    }
 #ifdef SYMWIRE_HAS_INLINE_CRC32C
     // PrepareRun made sure the instruction is there and the check is on.
     bad |= detail::Crc32cShortHardware(h, kCrcPos) !=
