@@ -214,8 +214,8 @@ SYMWIRE_DECL absl::Status Session::HandleSync(const FrameView& frame,
                       (m->pong && conn_.pings_unanswered > 0) ||
                       (m->drain && !peer_draining_) || m->bye;
   if (m->pong && conn_.pings_unanswered > 0) --conn_.pings_unanswered;
-  if (absl::Status s = CountProgress(
-          useful, frame, conn_.rx_frame_end - frame.size(), now);
+  if (absl::Status s =
+          CountProgress(useful, frame, conn_.rx_frame_end - frame.size(), now);
       !s.ok()) {
     return s;
   }
