@@ -327,25 +327,23 @@ TEST_CASE("DecodeBatch: every check is made inside a run", "[batch]") {
       "wide: header crc", wide, 70, options,
       [](Bytes& s, size_t at) { s[at + 14] ^= std::byte{0x01}; },
       ErrorCode::kHeaderCrcMismatch);
-  CheckBrokenRun(
-      "wide: non-canonical payload_length", wide, 70, options,
-      [&](Bytes& s, size_t at) {
-        s[at + kWideLength] = std::byte{0x40};
-        s[at + kWideLength + 1] = std::byte{0x3F};
-        FixCrc(s, at);
-      },
-      ErrorCode::kNonCanonicalVarint);
-  CheckBrokenRun(
-      "wide: non-canonical sequence", wide, 70, options,
-      [&](Bytes& s, size_t at) {
-        // 4 bytes holding 5 (0x80 00 00 05).
-        s[at + 7] = std::byte{0x80};
-        s[at + 8] = std::byte{0x00};
-        s[at + 9] = std::byte{0x00};
-        s[at + 10] = std::byte{0x05};
-        FixCrc(s, at);
-      },
-      ErrorCode::kNonCanonicalVarint);
+  // Overwrites the frame's bytes from `offset` with `with`, then fixes its
+  // header CRC, so that only the varint check can fail.
+  const auto rewrite = [](size_t offset, std::vector<uint8_t> with) {
+    return [offset, with](Bytes& s, size_t at) {
+      for (size_t i = 0; i < with.size(); ++i) {
+        s[at + offset + i] = static_cast<std::byte>(with[i]);
+      }
+      FixCrc(s, at);
+    };
+  };
+  CheckBrokenRun("wide: non-canonical payload_length", wide, 70, options,
+                 rewrite(kWideLength, {0x40, 0x3F}),
+                 ErrorCode::kNonCanonicalVarint);
+  // The sequence: 4 bytes holding 5.
+  CheckBrokenRun("wide: non-canonical sequence", wide, 70, options,
+                 rewrite(7, {0x80, 0x00, 0x00, 0x05}),
+                 ErrorCode::kNonCanonicalVarint);
   {
     // The third tag changed from 2 to 1 byte (0x40 0x46 -> 0x06 0x46): a
     // 1-byte length of 6 followed by a byte the layout does not have.
