@@ -6,7 +6,7 @@
 // freed blocks are reused through BlockCache (never while a driver still
 // holds one), new blocks are populated in one call (PrefaultForWrite, no
 // page fault per page), and a model check against a plain byte vector over
-// random appends, sends and drops.
+// random appends (copied and referenced), sends and drops.
 #include "symwire/session/detail/replay_store.hpp"
 
 #if defined(__linux__)
@@ -218,6 +218,24 @@ TEST_CASE("replay store: model check against a byte vector",
     const int op = static_cast<int>(rng() % 10);
     if (op < 5) {
       const size_t size = rng() % 4 == 0 ? 1 + rng() % 40000 : 1 + rng() % 300;
+      if (rng() % 3 == 0) {
+        // A referenced frame (SharedPayload): header in the block, the
+        // payload referenced, trailer in the block after it. Appends after
+        // it start a new piece; the three are checked as separate spans.
+        const size_t header = 1 + rng() % 30;
+        uint64_t pos = s.end();
+        Fill(s.Append(header), pos);
+        frames.emplace_back(pos, header);
+        pos = s.end();
+        auto payload = std::make_shared<std::vector<std::byte>>(size);
+        Fill(absl::MakeSpan(*payload), pos);
+        s.AppendShared(*payload, payload);
+        frames.emplace_back(pos, size);
+        pos = s.end();
+        Fill(s.Append(8), pos);
+        frames.emplace_back(pos, 8);
+        continue;
+      }
       const uint64_t pos = s.end();
       Fill(s.Append(size), pos);
       frames.emplace_back(pos, size);

@@ -234,8 +234,7 @@ SYMWIRE_DECL absl::Status MakeError(ErrorCode code, absl::string_view message) {
   return status;
 }
 
-SYMWIRE_DECL ErrorCode GetErrorCode(const absl::Status& status) {
-  if (status.ok()) return ErrorCode::kOk;
+SYMWIRE_DECL ErrorCode detail::ErrorCodeOfFailure(const absl::Status& status) {
   auto payload = status.GetPayload(kErrorCodePayloadUrl);
   if (!payload.has_value()) return ErrorCode::kOk;
   unsigned value = 0;

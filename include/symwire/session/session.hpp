@@ -506,6 +506,8 @@ class Session {
                              uint64_t offset, absl::Time now);
 
   // Sending.
+  // Room in the send window (§15.1) for one more frame of `frame_size`.
+  bool HasReplayCredit(size_t frame_size) const;
   absl::Status CheckReplayCredit(size_t frame_size) const;
   // With `payload_owner`, a payload of kMinReferencedPayload bytes or more
   // is stored by reference (it keeps the bytes valid and unchanged).

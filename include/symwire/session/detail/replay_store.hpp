@@ -189,12 +189,14 @@ class ReplayStore {
     std::byte* p = block_.get() + block_used_;
     block_used_ += size;
     // Extends the last piece when it ends right here in the same block.
-    Piece* last = pieces_.empty() ? nullptr : &pieces_.back();
-    if (last != nullptr && last->in_block && last->owner == block_ &&
-        last->data + last->size == p) {
-      last->size += size;
+    if (tail_open_) {
+      SYMWIRE_ASSERT(pieces_.back().in_block &&
+                     pieces_.back().owner == block_ &&
+                     pieces_.back().data + pieces_.back().size == p);
+      pieces_.back().size += size;
     } else {
       pieces_.push_back(Piece{end_, p, size, block_, true});
+      tail_open_ = true;
     }
     end_ += size;
     return {p, size};
@@ -206,6 +208,7 @@ class ReplayStore {
   void AppendShared(absl::Span<const std::byte> bytes,
                     std::shared_ptr<const void> owner) {
     if (bytes.empty()) return;
+    tail_open_ = false;
     pieces_.push_back(
         Piece{end_, bytes.data(), bytes.size(), std::move(owner), false});
     end_ += bytes.size();
@@ -243,11 +246,13 @@ class ReplayStore {
            pieces_.front().base + pieces_.front().size <= pos) {
       pieces_.pop_front();
     }
+    if (pieces_.empty()) tail_open_ = false;
   }
 
   // Clear: drops everything; positions restart at 0.
   void Clear() {
     pieces_.clear();
+    tail_open_ = false;
     block_.reset();
     block_cap_ = 0;
     block_used_ = 0;
@@ -264,6 +269,7 @@ class ReplayStore {
   };
 
   void NewBlock(size_t need) {
+    tail_open_ = false;
     if (need <= kBlockBytes) {
       // Populated only once this store has filled a block: a bulk sender
       // writes the new one through within moments, while an idle or
@@ -287,6 +293,8 @@ class ReplayStore {
   size_t block_cap_ = 0;
   size_t block_used_ = 0;
   uint64_t end_ = 0;
+  // The last piece is block_'s and ends at block_used_: Append extends it.
+  bool tail_open_ = false;
 };
 
 }  // namespace symwire::detail

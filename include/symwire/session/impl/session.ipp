@@ -20,6 +20,7 @@
 #include "symwire/session/detail/handshake.hpp"
 #include "symwire/session/detail/session_text.hpp"
 #include "symwire/session/session.hpp"
+#include "symwire/wire/detail/plain_frame.hpp"
 #include "symwire/wire/encoder.hpp"
 
 namespace symwire {
@@ -136,9 +137,11 @@ SYMWIRE_DECL void Session::ObserveNow(absl::Time now) {
 }
 
 SYMWIRE_DECL void Session::EndInput(absl::Time now) {
-  MaybeWritable();
-  MaybeFinishClose(now);
-  FlushSync(now);
+  // Each returns at once without its flag; tested here, the usual input
+  // (a response sent, nothing blocked, closing or pending) makes no call.
+  if (blocked_) MaybeWritable();
+  if (closing_) MaybeFinishClose(now);
+  if (conn_.sync.any()) FlushSync(now);
 }
 
 SYMWIRE_DECL absl::Span<const std::byte> Session::PollTransmit() {
@@ -258,12 +261,16 @@ SYMWIRE_DECL void Session::SendSessionError(const absl::Status& status) {
   SendControl(MessageType::kAgentError, payload);
 }
 
-SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
+inline bool Session::HasReplayCredit(size_t frame_size) const {
   // §15.1. An empty buffer takes any one frame, so a frame larger than the
   // window is slow, never stuck.
-  if (replay_.empty()) return absl::OkStatus();
-  if (replay_.size() + 1 > config_.replay_frames ||
-      replay_bytes_in_use() + frame_size > config_.replay_bytes) {
+  return replay_.empty() || (replay_.size() < config_.replay_frames &&
+                             store_.end() - replay_.front().pos + frame_size <=
+                                 config_.replay_bytes);
+}
+
+SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
+  if (!HasReplayCredit(frame_size)) {
     return MakeError(
         ErrorCode::kReplayBufferFull,
         absl::StrFormat("send window full: %d frames / %d bytes unacknowledged "
@@ -279,6 +286,30 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
     absl::Span<const std::byte> payload, bool bypass_credit,
     const std::shared_ptr<const void>* payload_owner) {
   header.sequence = acks_.next_sequence();
+  if (extensions.empty() &&
+      (payload_owner == nullptr || payload.size() < kMinReferencedPayload)) {
+    // A plain frame, copied: every check below in one branch, the frame
+    // written inline (wire/detail/plain_frame.hpp). A frame it refuses
+    // takes the general path, which names the error.
+    const size_t header_size = detail::PlainHeaderSize(header, payload.size());
+    const size_t size =
+        header_size + payload.size() +
+        ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+    if (SYMWIRE_LIKELY(
+            header_size != 0 &&
+            (!has_session_ || header_size <= peer_.max_header_bytes) &&
+            (bypass_credit || HasReplayCredit(size)))) {
+      const uint64_t at = store_.end();
+      const size_t n = detail::EncodePlain(header, header_size, payload,
+                                           store_.Append(size).data());
+      SYMWIRE_ASSERT(n == size);
+      (void)n;
+      replay_.push_back(
+          ReplayEntry{acks_.TakeSequence(), at, static_cast<uint32_t>(size)});
+      ++counters_.frames_out;
+      return absl::OkStatus();
+    }
+  }
   // Checked and measured once: the plan sizes the store's space and then
   // writes into it (EncodedHeaderSize followed by EncodeFrame did it twice).
   auto plan = detail::PlanFrame(header, extensions, payload.size());

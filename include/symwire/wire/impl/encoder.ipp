@@ -13,6 +13,7 @@
 #include "symwire/error.hpp"
 #include "symwire/wire/crc32c.hpp"
 #include "symwire/wire/detail/layout.hpp"
+#include "symwire/wire/detail/plain_frame.hpp"
 #include "symwire/wire/encoder.hpp"
 #include "symwire/wire/varint.hpp"
 
@@ -243,6 +244,13 @@ SYMWIRE_COLD inline absl::Status BufferTooSmall(size_t need, size_t have) {
                                 " bytes does not fit in a buffer of ", have));
 }
 
+// The whole frame's size for a header PlainHeaderSize accepted.
+inline size_t PlainFrameSize(const FrameHeader& header, size_t header_size,
+                             size_t payload_size) {
+  return header_size + payload_size +
+         ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+}
+
 }  // namespace detail
 
 SYMWIRE_DECL absl::StatusOr<size_t> EncodePreface(absl::Span<std::byte> out) {
@@ -264,6 +272,12 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodedHeaderSize(
 SYMWIRE_DECL absl::StatusOr<size_t> EncodedSize(
     const FrameHeader& header, const FrameExtensions& extensions,
     size_t payload_size) {
+  if (extensions.empty()) {
+    const size_t header_size = detail::PlainHeaderSize(header, payload_size);
+    if (header_size != 0) {
+      return detail::PlainFrameSize(header, header_size, payload_size);
+    }
+  }
   auto plan = detail::PlanFrame(header, extensions, payload_size);
   if (!plan.ok()) return plan.status();
   return plan->FrameSize(header, payload_size);
@@ -272,6 +286,17 @@ SYMWIRE_DECL absl::StatusOr<size_t> EncodedSize(
 SYMWIRE_DECL absl::StatusOr<size_t> EncodeFrame(
     const FrameHeader& header, const FrameExtensions& extensions,
     absl::Span<const std::byte> payload, absl::Span<std::byte> out) {
+  if (extensions.empty()) {
+    // Plain frames (wire/detail/plain_frame.hpp); PlanFrame names the error
+    // of any header PlainHeaderSize refuses.
+    const size_t header_size = detail::PlainHeaderSize(header, payload.size());
+    if (header_size != 0) {
+      const size_t total =
+          detail::PlainFrameSize(header, header_size, payload.size());
+      if (out.size() < total) return detail::BufferTooSmall(total, out.size());
+      return detail::EncodePlain(header, header_size, payload, out.data());
+    }
+  }
   auto plan = detail::PlanFrame(header, extensions, payload.size());
   if (!plan.ok()) return plan.status();
   const size_t total = plan->FrameSize(header, payload.size());
