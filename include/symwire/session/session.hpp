@@ -55,6 +55,7 @@
 #include "symwire/session/detail/ack_tracker.hpp"
 #include "symwire/session/detail/deadlines.hpp"
 #include "symwire/session/detail/replay_store.hpp"
+#include "symwire/session/detail/ring.hpp"
 #include "symwire/session/event.hpp"
 #include "symwire/session/methods.hpp"
 #include "symwire/shared_payload.hpp"
@@ -517,6 +518,13 @@ class Session {
       FrameHeader& header, const FrameExtensions& extensions,
       absl::Span<const std::byte> payload, bool bypass_credit,
       const std::shared_ptr<const void>* payload_owner = nullptr);
+  // EncodeSequenced for what the plain-frame path does not take
+  // (extensions, referenced payloads) and every refusal. REQUIRES:
+  // header.sequence is the next sequence.
+  absl::Status EncodeSequencedGeneral(
+      const FrameHeader& header, const FrameExtensions& extensions,
+      absl::Span<const std::byte> payload, bool bypass_credit,
+      const std::shared_ptr<const void>* payload_owner);
   // `now` first, so that it travels in registers.
   SYMWIRE_DECL absl::StatusOr<TaskId> SubmitTaskImpl(
       absl::Time now, absl::Span<const std::byte> payload,
@@ -618,7 +626,7 @@ class Session {
   // Highest store position ever handed to a driver (on any connection): a
   // frame ending after it never left this side.
   uint64_t sent_pos_high_ = 0;
-  std::deque<ReplayEntry> replay_;
+  detail::Ring<ReplayEntry> replay_;
 
   // Tasks.
   absl::flat_hash_map<TaskId, Task> tasks_;

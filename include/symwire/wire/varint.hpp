@@ -44,14 +44,22 @@ constexpr size_t VarintSizeFromFirstByte(std::byte first) noexcept {
 // Does not allocate.
 inline size_t EncodeVarintUnchecked(uint64_t value, std::byte* out) noexcept {
   SYMWIRE_ASSERT(value <= kVarintMax);
-  const size_t size = VarintSize(value);
-  // Length tag in the top two bits: log2(size) = 0, 1, 2, 3.
-  const uint64_t tag = size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : 3;
-  const uint64_t tagged = value | (tag << (size * 8 - 2));
-  for (size_t i = 0; i < size; ++i) {
-    out[i] = static_cast<std::byte>(tagged >> (8 * (size - 1 - i)));
+  // One big-endian store per size, the length tag (log2 of the size) in
+  // the top two bits; a byte loop over the size cost ~7 instructions a byte.
+  if (value < (uint64_t{1} << 6)) {
+    out[0] = static_cast<std::byte>(value);
+    return 1;
   }
-  return size;
+  if (value < (uint64_t{1} << 14)) {
+    detail::StoreBig16(out, static_cast<uint16_t>(value | 0x4000u));
+    return 2;
+  }
+  if (value < (uint64_t{1} << 30)) {
+    detail::StoreBig32(out, static_cast<uint32_t>(value | 0x80000000u));
+    return 4;
+  }
+  detail::StoreBig64(out, value | (uint64_t{3} << 62));
+  return 8;
 }
 
 // EncodeVarint

@@ -136,7 +136,7 @@ SYMWIRE_DECL void Session::ObserveNow(absl::Time now) {
   last_now_ = now;
 }
 
-SYMWIRE_DECL void Session::EndInput(absl::Time now) {
+inline void Session::EndInput(absl::Time now) {
   // Each returns at once without its flag; tested here, the usual input
   // (a response sent, nothing blocked, closing or pending) makes no call.
   if (blocked_) MaybeWritable();
@@ -281,12 +281,14 @@ SYMWIRE_DECL absl::Status Session::CheckReplayCredit(size_t frame_size) const {
   return absl::OkStatus();
 }
 
-SYMWIRE_DECL absl::Status Session::EncodeSequenced(
+// Inline (every caller is in this translation unit): the plain path runs
+// in the caller's frame, without a call of its own.
+inline absl::Status Session::EncodeSequenced(
     FrameHeader& header, const FrameExtensions& extensions,
     absl::Span<const std::byte> payload, bool bypass_credit,
     const std::shared_ptr<const void>* payload_owner) {
   header.sequence = acks_.next_sequence();
-  if (extensions.empty() &&
+  if ((&extensions == &kNoExtensions || extensions.empty()) &&
       (payload_owner == nullptr || payload.size() < kMinReferencedPayload)) {
     // A plain frame, copied: every check below in one branch, the frame
     // written inline (wire/detail/plain_frame.hpp). A frame it refuses
@@ -310,6 +312,15 @@ SYMWIRE_DECL absl::Status Session::EncodeSequenced(
       return absl::OkStatus();
     }
   }
+  return EncodeSequencedGeneral(header, extensions, payload, bypass_credit,
+                                payload_owner);
+}
+
+SYMWIRE_DECL absl::Status Session::EncodeSequencedGeneral(
+    const FrameHeader& header, const FrameExtensions& extensions,
+    absl::Span<const std::byte> payload, bool bypass_credit,
+    const std::shared_ptr<const void>* payload_owner) {
+  SYMWIRE_ASSERT(header.sequence == acks_.next_sequence());
   // Checked and measured once: the plan sizes the store's space and then
   // writes into it (EncodedHeaderSize followed by EncodeFrame did it twice).
   auto plan = detail::PlanFrame(header, extensions, payload.size());

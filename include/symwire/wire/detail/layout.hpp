@@ -27,6 +27,9 @@ inline uint32_t LoadBig32(const std::byte* p) noexcept {
 inline uint64_t LoadBig64(const std::byte* p) noexcept {
   return boost::endian::load_big_u64(AsUChars(p));
 }
+inline void StoreBig16(std::byte* p, uint16_t v) noexcept {
+  boost::endian::store_big_u16(AsUChars(p), v);
+}
 inline void StoreBig32(std::byte* p, uint32_t v) noexcept {
   boost::endian::store_big_u32(AsUChars(p), v);
 }
