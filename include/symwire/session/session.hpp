@@ -483,6 +483,10 @@ class Session {
   void ObserveNow(absl::Time now);
 
   // Receiving.
+  // Keeps `bytes`, the start of a frame the decoder needs `bytes_needed`
+  // bytes of (counted from the frame's start), for the next Receive.
+  void KeepPartialFrame(absl::Span<const std::byte> bytes,
+                        uint32_t bytes_needed, absl::Time now);
   absl::Status ProcessStep(const DecodeStep& step, absl::Time now);
   absl::Status HandleFrame(const FrameView& frame, absl::Time now);
   absl::Status HandleInit(const FrameView& frame, absl::Time now);

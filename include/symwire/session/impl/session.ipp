@@ -573,13 +573,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
         status = HandleFrame(frame, now);
       }
       if (stop() || batch->bytes_needed == 0 || bytes.empty()) continue;
-      // The first bytes of a frame, as below.
-      c.rx_since = now;
-      c.timers.Set(detail::Timer::kFrame, now + config_.frame_timeout);
-      c.rx_since_offset = c.decoder.stream_offset();
-      c.rx.assign(bytes.begin(), bytes.end());
-      c.rx_need = std::max<uint32_t>(batch->bytes_needed,
-                                     static_cast<uint32_t>(c.rx.size()) + 1);
+      KeepPartialFrame(bytes, batch->bytes_needed, now);
       bytes = {};
       break;
     }
@@ -589,13 +583,7 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
       break;
     }
     if (step->kind == DecodeStep::Kind::kNeedMore) {
-      // The first bytes of a frame (§14.1 frame_timeout runs from here).
-      c.rx_since = now;
-      c.timers.Set(detail::Timer::kFrame, now + config_.frame_timeout);
-      c.rx_since_offset = c.decoder.stream_offset();
-      c.rx.assign(bytes.begin(), bytes.end());
-      c.rx_need = std::max<uint32_t>(step->bytes_needed,
-                                     static_cast<uint32_t>(c.rx.size()) + 1);
+      KeepPartialFrame(bytes, step->bytes_needed, now);
       bytes = {};
       break;
     }
@@ -614,6 +602,20 @@ SYMWIRE_DECL absl::Status Session::Receive(absl::Span<const std::byte> bytes,
   }
   EndInput(now);
   return status;
+}
+
+SYMWIRE_DECL void Session::KeepPartialFrame(absl::Span<const std::byte> bytes,
+                                            uint32_t bytes_needed,
+                                            absl::Time now) {
+  // The first bytes of a frame (§14.1 frame_timeout runs from here), kept
+  // until the decoder's count has arrived.
+  Connection& c = conn_;
+  c.rx_since = now;
+  c.timers.Set(detail::Timer::kFrame, now + config_.frame_timeout);
+  c.rx_since_offset = c.decoder.stream_offset();
+  c.rx.assign(bytes.begin(), bytes.end());
+  c.rx_need =
+      std::max<uint32_t>(bytes_needed, static_cast<uint32_t>(c.rx.size()) + 1);
 }
 
 SYMWIRE_DECL absl::Status Session::ProcessStep(const DecodeStep& step,

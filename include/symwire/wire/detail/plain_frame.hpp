@@ -50,10 +50,11 @@ constexpr unsigned StreamIdRuleMask(StreamIdRule rule) noexcept {
 // header_size.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t PlainHeaderSize(
     const FrameHeader& header, size_t payload_size) noexcept {
+  constexpr unsigned kRefuseZeroId = StreamIdRuleMask(StreamIdRule::kNonZero);
+  constexpr unsigned kRefuseNonZeroId = StreamIdRuleMask(StreamIdRule::kZero);
   const auto type = static_cast<unsigned>(header.type);
-  const unsigned refuses = header.stream_id == 0
-                               ? StreamIdRuleMask(StreamIdRule::kNonZero)
-                               : StreamIdRuleMask(StreamIdRule::kZero);
+  const unsigned refuses =
+      header.stream_id == 0 ? kRefuseZeroId : kRefuseNonZeroId;
   const bool final_misplaced = (header.flags & kFlagFinal) != 0 &&
                                header.type != MessageType::kAgentResponse;
   if (SYMWIRE_UNLIKELY(type > kMaxMessageType ||
