@@ -295,8 +295,7 @@ inline absl::Status Session::EncodeSequenced(
     // takes the general path, which names the error.
     const size_t header_size = detail::PlainHeaderSize(header, payload.size());
     const size_t size =
-        header_size + payload.size() +
-        ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+        detail::PlainFrameSize(header, header_size, payload.size());
     if (SYMWIRE_LIKELY(
             header_size != 0 &&
             (!has_session_ || header_size <= peer_.max_header_bytes) &&

@@ -69,6 +69,15 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline size_t PlainHeaderSize(
          VarintSize(payload_size) + kHeaderCrcSize;
 }
 
+// PlainFrameSize
+// The whole frame's size (header, payload, trailer) for a header_size
+// PlainHeaderSize returned.
+inline size_t PlainFrameSize(const FrameHeader& header, size_t header_size,
+                             size_t payload_size) noexcept {
+  return header_size + payload_size +
+         ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
+}
+
 // EncodePlain
 // Writes the whole frame (header, payload, trailer) at `out`; returns its
 // size. REQUIRES: header_size == PlainHeaderSize(header, payload.size())

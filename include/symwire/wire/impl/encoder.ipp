@@ -244,13 +244,6 @@ SYMWIRE_COLD inline absl::Status BufferTooSmall(size_t need, size_t have) {
                                 " bytes does not fit in a buffer of ", have));
 }
 
-// The whole frame's size for a header PlainHeaderSize accepted.
-inline size_t PlainFrameSize(const FrameHeader& header, size_t header_size,
-                             size_t payload_size) {
-  return header_size + payload_size +
-         ((header.flags & kFlagChecksum) != 0 ? kPayloadChecksumSize : 0);
-}
-
 }  // namespace detail
 
 SYMWIRE_DECL absl::StatusOr<size_t> EncodePreface(absl::Span<std::byte> out) {
