@@ -12,6 +12,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <map>
 #include <memory>
@@ -638,6 +639,147 @@ TEST_CASE(
       io, [&] { return !absl::IsUnknown(r.status()); }, 2000ms);
   CHECK(GetErrorCode(r.status()) == ErrorCode::kConnectionLost);
   CHECK((*client)->state() == SessionState::kFailed);
+}
+
+}  // namespace
+}  // namespace symwire
+
+namespace symwire {
+namespace {
+
+// An agent answering one task with `total` responses of 16 KiB in one
+// burst (Respond until refused, then async_respond one by one): reports
+// how many the burst took before the first refusal, and that refusal.
+struct BacklogRun {
+  size_t taken_in_burst = 0;  // before the first refusal
+  absl::Status refusal;       // the first one
+  int refusals = 0;
+  std::vector<Response> got;
+  absl::Status end;
+};
+
+BacklogRun StreamInOneBurst(size_t send_backlog_bytes, int total,
+                            bool kill_midway) {
+  ServerOptions so = FastServer();
+  so.send_backlog_bytes = send_backlog_bytes;
+  BacklogRun run;
+  asio::io_context io;
+  auto chunk = [](int i) {
+    std::string s(16384, static_cast<char>('a' + i % 26));
+    std::memcpy(s.data(), &i, sizeof i);
+    return s;
+  };
+  auto server = Server::Create(
+      io.get_executor(), so, [&](const std::shared_ptr<Channel>& p) {
+        p->SetTaskHandler([&run, chunk, total, kill_midway,
+                           agent = std::weak_ptr<Channel>(p)](IncomingTask t) {
+          // Bursts: Respond until refused, then async_respond that one
+          // and burst again when it is sent (the way a producer keeps a
+          // connection busy; bench/e2e_symwire.cpp's Streamer).
+          auto burst = std::make_shared<std::function<void(int)>>();
+          *burst = [&run, kill_midway, agent, t, total, chunk,
+                    burst](int k) mutable {
+            for (; k < total; ++k) {
+              absl::Status st = t.Respond(chunk(k), k + 1 == total);
+              if (st.ok()) continue;
+              if (run.refusal.ok()) {
+                run.refusal = st;
+                run.taken_in_burst = static_cast<size_t>(k);
+              }
+              // The 20th time the producer waits for the backlog, the
+              // connection breaks: the session resumes on a new one and
+              // replays what the old one lost, and the waiting response
+              // is retried (into the send window, or onto the new one).
+              if (++run.refusals == 20 && kill_midway) {
+                agent.lock()->KillConnection();
+              }
+              t.async_respond(chunk(k), k + 1 == total,
+                              [burst, k](absl::Status sent) {
+                                REQUIRE(sent.ok());
+                                (*burst)(k + 1);
+                              });
+              return;
+            }
+          };
+          (*burst)(0);
+        });
+      });
+  REQUIRE(server.ok());
+  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
+  REQUIRE(ep.ok());
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
+      FastClient());
+  REQUIRE(client.ok());
+  absl::Status established = absl::UnknownError("pending");
+  (*client)->async_wait_established(
+      [&](absl::Status st) { established = std::move(st); });
+  RunUntil(io, [&] { return !absl::IsUnknown(established); });
+  REQUIRE(established.ok());
+  absl::StatusOr<TaskCall> call = (*client)->Submit("go");
+  REQUIRE(call.ok());
+  std::function<void()> next = [&] {
+    call->async_next([&](absl::StatusOr<Response> r) {
+      if (!r.ok()) {
+        run.end = r.status();
+        return;
+      }
+      run.got.push_back(*r);
+      next();
+    });
+  };
+  next();
+  RunUntil(
+      io, [&] { return !run.end.ok(); }, 30000ms);
+  return run;
+}
+
+void CheckAllInOrder(const BacklogRun& run, int total) {
+  REQUIRE(run.got.size() == static_cast<size_t>(total));
+  for (int i = 0; i < total; ++i) {
+    const Response& r = run.got[static_cast<size_t>(i)];
+    int index = -1;
+    std::memcpy(&index, r.payload.data(), sizeof index);
+    CHECK(index == i);
+    CHECK(r.payload.size() == 16384);
+    CHECK(r.final == (i + 1 == total));
+  }
+  CHECK(run.end.code() == absl::StatusCode::kOutOfRange);
+}
+
+TEST_CASE(
+    "runtime: the send backlog refuses a fast producer until the write in "
+    "flight completes; async_respond waits; nothing is lost",
+    "[runtime]") {
+  // 64 KiB of backlog: the first response is written at once (early
+  // flush), the next ones wait behind that write until 64 KiB of them do;
+  // then REPLAY_BUFFER_FULL, long before the 8 MiB send window is full.
+  BacklogRun small = StreamInOneBurst(size_t{64} << 10, 200, false);
+  CHECK(small.taken_in_burst >= 4);
+  CHECK(small.taken_in_burst <= 8);
+  CHECK(GetErrorCode(small.refusal) == ErrorCode::kReplayBufferFull);
+  CHECK(absl::StrContains(small.refusal.message(), "send backlog full"));
+  CHECK(absl::StrContains(small.refusal.message(),
+                          "ChannelOptions::send_backlog_bytes 65536"));
+  CheckAllInOrder(small, 200);
+
+  // SIZE_MAX: only the send window refuses (8 MiB: about 511 frames of
+  // 16 KiB and their headers), and says so.
+  BacklogRun unbounded = StreamInOneBurst(SIZE_MAX, 600, false);
+  CHECK(unbounded.taken_in_burst > 400);
+  CHECK(unbounded.taken_in_burst < 512);
+  CHECK(GetErrorCode(unbounded.refusal) == ErrorCode::kReplayBufferFull);
+  CHECK_FALSE(absl::StrContains(unbounded.refusal.message(), "backlog"));
+  CheckAllInOrder(unbounded, 600);
+}
+
+TEST_CASE(
+    "runtime: a connection lost while the producer waits for the backlog "
+    "is resumed; every response arrives once, in order",
+    "[runtime]") {
+  BacklogRun run = StreamInOneBurst(size_t{64} << 10, 600, true);
+  CHECK(run.refusals > 20);
+  CheckAllInOrder(run, 600);
 }
 
 }  // namespace

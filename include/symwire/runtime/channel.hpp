@@ -75,7 +75,9 @@ class Channel : public std::enable_shared_from_this<Channel>,
   // Sends a task: encoded at once, written with everything else produced in
   // the same executor turn (one write per burst of Submits, not one per
   // call). Errors as Session::SubmitTask: NO_CREDIT and
-  // REPLAY_BUFFER_FULL mean "wait" (async_submit does), PEER_DRAINING and
+  // REPLAY_BUFFER_FULL (the send window, or the send backlog of
+  // ChannelOptions::send_backlog_bytes, is full) mean "wait" (async_submit
+  // does), PEER_DRAINING and
   // SESSION_CLOSED mean "go elsewhere". With `callbacks`, responses are
   // delivered zero-copy through them instead of TaskCall::async_next.
   SYMWIRE_DECL absl::StatusOr<TaskCall> Submit(
@@ -242,6 +244,7 @@ class Channel : public std::enable_shared_from_this<Channel>,
   absl::Status LostReason(Transport& transport,
                           const absl::Status& status) override;
   bool Ended() const override { return ended_; }
+  void SendBacklogDrained() override { RunWritableWaiters(); }
   std::shared_ptr<void> KeepAlive() override { return shared_from_this(); }
   std::weak_ptr<void> WeakOwner() override { return weak_from_this(); }
 
@@ -296,6 +299,7 @@ class Channel : public std::enable_shared_from_this<Channel>,
   void FinishCall(TaskId id, const absl::Status& status);
   void EndIncoming(TaskId id, const absl::Status& cancel_status);
   void RunWritableWaiters();
+  absl::Status SendBacklogError() const;
   void SessionEnded(const absl::Status& status);
   void UnreadChanged(int64_t delta);
   // SubmitWhenWritable: `abandoned` (optional) is polled before each

@@ -92,8 +92,9 @@ class IncomingTask {
   // Streams a partial (final == false) or the final response. The frame is
   // encoded at once; it is written with everything else produced in the
   // same executor turn (one write per burst: see AfterUserCall). Errors:
-  // WRONG_STATE (task ended), REPLAY_BUFFER_FULL (the send window is full:
-  // use async_respond, which waits), FRAME_TOO_LARGE, SESSION_CLOSED.
+  // WRONG_STATE (task ended), REPLAY_BUFFER_FULL (the send window, or the
+  // send backlog of ChannelOptions::send_backlog_bytes, is full: use
+  // async_respond, which waits), FRAME_TOO_LARGE, SESSION_CLOSED.
   SYMWIRE_DECL absl::Status Respond(absl::Span<const std::byte> payload,
                                     bool final);
   absl::Status Respond(std::string_view payload, bool final) {

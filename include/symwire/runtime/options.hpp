@@ -167,6 +167,15 @@ struct ChannelOptions {
   // from 1.9 M to 4.5-5.3 M msgs/s with 4-8 KiB here (bench/README.md);
   // 0 flushes after every frame, SIZE_MAX only at the end of each batch.
   size_t early_flush_bytes = 8192;
+  // Send backlog: once this many bytes wait behind a write in flight (the
+  // system has not taken the last batch yet), Submit and Respond are
+  // refused with REPLAY_BUFFER_FULL until that write completes (the
+  // async_ forms wait). The send window (SessionConfig::replay_bytes)
+  // still bounds what is unacknowledged; this bounds what is produced
+  // ahead of the connection, so that a fast producer encodes each frame
+  // shortly before the system copies it (still in cache) instead of
+  // megabytes ahead. SIZE_MAX: only the send window limits.
+  size_t send_backlog_bytes = size_t{512} << 10;
   // Hooks for every task and connection (runtime/observer.hpp; e.g. a
   // RuntimeMetrics). Unset: no observer work at all. Called on the
   // channel's executor: with a sharded Server, from every shard's thread.

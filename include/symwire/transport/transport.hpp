@@ -144,6 +144,10 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
     // called once per transport, after which no other callback comes.
     virtual void OnTransportClosed(Transport& transport,
                                    const absl::Status& status) = 0;
+    // OnTransportDrained: asked for by NotifyWhenDrained; the bytes that
+    // were queued behind a write in flight have gone to the system
+    // (pending_bytes() is 0 again). Not called for a closed transport.
+    virtual void OnTransportDrained(Transport& /*transport*/) {}
 
    protected:
     virtual ~Sink() = default;
@@ -245,6 +249,11 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   // flight).
   size_t pending_bytes() const { return pending_.total; }
   size_t queued_bytes() const { return pending_.total + writing_.total; }
+  // NotifyWhenDrained
+  // The sink's OnTransportDrained is called once, the next time a write
+  // completes and leaves no pending batch behind it (the pending one, if
+  // any, has started); never once the transport is closed.
+  void NotifyWhenDrained() { drain_wanted_ = true; }
   const TransportCounters& counters() const { return counters_; }
 
  protected:
@@ -343,6 +352,7 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   bool lingering_ = false;          // half-closed, discarding input
   bool closed_ = false;             // the stream is closed
   bool reported_ = false;           // the sink was told
+  bool drain_wanted_ = false;       // NotifyWhenDrained
 };
 
 namespace detail {

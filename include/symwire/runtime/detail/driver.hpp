@@ -44,6 +44,9 @@ class DriverHost {
                                   const absl::Status& status) = 0;
   // Ended: the session has ended; no timer is armed any more.
   virtual bool Ended() const = 0;
+  // SendBacklogDrained: a call refused by SendBacklogFull may now succeed
+  // (the host retries what waits for room).
+  virtual void SendBacklogDrained() = 0;
   // The owner's lifetime: held for a turn (KeepAlive), and checked by the
   // timer and posted turns (WeakOwner).
   virtual std::shared_ptr<void> KeepAlive() = 0;
@@ -62,12 +65,13 @@ class ConnectionDriver : private Transport::Sink {
  public:
   // `executor` and `session` are the host's (it outlives the driver);
   // `session` is its session slot (a client replaces the session
-  // before its first connection); `early_flush_bytes`:
-  // ChannelOptions::early_flush_bytes.
+  // before its first connection); `early_flush_bytes` and
+  // `send_backlog_bytes`: ChannelOptions'.
   SYMWIRE_DECL ConnectionDriver(DriverHost& host,
                                 const asio::any_io_executor& executor,
                                 const std::shared_ptr<Session>& session,
-                                size_t early_flush_bytes);
+                                size_t early_flush_bytes,
+                                size_t send_backlog_bytes);
   ConnectionDriver(const ConnectionDriver&) = delete;
   ConnectionDriver& operator=(const ConnectionDriver&) = delete;
   // Closes the current transport quietly (CloseQuietly).
@@ -90,13 +94,22 @@ class ConnectionDriver : private Transport::Sink {
   // AfterInput: after an input to the session, dispatch its events, hand
   // its bytes to the transport, flush, re-arm the timer.
   SYMWIRE_DECL void AfterInput();
-  // AfterUserCall: after a Submit or Respond that succeeded. Inside the
-  // dispatch loop nothing (the loop drains after each event); outside it,
-  // one AfterInput is posted for the whole burst, so N calls in one handler
-  // cost one flush, one write and one timer check instead of N (plus the
-  // early flushes of ChannelOptions::early_flush_bytes).
+  // AfterUserCall: after a Submit or Respond that succeeded: the early
+  // flush of ChannelOptions::early_flush_bytes; then, outside the dispatch
+  // loop (which drains after each event), one AfterInput is posted for the
+  // whole burst, so N calls in one handler cost one flush, one write and
+  // one timer check instead of N.
   SYMWIRE_DECL void AfterUserCall();
   SYMWIRE_DECL void DrainTransmit();
+  // SendBacklogFull: true when a Submit or Respond should be refused
+  // because ChannelOptions::send_backlog_bytes wait behind the write in
+  // flight; the host's SendBacklogDrained follows once they have gone.
+  // Bytes waiting with no write in flight are flushed first (then there
+  // is room). Without a connection, false (the send window alone bounds
+  // what a disconnected session keeps).
+  // (The flag is set where bytes are handed to the transport, so the call
+  // path tests one bool.)
+  bool SendBacklogFull() { return backlog_seen_ && SendBacklogFullSlow(); }
   // BeginReplay: after a resume handshake the replayed frames go out in
   // small writes; `first_span_alone` writes the WELCOME before, and apart
   // from, them.
@@ -126,6 +139,12 @@ class ConnectionDriver : private Transport::Sink {
                          const absl::Status& status) override;
   // MaybeFlushEarly: ChannelOptions::early_flush_bytes.
   void MaybeFlushEarly();
+  void NoteBacklog() {
+    backlog_seen_ =
+        backlog_seen_ || transport_->pending_bytes() >= send_backlog_bytes_;
+  }
+  SYMWIRE_DECL bool SendBacklogFullSlow();
+  void OnTransportDrained(Transport& transport) override;
   void ArmTimer();
 
   DriverHost& host_;
@@ -137,10 +156,15 @@ class ConnectionDriver : private Transport::Sink {
   absl::Time now_ = absl::InfinitePast();
   uint64_t timer_generation_ = 0;
   size_t early_flush_bytes_;
+  size_t send_backlog_bytes_;
   bool dispatching_ = false;
   bool flush_posted_ = false;      // an AfterInput is posted (AfterUserCall)
   bool now_valid_ = false;         // now_ is this turn's reading (Now())
   bool first_span_alone_ = false;  // BeginReplay: flush the WELCOME alone
+  // The transport's pending batch reached send_backlog_bytes_ when last
+  // flushed (NoteBacklog); SendBacklogFullSlow decides.
+  bool backlog_seen_ = false;
+  bool drain_wanted_ = false;  // a call waits for OnTransportDrained
 };
 
 }  // namespace symwire::detail

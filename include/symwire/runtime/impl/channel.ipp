@@ -39,7 +39,8 @@ SYMWIRE_DECL Channel::Channel(Private, asio::any_io_executor executor,
     : executor_(std::move(executor)),
       options_(std::move(options)),
       session_(std::move(session)),
-      driver_(*this, executor_, session_, options_.early_flush_bytes) {}
+      driver_(*this, executor_, session_, options_.early_flush_bytes,
+              options_.send_backlog_bytes) {}
 
 SYMWIRE_DECL Channel::~Channel() { driver_.CloseQuietly(); }
 
@@ -381,6 +382,7 @@ SYMWIRE_DECL absl::Status Channel::RespondFor(
   // own, never inside the call that started it).
   std::shared_ptr<Channel> keep;
   if (options_.observer) keep = shared_from_this();
+  if (driver_.SendBacklogFull()) return SendBacklogError();
   absl::Status st =
       shared != nullptr
           ? session_->SendResponse(task.id, *shared, final, Now())
@@ -404,6 +406,17 @@ SYMWIRE_DECL absl::Status Channel::RespondFor(
     AfterInput();  // a refusal may have queued Writable
   }
   return st;
+}
+
+SYMWIRE_DECL absl::Status Channel::SendBacklogError() const {
+  const std::shared_ptr<Transport>& t = driver_.transport();
+  return MakeError(ErrorCode::kReplayBufferFull,
+                   absl::StrCat("send backlog full: ",
+                                (t ? t->pending_bytes() : 0) +
+                                    session_->transmit_pending_bytes(),
+                                " bytes wait behind the connection's write "
+                                "(ChannelOptions::send_backlog_bytes ",
+                                options_.send_backlog_bytes, ")"));
 }
 
 SYMWIRE_DECL void Channel::RunWritableWaiters() {
@@ -479,6 +492,7 @@ SYMWIRE_DECL absl::StatusOr<TaskCall> Channel::SubmitImpl(
     const TaskOptions& options, TaskCallbacks callbacks) {
   // A deadline is relative to now: read the clock for it; otherwise the
   // turn's reading will do (Now()).
+  if (driver_.SendBacklogFull()) return SendBacklogError();
   const absl::Time now =
       Now(options.deadline ? Reading::kFresh : Reading::kTurn);
   absl::StatusOr<TaskId> id = shared != nullptr

@@ -25,12 +25,14 @@ inline constexpr size_t kReplayPieceBytes = 2048;
 
 SYMWIRE_DECL ConnectionDriver::ConnectionDriver(
     DriverHost& host, const asio::any_io_executor& executor,
-    const std::shared_ptr<Session>& session, size_t early_flush_bytes)
+    const std::shared_ptr<Session>& session, size_t early_flush_bytes,
+    size_t send_backlog_bytes)
     : host_(host),
       executor_(executor),
       session_(session),
       timer_(executor),
-      early_flush_bytes_(early_flush_bytes) {}
+      early_flush_bytes_(early_flush_bytes),
+      send_backlog_bytes_(send_backlog_bytes) {}
 
 SYMWIRE_DECL ConnectionDriver::~ConnectionDriver() { CloseQuietly(); }
 
@@ -62,6 +64,17 @@ SYMWIRE_DECL void ConnectionDriver::Detach() {
   if (!transport_) return;
   transport_->SetSink(nullptr);
   transport_.reset();
+  backlog_seen_ = false;
+  if (drain_wanted_) {
+    // Calls refused for the backlog of a connection that is gone: retry
+    // them (without a connection the send window alone bounds them), in a
+    // turn of their own, not inside the caller's bookkeeping.
+    drain_wanted_ = false;
+    asio::post(executor_, [this, weak = host_.WeakOwner()] {
+      auto keep = weak.lock();
+      if (keep) host_.SendBacklogDrained();
+    });
+  }
 }
 
 SYMWIRE_DECL void ConnectionDriver::DrainTransmit() {
@@ -98,7 +111,30 @@ SYMWIRE_DECL void ConnectionDriver::BeginReplay(bool first_span_alone) {
 SYMWIRE_DECL void ConnectionDriver::MaybeFlushEarly() {
   if (transport_ && transport_->pending_bytes() >= early_flush_bytes_) {
     transport_->Flush();
+    NoteBacklog();
   }
+}
+
+SYMWIRE_DECL bool ConnectionDriver::SendBacklogFullSlow() {
+  if (transport_) {
+    // With no write in flight the bytes go now, and there is room again.
+    DrainTransmit();
+    transport_->Flush();
+    if (transport_->pending_bytes() >= send_backlog_bytes_) {
+      transport_->NotifyWhenDrained();
+      drain_wanted_ = true;
+      return true;
+    }
+  }
+  backlog_seen_ = false;
+  return false;
+}
+
+SYMWIRE_DECL void ConnectionDriver::OnTransportDrained(Transport& transport) {
+  if (&transport != transport_.get()) return;
+  const std::shared_ptr<void> keep = host_.KeepAlive();
+  drain_wanted_ = false;
+  host_.SendBacklogDrained();
 }
 
 SYMWIRE_DECL void ConnectionDriver::AfterInput() {
@@ -135,7 +171,10 @@ SYMWIRE_DECL void ConnectionDriver::AfterInput() {
   }
   dispatching_ = false;
   now_valid_ = false;  // the turn is over (Now())
-  if (transport_) transport_->Flush();
+  if (transport_) {
+    transport_->Flush();
+    NoteBacklog();
+  }
   ArmTimer();
 }
 
@@ -147,13 +186,16 @@ SYMWIRE_DECL absl::Time ConnectionDriver::Now(Reading reading) {
 }
 
 SYMWIRE_DECL void ConnectionDriver::AfterUserCall() {
-  // Inside the dispatch loop, the loop drains and flushes after the event.
-  if (dispatching_) return;
+  // Early flush, also inside the dispatch loop: one handler's burst of
+  // calls goes to the transport as it grows, and counts towards the send
+  // backlog (SendBacklogFull) as it does.
   if (transport_ && session_->transmit_pending_bytes() >= early_flush_bytes_) {
     DrainTransmit();
     transport_->Flush();
+    NoteBacklog();
   }
-  if (flush_posted_) return;
+  // Inside the dispatch loop, the loop drains and flushes after the event.
+  if (dispatching_ || flush_posted_) return;
   flush_posted_ = true;
   asio::post(executor_, [this, weak = host_.WeakOwner()] {
     auto keep = weak.lock();

@@ -275,6 +275,10 @@ SYMWIRE_DECL void Transport::WriteDone(const boost::system::error_code& ec,
   } else if (close_after_flush_ && !lingering_) {
     BeginLinger();
   }
+  if (drain_wanted_ && !closed_ && sink_ != nullptr) {
+    drain_wanted_ = false;
+    sink_->OnTransportDrained(*this);
+  }
 }
 
 SYMWIRE_DECL void Transport::CloseAfterFlush(std::chrono::milliseconds linger) {
