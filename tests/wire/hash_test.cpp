@@ -1,8 +1,9 @@
 // File: tests/wire/hash_test.cpp
 // Tests for detail/hash.hpp: Xxh3Hash64 against XXH3_64bits values
 // computed by Debian's python3-xxhash (libxxhash, a separate build of the
-// reference), on both of its paths where the build has two (the portable
-// inline build and the AVX2 loop chosen at run time), at every size around
+// reference), on each of its paths where the build has several (the
+// portable inline build and the AVX2 and AVX-512 loops chosen at run time,
+// each where the CPU has it), at every size around
 // the boundaries of XXH3's size classes, stripes and blocks.
 #include "symwire/detail/hash.hpp"
 
@@ -39,6 +40,7 @@ TEST_CASE("xxh3: reference values", "[wire][hash]") {
     CHECK(Xxh3Hash64Portable(v) == c.want);
 #if SYMWIRE_XXH3_AVX2_DISPATCH
     if (CpuHasAvx2()) CHECK(Xxh3HashLongAvx2(v) == c.want);
+    if (CpuHasAvx512()) CHECK(Xxh3HashLongAvx512(v) == c.want);
 #endif
   }
   CHECK(Xxh3Hash64({}) == 0x2D06800538D394C2u);
@@ -63,6 +65,10 @@ TEST_CASE("xxh3: the dispatched path equals the portable one", "[wire][hash]") {
     if (n > XXH3_MIDSIZE_MAX && CpuHasAvx2() &&
         Xxh3HashLongAvx2(in) != portable) {
       FAIL("AVX2, size " << n);
+    }
+    if (n > XXH3_MIDSIZE_MAX && CpuHasAvx512() &&
+        Xxh3HashLongAvx512(in) != portable) {
+      FAIL("AVX-512, size " << n);
     }
 #endif
   }
