@@ -18,6 +18,7 @@
 #include "absl/types/span.h"
 #include "boost/asio/io_context.hpp"
 #include "symwire/runtime/runtime.hpp"
+#include "symwire/transport/tcp.hpp"
 #include "symwire/transport/transport.hpp"
 
 namespace symwire::testing {
@@ -121,6 +122,21 @@ inline ClientOptions FastClient(
   o.session.backoff.initial = absl::Milliseconds(5);
   o.session.backoff.max = absl::Milliseconds(50);
   return o;
+}
+
+// ListenAndConnect: `server` listens on 127.0.0.1 (a free port) and a
+// client with `options` dials it there; REQUIREs both (the handshake is
+// not awaited).
+inline std::shared_ptr<Channel> ListenAndConnect(
+    asio::io_context& io, Server& server,
+    const ClientOptions& options = FastClient()) {
+  auto ep = server.ListenTcp("127.0.0.1", 0);
+  REQUIRE(ep.ok());
+  auto client = Client::Connect(
+      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
+      options);
+  REQUIRE(client.ok());
+  return *client;
 }
 
 // What EchoStreamingAgent does when a Respond fails.

@@ -42,6 +42,7 @@ using namespace std::chrono_literals;
 using testing::EchoStreamingAgent;
 using testing::FastClient;
 using testing::FastServer;
+using testing::ListenAndConnect;
 using testing::RunUntil;
 
 struct TcpFixture {
@@ -458,21 +459,16 @@ TEST_CASE("runtime: coroutines (use_awaitable) on both sides", "[runtime]") {
         });
       });
   REQUIRE(server.ok());
-  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
-  REQUIRE(ep.ok());
-  auto client = Client::Connect(
-      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
-      FastClient());
-  REQUIRE(client.ok());
+  const std::shared_ptr<Channel> client = ListenAndConnect(io, **server);
   std::string text;
   bool finished = false;
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
         absl::Status st =
-            co_await (*client)->async_wait_established(asio::use_awaitable);
+            co_await client->async_wait_established(asio::use_awaitable);
         REQUIRE(st.ok());
-        auto submit = (*client)->async_submit("story", {}, asio::use_awaitable);
+        auto submit = client->async_submit("story", {}, asio::use_awaitable);
         absl::StatusOr<TaskCall> call = co_await std::move(submit);
         REQUIRE(call.ok());
         for (;;) {
@@ -705,18 +701,13 @@ BacklogRun StreamInOneBurst(size_t send_backlog_bytes, int total,
         });
       });
   REQUIRE(server.ok());
-  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
-  REQUIRE(ep.ok());
-  auto client = Client::Connect(
-      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
-      FastClient());
-  REQUIRE(client.ok());
+  const std::shared_ptr<Channel> client = ListenAndConnect(io, **server);
   absl::Status established = absl::UnknownError("pending");
-  (*client)->async_wait_established(
+  client->async_wait_established(
       [&](absl::Status st) { established = std::move(st); });
   RunUntil(io, [&] { return !absl::IsUnknown(established); });
   REQUIRE(established.ok());
-  absl::StatusOr<TaskCall> call = (*client)->Submit("go");
+  absl::StatusOr<TaskCall> call = client->Submit("go");
   REQUIRE(call.ok());
   std::function<void()> next = [&] {
     call->async_next([&](absl::StatusOr<Response> r) {

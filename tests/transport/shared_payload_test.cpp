@@ -32,6 +32,7 @@ namespace {
 
 using testing::FastClient;
 using testing::FastServer;
+using testing::ListenAndConnect;
 using testing::RunUntil;
 
 std::string Pattern(size_t n, char seed) {
@@ -100,14 +101,9 @@ TEST_CASE("runtime: shared payloads over TCP", "[runtime][shared_payload]") {
   auto server =
       Server::Create(io.get_executor(), FastServer(), SharedStreamingAgent);
   REQUIRE(server.ok());
-  auto ep = (*server)->ListenTcp("127.0.0.1", 0);
-  REQUIRE(ep.ok());
-  auto client = Client::Connect(
-      io.get_executor(), TcpDialer(io.get_executor(), "127.0.0.1", ep->port()),
-      FastClient());
-  REQUIRE(client.ok());
-  RunCall(io, *client);
-  RunCall(io, *client);
+  const std::shared_ptr<Channel> client = ListenAndConnect(io, **server);
+  RunCall(io, client);
+  RunCall(io, client);
 }
 
 // ---- the asynchronous calls -------------------------------------------------

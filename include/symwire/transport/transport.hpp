@@ -254,6 +254,9 @@ class SYMWIRE_API Transport : public std::enable_shared_from_this<Transport> {
   // completes and leaves no pending batch behind it (the pending one, if
   // any, has started); never once the transport is closed.
   void NotifyWhenDrained() { drain_wanted_ = true; }
+  // True from NotifyWhenDrained until the sink has been told (never, once
+  // the transport is closed).
+  bool drain_notice_wanted() const { return drain_wanted_; }
   const TransportCounters& counters() const { return counters_; }
 
  protected:

@@ -164,7 +164,6 @@ class ConnectionDriver : private Transport::Sink {
   // The transport's pending batch reached send_backlog_bytes_ when last
   // flushed (NoteBacklog); SendBacklogFullSlow decides.
   bool backlog_seen_ = false;
-  bool drain_wanted_ = false;  // a call waits for OnTransportDrained
 };
 
 }  // namespace symwire::detail

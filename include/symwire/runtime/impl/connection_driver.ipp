@@ -62,14 +62,14 @@ SYMWIRE_DECL void ConnectionDriver::StartReading(bool start) {
 
 SYMWIRE_DECL void ConnectionDriver::Detach() {
   if (!transport_) return;
+  const bool calls_wait = transport_->drain_notice_wanted();
   transport_->SetSink(nullptr);
   transport_.reset();
   backlog_seen_ = false;
-  if (drain_wanted_) {
+  if (calls_wait) {
     // Calls refused for the backlog of a connection that is gone: retry
     // them (without a connection the send window alone bounds them), in a
     // turn of their own, not inside the caller's bookkeeping.
-    drain_wanted_ = false;
     asio::post(executor_, [this, weak = host_.WeakOwner()] {
       auto keep = weak.lock();
       if (keep) host_.SendBacklogDrained();
@@ -122,7 +122,6 @@ SYMWIRE_DECL bool ConnectionDriver::SendBacklogFullSlow() {
     transport_->Flush();
     if (transport_->pending_bytes() >= send_backlog_bytes_) {
       transport_->NotifyWhenDrained();
-      drain_wanted_ = true;
       return true;
     }
   }
@@ -133,7 +132,6 @@ SYMWIRE_DECL bool ConnectionDriver::SendBacklogFullSlow() {
 SYMWIRE_DECL void ConnectionDriver::OnTransportDrained(Transport& transport) {
   if (&transport != transport_.get()) return;
   const std::shared_ptr<void> keep = host_.KeepAlive();
-  drain_wanted_ = false;
   host_.SendBacklogDrained();
 }
 
